@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make up` runs the stack, `make test` runs every check.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PKG_FILES := constraints.txt requirements-dev.txt $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+
+.PHONY: venv up test lint typecheck pytest constraints clean
+
+venv: $(STAMP)
+
+$(STAMP): $(PKG_FILES)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	touch $(STAMP)
+
+up: venv
+	$(BIN)/python infra/devstack.py
+
+test: venv lint typecheck pytest
+
+lint: venv
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Re-pin every third-party package at the versions currently installed in .venv.
+constraints: venv
+	( echo "# Exact pins for every install (pip -c). Regenerate: make constraints"; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^tollgate' ; echo "hatchling==1.33.0" ) \
+	  | sort -u -f > constraints.txt
+
+clean:
+	rm -rf $(VENV) .devstack .mypy_cache .ruff_cache .pytest_cache
