@@ -1,0 +1,306 @@
+"""Events the accounts service publishes, all through its transactional outbox.
+
+Three topics:
+
+- `tollgate.accounts.keys.v1` (compacted, key `key_id`): `KeyUpserted`, the full
+  current state of an API key after every change; a tombstone deletes the key. The
+  gateway rebuilds its key table from this topic. It carries only the key's hash.
+- `tollgate.accounts.apis.v1` (compacted, key `api_id`): `ApiUpserted`, the full
+  current state of an API in the registry, routes included. Upstream credentials are
+  sealed (encrypted for the gateway), never plaintext.
+- `tollgate.accounts.events.v1` (delete, key `org_id` or `user_id`): things that
+  happened (user registered, password reset requested, member invited, key created /
+  rotated / revoked / expiring), consumed by the notifier for email and webhooks.
+  Single-use tokens are sealed for the notifier, never plaintext.
+
+State messages carry `version`, increasing per entity; consumers ignore a message
+whose version is not greater than the one they hold.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import AfterValidator, Field
+
+from tollgate.contracts.envelope import ContractModel, EventData, UtcDatetime
+
+
+def _canonical_cidr(value: str) -> str:
+    return str(ipaddress.ip_network(value.strip(), strict=False))
+
+
+Cidr = Annotated[str, AfterValidator(_canonical_cidr)]
+"""An IPv4 or IPv6 network in CIDR notation (a bare address means a single host)."""
+
+
+class KeyEnvironment(StrEnum):
+    """Whether a key is for production traffic or for testing."""
+
+    LIVE = "live"
+    TEST = "test"
+
+
+class ApiStatus(StrEnum):
+    """Lifecycle of an API in the registry."""
+
+    ACTIVE = "active"
+    DEPRECATED = "deprecated"  # still served, with Deprecation/Sunset headers
+    RETIRED = "retired"  # no longer served: the gateway rejects with api_retired
+
+
+class OrgRole(StrEnum):
+    """A member's role within an organisation."""
+
+    OWNER = "owner"
+    DEVELOPER = "developer"
+    VIEWER = "viewer"
+
+
+class Limits(ContractModel):
+    """Rate limits over fixed windows; a window left null is unlimited.
+
+    Used on keys, APIs and routes; a request must pass every level that applies.
+    """
+
+    per_second: int | None = Field(None, ge=1, description="Requests per second.")
+    per_minute: int | None = Field(None, ge=1, description="Requests per minute.")
+    per_hour: int | None = Field(None, ge=1, description="Requests per hour.")
+    per_day: int | None = Field(None, ge=1, description="Requests per day.")
+
+
+class RetiredSecret(ContractModel):
+    """A previous secret of a rotated key, still accepted during the grace period."""
+
+    key_hash: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 / HMAC-SHA256 of the old raw key."
+    )
+    expires_at: UtcDatetime = Field(description="When the old secret stops being accepted.")
+
+
+class KeyUpserted(EventData):
+    """The complete current state of an API key.
+
+    Sent by accounts (outbox) whenever a key is created, changed, rotated, revoked or
+    disabled. Kafka key: `key_id` on a compacted topic; a tombstone (null value) means
+    the key was deleted. Never carries the raw key, only its hash.
+    """
+
+    event_type = "tollgate.accounts.key.upserted.v1"
+    key_field = "key_id"
+
+    key_id: UUID = Field(description="Key id.")
+    org_id: UUID = Field(description="Organisation that owns the key.")
+    key_hash: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="Hex SHA-256 (or HMAC-SHA256 with the server pepper) of the raw key.",
+    )
+    prefix: str = Field(description="Display prefix of the key, e.g. `tg_live_AbCd`.")
+    last4: str = Field(min_length=4, max_length=4, description="Last 4 characters of the key.")
+    name: str = Field(description="Human name given to the key.")
+    environment: KeyEnvironment = Field(description="Live or test key.")
+    enabled: bool = Field(description="False when the key is disabled (rejected with 403).")
+    expires_at: UtcDatetime | None = Field(None, description="Expiry time; null never expires.")
+    scopes: list[str] = Field(default_factory=list, description="Scopes granted to the key.")
+    allowed_api_ids: list[UUID] = Field(
+        default_factory=list, description="APIs the key may call; empty means all APIs."
+    )
+    ip_allowlist: list[Cidr] = Field(
+        default_factory=list,
+        description="Client networks (IPv4/IPv6 CIDR) allowed to use the key; empty = any.",
+    )
+    limits: Limits = Field(default_factory=Limits, description="Per-key rate limits.")
+    retired_secrets: list[RetiredSecret] = Field(
+        default_factory=list,
+        description="Hashes of previous secrets still accepted until their expiry (rotation).",
+    )
+    revoked: bool = Field(False, description="True once revoked; revocation is permanent.")
+    version: int = Field(
+        ge=0, description="Increases with every change of this key; drop stale versions."
+    )
+    updated_at: UtcDatetime = Field(description="When this state was written.")
+
+
+class RouteSpec(ContractModel):
+    """One route of an API: a method and path template with its own price and limits."""
+
+    route_id: UUID = Field(description="Route id.")
+    method: str = Field(
+        pattern=r"^([A-Z]+|\*)$", description="Uppercase HTTP method, or `*` for any."
+    )
+    path_template: str = Field(
+        pattern=r"^/", description="Path template below the API slug, e.g. `/pets/{petId}`."
+    )
+    price: int | None = Field(
+        None, ge=0, description="Credits per call; null uses the API's default price."
+    )
+    limits: Limits = Field(default_factory=Limits, description="Per-route rate limits.")
+    required_scopes: list[str] = Field(
+        default_factory=list, description="Scopes a key must hold to call this route."
+    )
+
+
+class ApiUpserted(EventData):
+    """The complete current state of an API in the registry, routes included.
+
+    Sent by accounts (outbox) whenever an API or one of its routes changes. Kafka key:
+    `api_id` on a compacted topic; a tombstone (null value) means the API was deleted.
+    Upstream credentials appear only sealed for the gateway.
+    """
+
+    event_type = "tollgate.accounts.api.upserted.v1"
+    key_field = "api_id"
+
+    api_id: UUID = Field(description="API id.")
+    slug: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="URL slug: the gateway serves the API at `/<slug>/...`.",
+    )
+    name: str = Field(description="Human name of the API.")
+    api_version: str = Field(description="The API's own version label, e.g. `v1` or `2024-06`.")
+    upstream_url: str = Field(
+        pattern=r"^https?://", description="Base URL requests are forwarded to."
+    )
+    status: ApiStatus = Field(description="Lifecycle status.")
+    deprecated_at: UtcDatetime | None = Field(
+        None, description="When the API was deprecated (`Deprecation` header)."
+    )
+    sunset_at: UtcDatetime | None = Field(
+        None, description="When the API will be retired (`Sunset` header)."
+    )
+    timeout_ms: int = Field(ge=1, description="Upstream timeout; exceeded means 504.")
+    price: int = Field(ge=0, description="Default credits per call for routes without a price.")
+    charge_failed_calls: bool = Field(
+        description="Whether calls answered with 5xx by the upstream are charged."
+    )
+    limits: Limits = Field(default_factory=Limits, description="Rate limits across the API.")
+    routes: list[RouteSpec] = Field(
+        default_factory=list, description="Routes; empty means every path is allowed."
+    )
+    upstream_headers_sealed: str | None = Field(
+        None,
+        description=(
+            "Headers injected upstream (credentials), encrypted for the gateway; "
+            "null when none. Never plaintext."
+        ),
+    )
+    version: int = Field(
+        ge=0, description="Increases with every change of this API; drop stale versions."
+    )
+    updated_at: UtcDatetime = Field(description="When this state was written.")
+
+
+class UserRegistered(EventData):
+    """A user account was created.
+
+    Sent by accounts (outbox) on registration; the notifier sends a welcome email.
+    Kafka key: `user_id`.
+    """
+
+    event_type = "tollgate.accounts.user.registered.v1"
+    key_field = "user_id"
+
+    user_id: UUID = Field(description="New user's id.")
+    email: str = Field(description="User's email address.")
+    locale: str = Field(description="Preferred locale (BCP 47), e.g. `en` or `de-CH`.")
+    registered_at: UtcDatetime = Field(description="When the account was created.")
+
+
+class PasswordResetRequested(EventData):
+    """A user asked for a password reset.
+
+    Sent by accounts (outbox); the notifier emails the reset link. Kafka key: `user_id`.
+    The single-use token is sealed for the notifier, never plaintext.
+    """
+
+    event_type = "tollgate.accounts.password_reset.requested.v1"
+    key_field = "user_id"
+
+    user_id: UUID = Field(description="User who asked for the reset.")
+    email: str = Field(description="Address the reset link is sent to.")
+    locale: str = Field(description="Preferred locale (BCP 47) for the email.")
+    reset_token_sealed: str = Field(
+        description="Single-use reset token, encrypted for the notifier; never plaintext."
+    )
+    expires_at: UtcDatetime = Field(description="When the token stops working.")
+
+
+class MemberInvited(EventData):
+    """Someone was invited to join an organisation.
+
+    Sent by accounts (outbox); the notifier emails the invitation. Kafka key: `org_id`.
+    The invitation token is sealed for the notifier, never plaintext.
+    """
+
+    event_type = "tollgate.accounts.member.invited.v1"
+    key_field = "org_id"
+
+    org_id: UUID = Field(description="Organisation the invitation is for.")
+    org_name: str = Field(description="Organisation's display name, for the email.")
+    email: str = Field(description="Invitee's email address.")
+    role: OrgRole = Field(description="Role the invitee will get on accepting.")
+    invited_by: UUID = Field(description="User who sent the invitation.")
+    invitation_token_sealed: str = Field(
+        description="Single-use invitation token, encrypted for the notifier; never plaintext."
+    )
+    expires_at: UtcDatetime = Field(description="When the invitation stops working.")
+    locale: str = Field(description="Locale (BCP 47) for the email.")
+
+
+class _KeyLifecycle(EventData):
+    """Fields shared by the key lifecycle notifications (never the key itself)."""
+
+    key_field = "org_id"
+
+    org_id: UUID = Field(description="Organisation that owns the key.")
+    key_id: UUID = Field(description="Key id.")
+    name: str = Field(description="Human name of the key.")
+    prefix: str = Field(description="Display prefix of the key, e.g. `tg_live_AbCd`.")
+    last4: str = Field(min_length=4, max_length=4, description="Last 4 characters of the key.")
+    actor_id: UUID | None = Field(
+        None, description="User who acted; null when the platform acted (e.g. a job)."
+    )
+
+
+class KeyCreated(_KeyLifecycle):
+    """An API key was created.
+
+    Sent by accounts (outbox) for notifications and webhooks. Kafka key: `org_id`.
+    """
+
+    event_type = "tollgate.accounts.key.created.v1"
+
+
+class KeyRotated(_KeyLifecycle):
+    """An API key got a new secret; the old one keeps working until `grace_until`.
+
+    Sent by accounts (outbox) for notifications and webhooks. Kafka key: `org_id`.
+    """
+
+    event_type = "tollgate.accounts.key.rotated.v1"
+
+    grace_until: UtcDatetime = Field(description="When the previous secret stops working.")
+
+
+class KeyRevoked(_KeyLifecycle):
+    """An API key was revoked; it is rejected from now on.
+
+    Sent by accounts (outbox) for notifications and webhooks. Kafka key: `org_id`.
+    """
+
+    event_type = "tollgate.accounts.key.revoked.v1"
+
+
+class KeyExpiring(_KeyLifecycle):
+    """An API key will expire soon.
+
+    Sent by accounts (outbox) from its expiry job, ahead of `expires_at`, so the owner
+    can rotate in time. Kafka key: `org_id`.
+    """
+
+    event_type = "tollgate.accounts.key.expiring.v1"
+
+    expires_at: UtcDatetime = Field(description="When the key expires.")

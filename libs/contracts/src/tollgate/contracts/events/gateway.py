@@ -1,0 +1,108 @@
+"""Events the gateway publishes on `tollgate.gateway.requests.v1`: one per request.
+
+Every request that reaches the gateway produces exactly one event: `RequestCompleted`
+when it was proxied to the upstream (whatever the upstream answered, including 502/504
+when it failed), `RequestRejected` when the gateway answered itself. The envelope id
+equals `request_id`, so usage and billing deduplicate redeliveries on it. Neither event
+carries key material, query strings or headers: only ids and measurements.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import Field
+
+from tollgate.contracts.envelope import EventData, UtcDatetime
+
+_PATH_PATTERN = r"^[^?#]*$"  # the query string may carry `api_key`: never in an event
+
+
+class RejectionReason(StrEnum):
+    """Why the gateway answered a request itself instead of proxying it."""
+
+    UNKNOWN_API = "unknown_api"
+    MISSING_KEY = "missing_key"
+    UNKNOWN_KEY = "unknown_key"
+    EXPIRED_KEY = "expired_key"
+    DISABLED_KEY = "disabled_key"
+    IP_NOT_ALLOWED = "ip_not_allowed"
+    API_NOT_ALLOWED = "api_not_allowed"
+    ROUTE_NOT_ALLOWED = "route_not_allowed"
+    SCOPE_MISSING = "scope_missing"
+    CREDITS_EXHAUSTED = "credits_exhausted"
+    RATE_LIMITED = "rate_limited"
+    API_RETIRED = "api_retired"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+
+
+class RequestCompleted(EventData):
+    """A request was authenticated, admitted and proxied to the upstream.
+
+    Sent by the gateway after the response has been sent to the client (off the hot
+    path), once per request. Kafka key: `org_id`. The envelope id equals `request_id`.
+    """
+
+    event_type = "tollgate.gateway.request.completed.v1"
+    key_field = "org_id"
+    id_field = "request_id"
+
+    request_id: UUID = Field(description="Request id (UUIDv7); equals the envelope id.")
+    time: UtcDatetime = Field(description="When the gateway received the request (UTC).")
+    org_id: UUID = Field(description="Organisation that owns the key.")
+    key_id: UUID = Field(description="API key that authenticated the request.")
+    api_id: UUID = Field(description="API the request was routed to.")
+    route_id: UUID | None = Field(
+        None, description="Matched route of the API; null when no route matched."
+    )
+    method: str = Field(min_length=1, description="HTTP method, e.g. `GET`.")
+    path: str = Field(
+        pattern=_PATH_PATTERN,
+        description="Path below the API slug as forwarded upstream, without query string.",
+    )
+    status: int = Field(ge=100, le=599, description="HTTP status returned to the client.")
+    latency_ms: int = Field(
+        ge=0, description="Total latency observed by the gateway, first byte in to last out."
+    )
+    upstream_latency_ms: int = Field(
+        ge=0, description="Time spent waiting for the upstream, included in `latency_ms`."
+    )
+    request_bytes: int = Field(ge=0, description="Request body size in bytes.")
+    response_bytes: int = Field(ge=0, description="Response body size in bytes.")
+    client_ip: str = Field(description="Client IP address (after trusted proxy handling).")
+    cost: int = Field(ge=0, description="Credits charged for this request (integer).")
+    gateway_instance: str = Field(description="Gateway replica that served the request.")
+
+
+class RequestRejected(EventData):
+    """The gateway refused a request without calling the upstream.
+
+    Sent by the gateway after the error response, once per rejected request. Kafka key:
+    `org_id` (null when the key could not be resolved). The envelope id equals
+    `request_id`.
+    """
+
+    event_type = "tollgate.gateway.request.rejected.v1"
+    key_field = "org_id"
+    id_field = "request_id"
+
+    request_id: UUID = Field(description="Request id (UUIDv7); equals the envelope id.")
+    time: UtcDatetime = Field(description="When the gateway received the request (UTC).")
+    org_id: UUID | None = Field(None, description="Organisation of the key, when known.")
+    key_id: UUID | None = Field(None, description="API key presented, when it was resolved.")
+    api_id: UUID | None = Field(None, description="API addressed, when the slug was known.")
+    route_id: UUID | None = Field(None, description="Route matched, when one was.")
+    method: str = Field(min_length=1, description="HTTP method, e.g. `GET`.")
+    path: str = Field(
+        pattern=_PATH_PATTERN,
+        description=(
+            "Request path below the API slug (the whole path when the API is unknown), "
+            "without query string."
+        ),
+    )
+    status: int = Field(ge=100, le=599, description="HTTP status returned to the client.")
+    reason: RejectionReason = Field(description="Why the request was rejected.")
+    latency_ms: int = Field(ge=0, description="Time the gateway took to reject the request.")
+    client_ip: str = Field(description="Client IP address (after trusted proxy handling).")
+    gateway_instance: str = Field(description="Gateway replica that served the request.")
