@@ -1,0 +1,229 @@
+"""Human authentication: verifying the accounts service's JWT access tokens locally.
+
+Accounts signs short-lived access tokens with an asymmetric key and publishes the
+public keys at `/.well-known/jwks.json`. Every other service verifies tokens here,
+with the keys cached and re-fetched only when an unknown `kid` shows up, so no
+request waits on accounts. The claim layout (`access_claims`) is defined once, here,
+for the issuer and the verifiers alike.
+
+Claims: `sub` (user id), `email`, `adm` (platform admin), `orgs` ({org_id: role}),
+`iss`, `aud`, `iat`, `exp`, `jti`, `typ` = "access".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+
+from tollgate.kit.problems import Problem
+
+ACCESS_TOKEN_TYPE = "access"
+ALGORITHMS = ["EdDSA", "RS256"]
+
+
+class Role(StrEnum):
+    """A member's role in an org, from least to most privileged."""
+
+    viewer = "viewer"
+    developer = "developer"
+    owner = "owner"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Role.viewer: 0, Role.developer: 1, Role.owner: 2}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated human behind a request."""
+
+    user_id: uuid.UUID
+    email: str
+    is_admin: bool = False
+    org_roles: Mapping[uuid.UUID, Role] = field(default_factory=dict)
+
+    def role_in(self, org_id: uuid.UUID) -> Role | None:
+        return self.org_roles.get(org_id)
+
+    def can(self, org_id: uuid.UUID, at_least: Role) -> bool:
+        """Admins can everything; members need at least `at_least` in that org."""
+        if self.is_admin:
+            return True
+        role = self.org_roles.get(org_id)
+        return role is not None and role.rank >= at_least.rank
+
+
+def authorize_org(principal: Principal, org_id: uuid.UUID, at_least: Role = Role.viewer) -> None:
+    """Raise 404 when the caller is not in the org (its existence is not revealed) and
+    403 when its role is too low."""
+    if principal.can(org_id, at_least):
+        return
+    if principal.role_in(org_id) is None:
+        raise Problem(404, "Not Found", "No such organisation.", slug="not-found")
+    raise Problem(403, "Forbidden", f"Requires the {at_least} role or higher.", slug="forbidden")
+
+
+def require_admin(principal: Principal) -> None:
+    """Raise 403 unless the caller is a platform admin."""
+    if not principal.is_admin:
+        raise Problem(403, "Forbidden", "Platform admins only.", slug="forbidden")
+
+
+def access_claims(
+    *,
+    user_id: uuid.UUID,
+    email: str,
+    is_admin: bool,
+    org_roles: Mapping[uuid.UUID, Role],
+    issuer: str,
+    audience: str,
+    ttl_seconds: int,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The claims of an access token (the issuer signs them)."""
+    issued = int(now if now is not None else time.time())
+    return {
+        "sub": str(user_id),
+        "email": email,
+        "adm": is_admin,
+        "orgs": {str(org): str(role) for org, role in org_roles.items()},
+        "iss": issuer,
+        "aud": audience,
+        "iat": issued,
+        "exp": issued + ttl_seconds,
+        "jti": uuid.uuid4().hex,
+        "typ": ACCESS_TOKEN_TYPE,
+    }
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    """Build the principal from verified claims."""
+    return Principal(
+        user_id=uuid.UUID(claims["sub"]),
+        email=str(claims.get("email", "")),
+        is_admin=bool(claims.get("adm", False)),
+        org_roles={uuid.UUID(org): Role(role) for org, role in claims.get("orgs", {}).items()},
+    )
+
+
+class JwtVerifier:
+    """Verifies access tokens against a JWKS (fetched from a URL, or given)."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        jwks_url: str | None = None,
+        jwks: Mapping[str, Any] | None = None,
+        refresh_interval: float = 30.0,
+    ) -> None:
+        if jwks_url is None and jwks is None:
+            raise ValueError("give jwks_url or jwks")
+        self._issuer = issuer
+        self._audience = audience
+        self._jwks_url = jwks_url
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._last_fetch = 0.0
+        self._refresh_interval = refresh_interval
+        self._lock = asyncio.Lock()
+        if jwks is not None:
+            self._load(jwks)
+
+    def _load(self, jwks: Mapping[str, Any]) -> None:
+        keys = {}
+        for entry in jwks.get("keys", []):
+            key = jwt.PyJWK(dict(entry))
+            keys[str(entry.get("kid", ""))] = key
+        self._keys = keys
+
+    def _fetch_sync(self) -> dict[str, Any]:
+        assert self._jwks_url is not None
+        with urllib.request.urlopen(self._jwks_url, timeout=5) as resp:
+            data: dict[str, Any] = json.loads(resp.read())
+            return data
+
+    async def _key_for(self, kid: str) -> jwt.PyJWK | None:
+        key = self._keys.get(kid)
+        if key is not None or self._jwks_url is None:
+            return key
+        async with self._lock:
+            key = self._keys.get(kid)
+            if key is None and time.monotonic() - self._last_fetch > self._refresh_interval:
+                self._last_fetch = time.monotonic()
+                try:
+                    self._load(await asyncio.to_thread(self._fetch_sync))
+                except Exception as exc:
+                    raise Problem(503, "Service Unavailable", "Token keys unavailable.") from exc
+                key = self._keys.get(kid)
+            return key
+
+    async def verify(self, token: str) -> Principal:
+        """The principal of a valid access token; 401 problem otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise _unauthorized("Malformed token.") from exc
+        key = await self._key_for(str(header.get("kid", "")))
+        if key is None:
+            raise _unauthorized("Unknown signing key.")
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=ALGORITHMS,
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise _unauthorized("Token expired.") from exc
+        except jwt.PyJWTError as exc:
+            raise _unauthorized("Invalid token.") from exc
+        if claims.get("typ") != ACCESS_TOKEN_TYPE:
+            raise _unauthorized("Not an access token.")
+        try:
+            return principal_from_claims(claims)
+        except (ValueError, KeyError) as exc:
+            raise _unauthorized("Invalid token claims.") from exc
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(
+        401,
+        "Unauthorized",
+        detail,
+        slug="unauthorized",
+        headers={"WWW-Authenticate": 'Bearer realm="tollgate"'},
+    )
+
+
+def bearer_token(request: Request) -> str:
+    """The bearer token of the request; 401 when absent."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("Missing bearer token.")
+    return token.strip()
+
+
+async def _current_principal(request: Request) -> Principal:
+    verifier: JwtVerifier = request.app.state.jwt_verifier
+    return await verifier.verify(bearer_token(request))
+
+
+CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]
+"""FastAPI dependency: the verified caller (uses `app.state.jwt_verifier`)."""

@@ -1,0 +1,189 @@
+"""The FastAPI app factory every HTTP service (all but the gateway) starts from.
+
+`create_app` wires the pieces a service must not forget: problem+json errors, a
+request id on every request and response (`X-Request-ID`, also in every log line),
+a request body cap (413), trace context from `traceparent`, HTTP metrics, and the
+operational endpoints `/healthz` (alive), `/readyz` (every registered readiness
+check passes) and `/metrics`. Services register readiness checks in their lifespan
+with `add_ready_check(app, name, check)`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI
+from opentelemetry import trace
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tollgate.contracts.ids import uuid7
+from tollgate.kit.logs import request_id_var
+from tollgate.kit.metrics import HTTP_DURATION, HTTP_REQUESTS, exposition
+from tollgate.kit.problems import install_problem_handlers, problem_body, problem_response
+from tollgate.kit.telemetry import context_from_headers
+
+ReadyCheck = Callable[[], Awaitable[bool]]
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+_OPS_SUFFIXES = ("/healthz", "/readyz", "/metrics")
+_tracer = trace.get_tracer("tollgate.http")
+
+
+class RequestContextMiddleware:
+    """Request id, body cap, tracing and metrics around every HTTP request."""
+
+    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int) -> None:
+        self.app = app
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        incoming = headers.get("x-request-id", "")
+        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else str(uuid7())
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        declared = headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await _send_too_large(send, request_id, self.max_body_bytes)
+            request_id_var.reset(token)
+            return
+
+        received = 0
+        too_large = False
+
+        async def capped_receive() -> Message:
+            # Over the cap: answer 413 here and tell the app the client went away, so
+            # no handler ever sees a partial body.
+            nonlocal received, too_large, status, response_started
+            if too_large:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    too_large = True
+                    if not response_started:
+                        await _send_too_large(send, request_id, self.max_body_bytes)
+                        response_started = True
+                        status = 413
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if too_large:
+                return  # the 413 is already out; drop whatever the app answers
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        ctx = context_from_headers(headers)
+        try:
+            with _tracer.start_as_current_span(
+                f"{scope['method']} {scope['path']}", context=ctx, kind=trace.SpanKind.SERVER
+            ):
+                await self.app(scope, capped_receive, send_with_id)
+        except Exception:
+            if not too_large:
+                raise
+        finally:
+            request_id_var.reset(token)
+            path = scope["path"]
+            if not path.endswith(_OPS_SUFFIXES):
+                route = scope.get("route")
+                label = getattr(route, "path", "unmatched")
+                HTTP_REQUESTS.labels(self.service, scope["method"], label, str(status)).inc()
+                HTTP_DURATION.labels(self.service, scope["method"], label).observe(
+                    time.perf_counter() - started
+                )
+
+
+async def _send_too_large(send: Send, request_id: str, limit: int) -> None:
+    body = problem_body(
+        413,
+        "Content Too Large",
+        f"Request bodies are limited to {limit} bytes.",
+        slug="too-large",
+        request_id=request_id,
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def add_ready_check(app: FastAPI, name: str, check: ReadyCheck) -> None:
+    """Register a readiness check (e.g. database ping, consumer caught up)."""
+    app.state.ready_checks[name] = check
+
+
+def create_app(
+    *,
+    service: str,
+    title: str,
+    description: str,
+    lifespan: Lifespan,
+    max_body_bytes: int,
+    version: str = "0.1.0",
+    ops_prefix: str = "",
+    **fastapi_kwargs: Any,
+) -> FastAPI:
+    """A FastAPI app with Tollgate's operational endpoints and middleware."""
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        **fastapi_kwargs,
+    )
+    app.state.ready_checks = {}
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware, service=service, max_body_bytes=max_body_bytes)
+
+    @app.get(f"{ops_prefix}/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(f"{ops_prefix}/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        checks: dict[str, ReadyCheck] = app.state.ready_checks
+        results = {name: await check() for name, check in checks.items()}
+        if all(results.values()):
+            return Response(b'{"status":"ready"}', media_type="application/json")
+        failing = sorted(name for name, ok in results.items() if not ok)
+        return problem_response(
+            503, "Service Unavailable", "Not ready: " + ", ".join(failing), slug="not-ready"
+        )
+
+    @app.get(f"{ops_prefix}/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
+
+    return app

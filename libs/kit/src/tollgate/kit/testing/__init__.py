@@ -1,0 +1,12 @@
+"""Test support for Tollgate: the pytest harness and helpers tests import.
+
+The fixtures (real Kafka-protocol broker, Postgres, Redis; see `plugin` for where each
+comes from) are provided by the pytest plugin registered as the `tollgate` entry point,
+so tests just name them. Plain helpers live here for direct import:
+
+    from tollgate.kit.testing import unique_name
+"""
+
+from tollgate.kit.testing.plugin import BrokerControl, DependencySource, Harness, unique_name
+
+__all__ = ["BrokerControl", "DependencySource", "Harness", "unique_name"]

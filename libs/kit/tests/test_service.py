@@ -1,0 +1,119 @@
+"""What every HTTP service gets from `create_app`: problem+json errors that never echo
+submitted values, request ids, a body cap, and honest readiness."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from tollgate.kit.problems import Problem
+from tollgate.kit.service import add_ready_check, create_app
+
+
+class Login(BaseModel):
+    email: str
+    password: str
+    age: int
+
+
+def build_app(ready: list[bool]) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async def check() -> bool:
+            return ready[0]
+
+        add_ready_check(app, "thing", check)
+        yield
+
+    app = create_app(
+        service="test", title="t", description="d", lifespan=lifespan, max_body_bytes=2048
+    )
+
+    @app.post("/login")
+    async def login(body: Login) -> dict[str, str]:
+        return {"ok": body.email}
+
+    @app.get("/teapot")
+    async def teapot() -> None:
+        raise Problem(418, "I'm a teapot", "Short and stout.", slug="teapot", hint="tip")
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    return app
+
+
+async def client_for(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+        base_url="http://test",
+    )
+
+
+async def test_errors_are_problem_json_without_echoing_input() -> None:
+    app = build_app([True])
+    async with app.router.lifespan_context(app), await client_for(app) as client:
+        bad = await client.post(
+            "/login", json={"email": "a@b.c", "password": "hunter2-x", "age": "x"}
+        )
+        assert bad.status_code == 422
+        assert bad.headers["content-type"] == "application/problem+json"
+        assert "hunter2-x" not in bad.text
+        assert bad.json()["errors"][0]["loc"] == ["body", "age"]
+
+        teapot = await client.get("/teapot")
+        assert teapot.status_code == 418
+        assert teapot.json()["type"].endswith("/teapot")
+        assert teapot.json()["hint"] == "tip"
+        assert teapot.json()["request_id"] == teapot.headers["x-request-id"]
+
+        missing = await client.get("/nope")
+        assert missing.status_code == 404
+        assert missing.json()["title"] == "Not Found"
+
+        boom = await client.get("/boom")
+        assert boom.status_code == 500
+        assert "secret internals" not in boom.text
+
+
+async def test_request_ids_are_kept_or_made() -> None:
+    app = build_app([True])
+    async with app.router.lifespan_context(app), await client_for(app) as client:
+        given = await client.get("/healthz", headers={"x-request-id": "req-12345678"})
+        assert given.headers["x-request-id"] == "req-12345678"
+        made = await client.get("/healthz", headers={"x-request-id": "bad id!"})
+        assert made.headers["x-request-id"] != "bad id!"
+        assert len(made.headers["x-request-id"]) == 36
+
+
+async def test_bodies_over_the_cap_get_413() -> None:
+    app = build_app([True])
+    async with app.router.lifespan_context(app), await client_for(app) as client:
+        declared = await client.post("/login", content=b"x" * 4096)
+        assert declared.status_code == 413
+        assert declared.json()["status"] == 413
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(8):
+                yield b"y" * 512
+
+        streamed = await client.post("/login", content=chunks())
+        assert streamed.status_code == 413
+
+
+async def test_readiness_follows_the_checks() -> None:
+    ready = [False]
+    app = build_app(ready)
+    async with app.router.lifespan_context(app), await client_for(app) as client:
+        assert (await client.get("/readyz")).status_code == 503
+        assert "thing" in (await client.get("/readyz")).json()["detail"]
+        ready[0] = True
+        assert (await client.get("/readyz")).status_code == 200
+        assert (await client.get("/healthz")).status_code == 200
+        metrics = await client.get("/metrics")
+        assert "tollgate_http_requests_total" in metrics.text

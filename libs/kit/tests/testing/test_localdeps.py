@@ -1,0 +1,81 @@
+"""The embedded starters work on their own, whatever the harness picked for this run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tollgate.kit import localdeps
+
+
+def test_normalise_postgres_url() -> None:
+    expected = "postgresql+asyncpg://u:p@h:1/postgres"
+    assert localdeps.normalise_postgres_url("postgresql://u:p@h:1/postgres") == expected
+    assert localdeps.normalise_postgres_url("postgres://u:p@h:1/postgres") == expected
+    assert localdeps.normalise_postgres_url("postgresql+psycopg://u:p@h:1/postgres") == expected
+    assert localdeps.normalise_postgres_url(expected) == expected
+    with pytest.raises(ValueError, match="not a Postgres URL"):
+        localdeps.normalise_postgres_url("redis://h:1/0")
+
+
+def test_wait_for_port_times_out_with_a_clear_message() -> None:
+    port = localdeps.free_port()
+    with pytest.raises(TimeoutError, match=f"127.0.0.1:{port}"):
+        localdeps.wait_for_port("127.0.0.1", port, timeout=0.2)
+
+
+def test_probes_say_no_to_nothing() -> None:
+    port = localdeps.free_port()
+    assert not localdeps.redis_answers(f"redis://127.0.0.1:{port}/0")
+    assert not localdeps.postgres_answers(f"postgresql://postgres@127.0.0.1:{port}/postgres")
+    assert not localdeps.kafka_answers(f"127.0.0.1:{port}")
+
+
+async def test_embedded_redis(tmp_path: Path) -> None:
+    with localdeps.start_redis(tmp_path / "redis") as proc:
+        assert proc.url == f"redis://127.0.0.1:{proc.port}/0"
+        client = aioredis.from_url(proc.url)
+        try:
+            await client.set("k", "v")
+            assert await client.get("k") == b"v"
+        finally:
+            await client.aclose()
+    assert not proc.running
+    assert not localdeps.redis_answers(proc.url)
+
+
+async def test_embedded_postgres(tmp_path: Path) -> None:
+    with localdeps.start_postgres(tmp_path / "pg") as proc:
+        assert proc.url == f"postgresql+asyncpg://postgres@127.0.0.1:{proc.port}/postgres"
+        url = localdeps.create_database(proc.url, "test_embedded_probe")
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                assert (await conn.execute(text("select current_database()"))).scalar_one() == (
+                    "test_embedded_probe"
+                )
+        finally:
+            await engine.dispose()
+        localdeps.drop_database(proc.url, "test_embedded_probe")
+    assert not proc.running
+    assert not localdeps.postgres_answers(proc.url)
+
+
+def test_tansu_pause_resume_stop(tmp_path: Path) -> None:
+    proc = localdeps.start_tansu(tmp_path / "tansu")
+    try:
+        assert localdeps.kafka_answers(proc.url)
+        proc.pause()
+        assert proc.paused
+        assert not localdeps.kafka_answers(proc.url, timeout=0.3)
+        proc.resume()
+        assert localdeps.kafka_answers(proc.url)
+        proc.pause()  # stop() must also work on a paused process
+    finally:
+        proc.stop()
+    assert not proc.running
+    assert proc.log_path.exists()
