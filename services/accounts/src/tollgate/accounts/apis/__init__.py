@@ -1,0 +1,1 @@
+"""The platform's API registry: upstreams, routes, prices, limits, sealed credentials."""

@@ -1,0 +1,195 @@
+"""HTTP transport of the API registry: `/v1/apis`. Admins manage APIs; org members
+may list and read them (never the credentials)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from tollgate.accounts.apis import service
+from tollgate.accounts.apis.openapi_import import OpenApiInvalid, parse_document
+from tollgate.accounts.apis.schemas import (
+    ApiCreateIn,
+    ApiOut,
+    ApiPatch,
+    ImportOut,
+    RouteIn,
+    RouteOut,
+    RoutePatch,
+)
+from tollgate.accounts.caller import CurrentActor, CurrentCaller
+from tollgate.accounts.config import Settings
+from tollgate.accounts.openapi import PROBLEMS
+from tollgate.accounts.pagination import (
+    DEFAULT_PAGE_SIZE,
+    Cursor,
+    Page,
+    PageSize,
+    next_cursor_of,
+    uuid_cursor,
+)
+from tollgate.kit.auth import Principal, require_admin
+from tollgate.kit.db import DbSession
+from tollgate.kit.problems import Problem
+
+router = APIRouter(prefix="/apis", tags=["apis"], responses=PROBLEMS)
+
+_OPENAPI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "an OpenAPI 3.x document, JSON or YAML",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _may_read(caller: Principal) -> None:
+    if not caller.is_admin and not caller.org_roles:
+        raise Problem(403, "Forbidden", "Org members and admins only.", slug="forbidden")
+
+
+def _admin(actor_principal: Principal | None) -> None:
+    assert actor_principal is not None
+    require_admin(actor_principal)
+
+
+@router.post("", status_code=201, response_model=ApiOut)
+async def create_api(
+    body: ApiCreateIn, request: Request, actor: CurrentActor, db: DbSession
+) -> ApiOut:
+    """Register an API (admins). `upstream_headers` are sealed and never shown again."""
+    _admin(actor.principal)
+    async with db.begin():
+        return await service.create_api(db, _settings(request), actor, body)
+
+
+@router.get("", response_model=Page[ApiOut])
+async def list_apis(
+    caller: CurrentCaller, db: DbSession, cursor: Cursor = None, limit: PageSize = DEFAULT_PAGE_SIZE
+) -> Page[ApiOut]:
+    _may_read(caller)
+    async with db.begin():
+        rows = await service.list_apis(
+            db, after=uuid_cursor(cursor), limit=limit + 1, admin=caller.is_admin
+        )
+    page, nxt = next_cursor_of(rows, limit, "id")
+    return Page[ApiOut](items=page, next_cursor=nxt)
+
+
+@router.get("/{api_id}", response_model=ApiOut)
+async def get_api(api_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -> ApiOut:
+    _may_read(caller)
+    async with db.begin():
+        return await service.get_api(db, api_id, admin=caller.is_admin)
+
+
+@router.patch("/{api_id}", response_model=ApiOut)
+async def update_api(
+    api_id: uuid.UUID, body: ApiPatch, request: Request, actor: CurrentActor, db: DbSession
+) -> ApiOut:
+    """Change an API (admins); unknown or read-only fields are refused (422)."""
+    _admin(actor.principal)
+    async with db.begin():
+        return await service.update_api(db, _settings(request), actor, api_id, body)
+
+
+@router.delete("/{api_id}", status_code=204)
+async def delete_api(
+    api_id: uuid.UUID, request: Request, actor: CurrentActor, db: DbSession
+) -> Response:
+    """Delete an API (admins); gateways forget it (tombstone). Prefer `status: retired`."""
+    _admin(actor.principal)
+    async with db.begin():
+        await service.delete_api(db, _settings(request), actor, api_id)
+    return Response(status_code=204)
+
+
+@router.get("/{api_id}/routes", response_model=list[RouteOut])
+async def list_routes(api_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -> list[RouteOut]:
+    _may_read(caller)
+    async with db.begin():
+        return await service.list_routes(db, api_id)
+
+
+@router.post("/{api_id}/routes", status_code=201, response_model=RouteOut)
+async def add_route(
+    api_id: uuid.UUID, body: RouteIn, request: Request, actor: CurrentActor, db: DbSession
+) -> RouteOut:
+    _admin(actor.principal)
+    async with db.begin():
+        return await service.add_route(db, _settings(request), actor, api_id, body)
+
+
+@router.patch("/{api_id}/routes/{route_id}", response_model=RouteOut)
+async def update_route(
+    api_id: uuid.UUID,
+    route_id: uuid.UUID,
+    body: RoutePatch,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
+) -> RouteOut:
+    _admin(actor.principal)
+    async with db.begin():
+        return await service.update_route(db, _settings(request), actor, api_id, route_id, body)
+
+
+@router.delete("/{api_id}/routes/{route_id}", status_code=204)
+async def delete_route(
+    api_id: uuid.UUID, route_id: uuid.UUID, request: Request, actor: CurrentActor, db: DbSession
+) -> Response:
+    _admin(actor.principal)
+    async with db.begin():
+        await service.delete_route(db, _settings(request), actor, api_id, route_id)
+    return Response(status_code=204)
+
+
+@router.post("/{api_id}/openapi", response_model=ImportOut, openapi_extra=_OPENAPI_BODY)
+async def import_openapi(
+    api_id: uuid.UUID,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
+    replace: Annotated[bool, Query(description="remove routes the document lacks")] = False,
+) -> ImportOut:
+    """Import an OpenAPI 3.x document (JSON or YAML body): one route per operation;
+    the document is kept for the developer portal."""
+    _admin(actor.principal)
+    settings = _settings(request)
+    raw = await request.body()
+    if len(raw) > settings.max_openapi_bytes:
+        raise Problem(413, "Content Too Large", "The document is too large.", slug="too-large")
+    try:
+        doc = parse_document(raw)
+    except (OpenApiInvalid, UnicodeDecodeError) as exc:
+        raise Problem(
+            422, "Unprocessable Content", f"Invalid OpenAPI document: {exc}", slug="invalid-openapi"
+        ) from exc
+    async with db.begin():
+        try:
+            return await service.import_openapi(db, settings, actor, api_id, doc, replace=replace)
+        except OpenApiInvalid as exc:
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"Invalid OpenAPI document: {exc}",
+                slug="invalid-openapi",
+            ) from exc
+
+
+@router.get("/{api_id}/openapi", response_model=dict[str, Any])
+async def get_openapi(api_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -> dict[str, Any]:
+    """The imported OpenAPI document (for the developer portal)."""
+    _may_read(caller)
+    async with db.begin():
+        return await service.openapi_document(db, api_id)

@@ -1,0 +1,104 @@
+"""Turning an OpenAPI 3.x document (JSON or YAML) into registry routes.
+
+Each `paths` entry and HTTP method becomes a route with the same path template
+(`/pets/{petId}`); OAuth2 scopes named in the operation's `security` become the
+route's required scopes. The document itself is kept for the developer portal.
+YAML is parsed safely and without aliases (no "billion laughs"); sizes are capped.
+`servers` in the document are ignored: the upstream is what the admin registered.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+MAX_ROUTES = 1000
+
+
+class OpenApiInvalid(ValueError):
+    """The document is not a usable OpenAPI 3.x document."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise OpenApiInvalid("YAML aliases are not supported")
+        return super().compose_node(parent, index)
+
+
+@dataclass(frozen=True)
+class ImportedRoute:
+    method: str
+    path_template: str
+    operation_id: str | None
+    required_scopes: list[str] = field(default_factory=list)
+
+
+def parse_document(raw: bytes) -> dict[str, Any]:
+    """Parse JSON or YAML into a JSON-compatible dict."""
+    text = raw.decode("utf-8", errors="strict") if raw else ""
+    try:
+        stripped = text.lstrip()
+        if stripped.startswith("{"):
+            doc = json.loads(text)
+        else:
+            doc = yaml.load(text, Loader=_NoAliasLoader)
+        # Round-trip through JSON: YAML dates and odd keys become plain JSON values.
+        encoded = json.dumps(doc, default=str)
+        doc = json.loads(encoded)
+    except (ValueError, yaml.YAMLError) as exc:
+        if isinstance(exc, OpenApiInvalid):
+            raise
+        raise OpenApiInvalid("not valid JSON or YAML") from exc
+    if "\\u0000" in encoded:
+        raise OpenApiInvalid("NUL characters are not allowed")
+    if not isinstance(doc, dict):
+        raise OpenApiInvalid("the document must be an object")
+    version = doc.get("openapi")
+    if not isinstance(version, str) or not version.startswith("3."):
+        raise OpenApiInvalid("only OpenAPI 3.x documents are supported (`openapi: 3.x`)")
+    if not isinstance(doc.get("paths"), dict):
+        raise OpenApiInvalid("the document has no `paths` object")
+    return doc
+
+
+def _scopes(requirements: Any) -> list[str]:
+    scopes: set[str] = set()
+    if isinstance(requirements, list):
+        for requirement in requirements:
+            if isinstance(requirement, dict):
+                for values in requirement.values():
+                    if isinstance(values, list):
+                        scopes.update(str(v) for v in values if isinstance(v, str))
+    return sorted(scopes)
+
+
+def routes_of(doc: dict[str, Any]) -> list[ImportedRoute]:
+    """The routes an OpenAPI document describes, in document order."""
+    routes: list[ImportedRoute] = []
+    global_security = doc.get("security")
+    for path, item in doc["paths"].items():
+        if not isinstance(path, str) or not path.startswith("/") or not isinstance(item, dict):
+            raise OpenApiInvalid(f"invalid path entry {str(path)[:100]!r}")
+        if len(path) > 1024 or any(c in path for c in " ?#"):
+            raise OpenApiInvalid(f"invalid path template {path[:100]!r}")
+        for method in METHODS:
+            operation = item.get(method)
+            if not isinstance(operation, dict):
+                continue
+            operation_id = operation.get("operationId")
+            routes.append(
+                ImportedRoute(
+                    method=method.upper(),
+                    path_template=path,
+                    operation_id=str(operation_id)[:200] if operation_id else None,
+                    required_scopes=_scopes(operation.get("security", global_security)),
+                )
+            )
+            if len(routes) > MAX_ROUTES:
+                raise OpenApiInvalid(f"more than {MAX_ROUTES} operations")
+    return routes

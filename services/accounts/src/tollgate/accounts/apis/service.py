@@ -1,0 +1,442 @@
+"""API registry rules: create, change, retire, delete APIs and their routes, import
+OpenAPI documents.
+
+Every change bumps the API's `version` and writes its complete state, routes
+included, to the APIs topic through the outbox (`ApiUpserted`). Upstream credential
+headers are sealed once, at write time; the same sealed text rests in the table and
+travels in the event, so plaintext exists only in the request that set it and in
+the gateway's memory. Upstream URLs pass the SSRF check on every write.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.accounts.apis import repository as repo
+from tollgate.accounts.apis.openapi_import import routes_of
+from tollgate.accounts.apis.schemas import (
+    ApiCreateIn,
+    ApiOut,
+    ApiPatch,
+    ImportOut,
+    RouteIn,
+    RouteOut,
+    RoutePatch,
+)
+from tollgate.accounts.apis.upstreams import validate_upstream
+from tollgate.accounts.audit.service import record
+from tollgate.accounts.caller import Actor
+from tollgate.accounts.config import Settings
+from tollgate.accounts.emit import emit, emit_tombstone
+from tollgate.accounts.limits import as_contract
+from tollgate.accounts.models import Api, ApiRoute
+from tollgate.accounts.sealed import sealer
+from tollgate.contracts import topics
+from tollgate.contracts.events.accounts import ApiStatus, ApiUpserted, RouteSpec
+from tollgate.contracts.ids import uuid7
+from tollgate.kit.problems import Problem
+
+
+def not_found(what: str = "API") -> Problem:
+    return Problem(404, "Not Found", f"No such {what}.", slug="not-found")
+
+
+def api_out(api: Api, routes: list[ApiRoute], *, admin: bool) -> ApiOut:
+    return ApiOut(
+        id=api.id,
+        slug=api.slug,
+        name=api.name,
+        api_version=api.api_version,
+        upstream_url=api.upstream_url,
+        status=api.status,
+        deprecated_at=api.deprecated_at,
+        sunset_at=api.sunset_at,
+        timeout_ms=api.timeout_ms,
+        price=api.price,
+        charge_failed_calls=api.charge_failed_calls,
+        limits=dict(api.limits),
+        has_upstream_credentials=api.upstream_headers_sealed is not None,
+        upstream_header_names=list(api.upstream_header_names) if admin else [],
+        has_openapi_document=api.openapi_document is not None,
+        routes=[RouteOut.model_validate(r) for r in routes],
+        version=api.version,
+        created_at=api.created_at,
+        updated_at=api.updated_at,
+    )
+
+
+async def _upstream(settings: Settings, url: str) -> str:
+    return await validate_upstream(
+        url,
+        allow_private=settings.allow_private_upstreams,
+        resolve=settings.resolve_upstream_hosts,
+    )
+
+
+def _seal_headers(settings: Settings, headers: dict[str, str]) -> str:
+    return sealer(settings).seal(json.dumps(headers, separators=(",", ":")))
+
+
+async def publish_state(session: AsyncSession, settings: Settings, api: Api) -> list[ApiRoute]:
+    """Bump nothing; write the API's full current state to the APIs topic."""
+    routes = (await repo.routes_of(session, [api.id])).get(api.id, [])
+    await emit(
+        session,
+        settings,
+        ApiUpserted(
+            api_id=api.id,
+            slug=api.slug,
+            name=api.name,
+            api_version=api.api_version,
+            upstream_url=api.upstream_url,
+            status=ApiStatus(api.status),
+            deprecated_at=api.deprecated_at,
+            sunset_at=api.sunset_at,
+            timeout_ms=api.timeout_ms,
+            price=api.price,
+            charge_failed_calls=api.charge_failed_calls,
+            limits=as_contract(api.limits),
+            routes=[
+                RouteSpec(
+                    route_id=r.id,
+                    method=r.method,
+                    path_template=r.path_template,
+                    price=r.price,
+                    limits=as_contract(r.limits),
+                    required_scopes=list(r.required_scopes),
+                )
+                for r in routes
+            ],
+            upstream_headers_sealed=api.upstream_headers_sealed,
+            version=api.version,
+            updated_at=api.updated_at,
+        ),
+        subject=str(api.id),
+    )
+    return routes
+
+
+async def _changed(session: AsyncSession, settings: Settings, api: Api) -> list[ApiRoute]:
+    api.version += 1
+    api.updated_at = datetime.now(UTC)
+    await session.flush()
+    return await publish_state(session, settings, api)
+
+
+def _route_values(route: RouteIn) -> dict[str, Any]:
+    return {
+        "method": route.method,
+        "path_template": route.path_template,
+        "price": route.price,
+        "limits": route.limits.stored(),
+        "required_scopes": route.required_scopes,
+    }
+
+
+def _duplicate_route() -> Problem:
+    return Problem(
+        409, "Conflict", "A route with this method and path exists.", slug="route-exists"
+    )
+
+
+async def create_api(
+    session: AsyncSession, settings: Settings, actor: Actor, body: ApiCreateIn
+) -> ApiOut:
+    upstream = await _upstream(settings, body.upstream_url)
+    if await repo.get_api_by_slug(session, body.slug) is not None:
+        raise Problem(409, "Conflict", "An API with this slug exists.", slug="slug-taken")
+    seen = {(r.method, r.path_template) for r in body.routes}
+    if len(seen) != len(body.routes):
+        raise _duplicate_route()
+    now = datetime.now(UTC)
+    api = await repo.insert_api(
+        session,
+        id=uuid7(),
+        slug=body.slug,
+        name=body.name,
+        api_version=body.api_version,
+        upstream_url=upstream,
+        status=body.status,
+        deprecated_at=now if body.status != "active" else None,
+        sunset_at=body.sunset_at,
+        timeout_ms=body.timeout_ms,
+        price=body.price,
+        charge_failed_calls=body.charge_failed_calls,
+        limits=body.limits.stored(),
+        upstream_headers_sealed=(
+            _seal_headers(settings, body.upstream_headers) if body.upstream_headers else None
+        ),
+        upstream_header_names=sorted(body.upstream_headers or {}),
+        created_at=now,
+        updated_at=now,
+        version=1,
+    )
+    for route in body.routes:
+        await repo.insert_route(session, id=uuid7(), api_id=api.id, **_route_values(route))
+    routes = await publish_state(session, settings, api)
+    await record(
+        session,
+        actor,
+        "api.create",
+        target_type="api",
+        target_id=api.id,
+        diff={
+            "slug": api.slug,
+            "upstream_url": upstream,
+            "routes": len(routes),
+            "credential_names": api.upstream_header_names,
+        },
+    )
+    return api_out(api, routes, admin=True)
+
+
+async def get_api(session: AsyncSession, api_id: uuid.UUID, *, admin: bool) -> ApiOut:
+    api = await repo.get_api(session, api_id)
+    if api is None:
+        raise not_found()
+    routes = (await repo.routes_of(session, [api.id])).get(api.id, [])
+    return api_out(api, routes, admin=admin)
+
+
+async def list_apis(
+    session: AsyncSession, *, after: uuid.UUID | None, limit: int, admin: bool
+) -> list[ApiOut]:
+    apis = await repo.list_apis(session, after=after, limit=limit)
+    routes = await repo.routes_of(session, [a.id for a in apis])
+    return [api_out(a, routes.get(a.id, []), admin=admin) for a in apis]
+
+
+async def _locked(session: AsyncSession, api_id: uuid.UUID) -> Api:
+    api = await repo.lock_api(session, api_id)
+    if api is None:
+        raise not_found()
+    return api
+
+
+def _plain(value: object) -> object:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+async def update_api(
+    session: AsyncSession, settings: Settings, actor: Actor, api_id: uuid.UUID, patch: ApiPatch
+) -> ApiOut:
+    api = await _locked(session, api_id)
+    diff: dict[str, Any] = {}
+    for field in patch.model_fields_set:
+        value = getattr(patch, field)
+        if field == "upstream_headers":
+            sealed = _seal_headers(settings, value) if value else None
+            api.upstream_headers_sealed = sealed
+            names = sorted(value or {})
+            diff["credential_names"] = [list(api.upstream_header_names), names]
+            api.upstream_header_names = names
+            continue
+        if value is None and field != "sunset_at":
+            raise Problem(
+                422, "Unprocessable Content", f"{field} cannot be null.", slug="validation"
+            )
+        if field == "upstream_url":
+            value = await _upstream(settings, value)
+        if field == "limits":
+            value = patch.limits.stored() if patch.limits else {}
+        before = getattr(api, field)
+        if before != value:
+            diff[field] = [_plain(before), _plain(value)]
+            setattr(api, field, value)
+    if "status" in diff:
+        api.deprecated_at = (
+            None if api.status == "active" else (api.deprecated_at or datetime.now(UTC))
+        )
+    if diff:
+        routes = await _changed(session, settings, api)
+        await record(session, actor, "api.update", target_type="api", target_id=api.id, diff=diff)
+    else:
+        routes = (await repo.routes_of(session, [api.id])).get(api.id, [])
+    return api_out(api, routes, admin=True)
+
+
+async def delete_api(
+    session: AsyncSession, settings: Settings, actor: Actor, api_id: uuid.UUID
+) -> None:
+    api = await _locked(session, api_id)
+    await repo.delete_api(session, api.id)
+    await emit_tombstone(session, topics.ACCOUNTS_APIS, str(api.id))
+    await record(
+        session, actor, "api.delete", target_type="api", target_id=api.id, diff={"slug": api.slug}
+    )
+
+
+async def add_route(
+    session: AsyncSession, settings: Settings, actor: Actor, api_id: uuid.UUID, body: RouteIn
+) -> RouteOut:
+    api = await _locked(session, api_id)
+    if await repo.find_route(session, api.id, body.method, body.path_template):
+        raise _duplicate_route()
+    route = await repo.insert_route(session, id=uuid7(), api_id=api.id, **_route_values(body))
+    await _changed(session, settings, api)
+    await record(
+        session,
+        actor,
+        "api.route_create",
+        target_type="route",
+        target_id=route.id,
+        diff={
+            "api_id": str(api.id),
+            "method": route.method,
+            "path_template": route.path_template,
+            "price": route.price,
+        },
+    )
+    return RouteOut.model_validate(route)
+
+
+async def list_routes(session: AsyncSession, api_id: uuid.UUID) -> list[RouteOut]:
+    if await repo.get_api(session, api_id) is None:
+        raise not_found()
+    routes = (await repo.routes_of(session, [api_id])).get(api_id, [])
+    return [RouteOut.model_validate(r) for r in routes]
+
+
+async def update_route(
+    session: AsyncSession,
+    settings: Settings,
+    actor: Actor,
+    api_id: uuid.UUID,
+    route_id: uuid.UUID,
+    patch: RoutePatch,
+) -> RouteOut:
+    api = await _locked(session, api_id)
+    route = await repo.get_route(session, api.id, route_id)
+    if route is None:
+        raise not_found("route")
+    diff: dict[str, Any] = {}
+    for field in patch.model_fields_set:
+        value = getattr(patch, field)
+        if value is None and field != "price":
+            raise Problem(
+                422, "Unprocessable Content", f"{field} cannot be null.", slug="validation"
+            )
+        if field == "limits":
+            value = patch.limits.stored() if patch.limits else {}
+        if getattr(route, field) != value:
+            diff[field] = [getattr(route, field), value]
+            setattr(route, field, value)
+    if "method" in diff or "path_template" in diff:
+        clash = await repo.find_route(session, api.id, route.method, route.path_template)
+        if clash is not None and clash.id != route.id:
+            raise _duplicate_route()
+    if diff:
+        await session.flush()
+        await _changed(session, settings, api)
+        await record(
+            session, actor, "api.route_update", target_type="route", target_id=route.id, diff=diff
+        )
+    return RouteOut.model_validate(route)
+
+
+async def delete_route(
+    session: AsyncSession,
+    settings: Settings,
+    actor: Actor,
+    api_id: uuid.UUID,
+    route_id: uuid.UUID,
+) -> None:
+    api = await _locked(session, api_id)
+    route = await repo.get_route(session, api.id, route_id)
+    if route is None:
+        raise not_found("route")
+    await repo.delete_routes(session, [route.id])
+    await _changed(session, settings, api)
+    await record(
+        session,
+        actor,
+        "api.route_delete",
+        target_type="route",
+        target_id=route.id,
+        diff={"method": route.method, "path_template": route.path_template},
+    )
+
+
+async def import_openapi(
+    session: AsyncSession,
+    settings: Settings,
+    actor: Actor,
+    api_id: uuid.UUID,
+    doc: dict[str, Any],
+    *,
+    replace: bool,
+) -> ImportOut:
+    """Create a route per operation of `doc` and keep `doc`. Existing routes with the
+    same method and path keep their price and limits; with `replace`, routes the
+    document no longer has are removed."""
+    api = await _locked(session, api_id)
+    imported = routes_of(doc)
+    existing = (await repo.routes_of(session, [api.id])).get(api.id, [])
+    present = {(r.method, r.path_template) for r in existing}
+    wanted = {(r.method, r.path_template) for r in imported}
+    created = 0
+    for route in imported:
+        if (route.method, route.path_template) in present:
+            continue
+        await repo.insert_route(
+            session,
+            id=uuid7(),
+            api_id=api.id,
+            method=route.method,
+            path_template=route.path_template,
+            price=None,
+            limits={},
+            required_scopes=route.required_scopes,
+            operation_id=route.operation_id,
+        )
+        present.add((route.method, route.path_template))
+        created += 1
+    stale = [r.id for r in existing if (r.method, r.path_template) not in wanted]
+    removed = 0
+    if replace and stale:
+        await repo.delete_routes(session, stale)
+        removed = len(stale)
+    api.openapi_document = doc
+    routes = await _changed(session, settings, api)
+    kept = len(existing) - removed
+    await record(
+        session,
+        actor,
+        "api.openapi_import",
+        target_type="api",
+        target_id=api.id,
+        diff={
+            "created": created,
+            "removed": removed,
+            "replace": replace,
+            "title": str(doc.get("info", {}).get("title", ""))[:200],
+        },
+    )
+    return ImportOut(
+        created=created, kept=kept, removed=removed, api=api_out(api, routes, admin=True)
+    )
+
+
+async def openapi_document(session: AsyncSession, api_id: uuid.UUID) -> dict[str, Any]:
+    api = await repo.get_api(session, api_id)
+    if api is None:
+        raise not_found()
+    if api.openapi_document is None:
+        raise not_found("OpenAPI document for this API")
+    return api.openapi_document
+
+
+async def republish_all(session: AsyncSession, settings: Settings) -> int:
+    """Write every API's state again with a new version (rebuilds a lost topic)."""
+    count = 0
+    for api_id in await repo.list_all_api_ids(session):
+        api = await repo.lock_api(session, api_id)
+        if api is not None:
+            await _changed(session, settings, api)
+            count += 1
+    return count

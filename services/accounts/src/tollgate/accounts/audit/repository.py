@@ -1,0 +1,52 @@
+"""Every SQL statement on the audit log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.accounts.models import AuditEntry
+
+
+async def insert_entry(session: AsyncSession, **values: Any) -> None:
+    """Append one entry."""
+    await session.execute(insert(AuditEntry).values(**values))
+
+
+async def list_entries(
+    session: AsyncSession,
+    *,
+    org_ids: Sequence[uuid.UUID] | None,
+    org_id: uuid.UUID | None,
+    actor_id: uuid.UUID | None,
+    action: str | None,
+    target_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    before_id: int | None,
+    limit: int,
+) -> list[AuditEntry]:
+    """Newest first; `org_ids` (when not None) restricts to those orgs."""
+    stmt = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if org_ids is not None:
+        stmt = stmt.where(AuditEntry.org_id.in_(list(org_ids)))
+    if org_id is not None:
+        stmt = stmt.where(AuditEntry.org_id == org_id)
+    if actor_id is not None:
+        stmt = stmt.where(AuditEntry.actor_id == actor_id)
+    if action is not None:
+        stmt = stmt.where(AuditEntry.action == action)
+    if target_id is not None:
+        stmt = stmt.where(AuditEntry.target_id == target_id)
+    if since is not None:
+        stmt = stmt.where(AuditEntry.at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEntry.at < until)
+    if before_id is not None:
+        stmt = stmt.where(AuditEntry.id < before_id)
+    return list((await session.scalars(stmt)).all())

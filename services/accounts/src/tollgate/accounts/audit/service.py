@@ -1,0 +1,92 @@
+"""Recording and reading the audit log.
+
+`record` is called by every mutating service function inside its transaction, so an
+entry exists exactly when the change committed. Diffs are built by the callers from
+safe fields only; `record` drops any key that looks like a secret as a second guard.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.accounts.audit import repository
+from tollgate.accounts.caller import Actor
+from tollgate.accounts.models import AuditEntry
+from tollgate.kit.auth import Principal, Role
+from tollgate.kit.problems import Problem
+
+_SECRET_WORDS = ("password", "secret", "token", "key_hash", "raw", "credential", "header")
+
+
+def _scrub(diff: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: value
+        for name, value in diff.items()
+        if not any(word in name.lower() for word in _SECRET_WORDS)
+    }
+
+
+async def record(
+    session: AsyncSession,
+    actor: Actor,
+    action: str,
+    *,
+    target_type: str,
+    target_id: object | None,
+    org_id: uuid.UUID | None = None,
+    diff: dict[str, Any] | None = None,
+) -> None:
+    """Append an audit entry for a change made in this transaction."""
+    await repository.insert_entry(
+        session,
+        actor_id=actor.user_id,
+        org_id=org_id,
+        action=action,
+        target_type=target_type,
+        target_id=str(target_id) if target_id is not None else None,
+        diff=_scrub(diff or {}),
+        ip=actor.ip,
+        request_id=actor.request_id,
+    )
+
+
+async def list_entries(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    org_id: uuid.UUID | None,
+    actor_id: uuid.UUID | None,
+    action: str | None,
+    target_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    before_id: int | None,
+    limit: int,
+) -> list[AuditEntry]:
+    """Entries the caller may see: admins all; owners those of their own orgs."""
+    visible: list[uuid.UUID] | None = None
+    if not principal.is_admin:
+        owned = [org for org, role in principal.org_roles.items() if role is Role.owner]
+        if org_id is not None and org_id not in owned:
+            if org_id in principal.org_roles:
+                raise Problem(403, "Forbidden", "Requires the owner role.", slug="forbidden")
+            raise Problem(404, "Not Found", "No such organisation.", slug="not-found")
+        if not owned:
+            raise Problem(403, "Forbidden", "Org owners and admins only.", slug="forbidden")
+        visible = owned
+    return await repository.list_entries(
+        session,
+        org_ids=visible,
+        org_id=org_id,
+        actor_id=actor_id,
+        action=action,
+        target_id=target_id,
+        since=since,
+        until=until,
+        before_id=before_id,
+        limit=limit,
+    )

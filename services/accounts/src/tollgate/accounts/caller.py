@@ -1,0 +1,87 @@
+"""Who is calling: the verified human behind a request, with roles read fresh.
+
+Accounts verifies its own access tokens with its own keyring, then reloads the user
+and its memberships from the database, so a removed member, a demoted owner, a
+deactivated user, or a session that ended (logout, refresh-token reuse, password
+reset; the token's `sid` names its session) loses access at once here, not when the
+token expires. Other services trust the token's claims until they expire.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from tollgate.accounts.identity import repository as users
+from tollgate.accounts.identity.signing import SigningKeyring, unauthorized
+from tollgate.accounts.orgs import repository as orgs
+from tollgate.kit.auth import Principal, Role, bearer_token
+from tollgate.kit.db import SessionMaker
+from tollgate.kit.logs import request_id_var
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The caller of a mutating request, as the audit log records it."""
+
+    principal: Principal | None
+    ip: str | None
+    request_id: str | None
+
+    @property
+    def user_id(self) -> uuid.UUID | None:
+        return self.principal.user_id if self.principal else None
+
+
+def client_ip(request: Request) -> str | None:
+    """The peer address (a proxy in front is expected to be trusted by uvicorn's
+    `--forwarded-allow-ips`, which rewrites it)."""
+    return request.client.host if request.client else None
+
+
+async def _caller(request: Request) -> Principal:
+    keyring: SigningKeyring = request.app.state.keyring
+    claims = keyring.verify(bearer_token(request))
+    try:
+        user_id = uuid.UUID(str(claims["sub"]))
+        family_id = uuid.UUID(str(claims["sid"])) if "sid" in claims else None
+    except (KeyError, ValueError) as exc:
+        raise unauthorized("Invalid token claims.") from exc
+    sessions: SessionMaker = request.app.state.sessions
+    async with sessions() as session, session.begin():
+        user = await users.get_user(session, user_id)
+        roles = await orgs.roles_of(session, user_id) if user is not None else {}
+        ended = family_id is not None and await users.family_revoked(session, family_id)
+    if user is None or not user.is_active:
+        raise unauthorized("Unknown or inactive user.")
+    if ended:
+        raise unauthorized("Session ended; sign in again.")
+    revoked = user.sessions_revoked_at
+    if revoked is not None and int(claims.get("iat", 0)) < int(revoked.timestamp()):
+        raise unauthorized("Session revoked; sign in again.")
+    return Principal(
+        user_id=user.id,
+        email=user.email,
+        is_admin=user.is_admin,
+        org_roles={org: Role(role) for org, role in roles.items()},
+    )
+
+
+CurrentCaller = Annotated[Principal, Depends(_caller)]
+"""FastAPI dependency: the verified caller with roles from the database."""
+
+
+async def _actor(request: Request, principal: CurrentCaller) -> Actor:
+    return Actor(principal=principal, ip=client_ip(request), request_id=request_id_var.get())
+
+
+CurrentActor = Annotated[Actor, Depends(_actor)]
+"""FastAPI dependency: the caller plus what the audit log needs (IP, request id)."""
+
+
+def anonymous_actor(request: Request) -> Actor:
+    """The actor of an unauthenticated call (register, login, password reset)."""
+    return Actor(principal=None, ip=client_ip(request), request_id=request_id_var.get())

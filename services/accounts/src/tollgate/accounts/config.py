@@ -1,0 +1,66 @@
+"""Settings of the accounts service; every field can be set as `TOLLGATE_ACCOUNTS_<NAME>`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from tollgate.kit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """Accounts service settings."""
+
+    model_config = SettingsConfigDict(env_prefix="TOLLGATE_ACCOUNTS_", extra="ignore")
+
+    port: int = Field(8081, ge=1, le=65535, description="HTTP port")
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/tollgate_accounts",
+        description="this service's own database",
+    )
+
+    signing_key_file: Path = Field(
+        Path("accounts-signing-keys.pem"),
+        description="PEM file with the Ed25519 token signing keys (first = active; "
+        "retired keys stay published until their tokens expire)",
+    )
+    signing_key_generate: bool = Field(
+        False, description="create the signing key file when missing (local runs only)"
+    )
+    access_token_ttl_seconds: int = Field(900, ge=60, le=86_400)
+    refresh_token_ttl_seconds: int = Field(30 * 86_400, ge=3600)
+    bcrypt_rounds: int = Field(12, ge=4, le=16, description="bcrypt cost factor")
+
+    login_window_seconds: int = Field(900, ge=10, description="login throttle window")
+    login_max_failures_per_account: int = Field(5, ge=1)
+    login_max_failures_per_ip: int = Field(30, ge=1)
+
+    registration_open: bool = Field(True, description="anyone may register a user")
+    self_service_orgs: bool = Field(True, description="any user may create an org")
+    admin_email: str | None = Field(None, description="platform admin ensured at start-up")
+    admin_password: str | None = Field(
+        None, description="password of `admin_email` when it has to be created (secret)"
+    )
+
+    password_reset_ttl_seconds: int = Field(3600, ge=60)
+    invitation_ttl_seconds: int = Field(7 * 86_400, ge=3600)
+    key_rotation_grace_seconds: int = Field(
+        86_400, ge=0, description="default time an old key secret keeps working after rotate"
+    )
+
+    key_expiry_warning_seconds: int = Field(
+        7 * 86_400, ge=0, description="send KeyExpiring this long before a key expires"
+    )
+    key_job_interval_seconds: float = Field(60.0, gt=0, description="expiry job period")
+
+    allow_private_upstreams: bool = Field(
+        False,
+        description="allow loopback and private-range upstream URLs (local runs); "
+        "link-local and metadata addresses are always refused",
+    )
+    resolve_upstream_hosts: bool = Field(
+        True, description="resolve upstream host names and refuse blocked addresses"
+    )
+    max_openapi_bytes: int = Field(1_048_576, ge=1024, description="OpenAPI import cap")

@@ -1,0 +1,1 @@
+"""Identity: users, passwords, sessions (access + refresh tokens), password reset, TOTP."""

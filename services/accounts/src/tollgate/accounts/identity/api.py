@@ -1,0 +1,226 @@
+"""HTTP transport of `/v1/auth/*` and `/.well-known/jwks.json`: validate, delegate,
+own the transaction."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.accounts.caller import CurrentActor, CurrentCaller, anonymous_actor
+from tollgate.accounts.config import Settings
+from tollgate.accounts.identity import service
+from tollgate.accounts.identity.schemas import (
+    AcceptedOut,
+    LogoutIn,
+    MeOut,
+    OrgRoleOut,
+    PasswordResetConfirmIn,
+    PasswordResetIn,
+    RecoveryCodesOut,
+    RefreshIn,
+    RegisterIn,
+    TokenOut,
+    TotpCodeIn,
+    TotpDisableIn,
+    TotpEnrollOut,
+    UserOut,
+)
+from tollgate.accounts.identity.signing import SigningKeyring, unauthorized
+from tollgate.accounts.openapi import PROBLEMS
+from tollgate.kit.db import DbSession
+from tollgate.kit.problems import Problem
+
+router = APIRouter(prefix="/auth", tags=["auth"], responses=PROBLEMS)
+jwks_router = APIRouter(tags=["auth"])
+
+RESET_ACCEPTED = "If the address belongs to an account, a reset link is on its way."
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _keyring(request: Request) -> SigningKeyring:
+    keyring: SigningKeyring = request.app.state.keyring
+    if not keyring.available:
+        raise Problem(
+            503,
+            "Service Unavailable",
+            "No token signing key is configured.",
+            slug="signing-unavailable",
+        )
+    return keyring
+
+
+def _token_out(pair: service.TokenPair | service.LoginRefused) -> TokenOut:
+    if isinstance(pair, service.LoginRefused):
+        if pair.retry_after is not None:
+            raise Problem(
+                429,
+                "Too Many Requests",
+                pair.reason,
+                slug="login-throttled",
+                headers={"Retry-After": str(pair.retry_after)},
+            )
+        problem = unauthorized(pair.reason)
+        if pair.mfa_required:
+            problem.extensions["mfa_required"] = True
+        raise problem
+    return TokenOut(
+        access_token=pair.access_token,
+        expires_in=pair.expires_in,
+        refresh_token=pair.refresh_token,
+        refresh_expires_in=pair.refresh_expires_in,
+    )
+
+
+@jwks_router.get("/.well-known/jwks.json")
+async def jwks(request: Request, response: Response) -> dict[str, Any]:
+    """The public keys that verify access tokens (current and recently retired)."""
+    keyring: SigningKeyring = request.app.state.keyring
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return keyring.jwks()
+
+
+@router.post("/register", status_code=201, response_model=UserOut)
+async def register(body: RegisterIn, request: Request, db: DbSession) -> UserOut:
+    """Create a user account."""
+    settings = _settings(request)
+    if not settings.registration_open:
+        raise Problem(403, "Forbidden", "Registration is closed.", slug="registration-closed")
+    async with db.begin():
+        user = await service.register(
+            db,
+            settings,
+            anonymous_actor(request),
+            email=body.email,
+            password=body.password,
+            name=body.name,
+            locale=body.locale,
+        )
+    return UserOut.model_validate(user)
+
+
+@router.post("/token", response_model=TokenOut)
+async def token(
+    request: Request,
+    db: DbSession,
+    username: Annotated[str, Form(min_length=1, max_length=320, description="email")],
+    password: Annotated[str, Form(min_length=1, max_length=200)],
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    otp: Annotated[
+        str | None, Form(max_length=20, description="TOTP or recovery code when 2FA is on")
+    ] = None,
+    scope: Annotated[str, Form(max_length=200)] = "",
+) -> TokenOut:
+    """OAuth2 password grant: email + password (+ one-time code) → access + refresh token.
+    Failed attempts are throttled per account and per client IP (429 + Retry-After)."""
+    if "\x00" in username + password + (otp or ""):
+        raise Problem(
+            422, "Unprocessable Content", "NUL characters are not allowed.", slug="validation"
+        )
+    settings = _settings(request)
+    keyring = _keyring(request)
+    async with db.begin():
+        outcome = await service.login(
+            db,
+            settings,
+            keyring,
+            anonymous_actor(request),
+            email=username,
+            password=password,
+            otp=otp,
+        )
+    return _token_out(outcome)
+
+
+@router.post("/refresh", response_model=TokenOut)
+async def refresh(body: RefreshIn, request: Request, db: DbSession) -> TokenOut:
+    """Exchange a refresh token for a new pair; the old refresh token stops working."""
+    settings = _settings(request)
+    keyring = _keyring(request)
+    async with db.begin():
+        outcome = await service.refresh(db, settings, keyring, body.refresh_token)
+    return _token_out(outcome)
+
+
+@router.post("/logout", status_code=204)
+async def logout(body: LogoutIn, actor: CurrentActor, db: DbSession) -> Response:
+    """End this session (its refresh token family), or every session of the caller."""
+    async with db.begin():
+        await service.logout(db, actor, raw=body.refresh_token, everywhere=body.everywhere)
+    return Response(status_code=204)
+
+
+async def _me(db: AsyncSession, caller: CurrentCaller) -> MeOut:
+    async with db.begin():
+        user, roles = await service.me(db, caller.user_id)
+    return MeOut(
+        **UserOut.model_validate(user).model_dump(),
+        orgs=[OrgRoleOut(org_id=org, role=role) for org, role in sorted(roles.items())],
+    )
+
+
+@router.get("/me", response_model=MeOut)
+async def me(caller: CurrentCaller, db: DbSession) -> MeOut:
+    """The signed-in user and its org roles."""
+    return await _me(db, caller)
+
+
+@router.post("/password-reset", status_code=202, response_model=AcceptedOut)
+async def password_reset(body: PasswordResetIn, request: Request, db: DbSession) -> AcceptedOut:
+    """Email a single-use reset link. Answers the same whether or not the email exists."""
+    async with db.begin():
+        await service.request_password_reset(
+            db, _settings(request), anonymous_actor(request), email=body.email
+        )
+    return AcceptedOut(detail=RESET_ACCEPTED)
+
+
+@router.post("/password-reset/confirm", status_code=204)
+async def password_reset_confirm(
+    body: PasswordResetConfirmIn, request: Request, db: DbSession
+) -> Response:
+    """Set a new password with a reset token; every session of the user ends."""
+    async with db.begin():
+        await service.confirm_password_reset(
+            db,
+            _settings(request),
+            anonymous_actor(request),
+            token=body.token,
+            new_password=body.new_password,
+        )
+    return Response(status_code=204)
+
+
+@router.post("/totp/enroll", response_model=TotpEnrollOut)
+async def totp_enroll(request: Request, actor: CurrentActor, db: DbSession) -> TotpEnrollOut:
+    """Start two-factor enrolment: scan the URI, then confirm with `verify`."""
+    async with db.begin():
+        secret, uri = await service.totp_enroll(db, _settings(request), actor)
+    return TotpEnrollOut(secret=secret, otpauth_uri=uri)
+
+
+@router.post("/totp/verify", response_model=RecoveryCodesOut)
+async def totp_verify(
+    body: TotpCodeIn, request: Request, actor: CurrentActor, db: DbSession
+) -> RecoveryCodesOut:
+    """Turn two-factor on with a first code; returns recovery codes, shown once."""
+    async with db.begin():
+        codes = await service.totp_verify(db, _settings(request), actor, code=body.code)
+    return RecoveryCodesOut(recovery_codes=codes)
+
+
+@router.post("/totp/disable", status_code=204)
+async def totp_disable(
+    body: TotpDisableIn, request: Request, actor: CurrentActor, db: DbSession
+) -> Response:
+    """Turn two-factor off (password and a current or recovery code required)."""
+    async with db.begin():
+        await service.totp_disable(
+            db, _settings(request), actor, password=body.password, code=body.code
+        )
+    return Response(status_code=204)

@@ -1,0 +1,120 @@
+"""Request and response DTOs of `/v1/auth/*`.
+
+Password fields are plain `str` bounded in size; problem responses never echo them
+(the kit's validation handler drops submitted values).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+
+from tollgate.accounts.identity.passwords import MAX_PASSWORD_BYTES
+from tollgate.accounts.requests import RequestModel
+
+MIN_PASSWORD_CHARS = 10
+
+
+def _password_fits(value: str) -> str:
+    if len(value.encode()) > MAX_PASSWORD_BYTES:
+        raise ValueError(f"passwords are limited to {MAX_PASSWORD_BYTES} bytes")
+    return value
+
+
+NewPassword = Annotated[
+    str,
+    Field(min_length=MIN_PASSWORD_CHARS, max_length=MAX_PASSWORD_BYTES),
+    AfterValidator(_password_fits),
+]
+Locale = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35)]
+
+
+class StrictModel(RequestModel):
+    """Request bodies: unknown fields are an error, not silently ignored."""
+
+
+class RegisterIn(StrictModel):
+    email: EmailStr
+    password: NewPassword
+    name: str = Field("", max_length=200)
+    locale: Locale = "en"
+
+
+class OrgRoleOut(BaseModel):
+    org_id: uuid.UUID
+    role: str
+
+
+class UserOut(BaseModel):
+    """A user as the user (or an admin) sees it; never the password hash or TOTP seed."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    name: str
+    locale: str
+    is_admin: bool
+    totp_enabled: bool
+    created_at: datetime
+
+
+class MeOut(UserOut):
+    orgs: list[OrgRoleOut]
+
+
+class TokenOut(BaseModel):
+    """OAuth2 token response (RFC 6749 §5.1) plus the refresh token's lifetime."""
+
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+class RefreshIn(StrictModel):
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class LogoutIn(StrictModel):
+    refresh_token: str = Field(min_length=1, max_length=200)
+    everywhere: bool = Field(False, description="end every session of the user")
+
+
+class PasswordResetIn(StrictModel):
+    email: EmailStr
+
+
+class PasswordResetConfirmIn(StrictModel):
+    token: str = Field(min_length=1, max_length=200)
+    new_password: NewPassword
+
+
+class AcceptedOut(BaseModel):
+    detail: str
+
+
+class TotpEnrollOut(BaseModel):
+    """Shown once: the seed and the URI to scan; 2FA is on after `verify`."""
+
+    secret: str
+    otpauth_uri: str
+
+
+class TotpCodeIn(StrictModel):
+    code: str = Field(min_length=6, max_length=8)
+
+
+class TotpDisableIn(StrictModel):
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_BYTES)
+    code: str = Field(min_length=6, max_length=20, description="TOTP or recovery code")
+
+
+class RecoveryCodesOut(BaseModel):
+    """Shown once; each code signs in once instead of a TOTP code."""
+
+    recovery_codes: list[str]

@@ -1,0 +1,412 @@
+"""Identity rules: registration, sign-in with throttling and 2FA, rotating refresh
+tokens, password reset, TOTP enrolment, platform admins.
+
+Services never commit: the HTTP handler owns the transaction. Outcomes that must be
+recorded even though the request fails (a failed login counts towards the throttle;
+a reused refresh token revokes its family) are returned as values, so the handler
+commits first and answers with the problem afterwards.
+
+Throttling is kept in Postgres, not in process memory: every replica sees the same
+counts, so running N replicas does not multiply an attacker's guesses, and a restart
+does not reset a lock-out.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.accounts.audit.service import record
+from tollgate.accounts.caller import Actor
+from tollgate.accounts.config import Settings
+from tollgate.accounts.emit import emit
+from tollgate.accounts.identity import passwords, totp
+from tollgate.accounts.identity import repository as repo
+from tollgate.accounts.identity.signing import SigningKeyring
+from tollgate.accounts.identity.tokens import new_secret, secret_hash
+from tollgate.accounts.models import User
+from tollgate.accounts.orgs import repository as orgs_repo
+from tollgate.accounts.sealed import sealer
+from tollgate.contracts.events.accounts import PasswordResetRequested, UserRegistered
+from tollgate.contracts.ids import uuid7
+from tollgate.kit.auth import Principal, Role, access_claims
+from tollgate.kit.problems import Problem
+
+MAX_RESETS_PER_HOUR = 3
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+@dataclass(frozen=True)
+class LoginRefused:
+    """Why a sign-in was refused; `retry_after` is set when throttled."""
+
+    reason: str
+    retry_after: int | None = None
+    mfa_required: bool = False
+
+
+async def register(
+    session: AsyncSession,
+    settings: Settings,
+    actor: Actor,
+    *,
+    email: str,
+    password: str,
+    name: str,
+    locale: str,
+    is_admin: bool = False,
+) -> User:
+    """Create a user (409 when the email is taken) and announce it."""
+    email = normalise_email(email)
+    if await repo.get_user_by_email(session, email) is not None:
+        raise Problem(409, "Conflict", "A user with this email exists.", slug="email-taken")
+    user = await repo.insert_user(
+        session,
+        id=uuid7(),
+        email=email,
+        name=name,
+        locale=locale,
+        password_hash=await passwords.hash_password(password, settings.bcrypt_rounds),
+        is_admin=is_admin,
+        is_active=True,
+        totp_enabled=False,
+    )
+    await emit(
+        session,
+        settings,
+        UserRegistered(
+            user_id=user.id, email=email, locale=locale, registered_at=datetime.now(UTC)
+        ),
+        subject=str(user.id),
+    )
+    await record(
+        session,
+        actor,
+        "user.register",
+        target_type="user",
+        target_id=user.id,
+        diff={"email": email, "is_admin": is_admin},
+    )
+    return user
+
+
+async def ensure_admin(
+    session: AsyncSession, settings: Settings, actor: Actor, *, email: str, password: str
+) -> tuple[User, bool]:
+    """Create the platform admin, or promote an existing user; True when created."""
+    existing = await repo.get_user_by_email(session, normalise_email(email), for_update=True)
+    if existing is not None:
+        if not existing.is_admin:
+            await repo.update_user(session, existing.id, is_admin=True)
+            existing.is_admin = True
+            await record(
+                session, actor, "user.promote_admin", target_type="user", target_id=existing.id
+            )
+        return existing, False
+    user = await register(
+        session,
+        settings,
+        actor,
+        email=email,
+        password=password,
+        name="Platform admin",
+        locale="en",
+        is_admin=True,
+    )
+    return user, True
+
+
+async def _throttled(session: AsyncSession, settings: Settings, email: str, ip: str) -> int | None:
+    """Seconds until another attempt is allowed, or None when not throttled."""
+    now = datetime.now(UTC)
+    window = timedelta(seconds=settings.login_window_seconds)
+    waits = []
+    for limit, kwargs in (
+        (settings.login_max_failures_per_account, {"email": email}),
+        (settings.login_max_failures_per_ip, {"ip": ip}),
+    ):
+        times = await repo.recent_failures(session, since=now - window, limit=limit, **kwargs)
+        if len(times) >= limit:
+            waits.append(math.ceil((times[-1] + window - now).total_seconds()))
+    return max(1, max(waits)) if waits else None
+
+
+async def _fail(session: AsyncSession, settings: Settings, email: str, ip: str) -> None:
+    await repo.insert_login_failure(session, email, ip)
+    horizon = datetime.now(UTC) - timedelta(seconds=settings.login_window_seconds)
+    await repo.purge_login_failures(session, horizon)
+
+
+async def _second_factor_ok(
+    session: AsyncSession, settings: Settings, user: User, code: str
+) -> bool:
+    if user.totp_secret_sealed is None:
+        return False
+    secret = sealer(settings).unseal(user.totp_secret_sealed).decode()
+    step = totp.matching_step(secret, code, user.totp_last_step)
+    if step is not None:
+        await repo.update_user(session, user.id, totp_last_step=step)
+        return True
+    return await repo.use_recovery_code(
+        session, user.id, totp.recovery_code_hash(code), datetime.now(UTC)
+    )
+
+
+async def login(
+    session: AsyncSession,
+    settings: Settings,
+    keyring: SigningKeyring,
+    actor: Actor,
+    *,
+    email: str,
+    password: str,
+    otp: str | None,
+) -> TokenPair | LoginRefused:
+    """Check credentials (and the second factor) and open a session."""
+    email = normalise_email(email)[:320]
+    ip = actor.ip or "unknown"
+    wait = await _throttled(session, settings, email, ip)
+    if wait is not None:
+        return LoginRefused("Too many failed sign-ins; try again later.", retry_after=wait)
+    user = await repo.get_user_by_email(session, email)
+    ok = await passwords.verify_password(
+        password, user.password_hash if user else None, settings.bcrypt_rounds
+    )
+    if user is None or not ok or not user.is_active:
+        await _fail(session, settings, email, ip)
+        return LoginRefused("Invalid email or password.")
+    if user.totp_enabled:
+        if not otp:
+            return LoginRefused("A one-time code is required.", mfa_required=True)
+        if not await _second_factor_ok(session, settings, user, otp):
+            await _fail(session, settings, email, ip)
+            return LoginRefused("Invalid one-time code.", mfa_required=True)
+    await repo.clear_login_failures(session, email)
+    pair = await open_session(session, settings, keyring, user, family_id=uuid7())
+    await record(
+        session, actor_as(actor, user), "auth.login", target_type="user", target_id=user.id
+    )
+    return pair
+
+
+def actor_as(actor: Actor, user: User) -> Actor:
+    """The same request attributed to `user` (who just proved who they are)."""
+    return Actor(Principal(user_id=user.id, email=user.email), actor.ip, actor.request_id)
+
+
+async def open_session(
+    session: AsyncSession,
+    settings: Settings,
+    keyring: SigningKeyring,
+    user: User,
+    *,
+    family_id: uuid.UUID,
+) -> TokenPair:
+    """A new access token and a new refresh token in `family_id`."""
+    roles = await orgs_repo.roles_of(session, user.id)
+    claims = access_claims(
+        user_id=user.id,
+        email=user.email,
+        is_admin=user.is_admin,
+        org_roles={org: Role(role) for org, role in roles.items()},
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=settings.access_token_ttl_seconds,
+    )
+    claims["sid"] = str(family_id)  # lets accounts end access tokens with their session
+    access = keyring.sign(claims)
+    raw, hashed = new_secret()
+    await repo.insert_refresh_token(
+        session,
+        id=uuid7(),
+        family_id=family_id,
+        user_id=user.id,
+        token_hash=hashed,
+        expires_at=datetime.now(UTC) + timedelta(seconds=settings.refresh_token_ttl_seconds),
+    )
+    return TokenPair(
+        access_token=access,
+        expires_in=settings.access_token_ttl_seconds,
+        refresh_token=raw,
+        refresh_expires_in=settings.refresh_token_ttl_seconds,
+    )
+
+
+async def refresh(
+    session: AsyncSession, settings: Settings, keyring: SigningKeyring, raw: str
+) -> TokenPair | LoginRefused:
+    """Rotate a refresh token. Presenting an already rotated token means it leaked:
+    the whole family is revoked (the thief and the owner both sign in again)."""
+    now = datetime.now(UTC)
+    token = await repo.lock_refresh_token(session, secret_hash(raw))
+    if token is None or token.revoked_at is not None or token.expires_at <= now:
+        return LoginRefused("Invalid refresh token.")
+    if token.used_at is not None:
+        await repo.revoke_family(session, token.family_id, now)
+        return LoginRefused("Refresh token reuse detected; the session was revoked.")
+    user = await repo.get_user(session, token.user_id)
+    if user is None or not user.is_active:
+        return LoginRefused("Invalid refresh token.")
+    await repo.mark_refresh_used(session, token.id, now)
+    return await open_session(session, settings, keyring, user, family_id=token.family_id)
+
+
+async def logout(session: AsyncSession, actor: Actor, *, raw: str, everywhere: bool) -> None:
+    """End the session of `raw` (only the caller's own), or all of the caller's sessions."""
+    assert actor.principal is not None
+    now = datetime.now(UTC)
+    user_id = actor.principal.user_id
+    if everywhere:
+        await repo.revoke_user_refresh_tokens(session, user_id, now)
+        await repo.update_user(session, user_id, sessions_revoked_at=now)
+    else:
+        token = await repo.lock_refresh_token(session, secret_hash(raw))
+        if token is not None and token.user_id == user_id:
+            await repo.revoke_family(session, token.family_id, now)
+    await record(
+        session,
+        actor,
+        "auth.logout",
+        target_type="user",
+        target_id=user_id,
+        diff={"everywhere": everywhere},
+    )
+
+
+async def request_password_reset(
+    session: AsyncSession, settings: Settings, actor: Actor, *, email: str
+) -> None:
+    """Send a reset token when the user exists; silently nothing otherwise."""
+    email = normalise_email(email)
+    seal = sealer(settings)  # fail the same way whether or not the user exists
+    user = await repo.get_user_by_email(session, email)
+    if user is None or not user.is_active:
+        return
+    now = datetime.now(UTC)
+    if await repo.count_resets_since(session, user.id, now - timedelta(hours=1)) >= (
+        MAX_RESETS_PER_HOUR
+    ):
+        return
+    raw, hashed = new_secret()
+    expires = now + timedelta(seconds=settings.password_reset_ttl_seconds)
+    await repo.insert_password_reset(
+        session, id=uuid7(), user_id=user.id, token_hash=hashed, expires_at=expires
+    )
+    await emit(
+        session,
+        settings,
+        PasswordResetRequested(
+            user_id=user.id,
+            email=user.email,
+            locale=user.locale,
+            reset_token_sealed=seal.seal(raw),
+            expires_at=expires,
+        ),
+        subject=str(user.id),
+    )
+    await record(
+        session, actor, "auth.password_reset_requested", target_type="user", target_id=user.id
+    )
+
+
+async def confirm_password_reset(
+    session: AsyncSession, settings: Settings, actor: Actor, *, token: str, new_password: str
+) -> None:
+    """Set the new password, burn the token and end every session of the user."""
+    now = datetime.now(UTC)
+    reset = await repo.lock_password_reset(session, secret_hash(token))
+    if reset is None or reset.used_at is not None or reset.expires_at <= now:
+        raise Problem(400, "Bad Request", "Invalid or expired reset token.", slug="invalid-token")
+    await repo.update_user(
+        session,
+        reset.user_id,
+        password_hash=await passwords.hash_password(new_password, settings.bcrypt_rounds),
+        sessions_revoked_at=now,
+    )
+    await repo.use_all_password_resets(session, reset.user_id, now)
+    await repo.revoke_user_refresh_tokens(session, reset.user_id, now)
+    user = await repo.get_user(session, reset.user_id)
+    assert user is not None
+    await repo.clear_login_failures(session, user.email)
+    await record(
+        session, actor_as(actor, user), "auth.password_reset", target_type="user", target_id=user.id
+    )
+
+
+async def totp_enroll(session: AsyncSession, settings: Settings, actor: Actor) -> tuple[str, str]:
+    """Start (or restart) enrolment: a new seed, inactive until verified."""
+    assert actor.principal is not None
+    user = await repo.lock_user(session, actor.principal.user_id)
+    assert user is not None
+    if user.totp_enabled:
+        raise Problem(409, "Conflict", "Two-factor is already enabled.", slug="totp-enabled")
+    secret = totp.new_secret()
+    await repo.update_user(
+        session, user.id, totp_secret_sealed=sealer(settings).seal(secret), totp_last_step=None
+    )
+    await record(session, actor, "auth.totp_enroll", target_type="user", target_id=user.id)
+    return secret, totp.provisioning_uri(secret, user.email)
+
+
+async def totp_verify(
+    session: AsyncSession, settings: Settings, actor: Actor, *, code: str
+) -> list[str]:
+    """Turn 2FA on with a first valid code; returns fresh recovery codes (shown once)."""
+    assert actor.principal is not None
+    user = await repo.lock_user(session, actor.principal.user_id)
+    assert user is not None
+    if user.totp_enabled:
+        raise Problem(409, "Conflict", "Two-factor is already enabled.", slug="totp-enabled")
+    if user.totp_secret_sealed is None:
+        raise Problem(409, "Conflict", "Enroll first.", slug="totp-not-enrolled")
+    secret = sealer(settings).unseal(user.totp_secret_sealed).decode()
+    step = totp.matching_step(secret, code, user.totp_last_step)
+    if step is None:
+        raise Problem(400, "Bad Request", "Invalid one-time code.", slug="invalid-code")
+    codes = totp.new_recovery_codes()
+    await repo.replace_recovery_codes(session, user.id, [totp.recovery_code_hash(c) for c in codes])
+    await repo.update_user(session, user.id, totp_enabled=True, totp_last_step=step)
+    await record(session, actor, "auth.totp_enable", target_type="user", target_id=user.id)
+    return codes
+
+
+async def totp_disable(
+    session: AsyncSession, settings: Settings, actor: Actor, *, password: str, code: str
+) -> None:
+    """Turn 2FA off; needs the password and a current code (or a recovery code)."""
+    assert actor.principal is not None
+    user = await repo.lock_user(session, actor.principal.user_id)
+    assert user is not None
+    if not user.totp_enabled:
+        raise Problem(409, "Conflict", "Two-factor is not enabled.", slug="totp-not-enabled")
+    if not await passwords.verify_password(password, user.password_hash, settings.bcrypt_rounds):
+        raise Problem(400, "Bad Request", "Wrong password.", slug="invalid-credentials")
+    if not await _second_factor_ok(session, settings, user, code):
+        raise Problem(400, "Bad Request", "Invalid one-time code.", slug="invalid-code")
+    await repo.update_user(
+        session, user.id, totp_enabled=False, totp_secret_sealed=None, totp_last_step=None
+    )
+    await repo.delete_recovery_codes(session, user.id)
+    await record(session, actor, "auth.totp_disable", target_type="user", target_id=user.id)
+
+
+async def me(session: AsyncSession, user_id: uuid.UUID) -> tuple[User, dict[uuid.UUID, str]]:
+    user = await repo.get_user(session, user_id)
+    if user is None:
+        raise Problem(404, "Not Found", "No such user.", slug="not-found")
+    return user, await orgs_repo.roles_of(session, user_id)

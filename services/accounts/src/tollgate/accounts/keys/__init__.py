@@ -1,0 +1,1 @@
+"""API keys of orgs: issue, change, rotate, revoke; every change goes to the keys topic."""

@@ -1,0 +1,136 @@
+"""HTTP transport of API keys: `/v1/orgs/{org_id}/keys` and `/v1/keys/{key_id}`.
+
+A key is reached only through its org: the caller must be a member of the key's org
+(404 otherwise, so ids of other tenants' keys are indistinguishable from unknown ids).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.accounts.caller import CurrentActor, CurrentCaller
+from tollgate.accounts.config import Settings
+from tollgate.accounts.keys import service
+from tollgate.accounts.keys.schemas import KeyCreateIn, KeyIssuedOut, KeyOut, KeyPatch, RotateIn
+from tollgate.accounts.models import ApiKey
+from tollgate.accounts.openapi import PROBLEMS
+from tollgate.accounts.orgs.service import get_org
+from tollgate.accounts.pagination import (
+    DEFAULT_PAGE_SIZE,
+    Cursor,
+    Page,
+    PageSize,
+    next_cursor_of,
+    uuid_cursor,
+)
+from tollgate.kit.auth import Principal, Role, authorize_org
+from tollgate.kit.db import DbSession
+
+router = APIRouter(tags=["keys"], responses=PROBLEMS)
+
+
+async def _authorized_key(
+    db: AsyncSession, caller: Principal, key_id: uuid.UUID, at_least: Role
+) -> ApiKey:
+    key = await service.get_key(db, key_id)
+    if not caller.can(key.org_id, Role.viewer):
+        raise service.not_found()
+    authorize_org(caller, key.org_id, at_least)
+    return key
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+@router.post("/orgs/{org_id}/keys", status_code=201, response_model=KeyIssuedOut)
+async def create_key(
+    org_id: uuid.UUID, body: KeyCreateIn, request: Request, actor: CurrentActor, db: DbSession
+) -> KeyIssuedOut:
+    """Issue a key. The raw key is in this response only; it cannot be shown again."""
+    assert actor.principal is not None
+    authorize_org(actor.principal, org_id, Role.developer)
+    async with db.begin():
+        await get_org(db, org_id)
+        key, raw = await service.create_key(db, _settings(request), actor, org_id, body)
+    return KeyIssuedOut(**key.model_dump(), key=raw)
+
+
+@router.get("/orgs/{org_id}/keys", response_model=Page[KeyOut])
+async def list_keys(
+    org_id: uuid.UUID,
+    caller: CurrentCaller,
+    db: DbSession,
+    cursor: Cursor = None,
+    limit: PageSize = DEFAULT_PAGE_SIZE,
+) -> Page[KeyOut]:
+    """The org's keys (prefix and last 4 only)."""
+    authorize_org(caller, org_id, Role.viewer)
+    async with db.begin():
+        await get_org(db, org_id)
+        rows = await service.list_keys(db, org_id, after=uuid_cursor(cursor), limit=limit + 1)
+    page, nxt = next_cursor_of(rows, limit, "id")
+    return Page[KeyOut](items=page, next_cursor=nxt)
+
+
+@router.get("/keys/{key_id}", response_model=KeyOut)
+async def get_key(key_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -> KeyOut:
+    async with db.begin():
+        key = await _authorized_key(db, caller, key_id, Role.viewer)
+        return await service.read_key(db, key)
+
+
+@router.patch("/keys/{key_id}", response_model=KeyOut)
+async def update_key(
+    key_id: uuid.UUID, body: KeyPatch, request: Request, actor: CurrentActor, db: DbSession
+) -> KeyOut:
+    """Change name, enabled (enable/disable), expiry, scopes, allowed APIs, limits, IP
+    allowlist or metadata. Unknown or read-only fields are refused (422)."""
+    assert actor.principal is not None
+    async with db.begin():
+        await _authorized_key(db, actor.principal, key_id, Role.developer)
+        return await service.update_key(db, _settings(request), actor, key_id, body)
+
+
+@router.post("/keys/{key_id}/rotate", response_model=KeyIssuedOut)
+async def rotate_key(
+    key_id: uuid.UUID,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
+    body: RotateIn | None = None,
+) -> KeyIssuedOut:
+    """New secret (returned once); the old one keeps working for the grace period."""
+    assert actor.principal is not None
+    grace = body.grace_seconds if body else None
+    async with db.begin():
+        await _authorized_key(db, actor.principal, key_id, Role.developer)
+        key, raw = await service.rotate_key(db, _settings(request), actor, key_id, grace)
+    return KeyIssuedOut(**key.model_dump(), key=raw)
+
+
+@router.post("/keys/{key_id}/revoke", response_model=KeyOut)
+async def revoke_key(
+    key_id: uuid.UUID, request: Request, actor: CurrentActor, db: DbSession
+) -> KeyOut:
+    """Revoke permanently; gateways reject it within a second."""
+    assert actor.principal is not None
+    async with db.begin():
+        await _authorized_key(db, actor.principal, key_id, Role.developer)
+        return await service.revoke_key(db, _settings(request), actor, key_id)
+
+
+@router.delete("/keys/{key_id}", status_code=204)
+async def delete_key(
+    key_id: uuid.UUID, request: Request, actor: CurrentActor, db: DbSession
+) -> Response:
+    """Delete the key (owners); it disappears from gateways (tombstone)."""
+    assert actor.principal is not None
+    async with db.begin():
+        await _authorized_key(db, actor.principal, key_id, Role.owner)
+        await service.delete_key(db, _settings(request), actor, key_id)
+    return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""Orgs (tenants) and their memberships and invitations."""

@@ -1,0 +1,252 @@
+"""Org rules: who may create orgs, invite, change roles and remove members.
+
+An org always keeps at least one owner: demoting or removing the last one is a 409.
+Callers authorise the org first (`authorize_org`); these functions also re-check
+what depends on the target (e.g. the last owner) under row locks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.accounts.audit.service import record
+from tollgate.accounts.caller import Actor
+from tollgate.accounts.config import Settings
+from tollgate.accounts.emit import emit
+from tollgate.accounts.identity import repository as users
+from tollgate.accounts.identity.tokens import new_secret, secret_hash
+from tollgate.accounts.models import Invitation, Membership, Org, User
+from tollgate.accounts.orgs import repository as repo
+from tollgate.accounts.sealed import sealer
+from tollgate.contracts.events.accounts import MemberInvited, OrgRole
+from tollgate.contracts.ids import uuid7
+from tollgate.kit.auth import Principal, Role
+from tollgate.kit.problems import Problem
+
+
+def _principal(actor: Actor) -> Principal:
+    assert actor.principal is not None
+    return actor.principal
+
+
+def not_found(what: str = "resource") -> Problem:
+    return Problem(404, "Not Found", f"No such {what}.", slug="not-found")
+
+
+async def create_org(session: AsyncSession, settings: Settings, actor: Actor, *, name: str) -> Org:
+    """A new org with the caller as its owner."""
+    principal = _principal(actor)
+    if not settings.self_service_orgs and not principal.is_admin:
+        raise Problem(403, "Forbidden", "Only admins create orgs.", slug="forbidden")
+    org = await repo.insert_org(
+        session, id=uuid7(), name=name.strip(), created_by=principal.user_id
+    )
+    await repo.upsert_membership(session, org.id, principal.user_id, Role.owner)
+    await record(
+        session,
+        actor,
+        "org.create",
+        target_type="org",
+        target_id=org.id,
+        org_id=org.id,
+        diff={"name": org.name},
+    )
+    return org
+
+
+async def get_org(session: AsyncSession, org_id: uuid.UUID) -> Org:
+    org = await repo.get_org(session, org_id)
+    if org is None:
+        raise not_found("organisation")
+    return org
+
+
+async def rename_org(session: AsyncSession, actor: Actor, org_id: uuid.UUID, name: str) -> Org:
+    org = await get_org(session, org_id)
+    before = org.name
+    await repo.update_org(session, org_id, name=name.strip())
+    org.name = name.strip()
+    await record(
+        session,
+        actor,
+        "org.update",
+        target_type="org",
+        target_id=org_id,
+        org_id=org_id,
+        diff={"name": [before, org.name]},
+    )
+    return org
+
+
+async def list_orgs(
+    session: AsyncSession, principal: Principal, *, after: uuid.UUID | None, limit: int
+) -> list[Org]:
+    only = None if principal.is_admin else list(principal.org_roles)
+    return await repo.list_orgs(session, only=only, after=after, limit=limit)
+
+
+async def get_member(
+    session: AsyncSession, org_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[Membership, User]:
+    found = await repo.get_member(session, org_id, user_id)
+    if found is None:
+        raise not_found("member")
+    return found
+
+
+async def _guard_last_owner(session: AsyncSession, org_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    owners = await repo.lock_owners(session, org_id)
+    if owners == [user_id]:
+        raise Problem(409, "Conflict", "An org must keep at least one owner.", slug="last-owner")
+
+
+async def change_role(
+    session: AsyncSession, actor: Actor, org_id: uuid.UUID, user_id: uuid.UUID, role: Role
+) -> tuple[Membership, User]:
+    membership = await repo.lock_membership(session, org_id, user_id)
+    if membership is None:
+        raise not_found("member")
+    before = membership.role
+    if before == Role.owner and role != Role.owner:
+        await _guard_last_owner(session, org_id, user_id)
+    await repo.upsert_membership(session, org_id, user_id, role)
+    await record(
+        session,
+        actor,
+        "member.role_change",
+        target_type="user",
+        target_id=user_id,
+        org_id=org_id,
+        diff={"role": [before, str(role)]},
+    )
+    return await get_member(session, org_id, user_id)
+
+
+async def remove_member(
+    session: AsyncSession, actor: Actor, org_id: uuid.UUID, user_id: uuid.UUID
+) -> None:
+    membership = await repo.lock_membership(session, org_id, user_id)
+    if membership is None:
+        raise not_found("member")
+    if membership.role == Role.owner:
+        await _guard_last_owner(session, org_id, user_id)
+    await repo.delete_membership(session, org_id, user_id)
+    await record(
+        session,
+        actor,
+        "member.remove",
+        target_type="user",
+        target_id=user_id,
+        org_id=org_id,
+        diff={"role": membership.role},
+    )
+
+
+async def invite(
+    session: AsyncSession,
+    settings: Settings,
+    actor: Actor,
+    org_id: uuid.UUID,
+    *,
+    email: str,
+    role: Role,
+) -> Invitation:
+    """Create an invitation and announce it (the notifier emails the sealed token)."""
+    org = await get_org(session, org_id)
+    email = email.strip().lower()
+    now = datetime.now(UTC)
+    existing = await users.get_user_by_email(session, email)
+    if existing is not None and await repo.get_member(session, org_id, existing.id):
+        raise Problem(409, "Conflict", "Already a member.", slug="already-member")
+    if await repo.pending_invitations_for(session, org_id, email, now):
+        raise Problem(409, "Conflict", "An invitation is already pending.", slug="already-invited")
+    seal = sealer(settings)
+    raw, hashed = new_secret()
+    invitation = await repo.insert_invitation(
+        session,
+        id=uuid7(),
+        org_id=org_id,
+        email=email,
+        role=str(role),
+        token_hash=hashed,
+        invited_by=_principal(actor).user_id,
+        expires_at=now + timedelta(seconds=settings.invitation_ttl_seconds),
+    )
+    await emit(
+        session,
+        settings,
+        MemberInvited(
+            org_id=org_id,
+            org_name=org.name,
+            email=email,
+            role=OrgRole(str(role)),
+            invited_by=invitation.invited_by,
+            invitation_token_sealed=seal.seal(raw),
+            expires_at=invitation.expires_at,
+            locale=existing.locale if existing else "en",
+        ),
+        subject=str(invitation.id),
+    )
+    await record(
+        session,
+        actor,
+        "member.invite",
+        target_type="invitation",
+        target_id=invitation.id,
+        org_id=org_id,
+        diff={"email": email, "role": str(role)},
+    )
+    return invitation
+
+
+async def revoke_invitation(
+    session: AsyncSession, actor: Actor, org_id: uuid.UUID, invitation_id: uuid.UUID
+) -> None:
+    invitation = await repo.lock_invitation(session, org_id, invitation_id)
+    if invitation is None:
+        raise not_found("invitation")
+    if invitation.accepted_at is not None or invitation.revoked_at is not None:
+        raise Problem(409, "Conflict", "The invitation is no longer pending.", slug="not-pending")
+    invitation.revoked_at = datetime.now(UTC)
+    await session.flush()
+    await record(
+        session,
+        actor,
+        "member.invitation_revoke",
+        target_type="invitation",
+        target_id=invitation_id,
+        org_id=org_id,
+    )
+
+
+async def accept_invitation(session: AsyncSession, actor: Actor, *, token: str) -> Membership:
+    """Join the org of a pending invitation addressed to the caller's email."""
+    principal = _principal(actor)
+    now = datetime.now(UTC)
+    invitation = await repo.lock_invitation_by_hash(session, secret_hash(token))
+    if (
+        invitation is None
+        or invitation.accepted_at is not None
+        or invitation.revoked_at is not None
+        or invitation.expires_at <= now
+        or invitation.email != principal.email.lower()
+    ):
+        raise Problem(400, "Bad Request", "Invalid or expired invitation.", slug="invalid-token")
+    invitation.accepted_at = now
+    current = await repo.lock_membership(session, invitation.org_id, principal.user_id)
+    if current is None:
+        await repo.upsert_membership(session, invitation.org_id, principal.user_id, invitation.role)
+    await record(
+        session,
+        actor,
+        "member.join",
+        target_type="user",
+        target_id=principal.user_id,
+        org_id=invitation.org_id,
+        diff={"role": invitation.role},
+    )
+    found = await get_member(session, invitation.org_id, principal.user_id)
+    return found[0]

@@ -1,0 +1,59 @@
+"""Parsing OpenAPI documents into routes (no database)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tollgate.accounts.apis.openapi_import import OpenApiInvalid, parse_document, routes_of
+
+PETSTORE = Path(__file__).resolve().parent.parent / "data" / "petstore.yaml"
+
+
+def test_petstore_yaml_and_json_give_the_same_routes() -> None:
+    from_yaml = parse_document(PETSTORE.read_bytes())
+    from_json = parse_document(json.dumps(from_yaml).encode())
+    routes = routes_of(from_yaml)
+    assert [(r.method, r.path_template, r.operation_id) for r in routes] == [
+        ("GET", "/pets", "listPets"),
+        ("POST", "/pets", "createPets"),
+        ("GET", "/pets/{petId}", "showPetById"),
+    ]
+    assert routes_of(from_json) == routes
+
+
+def test_security_scopes_become_required_scopes() -> None:
+    doc = {
+        "openapi": "3.1.0",
+        "security": [{"oauth": ["read"]}],
+        "paths": {
+            "/a": {"get": {}, "post": {"security": [{"oauth": ["write", "read"]}]}},
+            "/b": {"delete": {"security": []}},
+        },
+    }
+    routes = {(r.method, r.path_template): r.required_scopes for r in routes_of(doc)}
+    assert routes == {
+        ("GET", "/a"): ["read"],
+        ("POST", "/a"): ["read", "write"],
+        ("DELETE", "/b"): [],
+    }
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"[1, 2]",
+        b"{not json",
+        b"swagger: '2.0'\npaths: {}\n",
+        b"openapi: 3.0.0\n",
+        b"openapi: 3.0.0\npaths:\n  nopath: {}\n",
+        b"a: &x [1]\nb: *x\nopenapi: 3.0.0\npaths: {}\n",
+        b"\xff\xfe",
+    ],
+)
+def test_invalid_documents_are_refused(raw: bytes) -> None:
+    with pytest.raises((OpenApiInvalid, UnicodeDecodeError)):
+        routes_of(parse_document(raw))

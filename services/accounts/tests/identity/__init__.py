@@ -1,0 +1,1 @@
+"""Tests of tollgate.accounts.identity."""
