@@ -1,0 +1,1 @@
+"""Request events: one per request, produced in batches off the request path."""

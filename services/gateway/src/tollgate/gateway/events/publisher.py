@@ -1,0 +1,392 @@
+"""Publishes request events in batches, never on the request path, losing none.
+
+The request path calls `publish(key, data)` (a deque append). One task encodes the
+events (CloudEvents JSON) and produces them in batches with the kit's aiokafka
+producer. When a batch is not acknowledged within `events_spill_after_ms`, or
+fails, the broker is treated as unreachable: queued and new events go to the
+on-disk `Spool` instead of piling up in memory, and a drain loop sends the spool,
+oldest first, once a metadata probe succeeds again. Graceful shutdown produces what
+is queued, or spools it when the broker is away.
+
+A failed batch may have reached the broker anyway (the request was written, the
+answer never came). Without an idempotent producer a resend would duplicate it, so
+such a batch is spooled as *doubtful*; before draining it the publisher reads the
+request topic from the last offsets it knows were acknowledged (persisted in
+`acked.json`) and skips the events already there. Events still in memory are lost
+on `kill -9`; everything spooled survives and is drained by the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+from prometheus_client import Counter, Gauge
+
+from tollgate.contracts import topics
+from tollgate.contracts.events.gateway import RequestCompleted, RequestRejected
+from tollgate.gateway.config import Settings
+from tollgate.gateway.events.spool import Record, Spool
+from tollgate.kit.kafka import make_producer, topic_name
+
+log = logging.getLogger(__name__)
+
+PRODUCED = Counter("tollgate_gateway_events_produced_total", "Request events acknowledged")
+SPOOLED = Counter("tollgate_gateway_events_spooled_total", "Request events written to the spool")
+DROPPED = Counter(
+    "tollgate_gateway_events_dropped_total", "Request events lost (spool full); must stay 0"
+)
+DEDUPLICATED = Counter(
+    "tollgate_gateway_events_deduplicated_total",
+    "Spooled events skipped on drain because the broker already had them",
+)
+SPOOL_BYTES = Gauge("tollgate_gateway_spool_bytes", "Bytes waiting in the event spool")
+
+COMPLETED = RequestCompleted.event_type
+REJECTED = RequestRejected.event_type
+_PROBE_TIMEOUT_S = 2.0
+_SETTLE_S = 1.0
+
+
+class EventPublisher:
+    """Batches, produces and, when Kafka is away, spools request events."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._topic = topic_name(topics.GATEWAY_REQUESTS, settings)
+        self._source = f"tollgate/gateway/{settings.instance_id}"
+        self._queue: deque[tuple[int, bytes | None, str, dict[str, Any]]] = deque()
+        self._seq = time.time_ns()
+        self._wake = asyncio.Event()
+        self._spool = Spool(settings.spool_path, settings.spool_max_bytes)
+        self._acked_path = settings.spool_path / "acked.json"
+        self._acked: dict[int, int] = self._load_acked()
+        self._acked_saved = 0.0
+        self._degraded = not self._spool.empty
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._inflight: tuple[int, list[Record]] | None = None
+        SPOOL_BYTES.set(self._spool.size)
+
+    # ------------------------------------------------------------------ request path
+
+    def publish(self, key: str | None, event_type: str, data: dict[str, Any]) -> None:
+        """Queue one event (`data` per the contract; `time` as epoch seconds)."""
+        self._seq += 1
+        self._queue.append((self._seq, key.encode() if key else None, event_type, data))
+        if len(self._queue) >= self._settings.events_batch_size:
+            self._wake.set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        producer = make_producer(self._settings, client="gateway")
+        for attempt in range(60):
+            try:
+                await producer.start()
+                break
+            except Exception:
+                if attempt == 59:
+                    raise
+                await asyncio.sleep(0.5)
+        self._producer = producer
+        self._task = asyncio.create_task(self._run(), name="gateway-events")
+
+    async def close(self, grace_s: float = 10.0) -> None:
+        """Produce (or spool) everything queued, then stop the producer."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        if self._inflight is not None:  # cancelled while a batch was unacknowledged
+            first, records = self._inflight
+            _path, refused = self._spool.write_doubtful(first, records)
+            self._count_spooled(len(records) - refused, refused)
+        self._spill_queue()  # whatever is left goes to disk, never nowhere
+        self._spool.close()
+        self._save_acked(force=True)
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._producer.stop(), 5.0)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    @property
+    def degraded(self) -> bool:
+        return self._degraded
+
+    # ------------------------------------------------------------------ sender
+
+    async def _run(self) -> None:
+        linger = self._settings.events_linger_ms / 1000
+        while True:
+            if not self._queue and not self._degraded:
+                if self._closing:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), linger)
+                self._wake.clear()
+                continue
+            if self._degraded:
+                self._spill_queue()
+                if await self._drain_spool():
+                    self._degraded = False
+                    log.info("event spool drained; producing directly again")
+                    continue
+                if self._closing:
+                    return
+                await asyncio.sleep(0.5)
+                continue
+            if not self._closing and len(self._queue) < self._settings.events_batch_size:
+                # Let a batch fill for at most one linger period.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), linger)
+                self._wake.clear()
+            batch = self._take_batch()
+            if batch:
+                await self._send_live(batch)
+
+    def _take_batch(self) -> list[tuple[int, bytes | None, bytes]]:
+        size = min(len(self._queue), self._settings.events_batch_size)
+        out = []
+        for _ in range(size):
+            seq, key, event_type, data = self._queue.popleft()
+            out.append((seq, key, self._encode(event_type, data)))
+        return out
+
+    def _encode(self, event_type: str, data: dict[str, Any]) -> bytes:
+        data["time"] = _iso(data["time"])
+        return orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": data["request_id"],
+                "source": self._source,
+                "type": event_type,
+                "time": data["time"],
+                "datacontenttype": "application/json",
+                "data": data,
+            }
+        )
+
+    async def _send_live(self, batch: list[tuple[int, bytes | None, bytes]]) -> None:
+        records = [(key, value) for _seq, key, value in batch]
+        self._inflight = (batch[0][0], records)
+        sending = asyncio.create_task(self._produce(records))
+        spill_after = self._settings.events_spill_after_ms / 1000
+        done, _ = await asyncio.wait({sending}, timeout=spill_after)
+        doubt: Path | None = None
+        if not done:
+            # The broker is not answering: put the unacknowledged batch on disk now (as
+            # doubtful: it may still land), so a crash from here on loses nothing.
+            log.warning("kafka is not acknowledging request events; spooling to disk")
+            self._degraded = True
+            doubt, refused = self._spool.write_doubtful(batch[0][0], records)
+            self._count_spooled(len(records) - refused, refused)
+            self._inflight = None
+            while not sending.done():
+                self._spill_queue()
+                await asyncio.wait({sending}, timeout=0.2)
+        self._inflight = None
+        error = sending.exception()
+        if error is None:
+            if doubt is not None:
+                self._spool.remove(doubt)  # acknowledged after all
+                SPOOL_BYTES.set(self._spool.size)
+            return
+        log.warning(
+            "a batch of request events failed; spooled as doubtful",
+            extra={"error": type(error).__name__, "events": len(records)},
+        )
+        self._degraded = True
+        if doubt is None:
+            _path, refused = self._spool.write_doubtful(batch[0][0], records)
+            self._count_spooled(len(records) - refused, refused)
+        self._spill_queue()
+
+    async def _produce(self, records: list[Record]) -> None:
+        assert self._producer is not None
+        futures = []
+        headers = [("content-type", b"application/cloudevents+json")]
+        for key, value in records:
+            futures.append(
+                await self._producer.send(self._topic, value=value, key=key, headers=headers)
+            )
+        results = await asyncio.gather(*futures)
+        for meta in results:
+            if meta.offset + 1 > self._acked.get(meta.partition, -1):
+                self._acked[meta.partition] = meta.offset + 1
+        PRODUCED.inc(len(records))
+        self._save_acked()
+
+    def _spill_queue(self) -> None:
+        if not self._queue:
+            return
+        first = self._queue[0][0]
+        records = []
+        while self._queue:
+            _seq, key, event_type, data = self._queue.popleft()
+            records.append((key, self._encode(event_type, data)))
+        refused = self._spool.append(first, records)
+        self._count_spooled(len(records) - refused, refused)
+
+    def _count_spooled(self, spooled: int, dropped: int) -> None:
+        SPOOLED.inc(spooled)
+        if dropped:
+            DROPPED.inc(dropped)
+            log.error("event spool full: events dropped", extra={"dropped": dropped})
+        SPOOL_BYTES.set(self._spool.size)
+
+    # ------------------------------------------------------------------ drain
+
+    async def _broker_answers(self) -> bool:
+        assert self._producer is not None
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), _PROBE_TIMEOUT_S)
+        except Exception:
+            return False
+        return True
+
+    async def _drain_spool(self) -> bool:
+        """Send every spooled segment, oldest first; True when the spool is empty.
+
+        Events arriving meanwhile wait in memory (spilled only past
+        `events_memory_max`), so each round is shorter than the last and the loop ends.
+        """
+        if not await self._broker_answers():
+            return False
+        while True:
+            self._spool.close_segment()
+            segments = self._spool.segments()
+            if not segments:
+                return True
+            for path in segments:
+                if not await self._drain_segment(path):
+                    return False
+                if len(self._queue) > self._settings.events_memory_max:
+                    self._spill_queue()
+
+    async def _drain_segment(self, path: Path) -> bool:
+        records = Spool.read(path)
+        doubtful = path.name.endswith(".doubt.seg")
+        if doubtful:
+            await asyncio.sleep(_SETTLE_S)  # let requests the broker still holds land
+            try:
+                records = await self._not_yet_on_topic(records)
+            except Exception as exc:
+                log.warning("cannot check doubtful events yet", extra={"error": repr(exc)})
+                return False
+        try:
+            if records:
+                await asyncio.wait_for(
+                    self._produce(records), self._settings.events_spill_after_ms / 1000 * 5
+                )
+        except Exception as exc:
+            log.warning("spool drain interrupted", extra={"error": type(exc).__name__})
+            if not doubtful:
+                self._spool.mark_doubtful(path)
+            return False
+        self._spool.remove(path)
+        SPOOL_BYTES.set(self._spool.size)
+        log.info("spool segment drained", extra={"events": len(records)})
+        return True
+
+    async def _not_yet_on_topic(self, records: list[Record]) -> list[Record]:
+        """The doubtful records whose event id is not on the topic yet."""
+        wanted = {orjson.loads(value)["id"]: (key, value) for key, value in records}
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            client_id=f"tollgate-gateway-dedup-{self._settings.instance_id}",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            partitions = [
+                TopicPartition(self._topic, p)
+                for p in sorted(consumer.partitions_for_topic(self._topic) or ())
+            ]
+            if not partitions:
+                await consumer.topics()
+                partitions = [
+                    TopicPartition(self._topic, p)
+                    for p in sorted(consumer.partitions_for_topic(self._topic) or ())
+                ]
+            consumer.assign(partitions)
+            for tp in partitions:
+                start = self._acked.get(tp.partition)
+                if start is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, start)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+                for found in batches.values():
+                    for record in found:
+                        if record.value is None:
+                            continue
+                        event_id = orjson.loads(record.value).get("id")
+                        if wanted.pop(event_id, None) is not None:
+                            DEDUPLICATED.inc()
+                done = True
+                for tp in partitions:
+                    high = consumer.highwater(tp)
+                    if high is None or await consumer.position(tp) < high:
+                        done = False
+                if done:
+                    break
+            else:
+                raise TimeoutError("request topic not read to its end")
+        finally:
+            await consumer.stop()
+        return list(wanted.values())
+
+    # ------------------------------------------------------------------ acked offsets
+
+    def _load_acked(self) -> dict[int, int]:
+        try:
+            raw = orjson.loads(self._acked_path.read_bytes())
+            if raw.get("topic") == topic_name(topics.GATEWAY_REQUESTS, self._settings):
+                return {int(k): int(v) for k, v in raw["next_offsets"].items()}
+        except (OSError, ValueError, KeyError, AttributeError):
+            pass
+        return {}
+
+    def _save_acked(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._acked_saved < 1.0:
+            return
+        self._acked_saved = now
+        tmp = self._acked_path.with_suffix(".tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_bytes(
+                orjson.dumps(
+                    {
+                        "topic": self._topic,
+                        "next_offsets": {str(k): v for k, v in self._acked.items()},
+                    }
+                )
+            )
+            tmp.replace(self._acked_path)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,132 @@
+"""A bounded on-disk spool of encoded request events, drained in order.
+
+Used only while Kafka cannot take events. Events are appended to segment files
+`<first sequence>.seg` (or `.doubt.seg` for a batch that may already have reached
+the broker, see `publisher`), one `key<TAB>value` line per event; values are compact
+JSON and never contain a newline. Segment names sort in the order the events were
+accepted, so draining oldest-first preserves it. The directory is locked
+(`flock`) so two replicas never share a spool; a `kill -9` loses nothing written
+here (the page cache survives the process). The spool refuses writes past
+`max_bytes` and the caller counts those events as dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
+
+SEGMENT_BYTES = 4 * 1024 * 1024
+Record = tuple[bytes | None, bytes]
+
+
+class SpoolLocked(RuntimeError):
+    """Another gateway process holds this spool directory."""
+
+
+class Spool:
+    """Append-only segments on disk; `segments()` lists them oldest first."""
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        directory.mkdir(parents=True, exist_ok=True)
+        self._lock = open(directory / ".lock", "a+")  # noqa: SIM115 - held for the lifetime
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self._lock.close()
+            raise SpoolLocked(f"spool {directory} is used by another gateway") from exc
+        self._open: IO[bytes] | None = None
+        self._open_path: Path | None = None
+        self._open_size = 0
+        self.size = sum(p.stat().st_size for p in self.segments())
+
+    def segments(self) -> list[Path]:
+        return sorted(self.directory.glob("*.seg"))
+
+    @property
+    def empty(self) -> bool:
+        return self.size == 0 and not self.segments()
+
+    def append(self, first_seq: int, records: Iterable[Record]) -> int:
+        """Append to the open segment; returns how many records did not fit."""
+        refused = 0
+        for key, value in records:
+            line = (key or b"") + b"\t" + value + b"\n"
+            if self.size + len(line) > self.max_bytes:
+                refused += 1
+                continue
+            if self._open is None or self._open_size >= SEGMENT_BYTES:
+                self._roll(first_seq)
+            assert self._open is not None
+            self._open.write(line)
+            self._open_size += len(line)
+            self.size += len(line)
+        if self._open is not None:
+            self._open.flush()
+        return refused
+
+    def write_doubtful(self, first_seq: int, records: list[Record]) -> tuple[Path | None, int]:
+        """A whole segment for a batch the broker may or may not have stored; returns
+        its path and how many records did not fit."""
+        self.close_segment()
+        fitting: list[bytes] = []
+        refused = 0
+        for key, value in records:
+            line = (key or b"") + b"\t" + value + b"\n"
+            if self.size + len(line) > self.max_bytes:
+                refused += 1
+                continue
+            fitting.append(line)
+            self.size += len(line)
+        if not fitting:
+            return None, refused
+        path = self.directory / f"{first_seq:020d}.doubt.seg"
+        with open(path, "wb") as handle:
+            handle.write(b"".join(fitting))
+        return path, refused
+
+    def _roll(self, first_seq: int) -> None:
+        self.close_segment()
+        self._open_path = self.directory / f"{first_seq:020d}.seg"
+        self._open = open(self._open_path, "ab")  # noqa: SIM115 - closed in close_segment
+        self._open_size = self._open_path.stat().st_size
+
+    def close_segment(self) -> None:
+        """Close the segment being appended to, so it can be drained."""
+        if self._open is not None:
+            self._open.close()
+            self._open = None
+            self._open_path = None
+            self._open_size = 0
+
+    @staticmethod
+    def read(path: Path) -> list[Record]:
+        records: list[Record] = []
+        with open(path, "rb") as handle:
+            for line in handle:
+                if not line.endswith(b"\n"):
+                    break  # torn tail of a crash mid-write: never acknowledged to anyone
+                key, _, value = line[:-1].partition(b"\t")
+                records.append((key or None, value))
+        return records
+
+    def mark_doubtful(self, path: Path) -> None:
+        """A segment whose send failed half-way: check the topic before resending it."""
+        path.rename(path.with_name(path.name[: -len(".seg")] + ".doubt.seg"))
+
+    def remove(self, path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.size -= path.stat().st_size
+            os.unlink(path)
+        self.size = max(self.size, 0)
+
+    def close(self) -> None:
+        self.close_segment()
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+        self._lock.close()

@@ -1,0 +1,1 @@
+"""Rate limits: sliding-window counters evaluated locally or atomically in Redis."""

@@ -1,0 +1,156 @@
+"""Which limits apply to a request, and where they are counted.
+
+Levels: the key's own limits, the API's, the matched route's and the optional
+gateway-wide limits; a request must pass all of them. With the `redis` policy every
+check has a deadline (`redis_timeout_ms`); a slow or failing Redis switches this
+replica to its fallback (`local` counters by default, or `closed`/`open`) for
+`redis_retry_ms`; then a background probe (never a request) checks Redis, so
+recovery needs no operator and a frozen Redis costs at most one timeout per
+in-flight request when it first stops answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from prometheus_client import Counter, Gauge
+from redis.asyncio import Redis
+
+from tollgate.gateway.config import Settings
+from tollgate.gateway.limits.redis_counters import RedisCounters
+from tollgate.gateway.limits.windows import Bucket, LocalCounters, Verdict, policy_header
+from tollgate.gateway.registry.records import ApiRecord, KeyRecord, RouteRecord
+
+log = logging.getLogger(__name__)
+
+REDIS_FAILURES = Counter(
+    "tollgate_gateway_ratelimit_redis_failures_total",
+    "Redis limit checks that failed or timed out (the fallback answered)",
+)
+REDIS_HEALTHY = Gauge(
+    "tollgate_gateway_ratelimit_redis_healthy", "1 while the redis policy reaches Redis"
+)
+CHECKS = Counter("tollgate_gateway_ratelimit_checks_total", "Limit checks by backend", ["backend"])
+
+
+class RedisUnavailable(Exception):
+    """The `closed` fallback refuses requests while Redis is unreachable."""
+
+
+def buckets_for(key: KeyRecord, api: ApiRecord, route: RouteRecord | None) -> list[Bucket]:
+    """Every window that applies to this key/API/route (global limits added later)."""
+    buckets: list[Bucket] = [(f"k:{key.key_id}:{w}", n, w) for n, w in key.windows]
+    buckets.extend((f"a:{api.api_id}:{w}", n, w) for n, w in api.windows)
+    if route is not None:
+        buckets.extend((f"r:{route.route_id}:{w}", n, w) for n, w in route.windows)
+    return buckets
+
+
+class RateLimiter:
+    """Evaluates limits with the configured policy and its fallback."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._policy = settings.rate_limit_policy
+        self._fallback = settings.redis_fallback
+        self._timeout = settings.redis_timeout_ms / 1000
+        self._retry = settings.redis_retry_ms / 1000
+        self._local = LocalCounters()
+        self._global: list[Bucket] = []
+        if settings.global_per_second:
+            self._global.append(("g:1", settings.global_per_second, 1))
+        if settings.global_per_minute:
+            self._global.append(("g:60", settings.global_per_minute, 60))
+        self._redis_client: Redis | None = None
+        self._redis: RedisCounters | None = None
+        self._redis_down_until = 0.0
+        self._probe: asyncio.Task[None] | None = None
+        if self._policy == "redis":
+            self._redis_client = Redis.from_url(
+                settings.redis_url,
+                socket_timeout=max(self._timeout * 4, 0.5),
+                socket_connect_timeout=max(self._timeout * 4, 0.5),
+                max_connections=256,
+            )
+            self._redis = RedisCounters(self._redis_client)
+            REDIS_HEALTHY.set(1)
+
+    @property
+    def uses_redis(self) -> bool:
+        return self._redis is not None
+
+    @property
+    def redis_healthy(self) -> bool:
+        return self._redis is not None and self._redis_down_until == 0.0
+
+    async def check(
+        self, key: KeyRecord, api: ApiRecord, route: RouteRecord | None
+    ) -> Verdict | None:
+        """The verdict for one request, or None when no limit applies."""
+        buckets = buckets_for(key, api, route)
+        if self._global:
+            buckets.extend(self._global)
+        if not buckets:
+            return None
+        if self._redis is None:
+            CHECKS.labels("local").inc()
+            return self._local.check(buckets, time.time())
+        return await self._check_redis(self._redis, buckets)
+
+    async def _check_redis(self, redis: RedisCounters, buckets: list[Bucket]) -> Verdict:
+        if self._redis_down_until > 0.0:
+            # Down: answer from the fallback at once; a background probe (one at a
+            # time, every `redis_retry_ms`) finds out when Redis is back.
+            if self._probe is None and time.monotonic() >= self._redis_down_until:
+                self._probe = asyncio.create_task(self._probe_redis())
+            return self._fallback_check(buckets)
+        try:
+            result = await asyncio.wait_for(redis.check(buckets), self._timeout)
+        except Exception as exc:
+            self._mark_down(exc)
+            return self._fallback_check(buckets)
+        CHECKS.labels("redis").inc()
+        return result
+
+    async def _probe_redis(self) -> None:
+        assert self._redis_client is not None
+        try:
+            await asyncio.wait_for(self._redis_client.ping(), self._timeout * 4)
+        except Exception as exc:
+            self._mark_down(exc)
+        else:
+            log.info("redis limits reachable again")
+            self._redis_down_until = 0.0
+            REDIS_HEALTHY.set(1)
+        finally:
+            self._probe = None
+
+    def _mark_down(self, exc: BaseException) -> None:
+        REDIS_FAILURES.inc()
+        if self._redis_down_until == 0.0:
+            log.warning(
+                "redis limits unavailable; using fallback",
+                extra={"fallback": self._fallback, "error": type(exc).__name__},
+            )
+        self._redis_down_until = time.monotonic() + self._retry
+        REDIS_HEALTHY.set(0)
+
+    def _fallback_check(self, buckets: list[Bucket]) -> Verdict:
+        CHECKS.labels(f"fallback-{self._fallback}").inc()
+        if self._fallback == "closed":
+            raise RedisUnavailable
+        if self._fallback == "open":
+            limit, window = buckets[0][1], buckets[0][2]
+            return Verdict(True, limit, limit, window, 0, policy_header(buckets))
+        return self._local.check(buckets, time.time())
+
+    def sweep(self) -> None:
+        """Drop finished local windows (called periodically)."""
+        self._local.sweep(time.time())
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+        if self._redis_client is not None:
+            await self._redis_client.aclose()

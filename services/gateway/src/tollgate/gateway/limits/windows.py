@@ -1,0 +1,169 @@
+"""The sliding-window limiter shared by the local and the Redis policy.
+
+Each limit (N requests per W seconds) is counted in `SLOTS` sub-windows of W/SLOTS
+seconds. A request at time t is admitted when the requests counted in the slots
+that overlap the last W seconds - the current slot, the SLOTS-1 before it, and the
+partly overlapping oldest one, counted whole - plus one stay within N, for every
+limit that applies; then, and only then, the current slot of every limit is
+incremented, so a rejected request consumes nothing. Counting the oldest slot
+whole makes the check conservative: no W-second interval ever holds more than N
+admitted requests (a burst straddling a window boundary cannot pass twice the
+limit as with fixed windows, nor 1.2x as with the two-counter approximation); the
+price is that capacity frees up to W/SLOTS later than it strictly could.
+
+This module does no I/O: `LocalCounters` keeps the slots in a dict, and the Redis
+policy runs the same arithmetic in Lua and hands the slot counts back here to build
+the verdict and the headers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+Bucket = tuple[str, int, int]
+"""(counter name, limit, window seconds)."""
+
+
+class Verdict:
+    """The outcome of a limit check and what the RateLimit headers say."""
+
+    __slots__ = ("allowed", "limit", "policy", "remaining", "reset_s", "retry_after_s")
+
+    def __init__(
+        self,
+        allowed: bool,
+        limit: int,
+        remaining: int,
+        reset_s: int,
+        retry_after_s: int,
+        policy: str,
+    ) -> None:
+        self.allowed = allowed
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_s = reset_s
+        self.retry_after_s = retry_after_s
+        self.policy = policy
+
+    def headers(self) -> list[tuple[str, str]]:
+        """`RateLimit-*` (IETF draft) and the customary `X-RateLimit-*` equivalents."""
+        limit, remaining, reset = str(self.limit), str(self.remaining), str(self.reset_s)
+        return [
+            ("RateLimit-Limit", limit),
+            ("RateLimit-Remaining", remaining),
+            ("RateLimit-Reset", reset),
+            ("RateLimit-Policy", self.policy),
+            ("X-RateLimit-Limit", limit),
+            ("X-RateLimit-Remaining", remaining),
+            ("X-RateLimit-Reset", reset),
+        ]
+
+
+def policy_header(buckets: Sequence[Bucket]) -> str:
+    """`RateLimit-Policy`: every window that applied, e.g. `10;w=1, 1000;w=3600`."""
+    return ", ".join(f"{limit};w={window}" for _name, limit, window in buckets)
+
+
+SLOTS = 10
+
+
+def verdict(
+    buckets: Sequence[Bucket], counts: Sequence[Sequence[int]], now: float, *, consumed: bool
+) -> Verdict:
+    """Build the verdict from each bucket's slot counts (oldest first, `SLOTS + 1` of
+    them, the last being the current slot) at `now`; `consumed` says whether the
+    request was admitted (counts are from before the increment either way)."""
+    best: tuple[int, int, int] | None = None  # (remaining, limit, reset)
+    retry_after = 0.0
+    for (_name, limit, window), slots in zip(buckets, counts, strict=True):
+        width = window / SLOTS
+        current = int(now // width)
+        used = sum(slots) + (1 if consumed else 0)
+        remaining = max(0, limit - used)
+        reset = _frees_after(slots, used - limit + 1, current, width, now) if used else window
+        if best is None or remaining < best[0]:
+            best = (remaining, limit, max(1, math.ceil(reset)))
+        if not consumed and sum(slots) + 1 > limit:
+            retry_after = max(
+                retry_after, _frees_after(slots, sum(slots) + 1 - limit, current, width, now)
+            )
+    assert best is not None
+    remaining, limit, reset = best
+    return Verdict(
+        consumed,
+        limit,
+        remaining,
+        reset,
+        0 if consumed else max(1, math.ceil(retry_after)),
+        policy_header(buckets),
+    )
+
+
+def _frees_after(
+    slots: Sequence[int], needed: int, current: int, width: float, now: float
+) -> float:
+    """Seconds until the oldest slots holding `needed` requests have left the window."""
+    needed = max(needed, 1)
+    freed = 0
+    first = current - SLOTS  # index of slots[0]
+    for offset, count in enumerate(slots):
+        freed += count
+        if freed >= needed:
+            # A hair past the slot boundary, so float rounding cannot land just before it.
+            return max(0.0, (first + offset + SLOTS + 1) * width - now + width / 1000)
+    return SLOTS * width
+
+
+def admits(buckets: Sequence[Bucket], counts: Sequence[Sequence[int]]) -> bool:
+    """True when every bucket has room for one more request."""
+    return all(
+        sum(slots) + 1 <= limit for (_n, limit, _w), slots in zip(buckets, counts, strict=True)
+    )
+
+
+class LocalCounters:
+    """Sliding-window slot counters in this process's memory (the `local` policy, and
+    the fallback of the `redis` policy)."""
+
+    def __init__(self) -> None:
+        # name -> [current slot index, count of slot index-SLOTS, ..., count of slot index]
+        self._state: dict[str, list[int]] = {}
+
+    def check(self, buckets: Sequence[Bucket], now: float) -> Verdict:
+        """Admit (and count) or reject (counting nothing) one request."""
+        counts: list[list[int]] = []
+        states: list[list[int]] = []
+        for name, _limit, window in buckets:
+            current = int(now // (window / SLOTS))
+            state = self._state.get(name)
+            if state is None:
+                state = self._state[name] = [current] + [0] * (SLOTS + 1)
+            elif state[0] != current:
+                shift = current - state[0]
+                if shift > SLOTS:
+                    state[1:] = [0] * (SLOTS + 1)
+                elif shift > 0:
+                    state[1:] = state[1 + shift :] + [0] * shift
+                state[0] = current
+            counts.append(state[1:])
+            states.append(state)
+        allowed = admits(buckets, counts)
+        if allowed:
+            for state in states:
+                state[-1] += 1
+        return verdict(buckets, counts, now, consumed=allowed)
+
+    def sweep(self, now: float) -> int:
+        """Forget counters whose slots have all left their window; returns how many."""
+        stale = []
+        for name, state in self._state.items():
+            window = int(name.rsplit(":", 1)[1])
+            if state[0] < int(now // (window / SLOTS)) - SLOTS:
+                stale.append(name)
+        for name in stale:
+            del self._state[name]
+        return len(stale)
+
+    def __len__(self) -> int:
+        return len(self._state)

@@ -1,0 +1,1 @@
+"""The request path: admission decisions and forwarding to the upstream."""

@@ -1,0 +1,539 @@
+"""The gateway's request path: admit or refuse, forward, answer, record one event.
+
+For every request, in this order (the first failing check answers, problem+json
+carrying the request id):
+
+1. unknown API slug → 404; retired API → 410
+2. missing, malformed, unknown or revoked key → 401; expired key → 401
+3. disabled key, client IP outside the key's allowlist, API not allowed for the key,
+   no route of the API matches, a scope the route requires missing → 403
+4. org prepaid and out of credits → 402
+5. declared body larger than the cap → 413
+6. over a rate limit → 429 with `Retry-After`
+
+then the request is forwarded to the upstream with streaming bodies both ways
+(502 when the upstream cannot be reached, 504 when it does not answer in the API's
+timeout), and one `request.completed` or `request.rejected` event is queued for
+the publisher after the answer is sent.
+
+This module must do no I/O besides the upstream call (and Redis, under the `redis`
+limit policy): keys, APIs and balances come from the in-memory registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+from prometheus_client import Counter, Histogram
+from pyreqwest.client import Client
+from pyreqwest.exceptions import RequestError, RequestTimeoutError
+from pyreqwest.response import Response as UpstreamResponse
+
+from tollgate.contracts.events.gateway import RejectionReason
+from tollgate.contracts.ids import uuid7
+from tollgate.gateway.config import Settings
+from tollgate.gateway.events.publisher import COMPLETED, REJECTED, EventPublisher
+from tollgate.gateway.limits.limiter import RateLimiter, RedisUnavailable
+from tollgate.gateway.limits.windows import Verdict
+from tollgate.gateway.proxy.headers import (
+    REQUEST_DROP,
+    RESPONSE_DROP,
+    TrustedProxies,
+    child_traceparent,
+    connection_tokens,
+    query_key,
+    strip_query_key,
+)
+from tollgate.gateway.registry.records import ApiRecord, KeyRecord, RouteRecord
+from tollgate.gateway.registry.store import Registry
+from tollgate.kit import apikeys
+from tollgate.kit.problems import PROBLEM_CONTENT_TYPE, problem_body
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter("tollgate_gateway_requests_total", "Requests answered", ["outcome", "status"])
+ADDED_LATENCY = Histogram(
+    "tollgate_gateway_added_latency_seconds",
+    "Time spent in the gateway itself (total minus waiting for the upstream)",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
+
+_OUTCOMES: dict[tuple[str, int], Any] = {}
+
+
+def _count(outcome: str, status: int) -> None:
+    child = _OUTCOMES.get((outcome, status))
+    if child is None:
+        child = _OUTCOMES[(outcome, status)] = REQUESTS.labels(outcome, str(status))
+    child.inc()
+
+
+_BUFFER_LIMIT = 256 * 1024  # bodies up to this size are read whole; larger ones stream
+_CHUNK = 64 * 1024
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    410: "Gone",
+    413: "Content Too Large",
+    429: "Too Many Requests",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Refusal(Exception):
+    """Raised inside admission: the gateway answers itself."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: RejectionReason,
+        detail: str,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+        self.headers = headers or []
+
+
+class _Call:
+    """What is known about one request as it goes through the gate."""
+
+    __slots__ = (
+        "api",
+        "client_ip",
+        "key",
+        "method",
+        "path",
+        "request_id",
+        "route",
+        "started",
+        "started_wall",
+    )
+
+    def __init__(self, request_id: str, method: str, path: str, client_ip: str) -> None:
+        self.request_id = request_id
+        self.method = method
+        self.path = path
+        self.client_ip = client_ip
+        self.api: ApiRecord | None = None
+        self.key: KeyRecord | None = None
+        self.route: RouteRecord | None = None
+        self.started = time.perf_counter()
+        self.started_wall = time.time()
+
+
+class Gate:
+    """Admits, forwards and records requests; one per gateway process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        limiter: RateLimiter,
+        publisher: EventPublisher,
+        client: Client,
+    ) -> None:
+        self._registry = registry
+        self._limiter = limiter
+        self._publisher = publisher
+        self._client = client
+        self._pepper = settings.key_pepper.encode()
+        self._max_body = settings.max_body_bytes
+        self._instance = settings.instance_id
+        self._proxies = TrustedProxies(settings.trusted_proxies)
+
+    # ------------------------------------------------------------------ entry point
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        raw_path, _, query = request.raw_path.partition("?")
+        raw_path = raw_path.partition("#")[0]
+        peer = request.remote or "0.0.0.0"
+        client_ip = self._proxies.client_ip(peer, request.headers.get("X-Forwarded-For"))
+        call = _Call(str(uuid7()), request.method, raw_path, client_ip)
+        try:
+            forwarded_query, key_in_auth = self._admit(call, request, query)
+            verdict = await self._limit(call)
+        except _Refusal as refusal:
+            return self._refuse(call, refusal)
+        return await self._forward(call, request, forwarded_query, key_in_auth, verdict)
+
+    # ------------------------------------------------------------------ admission
+
+    def _admit(self, call: _Call, request: web.BaseRequest, query: str) -> tuple[str, bool]:
+        """Run checks 1-5; returns the query to forward and whether the key came in
+        `Authorization`."""
+        slug, _, rest = call.path[1:].partition("/")
+        api = self._registry.api_for_slug(slug)
+        if api is None:
+            raise _Refusal(404, RejectionReason.UNKNOWN_API, "No API is served at this path.")
+        call.api = api
+        call.path = "/" + rest
+        if api.retired:
+            raise _Refusal(410, RejectionReason.API_RETIRED, "This API has been retired.")
+
+        headers = request.headers
+        raw = headers.get("X-API-Key")
+        key_in_auth = False
+        if not raw:
+            auth = headers.get("Authorization")
+            if auth and auth[:7].lower() == "bearer ":
+                raw = auth[7:].strip()
+                key_in_auth = True
+        if not raw and query and "api_key=" in query:
+            raw = query_key(query)
+        if query and "api_key=" in query:
+            query = strip_query_key(query)
+        if not raw:
+            raise _Refusal(401, RejectionReason.MISSING_KEY, "An API key is required.")
+        if not apikeys.well_formed(raw):
+            raise _Refusal(401, RejectionReason.UNKNOWN_KEY, "The API key is not valid.")
+        data = raw.encode()
+        digest = (
+            hmac.digest(self._pepper, data, "sha256")
+            if self._pepper
+            else hashlib.sha256(data).digest()
+        )
+        key = self._registry.key_for_hash(digest)
+        if key is None:
+            raise _Refusal(401, RejectionReason.UNKNOWN_KEY, "The API key is not valid.")
+        call.key = key
+        if key.revoked:
+            raise _Refusal(401, RejectionReason.UNKNOWN_KEY, "The API key has been revoked.")
+        if key.expires_at is not None and call.started_wall >= key.expires_at:
+            raise _Refusal(401, RejectionReason.EXPIRED_KEY, "The API key has expired.")
+        if not key.enabled:
+            raise _Refusal(403, RejectionReason.DISABLED_KEY, "The API key is disabled.")
+        if not key.allows_ip(call.client_ip):
+            raise _Refusal(
+                403, RejectionReason.IP_NOT_ALLOWED, "The key may not be used from this address."
+            )
+        if key.allowed_api_ids is not None and api.api_id not in key.allowed_api_ids:
+            raise _Refusal(403, RejectionReason.API_NOT_ALLOWED, "The key may not call this API.")
+        if api.routes:
+            route = api.match_route(call.method, call.path)
+            if route is None:
+                raise _Refusal(
+                    403, RejectionReason.ROUTE_NOT_ALLOWED, "No route of this API matches."
+                )
+            call.route = route
+            if route.scopes and not route.scopes <= key.scopes:
+                raise _Refusal(
+                    403,
+                    RejectionReason.SCOPE_MISSING,
+                    "The key lacks a scope this route requires: "
+                    + ", ".join(sorted(route.scopes - key.scopes)),
+                )
+        if self._registry.org_blocked(key.org_id):
+            raise _Refusal(
+                402, RejectionReason.CREDITS_EXHAUSTED, "The organisation has no credits left."
+            )
+        declared = request.content_length
+        if declared is not None and declared > self._max_body:
+            raise _Refusal(
+                413,
+                RejectionReason.PAYLOAD_TOO_LARGE,
+                f"Request bodies are limited to {self._max_body} bytes.",
+            )
+        return query, key_in_auth
+
+    async def _limit(self, call: _Call) -> Verdict | None:
+        assert call.key is not None
+        assert call.api is not None
+        try:
+            verdict = await self._limiter.check(call.key, call.api, call.route)
+        except RedisUnavailable:
+            raise _Refusal(
+                503,
+                RejectionReason.RATE_LIMITED,
+                "Rate limits cannot be evaluated right now.",
+                [("Retry-After", "1")],
+            ) from None
+        if verdict is not None and not verdict.allowed:
+            raise _Refusal(
+                429,
+                RejectionReason.RATE_LIMITED,
+                "Rate limit exceeded.",
+                [("Retry-After", str(verdict.retry_after_s)), *verdict.headers()],
+            )
+        return verdict
+
+    # ------------------------------------------------------------------ answers
+
+    def _problem(
+        self,
+        call: _Call,
+        status: int,
+        detail: str,
+        slug: str,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> web.Response:
+        body = problem_body(
+            status,
+            _TITLES.get(status, "Error"),
+            detail,
+            slug=slug,
+            request_id=call.request_id,
+        )
+        headers = CIMultiDict(
+            [("Content-Type", PROBLEM_CONTENT_TYPE), ("X-Request-ID", call.request_id)]
+        )
+        for name, value in extra or ():
+            headers.add(name, value)
+        if call.api is not None:
+            for name, value in call.api.lifecycle_headers:
+                headers.add(name, value)
+        return web.Response(body=body, status=status, headers=headers)
+
+    def _refuse(self, call: _Call, refusal: _Refusal) -> web.Response:
+        response = self._problem(
+            call,
+            refusal.status,
+            refusal.detail,
+            refusal.reason.value.replace("_", "-"),
+            refusal.headers,
+        )
+        key = call.key
+        api = call.api
+        self._publisher.publish(
+            key.org_id if key else None,
+            REJECTED,
+            {
+                "request_id": call.request_id,
+                "time": call.started_wall,
+                "org_id": key.org_id if key else None,
+                "key_id": key.key_id if key else None,
+                "api_id": api.api_id if api else None,
+                "route_id": call.route.route_id if call.route else None,
+                "method": call.method,
+                "path": call.path,
+                "status": refusal.status,
+                "reason": refusal.reason.value,
+                "latency_ms": int((time.perf_counter() - call.started) * 1000),
+                "client_ip": call.client_ip,
+                "gateway_instance": self._instance,
+            },
+        )
+        _count("rejected", refusal.status)
+        return response
+
+    # ------------------------------------------------------------------ forwarding
+
+    def _upstream_headers(
+        self, call: _Call, request: web.BaseRequest, key_in_auth: bool
+    ) -> list[tuple[str, str]]:
+        api = call.api
+        assert api is not None
+        incoming = request.headers
+        drop = REQUEST_DROP
+        if "Connection" in incoming:
+            drop = drop | connection_tokens(incoming)
+        if key_in_auth:
+            drop = drop | {"authorization"}
+        if api.upstream_headers:
+            drop = drop | {name.lower() for name, _ in api.upstream_headers}
+        out = [(name, value) for name, value in incoming.items() if name.lower() not in drop]
+        peer = request.remote or ""
+        forwarded_for = incoming.get("X-Forwarded-For")
+        if forwarded_for and self._proxies.trusts(peer):
+            out.append(("X-Forwarded-For", f"{forwarded_for}, {peer}"))
+            out.append(("X-Forwarded-Proto", incoming.get("X-Forwarded-Proto", request.scheme)))
+        else:
+            out.append(("X-Forwarded-For", peer))
+            out.append(("X-Forwarded-Proto", request.scheme))
+        host = incoming.get("Host")
+        if host:
+            out.append(("X-Forwarded-Host", host))
+        out.append(("X-Request-ID", call.request_id))
+        out.append(("traceparent", child_traceparent(incoming.get("traceparent"))))
+        out.extend(api.upstream_headers)
+        return out
+
+    async def _forward(
+        self,
+        call: _Call,
+        request: web.BaseRequest,
+        query: str,
+        key_in_auth: bool,
+        verdict: Verdict | None,
+    ) -> web.StreamResponse:
+        api = call.api
+        assert api is not None
+        assert call.key is not None
+        if api.credentials_broken:
+            return self._upstream_failed(call, 502, "The API's upstream credentials are unusable.")
+        headers = self._upstream_headers(call, request, key_in_auth)
+        url = api.upstream_base + call.path + ("?" + query if query else "")
+        received = [0]
+        builder = self._client.request(call.method, url)
+        declared = request.content_length
+        if request.body_exists:
+            if request.headers.get("Expect", "").lower() == "100-continue":
+                # Admitted: now ask for the body (rejections never made the client send it).
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if declared is not None and declared <= _BUFFER_LIMIT:
+                body = await request.read()
+                received[0] = len(body)
+                builder = builder.body_bytes(body)
+            else:
+                builder = builder.body_stream(self._capped_body(request, received))
+                if declared is not None:
+                    headers.append(("Content-Length", str(declared)))
+        exchange = builder.headers(headers).build_streamed()
+        upstream_started = time.perf_counter()
+        try:
+            # The API's timeout bounds the wait for the response head; the body then
+            # streams under the client's per-read timeout.
+            async with asyncio.timeout(api.timeout_s):
+                upstream = await exchange.__aenter__()
+        except (TimeoutError, RequestTimeoutError):
+            if received[0] > self._max_body:
+                return self._too_large(call)
+            return self._upstream_failed(call, 504, "The upstream did not answer in time.")
+        except (RequestError, _BodyTooLarge) as exc:
+            if received[0] > self._max_body:
+                return self._too_large(call)
+            log.warning(
+                "upstream call failed",
+                extra={"api_id": api.api_id, "error": type(exc).__name__},
+            )
+            return self._upstream_failed(call, 502, "The upstream could not be reached.")
+        try:
+            return await self._relay(call, request, upstream, verdict, received, upstream_started)
+        finally:
+            await exchange.__aexit__(None, None, None)
+
+    def _too_large(self, call: _Call) -> web.Response:
+        return self._refuse(
+            call,
+            _Refusal(
+                413,
+                RejectionReason.PAYLOAD_TOO_LARGE,
+                f"Request bodies are limited to {self._max_body} bytes.",
+            ),
+        )
+
+    async def _capped_body(
+        self, request: web.BaseRequest, received: list[int]
+    ) -> AsyncIterator[bytes]:
+        async for chunk in request.content.iter_chunked(_CHUNK):
+            received[0] += len(chunk)
+            if received[0] > self._max_body:
+                raise _BodyTooLarge
+            yield chunk
+
+    async def _relay(
+        self,
+        call: _Call,
+        request: web.BaseRequest,
+        upstream: UpstreamResponse,
+        verdict: Verdict | None,
+        received: list[int],
+        upstream_started: float,
+    ) -> web.StreamResponse:
+        api = call.api
+        assert api is not None
+        upstream_headers = upstream.headers
+        drop = RESPONSE_DROP
+        if "connection" in upstream_headers:
+            drop = drop | connection_tokens(upstream_headers)
+        headers: CIMultiDict[str] = CIMultiDict(
+            (name, value) for name, value in upstream_headers.items() if name not in drop
+        )
+        headers["X-Request-ID"] = call.request_id
+        if verdict is not None:
+            for name, value in verdict.headers():
+                headers[name] = value
+        for name, value in api.lifecycle_headers:
+            headers[name] = value
+        declared = upstream_headers.get("content-length")
+        length = int(declared) if declared and declared.isdigit() else None
+        reader = upstream.body_reader
+        status = upstream.status
+        if (
+            request.method == "HEAD"
+            or status in (204, 304)
+            or (length is not None and length <= _BUFFER_LIMIT)
+        ):
+            data = bytes(await reader.bytes())
+            upstream_waited = time.perf_counter() - upstream_started
+            buffered = web.Response(body=data, status=status, headers=headers)
+            self._completed(call, status, received[0], len(data), upstream_waited)
+            return buffered
+        upstream_waited = time.perf_counter() - upstream_started
+        response = web.StreamResponse(status=status, headers=headers)
+        if length is not None:
+            response.content_length = length
+        else:
+            response.enable_chunked_encoding()
+        await response.prepare(request)
+        sent = 0
+        try:
+            while (chunk := await reader.read_chunk()) is not None:
+                data = bytes(chunk)
+                await response.write(data)
+                sent += len(data)
+            await response.write_eof()
+        finally:
+            self._completed(call, status, received[0], sent, upstream_waited)
+        return response
+
+    def _upstream_failed(self, call: _Call, status: int, detail: str) -> web.Response:
+        slug = "upstream-timeout" if status == 504 else "upstream-failed"
+        response = self._problem(call, status, detail, slug)
+        self._completed(call, status, 0, 0, time.perf_counter() - call.started)
+        return response
+
+    def _completed(
+        self, call: _Call, status: int, request_bytes: int, response_bytes: int, waited: float
+    ) -> None:
+        api, key, route = call.api, call.key, call.route
+        assert api is not None
+        assert key is not None
+        price = route.price if route is not None and route.price is not None else api.price
+        if status >= 500 and not api.charge_failed_calls:
+            price = 0
+        total = time.perf_counter() - call.started
+        ADDED_LATENCY.observe(max(0.0, total - waited))
+        _count("completed", status)
+        self._publisher.publish(
+            key.org_id,
+            COMPLETED,
+            {
+                "request_id": call.request_id,
+                "time": call.started_wall,
+                "org_id": key.org_id,
+                "key_id": key.key_id,
+                "api_id": api.api_id,
+                "route_id": route.route_id if route else None,
+                "method": call.method,
+                "path": call.path,
+                "status": status,
+                "latency_ms": int(total * 1000),
+                "upstream_latency_ms": int(min(waited, total) * 1000),
+                "request_bytes": request_bytes,
+                "response_bytes": response_bytes,
+                "client_ip": call.client_ip,
+                "cost": price,
+                "gateway_instance": self._instance,
+            },
+        )

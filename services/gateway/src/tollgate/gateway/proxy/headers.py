@@ -1,0 +1,110 @@
+"""Header rules of the proxy: what is stripped, what is set, in both directions.
+
+Pure functions, no I/O. Hop-by-hop headers (RFC 9110 §7.6.1, plus every header the
+`Connection` header names) never cross the gateway; neither does the API key nor
+any client-sent copy of a header the gateway sets itself (`X-Forwarded-*`,
+`X-Request-ID`, `traceparent`) or injects (upstream credentials).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import re
+from collections.abc import Mapping
+from urllib.parse import unquote_plus
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_SET_BY_GATEWAY = frozenset(
+    {
+        "host",
+        "content-length",
+        "x-api-key",
+        "expect",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+        "traceparent",
+        "tracestate",
+    }
+)
+REQUEST_DROP = HOP_BY_HOP | _SET_BY_GATEWAY
+RESPONSE_DROP = HOP_BY_HOP | {"content-length", "x-request-id"}
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
+
+
+def connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
+    """Header names listed in `Connection` (also hop-by-hop)."""
+    value = headers.get("Connection") or headers.get("connection")
+    if not value:
+        return frozenset()
+    return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
+
+
+def child_traceparent(incoming: str | None) -> str:
+    """A `traceparent` for the upstream call: same trace, new parent span id; a new
+    trace when the client sent none (or a malformed one)."""
+    # Span and trace ids need uniqueness, not secrecy: the fast PRNG is enough.
+    span = f"{random.getrandbits(64) or 1:016x}"
+    if incoming:
+        match = _TRACEPARENT.match(incoming.strip())
+        if match and match.group(1) != "0" * 32:
+            return f"00-{match.group(1)}-{span}-{match.group(2)}"
+    return f"00-{random.getrandbits(128) or 1:032x}-{span}-01"
+
+
+class TrustedProxies:
+    """Decides the client IP from the peer address and `X-Forwarded-For`."""
+
+    def __init__(self, cidrs: str) -> None:
+        self._networks = tuple(
+            ipaddress.ip_network(c.strip(), strict=False) for c in cidrs.split(",") if c.strip()
+        )
+
+    def trusts(self, ip: str) -> bool:
+        if not self._networks:
+            return False
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+    def client_ip(self, peer: str, forwarded_for: str | None) -> str:
+        """The peer, or, behind trusted proxies, the last untrusted X-Forwarded-For hop."""
+        if not forwarded_for or not self.trusts(peer):
+            return peer
+        for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+            if hop and not self.trusts(hop):
+                return hop
+        return peer
+
+
+def strip_query_key(query: str) -> str:
+    """The query string without any `api_key` parameter (kept byte-for-byte otherwise)."""
+    return "&".join(
+        part for part in query.split("&") if part and part.split("=", 1)[0] != "api_key"
+    )
+
+
+def query_key(query: str) -> str | None:
+    """The value of the first `api_key` parameter, URL-decoded."""
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name == "api_key":
+            return unquote_plus(value)
+    return None

@@ -1,0 +1,271 @@
+"""Compact, request-path-friendly forms of the contract's key, API and balance states.
+
+The contract models (`KeyUpserted`, `ApiUpserted`, `BalanceState`) are validated once
+when a record arrives and turned into the slotted records below, which hold only
+what a decision needs, pre-parsed (networks, route regexes, header lists, epoch
+timestamps). Memory per key matters at millions of keys: ids are strings shared
+where possible, the key hash is 32 raw bytes, and empty collections are shared
+singletons.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import orjson
+
+from tollgate.contracts.events.accounts import ApiStatus, ApiUpserted, KeyUpserted, Limits
+from tollgate.contracts.events.billing import BalanceMode, BalanceState, BalanceStatus
+from tollgate.kit.sealing import Sealer
+
+Window = tuple[int, int]
+"""A rate limit: (requests allowed, window length in seconds)."""
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_EMPTY_SCOPES: frozenset[str] = frozenset()
+_WINDOWS: tuple[tuple[str, int], ...] = (
+    ("per_second", 1),
+    ("per_minute", 60),
+    ("per_hour", 3600),
+    ("per_day", 86400),
+)
+
+
+def limit_windows(limits: Limits) -> tuple[Window, ...]:
+    """The configured windows of a `Limits`, shortest first; () when unlimited."""
+    return tuple(
+        (value, seconds)
+        for name, seconds in _WINDOWS
+        if (value := getattr(limits, name)) is not None
+    )
+
+
+class KeyRecord:
+    """An API key as the gateway needs it; looked up by the hash of the raw key."""
+
+    __slots__ = (
+        "allowed_api_ids",
+        "enabled",
+        "expires_at",
+        "grace",
+        "key_hash",
+        "key_id",
+        "networks",
+        "org_id",
+        "revoked",
+        "scopes",
+        "version",
+        "windows",
+    )
+
+    def __init__(
+        self,
+        *,
+        key_id: str,
+        org_id: str,
+        key_hash: bytes,
+        enabled: bool,
+        revoked: bool,
+        expires_at: float | None,
+        scopes: frozenset[str],
+        allowed_api_ids: frozenset[str] | None,
+        networks: tuple[IpNetwork, ...] | None,
+        windows: tuple[Window, ...],
+        grace: tuple[tuple[bytes, float], ...],
+        version: int,
+    ) -> None:
+        self.key_id = key_id
+        self.org_id = org_id
+        self.key_hash = key_hash
+        self.enabled = enabled
+        self.revoked = revoked
+        self.expires_at = expires_at
+        self.scopes = scopes
+        self.allowed_api_ids = allowed_api_ids
+        self.networks = networks
+        self.windows = windows
+        self.grace = grace
+        self.version = version
+
+    @classmethod
+    def from_event(
+        cls,
+        event: KeyUpserted,
+        intern: dict[str, str],
+        shared_windows: dict[tuple[Window, ...], tuple[Window, ...]],
+    ) -> KeyRecord:
+        """Build the record; org ids and limit tuples are shared between keys."""
+        org = str(event.org_id)
+        windows = limit_windows(event.limits)
+        return cls(
+            key_id=str(event.key_id),
+            org_id=intern.setdefault(org, org),
+            key_hash=bytes.fromhex(event.key_hash),
+            enabled=event.enabled,
+            revoked=event.revoked,
+            expires_at=event.expires_at.timestamp() if event.expires_at else None,
+            scopes=frozenset(event.scopes) if event.scopes else _EMPTY_SCOPES,
+            allowed_api_ids=(
+                frozenset(str(a) for a in event.allowed_api_ids) if event.allowed_api_ids else None
+            ),
+            networks=(
+                tuple(ipaddress.ip_network(c, strict=False) for c in event.ip_allowlist)
+                if event.ip_allowlist
+                else None
+            ),
+            windows=shared_windows.setdefault(windows, windows),
+            grace=tuple(
+                (bytes.fromhex(s.key_hash), s.expires_at.timestamp()) for s in event.retired_secrets
+            ),
+            version=event.version,
+        )
+
+    def allows_ip(self, ip: str) -> bool:
+        """True when the key has no allowlist or `ip` is inside it."""
+        if self.networks is None:
+            return True
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
+
+
+class RouteRecord:
+    """One route of an API, with its path template compiled."""
+
+    __slots__ = ("method", "pattern", "price", "route_id", "scopes", "template", "windows")
+
+    def __init__(
+        self,
+        *,
+        route_id: str,
+        method: str,
+        template: str,
+        pattern: re.Pattern[str],
+        price: int | None,
+        windows: tuple[Window, ...],
+        scopes: frozenset[str],
+    ) -> None:
+        self.route_id = route_id
+        self.method = method
+        self.template = template
+        self.pattern = pattern
+        self.price = price
+        self.windows = windows
+        self.scopes = scopes
+
+
+_PARAM = re.compile(r"\{[^/{}]+\}")
+
+
+def compile_template(template: str) -> re.Pattern[str]:
+    """`/pets/{petId}` → a regex matching `/pets/42` (one segment per parameter)."""
+    parts = _PARAM.split(template)
+    return re.compile("^" + "[^/]+".join(re.escape(p) for p in parts) + "/?$")
+
+
+def _http_date(value: datetime) -> str:
+    return format_datetime(value.astimezone(UTC), usegmt=True)
+
+
+class ApiRecord:
+    """An API of the registry as the gateway serves it."""
+
+    __slots__ = (
+        "api_id",
+        "charge_failed_calls",
+        "credentials_broken",
+        "lifecycle_headers",
+        "price",
+        "retired",
+        "routes",
+        "slug",
+        "timeout_s",
+        "upstream_base",
+        "upstream_headers",
+        "version",
+        "windows",
+    )
+
+    def __init__(self, event: ApiUpserted, sealer: Sealer | None) -> None:
+        self.api_id = str(event.api_id)
+        self.slug = event.slug
+        self.upstream_base = event.upstream_url.rstrip("/")
+        self.retired = event.status is ApiStatus.RETIRED
+        self.timeout_s = event.timeout_ms / 1000
+        self.price = event.price
+        self.charge_failed_calls = event.charge_failed_calls
+        self.windows = limit_windows(event.limits)
+        self.version = event.version
+        # Exact methods are tried before `*` so a specific route wins over a catch-all.
+        ordered = sorted(event.routes, key=lambda r: r.method == "*")
+        self.routes = tuple(
+            RouteRecord(
+                route_id=str(r.route_id),
+                method=r.method,
+                template=r.path_template,
+                pattern=compile_template(r.path_template),
+                price=r.price,
+                windows=limit_windows(r.limits),
+                scopes=frozenset(r.required_scopes),
+            )
+            for r in ordered
+        )
+        headers: list[tuple[str, str]] = []
+        if event.status is ApiStatus.DEPRECATED:
+            since = event.deprecated_at or event.updated_at
+            headers.append(("Deprecation", f"@{int(since.timestamp())}"))
+        if event.sunset_at is not None and event.status is not ApiStatus.RETIRED:
+            headers.append(("Sunset", _http_date(event.sunset_at)))
+        self.lifecycle_headers = tuple(headers)
+        self.upstream_headers: tuple[tuple[str, str], ...] = ()
+        self.credentials_broken = False
+        if event.upstream_headers_sealed:
+            try:
+                self.upstream_headers = unseal_headers(event.upstream_headers_sealed, sealer)
+            except ValueError:
+                # Serving without the credentials would call the upstream anonymously;
+                # the request path answers 502 instead (and the log says why).
+                self.credentials_broken = True
+
+    def match_route(self, method: str, path: str) -> RouteRecord | None:
+        """The first route whose method and template match (exact methods first)."""
+        for route in self.routes:
+            if (route.method == method or route.method == "*") and route.pattern.match(path):
+                return route
+        return None
+
+
+def unseal_headers(sealed: str, sealer: Sealer | None) -> tuple[tuple[str, str], ...]:
+    """Open the sealed `{"Header-Name": "value"}` object of an API's upstream credentials."""
+    if sealer is None:
+        raise ValueError("no sealing keys configured")
+    value: Any = orjson.loads(sealer.unseal(sealed))
+    if not isinstance(value, dict):
+        raise ValueError("sealed upstream headers are not a JSON object")
+    headers: list[tuple[str, str]] = []
+    for name, text in value.items():
+        if not isinstance(name, str) or not isinstance(text, str):
+            raise ValueError("sealed upstream headers must map strings to strings")
+        if any(c in name + text for c in "\r\n\0") or not name or ":" in name:
+            raise ValueError("sealed upstream header is malformed")
+        headers.append((name, text))
+    return tuple(headers)
+
+
+class BalanceRecord:
+    """Whether an org may still spend."""
+
+    __slots__ = ("blocked", "version")
+
+    def __init__(self, event: BalanceState) -> None:
+        self.blocked = event.mode is BalanceMode.PREPAID and event.status is BalanceStatus.EXHAUSTED
+        self.version = event.version

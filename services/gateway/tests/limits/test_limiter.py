@@ -1,0 +1,82 @@
+"""Which limits apply: key, API, route and gateway-wide windows all count."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tollgate.contracts.events.accounts import ApiUpserted, KeyUpserted
+from tollgate.gateway.config import Settings
+from tollgate.gateway.limits.limiter import RateLimiter
+from tollgate.gateway.registry.records import ApiRecord, KeyRecord
+
+
+def records() -> tuple[KeyRecord, ApiRecord]:
+    now = datetime.now(UTC)
+    key = KeyRecord.from_event(
+        KeyUpserted.model_validate(
+            {
+                "key_id": uuid.uuid4(),
+                "org_id": uuid.uuid4(),
+                "key_hash": "a" * 64,
+                "prefix": "tg_live_abcd",
+                "last4": "abcd",
+                "name": "k",
+                "environment": "live",
+                "enabled": True,
+                "limits": {"per_hour": 100},
+                "version": 1,
+                "updated_at": now,
+            }
+        ),
+        {},
+        {},
+    )
+    api = ApiRecord(
+        ApiUpserted.model_validate(
+            {
+                "api_id": uuid.uuid4(),
+                "slug": "s",
+                "name": "s",
+                "api_version": "v1",
+                "upstream_url": "http://u",
+                "status": "active",
+                "timeout_ms": 100,
+                "price": 1,
+                "charge_failed_calls": False,
+                "limits": {"per_minute": 50},
+                "version": 1,
+                "updated_at": now,
+                "routes": [
+                    {
+                        "route_id": uuid.uuid4(),
+                        "method": "GET",
+                        "path_template": "/a/{id}",
+                        "limits": {"per_second": 3},
+                    },
+                ],
+            }
+        ),
+        None,
+    )
+    return key, api
+
+
+async def test_the_tightest_of_key_api_route_and_global_limits_wins(tmp_path: Path) -> None:
+    key, api = records()
+    route = api.match_route("GET", "/a/42")
+    assert route is not None
+    assert api.match_route("POST", "/a/42") is None
+    limiter = RateLimiter(Settings(global_per_minute=1000, spool_dir=tmp_path))
+    verdicts = [await limiter.check(key, api, route) for _ in range(4)]
+    assert [v.allowed for v in verdicts if v is not None] == [True, True, True, False]
+    first = verdicts[0]
+    assert first is not None
+    assert first.policy == "100;w=3600, 50;w=60, 3;w=1, 1000;w=60"
+    assert first.limit == 3
+    # Without the route, the API's and the key's limits still apply (and have room).
+    other = await limiter.check(key, api, None)
+    assert other is not None
+    assert other.allowed
+    assert other.limit == 50
