@@ -1,0 +1,1 @@
+"""Tollgate usage service: request stream to rollups, percentiles and a request log."""

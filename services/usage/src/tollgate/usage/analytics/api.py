@@ -1,0 +1,191 @@
+"""HTTP transport of analytics: validate, authorize, delegate. Everything is scoped
+to the org named with `org_id` (admins may omit it to see every org)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
+
+from tollgate.kit.auth import CurrentPrincipal
+from tollgate.kit.db import DbSession
+from tollgate.kit.problems import Problem
+from tollgate.usage.analytics import service
+from tollgate.usage.analytics.live import LiveStreams, stream_counts
+from tollgate.usage.analytics.repository import UsageFilter
+from tollgate.usage.analytics.schemas import (
+    ErrorBreakdown,
+    Granularity,
+    KeyStats,
+    Timeseries,
+    TopDimension,
+    TopList,
+    TopOrder,
+    UsageSummary,
+)
+from tollgate.usage.config import Settings
+from tollgate.usage.scope import TimeRange, org_scope, time_range
+
+router = APIRouter(prefix="/usage", tags=["analytics"])
+
+From = Annotated[
+    AwareDatetime | None, Query(alias="from", description="Range start (default: to - 24 h).")
+]
+To = Annotated[AwareDatetime | None, Query(alias="to", description="Range end (default: now).")]
+
+
+def _span(request: Request, start: AwareDatetime | None, end: AwareDatetime | None) -> TimeRange:
+    settings: Settings = request.app.state.settings
+    return time_range(
+        start,
+        end,
+        default=timedelta(hours=24),
+        longest=timedelta(days=settings.max_range_days),
+    )
+
+
+@router.get("/summary", response_model=UsageSummary)
+async def get_summary(
+    request: Request,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    org_id: uuid.UUID | None = None,
+    start: From = None,
+    end: To = None,
+    key_id: uuid.UUID | None = None,
+    api_id: uuid.UUID | None = None,
+    route_id: uuid.UUID | None = None,
+) -> UsageSummary:
+    """Requests, errors, rejections, bytes, credits and latency percentiles."""
+    where = UsageFilter(org_scope(principal, org_id), key_id, api_id, route_id)
+    span = _span(request, start, end)
+    async with session.begin():
+        return await service.summary(session, where, span)
+
+
+@router.get("/timeseries", response_model=Timeseries)
+async def get_timeseries(
+    request: Request,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    org_id: uuid.UUID | None = None,
+    granularity: Granularity = "hour",
+    start: From = None,
+    end: To = None,
+    key_id: uuid.UUID | None = None,
+    api_id: uuid.UUID | None = None,
+    route_id: uuid.UUID | None = None,
+) -> Timeseries:
+    """Usage per minute, hour or day (UTC), with empty buckets filled with zeros."""
+    where = UsageFilter(org_scope(principal, org_id), key_id, api_id, route_id)
+    span = _span(request, start, end)
+    async with session.begin():
+        return await service.timeseries(session, where, span, granularity)
+
+
+@router.get("/top", response_model=TopList)
+async def get_top(
+    request: Request,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    by: TopDimension,
+    org_id: uuid.UUID | None = None,
+    order_by: TopOrder = "requests",
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    start: From = None,
+    end: To = None,
+    key_id: uuid.UUID | None = None,
+    api_id: uuid.UUID | None = None,
+) -> TopList:
+    """The busiest APIs, routes, keys or statuses."""
+    where = UsageFilter(org_scope(principal, org_id), key_id, api_id)
+    span = _span(request, start, end)
+    async with session.begin():
+        return await service.top(session, where, span, by, order_by, limit)
+
+
+@router.get("/errors", response_model=ErrorBreakdown)
+async def get_errors(
+    request: Request,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    org_id: uuid.UUID | None = None,
+    start: From = None,
+    end: To = None,
+    key_id: uuid.UUID | None = None,
+    api_id: uuid.UUID | None = None,
+    route_id: uuid.UUID | None = None,
+) -> ErrorBreakdown:
+    """Upstream errors by class and status; gateway rejections by reason."""
+    where = UsageFilter(org_scope(principal, org_id), key_id, api_id, route_id)
+    span = _span(request, start, end)
+    async with session.begin():
+        return await service.errors(session, where, span)
+
+
+@router.get("/keys/{key_id}", response_model=KeyStats)
+async def get_key_stats(
+    request: Request,
+    key_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    start: From = None,
+    end: To = None,
+    recent: Annotated[int, Query(ge=0, le=100)] = 20,
+) -> KeyStats:
+    """One key: totals, quota standing and its most recent requests."""
+    settings: Settings = request.app.state.settings
+    span = _span(request, start, end)
+    async with session.begin():
+        return await service.key_stats(
+            session,
+            principal,
+            key_id,
+            span,
+            recent=recent,
+            log_retention=timedelta(days=settings.request_log_retention_days + 1),
+        )
+
+
+@router.get(
+    "/live",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
+)
+async def live(
+    request: Request,
+    principal: CurrentPrincipal,
+    org_id: uuid.UUID | None = None,
+    seconds: Annotated[
+        int | None, Query(ge=1, le=86_400, description="End the stream after this long.")
+    ] = None,
+) -> StreamingResponse:
+    """Server-sent events: every second, per-second request/error/rejection counts of
+    the last few seconds."""
+    settings: Settings = request.app.state.settings
+    scope = org_scope(principal, org_id)
+    streams: LiveStreams = request.app.state.live_streams
+    if not streams.try_open():
+        raise Problem(
+            503,
+            "Service Unavailable",
+            "Too many live streams; retry shortly.",
+            slug="too-many-streams",
+            headers={"Retry-After": "5"},
+        )
+    duration = min(seconds or settings.live_max_stream_seconds, settings.live_max_stream_seconds)
+    return StreamingResponse(
+        stream_counts(
+            request.app.state.sessions,
+            streams,
+            scope,
+            window=settings.live_window_seconds,
+            duration=duration,
+        ),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,208 @@
+"""SQL of the analytics API: sums and merged histograms over the aggregate tables.
+
+A range is answered from `usage_hour` for its whole hours and from `usage_minute` for
+the minutes at either edge, so a 30-day summary reads hours, not 43,200 minutes, and
+is still exact to the minute. Histograms are merged in SQL by bucket index
+(`jsonb_each_text`), which is what makes percentiles correct over any merge.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    Subquery,
+    and_,
+    cast,
+    func,
+    literal_column,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.usage.histogram import Histogram
+from tollgate.usage.models import UsageHour, UsageMinute
+from tollgate.usage.scope import TimeRange
+
+_MINUTE: Any = UsageMinute.__table__
+_HOUR: Any = UsageHour.__table__
+_COLUMNS = (
+    "bucket", "org_id", "key_id", "api_id", "route_id", "method", "status", "reason",
+    "requests", "bytes_in", "bytes_out", "credits", "latency_ms_sum", "latency_hist",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class UsageFilter:
+    """Which aggregate rows a query covers (None: no restriction)."""
+
+    org_id: uuid.UUID | None
+    key_id: uuid.UUID | None = None
+    api_id: uuid.UUID | None = None
+    route_id: uuid.UUID | None = None
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    floored = _floor_hour(moment)
+    return floored if floored == moment else floored + timedelta(hours=1)
+
+
+def _part(table: Any, where: UsageFilter, start: datetime, end: datetime) -> Select[Any]:
+    conditions: list[ColumnElement[bool]] = [table.c.bucket >= start, table.c.bucket < end]
+    for name in ("org_id", "key_id", "api_id", "route_id"):
+        value = getattr(where, name)
+        if value is not None:
+            conditions.append(table.c[name] == value)
+    return select(*(table.c[name] for name in _COLUMNS)).where(*conditions)
+
+
+def rows_in(where: UsageFilter, span: TimeRange) -> Subquery:
+    """Aggregate rows covering `span` exactly once: hours inside, minutes at the edges."""
+    first_hour, last_hour = _ceil_hour(span.start), _floor_hour(span.end)
+    if first_hour >= last_hour:
+        return _part(_MINUTE, where, span.start, span.end).subquery("rows")
+    parts = [_part(_HOUR, where, first_hour, last_hour)]
+    if span.start < first_hour:
+        parts.append(_part(_MINUTE, where, span.start, first_hour))
+    if last_hour < span.end:
+        parts.append(_part(_MINUTE, where, last_hour, span.end))
+    if len(parts) == 1:
+        return parts[0].subquery("rows")
+    return union_all(*parts).subquery("rows")
+
+
+def rows_by(table: str, where: UsageFilter, start: datetime, end: datetime) -> Subquery:
+    """Rows of one aggregate table (`minute` or `hour`) in [start, end)."""
+    return _part(_MINUTE if table == "minute" else _HOUR, where, start, end).subquery("rows")
+
+
+def _total(expression: Any, *where: Any) -> Any:
+    summed = func.sum(expression)
+    return func.coalesce(summed.filter(and_(*where)) if where else summed, 0)
+
+
+def _measures(rows: Subquery) -> list[Any]:
+    completed = rows.c.reason == ""
+    requests = rows.c.requests
+    return [
+        _total(requests).label("requests"),
+        _total(requests, rows.c.reason != "").label("rejected"),
+        _total(requests, completed, rows.c.status >= 400).label("errors"),
+        _total(requests, completed, rows.c.status >= 400, rows.c.status < 500).label(
+            "client_errors"
+        ),
+        _total(requests, completed, rows.c.status >= 500).label("server_errors"),
+        _total(rows.c.bytes_in).label("bytes_in"),
+        _total(rows.c.bytes_out).label("bytes_out"),
+        _total(rows.c.credits).label("credits"),
+        _total(rows.c.latency_ms_sum, completed).label("latency_ms_sum"),
+    ]
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Summed measures of a set of aggregate rows."""
+
+    requests: int = 0
+    rejected: int = 0
+    errors: int = 0
+    client_errors: int = 0
+    server_errors: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    credits: int = 0
+    latency_ms_sum: int = 0
+
+    @property
+    def completed(self) -> int:
+        return self.requests - self.rejected
+
+
+def _totals(row: Any) -> Totals:
+    return Totals(**{name: int(getattr(row, name)) for name in Totals.__dataclass_fields__})
+
+
+async def totals(session: AsyncSession, rows: Subquery) -> Totals:
+    """Measures summed over all `rows`."""
+    row = (await session.execute(select(*_measures(rows)))).one()
+    return _totals(row)
+
+
+async def totals_by(
+    session: AsyncSession,
+    rows: Subquery,
+    group: Any,
+    *,
+    order_by: str | None = None,
+    limit: int | None = None,
+    where: Sequence[ColumnElement[bool]] = (),
+) -> list[tuple[Any, Totals]]:
+    """Measures per value of `group` (an expression over `rows`), optionally top-N."""
+    label = group.label("g")
+    stmt = select(label, *_measures(rows)).where(*where).group_by(label)
+    if order_by is not None:
+        stmt = stmt.order_by(literal_column(order_by).desc(), label)
+    else:
+        stmt = stmt.order_by(label)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [(row.g, _totals(row)) for row in await session.execute(stmt)]
+
+
+async def histograms_by(
+    session: AsyncSession,
+    rows: Subquery,
+    group: Any | None = None,
+    where: Sequence[ColumnElement[bool]] = (),
+) -> dict[Any, Histogram]:
+    """Merged latency histograms of completed requests, per value of `group` (or one,
+    under the key None)."""
+    buckets = func.jsonb_each_text(rows.c.latency_hist).table_valued("key", "value").lateral("h")
+    count = func.sum(cast(buckets.c.value, BigInteger))
+    grouping = [group.label("g")] if group is not None else []
+    stmt = (
+        select(*grouping, buckets.c.key, count.label("n"))
+        .select_from(rows.join(buckets, true()))
+        .where(rows.c.reason == "", *where)
+        .group_by(*grouping, buckets.c.key)
+    )
+    merged: dict[Any, Histogram] = {}
+    for row in await session.execute(stmt):
+        merged.setdefault(row.g if group is not None else None, {})[int(row.key)] = int(row.n)
+    return merged
+
+
+async def breakdown_by_status(session: AsyncSession, rows: Subquery) -> list[tuple[int, str, int]]:
+    """(status, rejection reason or '', requests) for every status ≥ 400 or rejection."""
+    stmt = (
+        select(rows.c.status, rows.c.reason, _total(rows.c.requests).label("n"))
+        .where((rows.c.status >= 400) | (rows.c.reason != ""))
+        .group_by(rows.c.status, rows.c.reason)
+        .order_by(literal_column("n").desc(), rows.c.status, rows.c.reason)
+    )
+    return [(int(r.status), str(r.reason), int(r.n)) for r in await session.execute(stmt)]
+
+
+async def aggregate_org_of_key(session: AsyncSession, key_id: uuid.UUID) -> uuid.UUID | None:
+    """The org a key's traffic was counted under (latest hour), for keys usage has not
+    seen on the key topic."""
+    found: uuid.UUID | None = await session.scalar(
+        select(_HOUR.c.org_id)
+        .where(_HOUR.c.key_id == key_id)
+        .order_by(_HOUR.c.bucket.desc())
+        .limit(1)
+    )
+    return found

@@ -1,0 +1,147 @@
+"""Kafka transport of ingestion: decode, delegate, own the transaction.
+
+The `usage` group reads `tollgate.gateway.requests.v1` in batches. Each batch is one
+Postgres transaction holding the log rows, aggregates, quota counters, outbox events
+and the consumed positions (`ingest.service`). The positions in the database are the
+truth; Kafka offsets only say where to resume, so they are committed (after the
+transaction) at most every `offset_commit_interval_seconds` while a backlog is worked
+off, and after every batch once caught up: one broker round trip saved per batch.
+After a crash or a rebalance the records since the last Kafka commit come again and
+are skipped record by record, logged with the field `redelivered_skipped`. A failed
+batch rewinds its partitions (nack). A missing day partition is created first, in its
+own small transaction (DDL), so the batch transaction holds no DDL locks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import Counter, Histogram
+from pydantic import ValidationError
+
+from tollgate.contracts import topics
+from tollgate.contracts.envelope import UnknownEventType, decode
+from tollgate.contracts.events.gateway import RequestCompleted, RequestRejected
+from tollgate.kit.db import SessionMaker
+from tollgate.kit.kafka import batch_records, consumer_options, make_broker, topic_name
+from tollgate.usage.config import Settings
+from tollgate.usage.ingest.service import Delivery, RequestEvent, record_requests
+from tollgate.usage.quotas.consumers import subscribe_keys
+from tollgate.usage.retention.service import PartitionDays, ensure_partitions
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "usage"
+
+EVENTS_INGESTED = Counter("tollgate_usage_events_ingested_total", "request events counted")
+REDELIVERIES_SKIPPED = Counter(
+    "tollgate_usage_redeliveries_skipped_total", "records below the stored position, skipped"
+)
+DUPLICATES_SKIPPED = Counter(
+    "tollgate_usage_duplicates_skipped_total", "request ids already logged, skipped"
+)
+EVENTS_INVALID = Counter(
+    "tollgate_usage_events_invalid_total", "records that are not a valid request event"
+)
+BATCH_SECONDS = Histogram(
+    "tollgate_usage_ingest_batch_seconds",
+    "time to take in one batch, transaction included",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+def _decode(value: bytes | None, partition: int, offset: int) -> RequestEvent | None:
+    if not value:
+        return None
+    try:
+        data = decode(value).data
+    except (ValidationError, UnknownEventType, ValueError) as exc:
+        EVENTS_INVALID.inc()
+        log.warning(
+            "skipping a record that is not a valid request event",
+            extra={"partition": partition, "offset": offset, "error": type(exc).__name__},
+        )
+        return None
+    if isinstance(data, RequestCompleted | RequestRejected):
+        return data
+    EVENTS_INVALID.inc()
+    log.warning(
+        "skipping an event of another type",
+        extra={"partition": partition, "offset": offset, "type": data.event_type},
+    )
+    return None
+
+
+def build_broker(
+    settings: Settings, sessions: SessionMaker, partitions: PartitionDays
+) -> KafkaBroker:
+    """The usage broker: request ingestion and the key registry."""
+    broker = make_broker(settings, client="usage")
+    requests_topic = topic_name(topics.GATEWAY_REQUESTS, settings)
+    source = f"tollgate/usage/{settings.instance_id}"
+
+    options = {**consumer_options(settings), "ack_policy": AckPolicy.MANUAL}
+    last_commit = time.monotonic()
+
+    @broker.subscriber(
+        requests_topic,
+        group_id=GROUP_ID,
+        batch=True,
+        max_records=settings.ingest_batch_max_records,
+        **options,
+    )
+    async def on_requests(body: list[bytes], message: KafkaMessage) -> None:
+        nonlocal last_commit
+        try:
+            taken = await take_in(message)
+        except BaseException:
+            await message.nack()  # rewind: the batch comes again
+            raise
+        caught_up = taken < settings.ingest_batch_max_records
+        due = time.monotonic() - last_commit >= settings.offset_commit_interval_seconds
+        if caught_up or due:
+            await message.ack()  # commits every position consumed so far
+            last_commit = time.monotonic()
+
+    async def take_in(message: KafkaMessage) -> int:
+        started = time.perf_counter()
+        deliveries = [
+            Delivery(r.partition, r.offset, _decode(r.value, r.partition, r.offset))
+            for r in batch_records(message)
+        ]
+        days = {d.event.time.date() for d in deliveries if d.event is not None}
+        missing = partitions.missing(days)
+        if missing:
+            async with sessions() as session, session.begin():
+                await ensure_partitions(session, missing, partitions)
+        async with sessions() as session, session.begin():
+            result = await record_requests(
+                session,
+                group_id=GROUP_ID,
+                topic=topics.GATEWAY_REQUESTS.name,
+                deliveries=deliveries,
+                source=source,
+            )
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+        EVENTS_INGESTED.inc(result.ingested)
+        if result.redelivered_skipped or result.duplicates_skipped:
+            REDELIVERIES_SKIPPED.inc(result.redelivered_skipped)
+            DUPLICATES_SKIPPED.inc(result.duplicates_skipped)
+            log.info(
+                "redelivered request events skipped",
+                extra={
+                    "redelivered_skipped": result.redelivered_skipped,
+                    "duplicates_skipped": result.duplicates_skipped,
+                    "batch": len(deliveries),
+                },
+            )
+        if result.thresholds_crossed:
+            log.info("quota thresholds crossed", extra={"crossed": result.thresholds_crossed})
+        return len(deliveries)
+
+    subscribe_keys(broker, settings, sessions)
+    return broker

@@ -1,0 +1,273 @@
+"""SQL of ingestion: consumer positions, request log rows, aggregate upserts.
+
+Log rows go in with COPY (`insert_log_rows`); other rows travel as column arrays
+through `unnest`, so a batch of thousands of events is a handful of statements.
+Aggregate upserts add counts and merge histograms in place (`usage_hist_merge`); rows
+are sent sorted by primary key so that concurrent transactions lock them in the same
+order and cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.usage.histogram import to_json
+
+
+async def lock_positions(
+    session: AsyncSession, group_id: str, topic: str, partitions: Sequence[int]
+) -> dict[int, int]:
+    """The next offset to take in for each partition, locked until the transaction
+    ends (a second consumer of the same partition waits, then sees our update)."""
+    ordered = sorted(set(partitions))
+    await session.execute(
+        text(
+            "INSERT INTO consumer_positions (group_id, topic, partition, next_offset) "
+            "SELECT :group_id, :topic, p, 0 FROM unnest(CAST(:partitions AS integer[])) AS p "
+            "ON CONFLICT DO NOTHING"
+        ),
+        {"group_id": group_id, "topic": topic, "partitions": ordered},
+    )
+    rows = await session.execute(
+        text(
+            "SELECT partition, next_offset FROM consumer_positions "
+            "WHERE group_id = :group_id AND topic = :topic "
+            "AND partition = ANY(CAST(:partitions AS integer[])) "
+            "ORDER BY partition FOR UPDATE"
+        ),
+        {"group_id": group_id, "topic": topic, "partitions": ordered},
+    )
+    return {int(partition): int(offset) for partition, offset in rows}
+
+
+async def save_positions(
+    session: AsyncSession, group_id: str, topic: str, next_offsets: Mapping[int, int]
+) -> None:
+    """Move positions forward (never back) to `next_offsets`."""
+    partitions = sorted(next_offsets)
+    await session.execute(
+        text(
+            "UPDATE consumer_positions AS c SET next_offset = GREATEST(c.next_offset, v.o), "
+            "updated_at = now() "
+            "FROM unnest(CAST(:partitions AS integer[]), CAST(:offsets AS bigint[])) AS v(p, o) "
+            "WHERE c.group_id = :group_id AND c.topic = :topic AND c.partition = v.p"
+        ),
+        {
+            "group_id": group_id,
+            "topic": topic,
+            "partitions": partitions,
+            "offsets": [next_offsets[p] for p in partitions],
+        },
+    )
+
+
+async def positions(session: AsyncSession, group_id: str, topic: str) -> dict[int, int]:
+    """Every stored position of a group on a topic (for operators and tests)."""
+    rows = await session.execute(
+        text(
+            "SELECT partition, next_offset FROM consumer_positions "
+            "WHERE group_id = :group_id AND topic = :topic"
+        ),
+        {"group_id": group_id, "topic": topic},
+    )
+    return {int(partition): int(offset) for partition, offset in rows}
+
+
+LOG_COLUMNS = (
+    "request_id",
+    "time",
+    "org_id",
+    "key_id",
+    "api_id",
+    "route_id",
+    "method",
+    "path",
+    "status",
+    "outcome",
+    "reason",
+    "latency_ms",
+    "upstream_latency_ms",
+    "request_bytes",
+    "response_bytes",
+    "client_ip",
+    "cost",
+    "gateway_instance",
+)
+
+LogRow = tuple[
+    uuid.UUID,
+    datetime,
+    uuid.UUID | None,
+    uuid.UUID | None,
+    uuid.UUID | None,
+    uuid.UUID | None,
+    str,
+    str,
+    int,
+    str,
+    str | None,
+    int,
+    int | None,
+    int | None,
+    int | None,
+    str,
+    int,
+    str,
+]
+"""One request log row, values in `LOG_COLUMNS` order."""
+
+_INSERT_LOG = text(
+    f"""
+    INSERT INTO request_log ({", ".join(LOG_COLUMNS)})
+    SELECT * FROM unnest(
+        CAST(:request_id AS uuid[]), CAST(:time AS timestamptz[]), CAST(:org_id AS uuid[]),
+        CAST(:key_id AS uuid[]), CAST(:api_id AS uuid[]), CAST(:route_id AS uuid[]),
+        CAST(:method AS text[]), CAST(:path AS text[]), CAST(:status AS smallint[]),
+        CAST(:outcome AS text[]), CAST(:reason AS text[]), CAST(:latency_ms AS integer[]),
+        CAST(:upstream_latency_ms AS integer[]), CAST(:request_bytes AS bigint[]),
+        CAST(:response_bytes AS bigint[]), CAST(:client_ip AS text[]), CAST(:cost AS bigint[]),
+        CAST(:gateway_instance AS text[])
+    )
+    ON CONFLICT (request_id, time) DO NOTHING
+    RETURNING request_id, time
+    """
+)
+
+
+async def insert_log_rows(
+    session: AsyncSession, rows: Sequence[LogRow]
+) -> list[tuple[uuid.UUID, datetime]]:
+    """Insert request log rows; a request already logged is skipped. Returns the
+    (request id, time) of every row actually inserted.
+
+    The rows are first sent with COPY, in a savepoint: about half the cost of an
+    INSERT, and a batch almost never holds a row already logged (redeliveries are
+    skipped by position before this). When one does, COPY fails on the primary key,
+    the savepoint is rolled back and the batch goes in again with `INSERT … ON
+    CONFLICT DO NOTHING`, which skips the logged rows.
+    """
+    if not rows:
+        return []
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert raw is not None
+    try:
+        # asyncpg nests this in the session's transaction as a savepoint.
+        async with raw.transaction():
+            await raw.copy_records_to_table("request_log", records=rows, columns=LOG_COLUMNS)
+    except asyncpg.UniqueViolationError:
+        values = zip(*rows, strict=True)
+        columns = {name: list(column) for name, column in zip(LOG_COLUMNS, values, strict=True)}
+        result = await session.execute(_INSERT_LOG, columns)
+        return [(row[0], row[1]) for row in result]
+    return [(row[0], row[1]) for row in rows]
+
+
+AggregateKey = tuple[datetime, uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID, str, int, str]
+"""(bucket, org, key, API, route, method, status, rejection reason or '')."""
+
+
+@dataclass
+class AggregateValues:
+    """What one aggregate row adds: counts, sums and a sparse latency histogram."""
+
+    requests: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    credits: int = 0
+    latency_ms_sum: int = 0
+    latency_hist: dict[int, int] = field(default_factory=dict)
+
+
+_AGGREGATE_TABLES = ("usage_minute", "usage_hour")
+
+
+def _upsert_sql(table: str) -> Any:
+    return text(
+        f"""
+        INSERT INTO {table} AS u (
+            org_id, bucket, key_id, api_id, route_id, method, status, reason,
+            requests, bytes_in, bytes_out, credits, latency_ms_sum, latency_hist
+        )
+        SELECT org_id, bucket, key_id, api_id, route_id, method, status, reason,
+               requests, bytes_in, bytes_out, credits, latency_ms_sum, latency_hist::jsonb
+        FROM unnest(
+            CAST(:org_id AS uuid[]), CAST(:bucket AS timestamptz[]), CAST(:key_id AS uuid[]),
+            CAST(:api_id AS uuid[]), CAST(:route_id AS uuid[]), CAST(:method AS text[]),
+            CAST(:status AS smallint[]), CAST(:reason AS text[]), CAST(:requests AS bigint[]),
+            CAST(:bytes_in AS bigint[]), CAST(:bytes_out AS bigint[]),
+            CAST(:credits AS bigint[]), CAST(:latency_ms_sum AS bigint[]),
+            CAST(:latency_hist AS text[])
+        ) AS v(org_id, bucket, key_id, api_id, route_id, method, status, reason,
+               requests, bytes_in, bytes_out, credits, latency_ms_sum, latency_hist)
+        ON CONFLICT (org_id, bucket, key_id, api_id, route_id, method, status, reason)
+        DO UPDATE SET
+            requests = u.requests + excluded.requests,
+            bytes_in = u.bytes_in + excluded.bytes_in,
+            bytes_out = u.bytes_out + excluded.bytes_out,
+            credits = u.credits + excluded.credits,
+            latency_ms_sum = u.latency_ms_sum + excluded.latency_ms_sum,
+            latency_hist = usage_hist_merge(u.latency_hist, excluded.latency_hist)
+        """
+    )
+
+
+_UPSERTS = {table: _upsert_sql(table) for table in _AGGREGATE_TABLES}
+
+
+async def add_to_aggregates(
+    session: AsyncSession,
+    table: str,
+    aggregates: Mapping[AggregateKey, AggregateValues],
+) -> None:
+    """Add `aggregates` to `table` (`usage_minute` or `usage_hour`)."""
+    if not aggregates:
+        return
+    # Primary key order (org first), the same in every transaction: no deadlocks.
+    keys = sorted(aggregates, key=lambda k: (k[1], k[0], k[2], k[3], k[4], k[5], k[6], k[7]))
+    columns: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "org_id",
+            "bucket",
+            "key_id",
+            "api_id",
+            "route_id",
+            "method",
+            "status",
+            "reason",
+            "requests",
+            "bytes_in",
+            "bytes_out",
+            "credits",
+            "latency_ms_sum",
+            "latency_hist",
+        )
+    }
+    for key in keys:
+        bucket, org_id, key_id, api_id, route_id, method, status, reason = key
+        values = aggregates[key]
+        columns["org_id"].append(org_id)
+        columns["bucket"].append(bucket)
+        columns["key_id"].append(key_id)
+        columns["api_id"].append(api_id)
+        columns["route_id"].append(route_id)
+        columns["method"].append(method)
+        columns["status"].append(status)
+        columns["reason"].append(reason)
+        columns["requests"].append(values.requests)
+        columns["bytes_in"].append(values.bytes_in)
+        columns["bytes_out"].append(values.bytes_out)
+        columns["credits"].append(values.credits)
+        columns["latency_ms_sum"].append(values.latency_ms_sum)
+        columns["latency_hist"].append(orjson.dumps(to_json(values.latency_hist)).decode())
+    await session.execute(_UPSERTS[table], columns)

@@ -1,0 +1,252 @@
+"""Ingestion rules: a batch of request events into the log, aggregates and quotas.
+
+Exactly-once effect. For every (group, topic, partition) the next offset to take in
+is stored in `consumer_positions`. `record_requests` runs inside the consumer's
+transaction and, in this order: locks the positions of the batch's partitions, skips
+every record below its partition's position (a redelivery after a crash between the
+database commit and the Kafka offset commit), inserts the rest into the request log
+(a request id already logged — the gateway re-sent an event — is skipped too),
+aggregates only the rows actually inserted, counts quotas, and moves the positions
+past the batch. All of it commits or none of it does, so any record is counted once
+however often Kafka delivers it. Never commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.contracts.events.gateway import RequestCompleted, RequestRejected
+from tollgate.usage import histogram
+from tollgate.usage.ingest import repository
+from tollgate.usage.ingest.repository import AggregateKey, AggregateValues, LogRow
+from tollgate.usage.models import NIL
+from tollgate.usage.quotas.service import count_admitted
+
+RequestEvent = RequestCompleted | RequestRejected
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One Kafka record of the request topic; `event` is None when it could not be
+    decoded (it still moves the position: a poison record must not block a partition)."""
+
+    partition: int
+    offset: int
+    event: RequestEvent | None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one batch changed."""
+
+    ingested: int
+    redelivered_skipped: int
+    duplicates_skipped: int
+    thresholds_crossed: int
+
+
+def _log_rows(events: Sequence[RequestEvent]) -> list[LogRow]:
+    rows: list[LogRow] = []
+    for e in events:
+        if isinstance(e, RequestCompleted):
+            rows.append(
+                (
+                    e.request_id,
+                    e.time,
+                    e.org_id,
+                    e.key_id,
+                    e.api_id,
+                    e.route_id,
+                    e.method,
+                    e.path,
+                    e.status,
+                    "completed",
+                    None,
+                    e.latency_ms,
+                    e.upstream_latency_ms,
+                    e.request_bytes,
+                    e.response_bytes,
+                    e.client_ip,
+                    e.cost,
+                    e.gateway_instance,
+                )
+            )
+        else:
+            rows.append(
+                (
+                    e.request_id,
+                    e.time,
+                    e.org_id,
+                    e.key_id,
+                    e.api_id,
+                    e.route_id,
+                    e.method,
+                    e.path,
+                    e.status,
+                    "rejected",
+                    e.reason.value,
+                    e.latency_ms,
+                    None,
+                    None,
+                    None,
+                    e.client_ip,
+                    0,
+                    e.gateway_instance,
+                )
+            )
+    return rows
+
+
+@dataclass(slots=True)
+class _MinuteGroup:
+    """A minute aggregate being built, with the latest request time in it (quota alerts
+    report it as `crossed_at`)."""
+
+    latest: datetime
+    requests: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    credits: int = 0
+    latency_ms_sum: int = 0
+    latency_hist: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """What a batch adds: minute and hour aggregate rows, and admitted requests per key
+    and UTC day with the latest of their times (for quotas)."""
+
+    minutes: dict[AggregateKey, AggregateValues]
+    hours: dict[AggregateKey, AggregateValues]
+    admitted: dict[tuple[uuid.UUID, date], tuple[int, datetime]]
+
+
+def aggregate(events: Iterable[RequestEvent]) -> Aggregates:
+    """Per-minute and per-hour aggregates and per-key-day admitted counts of `events`.
+
+    One pass over the events builds the minute groups; hours and quota counts are then
+    summed from those groups (a batch has far fewer groups than events).
+    """
+    bucket_of = histogram.bucket_of
+    groups: dict[AggregateKey, _MinuteGroup] = {}
+    for e in events:
+        if isinstance(e, RequestCompleted):
+            reason = ""
+            bytes_in, bytes_out, credits = e.request_bytes, e.response_bytes, e.cost
+        else:
+            reason = e.reason.value
+            bytes_in = bytes_out = credits = 0
+        time = e.time
+        key: AggregateKey = (
+            time.replace(second=0, microsecond=0),
+            e.org_id or NIL,
+            e.key_id or NIL,
+            e.api_id or NIL,
+            e.route_id or NIL,
+            e.method,
+            e.status,
+            reason,
+        )
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _MinuteGroup(latest=time)
+        elif group.latest < time:
+            group.latest = time
+        group.requests += 1
+        group.bytes_in += bytes_in
+        group.bytes_out += bytes_out
+        group.credits += credits
+        group.latency_ms_sum += e.latency_ms
+        hist = group.latency_hist
+        index = bucket_of(e.latency_ms)
+        hist[index] = hist.get(index, 0) + 1
+
+    minutes: dict[AggregateKey, AggregateValues] = {}
+    hours: dict[AggregateKey, AggregateValues] = {}
+    admitted: dict[tuple[uuid.UUID, date], tuple[int, datetime]] = {}
+    for key, group in groups.items():
+        minute, org_id, key_id, api_id, route_id, method, status, reason = key
+        minutes[key] = AggregateValues(
+            group.requests,
+            group.bytes_in,
+            group.bytes_out,
+            group.credits,
+            group.latency_ms_sum,
+            group.latency_hist,
+        )
+        hour_key: AggregateKey = (
+            minute.replace(minute=0),
+            org_id,
+            key_id,
+            api_id,
+            route_id,
+            method,
+            status,
+            reason,
+        )
+        hour = hours.get(hour_key)
+        if hour is None:
+            hour = hours[hour_key] = AggregateValues()
+        hour.requests += group.requests
+        hour.bytes_in += group.bytes_in
+        hour.bytes_out += group.bytes_out
+        hour.credits += group.credits
+        hour.latency_ms_sum += group.latency_ms_sum
+        hour.latency_hist = histogram.merge((hour.latency_hist, group.latency_hist))
+        if not reason:  # completed: admitted, so it counts against the key's quota
+            slot = (key_id, minute.date())
+            counted, latest = admitted.get(slot, (0, group.latest))
+            admitted[slot] = (counted + group.requests, max(latest, group.latest))
+    return Aggregates(minutes, hours, admitted)
+
+
+async def record_requests(
+    session: AsyncSession,
+    *,
+    group_id: str,
+    topic: str,
+    deliveries: Sequence[Delivery],
+    source: str,
+) -> IngestResult:
+    """Take in a batch of request events exactly once (see the module docstring)."""
+    if not deliveries:
+        return IngestResult(0, 0, 0, 0)
+    positions = await repository.lock_positions(
+        session, group_id, topic, [d.partition for d in deliveries]
+    )
+    fresh = [d for d in deliveries if d.offset >= positions.get(d.partition, 0)]
+    redelivered = len(deliveries) - len(fresh)
+    candidates = [d.event for d in fresh if d.event is not None]
+    inserted = await repository.insert_log_rows(session, _log_rows(candidates))
+    new: list[RequestEvent]
+    if len(inserted) == len(candidates):
+        new = candidates  # the usual case: every row went in
+    else:
+        # Keep the events whose row went in, each once (a row is (request id, time)).
+        pending = set(inserted)
+        new = []
+        for event in candidates:
+            row = (event.request_id, event.time)
+            if row in pending:
+                pending.discard(row)
+                new.append(event)
+    aggregates = aggregate(new)
+    await repository.add_to_aggregates(session, "usage_minute", aggregates.minutes)
+    await repository.add_to_aggregates(session, "usage_hour", aggregates.hours)
+    crossed = await count_admitted(session, aggregates.admitted, source=source)
+    if fresh:
+        next_offsets: dict[int, int] = {}
+        for d in fresh:
+            next_offsets[d.partition] = max(next_offsets.get(d.partition, 0), d.offset + 1)
+        await repository.save_positions(session, group_id, topic, next_offsets)
+    return IngestResult(
+        ingested=len(new),
+        redelivered_skipped=redelivered,
+        duplicates_skipped=len(candidates) - len(new),
+        thresholds_crossed=len(crossed),
+    )

@@ -1,0 +1,148 @@
+"""Tables of the usage service (its own database; migrations in `migrations/`).
+
+- `consumer_positions`: the next Kafka offset to take in, per consumer group, topic
+  and partition, written in the same transaction as everything a batch changes. It is
+  the source of truth for "already counted": a redelivered record has an offset below
+  it and is skipped.
+- `request_log`: one row per request (completed or rejected), partitioned by day on
+  `time`; retention drops whole partitions.
+- `usage_minute` (partitioned by day) and `usage_hour`: aggregates per time bucket and
+  (org, key, API, route, method, status, rejection reason), with a mergeable latency
+  histogram (see `histogram`). Absent ids (a rejection without a resolved key) are the
+  nil UUID, so the primary key needs no NULL handling. Day views are derived from
+  `usage_hour`.
+- `api_keys`: what usage knows of each key from `tollgate.accounts.keys.v1`: its org
+  (tenant checks on `/keys/{id}`) and its quota limits.
+- `quota_usage` / `quota_alerts`: admitted requests per key and day/month, and the
+  thresholds already announced (one `UsageThresholdCrossed` each, ever).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Date, DateTime, Integer, SmallInteger, Text, Uuid, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from tollgate.kit.outbox import outbox_table
+
+NIL = uuid.UUID(int=0)
+"""Stands for "none" in aggregate keys (no key, API or route was resolved)."""
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the usage tables."""
+
+
+class ConsumerPosition(Base):
+    """Next offset to take in per group/topic/partition (exactly-once bookkeeping)."""
+
+    __tablename__ = "consumer_positions"
+
+    group_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    topic: Mapped[str] = mapped_column(Text, primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RequestLogEntry(Base):
+    """One request through the gateway, as it was reported (partitioned by day)."""
+
+    __tablename__ = "request_log"
+    __table_args__ = ({"postgresql_partition_by": "RANGE (time)"},)
+
+    request_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    org_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    api_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    route_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    method: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(SmallInteger)
+    outcome: Mapped[str] = mapped_column(Text, comment="completed | rejected")
+    reason: Mapped[str | None] = mapped_column(Text, comment="rejection reason")
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    upstream_latency_ms: Mapped[int | None] = mapped_column(Integer)
+    request_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    response_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    client_ip: Mapped[str] = mapped_column(Text)
+    cost: Mapped[int] = mapped_column(BigInteger)
+    gateway_instance: Mapped[str] = mapped_column(Text)
+
+
+class _Aggregate:
+    """Columns shared by the minute and hour aggregates."""
+
+    org_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    key_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    api_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    route_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    method: Mapped[str] = mapped_column(Text, primary_key=True)
+    status: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, primary_key=True, comment="'' when completed")
+    requests: Mapped[int] = mapped_column(BigInteger)
+    bytes_in: Mapped[int] = mapped_column(BigInteger)
+    bytes_out: Mapped[int] = mapped_column(BigInteger)
+    credits: Mapped[int] = mapped_column(BigInteger)
+    latency_ms_sum: Mapped[int] = mapped_column(BigInteger)
+    latency_hist: Mapped[dict[str, int]] = mapped_column(JSONB)
+
+
+class UsageMinute(_Aggregate, Base):
+    """Per-minute aggregates (partitioned by day on `bucket`)."""
+
+    __tablename__ = "usage_minute"
+    __table_args__ = ({"postgresql_partition_by": "RANGE (bucket)"},)
+
+
+class UsageHour(_Aggregate, Base):
+    """Per-hour aggregates, written with the minute ones; day views sum them."""
+
+    __tablename__ = "usage_hour"
+
+
+class ApiKey(Base):
+    """A key as announced on `tollgate.accounts.keys.v1` (owner and quota limits)."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    per_day: Mapped[int | None] = mapped_column(BigInteger)
+    per_month: Mapped[int | None] = mapped_column(BigInteger)
+    version: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class QuotaUsage(Base):
+    """Admitted requests of a key in a day or month (UTC)."""
+
+    __tablename__ = "quota_usage"
+
+    key_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    period: Mapped[str] = mapped_column(Text, primary_key=True, comment="day | month")
+    period_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger)
+
+
+class QuotaAlert(Base):
+    """A threshold announced once for a key and period (never again)."""
+
+    __tablename__ = "quota_alerts"
+
+    key_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    period: Mapped[str] = mapped_column(Text, primary_key=True)
+    period_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    threshold_percent: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    limit: Mapped[int] = mapped_column(BigInteger)
+    used: Mapped[int] = mapped_column(BigInteger)
+    crossed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+outbox = outbox_table(Base.metadata)

@@ -1,0 +1,59 @@
+"""Kafka transport of the key registry: `tollgate.accounts.keys.v1` (compacted).
+
+Its own group (`usage-keys`), read from the beginning, so a fresh database learns
+every key's owner and limits. Idempotent by `version` (stale or repeated states are
+ignored); a tombstone forgets the key.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+
+from tollgate.contracts import topics
+from tollgate.contracts.envelope import decode_as
+from tollgate.contracts.events.accounts import KeyUpserted
+from tollgate.kit.db import SessionMaker
+from tollgate.kit.kafka import batch_records, consumer_options, topic_name
+from tollgate.usage.config import Settings
+from tollgate.usage.quotas.service import apply_key_state, forget_key
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "usage-keys"
+
+
+def subscribe_keys(broker: KafkaBroker, settings: Settings, sessions: SessionMaker) -> None:
+    """Register the key registry subscriber on `broker`."""
+
+    @broker.subscriber(
+        topic_name(topics.ACCOUNTS_KEYS, settings),
+        group_id=GROUP_ID,
+        batch=True,
+        max_records=500,
+        **consumer_options(settings),
+    )
+    async def on_keys(body: list[bytes], message: KafkaMessage) -> None:
+        async with sessions() as session, session.begin():
+            for record in batch_records(message):
+                if record.value is None:
+                    try:
+                        key_id = uuid.UUID((record.key or b"").decode())
+                    except ValueError:
+                        log.warning("tombstone without a key id", extra={"offset": record.offset})
+                        continue
+                    await forget_key(session, key_id)
+                    continue
+                try:
+                    event = decode_as(record.value, KeyUpserted)
+                except ValidationError:
+                    log.warning(
+                        "skipping an invalid key record",
+                        extra={"partition": record.partition, "offset": record.offset},
+                    )
+                    continue
+                await apply_key_state(session, event.data)

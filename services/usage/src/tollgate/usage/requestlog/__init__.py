@@ -1,0 +1,1 @@
+"""The raw request log: filtered, paginated listing and lookup by request id."""

@@ -1,0 +1,66 @@
+"""Request log DTOs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from tollgate.usage.models import RequestLogEntry
+
+
+class RequestLogItem(BaseModel):
+    """One request as the gateway reported it."""
+
+    request_id: uuid.UUID
+    time: datetime = Field(description="When the gateway received the request (UTC).")
+    org_id: uuid.UUID | None
+    key_id: uuid.UUID | None
+    api_id: uuid.UUID | None
+    route_id: uuid.UUID | None
+    method: str
+    path: str = Field(description="Path below the API slug, without query string.")
+    status: int
+    outcome: Literal["completed", "rejected"]
+    rejection_reason: str | None = Field(description="Why the gateway rejected it, if it did.")
+    latency_ms: int
+    upstream_latency_ms: int | None
+    request_bytes: int | None
+    response_bytes: int | None
+    client_ip: str
+    cost: int = Field(description="Credits charged (integer).")
+    gateway_instance: str
+
+    @classmethod
+    def of(cls, row: RequestLogEntry) -> RequestLogItem:
+        return cls(
+            request_id=row.request_id,
+            time=row.time,
+            org_id=row.org_id,
+            key_id=row.key_id,
+            api_id=row.api_id,
+            route_id=row.route_id,
+            method=row.method,
+            path=row.path,
+            status=row.status,
+            outcome="rejected" if row.outcome == "rejected" else "completed",
+            rejection_reason=row.reason,
+            latency_ms=row.latency_ms,
+            upstream_latency_ms=row.upstream_latency_ms,
+            request_bytes=row.request_bytes,
+            response_bytes=row.response_bytes,
+            client_ip=row.client_ip,
+            cost=row.cost,
+            gateway_instance=row.gateway_instance,
+        )
+
+
+class RequestLogPage(BaseModel):
+    """A page of the request log, newest first."""
+
+    items: list[RequestLogItem]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )

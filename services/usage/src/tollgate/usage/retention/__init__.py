@@ -1,0 +1,1 @@
+"""Retention: day partitions created ahead, old partitions and rows dropped."""
