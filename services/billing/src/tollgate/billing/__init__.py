@@ -1,0 +1,1 @@
+"""Tollgate billing service: prepaid credit ledger, balances and top-ups."""

@@ -1,0 +1,20 @@
+"""`python -m tollgate.billing [serve|migrate]`."""
+
+from __future__ import annotations
+
+from tollgate.billing.app import create_app
+from tollgate.billing.config import Settings
+from tollgate.kit.cli import service_main
+
+
+def main() -> int:
+    return service_main(
+        service="billing",
+        settings_factory=Settings,
+        app_factory=create_app,
+        migrations_package="tollgate.billing",
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

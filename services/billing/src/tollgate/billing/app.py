@@ -1,0 +1,58 @@
+"""The billing service's FastAPI app: lifespan wiring and routers, nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tollgate.billing.balances.api import router as balances_router
+from tollgate.billing.config import Settings
+from tollgate.billing.ledger.api import router as ledger_router
+from tollgate.billing.ledger.consumers import build_broker
+from tollgate.billing.maintenance import run_maintenance
+from tollgate.billing.models import outbox
+from tollgate.billing.statements.api import router as statements_router
+from tollgate.contracts import topics
+from tollgate.kit.auth import JwtVerifier
+from tollgate.kit.runtime import service_runtime
+from tollgate.kit.service import create_app as create_service_app
+
+TOPICS = (topics.BILLING_BALANCES, topics.BILLING_EVENTS, topics.GATEWAY_REQUESTS)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    jwt_verifier: JwtVerifier | None = None,
+) -> FastAPI:
+    """Build the app; nothing connects until the lifespan starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with service_runtime(
+            app,
+            settings,
+            service="billing",
+            database_url=settings.database_url,
+            topics=TOPICS,
+            outbox=outbox,
+            broker_factory=lambda sessions: build_broker(settings, sessions),
+            jwt_verifier=jwt_verifier,
+            background=(lambda sessions: run_maintenance(sessions, settings),),
+        ):
+            yield
+
+    app = create_service_app(
+        service="billing",
+        title="Tollgate billing",
+        description="Tollgate billing: prepaid credit ledger, balances and top-ups.",
+        lifespan=lifespan,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    app.state.settings = settings
+    app.include_router(balances_router, prefix="/v1")
+    app.include_router(ledger_router, prefix="/v1")
+    app.include_router(statements_router, prefix="/v1")
+    return app

@@ -1,0 +1,1 @@
+"""Org accounts: balance, mode, thresholds, status, and what is published about them."""

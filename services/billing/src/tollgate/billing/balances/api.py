@@ -1,0 +1,96 @@
+"""HTTP transport of balances and billing settings: validate, authorize, delegate."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request
+
+from tollgate.billing.balances import service
+from tollgate.billing.balances.schemas import BalanceOut, BillingSettingsOut, BillingSettingsPatch
+from tollgate.billing.config import Settings
+from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
+from tollgate.kit.db import DbSession
+
+router = APIRouter(tags=["balances"])
+
+_AUTH_ERRORS: dict[int | str, dict[str, str]] = {
+    401: {"description": "Missing or invalid token."},
+    403: {"description": "Role too low."},
+    404: {"description": "Not a member of this organisation."},
+}
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+@router.get("/orgs/{org_id}/balance", response_model=BalanceOut, responses=_AUTH_ERRORS)
+async def get_balance(
+    org_id: uuid.UUID, request: Request, principal: CurrentPrincipal, db: DbSession
+) -> BalanceOut:
+    """The org's current balance and status (an org billing never charged reads as a
+    new account: balance 0 with the default settings)."""
+    authorize_org(principal, org_id, Role.viewer)
+    async with db.begin():
+        account = await service.peek_account(db, org_id, _settings(request))
+    return BalanceOut(
+        org_id=org_id,
+        balance=account.balance,
+        status=account.status,
+        mode=account.mode,
+        low_threshold=account.low_threshold,
+        reserve=account.reserve,
+        version=account.version,
+        updated_at=account.published_at if account.version else None,
+    )
+
+
+def _settings_out(account: service.AccountState) -> BillingSettingsOut:
+    return BillingSettingsOut(
+        org_id=account.org_id,
+        mode=account.mode,
+        low_threshold=account.low_threshold,
+        reserve=account.reserve,
+    )
+
+
+@router.get(
+    "/orgs/{org_id}/billing-settings", response_model=BillingSettingsOut, responses=_AUTH_ERRORS
+)
+async def get_billing_settings(
+    org_id: uuid.UUID, request: Request, principal: CurrentPrincipal, db: DbSession
+) -> BillingSettingsOut:
+    """The org's billing mode, low-balance threshold and reserve."""
+    authorize_org(principal, org_id, Role.viewer)
+    async with db.begin():
+        account = await service.peek_account(db, org_id, _settings(request))
+    return _settings_out(account)
+
+
+@router.patch(
+    "/orgs/{org_id}/billing-settings", response_model=BillingSettingsOut, responses=_AUTH_ERRORS
+)
+async def patch_billing_settings(
+    org_id: uuid.UUID,
+    body: BillingSettingsPatch,
+    request: Request,
+    principal: CurrentPrincipal,
+    db: DbSession,
+) -> BillingSettingsOut:
+    """Change the low-balance threshold (owners) or the mode and reserve (admins); the
+    new state is published to the gateway at once."""
+    authorize_org(principal, org_id, Role.owner)
+    if body.mode is not None or body.reserve is not None:
+        require_admin(principal)
+    async with db.begin():
+        account = await service.update_settings(
+            db,
+            org_id,
+            _settings(request),
+            mode=body.mode,
+            low_threshold=body.low_threshold,
+            reserve=body.reserve,
+        )
+    return _settings_out(account)

@@ -1,0 +1,54 @@
+"""Request and response bodies of the balance and billing-settings routes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tollgate.contracts.events.billing import BalanceMode, BalanceStatus
+
+MAX_CREDITS = 10**15
+
+
+class BalanceOut(BaseModel):
+    """An org's current balance and spending status."""
+
+    org_id: uuid.UUID
+    balance: int = Field(description="Credits; negative only for postpaid orgs or overdraft.")
+    status: BalanceStatus = Field(description="ok, low or exhausted.")
+    mode: BalanceMode
+    low_threshold: int = Field(description="Credits; status is low at or below this.")
+    reserve: int = Field(description="Credits; a prepaid org is exhausted at or below this.")
+    version: int = Field(description="Version of the last published balance state.")
+    updated_at: datetime | None = Field(description="Last change; null for an unknown org.")
+
+
+class BillingSettingsOut(BaseModel):
+    """An org's billing settings."""
+
+    org_id: uuid.UUID
+    mode: BalanceMode
+    low_threshold: int
+    reserve: int
+
+
+class BillingSettingsPatch(BaseModel):
+    """A change to an org's billing settings; omitted fields are left as they are.
+
+    `low_threshold` may be changed by org owners; `mode` and `reserve` by platform
+    admins only (they decide whether and when the gateway stops the org)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: BalanceMode | None = None
+    low_threshold: int | None = Field(None, ge=0, le=MAX_CREDITS)
+    reserve: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_CREDITS,
+        description="Credits kept back: a prepaid org is declared exhausted at or below "
+        "this balance, which bounds how far below zero it can go before the gateway "
+        "stops it.",
+    )

@@ -1,0 +1,246 @@
+"""Balance rules: an org's status, its crossings, and the events that announce them.
+
+The status of an account is a pure function of its balance, mode, low threshold and
+reserve (`balance_status`). Callers lock accounts (`lock_accounts`), change balances
+or settings, then `settle` them: `settle` computes the new status, enqueues
+`BalanceState` on `tollgate.billing.balances.v1` when the status changed (or when
+asked to), `CreditsLow` / `CreditsExhausted` on `tollgate.billing.events.v1` once per
+crossing, and writes the accounts back. All of it joins the caller's transaction;
+nothing here commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.billing.balances import repository
+from tollgate.billing.config import Settings
+from tollgate.billing.models import outbox
+from tollgate.contracts import topics
+from tollgate.contracts.envelope import EventData, new_event
+from tollgate.contracts.events.billing import (
+    BalanceMode,
+    BalanceState,
+    BalanceStatus,
+    CreditsExhausted,
+    CreditsLow,
+)
+from tollgate.kit.outbox import enqueue
+
+
+@dataclass
+class AccountState:
+    """An org's account as loaded (and locked) in the current transaction."""
+
+    org_id: uuid.UUID
+    mode: BalanceMode
+    low_threshold: int
+    reserve: int
+    balance: int
+    status: BalanceStatus
+    version: int
+    published_balance: int | None
+    published_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> AccountState:
+        return cls(
+            org_id=row.org_id,
+            mode=BalanceMode(row.mode),
+            low_threshold=row.low_threshold,
+            reserve=row.reserve,
+            balance=row.balance,
+            status=BalanceStatus(row.status),
+            version=row.version,
+            published_balance=row.published_balance,
+            published_at=row.published_at,
+        )
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "org_id": self.org_id,
+            "mode": self.mode.value,
+            "low_threshold": self.low_threshold,
+            "reserve": self.reserve,
+            "balance": self.balance,
+            "status": self.status.value,
+            "version": self.version,
+            "published_balance": self.published_balance,
+            "published_at": self.published_at,
+            "updated_at": datetime.now(UTC),
+        }
+
+
+def balance_status(
+    balance: int, *, mode: BalanceMode, low_threshold: int, reserve: int
+) -> BalanceStatus:
+    """Where a balance stands: exhausted at or below zero (for prepaid orgs: at or below
+    their reserve, so the gateway stops them before they cross zero), low at or below
+    the low threshold, ok above it."""
+    floor = reserve if mode is BalanceMode.PREPAID else 0
+    if balance <= floor:
+        return BalanceStatus.EXHAUSTED
+    if balance <= low_threshold:
+        return BalanceStatus.LOW
+    return BalanceStatus.OK
+
+
+def new_account(org_id: uuid.UUID, settings: Settings) -> AccountState:
+    """The account of an org billing has not heard of: balance 0, default settings."""
+    mode = settings.default_mode
+    return AccountState(
+        org_id=org_id,
+        mode=mode,
+        low_threshold=settings.default_low_threshold,
+        reserve=settings.default_reserve,
+        balance=0,
+        status=balance_status(
+            0,
+            mode=mode,
+            low_threshold=settings.default_low_threshold,
+            reserve=settings.default_reserve,
+        ),
+        version=0,
+        published_balance=None,
+        published_at=None,
+    )
+
+
+async def lock_accounts(
+    session: AsyncSession, org_ids: Iterable[uuid.UUID], settings: Settings
+) -> dict[uuid.UUID, AccountState]:
+    """Lock the accounts of `org_ids` for this transaction, creating missing ones with
+    the defaults (balance 0). Locks are taken in org id order."""
+    wanted = sorted(set(org_ids))
+    if not wanted:
+        return {}
+    rows = await repository.lock(session, wanted)
+    if len(rows) < len(wanted):
+        present = {row.org_id for row in rows}
+        missing = [new_account(org_id, settings) for org_id in wanted if org_id not in present]
+        await repository.create_missing(
+            session, [{k: v for k, v in a.as_row().items() if k != "updated_at"} for a in missing]
+        )
+        rows = await repository.lock(session, wanted)
+    return {row.org_id: AccountState.from_row(row) for row in rows}
+
+
+async def peek_account(
+    session: AsyncSession, org_id: uuid.UUID, settings: Settings
+) -> AccountState:
+    """The account as it stands (not locked); an unknown org reads as a new account."""
+    row = await repository.get(session, org_id)
+    return AccountState.from_row(row) if row is not None else new_account(org_id, settings)
+
+
+def _source(settings: Settings) -> str:
+    return f"tollgate/billing/{settings.instance_id}"
+
+
+async def _emit(
+    session: AsyncSession, topic: topics.Topic, data: EventData, settings: Settings
+) -> None:
+    key = data.kafka_key()
+    event = new_event(data, source=_source(settings), subject=key)
+    await enqueue(session, outbox, topic, key, event)
+
+
+async def publish_state(
+    session: AsyncSession, account: AccountState, settings: Settings, now: datetime
+) -> None:
+    """Enqueue the account's current `BalanceState` with the next version."""
+    account.version += 1
+    account.published_balance = account.balance
+    account.published_at = now
+    state = BalanceState(
+        org_id=account.org_id,
+        balance=account.balance,
+        status=account.status,
+        mode=account.mode,
+        low_threshold=account.low_threshold,
+        version=account.version,
+        as_of=now,
+    )
+    await _emit(session, topics.BILLING_BALANCES, state, settings)
+
+
+async def settle(
+    session: AsyncSession,
+    accounts: Iterable[AccountState],
+    settings: Settings,
+    *,
+    publish: bool,
+) -> None:
+    """Recompute the status of changed accounts, announce crossings, write them back.
+
+    `BalanceState` is enqueued when the status changed or `publish` is true; otherwise
+    the periodic publisher sends the new balance later. `CreditsLow` goes out when an
+    account leaves `ok` (once, until it is back above the threshold), `CreditsExhausted`
+    when it becomes `exhausted`.
+    """
+    now = datetime.now(UTC)
+    changed = list(accounts)
+    for account in changed:
+        before = account.status
+        account.status = balance_status(
+            account.balance,
+            mode=account.mode,
+            low_threshold=account.low_threshold,
+            reserve=account.reserve,
+        )
+        if before is BalanceStatus.OK and account.status is not BalanceStatus.OK:
+            low = CreditsLow(
+                org_id=account.org_id,
+                balance=account.balance,
+                threshold=account.low_threshold,
+                occurred_at=now,
+            )
+            await _emit(session, topics.BILLING_EVENTS, low, settings)
+        if before is not BalanceStatus.EXHAUSTED and account.status is BalanceStatus.EXHAUSTED:
+            exhausted = CreditsExhausted(
+                org_id=account.org_id, balance=account.balance, mode=account.mode, occurred_at=now
+            )
+            await _emit(session, topics.BILLING_EVENTS, exhausted, settings)
+        if publish or before is not account.status:
+            await publish_state(session, account, settings, now)
+    await repository.save(session, [a.as_row() for a in changed])
+
+
+async def publish_due_balances(session: AsyncSession, settings: Settings, limit: int = 500) -> int:
+    """Publish the balance of accounts whose balance moved without a status change and
+    was last published more than the publish interval ago; returns how many."""
+    now = datetime.now(UTC)
+    before = now - timedelta(seconds=settings.balance_publish_interval_seconds)
+    rows = await repository.lock_due_for_publish(session, before, limit)
+    accounts = [AccountState.from_row(row) for row in rows]
+    for account in accounts:
+        await publish_state(session, account, settings, now)
+    await repository.save(session, [a.as_row() for a in accounts])
+    return len(accounts)
+
+
+async def update_settings(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    settings: Settings,
+    *,
+    mode: BalanceMode | None,
+    low_threshold: int | None,
+    reserve: int | None,
+) -> AccountState:
+    """Change an org's billing settings; the new state is published at once."""
+    account = (await lock_accounts(session, [org_id], settings))[org_id]
+    if mode is not None:
+        account.mode = mode
+    if low_threshold is not None:
+        account.low_threshold = low_threshold
+    if reserve is not None:
+        account.reserve = reserve
+    await settle(session, [account], settings, publish=True)
+    return account

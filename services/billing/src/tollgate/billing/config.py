@@ -1,0 +1,60 @@
+"""Settings of the billing service; every field can be set as `TOLLGATE_BILLING_<NAME>`."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from tollgate.contracts.events.billing import BalanceMode
+from tollgate.kit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """Billing service settings."""
+
+    model_config = SettingsConfigDict(env_prefix="TOLLGATE_BILLING_", extra="ignore")
+
+    port: int = Field(8083, ge=1, le=65535, description="HTTP port")
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/tollgate_billing",
+        description="this service's own database",
+    )
+
+    default_mode: BalanceMode = Field(
+        BalanceMode.PREPAID,
+        description="mode of an org billing first hears of (from a debit or a top-up)",
+    )
+    default_low_threshold: int = Field(
+        1000, ge=0, description="credits; low-balance threshold of a new account"
+    )
+    default_reserve: int = Field(
+        0,
+        ge=0,
+        description="credits; a new prepaid account is declared exhausted at or below this "
+        "balance, so the gateway stops it before the balance crosses zero",
+    )
+    consume_batch_max: int = Field(
+        5000, ge=1, le=50_000, description="request events per consumer batch (one transaction)"
+    )
+    offset_commit_interval_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="how often Kafka offsets are committed while a backlog is worked off "
+        "(0: after every batch); debited request ids in the database are the truth, the "
+        "offsets only say where to resume",
+    )
+    balance_publish_interval_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="a balance that changed without a status change is re-published at most "
+        "this long after the change",
+    )
+    idempotency_retention_hours: int = Field(
+        48, ge=24, description="how long top-up/adjustment Idempotency-Keys are remembered"
+    )
+    dedup_retention_hours: int = Field(
+        192,
+        ge=1,
+        description="how long debited request ids are remembered; keep it above the "
+        "request topic's retention (7 days) so a replay never debits twice",
+    )

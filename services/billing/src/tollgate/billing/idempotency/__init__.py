@@ -1,0 +1,1 @@
+"""`Idempotency-Key` for admin writes: the first response is remembered and replayed."""

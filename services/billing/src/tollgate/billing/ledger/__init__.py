@@ -1,0 +1,1 @@
+"""The credit ledger: debits from the request stream, top-ups and adjustments."""

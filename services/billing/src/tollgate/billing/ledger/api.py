@@ -1,0 +1,194 @@
+"""HTTP transport of the ledger: top-ups, adjustments and the transactions list.
+
+Top-ups and adjustments are platform-admin operations and require an
+`Idempotency-Key` header: the key is claimed in the same transaction as the ledger
+entry, so a retried or concurrent request is applied at most once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response
+from pydantic import AwareDatetime
+
+from tollgate.billing.config import Settings
+from tollgate.billing.idempotency import service as idempotency
+from tollgate.billing.ledger import service
+from tollgate.billing.ledger.schemas import (
+    AdjustmentIn,
+    EntryKind,
+    LedgerEntryOut,
+    TopUpIn,
+    TransactionPage,
+)
+from tollgate.kit.auth import CurrentPrincipal, Principal, Role, authorize_org, require_admin
+from tollgate.kit.db import DbSession
+from tollgate.kit.problems import Problem
+
+router = APIRouter(tags=["ledger"])
+
+_WRITE_ERRORS: dict[int | str, dict[str, str]] = {
+    400: {"description": "Missing Idempotency-Key."},
+    401: {"description": "Missing or invalid token."},
+    403: {"description": "Platform admins only."},
+    422: {"description": "Invalid body, or Idempotency-Key reused for another request."},
+}
+_READ_ERRORS: dict[int | str, dict[str, str]] = {
+    400: {"description": "Invalid cursor."},
+    401: {"description": "Missing or invalid token."},
+    404: {"description": "Not a member of this organisation."},
+}
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Unique per intended operation; retries with the same key and body "
+        "get the first response. Kept for at least 24 h.",
+    ),
+]
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def _apply_once(
+    db: DbSession,
+    request: Request,
+    principal: Principal,
+    org_id: uuid.UUID,
+    key: str | None,
+    body: dict[str, Any],
+    kind: service.CreditKind,
+) -> Response:
+    if not key:
+        raise Problem(
+            400,
+            "Bad Request",
+            "This operation requires an Idempotency-Key header.",
+            slug="idempotency-key-missing",
+        )
+    print_ = idempotency.fingerprint(request.method, request.url.path, body)
+    async with db.begin():
+        stored = await idempotency.claim(db, org_id, key, print_)
+        if stored is not None:
+            return Response(
+                stored.body,
+                status_code=stored.status_code,
+                media_type="application/json",
+                headers={"Idempotent-Replayed": "true"},
+            )
+        entry = await service.add_credits(
+            db,
+            org_id,
+            _settings(request),
+            kind=kind,
+            amount=body["amount"],
+            actor=f"admin:{principal.user_id}",
+            reason=body["reason"],
+            idempotency_key=f"credit:{org_id}:{key}",
+        )
+        out = LedgerEntryOut.model_validate(entry).model_dump_json().encode()
+        await idempotency.remember(db, org_id, key, 201, out)
+    return Response(out, status_code=201, media_type="application/json")
+
+
+@router.post(
+    "/orgs/{org_id}/credits",
+    status_code=201,
+    response_model=LedgerEntryOut,
+    responses=_WRITE_ERRORS,
+)
+async def top_up(
+    org_id: uuid.UUID,
+    body: TopUpIn,
+    request: Request,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Add credits (platform admins). A blocked prepaid org is unblocked as soon as
+    its balance is above its reserve again."""
+    require_admin(principal)
+    return await _apply_once(
+        db, request, principal, org_id, idempotency_key, body.model_dump(mode="json"), "top_up"
+    )
+
+
+@router.post(
+    "/orgs/{org_id}/adjustments",
+    status_code=201,
+    response_model=LedgerEntryOut,
+    responses=_WRITE_ERRORS,
+)
+async def adjust(
+    org_id: uuid.UUID,
+    body: AdjustmentIn,
+    request: Request,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Correct a balance (platform admins): an adjustment, refund or expiry entry."""
+    require_admin(principal)
+    data = body.model_dump(mode="json")
+    return await _apply_once(db, request, principal, org_id, idempotency_key, data, body.kind)
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("s"):
+            raise ValueError(raw)
+        seq = int(raw[1:])
+        if not 0 < seq < 2**63:
+            raise ValueError(raw)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise Problem(400, "Bad Request", "Invalid cursor.", slug="invalid-cursor") from exc
+    return seq
+
+
+@router.get("/orgs/{org_id}/transactions", response_model=TransactionPage, responses=_READ_ERRORS)
+async def list_transactions(
+    org_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    kind: Annotated[list[EntryKind] | None, Query(description="Only these kinds.")] = None,
+    api_id: Annotated[uuid.UUID | None, Query(description="Only debits of this API.")] = None,
+    since: Annotated[AwareDatetime | None, Query(description="Created at or after.")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Created before.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> TransactionPage:
+    """The org's ledger entries, newest first, one page at a time."""
+    authorize_org(principal, org_id, Role.viewer)
+    before = _decode_cursor(cursor) if cursor else None
+    async with db.begin():
+        rows = await service.transactions(
+            db,
+            org_id,
+            kinds=kind,
+            api_id=api_id,
+            since=since,
+            until=until,
+            before_seq=before,
+            limit=limit + 1,
+        )
+    page = rows[:limit]
+    return TransactionPage(
+        items=[LedgerEntryOut.model_validate(row) for row in page],
+        next_cursor=_encode_cursor(page[-1].seq) if len(rows) > limit else None,
+    )

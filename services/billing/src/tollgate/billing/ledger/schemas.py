@@ -1,0 +1,76 @@
+"""Request and response bodies of the credits and transactions routes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_AMOUNT = 10**12
+_NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: a 422, not a failed insert
+
+EntryKind = Literal["debit", "top_up", "adjustment", "refund", "expiry"]
+
+
+class TopUpIn(BaseModel):
+    """Credits to add to an org's balance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: int = Field(ge=1, le=MAX_AMOUNT, description="Credits to add.")
+    reason: str = Field(
+        "top-up",
+        min_length=1,
+        max_length=500,
+        pattern=_NO_NUL,
+        description="Shown in the ledger.",
+    )
+
+
+class AdjustmentIn(BaseModel):
+    """A correction of an org's balance: `adjustment` (either sign), `refund` (positive)
+    or `expiry` (negative)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: int = Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Signed credits; never zero.")
+    kind: Literal["adjustment", "refund", "expiry"] = "adjustment"
+    reason: str = Field(
+        min_length=1, max_length=500, pattern=_NO_NUL, description="Why; shown in the ledger."
+    )
+
+    @model_validator(mode="after")
+    def _sign_matches_kind(self) -> AdjustmentIn:
+        if self.amount == 0:
+            raise ValueError("amount must not be zero")
+        if self.kind == "refund" and self.amount < 0:
+            raise ValueError("a refund adds credits: amount must be positive")
+        if self.kind == "expiry" and self.amount > 0:
+            raise ValueError("an expiry removes credits: amount must be negative")
+        return self
+
+
+class LedgerEntryOut(BaseModel):
+    """One credit movement."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    kind: EntryKind
+    amount: int = Field(description="Signed credits: negative for debits and expiries.")
+    balance_after: int = Field(description="The org's balance right after this entry.")
+    actor: str = Field(description="`gateway` for debits, `admin:<user id>` otherwise.")
+    reason: str
+    api_id: uuid.UUID | None = Field(description="API charged (debits only).")
+    request_count: int = Field(description="Requests summed into a debit; 0 otherwise.")
+    created_at: datetime
+
+
+class TransactionPage(BaseModel):
+    """A page of ledger entries, newest first."""
+
+    items: list[LedgerEntryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")

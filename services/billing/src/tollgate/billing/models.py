@@ -1,0 +1,125 @@
+"""Tables of the billing service (its own database; migrations in `migrations/`).
+
+- `accounts`: one row per org: its current balance, mode, thresholds and the state
+  last published to `tollgate.billing.balances.v1`. The balance is the running sum of
+  the org's ledger; both change in the same transaction, under this row's lock.
+- `ledger_entries`: the append-only credit ledger (a trigger refuses UPDATE and
+  DELETE). Debits are aggregated per org, API and consumer batch.
+- `debited_requests`: the id of every request event already charged, so a Kafka
+  redelivery or a re-published event never debits twice.
+- `idempotency_keys`: the first response to each admin `Idempotency-Key`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from tollgate.kit.outbox import outbox_table
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the billing tables."""
+
+
+class Account(Base):
+    """An org's billing account: current balance, mode and thresholds."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint("mode IN ('prepaid', 'postpaid')", name="ck_accounts_mode"),
+        CheckConstraint("status IN ('ok', 'low', 'exhausted')", name="ck_accounts_status"),
+        CheckConstraint("low_threshold >= 0", name="ck_accounts_low_threshold"),
+        CheckConstraint("reserve >= 0", name="ck_accounts_reserve"),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    low_threshold: Mapped[int] = mapped_column(BigInteger)
+    reserve: Mapped[int] = mapped_column(BigInteger)
+    balance: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(BigInteger, comment="of the last BalanceState enqueued")
+    published_balance: Mapped[int | None] = mapped_column(BigInteger)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+LEDGER_KINDS = ("debit", "top_up", "adjustment", "refund", "expiry")
+
+
+class LedgerEntry(Base):
+    """One credit movement; `amount` is signed (debits and expiries are negative)."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint(
+            "(kind = 'debit' AND amount < 0) OR (kind = 'top_up' AND amount > 0) "
+            "OR (kind = 'refund' AND amount > 0) OR (kind = 'expiry' AND amount < 0) "
+            "OR (kind = 'adjustment' AND amount <> 0)",
+            name="ck_ledger_entries_amount_sign",
+        ),
+        Index("ix_ledger_entries_org_seq", "org_id", "seq"),
+        Index("ix_ledger_entries_org_created", "org_id", "created_at"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    org_id: Mapped[uuid.UUID] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    idempotency_key: Mapped[str] = mapped_column(String(400), unique=True)
+    api_id: Mapped[uuid.UUID | None] = mapped_column()
+    request_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("clock_timestamp()")
+    )
+
+
+class DebitedRequest(Base):
+    """A request event already charged (its envelope id = request id)."""
+
+    __tablename__ = "debited_requests"
+    __table_args__ = (
+        Index("ix_debited_requests_debited_at", "debited_at", postgresql_using="brin"),
+    )
+
+    request_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    debited_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class IdempotencyRecord(Base):
+    """The first response to an admin request carrying an `Idempotency-Key`."""
+
+    __tablename__ = "idempotency_keys"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[bytes | None] = mapped_column(
+        LargeBinary, comment="the exact response body, replayed byte for byte"
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+outbox = outbox_table(Base.metadata)

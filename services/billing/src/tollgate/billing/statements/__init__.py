@@ -1,0 +1,1 @@
+"""Monthly statements: opening balance, credits in, usage by API, closing balance."""
