@@ -1,0 +1,1 @@
+"""Tollgate notifier service: signed webhooks, email via Resend, inbound SMS routing."""

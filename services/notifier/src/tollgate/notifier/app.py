@@ -1,0 +1,133 @@
+"""The notifier service's FastAPI app: lifespan wiring and routers, nothing else.
+
+Inside the kit's runtime (database, outbox relay, intake consumer) the lifespan
+starts three workers: webhook deliveries, emails and SMS routing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from tollgate.contracts import topics
+from tollgate.kit.auth import JwtVerifier
+from tollgate.kit.runtime import service_runtime
+from tollgate.kit.service import create_app as create_service_app
+from tollgate.notifier.clock import Clock, SystemClock
+from tollgate.notifier.config import Settings
+from tollgate.notifier.email.api import router as email_router
+from tollgate.notifier.email.backends import EmailBackend, FileBackend, ResendBackend
+from tollgate.notifier.email.worker import EmailWorker
+from tollgate.notifier.intake.consumers import build_broker
+from tollgate.notifier.models import outbox
+from tollgate.notifier.sms.api import router as sms_router
+from tollgate.notifier.sms.worker import SmsRouter
+from tollgate.notifier.state import NotifierState, sealer_for
+from tollgate.notifier.webhooks.api import router as webhooks_router
+from tollgate.notifier.webhooks.sender import WebhookSender
+from tollgate.notifier.webhooks.ssrf import parse_allowlist
+from tollgate.notifier.webhooks.worker import DeliveryWorker
+
+TOPICS = (topics.NOTIFIER_SMS, topics.ACCOUNTS_EVENTS, topics.BILLING_EVENTS, topics.USAGE_EVENTS)
+
+
+def email_backend(settings: Settings) -> EmailBackend:
+    """The configured email backend."""
+    if settings.email_backend == "resend":
+        return ResendBackend(
+            base_url=settings.resend_base_url,
+            api_key=settings.resend_api_key.get_secret_value(),
+        )
+    return FileBackend(settings.email_dir)
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, jwt_verifier: JwtVerifier | None = None
+) -> FastAPI:
+    """Build the app; nothing connects until the lifespan starts."""
+    clock = clock or SystemClock()
+    state = NotifierState(
+        settings=settings,
+        sealer=sealer_for(settings),
+        clock=clock,
+        allowed_networks=parse_allowlist(settings.webhook_allowed_networks),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with service_runtime(
+            app,
+            settings,
+            service="notifier",
+            database_url=settings.database_url,
+            topics=TOPICS,
+            outbox=outbox,
+            broker_factory=lambda sessions: build_broker(settings, sessions, clock),
+            jwt_verifier=jwt_verifier,
+        ) as runtime:
+            assert runtime.sessions is not None
+            sender = WebhookSender(
+                timeout_seconds=settings.webhook_timeout_seconds,
+                allowed=state.allowed_networks,
+            )
+            backend = email_backend(settings)
+            router = SmsRouter(
+                sessions=runtime.sessions, clock=clock, source=state.source, poll_seconds=1.0
+            )
+            state.wake_sms_router = router.wake
+            workers = [
+                DeliveryWorker(
+                    sessions=runtime.sessions,
+                    sender=sender,
+                    sealer=state.sealer,
+                    clock=clock,
+                    concurrency=settings.webhook_concurrency,
+                    org_concurrency=settings.webhook_org_concurrency,
+                    timeout_seconds=settings.webhook_timeout_seconds,
+                    disable_after=timedelta(hours=settings.webhook_disable_after_hours),
+                    poll_seconds=settings.webhook_poll_seconds,
+                ).run(),
+                EmailWorker(
+                    sessions=runtime.sessions,
+                    backend=backend,
+                    sealer=state.sealer,
+                    clock=clock,
+                    sender=settings.email_from,
+                    console_url=settings.console_url,
+                    max_attempts=settings.email_max_attempts,
+                ).run(),
+                router.run(),
+            ]
+            tasks = [asyncio.create_task(w) for w in workers] if settings.workers_enabled else []
+            if not settings.workers_enabled:
+                for coro in workers:
+                    coro.close()
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                await sender.close()
+                await backend.close()
+
+    app = create_service_app(
+        service="notifier",
+        title="Tollgate notifier",
+        description="Tollgate notifier: signed webhooks, email via Resend, inbound SMS routing.",
+        lifespan=lifespan,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    app.state.settings = settings
+    app.state.notifier = state
+    app.include_router(webhooks_router, prefix="/v1")
+    app.include_router(email_router, prefix="/v1")
+    app.include_router(sms_router, prefix="/v1")
+    return app

@@ -1,0 +1,67 @@
+"""Settings of the notifier service; every field can be set as `TOLLGATE_NOTIFIER_<NAME>`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from tollgate.kit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """Notifier service settings."""
+
+    model_config = SettingsConfigDict(env_prefix="TOLLGATE_NOTIFIER_", extra="ignore")
+
+    port: int = Field(8084, ge=1, le=65535, description="HTTP port")
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/tollgate_notifier",
+        description="this service's own database",
+    )
+    console_url: str = Field(
+        "http://localhost:8081",
+        description="base URL of the web console; reset and invitation links point here",
+    )
+    workers_enabled: bool = Field(
+        True, description="run the webhook, email and SMS workers inside this process"
+    )
+
+    webhook_allowed_networks: str = Field(
+        "",
+        description="comma-separated CIDRs webhooks may reach although private/loopback "
+        "(operator allowlist for local runs, e.g. `127.0.0.0/8`); empty = none",
+    )
+    webhook_timeout_seconds: float = Field(15.0, gt=0, description="per delivery attempt")
+    webhook_concurrency: int = Field(16, ge=1, description="deliveries in flight per process")
+    webhook_org_concurrency: int = Field(
+        4, ge=1, description="deliveries in flight per org, across all processes"
+    )
+    webhook_poll_seconds: float = Field(0.5, gt=0, description="idle poll of the queue")
+    webhook_disable_after_hours: float = Field(
+        120.0, gt=0, description="an endpoint failing this long is disabled (5 days)"
+    )
+
+    email_backend: Literal["log", "resend"] = Field(
+        "log", description="`log` writes mails to files under email_dir; `resend` sends them"
+    )
+    email_dir: str = Field("var/mail", description="where the `log` backend writes mails")
+    email_from: str = Field(
+        "Tollgate <no-reply@tollgate.localhost>", description="sender of every email"
+    )
+    email_max_attempts: int = Field(8, ge=1, description="tries before a mail is failed")
+    resend_base_url: str = Field("https://api.resend.com", description="Resend API base URL")
+    resend_api_key: SecretStr = Field(SecretStr(""), description="Resend API key (Bearer)")
+
+    sms_public_url: str = Field(
+        "",
+        description="public base URL the SMS provider calls (Twilio signs it); "
+        "empty = the URL of the request as received",
+    )
+    sms_twilio_auth_token: SecretStr = Field(
+        SecretStr(""), description="Twilio auth token; empty rejects Twilio webhooks"
+    )
+    sms_hmac_secret: SecretStr = Field(
+        SecretStr(""), description="secret of the generic HMAC-SHA256 SMS scheme; empty rejects"
+    )

@@ -1,0 +1,1 @@
+"""Email: a durable queue of templated mails sent through Resend or written to files."""

@@ -1,0 +1,68 @@
+"""HTTP transport of email: org notification contacts, and the admins' view of the
+mail queue (failures are visible here and can be retried)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
+from tollgate.kit.db import DbSession
+from tollgate.notifier.email import repository, service
+from tollgate.notifier.email.schemas import ContactOut, ContactsIn, EmailOut
+from tollgate.notifier.state import Notifier
+
+router = APIRouter(tags=["email"])
+
+
+@router.get("/orgs/{org_id}/notification-contacts")
+async def list_contacts(
+    org_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession
+) -> list[ContactOut]:
+    """Who receives the org's notification emails."""
+    authorize_org(principal, org_id, Role.viewer)
+    return [ContactOut.of(c) for c in await repository.contacts_of_org(db, org_id)]
+
+
+@router.put("/orgs/{org_id}/notification-contacts")
+async def replace_contacts(
+    org_id: uuid.UUID,
+    body: ContactsIn,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    notifier: Notifier,
+) -> list[ContactOut]:
+    """Replace the org's notification contacts (owners)."""
+    authorize_org(principal, org_id, Role.owner)
+    contacts = [service.Contact(email=c.email, locale=c.locale) for c in body.contacts]
+    async with db.begin():
+        stored = await service.replace_contacts(db, org_id, contacts, notifier.clock.now())
+        return [ContactOut.of(c) for c in stored]
+
+
+@router.get("/admin/emails")
+async def list_emails(
+    principal: CurrentPrincipal,
+    db: DbSession,
+    state: Literal["pending", "sent", "failed"] | None = None,
+    kind: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[EmailOut]:
+    """The mail queue, newest first; `state=failed` lists permanent failures."""
+    require_admin(principal)
+    return [
+        EmailOut.of(m)
+        for m in await repository.list_emails(db, state=state, limit=limit, kind=kind)
+    ]
+
+
+@router.post("/admin/emails/{email_id}/retry", status_code=202)
+async def retry_email(
+    email_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession, notifier: Notifier
+) -> EmailOut:
+    """Queue a failed mail again."""
+    require_admin(principal)
+    async with db.begin():
+        return EmailOut.of(await service.retry_failed(db, email_id, notifier.clock.now()))

@@ -1,0 +1,95 @@
+"""SQL of the email queue and of org notification contacts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.notifier.models import EmailMessage, NotificationContact
+
+
+async def insert_email(session: AsyncSession, row: dict[str, Any]) -> bool:
+    """Queue a mail; False when one with the same dedupe key exists."""
+    stmt = (
+        insert(EmailMessage)
+        .values(row)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(EmailMessage.id)
+    )
+    return (await session.scalars(stmt)).first() is not None
+
+
+_CLAIM = text(
+    """
+    UPDATE email_messages SET leased_until = :lease
+    WHERE id IN (
+        SELECT id FROM email_messages
+        WHERE state = 'pending' AND next_attempt_at <= :now
+          AND (leased_until IS NULL OR leased_until <= :now)
+        ORDER BY next_attempt_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id
+    """
+)
+
+
+async def claim_due(
+    session: AsyncSession, *, now: datetime, lease_until: datetime, limit: int
+) -> list[EmailMessage]:
+    """Lease up to `limit` due mails (FOR UPDATE SKIP LOCKED)."""
+    ids = [
+        row.id
+        for row in await session.execute(_CLAIM, {"now": now, "lease": lease_until, "limit": limit})
+    ]
+    if not ids:
+        return []
+    stmt = select(EmailMessage).where(EmailMessage.id.in_(ids))
+    return list((await session.scalars(stmt)).all())
+
+
+async def update_email(session: AsyncSession, email_id: uuid.UUID, **values: Any) -> None:
+    """Change a mail's queue state."""
+    await session.execute(update(EmailMessage).where(EmailMessage.id == email_id).values(**values))
+
+
+async def email_by_id(session: AsyncSession, email_id: uuid.UUID) -> EmailMessage | None:
+    """A mail by id (admin views)."""
+    return await session.get(EmailMessage, email_id, with_for_update=True)
+
+
+async def list_emails(
+    session: AsyncSession, *, state: str | None, limit: int, kind: str | None = None
+) -> list[EmailMessage]:
+    """Mails, newest first (admin views)."""
+    stmt = select(EmailMessage).order_by(EmailMessage.created_at.desc()).limit(limit)
+    if state is not None:
+        stmt = stmt.where(EmailMessage.state == state)
+    if kind is not None:
+        stmt = stmt.where(EmailMessage.kind == kind)
+    return list((await session.scalars(stmt)).all())
+
+
+async def contacts_of_org(session: AsyncSession, org_id: uuid.UUID) -> list[NotificationContact]:
+    """An org's notification contacts."""
+    stmt = (
+        select(NotificationContact)
+        .where(NotificationContact.org_id == org_id)
+        .order_by(NotificationContact.email)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def replace_contacts(
+    session: AsyncSession, org_id: uuid.UUID, rows: list[dict[str, Any]]
+) -> None:
+    """Make `rows` the org's complete contact list."""
+    await session.execute(delete(NotificationContact).where(NotificationContact.org_id == org_id))
+    if rows:
+        await session.execute(insert(NotificationContact).values(rows))

@@ -1,0 +1,70 @@
+"""Request and response bodies of the email API (never a mail's body or token)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from tollgate.notifier.models import EmailMessage, NotificationContact
+
+
+class ContactIn(BaseModel):
+    """A notification contact."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr
+    locale: str = Field("en", min_length=2, max_length=35, description="BCP 47, e.g. `zh-CN`.")
+
+
+class ContactsIn(BaseModel):
+    """An org's complete contact list (replaces the current one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contacts: list[ContactIn] = Field(max_length=20)
+
+
+class ContactOut(BaseModel):
+    """A stored notification contact."""
+
+    email: str
+    locale: str
+
+    @classmethod
+    def of(cls, contact: NotificationContact) -> ContactOut:
+        return cls(email=contact.email, locale=contact.locale)
+
+
+class EmailOut(BaseModel):
+    """A queued mail as admins see it."""
+
+    id: uuid.UUID
+    kind: str
+    locale: str
+    to: str
+    org_id: uuid.UUID | None
+    state: str = Field(description="pending, sent or failed.")
+    attempts: int
+    last_error: str | None
+    provider_id: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, message: EmailMessage) -> EmailOut:
+        return cls(
+            id=message.id,
+            kind=message.kind,
+            locale=message.locale,
+            to=message.to_address,
+            org_id=message.org_id,
+            state=message.state,
+            attempts=message.attempts,
+            last_error=message.last_error,
+            provider_id=message.provider_id,
+            created_at=message.created_at,
+            finished_at=message.finished_at,
+        )

@@ -1,0 +1,246 @@
+"""Email rules: which events become which mails, to whom, and the retry policy.
+
+Never commits (the transport owns the transaction). Mails are queued with a dedupe
+key derived from the event id, so a redelivered event never queues twice. Tokens
+stay sealed in the queue; they are unsealed only when the mail is composed for
+sending (`compose`), and never logged.
+
+Recipients: user mails (password reset, invitation) go to the address in the
+event. Org-level mails (credits, usage, disabled webhook endpoint) go to the org's
+notification contacts, managed by the org's owners through this service's API (the
+notifier does not own users; an org without contacts gets no org-level mail).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.contracts.envelope import CloudEvent
+from tollgate.contracts.events.accounts import MemberInvited, PasswordResetRequested
+from tollgate.contracts.events.billing import CreditsExhausted, CreditsLow
+from tollgate.contracts.events.usage import UsageThresholdCrossed
+from tollgate.kit.problems import Problem
+from tollgate.kit.sealing import Sealer
+from tollgate.notifier.email import repository
+from tollgate.notifier.email.backends import SendResult
+from tollgate.notifier.email.templates import RenderedEmail, render
+from tollgate.notifier.models import EmailMessage, NotificationContact
+
+RETRY_DELAYS = (10, 30, 120, 600, 1800, 3600, 7200, 14400)
+"""Seconds before retry n (after the n-th failed try), with jitter."""
+
+
+@dataclass(frozen=True)
+class Contact:
+    """Someone who receives an org's notification mails."""
+
+    email: str
+    locale: str
+
+
+async def queue_email(
+    session: AsyncSession,
+    *,
+    kind: str,
+    locale: str,
+    to: str,
+    context: dict[str, Any],
+    dedupe_key: str,
+    now: datetime,
+    org_id: uuid.UUID | None = None,
+) -> bool:
+    """Queue one mail; False when the same dedupe key was queued before."""
+    return await repository.insert_email(
+        session,
+        {
+            "id": uuid.uuid4(),
+            "dedupe_key": dedupe_key,
+            "kind": kind,
+            "locale": locale,
+            "to_address": to,
+            "org_id": org_id,
+            "context": context,
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        },
+    )
+
+
+async def queue_for_org(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    *,
+    kind: str,
+    context: dict[str, Any],
+    dedupe_key: str,
+    now: datetime,
+) -> int:
+    """Queue a mail to each of the org's contacts; returns how many were queued."""
+    queued = 0
+    for contact in await repository.contacts_of_org(session, org_id):
+        queued += await queue_email(
+            session,
+            kind=kind,
+            locale=contact.locale,
+            to=contact.email,
+            context=context,
+            dedupe_key=f"{dedupe_key}:{contact.email}",
+            now=now,
+            org_id=org_id,
+        )
+    return queued
+
+
+async def queue_for_event(session: AsyncSession, event: CloudEvent[Any], now: datetime) -> int:
+    """Queue the mails an event calls for (none for most types)."""
+    data = event.data
+    key = f"event:{event.id}"
+    if isinstance(data, PasswordResetRequested):
+        context = {
+            "token_sealed": data.reset_token_sealed,
+            "expires_at": data.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        }
+        return int(
+            await queue_email(
+                session,
+                kind="password_reset",
+                locale=data.locale,
+                to=data.email,
+                context=context,
+                dedupe_key=key,
+                now=now,
+            )
+        )
+    if isinstance(data, MemberInvited):
+        context = {
+            "token_sealed": data.invitation_token_sealed,
+            "org_name": data.org_name,
+            "role": data.role.value,
+            "expires_at": data.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        }
+        return int(
+            await queue_email(
+                session,
+                kind="org_invitation",
+                locale=data.locale,
+                to=data.email,
+                context=context,
+                dedupe_key=key,
+                now=now,
+                org_id=data.org_id,
+            )
+        )
+    if isinstance(data, CreditsLow):
+        return await queue_for_org(
+            session,
+            data.org_id,
+            kind="credits_low",
+            context={"balance": data.balance, "threshold": data.threshold},
+            dedupe_key=key,
+            now=now,
+        )
+    if isinstance(data, CreditsExhausted):
+        return await queue_for_org(
+            session,
+            data.org_id,
+            kind="credits_exhausted",
+            context={"balance": data.balance, "mode": data.mode.value},
+            dedupe_key=key,
+            now=now,
+        )
+    if isinstance(data, UsageThresholdCrossed):
+        usage: dict[str, Any] = {
+            "key_id": str(data.key_id),
+            "period": data.period.value,
+            "threshold_percent": data.threshold_percent,
+            "used": data.used,
+            "limit": data.limit,
+        }
+        return await queue_for_org(
+            session, data.org_id, kind="usage_threshold", context=usage, dedupe_key=key, now=now
+        )
+    return 0
+
+
+def compose(message: EmailMessage, sealer: Sealer, console_url: str) -> RenderedEmail:
+    """Render a queued mail, unsealing its token into the console link if it has one."""
+    context = dict(message.context)
+    link: str | None = None
+    sealed = context.pop("token_sealed", None)
+    base = console_url.rstrip("/")
+    if sealed is not None:
+        token = quote(sealer.unseal(str(sealed)).decode(), safe="")
+        path = "reset-password" if message.kind == "password_reset" else "accept-invitation"
+        link = f"{base}/{path}?token={token}"
+    return render(message.kind, message.locale, context, link)
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """What the queue does with a mail after a try."""
+
+    state: str
+    next_attempt_at: datetime | None
+    error: str | None
+
+
+def after_send(
+    result: SendResult, attempts: int, max_attempts: int, now: datetime, rng: random.Random
+) -> NextStep:
+    """Sent, retry later (429/5xx/network, backoff with jitter, Retry-After honoured),
+    or failed for good (other 4xx, or out of attempts)."""
+    if result.sent:
+        return NextStep("sent", None, None)
+    if not result.retryable or attempts >= max_attempts:
+        return NextStep("failed", None, result.error)
+    delay = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1] * rng.uniform(0.8, 1.2)
+    if result.retry_after_seconds is not None:
+        delay = max(delay, min(result.retry_after_seconds, 86_400.0))
+    return NextStep("pending", now + timedelta(seconds=delay), result.error)
+
+
+def check_contacts(contacts: list[Contact]) -> None:
+    """At most 20 distinct contacts per org."""
+    if len(contacts) > 20:
+        raise Problem(422, "Unprocessable Content", "At most 20 notification contacts.")
+    if len({c.email.lower() for c in contacts}) != len(contacts):
+        raise Problem(422, "Unprocessable Content", "Duplicate contact email.")
+
+
+async def replace_contacts(
+    session: AsyncSession, org_id: uuid.UUID, contacts: list[Contact], now: datetime
+) -> list[NotificationContact]:
+    """Make `contacts` the org's notification contacts."""
+    check_contacts(contacts)
+    await repository.replace_contacts(
+        session,
+        org_id,
+        [
+            {"org_id": org_id, "email": c.email.lower(), "locale": c.locale, "created_at": now}
+            for c in contacts
+        ],
+    )
+    return await repository.contacts_of_org(session, org_id)
+
+
+async def retry_failed(session: AsyncSession, email_id: uuid.UUID, now: datetime) -> EmailMessage:
+    """Put a failed mail back in the queue (admins)."""
+    message = await repository.email_by_id(session, email_id)
+    if message is None:
+        raise Problem(404, "Not Found", "No such email.")
+    if message.state != "failed":
+        raise Problem(409, "Conflict", "Only failed emails can be retried.")
+    await repository.update_email(
+        session, email_id, state="pending", attempts=0, next_attempt_at=now, leased_until=None
+    )
+    await session.refresh(message)
+    return message

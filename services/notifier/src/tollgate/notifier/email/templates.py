@@ -1,0 +1,187 @@
+"""Email templates (HTML + text) in English and Chinese, picked by locale.
+
+Pure rendering, no I/O. Every value is HTML-escaped in the HTML part. Links carry
+single-use tokens: the rendered mail is never stored or logged, only sent.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """A ready-to-send mail body."""
+
+    subject: str
+    html: str
+    text: str
+
+
+KINDS = (
+    "password_reset",
+    "org_invitation",
+    "credits_low",
+    "credits_exhausted",
+    "usage_threshold",
+    "webhook_endpoint_disabled",
+)
+
+# kind -> language -> (subject, paragraphs, optional button label). `{name}` fields
+# come from the context; `link` is rendered as a button/line when present.
+_TEXTS: dict[str, dict[str, tuple[str, tuple[str, ...], str | None]]] = {
+    "password_reset": {
+        "en": (
+            "Reset your Tollgate password",
+            (
+                "Someone asked to reset the password of your Tollgate account.",
+                "The link works once and expires at {expires_at}. If it was not you, "
+                "ignore this email; your password stays as it is.",
+            ),
+            "Choose a new password",
+        ),
+        "zh": (
+            "重置您的 Tollgate 密码",
+            (
+                "有人请求重置您的 Tollgate 账户密码。",
+                "该链接仅可使用一次,将于 {expires_at} 失效。如果这不是您本人的操作,请忽略此邮件,"
+                "您的密码不会改变。",
+            ),
+            "设置新密码",
+        ),
+    },
+    "org_invitation": {
+        "en": (
+            "You are invited to join {org_name} on Tollgate",
+            (
+                "You have been invited to join {org_name} as {role}.",
+                "The invitation expires at {expires_at}.",
+            ),
+            "Accept the invitation",
+        ),
+        "zh": (
+            "邀请您加入 Tollgate 上的 {org_name}",
+            ("您已被邀请以 {role} 身份加入 {org_name}。", "邀请将于 {expires_at} 失效。"),
+            "接受邀请",
+        ),
+    },
+    "credits_low": {
+        "en": (
+            "Your Tollgate credits are running low",
+            (
+                "Your organisation's balance is {balance} credits, at or below your "
+                "threshold of {threshold}.",
+                "Top up soon so that your API keys keep working.",
+            ),
+            None,
+        ),
+        "zh": (
+            "您的 Tollgate 额度即将用完",
+            (
+                "您组织的余额为 {balance} 额度,已达到或低于阈值 {threshold}。",
+                "请尽快充值,以免 API 密钥停止工作。",
+            ),
+            None,
+        ),
+    },
+    "credits_exhausted": {
+        "en": (
+            "Your Tollgate credits are exhausted",
+            (
+                "Your organisation's balance is {balance} credits.",
+                "Prepaid organisations' requests are rejected with 402 until credits are added.",
+            ),
+            None,
+        ),
+        "zh": (
+            "您的 Tollgate 额度已用完",
+            ("您组织的余额为 {balance} 额度。", "预付费组织的请求将被拒绝(402),直至充值。"),
+            None,
+        ),
+    },
+    "usage_threshold": {
+        "en": (
+            "API key usage reached {threshold_percent} % of its {period} limit",
+            (
+                "Key {key_id} has used {used} of {limit} requests this {period} "
+                "({threshold_percent} %).",
+                "Requests beyond the limit are rejected with 429.",
+            ),
+            None,
+        ),
+        "zh": (
+            "API 密钥用量已达到{period}限额的 {threshold_percent}%",
+            (
+                "密钥 {key_id} 本{period}已使用 {used} / {limit} 次请求({threshold_percent}%)。",
+                "超出限额的请求将被拒绝(429)。",
+            ),
+            None,
+        ),
+    },
+    "webhook_endpoint_disabled": {
+        "en": (
+            "A Tollgate webhook endpoint was disabled",
+            (
+                "The webhook endpoint {url} was disabled: {reason}.",
+                "Fix the receiver, enable the endpoint again and recover the failed messages "
+                "from the console.",
+            ),
+            None,
+        ),
+        "zh": (
+            "一个 Tollgate Webhook 端点已被停用",
+            (
+                "Webhook 端点 {url} 已被停用:{reason}。",
+                "请修复接收端,重新启用该端点,并在控制台中恢复失败的消息。",
+            ),
+            None,
+        ),
+    },
+}
+
+_REASONS = {
+    "gone": {"en": "it answered 410 Gone", "zh": "它返回了 410 Gone"},
+    "failing": {
+        "en": "every delivery has failed for 5 days",
+        "zh": "连续 5 天投递全部失败",
+    },
+}
+_PERIODS = {"day": {"en": "day", "zh": "日"}, "month": {"en": "month", "zh": "月"}}
+
+
+def language(locale: str) -> str:
+    """`zh` for Chinese locales (zh, zh-CN, zh-Hant-TW...), else `en`."""
+    return "zh" if locale.lower().replace("_", "-").split("-")[0] == "zh" else "en"
+
+
+def render(
+    kind: str, locale: str, context: dict[str, Any], link: str | None = None
+) -> RenderedEmail:
+    """The mail of `kind` in the locale's language; `link` is the call to action."""
+    lang = language(locale)
+    subject_t, paragraphs_t, button = _TEXTS[kind][lang]
+    values = dict(context)
+    if "reason" in values:
+        values["reason"] = _REASONS.get(str(values["reason"]), {}).get(lang, values["reason"])
+    if "period" in values:
+        values["period"] = _PERIODS.get(str(values["period"]), {}).get(lang, values["period"])
+    subject = subject_t.format(**values)
+    paragraphs = [p.format(**values) for p in paragraphs_t]
+    escaped = {k: html.escape(str(v)) for k, v in values.items()}
+    html_paragraphs = [f"<p>{p.format(**escaped)}</p>" for p in paragraphs_t]
+    text_lines = [*paragraphs]
+    if link is not None and button is not None:
+        html_paragraphs.insert(
+            1, f'<p><a href="{html.escape(link, quote=True)}">{html.escape(button)}</a></p>'
+        )
+        text_lines.insert(1, f"{button}: {link}")
+    body_html = (
+        f'<!doctype html><html lang="{lang}"><body style="font-family:sans-serif">'
+        f"<h1>{html.escape(subject)}</h1>{''.join(html_paragraphs)}"
+        '<p style="color:#777">Tollgate</p></body></html>'
+    )
+    return RenderedEmail(
+        subject=subject, html=body_html, text="\n\n".join([*text_lines, "-- Tollgate"]) + "\n"
+    )

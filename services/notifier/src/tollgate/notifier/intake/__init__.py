@@ -1,0 +1,1 @@
+"""Intake: domain events from Kafka into the notifier, exactly once."""

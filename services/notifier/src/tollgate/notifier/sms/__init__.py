@@ -1,0 +1,1 @@
+"""Inbound SMS: provider webhooks, verified and deduplicated, routed to an org."""

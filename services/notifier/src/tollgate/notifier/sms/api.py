@@ -1,0 +1,259 @@
+"""HTTP transport of inbound SMS: the provider webhook (verify, store, answer fast;
+routing happens in the background), per-org inboxes, and admin APIs for numbers,
+keyword rules and the admin inbox."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import AwareDatetime, ValidationError
+
+from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
+from tollgate.kit.db import DbSession
+from tollgate.kit.problems import Problem
+from tollgate.notifier.sms import repository, service, signatures
+from tollgate.notifier.sms.schemas import (
+    GenericInbound,
+    InboundAccepted,
+    NumberIn,
+    NumberOut,
+    ReadChange,
+    RuleIn,
+    RuleOut,
+    SmsOut,
+)
+from tollgate.notifier.state import Notifier, NotifierState
+
+router = APIRouter(tags=["sms"])
+
+TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+def _public_url(request: Request, notifier: NotifierState) -> str:
+    base = notifier.settings.sms_public_url.rstrip("/")
+    if not base:
+        return str(request.url)
+    query = f"?{request.url.query}" if request.url.query else ""
+    return f"{base}{request.url.path}{query}"
+
+
+def _forbidden() -> Problem:
+    return Problem(403, "Forbidden", "Invalid provider signature.", slug="invalid-signature")
+
+
+async def _twilio(request: Request, notifier: NotifierState) -> service.InboundSms:
+    raw = await request.body()
+    params: dict[str, list[str]] = {}
+    try:
+        pairs = parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError as exc:
+        raise Problem(422, "Unprocessable Content", "Invalid form body.") from exc
+    for name, value in pairs:
+        params.setdefault(name, []).append(value)
+    token = notifier.settings.sms_twilio_auth_token.get_secret_value()
+    signature = request.headers.get("X-Twilio-Signature")
+    if not signatures.twilio_valid(token, _public_url(request, notifier), params, signature):
+        raise _forbidden()
+
+    def field(name: str) -> str:
+        values = params.get(name)
+        if not values:
+            raise Problem(422, "Unprocessable Content", f"Missing {name}.")
+        return values[0]
+
+    return service.InboundSms(
+        provider="twilio",
+        provider_message_id=field("MessageSid"),
+        from_number=field("From"),
+        to_number=field("To"),
+        body=params.get("Body", [""])[0],
+    )
+
+
+async def _generic(request: Request, notifier: NotifierState) -> service.InboundSms:
+    raw = await request.body()
+    secret = notifier.settings.sms_hmac_secret.get_secret_value()
+    header = request.headers.get("X-Tollgate-Signature")
+    if not signatures.generic_valid(secret, header, raw, notifier.clock.now().timestamp()):
+        raise _forbidden()
+    try:
+        body = GenericInbound.model_validate_json(raw)
+    except ValidationError as exc:
+        raise Problem(422, "Unprocessable Content", "Invalid SMS payload.") from exc
+    return service.InboundSms(
+        provider="generic",
+        provider_message_id=body.message_id,
+        from_number=body.from_,
+        to_number=body.to,
+        body=body.body,
+    )
+
+
+@router.post("/sms/inbound/{provider}", response_model=None)
+async def inbound(
+    provider: str, request: Request, db: DbSession, notifier: Notifier
+) -> Response | InboundAccepted:
+    """A provider's webhook: verify, store once, answer; routing is asynchronous."""
+    if provider == "twilio":
+        sms = await _twilio(request, notifier)
+    elif provider == "generic":
+        sms = await _generic(request, notifier)
+    else:
+        raise Problem(404, "Not Found", "Unknown SMS provider.")
+    async with db.begin():
+        message_id, new = await service.receive(db, sms, notifier.clock.now())
+    if new:
+        notifier.sms_received()
+    if provider == "twilio":
+        return Response(TWIML_EMPTY, media_type="text/xml")
+    return InboundAccepted(message_id=message_id, duplicate=not new)
+
+
+Unread = Annotated[bool | None, Query(description="true: unread only; false: read only")]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+@router.get("/orgs/{org_id}/sms/messages")
+async def org_inbox(
+    org_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    unread: Unread = None,
+    from_number: str | None = None,
+    since: AwareDatetime | None = None,
+    limit: Limit = 100,
+) -> list[SmsOut]:
+    """The org's inbox, newest first."""
+    authorize_org(principal, org_id, Role.viewer)
+    return await _inbox(db, org_id, unread, from_number, since, limit)
+
+
+async def _inbox(
+    db: DbSession,
+    org_id: uuid.UUID | None,
+    unread: bool | None,
+    from_number: str | None,
+    since: datetime | None,
+    limit: int,
+) -> list[SmsOut]:
+    rows = await repository.list_messages(
+        db, org_id=org_id, unread=unread, from_number=from_number, since=since, limit=limit
+    )
+    return [SmsOut.of(m) for m in rows]
+
+
+@router.get("/orgs/{org_id}/sms/messages/{message_id}")
+async def org_message(
+    org_id: uuid.UUID, message_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession
+) -> SmsOut:
+    authorize_org(principal, org_id, Role.viewer)
+    message = await repository.message_in_inbox(db, org_id, message_id)
+    if message is None:
+        raise Problem(404, "Not Found", "No such message.")
+    return SmsOut.of(message)
+
+
+@router.post("/orgs/{org_id}/sms/messages/{message_id}/read")
+async def mark_org_message(
+    org_id: uuid.UUID,
+    message_id: uuid.UUID,
+    body: ReadChange,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    notifier: Notifier,
+) -> SmsOut:
+    authorize_org(principal, org_id, Role.viewer)
+    async with db.begin():
+        message = await service.mark_read(db, org_id, message_id, body.read, notifier.clock.now())
+        return SmsOut.of(message)
+
+
+@router.get("/admin/sms/messages")
+async def admin_inbox(
+    principal: CurrentPrincipal,
+    db: DbSession,
+    unread: Unread = None,
+    from_number: str | None = None,
+    since: AwareDatetime | None = None,
+    limit: Limit = 100,
+) -> list[SmsOut]:
+    """Messages no rule routed to an org."""
+    require_admin(principal)
+    return await _inbox(db, None, unread, from_number, since, limit)
+
+
+@router.post("/admin/sms/messages/{message_id}/read")
+async def mark_admin_message(
+    message_id: uuid.UUID,
+    body: ReadChange,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    notifier: Notifier,
+) -> SmsOut:
+    require_admin(principal)
+    async with db.begin():
+        message = await service.mark_read(db, None, message_id, body.read, notifier.clock.now())
+        return SmsOut.of(message)
+
+
+@router.get("/admin/sms/numbers")
+async def list_numbers(principal: CurrentPrincipal, db: DbSession) -> list[NumberOut]:
+    require_admin(principal)
+    return [NumberOut.of(n) for n in await repository.numbers(db)]
+
+
+@router.put("/admin/sms/numbers")
+async def assign_number(
+    body: NumberIn, principal: CurrentPrincipal, db: DbSession, notifier: Notifier
+) -> list[NumberOut]:
+    """Assign (or reassign) a number to an org."""
+    require_admin(principal)
+    number = service.valid_number(body.number)
+    async with db.begin():
+        await repository.upsert_number(db, number, body.org_id, notifier.clock.now())
+        return [NumberOut.of(n) for n in await repository.numbers(db)]
+
+
+@router.delete("/admin/sms/numbers/{number}", status_code=204)
+async def unassign_number(number: str, principal: CurrentPrincipal, db: DbSession) -> Response:
+    require_admin(principal)
+    async with db.begin():
+        if not await repository.delete_number(db, number):
+            raise Problem(404, "Not Found", "Number not assigned.")
+    return Response(status_code=204)
+
+
+@router.get("/admin/sms/keyword-rules")
+async def list_rules(principal: CurrentPrincipal, db: DbSession) -> list[RuleOut]:
+    require_admin(principal)
+    return [RuleOut.of(r) for r in await repository.keyword_rules(db)]
+
+
+@router.post("/admin/sms/keyword-rules", status_code=201)
+async def add_rule(
+    body: RuleIn, principal: CurrentPrincipal, db: DbSession, notifier: Notifier
+) -> RuleOut:
+    require_admin(principal)
+    async with db.begin():
+        rule = await service.add_keyword_rule(
+            db,
+            org_id=body.org_id,
+            kind=body.kind,
+            pattern=body.pattern,
+            priority=body.priority,
+            now=notifier.clock.now(),
+        )
+        return RuleOut.of(rule)
+
+
+@router.delete("/admin/sms/keyword-rules/{rule_id}", status_code=204)
+async def delete_rule(rule_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession) -> Response:
+    require_admin(principal)
+    async with db.begin():
+        if not await repository.delete_rule(db, rule_id):
+            raise Problem(404, "Not Found", "No such rule.")
+    return Response(status_code=204)

@@ -1,0 +1,158 @@
+"""SQL of inbound SMS: messages, assigned numbers, keyword rules."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.notifier.models import SmsKeywordRule, SmsMessage, SmsNumber
+
+
+async def insert_message(session: AsyncSession, row: dict[str, Any]) -> uuid.UUID | None:
+    """Store an inbound SMS; None when the provider's message id was seen before."""
+    stmt = (
+        insert(SmsMessage)
+        .values(row)
+        .on_conflict_do_nothing(constraint="uq_sms_provider_message")
+        .returning(SmsMessage.id)
+    )
+    return (await session.scalars(stmt)).first()
+
+
+async def message_by_provider_id(
+    session: AsyncSession, provider: str, provider_message_id: str
+) -> SmsMessage | None:
+    """The stored SMS with that provider id."""
+    stmt = select(SmsMessage).where(
+        SmsMessage.provider == provider, SmsMessage.provider_message_id == provider_message_id
+    )
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def claim_unrouted(session: AsyncSession, limit: int) -> list[SmsMessage]:
+    """Lock the oldest unrouted messages (FOR UPDATE SKIP LOCKED)."""
+    stmt = (
+        select(SmsMessage)
+        .where(SmsMessage.routed.is_(False))
+        .order_by(SmsMessage.received_at, SmsMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def org_of_number(session: AsyncSession, number: str) -> uuid.UUID | None:
+    """The org a number is assigned to."""
+    stmt = select(SmsNumber.org_id).where(SmsNumber.number == number)
+    return (await session.scalars(stmt)).first()
+
+
+async def last_org_of_sender(
+    session: AsyncSession, from_number: str, exclude: uuid.UUID
+) -> uuid.UUID | None:
+    """The org the sender's most recent routed message went to."""
+    stmt = (
+        select(SmsMessage.org_id)
+        .where(
+            SmsMessage.from_number == from_number,
+            SmsMessage.routed.is_(True),
+            SmsMessage.org_id.is_not(None),
+            SmsMessage.id != exclude,
+        )
+        .order_by(SmsMessage.received_at.desc(), SmsMessage.routed_at.desc())
+        .limit(1)
+    )
+    return (await session.scalars(stmt)).first()
+
+
+async def keyword_rules(session: AsyncSession) -> list[SmsKeywordRule]:
+    """Every keyword rule, in evaluation order."""
+    stmt = select(SmsKeywordRule).order_by(
+        SmsKeywordRule.priority, SmsKeywordRule.created_at, SmsKeywordRule.id
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def mark_routed(session: AsyncSession, message_id: uuid.UUID, **values: Any) -> None:
+    """Record where a message was routed."""
+    await session.execute(
+        update(SmsMessage).where(SmsMessage.id == message_id).values(routed=True, **values)
+    )
+
+
+async def list_messages(
+    session: AsyncSession,
+    *,
+    org_id: uuid.UUID | None,
+    unread: bool | None,
+    from_number: str | None,
+    since: datetime | None,
+    limit: int,
+) -> list[SmsMessage]:
+    """Routed messages of an org (None = the admin inbox), newest first."""
+    stmt = (
+        select(SmsMessage)
+        .where(SmsMessage.routed.is_(True))
+        .order_by(SmsMessage.received_at.desc(), SmsMessage.id.desc())
+        .limit(limit)
+    )
+    stmt = stmt.where(
+        SmsMessage.org_id.is_(None) if org_id is None else SmsMessage.org_id == org_id
+    )
+    if unread is True:
+        stmt = stmt.where(SmsMessage.read_at.is_(None))
+    elif unread is False:
+        stmt = stmt.where(SmsMessage.read_at.is_not(None))
+    if from_number is not None:
+        stmt = stmt.where(SmsMessage.from_number == from_number)
+    if since is not None:
+        stmt = stmt.where(SmsMessage.received_at >= since)
+    return list((await session.scalars(stmt)).all())
+
+
+async def message_in_inbox(
+    session: AsyncSession, org_id: uuid.UUID | None, message_id: uuid.UUID
+) -> SmsMessage | None:
+    """A routed message of that inbox (None = admin inbox); None if elsewhere."""
+    stmt = select(SmsMessage).where(SmsMessage.id == message_id, SmsMessage.routed.is_(True))
+    stmt = stmt.where(
+        SmsMessage.org_id.is_(None) if org_id is None else SmsMessage.org_id == org_id
+    )
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def numbers(session: AsyncSession) -> list[SmsNumber]:
+    """Every assigned number."""
+    return list((await session.scalars(select(SmsNumber).order_by(SmsNumber.number))).all())
+
+
+async def upsert_number(
+    session: AsyncSession, number: str, org_id: uuid.UUID, now: datetime
+) -> None:
+    """Assign (or reassign) a number to an org."""
+    stmt = insert(SmsNumber).values(number=number, org_id=org_id, created_at=now)
+    stmt = stmt.on_conflict_do_update(index_elements=["number"], set_={"org_id": org_id})
+    await session.execute(stmt)
+
+
+async def delete_number(session: AsyncSession, number: str) -> bool:
+    """Unassign a number; False when it was not assigned."""
+    result = await session.execute(delete(SmsNumber).where(SmsNumber.number == number))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def add_rule(session: AsyncSession, rule: SmsKeywordRule) -> None:
+    """Insert a keyword rule."""
+    session.add(rule)
+    await session.flush()
+
+
+async def delete_rule(session: AsyncSession, rule_id: uuid.UUID) -> bool:
+    """Delete a keyword rule; False when there was none."""
+    result = await session.execute(delete(SmsKeywordRule).where(SmsKeywordRule.id == rule_id))
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,188 @@
+"""Inbound SMS rules: store once per provider message, then route.
+
+Routing order: the destination number's assigned org; else the org that last
+received a message from the sender (conversation history); else the first
+matching keyword rule (first word, case-insensitive, or a regex searched in the
+body; lower priority value first); else the admin inbox. The matching rule is
+recorded on the message (`routed_by`, `rule_id`). A routed message is published
+as `SmsReceived` through the outbox and sent to the org's webhook endpoints, in the
+routing transaction. Never commits.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.contracts import topics
+from tollgate.contracts.envelope import new_event
+from tollgate.contracts.events.notifier import SmsReceived, SmsRoute
+from tollgate.contracts.ids import uuid7
+from tollgate.kit.outbox import enqueue
+from tollgate.kit.problems import Problem
+from tollgate.notifier.models import SmsKeywordRule, SmsMessage, outbox
+from tollgate.notifier.sms import repository
+from tollgate.notifier.webhooks import service as webhooks
+
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+@dataclass(frozen=True)
+class InboundSms:
+    """A provider's message, verified."""
+
+    provider: str
+    provider_message_id: str
+    from_number: str
+    to_number: str
+    body: str
+
+
+async def receive(session: AsyncSession, sms: InboundSms, now: datetime) -> tuple[uuid.UUID, bool]:
+    """Store an inbound SMS for routing; returns its id and whether it is new (a
+    provider retry of the same message id is a no-op)."""
+    new_id = await repository.insert_message(
+        session,
+        {
+            "id": uuid7(),
+            "provider": sms.provider,
+            "provider_message_id": sms.provider_message_id,
+            "from_number": sms.from_number,
+            "to_number": sms.to_number,
+            "body": sms.body,
+            "received_at": now,
+            "routed": False,
+        },
+    )
+    if new_id is not None:
+        return new_id, True
+    existing = await repository.message_by_provider_id(
+        session, sms.provider, sms.provider_message_id
+    )
+    assert existing is not None
+    return existing.id, False
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a message goes and why."""
+
+    org_id: uuid.UUID | None
+    routed_by: SmsRoute
+    rule_id: uuid.UUID | None = None
+
+
+def keyword_match(rule: SmsKeywordRule, body: str) -> bool:
+    """Whether a keyword rule matches a message body."""
+    if rule.kind == "first_word":
+        words = body.split(maxsplit=1)
+        return bool(words) and words[0].strip(".,!?:;").casefold() == rule.pattern.casefold()
+    return re.search(rule.pattern, body) is not None
+
+
+async def choose_route(session: AsyncSession, message: SmsMessage) -> Route:
+    """Apply the routing rules in order."""
+    org_id = await repository.org_of_number(session, message.to_number)
+    if org_id is not None:
+        return Route(org_id, SmsRoute.ASSIGNED_NUMBER)
+    org_id = await repository.last_org_of_sender(session, message.from_number, message.id)
+    if org_id is not None:
+        return Route(org_id, SmsRoute.CONVERSATION)
+    for rule in await repository.keyword_rules(session):
+        if keyword_match(rule, message.body):
+            return Route(rule.org_id, SmsRoute.KEYWORD, rule.id)
+    return Route(None, SmsRoute.ADMIN_INBOX)
+
+
+async def route_pending(
+    session: AsyncSession, *, now: datetime, source: str, limit: int = 100
+) -> int:
+    """Route up to `limit` unrouted messages; returns how many were routed."""
+    messages = await repository.claim_unrouted(session, limit)
+    for message in messages:
+        route = await choose_route(session, message)
+        await repository.mark_routed(
+            session,
+            message.id,
+            org_id=route.org_id,
+            routed_by=route.routed_by.value,
+            rule_id=route.rule_id,
+            routed_at=now,
+        )
+        # Later messages of the same batch see this one as conversation history.
+        message.routed, message.org_id = True, route.org_id
+        await session.flush()
+        event = new_event(
+            SmsReceived(
+                message_id=message.id,
+                provider=message.provider,
+                provider_message_id=message.provider_message_id,
+                org_id=route.org_id,
+                from_number=message.from_number,
+                to_number=message.to_number,
+                body=message.body,
+                routed_by=route.routed_by,
+                received_at=message.received_at,
+            ),
+            source=source,
+            subject=str(message.id),
+        )
+        await enqueue(session, outbox, topics.NOTIFIER_SMS, event.data.kafka_key(), event)
+        await webhooks.queue_for_event(session, event, now)
+    return len(messages)
+
+
+def valid_number(number: str) -> str:
+    """An E.164 number, or 422."""
+    if not E164.match(number):
+        raise Problem(422, "Unprocessable Content", "Numbers are E.164, e.g. +14155550100.")
+    return number
+
+
+async def add_keyword_rule(
+    session: AsyncSession,
+    *,
+    org_id: uuid.UUID,
+    kind: str,
+    pattern: str,
+    priority: int,
+    now: datetime,
+) -> SmsKeywordRule:
+    """A new keyword rule; regexes are compiled first so a bad one is a 422."""
+    if kind == "regex":
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise Problem(422, "Unprocessable Content", f"Invalid regex: {exc}.") from exc
+    elif not pattern.strip() or len(pattern.split()) != 1:
+        raise Problem(422, "Unprocessable Content", "A first-word keyword is one word.")
+    rule = SmsKeywordRule(
+        id=uuid7(),
+        org_id=org_id,
+        kind=kind,
+        pattern=pattern.strip(),
+        priority=priority,
+        created_at=now,
+    )
+    await repository.add_rule(session, rule)
+    return rule
+
+
+async def mark_read(
+    session: AsyncSession,
+    org_id: uuid.UUID | None,
+    message_id: uuid.UUID,
+    read: bool,
+    now: datetime,
+) -> SmsMessage:
+    """Mark a message of an inbox read or unread; 404 for another inbox's message."""
+    message = await repository.message_in_inbox(session, org_id, message_id)
+    if message is None:
+        raise Problem(404, "Not Found", "No such message.")
+    message.read_at = (message.read_at or now) if read else None
+    await session.flush()
+    return message

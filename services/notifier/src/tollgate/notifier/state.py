@@ -1,0 +1,65 @@
+"""What request handlers need besides the database: settings, sealer, clock, the
+operator's webhook allowlist and the SMS router to wake. Built once in the lifespan
+(`app.state.notifier`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from tollgate.kit.problems import Problem
+from tollgate.kit.sealing import Sealer
+from tollgate.notifier.clock import Clock
+from tollgate.notifier.config import Settings
+from tollgate.notifier.webhooks.ssrf import IpNetwork
+
+log = logging.getLogger(__name__)
+
+
+def sealer_for(settings: Settings) -> Sealer:
+    """The sealer of the configured keys (warned about when there are none)."""
+    sealer = Sealer(settings.sealing_keys)
+    if not sealer.configured:
+        log.warning("no sealing keys configured: webhooks and token emails are unavailable")
+    return sealer
+
+
+@dataclass
+class NotifierState:
+    """Shared, long-lived objects of a running notifier."""
+
+    settings: Settings
+    sealer: Sealer
+    clock: Clock
+    allowed_networks: tuple[IpNetwork, ...]
+    wake_sms_router: object | None = None
+
+    def require_sealing(self) -> None:
+        """503 when secrets cannot be sealed (no keys configured)."""
+        if not self.sealer.configured:
+            raise Problem(
+                503, "Service Unavailable", "Webhook secrets need sealing keys configured."
+            )
+
+    @property
+    def source(self) -> str:
+        """CloudEvents `source` of the events this instance publishes."""
+        return f"tollgate/notifier/{self.settings.instance_id}"
+
+    def sms_received(self) -> None:
+        """Tell the router a message is waiting."""
+        wake = self.wake_sms_router
+        if callable(wake):
+            wake()
+
+
+def _state(request: Request) -> NotifierState:
+    state: NotifierState = request.app.state.notifier
+    return state
+
+
+Notifier = Annotated[NotifierState, Depends(_state)]
+"""FastAPI dependency: the running notifier's shared objects."""

@@ -1,0 +1,1 @@
+"""Webhooks: org endpoints, Standard Webhooks signing, a durable delivery queue."""

@@ -1,0 +1,233 @@
+"""HTTP transport of webhooks: validate, authorize, delegate. Every route with an id
+looks it up within the caller's org, so another org's id is a 404."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org
+from tollgate.kit.db import DbSession
+from tollgate.kit.problems import Problem
+from tollgate.notifier.models import WebhookEndpoint
+from tollgate.notifier.state import Notifier
+from tollgate.notifier.webhooks import repository, service
+from tollgate.notifier.webhooks.catalog import EVENT_TYPES, example_body
+from tollgate.notifier.webhooks.schemas import (
+    AttemptOut,
+    DeliveryDetail,
+    DeliveryOut,
+    EndpointCreate,
+    EndpointCreated,
+    EndpointOut,
+    EndpointPatch,
+    EventTypeOut,
+    RecoverRequest,
+    RecoverResult,
+    SecretRotated,
+    TestSent,
+)
+
+router = APIRouter(tags=["webhooks"])
+ORG = "/orgs/{org_id}/webhooks"
+
+
+async def _endpoint(db: DbSession, org_id: uuid.UUID, endpoint_id: uuid.UUID) -> WebhookEndpoint:
+    endpoint = await repository.endpoint_of_org(db, org_id, endpoint_id, for_update=True)
+    if endpoint is None:
+        raise Problem(404, "Not Found", "No such webhook endpoint.")
+    return endpoint
+
+
+@router.get("/webhooks/event-types")
+async def list_event_types(principal: CurrentPrincipal) -> list[EventTypeOut]:
+    """The event types endpoints can subscribe to, with example bodies."""
+    return [
+        EventTypeOut(type=i.type, description=i.description, example=example_body(i))
+        for i in EVENT_TYPES
+    ]
+
+
+@router.get(ORG + "/endpoints")
+async def list_endpoints(
+    org_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession
+) -> list[EndpointOut]:
+    authorize_org(principal, org_id, Role.viewer)
+    return [EndpointOut.of(e) for e in await repository.endpoints_of_org(db, org_id)]
+
+
+@router.post(ORG + "/endpoints", status_code=201)
+async def create_endpoint(
+    org_id: uuid.UUID,
+    body: EndpointCreate,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    notifier: Notifier,
+) -> EndpointCreated:
+    authorize_org(principal, org_id, Role.developer)
+    notifier.require_sealing()
+    async with db.begin():
+        endpoint, secret = await service.create_endpoint(
+            db,
+            notifier.sealer,
+            org_id,
+            url=body.url,
+            description=body.description,
+            event_types=body.event_types,
+            enabled=body.enabled,
+            now=notifier.clock.now(),
+            allowed=notifier.allowed_networks,
+        )
+    return EndpointCreated(**EndpointOut.of(endpoint).model_dump(), secret=secret)
+
+
+@router.get(ORG + "/endpoints/{endpoint_id}")
+async def get_endpoint(
+    org_id: uuid.UUID, endpoint_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession
+) -> EndpointOut:
+    authorize_org(principal, org_id, Role.viewer)
+    async with db.begin():
+        return EndpointOut.of(await _endpoint(db, org_id, endpoint_id))
+
+
+@router.patch(ORG + "/endpoints/{endpoint_id}")
+async def update_endpoint(
+    org_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    body: EndpointPatch,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    notifier: Notifier,
+) -> EndpointOut:
+    authorize_org(principal, org_id, Role.developer)
+    changes = body.model_dump(exclude_unset=True)
+    if any(v is None for v in changes.values()):
+        raise Problem(422, "Unprocessable Content", "Fields cannot be set to null.")
+    async with db.begin():
+        endpoint = await service.update_endpoint(
+            db,
+            await _endpoint(db, org_id, endpoint_id),
+            changes,
+            notifier.clock.now(),
+            notifier.allowed_networks,
+        )
+        return EndpointOut.of(endpoint)
+
+
+@router.delete(ORG + "/endpoints/{endpoint_id}", status_code=204)
+async def delete_endpoint(
+    org_id: uuid.UUID, endpoint_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession
+) -> Response:
+    authorize_org(principal, org_id, Role.developer)
+    async with db.begin():
+        endpoint = await _endpoint(db, org_id, endpoint_id)
+        await repository.delete_endpoint(db, endpoint.id)
+    return Response(status_code=204)
+
+
+@router.post(ORG + "/endpoints/{endpoint_id}/rotate-secret")
+async def rotate_secret(
+    org_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    notifier: Notifier,
+) -> SecretRotated:
+    authorize_org(principal, org_id, Role.developer)
+    notifier.require_sealing()
+    async with db.begin():
+        endpoint = await _endpoint(db, org_id, endpoint_id)
+        secret = await service.rotate_secret(db, notifier.sealer, endpoint, notifier.clock.now())
+        assert endpoint.previous_secret_expires_at is not None
+        return SecretRotated(
+            secret=secret, previous_secret_expires_at=endpoint.previous_secret_expires_at
+        )
+
+
+@router.post(ORG + "/endpoints/{endpoint_id}/test", status_code=202)
+async def send_test(
+    org_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    notifier: Notifier,
+) -> TestSent:
+    authorize_org(principal, org_id, Role.developer)
+    async with db.begin():
+        endpoint = await _endpoint(db, org_id, endpoint_id)
+        delivery_id = await service.queue_ping(db, endpoint, notifier.clock.now())
+        delivery = await repository.delivery_of_org(db, org_id, delivery_id)
+        assert delivery is not None
+        return TestSent(delivery_id=delivery_id, message_id=delivery.message_id)
+
+
+@router.get(ORG + "/endpoints/{endpoint_id}/deliveries")
+async def list_deliveries(
+    org_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    state: Literal["pending", "succeeded", "failed"] | None = None,
+    before: Annotated[int | None, Query(description="Page: deliveries with a lower id.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[DeliveryOut]:
+    authorize_org(principal, org_id, Role.viewer)
+    async with db.begin():
+        endpoint = await _endpoint(db, org_id, endpoint_id)
+        rows = await repository.deliveries_of_endpoint(
+            db, endpoint.id, state=state, before_id=before, limit=limit
+        )
+        return [DeliveryOut.of(d, t) for d, t in rows]
+
+
+@router.post(ORG + "/endpoints/{endpoint_id}/recover")
+async def recover(
+    org_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    body: RecoverRequest,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    notifier: Notifier,
+) -> RecoverResult:
+    authorize_org(principal, org_id, Role.developer)
+    async with db.begin():
+        endpoint = await _endpoint(db, org_id, endpoint_id)
+        count = await service.recover(db, endpoint, body.since, notifier.clock.now())
+        return RecoverResult(requeued=count)
+
+
+async def _detail(db: DbSession, org_id: uuid.UUID, delivery_id: int) -> DeliveryDetail:
+    delivery = await repository.delivery_of_org(db, org_id, delivery_id)
+    if delivery is None:
+        raise Problem(404, "Not Found", "No such delivery.")
+    event_type = await repository.event_type_of(db, delivery.message_id)
+    attempts = await repository.attempts_of(db, delivery.id)
+    return DeliveryDetail(
+        **DeliveryOut.of(delivery, event_type).model_dump(),
+        attempt_log=[AttemptOut.of(a) for a in attempts],
+    )
+
+
+@router.get(ORG + "/deliveries/{delivery_id}")
+async def get_delivery(
+    org_id: uuid.UUID, delivery_id: int, principal: CurrentPrincipal, db: DbSession
+) -> DeliveryDetail:
+    authorize_org(principal, org_id, Role.viewer)
+    async with db.begin():
+        return await _detail(db, org_id, delivery_id)
+
+
+@router.post(ORG + "/deliveries/{delivery_id}/retry", status_code=202)
+async def retry_delivery(
+    org_id: uuid.UUID,
+    delivery_id: int,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    notifier: Notifier,
+) -> DeliveryDetail:
+    authorize_org(principal, org_id, Role.developer)
+    async with db.begin():
+        await service.retry_delivery(db, org_id, delivery_id, notifier.clock.now())
+        return await _detail(db, org_id, delivery_id)

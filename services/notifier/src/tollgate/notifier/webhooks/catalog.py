@@ -1,0 +1,143 @@
+"""The event types an org can subscribe its webhook endpoints to, with examples.
+
+A webhook body is `{"type", "timestamp", "data"}` (the Standard Webhooks payload
+shape): `type` is the contract's event type, `data` the contract payload as JSON.
+Examples are built from the contract models, so they cannot drift from them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from tollgate.contracts.envelope import CloudEvent, EventData
+from tollgate.contracts.events.accounts import KeyCreated, KeyExpiring, KeyRevoked, KeyRotated
+from tollgate.contracts.events.billing import (
+    BalanceMode,
+    CreditsExhausted,
+    CreditsLow,
+    CreditsToppedUp,
+)
+from tollgate.contracts.events.notifier import SmsReceived, SmsRoute
+from tollgate.contracts.events.usage import UsagePeriod, UsageThresholdCrossed
+
+PING_TYPE = "tollgate.webhook.test"
+
+_AT = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
+_ORG = uuid.UUID("0195a3c1-7a2e-7c4d-9f10-3b5e8d2a6c01")
+_KEY = uuid.UUID("0195a3c1-8b3f-7d5e-a021-4c6f9e3b7d12")
+_USER = uuid.UUID("0195a3c1-be62-7081-9354-7f9c2b6ea045")
+_KEY_FIELDS: dict[str, Any] = {
+    "org_id": _ORG,
+    "key_id": _KEY,
+    "name": "production backend",
+    "prefix": "tg_live_AbCd",
+    "last4": "x9Qz",
+    "actor_id": _USER,
+}
+
+
+@dataclass(frozen=True)
+class EventTypeInfo:
+    """One subscribable event type."""
+
+    type: str
+    description: str
+    example: EventData
+
+
+EVENT_TYPES: tuple[EventTypeInfo, ...] = (
+    EventTypeInfo(
+        CreditsLow.event_type,
+        "The org's credit balance fell to or below its low threshold.",
+        CreditsLow(org_id=_ORG, balance=950, threshold=1000, occurred_at=_AT),
+    ),
+    EventTypeInfo(
+        CreditsExhausted.event_type,
+        "The org's credit balance reached zero; prepaid orgs are blocked.",
+        CreditsExhausted(org_id=_ORG, balance=0, mode=BalanceMode.PREPAID, occurred_at=_AT),
+    ),
+    EventTypeInfo(
+        CreditsToppedUp.event_type,
+        "Credits were added to the org's balance.",
+        CreditsToppedUp(
+            org_id=_ORG,
+            amount=10_000,
+            balance=10_950,
+            ledger_entry_id=uuid.UUID("0195a3c2-0000-7000-8000-000000000001"),
+            occurred_at=_AT,
+        ),
+    ),
+    EventTypeInfo(
+        UsageThresholdCrossed.event_type,
+        "A key's usage crossed 80 % or 100 % of its daily or monthly limit.",
+        UsageThresholdCrossed(
+            org_id=_ORG,
+            key_id=_KEY,
+            period=UsagePeriod.DAY,
+            period_start=date(2025, 3, 14),
+            threshold_percent=80,
+            limit=10_000,
+            used=8_000,
+            crossed_at=_AT,
+        ),
+    ),
+    EventTypeInfo(KeyCreated.event_type, "An API key was created.", KeyCreated(**_KEY_FIELDS)),
+    EventTypeInfo(
+        KeyRotated.event_type,
+        "An API key got a new secret; the old one works until `grace_until`.",
+        KeyRotated(**_KEY_FIELDS, grace_until=_AT + timedelta(days=1)),
+    ),
+    EventTypeInfo(KeyRevoked.event_type, "An API key was revoked.", KeyRevoked(**_KEY_FIELDS)),
+    EventTypeInfo(
+        KeyExpiring.event_type,
+        "An API key expires soon.",
+        KeyExpiring(**_KEY_FIELDS, expires_at=_AT + timedelta(days=7)),
+    ),
+    EventTypeInfo(
+        SmsReceived.event_type,
+        "An inbound SMS was routed to the org.",
+        SmsReceived(
+            message_id=uuid.UUID("0195a3c2-1111-7000-8000-000000000002"),
+            provider="twilio",
+            provider_message_id="SM0123456789abcdef0123456789abcdef",
+            org_id=_ORG,
+            from_number="+14155550100",
+            to_number="+14155550199",
+            body="HELP my key stopped working",
+            routed_by=SmsRoute.ASSIGNED_NUMBER,
+            received_at=_AT,
+        ),
+    ),
+)
+
+SUBSCRIBABLE: frozenset[str] = frozenset(info.type for info in EVENT_TYPES)
+
+
+def webhook_body(event_type: str, occurred_at: datetime, data: dict[str, Any]) -> str:
+    """The exact JSON text sent (and signed) for an event."""
+    return json.dumps(
+        {"type": event_type, "timestamp": occurred_at.isoformat(), "data": data},
+        separators=(",", ":"),
+    )
+
+
+def body_for_event(event: CloudEvent[Any]) -> str:
+    """The webhook body of a contract event."""
+    return webhook_body(event.type, event.time, event.data.model_dump(mode="json"))
+
+
+def example_body(info: EventTypeInfo) -> dict[str, Any]:
+    """The example payload shown by the event-type list."""
+    parsed: dict[str, Any] = json.loads(
+        webhook_body(info.type, _AT, info.example.model_dump(mode="json"))
+    )
+    return parsed
+
+
+def ping_body(endpoint_id: uuid.UUID, at: datetime) -> str:
+    """Body of a test ("ping") send."""
+    return webhook_body(PING_TYPE, at, {"endpoint_id": str(endpoint_id), "message": "ping"})

@@ -1,0 +1,172 @@
+"""Request and response bodies of the webhook API. Secrets appear only in
+`EndpointCreated` and `SecretRotated`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from tollgate.notifier.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+
+class EndpointCreate(BaseModel):
+    """A new webhook endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2048, description="Receiver URL (http or https).")
+    description: str = Field("", max_length=500)
+    event_types: list[str] = Field(
+        default_factory=list, max_length=50, description="Event types to send; empty = all."
+    )
+    enabled: bool = True
+
+
+class EndpointPatch(BaseModel):
+    """A partial update of an endpoint; omitted fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, max_length=2048)
+    description: str | None = Field(None, max_length=500)
+    event_types: list[str] | None = Field(None, max_length=50)
+    enabled: bool | None = None
+
+
+class EndpointOut(BaseModel):
+    """An endpoint as listed (never its secret)."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    url: str
+    description: str
+    event_types: list[str]
+    enabled: bool
+    disabled_reason: str | None
+    failing_since: datetime | None
+    previous_secret_expires_at: datetime | None = Field(
+        description="While set and in the future, the previous secret also signs."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, endpoint: WebhookEndpoint) -> EndpointOut:
+        return cls(
+            id=endpoint.id,
+            org_id=endpoint.org_id,
+            url=endpoint.url,
+            description=endpoint.description,
+            event_types=list(endpoint.event_types),
+            enabled=endpoint.enabled,
+            disabled_reason=endpoint.disabled_reason,
+            failing_since=endpoint.failing_since,
+            previous_secret_expires_at=endpoint.previous_secret_expires_at,
+            created_at=endpoint.created_at,
+            updated_at=endpoint.updated_at,
+        )
+
+
+class EndpointCreated(EndpointOut):
+    """A created endpoint with its secret: shown this once."""
+
+    secret: str = Field(description="`whsec_...` signing secret; not retrievable later.")
+
+
+class SecretRotated(BaseModel):
+    """The new secret of a rotated endpoint; the previous one signs for 24 h more."""
+
+    secret: str
+    previous_secret_expires_at: datetime
+
+
+class EventTypeOut(BaseModel):
+    """A subscribable event type with an example webhook body."""
+
+    type: str
+    description: str
+    example: dict[str, Any]
+
+
+class AttemptOut(BaseModel):
+    """One attempt in the delivery log."""
+
+    attempted_at: datetime
+    succeeded: bool
+    response_status: int | None
+    duration_ms: int
+    response_body: str = Field(description="First 2 KiB of the response body.")
+    error: str | None
+
+    @classmethod
+    def of(cls, attempt: WebhookAttempt) -> AttemptOut:
+        return cls(
+            attempted_at=attempt.attempted_at,
+            succeeded=attempt.succeeded,
+            response_status=attempt.response_status,
+            duration_ms=attempt.duration_ms,
+            response_body=attempt.response_body,
+            error=attempt.error,
+        )
+
+
+class DeliveryOut(BaseModel):
+    """A message to an endpoint and where it stands."""
+
+    id: int
+    message_id: str = Field(description="The `webhook-id` header value.")
+    endpoint_id: uuid.UUID
+    event_type: str
+    state: str = Field(description="pending, succeeded or failed.")
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, delivery: WebhookDelivery, event_type: str) -> DeliveryOut:
+        return cls(
+            id=delivery.id,
+            message_id=delivery.message_id,
+            endpoint_id=delivery.endpoint_id,
+            event_type=event_type,
+            state=delivery.state,
+            attempts=delivery.attempts,
+            next_attempt_at=delivery.next_attempt_at if delivery.state == "pending" else None,
+            last_status=delivery.last_status,
+            last_error=delivery.last_error,
+            created_at=delivery.created_at,
+            finished_at=delivery.finished_at,
+        )
+
+
+class DeliveryDetail(DeliveryOut):
+    """A delivery with its attempt log."""
+
+    attempt_log: list[AttemptOut]
+
+
+class RecoverRequest(BaseModel):
+    """Re-send every failed delivery created since a time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: AwareDatetime
+
+
+class RecoverResult(BaseModel):
+    """How many deliveries went back in the queue."""
+
+    requeued: int
+
+
+class TestSent(BaseModel):
+    """The queued test delivery."""
+
+    delivery_id: int
+    message_id: str

@@ -1,0 +1,143 @@
+"""One HTTP attempt of a webhook: sign, POST, classify. No database here.
+
+2xx is success; anything else (3xx included: redirects are never followed) is a
+failure. The response body is kept truncated for the delivery log. `Retry-After`
+(seconds or an HTTP date) is parsed for the scheduler. Every connection goes
+through the SSRF guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+from yarl import URL
+
+from tollgate.notifier.webhooks.signing import signature_header
+from tollgate.notifier.webhooks.ssrf import (
+    BlockedDestination,
+    GuardedResolver,
+    IpNetwork,
+    check_literal_host,
+)
+
+BODY_LOG_LIMIT = 2048
+USER_AGENT = "Tollgate-Webhooks/1"
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """What one attempt produced."""
+
+    succeeded: bool
+    status: int | None
+    duration_ms: int
+    response_body: str
+    error: str | None
+    retry_after_seconds: float | None
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+class WebhookSender:
+    """Holds the pooled, SSRF-guarded HTTP session of the webhook workers."""
+
+    def __init__(
+        self,
+        *,
+        timeout_seconds: float,
+        allowed: tuple[IpNetwork, ...] = (),
+        resolver: GuardedResolver | None = None,
+    ) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._allowed = allowed
+        self._resolver = resolver or GuardedResolver(allowed)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(resolver=self._resolver, limit=200, limit_per_host=20)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar()
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(
+        self, *, url: str, message_id: str, timestamp: int, body: str, secrets: list[str]
+    ) -> AttemptOutcome:
+        """POST `body` to `url`, signed with every secret in `secrets`."""
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature_header(secrets, message_id, timestamp, body),
+        }
+        started = time.monotonic()
+        try:
+            parsed = URL(url)
+            if parsed.scheme not in ("http", "https") or not parsed.host:
+                raise BlockedDestination("only http(s) URLs with a host")
+            check_literal_host(parsed.host, self._allowed)
+            async with self._client().post(
+                parsed, data=body.encode(), headers=headers, allow_redirects=False
+            ) as response:
+                raw = await response.content.read(BODY_LOG_LIMIT)
+                status = response.status
+                retry_after = parse_retry_after(
+                    response.headers.get("Retry-After"), datetime.now(UTC)
+                )
+        except BlockedDestination as exc:
+            return _failure(started, f"blocked: {exc}")
+        except TimeoutError:
+            return _failure(started, "timeout")
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            return _failure(started, f"{type(exc).__name__}: {exc}"[:500])
+        except asyncio.CancelledError:
+            raise
+        return AttemptOutcome(
+            succeeded=200 <= status < 300,
+            status=status,
+            duration_ms=_elapsed_ms(started),
+            response_body=raw.decode("utf-8", errors="replace"),
+            error=None,
+            retry_after_seconds=retry_after,
+        )
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _failure(started: float, error: str) -> AttemptOutcome:
+    return AttemptOutcome(
+        succeeded=False,
+        status=None,
+        duration_ms=_elapsed_ms(started),
+        response_body="",
+        error=error,
+        retry_after_seconds=None,
+    )
