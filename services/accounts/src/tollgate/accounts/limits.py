@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from tollgate.accounts.requests import RequestModel
 from tollgate.contracts.events.accounts import Limits
+from tollgate.kit.requests import RequestModel
 
 _MAX = 1_000_000_000
 

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from tollgate.accounts.keys.schemas import Scope
 from tollgate.accounts.limits import LimitsIn
-from tollgate.accounts.requests import RequestModel
+from tollgate.kit.requests import RequestModel
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
 _HOP_BY_HOP = frozenset(

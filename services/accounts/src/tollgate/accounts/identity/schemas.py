@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from tollgate.accounts.identity.passwords import MAX_PASSWORD_BYTES
-from tollgate.accounts.requests import RequestModel
+from tollgate.kit.requests import RequestModel
 
 MIN_PASSWORD_CHARS = 10
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from tollgate.accounts.limits import LimitsIn
-from tollgate.accounts.requests import RequestModel
+from tollgate.kit.requests import RequestModel
 
 MAX_METADATA_BYTES = 4096
 Scope = Annotated[str, Field(pattern=r"^[A-Za-z0-9:._/*-]{1,64}$")]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from tollgate.contracts.events.billing import BalanceMode, BalanceStatus
+from tollgate.kit.requests import RequestModel
 
 MAX_CREDITS = 10**15
 
@@ -34,13 +35,11 @@ class BillingSettingsOut(BaseModel):
     reserve: int
 
 
-class BillingSettingsPatch(BaseModel):
+class BillingSettingsPatch(RequestModel):
     """A change to an org's billing settings; omitted fields are left as they are.
 
     `low_threshold` may be changed by org owners; `mode` and `reserve` by platform
     admins only (they decide whether and when the gateway stops the org)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     mode: BalanceMode | None = None
     low_threshold: int | None = Field(None, ge=0, le=MAX_CREDITS)

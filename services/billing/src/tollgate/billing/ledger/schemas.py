@@ -8,38 +8,32 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tollgate.kit.requests import RequestModel
+
 MAX_AMOUNT = 10**12
-_NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: a 422, not a failed insert
 
 EntryKind = Literal["debit", "top_up", "adjustment", "refund", "expiry"]
 
 
-class TopUpIn(BaseModel):
+class TopUpIn(RequestModel):
     """Credits to add to an org's balance."""
-
-    model_config = ConfigDict(extra="forbid")
 
     amount: int = Field(ge=1, le=MAX_AMOUNT, description="Credits to add.")
     reason: str = Field(
         "top-up",
         min_length=1,
         max_length=500,
-        pattern=_NO_NUL,
         description="Shown in the ledger.",
     )
 
 
-class AdjustmentIn(BaseModel):
+class AdjustmentIn(RequestModel):
     """A correction of an org's balance: `adjustment` (either sign), `refund` (positive)
     or `expiry` (negative)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     amount: int = Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Signed credits; never zero.")
     kind: Literal["adjustment", "refund", "expiry"] = "adjustment"
-    reason: str = Field(
-        min_length=1, max_length=500, pattern=_NO_NUL, description="Why; shown in the ledger."
-    )
+    reason: str = Field(min_length=1, max_length=500, description="Why; shown in the ledger.")
 
     @model_validator(mode="after")
     def _sign_matches_kind(self) -> AdjustmentIn:

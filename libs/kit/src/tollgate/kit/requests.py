@@ -1,4 +1,4 @@
-"""The base of every request body: unknown fields are refused (422), and so is the
+"""The base of every service's request bodies: unknown fields are refused (422), and so is the
 NUL character anywhere in it (PostgreSQL cannot store it in text or jsonb, and no
 legitimate name, email, scope or header contains it)."""
 
@@ -21,7 +21,7 @@ def contains_nul(value: Any) -> bool:
 
 
 class RequestModel(BaseModel):
-    """Strict request body."""
+    """Strict request body: a NUL or an unknown field is a 422, never a failed insert."""
 
     model_config = ConfigDict(extra="forbid")
 
