@@ -56,7 +56,7 @@ async def test_create_list_get_patch_and_events(
             environment="test",
             scopes=["read:pets"],
             allowed_api_ids=[api["id"]],
-            limits={"per_second": 5, "per_day": 10_000},
+            limits={"per_second": 5, "per_day": 10_000, "per_month": 200_000},
             ip_allowlist=["10.0.0.0/8", "2001:db8::1"],
             metadata={"team": "payments"},
             expires_at=(datetime.now(UTC) + timedelta(days=30)).isoformat(),
@@ -83,6 +83,7 @@ async def test_create_list_get_patch_and_events(
         assert state[0].key_hash == apikeys.hash_key(raw, PEPPER)
         assert state[0].scopes == ["read:pets"]
         assert state[0].limits.per_second == 5
+        assert state[0].limits.per_month == 200_000
         assert state[0].environment == "test"
         lifecycle = [e for e in await events(svc, org_id) if e.type == KeyCreated.event_type]
         assert len(lifecycle) == 1

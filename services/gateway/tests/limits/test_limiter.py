@@ -12,7 +12,7 @@ from tollgate.gateway.limits.limiter import RateLimiter
 from tollgate.gateway.registry.records import ApiRecord, KeyRecord
 
 
-def records() -> tuple[KeyRecord, ApiRecord]:
+def records(key_limits: dict[str, int] | None = None) -> tuple[KeyRecord, ApiRecord]:
     now = datetime.now(UTC)
     key = KeyRecord.from_event(
         KeyUpserted.model_validate(
@@ -25,7 +25,7 @@ def records() -> tuple[KeyRecord, ApiRecord]:
                 "name": "k",
                 "environment": "live",
                 "enabled": True,
-                "limits": {"per_hour": 100},
+                "limits": key_limits or {"per_hour": 100},
                 "version": 1,
                 "updated_at": now,
             }
@@ -80,3 +80,15 @@ async def test_the_tightest_of_key_api_route_and_global_limits_wins(tmp_path: Pa
     assert other is not None
     assert other.allowed
     assert other.limit == 50
+
+
+async def test_a_monthly_limit_is_a_30_day_window(tmp_path: Path) -> None:
+    key, api = records({"per_month": 2})
+    limiter = RateLimiter(Settings(spool_dir=tmp_path))
+    verdicts = [await limiter.check(key, api, None) for _ in range(3)]
+    assert [v.allowed for v in verdicts if v is not None] == [True, True, False]
+    refused = verdicts[2]
+    assert refused is not None
+    assert refused.policy == "2;w=2592000, 50;w=60"
+    # Both requests sit in the current 3-day slot: it leaves the window 30-33 days on.
+    assert 30 * 86400 <= refused.retry_after_s <= 33 * 86400

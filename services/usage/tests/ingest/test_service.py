@@ -174,7 +174,13 @@ WHERE logged.requests IS DISTINCT FROM h.requests
 """
 
 
-def key_state(key_id: uuid.UUID, org_id: uuid.UUID, per_day: int, version: int) -> KeyUpserted:
+def key_state(
+    key_id: uuid.UUID,
+    org_id: uuid.UUID,
+    per_day: int | None,
+    version: int,
+    per_month: int | None = None,
+) -> KeyUpserted:
     return KeyUpserted(
         key_id=key_id,
         org_id=org_id,
@@ -184,7 +190,7 @@ def key_state(key_id: uuid.UUID, org_id: uuid.UUID, per_day: int, version: int) 
         name="ci",
         environment="live",
         enabled=True,
-        limits=Limits(per_day=per_day),
+        limits=Limits(per_day=per_day, per_month=per_month),
         version=version,
         updated_at=datetime.now(UTC),
     )
@@ -225,6 +231,27 @@ async def test_quota_thresholds_are_announced_once_each(
         assert crossed[0].used == 9
         assert crossed[1].used == 12
         assert {e.key_id for e in crossed} == {key}
+
+
+async def test_a_monthly_quota_is_announced_against_the_month(
+    database_factory: Callable[[str], str],
+) -> None:
+    async with usage_db(database_factory) as sessions:
+        org, key, api = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        async with sessions() as session, session.begin():
+            await apply_key_state(session, key_state(key, org, None, 1, per_month=5))
+        deliveries = as_deliveries(
+            [completed(org_id=org, key_id=key, api_id=api) for _ in range(6)]
+        )
+        await ingest(sessions, deliveries[:3])  # 3 of 5: below 80 %
+        assert await announced(sessions) == []
+        await ingest(sessions, deliveries[3:])
+        await ingest(sessions, deliveries[3:])  # redelivered: nothing new
+        crossed = await announced(sessions)
+        assert [(e.period, e.threshold_percent, e.limit, e.used) for e in crossed] == [
+            ("month", 80, 5, 6),
+            ("month", 100, 5, 6),
+        ]
 
 
 def test_one_pass_gives_minutes_hours_and_quota_counts() -> None:

@@ -19,6 +19,7 @@ class LimitsIn(RequestModel):
     per_minute: int | None = Field(None, ge=1, le=_MAX)
     per_hour: int | None = Field(None, ge=1, le=_MAX)
     per_day: int | None = Field(None, ge=1, le=_MAX)
+    per_month: int | None = Field(None, ge=1, le=_MAX, description="Sliding 30 days.")
 
     def stored(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

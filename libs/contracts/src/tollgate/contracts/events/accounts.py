@@ -61,7 +61,7 @@ class OrgRole(StrEnum):
 
 
 class Limits(ContractModel):
-    """Rate limits over fixed windows; a window left null is unlimited.
+    """Rate limits over sliding windows; a window left null is unlimited.
 
     Used on keys, APIs and routes; a request must pass every level that applies.
     """
@@ -70,6 +70,14 @@ class Limits(ContractModel):
     per_minute: int | None = Field(None, ge=1, description="Requests per minute.")
     per_hour: int | None = Field(None, ge=1, description="Requests per hour.")
     per_day: int | None = Field(None, ge=1, description="Requests per day.")
+    per_month: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Requests per month, enforced as a sliding 30-day window like the others; "
+            "quota alerts measure the UTC calendar month against it."
+        ),
+    )
 
 
 class RetiredSecret(ContractModel):

@@ -33,6 +33,7 @@ _WINDOWS: tuple[tuple[str, int], ...] = (
     ("per_minute", 60),
     ("per_hour", 3600),
     ("per_day", 86400),
+    ("per_month", 30 * 86400),
 )
 
 

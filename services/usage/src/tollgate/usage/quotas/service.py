@@ -1,7 +1,9 @@
 """Quota rules: count admitted requests per key and period; announce 80 % and 100 %.
 
-A key's limits come from `tollgate.accounts.keys.v1` (`limits.per_day`; a monthly
-limit is honoured once the contract carries one). Only admitted requests count
+A key's limits come from `tollgate.accounts.keys.v1` (`limits.per_day` against the
+UTC calendar day, `limits.per_month` against the UTC calendar month; the gateway
+enforces the same numbers as sliding windows, so an alert is the customer's warning,
+not the enforcement). Only admitted requests count
 (`RequestCompleted`): rejected ones never reached the upstream. Counting and
 announcing happen in the ingest transaction, together with the consumed offsets, and
 each (key, period, threshold) is recorded in `quota_alerts` before its event goes to
@@ -30,13 +32,12 @@ THRESHOLDS = (80, 100)
 
 async def apply_key_state(session: AsyncSession, key: KeyUpserted) -> bool:
     """Take in a key's latest state (stale versions are ignored); True when stored."""
-    per_month = getattr(key.limits, "per_month", None)
     return await repository.upsert_key(
         session,
         key_id=key.key_id,
         org_id=key.org_id,
         per_day=key.limits.per_day,
-        per_month=per_month if isinstance(per_month, int) else None,
+        per_month=key.limits.per_month,
         version=key.version,
         updated_at=key.updated_at,
     )
