@@ -45,13 +45,19 @@ async def test_burst_across_a_window_boundary_stays_within_limit(
                 )
                 return sum(a.status_code == 200 for a in answers)
 
-            # Fire the limit just before a second boundary and again just after it.
-            await asyncio.sleep(1 - time.time() % 1 + 0.80)
-            started = time.monotonic()
-            passed = await burst()
-            await asyncio.sleep(max(0.0, 0.25 - (time.monotonic() - started)))
-            passed += await burst()
-            elapsed = time.monotonic() - started
+            # Fire the limit just before a second boundary and again just after it; the
+            # two bursts must land within one second of each other for the measurement
+            # to mean anything, so a run slowed down by a busy machine is measured again
+            # (each attempt waits out the window, so attempts do not share counts).
+            for _attempt in range(3):
+                await asyncio.sleep(1 - time.time() % 1 + 1.80)
+                started = time.monotonic()
+                passed = await burst()
+                await asyncio.sleep(max(0.0, 0.25 - (time.monotonic() - started)))
+                passed += await burst()
+                elapsed = time.monotonic() - started
+                if elapsed < 1.0:
+                    break
     finally:
         service.stop()
         upstream.stop()
@@ -132,7 +138,7 @@ async def test_redis_policy_is_exact_across_two_gateways_and_survives_redis_free
             )
             assert set(frozen_statuses) == {200}
             assert latencies[-1] < timeout_s + 0.5  # the first request: bounded by the timeout
-            assert p99 < 0.050  # everyone after it: no wait for Redis at all
+            assert p99 < timeout_s / 4  # everyone after it: no wait for Redis at all
 
             # Recovery: after the retry interval the gateway counts in Redis again.
             await asyncio.sleep(1.0)
