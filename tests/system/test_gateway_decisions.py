@@ -329,6 +329,22 @@ async def test_large_download_streams(stack: Stack) -> None:
     assert process.memory_info().rss - before < size // 2
 
 
+async def test_head_passes_through_without_a_body_and_keeps_the_connection(
+    stack: Stack,
+) -> None:
+    headers = {"X-API-Key": stack.keys["good"]}
+    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
+        head = await client.head("/shop/bytes/5000", headers=headers)
+        # The same keep-alive connection must still be in step after a bodiless answer.
+        after = await client.get("/shop/bytes/7", headers=headers)
+    stack.seen += [head.headers["x-request-id"], after.headers["x-request-id"]]
+    assert head.status_code == 200
+    assert head.headers["content-length"] == "5000"
+    assert head.content == b""
+    assert after.status_code == 200
+    assert after.content == b"x" * 7
+
+
 async def test_expect_continue_is_answered_once_admitted(stack: Stack) -> None:
     host, port = stack.url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))

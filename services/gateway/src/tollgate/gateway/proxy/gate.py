@@ -476,7 +476,12 @@ class Gate:
         ):
             data = bytes(await reader.bytes())
             upstream_waited = time.perf_counter() - upstream_started
-            buffered = web.Response(body=data, status=status, headers=headers)
+            if request.method == "HEAD" and length is not None:
+                # What a GET would carry: the length the upstream announced, no body.
+                headers["Content-Length"] = str(length)
+                buffered = web.Response(status=status, headers=headers)
+            else:
+                buffered = web.Response(body=data, status=status, headers=headers)
             self._completed(call, status, received[0], len(data), upstream_waited)
             return buffered
         upstream_waited = time.perf_counter() - upstream_started

@@ -238,9 +238,17 @@ class ApiRecord:
                 self.credentials_broken = True
 
     def match_route(self, method: str, path: str) -> RouteRecord | None:
-        """The first route whose method and template match (exact methods first)."""
+        """The first route whose method and template match (exact methods first).
+
+        HEAD is GET without the body (RFC 9110 9.3.2): it takes a GET route's
+        permissions, limits and price.
+        """
         for route in self.routes:
-            if (route.method == method or route.method == "*") and route.pattern.match(path):
+            if (
+                route.method == method
+                or route.method == "*"
+                or (route.method == "GET" and method == "HEAD")
+            ) and route.pattern.match(path):
                 return route
         return None
 
