@@ -76,3 +76,17 @@ def test_missing_file_without_generation_means_no_signing(tmp_path: Path) -> Non
     ring = SigningKeyring(tmp_path / "absent.pem", issuer="i", audience="a", access_ttl_seconds=TTL)
     assert not ring.available
     assert ring.jwks() == {"keys": []}
+
+
+def test_verify_gives_raw_claims_and_refuses_what_the_kit_refuses(tmp_path: Path) -> None:
+    ring = keyring(tmp_path / "keys.pem")
+    assert ring.verify(ring.sign({**claims(), "sid": "session-1"}))["sid"] == "session-1"
+    for extra, detail in (
+        ({"typ": "refresh"}, "Not an access token."),
+        ({"exp": 1}, "Token expired."),
+        ({"aud": "someone-else"}, "Invalid token."),
+    ):
+        with pytest.raises(Problem) as refused:
+            ring.verify(ring.sign({**claims(), **extra}))
+        assert (refused.value.status, refused.value.detail) == (401, detail)
+        assert refused.value.headers["WWW-Authenticate"].startswith("Bearer")

@@ -17,7 +17,7 @@ import json
 import time
 import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any
@@ -173,35 +173,53 @@ class JwtVerifier:
 
     async def verify(self, token: str) -> Principal:
         """The principal of a valid access token; 401 problem otherwise."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise _unauthorized("Malformed token.") from exc
-        key = await self._key_for(str(header.get("kid", "")))
+        key = await self._key_for(unverified_kid(token))
         if key is None:
-            raise _unauthorized("Unknown signing key.")
-        try:
-            claims = jwt.decode(
-                token,
-                key=key,
-                algorithms=ALGORITHMS,
-                audience=self._audience,
-                issuer=self._issuer,
-                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise _unauthorized("Token expired.") from exc
-        except jwt.PyJWTError as exc:
-            raise _unauthorized("Invalid token.") from exc
-        if claims.get("typ") != ACCESS_TOKEN_TYPE:
-            raise _unauthorized("Not an access token.")
+            raise unauthorized("Unknown signing key.")
+        claims = decode_access_token(
+            token, key, algorithms=ALGORITHMS, audience=self._audience, issuer=self._issuer
+        )
         try:
             return principal_from_claims(claims)
         except (ValueError, KeyError) as exc:
-            raise _unauthorized("Invalid token claims.") from exc
+            raise unauthorized("Invalid token claims.") from exc
 
 
-def _unauthorized(detail: str) -> Problem:
+def unverified_kid(token: str) -> str:
+    """The `kid` header of a token (not yet verified: only to pick the key); 401 when the
+    token is not a JWT at all."""
+    try:
+        return str(jwt.get_unverified_header(token).get("kid", ""))
+    except jwt.PyJWTError as exc:
+        raise unauthorized("Malformed token.") from exc
+
+
+def decode_access_token(
+    token: str, key: Any, *, algorithms: Sequence[str], audience: str, issuer: str
+) -> dict[str, Any]:
+    """The raw claims of an access token verified with `key`: signature, `exp`, `iss`,
+    `aud` and `typ` = "access" checked, the registered claims required; 401 problem
+    otherwise. The one way every verifier (the kit's and accounts' own) decodes tokens."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key=key,
+            algorithms=list(algorithms),
+            audience=audience,
+            issuer=issuer,
+            options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise unauthorized("Token expired.") from exc
+    except jwt.PyJWTError as exc:
+        raise unauthorized("Invalid token.") from exc
+    if claims.get("typ") != ACCESS_TOKEN_TYPE:
+        raise unauthorized("Not an access token.")
+    return claims
+
+
+def unauthorized(detail: str) -> Problem:
+    """A 401 problem with the bearer challenge."""
     return Problem(
         401,
         "Unauthorized",
@@ -216,7 +234,7 @@ def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise _unauthorized("Missing bearer token.")
+        raise unauthorized("Missing bearer token.")
     return token.strip()
 
 

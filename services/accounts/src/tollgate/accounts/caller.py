@@ -16,9 +16,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from tollgate.accounts.identity import repository as users
-from tollgate.accounts.identity.signing import SigningKeyring, unauthorized
+from tollgate.accounts.identity.signing import SigningKeyring
 from tollgate.accounts.orgs import repository as orgs
-from tollgate.kit.auth import Principal, Role, bearer_token
+from tollgate.kit.auth import Principal, Role, bearer_token, unauthorized
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.logs import request_id_var
 

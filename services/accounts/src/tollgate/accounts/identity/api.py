@@ -27,8 +27,9 @@ from tollgate.accounts.identity.schemas import (
     TotpEnrollOut,
     UserOut,
 )
-from tollgate.accounts.identity.signing import SigningKeyring, unauthorized
+from tollgate.accounts.identity.signing import SigningKeyring
 from tollgate.accounts.openapi import PROBLEMS
+from tollgate.kit.auth import unauthorized
 from tollgate.kit.db import DbSession
 from tollgate.kit.problems import Problem
 

@@ -30,8 +30,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tollgate.kit.auth import ACCESS_TOKEN_TYPE
-from tollgate.kit.problems import Problem
+from tollgate.kit.auth import decode_access_token, unauthorized, unverified_kid
 
 _BLOCK = re.compile(
     r"#\s*tollgate-signing-key(?P<meta>[^\n]*)\n"
@@ -130,17 +129,6 @@ def rotate_keyring(path: Path, access_ttl_seconds: int, now: datetime | None = N
     return keep[0]
 
 
-def unauthorized(detail: str) -> Problem:
-    """A 401 problem with the bearer challenge."""
-    return Problem(
-        401,
-        "Unauthorized",
-        detail,
-        slug="unauthorized",
-        headers={"WWW-Authenticate": 'Bearer realm="tollgate"'},
-    )
-
-
 class SigningKeyring:
     """The service's signing keys: signs access tokens, verifies them, publishes the JWKS."""
 
@@ -205,28 +193,17 @@ class SigningKeyring:
         return jwt.encode(claims, key.private, algorithm="EdDSA", headers={"kid": key.kid})
 
     def verify(self, token: str) -> dict[str, Any]:
-        """The claims of a valid access token signed by a published key; 401 otherwise."""
+        """The raw claims (`sid` included) of a valid access token signed by a published
+        key; 401 otherwise."""
         self._reload()
-        try:
-            kid = str(jwt.get_unverified_header(token).get("kid", ""))
-        except jwt.PyJWTError as exc:
-            raise unauthorized("Malformed token.") from exc
+        kid = unverified_kid(token)
         key = next((k for k in self._published() if k.kid == kid), None)
         if key is None:
             raise unauthorized("Unknown signing key.")
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key=key.private.public_key(),
-                algorithms=["EdDSA"],
-                audience=self._audience,
-                issuer=self._issuer,
-                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise unauthorized("Token expired.") from exc
-        except jwt.PyJWTError as exc:
-            raise unauthorized("Invalid token.") from exc
-        if claims.get("typ") != ACCESS_TOKEN_TYPE:
-            raise unauthorized("Not an access token.")
-        return claims
+        return decode_access_token(
+            token,
+            key.private.public_key(),
+            algorithms=["EdDSA"],
+            audience=self._audience,
+            issuer=self._issuer,
+        )
