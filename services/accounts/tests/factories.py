@@ -53,7 +53,10 @@ def settings_for(
         "sealing_keys": SEALING_KEY,
         "key_pepper": PEPPER,
         "resolve_upstream_hosts": False,
+        # Every test client is 127.0.0.1 on one shared database: per-IP limits would
+        # couple the tests; the throttle tests set their own limit and address.
         "login_max_failures_per_ip": 100_000,
+        "password_reset_max_per_ip": 100_000,
         "instance_id": "test",
         **overrides,
     }

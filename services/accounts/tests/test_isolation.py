@@ -31,8 +31,10 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/v1/keys/{key_id}"): {"enabled": False},
     ("POST", "/v1/keys/{key_id}/rotate"): {"grace_seconds": 0},
 }
-# The API registry is platform-level (admins manage it, members read it): not tenant data.
-PLATFORM = re.compile(r"^/v1/apis")
+# The API registry is platform-level (admins manage it, members read it) and so is user
+# administration (admins only, 403 for everyone else: tests/identity/test_users_api.py):
+# not tenant data.
+PLATFORM = re.compile(r"^/v1/(apis|users)")
 
 
 async def _state(svc: Service, owner: User, org_id: uuid.UUID, key_id: str) -> Any:

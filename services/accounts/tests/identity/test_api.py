@@ -1,15 +1,20 @@
 """`/v1/auth/*`: registration, sign-in, refresh rotation with reuse detection, logout,
-throttling, password reset, TOTP, and the JWKS the other services verify against."""
+throttling, audited sign-in failures, password reset and its per-IP limit, TOTP, and the
+JWKS the other services verify against."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pyotp
 import pytest
 
+from tollgate.accounts.identity import repository
 from tollgate.contracts.events.accounts import PasswordResetRequested, UserRegistered
 from tollgate.kit.auth import JwtVerifier
 from tollgate.kit.sealing import Sealer
@@ -19,6 +24,8 @@ from ..factories import (
     User,
     events,
     login,
+    make_admin,
+    make_org,
     remember,
     running,
     settings_for,
@@ -346,3 +353,145 @@ async def test_without_signing_key_login_answers_503(
         user = await signup(svc, login_now=False)
         assert (await login(svc, user)).status_code == 503
         assert (await svc.http.get("/.well-known/jwks.json")).json() == {"keys": []}
+
+
+def _unique_ip() -> str:
+    return f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250) + 1}"
+
+
+async def test_failed_logins_are_audited_for_admins_only(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    settings = _settings(
+        accounts_db, kafka_bootstrap, topic_prefix, tmp_path, login_max_failures_per_account=2
+    )
+    ip = _unique_ip()
+    async with running(settings, client_ip=ip) as svc:
+        admin = await make_admin(svc)
+        owner = await signup(svc)
+        await make_org(svc, owner)
+        user = await signup(svc, login_now=False)
+        two_factor = await signup(svc, login_now=False)
+        async with svc.sessions() as session, session.begin():
+            await repository.update_user(
+                session,
+                two_factor.id,
+                totp_enabled=True,
+                totp_secret_sealed=Sealer(SEALING_KEY).seal(pyotp.random_base32()),
+            )
+        unknown_email = unique_email("nobody")
+        mistyped = "pw-typed-in-the-email-field"
+        remember(mistyped)
+
+        async def attempt(email: str, password: str, request_id: str, **form: str) -> Any:
+            return await svc.http.post(
+                "/v1/auth/token",
+                data={"username": email, "password": password, **form},
+                headers={"X-Request-ID": request_id},
+            )
+
+        answers = {
+            "unknown_user": await attempt(unknown_email, "wrong-password", "rq-unknown-user"),
+            "no_at_sign": await attempt(mistyped, "wrong-password", "rq-no-at-sign"),
+            "wrong_password": await attempt(user.email, "wrong-password", "rq-wrong-password"),
+            "otp_missing": await attempt(two_factor.email, two_factor.password, "rq-otp-missing"),
+            "otp_invalid": await attempt(
+                two_factor.email, two_factor.password, "rq-otp-invalid", otp="not-a-code"
+            ),
+        }
+        await attempt(user.email, "wrong-password-2", "rq-wrong-password-2")
+        answers["throttled"] = await attempt(user.email, user.password, "rq-throttled")
+        # What the caller is told has not changed: one answer for unknown and wrong.
+        assert [a.status_code for a in answers.values()] == [401, 401, 401, 401, 401, 429]
+        unknown, wrong = answers["unknown_user"].json(), answers["wrong_password"].json()
+        assert unknown["detail"] == wrong["detail"]
+
+        listed = await svc.http.get(
+            "/v1/audit", params={"action": "auth.login_failed", "limit": 200}, headers=admin.headers
+        )
+        assert listed.status_code == 200
+        mine = {e["request_id"]: e for e in listed.json()["items"] if e["ip"] == ip}
+        assert {rid: e["diff"]["reason"] for rid, e in mine.items()} == {
+            "rq-unknown-user": "unknown_user",
+            "rq-no-at-sign": "unknown_user",
+            "rq-wrong-password": "wrong_password",
+            "rq-wrong-password-2": "wrong_password",
+            "rq-otp-missing": "otp_missing",
+            "rq-otp-invalid": "otp_invalid",
+            "rq-throttled": "throttled",
+        }
+        assert mine["rq-unknown-user"]["diff"]["email"] == unknown_email
+        assert mine["rq-unknown-user"]["target_id"] is None
+        assert "email" not in mine["rq-no-at-sign"]["diff"]
+        assert mine["rq-throttled"]["target_id"] == str(user.id)
+        assert {e["actor_id"] for e in mine.values()} == {None}
+        for secret in (user.password, two_factor.password, mistyped, "not-a-code"):
+            assert secret not in listed.text
+
+        # Filters work on them: by target (the attacked account) and by time.
+        by_target = await svc.http.get(
+            "/v1/audit",
+            params={"action": "auth.login_failed", "target_id": str(two_factor.id)},
+            headers=admin.headers,
+        )
+        assert [e["request_id"] for e in by_target.json()["items"]] == [
+            "rq-otp-invalid",
+            "rq-otp-missing",
+        ]
+        later = await svc.http.get(
+            "/v1/audit",
+            params={"action": "auth.login_failed", "since": "2999-01-01T00:00:00Z"},
+            headers=admin.headers,
+        )
+        assert later.json()["items"] == []
+
+        # Users belong to no org: an org owner sees none of them.
+        owners_view = await svc.http.get(
+            "/v1/audit", params={"action": "auth.login_failed"}, headers=owner.headers
+        )
+        assert owners_view.status_code == 200
+        assert owners_view.json()["items"] == []
+
+
+async def test_password_reset_is_limited_per_client_ip(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    settings = _settings(
+        accounts_db, kafka_bootstrap, topic_prefix, tmp_path, password_reset_max_per_ip=3
+    )
+    async with running(settings, client_ip=_unique_ip()) as svc:
+        user = await signup(svc, login_now=False)
+        allowed = [
+            await svc.http.post("/v1/auth/password-reset", json={"email": email})
+            for email in (user.email, unique_email(), user.email)
+        ]
+        assert [r.status_code for r in allowed] == [202, 202, 202]
+        assert len({r.text for r in allowed}) == 1
+
+        refused = [
+            await svc.http.post("/v1/auth/password-reset", json={"email": email})
+            for email in (user.email, unique_email())
+        ]
+        for response in refused:
+            assert response.status_code == 429
+            assert response.headers["content-type"] == "application/problem+json"
+            retry_after = int(response.headers["Retry-After"])
+            assert 0 < retry_after <= settings.password_reset_window_seconds
+        known, unknown = (r.json() for r in refused)
+        assert {k: v for k, v in known.items() if k not in ("request_id", "instance")} == {
+            k: v for k, v in unknown.items() if k not in ("request_id", "instance")
+        }
+        # The refused request for the real user sent nothing.
+        requested = [
+            e for e in await events(svc, user.id) if e.type == PasswordResetRequested.event_type
+        ]
+        assert len(requested) == 2
+
+        # Another address is not affected.
+        elsewhere = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=svc.app, client=(_unique_ip(), 40000)),
+            base_url="http://accounts.test",
+        )
+        async with elsewhere:
+            other = await elsewhere.post("/v1/auth/password-reset", json={"email": user.email})
+        assert other.status_code == 202

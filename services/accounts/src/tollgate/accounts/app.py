@@ -14,7 +14,7 @@ from tollgate.accounts.audit.api import router as audit_router
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
 from tollgate.accounts.identity import service as identity
-from tollgate.accounts.identity.api import jwks_router
+from tollgate.accounts.identity.api import jwks_router, users_router
 from tollgate.accounts.identity.api import router as auth_router
 from tollgate.accounts.identity.signing import SigningKeyring
 from tollgate.accounts.keys import jobs as key_jobs
@@ -115,6 +115,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.add_exception_handler(IntegrityError, _on_conflict)
     app.include_router(jwks_router)
-    for router in (auth_router, orgs_router, keys_router, apis_router, audit_router):
+    for router in (
+        auth_router,
+        users_router,
+        orgs_router,
+        keys_router,
+        apis_router,
+        audit_router,
+    ):
         app.include_router(router, prefix="/v1")
     return app

@@ -45,6 +45,12 @@ class Settings(ServiceSettings):
     )
 
     password_reset_ttl_seconds: int = Field(3600, ge=60)
+    password_reset_window_seconds: int = Field(
+        3600, ge=10, description="per-IP password reset throttle window"
+    )
+    password_reset_max_per_ip: int = Field(
+        20, ge=1, description="password reset requests per client IP per window"
+    )
     invitation_ttl_seconds: int = Field(7 * 86_400, ge=3600)
     key_rotation_grace_seconds: int = Field(
         86_400, ge=0, description="default time an old key secret keeps working after rotate"

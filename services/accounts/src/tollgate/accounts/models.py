@@ -105,6 +105,18 @@ class LoginFailure(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
 
 
+class ResetRequest(Base):
+    """A password reset request, counted per client IP for throttling (whether or not the
+    email belonged to a user, so the count reveals nothing)."""
+
+    __tablename__ = "password_reset_requests"
+    __table_args__ = (Index("ix_password_reset_requests_ip_at", "ip", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    ip: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
+
+
 class PasswordReset(Base):
     """A single-use password reset token (hash only)."""
 

@@ -1,11 +1,12 @@
-"""HTTP transport of `/v1/auth/*` and `/.well-known/jwks.json`: validate, delegate,
-own the transaction."""
+"""HTTP transport of `/v1/auth/*`, `/.well-known/jwks.json` and the admins' `/v1/users`:
+validate, authorize, delegate, own the transaction."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.caller import CurrentActor, CurrentCaller, anonymous_actor
@@ -13,6 +14,7 @@ from tollgate.accounts.config import Settings
 from tollgate.accounts.identity import service
 from tollgate.accounts.identity.schemas import (
     AcceptedOut,
+    AdminUserOut,
     LogoutIn,
     MeOut,
     OrgRoleOut,
@@ -29,12 +31,21 @@ from tollgate.accounts.identity.schemas import (
 )
 from tollgate.accounts.identity.signing import SigningKeyring
 from tollgate.accounts.openapi import PROBLEMS
-from tollgate.kit.auth import unauthorized
+from tollgate.accounts.pagination import (
+    DEFAULT_PAGE_SIZE,
+    Cursor,
+    Page,
+    PageSize,
+    next_cursor_of,
+    uuid_cursor,
+)
+from tollgate.kit.auth import require_admin, unauthorized
 from tollgate.kit.db import DbSession
 from tollgate.kit.problems import Problem
 
 router = APIRouter(prefix="/auth", tags=["auth"], responses=PROBLEMS)
 jwks_router = APIRouter(tags=["auth"])
+users_router = APIRouter(prefix="/users", tags=["users"], responses=PROBLEMS)
 
 RESET_ACCEPTED = "If the address belongs to an account, a reset link is on its way."
 
@@ -125,6 +136,8 @@ async def token(
         )
     settings = _settings(request)
     keyring = _keyring(request)
+    # A refusal is a value: the failure count and its audit entry commit with this
+    # block, and only then does `_token_out` raise the 401/429.
     async with db.begin():
         outcome = await service.login(
             db,
@@ -173,7 +186,8 @@ async def me(caller: CurrentCaller, db: DbSession) -> MeOut:
 
 @router.post("/password-reset", status_code=202, response_model=AcceptedOut)
 async def password_reset(body: PasswordResetIn, request: Request, db: DbSession) -> AcceptedOut:
-    """Email a single-use reset link. Answers the same whether or not the email exists."""
+    """Email a single-use reset link. Answers the same whether or not the email exists;
+    too many requests from one client IP get 429 with Retry-After."""
     async with db.begin():
         await service.request_password_reset(
             db, _settings(request), anonymous_actor(request), email=body.email
@@ -225,3 +239,55 @@ async def totp_disable(
             db, _settings(request), actor, password=body.password, code=body.code
         )
     return Response(status_code=204)
+
+
+@users_router.get("", response_model=Page[AdminUserOut])
+async def list_users(
+    caller: CurrentCaller,
+    db: DbSession,
+    email_prefix: Annotated[
+        str | None,
+        Query(min_length=1, max_length=320, pattern=r"^[^\x00]+$", description="case-insensitive"),
+    ] = None,
+    active: Annotated[bool | None, Query(description="only active (or deactivated) users")] = None,
+    cursor: Cursor = None,
+    limit: PageSize = DEFAULT_PAGE_SIZE,
+) -> Page[AdminUserOut]:
+    """Every user, oldest first (platform admins only)."""
+    require_admin(caller)
+    async with db.begin():
+        rows = await service.list_users(
+            db, email_prefix=email_prefix, active=active, after=uuid_cursor(cursor), limit=limit + 1
+        )
+    page, nxt = next_cursor_of(rows, limit, "id")
+    return Page[AdminUserOut](items=[AdminUserOut.model_validate(u) for u in page], next_cursor=nxt)
+
+
+@users_router.get("/{user_id}", response_model=AdminUserOut)
+async def get_user(user_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -> AdminUserOut:
+    """One user (platform admins only)."""
+    require_admin(caller)
+    async with db.begin():
+        return AdminUserOut.model_validate(await service.get_user(db, user_id))
+
+
+@users_router.post("/{user_id}/deactivate", response_model=AdminUserOut)
+async def deactivate_user(user_id: uuid.UUID, actor: CurrentActor, db: DbSession) -> AdminUserOut:
+    """Stop a user from signing in and end its sessions at once (platform admins only;
+    not oneself). Deactivating a deactivated user changes nothing."""
+    assert actor.principal is not None
+    require_admin(actor.principal)
+    async with db.begin():
+        user = await service.set_user_active(db, actor, user_id, active=False)
+        return AdminUserOut.model_validate(user)
+
+
+@users_router.post("/{user_id}/reactivate", response_model=AdminUserOut)
+async def reactivate_user(user_id: uuid.UUID, actor: CurrentActor, db: DbSession) -> AdminUserOut:
+    """Let a deactivated user sign in again (its old sessions stay ended; platform admins
+    only)."""
+    assert actor.principal is not None
+    require_admin(actor.principal)
+    async with db.begin():
+        user = await service.set_user_active(db, actor, user_id, active=True)
+        return AdminUserOut.model_validate(user)

@@ -9,7 +9,14 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.accounts.models import LoginFailure, PasswordReset, RecoveryCode, RefreshToken, User
+from tollgate.accounts.models import (
+    LoginFailure,
+    PasswordReset,
+    RecoveryCode,
+    RefreshToken,
+    ResetRequest,
+    User,
+)
 
 # ---- users
 
@@ -41,6 +48,26 @@ async def insert_user(session: AsyncSession, **values: Any) -> User:
 
 async def update_user(session: AsyncSession, user_id: uuid.UUID, **values: Any) -> None:
     await session.execute(update(User).where(User.id == user_id).values(**values))
+
+
+async def list_users(
+    session: AsyncSession,
+    *,
+    email_prefix: str | None,
+    active: bool | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[User]:
+    """Users in id (= creation) order after the cursor; `%` and `_` in the prefix are
+    literal characters, not wildcards."""
+    stmt = select(User).order_by(User.id).limit(limit)
+    if email_prefix is not None:
+        stmt = stmt.where(User.email.startswith(email_prefix, autoescape=True))
+    if active is not None:
+        stmt = stmt.where(User.is_active.is_(active))
+    if after is not None:
+        stmt = stmt.where(User.id > after)
+    return list((await session.scalars(stmt)).all())
 
 
 # ---- refresh tokens
@@ -150,6 +177,28 @@ async def use_all_password_resets(session: AsyncSession, user_id: uuid.UUID, at:
         .where(PasswordReset.user_id == user_id, PasswordReset.used_at.is_(None))
         .values(used_at=at)
     )
+
+
+async def insert_reset_request(session: AsyncSession, ip: str) -> None:
+    session.add(ResetRequest(ip=ip))
+    await session.flush()
+
+
+async def recent_reset_requests(
+    session: AsyncSession, *, ip: str, since: datetime, limit: int
+) -> list[datetime]:
+    """Reset request times of a client IP newest first (at most `limit`)."""
+    stmt = (
+        select(ResetRequest.at)
+        .where(ResetRequest.ip == ip, ResetRequest.at >= since)
+        .order_by(ResetRequest.at.desc())
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def purge_reset_requests(session: AsyncSession, before: datetime) -> None:
+    await session.execute(delete(ResetRequest).where(ResetRequest.at < before))
 
 
 # ---- recovery codes

@@ -66,6 +66,12 @@ class MeOut(UserOut):
     orgs: list[OrgRoleOut]
 
 
+class AdminUserOut(UserOut):
+    """A user as platform admins manage it."""
+
+    is_active: bool = Field(description="false: deactivated, cannot sign in or refresh")
+
+
 class TokenOut(BaseModel):
     """OAuth2 token response (RFC 6749 §5.1) plus the refresh token's lifetime."""
 

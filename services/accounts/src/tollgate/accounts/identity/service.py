@@ -1,10 +1,11 @@
 """Identity rules: registration, sign-in with throttling and 2FA, rotating refresh
-tokens, password reset, TOTP enrolment, platform admins.
+tokens, password reset, TOTP enrolment, platform admins and their user administration.
 
 Services never commit: the HTTP handler owns the transaction. Outcomes that must be
-recorded even though the request fails (a failed login counts towards the throttle;
-a reused refresh token revokes its family) are returned as values, so the handler
-commits first and answers with the problem afterwards.
+recorded even though the request fails (a failed login counts towards the throttle
+and leaves an `auth.login_failed` audit entry; a reused refresh token revokes its
+family) are returned as values, so the handler commits first and answers with the
+problem afterwards: raising inside the transaction would roll those writes back.
 
 Throttling is kept in Postgres, not in process memory: every replica sees the same
 counts, so running N replicas does not multiply an attacker's guesses, and a restart
@@ -131,25 +132,53 @@ async def ensure_admin(
     return user, True
 
 
+def _retry_after(times: list[datetime], limit: int, window: timedelta) -> int | None:
+    """Seconds until the oldest of `limit` counted events (newest first) leaves the
+    window, or None while fewer than `limit` were counted."""
+    if len(times) < limit:
+        return None
+    return max(1, math.ceil((times[-1] + window - datetime.now(UTC)).total_seconds()))
+
+
 async def _throttled(session: AsyncSession, settings: Settings, email: str, ip: str) -> int | None:
     """Seconds until another attempt is allowed, or None when not throttled."""
-    now = datetime.now(UTC)
     window = timedelta(seconds=settings.login_window_seconds)
+    since = datetime.now(UTC) - window
     waits = []
     for limit, kwargs in (
         (settings.login_max_failures_per_account, {"email": email}),
         (settings.login_max_failures_per_ip, {"ip": ip}),
     ):
-        times = await repo.recent_failures(session, since=now - window, limit=limit, **kwargs)
-        if len(times) >= limit:
-            waits.append(math.ceil((times[-1] + window - now).total_seconds()))
-    return max(1, max(waits)) if waits else None
+        times = await repo.recent_failures(session, since=since, limit=limit, **kwargs)
+        wait = _retry_after(times, limit, window)
+        if wait is not None:
+            waits.append(wait)
+    return max(waits) if waits else None
 
 
 async def _fail(session: AsyncSession, settings: Settings, email: str, ip: str) -> None:
     await repo.insert_login_failure(session, email, ip)
     horizon = datetime.now(UTC) - timedelta(seconds=settings.login_window_seconds)
     await repo.purge_login_failures(session, horizon)
+
+
+async def _audit_failed_login(
+    session: AsyncSession, actor: Actor, email: str, user: User | None, reason: str
+) -> None:
+    # Admin-only reading (org_id is null): the reason may say what the HTTP answer must
+    # not (unknown user vs wrong password). Never the password or the code. A typed
+    # "email" without an @ is often a password in the wrong field: it is not kept.
+    diff: dict[str, object] = {"reason": reason}
+    if user is not None or "@" in email:
+        diff["email"] = email
+    await record(
+        session,
+        actor,
+        "auth.login_failed",
+        target_type="user",
+        target_id=user.id if user is not None else None,
+        diff=diff,
+    )
 
 
 async def _second_factor_ok(
@@ -182,19 +211,26 @@ async def login(
     ip = actor.ip or "unknown"
     wait = await _throttled(session, settings, email, ip)
     if wait is not None:
+        user = await repo.get_user_by_email(session, email)
+        await _audit_failed_login(session, actor, email, user, "throttled")
         return LoginRefused("Too many failed sign-ins; try again later.", retry_after=wait)
     user = await repo.get_user_by_email(session, email)
     ok = await passwords.verify_password(
         password, user.password_hash if user else None, settings.bcrypt_rounds
     )
     if user is None or not ok or not user.is_active:
+        # One answer for all three: a deactivated account is not told apart either.
         await _fail(session, settings, email, ip)
+        reason = "unknown_user" if user is None else "wrong_password" if not ok else "inactive"
+        await _audit_failed_login(session, actor, email, user, reason)
         return LoginRefused("Invalid email or password.")
     if user.totp_enabled:
         if not otp:
+            await _audit_failed_login(session, actor, email, user, "otp_missing")
             return LoginRefused("A one-time code is required.", mfa_required=True)
         if not await _second_factor_ok(session, settings, user, otp):
             await _fail(session, settings, email, ip)
+            await _audit_failed_login(session, actor, email, user, "otp_invalid")
             return LoginRefused("Invalid one-time code.", mfa_required=True)
     await repo.clear_login_failures(session, email)
     pair = await open_session(session, settings, keyring, user, family_id=uuid7())
@@ -291,13 +327,30 @@ async def logout(session: AsyncSession, actor: Actor, *, raw: str, everywhere: b
 async def request_password_reset(
     session: AsyncSession, settings: Settings, actor: Actor, *, email: str
 ) -> None:
-    """Send a reset token when the user exists; silently nothing otherwise."""
+    """Send a reset token when the user exists; silently nothing otherwise. Every
+    request counts towards its client IP's limit (429 + Retry-After past it), whether
+    or not the email belongs to a user, so the answer still tells nothing."""
     email = normalise_email(email)
     seal = sealer(settings)  # fail the same way whether or not the user exists
+    now = datetime.now(UTC)
+    ip = actor.ip or "unknown"
+    window = timedelta(seconds=settings.password_reset_window_seconds)
+    limit = settings.password_reset_max_per_ip
+    times = await repo.recent_reset_requests(session, ip=ip, since=now - window, limit=limit)
+    wait = _retry_after(times, limit, window)
+    if wait is not None:  # a refused request is not counted: Retry-After stays true
+        raise Problem(
+            429,
+            "Too Many Requests",
+            "Too many password reset requests from this address; try again later.",
+            slug="password-reset-throttled",
+            headers={"Retry-After": str(wait)},
+        )
+    await repo.insert_reset_request(session, ip)
+    await repo.purge_reset_requests(session, now - window)
     user = await repo.get_user_by_email(session, email)
     if user is None or not user.is_active:
         return
-    now = datetime.now(UTC)
     if await repo.count_resets_since(session, user.id, now - timedelta(hours=1)) >= (
         MAX_RESETS_PER_HOUR
     ):
@@ -410,3 +463,72 @@ async def me(session: AsyncSession, user_id: uuid.UUID) -> tuple[User, dict[uuid
     if user is None:
         raise Problem(404, "Not Found", "No such user.", slug="not-found")
     return user, await orgs_repo.roles_of(session, user_id)
+
+
+# ---- user administration (platform admins; the HTTP layer checks the role)
+
+
+async def list_users(
+    session: AsyncSession,
+    *,
+    email_prefix: str | None,
+    active: bool | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[User]:
+    """Users in creation order, optionally those whose email starts with a prefix
+    (case-insensitive: emails are stored lower-cased) and/or by active state."""
+    return await repo.list_users(
+        session,
+        email_prefix=email_prefix.lower() if email_prefix is not None else None,
+        active=active,
+        after=after,
+        limit=limit,
+    )
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
+    """One user; 404 when there is none."""
+    user = await repo.get_user(session, user_id)
+    if user is None:
+        raise Problem(404, "Not Found", "No such user.", slug="not-found")
+    return user
+
+
+async def set_user_active(
+    session: AsyncSession, actor: Actor, user_id: uuid.UUID, *, active: bool
+) -> User:
+    """Deactivate or reactivate a user (idempotent; audited when it changes anything).
+
+    Deactivating ends every session at once: refresh-token families are revoked and
+    `sessions_revoked_at` is set, so access tokens issued before stay dead even after a
+    reactivation; unused reset tokens are burnt. Sign-in is refused like a wrong
+    password. Memberships and the orgs' API keys are left as they are. An admin cannot
+    deactivate itself (so at least one active admin always remains).
+    """
+    assert actor.principal is not None
+    if not active and user_id == actor.principal.user_id:
+        raise Problem(
+            409, "Conflict", "You cannot deactivate yourself.", slug="cannot-deactivate-self"
+        )
+    user = await repo.lock_user(session, user_id)
+    if user is None:
+        raise Problem(404, "Not Found", "No such user.", slug="not-found")
+    if user.is_active == active:
+        return user
+    now = datetime.now(UTC)
+    if active:
+        await repo.update_user(session, user_id, is_active=True)
+    else:
+        await repo.update_user(session, user_id, is_active=False, sessions_revoked_at=now)
+        await repo.revoke_user_refresh_tokens(session, user_id, now)
+        await repo.use_all_password_resets(session, user_id, now)
+    await record(
+        session,
+        actor,
+        "user.reactivate" if active else "user.deactivate",
+        target_type="user",
+        target_id=user_id,
+        diff={"is_active": [not active, active]},
+    )
+    return await get_user(session, user_id)
