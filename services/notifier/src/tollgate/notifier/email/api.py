@@ -12,6 +12,7 @@ from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_adm
 from tollgate.kit.db import DbSession
 from tollgate.notifier.email import repository, service
 from tollgate.notifier.email.schemas import ContactOut, ContactsIn, EmailOut
+from tollgate.notifier.parameters import NUL_FREE
 from tollgate.notifier.state import Notifier
 
 router = APIRouter(tags=["email"])
@@ -47,7 +48,7 @@ async def list_emails(
     principal: CurrentPrincipal,
     db: DbSession,
     state: Literal["pending", "sent", "failed"] | None = None,
-    kind: str | None = None,
+    kind: Annotated[str | None, Query(max_length=64, pattern=NUL_FREE)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[EmailOut]:
     """The mail queue, newest first; `state=failed` lists permanent failures."""

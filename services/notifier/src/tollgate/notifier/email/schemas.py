@@ -5,24 +5,21 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, EmailStr, Field
 
+from tollgate.kit.requests import RequestModel
 from tollgate.notifier.models import EmailMessage, NotificationContact
 
 
-class ContactIn(BaseModel):
+class ContactIn(RequestModel):
     """A notification contact."""
-
-    model_config = ConfigDict(extra="forbid")
 
     email: EmailStr
     locale: str = Field("en", min_length=2, max_length=35, description="BCP 47, e.g. `zh-CN`.")
 
 
-class ContactsIn(BaseModel):
+class ContactsIn(RequestModel):
     """An org's complete contact list (replaces the current one)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     contacts: list[ContactIn] = Field(max_length=20)
 

@@ -9,16 +9,17 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Query, Request, Response
-from pydantic import AwareDatetime, ValidationError
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import ValidationError
 
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
 from tollgate.kit.problems import Problem
+from tollgate.notifier.parameters import NUL_FREE, PhoneNumber, UtcDatetime
 from tollgate.notifier.sms import repository, service, signatures
 from tollgate.notifier.sms.schemas import (
-    GenericInbound,
     InboundAccepted,
+    InboundPayload,
     NumberIn,
     NumberOut,
     ReadChange,
@@ -45,7 +46,72 @@ def _forbidden() -> Problem:
     return Problem(403, "Forbidden", "Invalid provider signature.", slug="invalid-signature")
 
 
-async def _twilio(request: Request, notifier: NotifierState) -> service.InboundSms:
+def _inbound_sms(provider: str, raw: bytes | dict[str, str | None]) -> service.InboundSms:
+    try:
+        if isinstance(raw, bytes):
+            payload = InboundPayload.model_validate_json(raw)
+        else:
+            payload = InboundPayload.model_validate(raw)
+    except ValidationError as exc:
+        fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
+        detail = f"Invalid SMS payload: {', '.join(fields)}." if fields else "Invalid SMS payload."
+        raise Problem(422, "Unprocessable Content", detail) from exc
+    return service.InboundSms(
+        provider=provider,
+        provider_message_id=payload.message_id,
+        from_number=payload.from_,
+        to_number=payload.to,
+        body=payload.body,
+    )
+
+
+async def _store(
+    sms: service.InboundSms, db: DbSession, notifier: NotifierState
+) -> tuple[uuid.UUID, bool]:
+    async with db.begin():
+        message_id, new = await service.receive(db, sms, notifier.clock.now())
+    if new:
+        notifier.sms_received()
+    return message_id, new
+
+
+# The provider routes read the raw body themselves (the signature covers its exact
+# bytes), so their request bodies are documented here rather than parsed by FastAPI.
+_TWILIO_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        name: {"type": "string"} for name in ("MessageSid", "From", "To", "Body")
+                    },
+                    "required": ["MessageSid", "From", "To"],
+                }
+            }
+        },
+    }
+}
+_GENERIC_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": InboundPayload.model_json_schema(by_alias=True)}
+        },
+    }
+}
+
+
+@router.post(
+    "/sms/inbound/twilio",
+    response_class=Response,
+    responses={200: {"content": {"text/xml": {}}, "description": "Empty TwiML: stored."}},
+    openapi_extra=_TWILIO_BODY,
+)
+async def inbound_twilio(request: Request, db: DbSession, notifier: Notifier) -> Response:
+    """Twilio's webhook: verify `X-Twilio-Signature`, store once, answer with empty
+    TwiML; routing is asynchronous."""
     raw = await request.body()
     params: dict[str, list[str]] = {}
     try:
@@ -58,58 +124,30 @@ async def _twilio(request: Request, notifier: NotifierState) -> service.InboundS
     signature = request.headers.get("X-Twilio-Signature")
     if not signatures.twilio_valid(token, _public_url(request, notifier), params, signature):
         raise _forbidden()
-
-    def field(name: str) -> str:
-        values = params.get(name)
-        if not values:
-            raise Problem(422, "Unprocessable Content", f"Missing {name}.")
-        return values[0]
-
-    return service.InboundSms(
-        provider="twilio",
-        provider_message_id=field("MessageSid"),
-        from_number=field("From"),
-        to_number=field("To"),
-        body=params.get("Body", [""])[0],
+    first = {name: values[0] for name, values in params.items()}
+    sms = _inbound_sms(
+        "twilio",
+        {
+            "message_id": first.get("MessageSid"),
+            "from": first.get("From"),
+            "to": first.get("To"),
+            "body": first.get("Body", ""),
+        },
     )
+    await _store(sms, db, notifier)
+    return Response(TWIML_EMPTY, media_type="text/xml")
 
 
-async def _generic(request: Request, notifier: NotifierState) -> service.InboundSms:
+@router.post("/sms/inbound/generic", openapi_extra=_GENERIC_BODY)
+async def inbound_generic(request: Request, db: DbSession, notifier: Notifier) -> InboundAccepted:
+    """The generic HMAC-signed webhook: verify `X-Tollgate-Signature`, store once,
+    answer; routing is asynchronous."""
     raw = await request.body()
     secret = notifier.settings.sms_hmac_secret.get_secret_value()
     header = request.headers.get("X-Tollgate-Signature")
     if not signatures.generic_valid(secret, header, raw, notifier.clock.now().timestamp()):
         raise _forbidden()
-    try:
-        body = GenericInbound.model_validate_json(raw)
-    except ValidationError as exc:
-        raise Problem(422, "Unprocessable Content", "Invalid SMS payload.") from exc
-    return service.InboundSms(
-        provider="generic",
-        provider_message_id=body.message_id,
-        from_number=body.from_,
-        to_number=body.to,
-        body=body.body,
-    )
-
-
-@router.post("/sms/inbound/{provider}", response_model=None)
-async def inbound(
-    provider: str, request: Request, db: DbSession, notifier: Notifier
-) -> Response | InboundAccepted:
-    """A provider's webhook: verify, store once, answer; routing is asynchronous."""
-    if provider == "twilio":
-        sms = await _twilio(request, notifier)
-    elif provider == "generic":
-        sms = await _generic(request, notifier)
-    else:
-        raise Problem(404, "Not Found", "Unknown SMS provider.")
-    async with db.begin():
-        message_id, new = await service.receive(db, sms, notifier.clock.now())
-    if new:
-        notifier.sms_received()
-    if provider == "twilio":
-        return Response(TWIML_EMPTY, media_type="text/xml")
+    message_id, new = await _store(_inbound_sms("generic", raw), db, notifier)
     return InboundAccepted(message_id=message_id, duplicate=not new)
 
 
@@ -123,8 +161,8 @@ async def org_inbox(
     principal: CurrentPrincipal,
     db: DbSession,
     unread: Unread = None,
-    from_number: str | None = None,
-    since: AwareDatetime | None = None,
+    from_number: PhoneNumber = None,
+    since: UtcDatetime | None = None,
     limit: Limit = 100,
 ) -> list[SmsOut]:
     """The org's inbox, newest first."""
@@ -177,8 +215,8 @@ async def admin_inbox(
     principal: CurrentPrincipal,
     db: DbSession,
     unread: Unread = None,
-    from_number: str | None = None,
-    since: AwareDatetime | None = None,
+    from_number: PhoneNumber = None,
+    since: UtcDatetime | None = None,
     limit: Limit = 100,
 ) -> list[SmsOut]:
     """Messages no rule routed to an org."""
@@ -219,7 +257,11 @@ async def assign_number(
 
 
 @router.delete("/admin/sms/numbers/{number}", status_code=204)
-async def unassign_number(number: str, principal: CurrentPrincipal, db: DbSession) -> Response:
+async def unassign_number(
+    number: Annotated[str, Path(max_length=32, pattern=NUL_FREE)],
+    principal: CurrentPrincipal,
+    db: DbSession,
+) -> Response:
     require_admin(principal)
     async with db.begin():
         if not await repository.delete_number(db, number):

@@ -6,20 +6,31 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tollgate.kit.requests import RequestModel
 from tollgate.notifier.models import SmsKeywordRule, SmsMessage, SmsNumber
+from tollgate.notifier.parameters import NUL_FREE
 
 
-class GenericInbound(BaseModel):
-    """Body of the generic HMAC-signed provider webhook."""
+class InboundPayload(BaseModel):
+    """An inbound SMS as a provider reports it: the JSON body of the generic webhook,
+    and Twilio's form fields mapped onto it. Providers add fields of their own, so
+    unknown fields are ignored. A NUL (which PostgreSQL cannot store) in an identifier
+    is a 422; in the text it stands for a character the provider could not decode
+    (GSM 03.38 `@` is 0x00) and becomes U+FFFD, so the message is kept."""
 
     model_config = ConfigDict(extra="ignore")
 
-    message_id: str = Field(min_length=1, max_length=128)
-    from_: str = Field(alias="from", min_length=1, max_length=32)
-    to: str = Field(min_length=1, max_length=32)
+    message_id: str = Field(min_length=1, max_length=128, pattern=NUL_FREE)
+    from_: str = Field(alias="from", min_length=1, max_length=32, pattern=NUL_FREE)
+    to: str = Field(min_length=1, max_length=32, pattern=NUL_FREE)
     body: str = Field(max_length=1600)
+
+    @field_validator("body")
+    @classmethod
+    def _replace_nul(cls, body: str) -> str:
+        return body.replace("\x00", "\ufffd")
 
 
 class InboundAccepted(BaseModel):
@@ -61,18 +72,14 @@ class SmsOut(BaseModel):
         )
 
 
-class ReadChange(BaseModel):
+class ReadChange(RequestModel):
     """Mark a message read or unread."""
-
-    model_config = ConfigDict(extra="forbid")
 
     read: bool = True
 
 
-class NumberIn(BaseModel):
+class NumberIn(RequestModel):
     """Assign a number to an org."""
-
-    model_config = ConfigDict(extra="forbid")
 
     number: str = Field(description="E.164, e.g. +14155550100.")
     org_id: uuid.UUID
@@ -90,10 +97,8 @@ class NumberOut(BaseModel):
         return cls(number=n.number, org_id=n.org_id, created_at=n.created_at)
 
 
-class RuleIn(BaseModel):
+class RuleIn(RequestModel):
     """A business keyword rule."""
-
-    model_config = ConfigDict(extra="forbid")
 
     org_id: uuid.UUID
     kind: Literal["first_word", "regex"]

@@ -12,6 +12,7 @@ from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org
 from tollgate.kit.db import DbSession
 from tollgate.kit.problems import Problem
 from tollgate.notifier.models import WebhookEndpoint
+from tollgate.notifier.parameters import MAX_BIGINT, DeliveryId
 from tollgate.notifier.state import Notifier
 from tollgate.notifier.webhooks import repository, service
 from tollgate.notifier.webhooks.catalog import EVENT_TYPES, example_body
@@ -170,7 +171,10 @@ async def list_deliveries(
     principal: CurrentPrincipal,
     db: DbSession,
     state: Literal["pending", "succeeded", "failed"] | None = None,
-    before: Annotated[int | None, Query(description="Page: deliveries with a lower id.")] = None,
+    before: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_BIGINT, description="Page: deliveries with a lower id."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[DeliveryOut]:
     authorize_org(principal, org_id, Role.viewer)
@@ -212,7 +216,7 @@ async def _detail(db: DbSession, org_id: uuid.UUID, delivery_id: int) -> Deliver
 
 @router.get(ORG + "/deliveries/{delivery_id}")
 async def get_delivery(
-    org_id: uuid.UUID, delivery_id: int, principal: CurrentPrincipal, db: DbSession
+    org_id: uuid.UUID, delivery_id: DeliveryId, principal: CurrentPrincipal, db: DbSession
 ) -> DeliveryDetail:
     authorize_org(principal, org_id, Role.viewer)
     async with db.begin():
@@ -222,7 +226,7 @@ async def get_delivery(
 @router.post(ORG + "/deliveries/{delivery_id}/retry", status_code=202)
 async def retry_delivery(
     org_id: uuid.UUID,
-    delivery_id: int,
+    delivery_id: DeliveryId,
     principal: CurrentPrincipal,
     db: DbSession,
     notifier: Notifier,

@@ -7,15 +7,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from tollgate.kit.requests import RequestModel
 from tollgate.notifier.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from tollgate.notifier.parameters import UtcDatetime
 
 
-class EndpointCreate(BaseModel):
+class EndpointCreate(RequestModel):
     """A new webhook endpoint."""
-
-    model_config = ConfigDict(extra="forbid")
 
     url: str = Field(max_length=2048, description="Receiver URL (http or https).")
     description: str = Field("", max_length=500)
@@ -25,10 +25,8 @@ class EndpointCreate(BaseModel):
     enabled: bool = True
 
 
-class EndpointPatch(BaseModel):
+class EndpointPatch(RequestModel):
     """A partial update of an endpoint; omitted fields stay as they are."""
-
-    model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(None, max_length=2048)
     description: str | None = Field(None, max_length=500)
@@ -151,12 +149,10 @@ class DeliveryDetail(DeliveryOut):
     attempt_log: list[AttemptOut]
 
 
-class RecoverRequest(BaseModel):
+class RecoverRequest(RequestModel):
     """Re-send every failed delivery created since a time."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    since: AwareDatetime
+    since: UtcDatetime
 
 
 class RecoverResult(BaseModel):
