@@ -3,10 +3,10 @@
 Routing order: the destination number's assigned org; else the org that last
 received a message from the sender (conversation history); else the first
 matching keyword rule (first word, case-insensitive, or a regex searched in the
-body; lower priority value first); else the admin inbox. The matching rule is
-recorded on the message (`routed_by`, `rule_id`). A routed message is published
-as `SmsReceived` through the outbox and sent to the org's webhook endpoints, in the
-routing transaction. Never commits.
+body by RE2, in linear time whatever the pattern; lower priority value first); else
+the admin inbox. The matching rule is recorded on the message (`routed_by`,
+`rule_id`). A routed message is published as `SmsReceived` through the outbox and
+sent to the org's webhook endpoints, in the routing transaction. Never commits.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tollgate.contracts.ids import uuid7
 from tollgate.kit.outbox import enqueue
 from tollgate.kit.problems import Problem
 from tollgate.notifier.models import SmsKeywordRule, SmsMessage, outbox
-from tollgate.notifier.sms import repository
+from tollgate.notifier.sms import patterns, repository
 from tollgate.notifier.webhooks import service as webhooks
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -81,7 +81,7 @@ def keyword_match(rule: SmsKeywordRule, body: str) -> bool:
     if rule.kind == "first_word":
         words = body.split(maxsplit=1)
         return bool(words) and words[0].strip(".,!?:;").casefold() == rule.pattern.casefold()
-    return re.search(rule.pattern, body) is not None
+    return patterns.searches(rule.pattern, body)
 
 
 async def choose_route(session: AsyncSession, message: SmsMessage) -> Route:
@@ -152,19 +152,25 @@ async def add_keyword_rule(
     priority: int,
     now: datetime,
 ) -> SmsKeywordRule:
-    """A new keyword rule; regexes are compiled first so a bad one is a 422."""
+    """A new keyword rule; regexes are compiled by RE2 first, so a bad one, or one that
+    needs backtracking (backreferences, lookaround), is a 422."""
     if kind == "regex":
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise Problem(422, "Unprocessable Content", f"Invalid regex: {exc}.") from exc
+            patterns.check(pattern)
+        except patterns.InvalidPattern as exc:
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"Invalid regex: {exc}. Patterns run on RE2: no backreferences or lookaround.",
+            ) from exc
     elif not pattern.strip() or len(pattern.split()) != 1:
         raise Problem(422, "Unprocessable Content", "A first-word keyword is one word.")
     rule = SmsKeywordRule(
         id=uuid7(),
         org_id=org_id,
         kind=kind,
-        pattern=pattern.strip(),
+        # A regex is stored as checked (its whitespace is significant); a word is trimmed.
+        pattern=pattern if kind == "regex" else pattern.strip(),
         priority=priority,
         created_at=now,
     )
