@@ -1,7 +1,7 @@
 """The notifier service's FastAPI app: lifespan wiring and routers, nothing else.
 
-Inside the kit's runtime (database, outbox relay, intake consumer) the lifespan
-starts three workers: webhook deliveries, emails and SMS routing.
+Inside the kit's runtime (database, outbox relay, intake consumer, the retention
+job) the lifespan starts three workers: webhook deliveries, emails and SMS routing.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from tollgate.contracts import topics
 from tollgate.kit.auth import JwtVerifier
+from tollgate.kit.db import SessionMaker
 from tollgate.kit.runtime import service_runtime
 from tollgate.kit.service import create_app as create_service_app
 from tollgate.notifier.clock import Clock, SystemClock
@@ -25,6 +26,7 @@ from tollgate.notifier.email.backends import EmailBackend, FileBackend, ResendBa
 from tollgate.notifier.email.worker import EmailWorker
 from tollgate.notifier.intake.consumers import build_broker
 from tollgate.notifier.models import outbox
+from tollgate.notifier.retention.jobs import RetentionJob, policy_from
 from tollgate.notifier.sms.api import router as sms_router
 from tollgate.notifier.sms.worker import SmsRouter
 from tollgate.notifier.state import NotifierState, sealer_for
@@ -58,6 +60,14 @@ def create_app(
         allowed_networks=parse_allowlist(settings.webhook_allowed_networks),
     )
 
+    async def retention(sessions: SessionMaker) -> None:
+        await RetentionJob(
+            sessions=sessions,
+            clock=clock,
+            policy=policy_from(settings),
+            interval_seconds=settings.retention_interval_seconds,
+        ).run()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with service_runtime(
@@ -69,6 +79,7 @@ def create_app(
             outbox=outbox,
             broker_factory=lambda sessions: build_broker(settings, sessions, clock),
             jwt_verifier=jwt_verifier,
+            background=[retention] if settings.workers_enabled else [],
         ) as runtime:
             assert runtime.sessions is not None
             sender = WebhookSender(

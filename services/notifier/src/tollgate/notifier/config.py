@@ -25,7 +25,9 @@ class Settings(ServiceSettings):
         description="base URL of the web console; reset and invitation links point here",
     )
     workers_enabled: bool = Field(
-        True, description="run the webhook, email and SMS workers inside this process"
+        True,
+        description="run the webhook, email and SMS workers and the retention job inside "
+        "this process",
     )
 
     webhook_allowed_networks: str = Field(
@@ -53,6 +55,31 @@ class Settings(ServiceSettings):
     email_max_attempts: int = Field(8, ge=1, description="tries before a mail is failed")
     resend_base_url: str = Field("https://api.resend.com", description="Resend API base URL")
     resend_api_key: SecretStr = Field(SecretStr(""), description="Resend API key (Bearer)")
+
+    webhook_retention_days: int = Field(
+        30,
+        ge=0,
+        description="finished (succeeded or failed) webhook deliveries, their attempt log "
+        "and their messages are deleted this many days after they finished; 0 = keep forever",
+    )
+    email_retention_days: int = Field(
+        30,
+        ge=0,
+        description="sent and failed emails are deleted this many days after they finished; "
+        "0 = keep forever",
+    )
+    sms_retention_days: int = Field(
+        90,
+        ge=0,
+        description="routed inbound SMS are deleted this many days after they were received; "
+        "0 = keep forever",
+    )
+    retention_interval_seconds: float = Field(
+        3600.0, gt=0, description="how often the retention job runs"
+    )
+    retention_batch_size: int = Field(
+        1000, ge=1, le=100_000, description="rows deleted per transaction by the retention job"
+    )
 
     sms_public_url: str = Field(
         "",

@@ -83,7 +83,10 @@ class WebhookMessage(Base):
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (UniqueConstraint("org_id", "event_id", name="uq_webhook_messages_event"),)
+    __table_args__ = (
+        UniqueConstraint("org_id", "event_id", name="uq_webhook_messages_event"),
+        Index("ix_webhook_messages_created", "created_at"),
+    )
 
 
 class WebhookDelivery(Base):
@@ -115,6 +118,11 @@ class WebhookDelivery(Base):
             postgresql_where=text("state = 'pending'"),
         ),
         Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
+        Index(
+            "ix_webhook_deliveries_finished",
+            "finished_at",
+            postgresql_where=text("state <> 'pending'"),
+        ),
     )
 
 
@@ -172,6 +180,11 @@ class EmailMessage(Base):
         Index(
             "ix_email_messages_due", "next_attempt_at", postgresql_where=text("state = 'pending'")
         ),
+        Index(
+            "ix_email_messages_finished",
+            "finished_at",
+            postgresql_where=text("state <> 'pending'"),
+        ),
     )
 
 
@@ -220,6 +233,7 @@ class SmsMessage(Base):
     __table_args__ = (
         UniqueConstraint("provider", "provider_message_id", name="uq_sms_provider_message"),
         Index("ix_sms_messages_unrouted", "received_at", postgresql_where=text("NOT routed")),
+        Index("ix_sms_messages_routed", "received_at", postgresql_where=text("routed")),
         Index("ix_sms_messages_org", "org_id", "received_at"),
         Index("ix_sms_messages_sender", "from_number", "received_at"),
     )

@@ -1,0 +1,1 @@
+"""Retention: finished deliveries, sent/failed emails and routed SMS deleted after a while."""
