@@ -15,7 +15,7 @@ import functools
 import logging
 from typing import Any
 
-import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
+import re2
 
 log = logging.getLogger(__name__)
 
