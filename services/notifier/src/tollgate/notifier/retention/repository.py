@@ -9,6 +9,7 @@ DELETE itself. The predicates match the partial indexes of migration 0004.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, exists, literal_column, select
 from sqlalchemy.engine import CursorResult
@@ -20,25 +21,34 @@ from tollgate.notifier.models import EmailMessage, SmsMessage, WebhookDelivery, 
 # A literal, not a bound parameter: the partial indexes' predicates must be provable
 # from the statement even under a generic prepared plan.
 _PENDING: ColumnClause[str] = literal_column("'pending'")
+_Expiring = WebhookDelivery | WebhookMessage | EmailMessage | SmsMessage
 
 
 def _count(result: object) -> int:
     return int(result.rowcount or 0) if isinstance(result, CursorResult) else 0
 
 
-async def delete_finished_deliveries(session: AsyncSession, cutoff: datetime, limit: int) -> int:
-    """Delete up to `limit` succeeded or failed deliveries that finished before `cutoff`,
-    with their attempt log (ON DELETE CASCADE). Pending ones are never touched."""
-    finished = (WebhookDelivery.state != _PENDING, WebhookDelivery.finished_at < cutoff)
+async def _delete_batch(
+    session: AsyncSession, model: type[_Expiring], conditions: tuple[Any, ...], limit: int
+) -> int:
+    """Delete up to `limit` rows of `model` meeting `conditions` (re-checked in the
+    DELETE), skipping rows someone else holds."""
     batch = (
-        select(WebhookDelivery.id)
-        .where(*finished)
+        select(model.id)
+        .where(*conditions)
         .limit(limit)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    stmt = delete(WebhookDelivery).where(WebhookDelivery.id.in_(batch), *finished)
+    stmt = delete(model).where(model.id.in_(batch), *conditions)
     return _count(await session.execute(stmt))
+
+
+async def delete_finished_deliveries(session: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Delete up to `limit` succeeded or failed deliveries that finished before `cutoff`,
+    with their attempt log (ON DELETE CASCADE). Pending ones are never touched."""
+    finished = (WebhookDelivery.state != _PENDING, WebhookDelivery.finished_at < cutoff)
+    return await _delete_batch(session, WebhookDelivery, finished, limit)
 
 
 async def delete_orphaned_messages(session: AsyncSession, cutoff: datetime, limit: int) -> int:
@@ -48,42 +58,18 @@ async def delete_orphaned_messages(session: AsyncSession, cutoff: datetime, limi
         WebhookMessage.created_at < cutoff,
         ~exists().where(WebhookDelivery.message_id == WebhookMessage.id),
     )
-    batch = (
-        select(WebhookMessage.id)
-        .where(*orphaned)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    stmt = delete(WebhookMessage).where(WebhookMessage.id.in_(batch), *orphaned)
-    return _count(await session.execute(stmt))
+    return await _delete_batch(session, WebhookMessage, orphaned, limit)
 
 
 async def delete_finished_emails(session: AsyncSession, cutoff: datetime, limit: int) -> int:
     """Delete up to `limit` sent or failed emails that finished before `cutoff`.
     Pending (queued or retrying) mails are never touched."""
     finished = (EmailMessage.state != _PENDING, EmailMessage.finished_at < cutoff)
-    batch = (
-        select(EmailMessage.id)
-        .where(*finished)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    stmt = delete(EmailMessage).where(EmailMessage.id.in_(batch), *finished)
-    return _count(await session.execute(stmt))
+    return await _delete_batch(session, EmailMessage, finished, limit)
 
 
 async def delete_routed_sms(session: AsyncSession, cutoff: datetime, limit: int) -> int:
     """Delete up to `limit` routed inbound SMS received before `cutoff`. Unrouted ones
     (still waiting for the router) are never touched."""
     expired = (SmsMessage.routed, SmsMessage.received_at < cutoff)
-    batch = (
-        select(SmsMessage.id)
-        .where(*expired)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    stmt = delete(SmsMessage).where(SmsMessage.id.in_(batch), *expired)
-    return _count(await session.execute(stmt))
+    return await _delete_batch(session, SmsMessage, expired, limit)
