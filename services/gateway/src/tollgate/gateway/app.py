@@ -8,11 +8,12 @@ Operational endpoints live under `/_tollgate/`:
 `healthz` (alive), `readyz` (state replayed up to the high watermark and not
 shutting down) and `metrics` (Prometheus).
 
-Start-up: topics ensured, producer started (spool replay begins), state replay
-started; the port opens at once but readiness waits for the replay. Shutdown
-(SIGTERM/SIGINT): readiness turns 503, the listener closes, in-flight requests get
-`shutdown_grace_s` to finish, then queued events are produced (or spooled) and the
-consumer and clients close.
+Start-up: tracing configured when `otlp_endpoint` is set, topics ensured, producer
+started (spool replay begins), state replay started; the port opens at once but
+readiness waits for the replay. Shutdown (SIGTERM/SIGINT): readiness turns 503, the
+listener closes, in-flight requests get `shutdown_grace_s` to finish, then queued
+events are produced (or spooled), the consumer and clients close and the last spans
+are exported.
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from tollgate.gateway.config import Settings
 from tollgate.gateway.events.publisher import EventPublisher
 from tollgate.gateway.limits.limiter import RateLimiter
 from tollgate.gateway.proxy.gate import Gate
+from tollgate.gateway.proxy.tracing import RequestSpans
 from tollgate.gateway.registry.replay import StateFollower
 from tollgate.gateway.registry.store import Registry
 from tollgate.kit.kafka import ensure_topics
 from tollgate.kit.metrics import exposition
 from tollgate.kit.problems import PROBLEM_CONTENT_TYPE, problem_body
 from tollgate.kit.sealing import Sealer
+from tollgate.kit.telemetry import configure_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +93,17 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        spans = None
+        if self.settings.otlp_endpoint:
+            configure_tracing("gateway", self.settings.otlp_endpoint)
+            spans = RequestSpans()
         if self.settings.kafka_create_topics:
             await ensure_topics(self.settings, TOPICS)
         self.client = upstream_client(self.settings)
         await self.publisher.start()
-        self.gate = Gate(self.settings, self.registry, self.limiter, self.publisher, self.client)
+        self.gate = Gate(
+            self.settings, self.registry, self.limiter, self.publisher, self.client, spans
+        )
         self._tasks.append(asyncio.create_task(self.follower.run(), name="gateway-state"))
         self._tasks.append(asyncio.create_task(self._sweep(), name="gateway-sweep"))
 
@@ -117,6 +126,11 @@ class Gateway:
         await self.limiter.close()
         if self.client is not None:
             await self.client.close()
+        if self.settings.otlp_endpoint:
+            # Last: the spans of the drained requests are exported. Blocking is fine here
+            # (nothing else runs any more); a collector that is away costs the exporter's
+            # retries, at most its timeout (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s).
+            shutdown_tracing()
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Every HTTP request: ops endpoints, or the gate."""

@@ -1,12 +1,14 @@
 """Publishes request events in batches, never on the request path, losing none.
 
-The request path calls `publish(key, data)` (a deque append). One task encodes the
-events (CloudEvents JSON) and produces them in batches with the kit's aiokafka
-producer. When a batch is not acknowledged within `events_spill_after_ms`, or
-fails, the broker is treated as unreachable: queued and new events go to the
-on-disk `Spool` instead of piling up in memory, and a drain loop sends the spool,
-oldest first, once a metadata probe succeeds again. Graceful shutdown produces what
-is queued, or spools it when the broker is away.
+The request path calls `publish(key, event_type, data, traceparent)` (a deque
+append). One task encodes the events (CloudEvents JSON) and produces them in
+batches with the kit's aiokafka producer, each record with its request's W3C
+`traceparent` header (kept through the spool too). When a batch is not
+acknowledged within `events_spill_after_ms`, or fails, the broker is treated as
+unreachable: queued and new events go to the on-disk `Spool` instead of piling up
+in memory, and a drain loop sends the spool, oldest first, once a metadata probe
+succeeds again. Graceful shutdown produces what is queued, or spools it when the
+broker is away.
 
 A failed batch may have reached the broker anyway (the request was written, the
 answer never came). Without an idempotent producer a resend would duplicate it, so
@@ -53,6 +55,7 @@ SPOOL_BYTES = Gauge("tollgate_gateway_spool_bytes", "Bytes waiting in the event 
 
 COMPLETED = RequestCompleted.event_type
 REJECTED = RequestRejected.event_type
+_CONTENT_TYPE = ("content-type", b"application/cloudevents+json")
 _PROBE_TIMEOUT_S = 2.0
 _SETTLE_S = 1.0
 
@@ -64,7 +67,7 @@ class EventPublisher:
         self._settings = settings
         self._topic = topic_name(topics.GATEWAY_REQUESTS, settings)
         self._source = f"tollgate/gateway/{settings.instance_id}"
-        self._queue: deque[tuple[int, bytes | None, str, dict[str, Any]]] = deque()
+        self._queue: deque[tuple[int, bytes | None, str, dict[str, Any], str]] = deque()
         self._seq = time.time_ns()
         self._wake = asyncio.Event()
         self._spool = Spool(settings.spool_path, settings.spool_max_bytes)
@@ -80,10 +83,15 @@ class EventPublisher:
 
     # ------------------------------------------------------------------ request path
 
-    def publish(self, key: str | None, event_type: str, data: dict[str, Any]) -> None:
-        """Queue one event (`data` per the contract; `time` as epoch seconds)."""
+    def publish(
+        self, key: str | None, event_type: str, data: dict[str, Any], traceparent: str
+    ) -> None:
+        """Queue one event (`data` per the contract; `time` as epoch seconds) and the
+        `traceparent` its record carries as a header."""
         self._seq += 1
-        self._queue.append((self._seq, key.encode() if key else None, event_type, data))
+        self._queue.append(
+            (self._seq, key.encode() if key else None, event_type, data, traceparent)
+        )
         if len(self._queue) >= self._settings.events_batch_size:
             self._wake.set()
 
@@ -163,12 +171,12 @@ class EventPublisher:
             if batch:
                 await self._send_live(batch)
 
-    def _take_batch(self) -> list[tuple[int, bytes | None, bytes]]:
+    def _take_batch(self) -> list[tuple[int, Record]]:
         size = min(len(self._queue), self._settings.events_batch_size)
-        out = []
+        out: list[tuple[int, Record]] = []
         for _ in range(size):
-            seq, key, event_type, data = self._queue.popleft()
-            out.append((seq, key, self._encode(event_type, data)))
+            seq, key, event_type, data, traceparent = self._queue.popleft()
+            out.append((seq, (key, self._encode(event_type, data), traceparent.encode())))
         return out
 
     def _encode(self, event_type: str, data: dict[str, Any]) -> bytes:
@@ -185,8 +193,8 @@ class EventPublisher:
             }
         )
 
-    async def _send_live(self, batch: list[tuple[int, bytes | None, bytes]]) -> None:
-        records = [(key, value) for _seq, key, value in batch]
+    async def _send_live(self, batch: list[tuple[int, Record]]) -> None:
+        records = [record for _seq, record in batch]
         self._inflight = (batch[0][0], records)
         sending = asyncio.create_task(self._produce(records))
         spill_after = self._settings.events_spill_after_ms / 1000
@@ -223,8 +231,10 @@ class EventPublisher:
     async def _produce(self, records: list[Record]) -> None:
         assert self._producer is not None
         futures = []
-        headers = [("content-type", b"application/cloudevents+json")]
-        for key, value in records:
+        for key, value, traceparent in records:
+            headers = [_CONTENT_TYPE]
+            if traceparent:
+                headers.append(("traceparent", traceparent))
             futures.append(
                 await self._producer.send(self._topic, value=value, key=key, headers=headers)
             )
@@ -241,8 +251,8 @@ class EventPublisher:
         first = self._queue[0][0]
         records = []
         while self._queue:
-            _seq, key, event_type, data = self._queue.popleft()
-            records.append((key, self._encode(event_type, data)))
+            _seq, key, event_type, data, traceparent = self._queue.popleft()
+            records.append((key, self._encode(event_type, data), traceparent.encode()))
         refused = self._spool.append(first, records)
         self._count_spooled(len(records) - refused, refused)
 
@@ -309,7 +319,7 @@ class EventPublisher:
 
     async def _not_yet_on_topic(self, records: list[Record]) -> list[Record]:
         """The doubtful records whose event id is not on the topic yet."""
-        wanted = {orjson.loads(value)["id"]: (key, value) for key, value in records}
+        wanted = {orjson.loads(record[1])["id"]: record for record in records}
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap_servers,
             client_id=f"tollgate-gateway-dedup-{self._settings.instance_id}",

@@ -2,11 +2,13 @@
 
 Used only while Kafka cannot take events. Events are appended to segment files
 `<first sequence>.seg` (or `.doubt.seg` for a batch that may already have reached
-the broker, see `publisher`), one `key<TAB>value` line per event; values are compact
-JSON and never contain a newline. Segment names sort in the order the events were
-accepted, so draining oldest-first preserves it. The directory is locked
-(`flock`) so two replicas never share a spool; a `kill -9` loses nothing written
-here (the page cache survives the process). The spool refuses writes past
+the broker, see `publisher`), one `key<TAB>value<TAB>traceparent` line per event:
+the Kafka key, the record value (compact JSON, never a newline or a tab) and its
+`traceparent` header. Lines of spools written before the traceparent was kept
+(`key<TAB>value`) still read, without one. Segment names sort in the order the
+events were accepted, so draining oldest-first preserves it. The directory is
+locked (`flock`) so two replicas never share a spool; a `kill -9` loses nothing
+written here (the page cache survives the process). The spool refuses writes past
 `max_bytes` and the caller counts those events as dropped.
 """
 
@@ -20,7 +22,8 @@ from pathlib import Path
 from typing import IO
 
 SEGMENT_BYTES = 4 * 1024 * 1024
-Record = tuple[bytes | None, bytes]
+Record = tuple[bytes | None, bytes, bytes | None]
+"""One request event as produced: Kafka key, value, `traceparent` header."""
 
 
 class SpoolLocked(RuntimeError):
@@ -55,8 +58,8 @@ class Spool:
     def append(self, first_seq: int, records: Iterable[Record]) -> int:
         """Append to the open segment; returns how many records did not fit."""
         refused = 0
-        for key, value in records:
-            line = (key or b"") + b"\t" + value + b"\n"
+        for record in records:
+            line = _line(record)
             if self.size + len(line) > self.max_bytes:
                 refused += 1
                 continue
@@ -76,8 +79,8 @@ class Spool:
         self.close_segment()
         fitting: list[bytes] = []
         refused = 0
-        for key, value in records:
-            line = (key or b"") + b"\t" + value + b"\n"
+        for record in records:
+            line = _line(record)
             if self.size + len(line) > self.max_bytes:
                 refused += 1
                 continue
@@ -111,8 +114,9 @@ class Spool:
             for line in handle:
                 if not line.endswith(b"\n"):
                     break  # torn tail of a crash mid-write: never acknowledged to anyone
-                key, _, value = line[:-1].partition(b"\t")
-                records.append((key or None, value))
+                key, _, rest = line[:-1].partition(b"\t")
+                value, _, traceparent = rest.partition(b"\t")
+                records.append((key or None, value, traceparent or None))
         return records
 
     def mark_doubtful(self, path: Path) -> None:
@@ -130,3 +134,10 @@ class Spool:
         with contextlib.suppress(OSError):
             fcntl.flock(self._lock, fcntl.LOCK_UN)
         self._lock.close()
+
+
+def _line(record: Record) -> bytes:
+    key, value, traceparent = record
+    if traceparent:
+        return (key or b"") + b"\t" + value + b"\t" + traceparent + b"\n"
+    return (key or b"") + b"\t" + value + b"\n"

@@ -16,6 +16,10 @@ then the request is forwarded to the upstream with streaming bodies both ways
 timeout), and one `request.completed` or `request.rejected` event is queued for
 the publisher after the answer is sent.
 
+Every request gets one `traceparent`, sent upstream and carried by its event: with
+tracing configured, the context of the request's SERVER span (`tracing`); without,
+a cheap child of the client's (`headers.child_traceparent`), the SDK untouched.
+
 This module must do no I/O besides the upstream call (and Redis, under the `redis`
 limit policy): keys, APIs and balances come from the in-memory registry.
 """
@@ -52,6 +56,7 @@ from tollgate.gateway.proxy.headers import (
     query_key,
     strip_query_key,
 )
+from tollgate.gateway.proxy.tracing import RequestSpans, traceparent_of
 from tollgate.gateway.registry.records import ApiRecord, KeyRecord, RouteRecord
 from tollgate.gateway.registry.store import Registry
 from tollgate.kit import apikeys
@@ -124,10 +129,14 @@ class _Call:
         "key",
         "method",
         "path",
+        "reason",
         "request_id",
         "route",
         "started",
         "started_wall",
+        "status",
+        "traceparent",
+        "tracestate",
     )
 
     def __init__(self, request_id: str, method: str, path: str, client_ip: str) -> None:
@@ -140,6 +149,10 @@ class _Call:
         self.route: RouteRecord | None = None
         self.started = time.perf_counter()
         self.started_wall = time.time()
+        self.traceparent = ""  # sent upstream and on the event
+        self.tracestate: str | None = None
+        self.status: int | None = None  # once answered
+        self.reason: RejectionReason | None = None  # when refused
 
 
 class Gate:
@@ -152,6 +165,7 @@ class Gate:
         limiter: RateLimiter,
         publisher: EventPublisher,
         client: Client,
+        spans: RequestSpans | None = None,
     ) -> None:
         self._registry = registry
         self._limiter = limiter
@@ -161,6 +175,7 @@ class Gate:
         self._max_body = settings.max_body_bytes
         self._instance = settings.instance_id
         self._proxies = TrustedProxies(settings.trusted_proxies)
+        self._spans = spans
 
     # ------------------------------------------------------------------ entry point
 
@@ -170,6 +185,42 @@ class Gate:
         peer = request.remote or "0.0.0.0"
         client_ip = self._proxies.client_ip(peer, request.headers.get("X-Forwarded-For"))
         call = _Call(str(uuid7()), request.method, raw_path, client_ip)
+        spans = self._spans
+        if spans is None:
+            call.traceparent = child_traceparent(request.headers.get("traceparent"))
+            return await self._answer(call, request, query)
+        span = spans.start(
+            request.headers,
+            method=call.method,
+            path=raw_path,
+            scheme=request.scheme,
+            client_ip=client_ip,
+            request_id=call.request_id,
+        )
+        call.traceparent, call.tracestate = traceparent_of(span)
+        error: BaseException | None = None
+        try:
+            return await self._answer(call, request, query)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            key, api = call.key, call.api
+            spans.finish(
+                span,
+                method=call.method,
+                api_slug=api.slug if api else None,
+                api_id=api.api_id if api else None,
+                org_id=key.org_id if key else None,
+                key_id=key.key_id if key else None,
+                status=call.status,
+                reason=call.reason,
+                error=error,
+            )
+
+    async def _answer(
+        self, call: _Call, request: web.BaseRequest, query: str
+    ) -> web.StreamResponse:
         try:
             forwarded_query, key_in_auth = self._admit(call, request, query)
             verdict = await self._limit(call)
@@ -314,6 +365,8 @@ class Gate:
         )
         key = call.key
         api = call.api
+        call.status = refusal.status
+        call.reason = refusal.reason
         self._publisher.publish(
             key.org_id if key else None,
             REJECTED,
@@ -332,6 +385,7 @@ class Gate:
                 "client_ip": call.client_ip,
                 "gateway_instance": self._instance,
             },
+            call.traceparent,
         )
         _count("rejected", refusal.status)
         return response
@@ -364,7 +418,9 @@ class Gate:
         if host:
             out.append(("X-Forwarded-Host", host))
         out.append(("X-Request-ID", call.request_id))
-        out.append(("traceparent", child_traceparent(incoming.get("traceparent"))))
+        out.append(("traceparent", call.traceparent))
+        if call.tracestate:
+            out.append(("tracestate", call.tracestate))
         out.extend(api.upstream_headers)
         return out
 
@@ -518,6 +574,7 @@ class Gate:
         if status >= 500 and not api.charge_failed_calls:
             price = 0
         total = time.perf_counter() - call.started
+        call.status = status
         ADDED_LATENCY.observe(max(0.0, total - waited))
         _count("completed", status)
         self._publisher.publish(
@@ -541,4 +598,5 @@ class Gate:
                 "cost": price,
                 "gateway_instance": self._instance,
             },
+            call.traceparent,
         )
