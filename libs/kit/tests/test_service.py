@@ -7,9 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import pytest
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
 
+from tollgate.kit import service
 from tollgate.kit.problems import Problem
 from tollgate.kit.service import add_ready_check, create_app
 
@@ -117,3 +122,36 @@ async def test_readiness_follows_the_checks() -> None:
         assert (await client.get("/healthz")).status_code == 200
         metrics = await client.get("/metrics")
         assert "tollgate_http_requests_total" in metrics.text
+
+
+async def test_spans_are_named_after_the_route_and_continue_the_callers_trace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(service, "_tracer", provider.get_tracer("test"))
+    app = build_app([True])
+
+    @app.get("/things/{thing_id}")
+    async def thing(thing_id: int) -> dict[str, int]:
+        return {"id": thing_id}
+
+    trace_id = "ab" * 16
+    caller = f"00-{trace_id}-{'cd' * 8}-01"
+    async with app.router.lifespan_context(app), await client_for(app) as client:
+        for thing_id in (1, 2):
+            await client.get(f"/things/{thing_id}", headers={"traceparent": caller})
+        await client.get("/teapot")
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["GET /things/{thing_id}"] * 2 + ["GET /teapot"]
+    first = spans[0]
+    assert first.context is not None
+    assert f"{first.context.trace_id:032x}" == trace_id
+    assert first.parent is not None
+    assert f"{first.parent.span_id:016x}" == "cd" * 8
+    assert first.attributes is not None
+    assert first.attributes["http.route"] == "/things/{thing_id}"
+    assert first.attributes["http.response.status_code"] == 200
+    assert spans[2].attributes is not None
+    assert spans[2].attributes["http.response.status_code"] == 418

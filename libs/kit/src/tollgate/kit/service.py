@@ -98,9 +98,18 @@ class RequestContextMiddleware:
         ctx = context_from_headers(headers)
         try:
             with _tracer.start_as_current_span(
-                f"{scope['method']} {scope['path']}", context=ctx, kind=trace.SpanKind.SERVER
-            ):
-                await self.app(scope, capped_receive, send_with_id)
+                scope["method"], context=ctx, kind=trace.SpanKind.SERVER
+            ) as span:
+                try:
+                    await self.app(scope, capped_receive, send_with_id)
+                finally:
+                    # Named after the route template once routing has run: a span name
+                    # per id would make every request its own operation in the backend.
+                    template = getattr(scope.get("route"), "path", None)
+                    if template is not None:
+                        span.update_name(f"{scope['method']} {template}")
+                        span.set_attribute("http.route", template)
+                    span.set_attribute("http.response.status_code", status)
         except Exception:
             if not too_large:
                 raise

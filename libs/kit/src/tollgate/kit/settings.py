@@ -34,7 +34,9 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = Field(True, description="JSON log lines (false: plain text for humans)")
     otlp_endpoint: str | None = Field(
-        None, description="OTLP/HTTP traces endpoint, e.g. http://otel:4318/v1/traces"
+        None,
+        description="OTLP/HTTP collector, e.g. http://otel:4318 (/v1/traces is appended "
+        "unless given)",
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="request body cap (413 above)")
 

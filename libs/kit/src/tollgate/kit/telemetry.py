@@ -25,6 +25,9 @@ def configure_tracing(service: str, otlp_endpoint: str | None) -> None:
         return
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+    # A collector's base URL (http://otel:4318) is as good as the full traces URL.
+    if not otlp_endpoint.rstrip("/").endswith("/v1/traces"):
+        otlp_endpoint = otlp_endpoint.rstrip("/") + "/v1/traces"
     provider = TracerProvider(resource=Resource.create({"service.name": f"tollgate-{service}"}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
     trace.set_tracer_provider(provider)
