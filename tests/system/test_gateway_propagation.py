@@ -27,7 +27,7 @@ from .gateway_support import (
 )
 
 pytestmark = pytest.mark.system
-TRIALS = 8
+TRIALS = 20
 
 
 async def until_status(client: httpx.AsyncClient, key: str, status: int) -> float:
@@ -48,8 +48,15 @@ async def test_revocation_and_exhaustion_reach_the_gateway_within_a_second(
     org = uuid.uuid4()
     raw = apikeys.generate().raw
     key_id = uuid.uuid4()
+    # Revocation is final, so each of its trials revokes a key of its own.
+    doomed = [apikeys.generate().raw for _ in range(TRIALS)]
+    doomed_ids = [uuid.uuid4() for _ in doomed]
     async with StatePublisher(kafka_bootstrap, prefix) as state:
-        await state.publish(api_event("api", upstream.url), key_event(org, raw, key_id=key_id))
+        await state.publish(
+            api_event("api", upstream.url),
+            key_event(org, raw, key_id=key_id),
+            *(key_event(org, k, key_id=i) for k, i in zip(doomed, doomed_ids, strict=True)),
+        )
         service = gateway(tmp_path, kafka_bootstrap, prefix)
         service.start()
         delays: dict[str, list[float]] = {"disabled": [], "revoked": [], "exhausted": []}
@@ -79,18 +86,21 @@ async def test_revocation_and_exhaustion_reach_the_gateway_within_a_second(
                     delays["exhausted"].append(time.perf_counter() - started)
                     await state.publish(balance_event(org, BalanceStatus.OK, version=2 * trial + 2))
                     await until_status(client, raw, 200)
-                version += 1
-                started = time.perf_counter()
-                await state.publish(
-                    key_event(org, raw, key_id=key_id, version=version, revoked=True)
-                )
-                await until_status(client, raw, 401)
-                delays["revoked"].append(time.perf_counter() - started)
-                # A stale record (older version) must not resurrect the key.
-                await state.publish(key_event(org, raw, key_id=key_id, version=1))
+                for doomed_raw, doomed_id in zip(doomed, doomed_ids, strict=True):
+                    assert (
+                        await client.get("/api/hello", headers={"X-API-Key": doomed_raw})
+                    ).status_code == 200
+                    started = time.perf_counter()
+                    await state.publish(
+                        key_event(org, doomed_raw, key_id=doomed_id, version=2, revoked=True)
+                    )
+                    await until_status(client, doomed_raw, 401)
+                    delays["revoked"].append(time.perf_counter() - started)
+                # A stale record (older version) must not resurrect a revoked key.
+                await state.publish(key_event(org, doomed[0], key_id=doomed_ids[0], version=1))
                 await asyncio.sleep(0.5)
                 assert (
-                    await client.get("/api/hello", headers={"X-API-Key": raw})
+                    await client.get("/api/hello", headers={"X-API-Key": doomed[0]})
                 ).status_code == 401
         finally:
             service.stop()
