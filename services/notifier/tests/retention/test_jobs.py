@@ -14,6 +14,7 @@ from tollgate.notifier.email import repository as emails
 from tollgate.notifier.email import service as email
 from tollgate.notifier.models import (
     EmailMessage,
+    ReceivedEvent,
     SmsMessage,
     WebhookAttempt,
     WebhookDelivery,
@@ -95,6 +96,16 @@ async def ids(sessions: SessionMaker, column: object) -> set[object]:
         return set((await session.scalars(select(column))).all())  # type: ignore[call-overload]
 
 
+async def remember_event(sessions: SessionMaker, clock: FakeClock) -> str:
+    """An event id the intake took in now."""
+    event_id = str(uuid.uuid4())
+    async with sessions() as session, session.begin():
+        session.add(
+            ReceivedEvent(event_id=event_id, type="t", source_topic="s", received_at=clock.now())
+        )
+    return event_id
+
+
 async def test_old_finished_rows_go_recent_and_pending_ones_stay(
     database_factory: Callable[[str], str],
 ) -> None:
@@ -112,8 +123,10 @@ async def test_old_finished_rows_go_recent_and_pending_ones_stay(
         still_pending = await make_delivery(sessions, endpoint, clock, "pending")
         old_mail = [await make_email(sessions, clock, s) for s in ("sent", "failed", "sent")]
         queued_mail = await make_email(sessions, clock, "pending")
+        await remember_event(sessions, clock)
 
         clock.advance(days=25)
+        recent_event = await remember_event(sessions, clock)
         recent_done = await make_delivery(sessions, endpoint, clock, "failed")
         recent_mail = await make_email(sessions, clock, "sent")
         recent_sms = await make_sms(sessions, clock, routed=True)
@@ -127,6 +140,7 @@ async def test_old_finished_rows_go_recent_and_pending_ones_stay(
             "webhook_messages": 5,
             "email_messages": 3,
             "sms_messages": 0,
+            "received_events": 1,
         }
         assert await ids(sessions, WebhookDelivery.id) == {still_pending, recent_done}
         async with sessions() as session:
@@ -136,6 +150,7 @@ async def test_old_finished_rows_go_recent_and_pending_ones_stay(
         assert messages == 2  # the messages of the deliveries that are left
         assert await ids(sessions, EmailMessage.id) == {queued_mail, recent_mail}
         assert await ids(sessions, SmsMessage.id) == {old_routed_sms, unrouted_sms, recent_sms}
+        assert await ids(sessions, ReceivedEvent.event_id) == {recent_event}
 
         clock.advance(days=65)  # 100 days after the first SMS, 75 after the recent one
         assert (await job.run_once())["sms_messages"] == 1
@@ -151,7 +166,11 @@ async def test_zero_days_keeps_rows_forever(database_factory: Callable[[str], st
     url = await migrated(database_factory("notifier"))
     clock = FakeClock(START)
     settings = settings_for(
-        url, webhook_retention_days=0, email_retention_days=0, sms_retention_days=0
+        url,
+        webhook_retention_days=0,
+        email_retention_days=0,
+        sms_retention_days=0,
+        dedup_retention_days=0,
     )
     async with database(url) as sessions:
         endpoint, _ = await make_endpoint(
@@ -160,18 +179,21 @@ async def test_zero_days_keeps_rows_forever(database_factory: Callable[[str], st
         delivery = await make_delivery(sessions, endpoint, clock, "succeeded")
         mail = await make_email(sessions, clock, "sent")
         message = await make_sms(sessions, clock, routed=True)
+        event = await remember_event(sessions, clock)
         clock.advance(days=3650)
         job = RetentionJob(sessions=sessions, clock=clock, policy=policy_from(settings))
         assert await job.run_once() == {}
         assert await ids(sessions, WebhookDelivery.id) == {delivery}
         assert await ids(sessions, EmailMessage.id) == {mail}
         assert await ids(sessions, SmsMessage.id) == {message}
+        assert await ids(sessions, ReceivedEvent.event_id) == {event}
 
 
 async def test_defaults_and_indexes(database_factory: Callable[[str], str]) -> None:
     url = await migrated(database_factory("notifier"))
     policy = policy_from(settings_for(url))
-    assert (policy.webhook_days, policy.email_days, policy.sms_days) == (30, 30, 90)
+    days = (policy.webhook_days, policy.email_days, policy.sms_days, policy.dedup_days)
+    assert days == (30, 30, 90, 30)
     async with database(url) as sessions, sessions() as session:
         names = await session.scalars(
             text("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'ix_%'")
@@ -181,4 +203,5 @@ async def test_defaults_and_indexes(database_factory: Callable[[str], str]) -> N
             "ix_webhook_messages_created",
             "ix_email_messages_finished",
             "ix_sms_messages_routed",
+            "ix_received_events_received_at",
         } <= set(names.all())

@@ -74,6 +74,12 @@ class Settings(ServiceSettings):
         description="routed inbound SMS are deleted this many days after they were received; "
         "0 = keep forever",
     )
+    dedup_retention_days: int = Field(
+        30,
+        ge=0,
+        description="ids of taken-in events are remembered this long so a redelivery never "
+        "notifies twice; keep it above the source topics' retention; 0 = keep forever",
+    )
     retention_interval_seconds: float = Field(
         3600.0, gt=0, description="how often the retention job runs"
     )

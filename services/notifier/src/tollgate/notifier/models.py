@@ -49,6 +49,8 @@ class ReceivedEvent(Base):
         DateTime(timezone=True), server_default=func.now()
     )
 
+    __table_args__ = (Index("ix_received_events_received_at", "received_at"),)
+
 
 class WebhookEndpoint(Base):
     """An org's webhook receiver. Secrets are sealed at rest (tollgate.kit.sealing)."""

@@ -36,6 +36,7 @@ def policy_from(settings: Settings) -> RetentionPolicy:
         webhook_days=settings.webhook_retention_days,
         email_days=settings.email_retention_days,
         sms_days=settings.sms_retention_days,
+        dedup_days=settings.dedup_retention_days,
         batch_size=settings.retention_batch_size,
     )
 

@@ -1,7 +1,8 @@
 """Retention rules: what may be deleted, and from when.
 
 Only finished work goes: succeeded or failed webhook deliveries (with their attempt
-log) and then the messages no delivery refers to, sent or failed emails, routed SMS.
+log) and then the messages no delivery refers to, sent or failed emails, routed SMS,
+and the ids of taken-in events (the intake's de-duplication memory).
 Pending deliveries, queued or retrying emails and unrouted SMS are never deleted,
 however old. A retention of 0 days keeps that kind of row forever. Never commits:
 the retention job owns one short transaction per batch.
@@ -27,6 +28,7 @@ class RetentionPolicy:
     webhook_days: int
     email_days: int
     sms_days: int
+    dedup_days: int = 30
     batch_size: int = 1000
 
 
@@ -47,6 +49,7 @@ def expired(policy: RetentionPolicy, now: datetime) -> list[ExpiredRows]:
         ("webhook_messages", policy.webhook_days, repository.delete_orphaned_messages),
         ("email_messages", policy.email_days, repository.delete_finished_emails),
         ("sms_messages", policy.sms_days, repository.delete_routed_sms),
+        ("received_events", policy.dedup_days, repository.delete_old_received_events),
     ]
     return [
         ExpiredRows(table, now - timedelta(days=days), delete_batch)
