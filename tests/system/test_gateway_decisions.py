@@ -190,6 +190,7 @@ async def test_forwards_with_credentials_and_without_the_key(stack: Stack) -> No
         content=b"x" * 1000,
         headers={
             "traceparent": trace,
+            "tracestate": "vendor=abc",
             "X-Upstream-Token": "forged",
             "Connection": "keep-alive, X-Hop",
             "X-Hop": "1",
@@ -212,6 +213,7 @@ async def test_forwards_with_credentials_and_without_the_key(stack: Stack) -> No
     assert upstream_headers["x-request-id"] == response.headers["x-request-id"]
     assert upstream_headers["traceparent"].startswith("00-" + "ab" * 16 + "-")
     assert upstream_headers["traceparent"] != trace
+    assert upstream_headers["tracestate"] == "vendor=abc"
     assert "x-upstream-token" not in response.headers
 
 

@@ -187,7 +187,11 @@ class Gate:
         call = _Call(str(uuid7()), request.method, raw_path, client_ip)
         spans = self._spans
         if spans is None:
-            call.traceparent = child_traceparent(request.headers.get("traceparent"))
+            incoming = request.headers.get("traceparent")
+            call.traceparent = child_traceparent(incoming)
+            if incoming and incoming.strip()[3:35] == call.traceparent[3:35]:
+                # The client's trace goes on, so its vendor state goes along (W3C).
+                call.tracestate = request.headers.get("tracestate")
             return await self._answer(call, request, query)
         span = spans.start(
             request.headers,
