@@ -13,12 +13,9 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from tollgate.kit.sealing import new_sealing_key
+from tollgate.kit.testing.fuzz import fuzz_operations
 
 from .services import service_process
 
@@ -26,6 +23,13 @@ pytestmark = pytest.mark.system
 
 # Small by default to keep the suite fast; raise it for a deeper local run.
 EXAMPLES = int(os.environ.get("ACCOUNTS_FUZZ_EXAMPLES", "6"))
+
+
+def _keep_own_session(case: schemathesis.Case) -> dict[str, Any]:
+    # Logging out everywhere would end the fuzzer's own session.
+    if case.path == "/v1/auth/logout" and isinstance(case.body, dict):
+        case.body["everywhere"] = False
+    return {}
 
 
 def test_schemathesis_finds_no_server_errors_or_schema_violations(
@@ -67,7 +71,7 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(
                 json={"slug": "fuzzed", "name": "F", "upstream_url": "https://93.184.215.14"},
                 headers=auth,
             ).json()
-        real_ids: dict[str, Any] = {
+        real_ids = {
             "org_id": org["id"],
             "key_id": key["id"],
             "api_id": api["id"],
@@ -80,56 +84,15 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(
             # No crash cache in the working tree.
             config=schemathesis.Config.from_dict({"cache": {"enabled": False}}),
         )
-        failures: list[str] = []
-        calls = 0
-        operations = 0
-        for result in schema.get_all_operations():
-            operation = result.ok()
-            operations += 1
-            params = {
-                p.name: real_ids[p.name] for p in operation.path_parameters if p.name in real_ids
-            }
-            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-                strategy = operation.as_strategy(
-                    generation_mode=mode,
-                    path_parameters=params if mode is GenerationMode.POSITIVE else None,
-                )
-
-                @settings(
-                    max_examples=EXAMPLES,
-                    deadline=None,
-                    database=None,
-                    phases=[Phase.explicit, Phase.generate],
-                    suppress_health_check=list(HealthCheck),
-                )
-                @given(case=strategy)
-                def run(case: schemathesis.Case) -> None:
-                    nonlocal calls
-                    calls += 1
-                    # Logging out everywhere would end the fuzzer's own session.
-                    if case.path == "/v1/auth/logout" and isinstance(case.body, dict):
-                        case.body["everywhere"] = False
-                    try:
-                        case.call_and_validate(
-                            base_url=accounts.url,
-                            headers=auth,
-                            checks=[not_a_server_error, response_schema_conformance],
-                        )
-                    except AssertionError as failure:
-                        failures.append(f"{case.method} {case.path}: {failure}")
-                    except Exception as failure:  # schemathesis' own failure types
-                        failures.append(f"{case.method} {case.path}: {failure!r}")
-
-                try:
-                    run()
-                except Unsatisfiable:
-                    # Nothing to make invalid (e.g. an operation without inputs).
-                    assert mode is GenerationMode.NEGATIVE, operation.label
-        print(
-            f"\nschemathesis: {operations} operations, {calls} generated calls, "
-            f"{len(failures)} failures"
+        report = fuzz_operations(
+            schema,
+            examples=EXAMPLES,
+            headers=auth,
+            call_kwargs=_keep_own_session,
+            known_path_parameters=real_ids,
         )
-        assert not failures, "\n".join(failures[:10])
+        print(f"\nschemathesis: {report}")
+        assert not report.failures, "\n".join(report.failures[:10])
     finally:
         accounts.stop()
     assert "Traceback" not in accounts.logs()
