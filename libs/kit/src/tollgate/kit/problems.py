@@ -47,6 +47,50 @@ class Problem(Exception):
         self.extensions = extensions
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "request_id": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": PROBLEM_SCHEMA}},
+    }
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _documented("Bad request"),
+    401: _documented("Not authenticated"),
+    403: _documented("Not allowed"),
+    404: _documented("Not found (or not visible to the caller)"),
+    409: _documented("Conflict with the current state"),
+    413: _documented("Request body too large"),
+    422: _documented("Invalid request"),
+    429: _documented("Too many requests; see Retry-After"),
+    503: _documented("Not available right now (not ready, or configuration missing)"),
+}
+"""The problem+json answers every route of every service may give, documented once
+for the whole OpenAPI document (`create_app` applies them), so schema-driven clients
+and the schema fuzz tests check error bodies too."""
+
+
+def documented_problems(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """Route-specific wording for problem answers (`responses=` of a route); the body
+    stays documented as problem+json."""
+    return {status: _documented(text) for status, text in descriptions.items()}
+
+
 def problem_body(
     status: int,
     title: str,

@@ -24,7 +24,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.logs import request_id_var
 from tollgate.kit.metrics import HTTP_DURATION, HTTP_REQUESTS, exposition
-from tollgate.kit.problems import install_problem_handlers, problem_body, problem_response
+from tollgate.kit.problems import (
+    PROBLEM_RESPONSES,
+    install_problem_handlers,
+    problem_body,
+    problem_response,
+)
 from tollgate.kit.telemetry import context_from_headers
 
 ReadyCheck = Callable[[], Awaitable[bool]]
@@ -169,6 +174,7 @@ def create_app(
         description=description,
         version=version,
         lifespan=lifespan,
+        responses=PROBLEM_RESPONSES,
         **fastapi_kwargs,
     )
     app.state.ready_checks = {}

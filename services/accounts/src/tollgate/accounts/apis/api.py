@@ -21,7 +21,6 @@ from tollgate.accounts.apis.schemas import (
 )
 from tollgate.accounts.caller import CurrentActor, CurrentCaller
 from tollgate.accounts.config import Settings
-from tollgate.accounts.openapi import PROBLEMS
 from tollgate.accounts.pagination import (
     DEFAULT_PAGE_SIZE,
     Cursor,
@@ -34,7 +33,7 @@ from tollgate.kit.auth import Principal, require_admin
 from tollgate.kit.db import DbSession
 from tollgate.kit.problems import Problem
 
-router = APIRouter(prefix="/apis", tags=["apis"], responses=PROBLEMS)
+router = APIRouter(prefix="/apis", tags=["apis"])
 
 _OPENAPI_BODY: dict[str, Any] = {
     "requestBody": {

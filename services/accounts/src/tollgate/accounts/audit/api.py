@@ -11,7 +11,6 @@ from fastapi import APIRouter, Query
 from tollgate.accounts.audit import service
 from tollgate.accounts.audit.schemas import AuditEntryOut
 from tollgate.accounts.caller import CurrentCaller
-from tollgate.accounts.openapi import PROBLEMS
 from tollgate.accounts.pagination import (
     DEFAULT_PAGE_SIZE,
     Cursor,
@@ -22,7 +21,7 @@ from tollgate.accounts.pagination import (
 )
 from tollgate.kit.db import DbSession
 
-router = APIRouter(tags=["audit"], responses=PROBLEMS)
+router = APIRouter(tags=["audit"])
 
 
 @router.get("/audit", response_model=Page[AuditEntryOut])

@@ -30,7 +30,6 @@ from tollgate.accounts.identity.schemas import (
     UserOut,
 )
 from tollgate.accounts.identity.signing import SigningKeyring
-from tollgate.accounts.openapi import PROBLEMS
 from tollgate.accounts.pagination import (
     DEFAULT_PAGE_SIZE,
     Cursor,
@@ -43,9 +42,9 @@ from tollgate.kit.auth import require_admin, unauthorized
 from tollgate.kit.db import DbSession
 from tollgate.kit.problems import Problem
 
-router = APIRouter(prefix="/auth", tags=["auth"], responses=PROBLEMS)
+router = APIRouter(prefix="/auth", tags=["auth"])
 jwks_router = APIRouter(tags=["auth"])
-users_router = APIRouter(prefix="/users", tags=["users"], responses=PROBLEMS)
+users_router = APIRouter(prefix="/users", tags=["users"])
 
 RESET_ACCEPTED = "If the address belongs to an account, a reset link is on its way."
 

@@ -16,7 +16,6 @@ from tollgate.accounts.config import Settings
 from tollgate.accounts.keys import service
 from tollgate.accounts.keys.schemas import KeyCreateIn, KeyIssuedOut, KeyOut, KeyPatch, RotateIn
 from tollgate.accounts.models import ApiKey
-from tollgate.accounts.openapi import PROBLEMS
 from tollgate.accounts.orgs.service import get_org
 from tollgate.accounts.pagination import (
     DEFAULT_PAGE_SIZE,
@@ -29,7 +28,7 @@ from tollgate.accounts.pagination import (
 from tollgate.kit.auth import Principal, Role, authorize_org
 from tollgate.kit.db import DbSession
 
-router = APIRouter(tags=["keys"], responses=PROBLEMS)
+router = APIRouter(tags=["keys"])
 
 
 async def _authorized_key(

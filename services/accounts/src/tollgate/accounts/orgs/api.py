@@ -9,7 +9,6 @@ from fastapi import APIRouter, Request, Response
 from tollgate.accounts.caller import CurrentActor, CurrentCaller
 from tollgate.accounts.config import Settings
 from tollgate.accounts.models import Membership, User
-from tollgate.accounts.openapi import PROBLEMS
 from tollgate.accounts.orgs import repository, service
 from tollgate.accounts.orgs.schemas import (
     AcceptInvitationIn,
@@ -34,7 +33,7 @@ from tollgate.accounts.pagination import (
 from tollgate.kit.auth import Role, authorize_org
 from tollgate.kit.db import DbSession
 
-router = APIRouter(tags=["orgs"], responses=PROBLEMS)
+router = APIRouter(tags=["orgs"])
 
 
 def _member_out(pair: tuple[Membership, User]) -> MemberOut:

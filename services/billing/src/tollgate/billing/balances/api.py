@@ -11,14 +11,17 @@ from tollgate.billing.balances.schemas import BalanceOut, BillingSettingsOut, Bi
 from tollgate.billing.config import Settings
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
+from tollgate.kit.problems import documented_problems
 
 router = APIRouter(tags=["balances"])
 
-_AUTH_ERRORS: dict[int | str, dict[str, str]] = {
-    401: {"description": "Missing or invalid token."},
-    403: {"description": "Role too low."},
-    404: {"description": "Not a member of this organisation."},
-}
+_AUTH_ERRORS = documented_problems(
+    {
+        401: "Missing or invalid token.",
+        403: "Role too low.",
+        404: "Not a member of this organisation.",
+    }
+)
 
 
 def _settings(request: Request) -> Settings:

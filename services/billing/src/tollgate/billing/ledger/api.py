@@ -28,21 +28,25 @@ from tollgate.billing.ledger.schemas import (
 )
 from tollgate.kit.auth import CurrentPrincipal, Principal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import Problem, documented_problems
 
 router = APIRouter(tags=["ledger"])
 
-_WRITE_ERRORS: dict[int | str, dict[str, str]] = {
-    400: {"description": "Missing Idempotency-Key."},
-    401: {"description": "Missing or invalid token."},
-    403: {"description": "Platform admins only."},
-    422: {"description": "Invalid body, or Idempotency-Key reused for another request."},
-}
-_READ_ERRORS: dict[int | str, dict[str, str]] = {
-    400: {"description": "Invalid cursor."},
-    401: {"description": "Missing or invalid token."},
-    404: {"description": "Not a member of this organisation."},
-}
+_WRITE_ERRORS = documented_problems(
+    {
+        400: "Missing Idempotency-Key.",
+        401: "Missing or invalid token.",
+        403: "Platform admins only.",
+        422: "Invalid body, or Idempotency-Key reused for another request.",
+    }
+)
+_READ_ERRORS = documented_problems(
+    {
+        400: "Invalid cursor.",
+        401: "Missing or invalid token.",
+        404: "Not a member of this organisation.",
+    }
+)
 
 IdempotencyKey = Annotated[
     str | None,

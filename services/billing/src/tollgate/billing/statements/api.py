@@ -12,6 +12,7 @@ from tollgate.billing.statements import service
 from tollgate.billing.statements.schemas import Statement
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org
 from tollgate.kit.db import DbSession
+from tollgate.kit.problems import documented_problems
 
 router = APIRouter(tags=["statements"])
 
@@ -25,8 +26,9 @@ Month = Annotated[
     response_model=Statement,
     responses={
         200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv."},
-        401: {"description": "Missing or invalid token."},
-        404: {"description": "Not a member of this organisation."},
+        **documented_problems(
+            {401: "Missing or invalid token.", 404: "Not a member of this organisation."}
+        ),
     },
 )
 async def get_statement(
