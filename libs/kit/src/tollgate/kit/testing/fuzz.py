@@ -2,11 +2,11 @@
 
 `fuzz_operations(schema, examples=...)` sends every operation of a loaded schema
 generated requests, first valid ones (positive mode), then invalid ones (negative
-mode), and runs the checks on every response: by default no 5xx and no body that
-contradicts the schema documented for its status code and media type (a status code
-or media type the schema does not document at all passes; schemathesis'
-`status_code_conformance` and `content_type_conformance` checks catch those). It
-returns a `FuzzReport` rather than raising, so each test states its own assertions.
+mode), and runs the checks on every response: by default no 5xx, no status code and
+no media type the schema does not document, and no body that contradicts the schema
+documented for its status code and media type (every service documents its
+problem+json answers through `tollgate.kit.problems.PROBLEM_RESPONSES`). It returns a
+`FuzzReport` rather than raising, so each test states its own assertions.
 
 What stays in the test: loading the schema (in process with
 `schemathesis.openapi.from_asgi`, or `from_url` against a running service), seeding
@@ -28,7 +28,12 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import APIOperation, BaseSchema, Case, CheckFunction, GenerationMode
-from schemathesis.checks import not_a_server_error, response_schema_conformance
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from schemathesis.core import NotSet
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Err
@@ -36,7 +41,12 @@ from schemathesis.core.result import Err
 Operation = APIOperation[Any, Any, Any, Any]
 AnyCase = Case[Any]
 
-DEFAULT_CHECKS: tuple[CheckFunction, ...] = (not_a_server_error, response_schema_conformance)
+DEFAULT_CHECKS: tuple[CheckFunction, ...] = (
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+)
 
 CallKwargs = Callable[[AnyCase], Mapping[str, Any]]
 """Per-case keyword arguments for `Case.call` (`headers`, `data`, ...); a `headers`
