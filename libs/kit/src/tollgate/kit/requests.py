@@ -8,6 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+NUL_FREE = r"^[^\x00]*$"
+"""`pattern=` of text query and path parameters: anything but the NUL character."""
+
 
 def contains_nul(value: Any) -> bool:
     """True when a string anywhere inside `value` (keys included) has a NUL."""

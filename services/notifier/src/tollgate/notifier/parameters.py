@@ -1,7 +1,7 @@
 """Types of the notifier API's path, query and body values that reach PostgreSQL.
 
 Whatever a caller sends must be refused with a 422 here, never fail in the database
-with a 500: text has no NUL (PostgreSQL cannot store it), ids fit a BIGINT, and a
+with a 500: text has no NUL (`tollgate.kit.requests.NUL_FREE`), ids fit a BIGINT, and a
 time with an offset still lies inside the range a UTC timestamp can hold.
 """
 
@@ -13,8 +13,8 @@ from typing import Annotated
 from fastapi import Path, Query
 from pydantic import AfterValidator, AwareDatetime
 
-NUL_FREE = r"^[^\x00]*$"
-"""Pattern of text parameters: anything but the NUL character."""
+from tollgate.kit.requests import NUL_FREE
+
 MAX_BIGINT = 2**63 - 1
 
 

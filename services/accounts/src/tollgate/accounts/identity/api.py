@@ -41,6 +41,7 @@ from tollgate.accounts.pagination import (
 from tollgate.kit.auth import require_admin, unauthorized
 from tollgate.kit.db import DbSession
 from tollgate.kit.problems import Problem
+from tollgate.kit.requests import NUL_FREE
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 jwks_router = APIRouter(tags=["auth"])
@@ -246,7 +247,7 @@ async def list_users(
     db: DbSession,
     email_prefix: Annotated[
         str | None,
-        Query(min_length=1, max_length=320, pattern=r"^[^\x00]+$", description="case-insensitive"),
+        Query(min_length=1, max_length=320, pattern=NUL_FREE, description="case-insensitive"),
     ] = None,
     active: Annotated[bool | None, Query(description="only active (or deactivated) users")] = None,
     cursor: Cursor = None,

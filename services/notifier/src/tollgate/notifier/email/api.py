@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query
 
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
+from tollgate.kit.requests import NUL_FREE
 from tollgate.notifier.email import repository, service
 from tollgate.notifier.email.schemas import ContactOut, ContactsIn, EmailOut
-from tollgate.notifier.parameters import NUL_FREE
 from tollgate.notifier.state import Notifier
 
 router = APIRouter(tags=["email"])

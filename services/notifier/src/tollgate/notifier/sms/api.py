@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
 from tollgate.kit.problems import Problem
-from tollgate.notifier.parameters import NUL_FREE, PhoneNumber, UtcDatetime
+from tollgate.kit.requests import NUL_FREE
+from tollgate.notifier.parameters import PhoneNumber, UtcDatetime
 from tollgate.notifier.sms import repository, service, signatures
 from tollgate.notifier.sms.schemas import (
     InboundAccepted,

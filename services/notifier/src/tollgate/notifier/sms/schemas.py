@@ -8,9 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tollgate.kit.requests import RequestModel
+from tollgate.kit.requests import NUL_FREE, RequestModel
 from tollgate.notifier.models import SmsKeywordRule, SmsMessage, SmsNumber
-from tollgate.notifier.parameters import NUL_FREE
 
 
 class InboundPayload(BaseModel):
