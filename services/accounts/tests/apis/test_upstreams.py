@@ -88,3 +88,17 @@ async def test_host_names_resolving_to_loopback_are_refused() -> None:
     # `localhost.` resolves through the system resolver (no network needed).
     with pytest.raises(Problem):
         await validate_upstream("http://localhost./", allow_private=False, resolve=True)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[2002:a9fe:a9fe::]/",  # 6to4 carrying 169.254.169.254
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 carrying the metadata address
+        "http://[::169.254.169.254]/",  # IPv4-compatible
+        "http://[2001:0:4136:e378:8000:63bf:5601:5601]/",  # Teredo, client 169.254.169.254
+    ],
+)
+async def test_ipv6_forms_carrying_a_metadata_address_are_refused(url: str) -> None:
+    with pytest.raises(Problem):
+        await validate_upstream(url, allow_private=True, resolve=False)

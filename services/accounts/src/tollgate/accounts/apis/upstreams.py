@@ -5,24 +5,26 @@ API names, so the registry refuses URLs that point inside the platform: loopback
 private and shared ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) unless
 the operator allows them (`allow_private_upstreams`, for local runs), and always
 link-local (169.254/16, fe80::/10, cloud metadata), multicast, unspecified and
-reserved addresses. Legacy IPv4 spellings (`2130706433`, `0177.0.0.1`, `0x7f.1`,
-`127.1`) and IPv4-mapped IPv6 are decoded first, so they cannot smuggle an address
-past the check. Host names are resolved and every address checked. A resolver can
-still change its answer later (DNS rebinding): the gateway must pin or re-check the
-address it connects to; this is the registry-side half.
+reserved addresses. The address rules are `tollgate.kit.netpolicy`, shared with the
+gateway and the notifier: legacy IPv4 spellings and IPv6 forms carrying an IPv4 address
+are decoded first, so they cannot smuggle an address past the check. Host names are
+resolved and every address checked. A resolver can still change its answer later (DNS
+rebinding): the gateway re-checks the address it connects to; this is the registry half.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import re
-import socket
 from urllib.parse import urlsplit, urlunsplit
 
+from tollgate.kit.netpolicy import (
+    DestinationRefused,
+    IpAddress,
+    NetworkPolicy,
+    ip_literal,
+    resolve_checked,
+)
 from tollgate.kit.problems import Problem
-
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _METADATA_HOSTS = frozenset(
     {
@@ -34,15 +36,9 @@ _METADATA_HOSTS = frozenset(
         "metadata.azure.internal",
     }
 )
-_METADATA_IPS = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "100.100.100.200", "fd00:ec2::254")
-)
-_SHARED = ipaddress.ip_network("100.64.0.0/10")
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$"
 )
-_NUMERIC_V4 = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
-_RESOLVE_TIMEOUT = 3.0
 
 
 class UpstreamRefused(ValueError):
@@ -53,49 +49,10 @@ def _refuse(reason: str) -> Problem:
     return Problem(422, "Unprocessable Content", reason, slug="upstream-refused")
 
 
-def ip_literal(host: str) -> IpAddress | None:
-    """The address a host string denotes when it is an IP literal in any spelling."""
-    host = host.strip("[]").rstrip(".").lower()
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    if _NUMERIC_V4.match(host):
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            raise UpstreamRefused(f"malformed IPv4 address {host!r}") from None
-    return None
-
-
-def classify(address: IpAddress) -> str:
-    """`public`, `private` (allowed by the operator setting) or `forbidden`."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is not None:
-            return classify(embedded)
-    if (
-        address in _METADATA_IPS
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_unspecified
-    ):
-        return "forbidden"
-    if address.is_loopback:
-        return "private"
-    if address.is_reserved:
-        return "forbidden"
-    if address.is_private or (isinstance(address, ipaddress.IPv4Address) and address in _SHARED):
-        return "private"
-    return "public" if address.is_global else "private"
-
-
 def _check_address(address: IpAddress, allow_private: bool, shown: str) -> None:
-    kind = classify(address)
-    if kind == "forbidden":
-        raise UpstreamRefused(f"{shown} is a link-local, metadata or reserved address")
-    if kind == "private" and not allow_private:
-        raise UpstreamRefused(f"{shown} is a loopback or private address")
+    reason = NetworkPolicy(allow_private=allow_private).refusal(address)
+    if reason is not None:
+        raise UpstreamRefused(f"{shown}: {reason}")
 
 
 def check_url_syntax(url: str, *, allow_private: bool) -> tuple[str, str]:
@@ -115,7 +72,10 @@ def check_url_syntax(url: str, *, allow_private: bool) -> tuple[str, str]:
     host = (parts.hostname or "").lower()
     if not host:
         raise UpstreamRefused("the URL has no host")
-    address = ip_literal(host)
+    try:
+        address = ip_literal(host)
+    except DestinationRefused as exc:
+        raise UpstreamRefused(str(exc)) from None
     if address is not None:
         _check_address(address, allow_private, host)
         hostname = ""
@@ -135,25 +95,17 @@ def check_url_syntax(url: str, *, allow_private: bool) -> tuple[str, str]:
     return normalised, hostname
 
 
-async def _resolve(hostname: str) -> list[IpAddress]:
-    loop = asyncio.get_running_loop()
-    infos = await asyncio.wait_for(
-        loop.getaddrinfo(hostname, None, type=socket.SOCK_STREAM), timeout=_RESOLVE_TIMEOUT
-    )
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-
-
 async def validate_upstream(url: str, *, allow_private: bool, resolve: bool) -> str:
     """The normalised upstream URL, or a 422 problem saying why it is refused."""
     try:
         normalised, hostname = check_url_syntax(url, allow_private=allow_private)
         if hostname and resolve and not (hostname == "localhost" and allow_private):
             try:
-                addresses = await _resolve(hostname)
-            except (OSError, TimeoutError, UnicodeError):
-                addresses = []  # unresolvable here; the gateway checks at connect time
-            for address in addresses:
-                _check_address(address, allow_private, f"{hostname} ({address})")
+                await resolve_checked(hostname, 0, NetworkPolicy(allow_private=allow_private))
+            except DestinationRefused as exc:
+                if "does not resolve" not in str(exc):
+                    raise UpstreamRefused(str(exc)) from None
+                # unresolvable here; the gateway checks again at connect time
     except UpstreamRefused as exc:
         raise _refuse(f"Upstream URL refused: {exc}.") from exc
     return normalised
