@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from tollgate.kit import service
 from tollgate.kit.problems import Problem
+from tollgate.kit.requests import json_too_deep
 from tollgate.kit.service import add_ready_check, create_app
 
 
@@ -109,6 +110,57 @@ async def test_bodies_over_the_cap_get_413() -> None:
 
         streamed = await client.post("/login", content=chunks())
         assert streamed.status_code == 413
+
+
+async def test_json_bodies_nested_too_deep_get_400_before_parsing() -> None:
+    app = build_app([True])
+    login = {"email": "a@b.c", "password": "p", "age": 3}
+
+    def nested(levels: int) -> bytes:
+        # `levels` levels in all: the object plus `levels - 1` arrays around the age.
+        inner = "[" * (levels - 1) + "3" + "]" * (levels - 1)
+        return f'{{"email": "a@b.c", "password": "p", "age": {inner}}}'.encode()
+
+    async with app.router.lifespan_context(app), await client_for(app) as client:
+        deep = await client.post(
+            "/login", content=nested(900), headers={"content-type": "application/json"}
+        )
+        assert deep.status_code == 400, deep.text
+        assert deep.headers["content-type"] == "application/problem+json"
+        assert deep.json()["type"].endswith("/too-deep")
+        assert deep.json()["request_id"] == deep.headers["x-request-id"]
+
+        # Without a content type FastAPI parses JSON too; a +json type is JSON.
+        for headers in ({}, {"content-type": "application/merge-patch+json; charset=utf-8"}):
+            reply = await client.post("/login", content=nested(65), headers=headers)
+            assert reply.status_code == 400, reply.text
+
+        at_limit = await client.post(
+            "/login", content=nested(64), headers={"content-type": "application/json"}
+        )
+        assert at_limit.status_code == 422  # parsed and validated: age is not a list
+        assert at_limit.json()["errors"][0]["loc"] == ["body", "age"]
+
+        # Brackets inside strings are text, not nesting.
+        password = '\\"' + "[{" * 200
+        texty = await client.post("/login", json={**login, "password": password})
+        assert texty.status_code == 200, texty.text
+
+        # Over the cap is still a 413, however deep.
+        huge = await client.post(
+            "/login", content=b"[" * 4096, headers={"content-type": "application/json"}
+        )
+        assert huge.status_code == 413
+
+
+def test_json_depth_is_measured_on_the_raw_text() -> None:
+    assert not json_too_deep(b"[" * 64 + b"]" * 64)
+    assert json_too_deep(b"[" * 65 + b"]" * 65)
+    assert json_too_deep(b"[" * 100_000)  # unterminated, still measured, no recursion
+    assert not json_too_deep(b'["' + b"[" * 100 + b'"]')
+    assert not json_too_deep(b'["\\\"' + b"{" * 100 + b'"]')  # escaped quotes stay in
+    assert json_too_deep(b'[{"a": [[[' + b"[" * 62 + b"]]]}]", limit=64)
+    assert not json_too_deep(b"[" * 3 + b"]" * 3, limit=3)
 
 
 async def test_readiness_follows_the_checks() -> None:

@@ -1,15 +1,60 @@
 """The base of every service's request bodies: unknown fields are refused (422), and so is the
 NUL character anywhere in it (PostgreSQL cannot store it in text or jsonb, and no
-legitimate name, email, scope or header contains it)."""
+legitimate name, email, scope or header contains it).
+
+Also the strict field types of amounts and flags (`StrictCredits`, `StrictFlag`): pydantic's
+lax mode would read `"10"`, `true` and `1.0` as the integer 10, 1 and 1, and `false` as
+a reserve of 0; a body field of these types takes a JSON integer (boolean) or nothing.
+And `json_too_deep`, the depth check `create_app` runs on every JSON request body
+before anything parses it (`MAX_JSON_DEPTH`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Strict, model_validator
 
 NUL_FREE = r"^[^\x00]*$"
 """`pattern=` of text query and path parameters: anything but the NUL character."""
+
+StrictCredits = Annotated[int, Strict()]
+"""A whole number in a request body (credits, thresholds, priorities): a JSON integer only,
+never `"10"`, `true`, `1.5` or `1.0`."""
+
+StrictFlag = Annotated[bool, Strict()]
+"""A flag in a request body: JSON `true` or `false` only, never `1` or `"true"`."""
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects a JSON request body may have. No Tollgate body
+needs more than a handful of levels; deeper input only serves to exhaust a parser's or
+a validator's recursion (a 500)."""
+
+# A JSON string (escapes included) or one bracket; strings are skipped whole so that
+# brackets inside them do not count.
+_STRING_OR_BRACKET = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
+def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when the JSON text `body` nests arrays/objects deeper than `limit`.
+
+    Works on the raw bytes without parsing (so it cannot itself be exhausted) and in
+    linear time; bodies with no more than `limit` brackets in all are passed at once.
+    Invalid JSON is judged as far as its brackets go (the parser refuses it later).
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(body):
+        token = match.group()[0]
+        if token in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in b"]}":
+            depth -= 1
+    return False
 
 
 def contains_nul(value: Any) -> bool:

@@ -2,7 +2,8 @@
 
 `create_app` wires the pieces a service must not forget: problem+json errors, a
 request id on every request and response (`X-Request-ID`, also in every log line),
-a request body cap (413), trace context from `traceparent`, HTTP metrics, and the
+a request body cap (413), a nesting limit on JSON bodies (400 above
+`MAX_JSON_DEPTH`, checked on the raw bytes before anything parses them), trace context from `traceparent`, HTTP metrics, and the
 operational endpoints `/healthz` (alive), `/readyz` (every registered readiness
 check passes) and `/metrics`. Services register readiness checks in their lifespan
 with `add_ready_check(app, name, check)`.
@@ -30,6 +31,7 @@ from tollgate.kit.problems import (
     problem_body,
     problem_response,
 )
+from tollgate.kit.requests import MAX_JSON_DEPTH, json_too_deep
 from tollgate.kit.telemetry import context_from_headers
 
 ReadyCheck = Callable[[], Awaitable[bool]]
@@ -130,6 +132,82 @@ class RequestContextMiddleware:
                 )
 
 
+class JsonDepthLimit:
+    """Refuses (400 problem+json) a JSON request body nested deeper than `max_depth`
+    before the app sees it: Python's parser and every recursive walk over the parsed
+    value (validators, NUL checks) would otherwise fail with a RecursionError, a 500.
+
+    Runs inside the body cap, so what it buffers is at most `max_body_bytes`. Bodies the
+    app reads as JSON are checked: `application/json`, `application/*+json`, and bodies
+    sent without a content type (FastAPI parses those as JSON too).
+    """
+
+    def __init__(self, app: ASGIApp, *, max_depth: int) -> None:
+        self.app = app
+        self.max_depth = max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value.split(b";", 1)[0].strip().lower()
+        if content_type and not _is_json_media_type(content_type):
+            await self.app(scope, receive, send)
+            return
+        buffered: list[Message] = []
+        while True:
+            message = await receive()
+            buffered.append(message)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+        if buffered[-1]["type"] == "http.request":
+            body = b"".join(m.get("body", b"") for m in buffered)
+            if json_too_deep(body, self.max_depth):
+                await _send_problem(
+                    send,
+                    problem_body(
+                        400,
+                        "Bad Request",
+                        f"JSON bodies may be nested at most {self.max_depth} levels deep.",
+                        slug="too-deep",
+                        request_id=request_id_var.get(),
+                    ),
+                    400,
+                )
+                return
+            buffered = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def replay() -> Message:
+            if buffered:
+                return buffered.pop(0)
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _is_json_media_type(media_type: bytes) -> bool:
+    return media_type == b"application/json" or (
+        media_type.startswith(b"application/") and media_type.endswith(b"+json")
+    )
+
+
+async def _send_problem(send: Send, body: bytes, status: int) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 async def _send_too_large(send: Send, request_id: str, limit: int) -> None:
     body = problem_body(
         413,
@@ -164,6 +242,7 @@ def create_app(
     description: str,
     lifespan: Lifespan,
     max_body_bytes: int,
+    max_json_depth: int = MAX_JSON_DEPTH,
     version: str = "0.1.0",
     ops_prefix: str = "",
     **fastapi_kwargs: Any,
@@ -179,6 +258,8 @@ def create_app(
     )
     app.state.ready_checks = {}
     install_problem_handlers(app)
+    # Added first, so it runs inside the body cap (and sees the request id).
+    app.add_middleware(JsonDepthLimit, max_depth=max_json_depth)
     app.add_middleware(RequestContextMiddleware, service=service, max_body_bytes=max_body_bytes)
 
     @app.get(f"{ops_prefix}/healthz", include_in_schema=False)

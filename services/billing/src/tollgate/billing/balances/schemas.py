@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from tollgate.contracts.events.billing import BalanceMode, BalanceStatus
-from tollgate.kit.requests import RequestModel
+from tollgate.kit.requests import RequestModel, StrictCredits
 
 MAX_CREDITS = 10**15
 
@@ -42,8 +42,8 @@ class BillingSettingsPatch(RequestModel):
     admins only (they decide whether and when the gateway stops the org)."""
 
     mode: BalanceMode | None = None
-    low_threshold: int | None = Field(None, ge=0, le=MAX_CREDITS)
-    reserve: int | None = Field(
+    low_threshold: StrictCredits | None = Field(None, ge=0, le=MAX_CREDITS)
+    reserve: StrictCredits | None = Field(
         None,
         ge=0,
         le=MAX_CREDITS,

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tollgate.kit.requests import RequestModel
+from tollgate.kit.requests import RequestModel, StrictCredits
 
 MAX_AMOUNT = 10**12
 
@@ -18,7 +18,9 @@ EntryKind = Literal["debit", "top_up", "adjustment", "refund", "expiry"]
 class TopUpIn(RequestModel):
     """Credits to add to an org's balance."""
 
-    amount: int = Field(ge=1, le=MAX_AMOUNT, description="Credits to add.")
+    amount: StrictCredits = Field(
+        ge=1, le=MAX_AMOUNT, description="Credits to add (a JSON integer)."
+    )
     reason: str = Field(
         "top-up",
         min_length=1,
@@ -31,7 +33,9 @@ class AdjustmentIn(RequestModel):
     """A correction of an org's balance: `adjustment` (either sign), `refund` (positive)
     or `expiry` (negative)."""
 
-    amount: int = Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Signed credits; never zero.")
+    amount: StrictCredits = Field(
+        ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Signed credits (a JSON integer); never zero."
+    )
     kind: Literal["adjustment", "refund", "expiry"] = "adjustment"
     reason: str = Field(min_length=1, max_length=500, description="Why; shown in the ledger.")
 
