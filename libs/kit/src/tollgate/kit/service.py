@@ -3,10 +3,11 @@
 `create_app` wires the pieces a service must not forget: problem+json errors, a
 request id on every request and response (`X-Request-ID`, also in every log line),
 a request body cap (413), a nesting limit on JSON bodies (400 above
-`MAX_JSON_DEPTH`, checked on the raw bytes before anything parses them), trace context from `traceparent`, HTTP metrics, and the
-operational endpoints `/healthz` (alive), `/readyz` (every registered readiness
-check passes) and `/metrics`. Services register readiness checks in their lifespan
-with `add_ready_check(app, name, check)`.
+`MAX_JSON_DEPTH`, checked on the raw bytes before anything parses them), trace
+context from `traceparent`, HTTP metrics, and the operational endpoints `/healthz`
+(alive), `/readyz` (every registered readiness check passes) and `/metrics`.
+Services register readiness checks in their lifespan with
+`add_ready_check(app, name, check)`.
 """
 
 from __future__ import annotations
