@@ -56,6 +56,7 @@ from tollgate.gateway.proxy.headers import (
     query_key,
     strip_query_key,
 )
+from tollgate.gateway.proxy.paths import AmbiguousPath, Target, normalise
 from tollgate.gateway.proxy.tracing import RequestSpans, traceparent_of
 from tollgate.gateway.registry.records import ApiRecord, KeyRecord, RouteRecord
 from tollgate.gateway.registry.store import Registry
@@ -126,6 +127,7 @@ class _Call:
     __slots__ = (
         "api",
         "client_ip",
+        "forward",
         "key",
         "method",
         "path",
@@ -135,14 +137,17 @@ class _Call:
         "started",
         "started_wall",
         "status",
+        "target",
         "traceparent",
         "tracestate",
     )
 
-    def __init__(self, request_id: str, method: str, path: str, client_ip: str) -> None:
+    def __init__(self, request_id: str, method: str, target: Target, client_ip: str) -> None:
         self.request_id = request_id
         self.method = method
-        self.path = path
+        self.target = target
+        self.path = "/" + target.slug + target.path  # the API path once the API is known
+        self.forward = target.forward
         self.client_ip = client_ip
         self.api: ApiRecord | None = None
         self.key: KeyRecord | None = None
@@ -153,6 +158,18 @@ class _Call:
         self.tracestate: str | None = None
         self.status: int | None = None  # once answered
         self.reason: RejectionReason | None = None  # when refused
+
+
+def _bad_target(detail: str) -> web.Response:
+    """400 for a target that cannot be read one way only: answered before routing, like
+    an HTTP parse error, so no API or key is known and no event is queued."""
+    request_id = str(uuid7())
+    _count("rejected", 400)
+    return web.Response(
+        body=problem_body(400, "Bad Request", detail, slug="ambiguous-path", request_id=request_id),
+        status=400,
+        headers={"Content-Type": PROBLEM_CONTENT_TYPE, "X-Request-ID": request_id},
+    )
 
 
 class Gate:
@@ -181,10 +198,13 @@ class Gate:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         raw_path, _, query = request.raw_path.partition("?")
-        raw_path = raw_path.partition("#")[0]
+        try:
+            target = normalise(raw_path)
+        except AmbiguousPath as exc:
+            return _bad_target(str(exc))
         peer = request.remote or "0.0.0.0"
         client_ip = self._proxies.client_ip(peer, request.headers.get("X-Forwarded-For"))
-        call = _Call(str(uuid7()), request.method, raw_path, client_ip)
+        call = _Call(str(uuid7()), request.method, target, client_ip)
         spans = self._spans
         if spans is None:
             incoming = request.headers.get("traceparent")
@@ -196,7 +216,7 @@ class Gate:
         span = spans.start(
             request.headers,
             method=call.method,
-            path=raw_path,
+            path=call.path,
             scheme=request.scheme,
             client_ip=client_ip,
             request_id=call.request_id,
@@ -237,12 +257,11 @@ class Gate:
     def _admit(self, call: _Call, request: web.BaseRequest, query: str) -> tuple[str, bool]:
         """Run checks 1-5; returns the query to forward and whether the key came in
         `Authorization`."""
-        slug, _, rest = call.path[1:].partition("/")
-        api = self._registry.api_for_slug(slug)
+        api = self._registry.api_for_slug(call.target.slug)
         if api is None:
             raise _Refusal(404, RejectionReason.UNKNOWN_API, "No API is served at this path.")
         call.api = api
-        call.path = "/" + rest
+        call.path = call.target.path
         if api.retired:
             raise _Refusal(410, RejectionReason.API_RETIRED, "This API has been retired.")
 
@@ -442,7 +461,7 @@ class Gate:
         if api.credentials_broken:
             return self._upstream_failed(call, 502, "The API's upstream credentials are unusable.")
         headers = self._upstream_headers(call, request, key_in_auth)
-        url = api.upstream_base + call.path + ("?" + query if query else "")
+        url = api.upstream_base + call.forward + ("?" + query if query else "")
         received = [0]
         builder = self._client.request(call.method, url)
         declared = request.content_length

@@ -1,0 +1,184 @@
+"""An in-process gate in front of a recording upstream, on a loop of its own thread.
+
+Tests (Hypothesis ones too) drive it synchronously with raw HTTP/1.1 bytes over a
+socket, so a request target reaches the gateway exactly as written, and then read
+what the upstream received and which events the gate queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from tollgate.contracts.events.accounts import ApiStatus, ApiUpserted, KeyUpserted
+from tollgate.gateway.config import Settings
+from tollgate.gateway.limits.limiter import RateLimiter
+from tollgate.gateway.proxy.gate import Gate
+from tollgate.gateway.registry.store import Registry
+from tollgate.kit import apikeys
+from tollgate.kit.sealing import Sealer, new_sealing_key
+
+PEPPER = "in-process-pepper"
+SEALING_KEY = new_sealing_key()
+
+
+def api_event(slug: str, upstream_url: str, **fields: Any) -> ApiUpserted:
+    return ApiUpserted.model_validate(
+        {
+            "api_id": fields.pop("api_id", uuid.uuid4()),
+            "slug": slug,
+            "name": slug,
+            "api_version": "v1",
+            "upstream_url": upstream_url,
+            "status": ApiStatus.ACTIVE,
+            "timeout_ms": 2000,
+            "price": 1,
+            "charge_failed_calls": False,
+            "version": 1,
+            "updated_at": datetime.now(UTC),
+            **fields,
+        }
+    )
+
+
+def key_event(raw: str, **fields: Any) -> KeyUpserted:
+    return KeyUpserted.model_validate(
+        {
+            "key_id": fields.pop("key_id", uuid.uuid4()),
+            "org_id": fields.pop("org_id", uuid.uuid4()),
+            "key_hash": apikeys.hash_key(raw, PEPPER),
+            "prefix": apikeys.display_prefix(raw),
+            "last4": raw[-4:],
+            "name": "k",
+            "environment": "live",
+            "enabled": True,
+            "version": 1,
+            "updated_at": datetime.now(UTC),
+            **fields,
+        }
+    )
+
+
+def sealed(headers: dict[str, str]) -> str:
+    import orjson
+
+    return Sealer(SEALING_KEY).seal(orjson.dumps(headers))
+
+
+@dataclass
+class Seen:
+    """One request as the upstream received it."""
+
+    method: str
+    raw_path: str
+    headers: dict[str, str]
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class RecordingPublisher:
+    """Stands in for the EventPublisher: keeps what the gate queues."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(
+        self, key: str | None, event_type: str, data: dict[str, Any], traceparent: str
+    ) -> None:
+        self.events.append((event_type, dict(data)))
+
+
+@dataclass
+class InProcessGateway:
+    """Gate + upstream on a private loop; `apis(upstream_url)` builds the API records."""
+
+    apis: Callable[[str], Iterable[ApiUpserted]]
+    keys: Iterable[KeyUpserted]
+    settings: dict[str, Any] = field(default_factory=dict)
+    seen: list[Seen] = field(default_factory=list)
+    publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
+    port: int = 0
+    upstream_url: str = ""
+
+    def __post_init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+
+    async def _start(self) -> None:
+        async def upstream(request: web.BaseRequest) -> web.Response:
+            self.seen.append(Seen(request.method, request.raw_path, dict(request.headers)))
+            return web.Response(body=b'{"ok":true}', content_type="application/json")
+
+        self._upstream = web.ServerRunner(web.Server(upstream, access_log=None))
+        await self._upstream.setup()
+        site = web.TCPSite(self._upstream, "127.0.0.1", 0)
+        await site.start()
+        up_port = self._upstream.addresses[0][1]
+        self.upstream_url = f"http://127.0.0.1:{up_port}"
+        settings = Settings(
+            key_pepper=PEPPER,
+            sealing_keys=SEALING_KEY,
+            kafka_create_topics=False,
+            **self.settings,
+        )
+        registry = Registry(Sealer(SEALING_KEY))
+        for api in self.apis(self.upstream_url):
+            registry.apply_api(str(api.api_id), api)
+        for key in self.keys:
+            registry.apply_key(str(key.key_id), key)
+        self.gate = _make_gate(settings, registry, self.publisher)
+        self._runner = web.ServerRunner(web.Server(self.gate.handle, access_log=None))
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def request(
+        self, method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> Reply:
+        """Send `target` byte for byte (latin-1) and read the answer."""
+        lines = [f"{method} {target} HTTP/1.1", f"Host: 127.0.0.1:{self.port}"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall("\r\n".join(lines).encode("latin-1") + body)
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            data = response.read()
+            return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            await self._runner.cleanup()
+            await self._upstream.cleanup()
+            closer = getattr(self.gate, "close_upstreams", None)
+            if closer is not None:
+                await closer()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+
+def _make_gate(settings: Settings, registry: Registry, publisher: RecordingPublisher) -> Gate:
+    from tollgate.gateway.app import upstream_client
+
+    gate = Gate(settings, registry, RateLimiter(settings), publisher, upstream_client(settings))  # type: ignore[arg-type]
+    return gate
