@@ -53,6 +53,9 @@ def serve(service: str, settings: ServiceSettings, app: ASGIApp) -> None:
             log_config=None,
             timeout_graceful_shutdown=15,
             server_header=False,
+            # The peer stays the peer: X-Forwarded-For is believed only from a service's
+            # own trusted proxies (tollgate.kit.clientip), not from uvicorn's 127.0.0.1.
+            proxy_headers=False,
         )
     finally:
         shutdown_tracing()

@@ -23,6 +23,7 @@ from tollgate.accounts.models import outbox
 from tollgate.accounts.orgs.api import router as orgs_router
 from tollgate.contracts import topics
 from tollgate.kit.auth import JwtVerifier
+from tollgate.kit.clientip import TrustedProxies
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.problems import problem_response
 from tollgate.kit.runtime import service_runtime
@@ -113,6 +114,7 @@ def create_app(settings: Settings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
     )
     app.state.settings = settings
+    app.state.trusted_proxies = TrustedProxies(settings.trusted_proxies)
     app.add_exception_handler(IntegrityError, _on_conflict)
     app.include_router(jwks_router)
     for router in (

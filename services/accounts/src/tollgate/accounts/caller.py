@@ -19,6 +19,7 @@ from tollgate.accounts.identity import repository as users
 from tollgate.accounts.identity.signing import SigningKeyring
 from tollgate.accounts.orgs import repository as orgs
 from tollgate.kit.auth import Principal, Role, bearer_token, unauthorized
+from tollgate.kit.clientip import TrustedProxies
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.logs import request_id_var
 
@@ -37,9 +38,14 @@ class Actor:
 
 
 def client_ip(request: Request) -> str | None:
-    """The peer address (a proxy in front is expected to be trusted by uvicorn's
-    `--forwarded-allow-ips`, which rewrites it)."""
-    return request.client.host if request.client else None
+    """The client address for throttles and the audit log: the TCP peer, or behind a
+    proxy listed in `trusted_proxies` the nearest untrusted `X-Forwarded-For` hop."""
+    if request.client is None:
+        return None
+    proxies: TrustedProxies = request.app.state.trusted_proxies
+    # Repeated headers are one list (RFC 9110 §5.3); the proxy appended to the last.
+    forwarded_for = ",".join(request.headers.getlist("x-forwarded-for"))
+    return proxies.client_ip(request.client.host, forwarded_for)
 
 
 async def _caller(request: Request) -> Principal:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from tollgate.kit.clientip import parse_networks
 from tollgate.kit.settings import ServiceSettings
 
 
@@ -33,9 +34,24 @@ class Settings(ServiceSettings):
     refresh_token_ttl_seconds: int = Field(30 * 86_400, ge=3600)
     bcrypt_rounds: int = Field(12, ge=4, le=16, description="bcrypt cost factor")
 
-    login_window_seconds: int = Field(900, ge=10, description="login throttle window")
-    login_max_failures_per_account: int = Field(5, ge=1)
-    login_max_failures_per_ip: int = Field(30, ge=1)
+    trusted_proxies: str = Field(
+        "",
+        description="comma-separated CIDRs of reverse proxies whose X-Forwarded-For is "
+        "believed; empty: the TCP peer is the client",
+    )
+
+    login_window_seconds: int = Field(
+        900, ge=10, description="window of the sign-in and verification throttles"
+    )
+    login_max_failures_per_ip_account: int = Field(
+        5, ge=1, description="failed checks per window for one account from one client IP"
+    )
+    login_max_failures_per_account: int = Field(
+        20, ge=1, description="failed checks per window for one account from all addresses"
+    )
+    login_max_failures_per_ip: int = Field(
+        100, ge=1, description="failed checks per window from one client IP, all accounts"
+    )
 
     registration_open: bool = Field(True, description="anyone may register a user")
     self_service_orgs: bool = Field(True, description="any user may create an org")
@@ -70,3 +86,9 @@ class Settings(ServiceSettings):
         True, description="resolve upstream host names and refuse blocked addresses"
     )
     max_openapi_bytes: int = Field(1_048_576, ge=1024, description="OpenAPI import cap")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # a typo must stop the start, not trust nobody silently
+        return value
