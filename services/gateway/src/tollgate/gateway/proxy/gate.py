@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import Counter, Histogram
 from pyreqwest.client import Client
 from pyreqwest.exceptions import RequestError, RequestTimeoutError
@@ -53,7 +53,8 @@ from tollgate.gateway.proxy.headers import (
     TrustedProxies,
     child_traceparent,
     connection_tokens,
-    query_key,
+    is_key_bearer,
+    query_keys,
     strip_query_key,
 )
 from tollgate.gateway.proxy.paths import AmbiguousPath, Target, normalise
@@ -113,12 +114,14 @@ class _Refusal(Exception):
         reason: RejectionReason,
         detail: str,
         headers: list[tuple[str, str]] | None = None,
+        slug: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.reason = reason
         self.detail = detail
         self.headers = headers or []
+        self.slug = slug or reason.value.replace("_", "-")
 
 
 class _Call:
@@ -158,6 +161,44 @@ class _Call:
         self.tracestate: str | None = None
         self.status: int | None = None  # once answered
         self.reason: RejectionReason | None = None  # when refused
+
+
+def _presented_key(headers: CIMultiDictProxy[str], query: str) -> tuple[str | None, str, bool]:
+    """The key the request presents, the query without `api_key`, and whether an
+    `Authorization` header carries a Tollgate key.
+
+    Every carrier counts (each `X-API-Key`, each `Authorization: Bearer tg_...`, each
+    `api_key` parameter); different keys in one request are refused. A bearer token
+    that is no Tollgate key is the upstream's, unless nothing else carries a key.
+    """
+    found: list[str] = []
+    key_in_auth = False
+    other_bearer = None
+    if "X-API-Key" in headers:
+        found.extend(v.strip() for v in headers.getall("X-API-Key"))
+    if "Authorization" in headers:
+        for value in headers.getall("Authorization"):
+            if is_key_bearer(value):
+                found.append(value[7:].strip())
+                key_in_auth = True
+            elif other_bearer is None and value[:7].lower() == "bearer ":
+                other_bearer = value[7:].strip()
+    if query and ("api_key" in query or "%" in query):
+        in_query = query_keys(query)
+        if in_query:
+            found.extend(in_query)
+            query = strip_query_key(query)
+    distinct = {value for value in found if value}
+    if len(distinct) > 1:
+        raise _Refusal(
+            401,
+            RejectionReason.UNKNOWN_KEY,
+            "The request carries more than one API key; send exactly one.",
+            slug="conflicting-keys",
+        )
+    if distinct:
+        return distinct.pop(), query, key_in_auth
+    return other_bearer, query, key_in_auth
 
 
 def _bad_target(detail: str) -> web.Response:
@@ -255,8 +296,8 @@ class Gate:
     # ------------------------------------------------------------------ admission
 
     def _admit(self, call: _Call, request: web.BaseRequest, query: str) -> tuple[str, bool]:
-        """Run checks 1-5; returns the query to forward and whether the key came in
-        `Authorization`."""
+        """Run checks 1-5; returns the query to forward and whether an `Authorization`
+        header carries a Tollgate key."""
         api = self._registry.api_for_slug(call.target.slug)
         if api is None:
             raise _Refusal(404, RejectionReason.UNKNOWN_API, "No API is served at this path.")
@@ -265,18 +306,7 @@ class Gate:
         if api.retired:
             raise _Refusal(410, RejectionReason.API_RETIRED, "This API has been retired.")
 
-        headers = request.headers
-        raw = headers.get("X-API-Key")
-        key_in_auth = False
-        if not raw:
-            auth = headers.get("Authorization")
-            if auth and auth[:7].lower() == "bearer ":
-                raw = auth[7:].strip()
-                key_in_auth = True
-        if not raw and query and "api_key=" in query:
-            raw = query_key(query)
-        if query and "api_key=" in query:
-            query = strip_query_key(query)
+        raw, query, key_in_auth = _presented_key(request.headers, query)
         if not raw:
             raise _Refusal(401, RejectionReason.MISSING_KEY, "An API key is required.")
         if not apikeys.well_formed(raw):
@@ -383,7 +413,7 @@ class Gate:
             call,
             refusal.status,
             refusal.detail,
-            refusal.reason.value.replace("_", "-"),
+            refusal.slug,
             refusal.headers,
         )
         key = call.key
@@ -424,11 +454,16 @@ class Gate:
         drop = REQUEST_DROP
         if "Connection" in incoming:
             drop = drop | connection_tokens(incoming)
-        if key_in_auth:
-            drop = drop | {"authorization"}
         if api.upstream_headers:
             drop = drop | {name.lower() for name, _ in api.upstream_headers}
         out = [(name, value) for name, value in incoming.items() if name.lower() not in drop]
+        if key_in_auth:
+            # Only the values carrying a Tollgate key: the upstream's own credentials pass.
+            out = [
+                (name, value)
+                for name, value in out
+                if name.lower() != "authorization" or not is_key_bearer(value)
+            ]
         peer = request.remote or ""
         forwarded_for = incoming.get("X-Forwarded-For")
         if forwarded_for and self._proxies.trusts(peer):

@@ -94,17 +94,35 @@ class TrustedProxies:
         return peer
 
 
+def _is_key_param(name: str) -> bool:
+    # An upstream decodes parameter names too: `api%5Fkey` is `api_key` to it.
+    return name == "api_key" or ("%" in name and unquote_plus(name) == "api_key")
+
+
 def strip_query_key(query: str) -> str:
-    """The query string without any `api_key` parameter (kept byte-for-byte otherwise)."""
+    """The query string without any `api_key` parameter, however its name is encoded
+    (kept byte-for-byte otherwise)."""
     return "&".join(
-        part for part in query.split("&") if part and part.split("=", 1)[0] != "api_key"
+        part for part in query.split("&") if part and not _is_key_param(part.split("=", 1)[0])
     )
 
 
 def query_key(query: str) -> str | None:
     """The value of the first `api_key` parameter, URL-decoded."""
+    keys = query_keys(query)
+    return keys[0] if keys else None
+
+
+def query_keys(query: str) -> list[str]:
+    """Every `api_key` parameter's value, URL-decoded (names decoded as well)."""
+    found = []
     for part in query.split("&"):
         name, _, value = part.partition("=")
-        if name == "api_key":
-            return unquote_plus(value)
-    return None
+        if _is_key_param(name):
+            found.append(unquote_plus(value))
+    return found
+
+
+def is_key_bearer(authorization: str) -> bool:
+    """True when an `Authorization` value carries a Tollgate key (`Bearer tg_...`)."""
+    return authorization[:7].lower() == "bearer " and authorization[7:].lstrip()[:3] == "tg_"
