@@ -1,0 +1,1 @@
+"""Tollgate console: the web UI over the other services' REST APIs."""

@@ -1,0 +1,194 @@
+"""The console's FastAPI app: the kit's service app (ops endpoints, request ids,
+metrics) plus the web middleware, static files and the page routers.
+
+The console owns no data and holds no privileged credential: every page calls the
+backing services with the signed-in user's own token. It never talks to a database
+or to Kafka.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tollgate.console.backends import BackendDown, BackendProblem, Backends
+from tollgate.console.config import Settings
+from tollgate.console.i18n import LANGUAGE_COOKIE, load_catalogs, negotiate
+from tollgate.console.pages import auth, credits, keys, logs, orgs
+from tollgate.console.session import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SessionCookies,
+    csrf_matches,
+    new_csrf_token,
+)
+from tollgate.console.web import AccountsUnavailable, OrgNotFound, SignInRequired, render
+from tollgate.kit.service import create_app as create_service_app
+
+STATIC = Path(__file__).parent / "static"
+THEME_COOKIE = "tg_theme"
+THEMES = ("light", "dark")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+OPS_PATHS = ("/healthz", "/readyz", "/metrics")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "cross-origin-opener-policy": "same-origin",
+    "permissions-policy": "camera=(), microphone=(), geolocation=()",
+}
+
+Next = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """Build the app; the HTTP client to the backing services opens with the lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.backends = Backends(settings, transport)
+        try:
+            yield
+        finally:
+            await app.state.backends.aclose()
+
+    app = create_service_app(
+        service="console",
+        title="Tollgate console",
+        description="Tollgate console: the web UI over the other services' REST APIs.",
+        lifespan=lifespan,
+        max_body_bytes=settings.max_body_bytes,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    app.state.catalogs = load_catalogs()
+    app.state.cookies = SessionCookies(
+        settings.session_keys, settings.session_max_age_seconds, settings.cookie_secure
+    )
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for module in (auth, orgs, keys, logs, credits):
+        app.include_router(module.router)
+    install_web_middleware(app)
+    install_error_pages(app)
+    return app
+
+
+def install_web_middleware(app: FastAPI) -> None:
+    """Language, theme, CSRF token and security headers around every page."""
+
+    @app.middleware("http")
+    async def web_context(request: Request, call_next: Next) -> Response:
+        if request.url.path in OPS_PATHS:
+            return await call_next(request)
+        request.state.language = negotiate(
+            request.cookies.get(LANGUAGE_COOKIE), request.headers.get("accept-language")
+        )
+        theme = request.cookies.get(THEME_COOKIE)
+        request.state.theme = theme if theme in THEMES else None
+        request.state.session_update = None
+        csrf = request.cookies.get(CSRF_COOKIE)
+        fresh_csrf = None if csrf else new_csrf_token()
+        request.state.csrf_token = csrf or fresh_csrf
+        if request.method not in SAFE_METHODS and not await _csrf_ok(request, csrf):
+            response: Response = render(
+                request, "error.html", {"status": 403, "reason": "csrf"}, status=403
+            )
+        else:
+            response = await call_next(request)
+        store: SessionCookies = app.state.cookies
+        if fresh_csrf:
+            response.set_cookie(
+                CSRF_COOKIE,
+                fresh_csrf,
+                httponly=True,
+                samesite="lax",
+                secure=store.secure_for(request),
+                path="/",
+            )
+        if request.state.session_update is not None:
+            store.store(request, response, request.state.session_update)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if not request.url.path.startswith("/static/"):
+            response.headers["cache-control"] = "no-store"
+        return response
+
+
+async def _csrf_ok(request: Request, cookie: str | None) -> bool:
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        await request.body()  # cached, so the handler reads the same body again
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    return csrf_matches(cookie, sent)
+
+
+def install_error_pages(app: FastAPI) -> None:
+    """HTML answers for the errors a browser can meet."""
+
+    async def sign_in_required(request: Request, _exc: Exception) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        response: Response = RedirectResponse(
+            f"/signin?next={quote(target, safe='')}", status_code=303
+        )
+        if request.headers.get("hx-request"):
+            response = Response(status_code=204, headers={"HX-Redirect": "/signin"})
+        store: SessionCookies = app.state.cookies
+        store.clear(request, response)
+        return response
+
+    async def accounts_down(request: Request, _exc: Exception) -> Response:
+        return render(request, "error.html", {"status": 503, "reason": "accounts"}, status=503)
+
+    async def service_down(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BackendDown)
+        reason = "accounts" if exc.service == "accounts" else "down"
+        context = {"status": 503, "reason": reason, "service": exc.service}
+        return render(request, "error.html", context, status=503)
+
+    async def org_not_found(request: Request, _exc: Exception) -> Response:
+        return render(request, "error.html", {"status": 404, "reason": "org"}, status=404)
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BackendProblem)
+        if exc.status == 401:
+            return await sign_in_required(request, exc)
+        status = exc.status if exc.status in (403, 404) else 400
+        return render(
+            request, "error.html", {"status": status, "reason": "problem", "problem": exc}, status
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if request.url.path in OPS_PATHS or not hasattr(request.state, "language"):
+            return Response(status_code=exc.status_code)
+        return render(
+            request, "error.html", {"status": exc.status_code, "reason": "http"}, exc.status_code
+        )
+
+    app.add_exception_handler(SignInRequired, sign_in_required)
+    app.add_exception_handler(AccountsUnavailable, accounts_down)
+    app.add_exception_handler(BackendDown, service_down)
+    app.add_exception_handler(OrgNotFound, org_not_found)
+    app.add_exception_handler(BackendProblem, refused)
+    app.add_exception_handler(StarletteHTTPException, http_error)

@@ -1,0 +1,417 @@
+"""The typed client of the backing services' REST APIs: the one place their response
+shapes are known.
+
+Every call goes out with the signed-in user's own access token, never with a
+privileged credential: the console can do exactly what the user could do with curl.
+Responses are parsed into the small models below (unknown fields ignored), so a change
+of shape in a backing API (e.g. list envelopes) is absorbed here and nowhere else.
+
+Failures come back as two exceptions: `BackendProblem` (the service answered with an
+error, usually problem+json, shown inline next to the form or panel) and
+`BackendDown` (it did not answer, or answered 5xx: the panel says the service is
+unavailable and the rest of the page renders).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from tollgate.console.config import Settings
+
+Service = Literal["accounts", "usage", "billing"]
+T = TypeVar("T")
+
+
+class BackendDown(Exception):
+    """A backing service did not answer usefully (connection error, timeout, 5xx)."""
+
+    def __init__(self, service: Service) -> None:
+        super().__init__(f"{service} is unavailable")
+        self.service = service
+
+
+class BackendProblem(Exception):
+    """A backing service refused the request (4xx), with its problem+json details."""
+
+    def __init__(self, service: Service, status: int, body: dict[str, Any]) -> None:
+        self.service = service
+        self.status = status
+        self.title = str(body.get("title") or "Error")
+        self.detail = str(body.get("detail") or "")
+        self.body = body
+        super().__init__(f"{service} {status}: {self.detail or self.title}")
+
+    @property
+    def field_errors(self) -> dict[str, str]:
+        """Validation messages by field name (FastAPI/kit `errors` extension)."""
+        out: dict[str, str] = {}
+        for error in self.body.get("errors") or []:
+            if isinstance(error, dict):
+                loc = [str(p) for p in error.get("loc", []) if p not in ("body", "query")]
+                if loc:
+                    out.setdefault(loc[0], str(error.get("msg", "")))
+        return out
+
+    @property
+    def message(self) -> str:
+        """What to show a user: the detail when there is one, else the title."""
+        return self.detail or self.title
+
+
+class Shape(BaseModel):
+    """A response shape: unknown fields are ignored, so additive changes don't break."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Page(Shape, Generic[T]):
+    """One page of a list, whatever envelope the service uses."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class Tokens(Shape):
+    access_token: str
+    expires_in: int
+    refresh_token: str
+
+
+class OrgRole(Shape):
+    org_id: uuid.UUID
+    role: str
+
+
+class Me(Shape):
+    id: uuid.UUID
+    email: str
+    name: str
+    locale: str
+    is_admin: bool
+    totp_enabled: bool
+    orgs: list[OrgRole]
+
+    def role_in(self, org_id: uuid.UUID) -> str | None:
+        return next((o.role for o in self.orgs if o.org_id == org_id), None)
+
+
+class Org(Shape):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+
+class Key(Shape):
+    id: uuid.UUID
+    org_id: uuid.UUID
+    name: str
+    prefix: str
+    last4: str
+    environment: str
+    enabled: bool
+    revoked: bool
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    scopes: list[str]
+    allowed_api_ids: list[uuid.UUID]
+    limits: dict[str, int]
+    ip_allowlist: list[str] = Field(default_factory=list)
+    created_at: datetime
+
+    def status(self, now: datetime) -> str:
+        """revoked, expired, disabled or active (in that order of precedence)."""
+        if self.revoked:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active" if self.enabled else "disabled"
+
+
+class IssuedKey(Key):
+    key: str
+
+
+class Api(Shape):
+    id: uuid.UUID
+    slug: str
+    name: str
+    status: str
+    price: int
+
+
+class Latency(Shape):
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+
+
+class UsageSummary(Shape):
+    requests: int
+    completed: int
+    rejected: int
+    errors: int
+    error_rate: float
+    credits: int
+    latency: Latency
+
+
+class TopItem(Shape):
+    value: str | None
+    requests: int
+    rejected: int
+    errors: int
+    credits: int
+    latency: Latency
+
+
+class TopList(Shape):
+    items: list[TopItem]
+
+
+class LogItem(Shape):
+    request_id: uuid.UUID
+    time: datetime
+    key_id: uuid.UUID | None
+    api_id: uuid.UUID | None
+    method: str
+    path: str
+    status: int
+    outcome: str
+    rejection_reason: str | None
+    latency_ms: int
+    upstream_latency_ms: int | None
+    request_bytes: int | None
+    response_bytes: int | None
+    client_ip: str
+    cost: int
+
+
+class Quota(Shape):
+    per_day: int | None
+    used_today: int
+    per_month: int | None
+    used_this_month: int
+
+
+class KeyStats(Shape):
+    totals: UsageSummary
+    quota: Quota
+    recent: list[LogItem]
+
+
+class Balance(Shape):
+    balance: int
+    status: str
+    mode: str
+    low_threshold: int
+
+
+class Transaction(Shape):
+    id: uuid.UUID
+    kind: str
+    amount: int
+    balance_after: int
+    reason: str
+    request_count: int
+    created_at: datetime
+
+
+def _drop_none(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v not in (None, "")}
+
+
+class Backends:
+    """Calls accounts, usage and billing; one pooled `httpx.AsyncClient` per app."""
+
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
+        self._bases: dict[Service, str] = {
+            "accounts": settings.accounts_url.rstrip("/"),
+            "usage": settings.usage_url.rstrip("/"),
+            "billing": settings.billing_url.rstrip("/"),
+        }
+        self._http = httpx.AsyncClient(
+            timeout=settings.backend_timeout_seconds,
+            transport=transport,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(
+        self,
+        service: Service,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        json: Any = None,
+        data: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        sent = dict(headers or {})
+        if token:
+            sent["authorization"] = f"Bearer {token}"
+        try:
+            answer = await self._http.request(
+                method,
+                self._bases[service] + path,
+                json=json,
+                data=data,
+                params=_drop_none(params or {}),
+                headers=sent,
+            )
+        except httpx.HTTPError as exc:
+            raise BackendDown(service) from exc
+        if answer.status_code >= 500:
+            raise BackendDown(service)
+        if answer.status_code >= 400:
+            try:
+                body = answer.json()
+            except ValueError:
+                body = {"title": answer.reason_phrase}
+            raise BackendProblem(
+                service, answer.status_code, body if isinstance(body, dict) else {}
+            )
+        if answer.status_code == 204 or not answer.content:
+            return None
+        return answer.json()
+
+    # --- accounts: identity ---------------------------------------------------------
+
+    async def sign_in(self, email: str, password: str, otp: str | None = None) -> Tokens:
+        form = {"username": email, "password": password}
+        if otp:
+            form["otp"] = otp
+        return Tokens.model_validate(
+            await self._call("accounts", "POST", "/v1/auth/token", data=form)
+        )
+
+    async def refresh(self, refresh_token: str) -> Tokens:
+        body = {"refresh_token": refresh_token}
+        return Tokens.model_validate(
+            await self._call("accounts", "POST", "/v1/auth/refresh", json=body)
+        )
+
+    async def sign_out(self, token: str, refresh_token: str) -> None:
+        body = {"refresh_token": refresh_token}
+        await self._call("accounts", "POST", "/v1/auth/logout", token=token, json=body)
+
+    async def register(self, email: str, password: str, name: str, locale: str) -> None:
+        body = {"email": email, "password": password, "name": name, "locale": locale}
+        await self._call("accounts", "POST", "/v1/auth/register", json=body)
+
+    async def me(self, token: str) -> Me:
+        return Me.model_validate(await self._call("accounts", "GET", "/v1/auth/me", token=token))
+
+    # --- accounts: orgs, keys, APIs -----------------------------------------------
+
+    async def orgs(self, token: str) -> list[Org]:
+        page = await self._call("accounts", "GET", "/v1/orgs", token=token, params={"limit": 200})
+        return Page[Org].model_validate(page).items
+
+    async def create_org(self, token: str, name: str) -> Org:
+        body = {"name": name}
+        return Org.model_validate(
+            await self._call("accounts", "POST", "/v1/orgs", token=token, json=body)
+        )
+
+    async def keys(
+        self, token: str, org_id: uuid.UUID, cursor: str | None, limit: int = 200
+    ) -> Page[Key]:
+        page = await self._call(
+            "accounts",
+            "GET",
+            f"/v1/orgs/{org_id}/keys",
+            token=token,
+            params={"cursor": cursor, "limit": limit},
+        )
+        return Page[Key].model_validate(page)
+
+    async def key(self, token: str, key_id: uuid.UUID) -> Key:
+        return Key.model_validate(
+            await self._call("accounts", "GET", f"/v1/keys/{key_id}", token=token)
+        )
+
+    async def create_key(self, token: str, org_id: uuid.UUID, body: dict[str, Any]) -> IssuedKey:
+        answer = await self._call(
+            "accounts", "POST", f"/v1/orgs/{org_id}/keys", token=token, json=body
+        )
+        return IssuedKey.model_validate(answer)
+
+    async def update_key(self, token: str, key_id: uuid.UUID, body: dict[str, Any]) -> Key:
+        answer = await self._call("accounts", "PATCH", f"/v1/keys/{key_id}", token=token, json=body)
+        return Key.model_validate(answer)
+
+    async def rotate_key(self, token: str, key_id: uuid.UUID, grace_seconds: int) -> IssuedKey:
+        body = {"grace_seconds": grace_seconds}
+        answer = await self._call(
+            "accounts", "POST", f"/v1/keys/{key_id}/rotate", token=token, json=body
+        )
+        return IssuedKey.model_validate(answer)
+
+    async def revoke_key(self, token: str, key_id: uuid.UUID) -> Key:
+        answer = await self._call("accounts", "POST", f"/v1/keys/{key_id}/revoke", token=token)
+        return Key.model_validate(answer)
+
+    async def apis(self, token: str) -> list[Api]:
+        page = await self._call("accounts", "GET", "/v1/apis", token=token, params={"limit": 200})
+        return Page[Api].model_validate(page).items
+
+    # --- usage --------------------------------------------------------------------
+
+    async def usage_summary(
+        self, token: str, org_id: uuid.UUID, start: datetime, end: datetime
+    ) -> UsageSummary:
+        params = {"org_id": org_id, "from": start.isoformat(), "to": end.isoformat()}
+        answer = await self._call("usage", "GET", "/v1/usage/summary", token=token, params=params)
+        return UsageSummary.model_validate(answer)
+
+    async def usage_top(
+        self, token: str, org_id: uuid.UUID, by: str, start: datetime, end: datetime
+    ) -> list[TopItem]:
+        params = {
+            "org_id": org_id,
+            "by": by,
+            "limit": 5,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+        }
+        answer = await self._call("usage", "GET", "/v1/usage/top", token=token, params=params)
+        return TopList.model_validate(answer).items
+
+    async def logs(self, token: str, org_id: uuid.UUID, filters: dict[str, Any]) -> Page[LogItem]:
+        params = {"org_id": org_id, "limit": 50, **filters}
+        answer = await self._call("usage", "GET", "/v1/usage/logs", token=token, params=params)
+        return Page[LogItem].model_validate(answer)
+
+    async def log(self, token: str, request_id: uuid.UUID) -> LogItem:
+        answer = await self._call("usage", "GET", f"/v1/usage/logs/{request_id}", token=token)
+        return LogItem.model_validate(answer)
+
+    async def key_stats(self, token: str, key_id: uuid.UUID) -> KeyStats:
+        answer = await self._call(
+            "usage", "GET", f"/v1/usage/keys/{key_id}", token=token, params={"recent": 10}
+        )
+        return KeyStats.model_validate(answer)
+
+    # --- billing ------------------------------------------------------------------
+
+    async def balance(self, token: str, org_id: uuid.UUID) -> Balance:
+        answer = await self._call("billing", "GET", f"/v1/orgs/{org_id}/balance", token=token)
+        return Balance.model_validate(answer)
+
+    async def transactions(
+        self, token: str, org_id: uuid.UUID, cursor: str | None, kind: str | None
+    ) -> Page[Transaction]:
+        params = {"cursor": cursor, "kind": kind, "limit": 50}
+        answer = await self._call(
+            "billing", "GET", f"/v1/orgs/{org_id}/transactions", token=token, params=params
+        )
+        return Page[Transaction].model_validate(answer)

@@ -1,0 +1,102 @@
+"""Languages of the console: the Babel catalogs, choosing a language per request, and
+locale-aware formatting of dates and numbers.
+
+Catalogs are `.po` files committed under `locale/<lang>/LC_MESSAGES/messages.po`
+(English is the source language and needs none). They are compiled in memory when the
+app starts, so there is no build step and no binary `.mo` in the repository. After
+changing a string in a template, re-extract and update the catalog (see the README);
+`tests/test_catalogs.py` fails while any message lacks a translation.
+"""
+
+from __future__ import annotations
+
+import gettext
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from babel import Locale
+from babel.dates import format_datetime
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal, format_percent
+from babel.support import Translations
+
+LOCALE_DIR = Path(__file__).parent / "locale"
+LANGUAGE_COOKIE = "tg_lang"
+# Language tag (as in URLs, cookies and <html lang>) -> Babel locale identifier.
+LANGUAGES: dict[str, str] = {"en": "en", "zh-Hans": "zh_Hans"}
+LANGUAGE_NAMES: dict[str, str] = {"en": "English", "zh-Hans": "简体中文"}
+DEFAULT_LANGUAGE = "en"
+
+
+def N_(message: str) -> str:
+    """Mark a string for extraction; it is translated where it is rendered."""
+    return message
+
+
+def load_catalogs() -> dict[str, gettext.NullTranslations]:
+    """Every language's translations, compiled from the committed `.po` files."""
+    catalogs: dict[str, gettext.NullTranslations] = {"en": gettext.NullTranslations()}
+    for tag, ident in LANGUAGES.items():
+        po = LOCALE_DIR / ident / "LC_MESSAGES" / "messages.po"
+        if not po.exists():
+            continue
+        with po.open("rb") as source:
+            catalog = read_po(source, locale=ident)
+        compiled = io.BytesIO()
+        write_mo(compiled, catalog)
+        compiled.seek(0)
+        catalogs[tag] = Translations(compiled)
+    return catalogs
+
+
+def negotiate(cookie: str | None, accept_language: str | None) -> str:
+    """The language to answer in: the remembered choice, else the best match of the
+    browser's Accept-Language (any Chinese goes to Simplified), else English."""
+    if cookie in LANGUAGES:
+        return cookie
+    weighted: list[tuple[float, int, str]] = []
+    for index, part in enumerate((accept_language or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        weighted.append((-q, index, tag.strip().lower()))
+    for _q, _i, tag in sorted(weighted):
+        if tag.startswith("zh"):
+            return "zh-Hans"
+        if tag.startswith("en"):
+            return "en"
+    return DEFAULT_LANGUAGE
+
+
+@dataclass(frozen=True)
+class Formats:
+    """Locale-aware formatting of the values pages show."""
+
+    language: str
+
+    @property
+    def locale(self) -> Locale:
+        return Locale.parse(LANGUAGES[self.language])
+
+    def number(self, value: int | float | None) -> str:
+        return "—" if value is None else format_decimal(value, locale=self.locale)
+
+    def percent(self, value: float | None) -> str:
+        return "—" if value is None else format_percent(value, "#,##0.##%", locale=self.locale)
+
+    def ms(self, value: float | None) -> str:
+        if value is None:
+            return "—"
+        return format_decimal(round(value, 1), locale=self.locale) + " ms"
+
+    def datetime(self, value: datetime | None) -> str:
+        if value is None:
+            return "—"
+        return format_datetime(value, "medium", tzinfo=UTC, locale=self.locale) + " UTC"

@@ -1,0 +1,276 @@
+"""API keys: the filtered list, creating one (the raw key is shown once), a key's page
+with its usage, and rotate, disable/enable and revoke.
+
+Write controls are shown to developers, owners and admins only, but the console does
+not decide: accounts authorises every write, and a refusal is shown inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from tollgate.console.backends import BackendDown, BackendProblem, IssuedKey, Key
+from tollgate.console.web import CurrentSession, OrgContext, backends, org_context, panel, render
+
+router = APIRouter()
+STATUSES = ("active", "disabled", "revoked", "expired")
+LIMIT_FIELDS = ("per_second", "per_minute", "per_hour", "per_day", "per_month")
+GRACE_CHOICES = (0, 3600, 86_400)
+
+
+def _split(text: str) -> list[str]:
+    return [part for part in re.split(r"[\s,]+", text.strip()) if part]
+
+
+def _nav(ctx: OrgContext) -> dict[str, Any]:
+    return {"ctx": ctx, "me": ctx.me, "orgs": ctx.orgs, "org": ctx.org}
+
+
+@router.get("/orgs/{org_id}/keys")
+async def key_list(
+    request: Request,
+    org_id: uuid.UUID,
+    session: CurrentSession,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    client = backends(request)
+    ctx, page = await asyncio.gather(
+        org_context(request, session, org_id),
+        panel(client.keys(session.access_token, org_id, cursor)),
+    )
+    now = datetime.now(UTC)
+    needle = (q or "").strip().lower()
+    shown: list[Key] = []
+    if page.value is not None:
+        shown = [
+            k
+            for k in page.value.items
+            if (status not in STATUSES or k.status(now) == status)
+            and (not needle or needle in k.name.lower() or needle in f"{k.prefix}{k.last4}".lower())
+        ]
+    template = "keys_table.html" if request.headers.get("hx-request") else "keys.html"
+    return render(
+        request,
+        template,
+        {
+            **_nav(ctx),
+            "page": page,
+            "keys": shown,
+            "now": now,
+            "status": status if status in STATUSES else "",
+            "statuses": STATUSES,
+            "q": q or "",
+            "filtered": bool(needle or status in STATUSES),
+        },
+    )
+
+
+@router.get("/orgs/{org_id}/keys/new")
+async def key_form(request: Request, org_id: uuid.UUID, session: CurrentSession) -> Response:
+    ctx, apis = await asyncio.gather(
+        org_context(request, session, org_id), panel(backends(request).apis(session.access_token))
+    )
+    return render(
+        request,
+        "key_new.html",
+        {**_nav(ctx), "apis": apis, "values": {}, "errors": {}, "limit_fields": LIMIT_FIELDS},
+    )
+
+
+def _key_body(form: dict[str, Any], api_ids: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The accounts request body from the form, and the fields the console itself
+    could not read (accounts validates everything else)."""
+    errors: dict[str, str] = {}
+    limits: dict[str, int] = {}
+    for name in LIMIT_FIELDS:
+        raw = str(form.get(name) or "").strip()
+        if raw:
+            if raw.isdigit():
+                limits[name] = int(raw)
+            else:
+                errors[name] = "number"
+    body: dict[str, Any] = {
+        "name": str(form.get("name") or "").strip(),
+        "environment": "test" if form.get("environment") == "test" else "live",
+        "limits": limits,
+        "scopes": _split(str(form.get("scopes") or "")),
+        "allowed_api_ids": api_ids,
+        "ip_allowlist": _split(str(form.get("ip_allowlist") or "")),
+    }
+    expires = str(form.get("expires_on") or "").strip()
+    if expires:
+        try:
+            body["expires_at"] = datetime.combine(
+                date.fromisoformat(expires), time(0, 0), tzinfo=UTC
+            ).isoformat()
+        except ValueError:
+            errors["expires_on"] = "date"
+    return body, errors
+
+
+@router.post("/orgs/{org_id}/keys/new")
+async def key_create(request: Request, org_id: uuid.UUID, session: CurrentSession) -> Response:
+    client = backends(request)
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
+    api_ids = [v for v in form.getlist("allowed_api_ids") if isinstance(v, str)]
+    body, errors = _key_body(values, api_ids)
+    problem: BackendProblem | None = None
+    down = False
+    issued: IssuedKey | None = None
+    if not errors:
+        try:
+            issued = await client.create_key(session.access_token, org_id, body)
+        except BackendProblem as exc:
+            problem, errors = exc, exc.field_errors
+        except BackendDown:
+            down = True
+    ctx = await org_context(request, session, org_id)
+    if issued is not None:
+        return render(request, "key_issued.html", {**_nav(ctx), "issued": issued, "rotated": False})
+    apis = await panel(client.apis(session.access_token))
+    return render(
+        request,
+        "key_new.html",
+        {
+            **_nav(ctx),
+            "apis": apis,
+            "values": values,
+            "selected_apis": api_ids,
+            "errors": errors,
+            "problem": problem,
+            "down": down,
+            "limit_fields": LIMIT_FIELDS,
+        },
+        status=problem.status if problem else (503 if down else 400 if errors else 200),
+    )
+
+
+async def _key_page(
+    request: Request,
+    org_id: uuid.UUID,
+    key_id: uuid.UUID,
+    session: CurrentSession,
+    *,
+    problem: BackendProblem | None = None,
+    down: bool = False,
+    status: int = 200,
+) -> Response:
+    client = backends(request)
+    token = session.access_token
+    ctx, key, stats, apis = await asyncio.gather(
+        org_context(request, session, org_id),
+        client.key(token, key_id),
+        panel(client.key_stats(token, key_id)),
+        panel(client.apis(token)),
+    )
+    if key.org_id != org_id:
+        raise BackendProblem("accounts", 404, {"title": "Not Found"})
+    api_names = {str(a.id): a.name for a in apis.value or []}
+    return render(
+        request,
+        "key.html",
+        {
+            **_nav(ctx),
+            "key": key,
+            "key_status": key.status(datetime.now(UTC)),
+            "stats": stats,
+            "api_names": api_names,
+            "problem": problem,
+            "down": down,
+            "grace_choices": GRACE_CHOICES,
+        },
+        status=status,
+    )
+
+
+@router.get("/orgs/{org_id}/keys/{key_id}")
+async def key_page(
+    request: Request, org_id: uuid.UUID, key_id: uuid.UUID, session: CurrentSession
+) -> Response:
+    return await _key_page(request, org_id, key_id, session)
+
+
+async def _key_action(
+    request: Request,
+    org_id: uuid.UUID,
+    key_id: uuid.UUID,
+    session: CurrentSession,
+    action: str,
+    grace_seconds: int = 0,
+) -> Response:
+    client = backends(request)
+    token = session.access_token
+    try:
+        if action == "rotate":
+            issued = await client.rotate_key(token, key_id, grace_seconds)
+            ctx = await org_context(request, session, org_id)
+            return render(
+                request,
+                "key_issued.html",
+                {**_nav(ctx), "issued": issued, "rotated": True, "grace": grace_seconds},
+            )
+        if action == "revoke":
+            await client.revoke_key(token, key_id)
+        else:
+            await client.update_key(token, key_id, {"enabled": action == "enable"})
+    except BackendProblem as exc:
+        if exc.status == 401:
+            raise
+        return await _key_page(request, org_id, key_id, session, problem=exc, status=exc.status)
+    except BackendDown:
+        return await _key_page(request, org_id, key_id, session, down=True, status=503)
+    return RedirectResponse(f"/orgs/{org_id}/keys/{key_id}", status_code=303)
+
+
+@router.post("/orgs/{org_id}/keys/{key_id}/enable")
+async def key_enable(
+    request: Request, org_id: uuid.UUID, key_id: uuid.UUID, session: CurrentSession
+) -> Response:
+    return await _key_action(request, org_id, key_id, session, "enable")
+
+
+@router.post("/orgs/{org_id}/keys/{key_id}/disable")
+async def key_disable(
+    request: Request, org_id: uuid.UUID, key_id: uuid.UUID, session: CurrentSession
+) -> Response:
+    return await _key_action(request, org_id, key_id, session, "disable")
+
+
+@router.post("/orgs/{org_id}/keys/{key_id}/rotate")
+async def key_rotate(
+    request: Request,
+    org_id: uuid.UUID,
+    key_id: uuid.UUID,
+    session: CurrentSession,
+    grace_seconds: Annotated[int, Form()] = 0,
+) -> Response:
+    grace = grace_seconds if grace_seconds in GRACE_CHOICES else 0
+    return await _key_action(request, org_id, key_id, session, "rotate", grace)
+
+
+@router.get("/orgs/{org_id}/keys/{key_id}/revoke")
+async def key_revoke_confirm(
+    request: Request, org_id: uuid.UUID, key_id: uuid.UUID, session: CurrentSession
+) -> Response:
+    client = backends(request)
+    ctx, key = await asyncio.gather(
+        org_context(request, session, org_id), client.key(session.access_token, key_id)
+    )
+    return render(request, "key_revoke.html", {**_nav(ctx), "key": key})
+
+
+@router.post("/orgs/{org_id}/keys/{key_id}/revoke")
+async def key_revoke(
+    request: Request, org_id: uuid.UUID, key_id: uuid.UUID, session: CurrentSession
+) -> Response:
+    return await _key_action(request, org_id, key_id, session, "revoke")

@@ -1,0 +1,105 @@
+"""The logs explorer: the request log with its filters in the URL, and one request.
+
+Filters are passed to usage as they are; what usage refuses (a malformed status, say)
+comes back as a problem and is shown above the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from tollgate.console.pages.orgs import time_range
+from tollgate.console.web import CurrentSession, backends, org_context, panel, render
+
+router = APIRouter()
+LOG_RANGES = ("1h", "24h", "7d")
+
+
+@router.get("/orgs/{org_id}/logs")
+async def log_list(
+    request: Request,
+    org_id: uuid.UUID,
+    session: CurrentSession,
+    status: Annotated[str | None, Query(max_length=10)] = None,
+    key_id: Annotated[str | None, Query(max_length=40)] = None,
+    api_id: Annotated[str | None, Query(max_length=40)] = None,
+    path_prefix: Annotated[str | None, Query(max_length=2048)] = None,
+    range: Annotated[str | None, Query(max_length=10)] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> Response:
+    client = backends(request)
+    token = session.access_token
+    chosen, start, end = time_range(range, LOG_RANGES)
+    filters: dict[str, Any] = {
+        "status": (status or "").strip(),
+        "key_id": key_id,
+        "api_id": api_id,
+        "path_prefix": path_prefix,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "cursor": cursor,
+    }
+    ctx, page, keys, apis = await asyncio.gather(
+        org_context(request, session, org_id),
+        panel(client.logs(token, org_id, filters)),
+        panel(client.keys(token, org_id, None)),
+        panel(client.apis(token)),
+    )
+    key_names = {str(k.id): k.name for k in (keys.value.items if keys.value else [])}
+    api_names = {str(a.id): a.name for a in apis.value or []}
+    template = "logs_table.html" if request.headers.get("hx-request") else "logs.html"
+    return render(
+        request,
+        template,
+        {
+            "ctx": ctx,
+            "me": ctx.me,
+            "orgs": ctx.orgs,
+            "org": ctx.org,
+            "page": page,
+            "filters": {
+                "status": status or "",
+                "key_id": key_id or "",
+                "api_id": api_id or "",
+                "path_prefix": path_prefix or "",
+                "range": chosen,
+            },
+            "ranges": LOG_RANGES,
+            "key_names": key_names,
+            "api_names": api_names,
+            "filtered": any((status, key_id, api_id, path_prefix)),
+        },
+    )
+
+
+@router.get("/orgs/{org_id}/logs/{request_id}")
+async def log_detail(
+    request: Request, org_id: uuid.UUID, request_id: uuid.UUID, session: CurrentSession
+) -> Response:
+    client = backends(request)
+    token = session.access_token
+    ctx, item, keys, apis = await asyncio.gather(
+        org_context(request, session, org_id),
+        panel(client.log(token, request_id)),
+        panel(client.keys(token, org_id, None)),
+        panel(client.apis(token)),
+    )
+    return render(
+        request,
+        "log.html",
+        {
+            "ctx": ctx,
+            "me": ctx.me,
+            "orgs": ctx.orgs,
+            "org": ctx.org,
+            "item": item,
+            "request_id": request_id,
+            "key_names": {str(k.id): k.name for k in (keys.value.items if keys.value else [])},
+            "api_names": {str(a.id): a.name for a in apis.value or []},
+        },
+    )

@@ -1,0 +1,107 @@
+"""The signed-in session and CSRF protection.
+
+The session is the user's access and refresh tokens, sealed (Fernet: encrypted and
+authenticated) into one cookie that is `HttpOnly` (page JavaScript never sees a
+token), `SameSite=Lax` and `Secure` over https. The console keeps no session table:
+signing out revokes the refresh token at accounts and clears the cookie. When the
+access token is about to expire the console refreshes it server side and re-seals the
+cookie on the way out.
+
+CSRF: double-submit. Every visitor gets a random token in a second `HttpOnly`,
+`SameSite=Lax` cookie; every form and HTMX request carries it back (hidden field
+`csrf_token` or header `X-CSRF-Token`), and any state-changing request whose copy does
+not match is refused with 403 before a handler runs. Another site can make a browser
+send the cookie but cannot read it to put it in the form.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+from fastapi import Request, Response
+
+from tollgate.kit.sealing import Sealer, SealError, new_sealing_key
+
+SESSION_COOKIE = "tg_session"
+CSRF_COOKIE = "tg_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+REFRESH_MARGIN_SECONDS = 30
+
+
+@dataclass
+class Session:
+    """The tokens of a signed-in user."""
+
+    access_token: str
+    refresh_token: str
+    expires_at: float
+
+    @property
+    def expiring(self) -> bool:
+        return time.time() > self.expires_at - REFRESH_MARGIN_SECONDS
+
+
+class SessionCookies:
+    """Seals sessions into cookies and opens them again."""
+
+    def __init__(self, keys: str, max_age: int, secure: bool | None) -> None:
+        self._sealer = Sealer(keys or new_sealing_key())
+        self._max_age = max_age
+        self._secure = secure
+
+    def secure_for(self, request: Request) -> bool:
+        return self._secure if self._secure is not None else request.url.scheme == "https"
+
+    def load(self, request: Request) -> Session | None:
+        sealed = request.cookies.get(SESSION_COOKIE)
+        if not sealed:
+            return None
+        try:
+            data = json.loads(self._sealer.unseal(sealed))
+            return Session(str(data["a"]), str(data["r"]), float(data["x"]))
+        except (SealError, ValueError, KeyError, TypeError):
+            return None
+
+    def store(self, request: Request, response: Response, session: Session) -> None:
+        sealed = self._sealer.seal(
+            json.dumps(
+                {"a": session.access_token, "r": session.refresh_token, "x": session.expires_at}
+            )
+        )
+        response.set_cookie(
+            SESSION_COOKIE,
+            sealed,
+            max_age=self._max_age,
+            httponly=True,
+            samesite="lax",
+            secure=self.secure_for(request),
+            path="/",
+        )
+
+    def clear(self, request: Request, response: Response) -> None:
+        response.delete_cookie(
+            SESSION_COOKIE, httponly=True, samesite="lax", secure=self.secure_for(request), path="/"
+        )
+
+    def seal_value(self, value: str) -> str:
+        """Seal a short-lived value for a hidden form field (the TOTP step)."""
+        return self._sealer.seal(value)
+
+    def unseal_value(self, sealed: str) -> str | None:
+        try:
+            return self._sealer.unseal(sealed).decode()
+        except SealError:
+            return None
+
+
+def new_csrf_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def csrf_matches(cookie: str | None, sent: str | None) -> bool:
+    return bool(cookie) and bool(sent) and hmac.compare_digest(str(cookie), str(sent))

@@ -1,0 +1,178 @@
+"""What every page handler shares: rendering a template in the visitor's language, the
+signed-in session (refreshed server side), the org context of the navigation, and
+panels that survive a backing service being down.
+
+Templates are autoescaped: every value a backing service returns is text, never markup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Generic, TypeVar
+from urllib.parse import urlencode
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from tollgate.console.backends import BackendDown, BackendProblem, Backends, Me, Org
+from tollgate.console.i18n import LANGUAGE_NAMES, N_, Formats
+from tollgate.console.session import Session, SessionCookies
+
+T = TypeVar("T")
+
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    extensions=["jinja2.ext.i18n"],
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+SERVICE_NAMES = {"accounts": N_("Accounts"), "usage": N_("Usage"), "billing": N_("Billing")}
+
+
+class SignInRequired(Exception):
+    """No valid session: the visitor is sent to the sign-in page."""
+
+
+class AccountsUnavailable(Exception):
+    """Accounts (identity) is down: no page that needs the user can render."""
+
+
+def backends(request: Request) -> Backends:
+    found: Backends = request.app.state.backends
+    return found
+
+
+def cookies(request: Request) -> SessionCookies:
+    found: SessionCookies = request.app.state.cookies
+    return found
+
+
+def render(
+    request: Request, template: str, context: dict[str, Any], status: int = 200
+) -> HTMLResponse:
+    """A page in the visitor's language and theme."""
+    language: str = request.state.language
+    translations = request.app.state.catalogs[language]
+    query = {k: v for k, v in request.query_params.items() if k != "cursor"}
+    here = request.url.path + (("?" + urlencode(query)) if query else "")
+    body = TEMPLATES.get_template(template).render(
+        {
+            "request": request,
+            "_": translations.gettext,
+            "ngettext": translations.ngettext,
+            "fmt": Formats(language),
+            "lang": language,
+            "languages": LANGUAGE_NAMES,
+            "theme": request.state.theme,
+            "csrf_token": request.state.csrf_token,
+            "here": here,
+            "service_names": SERVICE_NAMES,
+            **context,
+        }
+    )
+    return HTMLResponse(body, status_code=status)
+
+
+async def signed_in(request: Request) -> Session:
+    """The visitor's session, refreshed when its access token is about to expire (the
+    new cookie goes out with the response); `SignInRequired` without one."""
+    store = cookies(request)
+    session = store.load(request)
+    if session is None:
+        raise SignInRequired
+    if session.expiring:
+        session = await refresh(request, session)
+    return session
+
+
+async def refresh(request: Request, session: Session) -> Session:
+    """Exchange the refresh token now (also after a change of org roles, which the
+    other services read from the access token)."""
+    try:
+        tokens = await backends(request).refresh(session.refresh_token)
+    except BackendProblem as exc:
+        raise SignInRequired from exc
+    except BackendDown as exc:
+        raise AccountsUnavailable from exc
+    fresh = Session(tokens.access_token, tokens.refresh_token, time.time() + tokens.expires_in)
+    request.state.session_update = fresh
+    return fresh
+
+
+CurrentSession = Annotated[Session, Depends(signed_in)]
+
+
+@dataclass
+class Panel(Generic[T]):
+    """A part of a page fed by one backing call: its value, or why it is missing."""
+
+    value: T | None = None
+    down: str | None = None  # name of the service that did not answer
+    problem: BackendProblem | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.down is None and self.problem is None
+
+
+async def panel(call: Awaitable[T]) -> Panel[T]:
+    """Run a backing call; failures become the panel's state instead of the page's."""
+    try:
+        return Panel(value=await call)
+    except BackendDown as exc:
+        return Panel(down=exc.service)
+    except BackendProblem as exc:
+        if exc.status == 401:
+            raise SignInRequired from exc
+        return Panel(problem=exc)
+
+
+@dataclass
+class OrgContext:
+    """The navigation of an org page: who is signed in, their orgs, this org, role."""
+
+    me: Me
+    orgs: list[Org]
+    org: Org
+    role: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def can_write(self) -> bool:
+        """Developers, owners and admins may change keys; viewers only look."""
+        return self.me.is_admin or self.role in ("developer", "owner")
+
+
+async def identity(request: Request, session: Session) -> tuple[Me, list[Org]]:
+    """The user and their orgs (accounts must answer for any signed-in page)."""
+    client = backends(request)
+    try:
+        return await asyncio.gather(
+            client.me(session.access_token), client.orgs(session.access_token)
+        )
+    except BackendDown as exc:
+        raise AccountsUnavailable from exc
+    except BackendProblem as exc:
+        if exc.status == 401:
+            raise SignInRequired from exc
+        raise
+
+
+async def org_context(request: Request, session: Session, org_id: uuid.UUID) -> OrgContext:
+    """The org context, or 404 when the user cannot see the org."""
+    me, orgs = await identity(request, session)
+    org = next((o for o in orgs if o.id == org_id), None)
+    if org is None:
+        raise OrgNotFound
+    return OrgContext(me=me, orgs=orgs, org=org, role=me.role_in(org_id))
+
+
+class OrgNotFound(Exception):
+    """The org does not exist or the user is not a member."""
