@@ -1,0 +1,228 @@
+"""A fake of the backing services' REST APIs for in-process console tests: just the
+routes the console calls, with their real shapes (checked against the real services by
+the system tests in tests/system/test_console_*.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from tollgate.console.app import create_app
+from tollgate.console.config import Settings
+
+NOW = "2026-11-29T10:00:00Z"
+PASSWORD = "correct-horse-battery"
+
+
+def problem(status: int, title: str, detail: str = "", **extra: Any) -> httpx.Response:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return httpx.Response(status, json=body, headers={"content-type": "application/problem+json"})
+
+
+def key_body(key_id: str, org_id: str, name: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "id": key_id,
+        "org_id": org_id,
+        "name": name,
+        "prefix": "tg_live_ab",
+        "last4": "wxyz",
+        "environment": "live",
+        "enabled": True,
+        "revoked": False,
+        "revoked_at": None,
+        "expires_at": None,
+        "scopes": [],
+        "allowed_api_ids": [],
+        "limits": {"per_day": 1000},
+        "ip_allowlist": [],
+        "metadata": {},
+        "retired_secrets": [],
+        "created_by": None,
+        "created_at": NOW,
+        "updated_at": NOW,
+        "version": 1,
+        **changes,
+    }
+
+
+@dataclass
+class FakeBackends:
+    """State and behaviour of accounts, usage and billing, as far as the console sees."""
+
+    org_name: str = "Acme"
+    role: str = "owner"
+    totp: bool = False
+    down: set[str] = field(default_factory=set)
+    org_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[tuple[str, str, str]] = field(default_factory=list)
+    refreshes: int = 0
+    logged_out: list[str] = field(default_factory=list)
+    token_ttl: int = 900
+
+    def tokens(self) -> httpx.Response:
+        n = self.refreshes
+        return httpx.Response(
+            200,
+            json={
+                "access_token": f"access-{n}",
+                "token_type": "bearer",
+                "expires_in": self.token_ttl,
+                "refresh_token": f"refresh-{n}",
+                "refresh_expires_in": 86400,
+            },
+        )
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        service = request.url.host.split(".")[0]
+        path = request.url.path
+        self.calls.append((service, request.method, path))
+        if service in self.down:
+            raise httpx.ConnectError("down", request=request)
+        if service != "accounts" or not path.startswith("/v1/auth/"):
+            auth = request.headers.get("authorization", "")
+            if not auth.startswith("Bearer access-"):
+                return problem(401, "Unauthorized")
+        route = getattr(self, f"{service}_{request.method.lower()}")
+        answer: httpx.Response = route(request, path)
+        return answer
+
+    # --- accounts ---------------------------------------------------------------------
+
+    def accounts_post(self, request: httpx.Request, path: str) -> httpx.Response:
+        if path == "/v1/auth/token":
+            form = dict(x.split("=", 1) for x in request.content.decode().split("&"))
+            if form.get("password") != PASSWORD:
+                return problem(401, "Unauthorized", "Invalid email or password.")
+            if self.totp and form.get("otp") != "123456":
+                return problem(401, "Unauthorized", "Code required.", mfa_required=True)
+            return self.tokens()
+        if path == "/v1/auth/refresh":
+            self.refreshes += 1
+            return self.tokens()
+        if path == "/v1/auth/logout":
+            self.logged_out.append(json.loads(request.content)["refresh_token"])
+            return httpx.Response(204)
+        if path == f"/v1/orgs/{self.org_id}/keys":
+            if self.role == "viewer":
+                return problem(403, "Forbidden", "Requires the developer role or higher.")
+            body = json.loads(request.content)
+            key_id = str(uuid.uuid4())
+            self.keys[key_id] = key_body(key_id, self.org_id, body["name"])
+            return httpx.Response(201, json={**self.keys[key_id], "key": "tg_live_RAWSECRET"})
+        match = re.fullmatch(r"/v1/keys/([^/]+)/(revoke|rotate)", path)
+        if match:
+            if self.role == "viewer":
+                return problem(403, "Forbidden", "Requires the developer role or higher.")
+            key = self.keys[match.group(1)]
+            if match.group(2) == "revoke":
+                key.update(revoked=True, revoked_at=NOW, enabled=False)
+                return httpx.Response(200, json=key)
+            return httpx.Response(200, json={**key, "key": "tg_live_ROTATED"})
+        return problem(404, "Not Found")
+
+    def accounts_patch(self, request: httpx.Request, path: str) -> httpx.Response:
+        key = self.keys[path.rsplit("/", 1)[1]]
+        key.update(json.loads(request.content))
+        return httpx.Response(200, json=key)
+
+    def accounts_get(self, request: httpx.Request, path: str) -> httpx.Response:
+        if path == "/v1/auth/me":
+            me = {
+                "id": str(uuid.uuid4()),
+                "email": "dev@example.com",
+                "name": "Dev",
+                "locale": "en",
+                "is_admin": False,
+                "totp_enabled": self.totp,
+                "created_at": NOW,
+                "orgs": [{"org_id": self.org_id, "role": self.role}],
+            }
+            return httpx.Response(200, json=me)
+        if path == "/v1/orgs":
+            org = {"id": self.org_id, "name": self.org_name, "created_at": NOW}
+            return httpx.Response(200, json={"items": [org], "next_cursor": None})
+        if path == f"/v1/orgs/{self.org_id}/keys":
+            return httpx.Response(
+                200, json={"items": list(self.keys.values()), "next_cursor": None}
+            )
+        if path.startswith("/v1/keys/"):
+            key = self.keys.get(path.rsplit("/", 1)[1])
+            return httpx.Response(200, json=key) if key else problem(404, "Not Found")
+        if path == "/v1/apis":
+            return httpx.Response(200, json={"items": [], "next_cursor": None})
+        return problem(404, "Not Found")
+
+    # --- usage and billing --------------------------------------------------------------
+
+    def usage_get(self, request: httpx.Request, path: str) -> httpx.Response:
+        latency = {"mean_ms": 12.0, "p50_ms": 10.0, "p90_ms": 20.0, "p95_ms": 31.5, "p99_ms": 50.0}
+        totals = {
+            "requests": 1234,
+            "completed": 1200,
+            "rejected": 34,
+            "errors": 12,
+            "client_errors": 10,
+            "server_errors": 2,
+            "error_rate": 0.01,
+            "bytes_in": 1,
+            "bytes_out": 2,
+            "credits": 1200,
+            "latency": latency,
+        }
+        if path == "/v1/usage/summary":
+            return httpx.Response(200, json=totals)
+        if path == "/v1/usage/top":
+            return httpx.Response(200, json={"items": []})
+        if path == "/v1/usage/logs":
+            return httpx.Response(200, json={"items": [], "next_cursor": None})
+        if path.startswith("/v1/usage/keys/"):
+            quota = {"per_day": 1000, "used_today": 812, "per_month": None, "used_this_month": 9}
+            return httpx.Response(200, json={"totals": totals, "quota": quota, "recent": []})
+        return problem(404, "Not Found")
+
+    def billing_get(self, request: httpx.Request, path: str) -> httpx.Response:
+        if path.endswith("/balance"):
+            body = {"balance": 98765, "status": "ok", "mode": "prepaid", "low_threshold": 1000}
+            return httpx.Response(200, json=body)
+        if path.endswith("/transactions"):
+            return httpx.Response(200, json={"items": [], "next_cursor": None})
+        return problem(404, "Not Found")
+
+
+@asynccontextmanager
+async def console(fake: FakeBackends) -> AsyncIterator[httpx.AsyncClient]:
+    """The console app in process, its backends faked; a client with a CSRF cookie."""
+    settings = Settings(
+        accounts_url="http://accounts.test",
+        usage_url="http://usage.test",
+        billing_url="http://billing.test",
+    )
+    app: FastAPI = create_app(settings, transport=httpx.MockTransport(fake.handle))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://console.test"
+        ) as client,
+    ):
+        await client.get("/signin")  # the CSRF cookie
+        yield client
+
+
+def csrf(client: httpx.AsyncClient) -> str:
+    return str(client.cookies.get("tg_csrf"))
+
+
+async def sign_in(client: httpx.AsyncClient) -> httpx.Response:
+    return await client.post(
+        "/signin",
+        data={"email": "dev@example.com", "password": PASSWORD, "csrf_token": csrf(client)},
+    )

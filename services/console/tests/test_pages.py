@@ -1,0 +1,166 @@
+"""The console in process against faked backing services: sessions, CSRF, security
+headers, escaping, degraded panels, roles and languages."""
+
+from __future__ import annotations
+
+from tollgate.console.session import SessionCookies
+
+from .fakes import PASSWORD, FakeBackends, console, csrf, sign_in
+
+XSS = "<script>alert(1)</script>"
+
+
+async def test_pages_carry_the_security_headers() -> None:
+    async with console(FakeBackends()) as client:
+        answer = await client.get("/signin")
+    csp = answer.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["referrer-policy"] == "same-origin"
+    assert answer.headers["cache-control"] == "no-store"
+    assert "<script>" not in answer.text.replace('<script src="/static/', "")
+
+
+async def test_sign_in_keeps_tokens_in_a_sealed_http_only_cookie() -> None:
+    async with console(FakeBackends()) as client:
+        answer = await sign_in(client)
+        assert answer.status_code == 303
+        cookie = answer.headers["set-cookie"]
+        assert "tg_session=" in cookie
+        assert "httponly" in cookie.lower()
+        assert "samesite=lax" in cookie.lower()
+        assert "access-0" not in cookie
+        assert "refresh-0" not in cookie
+        page = await client.get(answer.headers["location"], follow_redirects=True)
+        assert page.status_code == 200
+        assert "access-0" not in page.text
+        assert "refresh-0" not in page.text
+
+
+async def test_a_state_changing_request_without_the_csrf_token_is_refused() -> None:
+    fake = FakeBackends()
+    async with console(fake) as client:
+        await sign_in(client)
+        refused = await client.post(f"/orgs/{fake.org_id}/keys/new", data={"name": "x"})
+        assert refused.status_code == 403
+        forged = await client.post(
+            f"/orgs/{fake.org_id}/keys/new", data={"name": "x", "csrf_token": "guess"}
+        )
+        assert forged.status_code == 403
+        assert not fake.keys
+        created = await client.post(
+            f"/orgs/{fake.org_id}/keys/new", data={"name": "x", "csrf_token": csrf(client)}
+        )
+        assert created.status_code == 200
+        assert "tg_live_RAWSECRET" in created.text
+        assert len(fake.keys) == 1
+
+
+async def test_every_backend_value_is_escaped() -> None:
+    fake = FakeBackends(org_name=XSS)
+    async with console(fake) as client:
+        await sign_in(client)
+        await client.post(
+            f"/orgs/{fake.org_id}/keys/new", data={"name": XSS, "csrf_token": csrf(client)}
+        )
+        for path in (f"/orgs/{fake.org_id}", f"/orgs/{fake.org_id}/keys"):
+            page = await client.get(path)
+            assert page.status_code == 200
+            assert XSS not in page.text
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+
+
+async def test_a_backing_service_down_leaves_the_rest_of_the_page() -> None:
+    fake = FakeBackends(down={"billing"})
+    async with console(fake) as client:
+        await sign_in(client)
+        page = await client.get(f"/orgs/{fake.org_id}")
+        assert page.status_code == 200
+        assert "Billing is unavailable right now" in page.text
+        assert "1,234" in page.text  # usage still shows its requests
+        fake.down = {"usage"}
+        page = await client.get(f"/orgs/{fake.org_id}")
+        assert page.status_code == 200
+        assert "Usage is unavailable right now" in page.text
+        assert "98,765" in page.text
+
+
+async def test_an_expiring_access_token_is_refreshed_server_side() -> None:
+    fake = FakeBackends(token_ttl=10)  # inside the refresh margin
+    async with console(fake) as client:
+        await sign_in(client)
+        page = await client.get(f"/orgs/{fake.org_id}/keys")
+        assert page.status_code == 200
+        assert fake.refreshes == 1
+        assert "tg_session=" in page.headers["set-cookie"]
+
+
+async def test_sign_out_revokes_the_refresh_token() -> None:
+    fake = FakeBackends()
+    async with console(fake) as client:
+        await sign_in(client)
+        answer = await client.post("/signout", data={"csrf_token": csrf(client)})
+        assert answer.status_code == 303
+        assert fake.logged_out == ["refresh-0"]
+        after = await client.get(f"/orgs/{fake.org_id}")
+        assert after.status_code == 303
+        assert after.headers["location"].startswith("/signin")
+
+
+async def test_viewers_see_no_write_controls_and_a_forged_write_is_shown_refused() -> None:
+    fake = FakeBackends(role="viewer")
+    async with console(fake) as client:
+        await sign_in(client)
+        keys = await client.get(f"/orgs/{fake.org_id}/keys")
+        assert "/keys/new" not in keys.text
+        forged = await client.post(
+            f"/orgs/{fake.org_id}/keys/new", data={"name": "mine", "csrf_token": csrf(client)}
+        )
+        assert forged.status_code == 403
+        assert "You are not allowed to do this." in forged.text
+        assert "Requires the developer role or higher." in forged.text
+
+
+async def test_two_factor_sign_in_asks_for_the_code() -> None:
+    fake = FakeBackends(totp=True)
+    async with console(fake) as client:
+        first = await sign_in(client)
+        assert first.status_code == 200
+        assert 'name="otp"' in first.text
+        assert PASSWORD not in first.text  # carried sealed, never in clear
+        pending = first.text.split('name="pending" value="', 1)[1].split('"', 1)[0]
+        wrong = await client.post(
+            "/signin/totp", data={"pending": pending, "otp": "000000", "csrf_token": csrf(client)}
+        )
+        assert wrong.status_code == 401
+        right = await client.post(
+            "/signin/totp", data={"pending": pending, "otp": "123456", "csrf_token": csrf(client)}
+        )
+        assert right.status_code == 303
+        assert "tg_session=" in right.headers["set-cookie"]
+
+
+async def test_language_follows_the_browser_then_the_choice() -> None:
+    async with console(FakeBackends()) as client:
+        chinese = await client.get("/signin", headers={"accept-language": "zh-CN,zh;q=0.9"})
+        assert 'lang="zh-Hans"' in chinese.text
+        assert "登录" in chinese.text
+        choice = await client.get("/prefs", params={"lang": "en", "next": "/signin"})
+        assert choice.headers["location"] == "/signin"
+        english = await client.get("/signin", headers={"accept-language": "zh-CN"})
+        assert "Sign in" in english.text
+        away = await client.get("/prefs", params={"theme": "dark", "next": "//evil.example"})
+        assert away.headers["location"] == "/"
+
+
+async def test_a_tampered_session_cookie_is_no_session() -> None:
+    store = SessionCookies("", 60, None)
+    assert store.unseal_value("not-a-sealed-value") is None
+    fake = FakeBackends()
+    async with console(fake) as client:
+        client.cookies.set("tg_session", "gAAAAAtampered")
+        answer = await client.get(f"/orgs/{fake.org_id}")
+        assert answer.status_code == 303
