@@ -170,6 +170,8 @@ def gateway(
             "SPOOL_DIR": str(spool),
             "LOG_JSON": "true",
             "EVENTS_SPILL_AFTER_MS": "1000",
+            # The demo upstream listens on loopback.
+            "ALLOW_PRIVATE_UPSTREAMS": "true",
             **(extra or {}),
         },
     )

@@ -23,6 +23,7 @@ from tollgate.contracts.events.accounts import ApiStatus, ApiUpserted, KeyUpsert
 from tollgate.gateway.config import Settings
 from tollgate.gateway.limits.limiter import RateLimiter
 from tollgate.gateway.proxy.gate import Gate
+from tollgate.gateway.proxy.upstreams import UpstreamClients
 from tollgate.gateway.registry.store import Registry
 from tollgate.kit import apikeys
 from tollgate.kit.sealing import Sealer, new_sealing_key
@@ -109,6 +110,7 @@ class InProcessGateway:
     apis: Callable[[str], Iterable[ApiUpserted]]
     keys: Iterable[KeyUpserted]
     settings: dict[str, Any] = field(default_factory=dict)
+    resolve: Any = None
     seen: list[Seen] = field(default_factory=list)
     publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
     port: int = 0
@@ -135,14 +137,23 @@ class InProcessGateway:
             key_pepper=PEPPER,
             sealing_keys=SEALING_KEY,
             kafka_create_topics=False,
-            **self.settings,
+            **{"allow_private_upstreams": True, **self.settings},
         )
         registry = Registry(Sealer(SEALING_KEY))
         for api in self.apis(self.upstream_url):
             registry.apply_api(str(api.api_id), api)
         for key in self.keys:
             registry.apply_key(str(key.key_id), key)
-        self.gate = _make_gate(settings, registry, self.publisher)
+        self.upstreams = (
+            UpstreamClients(settings, self.resolve) if self.resolve else UpstreamClients(settings)
+        )
+        self.gate = Gate(
+            settings,
+            registry,
+            RateLimiter(settings),
+            self.publisher,  # type: ignore[arg-type]
+            self.upstreams,
+        )
         self._runner = web.ServerRunner(web.Server(self.gate.handle, access_log=None))
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -167,18 +178,9 @@ class InProcessGateway:
         async def stop() -> None:
             await self._runner.cleanup()
             await self._upstream.cleanup()
-            closer = getattr(self.gate, "close_upstreams", None)
-            if closer is not None:
-                await closer()
+            await self.upstreams.close()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
-
-
-def _make_gate(settings: Settings, registry: Registry, publisher: RecordingPublisher) -> Gate:
-    from tollgate.gateway.app import upstream_client
-
-    gate = Gate(settings, registry, RateLimiter(settings), publisher, upstream_client(settings))  # type: ignore[arg-type]
-    return gate

@@ -22,10 +22,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from datetime import timedelta
 
 from aiohttp import web
-from pyreqwest.client import Client, ClientBuilder
 
 from tollgate.contracts import topics
 from tollgate.gateway.config import Settings
@@ -33,6 +31,7 @@ from tollgate.gateway.events.publisher import EventPublisher
 from tollgate.gateway.limits.limiter import RateLimiter
 from tollgate.gateway.proxy.gate import Gate
 from tollgate.gateway.proxy.tracing import RequestSpans
+from tollgate.gateway.proxy.upstreams import UpstreamClients
 from tollgate.gateway.registry.replay import StateFollower
 from tollgate.gateway.registry.store import Registry
 from tollgate.kit.kafka import ensure_topics
@@ -53,30 +52,6 @@ OPS_PREFIX = "/_tollgate/"
 _SWEEP_INTERVAL_S = 30.0
 
 
-def upstream_client(settings: Settings) -> Client:
-    """The pooled upstream HTTP client (pyreqwest: Rust reqwest/hyper).
-
-    Bodies pass through untouched (no decompression), redirects are relayed to the
-    client rather than followed, connections are kept alive per upstream host.
-    """
-    return (
-        ClientBuilder()
-        .http1_only()
-        .gzip(False)
-        .brotli(False)
-        .zstd(False)
-        .deflate(False)
-        .follow_redirects(False)
-        .user_agent("tollgate-gateway")
-        .max_connections(settings.upstream_connections)
-        .pool_max_idle_per_host(settings.upstream_connections)
-        .pool_idle_timeout(timedelta(seconds=60))
-        .connect_timeout(timedelta(milliseconds=settings.upstream_connect_timeout_ms))
-        .read_timeout(timedelta(milliseconds=settings.upstream_read_timeout_ms))
-        .build()
-    )
-
-
 class Gateway:
     """One gateway replica: everything it runs, started and stopped in order."""
 
@@ -87,7 +62,7 @@ class Gateway:
         self.follower = StateFollower(settings, self.registry)
         self.limiter = RateLimiter(settings)
         self.publisher = EventPublisher(settings)
-        self.client: Client | None = None
+        self.upstreams = UpstreamClients(settings)
         self.gate: Gate | None = None
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -99,10 +74,9 @@ class Gateway:
             spans = RequestSpans()
         if self.settings.kafka_create_topics:
             await ensure_topics(self.settings, TOPICS)
-        self.client = upstream_client(self.settings)
         await self.publisher.start()
         self.gate = Gate(
-            self.settings, self.registry, self.limiter, self.publisher, self.client, spans
+            self.settings, self.registry, self.limiter, self.publisher, self.upstreams, spans
         )
         self._tasks.append(asyncio.create_task(self.follower.run(), name="gateway-state"))
         self._tasks.append(asyncio.create_task(self._sweep(), name="gateway-sweep"))
@@ -124,8 +98,7 @@ class Gateway:
                 await task
         await self.publisher.close()
         await self.limiter.close()
-        if self.client is not None:
-            await self.client.close()
+        await self.upstreams.close()
         if self.settings.otlp_endpoint:
             # Last: the spans of the drained requests are exported. Blocking is fine here
             # (nothing else runs any more); a collector that is away costs the exporter's

@@ -65,6 +65,21 @@ class Settings(ServiceSettings):
         description="longest silence while streaming an upstream body (the API's own "
         "timeout bounds the wait for the response head)",
     )
+    allow_private_upstreams: bool = Field(
+        False,
+        description="allow upstreams on loopback and private addresses (local runs); "
+        "link-local and metadata addresses stay refused",
+    )
+    upstream_allowed_networks: str = Field(
+        "",
+        description="comma-separated CIDRs upstreams may be on whatever the other rules say",
+    )
+    upstream_dns_ttl_s: float = Field(
+        30.0,
+        gt=0,
+        description="how long a checked resolution of an upstream name is used before it is "
+        "resolved and checked again (in the background)",
+    )
     trusted_proxies: str = Field(
         "",
         description="comma-separated CIDRs whose X-Forwarded-For/Proto are believed "

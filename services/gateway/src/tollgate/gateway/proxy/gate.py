@@ -20,7 +20,8 @@ Every request gets one `traceparent`, sent upstream and carried by its event: wi
 tracing configured, the context of the request's SERVER span (`tracing`); without,
 a cheap child of the client's (`headers.child_traceparent`), the SDK untouched.
 
-This module must do no I/O besides the upstream call (and Redis, under the `redis`
+This module must do no I/O besides the upstream call (and, once per upstream name
+and TTL, its resolution: `upstreams`) (and Redis, under the `redis`
 limit policy): keys, APIs and balances come from the in-memory registry.
 """
 
@@ -37,7 +38,6 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import Counter, Histogram
-from pyreqwest.client import Client
 from pyreqwest.exceptions import RequestError, RequestTimeoutError
 from pyreqwest.response import Response as UpstreamResponse
 
@@ -59,6 +59,7 @@ from tollgate.gateway.proxy.headers import (
 )
 from tollgate.gateway.proxy.paths import AmbiguousPath, Target, normalise
 from tollgate.gateway.proxy.tracing import RequestSpans, traceparent_of
+from tollgate.gateway.proxy.upstreams import UpstreamClients, UpstreamRefused
 from tollgate.gateway.registry.records import ApiRecord, KeyRecord, RouteRecord
 from tollgate.gateway.registry.store import Registry
 from tollgate.kit import apikeys
@@ -167,38 +168,37 @@ def _presented_key(headers: CIMultiDictProxy[str], query: str) -> tuple[str | No
     """The key the request presents, the query without `api_key`, and whether an
     `Authorization` header carries a Tollgate key.
 
-    Every carrier counts (each `X-API-Key`, each `Authorization: Bearer tg_...`, each
-    `api_key` parameter); different keys in one request are refused. A bearer token
-    that is no Tollgate key is the upstream's, unless nothing else carries a key.
+    Every carrier counts (each `X-API-Key`, each `Authorization: Bearer`, each `api_key`
+    parameter); different keys in one request are refused. A bearer token that is no
+    Tollgate key is forwarded (it is the upstream's) unless nothing else carries a key.
     """
     found: list[str] = []
     key_in_auth = False
-    other_bearer = None
     if "X-API-Key" in headers:
         found.extend(v.strip() for v in headers.getall("X-API-Key"))
     if "Authorization" in headers:
         for value in headers.getall("Authorization"):
-            if is_key_bearer(value):
+            if value[:7].lower() == "bearer ":
                 found.append(value[7:].strip())
-                key_in_auth = True
-            elif other_bearer is None and value[:7].lower() == "bearer ":
-                other_bearer = value[7:].strip()
+                key_in_auth = key_in_auth or is_key_bearer(value)
     if query and ("api_key" in query or "%" in query):
         in_query = query_keys(query)
         if in_query:
             found.extend(in_query)
             query = strip_query_key(query)
-    distinct = {value for value in found if value}
-    if len(distinct) > 1:
+    # Only values that look like Tollgate keys can conflict (`api_key=nothing` next to
+    # a key is stripped, not a second key); without any, the first value is judged.
+    keys = {value for value in found if value.startswith("tg_")}
+    if len(keys) > 1:
         raise _Refusal(
             401,
             RejectionReason.UNKNOWN_KEY,
             "The request carries more than one API key; send exactly one.",
             slug="conflicting-keys",
         )
-    if distinct:
-        return distinct.pop(), query, key_in_auth
-    return other_bearer, query, key_in_auth
+    if keys:
+        return keys.pop(), query, key_in_auth
+    return next((value for value in found if value), None), query, key_in_auth
 
 
 def _bad_target(detail: str) -> web.Response:
@@ -222,13 +222,13 @@ class Gate:
         registry: Registry,
         limiter: RateLimiter,
         publisher: EventPublisher,
-        client: Client,
+        upstreams: UpstreamClients,
         spans: RequestSpans | None = None,
     ) -> None:
         self._registry = registry
         self._limiter = limiter
         self._publisher = publisher
-        self._client = client
+        self._upstreams = upstreams
         self._pepper = settings.key_pepper.encode()
         self._max_body = settings.max_body_bytes
         self._instance = settings.instance_id
@@ -495,10 +495,19 @@ class Gate:
         assert call.key is not None
         if api.credentials_broken:
             return self._upstream_failed(call, 502, "The API's upstream credentials are unusable.")
+        try:
+            client = await self._upstreams.client_for(api.upstream_base)
+        except UpstreamRefused as exc:
+            log.warning(
+                "upstream address refused", extra={"api_id": api.api_id, "reason": str(exc)}
+            )
+            return self._upstream_failed(
+                call, 502, "The upstream's address is not allowed.", "upstream-refused"
+            )
         headers = self._upstream_headers(call, request, key_in_auth)
         url = api.upstream_base + call.forward + ("?" + query if query else "")
         received = [0]
-        builder = self._client.request(call.method, url)
+        builder = client.request(call.method, url)
         declared = request.content_length
         if request.body_exists:
             if request.headers.get("Expect", "").lower() == "100-continue":
@@ -616,8 +625,10 @@ class Gate:
             self._completed(call, status, received[0], sent, upstream_waited)
         return response
 
-    def _upstream_failed(self, call: _Call, status: int, detail: str) -> web.Response:
-        slug = "upstream-timeout" if status == 504 else "upstream-failed"
+    def _upstream_failed(
+        self, call: _Call, status: int, detail: str, slug: str | None = None
+    ) -> web.Response:
+        slug = slug or ("upstream-timeout" if status == 504 else "upstream-failed")
         response = self._problem(call, status, detail, slug)
         self._completed(call, status, 0, 0, time.perf_counter() - call.started)
         return response
