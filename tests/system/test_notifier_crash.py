@@ -27,12 +27,12 @@ from tollgate.contracts.ids import uuid7
 from tollgate.kit.db import session_maker
 from tollgate.kit.kafka import make_producer, topic_name
 from tollgate.kit.localdeps import free_port
+from tollgate.kit.netpolicy import NetworkPolicy, parse_networks
 from tollgate.kit.sealing import Sealer, new_sealing_key
 from tollgate.kit.testing.polling import eventually
 from tollgate.notifier.config import Settings
 from tollgate.notifier.models import WebhookDelivery
 from tollgate.notifier.webhooks import service as webhooks
-from tollgate.notifier.webhooks.ssrf import parse_allowlist
 
 from .services import service_process
 
@@ -94,7 +94,7 @@ async def test_webhooks_survive_kill_9_of_the_notifier(
                 event_types=[],
                 enabled=True,
                 now=datetime.now(UTC),
-                allowed=parse_allowlist("127.0.0.1/32"),
+                policy=NetworkPolicy(allowed=parse_networks("127.0.0.1/32")),
             )
         settings = Settings(
             kafka_bootstrap_servers=kafka_bootstrap,

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from tollgate.kit.db import SessionMaker, create_engine, session_maker
 from tollgate.kit.localdeps import free_port
 from tollgate.kit.migrations import upgrade_head
+from tollgate.kit.netpolicy import NetworkPolicy, parse_networks
 from tollgate.kit.sealing import Sealer, new_sealing_key
 from tollgate.kit.testing.tokens import TokenMint
 from tollgate.notifier.app import create_app
@@ -25,7 +26,6 @@ from tollgate.notifier.config import Settings
 from tollgate.notifier.models import WebhookEndpoint
 from tollgate.notifier.webhooks import service as webhooks
 from tollgate.notifier.webhooks.sender import WebhookSender
-from tollgate.notifier.webhooks.ssrf import parse_allowlist
 from tollgate.notifier.webhooks.worker import DeliveryWorker
 
 SEALING_KEY = new_sealing_key()
@@ -166,7 +166,7 @@ async def make_endpoint(
             event_types=event_types or [],
             enabled=True,
             now=now or datetime.now(UTC),
-            allowed=parse_allowlist("127.0.0.1/32"),
+            policy=NetworkPolicy(allowed=parse_networks("127.0.0.1/32")),
         )
 
 
@@ -180,7 +180,9 @@ def delivery_worker(
     timeout_seconds: float = 5.0,
 ) -> tuple[DeliveryWorker, WebhookSender]:
     """A delivery worker (and its sender, to close) the test drives with run_once."""
-    sender = WebhookSender(timeout_seconds=timeout_seconds, allowed=parse_allowlist(allowlist))
+    sender = WebhookSender(
+        timeout_seconds=timeout_seconds, policy=NetworkPolicy(allowed=parse_networks(allowlist))
+    )
     worker = DeliveryWorker(
         sessions=sessions,
         sender=sender,

@@ -9,9 +9,10 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from tollgate.kit.netpolicy import NetworkPolicy, parse_networks
 from tollgate.notifier.webhooks.sender import WebhookSender
 from tollgate.notifier.webhooks.signing import new_secret
-from tollgate.notifier.webhooks.ssrf import GuardedResolver, parse_allowlist
+from tollgate.notifier.webhooks.ssrf import GuardedResolver
 
 from ..factories import receiver
 
@@ -66,17 +67,30 @@ async def _send(sender: WebhookSender, url: str) -> tuple[bool, int | None, str 
         "http://172.16.0.1/hook",
         "http://100.64.0.1/hook",
         "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://[2002:a9fe:a9fe::]/",  # 6to4 of 169.254.169.254
+        "http://[2002:7f00:1::]:{port}/hook",  # 6to4 of 127.0.0.1
+        "http://[64:ff9b::7f00:1]/",  # NAT64 of 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of the metadata address
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",  # Teredo, client 127.0.0.1
+        "http://[::7f00:1]:{port}/hook",  # IPv4-compatible 127.0.0.1
+        "http://six-to-four.customer.test:{port}/hook",  # resolves to 2002:a9fe:a9fe::
         "http://internal.customer.test:{port}/hook",  # resolves to 10.1.2.3
         "http://rebind.customer.test:{port}/hook",  # resolves to 127.0.0.1
     ],
 )
 async def test_internal_destinations_are_blocked_at_connect_time(template: str) -> None:
     async with receiver() as rec:
-        dns = FakeDns({"internal.customer.test": "10.1.2.3", "rebind.customer.test": "127.0.0.1"})
+        dns = FakeDns(
+            {
+                "internal.customer.test": "10.1.2.3",
+                "rebind.customer.test": "127.0.0.1",
+                "six-to-four.customer.test": "2002:a9fe:a9fe::",
+            }
+        )
         inner: AbstractResolver | None = None
         if "customer.test" in template:
             inner = dns
-        sender = WebhookSender(timeout_seconds=3, resolver=GuardedResolver((), inner))
+        sender = WebhookSender(timeout_seconds=3, resolver=GuardedResolver(NetworkPolicy(), inner))
         try:
             succeeded, status, error = await _send(sender, template.format(port=rec.port))
         finally:
@@ -91,8 +105,8 @@ async def test_internal_destinations_are_blocked_at_connect_time(template: str) 
 async def test_allowlisted_loopback_is_reached() -> None:
     # The control for the matrix above: the same receiver, allowlisted, gets the call.
     async with receiver() as rec:
-        allowed = parse_allowlist("127.0.0.0/8")
-        sender = WebhookSender(timeout_seconds=3, allowed=allowed)
+        allowed = NetworkPolicy(allowed=parse_networks("127.0.0.0/8"))
+        sender = WebhookSender(timeout_seconds=3, policy=allowed)
         try:
             assert await _send(sender, rec.url) == (True, 204, None)
             assert await _send(sender, f"http://localhost:{rec.port}/hook") == (True, 204, None)
@@ -111,7 +125,9 @@ async def test_redirect_to_an_internal_address_is_not_followed() -> None:
 
         public.respond = redirect
         # Only the "public" receiver is allowlisted; the redirect target is not followed.
-        sender = WebhookSender(timeout_seconds=3, allowed=parse_allowlist("127.0.0.1/32"))
+        sender = WebhookSender(
+            timeout_seconds=3, policy=NetworkPolicy(allowed=parse_networks("127.0.0.1/32"))
+        )
         try:
             succeeded, status, _ = await _send(sender, public.url)
         finally:

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from tollgate.contracts import topics
 from tollgate.kit.auth import JwtVerifier
 from tollgate.kit.db import SessionMaker
+from tollgate.kit.netpolicy import NetworkPolicy, parse_networks
 from tollgate.kit.runtime import service_runtime
 from tollgate.kit.service import create_app as create_service_app
 from tollgate.notifier.clock import Clock, SystemClock
@@ -32,7 +33,6 @@ from tollgate.notifier.sms.worker import SmsRouter
 from tollgate.notifier.state import NotifierState, sealer_for
 from tollgate.notifier.webhooks.api import router as webhooks_router
 from tollgate.notifier.webhooks.sender import WebhookSender
-from tollgate.notifier.webhooks.ssrf import parse_allowlist
 from tollgate.notifier.webhooks.worker import DeliveryWorker
 
 TOPICS = (topics.NOTIFIER_SMS, topics.ACCOUNTS_EVENTS, topics.BILLING_EVENTS, topics.USAGE_EVENTS)
@@ -57,7 +57,9 @@ def create_app(
         settings=settings,
         sealer=sealer_for(settings),
         clock=clock,
-        allowed_networks=parse_allowlist(settings.webhook_allowed_networks),
+        network_policy=NetworkPolicy(
+            allow_private=False, allowed=parse_networks(settings.webhook_allowed_networks)
+        ),
     )
 
     async def retention(sessions: SessionMaker) -> None:
@@ -84,7 +86,7 @@ def create_app(
             assert runtime.sessions is not None
             sender = WebhookSender(
                 timeout_seconds=settings.webhook_timeout_seconds,
-                allowed=state.allowed_networks,
+                policy=state.network_policy,
             )
             backend = email_backend(settings)
             router = SmsRouter(

@@ -1,6 +1,6 @@
 """What request handlers need besides the database: settings, sealer, clock, the
-operator's webhook allowlist and the SMS router to wake. Built once in the lifespan
-(`app.state.notifier`)."""
+network policy of webhook URLs (with the operator's allowlist) and the SMS router to
+wake. Built once in the lifespan (`app.state.notifier`)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from tollgate.kit.netpolicy import NetworkPolicy
 from tollgate.kit.problems import Problem
 from tollgate.kit.sealing import Sealer
 from tollgate.notifier.clock import Clock
 from tollgate.notifier.config import Settings
-from tollgate.notifier.webhooks.ssrf import IpNetwork
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class NotifierState:
     settings: Settings
     sealer: Sealer
     clock: Clock
-    allowed_networks: tuple[IpNetwork, ...]
+    network_policy: NetworkPolicy
     wake_sms_router: object | None = None
 
     def require_sealing(self) -> None:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tollgate.kit.requests import NUL_FREE, RequestModel
+from tollgate.kit.requests import NUL_FREE, RequestModel, StrictCredits, StrictFlag
 from tollgate.notifier.models import SmsKeywordRule, SmsMessage, SmsNumber
 
 
@@ -74,7 +74,7 @@ class SmsOut(BaseModel):
 class ReadChange(RequestModel):
     """Mark a message read or unread."""
 
-    read: bool = True
+    read: StrictFlag = True
 
 
 class NumberIn(RequestModel):
@@ -102,7 +102,9 @@ class RuleIn(RequestModel):
     org_id: uuid.UUID
     kind: Literal["first_word", "regex"]
     pattern: str = Field(min_length=1, max_length=255)
-    priority: int = Field(100, ge=0, le=10_000, description="Lower is evaluated first.")
+    priority: StrictCredits = Field(
+        100, ge=0, le=10_000, description="Lower is evaluated first (a JSON integer)."
+    )
 
 
 class RuleOut(BaseModel):

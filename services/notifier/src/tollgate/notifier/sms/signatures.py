@@ -5,7 +5,8 @@
   called. Twilio may sign with or without the default port, so both are tried.
 - Generic: `X-Tollgate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
   "<t>.<raw body>")>`, rejected when `t` is more than 5 minutes off.
-All comparisons are constant-time.
+All comparisons are constant-time. Header values are attacker input: anything that is
+not ASCII, or a timestamp no clock could hold, is simply not a valid signature.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def twilio_valid(
     auth_token: str, url: str, params: Mapping[str, Sequence[str]], signature: str | None
 ) -> bool:
     """True when `signature` is Twilio's for this request."""
-    if not auth_token or not signature:
+    if not auth_token or not signature or not signature.isascii():
         return False
     return any(
         hmac.compare_digest(twilio_signature(auth_token, variant, params), signature)
@@ -61,13 +62,14 @@ def generic_signature(secret: str, timestamp: int, body: bytes) -> str:
 
 def generic_valid(secret: str, header: str | None, body: bytes, now: float) -> bool:
     """True when the header signs `body` with `secret` within the tolerance."""
-    if not secret or not header:
+    if not secret or not header or not header.isascii():
         return False
     parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
-    try:
-        timestamp = int(parts["t"])
-    except (KeyError, ValueError):
+    stamp = parts.get("t", "")
+    # At most 12 digits: any real unix time, and nothing float() cannot compare with.
+    if not (stamp.isdigit() and len(stamp) <= 12):
         return False
+    timestamp = int(stamp)
     if abs(now - timestamp) > GENERIC_TOLERANCE_SECONDS:
         return False
     expected = generic_signature(secret, timestamp, body).split("v1=", 1)[1]

@@ -79,7 +79,7 @@ async def create_endpoint(
             event_types=body.event_types,
             enabled=body.enabled,
             now=notifier.clock.now(),
-            allowed=notifier.allowed_networks,
+            policy=notifier.network_policy,
         )
     return EndpointCreated(**EndpointOut.of(endpoint).model_dump(), secret=secret)
 
@@ -112,7 +112,7 @@ async def update_endpoint(
             await _endpoint(db, org_id, endpoint_id),
             changes,
             notifier.clock.now(),
-            notifier.allowed_networks,
+            notifier.network_policy,
         )
         return EndpointOut.of(endpoint)
 

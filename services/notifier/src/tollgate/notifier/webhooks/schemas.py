@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tollgate.kit.requests import RequestModel
+from tollgate.kit.requests import RequestModel, StrictFlag
 from tollgate.notifier.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tollgate.notifier.parameters import UtcDatetime
 
@@ -22,7 +22,7 @@ class EndpointCreate(RequestModel):
     event_types: list[str] = Field(
         default_factory=list, max_length=50, description="Event types to send; empty = all."
     )
-    enabled: bool = True
+    enabled: StrictFlag = True
 
 
 class EndpointPatch(RequestModel):
@@ -31,7 +31,7 @@ class EndpointPatch(RequestModel):
     url: str | None = Field(None, max_length=2048)
     description: str | None = Field(None, max_length=500)
     event_types: list[str] | None = Field(None, max_length=50)
-    enabled: bool | None = None
+    enabled: StrictFlag | None = None
 
 
 class EndpointOut(BaseModel):

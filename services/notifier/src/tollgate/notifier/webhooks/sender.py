@@ -17,13 +17,9 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 from yarl import URL
 
+from tollgate.kit.netpolicy import DestinationRefused, NetworkPolicy
 from tollgate.notifier.webhooks.signing import signature_header
-from tollgate.notifier.webhooks.ssrf import (
-    BlockedDestination,
-    GuardedResolver,
-    IpNetwork,
-    check_literal_host,
-)
+from tollgate.notifier.webhooks.ssrf import GuardedResolver, refuse_literal_host
 
 BODY_LOG_LIMIT = 2048
 USER_AGENT = "Tollgate-Webhooks/1"
@@ -64,12 +60,12 @@ class WebhookSender:
         self,
         *,
         timeout_seconds: float,
-        allowed: tuple[IpNetwork, ...] = (),
+        policy: NetworkPolicy | None = None,
         resolver: GuardedResolver | None = None,
     ) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._allowed = allowed
-        self._resolver = resolver or GuardedResolver(allowed)
+        self._policy = policy or NetworkPolicy()
+        self._resolver = resolver or GuardedResolver(self._policy)
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -100,8 +96,8 @@ class WebhookSender:
         try:
             parsed = URL(url)
             if parsed.scheme not in ("http", "https") or not parsed.host:
-                raise BlockedDestination("only http(s) URLs with a host")
-            check_literal_host(parsed.host, self._allowed)
+                raise DestinationRefused("only http(s) URLs with a host")
+            refuse_literal_host(parsed.host, self._policy)
             async with self._client().post(
                 parsed, data=body.encode(), headers=headers, allow_redirects=False
             ) as response:
@@ -110,7 +106,7 @@ class WebhookSender:
                 retry_after = parse_retry_after(
                     response.headers.get("Retry-After"), datetime.now(UTC)
                 )
-        except BlockedDestination as exc:
+        except DestinationRefused as exc:
             return _failure(started, f"blocked: {exc}")
         except TimeoutError:
             return _failure(started, "timeout")

@@ -20,6 +20,7 @@ from yarl import URL
 
 from tollgate.contracts.envelope import CloudEvent
 from tollgate.contracts.ids import uuid7
+from tollgate.kit.netpolicy import DestinationRefused, NetworkPolicy
 from tollgate.kit.problems import Problem
 from tollgate.kit.sealing import Sealer
 from tollgate.notifier.email import service as email
@@ -29,7 +30,7 @@ from tollgate.notifier.webhooks.catalog import SUBSCRIBABLE, body_for_event, pin
 from tollgate.notifier.webhooks.repository import ClaimedDelivery
 from tollgate.notifier.webhooks.sender import AttemptOutcome
 from tollgate.notifier.webhooks.signing import new_secret
-from tollgate.notifier.webhooks.ssrf import BlockedDestination, IpNetwork, check_literal_host
+from tollgate.notifier.webhooks.ssrf import refuse_literal_host
 
 RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18_000, 36_000, 36_000)
 """Seconds before attempt n+1 (n = attempts so far): 0 s, 5 s, 5 min, 30 min, 2 h, 5 h,
@@ -40,7 +41,7 @@ MAX_RETRY_AFTER = timedelta(hours=24)
 ROTATION_GRACE = timedelta(hours=24)
 
 
-def _valid_url(url: str, allowed: tuple[IpNetwork, ...]) -> str:
+def _valid_url(url: str, policy: NetworkPolicy) -> str:
     try:
         parsed = URL(url)
     except ValueError as exc:
@@ -50,8 +51,8 @@ def _valid_url(url: str, allowed: tuple[IpNetwork, ...]) -> str:
     if parsed.user or parsed.password:
         raise Problem(422, "Unprocessable Content", "The URL must not carry credentials.")
     try:
-        check_literal_host(parsed.host, allowed)
-    except BlockedDestination as exc:
+        refuse_literal_host(parsed.host, policy)
+    except DestinationRefused as exc:
         raise Problem(
             422, "Unprocessable Content", "The URL points to an internal address."
         ) from exc
@@ -75,7 +76,7 @@ async def create_endpoint(
     event_types: list[str],
     enabled: bool,
     now: datetime,
-    allowed: tuple[IpNetwork, ...] = (),
+    policy: NetworkPolicy | None = None,
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its secret (the only time the secret is handed out, besides
     rotation)."""
@@ -83,7 +84,7 @@ async def create_endpoint(
     endpoint = WebhookEndpoint(
         id=uuid7(),
         org_id=org_id,
-        url=_valid_url(url, allowed),
+        url=_valid_url(url, policy or NetworkPolicy()),
         description=description,
         event_types=_valid_event_types(event_types),
         enabled=enabled,
@@ -104,12 +105,12 @@ async def update_endpoint(
     endpoint: WebhookEndpoint,
     changes: dict[str, Any],
     now: datetime,
-    allowed: tuple[IpNetwork, ...] = (),
+    policy: NetworkPolicy | None = None,
 ) -> WebhookEndpoint:
     """Apply a partial update; enabling clears the failure history, disabling gives up
     the pending deliveries (they can be recovered)."""
     if "url" in changes:
-        endpoint.url = _valid_url(changes["url"], allowed)
+        endpoint.url = _valid_url(changes["url"], policy or NetworkPolicy())
     if "description" in changes:
         endpoint.description = changes["description"]
     if "event_types" in changes:

@@ -1,100 +1,46 @@
-"""SSRF-safe name resolution for outbound webhooks.
+"""The webhook session's side of the SSRF policy: an aiohttp resolver that applies
+`tollgate.kit.netpolicy` (the one policy accounts and the gateway apply too).
 
 A customer chooses the URL, so the notifier must never be steered into the
-operator's own network. `GuardedResolver` is the aiohttp resolver of the webhook
-session: it resolves the name itself, refuses the whole name when any resolved
-address is loopback, private, link-local (cloud metadata included), CGNAT,
-multicast, reserved or unspecified, and hands aiohttp only the checked addresses,
-which aiohttp then connects to (no second lookup, so no DNS rebinding window).
-Literal IPs skip resolvers in aiohttp, so `check_literal_host` covers those.
-Decimal (`2130706433`), octal (`0177.0.0.1`) and hex forms are refused before any
-connection: parsers disagree on what they denote.
-The operator allowlist (`webhook_allowed_networks`) exempts networks for local runs.
+operator's own network. `GuardedResolver` resolves the name itself, refuses the
+whole name when the policy refuses any resolved address (loopback, private,
+link-local and cloud metadata, CGNAT, multicast, reserved, unspecified, and every
+IPv6 form that embeds one of those IPv4 addresses: mapped, compatible, 6to4, Teredo,
+NAT64), and hands aiohttp only the checked addresses, which aiohttp then connects to
+(no second lookup, so no DNS-rebinding window). aiohttp does not ask resolvers about
+IP literals, so `refuse_literal_host` checks those before a request is made (and
+when a URL is registered); legacy numeric spellings (`2130706433`, `0177.0.0.1`,
+`0x7f.1`) are refused whatever they denote, because parsers disagree on that.
+This module classifies nothing itself: every address decision is the kit policy's.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
-from collections.abc import Sequence
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-_EXTRA_BLOCKED = (
-    ipaddress.ip_network("100.64.0.0/10"),  # carrier-grade NAT
-    ipaddress.ip_network("169.254.0.0/16"),  # link-local, cloud metadata
-    ipaddress.ip_network("fd00:ec2::/32"),  # AWS IPv6 metadata
-)
+from tollgate.kit.netpolicy import DestinationRefused, NetworkPolicy, ip_literal, is_legacy_spelling
 
 
-class BlockedDestination(Exception):
-    """The webhook URL resolves to an address the notifier must not reach."""
-
-
-def parse_allowlist(value: str) -> tuple[IpNetwork, ...]:
-    """Comma-separated CIDRs into networks (a bare address is one host)."""
-    return tuple(
-        ipaddress.ip_network(part.strip(), strict=False)
-        for part in value.split(",")
-        if part.strip()
-    )
-
-
-def is_blocked(address: IpAddress, allowed: Sequence[IpNetwork] = ()) -> bool:
-    """True when `address` is internal and not in the operator's allowlist."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if any(address in net for net in allowed if net.version == address.version):
-        return False
-    if any(address in net for net in _EXTRA_BLOCKED if net.version == address.version):
-        return True
-    return (
-        address.is_loopback
-        or address.is_private
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-        or not address.is_global
-    )
-
-
-_LEGACY_NUMERIC = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$", re.IGNORECASE)
-
-
-def check_literal_host(host: str, allowed: Sequence[IpNetwork] = ()) -> None:
-    """Raise BlockedDestination when `host` is a literal IP that is blocked.
-
-    Legacy numeric forms (`2130706433`, `0177.0.0.1`, `0x7f.1`) mean different things
-    to different parsers, so they are refused outright, whatever they denote.
-    """
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        if _LEGACY_NUMERIC.match(host):
-            try:
-                denoted = socket.inet_ntoa(socket.inet_aton(host))
-            except OSError:
-                denoted = "an invalid address"
-            raise BlockedDestination(f"non-canonical numeric host {host} (= {denoted})") from None
-        return
-    if is_blocked(address, allowed):
-        raise BlockedDestination(f"{address} is an internal address")
+def refuse_literal_host(host: str, policy: NetworkPolicy) -> None:
+    """Raise DestinationRefused when `host` is an IP literal the policy refuses, or a
+    legacy numeric spelling of an IPv4 address. Names pass (the resolver checks them)."""
+    if is_legacy_spelling(host):
+        raise DestinationRefused(f"non-canonical numeric host {host}")
+    literal = ip_literal(host)
+    if literal is not None:
+        policy.check(literal)
 
 
 class GuardedResolver(AbstractResolver):
     """Resolves with `inner` (the system resolver by default) and lets through only
-    names whose every address is allowed."""
+    names whose every address `policy` allows."""
 
-    def __init__(
-        self, allowed: Sequence[IpNetwork] = (), inner: AbstractResolver | None = None
-    ) -> None:
-        self._allowed = tuple(allowed)
+    def __init__(self, policy: NetworkPolicy, inner: AbstractResolver | None = None) -> None:
+        self._policy = policy
         self._inner = inner or ThreadedResolver()
 
     async def resolve(
@@ -102,8 +48,9 @@ class GuardedResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         for result in results:
-            if is_blocked(ipaddress.ip_address(result["host"]), self._allowed):
-                raise BlockedDestination(f"{host} resolves to an internal address")
+            reason = self._policy.refusal(ipaddress.ip_address(result["host"]))
+            if reason is not None:
+                raise DestinationRefused(f"{host} resolves to a refused address: {reason}")
         return results
 
     async def close(self) -> None:
