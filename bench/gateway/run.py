@@ -1,61 +1,74 @@
-"""Gateway vs upstream called directly, same run, with wrk on loopback.
+"""Tollgate's gateway against Fastify and nginx doing the same job, same run, loopback.
 
-Starts a Tansu broker (events on), the demo upstream (infra/demo_upstream.py), and
-one gateway process pinned to core 0 (`taskset`); the upstream and wrk share core
-1. Loads 10k keys (each with a per-hour limit, so limits are evaluated on every
-request), then runs wrk for GET /hello and POST /echo/x with a 1 KB body, directly
-and through the gateway, rotating over the 10k keys, and prints req/s, p50, p99
-and the gateway/direct ratio. Usage (see README.md):
+Starts a Tansu broker (events on), nginx as the upstream (one small fixed answer) and
+three gateways, each pinned to the gateway core (`taskset`), with the upstream, the
+broker, wrk and the fixed-rate client on the load core:
 
-    .venv/bin/python bench/gateway/run.py [--seconds 10] [--connections 32]
+- Tollgate (`python -m tollgate.gateway`): 10,000 keys replayed from Kafka, each with
+  a per-hour limit (evaluated on every request), credits check, one event per request;
+- Fastify + @fastify/rate-limit + @fastify/http-proxy (`fastify/gateway.js`, pinned,
+  `npm ci` into the temp dir): the 10,000 keys HMAC-hashed in a Map, a per-key limit,
+  an org credits check; no events;
+- nginx as a reverse proxy: a `map` of the 10,000 raw keys to their org, an org
+  credits `map`, a per-key `limit_req`; no events.
+
+Then, for GET and POST with a 1 KB body: wrk at saturation (req/s, p50/p99, CPU% of
+the gateway's process tree, ratios to direct and to Fastify), and a fixed-rate pass
+(`fixed_rate.py`, 1,000 req/s by default) giving each gateway's latency added over
+the upstream called directly. `--profile` adds a py-spy pass on Tollgate (not
+counted in the tables) summarised by `gateway_profile.py`. Usage (see README.md):
+
+    .venv/bin/python bench/gateway/run.py [--seconds 8] [--rate 1000] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
-import re
-import shutil
+import platform
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+import gateway_profile
+import harness
+from harness import WrkResult
 
-from tollgate.contracts import topics  # noqa: E402
-from tollgate.contracts.envelope import encode, new_event  # noqa: E402
-from tollgate.contracts.events.accounts import ApiUpserted, KeyUpserted  # noqa: E402
-from tollgate.kit import apikeys, localdeps  # noqa: E402
-from tollgate.kit.kafka import ensure_topics, make_producer, topic_name  # noqa: E402
-from tollgate.kit.settings import ServiceSettings  # noqa: E402
+from tollgate.contracts import topics
+from tollgate.contracts.envelope import encode, new_event
+from tollgate.contracts.events.accounts import ApiUpserted, KeyUpserted
+from tollgate.kit import apikeys, localdeps
+from tollgate.kit.kafka import ensure_topics, make_producer, topic_name
+from tollgate.kit.localdeps import LocalProcess
+from tollgate.kit.settings import ServiceSettings
 
 PEPPER = "bench-pepper"
 KEYS = 10_000
+WORKLOADS = (("GET", "/hello", 0), ("POST", "/echo/x", 1024))
 
 
-def ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
+@dataclass
+class Target:
+    name: str
+    port: int
+    prefix: str  # path prefix in front of the upstream path
+    process: LocalProcess
 
-
-def need_wrk() -> str:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        sys.exit("wrk is missing: apt-get install -y wrk (Debian package)")
-    return wrk
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{self.prefix}{path}"
 
 
 async def load_state(bootstrap: str, upstream: str) -> list[str]:
+    """Publish one API and KEYS keys (per-hour limit) the way accounts does."""
     settings = ServiceSettings(kafka_bootstrap_servers=bootstrap, kafka_enable_idempotence=False)
     await ensure_topics(settings, topics.ALL_TOPICS)
     producer = make_producer(settings, client="bench")
@@ -106,144 +119,291 @@ async def load_state(bootstrap: str, upstream: str) -> list[str]:
     return raws
 
 
-LUA = """
-local keys = {%s}
-local n = 0
-wrk.method = "%s"
-%s
-request = function()
-  n = n + 1
-  return wrk.format(nil, nil, {["X-API-Key"] = keys[(n %% #keys) + 1]%s})
-end
-"""
+def status_of(url: str, key: str | None) -> int:
+    request = urllib.request.Request(url, headers={"X-API-Key": key} if key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
 
 
-def wrk_run(url: str, script: Path, seconds: int, connections: int) -> tuple[float, str, str]:
-    out = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            "1",
-            need_wrk(),
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-s",
-            str(script),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1)  # type: ignore[union-attr]
-    p99 = re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1)  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        print(f"warning: {non2xx.group(1)} non-2xx answers from {url}", file=sys.stderr)
-    return rps, p50, p99
+def check_job(target: Target, key: str) -> None:
+    """Each gateway must really check keys: 200 with a key, 401 without."""
+    with_key, without = status_of(target.url("/hello"), key), status_of(target.url("/hello"), None)
+    if (with_key, without) != (200, 401):
+        sys.exit(f"{target.name}: GET with a key {with_key}, without {without} (want 200, 401)")
+
+
+def fixed_rate(
+    target_url_port: int,
+    path: str,
+    method: str,
+    body_bytes: int,
+    keys_file: Path,
+    args: argparse.Namespace,
+    measure_pid: int | None,
+) -> dict[str, float | int | str]:
+    argv = ["taskset", "-c", args.load_cpus, sys.executable, str(harness.HERE / "fixed_rate.py")]
+    argv += ["--port", str(target_url_port), "--path", path, "--method", method]
+    argv += ["--body-bytes", str(body_bytes), "--keys", str(keys_file)]
+    argv += ["--rate", str(args.rate), "--seconds", str(args.fixed_seconds)]
+    meter = harness.CpuMeter(measure_pid)
+    meter.start()
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    result: dict[str, float | int | str] = json.loads(out)
+    cpu = meter.stop()
+    result["cpu"] = cpu if cpu is not None else float("nan")
+    return result
+
+
+def profile_tollgate(
+    target: Target, get_script: Path, workdir: Path, args: argparse.Namespace, workers: int
+) -> None:
+    out = workdir / "tollgate-profile.speedscope.json"
+    spy = gateway_profile.start_recording(
+        target.process.pid, out, args.profile_seconds, cpus=args.load_cpus, subprocesses=workers > 1
+    )
+    time.sleep(0.5)
+    threads_before = gateway_profile.thread_cpu(target.process.pid)
+    result = harness.wrk(
+        target.url("/hello"),
+        get_script,
+        args.profile_seconds,
+        args.connections,
+        cpus=args.load_cpus,
+        measure_pid=target.process.pid,
+    )
+    threads = gateway_profile.thread_cpu_delta(
+        threads_before, gateway_profile.thread_cpu(target.process.pid)
+    )
+    spy.wait(60)
+    print(
+        f"\nprofile pass (py-spy --native at 100 Hz, not counted above): GET {result.rps:.0f} "
+        f"req/s, gateway CPU {result.cpu:.0f}%; speedscope file: {out}"
+    )
+    print(gateway_profile.format_threads(threads))
+    print(gateway_profile.format_summary(gateway_profile.summarise(out), top=args.profile_top))
+
+
+def fmt_ratio(value: float, base: float | None) -> str:
+    return f"{value / base:.2f}" if base else ""
+
+
+def print_saturation(rows: list[tuple[str, str, WrkResult]]) -> None:
+    print("\n## Saturation (wrk -t1, gateway pinned to its core)\n")
+    print(
+        "| workload | target | req/s | p50 ms | p99 ms | gateway CPU% | CPU µs/req | ÷ direct "
+        "| ÷ Fastify | non-2xx / errors |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for workload in dict.fromkeys(w for w, _, _ in rows):
+        mine = {t: r for w, t, r in rows if w == workload}
+        direct = mine.get("direct")
+        fastify = mine.get("fastify")
+        for name, res in mine.items():
+            is_gateway = name != "direct"
+            cpu = f"{res.cpu:.0f}" if res.cpu is not None else ""
+            per_request = f"{res.cpu * 10_000 / res.rps:.0f}" if res.cpu and res.rps else ""
+            print(
+                f"| {workload} | {name} | {res.rps:.0f} | {res.p50_ms:.2f} | {res.p99_ms:.2f} | "
+                f"{cpu}{'' if is_gateway else ' (upstream)'} | {per_request} | "
+                f"{fmt_ratio(res.rps, direct.rps) if direct and is_gateway else ''} | "
+                f"{fmt_ratio(res.rps, fastify.rps) if fastify and is_gateway else ''} | "
+                f"{res.non2xx} / {res.errors} |"
+            )
+
+
+def print_fixed(rows: list[tuple[str, str, dict[str, float | int | str]]], rate: float) -> None:
+    print(f"\n## Fixed rate {rate:.0f} req/s (fixed_rate.py, latency from the planned send)\n")
+    print(
+        "| workload | target | p50 ms | p99 ms | p99.9 ms | added p50 | added p99 | "
+        "gateway CPU% | CPU µs/req | answered/s | non-2xx / errors | client lag p99 |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for workload in dict.fromkeys(w for w, _, _ in rows):
+        mine = {t: r for w, t, r in rows if w == workload}
+        direct = mine.get("direct")
+        for name, res in mine.items():
+            p50, p99 = float(res["p50_ms"]), float(res["p99_ms"])
+            added = ("", "")
+            if direct and name != "direct":
+                added = (
+                    f"{p50 - float(direct['p50_ms']):+.2f}",
+                    f"{p99 - float(direct['p99_ms']):+.2f}",
+                )
+            cpu = float(res["cpu"])
+            per_request = cpu * 10_000 / float(res["achieved_rps"]) if res["achieved_rps"] else 0
+            verdict = "" if res["verdict"] == "ok" else f" ({res['verdict']})"
+            lag = float(res["send_lag_p99_ms"])
+            print(
+                f"| {workload} | {name} | {p50:.2f} | {p99:.2f} | {float(res['p999_ms']):.2f} | "
+                f"{added[0]} | {added[1]} | {cpu:.0f}{'' if name != 'direct' else ' (upstream)'} "
+                f"| {per_request:.0f} | {res['achieved_rps']} | "
+                f"{res['non2xx']} / {res['errors']}{verdict} | {lag:.2f} |"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=8, help="wrk duration per cell")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--profile", action="store_true", help="py-spy the gateway (GET run)")
-    args = parser.parse_args()
-    need_wrk()
-    workdir = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
-    broker = localdeps.start_tansu(workdir)
-    up_port, gw_port = localdeps.free_port(), localdeps.free_port()
-    py = sys.executable
-    upstream = subprocess.Popen(
-        ["taskset", "-c", "1", py, str(ROOT / "infra/demo_upstream.py"), "--port", str(up_port)]
+    parser.add_argument("--rate", type=float, default=1000, help="fixed-rate pass, req/s")
+    parser.add_argument("--fixed-seconds", type=float, default=5)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes: TOLLGATE_GATEWAY_WORKERS for Tollgate (needs the gateway "
+        "setting), worker_processes for nginx, node:cluster workers for Fastify",
     )
-    gateway = None
+    parser.add_argument("--gateway-cpus", default="0", help="taskset list for the gateways")
+    parser.add_argument("--load-cpus", default="1", help="taskset list: upstream, broker, load")
+    parser.add_argument("--only", default="tollgate,fastify,nginx", help="gateways to run")
+    parser.add_argument("--profile", action="store_true", help="py-spy pass on Tollgate (GET)")
+    parser.add_argument("--profile-seconds", type=int, default=10)
+    parser.add_argument("--profile-top", type=int, default=25)
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+
+    harness.debian_tool("wrk", "wrk")
+    harness.debian_tool("nginx", "nginx")
+    workdir = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
+    fastify_js = harness.install_fastify(workdir) if "fastify" in only else None
+    procs: list[LocalProcess] = []
+    started = time.time()
+    load_before = os.getloadavg()
     try:
-        localdeps.wait_for_port("127.0.0.1", up_port)
+        broker = localdeps.start_tansu(workdir)
+        procs.append(broker)
+        harness.pin_threads(broker.pid, args.load_cpus)
+        up_port = localdeps.free_port()
+        upstream = harness.start_nginx(
+            "nginx-upstream", workdir, up_port, args.load_cpus, harness.upstream_block(up_port)
+        )
+        procs.append(upstream)
         raws = asyncio.run(load_state(broker.url, f"http://127.0.0.1:{up_port}"))
-        env = {
-            **os.environ,
-            "TOLLGATE_GATEWAY_PORT": str(gw_port),
-            "TOLLGATE_GATEWAY_KAFKA_BOOTSTRAP_SERVERS": broker.url,
-            "TOLLGATE_GATEWAY_KAFKA_ENABLE_IDEMPOTENCE": "false",
-            "TOLLGATE_GATEWAY_KEY_PEPPER": PEPPER,
-            "TOLLGATE_GATEWAY_SPOOL_DIR": str(workdir / "spool"),
-            "TOLLGATE_GATEWAY_LOG_LEVEL": "WARNING",
-        }
-        gateway = subprocess.Popen(
-            ["taskset", "-c", "0", py, "-m", "tollgate.gateway"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(workdir / "gateway.log", "wb"),  # noqa: SIM115
-        )
-        deadline = time.monotonic() + 60
-        while not ready(f"http://127.0.0.1:{gw_port}/_tollgate/readyz"):
-            if time.monotonic() > deadline:
-                sys.exit("gateway not ready; see " + str(workdir / "gateway.log"))
-            time.sleep(0.2)
-        keys = ",".join(f'"{k}"' for k in raws)
-        get_script = workdir / "get.lua"
-        get_script.write_text(LUA % (keys, "GET", "", ""))
-        post_script = workdir / "post.lua"
-        post_script.write_text(
-            LUA
-            % (
-                keys,
-                "POST",
-                'wrk.body = string.rep("x", 1024)',
-                ', ["Content-Type"] = "application/octet-stream"',
+        keys_file = workdir / "keys.txt"
+        keys_file.write_text("\n".join(raws) + "\n")
+        keys_map = workdir / "keys.map"
+        keys_map.write_text("".join(f'"{raw}" org-1;\n' for raw in raws))
+
+        targets = [Target("direct", up_port, "", upstream)]
+        if "tollgate" in only:
+            port = localdeps.free_port()
+            env = {
+                **os.environ,
+                "TOLLGATE_GATEWAY_PORT": str(port),
+                "TOLLGATE_GATEWAY_KAFKA_BOOTSTRAP_SERVERS": broker.url,
+                "TOLLGATE_GATEWAY_KAFKA_ENABLE_IDEMPOTENCE": "false",
+                "TOLLGATE_GATEWAY_KEY_PEPPER": PEPPER,
+                "TOLLGATE_GATEWAY_SPOOL_DIR": str(workdir / "spool"),
+                "TOLLGATE_GATEWAY_LOG_LEVEL": "WARNING",
+                "TOLLGATE_GATEWAY_WORKERS": str(args.workers),
+            }
+            argv = ["taskset", "-c", args.gateway_cpus, sys.executable, "-m", "tollgate.gateway"]
+            proc = localdeps.start_program(
+                "tollgate",
+                argv,
+                workdir,
+                port=port,
+                env=env,
+                ready_path="/_tollgate/readyz",
+                timeout=120,
             )
-        )
-        rows = []
-        for name, script, path in (
-            ("GET /hello", get_script, "/hello"),
-            ("POST /echo 1KB", post_script, "/echo/x"),
-        ):
-            direct = wrk_run(
-                f"http://127.0.0.1:{up_port}{path}", script, args.seconds, args.connections
+            procs.append(proc)
+            targets.append(Target("tollgate", port, "/api", proc))
+        if fastify_js is not None:
+            port = localdeps.free_port()
+            node, _ = harness.node_tool()
+            argv = [
+                "taskset",
+                "-c",
+                args.gateway_cpus,
+                node,
+                str(fastify_js),
+                str(port),
+                f"http://127.0.0.1:{up_port}",
+                str(keys_file),
+                PEPPER,
+                str(args.workers),
+            ]
+            proc = localdeps.start_program("fastify", argv, workdir, port=port)
+            procs.append(proc)
+            targets.append(Target("fastify", port, "/api", proc))
+        if "nginx" in only:
+            port = localdeps.free_port()
+            block = harness.proxy_block(port, up_port, keys_map)
+            proc = harness.start_nginx(
+                "nginx-proxy", workdir, port, args.gateway_cpus, block, workers=args.workers
             )
-            spy = None
-            if args.profile and name.startswith("GET"):
-                spy = subprocess.Popen(
-                    [
-                        str(Path(py).parent / "py-spy"),
-                        "record",
-                        "-o",
-                        str(workdir / "profile.txt"),
-                        "-f",
-                        "raw",
-                        "-d",
-                        str(args.seconds),
-                        "-p",
-                        str(gateway.pid),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+            procs.append(proc)
+            targets.append(Target("nginx", port, "/api", proc))
+        for target in targets[1:]:
+            check_job(target, raws[0])
+
+        scripts = {m: harness.wrk_script(workdir, keys_file, m, b) for m, _, b in WORKLOADS}
+        saturation: list[tuple[str, str, WrkResult]] = []
+        for method, path, body in WORKLOADS:
+            workload = f"{method} {'1 KB' if body else path}"
+            for target in targets:
+                result = harness.wrk(
+                    target.url(path),
+                    scripts[method],
+                    args.seconds,
+                    args.connections,
+                    cpus=args.load_cpus,
+                    measure_pid=target.process.pid,
                 )
-            through = wrk_run(
-                f"http://127.0.0.1:{gw_port}/api{path}", script, args.seconds, args.connections
+                saturation.append((workload, target.name, result))
+                print(f"  {workload:<9} {target.name:<9} {result.rps:>8.0f} req/s", flush=True)
+        fixed: list[tuple[str, str, dict[str, float | int | str]]] = []
+        for method, path, body in WORKLOADS:
+            workload = f"{method} {'1 KB' if body else path}"
+            for target in targets:
+                result_fixed = fixed_rate(
+                    target.port,
+                    target.prefix + path,
+                    method,
+                    body,
+                    keys_file,
+                    args,
+                    target.process.pid,
+                )
+                fixed.append((workload, target.name, result_fixed))
+                print(
+                    f"  {workload:<9} {target.name:<9} fixed-rate p99 "
+                    f"{float(result_fixed['p99_ms']):.2f} ms",
+                    flush=True,
+                )
+
+        print(f"\n# bench/gateway/run.py, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+        print(
+            f"host: {os.cpu_count()} cores, {platform.python_implementation()} "
+            f"{platform.python_version()}, load average before {load_before[0]:.2f}, "
+            f"after {os.getloadavg()[0]:.2f} (1 min), {time.time() - started:.0f} s"
+        )
+        print(
+            f"pinning: gateways on cpu {args.gateway_cpus}; nginx upstream, broker, wrk, "
+            f"fixed-rate client on cpu {args.load_cpus}; {KEYS} keys; "
+            f"{args.connections} wrk connections, {args.seconds} s per cell"
+        )
+        print(
+            f"workers: {args.workers} requested (TOLLGATE_GATEWAY_WORKERS={args.workers}); "
+            + ", ".join(
+                f"{t.name} runs {len(harness.process_tree(t.process.pid))} process(es)"
+                for t in targets[1:]
             )
-            if spy is not None:
-                spy.wait()
-                print(f"profile (collapsed stacks): {workdir / 'profile.txt'}")
-            rows.append((name, direct, through))
-        print(f"{'workload':<16} {'path':<8} {'req/s':>9} {'p50':>9} {'p99':>9} {'ratio':>6}")
-        for name, direct, through in rows:
-            print(f"{name:<16} {'direct':<8} {direct[0]:>9.0f} {direct[1]:>9} {direct[2]:>9}")
-            print(
-                f"{'':<16} {'gateway':<8} {through[0]:>9.0f} {through[1]:>9} {through[2]:>9} "
-                f"{through[0] / direct[0]:>6.2f}"
-            )
+        )
+        print_saturation(saturation)
+        print_fixed(fixed, args.rate)
+        if args.profile and "tollgate" in only:
+            tollgate = next(t for t in targets if t.name == "tollgate")
+            profile_tollgate(tollgate, scripts["GET"], workdir, args, args.workers)
+        print(f"\nlogs and configs: {workdir}")
     finally:
-        if gateway is not None:
-            gateway.terminate()
-            gateway.wait(30)
-        upstream.terminate()
-        upstream.wait()
-        broker.stop()
+        for proc in reversed(procs):
+            proc.stop()
 
 
 if __name__ == "__main__":
