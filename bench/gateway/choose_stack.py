@@ -1,9 +1,19 @@
 """Pick the gateway's HTTP server and upstream client by measurement.
 
-Runs a minimal pass-through proxy (no auth, no limits, no events) in several
-server/client combinations against the demo upstream and prints wrk's req/s and
-latency for each, next to the upstream called directly, in the same run.
-Usage: .venv/bin/python bench/gateway/choose_stack.py [--seconds 5]
+Runs minimal pass-through proxies (no auth, no limits, no events) in several server /
+client combinations, each pinned to the gateway core, against nginx serving a small
+fixed answer on the load core, and prints wrk's req/s, p50/p99, the proxy's CPU% and
+CPU µs per request for GET and POST 1 KB, next to nginx called directly, in the same
+run. The `bare` variants answer by themselves (no upstream call): the server's own
+cost. Candidates:
+
+- aiohttp's low-level `web.Server` on uvloop (what the gateway uses today),
+- Granian (Rust, hyper) with its RSGI interface, one worker, uvloop,
+- pyreqwest (Rust reqwest/hyper) as the upstream client, body buffered (`send`) or
+  streamed (`build_streamed`, what a proxy needs for large bodies);
+- `--variants all` adds the older aiohttp-client and httptools candidates.
+
+Usage: .venv/bin/python bench/gateway/choose_stack.py [--seconds 5] [--variants all]
 """
 
 from __future__ import annotations
@@ -11,22 +21,74 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-UPSTREAM_PORT = int(os.environ.get("UPSTREAM_PORT", "19920"))
+import harness
+
+from tollgate.kit import localdeps
+from tollgate.kit.localdeps import LocalProcess
+
+BODY = b'{"message":"hello from the proxy"}'
+DEFAULT_VARIANTS = (
+    "aiohttp-server bare",
+    "granian-rsgi bare",
+    "aiohttp-server+pyreqwest",
+    "aiohttp-server+pyreqwest-streamed",
+    "granian-rsgi+pyreqwest",
+    "granian-rsgi+pyreqwest-streamed",
+)
+OLD_VARIANTS = ("aiohttp-server+aiohttp-client", "httptools-server+aiohttp-client")
+
+
+def upstream_base() -> str:
+    return os.environ["CHOOSE_STACK_UPSTREAM"]
+
+
+async def pyreqwest_client() -> Any:
+    from pyreqwest.client import ClientBuilder
+
+    builder = (
+        ClientBuilder()
+        .max_connections(256)
+        .http1_only()
+        .gzip(False)
+        .brotli(False)
+        .zstd(False)
+        .deflate(False)
+        .follow_redirects(False)
+    )
+    return await builder.build().__aenter__()
+
+
+async def relay_pyreqwest(
+    client: Any, method: str, path_qs: str, body: bytes, streamed: bool
+) -> tuple[int, bytes]:
+    req = client.request(method, upstream_base() + path_qs)
+    if body:
+        req = req.body_bytes(body)
+    if streamed:
+        # What a proxy needs: headers first, body streamed (no size known up front).
+        async with req.build_streamed() as resp:
+            return int(resp.status), bytes(await resp.body_reader.bytes())
+    resp = await req.build().send()
+    return int(resp.status), bytes(await resp.bytes())
 
 
 async def serve_aiohttp_lowlevel(port: int, client: str) -> None:
     import aiohttp
     from aiohttp import web
 
-    base = f"http://127.0.0.1:{UPSTREAM_PORT}"
-    if client == "aiohttp":
+    base = upstream_base()
+    if client == "bare":
+
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            await request.read()
+            return web.Response(body=BODY, content_type="application/json")
+
+    elif client == "aiohttp":
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
             auto_decompress=False,
@@ -42,36 +104,17 @@ async def serve_aiohttp_lowlevel(port: int, client: str) -> None:
             ) as resp:
                 body = await resp.read()
                 return web.Response(body=body, status=resp.status, headers=resp.headers)
-    else:
-        from pyreqwest.client import ClientBuilder
 
-        rclient = (
-            await ClientBuilder()
-            .max_connections(256)
-            .http1_only()
-            .gzip(False)
-            .brotli(False)
-            .zstd(False)
-            .deflate(False)
-            .follow_redirects(False)
-            .build()
-            .__aenter__()
-        )
+    else:
+        rclient = await pyreqwest_client()
         streamed = client == "pyreqwest-streamed"
 
         async def handler(request: web.BaseRequest) -> web.StreamResponse:
-            req = rclient.request(request.method, base + request.path_qs)
             body = await request.read()
-            if body:
-                req = req.body_bytes(body)
-            if streamed:
-                # What a proxy needs: headers first, body streamed (no size known up front).
-                async with req.build_streamed() as resp:
-                    data = await resp.body_reader.bytes()
-            else:
-                resp = await req.build().send()
-                data = await resp.bytes()
-            return web.Response(body=bytes(data), status=resp.status)
+            status, data = await relay_pyreqwest(
+                rclient, request.method, request.path_qs, body, streamed
+            )
+            return web.Response(body=data, status=status)
 
     server = web.Server(handler)
     runner = web.ServerRunner(server, access_log=None)
@@ -84,7 +127,7 @@ async def serve_httptools(port: int) -> None:
     import aiohttp
     import httptools
 
-    base = f"http://127.0.0.1:{UPSTREAM_PORT}"
+    base = upstream_base()
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
         auto_decompress=False,
@@ -129,78 +172,143 @@ async def serve_httptools(port: int) -> None:
     await asyncio.Event().wait()
 
 
-def run_proxy(variant: str, port: int) -> None:
+class RsgiProxy:
+    """The Granian (RSGI) candidate: a fixed answer (`bare`) or a pyreqwest relay."""
+
+    def __init__(self) -> None:
+        self.mode = os.environ.get("CHOOSE_STACK_MODE", "bare")
+        self.client: Any = None
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.mode != "bare":
+            self.client = loop.run_until_complete(pyreqwest_client())
+
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        body = await proto()
+        if self.mode == "bare":
+            proto.response_bytes(200, [("content-type", "application/json")], BODY)
+            return
+        path_qs = scope.path + (f"?{scope.query_string}" if scope.query_string else "")
+        status, data = await relay_pyreqwest(
+            self.client, scope.method, path_qs, body, self.mode == "pyreqwest-streamed"
+        )
+        proto.response_bytes(status, [], data)
+
+
+rsgi_app = RsgiProxy()
+
+
+def run_python_proxy(variant: str, port: int) -> None:
     import uvloop
 
-    if variant == "aiohttp-server+aiohttp-client":
-        uvloop.run(serve_aiohttp_lowlevel(port, "aiohttp"))
-    elif variant == "aiohttp-server+pyreqwest-client":
-        uvloop.run(serve_aiohttp_lowlevel(port, "pyreqwest"))
-    elif variant == "aiohttp-server+pyreqwest-streamed":
-        uvloop.run(serve_aiohttp_lowlevel(port, "pyreqwest-streamed"))
-    elif variant == "httptools-server+aiohttp-client":
+    if variant == "httptools-server+aiohttp-client":
         uvloop.run(serve_httptools(port))
+        return
+    client = variant.removeprefix("aiohttp-server").lstrip("+ ").removesuffix("-client")
+    uvloop.run(serve_aiohttp_lowlevel(port, client))
 
 
-def wrk(url: str, seconds: int) -> tuple[float, str, str]:
-    out = subprocess.run(
-        ["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds}s", "--latency", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = re.search(r"50%\s+(\S+)", out).group(1)  # type: ignore[union-attr]
-    p99 = re.search(r"99%\s+(\S+)", out).group(1)  # type: ignore[union-attr]
-    return rps, p50, p99
+def start_variant(variant: str, workdir: Path, port: int, cpus: str, upstream: str) -> LocalProcess:
+    env = {**os.environ, "CHOOSE_STACK_UPSTREAM": upstream}
+    if variant.startswith("granian-rsgi"):
+        env["CHOOSE_STACK_MODE"] = variant.removeprefix("granian-rsgi").lstrip("+ ")
+        argv = [sys.executable, "-m", "granian", "--interface", "rsgi", "--host", "127.0.0.1"]
+        argv += ["--port", str(port), "--workers", "1", "--runtime-threads", "1"]
+        argv += ["--loop", "uvloop", "--http", "1", "--no-ws", "--no-access-log"]
+        argv += ["--log-level", "warning", "--working-dir", str(harness.HERE)]
+        argv += ["choose_stack:rsgi_app"]
+    else:
+        argv = [sys.executable, __file__, "--proxy", variant, "--port", str(port)]
+    name = variant.replace(" ", "-").replace("+", "_")
+    return localdeps.start_program(
+        name, ["taskset", "-c", cpus, *argv], workdir, port=port, env=env
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--proxy", default=None)
-    parser.add_argument("--port", type=int, default=19921)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--variants", default="default", help="'default', 'all' or a list")
+    parser.add_argument("--gateway-cpus", default="0")
+    parser.add_argument("--load-cpus", default="1")
+    parser.add_argument("--proxy", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.proxy:
-        run_proxy(args.proxy, args.port)
+        run_python_proxy(args.proxy, args.port)
         return
-    py = sys.executable
-    upstream = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            "1",
-            py,
-            str(ROOT / "infra/demo_upstream.py"),
-            "--port",
-            str(UPSTREAM_PORT),
-        ]
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
+    if args.variants == "all":
+        variants = DEFAULT_VARIANTS + OLD_VARIANTS
+    elif args.variants != "default":
+        variants = tuple(args.variants.split(","))
+    harness.debian_tool("wrk", "wrk")
+    workdir = Path(tempfile.mkdtemp(prefix="tollgate-choose-stack-"))
+    keys = workdir / "keys.txt"
+    keys.write_text("not-checked\n")
+    scripts = {
+        "GET": harness.wrk_script(workdir, keys, "GET", 0),
+        "POST 1 KB": harness.wrk_script(workdir, keys, "POST", 1024),
+    }
+    paths = {"GET": "/hello", "POST 1 KB": "/echo/x"}
+    up_port = localdeps.free_port()
+    upstream = harness.start_nginx(
+        "nginx-upstream", workdir, up_port, args.load_cpus, harness.upstream_block(up_port)
     )
-    time.sleep(1.5)
+    rows: list[tuple[str, str, harness.WrkResult]] = []
     try:
-        rows = [("direct", *wrk(f"http://127.0.0.1:{UPSTREAM_PORT}/hello", args.seconds))]
-        for variant in (
-            "aiohttp-server+aiohttp-client",
-            "httptools-server+aiohttp-client",
-            "aiohttp-server+pyreqwest-client",
-            "aiohttp-server+pyreqwest-streamed",
-        ):
-            proxy = subprocess.Popen(
-                ["taskset", "-c", "0", py, __file__, "--proxy", variant, "--port", str(args.port)]
+        for workload, script in scripts.items():
+            url = f"http://127.0.0.1:{up_port}{paths[workload]}"
+            result = harness.wrk(
+                url,
+                script,
+                args.seconds,
+                args.connections,
+                cpus=args.load_cpus,
+                measure_pid=upstream.pid,
             )
-            time.sleep(1.5)
+            rows.append(("direct (nginx)", workload, result))
+        for variant in variants:
+            port = localdeps.free_port()
+            proc = start_variant(
+                variant, workdir, port, args.gateway_cpus, f"http://127.0.0.1:{up_port}"
+            )
             try:
-                rows.append((variant, *wrk(f"http://127.0.0.1:{args.port}/hello", args.seconds)))
+                for workload, script in scripts.items():
+                    result = harness.wrk(
+                        f"http://127.0.0.1:{port}{paths[workload]}",
+                        script,
+                        args.seconds,
+                        args.connections,
+                        cpus=args.load_cpus,
+                        measure_pid=proc.pid,
+                    )
+                    rows.append((variant, workload, result))
+                    print(f"  {variant:<36} {workload:<9} {result.rps:>8.0f} req/s", flush=True)
             finally:
-                proxy.terminate()
-                proxy.wait()
-        direct = rows[0][1]
-        print(f"{'stack':<36} {'req/s':>9} {'p50':>9} {'p99':>9} {'ratio':>6}")
-        for name, rps, p50, p99 in rows:
-            print(f"{name:<36} {rps:>9.0f} {p50:>9} {p99:>9} {rps / direct:>6.2f}")
+                proc.stop()
     finally:
-        upstream.terminate()
-        upstream.wait()
+        upstream.stop()
+    print(
+        f"\n## choose_stack.py: {args.seconds} s per cell, {args.connections} connections, "
+        f"proxy on cpu {args.gateway_cpus}, nginx + wrk on cpu {args.load_cpus}, "
+        f"load average {os.getloadavg()[0]:.2f}\n"
+    )
+    print(
+        "| stack | workload | req/s | p50 ms | p99 ms | proxy CPU% | CPU µs/req | ÷ direct "
+        "| non-2xx / errors |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    direct = {w: r.rps for v, w, r in rows if v.startswith("direct")}
+    for variant, workload, res in rows:
+        cpu = f"{res.cpu:.0f}" if res.cpu is not None else ""
+        per_request = f"{res.cpu * 10_000 / res.rps:.0f}" if res.cpu and res.rps else ""
+        print(
+            f"| {variant} | {workload} | {res.rps:.0f} | {res.p50_ms:.2f} | {res.p99_ms:.2f} "
+            f"| {cpu} | {per_request} | {res.rps / direct[workload]:.2f} "
+            f"| {res.non2xx} / {res.errors} |"
+        )
 
 
 if __name__ == "__main__":
