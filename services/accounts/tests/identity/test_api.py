@@ -495,3 +495,34 @@ async def test_password_reset_is_limited_per_client_ip(
         async with elsewhere:
             other = await elsewhere.post("/v1/auth/password-reset", json={"email": user.email})
         assert other.status_code == 202
+
+
+async def test_logout_with_an_unknown_or_ended_refresh_token_ends_nothing_and_says_so(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    async with running(_settings(accounts_db, kafka_bootstrap, topic_prefix, tmp_path)) as svc:
+        user = await signup(svc)
+        other = await signup(svc)
+        own_session = user.refresh_token
+
+        for token in ("not-a-token", other.refresh_token):
+            refused = await svc.http.post(
+                "/v1/auth/logout", json={"refresh_token": token}, headers=user.headers
+            )
+            assert refused.status_code == 400
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.json()["type"].endswith("/invalid-token")
+        # Nothing ended: neither the caller's session nor the other user's.
+        assert (await svc.http.get("/v1/auth/me", headers=user.headers)).status_code == 200
+        assert (await svc.http.get("/v1/auth/me", headers=other.headers)).status_code == 200
+
+        done = await svc.http.post(
+            "/v1/auth/logout", json={"refresh_token": own_session}, headers=user.headers
+        )
+        assert done.status_code == 204
+        assert (await login(svc, user)).status_code == 200
+        again = await svc.http.post(
+            "/v1/auth/logout", json={"refresh_token": own_session}, headers=user.headers
+        )
+        assert again.status_code == 400
+        assert again.json()["type"].endswith("/invalid-token")

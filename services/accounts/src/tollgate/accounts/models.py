@@ -90,31 +90,19 @@ class RefreshToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-class LoginFailure(Base):
-    """A failed login, counted per account and per client IP for throttling."""
+class ThrottleCounter(Base):
+    """Attempts counted for one throttle subject in one fixed window: failed password
+    and one-time-code checks per account, per (client IP, account) and per client IP,
+    and password reset requests per client IP. Taken with one atomic upsert before the
+    check, so replicas share the count and a concurrent burst cannot overshoot it."""
 
-    __tablename__ = "login_failures"
-    __table_args__ = (
-        Index("ix_login_failures_email_at", "email", "at"),
-        Index("ix_login_failures_ip_at", "ip", "at"),
-    )
+    __tablename__ = "throttle_counters"
+    __table_args__ = (Index("ix_throttle_counters_window_start", "window_start"),)
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    email: Mapped[str] = mapped_column(String(320))
-    ip: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
-
-
-class ResetRequest(Base):
-    """A password reset request, counted per client IP for throttling (whether or not the
-    email belonged to a user, so the count reveals nothing)."""
-
-    __tablename__ = "password_reset_requests"
-    __table_args__ = (Index("ix_password_reset_requests_ip_at", "ip", "at"),)
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    ip: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
+    scope: Mapped[str] = mapped_column(String(20), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(400), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class PasswordReset(Base):

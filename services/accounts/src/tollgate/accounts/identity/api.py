@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.caller import CurrentActor, CurrentCaller, anonymous_actor
 from tollgate.accounts.config import Settings
-from tollgate.accounts.identity import service
+from tollgate.accounts.identity import service, throttle
 from tollgate.accounts.identity.schemas import (
     AcceptedOut,
     AdminUserOut,
@@ -67,16 +67,28 @@ def _keyring(request: Request) -> SigningKeyring:
     return keyring
 
 
+_THROTTLED_DETAIL = {
+    throttle.PAIR: "Too many failed attempts for this account from your address; try again later.",
+    throttle.ACCOUNT: "Too many failed attempts for this account; try again later.",
+    throttle.IP: "Too many failed attempts from your address; try again later.",
+}
+
+
+def _throttled(refused: throttle.Throttled, slug: str) -> Problem:
+    """429 naming the full limit (`ip_account`, `account` or `ip`) and when to retry."""
+    return Problem(
+        429,
+        "Too Many Requests",
+        _THROTTLED_DETAIL[refused.limit],
+        slug=slug,
+        headers={"Retry-After": str(refused.retry_after)},
+        limit=refused.limit,
+        retry_after=refused.retry_after,
+    )
+
+
 def _token_out(pair: service.TokenPair | service.LoginRefused) -> TokenOut:
     if isinstance(pair, service.LoginRefused):
-        if pair.retry_after is not None:
-            raise Problem(
-                429,
-                "Too Many Requests",
-                pair.reason,
-                slug="login-throttled",
-                headers={"Retry-After": str(pair.retry_after)},
-            )
         problem = unauthorized(pair.reason)
         if pair.mfa_required:
             problem.extensions["mfa_required"] = True
@@ -129,24 +141,26 @@ async def token(
     scope: Annotated[str, Form(max_length=200)] = "",
 ) -> TokenOut:
     """OAuth2 password grant: email + password (+ one-time code) → access + refresh token.
-    Failed attempts are throttled per account and per client IP (429 + Retry-After)."""
+    Failed attempts are throttled per (client IP, account), per account and per client
+    IP: 429 with Retry-After, `limit` naming the one reached."""
     if "\x00" in username + password + (otp or ""):
         raise Problem(
             422, "Unprocessable Content", "NUL characters are not allowed.", slug="validation"
         )
     settings = _settings(request)
     keyring = _keyring(request)
-    # A refusal is a value: the failure count and its audit entry commit with this
-    # block, and only then does `_token_out` raise the 401/429.
+    actor = anonymous_actor(request)
+    # The attempt is counted (and committed) before the password is looked at, so a
+    # concurrent burst cannot get more checks than the limit.
+    async with db.begin():
+        slot = await service.take_sign_in_slot(db, settings, actor, email=username)
+    if isinstance(slot, throttle.Throttled):
+        raise _throttled(slot, "login-throttled")
+    # A refusal is a value: its audit entry commits with this block, and only then does
+    # `_token_out` raise the 401.
     async with db.begin():
         outcome = await service.login(
-            db,
-            settings,
-            keyring,
-            anonymous_actor(request),
-            email=username,
-            password=password,
-            otp=otp,
+            db, settings, keyring, actor, email=username, password=password, otp=otp, slot=slot
         )
     return _token_out(outcome)
 
@@ -163,7 +177,8 @@ async def refresh(body: RefreshIn, request: Request, db: DbSession) -> TokenOut:
 
 @router.post("/logout", status_code=204)
 async def logout(body: LogoutIn, actor: CurrentActor, db: DbSession) -> Response:
-    """End this session (its refresh token family), or every session of the caller."""
+    """End this session (its refresh token family), or every session of the caller.
+    A refresh token of no open session of the caller ends nothing: 400."""
     async with db.begin():
         await service.logout(db, actor, raw=body.refresh_token, everywhere=body.everywhere)
     return Response(status_code=204)
@@ -223,9 +238,15 @@ async def totp_enroll(request: Request, actor: CurrentActor, db: DbSession) -> T
 async def totp_verify(
     body: TotpCodeIn, request: Request, actor: CurrentActor, db: DbSession
 ) -> RecoveryCodesOut:
-    """Turn two-factor on with a first code; returns recovery codes, shown once."""
+    """Turn two-factor on with a first code; returns recovery codes, shown once. Wrong
+    codes count towards the sign-in throttle of the account (429 + Retry-After)."""
+    settings = _settings(request)
     async with db.begin():
-        codes = await service.totp_verify(db, _settings(request), actor, code=body.code)
+        slot = await service.take_verification_slot(db, settings, actor)
+    if isinstance(slot, throttle.Throttled):
+        raise _throttled(slot, "verification-throttled")
+    async with db.begin():
+        codes = await service.totp_verify(db, settings, actor, code=body.code, slot=slot)
     return RecoveryCodesOut(recovery_codes=codes)
 
 
@@ -233,10 +254,16 @@ async def totp_verify(
 async def totp_disable(
     body: TotpDisableIn, request: Request, actor: CurrentActor, db: DbSession
 ) -> Response:
-    """Turn two-factor off (password and a current or recovery code required)."""
+    """Turn two-factor off (password and a current or recovery code required). Wrong
+    ones count towards the sign-in throttle of the account (429 + Retry-After)."""
+    settings = _settings(request)
+    async with db.begin():
+        slot = await service.take_verification_slot(db, settings, actor)
+    if isinstance(slot, throttle.Throttled):
+        raise _throttled(slot, "verification-throttled")
     async with db.begin():
         await service.totp_disable(
-            db, _settings(request), actor, password=body.password, code=body.code
+            db, settings, actor, password=body.password, code=body.code, slot=slot
         )
     return Response(status_code=204)
 

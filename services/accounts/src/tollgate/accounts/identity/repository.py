@@ -1,4 +1,4 @@
-"""Every SQL statement on users, sessions, login failures, resets and recovery codes."""
+"""Every SQL statement on users, sessions, throttle counters, resets and recovery codes."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.models import (
-    LoginFailure,
     PasswordReset,
     RecoveryCode,
     RefreshToken,
-    ResetRequest,
+    ThrottleCounter,
     User,
 )
 
@@ -117,38 +117,100 @@ async def revoke_user_refresh_tokens(
     )
 
 
-# ---- login failures
+# ---- throttle counters
 
 
-async def insert_login_failure(session: AsyncSession, email: str, ip: str) -> None:
-    session.add(LoginFailure(email=email, ip=ip))
-    await session.flush()
+async def take_throttle_slot(
+    session: AsyncSession, *, scope: str, subject: str, window_start: datetime, limit: int
+) -> bool:
+    """Count one attempt in the window unless `limit` are counted already; False when
+    full. One statement: concurrent callers queue on the row, so the limit is exact."""
+    stmt = (
+        pg_insert(ThrottleCounter)
+        .values(scope=scope, subject=subject, window_start=window_start, count=1)
+        .on_conflict_do_update(
+            index_elements=["scope", "subject", "window_start"],
+            set_={"count": ThrottleCounter.count + 1},
+            where=ThrottleCounter.count < limit,
+        )
+        .returning(ThrottleCounter.count)
+    )
+    return (await session.execute(stmt)).first() is not None
 
 
-async def recent_failures(
-    session: AsyncSession,
-    *,
-    since: datetime,
-    limit: int,
-    email: str | None = None,
-    ip: str | None = None,
-) -> list[datetime]:
-    """Failure times newest first (at most `limit`) for an email or an IP."""
-    stmt = select(LoginFailure.at).where(LoginFailure.at >= since)
-    if email is not None:
-        stmt = stmt.where(LoginFailure.email == email)
-    if ip is not None:
-        stmt = stmt.where(LoginFailure.ip == ip)
-    stmt = stmt.order_by(LoginFailure.at.desc()).limit(limit)
-    return list((await session.scalars(stmt)).all())
+async def give_back_throttle_slot(
+    session: AsyncSession, *, scope: str, subject: str, window_start: datetime
+) -> None:
+    """Uncount one attempt (it succeeded, or another limit refused it)."""
+    await session.execute(
+        update(ThrottleCounter)
+        .where(
+            ThrottleCounter.scope == scope,
+            ThrottleCounter.subject == subject,
+            ThrottleCounter.window_start == window_start,
+            ThrottleCounter.count > 0,
+        )
+        .values(count=ThrottleCounter.count - 1)
+    )
 
 
-async def clear_login_failures(session: AsyncSession, email: str) -> None:
-    await session.execute(delete(LoginFailure).where(LoginFailure.email == email))
+async def drop_throttle_count(
+    session: AsyncSession, *, scope: str, subject: str, window_start: datetime
+) -> None:
+    """Forget every attempt counted for one subject in one window."""
+    await session.execute(
+        delete(ThrottleCounter).where(
+            ThrottleCounter.scope == scope,
+            ThrottleCounter.subject == subject,
+            ThrottleCounter.window_start == window_start,
+        )
+    )
 
 
-async def purge_login_failures(session: AsyncSession, before: datetime) -> None:
-    await session.execute(delete(LoginFailure).where(LoginFailure.at < before))
+async def drop_throttle_counts(
+    session: AsyncSession, *, scope: str, subject: str | None = None, subject_prefix: str = ""
+) -> None:
+    """Forget every count, every window, of `subject` (or of every subject starting with
+    `subject_prefix`). Rows are locked in subject order first (takers lock them one at a
+    time), so two such calls cannot deadlock each other."""
+    rows = (
+        select(ThrottleCounter.subject, ThrottleCounter.window_start)
+        .where(
+            ThrottleCounter.scope == scope,
+            ThrottleCounter.subject == subject
+            if subject is not None
+            else ThrottleCounter.subject.startswith(subject_prefix, autoescape=True),
+        )
+        .order_by(ThrottleCounter.subject, ThrottleCounter.window_start)
+        .with_for_update()
+    )
+    locked = (await session.execute(rows)).all()
+    if locked:
+        await session.execute(
+            delete(ThrottleCounter).where(
+                ThrottleCounter.scope == scope,
+                tuple_(ThrottleCounter.subject, ThrottleCounter.window_start).in_(
+                    [tuple(row) for row in locked]
+                ),
+            )
+        )
+
+
+async def purge_throttle_counters(session: AsyncSession, before: datetime) -> None:
+    """Delete counts of windows that ended, skipping rows someone holds (never waits)."""
+    stale = (
+        select(ThrottleCounter.scope, ThrottleCounter.subject, ThrottleCounter.window_start)
+        .where(ThrottleCounter.window_start < before)
+        .limit(1000)
+        .with_for_update(skip_locked=True)
+    )
+    await session.execute(
+        delete(ThrottleCounter).where(
+            tuple_(
+                ThrottleCounter.scope, ThrottleCounter.subject, ThrottleCounter.window_start
+            ).in_(stale)
+        )
+    )
 
 
 # ---- password resets
@@ -177,28 +239,6 @@ async def use_all_password_resets(session: AsyncSession, user_id: uuid.UUID, at:
         .where(PasswordReset.user_id == user_id, PasswordReset.used_at.is_(None))
         .values(used_at=at)
     )
-
-
-async def insert_reset_request(session: AsyncSession, ip: str) -> None:
-    session.add(ResetRequest(ip=ip))
-    await session.flush()
-
-
-async def recent_reset_requests(
-    session: AsyncSession, *, ip: str, since: datetime, limit: int
-) -> list[datetime]:
-    """Reset request times of a client IP newest first (at most `limit`)."""
-    stmt = (
-        select(ResetRequest.at)
-        .where(ResetRequest.ip == ip, ResetRequest.at >= since)
-        .order_by(ResetRequest.at.desc())
-        .limit(limit)
-    )
-    return list((await session.scalars(stmt)).all())
-
-
-async def purge_reset_requests(session: AsyncSession, before: datetime) -> None:
-    await session.execute(delete(ResetRequest).where(ResetRequest.at < before))
 
 
 # ---- recovery codes

@@ -2,19 +2,19 @@
 tokens, password reset, TOTP enrolment, platform admins and their user administration.
 
 Services never commit: the HTTP handler owns the transaction. Outcomes that must be
-recorded even though the request fails (a failed login counts towards the throttle
-and leaves an `auth.login_failed` audit entry; a reused refresh token revokes its
-family) are returned as values, so the handler commits first and answers with the
-problem afterwards: raising inside the transaction would roll those writes back.
+recorded even though the request fails (a failed login leaves an `auth.login_failed`
+audit entry; a reused refresh token revokes its family) are returned as values, so the
+handler commits first and answers with the problem afterwards: raising inside the
+transaction would roll those writes back.
 
-Throttling is kept in Postgres, not in process memory: every replica sees the same
-counts, so running N replicas does not multiply an attacker's guesses, and a restart
-does not reset a lock-out.
+Every password or one-time-code check first takes a throttle slot (`throttle.take`) in a
+transaction of its own, before the check runs: see `throttle` for the counters. The
+check's outcome then settles the slot: a success gives it back, a failure leaves it
+counted, and so does a check whose transaction rolls back (a raised problem, a crash).
 """
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +25,7 @@ from tollgate.accounts.audit.service import record
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
 from tollgate.accounts.emit import emit
-from tollgate.accounts.identity import passwords, totp
+from tollgate.accounts.identity import passwords, throttle, totp
 from tollgate.accounts.identity import repository as repo
 from tollgate.accounts.identity.signing import SigningKeyring
 from tollgate.accounts.identity.tokens import new_secret, secret_hash
@@ -54,10 +54,9 @@ class TokenPair:
 
 @dataclass(frozen=True)
 class LoginRefused:
-    """Why a sign-in was refused; `retry_after` is set when throttled."""
+    """Why a sign-in (or a refresh) was refused."""
 
     reason: str
-    retry_after: int | None = None
     mfa_required: bool = False
 
 
@@ -132,43 +131,49 @@ async def ensure_admin(
     return user, True
 
 
-def _retry_after(times: list[datetime], limit: int, window: timedelta) -> int | None:
-    """Seconds until the oldest of `limit` counted events (newest first) leaves the
-    window, or None while fewer than `limit` were counted."""
-    if len(times) < limit:
-        return None
-    return max(1, math.ceil((times[-1] + window - datetime.now(UTC)).total_seconds()))
+def _client(actor: Actor) -> str:
+    return (actor.ip or "unknown")[:64]
 
 
-async def _throttled(session: AsyncSession, settings: Settings, email: str, ip: str) -> int | None:
-    """Seconds until another attempt is allowed, or None when not throttled."""
-    window = timedelta(seconds=settings.login_window_seconds)
-    since = datetime.now(UTC) - window
-    waits = []
-    for limit, kwargs in (
-        (settings.login_max_failures_per_account, {"email": email}),
-        (settings.login_max_failures_per_ip, {"ip": ip}),
-    ):
-        times = await repo.recent_failures(session, since=since, limit=limit, **kwargs)
-        wait = _retry_after(times, limit, window)
-        if wait is not None:
-            waits.append(wait)
-    return max(waits) if waits else None
+async def take_sign_in_slot(
+    session: AsyncSession, settings: Settings, actor: Actor, *, email: str
+) -> throttle.Slot | throttle.Throttled:
+    """Count a sign-in attempt before its password is checked (in a transaction of its
+    own). A throttled attempt is counted nowhere and is audited as `throttled`."""
+    email = normalise_email(email)[:320]
+    counters = throttle.credential_counters(settings, email, _client(actor))
+    outcome = await throttle.take(session, counters, settings.login_window_seconds)
+    if isinstance(outcome, throttle.Throttled):
+        user = await repo.get_user_by_email(session, email)
+        await _audit_failed_login(session, actor, email, user, "throttled", limit=outcome.limit)
+    return outcome
 
 
-async def _fail(session: AsyncSession, settings: Settings, email: str, ip: str) -> None:
-    await repo.insert_login_failure(session, email, ip)
-    horizon = datetime.now(UTC) - timedelta(seconds=settings.login_window_seconds)
-    await repo.purge_login_failures(session, horizon)
+async def take_verification_slot(
+    session: AsyncSession, settings: Settings, actor: Actor
+) -> throttle.Slot | throttle.Throttled:
+    """Count a signed-in user's password or code check (TOTP verify and disable) in the
+    same counters as sign-in: one budget of guesses per account, whatever the route."""
+    assert actor.principal is not None
+    counters = throttle.credential_counters(settings, actor.principal.email, _client(actor))
+    return await throttle.take(session, counters, settings.login_window_seconds)
 
 
 async def _audit_failed_login(
-    session: AsyncSession, actor: Actor, email: str, user: User | None, reason: str
+    session: AsyncSession,
+    actor: Actor,
+    email: str,
+    user: User | None,
+    reason: str,
+    *,
+    limit: str | None = None,
 ) -> None:
     # Admin-only reading (org_id is null): the reason may say what the HTTP answer must
     # not (unknown user vs wrong password). Never the password or the code. A typed
     # "email" without an @ is often a password in the wrong field: it is not kept.
     diff: dict[str, object] = {"reason": reason}
+    if limit is not None:
+        diff["limit"] = limit
     if user is not None or "@" in email:
         diff["email"] = email
     await record(
@@ -205,34 +210,31 @@ async def login(
     email: str,
     password: str,
     otp: str | None,
+    slot: throttle.Slot,
 ) -> TokenPair | LoginRefused:
-    """Check credentials (and the second factor) and open a session."""
+    """Check credentials (and the second factor) and open a session. `slot` is the
+    attempt's throttle slot (`take_sign_in_slot`): a failure leaves it counted."""
     email = normalise_email(email)[:320]
-    ip = actor.ip or "unknown"
-    wait = await _throttled(session, settings, email, ip)
-    if wait is not None:
-        user = await repo.get_user_by_email(session, email)
-        await _audit_failed_login(session, actor, email, user, "throttled")
-        return LoginRefused("Too many failed sign-ins; try again later.", retry_after=wait)
     user = await repo.get_user_by_email(session, email)
     ok = await passwords.verify_password(
         password, user.password_hash if user else None, settings.bcrypt_rounds
     )
     if user is None or not ok or not user.is_active:
         # One answer for all three: a deactivated account is not told apart either.
-        await _fail(session, settings, email, ip)
         reason = "unknown_user" if user is None else "wrong_password" if not ok else "inactive"
         await _audit_failed_login(session, actor, email, user, reason)
         return LoginRefused("Invalid email or password.")
     if user.totp_enabled:
         if not otp:
+            # The normal first step of a 2FA sign-in: not a failure, and not a success
+            # either (it must not forget failed codes).
+            await throttle.give_back(session, slot)
             await _audit_failed_login(session, actor, email, user, "otp_missing")
             return LoginRefused("A one-time code is required.", mfa_required=True)
         if not await _second_factor_ok(session, settings, user, otp):
-            await _fail(session, settings, email, ip)
             await _audit_failed_login(session, actor, email, user, "otp_invalid")
             return LoginRefused("Invalid one-time code.", mfa_required=True)
-    await repo.clear_login_failures(session, email)
+    await throttle.succeeded(session, slot)
     pair = await open_session(session, settings, keyring, user, family_id=uuid7())
     await record(
         session, actor_as(actor, user), "auth.login", target_type="user", target_id=user.id
@@ -303,7 +305,9 @@ async def refresh(
 
 
 async def logout(session: AsyncSession, actor: Actor, *, raw: str, everywhere: bool) -> None:
-    """End the session of `raw` (only the caller's own), or all of the caller's sessions."""
+    """End the session of `raw` (only the caller's own), or all of the caller's sessions.
+    A token that names no live session of the caller ends nothing: 400 `invalid-token`
+    (the same for unknown, ended and other users' tokens)."""
     assert actor.principal is not None
     now = datetime.now(UTC)
     user_id = actor.principal.user_id
@@ -312,8 +316,19 @@ async def logout(session: AsyncSession, actor: Actor, *, raw: str, everywhere: b
         await repo.update_user(session, user_id, sessions_revoked_at=now)
     else:
         token = await repo.lock_refresh_token(session, secret_hash(raw))
-        if token is not None and token.user_id == user_id:
-            await repo.revoke_family(session, token.family_id, now)
+        if (
+            token is None
+            or token.user_id != user_id
+            or await repo.family_revoked(session, token.family_id)
+        ):
+            raise Problem(
+                400,
+                "Bad Request",
+                "This refresh token belongs to no session of yours that is still open; "
+                "nothing was ended.",
+                slug="invalid-token",
+            )
+        await repo.revoke_family(session, token.family_id, now)
     await record(
         session,
         actor,
@@ -333,21 +348,19 @@ async def request_password_reset(
     email = normalise_email(email)
     seal = sealer(settings)  # fail the same way whether or not the user exists
     now = datetime.now(UTC)
-    ip = actor.ip or "unknown"
-    window = timedelta(seconds=settings.password_reset_window_seconds)
-    limit = settings.password_reset_max_per_ip
-    times = await repo.recent_reset_requests(session, ip=ip, since=now - window, limit=limit)
-    wait = _retry_after(times, limit, window)
-    if wait is not None:  # a refused request is not counted: Retry-After stays true
+    ip = _client(actor)
+    counter = throttle.Counter(throttle.RESET_IP, ip, settings.password_reset_max_per_ip)
+    taken = await throttle.take(session, (counter,), settings.password_reset_window_seconds)
+    if isinstance(taken, throttle.Throttled):  # not counted: Retry-After stays true
         raise Problem(
             429,
             "Too Many Requests",
             "Too many password reset requests from this address; try again later.",
             slug="password-reset-throttled",
-            headers={"Retry-After": str(wait)},
+            headers={"Retry-After": str(taken.retry_after)},
+            limit="ip",
+            retry_after=taken.retry_after,
         )
-    await repo.insert_reset_request(session, ip)
-    await repo.purge_reset_requests(session, now - window)
     user = await repo.get_user_by_email(session, email)
     if user is None or not user.is_active:
         return
@@ -395,7 +408,7 @@ async def confirm_password_reset(
     await repo.revoke_user_refresh_tokens(session, reset.user_id, now)
     user = await repo.get_user(session, reset.user_id)
     assert user is not None
-    await repo.clear_login_failures(session, user.email)
+    await throttle.forget_account(session, user.email)
     await record(
         session, actor_as(actor, user), "auth.password_reset", target_type="user", target_id=user.id
     )
@@ -417,9 +430,10 @@ async def totp_enroll(session: AsyncSession, settings: Settings, actor: Actor) -
 
 
 async def totp_verify(
-    session: AsyncSession, settings: Settings, actor: Actor, *, code: str
+    session: AsyncSession, settings: Settings, actor: Actor, *, code: str, slot: throttle.Slot
 ) -> list[str]:
-    """Turn 2FA on with a first valid code; returns fresh recovery codes (shown once)."""
+    """Turn 2FA on with a first valid code; returns fresh recovery codes (shown once).
+    `slot` (`take_verification_slot`) stays counted unless this succeeds."""
     assert actor.principal is not None
     user = await repo.lock_user(session, actor.principal.user_id)
     assert user is not None
@@ -434,14 +448,22 @@ async def totp_verify(
     codes = totp.new_recovery_codes()
     await repo.replace_recovery_codes(session, user.id, [totp.recovery_code_hash(c) for c in codes])
     await repo.update_user(session, user.id, totp_enabled=True, totp_last_step=step)
+    await throttle.succeeded(session, slot)
     await record(session, actor, "auth.totp_enable", target_type="user", target_id=user.id)
     return codes
 
 
 async def totp_disable(
-    session: AsyncSession, settings: Settings, actor: Actor, *, password: str, code: str
+    session: AsyncSession,
+    settings: Settings,
+    actor: Actor,
+    *,
+    password: str,
+    code: str,
+    slot: throttle.Slot,
 ) -> None:
-    """Turn 2FA off; needs the password and a current code (or a recovery code)."""
+    """Turn 2FA off; needs the password and a current code (or a recovery code).
+    `slot` (`take_verification_slot`) stays counted unless this succeeds."""
     assert actor.principal is not None
     user = await repo.lock_user(session, actor.principal.user_id)
     assert user is not None
@@ -455,6 +477,7 @@ async def totp_disable(
         session, user.id, totp_enabled=False, totp_secret_sealed=None, totp_last_step=None
     )
     await repo.delete_recovery_codes(session, user.id)
+    await throttle.succeeded(session, slot)
     await record(session, actor, "auth.totp_disable", target_type="user", target_id=user.id)
 
 
