@@ -1,10 +1,13 @@
-"""Rate-limit windows as accepted in requests (strict) and stored (JSON)."""
+"""Rate-limit windows as accepted in requests (strict) and stored (JSON).
+
+Strict: a window is a JSON integer; `"10"`, `true` and `1.5` are refused (422), never
+coerced."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from tollgate.contracts.events.accounts import Limits
 from tollgate.kit.requests import RequestModel
@@ -15,11 +18,11 @@ _MAX = 1_000_000_000
 class LimitsIn(RequestModel):
     """Requests per window; null (or absent) means unlimited in that window."""
 
-    per_second: int | None = Field(None, ge=1, le=_MAX)
-    per_minute: int | None = Field(None, ge=1, le=_MAX)
-    per_hour: int | None = Field(None, ge=1, le=_MAX)
-    per_day: int | None = Field(None, ge=1, le=_MAX)
-    per_month: int | None = Field(None, ge=1, le=_MAX, description="Sliding 30 days.")
+    per_second: StrictInt | None = Field(None, ge=1, le=_MAX)
+    per_minute: StrictInt | None = Field(None, ge=1, le=_MAX)
+    per_hour: StrictInt | None = Field(None, ge=1, le=_MAX)
+    per_day: StrictInt | None = Field(None, ge=1, le=_MAX)
+    per_month: StrictInt | None = Field(None, ge=1, le=_MAX, description="Sliding 30 days.")
 
     def stored(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

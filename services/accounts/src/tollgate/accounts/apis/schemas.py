@@ -8,7 +8,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+)
 
 from tollgate.accounts.keys.schemas import Scope
 from tollgate.accounts.limits import LimitsIn
@@ -49,11 +57,13 @@ Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=63)]
 Method = Annotated[str, Field(pattern=r"^([A-Z]{1,10}|\*)$")]
 PathTemplate = Annotated[str, Field(pattern=r"^/[^\s?#]*$", max_length=1024)]
 Status = Literal["active", "deprecated", "retired"]
-Price = Annotated[int, Field(ge=0, le=1_000_000_000_000)]
+Price = Annotated[StrictInt, Field(ge=0, le=1_000_000_000_000)]
+TimeoutMs = Annotated[StrictInt, Field(ge=1, le=300_000)]
 
 
 class Strict(RequestModel):
-    """Request bodies of the registry."""
+    """Request bodies of the registry; prices, timeouts and flags are strict JSON integers
+    and booleans (`"10"`, `true`, `1.5`, `0`, `"false"` are a 422, never coerced)."""
 
 
 class RouteIn(Strict):
@@ -91,9 +101,9 @@ class ApiCreateIn(Strict):
     upstream_url: str = Field(max_length=2048)
     status: Status = "active"
     sunset_at: AwareDatetime | None = None
-    timeout_ms: int = Field(30_000, ge=1, le=300_000)
+    timeout_ms: TimeoutMs = 30_000
     price: Price = 0
-    charge_failed_calls: bool = False
+    charge_failed_calls: StrictBool = False
     limits: LimitsIn = Field(default_factory=LimitsIn)
     upstream_headers: UpstreamHeaders | None = Field(
         None, description="write-only credential headers injected upstream; sealed at rest"
@@ -109,9 +119,9 @@ class ApiPatch(Strict):
     upstream_url: str | None = Field(None, max_length=2048)
     status: Status | None = None
     sunset_at: AwareDatetime | None = None
-    timeout_ms: int | None = Field(None, ge=1, le=300_000)
+    timeout_ms: TimeoutMs | None = None
     price: Price | None = None
-    charge_failed_calls: bool | None = None
+    charge_failed_calls: StrictBool | None = None
     limits: LimitsIn | None = None
     upstream_headers: UpstreamHeaders | None = None
 

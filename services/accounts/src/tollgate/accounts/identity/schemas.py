@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictBool
 
 from tollgate.accounts.identity.passwords import MAX_PASSWORD_BYTES
 from tollgate.kit.requests import RequestModel
@@ -88,7 +88,7 @@ class RefreshIn(StrictModel):
 
 class LogoutIn(StrictModel):
     refresh_token: str = Field(min_length=1, max_length=200)
-    everywhere: bool = Field(False, description="end every session of the user")
+    everywhere: StrictBool = Field(False, description="end every session of the user")
 
 
 class PasswordResetIn(StrictModel):
