@@ -58,7 +58,11 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
     )
     app.state.settings = settings
-    app.state.live_streams = LiveStreams(limit=settings.live_max_streams)
+    app.state.live_streams = LiveStreams(
+        limit=settings.live_max_streams,
+        per_org=settings.live_max_streams_per_org,
+        per_user=settings.live_max_streams_per_user,
+    )
     app.include_router(analytics_router, prefix="/v1")
     app.include_router(requestlog_router, prefix="/v1")
     return app

@@ -48,6 +48,12 @@ class Settings(ServiceSettings):
     live_max_streams: int = Field(
         200, ge=1, description="concurrent live streams per replica (503 above)"
     )
+    live_max_streams_per_org: int = Field(
+        10, ge=1, description="concurrent live streams of one org per replica (429 above)"
+    )
+    live_max_streams_per_user: int = Field(
+        5, ge=1, description="concurrent live streams of one user per replica (429 above)"
+    )
     maintenance_interval_seconds: float = Field(
         300.0, gt=0, description="how often partitions are created ahead and old ones dropped"
     )

@@ -15,7 +15,7 @@ from tollgate.kit.auth import CurrentPrincipal
 from tollgate.kit.db import DbSession
 from tollgate.kit.problems import Problem
 from tollgate.usage.analytics import service
-from tollgate.usage.analytics.live import LiveStreams, stream_counts
+from tollgate.usage.analytics.live import LiveResponse, LiveStreams, stream_counts
 from tollgate.usage.analytics.repository import UsageFilter
 from tollgate.usage.analytics.schemas import (
     ErrorBreakdown,
@@ -31,6 +31,10 @@ from tollgate.usage.config import Settings
 from tollgate.usage.scope import TimeRange, org_scope, time_range
 
 router = APIRouter(prefix="/usage", tags=["analytics"])
+
+LIVE_RETRY_AFTER_SECONDS = 10
+"""Retry-After of a stream refused for the org's or user's cap: long enough for another
+stream of the caller's to end or be closed."""
 
 From = Annotated[
     AwareDatetime | None, Query(alias="from", description="Range start (default: to - 24 h).")
@@ -169,7 +173,8 @@ async def live(
     settings: Settings = request.app.state.settings
     scope = org_scope(principal, org_id)
     streams: LiveStreams = request.app.state.live_streams
-    if not streams.try_open():
+    slot = streams.try_open(scope, principal.user_id)
+    if slot == "replica":
         raise Problem(
             503,
             "Service Unavailable",
@@ -177,15 +182,26 @@ async def live(
             slug="too-many-streams",
             headers={"Retry-After": "5"},
         )
+    if isinstance(slot, str):  # the org's or the user's cap
+        held = (
+            f"this org has {settings.live_max_streams_per_org}"
+            if slot == "org"
+            else f"this user has {settings.live_max_streams_per_user}"
+        )
+        raise Problem(
+            429,
+            "Too Many Requests",
+            f"Too many live streams: {held} open; close one or retry later.",
+            slug="too-many-streams",
+            headers={"Retry-After": str(LIVE_RETRY_AFTER_SECONDS)},
+        )
     duration = min(seconds or settings.live_max_stream_seconds, settings.live_max_stream_seconds)
-    return StreamingResponse(
+    return LiveResponse(
         stream_counts(
             request.app.state.sessions,
-            streams,
             scope,
             window=settings.live_window_seconds,
             duration=duration,
         ),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        slot,
     )
