@@ -1,13 +1,56 @@
-"""Print fresh secrets for docker-compose's `.env`: `python3 infra/compose_env.py > .env`.
+"""Print the `.env` docker-compose reads: `python3 infra/compose_env.py > .env`.
 
-Standard library only, so it runs before anything is installed. The sealing key is a
-Fernet key (URL-safe base64 of 32 random bytes); the pepper keys the API key hashes.
-Keep the file: new values make every issued API key and sealed secret unreadable.
+Standard library only, so it runs before anything is installed. Always fresh secrets: the
+sealing key is a Fernet key (URL-safe base64 of 32 random bytes), the pepper keys the API
+key hashes. Keep the file: new values make every issued API key and sealed secret
+unreadable.
+
+Optional settings are taken from this script's own environment and written through:
+
+    RESEND_API_KEY=re_...           email through Resend (else the `log` backend)
+    TOLLGATE_ADMIN_EMAIL=you@...    first platform admin; TOLLGATE_ADMIN_PASSWORD or a
+                                    generated one (printed on stderr)
+    TOLLGATE_CONSOLE_URL, TOLLGATE_OTLP_ENDPOINT, TOLLGATE_EMAIL_FROM,
+    TOLLGATE_SMS_PUBLIC_URL, TOLLGATE_SMS_TWILIO_AUTH_TOKEN, TOLLGATE_SMS_HMAC_SECRET
 """
 
 import base64
 import os
 import secrets
+import sys
 
-print(f"TOLLGATE_SEALING_KEYS={base64.urlsafe_b64encode(os.urandom(32)).decode()}")
-print(f"TOLLGATE_KEY_PEPPER={secrets.token_urlsafe(32)}")
+PASSED_THROUGH = (
+    "TOLLGATE_CONSOLE_URL",
+    "TOLLGATE_OTLP_ENDPOINT",
+    "TOLLGATE_EMAIL_FROM",
+    "TOLLGATE_SMS_PUBLIC_URL",
+    "TOLLGATE_SMS_TWILIO_AUTH_TOKEN",
+    "TOLLGATE_SMS_HMAC_SECRET",
+)
+
+
+def main() -> None:
+    print(f"TOLLGATE_SEALING_KEYS={base64.urlsafe_b64encode(os.urandom(32)).decode()}")
+    print(f"TOLLGATE_KEY_PEPPER={secrets.token_urlsafe(32)}")
+
+    # Compose cannot choose a value by whether another one is set, so the choice is made here.
+    resend_key = os.environ.get("RESEND_API_KEY", "")
+    print(f"TOLLGATE_EMAIL_BACKEND={'resend' if resend_key else 'log'}")
+    if resend_key:
+        print(f"RESEND_API_KEY={resend_key}")
+
+    admin_email = os.environ.get("TOLLGATE_ADMIN_EMAIL", "")
+    if admin_email:
+        password = os.environ.get("TOLLGATE_ADMIN_PASSWORD") or secrets.token_urlsafe(18)
+        print(f"TOLLGATE_ADMIN_EMAIL={admin_email}")
+        print(f"TOLLGATE_ADMIN_PASSWORD={password}")
+        if "TOLLGATE_ADMIN_PASSWORD" not in os.environ:
+            print(f"first admin: {admin_email} / {password}", file=sys.stderr)
+
+    for name in PASSED_THROUGH:
+        if os.environ.get(name):
+            print(f"{name}={os.environ[name]}")
+
+
+if __name__ == "__main__":
+    main()
