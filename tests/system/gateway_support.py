@@ -212,3 +212,34 @@ async def wait_events(
         if len(events) >= count or asyncio.get_running_loop().time() > deadline:
             return events
         await asyncio.sleep(0.3)
+
+
+async def raw_request(
+    port: int,
+    target: str,
+    headers: dict[str, str] | None = None,
+    *,
+    method: str = "GET",
+    source: str | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 request with `target` sent byte for byte (no client-side path
+    normalisation, unlike httpx), on a new connection from `source` (an address)."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, local_addr=(source, 0) if source else None
+    )
+    try:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        answer: dict[str, str] = {}
+        for line in header_lines:
+            if line:
+                name, _, value = line.partition(":")
+                answer[name.strip().lower()] = value.strip()
+        body = await reader.read()
+        return int(status_line.split()[1]), answer, body
+    finally:
+        writer.close()

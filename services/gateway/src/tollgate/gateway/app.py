@@ -6,7 +6,10 @@ client (Rust reqwest/hyper, keep-alive per upstream host), about 4x faster here
 than aiohttp's client. Both were chosen by measurement (bench/gateway/README.md).
 Operational endpoints live under `/_tollgate/`:
 `healthz` (alive), `readyz` (state replayed up to the high watermark and not
-shutting down) and `metrics` (Prometheus).
+shutting down) and `metrics` (Prometheus), served on their own listener
+(`ops_host`:`ops_port`); the public listener serves only what `public_ops` exposes
+(default: the two probes, never metrics unless `all`). Both listeners are guarded
+against slow clients (`listener`).
 
 Start-up: tracing configured when `otlp_endpoint` is set, topics ensured, producer
 started (spool replay begins), state replay started; the port opens at once but
@@ -22,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -29,7 +33,9 @@ from tollgate.contracts import topics
 from tollgate.gateway.config import Settings
 from tollgate.gateway.events.publisher import EventPublisher
 from tollgate.gateway.limits.limiter import RateLimiter
+from tollgate.gateway.listener import ConnectionGuard, GuardedServer
 from tollgate.gateway.proxy.gate import Gate
+from tollgate.gateway.proxy.headers import TrustedProxies
 from tollgate.gateway.proxy.tracing import RequestSpans
 from tollgate.gateway.proxy.upstreams import UpstreamClients
 from tollgate.gateway.registry.replay import StateFollower
@@ -49,6 +55,7 @@ TOPICS = (
     topics.GATEWAY_REQUESTS,
 )
 OPS_PREFIX = "/_tollgate/"
+_PROBES = frozenset({"healthz", "readyz"})
 _SWEEP_INTERVAL_S = 30.0
 
 
@@ -106,9 +113,15 @@ class Gateway:
             shutdown_tracing()
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        """Every HTTP request: ops endpoints, or the gate."""
+        """Every request on the public listener: the gate, or the operational endpoints
+        `public_ops` exposes there (matched on the decoded path, so `%5F` spellings are
+        the same endpoint)."""
         if request.path.startswith(OPS_PREFIX):
-            return self._ops(request)
+            exposed = self.settings.public_ops
+            name = request.path[len(OPS_PREFIX) :]
+            if exposed == "all" or (exposed == "probes" and name in _PROBES):
+                return self._ops(request)
+            return _not_found()
         if self.gate is None or not self.follower.caught_up:
             body = problem_body(503, "Service Unavailable", "The gateway is starting.")
             return web.Response(
@@ -117,6 +130,12 @@ class Gateway:
                 headers={"Content-Type": PROBLEM_CONTENT_TYPE, "Retry-After": "1"},
             )
         return await self.gate.handle(request)
+
+    async def handle_ops(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Every request on the operational listener."""
+        if request.path.startswith(OPS_PREFIX):
+            return self._ops(request)
+        return _not_found()
 
     def _ops(self, request: web.BaseRequest) -> web.Response:
         name = request.path[len(OPS_PREFIX) :]
@@ -134,11 +153,53 @@ class Gateway:
         if name == "metrics":
             body, content_type = exposition()
             return web.Response(body=body, headers={"Content-Type": content_type})
-        return web.Response(
-            body=problem_body(404, "Not Found"),
-            status=404,
-            headers={"Content-Type": PROBLEM_CONTENT_TYPE},
+        return _not_found()
+
+
+def _not_found() -> web.Response:
+    return web.Response(
+        body=problem_body(404, "Not Found"),
+        status=404,
+        headers={"Content-Type": PROBLEM_CONTENT_TYPE},
+    )
+
+
+def _server(
+    handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+    settings: Settings,
+    per_ip: int,
+) -> GuardedServer:
+    guard = ConnectionGuard(
+        per_ip, settings.client_header_timeout_s, TrustedProxies(settings.trusted_proxies)
+    )
+    return GuardedServer(
+        handler,
+        guard=guard,
+        access_log=None,
+        max_field_size=16384,
+        keepalive_timeout=settings.client_keepalive_timeout_s,
+    )
+
+
+async def _start_ops(gateway: Gateway, settings: Settings) -> web.ServerRunner | None:
+    """The operational listener, or None (`ops_port` 0, or the port is taken: logged,
+    the gateway serves on without it, as traffic matters more than its metrics)."""
+    if not settings.ops_port:
+        return None
+    host = settings.ops_host or settings.host
+    runner = web.ServerRunner(_server(gateway.handle_ops, settings, 0), shutdown_timeout=1)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, settings.ops_port, reuse_address=True).start()
+    except OSError as exc:
+        log.error(
+            "cannot open the operational listener; serving without it",
+            extra={"host": host, "port": settings.ops_port, "error": str(exc)},
         )
+        await runner.cleanup()
+        return None
+    log.info("operational endpoints listening", extra={"host": host, "port": settings.ops_port})
+    return runner
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -150,21 +211,20 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
     gateway = Gateway(settings)
     await gateway.start()
-    server = web.Server(
-        gateway.handle,
-        access_log=None,
-        max_field_size=16384,
-    )
+    server = _server(gateway.handle, settings, settings.max_connections_per_ip)
     runner = web.ServerRunner(server, shutdown_timeout=settings.shutdown_grace_s)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024)
     await site.start()
     log.info("gateway listening", extra={"host": settings.host, "port": settings.port})
+    ops_runner = await _start_ops(gateway, settings)
     try:
         await stop.wait()
     finally:
         log.info("gateway shutting down: draining in-flight requests")
         gateway.draining = True
         await runner.cleanup()
+        if ops_runner is not None:
+            await ops_runner.cleanup()
         await gateway.stop()
         log.info("gateway stopped")

@@ -85,6 +85,38 @@ class Settings(ServiceSettings):
         description="comma-separated CIDRs whose X-Forwarded-For/Proto are believed "
         "(client IP = last untrusted hop)",
     )
+    ops_host: str | None = Field(
+        None,
+        description="interface of the operational listener (/_tollgate/healthz, readyz, "
+        "metrics); default: `host`",
+    )
+    ops_port: int = Field(
+        9080,
+        ge=0,
+        le=65535,
+        description="port of the operational listener; 0: none (then only what "
+        "`public_ops` exposes is served)",
+    )
+    public_ops: Literal["none", "probes", "all"] = Field(
+        "probes",
+        description="operational endpoints also served on the public port: `probes` "
+        "(healthz and readyz, for load balancers), `all` (metrics too) or `none`",
+    )
+    client_header_timeout_s: float = Field(
+        10.0, gt=0, description="a new connection's request head must be complete by then"
+    )
+    client_body_idle_timeout_s: float = Field(
+        30.0, gt=0, description="longest silence while a request body arrives (then 408)"
+    )
+    client_keepalive_timeout_s: float = Field(
+        75.0, gt=0, description="idle kept-alive client connections are closed after this"
+    )
+    max_connections_per_ip: int = Field(
+        256,
+        ge=0,
+        description="open connections per client address (0: unlimited); trusted proxies "
+        "are exempt",
+    )
     shutdown_grace_s: float = Field(15.0, ge=0, description="drain time for in-flight requests")
 
     @model_validator(mode="after")

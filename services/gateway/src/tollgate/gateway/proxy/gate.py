@@ -93,6 +93,7 @@ _TITLES = {
     402: "Payment Required",
     403: "Forbidden",
     404: "Not Found",
+    408: "Request Timeout",
     410: "Gone",
     413: "Content Too Large",
     429: "Too Many Requests",
@@ -231,6 +232,7 @@ class Gate:
         self._upstreams = upstreams
         self._pepper = settings.key_pepper.encode()
         self._max_body = settings.max_body_bytes
+        self._body_idle_s = settings.client_body_idle_timeout_s
         self._instance = settings.instance_id
         self._proxies = TrustedProxies(settings.trusted_proxies)
         self._spans = spans
@@ -506,7 +508,7 @@ class Gate:
             )
         headers = self._upstream_headers(call, request, key_in_auth)
         url = api.upstream_base + call.forward + ("?" + query if query else "")
-        received = [0]
+        received = [0, 0]  # body bytes read; 1 once the body went idle too long
         builder = client.request(call.method, url)
         declared = request.content_length
         if request.body_exists:
@@ -514,7 +516,10 @@ class Gate:
                 # Admitted: now ask for the body (rejections never made the client send it).
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             if declared is not None and declared <= _BUFFER_LIMIT:
-                body = await request.read()
+                try:
+                    body = await self._small_body(request)
+                except TimeoutError:
+                    return self._body_stalled(call, received)
                 received[0] = len(body)
                 builder = builder.body_bytes(body)
             else:
@@ -529,10 +534,14 @@ class Gate:
             async with asyncio.timeout(api.timeout_s):
                 upstream = await exchange.__aenter__()
         except (TimeoutError, RequestTimeoutError):
+            if received[1]:
+                return self._body_stalled(call, received)
             if received[0] > self._max_body:
                 return self._too_large(call)
             return self._upstream_failed(call, 504, "The upstream did not answer in time.")
         except (RequestError, _BodyTooLarge) as exc:
+            if received[1]:
+                return self._body_stalled(call, received)
             if received[0] > self._max_body:
                 return self._too_large(call)
             log.warning(
@@ -555,10 +564,42 @@ class Gate:
             ),
         )
 
+    def _body_stalled(self, call: _Call, received: list[int]) -> web.Response:
+        """408: the client stopped sending its body. Recorded as completed, free."""
+        response = self._problem(
+            call,
+            408,
+            f"The request body stalled for {self._body_idle_s:g} s.",
+            "body-timeout",
+        )
+        response.force_close()
+        self._completed(call, 408, received[0], 0, 0.0, free=True)
+        return response
+
+    async def _small_body(self, request: web.BaseRequest) -> bytes:
+        """The whole (declared small) body; TimeoutError when it stalls."""
+        content = request.content
+        chunks: list[bytes] = []
+        while True:
+            async with asyncio.timeout(self._body_idle_s):
+                chunk = await content.readany()
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
     async def _capped_body(
         self, request: web.BaseRequest, received: list[int]
     ) -> AsyncIterator[bytes]:
-        async for chunk in request.content.iter_chunked(_CHUNK):
+        content = request.content
+        while True:
+            try:
+                async with asyncio.timeout(self._body_idle_s):
+                    chunk = await content.read(_CHUNK)
+            except TimeoutError:
+                received[1] = 1
+                raise _BodyTooLarge from None  # ends the upload; the caller answers 408
+            if not chunk:
+                return
             received[0] += len(chunk)
             if received[0] > self._max_body:
                 raise _BodyTooLarge
@@ -634,13 +675,20 @@ class Gate:
         return response
 
     def _completed(
-        self, call: _Call, status: int, request_bytes: int, response_bytes: int, waited: float
+        self,
+        call: _Call,
+        status: int,
+        request_bytes: int,
+        response_bytes: int,
+        waited: float,
+        *,
+        free: bool = False,
     ) -> None:
         api, key, route = call.api, call.key, call.route
         assert api is not None
         assert key is not None
         price = route.price if route is not None and route.price is not None else api.price
-        if status >= 500 and not api.charge_failed_calls:
+        if free or (status >= 500 and not api.charge_failed_calls):
             price = 0
         total = time.perf_counter() - call.started
         call.status = status
