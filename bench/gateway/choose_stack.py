@@ -229,6 +229,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; best kept")
     parser.add_argument("--variants", default="default", help="'default', 'all' or a list")
     parser.add_argument("--gateway-cpus", default="0")
     parser.add_argument("--load-cpus", default="1")
@@ -256,25 +257,19 @@ def main() -> None:
     upstream = harness.start_nginx(
         "nginx-upstream", workdir, up_port, args.load_cpus, harness.upstream_block(up_port)
     )
-    rows: list[tuple[str, str, harness.WrkResult]] = []
+    procs = {"direct (nginx)": (up_port, upstream)}
+    runs: dict[tuple[str, str], list[harness.WrkResult]] = {}
     try:
-        for workload, script in scripts.items():
-            url = f"http://127.0.0.1:{up_port}{paths[workload]}"
-            result = harness.wrk(
-                url,
-                script,
-                args.seconds,
-                args.connections,
-                cpus=args.load_cpus,
-                measure_pid=upstream.pid,
-            )
-            rows.append(("direct (nginx)", workload, result))
         for variant in variants:
             port = localdeps.free_port()
-            proc = start_variant(
-                variant, workdir, port, args.gateway_cpus, f"http://127.0.0.1:{up_port}"
+            upstream_url = f"http://127.0.0.1:{up_port}"
+            procs[variant] = (
+                port,
+                start_variant(variant, workdir, port, args.gateway_cpus, upstream_url),
             )
-            try:
+        # All candidates stay up (idle ones cost nothing) so rounds can interleave them.
+        for round_no in range(1, args.rounds + 1):
+            for variant, (port, proc) in procs.items():
                 for workload, script in scripts.items():
                     result = harness.wrk(
                         f"http://127.0.0.1:{port}{paths[workload]}",
@@ -284,12 +279,15 @@ def main() -> None:
                         cpus=args.load_cpus,
                         measure_pid=proc.pid,
                     )
-                    rows.append((variant, workload, result))
-                    print(f"  {variant:<36} {workload:<9} {result.rps:>8.0f} req/s", flush=True)
-            finally:
-                proc.stop()
+                    runs.setdefault((variant, workload), []).append(result)
+                    print(
+                        f"  round {round_no} {variant:<36} {workload:<9} {result.rps:>8.0f} req/s",
+                        flush=True,
+                    )
     finally:
-        upstream.stop()
+        for _, proc in reversed(procs.values()):
+            proc.stop()
+    rows = [(v, w, max(rs, key=lambda r: r.rps)) for (v, w), rs in runs.items()]
     print(
         f"\n## choose_stack.py: {args.seconds} s per cell, {args.connections} connections, "
         f"proxy on cpu {args.gateway_cpus}, nginx + wrk on cpu {args.load_cpus}, "
