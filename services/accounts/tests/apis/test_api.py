@@ -282,3 +282,43 @@ async def test_petstore_import_creates_routes_and_keeps_the_document(
         assert invalid.status_code == 422
         by_member = await svc.http.post(url, content=PETSTORE.read_bytes(), headers=member.headers)
         assert by_member.status_code == 403
+
+
+async def test_deeply_nested_documents_are_refused_with_a_problem_not_a_crash(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        accounts_db, kafka=kafka_bootstrap, prefix=topic_prefix, workdir=tmp_path
+    )
+    async with running(settings) as svc:
+        admin = await make_admin(svc)
+        api = await make_api(svc, admin)
+        url = f"/v1/apis/{api['id']}/openapi"
+        deep_json = (
+            b'{"openapi": "3.0.0", "paths": {}, "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+        )
+        deep_flow = b"openapi: 3.0.0\npaths: {}\nx: " + b"[" * 50_000 + b"]" * 50_000
+        deep_block = b"openapi: 3.0.0\npaths: {}\nx:\n" + b"".join(
+            b" " * (i + 1) + b"a:\n" for i in range(1_000)
+        )
+        # Any JSON body of the service is refused before parsing by the kit (400).
+        as_json = await svc.http.post(
+            url, content=deep_json, headers={**admin.headers, "Content-Type": "application/json"}
+        )
+        assert as_json.status_code == 400
+        assert as_json.headers["content-type"] == "application/problem+json"
+        # A document the import parses itself (YAML, or JSON sent as YAML) is a 422.
+        bombs = {
+            "application/yaml": deep_flow,
+            "application/x-yaml": deep_block,
+            "text/plain": deep_json,
+        }
+        for content_type, body in bombs.items():
+            refused = await svc.http.post(
+                url, content=body, headers={**admin.headers, "Content-Type": content_type}
+            )
+            assert refused.status_code == 422, (content_type, refused.text[:200])
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.json()["type"].endswith("/invalid-openapi")
+            assert "nested deeper than 64 levels" in refused.json()["detail"]
+        assert (await svc.http.get(url, headers=admin.headers)).status_code == 404

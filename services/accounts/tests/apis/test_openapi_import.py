@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tollgate.accounts.apis.openapi_import import OpenApiInvalid, parse_document, routes_of
+from tollgate.accounts.apis.openapi_import import (
+    MAX_DEPTH,
+    OpenApiInvalid,
+    parse_document,
+    routes_of,
+)
 
 PETSTORE = Path(__file__).resolve().parent.parent / "data" / "petstore.yaml"
 
@@ -57,3 +62,41 @@ def test_security_scopes_become_required_scopes() -> None:
 def test_invalid_documents_are_refused(raw: bytes) -> None:
     with pytest.raises((OpenApiInvalid, UnicodeDecodeError)):
         routes_of(parse_document(raw))
+
+
+def _nested_json(depth: int) -> bytes:
+    inner = '{"openapi": "3.0.0", "paths": {}, "x-deep": ' + "[" * depth + "]" * depth + "}"
+    return inner.encode()
+
+
+def _nested_yaml_flow(depth: int) -> bytes:
+    return b"openapi: 3.0.0\npaths: {}\nx-deep: " + b"[" * depth + b"]" * depth + b"\n"
+
+
+def _nested_yaml_block(depth: int) -> bytes:
+    lines = ["openapi: 3.0.0", "paths: {}", "x-deep:"]
+    lines += [" " * (i + 1) + "a:" for i in range(depth)]
+    return ("\n".join(lines) + " 1\n").encode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _nested_json(MAX_DEPTH + 1),
+        _nested_json(100_000),
+        _nested_yaml_flow(MAX_DEPTH + 1),
+        _nested_yaml_flow(100_000),
+        _nested_yaml_block(MAX_DEPTH + 1),
+        _nested_yaml_block(3_000),
+    ],
+    ids=["json-65", "json-100k", "yaml-flow-65", "yaml-flow-100k", "yaml-65", "yaml-3k"],
+)
+def test_documents_nested_too_deeply_are_refused_without_recursing(raw: bytes) -> None:
+    with pytest.raises(OpenApiInvalid, match="nested deeper than"):
+        parse_document(raw)
+
+
+def test_a_document_nested_up_to_the_limit_is_accepted() -> None:
+    # The document object itself is level 1, `x-deep` adds the levels of its lists.
+    assert parse_document(_nested_json(MAX_DEPTH - 1))["openapi"] == "3.0.0"
+    assert parse_document(_nested_yaml_flow(MAX_DEPTH - 1))["openapi"] == "3.0.0"

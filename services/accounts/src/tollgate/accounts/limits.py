@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, StrictInt
+from pydantic import Field
 
 from tollgate.contracts.events.accounts import Limits
-from tollgate.kit.requests import RequestModel
+from tollgate.kit.requests import RequestModel, StrictCredits
 
 _MAX = 1_000_000_000
 
@@ -18,11 +18,11 @@ _MAX = 1_000_000_000
 class LimitsIn(RequestModel):
     """Requests per window; null (or absent) means unlimited in that window."""
 
-    per_second: StrictInt | None = Field(None, ge=1, le=_MAX)
-    per_minute: StrictInt | None = Field(None, ge=1, le=_MAX)
-    per_hour: StrictInt | None = Field(None, ge=1, le=_MAX)
-    per_day: StrictInt | None = Field(None, ge=1, le=_MAX)
-    per_month: StrictInt | None = Field(None, ge=1, le=_MAX, description="Sliding 30 days.")
+    per_second: StrictCredits | None = Field(None, ge=1, le=_MAX)
+    per_minute: StrictCredits | None = Field(None, ge=1, le=_MAX)
+    per_hour: StrictCredits | None = Field(None, ge=1, le=_MAX)
+    per_day: StrictCredits | None = Field(None, ge=1, le=_MAX)
+    per_month: StrictCredits | None = Field(None, ge=1, le=_MAX, description="Sliding 30 days.")
 
     def stored(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

@@ -3,7 +3,10 @@
 Each `paths` entry and HTTP method becomes a route with the same path template
 (`/pets/{petId}`); OAuth2 scopes named in the operation's `security` become the
 route's required scopes. The document itself is kept for the developer portal.
-YAML is parsed safely and without aliases (no "billion laughs"); sizes are capped.
+YAML is parsed safely and without aliases (no "billion laughs"); sizes are capped, and so
+is nesting (`MAX_DEPTH` levels of objects and arrays, checked while YAML is composed and
+before a JSON document is walked), so a crafted document is a 422, never a
+RecursionError or a 500.
 `servers` in the document are ignored: the upstream is what the admin registered.
 """
 
@@ -17,6 +20,13 @@ import yaml
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 MAX_ROUTES = 1000
+MAX_DEPTH = 64
+"""Levels of nested objects and arrays, the document itself being the first; real
+documents use about 15, and every reader (the portal, schema tools) recurses."""
+MAX_NODES = 200_000
+"""Values in a YAML document (pure-Python parsing costs time per node)."""
+
+_TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
 
 
 class OpenApiInvalid(ValueError):
@@ -24,10 +34,42 @@ class OpenApiInvalid(ValueError):
 
 
 class _NoAliasLoader(yaml.SafeLoader):
+    """Safe YAML without aliases, bounded in depth and size as it is composed (the
+    composer recurses once per level: it must stop long before the interpreter does)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             raise OpenApiInvalid("YAML aliases are not supported")
-        return super().compose_node(parent, index)
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise OpenApiInvalid(f"more than {MAX_NODES} values")
+        if not self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise OpenApiInvalid(_TOO_DEEP)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True when objects and arrays nest more than `limit` levels (iterative)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 @dataclass(frozen=True)
@@ -47,9 +89,13 @@ def parse_document(raw: bytes) -> dict[str, Any]:
             doc = json.loads(text)
         else:
             doc = yaml.load(text, Loader=_NoAliasLoader)
+        if _deeper_than(doc, MAX_DEPTH):
+            raise OpenApiInvalid(_TOO_DEEP)
         # Round-trip through JSON: YAML dates and odd keys become plain JSON values.
         encoded = json.dumps(doc, default=str)
         doc = json.loads(encoded)
+    except RecursionError as exc:  # json's C decoder stops at the interpreter's limit
+        raise OpenApiInvalid(_TOO_DEEP) from exc
     except (ValueError, yaml.YAMLError) as exc:
         if isinstance(exc, OpenApiInvalid):
             raise

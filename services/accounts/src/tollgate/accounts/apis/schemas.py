@@ -8,19 +8,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-)
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from tollgate.accounts.keys.schemas import Scope
 from tollgate.accounts.limits import LimitsIn
-from tollgate.kit.requests import RequestModel
+from tollgate.kit.requests import RequestModel, StrictCredits, StrictFlag
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
 _HOP_BY_HOP = frozenset(
@@ -57,8 +49,8 @@ Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=63)]
 Method = Annotated[str, Field(pattern=r"^([A-Z]{1,10}|\*)$")]
 PathTemplate = Annotated[str, Field(pattern=r"^/[^\s?#]*$", max_length=1024)]
 Status = Literal["active", "deprecated", "retired"]
-Price = Annotated[StrictInt, Field(ge=0, le=1_000_000_000_000)]
-TimeoutMs = Annotated[StrictInt, Field(ge=1, le=300_000)]
+Price = Annotated[StrictCredits, Field(ge=0, le=1_000_000_000_000)]
+TimeoutMs = Annotated[StrictCredits, Field(ge=1, le=300_000)]
 
 
 class Strict(RequestModel):
@@ -103,7 +95,7 @@ class ApiCreateIn(Strict):
     sunset_at: AwareDatetime | None = None
     timeout_ms: TimeoutMs = 30_000
     price: Price = 0
-    charge_failed_calls: StrictBool = False
+    charge_failed_calls: StrictFlag = False
     limits: LimitsIn = Field(default_factory=LimitsIn)
     upstream_headers: UpstreamHeaders | None = Field(
         None, description="write-only credential headers injected upstream; sealed at rest"
@@ -121,7 +113,7 @@ class ApiPatch(Strict):
     sunset_at: AwareDatetime | None = None
     timeout_ms: TimeoutMs | None = None
     price: Price | None = None
-    charge_failed_calls: StrictBool | None = None
+    charge_failed_calls: StrictFlag | None = None
     limits: LimitsIn | None = None
     upstream_headers: UpstreamHeaders | None = None
 

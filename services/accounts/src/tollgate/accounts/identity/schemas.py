@@ -10,10 +10,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from tollgate.accounts.identity.passwords import MAX_PASSWORD_BYTES
-from tollgate.kit.requests import RequestModel
+from tollgate.kit.requests import RequestModel, StrictFlag
 
 MIN_PASSWORD_CHARS = 10
 
@@ -88,7 +88,7 @@ class RefreshIn(StrictModel):
 
 class LogoutIn(StrictModel):
     refresh_token: str = Field(min_length=1, max_length=200)
-    everywhere: StrictBool = Field(False, description="end every session of the user")
+    everywhere: StrictFlag = Field(False, description="end every session of the user")
 
 
 class PasswordResetIn(StrictModel):

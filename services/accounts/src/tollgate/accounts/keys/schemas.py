@@ -9,10 +9,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StrictBool, StrictInt
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from tollgate.accounts.limits import LimitsIn
-from tollgate.kit.requests import RequestModel
+from tollgate.kit.requests import RequestModel, StrictCredits, StrictFlag
 
 MAX_METADATA_BYTES = 4096
 Scope = Annotated[str, Field(pattern=r"^[A-Za-z0-9:._/*-]{1,64}$")]
@@ -40,7 +40,7 @@ class KeyFields(RequestModel):
     """The changeable fields of a key."""
 
     name: KeyName
-    enabled: StrictBool = True
+    enabled: StrictFlag = True
     expires_at: AwareDatetime | None = None
     scopes: list[Scope] = Field(default_factory=list, max_length=50)
     allowed_api_ids: list[uuid.UUID] = Field(
@@ -59,7 +59,7 @@ class KeyPatch(RequestModel):
     """Only these fields may change; anything else (or a read-only field) is a 422."""
 
     name: KeyName | None = None
-    enabled: StrictBool | None = None
+    enabled: StrictFlag | None = None
     expires_at: AwareDatetime | None = None
     scopes: list[Scope] | None = Field(None, max_length=50)
     allowed_api_ids: list[uuid.UUID] | None = Field(None, max_length=100)
@@ -69,7 +69,7 @@ class KeyPatch(RequestModel):
 
 
 class RotateIn(RequestModel):
-    grace_seconds: StrictInt | None = Field(
+    grace_seconds: StrictCredits | None = Field(
         None, ge=0, le=30 * 86_400, description="how long the old secret keeps working"
     )
 
