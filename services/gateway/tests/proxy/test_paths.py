@@ -103,8 +103,11 @@ BAD = st.sampled_from(
 @given(spelled(), BAD, st.integers(min_value=0, max_value=50))
 def test_ambiguous_spellings_are_refused(case: tuple[list[str], str], bad: str, at: int) -> None:
     _logical, raw = case
-    position = len("/api/") + at % max(1, len(raw) - len("/api/") + 1)
-    raw = raw[:position] + bad + raw[position:]
+    # At the start of a segment, so the bad piece is never completed by what follows it
+    # into something harmless (`%2` + `b` would be `%2b`).
+    starts = [i + 1 for i, c in enumerate(raw) if c == "/" and i >= len("/api")]
+    position = starts[at % len(starts)]
+    raw = raw[:position] + bad + "/" + raw[position:]
     with pytest.raises(AmbiguousPath):
         normalise(raw)
 
@@ -172,9 +175,11 @@ def test_the_gate_routes_prices_and_forwards_the_normalised_path(
         assert len(gw.seen) == before_seen
         return
     path = "/" + "/".join(expected)
-    if len(expected) == 2 and expected[0] == "public" and expected[1]:
+    # Templates match with or without one trailing slash.
+    core = expected[:-1] if len(expected) > 1 and expected[-1] == "" else expected
+    if len(core) == 2 and core[0] == "public" and core[1]:
         route, status = PUBLIC, 200
-    elif len(expected) == 2 and expected[0] == "admin" and expected[1]:
+    elif len(core) == 2 and core[0] == "admin" and core[1]:
         route, status = ADMIN, 403  # the key has no `admin` scope
     else:
         route, status = None, 403  # no route matches
