@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PKG_FILES := constraints.txt requirements-dev.txt $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
-.PHONY: venv up test lint typecheck pytest constraints clean
+.PHONY: venv up test lint typecheck pytest browser constraints clean
 
 venv: $(STAMP)
 
@@ -25,8 +25,17 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: venv
+pytest: venv browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The console's browser tests drive Debian's chromium (a browser cannot be downloaded by
+# Playwright here) and need CJK fonts to render Chinese; installed when missing.
+CHROMIUM  := /usr/bin/chromium
+CJK_FONT  := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+browser:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -e $(CJK_FONT) ]; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-noto-cjk; \
+	fi
 
 # Re-pin every third-party package at the versions currently installed in .venv.
 constraints: venv

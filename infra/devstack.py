@@ -1,7 +1,7 @@
 """`make up`: the whole Tollgate stack on one machine, nothing installed by hand.
 
 Starts (or reuses) the dependencies, prepares databases and topics, starts the five
-services and the demo upstream as child processes, waits until every one is ready,
+services, the console and the demo upstream as child processes, waits until every one is ready,
 prints where everything is, and streams each process's output prefixed with its name.
 Ctrl-C or SIGTERM stops the services first (they drain and flush), then the
 dependencies it started; nothing is left behind.
@@ -15,7 +15,8 @@ Dependencies, each resolved once:
 
 Knobs (for running a second stack beside the first, as the system test does):
 `DEVSTACK_PORT_BASE` (default 8080) moves the service ports (gateway = base,
-accounts = base+1, usage, billing, notifier) and the demo upstream (base+920);
+accounts = base+1, usage, billing, notifier, console = base+5) and the demo upstream
+(base+920);
 `DEVSTACK_DATABASE_PREFIX` (default `tollgate_`) names the databases;
 `DEVSTACK_WORKDIR` (default `.devstack/`) holds logs and local state;
 `KAFKA_IDEMPOTENCE=false` for a given broker that is Tansu.
@@ -47,8 +48,8 @@ from tollgate.kit.settings import ServiceSettings
 ROOT = Path(__file__).resolve().parent.parent
 WORKDIR = Path(os.environ.get("DEVSTACK_WORKDIR", ROOT / ".devstack"))
 DATABASE_PREFIX = os.environ.get("DEVSTACK_DATABASE_PREFIX", "tollgate_")
-SERVICES = ("accounts", "usage", "billing", "notifier", "gateway")
-OFFSETS = {"gateway": 0, "accounts": 1, "usage": 2, "billing": 3, "notifier": 4}
+SERVICES = ("accounts", "usage", "billing", "notifier", "gateway", "console")
+OFFSETS = {"gateway": 0, "accounts": 1, "usage": 2, "billing": 3, "notifier": 4, "console": 5}
 DB_SERVICES = ("accounts", "usage", "billing", "notifier")
 COLOURS = ("36", "32", "33", "35", "34", "31", "37")
 
@@ -134,13 +135,21 @@ def service_env(
     if name in db_urls:
         values["DATABASE_URL"] = db_urls[name]
     if name == "notifier":
-        values["CONSOLE_URL"] = f"http://127.0.0.1:{base + 1}"
+        values["CONSOLE_URL"] = f"http://127.0.0.1:{base + OFFSETS['console']}"
         values["EMAIL_DIR"] = str(WORKDIR / "mail")
         values["WEBHOOK_ALLOWED_NETWORKS"] = "127.0.0.0/8,::1/128"
     if name == "accounts":
         values["SIGNING_KEY_FILE"] = str(WORKDIR / "accounts-signing-keys.pem")
         values["SIGNING_KEY_GENERATE"] = "true"
         values["ALLOW_PRIVATE_UPSTREAMS"] = "true"
+    if name == "gateway":
+        values["ALLOW_PRIVATE_UPSTREAMS"] = "true"  # the demo upstream is on loopback
+    if name == "console":
+        values["ACCOUNTS_URL"] = f"http://127.0.0.1:{base + OFFSETS['accounts']}"
+        values["USAGE_URL"] = f"http://127.0.0.1:{base + OFFSETS['usage']}"
+        values["BILLING_URL"] = f"http://127.0.0.1:{base + OFFSETS['billing']}"
+        values["GATEWAY_URL"] = f"http://127.0.0.1:{base + OFFSETS['gateway']}"
+        values["SESSION_KEYS"] = local_secret("console-session-key", new_sealing_key)
     env = dict(os.environ)
     env.update({prefix + key: value for key, value in values.items()})
     env["PYTHONUNBUFFERED"] = "1"
@@ -278,7 +287,7 @@ def main() -> int:
         for name in SERVICES:
             port = base + OFFSETS[name]
             ops = "/_tollgate" if name == "gateway" else ""
-            docs = "" if name == "gateway" else f"   docs http://127.0.0.1:{port}/docs"
+            docs = "" if name in ("gateway", "console") else f"   docs http://127.0.0.1:{port}/docs"
             say(f"  {name:<9} http://127.0.0.1:{port}  (health {ops}/healthz){docs}")
         say(f"  upstream  http://127.0.0.1:{upstream_port}/hello")
         say(f"emails (log backend) are written to {WORKDIR / 'mail'}")
@@ -286,6 +295,11 @@ def main() -> int:
             if not line.startswith("curl"):
                 say(line)
         seed_credits(base)
+        password = (WORKDIR / "admin-password").read_text().strip()
+        say(
+            f"console: http://127.0.0.1:{base + OFFSETS['console']} — sign in as "
+            f"admin@tollgate.local / {password}"
+        )
         say("try it:")
         for line in seeded:
             if line.startswith("curl"):

@@ -22,11 +22,11 @@ from tollgate.kit.testing import unique_name
 pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {"gateway": 0, "accounts": 1, "usage": 2, "billing": 3, "notifier": 4}
+SERVICES = {"gateway": 0, "accounts": 1, "usage": 2, "billing": 3, "notifier": 4, "console": 5}
 
 
 def free_port_base() -> int:
-    """A base port with base..base+4 and base+920 all free."""
+    """A base port with base..base+5 and base+920 all free."""
     for _ in range(50):
         base = localdeps.free_port()
         if base + 920 < 65535 and all(
@@ -108,6 +108,9 @@ def check_stack(proc: subprocess.Popen[str], base: int) -> None:
             url = f"http://127.0.0.1:{base + offset}{ops}/{probe}"
             assert status(url) == 200, f"{name} {probe}"
     assert status(f"http://127.0.0.1:{base + 920}/hello") == 200
+    console = next(line for line in output if "console: http://" in line)
+    assert f"console: http://127.0.0.1:{base + 5} — sign in as admin@tollgate.local / " in console
+    assert status(f"http://127.0.0.1:{base + 5}/signin") == 200
 
     # The printed curl line works: seeded key -> gateway -> demo upstream, paid in credits.
     curl = next(line for line in output if "curl -H" in line)
@@ -121,7 +124,7 @@ def check_stack(proc: subprocess.Popen[str], base: int) -> None:
     assert answer == {"message": "hello from the demo upstream"}
 
     children = psutil.Process(proc.pid).children(recursive=True)
-    assert len(children) >= 6  # five services and the upstream
+    assert len(children) >= 7  # five services, the console and the upstream
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, rest

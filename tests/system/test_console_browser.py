@@ -1,0 +1,478 @@
+"""The console in a real browser (Debian's chromium driven by Playwright) against a real
+stack: accounts, usage, billing and the gateway as processes on the harness's broker and
+Postgres, the demo upstream, and the console itself.
+
+- the journey: sign up → create an org → (an admin registers an API) → create a key and
+  copy it once → a call through the gateway shows in the logs explorer → revoke it → the
+  gateway answers 401;
+- two-factor sign-in;
+- a backing service down: its panels say so, the rest of the page renders;
+- every page in English and Chinese, light and dark, with screenshots written to
+  `.devstack/screenshots/console/` (git-ignored), failing on a server error, a console
+  error in the browser, an English label left on a Chinese page, or a script injected
+  through a name (the org and the key are called `<script>alert(1)</script>`).
+
+`make browser` (a prerequisite of `make test`) installs chromium and the CJK fonts.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyotp
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    expect,
+    sync_playwright,
+)
+
+from tollgate.kit import localdeps
+from tollgate.kit.sealing import new_sealing_key
+from tollgate.kit.testing import unique_name
+
+from .services import ServiceProcess, service_process
+
+pytestmark = pytest.mark.system
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / ".devstack" / "screenshots" / "console"
+ADMIN = ("ops@example.com", "operator-Pass-2026")
+PASSWORD = "console-Pass-2026"
+XSS = "<script>alert(1)</script>"
+EXPECTED_4XX = "Failed to load resource: the server responded with a status of 4"
+
+
+@dataclass
+class Stack:
+    """The running stack and the data the tests share."""
+
+    console: str
+    console_without_billing: str
+    gateway: str
+    accounts: str
+    billing: str
+    upstream: str
+    admin_token: str
+    seeded: dict[str, str] = field(default_factory=dict)
+
+
+def _admin_token(accounts: str) -> str:
+    answer = httpx.post(
+        f"{accounts}/v1/auth/token",
+        data={"username": ADMIN[0], "password": ADMIN[1]},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+def _user_token(accounts: str, email: str, password: str, otp: str | None = None) -> str:
+    form = {"username": email, "password": password, **({"otp": otp} if otp else {})}
+    answer = httpx.post(f"{accounts}/v1/auth/token", data=form, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+def _register_api(stack: Stack, slug: str) -> dict[str, Any]:
+    answer = httpx.post(
+        f"{stack.accounts}/v1/apis",
+        json={"slug": slug, "name": f"API {slug}", "upstream_url": stack.upstream, "price": 1},
+        headers={"authorization": f"Bearer {stack.admin_token}"},
+        timeout=10,
+    )
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
+def _top_up(stack: Stack, org_id: str, amount: int) -> None:
+    answer = httpx.post(
+        f"{stack.billing}/v1/orgs/{org_id}/credits",
+        json={"amount": amount, "reason": "browser test"},
+        headers={
+            "authorization": f"Bearer {stack.admin_token}",
+            "idempotency-key": uuid.uuid4().hex,
+        },
+        timeout=10,
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def _gateway_until(url: str, key: str, wanted: int, within: float = 10) -> httpx.Response:
+    deadline = time.monotonic() + within
+    while True:
+        answer = httpx.get(url, headers={"X-API-Key": key}, timeout=10)
+        if answer.status_code == wanted or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.1)
+
+
+def _seed(stack: Stack) -> None:
+    """A user with an org and keys named like a script, one request in the log, one
+    revoked key: what the page tour renders. Made through the REST APIs."""
+    email = f"seed-{uuid.uuid4().hex[:8]}@example.com"
+    registered = httpx.post(
+        f"{stack.accounts}/v1/auth/register",
+        json={"email": email, "password": PASSWORD, "name": "Seed"},
+        timeout=10,
+    )
+    assert registered.status_code == 201, registered.text
+    token = _user_token(stack.accounts, email, PASSWORD)
+    auth = {"authorization": f"Bearer {token}"}
+    org = httpx.post(f"{stack.accounts}/v1/orgs", json={"name": XSS}, headers=auth, timeout=10)
+    assert org.status_code == 201, org.text
+    org_id = org.json()["id"]
+    api = _register_api(stack, unique_name("seed", sep="-").lower()[:40])
+    _top_up(stack, org_id, 5000)
+    keys = []
+    for name in (XSS, "revoked key"):
+        issued = httpx.post(
+            f"{stack.accounts}/v1/orgs/{org_id}/keys",
+            json={"name": name, "limits": {"per_day": 1000}},
+            headers=auth,
+            timeout=10,
+        )
+        assert issued.status_code == 201, issued.text
+        keys.append(issued.json())
+    called = _gateway_until(f"{stack.gateway}/{api['slug']}/hello", keys[0]["key"], 200)
+    assert called.status_code == 200, called.text
+    revoked = httpx.post(f"{stack.accounts}/v1/keys/{keys[1]['id']}/revoke", headers=auth)
+    assert revoked.status_code == 200, revoked.text
+    stack.seeded = {
+        "email": email,
+        "org_id": org_id,
+        "key_id": keys[0]["id"],
+        "request_id": called.headers["x-request-id"],
+    }
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    kafka_bootstrap: str,
+    database_factory: Callable[[str], str],
+) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("console")
+    prefix = unique_name("console") + "."
+    secrets = {"SEALING_KEYS": new_sealing_key(), "KEY_PEPPER": uuid.uuid4().hex}
+    common = {"kafka_bootstrap": kafka_bootstrap, "topic_prefix": prefix}
+    accounts = service_process(
+        "accounts",
+        workdir,
+        database_url=database_factory("console_accounts"),
+        extra={
+            **secrets,
+            "SIGNING_KEY_FILE": str(workdir / "signing.pem"),
+            "SIGNING_KEY_GENERATE": "true",
+            "ALLOW_PRIVATE_UPSTREAMS": "true",
+            "ADMIN_EMAIL": ADMIN[0],
+            "ADMIN_PASSWORD": ADMIN[1],
+            "BCRYPT_ROUNDS": "4",
+        },
+        **common,
+    )
+    jwks = {"JWKS_URL": f"{accounts.url}/.well-known/jwks.json"}
+    usage = service_process(
+        "usage", workdir, database_url=database_factory("console_usage"), extra=jwks, **common
+    )
+    billing = service_process(
+        "billing", workdir, database_url=database_factory("console_billing"), extra=jwks, **common
+    )
+    gateway = service_process(
+        "gateway",
+        workdir,
+        extra={**secrets, "SPOOL_DIR": str(workdir / "spool"), "ALLOW_PRIVATE_UPSTREAMS": "true"},
+        **common,
+    )
+    upstream_port = localdeps.free_port()
+    upstream = localdeps.start_program(
+        "upstream",
+        [sys.executable, str(ROOT / "infra" / "demo_upstream.py"), "--port", str(upstream_port)],
+        workdir,
+        port=upstream_port,
+        ready_path="/healthz",
+    )
+    backends = {
+        "ACCOUNTS_URL": accounts.url,
+        "USAGE_URL": usage.url,
+        "BILLING_URL": billing.url,
+        "GATEWAY_URL": gateway.url,
+        "SESSION_KEYS": new_sealing_key(),
+    }
+    console = service_process("console", workdir, extra=backends, **common)
+    dead_port = localdeps.free_port()
+    no_billing = service_process(
+        "console",
+        workdir / "no-billing",
+        extra={**backends, "BILLING_URL": f"http://127.0.0.1:{dead_port}"},
+        **common,
+    )
+    (workdir / "no-billing").mkdir()
+    services: list[ServiceProcess] = [accounts, usage, billing, gateway, console, no_billing]
+    # Started side by side: none needs another to become ready (JWKS are fetched on the
+    # first request), and six processes one after the other take a minute. The threads
+    # live until the end: children are spawned with PR_SET_PDEATHSIG, which Linux fires
+    # when the spawning *thread* exits.
+    starters = ThreadPoolExecutor(len(services))
+    try:
+        try:
+            list(starters.map(ServiceProcess.start, services))
+            running = Stack(
+                console=console.url,
+                console_without_billing=no_billing.url,
+                gateway=gateway.url,
+                accounts=accounts.url,
+                billing=billing.url,
+                upstream=f"http://127.0.0.1:{upstream_port}",
+                admin_token=_admin_token(accounts.url),
+            )
+            _seed(running)
+        except Exception:
+            for svc in services:  # what the processes said, for whoever reads the failure
+                print(f"--- {svc.name} ---\n{svc.logs()[-4000:]}")
+            raise
+        yield running
+    finally:
+        for svc in services:
+            svc.stop()
+        upstream.stop()
+        starters.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield launched
+        launched.close()
+
+
+class Watch:
+    """Fails a page that logs a console error, shows a dialog (an injected script ran) or
+    gets a 5xx from the console."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("dialog", lambda d: (self.errors.append(f"dialog: {d.message}"), d.dismiss()))
+        page.on(
+            "response",
+            lambda r: self.errors.append(f"{r.status} {r.url}") if r.status >= 500 else None,
+        )
+
+    def _console(self, message: ConsoleMessage) -> None:
+        # A page answered 4xx on purpose (not found, wrong code) is logged by chromium as
+        # a failed load; 5xx are caught from the responses themselves.
+        if message.type == "error" and not message.text.startswith(EXPECTED_4XX):
+            self.errors.append(message.text)
+
+    def check(self) -> None:
+        assert not self.errors, self.errors
+
+
+def new_page(
+    browser: Browser, *, scheme: str = "light", language: str = "en-GB"
+) -> tuple[BrowserContext, Page, Watch]:
+    context = browser.new_context(
+        color_scheme=scheme,  # type: ignore[arg-type]
+        locale=language,
+        viewport={"width": 1280, "height": 860},
+    )
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    return context, page, Watch(page)
+
+
+def sign_in(page: Page, base: str, email: str, password: str = PASSWORD) -> None:
+    page.goto(f"{base}/signin")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("main button[type=submit]")
+
+
+def test_sign_up_to_revocation_in_the_browser(stack: Stack, browser: Browser) -> None:
+    context, page, watch = new_page(browser)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.console)
+    email = f"journey-{uuid.uuid4().hex[:8]}@example.com"
+    page.goto(f"{stack.console}/signup")
+    page.fill("input[name=name]", "Journey")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/orgs/new$"))
+    page.fill("input[name=name]", "Journey Ltd")
+    page.click("main button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/orgs/[0-9a-f-]{36}$"))
+    org_id = page.url.rsplit("/", 1)[1]
+    expect(page.get_by_test_id("org-switcher")).to_have_text("Journey Ltd")
+
+    # An operator registers an API through the accounts REST API and tops the org up.
+    api = _register_api(stack, unique_name("journey", sep="-").lower()[:40])
+    _top_up(stack, org_id, 1000)
+
+    page.click("nav.tabs >> text=API keys")
+    expect(page.get_by_test_id("empty")).to_be_visible()
+    page.get_by_test_id("new-key").click()
+    page.fill("input[name=name]", "journey key")
+    page.fill("input[name=per_day]", "1000")
+    page.fill("input[name=scopes]", "hello:read")
+    page.check(f"input[value='{api['id']}']")
+    page.get_by_test_id("create-key").click()
+    raw = page.get_by_test_id("raw-key").input_value()
+    assert re.fullmatch(r"tg_live_[0-9A-Za-z]+", raw), raw
+    page.get_by_test_id("copy-key").click()
+    expect(page.get_by_test_id("copy-key")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == raw
+    page.screenshot(path=str(SHOTS / "key-issued.png"))
+    page.get_by_test_id("key-done").click()
+    expect(page.locator("h1")).to_contain_text("journey key")
+    assert raw not in page.content()  # shown once only
+    key_page = page.url
+
+    served = _gateway_until(f"{stack.gateway}/{api['slug']}/hello", raw, 200)
+    assert served.status_code == 200, served.text
+    request_id = served.headers["x-request-id"]
+
+    logs = f"{stack.console}/orgs/{org_id}/logs?status=2xx"
+    deadline = time.monotonic() + 15
+    page.goto(logs)
+    while page.locator(f"a[href$='/logs/{request_id}']").count() == 0:
+        assert time.monotonic() < deadline, "request never reached the logs explorer"
+        time.sleep(0.5)
+        page.goto(logs)
+    expect(page.get_by_test_id("logs-table")).to_contain_text("/hello")
+    expect(page.get_by_test_id("logs-table")).to_contain_text("journey key")
+    page.click(f"a[href$='/logs/{request_id}']")
+    expect(page.locator("h1")).to_contain_text(request_id)
+    expect(page.locator(".props")).to_contain_text("GET /hello")
+
+    page.goto(key_page)
+    page.get_by_test_id("revoke-key").click()
+    page.get_by_test_id("confirm-revoke").click()
+    expect(page.locator("h1 .badge")).to_have_text("Revoked")
+    expect(page.get_by_test_id("key-actions")).to_have_count(0)
+    refused = _gateway_until(f"{stack.gateway}/{api['slug']}/hello", raw, 401, within=5)
+    assert refused.status_code == 401, refused.text
+
+    page.click(".usermenu summary")
+    page.get_by_test_id("sign-out").click()
+    expect(page).to_have_url(re.compile(r"/signin$"))
+    page.goto(key_page)
+    expect(page).to_have_url(re.compile(r"/signin\?next="))
+    watch.check()
+    context.close()
+
+
+def test_two_factor_sign_in(stack: Stack, browser: Browser) -> None:
+    email = f"totp-{uuid.uuid4().hex[:8]}@example.com"
+    registered = httpx.post(
+        f"{stack.accounts}/v1/auth/register",
+        json={"email": email, "password": PASSWORD},
+        timeout=10,
+    )
+    assert registered.status_code == 201, registered.text
+    auth = {"authorization": f"Bearer {_user_token(stack.accounts, email, PASSWORD)}"}
+    enrolled = httpx.post(f"{stack.accounts}/v1/auth/totp/enroll", headers=auth, timeout=10)
+    totp = pyotp.TOTP(enrolled.json()["secret"])
+    verified = httpx.post(
+        f"{stack.accounts}/v1/auth/totp/verify", json={"code": totp.now()}, headers=auth
+    )
+    assert verified.status_code == 200, verified.text
+
+    context, page, watch = new_page(browser)
+    sign_in(page, stack.console, email)
+    expect(page.locator("input[name=otp]")).to_be_visible()
+    page.screenshot(path=str(SHOTS / "signin-totp.png"))
+    page.fill("input[name=otp]", "000000")
+    page.click("main button[type=submit]")
+    expect(page.get_by_test_id("problem")).to_be_visible()
+    # The code of the next 30 s step: the current one was spent on the enrolment, and
+    # accounts refuses a step twice but allows one step of clock drift.
+    page.fill("input[name=otp]", totp.at(time.time() + totp.interval))
+    page.click("main button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/orgs/new$"))
+    watch.check()
+    context.close()
+
+
+def test_a_backing_service_down_leaves_the_rest_of_the_page(stack: Stack, browser: Browser) -> None:
+    context, page, watch = new_page(browser)
+    sign_in(page, stack.console_without_billing, stack.seeded["email"])
+    expect(page).to_have_url(re.compile(rf"/orgs/{stack.seeded['org_id']}$"))
+    expect(page.get_by_test_id("panel-down")).to_contain_text("Billing is unavailable")
+    expect(page.get_by_test_id("stat-requests")).to_be_visible()
+    page.goto(f"{stack.console_without_billing}/orgs/{stack.seeded['org_id']}/keys")
+    expect(page.get_by_test_id("keys-table")).to_be_visible()
+    watch.check()
+    context.close()
+
+
+def tour(stack: Stack) -> list[tuple[str, str]]:
+    org, key = stack.seeded["org_id"], stack.seeded["key_id"]
+    return [
+        ("overview", f"/orgs/{org}"),
+        ("overview-7d", f"/orgs/{org}?range=7d"),
+        ("orgs", "/orgs"),
+        ("org-new", "/orgs/new"),
+        ("keys", f"/orgs/{org}/keys"),
+        ("keys-filtered", f"/orgs/{org}/keys?status=revoked"),
+        ("key-new", f"/orgs/{org}/keys/new"),
+        ("key", f"/orgs/{org}/keys/{key}"),
+        ("key-revoke", f"/orgs/{org}/keys/{key}/revoke"),
+        ("logs", f"/orgs/{org}/logs"),
+        ("log", f"/orgs/{org}/logs/{stack.seeded['request_id']}"),
+        ("credits", f"/orgs/{org}/credits"),
+        ("not-found", f"/orgs/{uuid.uuid4()}"),
+    ]
+
+
+# Labels of the navigation and the sign-in page in each language: an English one on a
+# Chinese page means a string escaped translation.
+LABELS = {
+    "en": ["Overview", "API keys", "Logs", "Credits"],
+    "zh-Hans": ["概览", "API 密钥", "日志", "额度"],
+}
+
+
+@pytest.mark.parametrize("language", ["en", "zh-Hans"])
+def test_every_page_renders_in_both_languages_and_themes(
+    stack: Stack, browser: Browser, language: str
+) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for scheme in ("light", "dark"):
+        context, page, watch = new_page(browser, scheme=scheme, language=language)
+        for name, path in (("signin", "/signin"), ("signup", "/signup")):
+            page.goto(stack.console + path)
+            expect(page.locator("html")).to_have_attribute("lang", language)
+            page.screenshot(path=str(SHOTS / f"{name}-{language}-{scheme}.png"), full_page=True)
+        sign_in(page, stack.console, stack.seeded["email"])
+        expect(page.get_by_test_id("org-switcher")).to_have_text(XSS)
+        for name, path in tour(stack):
+            answer = page.goto(stack.console + path)
+            assert answer is not None
+            assert answer.status < 500, (path, answer.status)
+            assert answer.status == (404 if name == "not-found" else 200), (path, answer.status)
+            expect(page.locator("html")).to_have_attribute("lang", language)
+            if name not in ("orgs", "org-new", "not-found"):  # pages outside an org
+                tabs = page.locator("nav.tabs a").all_inner_texts()
+                assert tabs == LABELS[language], (path, tabs)
+            background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            dark = background == "rgb(15, 18, 23)"
+            assert dark == (scheme == "dark"), (path, background)
+            page.screenshot(path=str(SHOTS / f"{name}-{language}-{scheme}.png"), full_page=True)
+        watch.check()
+        context.close()
