@@ -291,20 +291,23 @@ def main() -> None:
     print(
         f"\n## choose_stack.py: {args.seconds} s per cell, {args.connections} connections, "
         f"proxy on cpu {args.gateway_cpus}, nginx + wrk on cpu {args.load_cpus}, "
-        f"load average {os.getloadavg()[0]:.2f}\n"
+        f"load average {os.getloadavg()[0]:.2f}; best of {args.rounds} interleaved rounds "
+        "per cell\n"
     )
     print(
-        "| stack | workload | req/s | p50 ms | p99 ms | proxy CPU% | CPU µs/req | ÷ direct "
+        "| stack | workload | req/s | p50 ms | p99 ms | proxy CPU% | CPU µs/req | req/s per core "
+        "| ÷ direct "
         "| non-2xx / errors |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     direct = {w: r.rps for v, w, r in rows if v.startswith("direct")}
     for variant, workload, res in rows:
         cpu = f"{res.cpu:.0f}" if res.cpu is not None else ""
-        per_request = f"{res.cpu * 10_000 / res.rps:.0f}" if res.cpu and res.rps else ""
+        per_request = f"{res.cpu_us_per_request:.0f}" if res.cpu_us_per_request else ""
+        per_core = f"{res.per_core:.0f}" if res.per_core else ""
         print(
             f"| {variant} | {workload} | {res.rps:.0f} | {res.p50_ms:.2f} | {res.p99_ms:.2f} "
-            f"| {cpu} | {per_request} | {res.rps / direct[workload]:.2f} "
+            f"| {cpu} | {per_request} | {per_core} | {res.rps / direct[workload]:.2f} "
             f"| {res.non2xx} / {res.errors} |"
         )
 

@@ -207,6 +207,16 @@ class WrkResult:
     errors: int
     cpu: float | None = None
 
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        """CPU time per answered request, in µs."""
+        return self.cpu * 10_000 / self.rps if self.cpu and self.rps else None
+
+    @property
+    def per_core(self) -> float | None:
+        """req/s this process would answer with a whole core (req/s / CPU share)."""
+        return self.rps * 100 / self.cpu if self.cpu and self.rps else None
+
 
 WRK_LUA = """
 local keys = {}

@@ -195,10 +195,11 @@ def print_saturation(
 ) -> None:
     print(f"\n## Saturation (wrk -t1, gateway pinned to its core; best of {rounds} rounds)\n")
     print(
-        "| workload | target | req/s | p50 ms | p99 ms | gateway CPU% | CPU µs/req | ÷ direct "
-        "| ÷ Fastify | non-2xx / errors | req/s range |"
+        "| workload | target | req/s | p50 ms | p99 ms | gateway CPU% | CPU µs/req "
+        "| req/s per core | ÷ direct | ÷ Fastify | ÷ Fastify per core | non-2xx / errors "
+        "| req/s range |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for workload in dict.fromkeys(w for w, _, _, _ in rows):
         mine = {t: r for w, t, r, _ in rows if w == workload}
         spread = {t: s for w, t, _, s in rows if w == workload}
@@ -207,13 +208,18 @@ def print_saturation(
         for name, res in mine.items():
             is_gateway = name != "direct"
             cpu = f"{res.cpu:.0f}" if res.cpu is not None else ""
-            per_request = f"{res.cpu * 10_000 / res.rps:.0f}" if res.cpu and res.rps else ""
+            per_request = f"{res.cpu_us_per_request:.0f}" if res.cpu_us_per_request else ""
+            per_core = f"{res.per_core:.0f}" if res.per_core else ""
+            vs_fastify_core = ""
+            if fastify and is_gateway and res.per_core and fastify.per_core:
+                vs_fastify_core = fmt_ratio(res.per_core, fastify.per_core)
             print(
                 f"| {workload} | {name} | {res.rps:.0f} | {res.p50_ms:.2f} | {res.p99_ms:.2f} | "
-                f"{cpu}{'' if is_gateway else ' (upstream)'} | {per_request} | "
+                f"{cpu}{'' if is_gateway else ' (upstream)'} | {per_request} | {per_core} | "
                 f"{fmt_ratio(res.rps, direct.rps) if direct and is_gateway else ''} | "
                 f"{fmt_ratio(res.rps, fastify.rps) if fastify and is_gateway else ''} | "
-                f"{res.non2xx} / {res.errors} | {spread[name][0]:.0f}..{spread[name][1]:.0f} |"
+                f"{vs_fastify_core} | {res.non2xx} / {res.errors} | "
+                f"{spread[name][0]:.0f}..{spread[name][1]:.0f} |"
             )
 
 
