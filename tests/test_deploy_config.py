@@ -292,6 +292,15 @@ def test_chart_gives_each_service_its_secrets_from_the_secret(
     }
 
 
+def quantity_bytes(quantity: str) -> int:
+    """A Kubernetes storage quantity (`2Gi`, `500M`, `1073741824`) in bytes."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 10**3, "M": 10**6}
+    units |= {"G": 10**9, "T": 10**12, "": 1}
+    found = re.fullmatch(r"(\d+)([KMGT]i?)?", quantity)
+    assert found is not None, quantity
+    return int(found.group(1)) * units[found.group(2) or ""]
+
+
 def _literal(container: dict[str, Any], name: str) -> str:
     value: str = helm_env(container)[name]["value"]
     return value
@@ -327,6 +336,10 @@ def test_chart_keeps_the_gateway_spool_on_a_volume_per_replica(
     spool_dir = _literal(main, "TOLLGATE_GATEWAY_SPOOL_DIR")
     mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
     assert mounts.get(spool_dir) in claims
+    # The spool's own cap trips before the volume is full (then it drops, never crashes).
+    (claim,) = gateway["spec"]["volumeClaimTemplates"]
+    size = claim["spec"]["resources"]["requests"]["storage"]
+    assert int(_literal(main, "TOLLGATE_GATEWAY_SPOOL_MAX_BYTES")) < quantity_bytes(size)
     headless = by_kind(manifests, "Service")[gateway["spec"]["serviceName"]]
     assert headless["spec"]["clusterIP"] == "None"
     # The pod runs as the image's user: the volume must be writable for its group.
