@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -42,6 +42,22 @@ def build_app(ready: list[bool]) -> FastAPI:
     @app.post("/login")
     async def login(body: Login) -> dict[str, str]:
         return {"ok": body.email}
+
+    @app.patch("/login")
+    async def relogin() -> dict[str, str]:
+        return {"ok": "again"}
+
+    things = APIRouter()
+
+    @things.get("/things")
+    async def list_things() -> list[str]:
+        return []
+
+    @things.put("/things")
+    async def put_things() -> list[str]:
+        return []
+
+    app.include_router(things, prefix="/v1")
 
     @app.get("/teapot")
     async def teapot() -> None:
@@ -85,6 +101,19 @@ async def test_errors_are_problem_json_without_echoing_input() -> None:
         boom = await client.get("/boom")
         assert boom.status_code == 500
         assert "secret internals" not in boom.text
+
+
+async def test_405_allows_every_method_of_the_path() -> None:
+    # Two routes at one path (POST and PATCH /login): Starlette alone names only the first.
+    app = build_app([True])
+    async with app.router.lifespan_context(app), await client_for(app) as client:
+        reply = await client.request("OPTIONS", "/login")
+        included = await client.request("OPTIONS", "/v1/things")
+    assert reply.status_code == 405
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert reply.headers["allow"] == "PATCH, POST"
+    assert included.status_code == 405
+    assert included.headers["allow"] == "GET, PUT"
 
 
 async def test_request_ids_are_kept_or_made() -> None:

@@ -1,6 +1,7 @@
 """Hostile request bodies get a 4xx naming the problem and change nothing: amounts and
 settings are JSON integers only (not `"10"`, `true`, `1.5`; `false` is not a reserve
-of 0), and a deeply nested body is refused before anything parses it."""
+of 0; `5.0` is an integer to JSON Schema, so it is 5), and a deeply nested body is
+refused before anything parses it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tollgate.kit.testing.tokens import TokenMint
 
 from .factories import api_client, migrated, settings_for
 
-NOT_INTEGERS: list[Any] = ["10", True, 1.5, 1.0, None, [10], {"amount": 10}]
+NOT_INTEGERS: list[Any] = ["10", True, False, 1.5, -2.5, "1e3", None, [10], {"amount": 10}]
 
 
 def _error_fields(reply: Any) -> set[str]:
@@ -58,7 +59,7 @@ async def test_top_ups_and_adjustments_take_integer_amounts_only(
         ("reserve", 2.5),
         ("low_threshold", False),
         ("low_threshold", "100"),
-        ("low_threshold", 10.0),
+        ("low_threshold", 10.5),
     ],
 )
 async def test_billing_settings_take_integer_credits_only(
@@ -91,8 +92,13 @@ async def test_zero_is_still_a_reserve(database_factory: Callable[[str], str]) -
         reply = await client.patch(
             f"/v1/orgs/{org}/billing-settings", json={"reserve": 0}, headers=admin
         )
+        whole = await client.patch(
+            f"/v1/orgs/{org}/billing-settings", json={"low_threshold": 250.0}, headers=admin
+        )
     assert reply.status_code == 200, reply.text
     assert reply.json()["reserve"] == 0
+    assert whole.status_code == 200, whole.text
+    assert whole.json()["low_threshold"] == 250
 
 
 @pytest.mark.parametrize("depth", [65, 900, 5000, 100_000])

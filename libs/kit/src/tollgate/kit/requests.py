@@ -3,8 +3,10 @@ NUL character anywhere in it (PostgreSQL cannot store it in text or jsonb, and n
 legitimate name, email, scope or header contains it).
 
 Also the strict field types of amounts and flags (`StrictCredits`, `StrictFlag`): pydantic's
-lax mode would read `"10"`, `true` and `1.0` as the integer 10, 1 and 1, and `false` as
-a reserve of 0; a body field of these types takes a JSON integer (boolean) or nothing.
+lax mode would read `"10"` and `true` as the integers 10 and 1, and `false` as a reserve
+of 0; a body field of these types takes a JSON integer (boolean) or nothing. A JSON
+number with a zero fraction (`10.0`) is an integer in JSON Schema's sense, which is
+what the documents promise, so it is read as 10; `1.5` is refused.
 And `json_too_deep`, the depth check `create_app` runs on every JSON request body
 before anything parses it (`MAX_JSON_DEPTH`).
 """
@@ -14,14 +16,29 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Strict, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict, model_validator
+from pydantic_core import PydanticCustomError
 
 NUL_FREE = r"^[^\x00]*$"
 """`pattern=` of text query and path parameters: anything but the NUL character."""
 
-StrictCredits = Annotated[int, Strict()]
-"""A whole number in a request body (credits, thresholds, priorities): a JSON integer only,
-never `"10"`, `true`, `1.5` or `1.0`."""
+
+def _json_integer(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticCustomError("int_type", "Input should be a JSON integer")
+    return value
+
+
+JSON_INTEGER = BeforeValidator(_json_integer)
+"""The validator behind `StrictCredits`. For an optional constrained field put the
+constraints first, `Annotated[int, Field(ge=0), JSON_INTEGER] | None`: constraints
+after a validator inside a union do not reach the JSON schema."""
+
+StrictCredits = Annotated[int, Strict(), JSON_INTEGER]
+"""A whole number in a request body (credits, thresholds, priorities): a JSON integer
+(`10`, or `10.0`, which JSON Schema counts as one), never `"10"`, `true` or `1.5`."""
 
 StrictFlag = Annotated[bool, Strict()]
 """A flag in a request body: JSON `true` or `false` only, never `1` or `"true"`."""

@@ -1,12 +1,19 @@
 """Schemathesis over a whole OpenAPI document: the one fuzzing loop of the test suites.
 
-`fuzz_operations(schema, examples=...)` sends every operation of a loaded schema
-generated requests, first valid ones (positive mode), then invalid ones (negative
-mode), and runs the checks on every response: by default no 5xx, no status code and
-no media type the schema does not document, and no body that contradicts the schema
-documented for its status code and media type (every service documents its
-problem+json answers through `tollgate.kit.problems.PROBLEM_RESPONSES`). It returns a
-`FuzzReport` rather than raising, so each test states its own assertions.
+`fuzz_operations(schema, examples=...)` sends every operation of a loaded schema the
+requests `st run --checks all` would: the coverage phase's deterministic boundary
+cases (missing required headers, unexpected methods, each constraint just inside and
+just outside), then generated valid ones (positive mode) and invalid ones (negative
+mode), then, when the document has links (declared or inferred by schemathesis),
+stateful scenarios that chain operations (create, then use, then delete and use
+again). Every response goes through every schemathesis check (`ALL_CHECKS`): no 5xx;
+status code, media type, headers and body as documented (every service documents its
+problem+json answers through `tollgate.kit.problems.PROBLEM_RESPONSES`); valid data
+accepted and invalid data rejected; a missing required header refused; 405 with
+`Allow` for undocumented methods; auth not ignored; and, in scenarios, no resource
+still served after its DELETE (use-after-free) and none missing right after its
+creation (ensure-resource-availability). It returns a `FuzzReport` rather than
+raising, so each test states its own assertions.
 
 What stays in the test: loading the schema (in process with
 `schemathesis.openapi.from_asgi`, or `from_url` against a running service), seeding
@@ -21,6 +28,7 @@ plugin would then load schemathesis into every test run).
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,25 +36,62 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import APIOperation, BaseSchema, Case, CheckFunction, GenerationMode
-from schemathesis.checks import (
-    content_type_conformance,
-    not_a_server_error,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.checks import CHECKS, is_check_class, load_all_checks
 from schemathesis.core import NotSet
+from schemathesis.core.errors import NoLinksFound
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Err
+from schemathesis.generation.stateful import run_state_machine_as_test
 
 Operation = APIOperation[Any, Any, Any, Any]
 AnyCase = Case[Any]
 
-DEFAULT_CHECKS: tuple[CheckFunction, ...] = (
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-)
+
+def _all_checks() -> tuple[CheckFunction, ...]:
+    load_all_checks()
+    # Class-based (after-run) checks would need the engine; all built-ins are functions.
+    return tuple(check for check in CHECKS.get_all() if not is_check_class(check))
+
+
+ALL_CHECKS: tuple[CheckFunction, ...] = _all_checks()
+"""Every check schemathesis registers: what `st run --checks all` runs."""
+DEFAULT_CHECKS = ALL_CHECKS
+
+SemanticRules = Mapping[str, str]
+"""`"METHOD /path/{template}"` -> the rule of that operation a JSON Schema cannot state
+(a regex must compile on RE2, a cursor must be one the API issued, two fields must
+agree). Data the schema allows can break such a rule, and the refusal is right."""
+
+
+def _excusing_semantic_rules(rules: SemanticRules) -> CheckFunction:
+    """`positive_data_acceptance`, except that a schema-valid request refused by one of
+    `rules` passes: a 400/409/422 problem whose `type` is not the generic shape error
+    (`.../validation`), so a body the document allows but the model refuses still fails."""
+
+    def positive_data_acceptance(ctx: Any, response: Any, case: AnyCase) -> bool | None:
+        try:
+            return _POSITIVE_DATA_ACCEPTANCE(ctx, response, case)
+        except Exception:
+            if not _semantic_refusal(rules, response, case):
+                raise
+            return None
+
+    return positive_data_acceptance
+
+
+def _semantic_refusal(rules: SemanticRules, response: Any, case: AnyCase) -> bool:
+    if f"{case.method.upper()} {case.path}" not in rules:
+        return False
+    if response.status_code not in (400, 409, 422):
+        return False
+    try:
+        kind = str(response.json().get("type", ""))
+    except Exception:  # not a problem document
+        return False
+    return not kind.endswith("/validation")
+
+
+_POSITIVE_DATA_ACCEPTANCE = next(c for c in ALL_CHECKS if c.__name__ == "positive_data_acceptance")
 
 CallKwargs = Callable[[AnyCase], Mapping[str, Any]]
 """Per-case keyword arguments for `Case.call` (`headers`, `data`, ...); a `headers`
@@ -75,29 +120,42 @@ def fuzz_operations(
     schema: BaseSchema,
     *,
     examples: int,
-    checks: Sequence[CheckFunction] = DEFAULT_CHECKS,
+    checks: Sequence[CheckFunction] = ALL_CHECKS,
     headers: Mapping[str, str] | None = None,
     call_kwargs: CallKwargs | None = None,
     known_path_parameters: Mapping[str, str] | None = None,
     order: Callable[[Operation], Any] = deletes_last,
+    coverage_cases: int | None = None,
+    scenarios: int | None = None,
+    semantic_rules: SemanticRules | None = None,
 ) -> FuzzReport:
-    """Run every operation of `schema` with up to `examples` generated cases per mode.
+    """Run every operation of `schema`: up to `coverage_cases` coverage-phase cases
+    (default `2 * examples`), up to `examples` generated cases per mode, then up to
+    `scenarios` stateful scenarios over the whole document (default `examples`; 0
+    skips them; a document without links has none).
 
     `headers` go with every call (a token). `known_path_parameters` (name -> value of
     an existing row) replace generated path parameters in every other positive case,
     the first included, so handlers behind a 404 are reached and the 404 itself still
     is. `order` is a sort key over the operations (stable; DELETEs last by default).
+    `semantic_rules` names the operations whose schema-valid input may still be refused
+    by a rule the document cannot state (see `SemanticRules`).
     """
     report = FuzzReport()
+    if semantic_rules:
+        excusing = _excusing_semantic_rules(semantic_rules)
+        checks = [excusing if c is _POSITIVE_DATA_ACCEPTANCE else c for c in checks]
     run = _Run(report, list(checks), dict(headers or {}), call_kwargs, known_path_parameters or {})
     operations = sorted(_operations(schema), key=order)
     for operation in operations:
         report.operations += 1
+        run.coverage(schema, operation, 2 * examples if coverage_cases is None else coverage_cases)
         run.mode(operation, GenerationMode.POSITIVE, examples)
         if any(operation.iter_parameters()) or operation.body:
             # Unsatisfiable: no input of this operation can be made invalid.
             with contextlib.suppress(Unsatisfiable):
                 run.mode(operation, GenerationMode.NEGATIVE, examples)
+    run.stateful(schema, examples if scenarios is None else scenarios)
     return report
 
 
@@ -117,6 +175,34 @@ class _Run:
     headers: dict[str, str]
     call_kwargs: CallKwargs | None
     known: Mapping[str, str]
+
+    def _send(self, case: AnyCase, phase: str) -> None:
+        self.report.calls += 1
+        kwargs = self._kwargs(case)
+        try:
+            case.call_and_validate(checks=self.checks, **kwargs)
+        except FailureGroup as failure:  # carries the response and a curl command
+            self._fail(case, phase, failure.message)
+        except Exception as error:  # no response at all (connection reset, say)
+            self._fail(case, phase, f"{error!r} ({_inputs(case)})")
+
+    def _kwargs(self, case: AnyCase) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"headers": dict(self.headers)}
+        if self.call_kwargs is not None:
+            kwargs.update(self.call_kwargs(case))
+        return kwargs
+
+    def coverage(self, schema: BaseSchema, operation: Operation, limit: int) -> None:
+        """The coverage phase's deterministic cases of `operation`, at most `limit`."""
+        if limit <= 0:
+            return
+        cases = schema.iter_coverage_cases(
+            operation,
+            generation_modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+            generation_config=schema.config.generation_for(operation=operation),
+        )
+        for case in itertools.islice(cases, limit):
+            self._send(case, "coverage")
 
     def mode(self, operation: Operation, mode: GenerationMode, examples: int) -> None:
         """Up to `examples` cases of `operation` in `mode`, failures recorded."""
@@ -138,23 +224,78 @@ class _Run:
                     for name, value in case.path_parameters.items()
                 }
             sent += 1
-            self.report.calls += 1
-            kwargs: dict[str, Any] = {"headers": dict(self.headers)}
-            if self.call_kwargs is not None:
-                kwargs.update(self.call_kwargs(case))
-            try:
-                case.call_and_validate(checks=self.checks, **kwargs)
-            except FailureGroup as failure:  # carries the response and a curl command
-                self._fail(case, mode, failure.message)
-            except Exception as error:  # no response at all (connection reset, say)
-                inputs = f"query={case.query!r}"
-                if not isinstance(case.body, NotSet):
-                    inputs += f" body={case.body!r}"
-                self._fail(case, mode, f"{error!r} ({inputs})")
+            self._send(case, mode.value)
 
         probe()
 
-    def _fail(self, case: AnyCase, mode: GenerationMode, detail: str) -> None:
-        failure = f"[{mode.value}] {case.method} {case.formatted_path}: {detail.strip()}"
+    def stateful(self, schema: BaseSchema, scenarios: int) -> None:
+        """Up to `scenarios` chains of linked operations, every step checked, failures
+        recorded (the first failure ends its scenario)."""
+        if scenarios <= 0:
+            return
+        try:
+            base = schema.as_state_machine()
+        except NoLinksFound:
+            return
+        if not schema.statistic.transitions.total:
+            return
+        run = self
+
+        class Scenario(base):  # type: ignore[valid-type,misc]
+            def get_call_kwargs(self, case: AnyCase) -> dict[str, Any]:
+                return run._kwargs(case)
+
+            def validate_response(
+                self,
+                response: Any,
+                case: AnyCase,
+                additional_checks: Any = None,
+                **kwargs: Any,
+            ) -> None:
+                case.validate_response(
+                    response,
+                    checks=run.checks,
+                    transport_kwargs=kwargs or None,
+                    recorder=self.recorder,
+                )
+
+            def step(self, input: Any) -> Any:
+                run.report.calls += 1
+                try:
+                    return super().step(input)
+                except FailureGroup as failure:
+                    run._fail(input.case, "stateful", failure.message)
+                    raise _ScenarioEnded from None
+
+        try:
+            run_state_machine_as_test(
+                Scenario,
+                settings=settings(
+                    max_examples=scenarios,
+                    deadline=None,
+                    database=None,
+                    phases=[Phase.generate],
+                    stateful_step_count=6,
+                    suppress_health_check=list(HealthCheck),
+                ),
+            )
+        except _ScenarioEnded:
+            pass
+        except NoLinksFound:
+            return
+
+    def _fail(self, case: AnyCase, phase: str, detail: str) -> None:
+        failure = f"[{phase}] {case.method} {case.formatted_path}: {detail.strip()}"
         if failure not in self.report.failures:  # a known id repeats the same request
             self.report.failures.append(failure)
+
+
+class _ScenarioEnded(Exception):
+    """A stateful step failed a check (recorded); Hypothesis stops at the first one."""
+
+
+def _inputs(case: AnyCase) -> str:
+    inputs = f"query={case.query!r}"
+    if not isinstance(case.body, NotSet):
+        inputs += f" body={case.body!r}"
+    return inputs

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
 from tollgate.contracts.events.billing import BalanceMode, BalanceStatus
-from tollgate.kit.requests import RequestModel, StrictCredits
+from tollgate.kit.requests import JSON_INTEGER, RequestModel
 
 MAX_CREDITS = 10**15
+
+Credits = Annotated[int, Field(ge=0, le=MAX_CREDITS), JSON_INTEGER]
+"""A JSON integer of credits, 0 to MAX_CREDITS (not `"10"`, `true`, `false`, `1.5`)."""
 
 
 class BalanceOut(BaseModel):
@@ -42,11 +46,9 @@ class BillingSettingsPatch(RequestModel):
     admins only (they decide whether and when the gateway stops the org)."""
 
     mode: BalanceMode | None = None
-    low_threshold: StrictCredits | None = Field(None, ge=0, le=MAX_CREDITS)
-    reserve: StrictCredits | None = Field(
+    low_threshold: Credits | None = None
+    reserve: Credits | None = Field(
         None,
-        ge=0,
-        le=MAX_CREDITS,
         description="Credits kept back: a prepaid org is declared exhausted at or below "
         "this balance, which bounds how far below zero it can go before the gateway "
         "stops it.",

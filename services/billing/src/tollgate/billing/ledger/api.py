@@ -48,16 +48,33 @@ _READ_ERRORS = documented_problems(
     }
 )
 
+_KEY_PATTERN = r"^[\x21-\x7e]+$"
+_KEY_DESCRIPTION = (
+    "Unique per intended operation; retries with the same key and body get the first "
+    "response. Kept for at least 24 h."
+)
 IdempotencyKey = Annotated[
     str | None,
+    # Optional to FastAPI only so that a missing key is our 400, not a validation 422;
+    # the document says what clients must send (`_REQUIRES_KEY`).
     Header(
         alias="Idempotency-Key",
         max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
-        description="Unique per intended operation; retries with the same key and body "
-        "get the first response. Kept for at least 24 h.",
+        pattern=_KEY_PATTERN,
+        include_in_schema=False,
     ),
 ]
+_REQUIRES_KEY: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": True,
+            "description": _KEY_DESCRIPTION,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": _KEY_PATTERN},
+        }
+    ]
+}
 
 
 def _settings(request: Request) -> Settings:
@@ -111,6 +128,7 @@ async def _apply_once(
     status_code=201,
     response_model=LedgerEntryOut,
     responses=_WRITE_ERRORS,
+    openapi_extra=_REQUIRES_KEY,
 )
 async def top_up(
     org_id: uuid.UUID,
@@ -133,6 +151,7 @@ async def top_up(
     status_code=201,
     response_model=LedgerEntryOut,
     responses=_WRITE_ERRORS,
+    openapi_extra=_REQUIRES_KEY,
 )
 async def adjust(
     org_id: uuid.UUID,

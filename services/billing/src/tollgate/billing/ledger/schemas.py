@@ -33,6 +33,24 @@ class AdjustmentIn(RequestModel):
     """A correction of an org's balance: `adjustment` (either sign), `refund` (positive)
     or `expiry` (negative)."""
 
+    # The sign rules, stated in the document too (JSON Schema `not`/`if`/`then`), so
+    # clients and the schema fuzzing know a zero amount or a negative refund is invalid.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {"properties": {"amount": {"not": {"const": 0}}}},
+                {
+                    "if": {"properties": {"kind": {"const": "refund"}}, "required": ["kind"]},
+                    "then": {"properties": {"amount": {"minimum": 1}}},
+                },
+                {
+                    "if": {"properties": {"kind": {"const": "expiry"}}, "required": ["kind"]},
+                    "then": {"properties": {"amount": {"maximum": -1}}},
+                },
+            ]
+        }
+    )
+
     amount: StrictCredits = Field(
         ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Signed credits (a JSON integer); never zero."
     )
