@@ -32,6 +32,8 @@ PASSED_THROUGH = (
 def main() -> None:
     print(f"TOLLGATE_SEALING_KEYS={base64.urlsafe_b64encode(os.urandom(32)).decode()}")
     print(f"TOLLGATE_KEY_PEPPER={secrets.token_urlsafe(32)}")
+    # Fernet key sealing the console's session cookies (sessions survive restarts).
+    print(f"TOLLGATE_SESSION_KEYS={base64.urlsafe_b64encode(os.urandom(32)).decode()}")
 
     # Compose cannot choose a value by whether another one is set, so the choice is made here.
     resend_key = os.environ.get("RESEND_API_KEY", "")
