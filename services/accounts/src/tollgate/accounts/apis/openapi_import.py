@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from tollgate.accounts.storable import json_unstorable
+
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 MAX_ROUTES = 1000
 MAX_DEPTH = 64
@@ -80,6 +82,21 @@ class ImportedRoute:
     required_scopes: list[str] = field(default_factory=list)
 
 
+def _with_json_keys(value: Any) -> Any:
+    """`value` with mapping keys JSON has no form for (YAML dates, binary) as text;
+    recursion is bounded by `MAX_DEPTH`, checked before."""
+    if isinstance(value, dict):
+        return {
+            key if isinstance(key, str | int | float | bool) or key is None else str(key): (
+                _with_json_keys(item)
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_with_json_keys(item) for item in value]
+    return value
+
+
 def parse_document(raw: bytes) -> dict[str, Any]:
     """Parse JSON or YAML into a JSON-compatible dict."""
     text = raw.decode("utf-8", errors="strict") if raw else ""
@@ -91,15 +108,19 @@ def parse_document(raw: bytes) -> dict[str, Any]:
             doc = yaml.load(text, Loader=_NoAliasLoader)
         if _deeper_than(doc, MAX_DEPTH):
             raise OpenApiInvalid(_TOO_DEEP)
-        # Round-trip through JSON: YAML dates and odd keys become plain JSON values.
-        encoded = json.dumps(doc, default=str)
-        doc = json.loads(encoded)
     except RecursionError as exc:  # json's C decoder stops at the interpreter's limit
         raise OpenApiInvalid(_TOO_DEEP) from exc
     except (ValueError, yaml.YAMLError) as exc:
         if isinstance(exc, OpenApiInvalid):
             raise
         raise OpenApiInvalid("not valid JSON or YAML") from exc
+    # Round-trip through JSON: YAML dates and odd keys become plain JSON values, and
+    # what jsonb cannot store (NaN, lone surrogates) is refused here.
+    encoded = json.dumps(_with_json_keys(doc), default=str)
+    doc = json.loads(encoded)
+    unstorable = json_unstorable(doc)
+    if unstorable is not None:
+        raise OpenApiInvalid(unstorable)
     if "\\u0000" in encoded:
         raise OpenApiInvalid("NUL characters are not allowed")
     if not isinstance(doc, dict):

@@ -8,13 +8,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from tollgate.accounts.keys.schemas import Scope
 from tollgate.accounts.limits import LimitsIn
+from tollgate.accounts.storable import UtcDatetime
 from tollgate.kit.requests import RequestModel, StrictCredits, StrictFlag
 
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -37,10 +39,12 @@ def _headers(value: dict[str, str]) -> dict[str, str]:
     if len(value) > MAX_HEADERS:
         raise ValueError(f"at most {MAX_HEADERS} upstream headers")
     for name, header_value in value.items():
-        if not _TOKEN.match(name) or name.lower() in _HOP_BY_HOP:
+        if not _TOKEN.fullmatch(name) or name.lower() in _HOP_BY_HOP:
             raise ValueError(f"header name not allowed: {name[:100]!r}")
-        if len(header_value) > 4096 or any(c in header_value for c in "\r\n\0"):
-            raise ValueError(f"invalid value for header {name!r}")
+        # Visible ASCII, space and tab: what every HTTP client can send (RFC 9110 §5.5
+        # without obs-text); anything else would fail at the gateway, call after call.
+        if len(header_value) > 4096 or not _FIELD_VALUE.fullmatch(header_value):
+            raise ValueError(f"invalid value for header {name!r} (visible ASCII only)")
     return value
 
 
@@ -92,7 +96,7 @@ class ApiCreateIn(Strict):
     api_version: str = Field("v1", min_length=1, max_length=50)
     upstream_url: str = Field(max_length=2048)
     status: Status = "active"
-    sunset_at: AwareDatetime | None = None
+    sunset_at: UtcDatetime | None = None
     timeout_ms: TimeoutMs = 30_000
     price: Price = 0
     charge_failed_calls: StrictFlag = False
@@ -110,7 +114,7 @@ class ApiPatch(Strict):
     api_version: str | None = Field(None, min_length=1, max_length=50)
     upstream_url: str | None = Field(None, max_length=2048)
     status: Status | None = None
-    sunset_at: AwareDatetime | None = None
+    sunset_at: UtcDatetime | None = None
     timeout_ms: TimeoutMs | None = None
     price: Price | None = None
     charge_failed_calls: StrictFlag | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -19,6 +18,7 @@ from tollgate.accounts.pagination import (
     int_cursor,
     next_cursor_of,
 )
+from tollgate.accounts.storable import UtcFilterDatetime
 from tollgate.kit.db import DbSession
 
 router = APIRouter(tags=["audit"])
@@ -32,8 +32,8 @@ async def list_audit(
     actor_id: uuid.UUID | None = None,
     action: Annotated[str | None, Query(max_length=100, pattern=r"^[a-z0-9_.]+$")] = None,
     target_id: Annotated[str | None, Query(max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: UtcFilterDatetime | None = None,
+    until: UtcFilterDatetime | None = None,
     cursor: Cursor = None,
     limit: PageSize = DEFAULT_PAGE_SIZE,
 ) -> Page[AuditEntryOut]:

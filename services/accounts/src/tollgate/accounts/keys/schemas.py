@@ -9,9 +9,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from tollgate.accounts.limits import LimitsIn
+from tollgate.accounts.storable import UtcDatetime, storable_json
 from tollgate.kit.requests import RequestModel, StrictCredits, StrictFlag
 
 MAX_METADATA_BYTES = 4096
@@ -26,6 +27,7 @@ def _cidr(value: str) -> str:
 
 
 def _metadata(value: dict[str, Any]) -> dict[str, Any]:
+    storable_json(value)
     if len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
         raise ValueError(f"metadata is limited to {MAX_METADATA_BYTES} bytes of JSON")
     return value
@@ -41,7 +43,7 @@ class KeyFields(RequestModel):
 
     name: KeyName
     enabled: StrictFlag = True
-    expires_at: AwareDatetime | None = None
+    expires_at: UtcDatetime | None = None
     scopes: list[Scope] = Field(default_factory=list, max_length=50)
     allowed_api_ids: list[uuid.UUID] = Field(
         default_factory=list, max_length=100, description="empty = every API"
@@ -60,7 +62,7 @@ class KeyPatch(RequestModel):
 
     name: KeyName | None = None
     enabled: StrictFlag | None = None
-    expires_at: AwareDatetime | None = None
+    expires_at: UtcDatetime | None = None
     scopes: list[Scope] | None = Field(None, max_length=50)
     allowed_api_ids: list[uuid.UUID] | None = Field(None, max_length=100)
     limits: LimitsIn | None = None
