@@ -92,7 +92,9 @@ def check_stack(proc: subprocess.Popen[str], base: int) -> None:
     """Wait for the ready banner, probe every service, Ctrl-C, look for survivors."""
     output: list[str] = []
     assert proc.stdout is not None
-    deadline = time.monotonic() + 120
+    # Six services and the upstream start one after the other: on a shared 2-core machine
+    # that alone has taken over two minutes.
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:

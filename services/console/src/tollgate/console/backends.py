@@ -307,6 +307,20 @@ class Backends:
         body = {"email": email, "password": password, "name": name, "locale": locale}
         await self._call("accounts", "POST", "/v1/auth/register", json=body)
 
+    async def request_password_reset(self, email: str) -> None:
+        await self._call("accounts", "POST", "/v1/auth/password-reset", json={"email": email})
+
+    async def confirm_password_reset(self, token: str, new_password: str) -> None:
+        body = {"token": token, "new_password": new_password}
+        await self._call("accounts", "POST", "/v1/auth/password-reset/confirm", json=body)
+
+    async def accept_invitation(self, token: str, invitation: str) -> OrgRole:
+        body = {"token": invitation}
+        answer = await self._call(
+            "accounts", "POST", "/v1/invitations/accept", token=token, json=body
+        )
+        return OrgRole.model_validate(answer)
+
     async def me(self, token: str) -> Me:
         return Me.model_validate(await self._call("accounts", "GET", "/v1/auth/me", token=token))
 

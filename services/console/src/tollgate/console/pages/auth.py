@@ -44,8 +44,11 @@ async def home(request: Request) -> Response:
 
 
 @router.get("/signin")
-async def signin_form(request: Request, next: str | None = None) -> Response:
-    return render(request, "signin.html", {"next": safe_next(next), "email": ""})
+async def signin_form(
+    request: Request, next: str | None = None, reset: str | None = None
+) -> Response:
+    context = {"next": safe_next(next), "email": "", "notice": "reset" if reset else None}
+    return render(request, "signin.html", context)
 
 
 def _signed_in_response(request: Request, tokens_session: Session, target: str) -> Response:
