@@ -9,8 +9,10 @@ component of its innermost frame, walking out past generic frames (CPython's eva
 loop and object code, libc, the kernel, PyO3 glue, inlined CPython headers) to the
 first frame that names a component, so time spent in the interpreter on behalf of
 `gate.py` counts for `gate.py`; *incl.* is the share of samples in which the component
-appears at all. Threads that never run Python (the Rust runtime's worker threads of
-pyreqwest) are not sampled by py-spy: `thread_cpu` reads their CPU from /proc instead.
+appears at all; the last column is *self* over the main (event loop) thread alone.
+py-spy samples only threads that have run Python, and may count a native thread
+waiting in an unsymbolised libc call as busy; `thread_cpu` reads every thread's real
+CPU from /proc (pyreqwest's Rust runtime threads included) to set beside it.
 
     .venv/bin/python bench/gateway/gateway_profile.py PROFILE.json [--top 25]
     .venv/bin/python bench/gateway/gateway_profile.py --pid PID --seconds 10 [-o out.json]
@@ -100,6 +102,8 @@ def summarise(path: Path) -> dict[str, object]:
     owners = [component(f["name"], f.get("file") or "") for f in frames]
     kinds = [interpreter_kind(f["name"], f.get("file") or "") for f in frames]
     self_counts: collections.Counter[str] = collections.Counter()
+    main_counts: collections.Counter[str] = collections.Counter()
+    main_total = 0.0
     incl_counts: collections.Counter[str] = collections.Counter()
     generic_leaf: collections.Counter[str] = collections.Counter()
     leaves: collections.Counter[str] = collections.Counter()
@@ -111,6 +115,7 @@ def summarise(path: Path) -> dict[str, object]:
         weights = prof.get("weights") or [1] * len(prof["samples"])
         samples += len(prof["samples"])
         threads[prof.get("name", "?")] += sum(weights)
+        is_main = "MainThread" in prof.get("name", "")
         for stack, weight in zip(prof["samples"], weights, strict=True):
             total += weight
             if stack:
@@ -122,6 +127,9 @@ def summarise(path: Path) -> dict[str, object]:
                 (owners[i] for i in reversed(stack) if owners[i] != GENERIC), "(no Python frame)"
             )
             self_counts[owner] += weight
+            if is_main:
+                main_counts[owner] += weight
+                main_total += weight
             for name in {owners[i] for i in stack} - {GENERIC}:
                 incl_counts[name] += weight
     return {
@@ -129,6 +137,8 @@ def summarise(path: Path) -> dict[str, object]:
         "samples": samples,
         "threads": threads,
         "self": self_counts,
+        "main": main_counts,
+        "main_total": main_total,
         "incl": incl_counts,
         "generic": generic_leaf,
         "leaves": leaves,
@@ -143,17 +153,22 @@ def format_summary(summary: dict[str, object], top: int = 25) -> str:
     generic: collections.Counter[str] = summary["generic"]  # type: ignore[assignment]
     if not total:
         return "no samples"
+    main: collections.Counter[str] = summary["main"]  # type: ignore[assignment]
+    main_total = float(summary["main_total"]) or 1.0  # type: ignore[arg-type]
     lines = [
         f"\n## Tollgate gateway profile: {summary['samples']} samples ({total:.1f} s on CPU), "
         "top components by self time\n",
         "threads sampled: "
         + ", ".join(f"{name} {100 * v / total:.0f} %" for name, v in threads.most_common())
         + "\n",
-        "| component | self % | incl. % |",
-        "|---|---:|---:|",
+        "| component | self % | incl. % | self % of the main thread |",
+        "|---|---:|---:|---:|",
     ]
     for name, count in self_counts.most_common(top):
-        lines.append(f"| {name} | {100 * count / total:.1f} | {100 * incl[name] / total:.1f} |")
+        lines.append(
+            f"| {name} | {100 * count / total:.1f} | {100 * incl[name] / total:.1f} "
+            f"| {100 * main[name] / main_total:.1f} |"
+        )
     leaf = ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in generic.most_common())
     lines.append(f"\ninnermost frame generic (charged to the component above it): {leaf}")
     leaves: collections.Counter[str] = summary["leaves"]  # type: ignore[assignment]
