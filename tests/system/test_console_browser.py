@@ -17,6 +17,8 @@ Postgres, the demo upstream, and the console itself.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import sys
 import time
@@ -30,6 +32,7 @@ from typing import Any
 import httpx
 import pyotp
 import pytest
+from aiokafka import AIOKafkaConsumer
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -39,8 +42,9 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from tollgate.contracts import topics
 from tollgate.kit import localdeps
-from tollgate.kit.sealing import new_sealing_key
+from tollgate.kit.sealing import Sealer, new_sealing_key
 from tollgate.kit.testing import unique_name
 
 from .services import ServiceProcess, service_process
@@ -67,6 +71,9 @@ class Stack:
     billing: str
     upstream: str
     admin_token: str
+    kafka_bootstrap: str
+    topic_prefix: str
+    sealing_keys: str
     seeded: dict[str, str] = field(default_factory=dict)
 
 
@@ -118,6 +125,38 @@ def _gateway_until(url: str, key: str, wanted: int, within: float = 10) -> httpx
         if answer.status_code == wanted or time.monotonic() > deadline:
             return answer
         time.sleep(0.1)
+
+
+def emailed_token(stack: Stack, email: str, sealed_field: str) -> str:
+    """The token of the newest account event for `email` carrying `sealed_field`, as the
+    notifier would put it in the email's link (read from the topic and unsealed). In a
+    thread of its own: Playwright's sync API owns this thread's event loop."""
+
+    async def read() -> str:
+        consumer = AIOKafkaConsumer(
+            f"{stack.topic_prefix}{topics.ACCOUNTS_EVENTS.name}",
+            bootstrap_servers=stack.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        found: str | None = None
+        try:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=500)
+                for record in (r for batch in batches.values() for r in batch):
+                    data = json.loads(record.value).get("data", {})
+                    if data.get("email") == email and sealed_field in data:
+                        found = data[sealed_field]
+                if found is not None:
+                    return Sealer(stack.sealing_keys).unseal(found).decode()
+        finally:
+            await consumer.stop()
+        raise AssertionError(f"no {sealed_field} event for {email}")
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, read()).result()
 
 
 def _seed(stack: Stack) -> None:
@@ -238,6 +277,9 @@ def stack(
                 billing=billing.url,
                 upstream=f"http://127.0.0.1:{upstream_port}",
                 admin_token=_admin_token(accounts.url),
+                kafka_bootstrap=kafka_bootstrap,
+                topic_prefix=prefix,
+                sealing_keys=secrets["SEALING_KEYS"],
             )
             _seed(running)
         except Exception:
@@ -421,6 +463,75 @@ def test_a_backing_service_down_leaves_the_rest_of_the_page(stack: Stack, browse
     context.close()
 
 
+def test_password_reset_from_the_emailed_link(stack: Stack, browser: Browser) -> None:
+    email = f"reset-{uuid.uuid4().hex[:8]}@example.com"
+    registered = httpx.post(
+        f"{stack.accounts}/v1/auth/register", json={"email": email, "password": PASSWORD}
+    )
+    assert registered.status_code == 201, registered.text
+    context, page, watch = new_page(browser)
+    page.goto(f"{stack.console}/signin")
+    page.click("text=Forgot your password?")
+    page.fill("input[name=email]", email)
+    page.click("main button[type=submit]")
+    expect(page.get_by_test_id("notice")).to_be_visible()
+    token = emailed_token(stack, email, "reset_token_sealed")
+    page.goto(f"{stack.console}/reset-password?token={token}")
+    page.fill("input[name=new_password]", "brand-New-pass-2026")
+    page.click("main button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/signin\?reset=1$"))
+    expect(page.get_by_test_id("notice")).to_be_visible()
+    sign_in(page, stack.console, email, "brand-New-pass-2026")
+    expect(page).to_have_url(re.compile(r"/orgs/new$"))
+    watch.check()
+    context.close()
+
+
+def test_invited_viewer_sees_no_write_controls_and_a_forged_write_is_refused(
+    stack: Stack, browser: Browser
+) -> None:
+    org, key = stack.seeded["org_id"], stack.seeded["key_id"]
+    email = f"viewer-{uuid.uuid4().hex[:8]}@example.com"
+    owner = _user_token(stack.accounts, stack.seeded["email"], PASSWORD)
+    invited = httpx.post(
+        f"{stack.accounts}/v1/orgs/{org}/invitations",
+        json={"email": email, "role": "viewer"},
+        headers={"authorization": f"Bearer {owner}"},
+    )
+    assert invited.status_code == 201, invited.text
+    registered = httpx.post(
+        f"{stack.accounts}/v1/auth/register", json={"email": email, "password": PASSWORD}
+    )
+    assert registered.status_code == 201, registered.text
+    token = emailed_token(stack, email, "invitation_token_sealed")
+
+    context, page, watch = new_page(browser)
+    page.goto(f"{stack.console}/accept-invitation?token={token}")  # signed out: sign in first
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    page.get_by_test_id("accept-invitation").click()
+    expect(page).to_have_url(re.compile(rf"/orgs/{org}$"))
+    page.goto(f"{stack.console}/orgs/{org}/keys")
+    expect(page.get_by_test_id("keys-table")).to_be_visible()
+    expect(page.get_by_test_id("new-key")).to_have_count(0)
+    page.goto(f"{stack.console}/orgs/{org}/keys/{key}")
+    expect(page.get_by_test_id("key-actions")).to_have_count(0)
+
+    csrf = next(c["value"] for c in context.cookies() if c["name"] == "tg_csrf")
+    forged = context.request.post(
+        f"{stack.console}/orgs/{org}/keys/{key}/revoke", form={"csrf_token": csrf}
+    )
+    assert forged.status == 403
+    assert "You are not allowed to do this." in forged.text()
+    still = httpx.get(
+        f"{stack.accounts}/v1/keys/{key}", headers={"authorization": f"Bearer {owner}"}
+    )
+    assert still.json()["revoked"] is False
+    watch.check()
+    context.close()
+
+
 def tour(stack: Stack) -> list[tuple[str, str]]:
     org, key = stack.seeded["org_id"], stack.seeded["key_id"]
     return [
@@ -436,6 +547,7 @@ def tour(stack: Stack) -> list[tuple[str, str]]:
         ("logs", f"/orgs/{org}/logs"),
         ("log", f"/orgs/{org}/logs/{stack.seeded['request_id']}"),
         ("credits", f"/orgs/{org}/credits"),
+        ("invitation", "/accept-invitation?token=example"),
         ("not-found", f"/orgs/{uuid.uuid4()}"),
     ]
 
@@ -455,7 +567,12 @@ def test_every_page_renders_in_both_languages_and_themes(
     SHOTS.mkdir(parents=True, exist_ok=True)
     for scheme in ("light", "dark"):
         context, page, watch = new_page(browser, scheme=scheme, language=language)
-        for name, path in (("signin", "/signin"), ("signup", "/signup")):
+        for name, path in (
+            ("signin", "/signin"),
+            ("signup", "/signup"),
+            ("forgot", "/forgot-password"),
+            ("reset", "/reset-password?token=example"),
+        ):
             page.goto(stack.console + path)
             expect(page.locator("html")).to_have_attribute("lang", language)
             page.screenshot(path=str(SHOTS / f"{name}-{language}-{scheme}.png"), full_page=True)
@@ -467,7 +584,7 @@ def test_every_page_renders_in_both_languages_and_themes(
             assert answer.status < 500, (path, answer.status)
             assert answer.status == (404 if name == "not-found" else 200), (path, answer.status)
             expect(page.locator("html")).to_have_attribute("lang", language)
-            if name not in ("orgs", "org-new", "not-found"):  # pages outside an org
+            if name not in ("orgs", "org-new", "invitation", "not-found"):  # outside an org
                 tabs = page.locator("nav.tabs a").all_inner_texts()
                 assert tabs == LABELS[language], (path, tabs)
             background = page.evaluate("getComputedStyle(document.body).backgroundColor")
