@@ -172,6 +172,9 @@ def gateway(
             "EVENTS_SPILL_AFTER_MS": "1000",
             # The demo upstream listens on loopback.
             "ALLOW_PRIVATE_UPSTREAMS": "true",
+            # The tests read metrics on the public port; each gateway its own ops port.
+            "PUBLIC_OPS": "all",
+            "OPS_PORT": str(localdeps.free_port()),
             **(extra or {}),
         },
     )

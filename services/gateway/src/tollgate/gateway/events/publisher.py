@@ -14,8 +14,12 @@ A failed batch may have reached the broker anyway (the request was written, the
 answer never came). Without an idempotent producer a resend would duplicate it, so
 such a batch is spooled as *doubtful*; before draining it the publisher reads the
 request topic from the last offsets it knows were acknowledged (persisted in
-`acked.json`) and skips the events already there. Events still in memory are lost
-on `kill -9`; everything spooled survives and is drained by the next start.
+`acked.json`) and skips the events already there.
+
+`kill -9`: every event is journaled (`journal`) before its answer is sent, so the
+next start spools what was queued or in flight (as doubtful, checked against the
+topic) and loses only the events of requests whose answers were not yet complete;
+everything spooled survives and is drained by the next start.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from prometheus_client import Counter, Gauge
 from tollgate.contracts import topics
 from tollgate.contracts.events.gateway import RequestCompleted, RequestRejected
 from tollgate.gateway.config import Settings
+from tollgate.gateway.events.journal import Journal
 from tollgate.gateway.events.spool import Record, Spool
 from tollgate.kit.kafka import make_producer, topic_name
 
@@ -67,10 +72,12 @@ class EventPublisher:
         self._settings = settings
         self._topic = topic_name(topics.GATEWAY_REQUESTS, settings)
         self._source = f"tollgate/gateway/{settings.instance_id}"
-        self._queue: deque[tuple[int, bytes | None, str, dict[str, Any], str]] = deque()
+        self._queue: deque[tuple[int, Record]] = deque()  # (sequence, encoded record)
         self._seq = time.time_ns()
         self._wake = asyncio.Event()
         self._spool = Spool(settings.spool_path, settings.spool_max_bytes)
+        self._recover_journal()
+        self._journal = Journal(settings.spool_path, self._seq + 1)
         self._acked_path = settings.spool_path / "acked.json"
         self._acked: dict[int, int] = self._load_acked()
         self._acked_saved = 0.0
@@ -87,11 +94,16 @@ class EventPublisher:
         self, key: str | None, event_type: str, data: dict[str, Any], traceparent: str
     ) -> None:
         """Queue one event (`data` per the contract; `time` as epoch seconds) and the
-        `traceparent` its record carries as a header."""
+        `traceparent` its record carries as a header. Call it before the answer is sent:
+        the event is journaled to disk before this returns."""
         self._seq += 1
-        self._queue.append(
-            (self._seq, key.encode() if key else None, event_type, data, traceparent)
+        record = (
+            key.encode() if key else None,
+            self._encode(event_type, data),
+            traceparent.encode(),
         )
+        self._journal.append(self._seq, record)
+        self._queue.append((self._seq, record))
         if len(self._queue) >= self._settings.events_batch_size:
             self._wake.set()
 
@@ -126,6 +138,7 @@ class EventPublisher:
             _path, refused = self._spool.write_doubtful(first, records)
             self._count_spooled(len(records) - refused, refused)
         self._spill_queue()  # whatever is left goes to disk, never nowhere
+        self._journal.close(remove=True)  # everything is on the topic or in the spool
         self._spool.close()
         self._save_acked(force=True)
         if self._producer is not None:
@@ -173,11 +186,7 @@ class EventPublisher:
 
     def _take_batch(self) -> list[tuple[int, Record]]:
         size = min(len(self._queue), self._settings.events_batch_size)
-        out: list[tuple[int, Record]] = []
-        for _ in range(size):
-            seq, key, event_type, data, traceparent = self._queue.popleft()
-            out.append((seq, (key, self._encode(event_type, data), traceparent.encode())))
-        return out
+        return [self._queue.popleft() for _ in range(size)]
 
     def _encode(self, event_type: str, data: dict[str, Any]) -> bytes:
         data["time"] = _iso(data["time"])
@@ -195,6 +204,7 @@ class EventPublisher:
 
     async def _send_live(self, batch: list[tuple[int, Record]]) -> None:
         records = [record for _seq, record in batch]
+        last = batch[-1][0]
         self._inflight = (batch[0][0], records)
         sending = asyncio.create_task(self._produce(records))
         spill_after = self._settings.events_spill_after_ms / 1000
@@ -207,6 +217,7 @@ class EventPublisher:
             self._degraded = True
             doubt, refused = self._spool.write_doubtful(batch[0][0], records)
             self._count_spooled(len(records) - refused, refused)
+            self._journal.settled(last)
             self._inflight = None
             while not sending.done():
                 self._spill_queue()
@@ -214,6 +225,8 @@ class EventPublisher:
         self._inflight = None
         error = sending.exception()
         if error is None:
+            if doubt is None:
+                self._journal.settled(last)
             if doubt is not None:
                 self._spool.remove(doubt)  # acknowledged after all
                 SPOOL_BYTES.set(self._spool.size)
@@ -226,6 +239,7 @@ class EventPublisher:
         if doubt is None:
             _path, refused = self._spool.write_doubtful(batch[0][0], records)
             self._count_spooled(len(records) - refused, refused)
+            self._journal.settled(last)
         self._spill_queue()
 
     async def _produce(self, records: list[Record]) -> None:
@@ -249,12 +263,35 @@ class EventPublisher:
         if not self._queue:
             return
         first = self._queue[0][0]
-        records = []
-        while self._queue:
-            _seq, key, event_type, data, traceparent = self._queue.popleft()
-            records.append((key, self._encode(event_type, data), traceparent.encode()))
+        last = self._queue[-1][0]
+        records = [record for _seq, record in self._queue]
+        self._queue.clear()
         refused = self._spool.append(first, records)
         self._count_spooled(len(records) - refused, refused)
+        self._journal.settled(last)
+
+    def _recover_journal(self) -> None:
+        """Spool, as doubtful, the events a killed predecessor journaled but had not
+        settled; those its spool already holds are skipped."""
+        paths, records = Journal.recover(self._settings.spool_path)
+        if records:
+            spooled: set[bytes] = set()
+            firsts = [self._seq]
+            for path in self._spool.segments():
+                firsts.append(int(path.name[:20]))
+                spooled.update(_event_id(value) for _key, value, _tp in Spool.read(path))
+            missing = [r for r in records if _event_id(r[1]) not in spooled]
+            if missing:
+                # Named to drain first, while the persisted acknowledged offsets still
+                # precede anything the dead process may have produced of them.
+                _path, refused = self._spool.write_doubtful(min(firsts) - 1, missing)
+                self._count_spooled(len(missing) - refused, refused)
+            log.warning(
+                "events journaled before a crash are spooled to be checked and sent",
+                extra={"events": len(missing), "already_spooled": len(records) - len(missing)},
+            )
+        for path in paths:
+            path.unlink()
 
     def _count_spooled(self, spooled: int, dropped: int) -> None:
         SPOOLED.inc(spooled)
@@ -396,6 +433,12 @@ class EventPublisher:
                 )
             )
             tmp.replace(self._acked_path)
+
+
+def _event_id(value: bytes) -> bytes:
+    """The envelope id of an encoded event (`{"specversion":"1.0","id":"<id>",...`)."""
+    start = value.find(b'"id":"') + 6
+    return value[start : value.find(b'"', start)]
 
 
 def _iso(epoch: float) -> str:

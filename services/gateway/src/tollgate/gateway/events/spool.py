@@ -59,7 +59,7 @@ class Spool:
         """Append to the open segment; returns how many records did not fit."""
         refused = 0
         for record in records:
-            line = _line(record)
+            line = line_of(record)
             if self.size + len(line) > self.max_bytes:
                 refused += 1
                 continue
@@ -80,7 +80,7 @@ class Spool:
         fitting: list[bytes] = []
         refused = 0
         for record in records:
-            line = _line(record)
+            line = line_of(record)
             if self.size + len(line) > self.max_bytes:
                 refused += 1
                 continue
@@ -136,7 +136,7 @@ class Spool:
         self._lock.close()
 
 
-def _line(record: Record) -> bytes:
+def line_of(record: Record) -> bytes:
     key, value, traceparent = record
     if traceparent:
         return (key or b"") + b"\t" + value + b"\t" + traceparent + b"\n"

@@ -655,15 +655,26 @@ class Gate:
         else:
             response.enable_chunked_encoding()
         await response.prepare(request)
+        # The event is journaled before the client can see the answer complete: before
+        # the last announced byte, or before the final chunk. An answer cut short is
+        # recorded with what was sent.
         sent = 0
+        recorded = False
         try:
             while (chunk := await reader.read_chunk()) is not None:
                 data = bytes(chunk)
+                if length is not None and sent + len(data) >= length and not recorded:
+                    self._completed(call, status, received[0], sent + len(data), upstream_waited)
+                    recorded = True
                 await response.write(data)
                 sent += len(data)
+            if not recorded:
+                self._completed(call, status, received[0], sent, upstream_waited)
+                recorded = True
             await response.write_eof()
         finally:
-            self._completed(call, status, received[0], sent, upstream_waited)
+            if not recorded:
+                self._completed(call, status, received[0], sent, upstream_waited)
         return response
 
     def _upstream_failed(
