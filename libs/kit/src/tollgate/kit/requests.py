@@ -14,10 +14,20 @@ before anything parses it (`MAX_JSON_DEPTH`).
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    GetJsonSchemaHandler,
+    Strict,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 NUL_FREE = r"^[^\x00]*$"
 """`pattern=` of text query and path parameters: anything but the NUL character."""
@@ -42,6 +52,24 @@ StrictCredits = Annotated[int, Strict(), JSON_INTEGER]
 
 StrictFlag = Annotated[bool, Strict()]
 """A flag in a request body: JSON `true` or `false` only, never `1` or `"true"`."""
+
+_RFC3339_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def _rfc3339_text(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _RFC3339_DATE.match(value):
+        return value
+    raise PydanticCustomError(
+        "datetime_type", "Input should be an RFC 3339 date-time with an offset"
+    )
+
+
+DateTimeText = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+"""A time with an offset in a query, path or body, as the documents say (`format:
+date-time`): RFC 3339 text. Pydantic alone would also read `"1700000000"` or `3.8e-175`
+as a unix time, which no document promises."""
 
 MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays and objects a JSON request body may have. No Tollgate body
@@ -85,10 +113,39 @@ def contains_nul(value: Any) -> bool:
     return False
 
 
+def _nul_free_text(schema: Any) -> None:
+    """Add `NUL_FREE` to every string schema in `schema` that has no pattern (in place)."""
+    if isinstance(schema, list):
+        for item in schema:
+            _nul_free_text(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "string" and "pattern" not in schema and "enum" not in schema:
+        schema["pattern"] = NUL_FREE
+    for key in ("properties", "patternProperties"):
+        for sub in (schema.get(key) or {}).values():
+            _nul_free_text(sub)
+    for key in ("items", "additionalProperties", "anyOf", "oneOf", "allOf"):
+        if key in schema:
+            _nul_free_text(schema[key])
+
+
 class RequestModel(BaseModel):
-    """Strict request body: a NUL or an unknown field is a 422, never a failed insert."""
+    """Strict request body: a NUL or an unknown field is a 422, never a failed insert.
+
+    The document says so too: every text field without a pattern of its own gets
+    `NUL_FREE`, so clients (and schema fuzzing) know the NUL is not a valid value."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(core_schema)
+        _nul_free_text(handler.resolve_ref_schema(json_schema))
+        return json_schema
 
     @model_validator(mode="before")
     @classmethod

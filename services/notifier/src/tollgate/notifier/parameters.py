@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator
 
-from tollgate.kit.requests import NUL_FREE
+from tollgate.kit.requests import NUL_FREE, DateTimeText
 
 MAX_BIGINT = 2**63 - 1
 
@@ -25,8 +25,9 @@ def _representable_in_utc(value: datetime) -> datetime:
         raise ValueError("the time is out of range") from exc
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_representable_in_utc)]
-"""A time with an offset, converted to UTC (a 422 when that leaves year 1..9999)."""
+UtcDatetime = Annotated[DateTimeText, AfterValidator(_representable_in_utc)]
+"""A time with an offset (RFC 3339 text), converted to UTC (a 422 when that leaves year
+1..9999)."""
 
 DeliveryId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 """A webhook delivery id (BIGINT identity)."""

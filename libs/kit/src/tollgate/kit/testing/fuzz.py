@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import APIOperation, BaseSchema, Case, CheckFunction, GenerationMode
@@ -42,6 +43,10 @@ from schemathesis.core.errors import NoLinksFound
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Err
 from schemathesis.generation.stateful import run_state_machine_as_test
+from schemathesis.python.asgi import shutdown_lifespans
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tollgate.kit.db import session_maker
 
 Operation = APIOperation[Any, Any, Any, Any]
 AnyCase = Case[Any]
@@ -108,6 +113,29 @@ class FuzzReport:
 
     def __str__(self) -> str:
         return f"{self.operations} operations, {self.calls} calls, {len(self.failures)} failures"
+
+
+@contextlib.contextmanager
+def pooled_sessions(app: FastAPI, database_url: str) -> Iterator[None]:
+    """Serve `app` in process (`schemathesis.openapi.from_asgi`) on a small connection
+    pool instead of its own lifespan (no Kafka): schemathesis runs every in-process
+    call on one event loop, where this lifespan opens the pool, and closes it there
+    when the block ends. A connection per request would make the run twice as slow."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_async_engine(database_url, pool_size=2)
+        app.state.sessions = session_maker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app.router.lifespan_context = lifespan
+    try:
+        yield
+    finally:
+        shutdown_lifespans()
 
 
 def deletes_last(operation: Operation) -> bool:

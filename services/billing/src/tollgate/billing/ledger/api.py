@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
-from pydantic import AwareDatetime
 
 from tollgate.billing.config import Settings
 from tollgate.billing.idempotency import service as idempotency
@@ -29,6 +28,7 @@ from tollgate.billing.ledger.schemas import (
 from tollgate.kit.auth import CurrentPrincipal, Principal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
 from tollgate.kit.problems import Problem, documented_problems
+from tollgate.kit.requests import DateTimeText
 
 router = APIRouter(tags=["ledger"])
 
@@ -191,8 +191,8 @@ async def list_transactions(
     db: DbSession,
     kind: Annotated[list[EntryKind] | None, Query(description="Only these kinds.")] = None,
     api_id: Annotated[uuid.UUID | None, Query(description="Only debits of this API.")] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Created at or after.")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Created before.")] = None,
+    since: Annotated[DateTimeText | None, Query(description="Created at or after.")] = None,
+    until: Annotated[DateTimeText | None, Query(description="Created before.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> TransactionPage:

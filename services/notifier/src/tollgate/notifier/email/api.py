@@ -37,7 +37,10 @@ async def replace_contacts(
 ) -> list[ContactOut]:
     """Replace the org's notification contacts (owners)."""
     authorize_org(principal, org_id, Role.owner)
-    contacts = [service.Contact(email=c.email, locale=c.locale) for c in body.contacts]
+    contacts = [
+        service.Contact(email=service.deliverable_address(c.email), locale=c.locale)
+        for c in body.contacts
+    ]
     async with db.begin():
         stored = await service.replace_contacts(db, org_id, contacts, notifier.clock.now())
         return [ContactOut.of(c) for c in stored]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, Field
 
 from tollgate.kit.requests import RequestModel
 from tollgate.notifier.models import EmailMessage, NotificationContact
@@ -14,7 +14,13 @@ from tollgate.notifier.models import EmailMessage, NotificationContact
 class ContactIn(RequestModel):
     """A notification contact."""
 
-    email: EmailStr
+    email: str = Field(
+        max_length=254,
+        pattern=r"^[^@\s\x00]+@[^@\s\x00]+$",
+        json_schema_extra={"format": "email"},
+        description="An address mail can be delivered to (special-use domains such as "
+        "`.test` or `.invalid` are refused with a 422).",
+    )
     locale: str = Field("en", min_length=2, max_length=35, description="BCP 47, e.g. `zh-CN`.")
 
 

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.contracts.envelope import CloudEvent
@@ -206,6 +207,17 @@ def after_send(
     if result.retry_after_seconds is not None:
         delay = max(delay, min(result.retry_after_seconds, 86_400.0))
     return NextStep("pending", now + timedelta(seconds=delay), result.error)
+
+
+def deliverable_address(email: str) -> str:
+    """`email` normalised, or a 422 when no mail could be delivered to it (the API
+    documents only its shape: deliverability is not a JSON Schema matter)."""
+    try:
+        return validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise Problem(
+            422, "Unprocessable Content", f"Invalid email address: {exc}", slug="invalid-email"
+        ) from exc
 
 
 def check_contacts(contacts: list[Contact]) -> None:

@@ -86,7 +86,25 @@ _TWILIO_BODY = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        name: {"type": "string"} for name in ("MessageSid", "From", "To", "Body")
+                        "MessageSid": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 128,
+                            "pattern": NUL_FREE,
+                        },
+                        "From": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 32,
+                            "pattern": NUL_FREE,
+                        },
+                        "To": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 32,
+                            "pattern": NUL_FREE,
+                        },
+                        "Body": {"type": "string", "maxLength": 1600},
                     },
                     "required": ["MessageSid", "From", "To"],
                 }

@@ -80,7 +80,7 @@ class ReadChange(RequestModel):
 class NumberIn(RequestModel):
     """Assign a number to an org."""
 
-    number: str = Field(description="E.164, e.g. +14155550100.")
+    number: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164, e.g. +14155550100.")
     org_id: uuid.UUID
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
+from pydantic.config import JsonDict
+from pydantic.json_schema import SkipJsonSchema
 
 from tollgate.kit.requests import RequestModel, StrictFlag
 from tollgate.notifier.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tollgate.notifier.parameters import UtcDatetime
+from tollgate.notifier.webhooks.catalog import SUBSCRIBABLE
+
+_EVENT_TYPE_ITEMS: JsonDict = {"items": {"enum": [*sorted(SUBSCRIBABLE)]}}
 
 
 class EndpointCreate(RequestModel):
@@ -20,18 +25,27 @@ class EndpointCreate(RequestModel):
     url: str = Field(max_length=2048, description="Receiver URL (http or https).")
     description: str = Field("", max_length=500)
     event_types: list[str] = Field(
-        default_factory=list, max_length=50, description="Event types to send; empty = all."
+        default_factory=list,
+        max_length=50,
+        description="Event types to send; empty = all.",
+        json_schema_extra=_EVENT_TYPE_ITEMS,
     )
     enabled: StrictFlag = True
 
 
 class EndpointPatch(RequestModel):
-    """A partial update of an endpoint; omitted fields stay as they are."""
+    """A partial update of an endpoint; omitted fields stay as they are (null is not a
+    value of any of them)."""
 
-    url: str | None = Field(None, max_length=2048)
-    description: str | None = Field(None, max_length=500)
-    event_types: list[str] | None = Field(None, max_length=50)
-    enabled: StrictFlag | None = None
+    # None only marks a field as omitted; the document does not offer null (the handler
+    # refuses it with a 422).
+    url: str | SkipJsonSchema[None] = Field(None, max_length=2048)
+    description: str | SkipJsonSchema[None] = Field(None, max_length=500)
+    event_types: (
+        Annotated[list[str], Field(max_length=50, json_schema_extra=_EVENT_TYPE_ITEMS)]
+        | SkipJsonSchema[None]
+    ) = None
+    enabled: StrictFlag | SkipJsonSchema[None] = None
 
 
 class EndpointOut(BaseModel):

@@ -14,6 +14,7 @@ from pydantic import AwareDatetime
 from tollgate.kit.auth import CurrentPrincipal
 from tollgate.kit.db import DbSession
 from tollgate.kit.problems import Problem
+from tollgate.kit.requests import DateTimeText
 from tollgate.usage.analytics import service
 from tollgate.usage.analytics.live import LiveResponse, LiveStreams, stream_counts
 from tollgate.usage.analytics.repository import UsageFilter
@@ -37,9 +38,9 @@ LIVE_RETRY_AFTER_SECONDS = 10
 stream of the caller's to end or be closed."""
 
 From = Annotated[
-    AwareDatetime | None, Query(alias="from", description="Range start (default: to - 24 h).")
+    DateTimeText | None, Query(alias="from", description="Range start (default: to - 24 h).")
 ]
-To = Annotated[AwareDatetime | None, Query(alias="to", description="Range end (default: now).")]
+To = Annotated[DateTimeText | None, Query(alias="to", description="Range end (default: now).")]
 
 
 def _span(request: Request, start: AwareDatetime | None, end: AwareDatetime | None) -> TimeRange:

@@ -7,11 +7,11 @@ from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from pydantic import AwareDatetime
 
 from tollgate.contracts.events.gateway import RejectionReason
 from tollgate.kit.auth import CurrentPrincipal
 from tollgate.kit.db import DbSession
+from tollgate.kit.requests import DateTimeText
 from tollgate.usage.config import Settings
 from tollgate.usage.requestlog import service
 from tollgate.usage.requestlog.repository import LogFilter
@@ -35,8 +35,8 @@ async def list_logs(
     principal: CurrentPrincipal,
     session: DbSession,
     org_id: uuid.UUID | None = None,
-    start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    start: Annotated[DateTimeText | None, Query(alias="from")] = None,
+    end: Annotated[DateTimeText | None, Query(alias="to")] = None,
     key_id: uuid.UUID | None = None,
     api_id: uuid.UUID | None = None,
     route_id: uuid.UUID | None = None,
