@@ -6,6 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Request
 
+from tollgate.billing import links
 from tollgate.billing.balances import service
 from tollgate.billing.balances.schemas import BalanceOut, BillingSettingsOut, BillingSettingsPatch
 from tollgate.billing.config import Settings
@@ -29,7 +30,14 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-@router.get("/orgs/{org_id}/balance", response_model=BalanceOut, responses=_AUTH_ERRORS)
+@router.get(
+    "/orgs/{org_id}/balance",
+    response_model=BalanceOut,
+    responses={
+        **_AUTH_ERRORS,
+        200: links.to_org("The balance.", GetSettings=links.SETTINGS),
+    },
+)
 async def get_balance(
     org_id: uuid.UUID, request: Request, principal: CurrentPrincipal, db: DbSession
 ) -> BalanceOut:
@@ -73,7 +81,14 @@ async def get_billing_settings(
 
 
 @router.patch(
-    "/orgs/{org_id}/billing-settings", response_model=BillingSettingsOut, responses=_AUTH_ERRORS
+    "/orgs/{org_id}/billing-settings",
+    response_model=BillingSettingsOut,
+    responses={
+        **_AUTH_ERRORS,
+        200: links.to_org(
+            "The settings now.", GetSettings=links.SETTINGS, GetBalance=links.BALANCE
+        ),
+    },
 )
 async def patch_billing_settings(
     org_id: uuid.UUID,

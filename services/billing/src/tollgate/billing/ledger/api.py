@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 
+from tollgate.billing import links
 from tollgate.billing.config import Settings
 from tollgate.billing.idempotency import service as idempotency
 from tollgate.billing.ledger import service
@@ -40,6 +41,14 @@ _WRITE_ERRORS = documented_problems(
         422: "Invalid body, or Idempotency-Key reused for another request.",
     }
 )
+_WRITTEN = {
+    **_WRITE_ERRORS,
+    201: links.to_org(
+        "The ledger entry written (or, for a replay, the first answer).",
+        GetBalance=links.BALANCE,
+        ListTransactions=links.TRANSACTIONS,
+    ),
+}
 _READ_ERRORS = documented_problems(
     {
         400: "Invalid cursor.",
@@ -127,7 +136,7 @@ async def _apply_once(
     "/orgs/{org_id}/credits",
     status_code=201,
     response_model=LedgerEntryOut,
-    responses=_WRITE_ERRORS,
+    responses=_WRITTEN,
     openapi_extra=_REQUIRES_KEY,
 )
 async def top_up(
@@ -150,7 +159,7 @@ async def top_up(
     "/orgs/{org_id}/adjustments",
     status_code=201,
     response_model=LedgerEntryOut,
-    responses=_WRITE_ERRORS,
+    responses=_WRITTEN,
     openapi_extra=_REQUIRES_KEY,
 )
 async def adjust(
