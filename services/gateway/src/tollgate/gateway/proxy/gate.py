@@ -1,7 +1,10 @@
 """The gateway's request path: admit or refuse, forward, answer, record one event.
 
-For every request, in this order (the first failing check answers, problem+json
-carrying the request id):
+First the request target is normalised (`paths`): one decoded path without dot
+segments decides the API, the route, its scopes and price, the event's `path` and
+what is forwarded; an ambiguous target is a 400 before anything else (no event).
+Then, in this order (the first failing check answers, problem+json carrying the
+request id):
 
 1. unknown API slug → 404; retired API → 410
 2. missing, malformed, unknown or revoked key → 401; expired key → 401
@@ -13,16 +16,19 @@ carrying the request id):
 
 then the request is forwarded to the upstream with streaming bodies both ways
 (502 when the upstream cannot be reached, 504 when it does not answer in the API's
-timeout), and one `request.completed` or `request.rejected` event is queued for
-the publisher after the answer is sent.
+timeout, 502 `upstream-refused` when the upstream's address is not allowed by the
+network policy), and one `request.completed` or `request.rejected` event is handed
+to the publisher, which journals it to disk, before the answer is complete: a
+`kill -9` loses only the events of answers not yet fully sent.
 
 Every request gets one `traceparent`, sent upstream and carried by its event: with
 tracing configured, the context of the request's SERVER span (`tracing`); without,
 a cheap child of the client's (`headers.child_traceparent`), the SDK untouched.
 
-This module must do no I/O besides the upstream call (and, once per upstream name
-and TTL, its resolution: `upstreams`) (and Redis, under the `redis`
-limit policy): keys, APIs and balances come from the in-memory registry.
+This module must do no I/O besides the upstream call, Redis under the `redis` limit
+policy, the name resolution of an upstream once per TTL (`upstreams`) and the
+event journal's one `write()`: keys, APIs and balances come from the in-memory
+registry.
 """
 
 from __future__ import annotations
