@@ -268,6 +268,10 @@ def main() -> None:
                 start_variant(variant, workdir, port, args.gateway_cpus, upstream_url),
             )
         # All candidates stay up (idle ones cost nothing) so rounds can interleave them.
+        for port, _ in list(procs.values())[1:]:
+            for workload, script in scripts.items():
+                url = f"http://127.0.0.1:{port}{paths[workload]}"
+                harness.wrk(url, script, 2, args.connections, cpus=args.load_cpus)  # warm-up
         for round_no in range(1, args.rounds + 1):
             for variant, (port, proc) in procs.items():
                 for workload, script in scripts.items():

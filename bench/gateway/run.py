@@ -263,6 +263,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000, help="fixed-rate pass, req/s")
     parser.add_argument("--fixed-seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; best kept")
+    parser.add_argument("--warmup-seconds", type=int, default=3, help="per gateway and workload")
     parser.add_argument(
         "--workers",
         type=int,
@@ -362,6 +363,16 @@ def main() -> None:
         scripts = {m: harness.wrk_script(workdir, keys_file, m, b) for m, _, b in WORKLOADS}
         runs: dict[tuple[str, str], list[WrkResult]] = {}
         fixed_runs: dict[tuple[str, str], list[dict[str, float | int | str]]] = {}
+        # Warm-up, not counted: V8's JIT, CPython's caches and every pool get going.
+        for target in targets[1:]:
+            for method, path, _ in WORKLOADS:
+                harness.wrk(
+                    target.url(path),
+                    scripts[method],
+                    args.warmup_seconds,
+                    args.connections,
+                    cpus=args.load_cpus,
+                )
         # Rounds interleave the targets so a burst of load from elsewhere hits them all.
         for round_no in range(1, args.rounds + 1):
             for method, path, body in WORKLOADS:
