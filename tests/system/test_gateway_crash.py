@@ -28,7 +28,9 @@ pytestmark = pytest.mark.system
 WORKERS = 16
 
 
-async def worker(url: str, key: str, stop: asyncio.Event, answered: list[str]) -> None:
+async def worker(
+    url: str, key: str, stop: asyncio.Event, answered: list[str], warm: asyncio.Event
+) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
         while not stop.is_set():
             try:
@@ -38,6 +40,8 @@ async def worker(url: str, key: str, stop: asyncio.Event, answered: list[str]) -
                 return  # the gateway died under this request: not answered
             if response.status_code == 200:
                 answered.append(response.headers["x-request-id"])
+                if len(answered) >= 100:  # under way (the machine may be slow)
+                    warm.set()
 
 
 @pytest.mark.parametrize("trial", range(3))
@@ -52,13 +56,13 @@ async def test_kill9_under_load_loses_no_answered_request(
     service = gateway(tmp_path, kafka_bootstrap, prefix)
     service.start()
     answered: list[str] = []
-    stop = asyncio.Event()
+    stop, warm = asyncio.Event(), asyncio.Event()
     try:
         load = [
-            asyncio.create_task(worker(service.url, raw, stop, answered)) for _ in range(WORKERS)
+            asyncio.create_task(worker(service.url, raw, stop, answered, warm))
+            for _ in range(WORKERS)
         ]
-        while len(answered) < 100:  # under way (the machine may be slow)
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(warm.wait(), 60)
         await asyncio.sleep(0.5 + trial * 0.37)
         service.kill9()
         killed_at = len(answered)
