@@ -410,6 +410,15 @@ def test_sign_up_to_revocation_in_the_browser(stack: Stack, browser: Browser) ->
     refused = _gateway_until(f"{stack.gateway}/{api['slug']}/hello", raw, 401, within=5)
     assert refused.status_code == 401, refused.text
 
+    # The list's filters swap the table in place (HTMX) and live in the URL.
+    page.goto(f"{stack.console}/orgs/{org_id}/keys")
+    page.select_option("select[name=status]", "active")
+    expect(page).to_have_url(re.compile(r"status=active"))
+    expect(page.locator("#results")).to_contain_text("No keys match these filters.")
+    page.select_option("select[name=status]", "revoked")
+    expect(page).to_have_url(re.compile(r"status=revoked"))
+    expect(page.get_by_test_id("keys-table")).to_contain_text("journey key")
+
     page.click(".usermenu summary")
     page.get_by_test_id("sign-out").click()
     expect(page).to_have_url(re.compile(r"/signin$"))
