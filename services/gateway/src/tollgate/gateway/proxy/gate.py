@@ -179,6 +179,13 @@ def _presented_key(headers: CIMultiDictProxy[str], query: str) -> tuple[str | No
     parameter); different keys in one request are refused. A bearer token that is no
     Tollgate key is forwarded (it is the upstream's) unless nothing else carries a key.
     """
+    if "Authorization" not in headers and (
+        not query or ("api_key" not in query and "%" not in query)
+    ):
+        # The common case: the key in X-API-Key only.
+        single = headers.getall("X-API-Key", ())
+        if len(single) <= 1:
+            return (single[0].strip() if single else None), query, False
     found: list[str] = []
     key_in_auth = False
     if "X-API-Key" in headers:
