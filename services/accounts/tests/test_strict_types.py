@@ -1,7 +1,8 @@
 """Numbers and flags in request bodies are taken as sent, never coerced: `"10"`, `true`
-and `1.5` are not integers, `0` and `"false"` are not booleans. A limit, a price or a
-timeout sent as a string is a client bug the caller must hear about (422), not a value
-silently read one way by accounts and perhaps another by a client library."""
+and `1.5` are not integers (`10.0` is one in JSON Schema's sense, and is read as 10),
+`0` and `"false"` are not booleans. A limit, a price or a timeout sent as a string is a
+client bug the caller must hear about (422), not a value silently read one way by
+accounts and perhaps another by a client library."""
 
 from __future__ import annotations
 
@@ -91,3 +92,31 @@ async def test_real_integers_are_still_accepted(
         key = await make_key(svc, owner, org_id, limits={"per_minute": value}, enabled=False)
         assert key["limits"] == {"per_minute": value}
         assert key["enabled"] is False
+
+
+async def test_the_published_document_states_every_bound_in_json_schema_terms(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Clients and the schema fuzzer read `minimum`/`maximum`; pydantic's own `ge`/`le`
+    are not JSON Schema and would leave the bounds unstated."""
+    settings = settings_for(
+        accounts_db, kafka=kafka_bootstrap, prefix=topic_prefix, workdir=tmp_path
+    )
+    async with running(settings) as svc:
+        document = (await svc.http.get("/openapi.json")).json()
+    stray: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("ge", "le", "gt", "lt") and not isinstance(value, dict):
+                    stray.append(f"{path}/{key}")
+                walk(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}/{i}")
+
+    walk(document["components"]["schemas"], "")
+    assert stray == []
+    limits = document["components"]["schemas"]["LimitsIn"]["properties"]["per_minute"]
+    assert {"type": "integer", "minimum": 1, "maximum": 1_000_000_000} in limits["anyOf"]

@@ -1,28 +1,32 @@
 """Rate-limit windows as accepted in requests (strict) and stored (JSON).
 
-Strict: a window is a JSON integer; `"10"`, `true` and `1.5` are refused (422), never
-coerced."""
+Strict: a window is a JSON integer (`10`, or `10.0`, which JSON Schema counts as one);
+`"10"`, `true` and `1.5` are refused (422), never coerced."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from tollgate.contracts.events.accounts import Limits
-from tollgate.kit.requests import RequestModel, StrictCredits
+from tollgate.kit.requests import JSON_INTEGER, RequestModel
 
 _MAX = 1_000_000_000
+
+# Bounds before the validator, in one Annotated: `Annotated[StrictCredits, Field(...)]`
+# publishes pydantic's `ge`/`le` instead of JSON Schema's `minimum`/`maximum`.
+Window = Annotated[int, Field(ge=1, le=_MAX), JSON_INTEGER]
 
 
 class LimitsIn(RequestModel):
     """Requests per window; null (or absent) means unlimited in that window."""
 
-    per_second: StrictCredits | None = Field(None, ge=1, le=_MAX)
-    per_minute: StrictCredits | None = Field(None, ge=1, le=_MAX)
-    per_hour: StrictCredits | None = Field(None, ge=1, le=_MAX)
-    per_day: StrictCredits | None = Field(None, ge=1, le=_MAX)
-    per_month: StrictCredits | None = Field(None, ge=1, le=_MAX, description="Sliding 30 days.")
+    per_second: Window | None = None
+    per_minute: Window | None = None
+    per_hour: Window | None = None
+    per_day: Window | None = None
+    per_month: Window | None = Field(None, description="Sliding 30 days.")
 
     def stored(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

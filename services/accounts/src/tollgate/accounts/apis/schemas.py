@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from tollgate.accounts.keys.schemas import Scope
 from tollgate.accounts.limits import LimitsIn
 from tollgate.accounts.storable import UtcDatetime
-from tollgate.kit.requests import RequestModel, StrictCredits, StrictFlag
+from tollgate.kit.requests import JSON_INTEGER, RequestModel, StrictFlag
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
@@ -53,8 +53,8 @@ Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=63)]
 Method = Annotated[str, Field(pattern=r"^([A-Z]{1,10}|\*)$")]
 PathTemplate = Annotated[str, Field(pattern=r"^/[^\s?#]*$", max_length=1024)]
 Status = Literal["active", "deprecated", "retired"]
-Price = Annotated[StrictCredits, Field(ge=0, le=1_000_000_000_000)]
-TimeoutMs = Annotated[StrictCredits, Field(ge=1, le=300_000)]
+Price = Annotated[int, Field(ge=0, le=1_000_000_000_000), JSON_INTEGER]
+TimeoutMs = Annotated[int, Field(ge=1, le=300_000), JSON_INTEGER]
 
 
 class Strict(RequestModel):

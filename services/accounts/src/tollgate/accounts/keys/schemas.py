@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from tollgate.accounts.limits import LimitsIn
 from tollgate.accounts.storable import UtcDatetime, storable_json
-from tollgate.kit.requests import RequestModel, StrictCredits, StrictFlag
+from tollgate.kit.requests import JSON_INTEGER, RequestModel, StrictFlag
 
 MAX_METADATA_BYTES = 4096
 Scope = Annotated[str, Field(pattern=r"^[A-Za-z0-9:._/*-]{1,64}$")]
@@ -36,6 +36,7 @@ def _metadata(value: dict[str, Any]) -> dict[str, Any]:
 Cidr = Annotated[str, Field(max_length=64), AfterValidator(_cidr)]
 Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
 KeyName = Annotated[str, Field(min_length=1, max_length=200)]
+GraceSeconds = Annotated[int, Field(ge=0, le=30 * 86_400), JSON_INTEGER]
 
 
 class KeyFields(RequestModel):
@@ -71,8 +72,8 @@ class KeyPatch(RequestModel):
 
 
 class RotateIn(RequestModel):
-    grace_seconds: StrictCredits | None = Field(
-        None, ge=0, le=30 * 86_400, description="how long the old secret keeps working"
+    grace_seconds: GraceSeconds | None = Field(
+        None, description="how long the old secret keeps working"
     )
 
 
