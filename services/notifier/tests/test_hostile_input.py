@@ -33,7 +33,8 @@ def _settings(url: str) -> Any:
 
 
 def _fields(reply: Any) -> set[str]:
-    return {str(e["loc"][-1]) for e in reply.json().get("errors", []) if e["loc"]}
+    """The body fields the validation errors name."""
+    return {str(e["loc"][1]) for e in reply.json().get("errors", []) if len(e["loc"]) > 1}
 
 
 async def test_sms_signature_headers_with_non_ascii_bytes_are_refused(
