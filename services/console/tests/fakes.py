@@ -67,6 +67,8 @@ class FakeBackends:
     refreshes: int = 0
     logged_out: list[str] = field(default_factory=list)
     token_ttl: int = 900
+    keys_next_cursor: str | None = None
+    cursors_seen: list[str] = field(default_factory=list)
 
     def tokens(self) -> httpx.Response:
         n = self.refreshes
@@ -151,9 +153,10 @@ class FakeBackends:
             org = {"id": self.org_id, "name": self.org_name, "created_at": NOW}
             return httpx.Response(200, json={"items": [org], "next_cursor": None})
         if path == f"/v1/orgs/{self.org_id}/keys":
-            return httpx.Response(
-                200, json={"items": list(self.keys.values()), "next_cursor": None}
-            )
+            if "cursor" in request.url.params:
+                self.cursors_seen.append(request.url.params["cursor"])
+            page = {"items": list(self.keys.values()), "next_cursor": self.keys_next_cursor}
+            return httpx.Response(200, json=page)
         if path.startswith("/v1/keys/"):
             key = self.keys.get(path.rsplit("/", 1)[1])
             return httpx.Response(200, json=key) if key else problem(404, "Not Found")

@@ -164,3 +164,28 @@ async def test_a_tampered_session_cookie_is_no_session() -> None:
         client.cookies.set("tg_session", "gAAAAAtampered")
         answer = await client.get(f"/orgs/{fake.org_id}")
         assert answer.status_code == 303
+
+
+async def test_accounts_down_is_a_page_that_says_so() -> None:
+    fake = FakeBackends()
+    async with console(fake) as client:
+        await sign_in(client)
+        fake.down = {"accounts"}
+        page = await client.get(f"/orgs/{fake.org_id}")
+        assert page.status_code == 503
+        assert "The accounts service did not answer." in page.text
+
+
+async def test_lists_page_with_the_backing_cursor_and_keep_their_filters() -> None:
+    fake = FakeBackends(keys_next_cursor="opaque-2")
+    async with console(fake) as client:
+        await sign_in(client)
+        first = await client.get(f"/orgs/{fake.org_id}/keys", params={"q": "mob"})
+        link = f"/orgs/{fake.org_id}/keys?q=mob&amp;cursor=opaque-2"
+        assert link in first.text
+        second = await client.get(
+            f"/orgs/{fake.org_id}/keys", params={"q": "mob", "cursor": "opaque-2"}
+        )
+        assert second.status_code == 200
+        assert fake.cursors_seen == ["opaque-2"]
+        assert "First page" in second.text
