@@ -208,28 +208,27 @@ def stack(
     prefix = unique_name("console") + "."
     secrets = {"SEALING_KEYS": new_sealing_key(), "KEY_PEPPER": uuid.uuid4().hex}
     common = {"kafka_bootstrap": kafka_bootstrap, "topic_prefix": prefix}
-    accounts = service_process(
-        "accounts",
-        workdir,
-        database_url=database_factory("console_accounts"),
-        extra={
-            **secrets,
-            "SIGNING_KEY_FILE": str(workdir / "signing.pem"),
-            "SIGNING_KEY_GENERATE": "true",
-            "ALLOW_PRIVATE_UPSTREAMS": "true",
-            "ADMIN_EMAIL": ADMIN[0],
-            "ADMIN_PASSWORD": ADMIN[1],
-            "BCRYPT_ROUNDS": "4",
-        },
-        **common,
-    )
-    jwks = {"JWKS_URL": f"{accounts.url}/.well-known/jwks.json"}
-    usage = service_process(
-        "usage", workdir, database_url=database_factory("console_usage"), extra=jwks, **common
-    )
-    billing = service_process(
-        "billing", workdir, database_url=database_factory("console_billing"), extra=jwks, **common
-    )
+
+    def migrated(name: str, extra: dict[str, str] | None = None) -> ServiceProcess:
+        url = database_factory(f"console_{name}")
+        return service_process(name, workdir, database_url=url, extra=extra, **common)
+
+    accounts_settings = {
+        **secrets,
+        "SIGNING_KEY_FILE": str(workdir / "signing.pem"),
+        "SIGNING_KEY_GENERATE": "true",
+        "ALLOW_PRIVATE_UPSTREAMS": "true",
+        "ADMIN_EMAIL": ADMIN[0],
+        "ADMIN_PASSWORD": ADMIN[1],
+        "BCRYPT_ROUNDS": "4",
+    }
+    with ThreadPoolExecutor(3) as migrations:  # the three migrations side by side
+        accounts_f = migrations.submit(migrated, "accounts", accounts_settings)
+        usage_f = migrations.submit(migrated, "usage")
+        billing_f = migrations.submit(migrated, "billing")
+        accounts, usage, billing = accounts_f.result(), usage_f.result(), billing_f.result()
+    for svc in (usage, billing):
+        svc.env[f"TOLLGATE_{svc.name.upper()}_JWKS_URL"] = f"{accounts.url}/.well-known/jwks.json"
     gateway = service_process(
         "gateway",
         workdir,
