@@ -18,7 +18,7 @@ the gateway's process tree, ratios to direct and to Fastify), and a fixed-rate p
 the upstream called directly. `--profile` adds a py-spy pass on Tollgate (not
 counted in the tables) summarised by `gateway_profile.py`. Usage (see README.md):
 
-    .venv/bin/python bench/gateway/run.py [--seconds 8] [--rate 1000] [--profile]
+    .venv/bin/python bench/gateway/run.py [--seconds 8] [--rounds 2] [--workers N] [--profile]
 """
 
 from __future__ import annotations
