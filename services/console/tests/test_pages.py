@@ -189,3 +189,40 @@ async def test_lists_page_with_the_backing_cursor_and_keep_their_filters() -> No
         assert second.status_code == 200
         assert fake.cursors_seen == ["opaque-2"]
         assert "First page" in second.text
+
+
+async def test_key_actions_disable_enable_rotate_and_revoke() -> None:
+    fake = FakeBackends()
+    async with console(fake) as client:
+        await sign_in(client)
+        await client.post(
+            f"/orgs/{fake.org_id}/keys/new", data={"name": "k", "csrf_token": csrf(client)}
+        )
+        (key_id,) = fake.keys
+        base = f"/orgs/{fake.org_id}/keys/{key_id}"
+        token = {"csrf_token": csrf(client)}
+        assert (await client.post(f"{base}/disable", data=token)).status_code == 303
+        assert fake.keys[key_id]["enabled"] is False
+        page = await client.get(base)
+        assert "Disabled" in page.text
+        assert "/enable" in page.text
+        assert (await client.post(f"{base}/enable", data=token)).status_code == 303
+        assert fake.keys[key_id]["enabled"] is True
+        rotated = await client.post(f"{base}/rotate", data={**token, "grace_seconds": "3600"})
+        assert "tg_live_ROTATED" in rotated.text
+        assert "keeps working for 1 hour." in rotated.text
+        confirm = await client.get(f"{base}/revoke")
+        assert "This cannot be undone." in confirm.text
+        assert (await client.post(f"{base}/revoke", data=token)).status_code == 303
+        assert fake.keys[key_id]["revoked"] is True
+        page = await client.get(base)
+        assert 'data-testid="key-actions"' not in page.text
+
+
+async def test_the_theme_choice_is_remembered() -> None:
+    async with console(FakeBackends()) as client:
+        assert "data-theme" not in (await client.get("/signin")).text  # follows the system
+        await client.get("/prefs", params={"theme": "dark", "next": "/signin"})
+        assert 'data-theme="dark"' in (await client.get("/signin")).text
+        await client.get("/prefs", params={"theme": "system", "next": "/signin"})
+        assert "data-theme" not in (await client.get("/signin")).text
