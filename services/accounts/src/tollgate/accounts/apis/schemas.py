@@ -3,21 +3,19 @@ write-only: accepted in requests, never present in any response."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from tollgate.accounts.keys.schemas import Scope
 from tollgate.accounts.limits import LimitsIn
 from tollgate.accounts.storable import UtcDatetime
 from tollgate.kit.requests import JSON_INTEGER, RequestModel, StrictFlag
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
-_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
-_HOP_BY_HOP = frozenset(
+HOP_BY_HOP = frozenset(
     {
         "connection",
         "keep-alive",
@@ -32,23 +30,15 @@ _HOP_BY_HOP = frozenset(
         "x-api-key",
     }
 )
+"""Header names the gateway sets or strips itself: never injected upstream (a 422
+`header-not-allowed` from the service; the document states the names' shape only)."""
 MAX_HEADERS = 20
 
-
-def _headers(value: dict[str, str]) -> dict[str, str]:
-    if len(value) > MAX_HEADERS:
-        raise ValueError(f"at most {MAX_HEADERS} upstream headers")
-    for name, header_value in value.items():
-        if not _TOKEN.fullmatch(name) or name.lower() in _HOP_BY_HOP:
-            raise ValueError(f"header name not allowed: {name[:100]!r}")
-        # Visible ASCII, space and tab: what every HTTP client can send (RFC 9110 §5.5
-        # without obs-text); anything else would fail at the gateway, call after call.
-        if len(header_value) > 4096 or not _FIELD_VALUE.fullmatch(header_value):
-            raise ValueError(f"invalid value for header {name!r} (visible ASCII only)")
-    return value
-
-
-UpstreamHeaders = Annotated[dict[str, str], AfterValidator(_headers)]
+# The shapes every HTTP client can send (RFC 9110 §5.1 tokens; §5.5 field values
+# without obs-text), in the document, so schema-driven clients know them too.
+HeaderName = Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")]
+HeaderValue = Annotated[str, Field(max_length=4096, pattern=r"^[\t\x20-\x7e]*$")]
+UpstreamHeaders = Annotated[dict[HeaderName, HeaderValue], Field(max_length=MAX_HEADERS)]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=63)]
 Method = Annotated[str, Field(pattern=r"^([A-Z]{1,10}|\*)$")]
 PathTemplate = Annotated[str, Field(pattern=r"^/[^\s?#]*$", max_length=1024)]
@@ -71,11 +61,13 @@ class RouteIn(Strict):
 
 
 class RoutePatch(Strict):
-    method: Method | None = None
-    path_template: PathTemplate | None = None
+    """Omitted fields stay as they are; null is a value of `price` only (the API's)."""
+
+    method: Method | SkipJsonSchema[None] = None
+    path_template: PathTemplate | SkipJsonSchema[None] = None
     price: Price | None = None
-    limits: LimitsIn | None = None
-    required_scopes: list[Scope] | None = Field(None, max_length=50)
+    limits: LimitsIn | SkipJsonSchema[None] = None
+    required_scopes: Annotated[list[Scope], Field(max_length=50)] | SkipJsonSchema[None] = None
 
 
 class RouteOut(BaseModel):
@@ -108,17 +100,19 @@ class ApiCreateIn(Strict):
 
 
 class ApiPatch(Strict):
-    """Only these fields may change (null `upstream_headers` removes the credentials)."""
+    """Only these fields may change. Omitted fields stay as they are; null is a value of
+    `sunset_at` (none) and `upstream_headers` (removes the credentials) only."""
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    api_version: str | None = Field(None, min_length=1, max_length=50)
-    upstream_url: str | None = Field(None, max_length=2048)
-    status: Status | None = None
+    # Constraints inside the Annotated: on the union they would be applied to None too.
+    name: Annotated[str, Field(min_length=1, max_length=200)] | SkipJsonSchema[None] = None
+    api_version: Annotated[str, Field(min_length=1, max_length=50)] | SkipJsonSchema[None] = None
+    upstream_url: Annotated[str, Field(max_length=2048)] | SkipJsonSchema[None] = None
+    status: Status | SkipJsonSchema[None] = None
     sunset_at: UtcDatetime | None = None
-    timeout_ms: TimeoutMs | None = None
-    price: Price | None = None
-    charge_failed_calls: StrictFlag | None = None
-    limits: LimitsIn | None = None
+    timeout_ms: TimeoutMs | SkipJsonSchema[None] = None
+    price: Price | SkipJsonSchema[None] = None
+    charge_failed_calls: StrictFlag | SkipJsonSchema[None] = None
+    limits: LimitsIn | SkipJsonSchema[None] = None
     upstream_headers: UpstreamHeaders | None = None
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollgate.accounts.apis import repository as repo
 from tollgate.accounts.apis.openapi_import import routes_of
 from tollgate.accounts.apis.schemas import (
+    HOP_BY_HOP,
     ApiCreateIn,
     ApiOut,
     ApiPatch,
@@ -79,6 +80,14 @@ async def _upstream(settings: Settings, url: str) -> str:
 
 
 def _seal_headers(settings: Settings, headers: dict[str, str]) -> str:
+    refused = sorted(name for name in headers if name.lower() in HOP_BY_HOP)
+    if refused:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"Header names the gateway sets itself cannot be injected: {', '.join(refused)}.",
+            slug="header-not-allowed",
+        )
     return sealer(settings).seal(json.dumps(headers, separators=(",", ":")))
 
 

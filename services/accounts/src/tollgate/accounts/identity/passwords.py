@@ -1,8 +1,9 @@
 """Password hashing with bcrypt, off the event loop.
 
-bcrypt reads at most 72 bytes, so longer passwords are refused by the schemas rather
-than silently truncated. Checking a login for an unknown email still runs bcrypt
-against a dummy hash, so response time does not reveal which emails exist.
+bcrypt reads at most 72 bytes, so longer passwords are refused (`check_new_password`,
+a 422 `password-too-long`) rather than silently truncated. Checking a login for an
+unknown email still runs bcrypt against a dummy hash, so response time does not reveal
+which emails exist.
 """
 
 from __future__ import annotations
@@ -12,7 +13,21 @@ import functools
 
 import bcrypt
 
+from tollgate.kit.problems import Problem
+
 MAX_PASSWORD_BYTES = 72
+
+
+def check_new_password(password: str) -> None:
+    """422 when bcrypt could not read all of `password` (more than 72 UTF-8 bytes; the
+    documents can only state a length in characters)."""
+    if len(password.encode("utf-8", errors="surrogatepass")) > MAX_PASSWORD_BYTES:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            f"Passwords are limited to {MAX_PASSWORD_BYTES} bytes of UTF-8.",
+            slug="password-too-long",
+        )
 
 
 @functools.cache

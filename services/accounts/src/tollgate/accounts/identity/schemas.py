@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tollgate.accounts.identity.passwords import MAX_PASSWORD_BYTES
 from tollgate.kit.requests import RequestModel, StrictFlag
@@ -18,16 +18,23 @@ from tollgate.kit.requests import RequestModel, StrictFlag
 MIN_PASSWORD_CHARS = 10
 
 
-def _password_fits(value: str) -> str:
-    if len(value.encode()) > MAX_PASSWORD_BYTES:
-        raise ValueError(f"passwords are limited to {MAX_PASSWORD_BYTES} bytes")
-    return value
-
-
 NewPassword = Annotated[
     str,
-    Field(min_length=MIN_PASSWORD_CHARS, max_length=MAX_PASSWORD_BYTES),
-    AfterValidator(_password_fits),
+    Field(
+        min_length=MIN_PASSWORD_CHARS,
+        max_length=MAX_PASSWORD_BYTES,
+        description=f"at most {MAX_PASSWORD_BYTES} bytes of UTF-8 (422 `password-too-long`)",
+    ),
+]
+Email = Annotated[
+    str,
+    Field(
+        max_length=320,
+        pattern=r"^[^@\s\x00]+@[^@\s\x00]+$",
+        json_schema_extra={"format": "email"},
+        description="an address mail can be delivered to (special-use domains such as "
+        "`.test` are refused with a 422 `invalid-email`)",
+    ),
 ]
 Locale = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35)]
 
@@ -37,7 +44,7 @@ class StrictModel(RequestModel):
 
 
 class RegisterIn(StrictModel):
-    email: EmailStr
+    email: Email
     password: NewPassword
     name: str = Field("", max_length=200)
     locale: Locale = "en"
@@ -92,7 +99,7 @@ class LogoutIn(StrictModel):
 
 
 class PasswordResetIn(StrictModel):
-    email: EmailStr
+    email: Email
 
 
 class PasswordResetConfirmIn(StrictModel):

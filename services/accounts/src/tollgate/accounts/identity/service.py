@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.audit.service import record
@@ -42,6 +43,18 @@ MAX_RESETS_PER_HOUR = 3
 
 def normalise_email(email: str) -> str:
     return email.strip().lower()
+
+
+def deliverable_email(email: str) -> str:
+    """`email` normalised, or a 422 `invalid-email` when no mail could be delivered to it
+    (the documents state its shape only: deliverability is not a JSON Schema matter)."""
+    try:
+        address = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise Problem(
+            422, "Unprocessable Content", f"Invalid email address: {exc}", slug="invalid-email"
+        ) from exc
+    return normalise_email(address)
 
 
 @dataclass(frozen=True)
@@ -72,7 +85,8 @@ async def register(
     is_admin: bool = False,
 ) -> User:
     """Create a user (409 when the email is taken) and announce it."""
-    email = normalise_email(email)
+    email = deliverable_email(email)
+    passwords.check_new_password(password)
     if await repo.get_user_by_email(session, email) is not None:
         raise Problem(409, "Conflict", "A user with this email exists.", slug="email-taken")
     user = await repo.insert_user(
@@ -345,7 +359,7 @@ async def request_password_reset(
     """Send a reset token when the user exists; silently nothing otherwise. Every
     request counts towards its client IP's limit (429 + Retry-After past it), whether
     or not the email belongs to a user, so the answer still tells nothing."""
-    email = normalise_email(email)
+    email = deliverable_email(email)
     seal = sealer(settings)  # fail the same way whether or not the user exists
     now = datetime.now(UTC)
     ip = _client(actor)
@@ -394,6 +408,7 @@ async def confirm_password_reset(
     session: AsyncSession, settings: Settings, actor: Actor, *, token: str, new_password: str
 ) -> None:
     """Set the new password, burn the token and end every session of the user."""
+    passwords.check_new_password(new_password)
     now = datetime.now(UTC)
     reset = await repo.lock_password_reset(session, secret_hash(token))
     if reset is None or reset.used_at is not None or reset.expires_at <= now:

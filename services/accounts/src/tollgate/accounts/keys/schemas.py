@@ -9,32 +9,60 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from tollgate.accounts.limits import LimitsIn
-from tollgate.accounts.storable import UtcDatetime, storable_json
+from tollgate.accounts.storable import UtcDatetime, json_unstorable
+from tollgate.kit.problems import Problem
 from tollgate.kit.requests import JSON_INTEGER, RequestModel, StrictFlag
 
 MAX_METADATA_BYTES = 4096
 Scope = Annotated[str, Field(pattern=r"^[A-Za-z0-9:._/*-]{1,64}$")]
 
 
-def _cidr(value: str) -> str:
-    try:
-        return str(ipaddress.ip_network(value.strip(), strict=False))
-    except ValueError as exc:
-        raise ValueError(f"not an IPv4/IPv6 network: {value[:50]!r}") from exc
+def canonical_networks(values: list[str]) -> list[str]:
+    """CIDRs (or single addresses) in canonical form; a 422 `invalid-network` names the
+    first that is not one (the document states the characters only)."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(str(ipaddress.ip_network(value, strict=False)))
+        except ValueError as exc:
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"Not an IPv4/IPv6 network: {value[:50]!r}.",
+                slug="invalid-network",
+            ) from exc
+    return networks
 
 
-def _metadata(value: dict[str, Any]) -> dict[str, Any]:
-    storable_json(value)
-    if len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
-        raise ValueError(f"metadata is limited to {MAX_METADATA_BYTES} bytes of JSON")
-    return value
+def check_metadata(value: dict[str, Any]) -> None:
+    """A 422 `invalid-metadata` for metadata jsonb cannot store or over 4 KiB of JSON."""
+    reason = json_unstorable(value)
+    if reason is None and len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
+        reason = f"at most {MAX_METADATA_BYTES} bytes of JSON"
+    if reason is not None:
+        raise Problem(
+            422, "Unprocessable Content", f"Invalid metadata: {reason}.", slug="invalid-metadata"
+        )
 
 
-Cidr = Annotated[str, Field(max_length=64), AfterValidator(_cidr)]
-Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
+Cidr = Annotated[
+    str,
+    Field(
+        max_length=64,
+        pattern=r"^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$",
+        description="an IPv4/IPv6 address or CIDR (422 `invalid-network` when it is not one)",
+    ),
+]
+Metadata = Annotated[
+    dict[str, Any],
+    Field(
+        description=f"free-form JSON, at most {MAX_METADATA_BYTES} bytes (422 `invalid-metadata`)"
+    ),
+]
 KeyName = Annotated[str, Field(min_length=1, max_length=200)]
 GraceSeconds = Annotated[int, Field(ge=0, le=30 * 86_400), JSON_INTEGER]
 
@@ -59,16 +87,20 @@ class KeyCreateIn(KeyFields):
 
 
 class KeyPatch(RequestModel):
-    """Only these fields may change; anything else (or a read-only field) is a 422."""
+    """Only these fields may change; anything else (or a read-only field) is a 422.
+    Omitted fields stay as they are; null is a value of `expires_at` only (never)."""
 
-    name: KeyName | None = None
-    enabled: StrictFlag | None = None
+    # None marks an omitted field; the document offers null only where it means something
+    # (the service refuses it elsewhere with a 422).
+    name: KeyName | SkipJsonSchema[None] = None
+    enabled: StrictFlag | SkipJsonSchema[None] = None
     expires_at: UtcDatetime | None = None
-    scopes: list[Scope] | None = Field(None, max_length=50)
-    allowed_api_ids: list[uuid.UUID] | None = Field(None, max_length=100)
-    limits: LimitsIn | None = None
-    ip_allowlist: list[Cidr] | None = Field(None, max_length=100)
-    metadata: Metadata | None = None
+    # Constraints inside the Annotated: on the union they would be applied to None too.
+    scopes: Annotated[list[Scope], Field(max_length=50)] | SkipJsonSchema[None] = None
+    allowed_api_ids: Annotated[list[uuid.UUID], Field(max_length=100)] | SkipJsonSchema[None] = None
+    limits: LimitsIn | SkipJsonSchema[None] = None
+    ip_allowlist: Annotated[list[Cidr], Field(max_length=100)] | SkipJsonSchema[None] = None
+    metadata: Metadata | SkipJsonSchema[None] = None
 
 
 class RotateIn(RequestModel):

@@ -22,7 +22,14 @@ from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
 from tollgate.accounts.emit import emit, emit_tombstone
 from tollgate.accounts.keys import repository as repo
-from tollgate.accounts.keys.schemas import KeyCreateIn, KeyOut, KeyPatch, RetiredSecretOut
+from tollgate.accounts.keys.schemas import (
+    KeyCreateIn,
+    KeyOut,
+    KeyPatch,
+    RetiredSecretOut,
+    canonical_networks,
+    check_metadata,
+)
 from tollgate.accounts.limits import as_contract
 from tollgate.accounts.models import ApiKey, RetiredKeySecret
 from tollgate.contracts import topics
@@ -147,6 +154,7 @@ async def create_key(
     an existing well-formed key instead of generating one (migrations, local seeds)."""
     await _check_apis(session, body.allowed_api_ids)
     _check_expiry(body.expires_at)
+    check_metadata(body.metadata)
     if imported_raw is not None:
         if not apikeys.well_formed(imported_raw):
             raise ValueError("not a well-formed Tollgate key")
@@ -172,7 +180,7 @@ async def create_key(
         expires_at=body.expires_at,
         scopes=body.scopes,
         allowed_api_ids=body.allowed_api_ids,
-        ip_allowlist=body.ip_allowlist,
+        ip_allowlist=canonical_networks(body.ip_allowlist),
         limits=body.limits.stored(),
         key_metadata=body.metadata,
         created_by=actor.user_id,
@@ -241,6 +249,10 @@ async def update_key(
             )
         if field == "limits":
             value = patch.limits.stored() if patch.limits else {}
+        if field == "ip_allowlist":
+            value = canonical_networks(value)
+        if field == "metadata":
+            check_metadata(value)
         changes[field] = value
     if "allowed_api_ids" in changes:
         await _check_apis(session, changes["allowed_api_ids"])

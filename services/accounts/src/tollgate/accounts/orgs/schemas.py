@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from tollgate.accounts.identity.schemas import StrictModel
+from tollgate.accounts.identity.schemas import Email, StrictModel
 from tollgate.kit.auth import Role
 
 OrgName = Field(min_length=1, max_length=200, pattern=r"\S")
@@ -42,7 +42,7 @@ class MemberPatch(StrictModel):
 
 
 class InvitationIn(StrictModel):
-    email: EmailStr
+    email: Email
     role: Role = Role.viewer
 
 
