@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import schemathesis
-from fastapi import FastAPI, Header, Path
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Header, Path, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from tollgate.kit.problems import allowed_methods
 from tollgate.kit.testing.fuzz import fuzz_operations
 
 
@@ -19,6 +20,12 @@ class Item(BaseModel):
 
 def _app(calls: list[str], *, with_bugs: bool) -> FastAPI:
     app = FastAPI()
+
+    @app.exception_handler(405)
+    async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+        # A behaving API's 405 lists every method of the path (Starlette's names one).
+        headers = {"Allow": allowed_methods(request)}
+        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=headers)
 
     @app.get("/items/{item_id}", response_model=Item)
     async def get_item(item_id: int, x_token: Annotated[str, Header()]) -> Item:
@@ -82,3 +89,77 @@ def test_server_errors_and_schema_violations_are_reported() -> None:
     assert not any("/items/" in f for f in report.failures), report.failures
     assert all(call.endswith("per-call") for call in calls if call.startswith("GET"))
     assert str(report).startswith(f"4 operations, {report.calls} calls, ")
+
+
+def _store_app(*, forgets_deletes: bool) -> FastAPI:
+    """Items created by POST, read and deleted by id, with the OpenAPI links between
+    them; `forgets_deletes` is the bug: a deleted item is still served."""
+    app = FastAPI()
+    items: dict[int, Item] = {}
+    by_id = {"item_id": "$response.body#/id"}
+    created = {
+        201: {
+            "description": "Created",
+            "links": {
+                "GetItem": {"operationId": "get_item", "parameters": by_id},
+                "DeleteItem": {"operationId": "delete_item", "parameters": by_id},
+            },
+        }
+    }
+
+    class Stored(BaseModel):
+        id: int
+        name: str
+
+    @app.post("/items", status_code=201, response_model=Stored, responses=created)
+    async def create_item(body: Item) -> Stored:
+        item_id = len(items) + 1
+        items[item_id] = body
+        return Stored(id=item_id, name=body.name)
+
+    @app.get(
+        "/items/{item_id}",
+        operation_id="get_item",
+        response_model=Item,
+        responses={404: {"description": "No such item"}},
+    )
+    async def get_item(item_id: int) -> Response | Item:
+        if item_id not in items:
+            return JSONResponse({"detail": "no such item"}, status_code=404)
+        return items[item_id]
+
+    @app.delete(
+        "/items/{item_id}",
+        operation_id="delete_item",
+        status_code=204,
+        response_model=None,
+        responses={404: {"description": "No such item"}},
+    )
+    async def delete_item(item_id: int) -> Response:
+        if item_id not in items:
+            return JSONResponse({"detail": "no such item"}, status_code=404)
+        if not forgets_deletes:
+            del items[item_id]
+        return Response(status_code=204)
+
+    return app
+
+
+def test_stateful_scenarios_follow_links_and_catch_use_after_free() -> None:
+    healthy = fuzz_operations(
+        schemathesis.openapi.from_asgi("/openapi.json", _store_app(forgets_deletes=False)),
+        examples=2,
+        coverage_cases=0,
+        scenarios=15,
+    )
+    assert not [f for f in healthy.failures if f.startswith("[stateful]")], healthy.failures
+
+    buggy = fuzz_operations(
+        schemathesis.openapi.from_asgi("/openapi.json", _store_app(forgets_deletes=True)),
+        examples=2,
+        coverage_cases=0,
+        scenarios=15,
+    )
+    assert any(
+        f.startswith("[stateful] GET /items/") and "deleted" in f.lower() for f in buggy.failures
+    ), buggy.failures

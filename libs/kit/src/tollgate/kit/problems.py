@@ -167,7 +167,7 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else None
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
     return problem_response(
         exc.status_code,
         _phrase(exc.status_code),
@@ -177,7 +177,7 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def _allowed_methods(request: Request) -> str:
+def allowed_methods(request: Request) -> str:
     """Every method some route serves at this path. Starlette's 405 names only the first
     route's (`GET` where `GET` and `PATCH` are two routes), which misleads clients."""
     methods: set[str] = set()
