@@ -11,7 +11,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 from tollgate.console.pages.orgs import time_range
 from tollgate.console.web import CurrentSession, backends, org_context, panel, render
@@ -31,7 +31,15 @@ async def log_list(
     path_prefix: Annotated[str | None, Query(max_length=2048)] = None,
     range: Annotated[str | None, Query(max_length=10)] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
+    request_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
+    if request_id:
+        try:
+            wanted = uuid.UUID(request_id.strip())
+        except ValueError:
+            wanted = None
+        if wanted is not None:
+            return RedirectResponse(f"/orgs/{org_id}/logs/{wanted}", status_code=303)
     client = backends(request)
     token = session.access_token
     chosen, start, end = time_range(range, LOG_RANGES)
