@@ -182,12 +182,19 @@ def seed_demo(python: str, env: dict[str, str], base: int) -> list[str]:
 DEMO_CREDITS = 100_000
 
 
-def seed_credits(base: int) -> None:
+def seeded_admin(seeded: list[str]) -> tuple[str, str]:
+    """The demo admin's email and password, from the seeding's `admin login: <email> /
+    <password>` line (the email is the accounts command's to choose)."""
+    line = next(line for line in seeded if line.startswith("admin login: "))
+    email, _, rest = line.removeprefix("admin login: ").partition(" / ")
+    return email.strip(), rest.split()[0]
+
+
+def seed_credits(base: int, admin: tuple[str, str]) -> None:
     """Give the demo org prepaid credits through the billing API, as an operator would
     (signed in as the seeded admin). The fixed Idempotency-Key makes re-runs no-ops."""
     org_id = (WORKDIR / "demo-org-id").read_text().strip()
-    password = (WORKDIR / "admin-password").read_text().strip()
-    form = urllib.parse.urlencode({"username": "admin@tollgate.local", "password": password})
+    form = urllib.parse.urlencode({"username": admin[0], "password": admin[1]})
     token_request = urllib.request.Request(
         f"http://127.0.0.1:{base + 1}/v1/auth/token",
         data=form.encode(),
@@ -294,11 +301,11 @@ def main() -> int:
         for line in seeded:
             if not line.startswith("curl"):
                 say(line)
-        seed_credits(base)
-        password = (WORKDIR / "admin-password").read_text().strip()
+        admin = seeded_admin(seeded)
+        seed_credits(base, admin)
         say(
             f"console: http://127.0.0.1:{base + OFFSETS['console']} — sign in as "
-            f"admin@tollgate.local / {password}"
+            f"{admin[0]} / {admin[1]}"
         )
         say("try it:")
         for line in seeded:
