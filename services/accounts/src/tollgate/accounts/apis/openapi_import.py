@@ -13,6 +13,7 @@ RecursionError or a 500.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ MAX_NODES = 200_000
 """Values in a YAML document (pure-Python parsing costs time per node)."""
 
 _TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
+_NOT_IN_PATH = re.compile(r"[\x00-\x20\x7f-\x9f?#]")  # as `PathTemplate` of the routes API
 
 
 class OpenApiInvalid(ValueError):
@@ -151,7 +153,7 @@ def routes_of(doc: dict[str, Any]) -> list[ImportedRoute]:
     for path, item in doc["paths"].items():
         if not isinstance(path, str) or not path.startswith("/") or not isinstance(item, dict):
             raise OpenApiInvalid(f"invalid path entry {str(path)[:100]!r}")
-        if len(path) > 1024 or any(c in path for c in " ?#"):
+        if len(path) > 1024 or _NOT_IN_PATH.search(path):
             raise OpenApiInvalid(f"invalid path template {path[:100]!r}")
         for method in METHODS:
             operation = item.get(method)

@@ -38,10 +38,16 @@ MAX_HEADERS = 20
 # without obs-text), in the document, so schema-driven clients know them too.
 HeaderName = Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")]
 HeaderValue = Annotated[str, Field(max_length=4096, pattern=r"^[\t\x20-\x7e]*$")]
-UpstreamHeaders = Annotated[dict[HeaderName, HeaderValue], Field(max_length=MAX_HEADERS)]
+UpstreamHeaders = Annotated[
+    dict[HeaderName, HeaderValue],
+    # Names outside the pattern are refused, not merely unconstrained.
+    Field(max_length=MAX_HEADERS, json_schema_extra={"additionalProperties": False}),
+]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=63)]
 Method = Annotated[str, Field(pattern=r"^([A-Z]{1,10}|\*)$")]
-PathTemplate = Annotated[str, Field(pattern=r"^/[^\s?#]*$", max_length=1024)]
+# No space, control character, `?` or `#`; spelled as ranges because `\s` means different
+# characters to the server's regex engine and to JSON Schema's (ECMA-262).
+PathTemplate = Annotated[str, Field(pattern=r"^/[^\x00-\x20\x7f-\x9f?#]*$", max_length=1024)]
 Status = Literal["active", "deprecated", "retired"]
 Price = Annotated[int, Field(ge=0, le=1_000_000_000_000), JSON_INTEGER]
 TimeoutMs = Annotated[int, Field(ge=1, le=300_000), JSON_INTEGER]

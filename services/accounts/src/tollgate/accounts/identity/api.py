@@ -134,10 +134,10 @@ async def token(
     db: DbSession,
     username: Annotated[str, Form(min_length=1, max_length=320, description="email")],
     password: Annotated[str, Form(min_length=1, max_length=200)],
-    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    grant_type: Annotated[str, Form(pattern="^password$")] = "password",
     otp: Annotated[
-        str | None, Form(max_length=20, description="TOTP or recovery code when 2FA is on")
-    ] = None,
+        str, Form(max_length=20, description="TOTP or recovery code when 2FA is on")
+    ] = "",
     scope: Annotated[str, Form(max_length=200)] = "",
 ) -> TokenOut:
     """OAuth2 password grant: email + password (+ one-time code) → access + refresh token.
