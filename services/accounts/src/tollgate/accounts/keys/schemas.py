@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
+from typing_extensions import TypeAliasType
 
 from tollgate.accounts.limits import LimitsIn
 from tollgate.accounts.storable import UtcDatetime, json_unstorable
@@ -57,8 +58,18 @@ Cidr = Annotated[
         description="an IPv4/IPv6 address or CIDR (422 `invalid-network` when it is not one)",
     ),
 ]
+# Free-form JSON, documented as such: text anywhere in it (keys too) is NUL-free, as
+# RequestModel enforces, and object keys outside that pattern are refused, not open.
+_Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
+_Closed = Field(json_schema_extra={"additionalProperties": False})
+MetadataValue = TypeAliasType(
+    "MetadataValue",
+    "_Text | int | float | bool | list[MetadataValue] "
+    "| Annotated[dict[_Text, MetadataValue], _Closed] | None",
+)
 Metadata = Annotated[
-    dict[str, Any],
+    dict[_Text, MetadataValue],
+    _Closed,
     Field(
         description=f"free-form JSON, at most {MAX_METADATA_BYTES} bytes (422 `invalid-metadata`)"
     ),
