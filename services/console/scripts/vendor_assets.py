@@ -23,6 +23,7 @@ VENDOR = Path(__file__).resolve().parents[1] / "src" / "tollgate" / "console" / 
 # name in the registry, exact version, folder under static/vendor, files to copy
 ASSETS: list[tuple[str, str, str, list[str]]] = [
     ("htmx.org", "2.0.11", "htmx", ["dist/htmx.min.js", "LICENSE"]),
+    ("uplot", "1.6.32", "uplot", ["dist/uPlot.iife.min.js", "dist/uPlot.min.css", "LICENSE"]),
 ]
 
 

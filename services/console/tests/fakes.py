@@ -69,6 +69,8 @@ class FakeBackends:
     token_ttl: int = 900
     keys_next_cursor: str | None = None
     cursors_seen: list[str] = field(default_factory=list)
+    top_values: dict[str, list[str]] = field(default_factory=dict)
+    usage_params: list[dict[str, str]] = field(default_factory=list)
 
     def tokens(self) -> httpx.Response:
         n = self.refreshes
@@ -184,7 +186,47 @@ class FakeBackends:
         if path == "/v1/usage/summary":
             return httpx.Response(200, json=totals)
         if path == "/v1/usage/top":
-            return httpx.Response(200, json={"items": []})
+            by = request.url.params["by"]
+            items = [
+                {
+                    "value": value,
+                    "requests": 7,
+                    "rejected": 1,
+                    "errors": 2,
+                    "credits": 5,
+                    "latency": latency,
+                }
+                for value in self.top_values.get(by, [])
+            ]
+            return httpx.Response(200, json={"items": items})
+        if path == "/v1/usage/timeseries":
+            self.usage_params.append(dict(request.url.params))
+            point = {
+                "time": NOW,
+                "requests": 10,
+                "rejected": 2,
+                "errors": 3,
+                "credits": 5,
+                "bytes_in": 0,
+                "bytes_out": 0,
+                "p50_ms": 10.0,
+                "p95_ms": 30.0,
+                "p99_ms": None,
+            }
+            body = {"granularity": request.url.params["granularity"], "points": [point]}
+            return httpx.Response(200, json=body)
+        if path == "/v1/usage/errors":
+            items = [
+                {"status": 429, "rejection_reason": "rate_limited", "requests": 2},
+                {"status": 502, "rejection_reason": None, "requests": 3},
+            ]
+            body = {
+                "requests": 10,
+                "by_class": {"4xx": 0, "5xx": 3},
+                "rejected_by_reason": {"rate_limited": 2},
+                "items": items,
+            }
+            return httpx.Response(200, json=body)
         if path == "/v1/usage/logs":
             return httpx.Response(200, json={"items": [], "next_cursor": None})
         if path.startswith("/v1/usage/keys/"):

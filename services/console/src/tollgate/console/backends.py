@@ -15,6 +15,8 @@ unavailable and the rest of the page renders).
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
@@ -136,12 +138,19 @@ class IssuedKey(Key):
     key: str
 
 
+class Route(Shape):
+    id: uuid.UUID
+    method: str
+    path_template: str
+
+
 class Api(Shape):
     id: uuid.UUID
     slug: str
     name: str
     status: str
     price: int
+    routes: list[Route] = Field(default_factory=list)
 
 
 class Latency(Shape):
@@ -191,6 +200,35 @@ class LogItem(Shape):
     cost: int
 
 
+class TimePoint(Shape):
+    time: datetime
+    requests: int
+    rejected: int
+    errors: int
+    credits: int
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+
+
+class Timeseries(Shape):
+    granularity: str
+    points: list[TimePoint]
+
+
+class ErrorCount(Shape):
+    status: int
+    rejection_reason: str | None
+    requests: int
+
+
+class ErrorBreakdown(Shape):
+    requests: int
+    by_class: dict[str, int]
+    rejected_by_reason: dict[str, int]
+    items: list[ErrorCount]
+
+
 class Quota(Shape):
     per_day: int | None
     used_today: int
@@ -211,6 +249,19 @@ class Balance(Shape):
     low_threshold: int
 
 
+class BillingSettings(Shape):
+    mode: str
+    low_threshold: int
+    reserve: int = 0
+
+
+class Download(Shape):
+    """A file a backing service produced (a statement), passed through as it is."""
+
+    content: bytes
+    media_type: str
+
+
 class Transaction(Shape):
     id: uuid.UUID
     kind: str
@@ -223,6 +274,18 @@ class Transaction(Shape):
 
 def _drop_none(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v not in (None, "")}
+
+
+def _refusal(service: Service, answer: httpx.Response) -> None:
+    """Raise what a 4xx or 5xx answer means (its body must have been read)."""
+    if answer.status_code >= 500:
+        raise BackendDown(service)
+    if answer.status_code >= 400:
+        try:
+            body = answer.json()
+        except ValueError:
+            body = {"title": answer.reason_phrase}
+        raise BackendProblem(service, answer.status_code, body if isinstance(body, dict) else {})
 
 
 class Backends:
@@ -269,16 +332,7 @@ class Backends:
             )
         except httpx.HTTPError as exc:
             raise BackendDown(service) from exc
-        if answer.status_code >= 500:
-            raise BackendDown(service)
-        if answer.status_code >= 400:
-            try:
-                body = answer.json()
-            except ValueError:
-                body = {"title": answer.reason_phrase}
-            raise BackendProblem(
-                service, answer.status_code, body if isinstance(body, dict) else {}
-            )
+        _refusal(service, answer)
         if answer.status_code == 204 or not answer.content:
             return None
         return answer.json()
@@ -400,6 +454,86 @@ class Backends:
         answer = await self._call("usage", "GET", "/v1/usage/top", token=token, params=params)
         return TopList.model_validate(answer).items
 
+    async def usage_top_by(
+        self,
+        token: str,
+        org_id: uuid.UUID,
+        by: str,
+        start: datetime,
+        end: datetime,
+        filters: dict[str, Any],
+        limit: int = 10,
+    ) -> list[TopItem]:
+        params = {
+            "org_id": org_id,
+            "by": by,
+            "limit": limit,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            **filters,
+        }
+        answer = await self._call("usage", "GET", "/v1/usage/top", token=token, params=params)
+        return TopList.model_validate(answer).items
+
+    async def usage_timeseries(
+        self,
+        token: str,
+        org_id: uuid.UUID,
+        granularity: str,
+        start: datetime,
+        end: datetime,
+        filters: dict[str, Any],
+    ) -> Timeseries:
+        params = {
+            "org_id": org_id,
+            "granularity": granularity,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            **filters,
+        }
+        answer = await self._call(
+            "usage", "GET", "/v1/usage/timeseries", token=token, params=params
+        )
+        return Timeseries.model_validate(answer)
+
+    async def usage_errors(
+        self,
+        token: str,
+        org_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        filters: dict[str, Any],
+    ) -> ErrorBreakdown:
+        params = {"org_id": org_id, "from": start.isoformat(), "to": end.isoformat(), **filters}
+        answer = await self._call("usage", "GET", "/v1/usage/errors", token=token, params=params)
+        return ErrorBreakdown.model_validate(answer)
+
+    @asynccontextmanager
+    async def live_counts(
+        self, token: str, org_id: uuid.UUID
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """usage's live stream (server-sent events) of an org, opened with the user's
+        token; yields the body's chunks as they come. No read timeout: the stream is
+        quiet between ticks by design."""
+        request = self._http.build_request(
+            "GET",
+            self._bases["usage"] + "/v1/usage/live",
+            params={"org_id": str(org_id)},
+            headers={"authorization": f"Bearer {token}", "accept": "text/event-stream"},
+            timeout=httpx.Timeout(10.0, read=None),
+        )
+        try:
+            answer = await self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise BackendDown("usage") from exc
+        try:
+            if answer.status_code >= 400:
+                await answer.aread()
+                _refusal("usage", answer)
+            yield answer.aiter_raw()
+        finally:
+            await answer.aclose()
+
     async def logs(self, token: str, org_id: uuid.UUID, filters: dict[str, Any]) -> Page[LogItem]:
         params = {"org_id": org_id, "limit": 50, **filters}
         answer = await self._call("usage", "GET", "/v1/usage/logs", token=token, params=params)
@@ -420,6 +554,51 @@ class Backends:
     async def balance(self, token: str, org_id: uuid.UUID) -> Balance:
         answer = await self._call("billing", "GET", f"/v1/orgs/{org_id}/balance", token=token)
         return Balance.model_validate(answer)
+
+    async def billing_settings(self, token: str, org_id: uuid.UUID) -> BillingSettings:
+        answer = await self._call(
+            "billing", "GET", f"/v1/orgs/{org_id}/billing-settings", token=token
+        )
+        return BillingSettings.model_validate(answer)
+
+    async def update_billing_settings(
+        self, token: str, org_id: uuid.UUID, body: dict[str, Any]
+    ) -> BillingSettings:
+        answer = await self._call(
+            "billing", "PATCH", f"/v1/orgs/{org_id}/billing-settings", token=token, json=body
+        )
+        return BillingSettings.model_validate(answer)
+
+    async def statement(self, token: str, org_id: uuid.UUID, month: str, fmt: str) -> Download:
+        """The monthly statement as billing renders it (JSON or CSV)."""
+        try:
+            answer = await self._http.get(
+                f"{self._bases['billing']}/v1/orgs/{org_id}/statements/{month}",
+                params={"format": fmt},
+                headers={"authorization": f"Bearer {token}"},
+            )
+        except httpx.HTTPError as exc:
+            raise BackendDown("billing") from exc
+        _refusal("billing", answer)
+        media = answer.headers.get("content-type", "application/octet-stream")
+        return Download(content=answer.content, media_type=media)
+
+    async def add_credits(
+        self, token: str, org_id: uuid.UUID, kind: str, body: dict[str, Any], idempotency_key: str
+    ) -> Transaction:
+        """A top-up (`kind` top_up) or a correction (adjustment, refund, expiry); billing
+        applies one `idempotency_key` at most once, so a resubmitted form charges once."""
+        path = f"/v1/orgs/{org_id}/" + ("credits" if kind == "top_up" else "adjustments")
+        sent = body if kind == "top_up" else {**body, "kind": kind}
+        answer = await self._call(
+            "billing",
+            "POST",
+            path,
+            token=token,
+            json=sent,
+            headers={"idempotency-key": idempotency_key},
+        )
+        return Transaction.model_validate(answer)
 
     async def transactions(
         self, token: str, org_id: uuid.UUID, cursor: str | None, kind: str | None

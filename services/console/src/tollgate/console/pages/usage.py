@@ -1,0 +1,167 @@
+"""Usage analytics: traffic by status class and latency percentiles over time (charts),
+the busiest APIs, routes, keys and statuses, errors by reason, and a CSV export of the
+time series. The range and filters live in the URL, so a view can be shared.
+
+The charts are drawn by `static/usage.js` (uPlot) from the series the page carries in a
+data attribute; no script is inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from tollgate.console.backends import Timeseries
+from tollgate.console.pages.orgs import time_range
+from tollgate.console.web import CurrentSession, backends, org_context, panel, render
+
+router = APIRouter()
+USAGE_RANGES = ("1h", "24h", "7d", "30d")
+GRANULARITY = {"1h": "minute", "24h": "hour", "7d": "hour", "30d": "day"}
+TOP_DIMENSIONS = ("api", "route", "key", "status")
+
+UsageFilterValue = Annotated[str | None, Query(max_length=40)]
+
+
+def _filters(api_id: str | None, key_id: str | None) -> dict[str, Any]:
+    """Only well-formed ids are passed on: a hand-edited URL does not break the page."""
+    out: dict[str, Any] = {}
+    for name, value in (("api_id", api_id), ("key_id", key_id)):
+        try:
+            out[name] = str(uuid.UUID((value or "").strip()))
+        except ValueError:
+            continue
+    return out
+
+
+def chart_series(series: Timeseries) -> dict[str, list[Any]]:
+    """The columns the charts draw: seconds since the epoch, requests by status class
+    (successful, upstream errors, rejected by the gateway) and latency percentiles."""
+    points = series.points
+    return {
+        "t": [int(p.time.timestamp()) for p in points],
+        "ok": [max(p.requests - p.rejected - p.errors, 0) for p in points],
+        "errors": [p.errors for p in points],
+        "rejected": [p.rejected for p in points],
+        "p50": [p.p50_ms for p in points],
+        "p95": [p.p95_ms for p in points],
+        "p99": [p.p99_ms for p in points],
+    }
+
+
+@router.get("/orgs/{org_id}/usage")
+async def usage_page(
+    request: Request,
+    org_id: uuid.UUID,
+    session: CurrentSession,
+    range: Annotated[str | None, Query(max_length=10)] = None,
+    api_id: UsageFilterValue = None,
+    key_id: UsageFilterValue = None,
+) -> Response:
+    client = backends(request)
+    token = session.access_token
+    chosen, start, end = time_range(range, USAGE_RANGES)
+    filters = _filters(api_id, key_id)
+    ctx, series, errors, apis, keys, tops = await asyncio.gather(
+        org_context(request, session, org_id),
+        panel(client.usage_timeseries(token, org_id, GRANULARITY[chosen], start, end, filters)),
+        panel(client.usage_errors(token, org_id, start, end, filters)),
+        panel(client.apis(token)),
+        panel(client.keys(token, org_id, None)),
+        asyncio.gather(
+            *(
+                panel(client.usage_top_by(token, org_id, by, start, end, filters))
+                for by in TOP_DIMENSIONS
+            )
+        ),
+    )
+    api_names = {str(a.id): a.name for a in apis.value or []}
+    route_names = {
+        str(r.id): f"{r.method} /{a.slug}{r.path_template}"
+        for a in apis.value or []
+        for r in a.routes
+    }
+    key_names = {str(k.id): k.name for k in (keys.value.items if keys.value else [])}
+    query = {"range": chosen, **filters}
+    return render(
+        request,
+        "usage.html",
+        {
+            "ctx": ctx,
+            "me": ctx.me,
+            "orgs": ctx.orgs,
+            "org": ctx.org,
+            "range": chosen,
+            "ranges": USAGE_RANGES,
+            "filters": {"api_id": filters.get("api_id", ""), "key_id": filters.get("key_id", "")},
+            "query": query,
+            "series": series,
+            "chart": chart_series(series.value) if series.value else None,
+            "granularity": GRANULARITY[chosen],
+            "errors": errors,
+            "tops": dict(zip(TOP_DIMENSIONS, tops, strict=True)),
+            "names": {"api": api_names, "route": route_names, "key": key_names},
+            "api_names": api_names,
+            "key_names": key_names,
+        },
+    )
+
+
+@router.get("/orgs/{org_id}/usage.csv")
+async def usage_csv(
+    request: Request,
+    org_id: uuid.UUID,
+    session: CurrentSession,
+    range: Annotated[str | None, Query(max_length=10)] = None,
+    api_id: UsageFilterValue = None,
+    key_id: UsageFilterValue = None,
+) -> Response:
+    """The time series of the page's range and filters as CSV (UTC bucket starts)."""
+    chosen, start, end = time_range(range, USAGE_RANGES)
+    series = await backends(request).usage_timeseries(
+        session.access_token, org_id, GRANULARITY[chosen], start, end, _filters(api_id, key_id)
+    )
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        [
+            "time",
+            "requests",
+            "successful",
+            "errors",
+            "rejected",
+            "credits",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+        ]
+    )
+    for p in series.points:
+        writer.writerow(
+            [
+                p.time.isoformat().replace("+00:00", "Z"),
+                p.requests,
+                max(p.requests - p.rejected - p.errors, 0),
+                p.errors,
+                p.rejected,
+                p.credits,
+                "" if p.p50_ms is None else p.p50_ms,
+                "" if p.p95_ms is None else p.p95_ms,
+                "" if p.p99_ms is None else p.p99_ms,
+            ]
+        )
+    stamp = (end - timedelta(minutes=1)).strftime("%Y%m%dT%H%MZ")
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "content-disposition": f'attachment; filename="usage-{org_id}-{chosen}-{stamp}.csv"'
+        },
+    )

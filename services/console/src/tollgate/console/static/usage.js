@@ -1,0 +1,66 @@
+// Usage charts (uPlot). The page carries each chart's columns and translated series
+// labels in data attributes; colours come from the theme's CSS variables, and the
+// charts are redrawn when the width or the colour scheme changes. No inline scripts.
+(() => {
+  const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+  function options(kind, labels, width) {
+    const axis = { stroke: css("--muted"), grid: { stroke: css("--border"), width: 1 }, ticks: { stroke: css("--border") } };
+    const time = { ...axis };
+    const base = { width, height: 220, cursor: { drag: { x: false, y: false } }, legend: { live: true } };
+    if (kind === "traffic") {
+      return {
+        ...base,
+        series: [
+          {},
+          { label: labels.ok, stroke: css("--ok"), width: 2, points: { show: false } },
+          { label: labels.errors, stroke: css("--bad"), width: 2, points: { show: false } },
+          { label: labels.rejected, stroke: css("--warn"), width: 2, points: { show: false } },
+        ],
+        axes: [time, { ...axis, size: 50 }],
+      };
+    }
+    return {
+      ...base,
+      series: [
+        {},
+        { label: labels.p50, stroke: css("--ok"), width: 2, points: { show: false }, spanGaps: true },
+        { label: labels.p95, stroke: css("--warn"), width: 2, points: { show: false }, spanGaps: true },
+        { label: labels.p99, stroke: css("--bad"), width: 2, points: { show: false }, spanGaps: true },
+      ],
+      axes: [time, { ...axis, size: 60, values: (u, ticks) => ticks.map((v) => v + " " + labels.unit) }],
+    };
+  }
+
+  function columns(kind, s) {
+    return kind === "traffic" ? [s.t, s.ok, s.errors, s.rejected] : [s.t, s.p50, s.p95, s.p99];
+  }
+
+  const charts = [];
+
+  function draw() {
+    for (const chart of charts.splice(0)) chart.destroy();
+    for (const box of document.querySelectorAll("[data-chart]")) {
+      box.replaceChildren();
+      const kind = box.dataset.chart;
+      const series = JSON.parse(box.dataset.series);
+      const labels = JSON.parse(box.dataset.labels);
+      const width = Math.max(box.clientWidth, 200);
+      charts.push(new uPlot(options(kind, labels, width), columns(kind, series), box));
+    }
+  }
+
+  function start() {
+    if (typeof uPlot === "undefined" || !document.querySelector("[data-chart]")) return;
+    draw();
+    let pending;
+    window.addEventListener("resize", () => {
+      clearTimeout(pending);
+      pending = setTimeout(draw, 150);
+    });
+    window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", draw);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

@@ -1,0 +1,71 @@
+"""The usage page in process: charts' data, top lists, errors by reason, CSV export,
+filters in the URL, escaping."""
+
+from __future__ import annotations
+
+import uuid
+
+from .fakes import FakeBackends, console, sign_in
+
+XSS = "<script>alert(1)</script>"
+
+
+async def test_usage_page_carries_the_chart_series_and_top_lists() -> None:
+    fake = FakeBackends()
+    async with console(fake) as client:
+        await sign_in(client)
+        await client.post(
+            f"/orgs/{fake.org_id}/keys/new",
+            data={"name": XSS, "csrf_token": str(client.cookies.get("tg_csrf"))},
+        )
+        (key_id,) = fake.keys
+        fake.top_values = {"key": [key_id], "status": ["429"], "route": [str(uuid.uuid4())]}
+        page = await client.get(f"/orgs/{fake.org_id}/usage", params={"range": "1h"})
+    assert page.status_code == 200
+    assert 'data-chart="traffic"' in page.text
+    assert 'data-chart="latency"' in page.text
+    assert "&#34;ok&#34;: [5]" in page.text or '"ok": [5]' in page.text  # 10 - 2 - 3
+    assert fake.usage_params[-1]["granularity"] == "minute"
+    assert XSS not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text  # the key's name, escaped
+    assert "Rate limited" in page.text
+    assert "<script" not in page.text.replace('<script src="/static/', "")
+
+
+async def test_usage_filters_live_in_the_url_and_reach_usage() -> None:
+    fake = FakeBackends()
+    api_id = str(uuid.uuid4())
+    async with console(fake) as client:
+        await sign_in(client)
+        page = await client.get(
+            f"/orgs/{fake.org_id}/usage", params={"range": "7d", "api_id": api_id, "key_id": "junk"}
+        )
+        assert page.status_code == 200
+        sent = fake.usage_params[-1]
+        assert sent["api_id"] == api_id
+        assert "key_id" not in sent  # a malformed id is dropped, not an error page
+        assert f"range=30d&amp;api_id={api_id}" in page.text  # range links keep filters
+        assert f"usage.csv?range=7d&amp;api_id={api_id}" in page.text
+
+
+async def test_usage_csv_export() -> None:
+    fake = FakeBackends()
+    async with console(fake) as client:
+        await sign_in(client)
+        answer = await client.get(f"/orgs/{fake.org_id}/usage.csv", params={"range": "24h"})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert "attachment" in answer.headers["content-disposition"]
+    lines = answer.text.splitlines()
+    assert lines[0] == "time,requests,successful,errors,rejected,credits,p50_ms,p95_ms,p99_ms"
+    assert lines[1] == "2026-11-29T10:00:00Z,10,5,3,2,5,10.0,30.0,"
+
+
+async def test_usage_down_leaves_the_page_with_a_notice() -> None:
+    fake = FakeBackends()
+    async with console(fake) as client:
+        await sign_in(client)
+        fake.down = {"usage"}
+        page = await client.get(f"/orgs/{fake.org_id}/usage")
+    assert page.status_code == 200
+    assert "Usage is unavailable right now" in page.text
