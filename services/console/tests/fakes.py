@@ -69,6 +69,10 @@ class FakeBackends:
     token_ttl: int = 900
     keys_next_cursor: str | None = None
     cursors_seen: list[str] = field(default_factory=list)
+    admin: bool = False
+    low_threshold: int = 1000
+    ledger: list[dict[str, Any]] = field(default_factory=list)
+    idempotency: dict[str, dict[str, Any]] = field(default_factory=dict)
     top_values: dict[str, list[str]] = field(default_factory=dict)
     usage_params: list[dict[str, str]] = field(default_factory=list)
 
@@ -145,7 +149,7 @@ class FakeBackends:
                 "email": "dev@example.com",
                 "name": "Dev",
                 "locale": "en",
-                "is_admin": False,
+                "is_admin": self.admin,
                 "totp_enabled": self.totp,
                 "created_at": NOW,
                 "orgs": [{"org_id": self.org_id, "role": self.role}],
@@ -236,11 +240,59 @@ class FakeBackends:
 
     def billing_get(self, request: httpx.Request, path: str) -> httpx.Response:
         if path.endswith("/balance"):
-            body = {"balance": 98765, "status": "ok", "mode": "prepaid", "low_threshold": 1000}
+            body = {
+                "balance": 98765 + sum(e["amount"] for e in self.ledger),
+                "status": "ok",
+                "mode": "prepaid",
+                "low_threshold": self.low_threshold,
+            }
             return httpx.Response(200, json=body)
         if path.endswith("/transactions"):
-            return httpx.Response(200, json={"items": [], "next_cursor": None})
+            return httpx.Response(200, json={"items": self.ledger[::-1], "next_cursor": None})
+        match = re.fullmatch(r"/v1/orgs/[^/]+/statements/(\d{4}-\d{2})", path)
+        if match:
+            if request.url.params.get("format") == "csv":
+                csv_body = f"month,opening,closing\n{match.group(1)},0,98765\n"
+                return httpx.Response(200, text=csv_body, headers={"content-type": "text/csv"})
+            return httpx.Response(200, json={"month": match.group(1), "closing_balance": 98765})
         return problem(404, "Not Found")
+
+    def billing_patch(self, request: httpx.Request, path: str) -> httpx.Response:
+        if self.role != "owner" and not self.admin:
+            return problem(403, "Forbidden", "Requires the owner role.")
+        body = json.loads(request.content)
+        if body.get("low_threshold", 0) < 0:
+            errors = [{"loc": ["body", "low_threshold"], "msg": "must be at least 0"}]
+            return problem(422, "Unprocessable Content", "Invalid body.", errors=errors)
+        self.low_threshold = body.get("low_threshold", self.low_threshold)
+        body = {"mode": "prepaid", "low_threshold": self.low_threshold, "reserve": 0}
+        return httpx.Response(200, json=body)
+
+    def billing_post(self, request: httpx.Request, path: str) -> httpx.Response:
+        """Top-ups and adjustments: platform admins, once per Idempotency-Key."""
+        if not self.admin:
+            return problem(403, "Forbidden", "Platform admins only.")
+        key = request.headers.get("idempotency-key")
+        if not key:
+            return problem(400, "Bad Request", "This operation requires an Idempotency-Key.")
+        if key in self.idempotency:
+            return httpx.Response(201, json=self.idempotency[key])
+        body = json.loads(request.content)
+        if body["amount"] == 0:
+            errors = [{"loc": ["body", "amount"], "msg": "must not be 0"}]
+            return problem(422, "Unprocessable Content", "Invalid body.", errors=errors)
+        entry = {
+            "id": str(uuid.uuid4()),
+            "kind": body.get("kind", "top_up"),
+            "amount": body["amount"],
+            "balance_after": 98765 + sum(e["amount"] for e in self.ledger) + body["amount"],
+            "reason": body["reason"],
+            "request_count": 0,
+            "created_at": NOW,
+        }
+        self.ledger.append(entry)
+        self.idempotency[key] = entry
+        return httpx.Response(201, json=entry)
 
 
 @asynccontextmanager

@@ -555,12 +555,6 @@ class Backends:
         answer = await self._call("billing", "GET", f"/v1/orgs/{org_id}/balance", token=token)
         return Balance.model_validate(answer)
 
-    async def billing_settings(self, token: str, org_id: uuid.UUID) -> BillingSettings:
-        answer = await self._call(
-            "billing", "GET", f"/v1/orgs/{org_id}/billing-settings", token=token
-        )
-        return BillingSettings.model_validate(answer)
-
     async def update_billing_settings(
         self, token: str, org_id: uuid.UUID, body: dict[str, Any]
     ) -> BillingSettings:
