@@ -258,7 +258,7 @@ class _Run:
 
     def stateful(self, schema: BaseSchema, scenarios: int) -> None:
         """Up to `scenarios` chains of linked operations, every step checked, failures
-        recorded (the first failure ends its scenario)."""
+        recorded."""
         if scenarios <= 0:
             return
         try:
@@ -271,6 +271,7 @@ class _Run:
 
         class Scenario(base):  # type: ignore[valid-type,misc]
             def get_call_kwargs(self, case: AnyCase) -> dict[str, Any]:
+                run.report.calls += 1
                 return run._kwargs(case)
 
             def validate_response(
@@ -280,20 +281,17 @@ class _Run:
                 additional_checks: Any = None,
                 **kwargs: Any,
             ) -> None:
-                case.validate_response(
-                    response,
-                    checks=run.checks,
-                    transport_kwargs=kwargs or None,
-                    recorder=self.recorder,
-                )
-
-            def step(self, input: Any) -> Any:
-                run.report.calls += 1
+                # Recorded, not raised: a raised failure makes Hypothesis replay the
+                # scenario against a server whose state has moved on.
                 try:
-                    return super().step(input)
+                    case.validate_response(
+                        response,
+                        checks=run.checks,
+                        transport_kwargs=kwargs or None,
+                        recorder=self.recorder,
+                    )
                 except FailureGroup as failure:
-                    run._fail(input.case, "stateful", failure.message)
-                    raise _ScenarioEnded from None
+                    run._fail(case, "stateful", failure.message)
 
         try:
             run_state_machine_as_test(
@@ -307,19 +305,17 @@ class _Run:
                     suppress_health_check=list(HealthCheck),
                 ),
             )
-        except _ScenarioEnded:
-            pass
         except NoLinksFound:
             return
+        except Exception as error:  # no response at all, say: the run stops, reported
+            failure = f"[stateful] scenarios stopped: {error!r}"[:2000]
+            if failure not in self.report.failures:
+                self.report.failures.append(failure)
 
     def _fail(self, case: AnyCase, phase: str, detail: str) -> None:
         failure = f"[{phase}] {case.method} {case.formatted_path}: {detail.strip()}"
         if failure not in self.report.failures:  # a known id repeats the same request
             self.report.failures.append(failure)
-
-
-class _ScenarioEnded(Exception):
-    """A stateful step failed a check (recorded); Hypothesis stops at the first one."""
 
 
 def _inputs(case: AnyCase) -> str:
