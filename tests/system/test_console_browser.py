@@ -541,6 +541,45 @@ def test_invited_viewer_sees_no_write_controls_and_a_forged_write_is_refused(
     context.close()
 
 
+def test_admin_top_up_submitted_twice_charges_once(stack: Stack, browser: Browser) -> None:
+    org = stack.seeded["org_id"]
+    auth = {"authorization": f"Bearer {stack.admin_token}"}
+
+    def top_ups() -> int:
+        answer = httpx.get(
+            f"{stack.billing}/v1/orgs/{org}/transactions",
+            params={"kind": "top_up", "limit": 100},
+            headers=auth,
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        return len(answer.json()["items"])
+
+    before = top_ups()
+    context, page, watch = new_page(browser)
+    sign_in(page, stack.console, ADMIN[0], ADMIN[1])
+    page.goto(f"{stack.console}/orgs/{org}/credits")
+    form = page.get_by_test_id("add-credits")
+    fields = {
+        name: form.locator(f"input[name={name}]").input_value()
+        for name in ("csrf_token", "idempotency_key")
+    }
+    form.locator("input[name=amount]").fill("250")
+    form.locator("input[name=reason]").fill("console top-up")
+    page.get_by_test_id("add-credits-submit").click()
+    expect(page.get_by_test_id("notice")).to_be_visible()
+    # The same form again, as a double click or a resubmit after a reload would send it.
+    again = context.request.post(
+        f"{stack.console}/orgs/{org}/credits/add",
+        form={**fields, "kind": "top_up", "amount": "250", "reason": "console top-up"},
+    )
+    assert again.ok, again.status
+    assert top_ups() == before + 1
+    expect(page.get_by_test_id("transactions")).to_contain_text("console top-up")
+    watch.check()
+    context.close()
+
+
 def tour(stack: Stack) -> list[tuple[str, str]]:
     org, key = stack.seeded["org_id"], stack.seeded["key_id"]
     return [
@@ -556,6 +595,9 @@ def tour(stack: Stack) -> list[tuple[str, str]]:
         ("logs", f"/orgs/{org}/logs"),
         ("log", f"/orgs/{org}/logs/{stack.seeded['request_id']}"),
         ("credits", f"/orgs/{org}/credits"),
+        ("usage", f"/orgs/{org}/usage"),
+        ("usage-1h", f"/orgs/{org}/usage?range=1h&key_id={key}"),
+        ("live", f"/orgs/{org}/live"),
         ("invitation", "/accept-invitation?token=example"),
         ("not-found", f"/orgs/{uuid.uuid4()}"),
     ]
@@ -564,8 +606,8 @@ def tour(stack: Stack) -> list[tuple[str, str]]:
 # Labels of the navigation and the sign-in page in each language: an English one on a
 # Chinese page means a string escaped translation.
 LABELS = {
-    "en": ["Overview", "API keys", "Logs", "Credits"],
-    "zh-Hans": ["概览", "API 密钥", "日志", "额度"],
+    "en": ["Overview", "Usage", "API keys", "Logs", "Credits"],
+    "zh-Hans": ["概览", "用量", "API 密钥", "日志", "额度"],
 }
 
 
@@ -596,6 +638,11 @@ def test_every_page_renders_in_both_languages_and_themes(
             if name not in ("orgs", "org-new", "invitation", "not-found"):  # outside an org
                 tabs = page.locator("nav.tabs a").all_inner_texts()
                 assert tabs == LABELS[language], (path, tabs)
+            if name.startswith("usage"):  # the charts drew (uPlot from the vendored copy)
+                expect(page.locator(".chart .uplot")).to_have_count(2)
+            if name == "live":  # the relayed stream reached the page's EventSource
+                expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "live")
+                expect(page.get_by_test_id("live-requests")).to_contain_text("/hello")
             background = page.evaluate("getComputedStyle(document.body).backgroundColor")
             dark = background == "rgb(15, 18, 23)"
             assert dark == (scheme == "dark"), (path, background)

@@ -70,6 +70,8 @@ class FakeBackends:
     keys_next_cursor: str | None = None
     cursors_seen: list[str] = field(default_factory=list)
     admin: bool = False
+    live_tokens: list[str] = field(default_factory=list)
+    live_refused: bool = False
     low_threshold: int = 1000
     ledger: list[dict[str, Any]] = field(default_factory=list)
     idempotency: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -187,6 +189,17 @@ class FakeBackends:
             "credits": 1200,
             "latency": latency,
         }
+        if path == "/v1/usage/live":
+            self.live_tokens.append(request.headers["authorization"])
+            if self.live_refused:
+                return problem(429, "Too Many Requests", "Too many live streams.")
+            frame = b'event: counts\ndata: {"seconds": [{"second": "' + NOW.encode()
+            frame += b'", "requests": 3, "errors": 1, "rejected": 0}]}\n\n'
+            return httpx.Response(
+                200,
+                content=b"retry: 1000\n\n" + frame,
+                headers={"content-type": "text/event-stream"},
+            )
         if path == "/v1/usage/summary":
             return httpx.Response(200, json=totals)
         if path == "/v1/usage/top":

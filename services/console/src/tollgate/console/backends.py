@@ -530,7 +530,7 @@ class Backends:
             if answer.status_code >= 400:
                 await answer.aread()
                 _refusal("usage", answer)
-            yield answer.aiter_raw()
+            yield answer.aiter_bytes()
         finally:
             await answer.aclose()
 

@@ -1,0 +1,62 @@
+"""The live tail: per-second requests, errors and rejections of the org as they happen,
+and the newest requests of the log, refreshed.
+
+The browser's EventSource connects to the console, never to usage: the console opens
+usage's live stream (server-sent events) with the user's token and passes the frames
+through unchanged, so the token stays in the sealed cookie and out of page JavaScript.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+
+from tollgate.console.backends import BackendDown, BackendProblem
+from tollgate.console.web import CurrentSession, SignInRequired, backends, org_context, render
+
+router = APIRouter()
+
+
+@router.get("/orgs/{org_id}/live")
+async def live_page(request: Request, org_id: uuid.UUID, session: CurrentSession) -> Response:
+    ctx = await org_context(request, session, org_id)
+    return render(
+        request, "live.html", {"ctx": ctx, "me": ctx.me, "orgs": ctx.orgs, "org": ctx.org}
+    )
+
+
+@router.get("/orgs/{org_id}/live/stream")
+async def live_stream(request: Request, org_id: uuid.UUID, session: CurrentSession) -> Response:
+    """usage's SSE stream of the org, proxied with the user's token. A refusal (too
+    many streams, no access) or usage being down is a plain status; the page's script
+    connects again after a while (EventSource itself gives up on a non-200)."""
+    stack = AsyncExitStack()
+    try:
+        chunks = await stack.enter_async_context(
+            backends(request).live_counts(session.access_token, org_id)
+        )
+    except BackendProblem as exc:
+        await stack.aclose()
+        if exc.status == 401:
+            raise SignInRequired from exc
+        return Response(status_code=exc.status, headers={"retry-after": "10"})
+    except BackendDown:
+        await stack.aclose()
+        return Response(status_code=503, headers={"retry-after": "10"})
+
+    async def relay() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await stack.aclose()
+
+    return StreamingResponse(
+        relay(),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )

@@ -1,0 +1,71 @@
+// Live tail: an EventSource on the console's own stream URL (the console relays usage's
+// server-sent events with the user's token, which page JavaScript never sees), drawn
+// with uPlot. No inline scripts.
+(() => {
+  const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+  function start() {
+    const box = document.querySelector("[data-live-src]");
+    if (!box || typeof uPlot === "undefined") return;
+    const labels = JSON.parse(box.dataset.labels);
+    const state = document.querySelector("[data-live-state]");
+    const stateLabels = JSON.parse(state.dataset.labels);
+    const show = (name) => {
+      state.textContent = stateLabels[name];
+      state.className = "badge " + (name === "live" ? "active" : "disabled");
+      state.dataset.state = name;
+    };
+    let data = [[], [], [], []];
+    let chart;
+    const make = () => {
+      const axis = { stroke: css("--muted"), grid: { stroke: css("--border"), width: 1 }, ticks: { stroke: css("--border") } };
+      if (chart) chart.destroy();
+      box.replaceChildren();
+      chart = new uPlot({
+        width: Math.max(box.clientWidth, 200),
+        height: 220,
+        cursor: { drag: { x: false, y: false } },
+        scales: { y: { range: (u, min, max) => [0, Math.max(max, 1)] } },
+        series: [
+          {},
+          { label: labels.requests, stroke: css("--accent"), width: 2, points: { show: false } },
+          { label: labels.errors, stroke: css("--bad"), width: 2, points: { show: false } },
+          { label: labels.rejected, stroke: css("--warn"), width: 2, points: { show: false } },
+        ],
+        axes: [axis, { ...axis, size: 40 }],
+      }, data, box);
+    };
+    make();
+    let pending;
+    window.addEventListener("resize", () => { clearTimeout(pending); pending = setTimeout(make, 150); });
+    window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", make);
+
+    let source;
+    const onCounts = (event) => {
+      show("live");
+      const seconds = JSON.parse(event.data).seconds;
+      data = [
+        seconds.map((s) => Date.parse(s.second) / 1000),
+        seconds.map((s) => s.requests),
+        seconds.map((s) => s.errors),
+        seconds.map((s) => s.rejected),
+      ];
+      chart.setData(data);
+    };
+    const connect = () => {
+      source = new EventSource(box.dataset.liveSrc);
+      source.addEventListener("open", () => show("live"));
+      source.addEventListener("counts", onCounts);
+      source.addEventListener("error", () => {
+        show("retrying");
+        // A refusal (too many streams, usage down) closes the source for good: retry later.
+        if (source.readyState === EventSource.CLOSED) setTimeout(connect, 10000);
+      });
+    };
+    connect();
+    window.addEventListener("pagehide", () => source.close());
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
