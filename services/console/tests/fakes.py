@@ -70,6 +70,7 @@ class FakeBackends:
     keys_next_cursor: str | None = None
     cursors_seen: list[str] = field(default_factory=list)
     admin: bool = False
+    reset_requests: list[str] = field(default_factory=list)
     live_tokens: list[str] = field(default_factory=list)
     live_refused: bool = False
     low_threshold: int = 1000
@@ -119,8 +120,29 @@ class FakeBackends:
             self.refreshes += 1
             return self.tokens()
         if path == "/v1/auth/logout":
-            self.logged_out.append(json.loads(request.content)["refresh_token"])
+            body = json.loads(request.content)
+            self.logged_out.append(
+                body["refresh_token"] + (" everywhere" if body.get("everywhere") else "")
+            )
             return httpx.Response(204)
+        if path == "/v1/auth/totp/enroll":
+            secret = "JBSWY3DPEHPK3PXP"
+            uri = f"otpauth://totp/Tollgate:dev%40example.com?secret={secret}&issuer=Tollgate"
+            return httpx.Response(200, json={"secret": secret, "otpauth_uri": uri})
+        if path == "/v1/auth/totp/verify":
+            if json.loads(request.content)["code"] != "123456":
+                return problem(400, "Bad Request", "Invalid one-time code.")
+            self.totp = True
+            return httpx.Response(200, json={"recovery_codes": ["aaaa-bbbb", "cccc-dddd"]})
+        if path == "/v1/auth/totp/disable":
+            body = json.loads(request.content)
+            if body["password"] != PASSWORD:
+                return problem(400, "Bad Request", "Wrong password.")
+            self.totp = False
+            return httpx.Response(204)
+        if path == "/v1/auth/password-reset":
+            self.reset_requests.append(json.loads(request.content)["email"])
+            return httpx.Response(202, json={"detail": "sent"})
         if path == f"/v1/orgs/{self.org_id}/keys":
             if self.role == "viewer":
                 return problem(403, "Forbidden", "Requires the developer role or higher.")

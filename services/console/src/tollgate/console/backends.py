@@ -102,6 +102,15 @@ class Me(Shape):
         return next((o.role for o in self.orgs if o.org_id == org_id), None)
 
 
+class TotpEnrolment(Shape):
+    secret: str
+    otpauth_uri: str
+
+
+class RecoveryCodes(Shape):
+    recovery_codes: list[str]
+
+
 class Org(Shape):
     id: uuid.UUID
     name: str
@@ -374,6 +383,25 @@ class Backends:
             "accounts", "POST", "/v1/invitations/accept", token=token, json=body
         )
         return OrgRole.model_validate(answer)
+
+    async def sign_out_everywhere(self, token: str, refresh_token: str) -> None:
+        """Revoke every refresh token of the user (all browsers and devices)."""
+        body = {"refresh_token": refresh_token, "everywhere": True}
+        await self._call("accounts", "POST", "/v1/auth/logout", token=token, json=body)
+
+    async def totp_enroll(self, token: str) -> TotpEnrolment:
+        answer = await self._call("accounts", "POST", "/v1/auth/totp/enroll", token=token)
+        return TotpEnrolment.model_validate(answer)
+
+    async def totp_verify(self, token: str, code: str) -> RecoveryCodes:
+        answer = await self._call(
+            "accounts", "POST", "/v1/auth/totp/verify", token=token, json={"code": code}
+        )
+        return RecoveryCodes.model_validate(answer)
+
+    async def totp_disable(self, token: str, password: str, code: str) -> None:
+        body = {"password": password, "code": code}
+        await self._call("accounts", "POST", "/v1/auth/totp/disable", token=token, json=body)
 
     async def me(self, token: str) -> Me:
         return Me.model_validate(await self._call("accounts", "GET", "/v1/auth/me", token=token))
