@@ -101,21 +101,27 @@ class GuardedConnection(RequestHandler):
         self._guard = guard
         self._guard_ip: str | None = None
         self._head_timer: asyncio.TimerHandle | None = None
+        self._refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         ip = str(peer[0]) if peer else ""
         if not self._guard.admit(ip):
+            # Closed before aiohttp sets anything up (no task, no timer): refusing a
+            # flood must cost as little as possible.
             REFUSED.inc()
-            self.force_close()
+            self._refused = True
+            transport.close()
             return
+        super().connection_made(transport)
         self._guard_ip = ip
         self._head_timer = asyncio.get_running_loop().call_later(
             self._guard.head_timeout_s, self._head_overdue
         )
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         super().data_received(data)
         if self._head_timer is not None and self._request_count:
             self._head_timer.cancel()
@@ -128,6 +134,8 @@ class GuardedConnection(RequestHandler):
             self.force_close()
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        if self._refused:
+            return
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
