@@ -5,7 +5,8 @@ Postgres, the demo upstream, and the console itself.
 - the journey: sign up → create an org → (an admin registers an API) → create a key and
   copy it once → a call through the gateway shows in the logs explorer → revoke it → the
   gateway answers 401;
-- two-factor sign-in;
+- two-factor enrolment on the profile page (QR code, recovery codes), then sign-in;
+- a platform admin's top-up submitted twice is one ledger entry;
 - a backing service down: its panels say so, the rest of the page renders;
 - every page in English and Chinese, light and dark, with screenshots written to
   `.devstack/screenshots/console/` (git-ignored), failing on a server error, a console
@@ -428,7 +429,7 @@ def test_sign_up_to_revocation_in_the_browser(stack: Stack, browser: Browser) ->
     context.close()
 
 
-def test_two_factor_sign_in(stack: Stack, browser: Browser) -> None:
+def test_two_factor_enrolment_on_the_profile_then_sign_in(stack: Stack, browser: Browser) -> None:
     email = f"totp-{uuid.uuid4().hex[:8]}@example.com"
     registered = httpx.post(
         f"{stack.accounts}/v1/auth/register",
@@ -436,15 +437,30 @@ def test_two_factor_sign_in(stack: Stack, browser: Browser) -> None:
         timeout=10,
     )
     assert registered.status_code == 201, registered.text
-    auth = {"authorization": f"Bearer {_user_token(stack.accounts, email, PASSWORD)}"}
-    enrolled = httpx.post(f"{stack.accounts}/v1/auth/totp/enroll", headers=auth, timeout=10)
-    totp = pyotp.TOTP(enrolled.json()["secret"])
-    verified = httpx.post(
-        f"{stack.accounts}/v1/auth/totp/verify", json={"code": totp.now()}, headers=auth
-    )
-    assert verified.status_code == 200, verified.text
 
     context, page, watch = new_page(browser)
+    sign_in(page, stack.console, email)
+    expect(page).to_have_url(re.compile(r"/orgs/new$"))
+    page.click(".usermenu summary")
+    page.get_by_test_id("profile-link").click()
+    page.get_by_test_id("totp-enroll").click()
+    expect(page.get_by_test_id("totp-qr")).to_be_visible()
+    assert (
+        page.evaluate("document.querySelector('[data-testid=totp-qr]').naturalWidth") > 0
+    )  # the server-drawn SVG decodes
+    totp = pyotp.TOTP(page.get_by_test_id("totp-secret").inner_text())
+    page.screenshot(path=str(SHOTS / "profile-totp-enrol.png"), full_page=True)
+    page.fill("input[name=code]", "000000")
+    page.get_by_test_id("totp-confirm").click()
+    expect(page.get_by_test_id("field-error-code")).to_be_visible()
+    expect(page.get_by_test_id("totp-qr")).to_be_visible()  # same seed, scan again not needed
+    page.fill("input[name=code]", totp.now())
+    page.get_by_test_id("totp-confirm").click()
+    expect(page.get_by_test_id("recovery-codes").locator("li")).not_to_have_count(0)
+    page.screenshot(path=str(SHOTS / "profile-recovery-codes.png"), full_page=True)
+    page.click(".usermenu summary")
+    page.get_by_test_id("sign-out").click()
+
     sign_in(page, stack.console, email)
     expect(page.locator("input[name=otp]")).to_be_visible()
     page.screenshot(path=str(SHOTS / "signin-totp.png"))
@@ -598,7 +614,10 @@ def tour(stack: Stack) -> list[tuple[str, str]]:
         ("usage", f"/orgs/{org}/usage"),
         ("usage-1h", f"/orgs/{org}/usage?range=1h&key_id={key}"),
         ("live", f"/orgs/{org}/live"),
+        ("team", f"/orgs/{org}/team"),
+        ("audit", f"/orgs/{org}/audit"),
         ("invitation", "/accept-invitation?token=example"),
+        ("profile", "/profile"),
         ("not-found", f"/orgs/{uuid.uuid4()}"),
     ]
 
@@ -606,8 +625,8 @@ def tour(stack: Stack) -> list[tuple[str, str]]:
 # Labels of the navigation and the sign-in page in each language: an English one on a
 # Chinese page means a string escaped translation.
 LABELS = {
-    "en": ["Overview", "Usage", "API keys", "Logs", "Credits"],
-    "zh-Hans": ["概览", "用量", "API 密钥", "日志", "额度"],
+    "en": ["Overview", "Usage", "API keys", "Logs", "Credits", "Team"],
+    "zh-Hans": ["概览", "用量", "API 密钥", "日志", "额度", "团队"],
 }
 
 
@@ -635,7 +654,7 @@ def test_every_page_renders_in_both_languages_and_themes(
             assert answer.status < 500, (path, answer.status)
             assert answer.status == (404 if name == "not-found" else 200), (path, answer.status)
             expect(page.locator("html")).to_have_attribute("lang", language)
-            if name not in ("orgs", "org-new", "invitation", "not-found"):  # outside an org
+            if name not in ("orgs", "org-new", "invitation", "profile", "not-found"):  # no org
                 tabs = page.locator("nav.tabs a").all_inner_texts()
                 assert tabs == LABELS[language], (path, tabs)
             if name.startswith("usage"):  # the charts drew (uPlot from the vendored copy)

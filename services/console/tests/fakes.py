@@ -27,6 +27,16 @@ def problem(status: int, title: str, detail: str = "", **extra: Any) -> httpx.Re
     return httpx.Response(status, json=body, headers={"content-type": "application/problem+json"})
 
 
+def member_body(name: str, role: str) -> dict[str, Any]:
+    return {
+        "user_id": str(uuid.uuid4()),
+        "email": f"{role}@example.com",
+        "name": name,
+        "role": role,
+        "joined_at": NOW,
+    }
+
+
 def key_body(key_id: str, org_id: str, name: str, **changes: Any) -> dict[str, Any]:
     return {
         "id": key_id,
@@ -70,6 +80,9 @@ class FakeBackends:
     keys_next_cursor: str | None = None
     cursors_seen: list[str] = field(default_factory=list)
     admin: bool = False
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    invitations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    audit_params: list[dict[str, str]] = field(default_factory=list)
     reset_requests: list[str] = field(default_factory=list)
     live_tokens: list[str] = field(default_factory=list)
     live_refused: bool = False
@@ -150,6 +163,26 @@ class FakeBackends:
             key_id = str(uuid.uuid4())
             self.keys[key_id] = key_body(key_id, self.org_id, body["name"])
             return httpx.Response(201, json={**self.keys[key_id], "key": "tg_live_RAWSECRET"})
+        if path == f"/v1/orgs/{self.org_id}/invitations":
+            if self.role != "owner":
+                return problem(403, "Forbidden", "Requires the owner role.")
+            body = json.loads(request.content)
+            if "@" not in body["email"]:
+                errors = [{"loc": ["body", "email"], "msg": "not an email address"}]
+                return problem(422, "Unprocessable Content", "Invalid body.", errors=errors)
+            invitation = {
+                "id": str(uuid.uuid4()),
+                "org_id": self.org_id,
+                "email": body["email"],
+                "role": body["role"],
+                "invited_by": str(uuid.uuid4()),
+                "created_at": NOW,
+                "expires_at": "2999-01-01T00:00:00Z",
+                "accepted_at": None,
+                "revoked_at": None,
+            }
+            self.invitations[invitation["id"]] = invitation
+            return httpx.Response(201, json=invitation)
         match = re.fullmatch(r"/v1/keys/([^/]+)/(revoke|rotate)", path)
         if match:
             if self.role == "viewer":
@@ -161,7 +194,27 @@ class FakeBackends:
             return httpx.Response(200, json={**key, "key": "tg_live_ROTATED"})
         return problem(404, "Not Found")
 
+    def accounts_delete(self, request: httpx.Request, path: str) -> httpx.Response:
+        if self.role != "owner":
+            return problem(403, "Forbidden", "Requires the owner role.")
+        kind, item = path.rsplit("/", 2)[1:]
+        if kind == "members":
+            self.members.pop(item)
+        else:
+            self.invitations[item]["revoked_at"] = NOW
+        return httpx.Response(204)
+
     def accounts_patch(self, request: httpx.Request, path: str) -> httpx.Response:
+        if "/members/" in path:
+            if self.role != "owner":
+                return problem(403, "Forbidden", "Requires the owner role.")
+            member = self.members[path.rsplit("/", 1)[1]]
+            role = json.loads(request.content)["role"]
+            if role not in ("owner", "developer", "viewer"):
+                errors = [{"loc": ["body", "role"], "msg": "not a role"}]
+                return problem(422, "Unprocessable Content", "Invalid body.", errors=errors)
+            member["role"] = role
+            return httpx.Response(200, json=member)
         key = self.keys[path.rsplit("/", 1)[1]]
         key.update(json.loads(request.content))
         return httpx.Response(200, json=key)
@@ -187,6 +240,30 @@ class FakeBackends:
                 self.cursors_seen.append(request.url.params["cursor"])
             page = {"items": list(self.keys.values()), "next_cursor": self.keys_next_cursor}
             return httpx.Response(200, json=page)
+        if path == f"/v1/orgs/{self.org_id}/members":
+            return httpx.Response(
+                200, json={"items": list(self.members.values()), "next_cursor": None}
+            )
+        if path == f"/v1/orgs/{self.org_id}/invitations":
+            page = {"items": list(self.invitations.values()), "next_cursor": None}
+            return httpx.Response(200, json=page)
+        if path == "/v1/audit":
+            self.audit_params.append(dict(request.url.params))
+            if self.role != "owner":
+                return problem(403, "Forbidden", "Requires the owner role.")
+            entry = {
+                "id": 1,
+                "at": NOW,
+                "actor_id": None,
+                "org_id": self.org_id,
+                "action": "key.created",
+                "target_type": "key",
+                "target_id": "k1",
+                "diff": {"name": "<script>alert(1)</script>"},
+                "ip": None,
+                "request_id": None,
+            }
+            return httpx.Response(200, json={"items": [entry], "next_cursor": None})
         if path.startswith("/v1/keys/"):
             key = self.keys.get(path.rsplit("/", 1)[1])
             return httpx.Response(200, json=key) if key else problem(404, "Not Found")

@@ -22,7 +22,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tollgate.console.backends import BackendDown, BackendProblem, Backends
 from tollgate.console.config import Settings
 from tollgate.console.i18n import LANGUAGE_COOKIE, load_catalogs, negotiate
-from tollgate.console.pages import auth, credits, keys, links, live, logs, orgs, profile, usage
+from tollgate.console.pages import (
+    auth,
+    credits,
+    keys,
+    links,
+    live,
+    logs,
+    orgs,
+    profile,
+    team,
+    usage,
+)
 from tollgate.console.session import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -83,7 +94,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
         settings.session_keys, settings.session_max_age_seconds, settings.cookie_secure
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth, links, orgs, keys, live, logs, credits, usage, profile):
+    for module in (auth, links, orgs, keys, live, logs, credits, usage, profile, team):
         app.include_router(module.router)
     install_web_middleware(app)
     install_error_pages(app)

@@ -111,6 +111,37 @@ class RecoveryCodes(Shape):
     recovery_codes: list[str]
 
 
+class Member(Shape):
+    user_id: uuid.UUID
+    email: str
+    name: str
+    role: str
+    joined_at: datetime
+
+
+class Invitation(Shape):
+    id: uuid.UUID
+    email: str
+    role: str
+    created_at: datetime
+    expires_at: datetime
+    accepted_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class AuditEntry(Shape):
+    id: int
+    at: datetime
+    actor_id: uuid.UUID | None
+    org_id: uuid.UUID | None
+    action: str
+    target_type: str
+    target_id: str | None
+    diff: dict[str, Any] = Field(default_factory=dict)
+    ip: str | None = None
+    request_id: str | None = None
+
+
 class Org(Shape):
     id: uuid.UUID
     name: str
@@ -417,6 +448,65 @@ class Backends:
         return Org.model_validate(
             await self._call("accounts", "POST", "/v1/orgs", token=token, json=body)
         )
+
+    async def members(self, token: str, org_id: uuid.UUID, cursor: str | None) -> Page[Member]:
+        page = await self._call(
+            "accounts",
+            "GET",
+            f"/v1/orgs/{org_id}/members",
+            token=token,
+            params={"cursor": cursor, "limit": 100},
+        )
+        return Page[Member].model_validate(page)
+
+    async def change_role(
+        self, token: str, org_id: uuid.UUID, user_id: uuid.UUID, role: str
+    ) -> Member:
+        answer = await self._call(
+            "accounts",
+            "PATCH",
+            f"/v1/orgs/{org_id}/members/{user_id}",
+            token=token,
+            json={"role": role},
+        )
+        return Member.model_validate(answer)
+
+    async def remove_member(self, token: str, org_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        await self._call("accounts", "DELETE", f"/v1/orgs/{org_id}/members/{user_id}", token=token)
+
+    async def invitations(self, token: str, org_id: uuid.UUID) -> list[Invitation]:
+        page = await self._call(
+            "accounts",
+            "GET",
+            f"/v1/orgs/{org_id}/invitations",
+            token=token,
+            params={"limit": 100},
+        )
+        return Page[Invitation].model_validate(page).items
+
+    async def invite(self, token: str, org_id: uuid.UUID, email: str, role: str) -> Invitation:
+        answer = await self._call(
+            "accounts",
+            "POST",
+            f"/v1/orgs/{org_id}/invitations",
+            token=token,
+            json={"email": email, "role": role},
+        )
+        return Invitation.model_validate(answer)
+
+    async def revoke_invitation(
+        self, token: str, org_id: uuid.UUID, invitation_id: uuid.UUID
+    ) -> None:
+        await self._call(
+            "accounts", "DELETE", f"/v1/orgs/{org_id}/invitations/{invitation_id}", token=token
+        )
+
+    async def audit(
+        self, token: str, org_id: uuid.UUID, filters: dict[str, Any]
+    ) -> Page[AuditEntry]:
+        params = {"org_id": org_id, "limit": 50, **filters}
+        page = await self._call("accounts", "GET", "/v1/audit", token=token, params=params)
+        return Page[AuditEntry].model_validate(page)
 
     async def keys(
         self, token: str, org_id: uuid.UUID, cursor: str | None, limit: int = 200
