@@ -91,7 +91,7 @@ async def _check_apis(session: AsyncSession, api_ids: list[uuid.UUID]) -> None:
 def _check_expiry(expires_at: datetime | None) -> None:
     if expires_at is not None and expires_at <= datetime.now(UTC):
         raise Problem(
-            422, "Unprocessable Content", "expires_at must be in the future.", slug="validation"
+            422, "Unprocessable Content", "expires_at must be in the future.", slug="expiry-in-past"
         )
 
 
