@@ -70,6 +70,7 @@ class Stack:
     gateway: str
     accounts: str
     billing: str
+    notifier: str
     upstream: str
     admin_token: str
     kafka_bootstrap: str
@@ -191,7 +192,15 @@ def _seed(stack: Stack) -> None:
     assert called.status_code == 200, called.text
     revoked = httpx.post(f"{stack.accounts}/v1/keys/{keys[1]['id']}/revoke", headers=auth)
     assert revoked.status_code == 200, revoked.text
+    endpoint = httpx.post(
+        f"{stack.notifier}/v1/orgs/{org_id}/webhooks/endpoints",
+        json={"url": f"{stack.upstream}/status/500", "description": XSS},
+        headers=auth,
+        timeout=10,
+    )
+    assert endpoint.status_code == 201, endpoint.text
     stack.seeded = {
+        "endpoint_id": endpoint.json()["id"],
         "email": email,
         "org_id": org_id,
         "key_id": keys[0]["id"],
@@ -223,12 +232,19 @@ def stack(
         "ADMIN_PASSWORD": ADMIN[1],
         "BCRYPT_ROUNDS": "4",
     }
-    with ThreadPoolExecutor(3) as migrations:  # the three migrations side by side
+    notifier_settings = {
+        "SEALING_KEYS": secrets["SEALING_KEYS"],
+        "EMAIL_DIR": str(workdir / "mail"),
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+    }
+    with ThreadPoolExecutor(4) as migrations:  # the four migrations side by side
         accounts_f = migrations.submit(migrated, "accounts", accounts_settings)
         usage_f = migrations.submit(migrated, "usage")
         billing_f = migrations.submit(migrated, "billing")
+        notifier_f = migrations.submit(migrated, "notifier", notifier_settings)
         accounts, usage, billing = accounts_f.result(), usage_f.result(), billing_f.result()
-    for svc in (usage, billing):
+        notifier = notifier_f.result()
+    for svc in (usage, billing, notifier):
         svc.env[f"TOLLGATE_{svc.name.upper()}_JWKS_URL"] = f"{accounts.url}/.well-known/jwks.json"
     gateway = service_process(
         "gateway",
@@ -248,6 +264,7 @@ def stack(
         "ACCOUNTS_URL": accounts.url,
         "USAGE_URL": usage.url,
         "BILLING_URL": billing.url,
+        "NOTIFIER_URL": notifier.url,
         "GATEWAY_URL": gateway.url,
         "SESSION_KEYS": new_sealing_key(),
     }
@@ -260,7 +277,15 @@ def stack(
         **common,
     )
     (workdir / "no-billing").mkdir()
-    services: list[ServiceProcess] = [accounts, usage, billing, gateway, console, no_billing]
+    services: list[ServiceProcess] = [
+        accounts,
+        usage,
+        billing,
+        notifier,
+        gateway,
+        console,
+        no_billing,
+    ]
     # Started side by side: none needs another to become ready (JWKS are fetched on the
     # first request), and six processes one after the other take a minute. The threads
     # live until the end: children are spawned with PR_SET_PDEATHSIG, which Linux fires
@@ -275,6 +300,7 @@ def stack(
                 gateway=gateway.url,
                 accounts=accounts.url,
                 billing=billing.url,
+                notifier=notifier.url,
                 upstream=f"http://127.0.0.1:{upstream_port}",
                 admin_token=_admin_token(accounts.url),
                 kafka_bootstrap=kafka_bootstrap,
@@ -410,6 +436,17 @@ def test_sign_up_to_revocation_in_the_browser(stack: Stack, browser: Browser) ->
     expect(page.get_by_test_id("key-actions")).to_have_count(0)
     refused = _gateway_until(f"{stack.gateway}/{api['slug']}/hello", raw, 401, within=5)
     assert refused.status_code == 401, refused.text
+
+    # A webhook endpoint: its secret once, then a test event in its delivery log.
+    page.click("nav.tabs >> text=Webhooks")
+    expect(page.get_by_test_id("empty")).to_be_visible()
+    page.fill("input[name=url]", f"{stack.upstream}/echo/hooks")
+    page.get_by_test_id("create-endpoint").click()
+    assert page.get_by_test_id("webhook-secret").input_value().startswith("whsec_")
+    page.get_by_test_id("secret-done").click()
+    page.get_by_test_id("send-test").click()
+    expect(page.get_by_test_id("notice")).to_be_visible()
+    expect(page.get_by_test_id("deliveries")).to_contain_text("ping")
 
     # The list's filters swap the table in place (HTMX) and live in the URL.
     page.goto(f"{stack.console}/orgs/{org_id}/keys")
@@ -614,6 +651,8 @@ def tour(stack: Stack) -> list[tuple[str, str]]:
         ("usage", f"/orgs/{org}/usage"),
         ("usage-1h", f"/orgs/{org}/usage?range=1h&key_id={key}"),
         ("live", f"/orgs/{org}/live"),
+        ("webhooks", f"/orgs/{org}/webhooks"),
+        ("webhook", f"/orgs/{org}/webhooks/{stack.seeded['endpoint_id']}"),
         ("team", f"/orgs/{org}/team"),
         ("audit", f"/orgs/{org}/audit"),
         ("invitation", "/accept-invitation?token=example"),
@@ -625,8 +664,8 @@ def tour(stack: Stack) -> list[tuple[str, str]]:
 # Labels of the navigation and the sign-in page in each language: an English one on a
 # Chinese page means a string escaped translation.
 LABELS = {
-    "en": ["Overview", "Usage", "API keys", "Logs", "Credits", "Team"],
-    "zh-Hans": ["概览", "用量", "API 密钥", "日志", "额度", "团队"],
+    "en": ["Overview", "Usage", "API keys", "Logs", "Credits", "Webhooks", "Team"],
+    "zh-Hans": ["概览", "用量", "API 密钥", "日志", "额度", "Webhook", "团队"],
 }
 
 

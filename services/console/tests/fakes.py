@@ -80,6 +80,9 @@ class FakeBackends:
     keys_next_cursor: str | None = None
     cursors_seen: list[str] = field(default_factory=list)
     admin: bool = False
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    retried: list[int] = field(default_factory=list)
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
     invitations: dict[str, dict[str, Any]] = field(default_factory=dict)
     audit_params: list[dict[str, str]] = field(default_factory=list)
@@ -414,6 +417,7 @@ async def console(fake: FakeBackends) -> AsyncIterator[httpx.AsyncClient]:
         accounts_url="http://accounts.test",
         usage_url="http://usage.test",
         billing_url="http://billing.test",
+        notifier_url="http://notifier.test",
     )
     app: FastAPI = create_app(settings, transport=httpx.MockTransport(fake.handle))
     async with (
@@ -435,3 +439,98 @@ async def sign_in(client: httpx.AsyncClient) -> httpx.Response:
         "/signin",
         data={"email": "dev@example.com", "password": PASSWORD, "csrf_token": csrf(client)},
     )
+
+
+def endpoint_body(endpoint_id: str, org_id: str, url: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "id": endpoint_id,
+        "org_id": org_id,
+        "url": url,
+        "description": "",
+        "event_types": [],
+        "enabled": True,
+        "disabled_reason": None,
+        "failing_since": None,
+        "previous_secret_expires_at": None,
+        "created_at": NOW,
+        "updated_at": NOW,
+        **changes,
+    }
+
+
+def _notifier_get(fake: FakeBackends, request: httpx.Request, path: str) -> httpx.Response:
+    if path == "/v1/webhooks/event-types":
+        types = [
+            {
+                "type": "credits.low",
+                "description": "Balance at or below the threshold.",
+                "example": {},
+            },
+            {"type": "credits.topped_up", "description": "Credits added.", "example": {}},
+        ]
+        return httpx.Response(200, json=types)
+    if path == f"/v1/orgs/{fake.org_id}/webhooks/endpoints":
+        return httpx.Response(200, json=list(fake.endpoints.values()))
+    match = re.fullmatch(rf"/v1/orgs/{fake.org_id}/webhooks/endpoints/([^/]+)(/deliveries)?", path)
+    if match and match.group(1) in fake.endpoints:
+        if match.group(2):
+            return httpx.Response(200, json=fake.deliveries)
+        return httpx.Response(200, json=fake.endpoints[match.group(1)])
+    return problem(404, "Not Found", "No such webhook endpoint.")
+
+
+def _notifier_write(fake: FakeBackends, request: httpx.Request, path: str) -> httpx.Response:
+    if fake.role == "viewer":
+        return problem(403, "Forbidden", "Requires the developer role or higher.")
+    prefix = f"/v1/orgs/{fake.org_id}/webhooks"
+    if path == f"{prefix}/endpoints" and request.method == "POST":
+        body = json.loads(request.content)
+        if not body["url"].startswith(("http://", "https://")):
+            errors = [{"loc": ["body", "url"], "msg": "must be an http(s) URL"}]
+            return problem(422, "Unprocessable Content", "Invalid body.", errors=errors)
+        endpoint_id = str(uuid.uuid4())
+        fake.endpoints[endpoint_id] = endpoint_body(
+            endpoint_id,
+            fake.org_id,
+            body["url"],
+            event_types=body["event_types"],
+            description=body["description"],
+        )
+        return httpx.Response(201, json={**fake.endpoints[endpoint_id], "secret": "whsec_FIRST"})
+    match = re.fullmatch(rf"{prefix}/endpoints/([^/]+)(?:/(rotate-secret|test))?", path)
+    if match:
+        endpoint = fake.endpoints[match.group(1)]
+        if match.group(2) == "rotate-secret":
+            body = {"secret": "whsec_ROTATED", "previous_secret_expires_at": NOW}
+            return httpx.Response(200, json=body)
+        if match.group(2) == "test":
+            fake.deliveries.insert(0, delivery_body(len(fake.deliveries) + 1, "pending"))
+            return httpx.Response(202, json={"delivery_id": 1, "message_id": "msg_1"})
+        endpoint.update(json.loads(request.content))
+        return httpx.Response(200, json=endpoint)
+    match = re.fullmatch(rf"{prefix}/deliveries/(\d+)/retry", path)
+    if match:
+        fake.retried.append(int(match.group(1)))
+        return httpx.Response(202, json={})
+    return problem(404, "Not Found")
+
+
+def delivery_body(delivery_id: int, state: str) -> dict[str, Any]:
+    return {
+        "id": delivery_id,
+        "message_id": f"msg_{delivery_id}",
+        "endpoint_id": str(uuid.uuid4()),
+        "event_type": "ping",
+        "state": state,
+        "attempts": 1,
+        "next_attempt_at": None,
+        "last_status": 500 if state == "failed" else None,
+        "last_error": "<script>alert(1)</script>" if state == "failed" else None,
+        "created_at": NOW,
+        "finished_at": None,
+    }
+
+
+FakeBackends.notifier_get = _notifier_get  # type: ignore[attr-defined]
+FakeBackends.notifier_post = _notifier_write  # type: ignore[attr-defined]
+FakeBackends.notifier_patch = _notifier_write  # type: ignore[attr-defined]

@@ -33,6 +33,7 @@ from tollgate.console.pages import (
     profile,
     team,
     usage,
+    webhooks,
 )
 from tollgate.console.session import (
     CSRF_COOKIE,
@@ -94,7 +95,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
         settings.session_keys, settings.session_max_age_seconds, settings.cookie_secure
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth, links, orgs, keys, live, logs, credits, usage, profile, team):
+    for module in (auth, links, orgs, keys, live, logs, credits, usage, profile, team, webhooks):
         app.include_router(module.router)
     install_web_middleware(app)
     install_error_pages(app)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tollgate.console.config import Settings
 
-Service = Literal["accounts", "usage", "billing"]
+Service = Literal["accounts", "usage", "billing", "notifier"]
 T = TypeVar("T")
 
 
@@ -302,6 +302,45 @@ class Download(Shape):
     media_type: str
 
 
+class EventType(Shape):
+    type: str
+    description: str
+
+
+class Endpoint(Shape):
+    id: uuid.UUID
+    url: str
+    description: str
+    event_types: list[str]
+    enabled: bool
+    disabled_reason: str | None = None
+    failing_since: datetime | None = None
+    previous_secret_expires_at: datetime | None = None
+    created_at: datetime
+
+
+class CreatedEndpoint(Endpoint):
+    secret: str
+
+
+class RotatedSecret(Shape):
+    secret: str
+    previous_secret_expires_at: datetime
+
+
+class Delivery(Shape):
+    id: int
+    message_id: str
+    event_type: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
 class Transaction(Shape):
     id: uuid.UUID
     kind: str
@@ -336,6 +375,7 @@ class Backends:
             "accounts": settings.accounts_url.rstrip("/"),
             "usage": settings.usage_url.rstrip("/"),
             "billing": settings.billing_url.rstrip("/"),
+            "notifier": settings.notifier_url.rstrip("/"),
         }
         self._http = httpx.AsyncClient(
             timeout=settings.backend_timeout_seconds,
@@ -711,6 +751,98 @@ class Backends:
             headers={"idempotency-key": idempotency_key},
         )
         return Transaction.model_validate(answer)
+
+    # --- notifier: webhooks --------------------------------------------------------
+
+    async def event_types(self, token: str) -> list[EventType]:
+        answer = await self._call("notifier", "GET", "/v1/webhooks/event-types", token=token)
+        return [EventType.model_validate(t) for t in answer]
+
+    async def endpoints(self, token: str, org_id: uuid.UUID) -> Page[Endpoint]:
+        """The org's endpoints (notifier answers a bare list: adapted to a page here)."""
+        answer = await self._call(
+            "notifier", "GET", f"/v1/orgs/{org_id}/webhooks/endpoints", token=token
+        )
+        items = answer["items"] if isinstance(answer, dict) else answer
+        return Page[Endpoint](items=[Endpoint.model_validate(e) for e in items])
+
+    async def endpoint(self, token: str, org_id: uuid.UUID, endpoint_id: uuid.UUID) -> Endpoint:
+        answer = await self._call(
+            "notifier", "GET", f"/v1/orgs/{org_id}/webhooks/endpoints/{endpoint_id}", token=token
+        )
+        return Endpoint.model_validate(answer)
+
+    async def create_endpoint(
+        self, token: str, org_id: uuid.UUID, body: dict[str, Any]
+    ) -> CreatedEndpoint:
+        answer = await self._call(
+            "notifier", "POST", f"/v1/orgs/{org_id}/webhooks/endpoints", token=token, json=body
+        )
+        return CreatedEndpoint.model_validate(answer)
+
+    async def update_endpoint(
+        self, token: str, org_id: uuid.UUID, endpoint_id: uuid.UUID, body: dict[str, Any]
+    ) -> Endpoint:
+        answer = await self._call(
+            "notifier",
+            "PATCH",
+            f"/v1/orgs/{org_id}/webhooks/endpoints/{endpoint_id}",
+            token=token,
+            json=body,
+        )
+        return Endpoint.model_validate(answer)
+
+    async def rotate_endpoint_secret(
+        self, token: str, org_id: uuid.UUID, endpoint_id: uuid.UUID
+    ) -> RotatedSecret:
+        answer = await self._call(
+            "notifier",
+            "POST",
+            f"/v1/orgs/{org_id}/webhooks/endpoints/{endpoint_id}/rotate-secret",
+            token=token,
+        )
+        return RotatedSecret.model_validate(answer)
+
+    async def send_test(self, token: str, org_id: uuid.UUID, endpoint_id: uuid.UUID) -> None:
+        await self._call(
+            "notifier",
+            "POST",
+            f"/v1/orgs/{org_id}/webhooks/endpoints/{endpoint_id}/test",
+            token=token,
+        )
+
+    async def deliveries(
+        self,
+        token: str,
+        org_id: uuid.UUID,
+        endpoint_id: uuid.UUID,
+        cursor: str | None,
+        state: str | None,
+        limit: int = 50,
+    ) -> Page[Delivery]:
+        """One page of an endpoint's deliveries, newest first; notifier pages with
+        `before=<id>` and a bare list, adapted here to the cursor shape."""
+        before = int(cursor) if cursor and cursor.isdigit() else None
+        answer = await self._call(
+            "notifier",
+            "GET",
+            f"/v1/orgs/{org_id}/webhooks/endpoints/{endpoint_id}/deliveries",
+            token=token,
+            params={"before": before, "state": state, "limit": limit},
+        )
+        if isinstance(answer, dict):
+            return Page[Delivery].model_validate(answer)
+        items = [Delivery.model_validate(d) for d in answer]
+        nxt = str(items[-1].id) if len(items) == limit else None
+        return Page[Delivery](items=items, next_cursor=nxt)
+
+    async def retry_delivery(self, token: str, org_id: uuid.UUID, delivery_id: int) -> None:
+        await self._call(
+            "notifier",
+            "POST",
+            f"/v1/orgs/{org_id}/webhooks/deliveries/{delivery_id}/retry",
+            token=token,
+        )
 
     async def transactions(
         self, token: str, org_id: uuid.UUID, cursor: str | None, kind: str | None

@@ -17,6 +17,7 @@ class Settings(ServiceSettings):
     accounts_url: str = Field("http://127.0.0.1:8081", description="accounts base URL")
     usage_url: str = Field("http://127.0.0.1:8082", description="usage base URL")
     billing_url: str = Field("http://127.0.0.1:8083", description="billing base URL")
+    notifier_url: str = Field("http://127.0.0.1:8084", description="notifier base URL")
     gateway_url: str = Field(
         "http://127.0.0.1:8080", description="public gateway URL shown in examples"
     )

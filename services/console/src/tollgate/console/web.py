@@ -33,7 +33,12 @@ TEMPLATES = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-SERVICE_NAMES = {"accounts": N_("Accounts"), "usage": N_("Usage"), "billing": N_("Billing")}
+SERVICE_NAMES = {
+    "accounts": N_("Accounts"),
+    "usage": N_("Usage"),
+    "billing": N_("Billing"),
+    "notifier": N_("Notifier"),
+}
 
 
 class SignInRequired(Exception):

@@ -2,6 +2,7 @@
 // server-sent events with the user's token, which page JavaScript never sees), drawn
 // with uPlot. No inline scripts.
 (() => {
+  const WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 1e6, 1e7];
   const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 
   function start() {
@@ -28,11 +29,12 @@
         scales: { y: { range: (u, min, max) => [0, Math.max(max, 1)] } },
         series: [
           {},
-          { label: labels.requests, stroke: css("--accent"), width: 2, points: { show: false } },
-          { label: labels.errors, stroke: css("--bad"), width: 2, points: { show: false } },
-          { label: labels.rejected, stroke: css("--warn"), width: 2, points: { show: false } },
+          { label: labels.requests, stroke: css("--accent"), width: 2 },
+          { label: labels.errors, stroke: css("--bad"), width: 2 },
+          { label: labels.rejected, stroke: css("--warn"), width: 2 },
         ],
-        axes: [axis, { ...axis, size: 40 }],
+        // Whole seconds on x, whole requests on y.
+        axes: [{ ...axis, space: 80, incrs: [1, 2, 5, 10, 15, 30, 60] }, { ...axis, size: 40, incrs: WHOLE }],
       }, data, box);
     };
     make();

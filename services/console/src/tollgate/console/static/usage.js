@@ -2,6 +2,7 @@
 // labels in data attributes; colours come from the theme's CSS variables, and the
 // charts are redrawn when the width or the colour scheme changes. No inline scripts.
 (() => {
+  const WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 1e6, 1e7];
   const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 
   function options(kind, labels, width) {
@@ -13,20 +14,21 @@
         ...base,
         series: [
           {},
-          { label: labels.ok, stroke: css("--ok"), width: 2, points: { show: false } },
-          { label: labels.errors, stroke: css("--bad"), width: 2, points: { show: false } },
-          { label: labels.rejected, stroke: css("--warn"), width: 2, points: { show: false } },
+          { label: labels.ok, stroke: css("--ok"), width: 2 },
+          { label: labels.errors, stroke: css("--bad"), width: 2 },
+          { label: labels.rejected, stroke: css("--warn"), width: 2 },
         ],
-        axes: [time, { ...axis, size: 50 }],
+        // Counts are whole numbers: no 0.25-request ticks.
+        axes: [time, { ...axis, size: 50, incrs: WHOLE }],
       };
     }
     return {
       ...base,
       series: [
         {},
-        { label: labels.p50, stroke: css("--ok"), width: 2, points: { show: false }, spanGaps: true },
-        { label: labels.p95, stroke: css("--warn"), width: 2, points: { show: false }, spanGaps: true },
-        { label: labels.p99, stroke: css("--bad"), width: 2, points: { show: false }, spanGaps: true },
+        { label: labels.p50, stroke: css("--ok"), width: 2, spanGaps: true },
+        { label: labels.p95, stroke: css("--warn"), width: 2, spanGaps: true },
+        { label: labels.p99, stroke: css("--bad"), width: 2, spanGaps: true },
       ],
       axes: [time, { ...axis, size: 60, values: (u, ticks) => ticks.map((v) => v + " " + labels.unit) }],
     };
