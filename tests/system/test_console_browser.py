@@ -446,7 +446,7 @@ def test_sign_up_to_revocation_in_the_browser(stack: Stack, browser: Browser) ->
     page.get_by_test_id("secret-done").click()
     page.get_by_test_id("send-test").click()
     expect(page.get_by_test_id("notice")).to_be_visible()
-    expect(page.get_by_test_id("deliveries")).to_contain_text("ping")
+    expect(page.get_by_test_id("deliveries")).to_contain_text("tollgate.webhook.test")
 
     # The list's filters swap the table in place (HTMX) and live in the URL.
     page.goto(f"{stack.console}/orgs/{org_id}/keys")
