@@ -78,7 +78,11 @@ async def test_credits_run_out_and_come_back_within_a_second(
         tmp_path,
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=topic_prefix,
-        extra={**secrets, "SPOOL_DIR": str(tmp_path / "spool")},
+        extra={
+            **secrets,
+            "SPOOL_DIR": str(tmp_path / "spool"),
+            "ALLOW_PRIVATE_UPSTREAMS": "true",  # the demo upstream is on loopback
+        },
     )
     upstream_port = localdeps.free_port()
     upstream = localdeps.start_program(
