@@ -192,10 +192,12 @@ def _seed(stack: Stack) -> None:
     assert called.status_code == 200, called.text
     revoked = httpx.post(f"{stack.accounts}/v1/keys/{keys[1]['id']}/revoke", headers=auth)
     assert revoked.status_code == 200, revoked.text
+    # A token issued after the org exists: notifier reads the role from its claims.
+    owner = {"authorization": f"Bearer {_user_token(stack.accounts, email, PASSWORD)}"}
     endpoint = httpx.post(
         f"{stack.notifier}/v1/orgs/{org_id}/webhooks/endpoints",
         json={"url": f"{stack.upstream}/status/500", "description": XSS},
-        headers=auth,
+        headers=owner,
         timeout=10,
     )
     assert endpoint.status_code == 201, endpoint.text

@@ -15,3 +15,9 @@ document.addEventListener("click", async (event) => {
   button.textContent = button.dataset.copied || "Copied";
   setTimeout(() => { button.textContent = label; }, 2000);
 });
+
+// Forms that undo something ask first (the text comes translated in data-confirm).
+document.addEventListener("submit", (event) => {
+  const message = event.target.dataset.confirm;
+  if (message && !window.confirm(message)) event.preventDefault();
+});
