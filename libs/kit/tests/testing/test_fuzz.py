@@ -3,12 +3,13 @@ not allow), and nothing about one that behaves."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import schemathesis
 from fastapi import FastAPI, Header, Path, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tollgate.kit.problems import allowed_methods
 from tollgate.kit.testing.fuzz import fuzz_operations
@@ -16,6 +17,13 @@ from tollgate.kit.testing.fuzz import fuzz_operations
 
 class Item(BaseModel):
     name: str
+
+
+class Reset(BaseModel):
+    email: Annotated[
+        str,
+        Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$", json_schema_extra={"format": "email"}),
+    ]
 
 
 def _app(calls: list[str], *, with_bugs: bool) -> FastAPI:
@@ -163,3 +171,19 @@ def test_stateful_scenarios_follow_links_and_catch_use_after_free() -> None:
     assert any(
         f.startswith("[stateful] GET /items/") and "deleted" in f.lower() for f in buggy.failures
     ), buggy.failures
+
+
+def test_coverage_generation_is_time_bounded() -> None:
+    # A pattern, a format and a length bound together make schemathesis search for
+    # minutes for the longest valid string; the run moves on and says so.
+    app = FastAPI()
+
+    @app.post("/reset")
+    async def reset(body: Reset) -> dict[str, str]:
+        return {}
+
+    started = time.monotonic()
+    report = fuzz_operations(schemathesis.openapi.from_asgi("/openapi.json", app), examples=2)
+    assert time.monotonic() - started < 60
+    assert report.notes == ["[coverage] POST /reset: case generation stopped after 5 s"]
+    assert not report.failures, report.failures

@@ -28,7 +28,9 @@ plugin would then load schemathesis into every test run).
 from __future__ import annotations
 
 import contextlib
-import itertools
+import signal
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,6 +112,7 @@ class FuzzReport:
     operations: int = 0
     calls: int = 0
     failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         return f"{self.operations} operations, {self.calls} calls, {len(self.failures)} failures"
@@ -221,7 +224,10 @@ class _Run:
         return kwargs
 
     def coverage(self, schema: BaseSchema, operation: Operation, limit: int) -> None:
-        """The coverage phase's deterministic cases of `operation`, at most `limit`."""
+        """The coverage phase's deterministic cases of `operation`, at most `limit`,
+        generated within `COVERAGE_GENERATION_BUDGET_S` seconds in all (some schema
+        shapes, a pattern plus a format plus a length bound, make schemathesis search for
+        minutes; those operations keep the cases found in time, noted in the report)."""
         if limit <= 0:
             return
         cases = schema.iter_coverage_cases(
@@ -229,7 +235,21 @@ class _Run:
             generation_modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
             generation_config=schema.config.generation_for(operation=operation),
         )
-        for case in itertools.islice(cases, limit):
+        budget = _GenerationBudget(COVERAGE_GENERATION_BUDGET_S)
+        for _ in range(limit):
+            try:
+                with budget:
+                    case = next(cases, None)
+            except BaseException as error:
+                if not _out_of_budget_in(error):
+                    raise
+                self.report.notes.append(
+                    f"[coverage] {operation.method.upper()} {operation.path}: case generation "
+                    f"stopped after {COVERAGE_GENERATION_BUDGET_S:g} s"
+                )
+                return
+            if case is None:
+                return
             self._send(case, "coverage")
 
     def mode(self, operation: Operation, mode: GenerationMode, examples: int) -> None:
@@ -316,6 +336,49 @@ class _Run:
         failure = f"[{phase}] {case.method} {case.formatted_path}: {detail.strip()}"
         if failure not in self.report.failures:  # a known id repeats the same request
             self.report.failures.append(failure)
+
+
+COVERAGE_GENERATION_BUDGET_S = 5.0
+"""Seconds of coverage-case generation per operation (not counting the calls)."""
+
+
+class _OutOfBudget(Exception):
+    """Case generation used up its time budget."""
+
+
+class _GenerationBudget:
+    """A wall-clock budget over several `with` blocks, enforced with SIGALRM (only on
+    the main thread, where pytest runs tests; elsewhere it is not enforced)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.left = seconds
+        self._enforced = threading.current_thread() is threading.main_thread()
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        if self.left <= 0:
+            raise _OutOfBudget
+        self._started = time.monotonic()
+        if self._enforced:
+            signal.signal(signal.SIGALRM, _out_of_budget)
+            signal.setitimer(signal.ITIMER_REAL, self.left)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._enforced:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        self.left -= time.monotonic() - self._started
+
+
+def _out_of_budget(signum: int, frame: Any) -> None:
+    raise _OutOfBudget
+
+
+def _out_of_budget_in(error: BaseException) -> bool:
+    # Hypothesis reports an error raised while drawing inside an exception group.
+    if isinstance(error, BaseExceptionGroup):
+        return error.subgroup(_OutOfBudget) is not None
+    return isinstance(error, _OutOfBudget)
 
 
 def _inputs(case: AnyCase) -> str:
