@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.structs import TopicPartition
 from prometheus_client import Counter, Gauge
 
@@ -63,6 +64,28 @@ REJECTED = RequestRejected.event_type
 _CONTENT_TYPE = ("content-type", b"application/cloudevents+json")
 _PROBE_TIMEOUT_S = 2.0
 _SETTLE_S = 1.0
+
+
+class CachedPartitioner:
+    """aiokafka's default partitioner (Java client's murmur2 of the key) with the hash
+    cached per key: aiokafka computes murmur2 in pure Python for every record, and the
+    gateway's keys are org ids, few and repeated. Same partition for every key."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._hashes: dict[bytes, int] = {}
+        self._max = max_keys
+        self._default = DefaultPartitioner()
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            partition: int = self._default(key, all_partitions, available)
+            return partition
+        hashed = self._hashes.get(key)
+        if hashed is None:
+            if len(self._hashes) >= self._max:
+                self._hashes.clear()
+            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[hashed % len(all_partitions)]
 
 
 class EventPublisher:
@@ -111,6 +134,8 @@ class EventPublisher:
 
     async def start(self) -> None:
         producer = make_producer(self._settings, client="gateway")
+        # The kit's factory takes no partitioner; aiokafka reads this attribute per send.
+        producer._partitioner = CachedPartitioner()
         for attempt in range(60):
             try:
                 await producer.start()

@@ -35,6 +35,9 @@ REDIS_HEALTHY = Gauge(
 CHECKS = Counter("tollgate_gateway_ratelimit_checks_total", "Limit checks by backend", ["backend"])
 
 
+_PLANS_MAX = 100_000
+
+
 class RedisUnavailable(Exception):
     """The `closed` fallback refuses requests while Redis is unreachable."""
 
@@ -66,6 +69,13 @@ class RateLimiter:
         self._redis: RedisCounters | None = None
         self._redis_down_until = 0.0
         self._probe: asyncio.Task[None] | None = None
+        # (key, API, route) records -> their buckets and `RateLimit-Policy` text. A
+        # replayed change replaces the record object, so a changed limit is a new entry;
+        # entries of replaced records are dropped when the cache is cleared at its cap.
+        self._plans: dict[
+            tuple[KeyRecord, ApiRecord, RouteRecord | None], tuple[list[Bucket], str]
+        ] = {}
+        self._local_checks = CHECKS.labels("local")
         if self._policy == "redis":
             self._redis_client = Redis.from_url(
                 settings.redis_url,
@@ -88,14 +98,19 @@ class RateLimiter:
         self, key: KeyRecord, api: ApiRecord, route: RouteRecord | None
     ) -> Verdict | None:
         """The verdict for one request, or None when no limit applies."""
-        buckets = buckets_for(key, api, route)
-        if self._global:
+        plan = self._plans.get((key, api, route))
+        if plan is None:
+            if len(self._plans) >= _PLANS_MAX:
+                self._plans.clear()
+            buckets = buckets_for(key, api, route)
             buckets.extend(self._global)
+            plan = self._plans[(key, api, route)] = (buckets, policy_header(buckets))
+        buckets, policy = plan
         if not buckets:
             return None
         if self._redis is None:
-            CHECKS.labels("local").inc()
-            return self._local.check(buckets, time.time())
+            self._local_checks.inc()
+            return self._local.check(buckets, time.time(), policy)
         return await self._check_redis(self._redis, buckets)
 
     async def _check_redis(self, redis: RedisCounters, buckets: list[Bucket]) -> Verdict:

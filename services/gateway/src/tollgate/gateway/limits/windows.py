@@ -69,7 +69,12 @@ SLOTS = 10
 
 
 def verdict(
-    buckets: Sequence[Bucket], counts: Sequence[Sequence[int]], now: float, *, consumed: bool
+    buckets: Sequence[Bucket],
+    counts: Sequence[Sequence[int]],
+    now: float,
+    *,
+    consumed: bool,
+    policy: str | None = None,
 ) -> Verdict:
     """Build the verdict from each bucket's slot counts (oldest first, `SLOTS + 1` of
     them, the last being the current slot) at `now`; `consumed` says whether the
@@ -96,7 +101,7 @@ def verdict(
         remaining,
         reset,
         0 if consumed else max(1, math.ceil(retry_after)),
-        policy_header(buckets),
+        policy_header(buckets) if policy is None else policy,
     )
 
 
@@ -130,8 +135,9 @@ class LocalCounters:
         # name -> [current slot index, count of slot index-SLOTS, ..., count of slot index]
         self._state: dict[str, list[int]] = {}
 
-    def check(self, buckets: Sequence[Bucket], now: float) -> Verdict:
-        """Admit (and count) or reject (counting nothing) one request."""
+    def check(self, buckets: Sequence[Bucket], now: float, policy: str | None = None) -> Verdict:
+        """Admit (and count) or reject (counting nothing) one request (`policy`: the
+        buckets' `RateLimit-Policy` text, when the caller has it already)."""
         counts: list[list[int]] = []
         states: list[list[int]] = []
         for name, _limit, window in buckets:
@@ -152,7 +158,7 @@ class LocalCounters:
         if allowed:
             for state in states:
                 state[-1] += 1
-        return verdict(buckets, counts, now, consumed=allowed)
+        return verdict(buckets, counts, now, consumed=allowed, policy=policy)
 
     def sweep(self, now: float) -> int:
         """Forget counters whose slots have all left their window; returns how many."""

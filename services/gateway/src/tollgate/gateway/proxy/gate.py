@@ -43,12 +43,10 @@ from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
-from prometheus_client import Counter, Histogram
 from pyreqwest.exceptions import RequestError, RequestTimeoutError
 from pyreqwest.response import Response as UpstreamResponse
 
 from tollgate.contracts.events.gateway import RejectionReason
-from tollgate.contracts.ids import uuid7
 from tollgate.gateway.config import Settings
 from tollgate.gateway.events.publisher import COMPLETED, REJECTED, EventPublisher
 from tollgate.gateway.limits.limiter import RateLimiter, RedisUnavailable
@@ -63,6 +61,8 @@ from tollgate.gateway.proxy.headers import (
     query_keys,
     strip_query_key,
 )
+from tollgate.gateway.proxy.ids import request_id as new_request_id
+from tollgate.gateway.proxy.metrics import REQUEST_METRICS
 from tollgate.gateway.proxy.paths import AmbiguousPath, Target, normalise
 from tollgate.gateway.proxy.tracing import RequestSpans, traceparent_of
 from tollgate.gateway.proxy.upstreams import UpstreamClients, UpstreamRefused
@@ -73,21 +73,7 @@ from tollgate.kit.problems import PROBLEM_CONTENT_TYPE, problem_body
 
 log = logging.getLogger(__name__)
 
-REQUESTS = Counter("tollgate_gateway_requests_total", "Requests answered", ["outcome", "status"])
-ADDED_LATENCY = Histogram(
-    "tollgate_gateway_added_latency_seconds",
-    "Time spent in the gateway itself (total minus waiting for the upstream)",
-    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
-)
-
-_OUTCOMES: dict[tuple[str, int], Any] = {}
-
-
-def _count(outcome: str, status: int) -> None:
-    child = _OUTCOMES.get((outcome, status))
-    if child is None:
-        child = _OUTCOMES[(outcome, status)] = REQUESTS.labels(outcome, str(status))
-    child.inc()
+_count = REQUEST_METRICS.count
 
 
 _BUFFER_LIMIT = 256 * 1024  # bodies up to this size are read whole; larger ones stream
@@ -130,6 +116,20 @@ class _Refusal(Exception):
         self.detail = detail
         self.headers = headers or []
         self.slug = slug or reason.value.replace("_", "-")
+
+
+class _Expiry:
+    """Timer callback of the upstream deadline: cancels the waiting task once."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+        self.task.cancel()
 
 
 class _Call:
@@ -218,7 +218,7 @@ def _presented_key(headers: CIMultiDictProxy[str], query: str) -> tuple[str | No
 def _bad_target(detail: str) -> web.Response:
     """400 for a target that cannot be read one way only: answered before routing, like
     an HTTP parse error, so no API or key is known and no event is queued."""
-    request_id = str(uuid7())
+    request_id = new_request_id()
     _count("rejected", 400)
     return web.Response(
         body=problem_body(400, "Bad Request", detail, slug="ambiguous-path", request_id=request_id),
@@ -249,6 +249,9 @@ class Gate:
         self._instance = settings.instance_id
         self._proxies = TrustedProxies(settings.trusted_proxies)
         self._spans = spans
+        # The gate is built on the running loop: held here so the request path never
+        # calls `get_running_loop()` (CPython 3.11 checks the pid, a syscall, each time).
+        self._loop = asyncio.get_running_loop()
 
     # ------------------------------------------------------------------ entry point
 
@@ -260,7 +263,7 @@ class Gate:
             return _bad_target(str(exc))
         peer = request.remote or "0.0.0.0"
         client_ip = self._proxies.client_ip(peer, request.headers.get("X-Forwarded-For"))
-        call = _Call(str(uuid7()), request.method, target, client_ip)
+        call = _Call(new_request_id(), request.method, target, client_ip)
         spans = self._spans
         if spans is None:
             incoming = request.headers.get("traceparent")
@@ -541,11 +544,23 @@ class Gate:
                     headers.append(("Content-Length", str(declared)))
         exchange = builder.headers(headers).build_streamed()
         upstream_started = time.perf_counter()
+        # The API's timeout bounds the wait for the response head; the body then streams
+        # under the client's per-read timeout. What `asyncio.timeout` does, without its
+        # per-call `get_running_loop`/`current_task` lookups: a timer cancels this task.
+        loop = self._loop
+        task = asyncio.current_task(loop)
+        assert task is not None
+        expired = _Expiry(task)
+        timer = loop.call_later(api.timeout_s, expired)
         try:
-            # The API's timeout bounds the wait for the response head; the body then
-            # streams under the client's per-read timeout.
-            async with asyncio.timeout(api.timeout_s):
+            try:
                 upstream = await exchange.__aenter__()
+            except asyncio.CancelledError:
+                if expired.fired and task.uncancel() == 0:
+                    raise TimeoutError from None
+                raise
+            finally:
+                timer.cancel()
         except (TimeoutError, RequestTimeoutError):
             if received[1]:
                 return self._body_stalled(call, received)
@@ -592,6 +607,9 @@ class Gate:
     async def _small_body(self, request: web.BaseRequest) -> bytes:
         """The whole (declared small) body; TimeoutError when it stalls."""
         content = request.content
+        if content.is_eof():
+            # Arrived with the head (the common case): no wait, so no timer.
+            return content.read_nowait()
         chunks: list[bytes] = []
         while True:
             async with asyncio.timeout(self._body_idle_s):
@@ -716,7 +734,7 @@ class Gate:
             price = 0
         total = time.perf_counter() - call.started
         call.status = status
-        ADDED_LATENCY.observe(max(0.0, total - waited))
+        REQUEST_METRICS.observe(max(0.0, total - waited))
         _count("completed", status)
         self._publisher.publish(
             key.org_id,
