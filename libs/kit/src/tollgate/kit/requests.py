@@ -114,15 +114,20 @@ def contains_nul(value: Any) -> bool:
 
 
 def _nul_free_text(schema: Any) -> None:
-    """Add `NUL_FREE` to every string schema in `schema` that has no pattern (in place)."""
+    """Make every string schema in `schema` refuse NUL as the model does (in place):
+    `NUL_FREE` as its pattern, or next to a pattern of its own that does not mention NUL."""
     if isinstance(schema, list):
         for item in schema:
             _nul_free_text(item)
         return
     if not isinstance(schema, dict):
         return
-    if schema.get("type") == "string" and "pattern" not in schema and "enum" not in schema:
-        schema["pattern"] = NUL_FREE
+    if schema.get("type") == "string" and "enum" not in schema:
+        own = schema.get("pattern")
+        if own is None:
+            schema["pattern"] = NUL_FREE
+        elif "\\x00" not in own:  # a pattern of its own that may allow NUL: both apply
+            schema.setdefault("allOf", []).append({"pattern": NUL_FREE})
     for key in ("properties", "patternProperties"):
         for sub in (schema.get(key) or {}).values():
             _nul_free_text(sub)
@@ -134,8 +139,8 @@ def _nul_free_text(schema: Any) -> None:
 class RequestModel(BaseModel):
     """Strict request body: a NUL or an unknown field is a 422, never a failed insert.
 
-    The document says so too: every text field without a pattern of its own gets
-    `NUL_FREE`, so clients (and schema fuzzing) know the NUL is not a valid value."""
+    The document says so too: every text field gets `NUL_FREE` (beside a pattern of its
+    own), so clients (and schema fuzzing) know the NUL is not a valid value."""
 
     model_config = ConfigDict(extra="forbid")
 
