@@ -3,6 +3,18 @@
 // with uPlot. No inline scripts.
 (() => {
   const WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 1e6, 1e7];
+  // Times in UTC (as the page says) and in the page's language, 24-hour clock.
+  const lang = document.documentElement.lang || "en";
+  const utc = (options) => new Intl.DateTimeFormat(lang, { timeZone: "UTC", hourCycle: "h23", ...options });
+  const clock = utc({ hour: "2-digit", minute: "2-digit" });
+  const clockSeconds = utc({ hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const dayClock = utc({ month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  const timeTicks = (u, splits) => {
+    const span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
+    const format = span >= 86400 ? dayClock : span < 600 ? clockSeconds : clock;
+    return splits.map((ts) => format.format(new Date(ts * 1000)));
+  };
+  const timeValue = (u, ts) => (ts == null ? "--" : dayClock.format(new Date(ts * 1000)) + " UTC");
   const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 
   function start() {
@@ -25,16 +37,17 @@
       chart = new uPlot({
         width: Math.max(box.clientWidth, 200),
         height: 220,
+        tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
         cursor: { drag: { x: false, y: false } },
         scales: { y: { range: (u, min, max) => [0, Math.max(max, 1)] } },
         series: [
-          {},
+          { label: labels.time, value: timeValue },
           { label: labels.requests, stroke: css("--accent"), width: 2 },
           { label: labels.errors, stroke: css("--bad"), width: 2 },
           { label: labels.rejected, stroke: css("--warn"), width: 2 },
         ],
         // Whole seconds on x, whole requests on y.
-        axes: [{ ...axis, space: 80, incrs: [1, 2, 5, 10, 15, 30, 60] }, { ...axis, size: 40, incrs: WHOLE }],
+        axes: [{ ...axis, space: 80, incrs: [1, 2, 5, 10, 15, 30, 60], values: timeTicks }, { ...axis, size: 40, incrs: WHOLE }],
       }, data, box);
     };
     make();

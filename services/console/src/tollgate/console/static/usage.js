@@ -3,17 +3,30 @@
 // charts are redrawn when the width or the colour scheme changes. No inline scripts.
 (() => {
   const WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 1e6, 1e7];
+  // Times in UTC (as the page says) and in the page's language, 24-hour clock.
+  const lang = document.documentElement.lang || "en";
+  const utc = (options) => new Intl.DateTimeFormat(lang, { timeZone: "UTC", hourCycle: "h23", ...options });
+  const clock = utc({ hour: "2-digit", minute: "2-digit" });
+  const clockSeconds = utc({ hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const dayClock = utc({ month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  const timeTicks = (u, splits) => {
+    const span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
+    const format = span >= 86400 ? dayClock : span < 600 ? clockSeconds : clock;
+    return splits.map((ts) => format.format(new Date(ts * 1000)));
+  };
+  const timeValue = (u, ts) => (ts == null ? "--" : dayClock.format(new Date(ts * 1000)) + " UTC");
   const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 
   function options(kind, labels, width) {
     const axis = { stroke: css("--muted"), grid: { stroke: css("--border"), width: 1 }, ticks: { stroke: css("--border") } };
-    const time = { ...axis };
-    const base = { width, height: 220, cursor: { drag: { x: false, y: false } }, legend: { live: true } };
+    const time = { ...axis, values: timeTicks, space: 70 };
+    const x = { label: labels.time, value: timeValue };
+    const base = { width, height: 220, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"), cursor: { drag: { x: false, y: false } }, legend: { live: true } };
     if (kind === "traffic") {
       return {
         ...base,
         series: [
-          {},
+          x,
           { label: labels.ok, stroke: css("--ok"), width: 2 },
           { label: labels.errors, stroke: css("--bad"), width: 2 },
           { label: labels.rejected, stroke: css("--warn"), width: 2 },
@@ -25,7 +38,7 @@
     return {
       ...base,
       series: [
-        {},
+        x,
         { label: labels.p50, stroke: css("--ok"), width: 2, spanGaps: true },
         { label: labels.p95, stroke: css("--warn"), width: 2, spanGaps: true },
         { label: labels.p99, stroke: css("--bad"), width: 2, spanGaps: true },
