@@ -631,6 +631,7 @@ def test_admin_top_up_submitted_twice_charges_once(stack: Stack, browser: Browse
     assert again.ok, again.status
     assert top_ups() == before + 1
     expect(page.get_by_test_id("transactions")).to_contain_text("console top-up")
+    page.screenshot(path=str(SHOTS / "credits-admin.png"), full_page=True)
     watch.check()
     context.close()
 

@@ -15,6 +15,9 @@
     return splits.map((ts) => format.format(new Date(ts * 1000)));
   };
   const timeValue = (u, ts) => (ts == null ? "--" : dayClock.format(new Date(ts * 1000)) + " UTC");
+  // Latency exists only for minutes/hours with traffic: mark the values when they are
+  // few, or a lone one would draw nothing.
+  const sparse = (u, i) => u.data[i].filter((v) => v != null).length < 30;
   const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 
   function options(kind, labels, width) {
@@ -39,9 +42,9 @@
       ...base,
       series: [
         x,
-        { label: labels.p50, stroke: css("--ok"), width: 2, spanGaps: true },
-        { label: labels.p95, stroke: css("--warn"), width: 2, spanGaps: true },
-        { label: labels.p99, stroke: css("--bad"), width: 2, spanGaps: true },
+        { label: labels.p50, stroke: css("--ok"), width: 2, spanGaps: true, points: { show: sparse } },
+        { label: labels.p95, stroke: css("--warn"), width: 2, spanGaps: true, points: { show: sparse } },
+        { label: labels.p99, stroke: css("--bad"), width: 2, spanGaps: true, points: { show: sparse } },
       ],
       axes: [time, { ...axis, size: 60, values: (u, ticks) => ticks.map((v) => v + " " + labels.unit) }],
     };
