@@ -175,6 +175,8 @@ def gateway(
             # The tests read metrics on the public port; each gateway its own ops port.
             "PUBLIC_OPS": "all",
             "OPS_PORT": str(localdeps.free_port()),
+            # One process unless a test asks for more (the default follows the cores).
+            "WORKERS": "1",
             **(extra or {}),
         },
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -190,7 +191,14 @@ async def _start_ops(gateway: Gateway, settings: Settings) -> web.ServerRunner |
     runner = web.ServerRunner(_server(gateway.handle_ops, settings, 0), shutdown_timeout=1)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, settings.ops_port, reuse_address=True).start()
+        await web.TCPSite(
+            runner,
+            host,
+            settings.ops_port,
+            reuse_address=True,
+            # A supervisor's next generation binds it while this one drains.
+            reuse_port=settings.worker_slot is not None,
+        ).start()
     except OSError as exc:
         log.error(
             "cannot open the operational listener; serving without it",
@@ -200,6 +208,15 @@ async def _start_ops(gateway: Gateway, settings: Settings) -> web.ServerRunner |
         return None
     log.info("operational endpoints listening", extra={"host": host, "port": settings.ops_port})
     return runner
+
+
+async def _notify_ready(gateway: Gateway, fd: int) -> None:
+    """Tell the supervisor (one byte on its pipe) once the state is replayed."""
+    try:
+        await gateway.follower.caught_up_event.wait()
+        os.write(fd, b"r")
+    finally:
+        os.close(fd)
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -214,13 +231,36 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     server = _server(gateway.handle, settings, settings.max_connections_per_ip)
     runner = web.ServerRunner(server, shutdown_timeout=settings.shutdown_grace_s)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=1024)
-    await site.start()
-    log.info("gateway listening", extra={"host": settings.host, "port": settings.port})
+    site = web.TCPSite(
+        runner,
+        settings.host,
+        settings.port,
+        reuse_address=True,
+        # Workers of one supervisor share the port; the kernel spreads connections.
+        reuse_port=settings.worker_slot is not None,
+        backlog=1024,
+    )
+    if settings.worker_slot is not None:
+        # A worker shares the port: it joins only once its state is replayed, so the
+        # kernel never hands a connection to a worker that would answer 503 while
+        # its siblings (or the generation it replaces, on reload) could serve it.
+        replayed = asyncio.ensure_future(gateway.follower.caught_up_event.wait())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({replayed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        replayed.cancel()
+        stopping.cancel()
+    if not stop.is_set():
+        await site.start()
+        log.info("gateway listening", extra={"host": settings.host, "port": settings.port})
     ops_runner = await _start_ops(gateway, settings)
+    notify = None
+    if settings.worker_ready_fd is not None:
+        notify = asyncio.create_task(_notify_ready(gateway, settings.worker_ready_fd))
     try:
         await stop.wait()
     finally:
+        if notify is not None:
+            notify.cancel()
         log.info("gateway shutting down: draining in-flight requests")
         gateway.draining = True
         await runner.cleanup()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -19,9 +20,33 @@ class Settings(ServiceSettings):
 
     port: int = Field(8080, ge=1, le=65535, description="HTTP port")
 
-    rate_limit_policy: Literal["local", "redis"] = Field(
-        "local",
-        description="`local`: limits counted in this process; `redis`: cluster-wide in Redis",
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="gateway processes serving one port (SO_REUSEPORT); default: the "
+        "usable cores when limits are counted in Redis, else 1 (local limits are per "
+        "process); 1 runs today's single process without a supervisor",
+    )
+    rate_limit_policy: Literal["local", "redis"] | None = Field(
+        None,
+        description="`local`: limits counted in this process; `redis`: cluster-wide in "
+        "Redis; default `redis` when `redis_url` is set and more than one worker runs, "
+        "else `local`",
+    )
+    local_limits_per_worker: bool = Field(
+        False,
+        description="allow `local` limits with more than one worker (each process then "
+        "counts on its own: a client spread over N workers gets up to N times a limit)",
+    )
+    worker_slot: int | None = Field(
+        None,
+        ge=0,
+        description="set by the supervisor for its workers: spool subdirectory "
+        "`worker-<slot>` and instance id suffix; not for operators",
+    )
+    worker_ready_fd: int | None = Field(
+        None, description="set by the supervisor: a pipe the worker writes to once ready"
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for `redis` policy")
     redis_timeout_ms: int = Field(
@@ -120,6 +145,29 @@ class Settings(ServiceSettings):
     shutdown_grace_s: float = Field(15.0, ge=0, description="drain time for in-flight requests")
 
     @model_validator(mode="after")
+    def _workers_and_policy(self) -> Settings:
+        # Resolved here so every part of the process sees the effective values.
+        redis_configured = "redis_url" in self.model_fields_set
+        if self.workers is None:
+            redis = self.rate_limit_policy == "redis" or (
+                self.rate_limit_policy is None and redis_configured
+            )
+            self.workers = usable_cpus() if redis else 1
+        if self.rate_limit_policy is None:
+            self.rate_limit_policy = "redis" if redis_configured and self.workers > 1 else "local"
+        if (
+            self.workers > 1
+            and self.rate_limit_policy == "local"
+            and not (self.local_limits_per_worker)
+        ):
+            raise ValueError(
+                "workers > 1 with the local limit policy counts every limit once per "
+                "worker: set rate_limit_policy=redis (and redis_url), or "
+                "local_limits_per_worker=true to accept it"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _default_spool_dir(self) -> Settings:
         # Derived from the port so replicas on one host never share (and lock) a spool,
         # and a restarted replica finds the spool it left behind.
@@ -129,6 +177,23 @@ class Settings(ServiceSettings):
 
     @property
     def spool_path(self) -> Path:
-        """The spool directory (always set after validation)."""
+        """The spool directory (always set after validation): a worker's own
+        `worker-<slot>` subdirectory when a supervisor runs several."""
         assert self.spool_dir is not None
+        if self.worker_slot is not None:
+            return self.spool_dir / f"worker-{self.worker_slot}"
         return self.spool_dir
+
+    @property
+    def worker_count(self) -> int:
+        """Gateway processes (always set after validation)."""
+        assert self.workers is not None
+        return self.workers
+
+
+def usable_cpus() -> int:
+    """Cores this process may run on (its affinity, e.g. a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
