@@ -29,7 +29,7 @@ NewPassword = Annotated[
 Email = Annotated[
     str,
     Field(
-        max_length=320,
+        max_length=254,  # RFC 5321's longest deliverable path (as the notifier's contacts)
         pattern=r"^[^@\s\x00]+@[^@\s\x00]+$",
         json_schema_extra={"format": "email"},
         description="an address mail can be delivered to (special-use domains such as "
