@@ -177,6 +177,8 @@ def gateway(
             "OPS_PORT": str(localdeps.free_port()),
             # One process unless a test asks for more (the default follows the cores).
             "WORKERS": "1",
+            # Tests that trace expect every request's span (the default samples 1 %).
+            "TRACE_SAMPLE_RATIO": "1",
             **(extra or {}),
         },
     )

@@ -140,3 +140,43 @@ async def test_broker_pause_with_two_workers_loses_and_duplicates_nothing(
     assert set(on_topic) == set(ids)
     assert max(on_topic.values()) == 1
     assert len({e["source"] for e in events}) == 2
+
+
+async def test_sighup_replaces_the_workers_without_a_failed_request(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    prefix = unique_name("t", sep="") + "."
+    upstream = start_upstream(tmp_path)
+    raw = apikeys.generate().raw
+    async with StatePublisher(kafka_bootstrap, prefix) as state:
+        await state.publish(api_event("api", upstream.url), key_event(uuid.uuid4(), raw))
+    service = gateway(tmp_path, kafka_bootstrap, prefix, TWO_WORKERS)
+    service.start()
+    ids: list[str] = []
+    statuses: collections.Counter[int] = collections.Counter()
+    try:
+        assert service.proc is not None
+        supervisor = service.proc.pid
+        old = await wait_children(supervisor, 2, within=10)
+        load = [
+            asyncio.create_task(steady_load(service.url, raw, 8, ids, statuses)) for _ in range(2)
+        ]
+        await asyncio.sleep(1)
+        os.kill(supervisor, signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = children(supervisor)
+            if len(now) == 2 and not set(now) & set(old):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"workers after reload: {children(supervisor)}, old {old}")
+        await asyncio.gather(*load)
+        events = await wait_events(kafka_bootstrap, prefix, len(ids), within=30)
+    finally:
+        service.stop()
+        upstream.stop()
+    assert statuses == {200: len(ids)}
+    on_topic = collections.Counter(e["id"] for e in events)
+    assert set(on_topic) == set(ids)
+    assert max(on_topic.values()) == 1

@@ -79,7 +79,7 @@ class Gateway:
         spans = None
         if self.settings.otlp_endpoint:
             configure_tracing("gateway", self.settings.otlp_endpoint)
-            spans = RequestSpans()
+            spans = RequestSpans(ratio=self.settings.trace_sample_ratio)
         if self.settings.kafka_create_topics:
             await ensure_topics(self.settings, TOPICS)
         await self.publisher.start()

@@ -127,6 +127,13 @@ class Settings(ServiceSettings):
         description="operational endpoints also served on the public port: `probes` "
         "(healthz and readyz, for load balancers), `all` (metrics too) or `none`",
     )
+    trace_sample_ratio: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="with `otlp_endpoint`: share of new traces recorded (parent-based: a "
+        "client's sampled flag decides for its trace); OTEL_TRACES_SAMPLER overrides it",
+    )
     client_header_timeout_s: float = Field(
         10.0, gt=0, description="a new connection's request head must be complete by then"
     )

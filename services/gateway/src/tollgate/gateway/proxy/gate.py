@@ -265,9 +265,9 @@ class Gate:
         client_ip = self._proxies.client_ip(peer, request.headers.get("X-Forwarded-For"))
         call = _Call(new_request_id(), request.method, target, client_ip)
         spans = self._spans
-        if spans is None:
-            incoming = request.headers.get("traceparent")
-            call.traceparent = child_traceparent(incoming)
+        incoming = request.headers.get("traceparent")
+        if spans is None or not spans.sampled(incoming):
+            call.traceparent = child_traceparent(incoming, "00" if spans else "01")
             if incoming and incoming.strip()[3:35] == call.traceparent[3:35]:
                 # The client's trace goes on, so its vendor state goes along (W3C).
                 call.tracestate = request.headers.get("tracestate")

@@ -44,7 +44,7 @@ _SET_BY_GATEWAY = frozenset(
 )
 REQUEST_DROP = HOP_BY_HOP | _SET_BY_GATEWAY
 RESPONSE_DROP = HOP_BY_HOP | {"content-length", "x-request-id"}
-_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 
 
 def connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
@@ -55,16 +55,17 @@ def connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
     return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
 
 
-def child_traceparent(incoming: str | None) -> str:
+def child_traceparent(incoming: str | None, new_flags: str = "01") -> str:
     """A `traceparent` for the upstream call: same trace, new parent span id; a new
-    trace when the client sent none (or a malformed one)."""
+    trace (with `new_flags`: sampled unless told) when the client sent none (or a
+    malformed one)."""
     # Span and trace ids need uniqueness, not secrecy: the fast PRNG is enough.
     span = f"{random.getrandbits(64) or 1:016x}"
     if incoming:
-        match = _TRACEPARENT.match(incoming.strip())
+        match = TRACEPARENT.match(incoming.strip())
         if match and match.group(1) != "0" * 32:
             return f"00-{match.group(1)}-{span}-{match.group(2)}"
-    return f"00-{random.getrandbits(128) or 1:032x}-{span}-01"
+    return f"00-{random.getrandbits(128) or 1:032x}-{span}-{new_flags}"
 
 
 class TrustedProxies:

@@ -16,12 +16,15 @@ OpenTelemetry SDK.
 
 from __future__ import annotations
 
+import os
+import random
 from collections.abc import Mapping
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from tollgate.contracts.events.gateway import RejectionReason
+from tollgate.gateway.proxy.headers import TRACEPARENT
 from tollgate.kit.telemetry import context_from_headers
 
 # Semantic conventions: other methods are reported as `_OTHER` and named `HTTP`, so a
@@ -34,8 +37,24 @@ _KNOWN_METHODS = frozenset(
 class RequestSpans:
     """Starts and ends the gateway's SERVER spans (one instance per gate)."""
 
-    def __init__(self, provider: trace.TracerProvider | None = None) -> None:
+    def __init__(self, provider: trace.TracerProvider | None = None, ratio: float = 1.0) -> None:
         self._tracer = trace.get_tracer("tollgate.gateway", tracer_provider=provider)
+        # An operator's OTEL_TRACES_SAMPLER is the SDK's to apply: every request then
+        # goes through the SDK, as before sampling became the gateway's default.
+        self.ratio = 1.0 if os.environ.get("OTEL_TRACES_SAMPLER") else ratio
+
+    def sampled(self, incoming: str | None) -> bool:
+        """Parent-based ratio sampling, decided before the SDK is touched: the client's
+        sampled flag when it sent a valid `traceparent`, else `ratio` of new traces. An
+        unsampled request takes the gate's SDK-free path (its `traceparent` carries
+        the unsampled flag), which is what makes a low ratio cheap."""
+        if self.ratio >= 1.0:
+            return True
+        if incoming:
+            match = TRACEPARENT.match(incoming.strip())
+            if match and match.group(1) != "0" * 32:
+                return bool(int(match.group(2), 16) & 1)
+        return random.random() < self.ratio
 
     def start(
         self,
