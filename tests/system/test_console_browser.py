@@ -1,6 +1,6 @@
 """The console in a real browser (Debian's chromium driven by Playwright) against a real
-stack: accounts, usage, billing and the gateway as processes on the harness's broker and
-Postgres, the demo upstream, and the console itself.
+stack: accounts, usage, billing, notifier and the gateway as processes on the harness's
+broker and Postgres, the demo upstream, and the console itself.
 
 - the journey: sign up → create an org → (an admin registers an API) → create a key and
   copy it once → a call through the gateway shows in the logs explorer → revoke it → the

@@ -1,6 +1,7 @@
 """A fake of the backing services' REST APIs for in-process console tests: just the
-routes the console calls, with their real shapes (checked against the real services by
-the system tests in tests/system/test_console_*.py)."""
+routes the console calls on accounts, usage, billing and notifier, with their real
+shapes (checked against the real services by the system tests in
+tests/system/test_console_*.py)."""
 
 from __future__ import annotations
 
