@@ -526,3 +526,19 @@ async def test_logout_with_an_unknown_or_ended_refresh_token_ends_nothing_and_sa
         )
         assert again.status_code == 400
         assert again.json()["type"].endswith("/invalid-token")
+
+
+async def test_undeliverable_emails_and_long_passwords_are_semantic_422s(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    async with running(_settings(accounts_db, kafka_bootstrap, topic_prefix, tmp_path)) as svc:
+        refused = await svc.http.post(
+            "/v1/auth/register", json={"email": "someone@host.test", "password": "x" * 12}
+        )
+        assert refused.status_code == 422
+        assert refused.json()["type"].endswith("/invalid-email")
+        too_long = await svc.http.post(
+            "/v1/auth/register", json={"email": unique_email(), "password": "é" * 40}
+        )
+        assert too_long.status_code == 422
+        assert too_long.json()["type"].endswith("/password-too-long")

@@ -120,7 +120,7 @@ async def register(body: RegisterIn, request: Request, db: DbSession) -> UserOut
             db,
             settings,
             anonymous_actor(request),
-            email=body.email,
+            email=service.deliverable_email(body.email),
             password=body.password,
             name=body.name,
             locale=body.locale,

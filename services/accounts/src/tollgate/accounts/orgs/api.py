@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from tollgate.accounts.caller import CurrentActor, CurrentCaller
 from tollgate.accounts.config import Settings
+from tollgate.accounts.identity.service import deliverable_email
 from tollgate.accounts.models import Membership, User
 from tollgate.accounts.orgs import repository, service
 from tollgate.accounts.orgs.schemas import (
@@ -146,7 +147,7 @@ async def invite_member(
     settings: Settings = request.app.state.settings
     async with db.begin():
         invitation = await service.invite(
-            db, settings, actor, org_id, email=body.email, role=body.role
+            db, settings, actor, org_id, email=deliverable_email(body.email), role=body.role
         )
     return InvitationOut.model_validate(invitation)
 

@@ -17,7 +17,7 @@ from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
 from tollgate.accounts.emit import emit
 from tollgate.accounts.identity import repository as users
-from tollgate.accounts.identity.service import deliverable_email
+from tollgate.accounts.identity.service import normalise_email
 from tollgate.accounts.identity.tokens import new_secret, secret_hash
 from tollgate.accounts.models import Invitation, Membership, Org, User
 from tollgate.accounts.orgs import repository as repo
@@ -157,7 +157,7 @@ async def invite(
 ) -> Invitation:
     """Create an invitation and announce it (the notifier emails the sealed token)."""
     org = await get_org(session, org_id)
-    email = deliverable_email(email)
+    email = normalise_email(email)
     now = datetime.now(UTC)
     existing = await users.get_user_by_email(session, email)
     if existing is not None and await repo.get_member(session, org_id, existing.id):
