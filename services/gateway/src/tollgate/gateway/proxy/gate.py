@@ -34,15 +34,13 @@ registry.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from pyreqwest.exceptions import RequestError, RequestTimeoutError
 from pyreqwest.response import Response as UpstreamResponse
 
@@ -51,6 +49,7 @@ from tollgate.gateway.config import Settings
 from tollgate.gateway.events.publisher import COMPLETED, REJECTED, EventPublisher
 from tollgate.gateway.limits.limiter import RateLimiter, RedisUnavailable
 from tollgate.gateway.limits.windows import Verdict
+from tollgate.gateway.proxy.admission import TOO_LARGE_SLUG, Refusal, admit, charged
 from tollgate.gateway.proxy.headers import (
     REQUEST_DROP,
     RESPONSE_DROP,
@@ -58,8 +57,6 @@ from tollgate.gateway.proxy.headers import (
     child_traceparent,
     connection_tokens,
     is_key_bearer,
-    query_keys,
-    strip_query_key,
 )
 from tollgate.gateway.proxy.ids import request_id as new_request_id
 from tollgate.gateway.proxy.metrics import REQUEST_METRICS
@@ -68,7 +65,6 @@ from tollgate.gateway.proxy.tracing import RequestSpans, traceparent_of
 from tollgate.gateway.proxy.upstreams import UpstreamClients, UpstreamRefused
 from tollgate.gateway.registry.records import ApiRecord, KeyRecord, RouteRecord
 from tollgate.gateway.registry.store import Registry
-from tollgate.kit import apikeys
 from tollgate.kit.problems import PROBLEM_CONTENT_TYPE, problem_body
 
 log = logging.getLogger(__name__)
@@ -95,27 +91,13 @@ _TITLES = {
 }
 
 
+# RFC 9110 §11.6.1: a 401 names how to authenticate. The key goes in `X-API-Key`
+# (scheme `ApiKey`, not registered: named for clients and docs) or as a bearer token.
+WWW_AUTHENTICATE = 'ApiKey realm="tollgate", Bearer realm="tollgate"'
+
+
 class _BodyTooLarge(Exception):
     pass
-
-
-class _Refusal(Exception):
-    """Raised inside admission: the gateway answers itself."""
-
-    def __init__(
-        self,
-        status: int,
-        reason: RejectionReason,
-        detail: str,
-        headers: list[tuple[str, str]] | None = None,
-        slug: str | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.reason = reason
-        self.detail = detail
-        self.headers = headers or []
-        self.slug = slug or reason.value.replace("_", "-")
 
 
 class _Expiry:
@@ -169,50 +151,6 @@ class _Call:
         self.tracestate: str | None = None
         self.status: int | None = None  # once answered
         self.reason: RejectionReason | None = None  # when refused
-
-
-def _presented_key(headers: CIMultiDictProxy[str], query: str) -> tuple[str | None, str, bool]:
-    """The key the request presents, the query without `api_key`, and whether an
-    `Authorization` header carries a Tollgate key.
-
-    Every carrier counts (each `X-API-Key`, each `Authorization: Bearer`, each `api_key`
-    parameter); different keys in one request are refused. A bearer token that is no
-    Tollgate key is forwarded (it is the upstream's) unless nothing else carries a key.
-    """
-    if "Authorization" not in headers and (
-        not query or ("api_key" not in query and "%" not in query)
-    ):
-        # The common case: the key in X-API-Key only.
-        single = headers.getall("X-API-Key", ())
-        if len(single) <= 1:
-            return (single[0].strip() if single else None), query, False
-    found: list[str] = []
-    key_in_auth = False
-    if "X-API-Key" in headers:
-        found.extend(v.strip() for v in headers.getall("X-API-Key"))
-    if "Authorization" in headers:
-        for value in headers.getall("Authorization"):
-            if value[:7].lower() == "bearer ":
-                found.append(value[7:].strip())
-                key_in_auth = key_in_auth or is_key_bearer(value)
-    if query and ("api_key" in query or "%" in query):
-        in_query = query_keys(query)
-        if in_query:
-            found.extend(in_query)
-            query = strip_query_key(query)
-    # Only values that look like Tollgate keys can conflict (`api_key=nothing` next to
-    # a key is stripped, not a second key); without any, the first value is judged.
-    keys = {value for value in found if value.startswith("tg_")}
-    if len(keys) > 1:
-        raise _Refusal(
-            401,
-            RejectionReason.UNKNOWN_KEY,
-            "The request carries more than one API key; send exactly one.",
-            slug="conflicting-keys",
-        )
-    if keys:
-        return keys.pop(), query, key_in_auth
-    return next((value for value in found if value), None), query, key_in_auth
 
 
 def _bad_target(detail: str) -> web.Response:
@@ -307,76 +245,41 @@ class Gate:
         try:
             forwarded_query, key_in_auth = self._admit(call, request, query)
             verdict = await self._limit(call)
-        except _Refusal as refusal:
+        except Refusal as refusal:
             return self._refuse(call, refusal)
         return await self._forward(call, request, forwarded_query, key_in_auth, verdict)
 
     # ------------------------------------------------------------------ admission
 
     def _admit(self, call: _Call, request: web.BaseRequest, query: str) -> tuple[str, bool]:
-        """Run checks 1-5; returns the query to forward and whether an `Authorization`
-        header carries a Tollgate key."""
-        api = self._registry.api_for_slug(call.target.slug)
-        if api is None:
-            raise _Refusal(404, RejectionReason.UNKNOWN_API, "No API is served at this path.")
-        call.api = api
+        """Checks 1-5 (`admission`); returns the query to forward and whether an
+        `Authorization` header carries a Tollgate key."""
+        try:
+            admitted = admit(
+                self._registry,
+                slug=call.target.slug,
+                path=call.target.path,
+                method=call.method,
+                headers=request.headers,
+                query=query,
+                client_ip=call.client_ip,
+                now=call.started_wall,
+                content_length=request.content_length,
+                pepper=self._pepper,
+                max_body=self._max_body,
+            )
+        except Refusal as refusal:
+            if refusal.api is not None:
+                call.api = refusal.api
+                call.path = call.target.path
+            call.key = refusal.key
+            call.route = refusal.route
+            raise
+        call.api = admitted.api
         call.path = call.target.path
-        if api.retired:
-            raise _Refusal(410, RejectionReason.API_RETIRED, "This API has been retired.")
-
-        raw, query, key_in_auth = _presented_key(request.headers, query)
-        if not raw:
-            raise _Refusal(401, RejectionReason.MISSING_KEY, "An API key is required.")
-        if not apikeys.well_formed(raw):
-            raise _Refusal(401, RejectionReason.UNKNOWN_KEY, "The API key is not valid.")
-        data = raw.encode()
-        digest = (
-            hmac.digest(self._pepper, data, "sha256")
-            if self._pepper
-            else hashlib.sha256(data).digest()
-        )
-        key = self._registry.key_for_hash(digest)
-        if key is None:
-            raise _Refusal(401, RejectionReason.UNKNOWN_KEY, "The API key is not valid.")
-        call.key = key
-        if key.revoked:
-            raise _Refusal(401, RejectionReason.UNKNOWN_KEY, "The API key has been revoked.")
-        if key.expires_at is not None and call.started_wall >= key.expires_at:
-            raise _Refusal(401, RejectionReason.EXPIRED_KEY, "The API key has expired.")
-        if not key.enabled:
-            raise _Refusal(403, RejectionReason.DISABLED_KEY, "The API key is disabled.")
-        if not key.allows_ip(call.client_ip):
-            raise _Refusal(
-                403, RejectionReason.IP_NOT_ALLOWED, "The key may not be used from this address."
-            )
-        if key.allowed_api_ids is not None and api.api_id not in key.allowed_api_ids:
-            raise _Refusal(403, RejectionReason.API_NOT_ALLOWED, "The key may not call this API.")
-        if api.routes:
-            route = api.match_route(call.method, call.path)
-            if route is None:
-                raise _Refusal(
-                    403, RejectionReason.ROUTE_NOT_ALLOWED, "No route of this API matches."
-                )
-            call.route = route
-            if route.scopes and not route.scopes <= key.scopes:
-                raise _Refusal(
-                    403,
-                    RejectionReason.SCOPE_MISSING,
-                    "The key lacks a scope this route requires: "
-                    + ", ".join(sorted(route.scopes - key.scopes)),
-                )
-        if self._registry.org_blocked(key.org_id):
-            raise _Refusal(
-                402, RejectionReason.CREDITS_EXHAUSTED, "The organisation has no credits left."
-            )
-        declared = request.content_length
-        if declared is not None and declared > self._max_body:
-            raise _Refusal(
-                413,
-                RejectionReason.PAYLOAD_TOO_LARGE,
-                f"Request bodies are limited to {self._max_body} bytes.",
-            )
-        return query, key_in_auth
+        call.key = admitted.key
+        call.route = admitted.route
+        return admitted.query, admitted.key_in_auth
 
     async def _limit(self, call: _Call) -> Verdict | None:
         assert call.key is not None
@@ -384,14 +287,14 @@ class Gate:
         try:
             verdict = await self._limiter.check(call.key, call.api, call.route)
         except RedisUnavailable:
-            raise _Refusal(
+            raise Refusal(
                 503,
                 RejectionReason.RATE_LIMITED,
                 "Rate limits cannot be evaluated right now.",
                 [("Retry-After", "1")],
             ) from None
         if verdict is not None and not verdict.allowed:
-            raise _Refusal(
+            raise Refusal(
                 429,
                 RejectionReason.RATE_LIMITED,
                 "Rate limit exceeded.",
@@ -426,14 +329,11 @@ class Gate:
                 headers.add(name, value)
         return web.Response(body=body, status=status, headers=headers)
 
-    def _refuse(self, call: _Call, refusal: _Refusal) -> web.Response:
-        response = self._problem(
-            call,
-            refusal.status,
-            refusal.detail,
-            refusal.slug,
-            refusal.headers,
-        )
+    def _refuse(self, call: _Call, refusal: Refusal) -> web.Response:
+        extra = refusal.headers
+        if refusal.status == 401:
+            extra = [*extra, ("WWW-Authenticate", WWW_AUTHENTICATE)]
+        response = self._problem(call, refusal.status, refusal.detail, refusal.slug, extra)
         key = call.key
         api = call.api
         call.status = refusal.status
@@ -585,10 +485,11 @@ class Gate:
     def _too_large(self, call: _Call) -> web.Response:
         return self._refuse(
             call,
-            _Refusal(
+            Refusal(
                 413,
                 RejectionReason.PAYLOAD_TOO_LARGE,
                 f"Request bodies are limited to {self._max_body} bytes.",
+                slug=TOO_LARGE_SLUG,
             ),
         )
 
@@ -729,9 +630,7 @@ class Gate:
         api, key, route = call.api, call.key, call.route
         assert api is not None
         assert key is not None
-        price = route.price if route is not None and route.price is not None else api.price
-        if free or (status >= 500 and not api.charge_failed_calls):
-            price = 0
+        price = charged(api, route, status, free=free)
         total = time.perf_counter() - call.started
         call.status = status
         REQUEST_METRICS.observe(max(0.0, total - waited))
