@@ -161,7 +161,7 @@ def fuzz_operations(
     semantic_rules: SemanticRules | None = None,
 ) -> FuzzReport:
     """Run every operation of `schema`: up to `coverage_cases` coverage-phase cases
-    (default `2 * examples`), up to `examples` generated cases per mode, then up to
+    (default `examples`), up to `examples` generated cases per mode, then up to
     `scenarios` stateful scenarios over the whole document (default `examples`; 0
     skips them; a document without links has none).
 
@@ -180,7 +180,7 @@ def fuzz_operations(
     operations = sorted(_operations(schema), key=order)
     for operation in operations:
         report.operations += 1
-        run.coverage(schema, operation, 2 * examples if coverage_cases is None else coverage_cases)
+        run.coverage(schema, operation, examples if coverage_cases is None else coverage_cases)
         run.mode(operation, GenerationMode.POSITIVE, examples)
         if any(operation.iter_parameters()) or operation.body:
             # Unsatisfiable: no input of this operation can be made invalid.
@@ -241,7 +241,9 @@ class _Run:
                 with budget:
                     case = next(cases, None)
             except BaseException as error:
-                if not _out_of_budget_in(error):
+                # Whatever the interrupted draw turned it into (an exception group, a
+                # flaky-generation error), the budget ran out.
+                if not (budget.expired or _out_of_budget_in(error)):
                     raise
                 self.report.notes.append(
                     f"[coverage] {operation.method.upper()} {operation.path}: case generation "
@@ -342,8 +344,10 @@ COVERAGE_GENERATION_BUDGET_S = 5.0
 """Seconds of coverage-case generation per operation (not counting the calls)."""
 
 
-class _OutOfBudget(Exception):
-    """Case generation used up its time budget."""
+class _OutOfBudget(BaseException):
+    """Case generation used up its time budget. A BaseException, so that Hypothesis
+    (which schemathesis draws coverage cases with) does not take it for a failure to
+    replay and shrink."""
 
 
 class _GenerationBudget:
@@ -354,13 +358,14 @@ class _GenerationBudget:
         self.left = seconds
         self._enforced = threading.current_thread() is threading.main_thread()
         self._started = 0.0
+        self.expired = False
 
     def __enter__(self) -> None:
         if self.left <= 0:
             raise _OutOfBudget
         self._started = time.monotonic()
         if self._enforced:
-            signal.signal(signal.SIGALRM, _out_of_budget)
+            signal.signal(signal.SIGALRM, self._expire)
             signal.setitimer(signal.ITIMER_REAL, self.left)
 
     def __exit__(self, *exc: object) -> None:
@@ -369,9 +374,9 @@ class _GenerationBudget:
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
         self.left -= time.monotonic() - self._started
 
-
-def _out_of_budget(signum: int, frame: Any) -> None:
-    raise _OutOfBudget
+    def _expire(self, signum: int, frame: Any) -> None:
+        self.expired = True
+        raise _OutOfBudget
 
 
 def _out_of_budget_in(error: BaseException) -> bool:
