@@ -47,6 +47,8 @@ def test_429_says_when_to_retry(gw: InProcessGateway) -> None:
     first = gw.request("GET", "/open/x", {"X-API-Key": KEY})
     assert first.status == 200
     assert first.headers["ratelimit-remaining"] == "0"
+    # draft-ietf-httpapi-ratelimit-headers-11: each named policy's remaining and reset.
+    assert first.headers["ratelimit"].startswith('"key-minute";r=0;t=')
     refused = gw.request("GET", "/open/x", {"X-API-Key": KEY})
     assert refused.status == 429
     assert 1 <= int(refused.headers["retry-after"]) <= 66

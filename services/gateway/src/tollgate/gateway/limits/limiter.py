@@ -20,7 +20,13 @@ from redis.asyncio import Redis
 
 from tollgate.gateway.config import Settings
 from tollgate.gateway.limits.redis_counters import RedisCounters
-from tollgate.gateway.limits.windows import Bucket, LocalCounters, Verdict, policy_header
+from tollgate.gateway.limits.windows import (
+    Bucket,
+    LocalCounters,
+    Verdict,
+    policy_header,
+    policy_name,
+)
 from tollgate.gateway.registry.records import ApiRecord, KeyRecord, RouteRecord
 
 log = logging.getLogger(__name__)
@@ -157,7 +163,8 @@ class RateLimiter:
             raise RedisUnavailable
         if self._fallback == "open":
             limit, window = buckets[0][1], buckets[0][2]
-            return Verdict(True, limit, limit, window, 0, policy_header(buckets))
+            state = ", ".join(f'"{policy_name(b)}";r={b[1]};t={b[2]}' for b in buckets)
+            return Verdict(True, limit, limit, window, 0, policy_header(buckets), state)
         return self._local.check(buckets, time.time())
 
     def sweep(self) -> None:

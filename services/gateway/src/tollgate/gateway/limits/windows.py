@@ -28,7 +28,7 @@ Bucket = tuple[str, int, int]
 class Verdict:
     """The outcome of a limit check and what the RateLimit headers say."""
 
-    __slots__ = ("allowed", "limit", "policy", "remaining", "reset_s", "retry_after_s")
+    __slots__ = ("allowed", "limit", "policy", "remaining", "reset_s", "retry_after_s", "state")
 
     def __init__(
         self,
@@ -38,8 +38,10 @@ class Verdict:
         reset_s: int,
         retry_after_s: int,
         policy: str,
+        state: str = "",
     ) -> None:
         self.allowed = allowed
+        self.state = state  # the `RateLimit` field: every policy's remaining and reset
         self.limit = limit
         self.remaining = remaining
         self.reset_s = reset_s
@@ -47,9 +49,12 @@ class Verdict:
         self.policy = policy
 
     def headers(self) -> list[tuple[str, str]]:
-        """`RateLimit-*` (IETF draft) and the customary `X-RateLimit-*` equivalents."""
+        """`RateLimit` (draft-ietf-httpapi-ratelimit-headers-11: each named policy's
+        remaining quota and reset), the earlier drafts' `RateLimit-*` for the tightest
+        policy, and the customary `X-RateLimit-*` equivalents."""
         limit, remaining, reset = str(self.limit), str(self.remaining), str(self.reset_s)
         return [
+            ("RateLimit", self.state),
             ("RateLimit-Limit", limit),
             ("RateLimit-Remaining", remaining),
             ("RateLimit-Reset", reset),
@@ -58,6 +63,18 @@ class Verdict:
             ("X-RateLimit-Remaining", remaining),
             ("X-RateLimit-Reset", reset),
         ]
+
+
+_PARTITIONS = {"k": "key", "a": "api", "r": "route", "g": "global", "p": "plan"}
+_WINDOW_WORDS = {1: "second", 60: "minute", 3600: "hour", 86400: "day", 30 * 86400: "month"}
+
+
+def policy_name(bucket: Bucket) -> str:
+    """The policy's name in the structured fields: what it counts and its window, e.g.
+    `key-hour`, `api-minute`, `route-second`, `global-minute`."""
+    name, _limit, window = bucket
+    partition = _PARTITIONS.get(name[:1], "limit")
+    return f"{partition}-{_WINDOW_WORDS.get(window, f'{window}s')}"
 
 
 def policy_header(buckets: Sequence[Bucket]) -> str:
@@ -81,14 +98,18 @@ def verdict(
     request was admitted (counts are from before the increment either way)."""
     best: tuple[int, int, int] | None = None  # (remaining, limit, reset)
     retry_after = 0.0
-    for (_name, limit, window), slots in zip(buckets, counts, strict=True):
+    state: list[str] = []
+    for bucket, slots in zip(buckets, counts, strict=True):
+        _name, limit, window = bucket
         width = window / SLOTS
         current = int(now // width)
         used = sum(slots) + (1 if consumed else 0)
         remaining = max(0, limit - used)
         reset = _frees_after(slots, used - limit + 1, current, width, now) if used else window
+        reset_s = max(1, math.ceil(reset))
+        state.append(f'"{policy_name(bucket)}";r={remaining};t={reset_s}')
         if best is None or remaining < best[0]:
-            best = (remaining, limit, max(1, math.ceil(reset)))
+            best = (remaining, limit, reset_s)
         if not consumed and sum(slots) + 1 > limit:
             retry_after = max(
                 retry_after, _frees_after(slots, sum(slots) + 1 - limit, current, width, now)
@@ -102,6 +123,7 @@ def verdict(
         reset,
         0 if consumed else max(1, math.ceil(retry_after)),
         policy_header(buckets) if policy is None else policy,
+        ", ".join(state),
     )
 
 
