@@ -148,6 +148,7 @@ def service_env(
         values["ACCOUNTS_URL"] = f"http://127.0.0.1:{base + OFFSETS['accounts']}"
         values["USAGE_URL"] = f"http://127.0.0.1:{base + OFFSETS['usage']}"
         values["BILLING_URL"] = f"http://127.0.0.1:{base + OFFSETS['billing']}"
+        values["NOTIFIER_URL"] = f"http://127.0.0.1:{base + OFFSETS['notifier']}"
         values["GATEWAY_URL"] = f"http://127.0.0.1:{base + OFFSETS['gateway']}"
         values["SESSION_KEYS"] = local_secret("console-session-key", new_sealing_key)
     env = dict(os.environ)
