@@ -314,6 +314,9 @@ def main() -> None:
                 "TOLLGATE_GATEWAY_SPOOL_DIR": str(workdir / "spool"),
                 "TOLLGATE_GATEWAY_LOG_LEVEL": "WARNING",
                 "TOLLGATE_GATEWAY_WORKERS": str(args.workers),
+                # The peers count limits per process too (node:cluster workers, nginx
+                # workers share a zone); the per-hour limit is never reached here.
+                "TOLLGATE_GATEWAY_LOCAL_LIMITS_PER_WORKER": "true",
                 # The upstream is nginx on loopback, refused by default (SSRF policy).
                 "TOLLGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS": "true",
                 # The operational listener gets its own free port (default 9080 may be taken).
