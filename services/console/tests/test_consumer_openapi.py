@@ -1,0 +1,134 @@
+"""The consumer document: valid OpenAPI 3.1, the gateway as its only server, the key
+schemes instead of the upstream's auth, no credential, no upstream host, prices shown."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from openapi_spec_validator import validate
+from openapi_spec_validator.validation import OpenAPIV31SpecValidator
+
+from tollgate.console.consumer_openapi import ApiFacts, RouteFacts, consumer_document
+
+PETSTORE = (
+    Path(__file__).resolve().parents[2] / "accounts" / "tests" / "data" / "petstore.yaml"
+)
+GATEWAY = "https://api.example.com"
+UPSTREAM = "http://petstore-upstream.internal:9000/v1"
+SECRET_HEADER = "X-Upstream-Token"
+
+
+def petstore() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(PETSTORE.read_text())
+    return doc
+
+
+def petstore_api(**changes: Any) -> ApiFacts:
+    facts: dict[str, Any] = {
+        "slug": "petstore",
+        "name": "Petstore",
+        "api_version": "v1",
+        "status": "active",
+        "price": 2,
+        "upstream_url": UPSTREAM,
+        "limits": {"per_minute": 60},
+        "routes": [
+            RouteFacts("GET", "/pets", price=1, limits={"per_second": 5}),
+            RouteFacts("POST", "/pets", price=None, required_scopes=["pets:write"]),
+            RouteFacts("GET", "/pets/{petId}", price=3),
+        ],
+        "upstream_header_names": [SECRET_HEADER],
+    }
+    facts.update(changes)
+    return ApiFacts(**facts)
+
+
+def with_upstream_auth(doc: dict[str, Any]) -> dict[str, Any]:
+    """The Petstore plus what an upstream's own document often carries."""
+    doc["components"]["securitySchemes"] = {
+        "upstreamKey": {"type": "apiKey", "in": "header", "name": "X-Petstore-Key"}
+    }
+    doc["security"] = [{"upstreamKey": []}]
+    doc["paths"]["/pets"]["get"]["parameters"].append(
+        {"name": SECRET_HEADER, "in": "header", "schema": {"type": "string"}}
+    )
+    doc["paths"]["/pets"]["get"]["parameters"].append(
+        {"name": "X-Petstore-Key", "in": "header", "schema": {"type": "string"}}
+    )
+    doc["paths"]["/pets"]["get"]["description"] = f"Served by {UPSTREAM}/pets."
+    doc["paths"]["/admin/reindex"] = {
+        "post": {"x-internal": True, "responses": {"204": {"description": "done"}}}
+    }
+    return doc
+
+
+def test_petstore_consumer_document_is_valid_openapi_31_without_upstream_or_credentials() -> None:
+    source = with_upstream_auth(petstore())
+    doc = consumer_document(petstore_api(), source, GATEWAY)
+
+    validate(doc, cls=OpenAPIV31SpecValidator)
+    text = json.dumps(doc)
+    assert doc["openapi"] == "3.1.0"
+    assert doc["servers"] == [{"url": f"{GATEWAY}/petstore", "description": "Tollgate gateway"}]
+    assert "petstore-upstream.internal" not in text
+    assert "petstore.swagger.io" not in text
+    assert SECRET_HEADER not in text and "X-Petstore-Key" not in text
+    assert "upstreamKey" not in text
+    assert source["servers"] == [{"url": "http://petstore.swagger.io/v1"}]  # input untouched
+
+
+def test_key_schemes_replace_the_upstream_auth() -> None:
+    doc = consumer_document(petstore_api(), with_upstream_auth(petstore()), GATEWAY)
+
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["apiKeyHeader"] == schemes["apiKeyHeader"] | {"in": "header", "name": "X-API-Key"}
+    assert schemes["bearer"]["scheme"] == "bearer"
+    assert schemes["apiKeyQuery"]["in"] == "query" and schemes["apiKeyQuery"]["name"] == "api_key"
+    assert doc["security"] == [{"apiKeyHeader": []}, {"bearer": []}, {"apiKeyQuery": []}]
+
+
+def test_each_operation_shows_its_price_and_limits() -> None:
+    doc = consumer_document(petstore_api(), petstore(), GATEWAY)
+
+    listing = doc["paths"]["/pets"]["get"]
+    assert listing["x-tollgate-price"] == 1
+    assert listing["x-tollgate-limits"] == {"per_second": 5}
+    assert listing["description"].startswith("**Price:** 1 credits per call. **Limits:** 5 per second.")
+    create = doc["paths"]["/pets"]["post"]
+    assert create["x-tollgate-price"] == 2  # null route price = the API's
+    assert create["x-tollgate-limits"] == {"per_minute": 60}
+    assert create["x-tollgate-scopes"] == ["pets:write"]
+
+
+def test_operations_without_a_route_and_internal_ones_are_removed() -> None:
+    api = petstore_api(routes=[RouteFacts("GET", "/pets", price=1)])
+    doc = consumer_document(api, with_upstream_auth(petstore()), GATEWAY)
+
+    assert list(doc["paths"]) == ["/pets"]
+    assert list(doc["paths"]["/pets"]) == ["get"]
+
+
+def test_without_an_import_the_document_comes_from_the_routes() -> None:
+    api = petstore_api(status="deprecated", sunset_at=datetime(2027, 3, 1, tzinfo=UTC))
+    doc = consumer_document(api, None, GATEWAY)
+
+    validate(doc, cls=OpenAPIV31SpecValidator)
+    assert sorted(doc["paths"]) == ["/pets", "/pets/{petId}"]
+    assert doc["paths"]["/pets/{petId}"]["parameters"][0]["name"] == "petId"
+    assert doc["paths"]["/pets/{petId}"]["get"]["x-tollgate-price"] == 3
+    assert doc["paths"]["/pets"]["get"]["deprecated"] is True
+    assert doc["info"]["x-tollgate-sunset"] == "2027-03-01T00:00:00+00:00"
+    assert "Sunset: 2027-03-01" in doc["info"]["description"]
+
+
+def test_openapi_30_nullable_becomes_a_type_union() -> None:
+    source = petstore()
+    source["components"]["schemas"]["Pet"]["properties"]["tag"]["nullable"] = True
+    doc = consumer_document(petstore_api(), source, GATEWAY)
+
+    validate(doc, cls=OpenAPIV31SpecValidator)
+    assert doc["components"]["schemas"]["Pet"]["properties"]["tag"]["type"] == ["string", "null"]
