@@ -4,7 +4,7 @@ First the request target is normalised (`paths`): one decoded path without dot
 segments decides the API, the route, its scopes and price, the event's `path` and
 what is forwarded; an ambiguous target is a 400 before anything else (no event).
 Then, in this order (the first failing check answers, problem+json carrying the
-request id):
+request id; checks 1-5 are `admission.admit`, a pure function):
 
 1. unknown API slug → 404; retired API → 410
 2. missing, malformed, unknown or revoked key → 401; expired key → 401
@@ -21,9 +21,10 @@ network policy), and one `request.completed` or `request.rejected` event is hand
 to the publisher, which journals it to disk, before the answer is complete: a
 `kill -9` loses only the events of answers not yet fully sent.
 
-Every request gets one `traceparent`, sent upstream and carried by its event: with
-tracing configured, the context of the request's SERVER span (`tracing`); without,
-a cheap child of the client's (`headers.child_traceparent`), the SDK untouched.
+Every request gets one `traceparent`, sent upstream and carried by its event: for a
+request sampled by `tracing` (parent-based ratio), the context of its SERVER span;
+otherwise a cheap child of the client's (`headers.child_traceparent`), the SDK
+untouched.
 
 This module must do no I/O besides the upstream call, Redis under the `redis` limit
 policy, the name resolution of an upstream once per TTL (`upstreams`) and the
