@@ -95,6 +95,10 @@ class FakeBackends:
     idempotency: dict[str, dict[str, Any]] = field(default_factory=dict)
     top_values: dict[str, list[str]] = field(default_factory=dict)
     usage_params: list[dict[str, str]] = field(default_factory=list)
+    apis: list[dict[str, Any]] = field(default_factory=list)
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    key_bodies: list[dict[str, Any]] = field(default_factory=list)
+    portal_public: bool = True
 
     def tokens(self) -> httpx.Response:
         n = self.refreshes
@@ -164,9 +168,12 @@ class FakeBackends:
             if self.role == "viewer":
                 return problem(403, "Forbidden", "Requires the developer role or higher.")
             body = json.loads(request.content)
+            self.key_bodies.append(body)
             key_id = str(uuid.uuid4())
-            self.keys[key_id] = key_body(key_id, self.org_id, body["name"])
-            return httpx.Response(201, json={**self.keys[key_id], "key": "tg_live_RAWSECRET"})
+            environment = body.get("environment", "live")
+            self.keys[key_id] = key_body(key_id, self.org_id, body["name"], environment=environment)
+            raw = f"tg_{environment}_RAWSECRET"
+            return httpx.Response(201, json={**self.keys[key_id], "key": raw})
         if path == f"/v1/orgs/{self.org_id}/invitations":
             if self.role != "owner":
                 return problem(403, "Forbidden", "Requires the owner role.")
@@ -272,7 +279,10 @@ class FakeBackends:
             key = self.keys.get(path.rsplit("/", 1)[1])
             return httpx.Response(200, json=key) if key else problem(404, "Not Found")
         if path == "/v1/apis":
-            return httpx.Response(200, json={"items": [], "next_cursor": None})
+            return httpx.Response(200, json={"items": self.apis, "next_cursor": None})
+        if path.startswith("/v1/apis/") and path.endswith("/openapi"):
+            document = self.documents.get(path.split("/")[3])
+            return httpx.Response(200, json=document) if document else problem(404, "Not Found")
         return problem(404, "Not Found")
 
     # --- usage and billing --------------------------------------------------------------
@@ -419,6 +429,8 @@ async def console(fake: FakeBackends) -> AsyncIterator[httpx.AsyncClient]:
         usage_url="http://usage.test",
         billing_url="http://billing.test",
         notifier_url="http://notifier.test",
+        gateway_url="https://gateway.example.com",
+        portal_public=fake.portal_public,
     )
     app: FastAPI = create_app(settings, transport=httpx.MockTransport(fake.handle))
     async with (
@@ -535,3 +547,41 @@ def delivery_body(delivery_id: int, state: str) -> dict[str, Any]:
 FakeBackends.notifier_get = _notifier_get  # type: ignore[attr-defined]
 FakeBackends.notifier_post = _notifier_write  # type: ignore[attr-defined]
 FakeBackends.notifier_patch = _notifier_write  # type: ignore[attr-defined]
+
+
+def api_body(api_id: str, slug: str, name: str, **changes: Any) -> dict[str, Any]:
+    """An API as accounts lists it to a member."""
+    return {
+        "id": api_id,
+        "slug": slug,
+        "name": name,
+        "api_version": "v1",
+        "upstream_url": "http://upstream.internal:9000",
+        "status": "active",
+        "deprecated_at": None,
+        "sunset_at": None,
+        "timeout_ms": 30000,
+        "price": 2,
+        "charge_failed_calls": False,
+        "limits": {},
+        "has_upstream_credentials": True,
+        "upstream_header_names": [],
+        "has_openapi_document": False,
+        "routes": [],
+        "version": 1,
+        "created_at": NOW,
+        "updated_at": NOW,
+        **changes,
+    }
+
+
+def route_body(method: str, path: str, price: int | None = None) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "method": method,
+        "path_template": path,
+        "price": price,
+        "limits": {},
+        "required_scopes": [],
+        "operation_id": None,
+    }

@@ -30,6 +30,7 @@ from tollgate.console.pages import (
     live,
     logs,
     orgs,
+    portal,
     profile,
     team,
     usage,
@@ -95,7 +96,20 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
         settings.session_keys, settings.session_max_age_seconds, settings.cookie_secure
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth, links, orgs, keys, live, logs, credits, usage, profile, team, webhooks):
+    for module in (
+        auth,
+        links,
+        orgs,
+        keys,
+        live,
+        logs,
+        credits,
+        usage,
+        profile,
+        team,
+        webhooks,
+        portal,
+    ):
         app.include_router(module.router)
     install_web_middleware(app)
     install_error_pages(app)

@@ -182,6 +182,10 @@ class Route(Shape):
     id: uuid.UUID
     method: str
     path_template: str
+    price: int | None = None
+    limits: dict[str, int] = Field(default_factory=dict)
+    required_scopes: list[str] = Field(default_factory=list)
+    operation_id: str | None = None
 
 
 class Api(Shape):
@@ -190,6 +194,12 @@ class Api(Shape):
     name: str
     status: str
     price: int
+    api_version: str = ""
+    upstream_url: str = ""  # used only to scrub it from the portal's documents; never shown
+    sunset_at: datetime | None = None
+    limits: dict[str, int] = Field(default_factory=dict)
+    has_openapi_document: bool = False
+    upstream_header_names: list[str] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
 
 
@@ -589,6 +599,16 @@ class Backends:
     async def apis(self, token: str) -> list[Api]:
         page = await self._call("accounts", "GET", "/v1/apis", token=token, params={"limit": 200})
         return Page[Api].model_validate(page).items
+
+    async def api_document(self, token: str, api_id: uuid.UUID) -> dict[str, Any] | None:
+        """The imported OpenAPI document of an API, or None when none was imported."""
+        try:
+            answer = await self._call("accounts", "GET", f"/v1/apis/{api_id}/openapi", token=token)
+        except BackendProblem as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return answer if isinstance(answer, dict) else None
 
     # --- usage --------------------------------------------------------------------
 

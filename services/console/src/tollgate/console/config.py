@@ -21,6 +21,10 @@ class Settings(ServiceSettings):
     gateway_url: str = Field(
         "http://127.0.0.1:8080", description="public gateway URL shown in examples"
     )
+    portal_public: bool = Field(
+        True,
+        description="developer portal pages open to anonymous visitors; false = sign-in first",
+    )
     session_keys: str = Field(
         "",
         description="comma-separated Fernet keys, newest first, sealing the session cookie; "

@@ -106,7 +106,7 @@ def consumer_document(
     doc = _as_31(source)
     server = gateway_url.rstrip("/") + "/" + api.slug
     credential_names = _credential_header_names(api, source)
-    info = doc.get("info") if isinstance(doc.get("info"), dict) else {}
+    info: dict[str, Any] = doc["info"] if isinstance(doc.get("info"), dict) else {}
     info.setdefault("title", api.name)
     info["version"] = str(info.get("version") or api.api_version)
     info["x-tollgate-status"] = api.status
@@ -118,7 +118,9 @@ def consumer_document(
         info["description"] = _joined(note, info.get("description"))
     doc["info"] = info
     doc["servers"] = [{"url": server, "description": "Tollgate gateway"}]
-    components = doc.get("components") if isinstance(doc.get("components"), dict) else {}
+    components: dict[str, Any] = (
+        doc["components"] if isinstance(doc.get("components"), dict) else {}
+    )
     components["securitySchemes"] = copy.deepcopy(KEY_SCHEMES)
     doc["components"] = components
     doc["security"] = [{name: []} for name in KEY_SCHEMES]
@@ -211,9 +213,11 @@ def _public_parameters(parameters: Any, credentials: set[str]) -> list[Any]:
             and str(parameter.get("name", "")).lower() in credentials
         ):
             continue
-        if isinstance(parameter, dict) and parameter.get("in") == "query" and str(
-            parameter.get("name", "")
-        ) == "api_key":
+        if (
+            isinstance(parameter, dict)
+            and parameter.get("in") == "query"
+            and str(parameter.get("name", "")) == "api_key"
+        ):
             continue  # the gateway's own query parameter
         public.append(parameter)
     return public

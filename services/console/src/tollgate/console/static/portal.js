@@ -1,0 +1,52 @@
+// The portal's API reference: Scalar on the consumer document, with the visitor's key
+// (a test key just created, or one pasted) kept in this tab's sessionStorage and given
+// to the try-it panel only; it goes to the gateway, never back to the console.
+(function () {
+  "use strict";
+  const host = document.getElementById("api-reference");
+  if (!host || !window.Scalar) return;
+  const storageName = "tg_portal_key:" + host.dataset.slug;
+  const issued = document.querySelector("[data-portal-issued-key]");
+  if (issued && issued.value) sessionStorage.setItem(storageName, issued.value);
+  const paste = document.querySelector("[data-portal-paste]");
+  const key = sessionStorage.getItem(storageName) || "";
+  if (paste) paste.value = key;
+  const theme = host.dataset.theme;
+  const dark = theme ? theme === "dark" : window.matchMedia("(prefers-color-scheme: dark)").matches;
+  const hidden = {
+    c: true, clojure: true, csharp: true, dart: true, fsharp: true, java: true, julia: true,
+    kotlin: true, node: true, objc: true, ocaml: true, php: true, powershell: true, r: true,
+    ruby: true, rust: true, swift: true,
+    shell: ["httpie", "wget"],
+    python: ["aiohttp", "httpx_async", "python3", "requests"],
+    js: ["jquery", "ofetch", "xhr"],
+  };
+  function configuration(value) {
+    return {
+      url: host.dataset.url,
+      hiddenClients: hidden,
+      defaultHttpClient: { targetKey: "shell", clientKey: "curl" },
+      withDefaultFonts: false,
+      darkMode: dark,
+      forceDarkModeState: dark ? "dark" : "light",
+      hideDarkModeToggle: true,
+      showDeveloperTools: "never",
+      agent: { disabled: true },
+      mcp: { disabled: true },
+      persistAuth: false,
+      authentication: {
+        preferredSecurityScheme: "apiKeyHeader",
+        securitySchemes: { apiKeyHeader: { value: value }, apiKeyQuery: { value: value }, bearer: { token: value } },
+      },
+    };
+  }
+  let reference = window.Scalar.createApiReference(host, configuration(key));
+  if (paste) {
+    paste.addEventListener("change", function () {
+      const value = paste.value.trim();
+      if (value) sessionStorage.setItem(storageName, value); else sessionStorage.removeItem(storageName);
+      if (reference && reference.updateConfiguration) reference.updateConfiguration(configuration(value));
+      else { host.replaceChildren(); reference = window.Scalar.createApiReference(host, configuration(value)); }
+    });
+  }
+})();
