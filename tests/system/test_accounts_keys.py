@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from tollgate.contracts import topics
-from tollgate.contracts.envelope import decode_as
+from tollgate.contracts.decoding import decode_as
 from tollgate.contracts.events.accounts import KeyUpserted
 from tollgate.kit import apikeys
 from tollgate.kit.sealing import new_sealing_key

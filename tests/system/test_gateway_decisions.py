@@ -16,7 +16,7 @@ import orjson
 import psutil
 import pytest
 
-from tollgate.contracts.envelope import decode
+from tollgate.contracts.decoding import decode
 from tollgate.contracts.events.accounts import ApiStatus
 from tollgate.contracts.events.billing import BalanceMode, BalanceStatus
 from tollgate.kit import apikeys, localdeps

@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import MetaData, func, select
 
 from tollgate.contracts import topics
-from tollgate.contracts.envelope import decode_as, new_event
+from tollgate.contracts.decoding import decode_as
+from tollgate.contracts.envelope import new_event
 from tollgate.contracts.events.accounts import UserRegistered
 from tollgate.kit.db import create_engine, session_maker
 from tollgate.kit.kafka import ensure_topics, make_producer, topic_name

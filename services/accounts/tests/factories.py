@@ -25,7 +25,8 @@ from tollgate.accounts.config import Settings
 from tollgate.accounts.identity import service as identity
 from tollgate.accounts.models import outbox
 from tollgate.accounts.orgs import repository as orgs_repo
-from tollgate.contracts.envelope import CloudEvent, EventData, decode
+from tollgate.contracts.decoding import decode
+from tollgate.contracts.envelope import CloudEvent, EventData
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.sealing import new_sealing_key
 

@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-from tollgate.contracts.envelope import decode
+from tollgate.contracts.decoding import decode
 from tollgate.kit.testing.tokens import TokenMint
 from tollgate.notifier.models import SmsMessage, WebhookDelivery, outbox
 from tollgate.notifier.sms.service import route_pending

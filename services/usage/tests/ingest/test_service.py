@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.contracts.envelope import decode
+from tollgate.contracts.decoding import decode
 from tollgate.contracts.events.accounts import KeyUpserted, Limits
 from tollgate.contracts.events.usage import UsageThresholdCrossed
 from tollgate.kit.db import SessionMaker, create_engine, session_maker

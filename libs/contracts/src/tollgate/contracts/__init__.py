@@ -7,15 +7,13 @@ to a `.v1` model, anything breaking becomes a new `.v2` type. Secrets never appe
 an event: keys travel as hashes, tokens and upstream credentials only sealed.
 """
 
+from tollgate.contracts.decoding import UnknownEventType, decode, decode_as
 from tollgate.contracts.envelope import (
     CONTENT_TYPE,
     CloudEvent,
     ContractModel,
     EventData,
-    UnknownEventType,
     UtcDatetime,
-    decode,
-    decode_as,
     encode,
     envelope_model,
     new_event,

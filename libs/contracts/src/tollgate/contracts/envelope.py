@@ -8,9 +8,9 @@ header, never inside the event. Tombstones (null values on compacted topics) are
 events and never reach `decode`.
 
 Producers build events with `new_event` and serialise them with `encode`; consumers
-call `decode` (any registered type, picked by `type`) or `decode_as` (one known type,
-the fast path). The envelope class for each payload model is built once and cached
-(`envelope_model`), so neither path creates classes or validators per message.
+parse with `tollgate.contracts.decoding` (`decode`, `decode_as`), which needs the topic
+registry and so lives apart from the envelope the event modules import. The envelope
+class for each payload model is built once and cached (`envelope_model`).
 
 Payload models derive from `EventData`: frozen, and tolerant of unknown fields so
 that consumers keep working when a producer adds an optional field to a `.v1` type.
@@ -19,9 +19,8 @@ This module must stay free of I/O and of any dependency but pydantic.
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union, cast
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, cast
 
 from pydantic import (
     AfterValidator,
@@ -29,8 +28,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    TypeAdapter,
-    ValidationError,
     create_model,
 )
 
@@ -76,14 +73,6 @@ class EventData(ContractModel):
 
 
 D = TypeVar("D", bound=EventData)
-
-
-class UnknownEventType(ValueError):
-    """`decode` met a CloudEvents `type` that no registered event model declares."""
-
-    def __init__(self, event_type: str) -> None:
-        super().__init__(f"unknown event type: {event_type!r}")
-        self.event_type = event_type
 
 
 class CloudEvent(BaseModel, Generic[D]):
@@ -180,40 +169,3 @@ def new_event(
 def encode(event: CloudEvent[Any]) -> bytes:
     """The event as compact JSON bytes, ready to be a Kafka message value."""
     return event.__pydantic_serializer__.to_json(event)
-
-
-@functools.cache
-def _any_event_adapter() -> TypeAdapter[Any]:
-    """One validator for every registered envelope, dispatching on `type` in Rust."""
-    # Imported here, not at the top: the registry imports the event modules, which
-    # import this module for EventData.
-    from tollgate.contracts.topics import EVENT_TYPES
-
-    members = tuple(envelope_model(model) for model in EVENT_TYPES.values())
-    union: Any = Union[members]  # noqa: UP007
-    return TypeAdapter(Annotated[union, Field(discriminator="type")])
-
-
-def decode(raw: bytes | str) -> CloudEvent[EventData]:
-    """Parse and validate any registered event; `data` is an instance of its model.
-
-    Raises `UnknownEventType` when no model declares the event's `type`, and pydantic's
-    `ValidationError` when the envelope or the payload is invalid.
-    """
-    try:
-        event = _any_event_adapter().validate_json(raw)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        if len(errors) == 1 and errors[0]["type"] == "union_tag_invalid":
-            raise UnknownEventType(str(errors[0]["ctx"]["tag"])) from None
-        raise
-    return cast("CloudEvent[EventData]", event)
-
-
-def decode_as(raw: bytes | str, model: type[D]) -> CloudEvent[D]:
-    """Parse and validate an event known to be of `model`'s type (the fast path).
-
-    Raises pydantic's `ValidationError` when the event's `type` is not
-    `model.event_type` or when the envelope or payload is invalid.
-    """
-    return envelope_model(model).model_validate_json(raw)

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from tollgate.billing.config import Settings
 from tollgate.billing.ledger.service import debit_for_requests
 from tollgate.contracts import topics
-from tollgate.contracts.envelope import UnknownEventType, decode
+from tollgate.contracts.decoding import UnknownEventType, decode
 from tollgate.contracts.events.gateway import RequestCompleted
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.kafka import batch_records, consumer_options, make_broker, topic_name

@@ -24,7 +24,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
 from tollgate.contracts import topics
-from tollgate.contracts.envelope import decode_as
+from tollgate.contracts.decoding import decode_as
 from tollgate.contracts.events.accounts import ApiUpserted, KeyUpserted
 from tollgate.contracts.events.billing import BalanceState
 from tollgate.gateway.config import Settings

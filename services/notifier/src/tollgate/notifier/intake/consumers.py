@@ -16,7 +16,7 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from tollgate.contracts import topics
-from tollgate.contracts.envelope import UnknownEventType, decode
+from tollgate.contracts.decoding import UnknownEventType, decode
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.kafka import batch_records, consumer_options, make_broker, topic_name
 from tollgate.notifier.clock import Clock, SystemClock

@@ -15,7 +15,7 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
 from tollgate.contracts import topics
-from tollgate.contracts.envelope import decode_as
+from tollgate.contracts.decoding import decode_as
 from tollgate.contracts.events.accounts import KeyUpserted
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.kafka import batch_records, consumer_options, topic_name
