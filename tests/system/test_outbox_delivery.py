@@ -15,12 +15,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tollgate.accounts.models import outbox as accounts_outbox
-from tollgate.contracts import topics
-from tollgate.contracts.envelope import new_event
 from tollgate.contracts.events.accounts import UserRegistered
 from tollgate.kit.db import session_maker
-from tollgate.kit.outbox import enqueue
+from tollgate.kit.outbox import bind_instance, emit
 from tollgate.kit.testing.polling import eventually
 from tollgate.notifier.models import ReceivedEvent
 
@@ -33,22 +30,22 @@ async def write_user_registered(engine: AsyncEngine, count: int) -> set[str]:
     """Commit `count` user-registered events into the accounts outbox, in small
     transactions, as the accounts service would."""
     sessions = session_maker(engine)
+    bind_instance(sessions, "test")
     ids: set[str] = set()
     for start in range(0, count, 50):
         async with sessions() as session, session.begin():
             for _ in range(min(50, count - start)):
                 user_id = uuid.uuid4()
-                event = new_event(
+                event = await emit(
+                    session,
                     UserRegistered(
                         user_id=user_id,
                         email=f"{user_id.hex[:8]}@example.com",
                         locale="en",
                         registered_at=datetime.now(UTC),
                     ),
-                    source="tollgate/accounts/test",
                     subject=str(user_id),
                 )
-                await enqueue(session, accounts_outbox, topics.ACCOUNTS_EVENTS, str(user_id), event)
                 ids.add(event.id)
     return ids
 

@@ -13,11 +13,10 @@ from sqlalchemy import MetaData, func, select
 
 from tollgate.contracts import topics
 from tollgate.contracts.decoding import decode_as
-from tollgate.contracts.envelope import new_event
 from tollgate.contracts.events.accounts import UserRegistered
 from tollgate.kit.db import create_engine, session_maker
 from tollgate.kit.kafka import ensure_topics, make_producer, topic_name
-from tollgate.kit.outbox import OutboxRelay, enqueue, outbox_table
+from tollgate.kit.outbox import OutboxRelay, emit, emit_tombstone, outbox_table
 from tollgate.kit.settings import ServiceSettings
 from tollgate.kit.testing.polling import eventually
 
@@ -74,11 +73,10 @@ async def test_two_relays_publish_each_event_once_in_key_order(
     for round_ in range(60):
         async with sessions() as session, session.begin():
             for user in users:
-                event = new_event(registered(user), source="test", subject=f"{round_}")
-                await enqueue(session, table, topics.ACCOUNTS_EVENTS, str(user), event)
+                event = await emit(session, registered(user), subject=f"{round_}")
                 written[str(user)].append(event.id)
     async with sessions() as session, session.begin():
-        await enqueue(session, table, topics.ACCOUNTS_EVENTS, str(users[0]), None)
+        await emit_tombstone(session, topics.ACCOUNTS_EVENTS, str(users[0]))
 
     producers = [make_producer(settings, client=f"relay{i}") for i in range(2)]
     for producer in producers:

@@ -92,7 +92,7 @@ async def _seed(url: str) -> dict[str, str]:
             message, _ = await sms.receive(
                 session, sms.InboundSms("generic", "seeded", "+15551112222", number, "hi"), now
             )
-            await sms.route_pending(session, now=now, source="tollgate/notifier/test")
+            await sms.route_pending(session, now=now)
             rule = await sms.add_keyword_rule(
                 session, org_id=org, kind="first_word", pattern="PIZZA", priority=1, now=now
             )

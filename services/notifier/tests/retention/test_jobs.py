@@ -87,7 +87,7 @@ async def make_sms(sessions: SessionMaker, clock: FakeClock, *, routed: bool) ->
             clock.now(),
         )
         if routed:
-            await sms.route_pending(session, now=clock.now(), source="tollgate/notifier/test")
+            await sms.route_pending(session, now=clock.now())
     return message_id
 
 

@@ -58,7 +58,7 @@ async def post_twilio(
 
 async def route(sessions: object, clock: FakeClock) -> int:
     async with sessions() as session, session.begin():  # type: ignore[operator]
-        return await route_pending(session, now=clock.now(), source="tollgate/notifier/test")
+        return await route_pending(session, now=clock.now())
 
 
 async def test_twilio_signature_and_replays(database_factory: Callable[[str], str]) -> None:

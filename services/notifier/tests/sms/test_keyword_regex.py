@@ -26,7 +26,7 @@ async def routed(sessions: SessionMaker, now: datetime, body: str) -> SmsMessage
     inbound = InboundSms("generic", uuid.uuid4().hex, sender, "+15559990000", body)
     async with sessions() as session, session.begin():
         message_id, _ = await receive(session, inbound, now)
-        assert await route_pending(session, now=now, source="tollgate/notifier/test") == 1
+        assert await route_pending(session, now=now) == 1
     async with sessions() as session:
         message = await session.get(SmsMessage, message_id)
     assert message is not None

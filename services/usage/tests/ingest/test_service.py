@@ -50,9 +50,7 @@ async def ingest(sessions: SessionMaker, deliveries: Sequence[Delivery]) -> Inge
             PartitionDays(),
         )
     async with sessions() as session, session.begin():
-        return await record_requests(
-            session, group_id="usage", topic=TOPIC, deliveries=deliveries, source="test"
-        )
+        return await record_requests(session, group_id="usage", topic=TOPIC, deliveries=deliveries)
 
 
 def as_deliveries(

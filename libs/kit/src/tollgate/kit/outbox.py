@@ -1,8 +1,11 @@
 """Transactional outbox: events written in the same transaction as the change that
 caused them, then published to Kafka in order by a relay.
 
-A service calls `enqueue(session, table, topic, key, event)` inside its transaction
-(`event=None` writes a tombstone for compacted topics). `OutboxRelay` publishes
+A service calls `emit(session, data)` inside its transaction: the topic comes from the
+contract registry, the key from the payload (`kafka_key`), the CloudEvents `source`
+from the topic's owner and the instance id the runtime put on the session maker
+(`bind_instance`). `emit_tombstone(session, topic, key)` deletes a key on a compacted
+topic. There is no other way into the outbox. `OutboxRelay` publishes
 pending rows in id order and marks them sent. Only one relay per database publishes
 at a time (a Postgres advisory lock), so two replicas never interleave and a key's
 events stay in order. Publishing is at-least-once: a crash between the broker's ack
@@ -13,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import zlib
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from alembic import op
@@ -38,8 +43,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.contracts.envelope import CloudEvent, encode
-from tollgate.contracts.topics import Topic
+from tollgate.contracts.envelope import CloudEvent, EventData, encode, new_event
+from tollgate.contracts.topics import Topic, topic_for
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.kafka import topic_name
 from tollgate.kit.settings import ServiceSettings
@@ -47,7 +52,11 @@ from tollgate.kit.telemetry import current_traceparent
 
 log = logging.getLogger(__name__)
 
+D = TypeVar("D", bound=EventData)
+
 OUTBOX_TABLE = "outbox"
+INSTANCE_INFO_KEY = "tollgate.instance_id"
+"""`Session.info` entry naming the replica in the `source` of emitted events."""
 
 
 def _columns() -> list[Any]:
@@ -80,25 +89,50 @@ def create_outbox_table() -> None:
     )
 
 
-async def enqueue(
+def bind_instance(sessions: SessionMaker, instance_id: str) -> None:
+    """Name this replica in the `source` of every event emitted through `sessions`."""
+    sessions.configure(info={INSTANCE_INFO_KEY: instance_id})
+
+
+def event_source(session: AsyncSession, topic: Topic) -> str:
+    """`tollgate/<owner>/<instance>`: the owner is the service in the topic's name
+    (`tollgate.<owner>.<what>.v1`), the instance what `bind_instance` set (else this
+    process, as `ServiceSettings.instance_id` defaults to)."""
+    instance = session.info.get(INSTANCE_INFO_KEY) or f"{socket.gethostname()}-{os.getpid()}"
+    return f"tollgate/{topic.name.split('.')[1]}/{instance}"
+
+
+async def emit(
     session: AsyncSession,
-    table: Table,
-    topic: Topic,
-    key: str | None,
-    event: CloudEvent[Any] | None,
-) -> None:
-    """Add an event (or a tombstone when `event` is None) to the caller's transaction."""
+    data: D,
+    *,
+    subject: str | None = None,
+    time: datetime | None = None,
+) -> CloudEvent[D]:
+    """Add `data` to the caller's transaction on its contract topic, keyed as the
+    contract says, and return the envelope written."""
+    topic = topic_for(type(data))
+    event = new_event(data, source=event_source(session, topic), subject=subject, time=time)
+    await _write(session, topic, data.kafka_key(), encode(event))
+    return event
+
+
+async def emit_tombstone(session: AsyncSession, topic: Topic, key: str) -> None:
+    """Add a tombstone (deletion of `key` on a compacted topic) to the transaction."""
+    await _write(session, topic, key, None)
+
+
+_WRITE_TABLE = outbox_table(MetaData())
+"""Every service's outbox has this layout and name; inserts need no service metadata."""
+
+
+async def _write(session: AsyncSession, topic: Topic, key: str | None, value: bytes | None) -> None:
     headers: dict[str, str] = {}
     traceparent = current_traceparent()
     if traceparent:
         headers["traceparent"] = traceparent
     await session.execute(
-        insert(table).values(
-            topic=topic.name,
-            key=key,
-            value=encode(event) if event is not None else None,
-            headers=headers,
-        )
+        insert(_WRITE_TABLE).values(topic=topic.name, key=key, value=value, headers=headers)
     )
 
 

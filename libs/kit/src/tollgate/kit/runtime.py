@@ -29,7 +29,7 @@ from tollgate.contracts.topics import Topic
 from tollgate.kit.auth import JwtVerifier
 from tollgate.kit.db import SessionMaker, create_engine, ping, session_maker
 from tollgate.kit.kafka import ensure_topics, make_producer
-from tollgate.kit.outbox import OutboxRelay
+from tollgate.kit.outbox import OutboxRelay, bind_instance
 from tollgate.kit.service import add_ready_check
 from tollgate.kit.settings import ServiceSettings
 
@@ -75,6 +75,7 @@ async def service_runtime(
         if database_url:
             rt.engine = create_engine(database_url)
             rt.sessions = session_maker(rt.engine)
+            bind_instance(rt.sessions, settings.instance_id)
             app.state.sessions = rt.sessions
             engine = rt.engine
 

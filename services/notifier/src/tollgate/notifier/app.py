@@ -89,9 +89,7 @@ def create_app(
                 policy=state.network_policy,
             )
             backend = email_backend(settings)
-            router = SmsRouter(
-                sessions=runtime.sessions, clock=clock, source=state.source, poll_seconds=1.0
-            )
+            router = SmsRouter(sessions=runtime.sessions, clock=clock, poll_seconds=1.0)
             state.wake_sms_router = router.wake
             workers = [
                 DeliveryWorker(

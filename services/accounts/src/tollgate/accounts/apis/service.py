@@ -33,13 +33,13 @@ from tollgate.accounts.apis.upstreams import validate_upstream
 from tollgate.accounts.audit.service import record
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
-from tollgate.accounts.emit import emit, emit_tombstone
 from tollgate.accounts.limits import as_contract
 from tollgate.accounts.models import Api, ApiRoute
 from tollgate.accounts.sealed import sealer
 from tollgate.contracts import topics
 from tollgate.contracts.events.accounts import ApiStatus, ApiUpserted, RouteSpec
 from tollgate.contracts.ids import uuid7
+from tollgate.kit.outbox import emit, emit_tombstone
 from tollgate.kit.problems import Problem
 
 
@@ -96,7 +96,6 @@ async def publish_state(session: AsyncSession, settings: Settings, api: Api) -> 
     routes = (await repo.routes_of(session, [api.id])).get(api.id, [])
     await emit(
         session,
-        settings,
         ApiUpserted(
             api_id=api.id,
             slug=api.slug,

@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollgate.accounts.audit.service import record
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
-from tollgate.accounts.emit import emit
 from tollgate.accounts.identity import passwords, throttle, totp
 from tollgate.accounts.identity import repository as repo
 from tollgate.accounts.identity.signing import SigningKeyring
@@ -36,6 +35,7 @@ from tollgate.accounts.sealed import sealer
 from tollgate.contracts.events.accounts import PasswordResetRequested, UserRegistered
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.auth import Principal, Role, access_claims
+from tollgate.kit.outbox import emit
 from tollgate.kit.problems import Problem
 
 MAX_RESETS_PER_HOUR = 3
@@ -103,7 +103,6 @@ async def register(
     )
     await emit(
         session,
-        settings,
         UserRegistered(
             user_id=user.id, email=email, locale=locale, registered_at=datetime.now(UTC)
         ),
@@ -390,7 +389,6 @@ async def request_password_reset(
     )
     await emit(
         session,
-        settings,
         PasswordResetRequested(
             user_id=user.id,
             email=user.email,

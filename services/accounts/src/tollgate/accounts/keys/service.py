@@ -20,7 +20,6 @@ from tollgate.accounts.apis import repository as apis
 from tollgate.accounts.audit.service import record
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
-from tollgate.accounts.emit import emit, emit_tombstone
 from tollgate.accounts.keys import repository as repo
 from tollgate.accounts.keys.schemas import (
     KeyCreateIn,
@@ -44,6 +43,7 @@ from tollgate.contracts.events.accounts import (
 )
 from tollgate.contracts.ids import uuid7
 from tollgate.kit import apikeys
+from tollgate.kit.outbox import emit, emit_tombstone
 from tollgate.kit.problems import Problem
 
 
@@ -103,7 +103,6 @@ async def publish_state(
     retired = (await repo.live_retired_secrets(session, [key.id], now)).get(key.id, [])
     await emit(
         session,
-        settings,
         KeyUpserted(
             key_id=key.id,
             org_id=key.org_id,
@@ -189,7 +188,7 @@ async def create_key(
         version=1,
     )
     retired = await publish_state(session, settings, key)
-    await emit(session, settings, KeyCreated(**_lifecycle(key, actor)), subject=str(key.id))
+    await emit(session, KeyCreated(**_lifecycle(key, actor)), subject=str(key.id))
     await record(
         session,
         actor,
@@ -317,7 +316,6 @@ async def rotate_key(
     retired = await publish_state(session, settings, key)
     await emit(
         session,
-        settings,
         KeyRotated(**_lifecycle(key, actor), grace_until=grace_until),
         subject=str(key.id),
     )
@@ -346,7 +344,7 @@ async def revoke_key(
     await repo.purge_retired_secrets(session, key.id, now + timedelta(days=3650))
     await session.flush()
     await publish_state(session, settings, key)
-    await emit(session, settings, KeyRevoked(**_lifecycle(key, actor)), subject=str(key.id))
+    await emit(session, KeyRevoked(**_lifecycle(key, actor)), subject=str(key.id))
     await record(
         session, actor, "key.revoke", target_type="key", target_id=key.id, org_id=key.org_id
     )
@@ -363,7 +361,7 @@ async def delete_key(
     await repo.delete_key(session, key.id)
     await emit_tombstone(session, topics.ACCOUNTS_KEYS, str(key.id))
     if key.revoked_at is None:
-        await emit(session, settings, KeyRevoked(**_lifecycle(key, actor)), subject=str(key.id))
+        await emit(session, KeyRevoked(**_lifecycle(key, actor)), subject=str(key.id))
     await record(
         session,
         actor,
@@ -399,7 +397,6 @@ async def warn_expiring_keys(
         assert key.expires_at is not None
         await emit(
             session,
-            settings,
             KeyExpiring(
                 org_id=key.org_id,
                 key_id=key.id,

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollgate.accounts.audit.service import record
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
-from tollgate.accounts.emit import emit
 from tollgate.accounts.identity import repository as users
 from tollgate.accounts.identity.service import normalise_email
 from tollgate.accounts.identity.tokens import new_secret, secret_hash
@@ -25,6 +24,7 @@ from tollgate.accounts.sealed import sealer
 from tollgate.contracts.events.accounts import MemberInvited, OrgRole
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.auth import Principal, Role
+from tollgate.kit.outbox import emit
 from tollgate.kit.problems import Problem
 
 
@@ -178,7 +178,6 @@ async def invite(
     )
     await emit(
         session,
-        settings,
         MemberInvited(
             org_id=org_id,
             org_name=org.name,

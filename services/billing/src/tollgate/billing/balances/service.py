@@ -21,9 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.billing.balances import repository
 from tollgate.billing.config import Settings
-from tollgate.billing.models import outbox
-from tollgate.contracts import topics
-from tollgate.contracts.envelope import EventData, new_event
 from tollgate.contracts.events.billing import (
     BalanceMode,
     BalanceState,
@@ -31,7 +28,7 @@ from tollgate.contracts.events.billing import (
     CreditsExhausted,
     CreditsLow,
 )
-from tollgate.kit.outbox import enqueue
+from tollgate.kit.outbox import emit
 
 
 @dataclass
@@ -139,18 +136,6 @@ async def peek_account(
     return AccountState.from_row(row) if row is not None else new_account(org_id, settings)
 
 
-def _source(settings: Settings) -> str:
-    return f"tollgate/billing/{settings.instance_id}"
-
-
-async def _emit(
-    session: AsyncSession, topic: topics.Topic, data: EventData, settings: Settings
-) -> None:
-    key = data.kafka_key()
-    event = new_event(data, source=_source(settings), subject=key)
-    await enqueue(session, outbox, topic, key, event)
-
-
 async def publish_state(
     session: AsyncSession, account: AccountState, settings: Settings, now: datetime
 ) -> None:
@@ -167,7 +152,7 @@ async def publish_state(
         version=account.version,
         as_of=now,
     )
-    await _emit(session, topics.BILLING_BALANCES, state, settings)
+    await emit(session, state, subject=state.kafka_key())
 
 
 async def settle(
@@ -201,12 +186,12 @@ async def settle(
                 threshold=account.low_threshold,
                 occurred_at=now,
             )
-            await _emit(session, topics.BILLING_EVENTS, low, settings)
+            await emit(session, low, subject=low.kafka_key())
         if before is not BalanceStatus.EXHAUSTED and account.status is BalanceStatus.EXHAUSTED:
             exhausted = CreditsExhausted(
                 org_id=account.org_id, balance=account.balance, mode=account.mode, occurred_at=now
             )
-            await _emit(session, topics.BILLING_EVENTS, exhausted, settings)
+            await emit(session, exhausted, subject=exhausted.kafka_key())
         if publish or before is not account.status:
             await publish_state(session, account, settings, now)
     await repository.save(session, [a.as_row() for a in changed])

@@ -20,13 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollgate.billing.balances import service as balances
 from tollgate.billing.config import Settings
 from tollgate.billing.ledger import repository
-from tollgate.billing.models import LedgerEntry, outbox
-from tollgate.contracts import topics
-from tollgate.contracts.envelope import new_event
+from tollgate.billing.models import LedgerEntry
 from tollgate.contracts.events.billing import CreditsToppedUp
 from tollgate.contracts.events.gateway import RequestCompleted
 from tollgate.contracts.ids import uuid7
-from tollgate.kit.outbox import enqueue
+from tollgate.kit.outbox import emit
 from tollgate.kit.problems import Problem
 
 GATEWAY_ACTOR = "gateway"
@@ -148,15 +146,7 @@ async def add_credits(
             ledger_entry_id=entry.id,
             occurred_at=entry.created_at,
         )
-        key = str(org_id)
-        source = f"tollgate/billing/{settings.instance_id}"
-        await enqueue(
-            session,
-            outbox,
-            topics.BILLING_EVENTS,
-            key,
-            new_event(topped_up, source=source, subject=key),
-        )
+        await emit(session, topped_up, subject=str(org_id))
     await balances.settle(session, [account], settings, publish=True)
     return entry
 

@@ -18,13 +18,11 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.contracts import topics
-from tollgate.contracts.envelope import new_event
 from tollgate.contracts.events.notifier import SmsReceived, SmsRoute
 from tollgate.contracts.ids import uuid7
-from tollgate.kit.outbox import enqueue
+from tollgate.kit.outbox import emit
 from tollgate.kit.problems import Problem
-from tollgate.notifier.models import SmsKeywordRule, SmsMessage, outbox
+from tollgate.notifier.models import SmsKeywordRule, SmsMessage
 from tollgate.notifier.sms import patterns, repository
 from tollgate.notifier.webhooks import service as webhooks
 
@@ -98,9 +96,7 @@ async def choose_route(session: AsyncSession, message: SmsMessage) -> Route:
     return Route(None, SmsRoute.ADMIN_INBOX)
 
 
-async def route_pending(
-    session: AsyncSession, *, now: datetime, source: str, limit: int = 100
-) -> int:
+async def route_pending(session: AsyncSession, *, now: datetime, limit: int = 100) -> int:
     """Route up to `limit` unrouted messages; returns how many were routed."""
     messages = await repository.claim_unrouted(session, limit)
     for message in messages:
@@ -116,7 +112,8 @@ async def route_pending(
         # Later messages of the same batch see this one as conversation history.
         message.routed, message.org_id = True, route.org_id
         await session.flush()
-        event = new_event(
+        event = await emit(
+            session,
             SmsReceived(
                 message_id=message.id,
                 provider=message.provider,
@@ -128,10 +125,8 @@ async def route_pending(
                 routed_by=route.routed_by,
                 received_at=message.received_at,
             ),
-            source=source,
             subject=str(message.id),
         )
-        await enqueue(session, outbox, topics.NOTIFIER_SMS, event.data.kafka_key(), event)
         await webhooks.queue_for_event(session, event, now)
     return len(messages)
 

@@ -21,12 +21,9 @@ log = logging.getLogger(__name__)
 class SmsRouter:
     """Routes unrouted SMS until cancelled; `wake()` shortens the wait after a receipt."""
 
-    def __init__(
-        self, *, sessions: SessionMaker, clock: Clock, source: str, poll_seconds: float = 0.5
-    ) -> None:
+    def __init__(self, *, sessions: SessionMaker, clock: Clock, poll_seconds: float = 0.5) -> None:
         self._sessions = sessions
         self._clock = clock
-        self._source = source
         self._poll = poll_seconds
         self._wakeup = asyncio.Event()
 
@@ -37,7 +34,7 @@ class SmsRouter:
     async def run_once(self) -> int:
         """Route one batch; return how many."""
         async with self._sessions() as session, session.begin():
-            return await route_pending(session, now=self._clock.now(), source=self._source)
+            return await route_pending(session, now=self._clock.now())
 
     async def run(self) -> None:
         """Work until cancelled."""

@@ -82,7 +82,6 @@ def build_broker(
     """The usage broker: request ingestion and the key registry."""
     broker = make_broker(settings, client="usage")
     requests_topic = topic_name(topics.GATEWAY_REQUESTS, settings)
-    source = f"tollgate/usage/{settings.instance_id}"
 
     options = {**consumer_options(settings), "ack_policy": AckPolicy.MANUAL}
     last_commit = time.monotonic()
@@ -124,7 +123,6 @@ def build_broker(
                 group_id=GROUP_ID,
                 topic=topics.GATEWAY_REQUESTS.name,
                 deliveries=deliveries,
-                source=source,
             )
         BATCH_SECONDS.observe(time.perf_counter() - started)
         EVENTS_INGESTED.inc(result.ingested)

@@ -211,7 +211,6 @@ async def record_requests(
     group_id: str,
     topic: str,
     deliveries: Sequence[Delivery],
-    source: str,
 ) -> IngestResult:
     """Take in a batch of request events exactly once (see the module docstring)."""
     if not deliveries:
@@ -238,7 +237,7 @@ async def record_requests(
     aggregates = aggregate(new)
     await repository.add_to_aggregates(session, "usage_minute", aggregates.minutes)
     await repository.add_to_aggregates(session, "usage_hour", aggregates.hours)
-    crossed = await count_admitted(session, aggregates.admitted, source=source)
+    crossed = await count_admitted(session, aggregates.admitted)
     if fresh:
         next_offsets: dict[int, int] = {}
         for d in fresh:

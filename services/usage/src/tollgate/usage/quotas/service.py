@@ -18,12 +18,9 @@ from datetime import date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.contracts import topics
-from tollgate.contracts.envelope import new_event
 from tollgate.contracts.events.accounts import KeyUpserted
 from tollgate.contracts.events.usage import UsagePeriod, UsageThresholdCrossed
-from tollgate.kit.outbox import enqueue
-from tollgate.usage.models import outbox
+from tollgate.kit.outbox import emit
 from tollgate.usage.quotas import repository
 
 THRESHOLDS = (80, 100)
@@ -55,8 +52,6 @@ def _month_start(day: date) -> date:
 async def count_admitted(
     session: AsyncSession,
     admitted: Mapping[tuple[uuid.UUID, date], tuple[int, datetime]],
-    *,
-    source: str,
 ) -> list[UsageThresholdCrossed]:
     """Count newly ingested admitted requests against their keys' quotas and enqueue a
     `UsageThresholdCrossed` for every threshold reached for the first time.
@@ -101,7 +96,6 @@ async def count_admitted(
                 used=standing.used,
                 crossed_at=crossed_at,
             )
-            event = new_event(crossed, source=source, subject=str(standing.key_id))
-            await enqueue(session, outbox, topics.USAGE_EVENTS, crossed.kafka_key(), event)
+            await emit(session, crossed, subject=str(standing.key_id))
             announced.append(crossed)
     return announced
