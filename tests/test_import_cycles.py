@@ -1,11 +1,15 @@
-"""No import cycles between the parts of any Tollgate package.
+"""No import cycles in any Tollgate package.
 
 Builds each package's import graph with `ast` (every `import`/`from ... import`,
 also those inside functions, which is how a cycle hides; `if TYPE_CHECKING:` blocks
-are skipped because they never run) and fails on a cycle at two levels: between
-modules, and between the top-level parts of a package (`tollgate.accounts.apis` and
-`tollgate.accounts.keys`, each a module or a subpackage taken whole). A deferred
-import is not a fix: move the shared code to a module both sides can import.
+are skipped because they never run) and fails on:
+
+* a cycle between modules, of any length;
+* two subpackages that import each other (`tollgate.accounts.apis` and
+  `tollgate.accounts.keys`, each taken whole), even when their modules do not form a
+  cycle: the shared piece belongs in a module both can import.
+
+A deferred import is not a fix: move the shared code instead.
 """
 
 from __future__ import annotations
@@ -76,22 +80,20 @@ def module_graph(package: str, root: Path) -> dict[str, set[str]]:
     return graph
 
 
-def part_graph(package: str, graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    """The graph collapsed to the package's top-level parts (the package's own
-    `__init__`, which may re-export anything, is left out)."""
+def subpackage_edges(package: str, root: Path, graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """(A, B) for every subpackage A of `package` with a module that imports one of B."""
+    subpackages = {f"{package}.{d.name}" for d in root.iterdir() if (d / "__init__.py").is_file()}
 
     def part(module: str) -> str | None:
-        rest = module[len(package) + 1 :]
-        return f"{package}.{rest.split('.')[0]}" if rest else None
+        head = ".".join(module.split(".")[: package.count(".") + 2])
+        return head if head in subpackages else None
 
-    parts: dict[str, set[str]] = {}
-    for source, targets in graph.items():
-        head = part(source)
-        if head is None:
-            continue
-        edges = parts.setdefault(head, set())
-        edges.update(p for t in targets if (p := part(t)) is not None and p != head)
-    return parts
+    return {
+        (a, b)
+        for source, targets in graph.items()
+        for target in targets
+        if (a := part(source)) and (b := part(target)) and a != b
+    }
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -140,9 +142,11 @@ def test_no_cycle_between_modules(package: str) -> None:
 
 
 @pytest.mark.parametrize("package", sorted(PACKAGES))
-def test_no_cycle_between_parts(package: str) -> None:
-    graph = part_graph(package, module_graph(package, PACKAGES[package]))
-    assert not cycles(graph), _describe(cycles(graph))
+def test_no_two_subpackages_import_each_other(package: str) -> None:
+    root = PACKAGES[package]
+    edges = subpackage_edges(package, root, module_graph(package, root))
+    both_ways = sorted(f"{a} <-> {b}" for a, b in edges if a < b and (b, a) in edges)
+    assert not both_ways, "; ".join(both_ways)
 
 
 def test_the_checker_sees_a_deferred_import() -> None:

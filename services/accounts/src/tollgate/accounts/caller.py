@@ -17,7 +17,6 @@ from fastapi import Depends, Request
 
 from tollgate.accounts.identity import repository as users
 from tollgate.accounts.identity.signing import SigningKeyring
-from tollgate.accounts.orgs import repository as orgs
 from tollgate.kit.auth import Principal, Role, bearer_token, unauthorized
 from tollgate.kit.clientip import TrustedProxies
 from tollgate.kit.db import SessionMaker
@@ -59,7 +58,7 @@ async def _caller(request: Request) -> Principal:
     sessions: SessionMaker = request.app.state.sessions
     async with sessions() as session, session.begin():
         user = await users.get_user(session, user_id)
-        roles = await orgs.roles_of(session, user_id) if user is not None else {}
+        roles = await users.roles_of(session, user_id) if user is not None else {}
         ended = family_id is not None and await users.family_revoked(session, family_id)
     if user is None or not user.is_active:
         raise unauthorized("Unknown or inactive user.")

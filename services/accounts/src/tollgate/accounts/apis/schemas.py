@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from tollgate.accounts.keys.schemas import Scope
 from tollgate.accounts.limits import LimitsIn
+from tollgate.accounts.scopes import Scope
 from tollgate.accounts.storable import UtcDatetime
 from tollgate.kit.requests import JSON_INTEGER, RequestModel, StrictFlag
 
@@ -53,12 +53,11 @@ Price = Annotated[int, Field(ge=0, le=1_000_000_000_000), JSON_INTEGER]
 TimeoutMs = Annotated[int, Field(ge=1, le=300_000), JSON_INTEGER]
 
 
-class Strict(RequestModel):
-    """Request bodies of the registry; prices, timeouts and flags are strict JSON integers
-    and booleans (`"10"`, `true`, `1.5`, `0`, `"false"` are a 422, never coerced)."""
+# Request bodies of the registry (`RequestModel`): prices, timeouts and flags are strict
+# JSON integers and booleans (`"10"`, `true`, `1.5`, `0`, `"false"` are a 422, never coerced).
 
 
-class RouteIn(Strict):
+class RouteIn(RequestModel):
     method: Method
     path_template: PathTemplate
     price: Price | None = Field(None, description="credits per call; null = the API's price")
@@ -66,7 +65,7 @@ class RouteIn(Strict):
     required_scopes: list[Scope] = Field(default_factory=list, max_length=50)
 
 
-class RoutePatch(Strict):
+class RoutePatch(RequestModel):
     """Omitted fields stay as they are; null is a value of `price` only (the API's)."""
 
     method: Method | SkipJsonSchema[None] = None
@@ -88,7 +87,7 @@ class RouteOut(BaseModel):
     operation_id: str | None
 
 
-class ApiCreateIn(Strict):
+class ApiCreateIn(RequestModel):
     slug: Slug
     name: str = Field(min_length=1, max_length=200)
     api_version: str = Field("v1", min_length=1, max_length=50)
@@ -105,7 +104,7 @@ class ApiCreateIn(Strict):
     routes: list[RouteIn] = Field(default_factory=list, max_length=500)
 
 
-class ApiPatch(Strict):
+class ApiPatch(RequestModel):
     """Only these fields may change. Omitted fields stay as they are; null is a value of
     `sunset_at` (none) and `upstream_headers` (removes the credentials) only."""
 

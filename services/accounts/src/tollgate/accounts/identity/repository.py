@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.models import (
+    Membership,
     PasswordReset,
     RecoveryCode,
     RefreshToken,
@@ -19,6 +20,13 @@ from tollgate.accounts.models import (
 )
 
 # ---- users
+
+
+async def roles_of(session: AsyncSession, user_id: uuid.UUID) -> dict[uuid.UUID, str]:
+    rows = await session.execute(
+        select(Membership.org_id, Membership.role).where(Membership.user_id == user_id)
+    )
+    return {row.org_id: row.role for row in rows}
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:

@@ -39,11 +39,7 @@ Email = Annotated[
 Locale = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35)]
 
 
-class StrictModel(RequestModel):
-    """Request bodies: unknown fields are an error, not silently ignored."""
-
-
-class RegisterIn(StrictModel):
+class RegisterIn(RequestModel):
     email: Email
     password: NewPassword
     name: str = Field("", max_length=200)
@@ -89,20 +85,20 @@ class TokenOut(BaseModel):
     refresh_expires_in: int
 
 
-class RefreshIn(StrictModel):
+class RefreshIn(RequestModel):
     refresh_token: str = Field(min_length=1, max_length=200)
 
 
-class LogoutIn(StrictModel):
+class LogoutIn(RequestModel):
     refresh_token: str = Field(min_length=1, max_length=200)
     everywhere: StrictFlag = Field(False, description="end every session of the user")
 
 
-class PasswordResetIn(StrictModel):
+class PasswordResetIn(RequestModel):
     email: Email
 
 
-class PasswordResetConfirmIn(StrictModel):
+class PasswordResetConfirmIn(RequestModel):
     token: str = Field(min_length=1, max_length=200)
     new_password: NewPassword
 
@@ -118,11 +114,11 @@ class TotpEnrollOut(BaseModel):
     otpauth_uri: str
 
 
-class TotpCodeIn(StrictModel):
+class TotpCodeIn(RequestModel):
     code: str = Field(min_length=6, max_length=8)
 
 
-class TotpDisableIn(StrictModel):
+class TotpDisableIn(RequestModel):
     password: str = Field(min_length=1, max_length=MAX_PASSWORD_BYTES)
     code: str = Field(min_length=6, max_length=20, description="TOTP or recovery code")
 

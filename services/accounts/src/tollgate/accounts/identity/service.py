@@ -30,7 +30,6 @@ from tollgate.accounts.identity import repository as repo
 from tollgate.accounts.identity.signing import SigningKeyring
 from tollgate.accounts.identity.tokens import new_secret, secret_hash
 from tollgate.accounts.models import User
-from tollgate.accounts.orgs import repository as orgs_repo
 from tollgate.accounts.sealed import sealer
 from tollgate.contracts.events.accounts import PasswordResetRequested, UserRegistered
 from tollgate.contracts.ids import uuid7
@@ -270,7 +269,7 @@ async def open_session(
     family_id: uuid.UUID,
 ) -> TokenPair:
     """A new access token and a new refresh token in `family_id`."""
-    roles = await orgs_repo.roles_of(session, user.id)
+    roles = await repo.roles_of(session, user.id)
     claims = access_claims(
         user_id=user.id,
         email=user.email,
@@ -499,7 +498,7 @@ async def me(session: AsyncSession, user_id: uuid.UUID) -> tuple[User, dict[uuid
     user = await repo.get_user(session, user_id)
     if user is None:
         raise Problem(404, "Not Found", "No such user.", slug="not-found")
-    return user, await orgs_repo.roles_of(session, user_id)
+    return user, await repo.roles_of(session, user_id)
 
 
 # ---- user administration (platform admins; the HTTP layer checks the role)

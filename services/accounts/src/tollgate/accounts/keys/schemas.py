@@ -14,12 +14,12 @@ from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import TypeAliasType
 
 from tollgate.accounts.limits import LimitsIn
+from tollgate.accounts.scopes import Scope
 from tollgate.accounts.storable import UtcDatetime, json_unstorable
 from tollgate.kit.problems import Problem
 from tollgate.kit.requests import JSON_INTEGER, RequestModel, StrictFlag
 
 MAX_METADATA_BYTES = 4096
-Scope = Annotated[str, Field(pattern=r"^[A-Za-z0-9:._/*-]{1,64}$")]
 
 
 def canonical_networks(values: list[str]) -> list[str]:

@@ -13,13 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollgate.accounts.models import Invitation, Membership, Org, User
 
 
-async def roles_of(session: AsyncSession, user_id: uuid.UUID) -> dict[uuid.UUID, str]:
-    rows = await session.execute(
-        select(Membership.org_id, Membership.role).where(Membership.user_id == user_id)
-    )
-    return {row.org_id: row.role for row in rows}
-
-
 async def insert_org(session: AsyncSession, **values: Any) -> Org:
     org = Org(**values)
     session.add(org)

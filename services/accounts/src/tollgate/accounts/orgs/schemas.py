@@ -7,17 +7,18 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tollgate.accounts.identity.schemas import Email, StrictModel
+from tollgate.accounts.identity.schemas import Email
 from tollgate.kit.auth import Role
+from tollgate.kit.requests import RequestModel
 
 OrgName = Field(min_length=1, max_length=200, pattern=r"\S")
 
 
-class OrgIn(StrictModel):
+class OrgIn(RequestModel):
     name: str = OrgName
 
 
-class OrgPatch(StrictModel):
+class OrgPatch(RequestModel):
     name: str = OrgName
 
 
@@ -37,11 +38,11 @@ class MemberOut(BaseModel):
     joined_at: datetime
 
 
-class MemberPatch(StrictModel):
+class MemberPatch(RequestModel):
     role: Role
 
 
-class InvitationIn(StrictModel):
+class InvitationIn(RequestModel):
     email: Email
     role: Role = Role.viewer
 
@@ -62,7 +63,7 @@ class InvitationOut(BaseModel):
     revoked_at: datetime | None
 
 
-class AcceptInvitationIn(StrictModel):
+class AcceptInvitationIn(RequestModel):
     token: str = Field(min_length=1, max_length=200)
 
 

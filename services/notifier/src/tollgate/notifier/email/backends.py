@@ -20,7 +20,7 @@ from typing import Protocol
 import aiohttp
 
 from tollgate.notifier.email.templates import RenderedEmail
-from tollgate.notifier.webhooks.sender import parse_retry_after
+from tollgate.notifier.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 

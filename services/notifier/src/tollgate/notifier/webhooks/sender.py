@@ -12,12 +12,12 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import aiohttp
 from yarl import URL
 
 from tollgate.kit.netpolicy import DestinationRefused, NetworkPolicy
+from tollgate.notifier.retry_after import parse_retry_after
 from tollgate.notifier.webhooks.signing import signature_header
 from tollgate.notifier.webhooks.ssrf import GuardedResolver, refuse_literal_host
 
@@ -35,22 +35,6 @@ class AttemptOutcome:
     response_body: str
     error: str | None
     retry_after_seconds: float | None
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta seconds or HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 class WebhookSender:

@@ -1,0 +1,10 @@
+"""The scope type shared by keys (the scopes a key holds) and APIs (the scopes a route
+requires); its own module so that neither subpackage imports the other for it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+Scope = Annotated[str, Field(pattern=r"^[A-Za-z0-9:._/*-]{1,64}$")]
