@@ -77,6 +77,7 @@ class Stack:
     topic_prefix: str
     sealing_keys: str
     seeded: dict[str, str] = field(default_factory=dict)
+    console_logs: Callable[[], str] = str  # the console process's output so far
 
 
 def _admin_token(accounts: str) -> str:
@@ -202,6 +203,7 @@ def _seed(stack: Stack) -> None:
     )
     assert endpoint.status_code == 201, endpoint.text
     stack.seeded = {
+        "api_slug": api["slug"],
         "endpoint_id": endpoint.json()["id"],
         "email": email,
         "org_id": org_id,
@@ -308,6 +310,7 @@ def stack(
                 kafka_bootstrap=kafka_bootstrap,
                 topic_prefix=prefix,
                 sealing_keys=secrets["SEALING_KEYS"],
+                console_logs=console.logs,
             )
             _seed(running)
         except Exception:
@@ -661,6 +664,8 @@ def tour(stack: Stack) -> list[tuple[str, str]]:
         ("invitation", "/accept-invitation?token=example"),
         ("profile", "/profile"),
         ("not-found", f"/orgs/{uuid.uuid4()}"),
+        ("portal", "/portal"),
+        ("portal-docs", f"/portal/apis/{stack.seeded['api_slug']}"),
     ]
 
 
@@ -670,6 +675,9 @@ LABELS = {
     "en": ["Overview", "Usage", "API keys", "Logs", "Credits", "Webhooks", "Team"],
     "zh-Hans": ["概览", "用量", "API 密钥", "日志", "额度", "Webhook", "团队"],
 }
+
+
+PORTAL_LABEL = {"en": "APIs", "zh-Hans": "API"}
 
 
 @pytest.mark.parametrize("language", ["en", "zh-Hans"])
@@ -696,7 +704,16 @@ def test_every_page_renders_in_both_languages_and_themes(
             assert answer.status < 500, (path, answer.status)
             assert answer.status == (404 if name == "not-found" else 200), (path, answer.status)
             expect(page.locator("html")).to_have_attribute("lang", language)
-            if name not in ("orgs", "org-new", "invitation", "profile", "not-found"):  # no org
+            no_org = (
+                "orgs",
+                "org-new",
+                "invitation",
+                "profile",
+                "not-found",
+                "portal",
+                "portal-docs",
+            )
+            if name not in no_org:
                 tabs = page.locator("nav.tabs a").all_inner_texts()
                 assert tabs == LABELS[language], (path, tabs)
             if name.startswith("usage"):  # the charts drew (uPlot from the vendored copy)
@@ -704,6 +721,11 @@ def test_every_page_renders_in_both_languages_and_themes(
             if name == "live":  # the relayed stream reached the page's EventSource
                 expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "live")
                 expect(page.get_by_test_id("live-requests")).to_contain_text("/hello")
+            if name.startswith("portal"):  # the portal's own navigation
+                tabs = page.locator("nav.tabs a").all_inner_texts()
+                assert tabs == [PORTAL_LABEL[language]], (path, tabs)
+            if name == "portal-docs":  # Scalar drew the reference from the vendored copy
+                expect(page.locator("#api-reference .scalar-app")).to_have_count(1)
             background = page.evaluate("getComputedStyle(document.body).backgroundColor")
             dark = background == "rgb(15, 18, 23)"
             assert dark == (scheme == "dark"), (path, background)

@@ -3,7 +3,7 @@
 // to the try-it panel only; it goes to the gateway, never back to the console.
 (function () {
   "use strict";
-  const host = document.getElementById("api-reference");
+  const host = document.getElementById("portal-reference");
   if (!host || !window.Scalar) return;
   const storageName = "tg_portal_key:" + host.dataset.slug;
   const issued = document.querySelector("[data-portal-issued-key]");
@@ -25,7 +25,9 @@
     return {
       url: host.dataset.url,
       hiddenClients: hidden,
+      featuredClients: ["shell/curl", "python/httpx_sync", "js/fetch", "go/native"],
       defaultHttpClient: { targetKey: "shell", clientKey: "curl" },
+      hideClientButton: true,
       withDefaultFonts: false,
       darkMode: dark,
       forceDarkModeState: dark ? "dark" : "light",

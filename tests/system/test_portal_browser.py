@@ -1,0 +1,116 @@
+"""The developer portal in a real browser against the real stack of
+`test_console_browser` (same module-scoped set-up): an API imported from the Petstore
+document is in the catalog; its docs page draws Scalar from the consumer document with
+the four code-sample languages; "create a test key" issues a `tg_test_` key that the page
+keeps in session storage and that the real gateway accepts; a pasted key never reaches
+the console (neither its requests nor its log).
+
+The browser's own try-it call cannot be made here: the gateway answers no CORS preflight
+(see the console README), so the test makes the gateway call with the key the page holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Request, expect
+
+from .test_console_browser import (  # the shared stack and browser fixtures
+    PASSWORD,
+    SHOTS,
+    Stack,
+    _gateway_until,
+    browser,
+    new_page,
+    sign_in,
+    stack,
+)
+
+__all__ = ["browser", "stack"]
+
+pytestmark = pytest.mark.system
+
+ROOT = Path(__file__).resolve().parents[2]
+PETSTORE = ROOT / "services" / "accounts" / "tests" / "data" / "petstore.yaml"
+PASTED = "tg_test_pastedNeverToTheConsole0000000000"
+
+
+def _import_petstore(stack: Stack) -> str:
+    admin = {"authorization": f"Bearer {stack.admin_token}"}
+    slug = f"pets-{uuid.uuid4().hex[:8]}"
+    created = httpx.post(
+        f"{stack.accounts}/v1/apis",
+        json={
+            "slug": slug,
+            "name": "Petstore",
+            "upstream_url": f"{stack.upstream}/echo",  # answers every Petstore path
+            "price": 1,
+            "upstream_headers": {"X-Upstream-Token": "upstream-secret-9d1c"},
+        },
+        headers=admin,
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    imported = httpx.post(
+        f"{stack.accounts}/v1/apis/{created.json()['id']}/openapi",
+        content=PETSTORE.read_bytes(),
+        headers={**admin, "content-type": "application/yaml"},
+        timeout=10,
+    )
+    assert imported.status_code == 200, imported.text
+    return slug
+
+
+def test_docs_of_an_imported_api_and_a_test_key_that_the_gateway_accepts(
+    stack: Stack, browser: Browser
+) -> None:
+    slug = _import_petstore(stack)
+    context, page, watch = new_page(browser)
+    console_requests: list[Request] = []
+    page.on(
+        "request", lambda r: console_requests.append(r) if r.url.startswith(stack.console) else None
+    )
+    sign_in(page, stack.console, stack.seeded["email"], PASSWORD)
+    page.goto(f"{stack.console}/portal?q=petstore")
+    card = page.locator(f'[data-testid=portal-api][data-slug="{slug}"]')
+    expect(card).to_contain_text("1 credit per call")
+    card.get_by_role("link", name="Petstore").click()
+
+    expect(page.get_by_test_id("portal-api-name")).to_have_text("Petstore")
+    reference = page.get_by_test_id("portal-reference")
+    expect(reference.get_by_text("List all pets").first).to_be_visible()
+    for language in ("Shell", "Python", "JavaScript", "Go"):
+        expect(reference.get_by_text(language, exact=True).first).to_be_attached()
+    document = page.evaluate(f"fetch('/portal/apis/{slug}/openapi.json').then(r => r.text())")
+    assert "upstream-secret-9d1c" not in document
+    assert "petstore.swagger.io" not in document
+    assert stack.upstream not in document
+    page.screenshot(path=str(SHOTS / "portal-petstore-docs.png"), full_page=False)
+
+    page.get_by_test_id("portal-create-test-key").click()
+    expect(page.get_by_test_id("portal-test-key-created")).to_be_visible()
+    key = page.get_by_test_id("portal-test-key").input_value()
+    assert key.startswith("tg_test_")
+    stored = page.evaluate(f"sessionStorage.getItem('tg_portal_key:{slug}')")
+    assert stored == key
+    expect(page.get_by_test_id("portal-paste-key")).to_have_value(key)
+    called = _gateway_until(f"{stack.gateway}/{slug}/pets", key, 200)
+    assert called.status_code == 200, called.text
+
+    page.get_by_test_id("portal-paste-key").fill(PASTED)
+    page.get_by_test_id("portal-paste-key").dispatch_event("change")
+    assert page.evaluate(f"sessionStorage.getItem('tg_portal_key:{slug}')") == PASTED
+    page.reload()
+    expect(page.get_by_test_id("portal-paste-key")).to_have_value(PASTED)
+    for request in console_requests:
+        assert PASTED not in request.url
+        assert PASTED not in (request.post_data or "")
+        assert PASTED not in str(request.headers)
+    logs = stack.console_logs()
+    assert PASTED not in logs
+    assert key not in logs
+    watch.check()
+    context.close()
