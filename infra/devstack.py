@@ -263,6 +263,14 @@ def main() -> int:
         say("migrations: applied")
 
         upstream_port = base + 920
+        ours = [base + offset for offset in (*OFFSETS.values(), 920)]
+        ephemeral = [port for port in ours if localdeps.in_ephemeral_range(port)]
+        if ephemeral:
+            low, high = localdeps.ephemeral_port_range()
+            say(
+                f"warning: ports {ephemeral} are in the kernel's ephemeral range {low}-{high};"
+                " an outgoing connection may hold one. Choose DEVSTACK_PORT_BASE below it."
+            )
         upstream = localdeps.start_program(
             "upstream",
             [python, str(ROOT / "infra" / "demo_upstream.py"), "--port", str(upstream_port)],

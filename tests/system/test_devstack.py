@@ -26,14 +26,9 @@ SERVICES = {"gateway": 0, "accounts": 1, "usage": 2, "billing": 3, "notifier": 4
 
 
 def free_port_base() -> int:
-    """A base port with base..base+5 and base+920 all free."""
-    for _ in range(50):
-        base = localdeps.free_port()
-        if base + 920 < 65535 and all(
-            localdeps.port_free(base + offset) for offset in (*SERVICES.values(), 920)
-        ):
-            return base
-    raise RuntimeError("no free port range")
+    """A base port with base..base+5 and base+920 all free, below the kernel's ephemeral
+    range (so no outgoing connection of this machine can be holding one of them)."""
+    return localdeps.free_port_block((*SERVICES.values(), 920))
 
 
 def eventually_ok(request: urllib.request.Request) -> object:

@@ -31,6 +31,27 @@ def test_wait_for_port_times_out_with_a_clear_message() -> None:
         localdeps.wait_for_port("127.0.0.1", port, timeout=0.2)
 
 
+def test_ports_are_handed_out_below_the_ephemeral_range_and_once() -> None:
+    low, _ = localdeps.ephemeral_port_range()
+    ports = [localdeps.free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports)
+    assert not any(localdeps.in_ephemeral_range(port) for port in ports)
+    base = localdeps.free_port_block((0, 1, 2, 920))
+    assert base + 920 < low
+    assert not {base, base + 1, base + 2, base + 920} & set(ports)
+
+
+def test_a_listening_port_is_never_handed_out() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", localdeps.free_port()))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        localdeps._handed_out.discard(taken)  # as if another process had picked it
+        assert not localdeps._bindable(taken, "127.0.0.1")
+
+
 def test_probes_say_no_to_nothing() -> None:
     port = localdeps.free_port()
     assert not localdeps.redis_answers(f"redis://127.0.0.1:{port}/0")

@@ -38,6 +38,7 @@ import contextlib
 import gc
 import importlib.util
 import os
+import random
 import re
 import shutil
 import signal
@@ -61,7 +62,10 @@ __all__ = [
     "create_database",
     "docker_available",
     "drop_database",
+    "ephemeral_port_range",
     "free_port",
+    "free_port_block",
+    "in_ephemeral_range",
     "kafka_answers",
     "normalise_postgres_url",
     "port_free",
@@ -86,12 +90,84 @@ _T = TypeVar("_T")
 # --------------------------------------------------------------------------- ports
 
 
-def free_port(host: str = DEFAULT_HOST) -> int:
-    """Return a TCP port on `host` that nothing listens on right now."""
+# Ports handed out are chosen outside the kernel's ephemeral range: the kernel gives
+# ports from that range to outgoing connections (and to `bind(0)`), so a port picked
+# there can be taken by any client socket between the pick and the server's bind (seen:
+# accounts could not bind its port in the devstack test). Below the range only another
+# explicit bind can take it, and each port is handed out once per process.
+_PORT_FLOOR = 20000  # clear of the usual fixed ports (8080, 9092, 5432, 6379, ...)
+_MIN_ROOM = 2000
+_handed_out: set[int] = set()
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections (Linux: `ip_local_port_range`;
+    elsewhere the IANA dynamic range, which macOS and the BSDs use)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
+def _bindable(port: int, host: str) -> bool:
+    """True when a server could bind `host:port` now (`SO_REUSEADDR`, as servers set it,
+    so a port in TIME_WAIT counts as free; a listener on it does not)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _port_window(span: int) -> tuple[int, int] | None:
+    """Lowest and highest base for a block `span` wide outside the ephemeral range."""
+    low, high = ephemeral_port_range()
+    if low - 1 - span - _PORT_FLOOR >= _MIN_ROOM:
+        return _PORT_FLOOR, low - 1 - span
+    if 65535 - span - (high + 1) >= _MIN_ROOM:
+        return high + 1, 65535 - span
+    return None
+
+
+def free_port_block(offsets: Sequence[int] = (0,), host: str = DEFAULT_HOST) -> int:
+    """A base port such that every `base + offset` is free on `host`, all of them outside
+    the kernel's ephemeral range and none handed out before by this process.
+
+    Falls back to a kernel-chosen port (`bind(0)`, single ports only) on a machine whose
+    ephemeral range leaves no room outside it."""
+    span = max(offsets)
+    window = _port_window(span)
+    if window is None:
+        if span:
+            raise RuntimeError("no port room outside the ephemeral range for a block")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+            return port
+    rng = random.SystemRandom()
+    for _ in range(500):
+        base = rng.randint(*window)
+        ports = [base + offset for offset in offsets]
+        if _handed_out.isdisjoint(ports) and all(_bindable(p, host) for p in ports):
+            _handed_out.update(ports)
+            return base
+    raise RuntimeError(f"no free port block {tuple(offsets)} in {window}")
+
+
+def free_port(host: str = DEFAULT_HOST) -> int:
+    """A TCP port on `host` that nothing listens on right now, outside the kernel's
+    ephemeral range (so no outgoing connection can be given it before the server binds)
+    and not handed out before by this process."""
+    return free_port_block((0,), host)
+
+
+def in_ephemeral_range(port: int) -> bool:
+    """True when the kernel may give `port` to an outgoing connection."""
+    low, high = ephemeral_port_range()
+    return low <= port <= high
 
 
 def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -761,12 +837,16 @@ def _with_database(admin_url: str, name: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def create_database(admin_url: str, name: str, *, exist_ok: bool = False) -> str:
+def create_database(
+    admin_url: str, name: str, *, exist_ok: bool = False, template: str | None = None
+) -> str:
     """Create database `name` on the server of `admin_url` (left as it is when it exists
-    and `exist_ok`); return its asyncpg URL."""
+    and `exist_ok`), as a copy of database `template` when given (nobody may be connected
+    to the template meanwhile); return its asyncpg URL."""
     asyncpg = _asyncpg()
 
     _check_db_name(name)
+    clause = f' TEMPLATE "{_check_db_name(template)}"' if template else ""
     dsn = _asyncpg_dsn(admin_url)
 
     async def _create() -> None:
@@ -775,7 +855,7 @@ def create_database(admin_url: str, name: str, *, exist_ok: bool = False) -> str
             exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
             if exists and exist_ok:
                 return
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.execute(f'CREATE DATABASE "{name}"{clause}')
         finally:
             await conn.close()
 
