@@ -483,11 +483,13 @@ def _notifier_get(fake: FakeBackends, request: httpx.Request, path: str) -> http
         ]
         return httpx.Response(200, json=types)
     if path == f"/v1/orgs/{fake.org_id}/webhooks/endpoints":
-        return httpx.Response(200, json=list(fake.endpoints.values()))
+        return httpx.Response(
+            200, json={"items": list(fake.endpoints.values()), "next_cursor": None}
+        )
     match = re.fullmatch(rf"/v1/orgs/{fake.org_id}/webhooks/endpoints/([^/]+)(/deliveries)?", path)
     if match and match.group(1) in fake.endpoints:
         if match.group(2):
-            return httpx.Response(200, json=fake.deliveries)
+            return httpx.Response(200, json={"items": fake.deliveries, "next_cursor": None})
         return httpx.Response(200, json=fake.endpoints[match.group(1)])
     return problem(404, "Not Found", "No such webhook endpoint.")
 

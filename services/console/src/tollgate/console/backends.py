@@ -779,12 +779,15 @@ class Backends:
         return [EventType.model_validate(t) for t in answer]
 
     async def endpoints(self, token: str, org_id: uuid.UUID) -> Page[Endpoint]:
-        """The org's endpoints (notifier answers a bare list: adapted to a page here)."""
+        """The org's endpoints, oldest first (the first page: up to 200)."""
         answer = await self._call(
-            "notifier", "GET", f"/v1/orgs/{org_id}/webhooks/endpoints", token=token
+            "notifier",
+            "GET",
+            f"/v1/orgs/{org_id}/webhooks/endpoints",
+            token=token,
+            params={"limit": 200},
         )
-        items = answer["items"] if isinstance(answer, dict) else answer
-        return Page[Endpoint](items=[Endpoint.model_validate(e) for e in items])
+        return Page[Endpoint].model_validate(answer)
 
     async def endpoint(self, token: str, org_id: uuid.UUID, endpoint_id: uuid.UUID) -> Endpoint:
         answer = await self._call(
@@ -840,21 +843,15 @@ class Backends:
         state: str | None,
         limit: int = 50,
     ) -> Page[Delivery]:
-        """One page of an endpoint's deliveries, newest first; notifier pages with
-        `before=<id>` and a bare list, adapted here to the cursor shape."""
-        before = int(cursor) if cursor and cursor.isdigit() else None
+        """One page of an endpoint's deliveries, newest first."""
         answer = await self._call(
             "notifier",
             "GET",
             f"/v1/orgs/{org_id}/webhooks/endpoints/{endpoint_id}/deliveries",
             token=token,
-            params={"before": before, "state": state, "limit": limit},
+            params={"cursor": cursor, "state": state, "limit": limit},
         )
-        if isinstance(answer, dict):
-            return Page[Delivery].model_validate(answer)
-        items = [Delivery.model_validate(d) for d in answer]
-        nxt = str(items[-1].id) if len(items) == limit else None
-        return Page[Delivery](items=items, next_cursor=nxt)
+        return Page[Delivery].model_validate(answer)
 
     async def retry_delivery(self, token: str, org_id: uuid.UUID, delivery_id: int) -> None:
         await self._call(
