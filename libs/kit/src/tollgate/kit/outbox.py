@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollgate.contracts.envelope import CloudEvent, EventData, encode, new_event
 from tollgate.contracts.topics import Topic, topic_for
 from tollgate.kit.db import SessionMaker
+from tollgate.kit.jobs import every
 from tollgate.kit.kafka import topic_name
 from tollgate.kit.settings import ServiceSettings
 from tollgate.kit.telemetry import current_traceparent
@@ -205,22 +206,16 @@ class OutboxRelay:
             )
 
     async def run(self) -> None:
-        """Relay until cancelled; broker or database errors are retried with backoff."""
-        backoff = 0.1
+        """Relay until cancelled: again at once after a full batch, else after
+        `idle_sleep`; broker or database errors are retried with back-off (up to 5 s)."""
         rounds = 0
-        while True:
-            try:
-                published = await self.relay_once()
-                backoff = 0.1
-                rounds += 1
-                if rounds % 10_000 == 0:
-                    await self.purge_published()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("outbox relay failed; retrying", exc_info=True)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            if published < self._batch_size:
-                await asyncio.sleep(self._idle_sleep)
+
+        async def step() -> bool:
+            nonlocal rounds
+            published = await self.relay_once()
+            rounds += 1
+            if rounds % 10_000 == 0:
+                await self.purge_published()
+            return published >= self._batch_size
+
+        await every(self._idle_sleep, step, name="outbox relay", max_backoff=5.0)

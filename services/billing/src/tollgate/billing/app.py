@@ -11,7 +11,7 @@ from tollgate.billing.balances.api import router as balances_router
 from tollgate.billing.config import Settings
 from tollgate.billing.ledger.api import router as ledger_router
 from tollgate.billing.ledger.consumers import build_broker
-from tollgate.billing.maintenance import run_maintenance
+from tollgate.billing.maintenance import run_balance_publisher, run_purge
 from tollgate.billing.models import outbox
 from tollgate.billing.statements.api import router as statements_router
 from tollgate.contracts import topics
@@ -40,7 +40,10 @@ def create_app(
             outbox=outbox,
             broker_factory=lambda sessions: build_broker(settings, sessions),
             jwt_verifier=jwt_verifier,
-            background=(lambda sessions: run_maintenance(sessions, settings),),
+            background=(
+                lambda sessions: run_balance_publisher(sessions, settings),
+                lambda sessions: run_purge(sessions, settings),
+            ),
         ):
             yield
 

@@ -1,16 +1,16 @@
 """The notifier service's FastAPI app: lifespan wiring and routers, nothing else.
 
-Inside the kit's runtime (database, outbox relay, intake consumer, the retention
-job) the lifespan starts three workers: webhook deliveries, emails and SMS routing.
+The kit's runtime runs everything: database, outbox relay, intake consumer, and the
+background jobs (retention, webhook deliveries, emails, SMS routing) on its `every`
+loop; the lifespan only adds closing the webhook sender and the email backend.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -18,7 +18,7 @@ from tollgate.contracts import topics
 from tollgate.kit.auth import JwtVerifier
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.netpolicy import NetworkPolicy, parse_networks
-from tollgate.kit.runtime import service_runtime
+from tollgate.kit.runtime import BackgroundJob, service_runtime
 from tollgate.kit.service import create_app as create_service_app
 from tollgate.notifier.clock import Clock, SystemClock
 from tollgate.notifier.config import Settings
@@ -62,72 +62,63 @@ def create_app(
         ),
     )
 
-    async def retention(sessions: SessionMaker) -> None:
-        await RetentionJob(
-            sessions=sessions,
-            clock=clock,
-            policy=policy_from(settings),
-            interval_seconds=settings.retention_interval_seconds,
-        ).run()
+    def route_sms(sessions: SessionMaker) -> Coroutine[Any, Any, None]:
+        router = SmsRouter(sessions=sessions, clock=clock, poll_seconds=1.0)
+        state.wake_sms_router = router.wake
+        return router.run()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with service_runtime(
-            app,
-            settings,
-            service="notifier",
-            database_url=settings.database_url,
-            topics=TOPICS,
-            outbox=outbox,
-            broker_factory=lambda sessions: build_broker(settings, sessions, clock),
-            jwt_verifier=jwt_verifier,
-            background=[retention] if settings.workers_enabled else [],
-        ) as runtime:
-            assert runtime.sessions is not None
-            sender = WebhookSender(
+        sender = WebhookSender(
+            timeout_seconds=settings.webhook_timeout_seconds,
+            policy=state.network_policy,
+        )
+        backend = email_backend(settings)
+        workers: list[BackgroundJob] = [
+            lambda sessions: RetentionJob(
+                sessions=sessions,
+                clock=clock,
+                policy=policy_from(settings),
+                interval_seconds=settings.retention_interval_seconds,
+            ).run(),
+            lambda sessions: DeliveryWorker(
+                sessions=sessions,
+                sender=sender,
+                sealer=state.sealer,
+                clock=clock,
+                concurrency=settings.webhook_concurrency,
+                org_concurrency=settings.webhook_org_concurrency,
                 timeout_seconds=settings.webhook_timeout_seconds,
-                policy=state.network_policy,
-            )
-            backend = email_backend(settings)
-            router = SmsRouter(sessions=runtime.sessions, clock=clock, poll_seconds=1.0)
-            state.wake_sms_router = router.wake
-            workers = [
-                DeliveryWorker(
-                    sessions=runtime.sessions,
-                    sender=sender,
-                    sealer=state.sealer,
-                    clock=clock,
-                    concurrency=settings.webhook_concurrency,
-                    org_concurrency=settings.webhook_org_concurrency,
-                    timeout_seconds=settings.webhook_timeout_seconds,
-                    disable_after=timedelta(hours=settings.webhook_disable_after_hours),
-                    poll_seconds=settings.webhook_poll_seconds,
-                ).run(),
-                EmailWorker(
-                    sessions=runtime.sessions,
-                    backend=backend,
-                    sealer=state.sealer,
-                    clock=clock,
-                    sender=settings.email_from,
-                    console_url=settings.console_url,
-                    max_attempts=settings.email_max_attempts,
-                ).run(),
-                router.run(),
-            ]
-            tasks = [asyncio.create_task(w) for w in workers] if settings.workers_enabled else []
-            if not settings.workers_enabled:
-                for coro in workers:
-                    coro.close()
-            try:
+                disable_after=timedelta(hours=settings.webhook_disable_after_hours),
+                poll_seconds=settings.webhook_poll_seconds,
+            ).run(),
+            lambda sessions: EmailWorker(
+                sessions=sessions,
+                backend=backend,
+                sealer=state.sealer,
+                clock=clock,
+                sender=settings.email_from,
+                console_url=settings.console_url,
+                max_attempts=settings.email_max_attempts,
+            ).run(),
+            route_sms,
+        ]
+        try:
+            async with service_runtime(
+                app,
+                settings,
+                service="notifier",
+                database_url=settings.database_url,
+                topics=TOPICS,
+                outbox=outbox,
+                broker_factory=lambda sessions: build_broker(settings, sessions, clock),
+                jwt_verifier=jwt_verifier,
+                background=workers if settings.workers_enabled else (),
+            ):
                 yield
-            finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                await sender.close()
-                await backend.close()
+        finally:
+            await sender.close()
+            await backend.close()
 
     app = create_service_app(
         service="notifier",

@@ -4,13 +4,13 @@ keys whose rotation grace has ended. Owns its transactions, like a consumer."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 
 from tollgate.accounts.config import Settings
 from tollgate.accounts.keys import service
 from tollgate.kit.db import SessionMaker
+from tollgate.kit.jobs import every
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +26,12 @@ async def run_once(sessions: SessionMaker, settings: Settings) -> tuple[int, int
 
 
 async def run_forever(sessions: SessionMaker, settings: Settings) -> None:
-    """`run_once` every `key_job_interval_seconds` until cancelled; errors are logged
-    and retried at the next tick."""
-    while True:
-        try:
-            warned, tidied = await run_once(sessions, settings)
-            if warned or tidied:
-                log.info("key job", extra={"warned": warned, "republished": tidied})
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning("key job failed; retrying", exc_info=True)
-        await asyncio.sleep(settings.key_job_interval_seconds)
+    """`run_once` every `key_job_interval_seconds` until cancelled (the kit's `every`:
+    errors are logged and retried with back-off)."""
+
+    async def step() -> None:
+        warned, tidied = await run_once(sessions, settings)
+        if warned or tidied:
+            log.info("key job", extra={"warned": warned, "republished": tidied})
+
+    await every(settings.key_job_interval_seconds, step, name="key job")

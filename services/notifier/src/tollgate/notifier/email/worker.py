@@ -16,6 +16,7 @@ from datetime import timedelta
 from prometheus_client import Counter
 
 from tollgate.kit.db import SessionMaker
+from tollgate.kit.jobs import every
 from tollgate.kit.sealing import Sealer, SealError
 from tollgate.notifier.clock import Clock
 from tollgate.notifier.email import repository
@@ -58,17 +59,12 @@ class EmailWorker:
         self._rng = rng or random.Random()
 
     async def run(self) -> None:
-        """Work until cancelled."""
-        while True:
-            try:
-                done = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("email worker pass failed")
-                done = 0
-            if done == 0:
-                await asyncio.sleep(self._poll)
+        """Work until cancelled: again at once after a claim, else at the next poll."""
+
+        async def step() -> bool:
+            return await self.run_once() > 0
+
+        await every(self._poll, step, name="email worker")
 
     async def run_once(self) -> int:
         """Send every mail due now (one claim); return how many were tried."""

@@ -3,8 +3,8 @@
 Every `retention_interval_seconds` it deletes what is past retention, table by
 table, in batches of `retention_batch_size` rows, each batch in its own short
 transaction so that no long lock or huge transaction competes with the workers.
-Failures are logged and retried next round. Several replicas may run it at once:
-batches skip rows another transaction holds.
+Failures are logged and retried with back-off (the kit's `every` loop). Several
+replicas may run it at once: batches skip rows another transaction holds.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import logging
 from prometheus_client import Counter
 
 from tollgate.kit.db import SessionMaker
+from tollgate.kit.jobs import every
 from tollgate.notifier.clock import Clock
 from tollgate.notifier.config import Settings
 from tollgate.notifier.retention.service import (
@@ -77,11 +78,8 @@ class RetentionJob:
 
     async def run(self) -> None:
         """Enforce retention until cancelled."""
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("retention failed; retrying next round", exc_info=True)
-            await asyncio.sleep(self._interval)
+
+        async def step() -> None:
+            await self.run_once()
+
+        await every(self._interval, step, name="notifier retention")

@@ -8,14 +8,11 @@ the outbox event and the webhook deliveries, so a crash never half-routes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 
 from tollgate.kit.db import SessionMaker
+from tollgate.kit.jobs import every
 from tollgate.notifier.clock import Clock
 from tollgate.notifier.sms.service import route_pending
-
-log = logging.getLogger(__name__)
 
 
 class SmsRouter:
@@ -37,16 +34,10 @@ class SmsRouter:
             return await route_pending(session, now=self._clock.now())
 
     async def run(self) -> None:
-        """Work until cancelled."""
-        while True:
-            try:
-                routed = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("routing SMS failed")
-                routed = 0
-            if routed == 0:
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
+        """Work until cancelled: again at once after a batch, else at the next poll or
+        `wake()`."""
+
+        async def step() -> bool:
+            return await self.run_once() > 0
+
+        await every(self._poll, step, name="sms router", wake=self._wakeup)

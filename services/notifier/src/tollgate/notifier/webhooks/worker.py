@@ -17,6 +17,7 @@ from datetime import timedelta
 from prometheus_client import Counter, Histogram
 
 from tollgate.kit.db import SessionMaker
+from tollgate.kit.jobs import every
 from tollgate.kit.sealing import Sealer
 from tollgate.notifier.clock import Clock
 from tollgate.notifier.webhooks import repository, service
@@ -63,29 +64,24 @@ class DeliveryWorker:
         self._rng = rng or random.Random()
 
     async def run(self) -> None:
-        """Work until cancelled."""
+        """Work until cancelled: claim into free slots; while deliveries are in flight,
+        wait for the first to finish (at most a poll); idle, wait a poll."""
         tasks: set[asyncio.Task[None]] = set()
+
+        async def step() -> bool:
+            nonlocal tasks
+            tasks = {t for t in tasks if not t.done()}
+            free = self._concurrency - len(tasks)
+            claimed = await self._claim(free) if free > 0 else []
+            for item in claimed:
+                tasks.add(asyncio.create_task(self._deliver(item)))
+            if tasks and (not claimed or len(tasks) >= self._concurrency):
+                await asyncio.wait(tasks, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED)
+                return True
+            return bool(claimed)
+
         try:
-            while True:
-                free = self._concurrency - len(tasks)
-                claimed: list[ClaimedDelivery] = []
-                if free > 0:
-                    try:
-                        claimed = await self._claim(free)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:
-                        log.exception("claiming webhook deliveries failed")
-                for item in claimed:
-                    tasks.add(asyncio.create_task(self._deliver(item)))
-                if tasks and (not claimed or len(tasks) >= self._concurrency):
-                    _, pending = await asyncio.wait(
-                        tasks, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    tasks = set(pending)
-                elif not claimed:
-                    await asyncio.sleep(self._poll)
-                tasks = {t for t in tasks if not t.done()}
+            await every(self._poll, step, name="webhook deliveries")
         finally:
             for task in tasks:
                 task.cancel()

@@ -1,17 +1,18 @@
 """The maintenance job: a background task of the service process (its transport).
 
-Every `maintenance_interval_seconds` it creates the day partitions ahead and enforces
-retention, each in its own transaction. Failures are logged and retried next round;
-they never stop ingestion (which creates a missing partition itself).
+Every `maintenance_interval_seconds` (the kit's `every` loop) it creates the day
+partitions ahead and enforces retention, each in its own transaction. Failures are
+logged and retried with back-off; they never stop ingestion (which creates a missing
+partition itself).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 
 from tollgate.kit.db import SessionMaker
+from tollgate.kit.jobs import every
 from tollgate.usage.config import Settings
 from tollgate.usage.retention.service import (
     PartitionDays,
@@ -46,11 +47,8 @@ async def maintain_once(sessions: SessionMaker, settings: Settings, cache: Parti
 
 async def run_maintenance(sessions: SessionMaker, settings: Settings, cache: PartitionDays) -> None:
     """Maintain until cancelled."""
-    while True:
-        try:
-            await maintain_once(sessions, settings, cache)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning("maintenance failed; retrying next round", exc_info=True)
-        await asyncio.sleep(settings.maintenance_interval_seconds)
+
+    async def step() -> None:
+        await maintain_once(sessions, settings, cache)
+
+    await every(settings.maintenance_interval_seconds, step, name="usage maintenance")
