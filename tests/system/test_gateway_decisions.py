@@ -271,7 +271,8 @@ async def test_rate_limit_headers_and_429(stack: Stack) -> None:
     first = answers[0].headers
     assert first["ratelimit-limit"] == "3"
     assert first["ratelimit-remaining"] == "2"
-    assert first["ratelimit-policy"] == "3;w=60"
+    assert first["ratelimit-policy"] == '"key-minute";q=3;w=60'
+    assert first["ratelimit"].startswith('"key-minute";r=2;t=')
     assert first["x-ratelimit-limit"] == "3"
     assert 1 <= int(first["ratelimit-reset"]) <= 66  # a window plus one slot
     assert answers[2].headers["ratelimit-remaining"] == "0"

@@ -73,7 +73,10 @@ async def test_the_tightest_of_key_api_route_and_global_limits_wins(tmp_path: Pa
     assert [v.allowed for v in verdicts if v is not None] == [True, True, True, False]
     first = verdicts[0]
     assert first is not None
-    assert first.policy == "100;w=3600, 50;w=60, 3;w=1, 1000;w=60"
+    assert first.policy == (
+        '"key-hour";q=100;w=3600, "api-minute";q=50;w=60, '
+        '"route-second";q=3;w=1, "global-minute";q=1000;w=60'
+    )
     assert first.limit == 3
     # Without the route, the API's and the key's limits still apply (and have room).
     other = await limiter.check(key, api, None)
@@ -89,6 +92,6 @@ async def test_a_monthly_limit_is_a_30_day_window(tmp_path: Path) -> None:
     assert [v.allowed for v in verdicts if v is not None] == [True, True, False]
     refused = verdicts[2]
     assert refused is not None
-    assert refused.policy == "2;w=2592000, 50;w=60"
+    assert refused.policy == '"key-month";q=2;w=2592000, "api-minute";q=50;w=60'
     # Both requests sit in the current 3-day slot: it leaves the window 30-33 days on.
     assert 30 * 86400 <= refused.retry_after_s <= 33 * 86400

@@ -46,7 +46,7 @@ def test_retry_after_is_enough_and_headers_describe_the_tightest_window() -> Non
     assert not refused.allowed
     assert refused.limit == 5
     assert refused.remaining == 0
-    assert refused.policy == "5;w=1, 100;w=60"
+    assert refused.policy == '"key-second";q=5;w=1, "key-minute";q=100;w=60'
     assert counters.check(buckets, now + refused.retry_after_s).allowed
     headers = dict(refused.headers())
     assert headers["RateLimit-Limit"] == headers["X-RateLimit-Limit"] == "5"

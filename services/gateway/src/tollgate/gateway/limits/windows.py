@@ -78,8 +78,9 @@ def policy_name(bucket: Bucket) -> str:
 
 
 def policy_header(buckets: Sequence[Bucket]) -> str:
-    """`RateLimit-Policy`: every window that applied, e.g. `10;w=1, 1000;w=3600`."""
-    return ", ".join(f"{limit};w={window}" for _name, limit, window in buckets)
+    """`RateLimit-Policy` (draft-11): every policy that applied, its quota and window,
+    e.g. `"key-second";q=10;w=1, "api-hour";q=1000;w=3600`."""
+    return ", ".join(f'"{policy_name(bucket)}";q={bucket[1]};w={bucket[2]}' for bucket in buckets)
 
 
 SLOTS = 10
