@@ -1,4 +1,4 @@
-"""Fixtures of the accounts tests: one migrated database for the module run, and a
+"""Fixtures of the accounts tests: one migrated database for the session, and a
 log capture around every test that fails it when a secret the test handled (a
 password, a raw key, a refresh token, an upstream credential) shows up in any log
 record, formatted or not."""
@@ -10,18 +10,23 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tollgate.kit.migrations import upgrade_head
+from tollgate.kit.testing import Harness
 
 from .factories import SECRETS
+
+
+@pytest.fixture(scope="session")
+def database_factory(tollgate_harness: Harness) -> Callable[[str], str]:
+    """`make(prefix)`: a fresh database with the accounts schema at head, no rows (a copy
+    of one template migrated once per session; see `tollgate.kit.testing.databases`)."""
+    return tollgate_harness.database_maker(migrations="tollgate.accounts")
 
 
 @pytest.fixture(scope="session")
 def accounts_db(database_factory: Callable[[str], str]) -> str:
     """A database with the accounts migrations applied, shared by the tests (they use
     unique emails, org names and slugs, so they never see each other's rows)."""
-    url = database_factory("accounts")
-    upgrade_head("tollgate.accounts", url)
-    return url
+    return database_factory("accounts")
 
 
 class _Capture(logging.Handler):

@@ -20,13 +20,14 @@ from tollgate.billing.config import Settings
 from tollgate.contracts.events.gateway import RequestCompleted
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.db import create_engine, session_maker
-from tollgate.kit.migrations import upgrade_head
+from tollgate.kit.testing.databases import ensure_migrated
 from tollgate.kit.testing.tokens import TokenMint
 
 
 async def migrated(url: str) -> str:
-    """Apply the billing migrations to a fresh database; returns its url."""
-    await asyncio.to_thread(upgrade_head, "tollgate.billing", url)
+    """The billing schema at head in a test database (a copy of the migrated template
+    already is; anything else is migrated); returns its url."""
+    await asyncio.to_thread(ensure_migrated, "tollgate.billing", url)
     return url
 
 

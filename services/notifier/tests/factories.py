@@ -17,9 +17,9 @@ from fastapi import FastAPI
 
 from tollgate.kit.db import SessionMaker, create_engine, session_maker
 from tollgate.kit.localdeps import free_port
-from tollgate.kit.migrations import upgrade_head
 from tollgate.kit.netpolicy import NetworkPolicy, parse_networks
 from tollgate.kit.sealing import Sealer, new_sealing_key
+from tollgate.kit.testing.databases import ensure_migrated
 from tollgate.kit.testing.tokens import TokenMint
 from tollgate.notifier.app import create_app
 from tollgate.notifier.config import Settings
@@ -32,8 +32,9 @@ SEALING_KEY = new_sealing_key()
 
 
 async def migrated(url: str) -> str:
-    """Apply the notifier migrations to a fresh database; returns its url."""
-    await asyncio.to_thread(upgrade_head, "tollgate.notifier", url)
+    """The notifier schema at head in a test database (a copy of the migrated template
+    already is; anything else is migrated); returns its url."""
+    await asyncio.to_thread(ensure_migrated, "tollgate.notifier", url)
     return url
 
 

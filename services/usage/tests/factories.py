@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 from tollgate.contracts.envelope import encode, new_event
 from tollgate.contracts.events.gateway import RejectionReason, RequestCompleted, RequestRejected
 from tollgate.contracts.ids import uuid7
-from tollgate.kit.migrations import upgrade_head
+from tollgate.kit.testing.databases import ensure_migrated
 
 
 async def migrated(url: str) -> str:
-    """Apply the usage migrations to a fresh database and return its URL."""
-    await asyncio.to_thread(upgrade_head, "tollgate.usage", url)
+    """The usage schema at head in a test database (a copy of the migrated template
+    already is; anything else is migrated); returns its URL."""
+    await asyncio.to_thread(ensure_migrated, "tollgate.usage", url)
     return url
 
 

@@ -163,6 +163,37 @@ async def test_databases_are_fresh_and_isolated(
         await engine_b.dispose()
 
 
+async def test_copies_of_a_template_carry_its_schema_and_never_share_rows(
+    tollgate_harness: Harness,
+) -> None:
+    """What a service's tests get from `database_maker(migrations=...)`: each database a
+    separate copy of the session's migrated template (here a hand-made one)."""
+    template_url = tollgate_harness.create_database("template_probe")
+    engine = create_async_engine(template_url)
+    async with engine.begin() as conn:
+        await conn.execute(text("create table probe (id int primary key)"))
+        await conn.execute(text("insert into probe values (1)"))
+    await engine.dispose()  # nobody may be connected to a template while it is copied
+    tollgate_harness._templates["probe.package"] = template_url.rsplit("/", 1)[1]
+
+    make = tollgate_harness.database_maker(migrations="probe.package")
+    first, second = make("copy"), make("copy")
+    assert re.search(r"/test_copy_[0-9a-f]{8}$", first)
+    engine_a, engine_b = create_async_engine(first), create_async_engine(second)
+    try:
+        async with engine_a.begin() as conn:
+            await conn.execute(text("insert into probe values (2)"))
+        async with engine_b.connect() as conn:
+            rows = await conn.execute(text("select id from probe order by id"))
+            assert rows.scalars().all() == [1]
+        async with engine_a.connect() as conn:
+            rows = await conn.execute(text("select id from probe order by id"))
+            assert rows.scalars().all() == [1, 2]
+    finally:
+        await engine_a.dispose()
+        await engine_b.dispose()
+
+
 def test_postgres_admin_url_is_server_level(postgres_admin_url: str) -> None:
     assert postgres_admin_url.startswith("postgresql+asyncpg://")
     assert postgres_admin_url.endswith("/postgres")

@@ -32,7 +32,10 @@ Fixtures are synchronous so they do not interact with pytest-asyncio's loop scop
   test ends, so one failing test cannot wedge the rest of the session.
 * `postgres_admin_url` (session): server-level `postgresql+asyncpg://.../postgres`.
 * `database_factory` (session): `make(prefix) -> url` of a fresh database
-  `test_<prefix>_<8 hex>`.
+  `test_<prefix>_<8 hex>`. A service's `tests/conftest.py` overrides it with
+  `tollgate_harness.database_maker(migrations="tollgate.<svc>")`, so that every
+  database its tests make is a copy of one template migrated once per session (see
+  `tollgate.kit.testing.databases`): per-test isolation without per-test migrations.
 * `redis_url` (session).
 * `topic_prefix` (function): a unique `t<8 hex>.`; services take a topic-name prefix
   setting, so each test owns its topics on the shared broker.
@@ -86,6 +89,10 @@ def unique_name(prefix: str, *, sep: str = "_") -> str:
     """`prefix` + `sep` + 8 random hex digits (just the hex if `prefix` is empty)."""
     token = secrets.token_hex(4)
     return f"{prefix}{sep}{token}" if prefix else token
+
+
+def _clean(prefix: str) -> str:
+    return re.sub(r"[^a-z0-9_]+", "_", prefix.lower()).strip("_")[:40] or "db"
 
 
 def _host_port(url: str) -> str:
@@ -172,6 +179,7 @@ class Harness:
     postgres: DependencySource | None = None
     redis: DependencySource | None = None
     _databases: list[tuple[str, str]] = field(default_factory=list)
+    _templates: dict[str, str] = field(default_factory=dict)
     _own_tmp: Path | None = None
     _closed: bool = False
 
@@ -325,14 +333,41 @@ class Harness:
             return BrokerControl(bootstrap, wrapped.pause, wrapped.unpause)
         return BrokerControl(bootstrap)
 
-    def create_database(self, prefix: str = "db") -> str:
-        """A fresh database `test_<prefix>_<8 hex>`; dropped when the harness closes."""
+    def create_database(self, prefix: str = "db", *, migrations: str | None = None) -> str:
+        """A fresh database `test_<prefix>_<8 hex>`; dropped when the harness closes.
+
+        With `migrations` (a package such as `"tollgate.billing"`), a copy of that
+        package's migrated template (`migrated_template`): the schema at head, no rows.
+        """
         admin = self.postgres_admin_url()
-        clean = re.sub(r"[^a-z0-9_]+", "_", prefix.lower()).strip("_")[:40] or "db"
-        name = unique_name(f"test_{clean}")
-        url = localdeps.create_database(admin, name)
+        template = self.migrated_template(migrations) if migrations else None
+        name = unique_name(f"test_{_clean(prefix)}")
+        url = localdeps.create_database(admin, name, template=template)
         self._databases.append((admin, name))
         return url
+
+    def migrated_template(self, package: str) -> str:
+        """Name of the session's template database for `package`: created and migrated
+        to head on first use, then only ever copied (nobody connects to it again)."""
+        name = self._templates.get(package)
+        if name is None:
+            from tollgate.kit.testing.databases import upgrade_head
+
+            admin = self.postgres_admin_url()
+            name = unique_name(f"template_{_clean(package)}")
+            url = localdeps.create_database(admin, name)
+            self._databases.append((admin, name))
+            upgrade_head(package, url)
+            self._templates[package] = name
+        return name
+
+    def database_maker(self, migrations: str | None = None) -> Callable[[str], str]:
+        """`make(prefix) -> url`, each a fresh database (migrated, with `migrations`)."""
+
+        def make(prefix: str = "db") -> str:
+            return self.create_database(prefix, migrations=migrations)
+
+        return make
 
     # ---- stopping
 
@@ -347,6 +382,7 @@ class Harness:
                 with contextlib.suppress(Exception):
                     localdeps.drop_database(admin, name)
         self._databases.clear()
+        self._templates.clear()
         for source in (self.kafka, self.redis, self.postgres):
             if source is None:
                 continue
@@ -430,10 +466,7 @@ def database_factory(tollgate_harness: Harness) -> Callable[[str], str]:
     """`make(prefix)` creates `test_<prefix>_<8 hex>` and returns its asyncpg URL."""
     tollgate_harness.postgres_admin_url()  # start now, not inside the first test's timing
 
-    def make(prefix: str = "db") -> str:
-        return tollgate_harness.create_database(prefix)
-
-    return make
+    return tollgate_harness.database_maker()
 
 
 @pytest.fixture(scope="session")
