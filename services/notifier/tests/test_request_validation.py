@@ -4,6 +4,7 @@ times outside what UTC can hold. Provider payloads keep their extra fields."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -23,6 +24,8 @@ from .factories import api_client, database, migrated, settings_for
 PUBLIC = "https://notifier.example.com"
 TWILIO_TOKEN = "twilio-token"
 HMAC_SECRET = "generic-secret"
+# A cursor in the shared format holding a delivery id beyond PostgreSQL's bigint.
+BEYOND_BIGINT_CURSOR = base64.urlsafe_b64encode(f'{{"v":1,"k":[{2**64}]}}'.encode()).decode()
 ORG = uuid.uuid4()
 ENDPOINT = f"/v1/orgs/{ORG}/webhooks/endpoints/{uuid.uuid4()}"
 
@@ -95,7 +98,7 @@ async def test_parameters_that_reach_the_database_are_checked(
             ("DELETE", "/v1/admin/sms/numbers/%2B1555%00"),
             ("GET", f"/v1/orgs/{ORG}/webhooks/deliveries/{2**63}"),
             ("POST", f"/v1/orgs/{ORG}/webhooks/deliveries/{2**63}/retry"),
-            ("GET", f"{ENDPOINT}/deliveries?before={2**64}"),
+            ("GET", f"{ENDPOINT}/deliveries?cursor={BEYOND_BIGINT_CURSOR}"),
             ("GET", "/v1/admin/sms/messages?since=0001-01-01T00:00:00%2B01:00"),
             ("GET", "/v1/admin/sms/messages?since=9999-12-31T23:59:59-01:00"),
         ]

@@ -7,6 +7,8 @@ import json
 import uuid
 from pathlib import Path
 
+from tollgate.kit.testing.pages import check_list_contract
+
 from ..factories import (
     add_member,
     make_admin,
@@ -94,6 +96,13 @@ async def test_audit_visibility_filters_and_pages(
         assert len(pages) == 2
         assert flat == sorted(flat, reverse=True)
         assert len(flat) == 4
+        await check_list_contract(
+            svc.http,
+            "/v1/audit",
+            headers=admin.headers,
+            params={"org_id": str(org_id)},
+            expected=set(flat),
+        )
         bad = await svc.http.get("/v1/audit", params={"cursor": "bm9wZQ"}, headers=admin.headers)
         assert bad.status_code == 422
         nobody = await svc.http.get(

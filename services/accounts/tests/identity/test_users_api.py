@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tollgate.kit.testing.pages import check_list_contract
+
 from ..factories import (
     User,
     login,
@@ -50,6 +52,13 @@ async def test_admin_lists_users_with_filters_and_pages(
                 break
         assert pages == 2
         assert ids == [str(u.id) for u in users]  # creation order
+        await check_list_contract(
+            svc.http,
+            "/v1/users",
+            headers=admin.headers,
+            params={"email_prefix": tag},
+            expected={str(u.id) for u in users},
+        )
         item = page.json()["items"][0]
         assert item["is_active"] is True
         assert "password_hash" not in page.text

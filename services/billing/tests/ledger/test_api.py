@@ -9,6 +9,7 @@ from collections.abc import Callable
 from sqlalchemy import text
 
 from tollgate.kit.db import create_engine
+from tollgate.kit.testing.pages import check_list_contract
 from tollgate.kit.testing.tokens import TokenMint
 
 from ..factories import api_client, migrated, outbox_types, settings_for
@@ -147,6 +148,14 @@ async def test_transactions_pages_and_filters(database_factory: Callable[[str], 
         bad = await client.get(
             f"/v1/orgs/{org}/transactions", params={"cursor": "nope"}, headers=viewer
         )
+        await check_list_contract(
+            client,
+            f"/v1/orgs/{org}/transactions",
+            headers=viewer,
+            params={"kind": "top_up"},
+            expected=set(range(1, 8)),
+            key=lambda item: item["amount"],
+        )
         adjustments = (
             await client.get(
                 f"/v1/orgs/{org}/transactions", params={"kind": "adjustment"}, headers=viewer
@@ -154,7 +163,8 @@ async def test_transactions_pages_and_filters(database_factory: Callable[[str], 
         ).json()
     assert seen == [7, 6, 5, 4, 3, 2, 1]
     assert pages == 3
-    assert bad.status_code == 400
+    assert bad.status_code == 422
+    assert bad.json()["type"].endswith("/invalid-cursor")
     assert [(i["amount"], i["balance_after"]) for i in adjustments["items"]] == [(-2, 26)]
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from tollgate.contracts.envelope import new_event
 from tollgate.contracts.events.accounts import MemberInvited, OrgRole, PasswordResetRequested
 from tollgate.kit.sealing import Sealer
+from tollgate.kit.testing.pages import check_list_contract
 from tollgate.kit.testing.tokens import TokenMint
 from tollgate.notifier.email import service
 from tollgate.notifier.email.backends import FileBackend, ResendBackend
@@ -124,10 +125,22 @@ async def test_resend_request_shape_retries_and_permanent_failures(
         async with api_client(settings_for(url), mint, clock) as (client, _):
             admin = mint.headers(admin=True)
             assert (await client.get("/v1/admin/emails", headers=mint.headers())).status_code == 403
-            failed = (await client.get("/v1/admin/emails?state=failed", headers=admin)).json()
+            failed = (await client.get("/v1/admin/emails?state=failed", headers=admin)).json()[
+                "items"
+            ]
             assert [(m["to"], m["attempts"]) for m in failed] == [("bounce@example.com", 1)]
             assert "HTTP 422" in failed[0]["last_error"]
-            sent_list = (await client.get("/v1/admin/emails?state=sent", headers=admin)).json()
+            sent_list = (await client.get("/v1/admin/emails?state=sent", headers=admin)).json()[
+                "items"
+            ]
+            everything = await client.get("/v1/admin/emails?limit=500", headers=admin)
+            await check_list_contract(
+                client,
+                "/v1/admin/emails",
+                headers=admin,
+                expected={m["id"] for m in everything.json()["items"]},
+                page_size=1,
+            )
             assert [m["provider_id"] for m in sent_list] == ["re_msg_1"]
             assert token not in json.dumps(sent_list)
             retried = await client.post(f"/v1/admin/emails/{failed[0]['id']}/retry", headers=admin)

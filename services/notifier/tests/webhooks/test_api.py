@@ -10,6 +10,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from tollgate.kit.sealing import Sealer
+from tollgate.kit.testing.pages import check_list_contract
 from tollgate.kit.testing.tokens import TokenMint
 from tollgate.notifier.intake.service import queue_notifications
 from tollgate.notifier.models import WebhookEndpoint
@@ -90,12 +91,19 @@ async def test_endpoint_lifecycle_and_delivery_log(
             await sender.close()
         assert test.json()["message_id"] in rec.ids()
 
-        log = (await client.get(base + "/deliveries", headers=viewer)).json()
+        log = (await client.get(base + "/deliveries", headers=viewer)).json()["items"]
         assert len(log) == 2
         assert {d["event_type"] for d in log} == {
             "tollgate.webhook.test",
             "tollgate.billing.credits.topped_up.v1",
         }
+        await check_list_contract(
+            client,
+            base + "/deliveries",
+            headers=viewer,
+            expected={d["id"] for d in log},
+            page_size=1,
+        )
         delivery_id = log[0]["id"]
         detail = (
             await client.get(f"/v1/orgs/{org}/webhooks/deliveries/{delivery_id}", headers=viewer)
@@ -117,7 +125,7 @@ async def test_endpoint_lifecycle_and_delivery_log(
             "enabled"
         ] is False
         failed = (await client.get(base + "/deliveries?state=failed", headers=viewer)).json()
-        assert len(failed) == 2
+        assert len(failed["items"]) == 2
         await client.patch(base, json={"enabled": True}, headers=owner)
         since = (clock.now() - timedelta(minutes=1)).isoformat()
         recovered = await client.post(base + "/recover", json={"since": since}, headers=owner)
@@ -129,7 +137,7 @@ async def test_endpoint_lifecycle_and_delivery_log(
         finally:
             await sender.close()
         done = (await client.get(base + "/deliveries?state=succeeded", headers=viewer)).json()
-        assert len(done) == 2
+        assert len(done["items"]) == 2
         retried = await client.post(
             f"/v1/orgs/{org}/webhooks/deliveries/{delivery_id}/retry", headers=owner
         )
@@ -173,3 +181,25 @@ async def _error(request: web.Request) -> web.StreamResponse:
 
 async def _ok(request: web.Request) -> web.StreamResponse:
     return web.Response(status=200)
+
+
+async def test_endpoint_list_pages_with_the_shared_cursor(
+    database_factory: Callable[[str], str],
+) -> None:
+    url = await migrated(database_factory("notifier"))
+    mint, clock = TokenMint(), FakeClock()
+    org = uuid.uuid4()
+    owner = mint.headers(orgs={org: "owner"})
+    async with api_client(settings_for(url), mint, clock) as (client, _), receiver() as rec:
+        created = [
+            (
+                await client.post(
+                    f"/v1/orgs/{org}/webhooks/endpoints", json={"url": rec.url}, headers=owner
+                )
+            ).json()["id"]
+            for _ in range(5)
+        ]
+        items = await check_list_contract(
+            client, f"/v1/orgs/{org}/webhooks/endpoints", headers=owner, expected=set(created)
+        )
+    assert [item["id"] for item in items] == created  # oldest first

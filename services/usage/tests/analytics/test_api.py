@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from tollgate.contracts import topics
 from tollgate.contracts.events.gateway import RequestCompleted, RequestRejected
 from tollgate.kit.kafka import make_producer, topic_name
+from tollgate.kit.testing.pages import check_list_contract
 from tollgate.kit.testing.polling import eventually
 from tollgate.kit.testing.tokens import TokenMint
 from tollgate.usage import histogram
@@ -225,6 +226,15 @@ async def test_usage_api_end_to_end(
             and e.path == "/orders/3"
         }
         assert seen_ids == expected
+        await check_list_contract(
+            client,
+            "/v1/usage/logs",
+            headers=member,
+            params={**params, "status": "5xx", "path_prefix": "/orders/3"},
+            expected=expected,
+            key=lambda item: item["request_id"],
+            page_size=max(2, len(expected) // 3),
+        )
         one = next(iter(expected))
         found = await client.get(f"/v1/usage/logs/{one}", headers=member)
         assert found.status_code == 200

@@ -23,9 +23,10 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import jwt
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 
 ACCESS_TOKEN_TYPE = "access"
 ALGORITHMS = ["EdDSA", "RS256"]
@@ -72,14 +73,14 @@ def authorize_org(principal: Principal, org_id: uuid.UUID, at_least: Role = Role
     if principal.can(org_id, at_least):
         return
     if principal.role_in(org_id) is None:
-        raise Problem(404, "Not Found", "No such organisation.", slug="not-found")
-    raise Problem(403, "Forbidden", f"Requires the {at_least} role or higher.", slug="forbidden")
+        raise NotFound("not-found", "No such organisation.")
+    raise Forbidden("forbidden", f"Requires the {at_least} role or higher.")
 
 
 def require_admin(principal: Principal) -> None:
     """Raise 403 unless the caller is a platform admin."""
     if not principal.is_admin:
-        raise Problem(403, "Forbidden", "Platform admins only.", slug="forbidden")
+        raise Forbidden("forbidden", "Platform admins only.")
 
 
 def access_claims(
@@ -167,7 +168,9 @@ class JwtVerifier:
                 try:
                     self._load(await asyncio.to_thread(self._fetch_sync))
                 except Exception as exc:
-                    raise Problem(503, "Service Unavailable", "Token keys unavailable.") from exc
+                    raise ServiceUnavailable(
+                        "token-keys-unavailable", "Token keys unavailable."
+                    ) from exc
                 key = self._keys.get(kid)
             return key
 
@@ -218,15 +221,9 @@ def decode_access_token(
     return claims
 
 
-def unauthorized(detail: str) -> Problem:
+def unauthorized(detail: str) -> Unauthorized:
     """A 401 problem with the bearer challenge."""
-    return Problem(
-        401,
-        "Unauthorized",
-        detail,
-        slug="unauthorized",
-        headers={"WWW-Authenticate": 'Bearer realm="tollgate"'},
-    )
+    return Unauthorized("unauthorized", detail)
 
 
 def bearer_token(request: Request) -> str:
@@ -238,9 +235,31 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-async def _current_principal(request: Request) -> Principal:
+BEARER_SCHEME = HTTPBearer(
+    scheme_name="bearerAuth",
+    bearerFormat="JWT",
+    description="An access token from the accounts service (`POST /v1/auth/token`).",
+    auto_error=False,
+)
+"""The OpenAPI security scheme of every route that needs a token; the check itself is
+`bearer_token` (our 401 problem with the challenge, not FastAPI's 403)."""
+
+
+def _declared_bearer_token(
+    request: Request,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER_SCHEME)],
+) -> str:
+    return bearer_token(request)
+
+
+BearerToken = Annotated[str, Depends(_declared_bearer_token)]
+"""FastAPI dependency: the request's bearer token (401 when absent), declared in the
+OpenAPI document as the `bearerAuth` scheme."""
+
+
+async def _current_principal(request: Request, token: BearerToken) -> Principal:
     verifier: JwtVerifier = request.app.state.jwt_verifier
-    return await verifier.verify(bearer_token(request))
+    return await verifier.verify(token)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]

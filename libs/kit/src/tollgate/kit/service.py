@@ -8,6 +8,11 @@ context from `traceparent`, HTTP metrics, and the operational endpoints `/health
 (alive), `/readyz` (every registered readiness check passes) and `/metrics`.
 Services register readiness checks in their lifespan with
 `add_ready_check(app, name, check)`.
+
+Given the service's settings, it keeps them for `settings_dependency` and answers CORS
+for the origins of `cors_origins` (off when empty). The OpenAPI document lists the
+problem slugs of every error response (`x-problem-types`) and the bearer JWT scheme
+the routes that need a token declare.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry import trace
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,11 +34,13 @@ from tollgate.kit.logs import request_id_var
 from tollgate.kit.metrics import HTTP_DURATION, HTTP_REQUESTS, exposition
 from tollgate.kit.problems import (
     PROBLEM_RESPONSES,
+    document_problem_types,
     install_problem_handlers,
     problem_body,
     problem_response,
 )
 from tollgate.kit.requests import MAX_JSON_DEPTH, json_too_deep
+from tollgate.kit.settings import ServiceSettings, origins
 from tollgate.kit.telemetry import context_from_headers
 
 ReadyCheck = Callable[[], Awaitable[bool]]
@@ -231,6 +239,18 @@ async def _send_too_large(send: Send, request_id: str, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _document_problem_types(app: FastAPI) -> None:
+    """Post-process the generated document so every problem response names its slugs."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problem_types(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def add_ready_check(app: FastAPI, name: str, check: ReadyCheck) -> None:
     """Register a readiness check (e.g. database ping, consumer caught up)."""
     app.state.ready_checks[name] = check
@@ -246,9 +266,11 @@ def create_app(
     max_json_depth: int = MAX_JSON_DEPTH,
     version: str = "0.1.0",
     ops_prefix: str = "",
+    settings: ServiceSettings | None = None,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
-    """A FastAPI app with Tollgate's operational endpoints and middleware."""
+    """A FastAPI app with Tollgate's operational endpoints and middleware; `settings`
+    (the service's) are kept in `app.state.settings` and set the CORS allow-list."""
     app = FastAPI(
         title=title,
         description=description,
@@ -258,9 +280,24 @@ def create_app(
         **fastapi_kwargs,
     )
     app.state.ready_checks = {}
+    if settings is not None:
+        app.state.settings = settings
     install_problem_handlers(app)
+    _document_problem_types(app)
     # Added first, so it runs inside the body cap (and sees the request id).
     app.add_middleware(JsonDepthLimit, max_depth=max_json_depth)
+    allowed = origins(settings.cors_origins) if settings is not None else []
+    if allowed:
+        # Inside the request id middleware, so preflight answers carry one too. No
+        # cookies anywhere: tokens travel in Authorization, so credentials stay off.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=allowed,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "Location"],
+            max_age=600,
+        )
     app.add_middleware(RequestContextMiddleware, service=service, max_body_bytes=max_body_bytes)
 
     @app.get(f"{ops_prefix}/healthz", include_in_schema=False)

@@ -4,14 +4,20 @@ Each service declares one subclass with its own env prefix (`TOLLGATE_<SERVICE>_
 so a field named `kafka_bootstrap_servers` is set as
 `TOLLGATE_BILLING_KAFKA_BOOTSTRAP_SERVERS`. Only fields shared by several services
 live here.
+
+A handler asks for its service's settings with the dependency `settings_dependency`
+builds once per service (`CurrentSettings` in each service's `config` module);
+`create_app(settings=...)` puts them where it looks.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
+from fastapi import Request
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -39,6 +45,11 @@ class ServiceSettings(BaseSettings):
         "unless given)",
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="request body cap (413 above)")
+    cors_origins: str = Field(
+        "",
+        description="comma-separated origins (e.g. https://console.example.com) whose "
+        "browser pages may call this API; empty = CORS off",
+    )
 
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="comma-separated")
     kafka_topic_prefix: str = Field(
@@ -70,3 +81,24 @@ class ServiceSettings(BaseSettings):
     )
     jwt_issuer: str = "tollgate-accounts"
     jwt_audience: str = "tollgate"
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def settings_dependency(cls: type[S]) -> Callable[[Request], S]:
+    """A FastAPI dependency giving the running app's settings as the service's class:
+    `CurrentSettings = Annotated[Settings, Depends(settings_dependency(Settings))]`."""
+
+    def current_settings(request: Request) -> S:
+        settings = request.app.state.settings
+        if not isinstance(settings, cls):
+            raise TypeError(f"app.state.settings is not a {cls.__name__}")
+        return settings
+
+    return current_settings
+
+
+def origins(setting: str) -> list[str]:
+    """The origins of a comma-separated `cors_origins` value."""
+    return [origin.strip().rstrip("/") for origin in setting.split(",") if origin.strip()]

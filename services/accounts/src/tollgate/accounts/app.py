@@ -112,8 +112,8 @@ def create_app(settings: Settings) -> FastAPI:
         description="Tollgate accounts: users, orgs, roles, API keys and the API registry.",
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
+        settings=settings,
     )
-    app.state.settings = settings
     app.state.trusted_proxies = TrustedProxies(settings.trusted_proxies)
     app.add_exception_handler(IntegrityError, _on_conflict)
     app.include_router(jwks_router)

@@ -17,7 +17,7 @@ from fastapi import Depends, Request
 
 from tollgate.accounts.identity import repository as users
 from tollgate.accounts.identity.signing import SigningKeyring
-from tollgate.kit.auth import Principal, Role, bearer_token, unauthorized
+from tollgate.kit.auth import BearerToken, Principal, Role, unauthorized
 from tollgate.kit.clientip import TrustedProxies
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.logs import request_id_var
@@ -47,9 +47,9 @@ def client_ip(request: Request) -> str | None:
     return proxies.client_ip(request.client.host, forwarded_for)
 
 
-async def _caller(request: Request) -> Principal:
+async def _caller(request: Request, token: BearerToken) -> Principal:
     keyring: SigningKeyring = request.app.state.keyring
-    claims = keyring.verify(bearer_token(request))
+    claims = keyring.verify(token)
     try:
         user_id = uuid.UUID(str(claims["sub"]))
         family_id = uuid.UUID(str(claims["sid"])) if "sid" in claims else None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
+from fastapi import Depends
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from tollgate.kit.clientip import parse_networks
-from tollgate.kit.settings import ServiceSettings
+from tollgate.kit.settings import ServiceSettings, settings_dependency
 
 
 class Settings(ServiceSettings):
@@ -92,3 +94,7 @@ class Settings(ServiceSettings):
     def _networks(cls, value: str) -> str:
         parse_networks(value)  # a typo must stop the start, not trust nobody silently
         return value
+
+
+CurrentSettings = Annotated[Settings, Depends(settings_dependency(Settings))]
+"""FastAPI dependency: the running app's settings."""

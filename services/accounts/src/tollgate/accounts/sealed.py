@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 
 from tollgate.accounts.config import Settings
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import ServiceUnavailable
 from tollgate.kit.sealing import Sealer
 
 
@@ -22,10 +22,8 @@ def sealer(settings: Settings) -> Sealer:
     """The sealer for the configured keys; 503 problem when none are configured."""
     configured = _sealer(settings.sealing_keys)
     if not configured.configured:
-        raise Problem(
-            503,
-            "Service Unavailable",
+        raise ServiceUnavailable(
+            "sealing-unavailable",
             "Sealing keys are not configured (TOLLGATE_ACCOUNTS_SEALING_KEYS).",
-            slug="sealing-unavailable",
         )
     return configured

@@ -53,8 +53,8 @@ def create_app(
         description="Tollgate billing: prepaid credit ledger, balances and top-ups.",
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
+        settings=settings,
     )
-    app.state.settings = settings
     app.include_router(balances_router, prefix="/v1")
     app.include_router(ledger_router, prefix="/v1")
     app.include_router(statements_router, prefix="/v1")

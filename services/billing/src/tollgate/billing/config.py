@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Depends
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from tollgate.contracts.events.billing import BalanceMode
-from tollgate.kit.settings import ServiceSettings
+from tollgate.kit.settings import ServiceSettings, settings_dependency
 
 
 class Settings(ServiceSettings):
@@ -58,3 +61,7 @@ class Settings(ServiceSettings):
         description="how long debited request ids are remembered; keep it above the "
         "request topic's retention (7 days) so a replay never debits twice",
     )
+
+
+CurrentSettings = Annotated[Settings, Depends(settings_dependency(Settings))]
+"""FastAPI dependency: the running app's settings."""

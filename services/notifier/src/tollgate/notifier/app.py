@@ -126,8 +126,8 @@ def create_app(
         description="Tollgate notifier: signed webhooks, email via Resend, inbound SMS routing.",
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
+        settings=settings,
     )
-    app.state.settings = settings
     app.state.notifier = state
     app.include_router(webhooks_router, prefix="/v1")
     app.include_router(email_router, prefix="/v1")

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from tollgate.kit.netpolicy import NetworkPolicy
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import ServiceUnavailable
 from tollgate.kit.sealing import Sealer
 from tollgate.notifier.clock import Clock
 from tollgate.notifier.config import Settings
@@ -40,8 +40,8 @@ class NotifierState:
     def require_sealing(self) -> None:
         """503 when secrets cannot be sealed (no keys configured)."""
         if not self.sealer.configured:
-            raise Problem(
-                503, "Service Unavailable", "Webhook secrets need sealing keys configured."
+            raise ServiceUnavailable(
+                "sealing-unavailable", "Webhook secrets need sealing keys configured."
             )
 
     @property

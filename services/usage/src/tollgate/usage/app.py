@@ -56,8 +56,8 @@ def create_app(
         description="Tollgate usage: request stream to rollups, percentiles and a request log.",
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
+        settings=settings,
     )
-    app.state.settings = settings
     app.state.live_streams = LiveStreams(
         limit=settings.live_max_streams,
         per_org=settings.live_max_streams_per_org,

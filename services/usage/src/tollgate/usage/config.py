@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Depends
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from tollgate.kit.settings import ServiceSettings
+from tollgate.kit.settings import ServiceSettings, settings_dependency
 
 
 class Settings(ServiceSettings):
@@ -57,3 +60,7 @@ class Settings(ServiceSettings):
     maintenance_interval_seconds: float = Field(
         300.0, gt=0, description="how often partitions are created ahead and old ones dropped"
     )
+
+
+CurrentSettings = Annotated[Settings, Depends(settings_dependency(Settings))]
+"""FastAPI dependency: the running app's settings."""

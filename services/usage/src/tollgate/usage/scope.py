@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from tollgate.kit.auth import Principal, Role, authorize_org
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import Unprocessable
 
 
 def org_scope(principal: Principal, org_id: uuid.UUID | None) -> uuid.UUID | None:
@@ -20,9 +20,7 @@ def org_scope(principal: Principal, org_id: uuid.UUID | None) -> uuid.UUID | Non
     if org_id is None:
         if principal.is_admin:
             return None
-        raise Problem(
-            422, "Unprocessable Content", "Name the organisation with org_id.", slug="org-required"
-        )
+        raise Unprocessable("org-required", "Name the organisation with org_id.")
     authorize_org(principal, org_id, Role.viewer)
     return org_id
 
@@ -71,24 +69,15 @@ def time_range(
     at most `longest`; `from` rounds down and `to` up to whole minutes."""
     for given in (start, end):
         if given is not None and not _EARLIEST <= given <= _LATEST:
-            raise Problem(
-                422,
-                "Unprocessable Content",
-                "Times must be in 2000 to 2199.",
-                slug="invalid-range",
-            )
+            raise Unprocessable("invalid-range", "Times must be in 2000 to 2199.")
     moment = now or datetime.now(UTC)
     end_at = _ceil_minute(end or moment)
     start_at = _floor_minute(start or (end_at - default))
     if start_at >= end_at:
-        raise Problem(
-            422, "Unprocessable Content", "`from` must be before `to`.", slug="invalid-range"
-        )
+        raise Unprocessable("invalid-range", "`from` must be before `to`.")
     if end_at - start_at > longest:
-        raise Problem(
-            422,
-            "Unprocessable Content",
+        raise Unprocessable(
+            "range-too-long",
             f"The range may span at most {longest.days} days and {longest.seconds // 3600} hours.",
-            slug="range-too-long",
         )
     return TimeRange(start_at, end_at)

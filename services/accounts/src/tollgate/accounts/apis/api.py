@@ -20,8 +20,10 @@ from tollgate.accounts.apis.schemas import (
     RoutePatch,
 )
 from tollgate.accounts.caller import CurrentActor, CurrentCaller
-from tollgate.accounts.config import Settings
-from tollgate.accounts.pagination import (
+from tollgate.accounts.config import CurrentSettings
+from tollgate.kit.auth import Principal, require_admin
+from tollgate.kit.db import DbSession
+from tollgate.kit.pagination import (
     DEFAULT_PAGE_SIZE,
     Cursor,
     Page,
@@ -29,9 +31,7 @@ from tollgate.accounts.pagination import (
     next_cursor_of,
     uuid_cursor,
 )
-from tollgate.kit.auth import Principal, require_admin
-from tollgate.kit.db import DbSession
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import ContentTooLarge, Forbidden, Unprocessable
 
 router = APIRouter(prefix="/apis", tags=["apis"])
 
@@ -47,14 +47,9 @@ _OPENAPI_BODY: dict[str, Any] = {
 }
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 def _may_read(caller: Principal) -> None:
     if not caller.is_admin and not caller.org_roles:
-        raise Problem(403, "Forbidden", "Org members and admins only.", slug="forbidden")
+        raise Forbidden("forbidden", "Org members and admins only.")
 
 
 def _admin(actor_principal: Principal | None) -> None:
@@ -64,12 +59,16 @@ def _admin(actor_principal: Principal | None) -> None:
 
 @router.post("", status_code=201, response_model=ApiOut)
 async def create_api(
-    body: ApiCreateIn, request: Request, actor: CurrentActor, db: DbSession
+    settings: CurrentSettings,
+    body: ApiCreateIn,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
 ) -> ApiOut:
     """Register an API (admins). `upstream_headers` are sealed and never shown again."""
     _admin(actor.principal)
     async with db.begin():
-        return await service.create_api(db, _settings(request), actor, body)
+        return await service.create_api(db, settings, actor, body)
 
 
 @router.get("", response_model=Page[ApiOut])
@@ -94,22 +93,31 @@ async def get_api(api_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -> Ap
 
 @router.patch("/{api_id}", response_model=ApiOut)
 async def update_api(
-    api_id: uuid.UUID, body: ApiPatch, request: Request, actor: CurrentActor, db: DbSession
+    settings: CurrentSettings,
+    api_id: uuid.UUID,
+    body: ApiPatch,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
 ) -> ApiOut:
     """Change an API (admins); unknown or read-only fields are refused (422)."""
     _admin(actor.principal)
     async with db.begin():
-        return await service.update_api(db, _settings(request), actor, api_id, body)
+        return await service.update_api(db, settings, actor, api_id, body)
 
 
 @router.delete("/{api_id}", status_code=204)
 async def delete_api(
-    api_id: uuid.UUID, request: Request, actor: CurrentActor, db: DbSession
+    settings: CurrentSettings,
+    api_id: uuid.UUID,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
 ) -> Response:
     """Delete an API (admins); gateways forget it (tombstone). Prefer `status: retired`."""
     _admin(actor.principal)
     async with db.begin():
-        await service.delete_api(db, _settings(request), actor, api_id)
+        await service.delete_api(db, settings, actor, api_id)
     return Response(status_code=204)
 
 
@@ -122,15 +130,21 @@ async def list_routes(api_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -
 
 @router.post("/{api_id}/routes", status_code=201, response_model=RouteOut)
 async def add_route(
-    api_id: uuid.UUID, body: RouteIn, request: Request, actor: CurrentActor, db: DbSession
+    settings: CurrentSettings,
+    api_id: uuid.UUID,
+    body: RouteIn,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
 ) -> RouteOut:
     _admin(actor.principal)
     async with db.begin():
-        return await service.add_route(db, _settings(request), actor, api_id, body)
+        return await service.add_route(db, settings, actor, api_id, body)
 
 
 @router.patch("/{api_id}/routes/{route_id}", response_model=RouteOut)
 async def update_route(
+    settings: CurrentSettings,
     api_id: uuid.UUID,
     route_id: uuid.UUID,
     body: RoutePatch,
@@ -140,21 +154,27 @@ async def update_route(
 ) -> RouteOut:
     _admin(actor.principal)
     async with db.begin():
-        return await service.update_route(db, _settings(request), actor, api_id, route_id, body)
+        return await service.update_route(db, settings, actor, api_id, route_id, body)
 
 
 @router.delete("/{api_id}/routes/{route_id}", status_code=204)
 async def delete_route(
-    api_id: uuid.UUID, route_id: uuid.UUID, request: Request, actor: CurrentActor, db: DbSession
+    settings: CurrentSettings,
+    api_id: uuid.UUID,
+    route_id: uuid.UUID,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
 ) -> Response:
     _admin(actor.principal)
     async with db.begin():
-        await service.delete_route(db, _settings(request), actor, api_id, route_id)
+        await service.delete_route(db, settings, actor, api_id, route_id)
     return Response(status_code=204)
 
 
 @router.post("/{api_id}/openapi", response_model=ImportOut, openapi_extra=_OPENAPI_BODY)
 async def import_openapi(
+    settings: CurrentSettings,
     api_id: uuid.UUID,
     request: Request,
     actor: CurrentActor,
@@ -164,26 +184,18 @@ async def import_openapi(
     """Import an OpenAPI 3.x document (JSON or YAML body): one route per operation;
     the document is kept for the developer portal."""
     _admin(actor.principal)
-    settings = _settings(request)
     raw = await request.body()
     if len(raw) > settings.max_openapi_bytes:
-        raise Problem(413, "Content Too Large", "The document is too large.", slug="too-large")
+        raise ContentTooLarge("too-large", "The document is too large.")
     try:
         doc = parse_document(raw)
     except (OpenApiInvalid, UnicodeDecodeError) as exc:
-        raise Problem(
-            422, "Unprocessable Content", f"Invalid OpenAPI document: {exc}", slug="invalid-openapi"
-        ) from exc
+        raise Unprocessable("invalid-openapi", f"Invalid OpenAPI document: {exc}") from exc
     async with db.begin():
         try:
             return await service.import_openapi(db, settings, actor, api_id, doc, replace=replace)
         except OpenApiInvalid as exc:
-            raise Problem(
-                422,
-                "Unprocessable Content",
-                f"Invalid OpenAPI document: {exc}",
-                slug="invalid-openapi",
-            ) from exc
+            raise Unprocessable("invalid-openapi", f"Invalid OpenAPI document: {exc}") from exc
 
 
 @router.get("/{api_id}/openapi", response_model=dict[str, Any])

@@ -40,11 +40,11 @@ from tollgate.contracts import topics
 from tollgate.contracts.events.accounts import ApiStatus, ApiUpserted, RouteSpec
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.outbox import emit, emit_tombstone
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import Conflict, NotFound, Problem, Unprocessable
 
 
 def not_found(what: str = "API") -> Problem:
-    return Problem(404, "Not Found", f"No such {what}.", slug="not-found")
+    return NotFound("not-found", f"No such {what}.")
 
 
 def api_out(api: Api, routes: list[ApiRoute], *, admin: bool) -> ApiOut:
@@ -82,11 +82,9 @@ async def _upstream(settings: Settings, url: str) -> str:
 def _seal_headers(settings: Settings, headers: dict[str, str]) -> str:
     refused = sorted(name for name in headers if name.lower() in HOP_BY_HOP)
     if refused:
-        raise Problem(
-            422,
-            "Unprocessable Content",
+        raise Unprocessable(
+            "header-not-allowed",
             f"Header names the gateway sets itself cannot be injected: {', '.join(refused)}.",
-            slug="header-not-allowed",
         )
     return sealer(settings).seal(json.dumps(headers, separators=(",", ":")))
 
@@ -147,9 +145,7 @@ def _route_values(route: RouteIn) -> dict[str, Any]:
 
 
 def _duplicate_route() -> Problem:
-    return Problem(
-        409, "Conflict", "A route with this method and path exists.", slug="route-exists"
-    )
+    return Conflict("route-exists", "A route with this method and path exists.")
 
 
 async def create_api(
@@ -157,7 +153,7 @@ async def create_api(
 ) -> ApiOut:
     upstream = await _upstream(settings, body.upstream_url)
     if await repo.get_api_by_slug(session, body.slug) is not None:
-        raise Problem(409, "Conflict", "An API with this slug exists.", slug="slug-taken")
+        raise Conflict("slug-taken", "An API with this slug exists.")
     seen = {(r.method, r.path_template) for r in body.routes}
     if len(seen) != len(body.routes):
         raise _duplicate_route()
@@ -245,9 +241,7 @@ async def update_api(
             api.upstream_header_names = names
             continue
         if value is None and field != "sunset_at":
-            raise Problem(
-                422, "Unprocessable Content", f"{field} cannot be null.", slug="validation"
-            )
+            raise Unprocessable("validation", f"{field} cannot be null.")
         if field == "upstream_url":
             value = await _upstream(settings, value)
         if field == "limits":
@@ -271,7 +265,10 @@ async def update_api(
 async def delete_api(
     session: AsyncSession, settings: Settings, actor: Actor, api_id: uuid.UUID
 ) -> None:
-    api = await _locked(session, api_id)
+    """Delete an API; one already gone is left as it is (a retried delete)."""
+    api = await repo.lock_api(session, api_id)
+    if api is None:
+        return
     await repo.delete_api(session, api.id)
     await emit_tombstone(session, topics.ACCOUNTS_APIS, str(api.id))
     await record(
@@ -326,9 +323,7 @@ async def update_route(
     for field in patch.model_fields_set:
         value = getattr(patch, field)
         if value is None and field != "price":
-            raise Problem(
-                422, "Unprocessable Content", f"{field} cannot be null.", slug="validation"
-            )
+            raise Unprocessable("validation", f"{field} cannot be null.")
         if field == "limits":
             value = patch.limits.stored() if patch.limits else {}
         if getattr(route, field) != value:
@@ -354,10 +349,11 @@ async def delete_route(
     api_id: uuid.UUID,
     route_id: uuid.UUID,
 ) -> None:
-    api = await _locked(session, api_id)
-    route = await repo.get_route(session, api.id, route_id)
-    if route is None:
-        raise not_found("route")
+    """Delete a route; one already gone is left as it is (a retried delete)."""
+    api = await repo.lock_api(session, api_id)
+    route = await repo.get_route(session, api.id, route_id) if api is not None else None
+    if api is None or route is None:
+        return
     await repo.delete_routes(session, [route.id])
     await _changed(session, settings, api)
     await record(

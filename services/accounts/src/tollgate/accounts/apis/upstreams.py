@@ -24,7 +24,7 @@ from tollgate.kit.netpolicy import (
     ip_literal,
     resolve_checked,
 )
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import Problem, Unprocessable
 
 _METADATA_HOSTS = frozenset(
     {
@@ -46,7 +46,7 @@ class UpstreamRefused(ValueError):
 
 
 def _refuse(reason: str) -> Problem:
-    return Problem(422, "Unprocessable Content", reason, slug="upstream-refused")
+    return Unprocessable("upstream-refused", reason)
 
 
 def _check_address(address: IpAddress, allow_private: bool, shown: str) -> None:

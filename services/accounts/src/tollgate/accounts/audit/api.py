@@ -10,7 +10,9 @@ from fastapi import APIRouter, Query
 from tollgate.accounts.audit import service
 from tollgate.accounts.audit.schemas import AuditEntryOut
 from tollgate.accounts.caller import CurrentCaller
-from tollgate.accounts.pagination import (
+from tollgate.accounts.storable import UtcFilterDatetime
+from tollgate.kit.db import DbSession
+from tollgate.kit.pagination import (
     DEFAULT_PAGE_SIZE,
     Cursor,
     Page,
@@ -18,8 +20,6 @@ from tollgate.accounts.pagination import (
     int_cursor,
     next_cursor_of,
 )
-from tollgate.accounts.storable import UtcFilterDatetime
-from tollgate.kit.db import DbSession
 
 router = APIRouter(tags=["audit"])
 

@@ -17,7 +17,7 @@ from tollgate.accounts.audit import repository
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.models import AuditEntry
 from tollgate.kit.auth import Principal, Role
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import Forbidden, NotFound
 
 _SECRET_WORDS = ("password", "secret", "token", "key_hash", "raw", "credential", "header")
 
@@ -73,10 +73,10 @@ async def list_entries(
         owned = [org for org, role in principal.org_roles.items() if role is Role.owner]
         if org_id is not None and org_id not in owned:
             if org_id in principal.org_roles:
-                raise Problem(403, "Forbidden", "Requires the owner role.", slug="forbidden")
-            raise Problem(404, "Not Found", "No such organisation.", slug="not-found")
+                raise Forbidden("forbidden", "Requires the owner role.")
+            raise NotFound("not-found", "No such organisation.")
         if not owned:
-            raise Problem(403, "Forbidden", "Org owners and admins only.", slug="forbidden")
+            raise Forbidden("forbidden", "Org owners and admins only.")
         visible = owned
     return await repository.list_entries(
         session,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.caller import CurrentActor, CurrentCaller, anonymous_actor
-from tollgate.accounts.config import Settings
+from tollgate.accounts.config import CurrentSettings
 from tollgate.accounts.identity import service, throttle
 from tollgate.accounts.identity.schemas import (
     AcceptedOut,
@@ -30,7 +30,9 @@ from tollgate.accounts.identity.schemas import (
     UserOut,
 )
 from tollgate.accounts.identity.signing import SigningKeyring
-from tollgate.accounts.pagination import (
+from tollgate.kit.auth import require_admin, unauthorized
+from tollgate.kit.db import DbSession
+from tollgate.kit.pagination import (
     DEFAULT_PAGE_SIZE,
     Cursor,
     Page,
@@ -38,9 +40,7 @@ from tollgate.accounts.pagination import (
     next_cursor_of,
     uuid_cursor,
 )
-from tollgate.kit.auth import require_admin, unauthorized
-from tollgate.kit.db import DbSession
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import Forbidden, Problem, ServiceUnavailable, TooManyRequests
 from tollgate.kit.requests import NUL_FREE
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -50,20 +50,10 @@ users_router = APIRouter(prefix="/users", tags=["users"])
 RESET_ACCEPTED = "If the address belongs to an account, a reset link is on its way."
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 def _keyring(request: Request) -> SigningKeyring:
     keyring: SigningKeyring = request.app.state.keyring
     if not keyring.available:
-        raise Problem(
-            503,
-            "Service Unavailable",
-            "No token signing key is configured.",
-            slug="signing-unavailable",
-        )
+        raise ServiceUnavailable("signing-unavailable", "No token signing key is configured.")
     return keyring
 
 
@@ -76,11 +66,9 @@ _THROTTLED_DETAIL = {
 
 def _throttled(refused: throttle.Throttled, slug: str) -> Problem:
     """429 naming the full limit (`ip_account`, `account` or `ip`) and when to retry."""
-    return Problem(
-        429,
-        "Too Many Requests",
+    return TooManyRequests(
+        slug,
         _THROTTLED_DETAIL[refused.limit],
-        slug=slug,
         headers={"Retry-After": str(refused.retry_after)},
         limit=refused.limit,
         retry_after=refused.retry_after,
@@ -110,11 +98,12 @@ async def jwks(request: Request, response: Response) -> dict[str, Any]:
 
 
 @router.post("/register", status_code=201, response_model=UserOut)
-async def register(body: RegisterIn, request: Request, db: DbSession) -> UserOut:
+async def register(
+    settings: CurrentSettings, body: RegisterIn, request: Request, db: DbSession
+) -> UserOut:
     """Create a user account."""
-    settings = _settings(request)
     if not settings.registration_open:
-        raise Problem(403, "Forbidden", "Registration is closed.", slug="registration-closed")
+        raise Forbidden("registration-closed", "Registration is closed.")
     async with db.begin():
         user = await service.register(
             db,
@@ -130,6 +119,7 @@ async def register(body: RegisterIn, request: Request, db: DbSession) -> UserOut
 
 @router.post("/token", response_model=TokenOut)
 async def token(
+    settings: CurrentSettings,
     request: Request,
     db: DbSession,
     # NUL-free (in the document too): PostgreSQL cannot store it, no email contains it.
@@ -147,7 +137,6 @@ async def token(
     """OAuth2 password grant: email + password (+ one-time code) → access + refresh token.
     Failed attempts are throttled per (client IP, account), per account and per client
     IP: 429 with Retry-After, `limit` naming the one reached."""
-    settings = _settings(request)
     keyring = _keyring(request)
     actor = anonymous_actor(request)
     # The attempt is counted (and committed) before the password is looked at, so a
@@ -166,9 +155,10 @@ async def token(
 
 
 @router.post("/refresh", response_model=TokenOut)
-async def refresh(body: RefreshIn, request: Request, db: DbSession) -> TokenOut:
+async def refresh(
+    settings: CurrentSettings, body: RefreshIn, request: Request, db: DbSession
+) -> TokenOut:
     """Exchange a refresh token for a new pair; the old refresh token stops working."""
-    settings = _settings(request)
     keyring = _keyring(request)
     async with db.begin():
         outcome = await service.refresh(db, settings, keyring, body.refresh_token)
@@ -200,25 +190,27 @@ async def me(caller: CurrentCaller, db: DbSession) -> MeOut:
 
 
 @router.post("/password-reset", status_code=202, response_model=AcceptedOut)
-async def password_reset(body: PasswordResetIn, request: Request, db: DbSession) -> AcceptedOut:
+async def password_reset(
+    settings: CurrentSettings, body: PasswordResetIn, request: Request, db: DbSession
+) -> AcceptedOut:
     """Email a single-use reset link. Answers the same whether or not the email exists;
     too many requests from one client IP get 429 with Retry-After."""
     async with db.begin():
         await service.request_password_reset(
-            db, _settings(request), anonymous_actor(request), email=body.email
+            db, settings, anonymous_actor(request), email=body.email
         )
     return AcceptedOut(detail=RESET_ACCEPTED)
 
 
 @router.post("/password-reset/confirm", status_code=204)
 async def password_reset_confirm(
-    body: PasswordResetConfirmIn, request: Request, db: DbSession
+    settings: CurrentSettings, body: PasswordResetConfirmIn, request: Request, db: DbSession
 ) -> Response:
     """Set a new password with a reset token; every session of the user ends."""
     async with db.begin():
         await service.confirm_password_reset(
             db,
-            _settings(request),
+            settings,
             anonymous_actor(request),
             token=body.token,
             new_password=body.new_password,
@@ -227,20 +219,25 @@ async def password_reset_confirm(
 
 
 @router.post("/totp/enroll", response_model=TotpEnrollOut)
-async def totp_enroll(request: Request, actor: CurrentActor, db: DbSession) -> TotpEnrollOut:
+async def totp_enroll(
+    settings: CurrentSettings, request: Request, actor: CurrentActor, db: DbSession
+) -> TotpEnrollOut:
     """Start two-factor enrolment: scan the URI, then confirm with `verify`."""
     async with db.begin():
-        secret, uri = await service.totp_enroll(db, _settings(request), actor)
+        secret, uri = await service.totp_enroll(db, settings, actor)
     return TotpEnrollOut(secret=secret, otpauth_uri=uri)
 
 
 @router.post("/totp/verify", response_model=RecoveryCodesOut)
 async def totp_verify(
-    body: TotpCodeIn, request: Request, actor: CurrentActor, db: DbSession
+    settings: CurrentSettings,
+    body: TotpCodeIn,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
 ) -> RecoveryCodesOut:
     """Turn two-factor on with a first code; returns recovery codes, shown once. Wrong
     codes count towards the sign-in throttle of the account (429 + Retry-After)."""
-    settings = _settings(request)
     async with db.begin():
         slot = await service.take_verification_slot(db, settings, actor)
     if isinstance(slot, throttle.Throttled):
@@ -252,11 +249,14 @@ async def totp_verify(
 
 @router.post("/totp/disable", status_code=204)
 async def totp_disable(
-    body: TotpDisableIn, request: Request, actor: CurrentActor, db: DbSession
+    settings: CurrentSettings,
+    body: TotpDisableIn,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
 ) -> Response:
     """Turn two-factor off (password and a current or recovery code required). Wrong
     ones count towards the sign-in throttle of the account (429 + Retry-After)."""
-    settings = _settings(request)
     async with db.begin():
         slot = await service.take_verification_slot(db, settings, actor)
     if isinstance(slot, throttle.Throttled):

@@ -13,7 +13,7 @@ import functools
 
 import bcrypt
 
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import Unprocessable
 
 MAX_PASSWORD_BYTES = 72
 
@@ -22,11 +22,8 @@ def check_new_password(password: str) -> None:
     """422 when bcrypt could not read all of `password` (more than 72 UTF-8 bytes; the
     documents can only state a length in characters)."""
     if len(password.encode("utf-8", errors="surrogatepass")) > MAX_PASSWORD_BYTES:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            f"Passwords are limited to {MAX_PASSWORD_BYTES} bytes of UTF-8.",
-            slug="password-too-long",
+        raise Unprocessable(
+            "password-too-long", f"Passwords are limited to {MAX_PASSWORD_BYTES} bytes of UTF-8."
         )
 
 

@@ -35,7 +35,7 @@ from tollgate.contracts.events.accounts import PasswordResetRequested, UserRegis
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.auth import Principal, Role, access_claims
 from tollgate.kit.outbox import emit
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import BadRequest, Conflict, NotFound, TooManyRequests, Unprocessable
 
 MAX_RESETS_PER_HOUR = 3
 
@@ -50,9 +50,7 @@ def deliverable_email(email: str) -> str:
     try:
         address = validate_email(email, check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        raise Problem(
-            422, "Unprocessable Content", f"Invalid email address: {exc}", slug="invalid-email"
-        ) from exc
+        raise Unprocessable("invalid-email", f"Invalid email address: {exc}") from exc
     return normalise_email(address)
 
 
@@ -88,7 +86,7 @@ async def register(
     email = normalise_email(email)
     passwords.check_new_password(password)
     if await repo.get_user_by_email(session, email) is not None:
-        raise Problem(409, "Conflict", "A user with this email exists.", slug="email-taken")
+        raise Conflict("email-taken", "A user with this email exists.")
     user = await repo.insert_user(
         session,
         id=uuid7(),
@@ -334,12 +332,10 @@ async def logout(session: AsyncSession, actor: Actor, *, raw: str, everywhere: b
             or token.user_id != user_id
             or await repo.family_revoked(session, token.family_id)
         ):
-            raise Problem(
-                400,
-                "Bad Request",
+            raise BadRequest(
+                "invalid-token",
                 "This refresh token belongs to no session of yours that is still open; "
                 "nothing was ended.",
-                slug="invalid-token",
             )
         await repo.revoke_family(session, token.family_id, now)
     await record(
@@ -365,11 +361,9 @@ async def request_password_reset(
     counter = throttle.Counter(throttle.RESET_IP, ip, settings.password_reset_max_per_ip)
     taken = await throttle.take(session, (counter,), settings.password_reset_window_seconds)
     if isinstance(taken, throttle.Throttled):  # not counted: Retry-After stays true
-        raise Problem(
-            429,
-            "Too Many Requests",
+        raise TooManyRequests(
+            "password-reset-throttled",
             "Too many password reset requests from this address; try again later.",
-            slug="password-reset-throttled",
             headers={"Retry-After": str(taken.retry_after)},
             limit="ip",
             retry_after=taken.retry_after,
@@ -410,7 +404,7 @@ async def confirm_password_reset(
     now = datetime.now(UTC)
     reset = await repo.lock_password_reset(session, secret_hash(token))
     if reset is None or reset.used_at is not None or reset.expires_at <= now:
-        raise Problem(400, "Bad Request", "Invalid or expired reset token.", slug="invalid-token")
+        raise BadRequest("invalid-token", "Invalid or expired reset token.")
     await repo.update_user(
         session,
         reset.user_id,
@@ -433,7 +427,7 @@ async def totp_enroll(session: AsyncSession, settings: Settings, actor: Actor) -
     user = await repo.lock_user(session, actor.principal.user_id)
     assert user is not None
     if user.totp_enabled:
-        raise Problem(409, "Conflict", "Two-factor is already enabled.", slug="totp-enabled")
+        raise Conflict("totp-enabled", "Two-factor is already enabled.")
     secret = totp.new_secret()
     await repo.update_user(
         session, user.id, totp_secret_sealed=sealer(settings).seal(secret), totp_last_step=None
@@ -451,13 +445,13 @@ async def totp_verify(
     user = await repo.lock_user(session, actor.principal.user_id)
     assert user is not None
     if user.totp_enabled:
-        raise Problem(409, "Conflict", "Two-factor is already enabled.", slug="totp-enabled")
+        raise Conflict("totp-enabled", "Two-factor is already enabled.")
     if user.totp_secret_sealed is None:
-        raise Problem(409, "Conflict", "Enroll first.", slug="totp-not-enrolled")
+        raise Conflict("totp-not-enrolled", "Enroll first.")
     secret = sealer(settings).unseal(user.totp_secret_sealed).decode()
     step = totp.matching_step(secret, code, user.totp_last_step)
     if step is None:
-        raise Problem(400, "Bad Request", "Invalid one-time code.", slug="invalid-code")
+        raise BadRequest("invalid-code", "Invalid one-time code.")
     codes = totp.new_recovery_codes()
     await repo.replace_recovery_codes(session, user.id, [totp.recovery_code_hash(c) for c in codes])
     await repo.update_user(session, user.id, totp_enabled=True, totp_last_step=step)
@@ -481,11 +475,11 @@ async def totp_disable(
     user = await repo.lock_user(session, actor.principal.user_id)
     assert user is not None
     if not user.totp_enabled:
-        raise Problem(409, "Conflict", "Two-factor is not enabled.", slug="totp-not-enabled")
+        raise Conflict("totp-not-enabled", "Two-factor is not enabled.")
     if not await passwords.verify_password(password, user.password_hash, settings.bcrypt_rounds):
-        raise Problem(400, "Bad Request", "Wrong password.", slug="invalid-credentials")
+        raise BadRequest("invalid-credentials", "Wrong password.")
     if not await _second_factor_ok(session, settings, user, code):
-        raise Problem(400, "Bad Request", "Invalid one-time code.", slug="invalid-code")
+        raise BadRequest("invalid-code", "Invalid one-time code.")
     await repo.update_user(
         session, user.id, totp_enabled=False, totp_secret_sealed=None, totp_last_step=None
     )
@@ -497,7 +491,7 @@ async def totp_disable(
 async def me(session: AsyncSession, user_id: uuid.UUID) -> tuple[User, dict[uuid.UUID, str]]:
     user = await repo.get_user(session, user_id)
     if user is None:
-        raise Problem(404, "Not Found", "No such user.", slug="not-found")
+        raise NotFound("not-found", "No such user.")
     return user, await repo.roles_of(session, user_id)
 
 
@@ -527,7 +521,7 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
     """One user; 404 when there is none."""
     user = await repo.get_user(session, user_id)
     if user is None:
-        raise Problem(404, "Not Found", "No such user.", slug="not-found")
+        raise NotFound("not-found", "No such user.")
     return user
 
 
@@ -544,12 +538,10 @@ async def set_user_active(
     """
     assert actor.principal is not None
     if not active and user_id == actor.principal.user_id:
-        raise Problem(
-            409, "Conflict", "You cannot deactivate yourself.", slug="cannot-deactivate-self"
-        )
+        raise Conflict("cannot-deactivate-self", "You cannot deactivate yourself.")
     user = await repo.lock_user(session, user_id)
     if user is None:
-        raise Problem(404, "Not Found", "No such user.", slug="not-found")
+        raise NotFound("not-found", "No such user.")
     if user.is_active == active:
         return user
     now = datetime.now(UTC)

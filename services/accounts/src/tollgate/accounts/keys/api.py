@@ -12,12 +12,14 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.caller import CurrentActor, CurrentCaller
-from tollgate.accounts.config import Settings
+from tollgate.accounts.config import CurrentSettings
 from tollgate.accounts.keys import service
 from tollgate.accounts.keys.schemas import KeyCreateIn, KeyIssuedOut, KeyOut, KeyPatch, RotateIn
 from tollgate.accounts.models import ApiKey
 from tollgate.accounts.orgs.service import get_org
-from tollgate.accounts.pagination import (
+from tollgate.kit.auth import Principal, Role, authorize_org
+from tollgate.kit.db import DbSession
+from tollgate.kit.pagination import (
     DEFAULT_PAGE_SIZE,
     Cursor,
     Page,
@@ -25,8 +27,6 @@ from tollgate.accounts.pagination import (
     next_cursor_of,
     uuid_cursor,
 )
-from tollgate.kit.auth import Principal, Role, authorize_org
-from tollgate.kit.db import DbSession
 
 router = APIRouter(tags=["keys"])
 
@@ -41,21 +41,21 @@ async def _authorized_key(
     return key
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 @router.post("/orgs/{org_id}/keys", status_code=201, response_model=KeyIssuedOut)
 async def create_key(
-    org_id: uuid.UUID, body: KeyCreateIn, request: Request, actor: CurrentActor, db: DbSession
+    settings: CurrentSettings,
+    org_id: uuid.UUID,
+    body: KeyCreateIn,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
 ) -> KeyIssuedOut:
     """Issue a key. The raw key is in this response only; it cannot be shown again."""
     assert actor.principal is not None
     authorize_org(actor.principal, org_id, Role.developer)
     async with db.begin():
         await get_org(db, org_id)
-        key, raw = await service.create_key(db, _settings(request), actor, org_id, body)
+        key, raw = await service.create_key(db, settings, actor, org_id, body)
     return KeyIssuedOut(**key.model_dump(), key=raw)
 
 
@@ -85,18 +85,24 @@ async def get_key(key_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -> Ke
 
 @router.patch("/keys/{key_id}", response_model=KeyOut)
 async def update_key(
-    key_id: uuid.UUID, body: KeyPatch, request: Request, actor: CurrentActor, db: DbSession
+    settings: CurrentSettings,
+    key_id: uuid.UUID,
+    body: KeyPatch,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
 ) -> KeyOut:
     """Change name, enabled (enable/disable), expiry, scopes, allowed APIs, limits, IP
     allowlist or metadata. Unknown or read-only fields are refused (422)."""
     assert actor.principal is not None
     async with db.begin():
         await _authorized_key(db, actor.principal, key_id, Role.developer)
-        return await service.update_key(db, _settings(request), actor, key_id, body)
+        return await service.update_key(db, settings, actor, key_id, body)
 
 
 @router.post("/keys/{key_id}/rotate", response_model=KeyIssuedOut)
 async def rotate_key(
+    settings: CurrentSettings,
     key_id: uuid.UUID,
     request: Request,
     actor: CurrentActor,
@@ -108,28 +114,36 @@ async def rotate_key(
     grace = body.grace_seconds if body else None
     async with db.begin():
         await _authorized_key(db, actor.principal, key_id, Role.developer)
-        key, raw = await service.rotate_key(db, _settings(request), actor, key_id, grace)
+        key, raw = await service.rotate_key(db, settings, actor, key_id, grace)
     return KeyIssuedOut(**key.model_dump(), key=raw)
 
 
 @router.post("/keys/{key_id}/revoke", response_model=KeyOut)
 async def revoke_key(
-    key_id: uuid.UUID, request: Request, actor: CurrentActor, db: DbSession
+    settings: CurrentSettings,
+    key_id: uuid.UUID,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
 ) -> KeyOut:
     """Revoke permanently; gateways reject it within a second."""
     assert actor.principal is not None
     async with db.begin():
         await _authorized_key(db, actor.principal, key_id, Role.developer)
-        return await service.revoke_key(db, _settings(request), actor, key_id)
+        return await service.revoke_key(db, settings, actor, key_id)
 
 
 @router.delete("/keys/{key_id}", status_code=204)
 async def delete_key(
-    key_id: uuid.UUID, request: Request, actor: CurrentActor, db: DbSession
+    settings: CurrentSettings,
+    key_id: uuid.UUID,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
 ) -> Response:
     """Delete the key (owners); it disappears from gateways (tombstone)."""
     assert actor.principal is not None
     async with db.begin():
         await _authorized_key(db, actor.principal, key_id, Role.owner)
-        await service.delete_key(db, _settings(request), actor, key_id)
+        await service.delete_key(db, settings, actor, key_id)
     return Response(status_code=204)

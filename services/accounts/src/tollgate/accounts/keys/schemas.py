@@ -16,7 +16,7 @@ from typing_extensions import TypeAliasType
 from tollgate.accounts.limits import LimitsIn
 from tollgate.accounts.scopes import Scope
 from tollgate.accounts.storable import UtcDatetime, json_unstorable
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import Unprocessable
 from tollgate.kit.requests import JSON_INTEGER, RequestModel, StrictFlag
 
 MAX_METADATA_BYTES = 4096
@@ -30,11 +30,8 @@ def canonical_networks(values: list[str]) -> list[str]:
         try:
             networks.append(str(ipaddress.ip_network(value, strict=False)))
         except ValueError as exc:
-            raise Problem(
-                422,
-                "Unprocessable Content",
-                f"Not an IPv4/IPv6 network: {value[:50]!r}.",
-                slug="invalid-network",
+            raise Unprocessable(
+                "invalid-network", f"Not an IPv4/IPv6 network: {value[:50]!r}."
             ) from exc
     return networks
 
@@ -45,9 +42,7 @@ def check_metadata(value: dict[str, Any]) -> None:
     if reason is None and len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
         reason = f"at most {MAX_METADATA_BYTES} bytes of JSON"
     if reason is not None:
-        raise Problem(
-            422, "Unprocessable Content", f"Invalid metadata: {reason}.", slug="invalid-metadata"
-        )
+        raise Unprocessable("invalid-metadata", f"Invalid metadata: {reason}.")
 
 
 Cidr = Annotated[

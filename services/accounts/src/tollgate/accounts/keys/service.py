@@ -44,11 +44,11 @@ from tollgate.contracts.events.accounts import (
 from tollgate.contracts.ids import uuid7
 from tollgate.kit import apikeys
 from tollgate.kit.outbox import emit, emit_tombstone
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import Conflict, NotFound, Problem, Unprocessable
 
 
 def not_found() -> Problem:
-    return Problem(404, "Not Found", "No such key.", slug="not-found")
+    return NotFound("not-found", "No such key.")
 
 
 def key_out(key: ApiKey, retired: list[RetiredKeySecret]) -> KeyOut:
@@ -79,20 +79,16 @@ def key_out(key: ApiKey, retired: list[RetiredKeySecret]) -> KeyOut:
 async def _check_apis(session: AsyncSession, api_ids: list[uuid.UUID]) -> None:
     missing = set(api_ids) - await apis.existing_api_ids(session, api_ids)
     if missing:
-        raise Problem(
-            422,
-            "Unprocessable Content",
+        raise Unprocessable(
+            "unknown-api",
             "Unknown API ids in allowed_api_ids.",
-            slug="unknown-api",
             api_ids=sorted(str(m) for m in missing),
         )
 
 
 def _check_expiry(expires_at: datetime | None) -> None:
     if expires_at is not None and expires_at <= datetime.now(UTC):
-        raise Problem(
-            422, "Unprocessable Content", "expires_at must be in the future.", slug="expiry-in-past"
-        )
+        raise Unprocessable("expiry-in-past", "expires_at must be in the future.")
 
 
 async def publish_state(
@@ -227,7 +223,7 @@ async def _locked_live_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:
     if key is None:
         raise not_found()
     if key.revoked_at is not None:
-        raise Problem(409, "Conflict", "The key is revoked.", slug="key-revoked")
+        raise Conflict("key-revoked", "The key is revoked.")
     return key
 
 
@@ -243,9 +239,7 @@ async def update_key(
     for field in patch.model_fields_set:
         value = getattr(patch, field)
         if value is None and field not in ("expires_at",):
-            raise Problem(
-                422, "Unprocessable Content", f"{field} cannot be null.", slug="validation"
-            )
+            raise Unprocessable("validation", f"{field} cannot be null.")
         if field == "limits":
             value = patch.limits.stored() if patch.limits else {}
         if field == "ip_allowlist":
@@ -334,8 +328,13 @@ async def rotate_key(
 async def revoke_key(
     session: AsyncSession, settings: Settings, actor: Actor, key_id: uuid.UUID
 ) -> KeyOut:
-    """Revoke for good: the gateway rejects the key (and its retired secrets) from now on."""
-    key = await _locked_live_key(session, key_id)
+    """Revoke for good: the gateway rejects the key (and its retired secrets) from now on.
+    Revoking a revoked key changes nothing and answers its state (a retried revoke)."""
+    key = await repo.lock_key(session, key_id)
+    if key is None:
+        raise not_found()
+    if key.revoked_at is not None:
+        return key_out(key, [])
     now = datetime.now(UTC)
     key.revoked_at = now
     key.enabled = False

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Request, Response
 
 from tollgate.accounts.caller import CurrentActor, CurrentCaller
-from tollgate.accounts.config import Settings
+from tollgate.accounts.config import CurrentSettings
 from tollgate.accounts.identity.service import deliverable_email
 from tollgate.accounts.models import Membership, User
 from tollgate.accounts.orgs import repository, service
@@ -22,7 +22,9 @@ from tollgate.accounts.orgs.schemas import (
     OrgOut,
     OrgPatch,
 )
-from tollgate.accounts.pagination import (
+from tollgate.kit.auth import Role, authorize_org
+from tollgate.kit.db import DbSession
+from tollgate.kit.pagination import (
     DEFAULT_PAGE_SIZE,
     Cursor,
     Page,
@@ -31,8 +33,6 @@ from tollgate.accounts.pagination import (
     next_cursor_of,
     uuid_cursor,
 )
-from tollgate.kit.auth import Role, authorize_org
-from tollgate.kit.db import DbSession
 
 router = APIRouter(tags=["orgs"])
 
@@ -49,9 +49,10 @@ def _member_out(pair: tuple[Membership, User]) -> MemberOut:
 
 
 @router.post("/orgs", status_code=201, response_model=OrgOut)
-async def create_org(body: OrgIn, request: Request, actor: CurrentActor, db: DbSession) -> OrgOut:
+async def create_org(
+    settings: CurrentSettings, body: OrgIn, request: Request, actor: CurrentActor, db: DbSession
+) -> OrgOut:
     """Create an org; the caller becomes its owner."""
-    settings: Settings = request.app.state.settings
     async with db.begin():
         org = await service.create_org(db, settings, actor, name=body.name)
     return OrgOut.model_validate(org)
@@ -139,12 +140,16 @@ async def remove_member(
 
 @router.post("/orgs/{org_id}/invitations", status_code=201, response_model=InvitationOut)
 async def invite_member(
-    org_id: uuid.UUID, body: InvitationIn, request: Request, actor: CurrentActor, db: DbSession
+    settings: CurrentSettings,
+    org_id: uuid.UUID,
+    body: InvitationIn,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
 ) -> InvitationOut:
     """Invite someone by email; the notifier emails the single-use link."""
     assert actor.principal is not None
     authorize_org(actor.principal, org_id, Role.owner)
-    settings: Settings = request.app.state.settings
     async with db.begin():
         invitation = await service.invite(
             db, settings, actor, org_id, email=deliverable_email(body.email), role=body.role

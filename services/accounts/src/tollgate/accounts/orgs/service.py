@@ -25,7 +25,7 @@ from tollgate.contracts.events.accounts import MemberInvited, OrgRole
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.auth import Principal, Role
 from tollgate.kit.outbox import emit
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import BadRequest, Conflict, Forbidden, NotFound, Problem
 
 
 def _principal(actor: Actor) -> Principal:
@@ -34,14 +34,14 @@ def _principal(actor: Actor) -> Principal:
 
 
 def not_found(what: str = "resource") -> Problem:
-    return Problem(404, "Not Found", f"No such {what}.", slug="not-found")
+    return NotFound("not-found", f"No such {what}.")
 
 
 async def create_org(session: AsyncSession, settings: Settings, actor: Actor, *, name: str) -> Org:
     """A new org with the caller as its owner."""
     principal = _principal(actor)
     if not settings.self_service_orgs and not principal.is_admin:
-        raise Problem(403, "Forbidden", "Only admins create orgs.", slug="forbidden")
+        raise Forbidden("forbidden", "Only admins create orgs.")
     org = await repo.insert_org(
         session, id=uuid7(), name=name.strip(), created_by=principal.user_id
     )
@@ -101,7 +101,7 @@ async def get_member(
 async def _guard_last_owner(session: AsyncSession, org_id: uuid.UUID, user_id: uuid.UUID) -> None:
     owners = await repo.lock_owners(session, org_id)
     if owners == [user_id]:
-        raise Problem(409, "Conflict", "An org must keep at least one owner.", slug="last-owner")
+        raise Conflict("last-owner", "An org must keep at least one owner.")
 
 
 async def change_role(
@@ -161,9 +161,9 @@ async def invite(
     now = datetime.now(UTC)
     existing = await users.get_user_by_email(session, email)
     if existing is not None and await repo.get_member(session, org_id, existing.id):
-        raise Problem(409, "Conflict", "Already a member.", slug="already-member")
+        raise Conflict("already-member", "Already a member.")
     if await repo.pending_invitations_for(session, org_id, email, now):
-        raise Problem(409, "Conflict", "An invitation is already pending.", slug="already-invited")
+        raise Conflict("already-invited", "An invitation is already pending.")
     seal = sealer(settings)
     raw, hashed = new_secret()
     invitation = await repo.insert_invitation(
@@ -208,8 +208,10 @@ async def revoke_invitation(
     invitation = await repo.lock_invitation(session, org_id, invitation_id)
     if invitation is None:
         raise not_found("invitation")
-    if invitation.accepted_at is not None or invitation.revoked_at is not None:
-        raise Problem(409, "Conflict", "The invitation is no longer pending.", slug="not-pending")
+    if invitation.revoked_at is not None:
+        return  # a retried revoke: already in the state asked for
+    if invitation.accepted_at is not None:
+        raise Conflict("not-pending", "The invitation was accepted; remove the member instead.")
     invitation.revoked_at = datetime.now(UTC)
     await session.flush()
     await record(
@@ -234,7 +236,7 @@ async def accept_invitation(session: AsyncSession, actor: Actor, *, token: str) 
         or invitation.expires_at <= now
         or invitation.email != principal.email.lower()
     ):
-        raise Problem(400, "Bad Request", "Invalid or expired invitation.", slug="invalid-token")
+        raise BadRequest("invalid-token", "Invalid or expired invitation.")
     invitation.accepted_at = now
     current = await repo.lock_membership(session, invitation.org_id, principal.user_id)
     if current is None:

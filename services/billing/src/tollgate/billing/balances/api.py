@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from tollgate.billing import links
 from tollgate.billing.balances import service
 from tollgate.billing.balances.schemas import BalanceOut, BillingSettingsOut, BillingSettingsPatch
-from tollgate.billing.config import Settings
+from tollgate.billing.config import CurrentSettings
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
 from tollgate.kit.problems import documented_problems
@@ -25,11 +25,6 @@ _AUTH_ERRORS = documented_problems(
 )
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 @router.get(
     "/orgs/{org_id}/balance",
     response_model=BalanceOut,
@@ -39,13 +34,17 @@ def _settings(request: Request) -> Settings:
     },
 )
 async def get_balance(
-    org_id: uuid.UUID, request: Request, principal: CurrentPrincipal, db: DbSession
+    settings: CurrentSettings,
+    org_id: uuid.UUID,
+    request: Request,
+    principal: CurrentPrincipal,
+    db: DbSession,
 ) -> BalanceOut:
     """The org's current balance and status (an org billing never charged reads as a
     new account: balance 0 with the default settings)."""
     authorize_org(principal, org_id, Role.viewer)
     async with db.begin():
-        account = await service.peek_account(db, org_id, _settings(request))
+        account = await service.peek_account(db, org_id, settings)
     return BalanceOut(
         org_id=org_id,
         balance=account.balance,
@@ -71,12 +70,16 @@ def _settings_out(account: service.AccountState) -> BillingSettingsOut:
     "/orgs/{org_id}/billing-settings", response_model=BillingSettingsOut, responses=_AUTH_ERRORS
 )
 async def get_billing_settings(
-    org_id: uuid.UUID, request: Request, principal: CurrentPrincipal, db: DbSession
+    settings: CurrentSettings,
+    org_id: uuid.UUID,
+    request: Request,
+    principal: CurrentPrincipal,
+    db: DbSession,
 ) -> BillingSettingsOut:
     """The org's billing mode, low-balance threshold and reserve."""
     authorize_org(principal, org_id, Role.viewer)
     async with db.begin():
-        account = await service.peek_account(db, org_id, _settings(request))
+        account = await service.peek_account(db, org_id, settings)
     return _settings_out(account)
 
 
@@ -91,6 +94,7 @@ async def get_billing_settings(
     },
 )
 async def patch_billing_settings(
+    settings: CurrentSettings,
     org_id: uuid.UUID,
     body: BillingSettingsPatch,
     request: Request,
@@ -106,7 +110,7 @@ async def patch_billing_settings(
         account = await service.update_settings(
             db,
             org_id,
-            _settings(request),
+            settings,
             mode=body.mode,
             low_threshold=body.low_threshold,
             reserve=body.reserve,

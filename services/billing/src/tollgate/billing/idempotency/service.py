@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.billing.config import Settings
 from tollgate.billing.idempotency import repository
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import Conflict, Unprocessable
 
 
 @dataclass(frozen=True)
@@ -46,13 +46,12 @@ async def claim(
         return None
     record = await repository.get(session, org_id, key)
     if record is None or record.response is None:  # pragma: no cover - claim waited on it
-        raise Problem(409, "Conflict", "A request with this Idempotency-Key is in progress.")
+        raise Conflict(
+            "idempotency-key-in-progress", "A request with this Idempotency-Key is in progress."
+        )
     if record.fingerprint != print_:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "This Idempotency-Key was used for a different request.",
-            slug="idempotency-key-reused",
+        raise Unprocessable(
+            "idempotency-key-reused", "This Idempotency-Key was used for a different request."
         )
     return StoredResponse(status_code=record.status_code, body=record.response)
 

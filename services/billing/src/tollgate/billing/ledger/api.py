@@ -7,8 +7,6 @@ entry, so a retried or concurrent request is applied at most once.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from typing import Annotated, Any
 
@@ -16,7 +14,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 
 from tollgate.billing import links
-from tollgate.billing.config import Settings
+from tollgate.billing.config import CurrentSettings, Settings
 from tollgate.billing.idempotency import service as idempotency
 from tollgate.billing.ledger import service
 from tollgate.billing.ledger.schemas import (
@@ -28,17 +26,25 @@ from tollgate.billing.ledger.schemas import (
 )
 from tollgate.kit.auth import CurrentPrincipal, Principal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
-from tollgate.kit.problems import Problem, documented_problems
+from tollgate.kit.pagination import Cursor, int_cursor, next_cursor_of
+from tollgate.kit.problems import BadRequest, documented_problems
 from tollgate.kit.requests import DateTimeText
 
 router = APIRouter(tags=["ledger"])
 
 _WRITE_ERRORS = documented_problems(
     {
-        400: "Missing Idempotency-Key.",
+        400: ("Missing Idempotency-Key.", ["idempotency-key-missing"]),
         401: "Missing or invalid token.",
         403: "Platform admins only.",
-        422: "Invalid body, or Idempotency-Key reused for another request.",
+        409: (
+            "A request with this Idempotency-Key is in progress.",
+            ["idempotency-key-in-progress"],
+        ),
+        422: (
+            "Invalid body, or Idempotency-Key reused for another request.",
+            ["idempotency-key-reused", "balance-out-of-range"],
+        ),
     }
 )
 _WRITTEN = {
@@ -51,7 +57,7 @@ _WRITTEN = {
 }
 _READ_ERRORS = documented_problems(
     {
-        400: "Invalid cursor.",
+        422: ("Invalid query, or a cursor that is not one of ours.", ["invalid-cursor"]),
         401: "Missing or invalid token.",
         404: "Not a member of this organisation.",
     }
@@ -86,13 +92,9 @@ _REQUIRES_KEY: dict[str, Any] = {
 }
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 async def _apply_once(
     db: DbSession,
+    settings: Settings,
     request: Request,
     principal: Principal,
     org_id: uuid.UUID,
@@ -101,11 +103,8 @@ async def _apply_once(
     kind: service.CreditKind,
 ) -> Response:
     if not key:
-        raise Problem(
-            400,
-            "Bad Request",
-            "This operation requires an Idempotency-Key header.",
-            slug="idempotency-key-missing",
+        raise BadRequest(
+            "idempotency-key-missing", "This operation requires an Idempotency-Key header."
         )
     print_ = idempotency.fingerprint(request.method, request.url.path, body)
     async with db.begin():
@@ -120,7 +119,7 @@ async def _apply_once(
         entry = await service.add_credits(
             db,
             org_id,
-            _settings(request),
+            settings,
             kind=kind,
             amount=body["amount"],
             actor=f"admin:{principal.user_id}",
@@ -140,6 +139,7 @@ async def _apply_once(
     openapi_extra=_REQUIRES_KEY,
 )
 async def top_up(
+    settings: CurrentSettings,
     org_id: uuid.UUID,
     body: TopUpIn,
     request: Request,
@@ -151,7 +151,14 @@ async def top_up(
     its balance is above its reserve again."""
     require_admin(principal)
     return await _apply_once(
-        db, request, principal, org_id, idempotency_key, body.model_dump(mode="json"), "top_up"
+        db,
+        settings,
+        request,
+        principal,
+        org_id,
+        idempotency_key,
+        body.model_dump(mode="json"),
+        "top_up",
     )
 
 
@@ -163,6 +170,7 @@ async def top_up(
     openapi_extra=_REQUIRES_KEY,
 )
 async def adjust(
+    settings: CurrentSettings,
     org_id: uuid.UUID,
     body: AdjustmentIn,
     request: Request,
@@ -173,24 +181,9 @@ async def adjust(
     """Correct a balance (platform admins): an adjustment, refund or expiry entry."""
     require_admin(principal)
     data = body.model_dump(mode="json")
-    return await _apply_once(db, request, principal, org_id, idempotency_key, data, body.kind)
-
-
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("s"):
-            raise ValueError(raw)
-        seq = int(raw[1:])
-        if not 0 < seq < 2**63:
-            raise ValueError(raw)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise Problem(400, "Bad Request", "Invalid cursor.", slug="invalid-cursor") from exc
-    return seq
+    return await _apply_once(
+        db, settings, request, principal, org_id, idempotency_key, data, body.kind
+    )
 
 
 @router.get("/orgs/{org_id}/transactions", response_model=TransactionPage, responses=_READ_ERRORS)
@@ -203,11 +196,11 @@ async def list_transactions(
     since: Annotated[DateTimeText | None, Query(description="Created at or after.")] = None,
     until: Annotated[DateTimeText | None, Query(description="Created before.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Cursor = None,
 ) -> TransactionPage:
     """The org's ledger entries, newest first, one page at a time."""
     authorize_org(principal, org_id, Role.viewer)
-    before = _decode_cursor(cursor) if cursor else None
+    before = int_cursor(cursor)
     async with db.begin():
         rows = await service.transactions(
             db,
@@ -219,8 +212,7 @@ async def list_transactions(
             before_seq=before,
             limit=limit + 1,
         )
-    page = rows[:limit]
+    page, next_cursor = next_cursor_of(rows, limit, "seq")
     return TransactionPage(
-        items=[LedgerEntryOut.model_validate(row) for row in page],
-        next_cursor=_encode_cursor(page[-1].seq) if len(rows) > limit else None,
+        items=[LedgerEntryOut.model_validate(row) for row in page], next_cursor=next_cursor
     )

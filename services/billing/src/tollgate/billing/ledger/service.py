@@ -25,7 +25,7 @@ from tollgate.contracts.events.billing import CreditsToppedUp
 from tollgate.contracts.events.gateway import RequestCompleted
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.outbox import emit
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import Unprocessable
 
 GATEWAY_ACTOR = "gateway"
 MAX_BALANCE = 10**15
@@ -116,11 +116,9 @@ async def add_credits(
     account = (await balances.lock_accounts(session, [org_id], settings))[org_id]
     new_balance = account.balance + amount
     if abs(new_balance) > MAX_BALANCE:
-        raise Problem(
-            422,
-            "Unprocessable Content",
+        raise Unprocessable(
+            "balance-out-of-range",
             f"The balance would leave the supported range of ±{MAX_BALANCE} credits.",
-            slug="balance-out-of-range",
         )
     account.balance = new_balance
     entry = await repository.insert_entry(

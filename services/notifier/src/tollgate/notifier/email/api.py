@@ -4,12 +4,14 @@ mail queue (failures are visible here and can be retried)."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
+from tollgate.kit.pagination import Cursor, Page, decode_cursor, page_of
 from tollgate.kit.requests import NUL_FREE
 from tollgate.notifier.email import repository, service
 from tollgate.notifier.email.schemas import ContactOut, ContactsIn, EmailOut
@@ -53,13 +55,15 @@ async def list_emails(
     state: Literal["pending", "sent", "failed"] | None = None,
     kind: Annotated[str | None, Query(max_length=64, pattern=NUL_FREE)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[EmailOut]:
-    """The mail queue, newest first; `state=failed` lists permanent failures."""
+    cursor: Cursor = None,
+) -> Page[EmailOut]:
+    """The mail queue, newest first, one page at a time; `state=failed` lists permanent
+    failures."""
     require_admin(principal)
-    return [
-        EmailOut.of(m)
-        for m in await repository.list_emails(db, state=state, limit=limit, kind=kind)
-    ]
+    before = decode_cursor(cursor, datetime, uuid.UUID) if cursor else None
+    rows = await repository.list_emails(db, state=state, limit=limit + 1, kind=kind, before=before)
+    page, next_cursor = page_of(rows, limit, lambda m: (m.created_at, m.id))
+    return Page[EmailOut](items=[EmailOut.of(m) for m in page], next_cursor=next_cursor)
 
 
 @router.post("/admin/emails/{email_id}/retry", status_code=202)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -65,10 +65,21 @@ async def email_by_id(session: AsyncSession, email_id: uuid.UUID) -> EmailMessag
 
 
 async def list_emails(
-    session: AsyncSession, *, state: str | None, limit: int, kind: str | None = None
+    session: AsyncSession,
+    *,
+    state: str | None,
+    limit: int,
+    kind: str | None = None,
+    before: tuple[datetime, uuid.UUID] | None = None,
 ) -> list[EmailMessage]:
-    """Mails, newest first (admin views)."""
-    stmt = select(EmailMessage).order_by(EmailMessage.created_at.desc()).limit(limit)
+    """Mails, newest first (admin views); after the keyset position `before`."""
+    stmt = (
+        select(EmailMessage)
+        .order_by(EmailMessage.created_at.desc(), EmailMessage.id.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        stmt = stmt.where(tuple_(EmailMessage.created_at, EmailMessage.id) < tuple_(*before))
     if state is not None:
         stmt = stmt.where(EmailMessage.state == state)
     if kind is not None:

@@ -27,7 +27,7 @@ from tollgate.contracts.envelope import CloudEvent
 from tollgate.contracts.events.accounts import MemberInvited, PasswordResetRequested
 from tollgate.contracts.events.billing import CreditsExhausted, CreditsLow
 from tollgate.contracts.events.usage import UsageThresholdCrossed
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import Conflict, NotFound, Unprocessable
 from tollgate.kit.sealing import Sealer
 from tollgate.notifier.email import repository
 from tollgate.notifier.email.backends import SendResult
@@ -215,17 +215,15 @@ def deliverable_address(email: str) -> str:
     try:
         return validate_email(email, check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        raise Problem(
-            422, "Unprocessable Content", f"Invalid email address: {exc}", slug="invalid-email"
-        ) from exc
+        raise Unprocessable("invalid-email", f"Invalid email address: {exc}") from exc
 
 
 def check_contacts(contacts: list[Contact]) -> None:
     """At most 20 distinct contacts per org."""
     if len(contacts) > 20:
-        raise Problem(422, "Unprocessable Content", "At most 20 notification contacts.")
+        raise Unprocessable("too-many-contacts", "At most 20 notification contacts.")
     if len({c.email.lower() for c in contacts}) != len(contacts):
-        raise Problem(422, "Unprocessable Content", "Duplicate contact email.")
+        raise Unprocessable("duplicate-contact", "Duplicate contact email.")
 
 
 async def replace_contacts(
@@ -248,9 +246,9 @@ async def retry_failed(session: AsyncSession, email_id: uuid.UUID, now: datetime
     """Put a failed mail back in the queue (admins)."""
     message = await repository.email_by_id(session, email_id)
     if message is None:
-        raise Problem(404, "Not Found", "No such email.")
+        raise NotFound("not-found", "No such email.")
     if message.state != "failed":
-        raise Problem(409, "Conflict", "Only failed emails can be retried.")
+        raise Conflict("not-retryable", "Only failed emails can be retried.")
     await repository.update_email(
         session, email_id, state="pending", attempts=0, next_attempt_at=now, leased_until=None
     )

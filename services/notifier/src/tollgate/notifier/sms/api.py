@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
-from tollgate.kit.problems import Problem
+from tollgate.kit.pagination import Cursor, Page, decode_cursor, page_of
+from tollgate.kit.problems import Forbidden, NotFound, Problem, Unprocessable
 from tollgate.kit.requests import NUL_FREE
 from tollgate.notifier.parameters import PhoneNumber, UtcDatetime
 from tollgate.notifier.sms import repository, service, signatures
@@ -44,7 +45,7 @@ def _public_url(request: Request, notifier: NotifierState) -> str:
 
 
 def _forbidden() -> Problem:
-    return Problem(403, "Forbidden", "Invalid provider signature.", slug="invalid-signature")
+    return Forbidden("invalid-signature", "Invalid provider signature.")
 
 
 def _inbound_sms(provider: str, raw: bytes | dict[str, str | None]) -> service.InboundSms:
@@ -56,7 +57,7 @@ def _inbound_sms(provider: str, raw: bytes | dict[str, str | None]) -> service.I
     except ValidationError as exc:
         fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
         detail = f"Invalid SMS payload: {', '.join(fields)}." if fields else "Invalid SMS payload."
-        raise Problem(422, "Unprocessable Content", detail) from exc
+        raise Unprocessable("invalid-payload", detail) from exc
     return service.InboundSms(
         provider=provider,
         provider_message_id=payload.message_id,
@@ -136,7 +137,7 @@ async def inbound_twilio(request: Request, db: DbSession, notifier: Notifier) ->
     try:
         pairs = parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError as exc:
-        raise Problem(422, "Unprocessable Content", "Invalid form body.") from exc
+        raise Unprocessable("invalid-payload", "Invalid form body.") from exc
     for name, value in pairs:
         params.setdefault(name, []).append(value)
     token = notifier.settings.sms_twilio_auth_token.get_secret_value()
@@ -183,10 +184,11 @@ async def org_inbox(
     from_number: PhoneNumber = None,
     since: UtcDatetime | None = None,
     limit: Limit = 100,
-) -> list[SmsOut]:
-    """The org's inbox, newest first."""
+    cursor: Cursor = None,
+) -> Page[SmsOut]:
+    """The org's inbox, newest first, one page at a time."""
     authorize_org(principal, org_id, Role.viewer)
-    return await _inbox(db, org_id, unread, from_number, since, limit)
+    return await _inbox(db, org_id, unread, from_number, since, limit, cursor)
 
 
 async def _inbox(
@@ -196,11 +198,20 @@ async def _inbox(
     from_number: str | None,
     since: datetime | None,
     limit: int,
-) -> list[SmsOut]:
+    cursor: str | None,
+) -> Page[SmsOut]:
+    before = decode_cursor(cursor, datetime, uuid.UUID) if cursor else None
     rows = await repository.list_messages(
-        db, org_id=org_id, unread=unread, from_number=from_number, since=since, limit=limit
+        db,
+        org_id=org_id,
+        unread=unread,
+        from_number=from_number,
+        since=since,
+        limit=limit + 1,
+        before=before,
     )
-    return [SmsOut.of(m) for m in rows]
+    page, next_cursor = page_of(rows, limit, lambda m: (m.received_at, m.id))
+    return Page[SmsOut](items=[SmsOut.of(m) for m in page], next_cursor=next_cursor)
 
 
 @router.get("/orgs/{org_id}/sms/messages/{message_id}")
@@ -210,7 +221,7 @@ async def org_message(
     authorize_org(principal, org_id, Role.viewer)
     message = await repository.message_in_inbox(db, org_id, message_id)
     if message is None:
-        raise Problem(404, "Not Found", "No such message.")
+        raise NotFound("not-found", "No such message.")
     return SmsOut.of(message)
 
 
@@ -237,10 +248,11 @@ async def admin_inbox(
     from_number: PhoneNumber = None,
     since: UtcDatetime | None = None,
     limit: Limit = 100,
-) -> list[SmsOut]:
-    """Messages no rule routed to an org."""
+    cursor: Cursor = None,
+) -> Page[SmsOut]:
+    """Messages no rule routed to an org, newest first, one page at a time."""
     require_admin(principal)
-    return await _inbox(db, None, unread, from_number, since, limit)
+    return await _inbox(db, None, unread, from_number, since, limit, cursor)
 
 
 @router.post("/admin/sms/messages/{message_id}/read")
@@ -283,8 +295,8 @@ async def unassign_number(
 ) -> Response:
     require_admin(principal)
     async with db.begin():
-        if not await repository.delete_number(db, number):
-            raise Problem(404, "Not Found", "Number not assigned.")
+        # Unassigning a number that is not assigned is the state asked for: 204.
+        await repository.delete_number(db, number)
     return Response(status_code=204)
 
 
@@ -315,6 +327,6 @@ async def add_rule(
 async def delete_rule(rule_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession) -> Response:
     require_admin(principal)
     async with db.begin():
-        if not await repository.delete_rule(db, rule_id):
-            raise Problem(404, "Not Found", "No such rule.")
+        # Deleting a rule that is not there (a retried delete) is the state asked for.
+        await repository.delete_rule(db, rule_id)
     return Response(status_code=204)

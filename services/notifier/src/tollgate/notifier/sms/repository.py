@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -93,8 +93,10 @@ async def list_messages(
     from_number: str | None,
     since: datetime | None,
     limit: int,
+    before: tuple[datetime, uuid.UUID] | None = None,
 ) -> list[SmsMessage]:
-    """Routed messages of an org (None = the admin inbox), newest first."""
+    """Routed messages of an org (None = the admin inbox), newest first; after the
+    keyset position `before` (the last message of the previous page)."""
     stmt = (
         select(SmsMessage)
         .where(SmsMessage.routed.is_(True))
@@ -112,6 +114,8 @@ async def list_messages(
         stmt = stmt.where(SmsMessage.from_number == from_number)
     if since is not None:
         stmt = stmt.where(SmsMessage.received_at >= since)
+    if before is not None:
+        stmt = stmt.where(tuple_(SmsMessage.received_at, SmsMessage.id) < tuple_(*before))
     return list((await session.scalars(stmt)).all())
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollgate.contracts.events.notifier import SmsReceived, SmsRoute
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.outbox import emit
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import NotFound, Unprocessable
 from tollgate.notifier.models import SmsKeywordRule, SmsMessage
 from tollgate.notifier.sms import patterns, repository
 from tollgate.notifier.webhooks import service as webhooks
@@ -134,7 +134,7 @@ async def route_pending(session: AsyncSession, *, now: datetime, limit: int = 10
 def valid_number(number: str) -> str:
     """An E.164 number, or 422."""
     if not E164.match(number):
-        raise Problem(422, "Unprocessable Content", "Numbers are E.164, e.g. +14155550100.")
+        raise Unprocessable("invalid-phone-number", "Numbers are E.164, e.g. +14155550100.")
     return number
 
 
@@ -153,13 +153,12 @@ async def add_keyword_rule(
         try:
             patterns.check(pattern)
         except patterns.InvalidPattern as exc:
-            raise Problem(
-                422,
-                "Unprocessable Content",
+            raise Unprocessable(
+                "invalid-pattern",
                 f"Invalid regex: {exc}. Patterns run on RE2: no backreferences or lookaround.",
             ) from exc
     elif not pattern.strip() or len(pattern.split()) != 1:
-        raise Problem(422, "Unprocessable Content", "A first-word keyword is one word.")
+        raise Unprocessable("invalid-keyword", "A first-word keyword is one word.")
     rule = SmsKeywordRule(
         id=uuid7(),
         org_id=org_id,
@@ -183,7 +182,7 @@ async def mark_read(
     """Mark a message of an inbox read or unread; 404 for another inbox's message."""
     message = await repository.message_in_inbox(session, org_id, message_id)
     if message is None:
-        raise Problem(404, "Not Found", "No such message.")
+        raise NotFound("not-found", "No such message.")
     message.read_at = (message.read_at or now) if read else None
     await session.flush()
     return message

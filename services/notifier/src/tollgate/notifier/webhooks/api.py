@@ -4,15 +4,25 @@ looks it up within the caller's org, so another org's id is a 404."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org
 from tollgate.kit.db import DbSession
-from tollgate.kit.problems import Problem
+from tollgate.kit.pagination import (
+    DEFAULT_PAGE_SIZE,
+    Cursor,
+    Page,
+    PageSize,
+    decode_cursor,
+    int_cursor,
+    page_of,
+)
+from tollgate.kit.problems import NotFound, Unprocessable
 from tollgate.notifier.models import WebhookEndpoint
-from tollgate.notifier.parameters import MAX_BIGINT, DeliveryId
+from tollgate.notifier.parameters import DeliveryId
 from tollgate.notifier.state import Notifier
 from tollgate.notifier.webhooks import repository, service
 from tollgate.notifier.webhooks.catalog import EVENT_TYPES, example_body
@@ -38,7 +48,7 @@ ORG = "/orgs/{org_id}/webhooks"
 async def _endpoint(db: DbSession, org_id: uuid.UUID, endpoint_id: uuid.UUID) -> WebhookEndpoint:
     endpoint = await repository.endpoint_of_org(db, org_id, endpoint_id, for_update=True)
     if endpoint is None:
-        raise Problem(404, "Not Found", "No such webhook endpoint.")
+        raise NotFound("not-found", "No such webhook endpoint.")
     return endpoint
 
 
@@ -53,10 +63,18 @@ async def list_event_types(principal: CurrentPrincipal) -> list[EventTypeOut]:
 
 @router.get(ORG + "/endpoints")
 async def list_endpoints(
-    org_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession
-) -> list[EndpointOut]:
+    org_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    cursor: Cursor = None,
+    limit: PageSize = DEFAULT_PAGE_SIZE,
+) -> Page[EndpointOut]:
+    """The org's endpoints, oldest first, one page at a time."""
     authorize_org(principal, org_id, Role.viewer)
-    return [EndpointOut.of(e) for e in await repository.endpoints_of_org(db, org_id)]
+    after = decode_cursor(cursor, datetime, uuid.UUID) if cursor else None
+    rows = await repository.endpoints_of_org(db, org_id, after=after, limit=limit + 1)
+    page, next_cursor = page_of(rows, limit, lambda e: (e.created_at, e.id))
+    return Page[EndpointOut](items=[EndpointOut.of(e) for e in page], next_cursor=next_cursor)
 
 
 @router.post(ORG + "/endpoints", status_code=201)
@@ -105,7 +123,7 @@ async def update_endpoint(
     authorize_org(principal, org_id, Role.developer)
     changes = body.model_dump(exclude_unset=True)
     if any(v is None for v in changes.values()):
-        raise Problem(422, "Unprocessable Content", "Fields cannot be set to null.")
+        raise Unprocessable("validation", "Fields cannot be set to null.")
     async with db.begin():
         endpoint = await service.update_endpoint(
             db,
@@ -171,19 +189,19 @@ async def list_deliveries(
     principal: CurrentPrincipal,
     db: DbSession,
     state: Literal["pending", "succeeded", "failed"] | None = None,
-    before: Annotated[
-        int | None,
-        Query(ge=1, le=MAX_BIGINT, description="Page: deliveries with a lower id."),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> list[DeliveryOut]:
+    cursor: Cursor = None,
+    limit: PageSize = DEFAULT_PAGE_SIZE,
+) -> Page[DeliveryOut]:
+    """The endpoint's deliveries, newest first, one page at a time."""
     authorize_org(principal, org_id, Role.viewer)
+    before = int_cursor(cursor)
     async with db.begin():
         endpoint = await _endpoint(db, org_id, endpoint_id)
         rows = await repository.deliveries_of_endpoint(
-            db, endpoint.id, state=state, before_id=before, limit=limit
+            db, endpoint.id, state=state, before_id=before, limit=limit + 1
         )
-        return [DeliveryOut.of(d, t) for d, t in rows]
+    page, next_cursor = page_of(rows, limit, lambda row: (row[0].id,))
+    return Page[DeliveryOut](items=[DeliveryOut.of(d, t) for d, t in page], next_cursor=next_cursor)
 
 
 @router.post(ORG + "/endpoints/{endpoint_id}/recover")
@@ -205,7 +223,7 @@ async def recover(
 async def _detail(db: DbSession, org_id: uuid.UUID, delivery_id: int) -> DeliveryDetail:
     delivery = await repository.delivery_of_org(db, org_id, delivery_id)
     if delivery is None:
-        raise Problem(404, "Not Found", "No such delivery.")
+        raise NotFound("not-found", "No such delivery.")
     event_type = await repository.event_type_of(db, delivery.message_id)
     attempts = await repository.attempts_of(db, delivery.id)
     return DeliveryDetail(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,13 +67,24 @@ async def endpoint_by_id(
     return (await session.scalars(stmt)).one_or_none()
 
 
-async def endpoints_of_org(session: AsyncSession, org_id: uuid.UUID) -> list[WebhookEndpoint]:
-    """An org's endpoints, oldest first."""
+async def endpoints_of_org(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    *,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    limit: int | None = None,
+) -> list[WebhookEndpoint]:
+    """An org's endpoints, oldest first; after the keyset position `after`, at most
+    `limit`."""
     stmt = (
         select(WebhookEndpoint)
         .where(WebhookEndpoint.org_id == org_id)
         .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
     )
+    if after is not None:
+        stmt = stmt.where(tuple_(WebhookEndpoint.created_at, WebhookEndpoint.id) > tuple_(*after))
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return list((await session.scalars(stmt)).all())
 
 

@@ -21,7 +21,7 @@ from yarl import URL
 from tollgate.contracts.envelope import CloudEvent
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.netpolicy import DestinationRefused, NetworkPolicy
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import Conflict, NotFound, Unprocessable
 from tollgate.kit.sealing import Sealer
 from tollgate.notifier.email import service as email
 from tollgate.notifier.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -45,16 +45,16 @@ def _valid_url(url: str, policy: NetworkPolicy) -> str:
     try:
         parsed = URL(url)
     except ValueError as exc:
-        raise Problem(422, "Unprocessable Content", "Invalid URL.") from exc
+        raise Unprocessable("invalid-url", "Invalid URL.") from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise Problem(422, "Unprocessable Content", "The URL must be http(s) with a host.")
+        raise Unprocessable("invalid-url", "The URL must be http(s) with a host.")
     if parsed.user or parsed.password:
-        raise Problem(422, "Unprocessable Content", "The URL must not carry credentials.")
+        raise Unprocessable("invalid-url", "The URL must not carry credentials.")
     try:
         refuse_literal_host(parsed.host, policy)
     except DestinationRefused as exc:
-        raise Problem(
-            422, "Unprocessable Content", "The URL points to an internal address."
+        raise Unprocessable(
+            "internal-destination", "The URL points to an internal address."
         ) from exc
     return url
 
@@ -62,7 +62,7 @@ def _valid_url(url: str, policy: NetworkPolicy) -> str:
 def _valid_event_types(event_types: list[str]) -> list[str]:
     unknown = sorted(set(event_types) - SUBSCRIBABLE)
     if unknown:
-        raise Problem(422, "Unprocessable Content", f"Unknown event types: {', '.join(unknown)}.")
+        raise Unprocessable("unknown-event-type", f"Unknown event types: {', '.join(unknown)}.")
     return sorted(set(event_types))
 
 
@@ -219,7 +219,7 @@ def _delivery(message_id: str, endpoint: WebhookEndpoint, now: datetime) -> dict
 async def queue_ping(session: AsyncSession, endpoint: WebhookEndpoint, now: datetime) -> int:
     """Queue a test message to one endpoint; returns the delivery id."""
     if not endpoint.enabled:
-        raise Problem(409, "Conflict", "The endpoint is disabled.")
+        raise Conflict("endpoint-disabled", "The endpoint is disabled.")
     message_id = f"msg_{uuid7().hex}"
     await repository.insert_message(
         session,
@@ -361,12 +361,12 @@ async def retry_delivery(
     """Send one delivery again now (a fresh retry cycle)."""
     delivery = await repository.delivery_of_org(session, org_id, delivery_id, for_update=True)
     if delivery is None:
-        raise Problem(404, "Not Found", "No such delivery.")
+        raise NotFound("not-found", "No such delivery.")
     endpoint = await repository.endpoint_by_id(session, delivery.endpoint_id)
     if endpoint is None or not endpoint.enabled:
-        raise Problem(409, "Conflict", "The endpoint is disabled; enable it first.")
+        raise Conflict("endpoint-disabled", "The endpoint is disabled; enable it first.")
     if delivery.state == "pending":
-        raise Problem(409, "Conflict", "The delivery is already queued.")
+        raise Conflict("already-queued", "The delivery is already queued.")
     await repository.update_delivery(
         session,
         delivery.id,
@@ -385,7 +385,7 @@ async def recover(
 ) -> int:
     """Queue again every failed delivery of the endpoint created since `since`."""
     if not endpoint.enabled:
-        raise Problem(409, "Conflict", "The endpoint is disabled; enable it first.")
+        raise Conflict("endpoint-disabled", "The endpoint is disabled; enable it first.")
     if since > now:
-        raise Problem(422, "Unprocessable Content", "`since` is in the future.")
+        raise Unprocessable("invalid-range", "`since` is in the future.")
     return await repository.requeue_failed_since(session, endpoint.id, since, now)

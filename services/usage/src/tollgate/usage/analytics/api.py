@@ -13,7 +13,7 @@ from pydantic import AwareDatetime
 
 from tollgate.kit.auth import CurrentPrincipal
 from tollgate.kit.db import DbSession
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import ServiceUnavailable, TooManyRequests
 from tollgate.kit.requests import DateTimeText
 from tollgate.usage.analytics import service
 from tollgate.usage.analytics.live import LiveResponse, LiveStreams, stream_counts
@@ -28,7 +28,7 @@ from tollgate.usage.analytics.schemas import (
     TopOrder,
     UsageSummary,
 )
-from tollgate.usage.config import Settings
+from tollgate.usage.config import CurrentSettings, Settings
 from tollgate.usage.scope import TimeRange, org_scope, time_range
 
 router = APIRouter(prefix="/usage", tags=["analytics"])
@@ -43,8 +43,7 @@ From = Annotated[
 To = Annotated[DateTimeText | None, Query(alias="to", description="Range end (default: now).")]
 
 
-def _span(request: Request, start: AwareDatetime | None, end: AwareDatetime | None) -> TimeRange:
-    settings: Settings = request.app.state.settings
+def _span(settings: Settings, start: AwareDatetime | None, end: AwareDatetime | None) -> TimeRange:
     return time_range(
         start,
         end,
@@ -55,6 +54,7 @@ def _span(request: Request, start: AwareDatetime | None, end: AwareDatetime | No
 
 @router.get("/summary", response_model=UsageSummary)
 async def get_summary(
+    settings: CurrentSettings,
     request: Request,
     principal: CurrentPrincipal,
     session: DbSession,
@@ -67,13 +67,14 @@ async def get_summary(
 ) -> UsageSummary:
     """Requests, errors, rejections, bytes, credits and latency percentiles."""
     where = UsageFilter(org_scope(principal, org_id), key_id, api_id, route_id)
-    span = _span(request, start, end)
+    span = _span(settings, start, end)
     async with session.begin():
         return await service.summary(session, where, span)
 
 
 @router.get("/timeseries", response_model=Timeseries)
 async def get_timeseries(
+    settings: CurrentSettings,
     request: Request,
     principal: CurrentPrincipal,
     session: DbSession,
@@ -87,13 +88,14 @@ async def get_timeseries(
 ) -> Timeseries:
     """Usage per minute, hour or day (UTC), with empty buckets filled with zeros."""
     where = UsageFilter(org_scope(principal, org_id), key_id, api_id, route_id)
-    span = _span(request, start, end)
+    span = _span(settings, start, end)
     async with session.begin():
         return await service.timeseries(session, where, span, granularity)
 
 
 @router.get("/top", response_model=TopList)
 async def get_top(
+    settings: CurrentSettings,
     request: Request,
     principal: CurrentPrincipal,
     session: DbSession,
@@ -108,13 +110,14 @@ async def get_top(
 ) -> TopList:
     """The busiest APIs, routes, keys or statuses."""
     where = UsageFilter(org_scope(principal, org_id), key_id, api_id)
-    span = _span(request, start, end)
+    span = _span(settings, start, end)
     async with session.begin():
         return await service.top(session, where, span, by, order_by, limit)
 
 
 @router.get("/errors", response_model=ErrorBreakdown)
 async def get_errors(
+    settings: CurrentSettings,
     request: Request,
     principal: CurrentPrincipal,
     session: DbSession,
@@ -127,13 +130,14 @@ async def get_errors(
 ) -> ErrorBreakdown:
     """Upstream errors by class and status; gateway rejections by reason."""
     where = UsageFilter(org_scope(principal, org_id), key_id, api_id, route_id)
-    span = _span(request, start, end)
+    span = _span(settings, start, end)
     async with session.begin():
         return await service.errors(session, where, span)
 
 
 @router.get("/keys/{key_id}", response_model=KeyStats)
 async def get_key_stats(
+    settings: CurrentSettings,
     request: Request,
     key_id: uuid.UUID,
     principal: CurrentPrincipal,
@@ -143,8 +147,7 @@ async def get_key_stats(
     recent: Annotated[int, Query(ge=0, le=100)] = 20,
 ) -> KeyStats:
     """One key: totals, quota standing and its most recent requests."""
-    settings: Settings = request.app.state.settings
-    span = _span(request, start, end)
+    span = _span(settings, start, end)
     async with session.begin():
         return await service.key_stats(
             session,
@@ -162,6 +165,7 @@ async def get_key_stats(
     responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
 )
 async def live(
+    settings: CurrentSettings,
     request: Request,
     principal: CurrentPrincipal,
     org_id: uuid.UUID | None = None,
@@ -171,16 +175,13 @@ async def live(
 ) -> StreamingResponse:
     """Server-sent events: every second, per-second request/error/rejection counts of
     the last few seconds."""
-    settings: Settings = request.app.state.settings
     scope = org_scope(principal, org_id)
     streams: LiveStreams = request.app.state.live_streams
     slot = streams.try_open(scope, principal.user_id)
     if slot == "replica":
-        raise Problem(
-            503,
-            "Service Unavailable",
+        raise ServiceUnavailable(
+            "too-many-streams",
             "Too many live streams; retry shortly.",
-            slug="too-many-streams",
             headers={"Retry-After": "5"},
         )
     if isinstance(slot, str):  # the org's or the user's cap
@@ -189,11 +190,9 @@ async def live(
             if slot == "org"
             else f"this user has {settings.live_max_streams_per_user}"
         )
-        raise Problem(
-            429,
-            "Too Many Requests",
+        raise TooManyRequests(
+            "too-many-streams",
             f"Too many live streams: {held} open; close one or retry later.",
-            slug="too-many-streams",
             headers={"Retry-After": str(LIVE_RETRY_AFTER_SECONDS)},
         )
     duration = min(seconds or settings.live_max_stream_seconds, settings.live_max_stream_seconds)

@@ -10,7 +10,7 @@ from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.kit.auth import Principal
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import NotFound, Unprocessable
 from tollgate.usage import histogram
 from tollgate.usage.analytics import repository
 from tollgate.usage.analytics.repository import Totals, UsageFilter
@@ -110,11 +110,9 @@ async def timeseries(
     start, end = _floor(span.start, granularity), _ceil(span.end, granularity)
     step = STEP[granularity]
     if (end - start) / step > MAX_POINTS:
-        raise Problem(
-            422,
-            "Unprocessable Content",
+        raise Unprocessable(
+            "range-too-long",
             f"At most {MAX_POINTS} points: shorten the range or use a coarser granularity.",
-            slug="range-too-long",
         )
     rows = repository.rows_by("minute" if granularity == "minute" else "hour", where, start, end)
     group: Any = (
@@ -230,7 +228,7 @@ async def key_owner(session: AsyncSession, principal: Principal, key_id: uuid.UU
     known = await quotas.key_limits(session, key_id)
     org_id = known.org_id if known else await repository.aggregate_org_of_key(session, key_id)
     if org_id is None or not can_see(principal, org_id):
-        raise Problem(404, "Not Found", "No such key.", slug="not-found")
+        raise NotFound("not-found", "No such key.")
     return org_id
 
 

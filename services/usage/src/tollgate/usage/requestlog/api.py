@@ -12,7 +12,7 @@ from tollgate.contracts.events.gateway import RejectionReason
 from tollgate.kit.auth import CurrentPrincipal
 from tollgate.kit.db import DbSession
 from tollgate.kit.requests import DateTimeText
-from tollgate.usage.config import Settings
+from tollgate.usage.config import CurrentSettings
 from tollgate.usage.requestlog import service
 from tollgate.usage.requestlog.repository import LogFilter
 from tollgate.usage.requestlog.schemas import RequestLogItem, RequestLogPage
@@ -31,6 +31,7 @@ StatusFilter = Annotated[
 
 @router.get("/logs", response_model=RequestLogPage)
 async def list_logs(
+    settings: CurrentSettings,
     request: Request,
     principal: CurrentPrincipal,
     session: DbSession,
@@ -50,7 +51,6 @@ async def list_logs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> RequestLogPage:
     """The raw request log, newest first, with filters and cursor pagination."""
-    settings: Settings = request.app.state.settings
     scope = org_scope(principal, org_id)
     span = time_range(
         start,

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tollgate.kit import pagination
 from tollgate.kit.auth import Principal
-from tollgate.kit.problems import Problem
+from tollgate.kit.problems import NotFound
 from tollgate.usage.models import RequestLogEntry
 from tollgate.usage.requestlog import repository
 from tollgate.usage.requestlog.repository import LogFilter
@@ -19,23 +18,13 @@ from tollgate.usage.scope import can_see
 
 def encode_cursor(row: RequestLogEntry) -> str:
     """An opaque cursor pointing just after `row`."""
-    raw = f"{row.time.isoformat()}|{row.request_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return pagination.encode_cursor(row.time, row.request_id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     """The keyset position in a cursor; 422 when it is not one of ours."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        moment, _, request_id = base64.urlsafe_b64decode(padded).decode().partition("|")
-        at = datetime.fromisoformat(moment)
-        if at.tzinfo is None:
-            raise ValueError("naive time")
-        return at, uuid.UUID(request_id)
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise Problem(
-            422, "Unprocessable Content", "Invalid cursor.", slug="invalid-cursor"
-        ) from exc
+    at, request_id = pagination.decode_cursor(cursor, datetime, uuid.UUID)
+    return at, request_id
 
 
 async def list_requests(
@@ -55,7 +44,7 @@ async def find_request(
     """A request the caller may see; 404 when unknown or another tenant's."""
     row = await repository.by_request_id(session, request_id)
     if row is None or not can_see(principal, row.org_id):
-        raise Problem(404, "Not Found", "No such request.", slug="not-found")
+        raise NotFound("not-found", "No such request.")
     return row
 
 
