@@ -4,8 +4,11 @@ that need a token, and required request headers are documented as required."""
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 
@@ -60,3 +63,19 @@ def test_top_ups_document_the_required_idempotency_key(
     )
     assert parameter is not None
     assert parameter["required"] is True
+
+
+async def test_every_secured_route_answers_401_with_the_bearer_challenge() -> None:
+    for name, app in _apps().items():
+        document = app.openapi()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for path, item in document["paths"].items():
+                for method, operation in item.items():
+                    if operation.get("security") != [{"bearerAuth": []}]:
+                        continue
+                    concrete = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
+                    response = await client.request(method.upper(), concrete)
+                    assert response.status_code == 401, (name, method, path, response.text)
+                    assert response.headers["www-authenticate"] == 'Bearer realm="tollgate"'
+                    assert response.json()["type"].endswith("/unauthorized")
