@@ -725,7 +725,8 @@ def test_every_page_renders_in_both_languages_and_themes(
                 tabs = page.locator("nav.tabs a").all_inner_texts()
                 assert tabs == [PORTAL_LABEL[language]], (path, tabs)
             if name == "portal-docs":  # Scalar drew the reference from the vendored copy
-                expect(page.locator("#api-reference .scalar-app")).to_have_count(1)
+                reference = page.locator("#portal-reference .scalar-app").first
+                expect(reference).to_be_attached(timeout=30_000)
             background = page.evaluate("getComputedStyle(document.body).backgroundColor")
             dark = background == "rgb(15, 18, 23)"
             assert dark == (scheme == "dark"), (path, background)
