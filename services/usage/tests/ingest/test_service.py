@@ -42,7 +42,11 @@ async def usage_db(database_factory: Callable[[str], str]) -> AsyncIterator[Sess
         await engine.dispose()
 
 
-async def ingest(sessions: SessionMaker, deliveries: Sequence[Delivery]) -> IngestResult:
+async def ingest(
+    sessions: SessionMaker,
+    deliveries: Sequence[Delivery],
+    log_ends: dict[int, int] | None = None,
+) -> IngestResult:
     async with sessions() as session, session.begin():
         await ensure_partitions(
             session,
@@ -50,7 +54,9 @@ async def ingest(sessions: SessionMaker, deliveries: Sequence[Delivery]) -> Inge
             PartitionDays(),
         )
     async with sessions() as session, session.begin():
-        return await record_requests(session, group_id="usage", topic=TOPIC, deliveries=deliveries)
+        return await record_requests(
+            session, group_id="usage", topic=TOPIC, deliveries=deliveries, log_ends=log_ends
+        )
 
 
 def as_deliveries(
@@ -289,3 +295,27 @@ def test_one_pass_gives_minutes_hours_and_quota_counts() -> None:
         (key, late.date()): (1, late),
         (key, midnight.date()): (3, midnight + timedelta(minutes=7)),
     }
+
+
+async def test_positions_beyond_a_new_log_end_restart_from_its_start(
+    database_factory: Callable[[str], str],
+) -> None:
+    async with usage_db(database_factory) as sessions:
+        org, key, api = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        first_run = as_deliveries([completed(org_id=org, key_id=key, api_id=api) for _ in range(8)])
+        assert (await ingest(sessions, first_run, log_ends={0: 8})).ingested == 8
+        # The broker is new (a restarted `make up`): the same offsets, other events, and
+        # the stored position (8) lies beyond the new log's end (3).
+        second_run = as_deliveries(
+            [completed(org_id=org, key_id=key, api_id=api) for _ in range(3)]
+        )
+        result = await ingest(sessions, second_run, log_ends={0: 3})
+        assert (result.ingested, result.redelivered_skipped) == (3, 0)
+        assert result.positions_reset == (0,)
+        again = await ingest(sessions, second_run, log_ends={0: 3})  # and a redelivery of it
+        assert (again.ingested, again.redelivered_skipped, again.positions_reset) == (0, 3, ())
+        # Old events on a log that was reset again: request ids still count them once.
+        replayed = await ingest(sessions, first_run[:2], log_ends={0: 2})
+        assert (replayed.ingested, replayed.duplicates_skipped) == (0, 2)
+        async with sessions() as session:
+            assert await scalar(session, "SELECT count(*) FROM request_log") == 11

@@ -1,5 +1,12 @@
 """Kafka plumbing: one producer factory, one broker (consumer) factory, topic creation.
 
+Consumers read through two pieces written once here: `readable(record, group=...)`
+decodes a record or, for a poison record (not a contract event), logs it, counts it in
+`tollgate_kafka_records_skipped_total` and returns None, so it never blocks its
+partition; `OffsetCommits` commits a manual-ack subscriber's offsets only after the
+handler (and so its database transaction) succeeded, rewinds the batch when it
+failed, and while a backlog is worked off commits at most every interval.
+
 Producers are plain aiokafka producers (the outbox relay and the gateway batch their
 own sends and need tombstones); consumers are FastStream subscribers on a broker
 made by `make_broker`. Everything tunable (idempotence, acks, linger, compression,
@@ -12,21 +19,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Counter
+from pydantic import ValidationError
 
+from tollgate.contracts.decoding import UnknownEventType, decode
+from tollgate.contracts.envelope import CloudEvent, EventData
 from tollgate.contracts.topics import Topic
 from tollgate.kit.settings import ServiceSettings
 
@@ -104,6 +115,82 @@ def batch_records(message: KafkaMessage) -> tuple[ConsumerRecord[bytes, bytes], 
     """The raw records of a batch delivery (key, value, partition, offset, headers)."""
     raw = message.raw_message
     return raw if isinstance(raw, tuple) else (raw,)
+
+
+RECORDS_SKIPPED = Counter(
+    "tollgate_kafka_records_skipped_total",
+    "records that are not a readable contract event, logged and skipped",
+    ["group", "topic"],
+)
+
+
+def readable(record: ConsumerRecord[bytes, bytes], *, group: str) -> CloudEvent[EventData] | None:
+    """The record's event; None for a tombstone or an empty value, and for a poison
+    record (unknown type, invalid envelope or payload), which is logged and counted:
+    skipping it is the only way forward for its partition."""
+    if not record.value:
+        return None
+    try:
+        return decode(record.value)
+    except (UnknownEventType, ValidationError, ValueError) as exc:
+        RECORDS_SKIPPED.labels(group, record.topic).inc()
+        log.error(
+            "unreadable record skipped",
+            extra={
+                "group": group,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "error": type(exc).__name__,
+            },
+        )
+        return None
+
+
+class OffsetCommits:
+    """Offset commits of a batch subscriber with `ack_policy=AckPolicy.MANUAL`.
+
+    `await commits.after(message, handler)` runs the handler (which opens and commits its
+    own transaction). If it raises, the batch is nacked: its partitions rewind to the
+    batch's first record and it comes again. If it succeeded, the consumed positions are
+    committed when the batch was not full (caught up) or `interval_seconds` have passed
+    since the last commit: one broker round trip saved per batch during a backlog, at
+    the price of redelivering (and deduplicating) up to an interval after a crash.
+    """
+
+    def __init__(self, *, interval_seconds: float, batch_max: int) -> None:
+        self._interval = interval_seconds
+        self._batch_max = batch_max
+        self._last_commit = time.monotonic()
+
+    async def after(self, message: KafkaMessage, handler: Callable[[], Awaitable[object]]) -> None:
+        """Run `handler`, then commit or rewind as described above."""
+        try:
+            await handler()
+        except BaseException:
+            await message.nack()  # rewind: the batch comes again
+            raise
+        caught_up = len(batch_records(message)) < self._batch_max
+        due = time.monotonic() - self._last_commit >= self._interval
+        if caught_up or due:
+            await message.ack()  # commits every position consumed so far
+            self._last_commit = time.monotonic()
+
+
+def log_ends(message: KafkaMessage) -> dict[int, int]:
+    """The log end (high watermark, from the fetch that delivered the batch) of each
+    partition in a single-topic batch, where the consumer knows it. A position stored
+    outside Kafka that lies beyond it belongs to a log that no longer exists."""
+    highwater = getattr(getattr(message, "consumer", None), "highwater", None)
+    ends: dict[int, int] = {}
+    if highwater is None:  # FastStream's in-memory test broker
+        return ends
+    for record in batch_records(message):
+        if record.partition not in ends:
+            end = highwater(TopicPartition(record.topic, record.partition))
+            if end is not None:
+                ends[record.partition] = end
+    return ends
 
 
 def _topic_config(topic: Topic) -> dict[str, str]:

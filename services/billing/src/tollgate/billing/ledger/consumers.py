@@ -7,27 +7,32 @@ that transaction, and while a backlog is worked off at most every
 trip saved per batch. A crash before the offset commit redelivers what was consumed
 since the last one, and `debit_for_requests` skips every request already charged;
 those skips are logged as `redelivered_skipped`. A failed batch rewinds its
-partitions (nack). Rejected requests are never charged.
+partitions (nack). Rejected requests are never charged. Decoding, skipping poison
+records and the commit cadence are the kit's (`readable`, `OffsetCommits`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
-from pydantic import ValidationError
 
 from tollgate.billing.config import Settings
 from tollgate.billing.ledger.service import debit_for_requests
 from tollgate.contracts import topics
-from tollgate.contracts.decoding import UnknownEventType, decode
 from tollgate.contracts.events.gateway import RequestCompleted
 from tollgate.kit.db import SessionMaker
-from tollgate.kit.kafka import batch_records, consumer_options, make_broker, topic_name
+from tollgate.kit.kafka import (
+    OffsetCommits,
+    batch_records,
+    consumer_options,
+    make_broker,
+    readable,
+    topic_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +45,16 @@ CREDITS_DEBITED = Counter("tollgate_billing_credits_debited_total", "credits deb
 REDELIVERIES_SKIPPED = Counter(
     "tollgate_billing_redeliveries_skipped_total", "request events charged before and skipped"
 )
-UNREADABLE_EVENTS = Counter(
-    "tollgate_billing_unreadable_events_total", "request events that failed to decode"
-)
 
 
 def build_broker(settings: Settings, sessions: SessionMaker) -> KafkaBroker:
     """The billing broker with its request-stream subscriber."""
     broker = make_broker(settings, client="billing")
     options = {**consumer_options(settings), "ack_policy": AckPolicy.MANUAL}
-    last_commit = time.monotonic()
+    commits = OffsetCommits(
+        interval_seconds=settings.offset_commit_interval_seconds,
+        batch_max=settings.consume_batch_max,
+    )
 
     @broker.subscriber(
         topic_name(topics.GATEWAY_REQUESTS, settings),
@@ -59,35 +64,13 @@ def build_broker(settings: Settings, sessions: SessionMaker) -> KafkaBroker:
         **options,
     )
     async def on_requests(body: list[bytes], message: KafkaMessage) -> None:
-        nonlocal last_commit
-        try:
-            await debit_batch(message)
-        except BaseException:
-            await message.nack()  # rewind: the batch comes again
-            raise
-        caught_up = len(body) < settings.consume_batch_max
-        due = time.monotonic() - last_commit >= settings.offset_commit_interval_seconds
-        if caught_up or due:
-            await message.ack()  # commits every position consumed so far
-            last_commit = time.monotonic()
+        await commits.after(message, lambda: debit_batch(message))
 
     async def debit_batch(message: KafkaMessage) -> None:
         completed: list[RequestCompleted] = []
         for record in batch_records(message):
-            if not record.value:
-                continue
-            try:
-                event = decode(record.value)
-            except (UnknownEventType, ValidationError):
-                # Not a charge we can read: skipping it is the only way forward, and the
-                # counter and log make it visible.
-                UNREADABLE_EVENTS.inc()
-                log.error(
-                    "unreadable request event skipped",
-                    extra={"partition": record.partition, "offset": record.offset},
-                )
-                continue
-            if isinstance(event.data, RequestCompleted):
+            event = readable(record, group=GROUP_ID)
+            if event is not None and isinstance(event.data, RequestCompleted):
                 completed.append(event.data)
         if not completed:
             return

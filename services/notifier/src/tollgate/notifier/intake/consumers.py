@@ -3,7 +3,8 @@
 Offsets are committed only after the database transaction commits (the kit's
 consumer options), so a crash in between redelivers the batch and `take_in` skips
 what was already recorded. New events are turned into webhook deliveries and emails
-in the same transaction.
+in the same transaction. Poison records are logged, counted and skipped by the kit's
+`readable`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import logging
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
-from pydantic import ValidationError
 
 from tollgate.contracts import topics
-from tollgate.contracts.decoding import UnknownEventType, decode
+from tollgate.contracts.envelope import CloudEvent, EventData
 from tollgate.kit.db import SessionMaker
-from tollgate.kit.kafka import batch_records, consumer_options, make_broker, topic_name
+from tollgate.kit.kafka import batch_records, consumer_options, make_broker, readable, topic_name
 from tollgate.notifier.clock import Clock, SystemClock
 from tollgate.notifier.config import Settings
 from tollgate.notifier.intake.service import queue_notifications, take_in
@@ -50,24 +50,13 @@ def build_broker(
     )
     async def on_domain_events(body: list[bytes], message: KafkaMessage) -> None:
         records = batch_records(message)
-        by_topic: dict[str, list[bytes]] = {}
+        by_topic: dict[str, list[CloudEvent[EventData]]] = {}
         for record in records:
-            if record.value:
-                by_topic.setdefault(record.topic, []).append(record.value)
+            event = readable(record, group=GROUP_ID)
+            if event is not None:
+                by_topic.setdefault(record.topic, []).append(event)
         async with sessions() as session, session.begin():
-            for topic, values in by_topic.items():
-                events = []
-                for value in values:
-                    try:
-                        events.append(decode(value))
-                    except UnknownEventType as exc:
-                        log.warning("skipping unknown event type", extra={"type": str(exc)})
-                    except ValidationError as exc:
-                        # A malformed event would otherwise block the partition forever.
-                        log.error(
-                            "skipping invalid event",
-                            extra={"topic": topic, "errors": exc.error_count()},
-                        )
+            for topic, events in by_topic.items():
                 result = await take_in(session, topic, events)
                 await queue_notifications(session, result.new, clock.now())
                 EVENTS_TAKEN_IN.inc(len(result.new))

@@ -9,7 +9,9 @@ off, and after every batch once caught up: one broker round trip saved per batch
 After a crash or a rebalance the records since the last Kafka commit come again and
 are skipped record by record, logged with the field `redelivered_skipped`. A failed
 batch rewinds its partitions (nack). A missing day partition is created first, in its
-own small transaction (DDL), so the batch transaction holds no DDL locks.
+own small transaction (DDL), so the batch transaction holds no DDL locks. Decoding,
+skipping poison records and the commit cadence are the kit's (`readable`,
+`OffsetCommits`).
 """
 
 from __future__ import annotations
@@ -17,17 +19,24 @@ from __future__ import annotations
 import logging
 import time
 
+from aiokafka.structs import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter, Histogram
-from pydantic import ValidationError
 
 from tollgate.contracts import topics
-from tollgate.contracts.decoding import UnknownEventType, decode
 from tollgate.contracts.events.gateway import RequestCompleted, RequestRejected
 from tollgate.kit.db import SessionMaker
-from tollgate.kit.kafka import batch_records, consumer_options, make_broker, topic_name
+from tollgate.kit.kafka import (
+    OffsetCommits,
+    batch_records,
+    consumer_options,
+    log_ends,
+    make_broker,
+    readable,
+    topic_name,
+)
 from tollgate.usage.config import Settings
 from tollgate.usage.ingest.service import Delivery, RequestEvent, record_requests
 from tollgate.usage.quotas.consumers import subscribe_keys
@@ -45,7 +54,7 @@ DUPLICATES_SKIPPED = Counter(
     "tollgate_usage_duplicates_skipped_total", "request ids already logged, skipped"
 )
 EVENTS_INVALID = Counter(
-    "tollgate_usage_events_invalid_total", "records that are not a valid request event"
+    "tollgate_usage_events_invalid_total", "events of another type on the request topic, skipped"
 )
 BATCH_SECONDS = Histogram(
     "tollgate_usage_ingest_batch_seconds",
@@ -54,24 +63,17 @@ BATCH_SECONDS = Histogram(
 )
 
 
-def _decode(value: bytes | None, partition: int, offset: int) -> RequestEvent | None:
-    if not value:
+def _request_event(record: ConsumerRecord[bytes, bytes]) -> RequestEvent | None:
+    event = readable(record, group=GROUP_ID)
+    if event is None:
         return None
-    try:
-        data = decode(value).data
-    except (ValidationError, UnknownEventType, ValueError) as exc:
-        EVENTS_INVALID.inc()
-        log.warning(
-            "skipping a record that is not a valid request event",
-            extra={"partition": partition, "offset": offset, "error": type(exc).__name__},
-        )
-        return None
+    data = event.data
     if isinstance(data, RequestCompleted | RequestRejected):
         return data
     EVENTS_INVALID.inc()
     log.warning(
         "skipping an event of another type",
-        extra={"partition": partition, "offset": offset, "type": data.event_type},
+        extra={"partition": record.partition, "offset": record.offset, "type": data.event_type},
     )
     return None
 
@@ -84,7 +86,10 @@ def build_broker(
     requests_topic = topic_name(topics.GATEWAY_REQUESTS, settings)
 
     options = {**consumer_options(settings), "ack_policy": AckPolicy.MANUAL}
-    last_commit = time.monotonic()
+    commits = OffsetCommits(
+        interval_seconds=settings.offset_commit_interval_seconds,
+        batch_max=settings.ingest_batch_max_records,
+    )
 
     @broker.subscriber(
         requests_topic,
@@ -94,23 +99,12 @@ def build_broker(
         **options,
     )
     async def on_requests(body: list[bytes], message: KafkaMessage) -> None:
-        nonlocal last_commit
-        try:
-            taken = await take_in(message)
-        except BaseException:
-            await message.nack()  # rewind: the batch comes again
-            raise
-        caught_up = taken < settings.ingest_batch_max_records
-        due = time.monotonic() - last_commit >= settings.offset_commit_interval_seconds
-        if caught_up or due:
-            await message.ack()  # commits every position consumed so far
-            last_commit = time.monotonic()
+        await commits.after(message, lambda: take_in(message))
 
     async def take_in(message: KafkaMessage) -> int:
         started = time.perf_counter()
         deliveries = [
-            Delivery(r.partition, r.offset, _decode(r.value, r.partition, r.offset))
-            for r in batch_records(message)
+            Delivery(r.partition, r.offset, _request_event(r)) for r in batch_records(message)
         ]
         days = {d.event.time.date() for d in deliveries if d.event is not None}
         missing = partitions.missing(days)
@@ -123,6 +117,7 @@ def build_broker(
                 group_id=GROUP_ID,
                 topic=topics.GATEWAY_REQUESTS.name,
                 deliveries=deliveries,
+                log_ends=log_ends(message),
             )
         BATCH_SECONDS.observe(time.perf_counter() - started)
         EVENTS_INGESTED.inc(result.ingested)
@@ -136,6 +131,12 @@ def build_broker(
                     "duplicates_skipped": result.duplicates_skipped,
                     "batch": len(deliveries),
                 },
+            )
+        if result.positions_reset:
+            log.warning(
+                "stored positions beyond the log end (a new broker or a recreated topic): "
+                "reading those partitions from the start; request ids keep counts exact",
+                extra={"partitions": list(result.positions_reset)},
             )
         if result.thresholds_crossed:
             log.info("quota thresholds crossed", extra={"crossed": result.thresholds_crossed})

@@ -70,6 +70,20 @@ async def save_positions(
     )
 
 
+async def reset_positions(
+    session: AsyncSession, group_id: str, topic: str, partitions: Sequence[int]
+) -> None:
+    """Move positions back to 0: their log is gone (a new broker, a recreated topic)."""
+    await session.execute(
+        text(
+            "UPDATE consumer_positions SET next_offset = 0, updated_at = now() "
+            "WHERE group_id = :group_id AND topic = :topic "
+            "AND partition = ANY(CAST(:partitions AS integer[]))"
+        ),
+        {"group_id": group_id, "topic": topic, "partitions": list(partitions)},
+    )
+
+
 async def positions(session: AsyncSession, group_id: str, topic: str) -> dict[int, int]:
     """Every stored position of a group on a topic (for operators and tests)."""
     rows = await session.execute(

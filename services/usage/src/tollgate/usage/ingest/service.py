@@ -8,13 +8,16 @@ database commit and the Kafka offset commit), inserts the rest into the request 
 (a request id already logged — the gateway re-sent an event — is skipped too),
 aggregates only the rows actually inserted, counts quotas, and moves the positions
 past the batch. All of it commits or none of it does, so any record is counted once
-however often Kafka delivers it. Never commits.
+however often Kafka delivers it. A stored position beyond its partition's log end
+(`log_ends`, the fetch high watermarks: a new broker, a recreated topic) belongs to a
+log that is gone; it is reset to the log's start, and the request-id check keeps the
+counts exact. Never commits.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -48,6 +51,8 @@ class IngestResult:
     redelivered_skipped: int
     duplicates_skipped: int
     thresholds_crossed: int
+    positions_reset: tuple[int, ...] = ()
+    """Partitions whose stored position was beyond the log end and went back to 0."""
 
 
 def _log_rows(events: Sequence[RequestEvent]) -> list[LogRow]:
@@ -211,6 +216,7 @@ async def record_requests(
     group_id: str,
     topic: str,
     deliveries: Sequence[Delivery],
+    log_ends: Mapping[int, int] | None = None,
 ) -> IngestResult:
     """Take in a batch of request events exactly once (see the module docstring)."""
     if not deliveries:
@@ -218,6 +224,11 @@ async def record_requests(
     positions = await repository.lock_positions(
         session, group_id, topic, [d.partition for d in deliveries]
     )
+    ends = log_ends or {}
+    beyond = tuple(p for p, at in sorted(positions.items()) if p in ends and at > ends[p])
+    if beyond:
+        await repository.reset_positions(session, group_id, topic, beyond)
+        positions.update(dict.fromkeys(beyond, 0))
     fresh = [d for d in deliveries if d.offset >= positions.get(d.partition, 0)]
     redelivered = len(deliveries) - len(fresh)
     candidates = [d.event for d in fresh if d.event is not None]
@@ -248,4 +259,5 @@ async def record_requests(
         redelivered_skipped=redelivered,
         duplicates_skipped=len(candidates) - len(new),
         thresholds_crossed=len(crossed),
+        positions_reset=beyond,
     )

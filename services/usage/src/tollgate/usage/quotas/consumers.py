@@ -12,13 +12,11 @@ import uuid
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import ValidationError
 
 from tollgate.contracts import topics
-from tollgate.contracts.decoding import decode_as
 from tollgate.contracts.events.accounts import KeyUpserted
 from tollgate.kit.db import SessionMaker
-from tollgate.kit.kafka import batch_records, consumer_options, topic_name
+from tollgate.kit.kafka import batch_records, consumer_options, readable, topic_name
 from tollgate.usage.config import Settings
 from tollgate.usage.quotas.service import apply_key_state, forget_key
 
@@ -48,12 +46,7 @@ def subscribe_keys(broker: KafkaBroker, settings: Settings, sessions: SessionMak
                         continue
                     await forget_key(session, key_id)
                     continue
-                try:
-                    event = decode_as(record.value, KeyUpserted)
-                except ValidationError:
-                    log.warning(
-                        "skipping an invalid key record",
-                        extra={"partition": record.partition, "offset": record.offset},
-                    )
+                event = readable(record, group=GROUP_ID)  # poison: logged, counted, None
+                if event is None or not isinstance(event.data, KeyUpserted):
                     continue
                 await apply_key_state(session, event.data)
