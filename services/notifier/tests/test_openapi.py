@@ -47,6 +47,16 @@ SEMANTIC_RULES = {
     "POST /v1/admin/sms/keyword-rules": "a regex rule must compile on RE2",
     "PUT /v1/orgs/{org_id}/notification-contacts": "addresses deliverable and distinct",
     "POST /v1/orgs/{org_id}/webhooks/endpoints/{endpoint_id}/recover": "`since` not ahead",
+    **{
+        f"GET {path}": "a cursor must be one this API issued"
+        for path in (
+            "/v1/orgs/{org_id}/webhooks/endpoints",
+            "/v1/orgs/{org_id}/webhooks/endpoints/{endpoint_id}/deliveries",
+            "/v1/orgs/{org_id}/sms/messages",
+            "/v1/admin/sms/messages",
+            "/v1/admin/emails",
+        )
+    },
 }
 OPERATIONS = 29
 PUBLIC = "https://notifier.example.com"

@@ -43,6 +43,7 @@ from schemathesis.checks import CHECKS, is_check_class, load_all_checks
 from schemathesis.core import NotSet
 from schemathesis.core.errors import NoLinksFound
 from schemathesis.core.failures import FailureGroup
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.core.result import Err
 from schemathesis.generation.stateful import run_state_machine_as_test
 from schemathesis.python.asgi import shutdown_lifespans
@@ -199,6 +200,14 @@ def _operations(schema: BaseSchema) -> list[Operation]:
     return operations
 
 
+def _drops_authorization(case: AnyCase) -> bool:
+    """Whether `case` was generated without its (security-required) Authorization."""
+    meta = getattr(case, "meta", None)
+    if meta is None or not meta.is_negative_at(ParameterLocation.HEADER):
+        return False
+    return not any(name.lower() == "authorization" for name in (case.headers or {}))
+
+
 @dataclass
 class _Run:
     report: FuzzReport
@@ -218,7 +227,12 @@ class _Run:
             self._fail(case, phase, f"{error!r} ({_inputs(case)})")
 
     def _kwargs(self, case: AnyCase) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"headers": dict(self.headers)}
+        headers = dict(self.headers)
+        if _drops_authorization(case):
+            # A negative case that leaves out the Authorization the security scheme
+            # requires: sending our token anyway would make it a valid request.
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        kwargs: dict[str, Any] = {"headers": headers}
         if self.call_kwargs is not None:
             kwargs.update(self.call_kwargs(case))
         return kwargs
