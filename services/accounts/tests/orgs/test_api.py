@@ -101,8 +101,15 @@ async def test_org_lifecycle_and_roles(
         )
         assert left.status_code == 204
         assert (await svc.http.get(f"/v1/orgs/{org_id}", headers=viewer.headers)).status_code == 404
+        # Removing a member who is already gone is a retried removal: same state, 204;
+        # a user who never belonged to the org stays a 404.
         assert (
             await svc.http.delete(f"/v1/orgs/{org_id}/members/{viewer.id}", headers=owner.headers)
+        ).status_code == 204
+        assert (
+            await svc.http.delete(
+                f"/v1/orgs/{org_id}/members/{uuid.uuid4()}", headers=owner.headers
+            )
         ).status_code == 404
 
 

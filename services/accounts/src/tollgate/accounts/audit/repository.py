@@ -18,6 +18,22 @@ async def insert_entry(session: AsyncSession, **values: Any) -> None:
     await session.execute(insert(AuditEntry).values(**values))
 
 
+async def has_entry(
+    session: AsyncSession, *, org_id: uuid.UUID, action: str, target_id: str
+) -> bool:
+    """Whether the log holds `action` on `target_id` in `org_id` (a past removal, say)."""
+    stmt = (
+        select(AuditEntry.id)
+        .where(
+            AuditEntry.org_id == org_id,
+            AuditEntry.action == action,
+            AuditEntry.target_id == target_id,
+        )
+        .limit(1)
+    )
+    return (await session.scalar(stmt)) is not None
+
+
 async def list_entries(
     session: AsyncSession,
     *,

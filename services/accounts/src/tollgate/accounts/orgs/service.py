@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tollgate.accounts.audit import repository as audit_log
 from tollgate.accounts.audit.service import record
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
@@ -129,8 +130,14 @@ async def change_role(
 async def remove_member(
     session: AsyncSession, actor: Actor, org_id: uuid.UUID, user_id: uuid.UUID
 ) -> None:
+    """Remove a member. Removing one this org already removed changes nothing (a retried
+    removal); a user who never belonged to the org stays a 404."""
     membership = await repo.lock_membership(session, org_id, user_id)
     if membership is None:
+        if await audit_log.has_entry(
+            session, org_id=org_id, action="member.remove", target_id=str(user_id)
+        ):
+            return
         raise not_found("member")
     if membership.role == Role.owner:
         await _guard_last_owner(session, org_id, user_id)
