@@ -243,3 +243,10 @@ async def test_revoke_and_delete(
         assert (
             await svc.http.get(f"/v1/keys/{key['id']}", headers=owner.headers)
         ).status_code == 404
+        # A retried delete: same state, 204, no second tombstone; still owners only.
+        again = await svc.http.delete(f"/v1/keys/{key['id']}", headers=owner.headers)
+        assert again.status_code == 204
+        assert await outbox_records(svc, key["id"]) == records
+        assert (
+            await svc.http.delete(f"/v1/keys/{key['id']}", headers=developer.headers)
+        ).status_code == 403

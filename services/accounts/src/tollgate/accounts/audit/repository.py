@@ -18,6 +18,17 @@ async def insert_entry(session: AsyncSession, **values: Any) -> None:
     await session.execute(insert(AuditEntry).values(**values))
 
 
+async def org_of_entry(session: AsyncSession, *, action: str, target_id: str) -> uuid.UUID | None:
+    """The org of the latest `action` on `target_id` (where a deleted key lived, say)."""
+    stmt = (
+        select(AuditEntry.org_id)
+        .where(AuditEntry.action == action, AuditEntry.target_id == target_id)
+        .order_by(AuditEntry.id.desc())
+        .limit(1)
+    )
+    return await session.scalar(stmt)
+
+
 async def has_entry(
     session: AsyncSession, *, org_id: uuid.UUID, action: str, target_id: str
 ) -> bool:

@@ -141,9 +141,15 @@ async def delete_key(
     actor: CurrentActor,
     db: DbSession,
 ) -> Response:
-    """Delete the key (owners); it disappears from gateways (tombstone)."""
+    """Delete the key (owners); it disappears from gateways (tombstone). Deleting it
+    again answers 204 to the owners of the org it was in (a retried delete); to anyone
+    else it is a 404 like any id outside their orgs."""
     assert actor.principal is not None
     async with db.begin():
+        deleted_from = await service.org_of_deleted_key(db, key_id)
+        if deleted_from is not None and actor.principal.can(deleted_from, Role.viewer):
+            authorize_org(actor.principal, deleted_from, Role.owner)
+            return Response(status_code=204)
         await _authorized_key(db, actor.principal, key_id, Role.owner)
         await service.delete_key(db, settings, actor, key_id)
     return Response(status_code=204)

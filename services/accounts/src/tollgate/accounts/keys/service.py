@@ -17,6 +17,7 @@ from typing import Any, cast
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.apis import repository as apis
+from tollgate.accounts.audit import repository as audit_log
 from tollgate.accounts.audit.service import record
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
@@ -348,6 +349,12 @@ async def revoke_key(
         session, actor, "key.revoke", target_type="key", target_id=key.id, org_id=key.org_id
     )
     return key_out(key, [])
+
+
+async def org_of_deleted_key(session: AsyncSession, key_id: uuid.UUID) -> uuid.UUID | None:
+    """The org a deleted key belonged to (the audit log keeps it); None when the key was
+    never deleted."""
+    return await audit_log.org_of_entry(session, action="key.delete", target_id=str(key_id))
 
 
 async def delete_key(
