@@ -114,7 +114,8 @@ async def _raw_body(message: StreamMessage[Any]) -> Any:
 def batch_records(message: KafkaMessage) -> tuple[ConsumerRecord[bytes, bytes], ...]:
     """The raw records of a batch delivery (key, value, partition, offset, headers)."""
     raw = message.raw_message
-    return raw if isinstance(raw, tuple) else (raw,)
+    # A list from the in-memory test broker, a tuple from aiokafka.
+    return tuple(raw) if isinstance(raw, tuple | list) else (raw,)
 
 
 RECORDS_SKIPPED = Counter(
