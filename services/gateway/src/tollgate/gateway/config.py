@@ -110,6 +110,12 @@ class Settings(ServiceSettings):
         description="comma-separated CIDRs whose X-Forwarded-For/Proto are believed "
         "(client IP = last untrusted hop)",
     )
+    cors_origins: str = Field(
+        "",
+        description="comma-separated browser origins (e.g. the console's, for the portal's "
+        "try-it panel) allowed to call APIs through the gateway; preflights from them are "
+        "answered without a key; empty: no CORS",
+    )
     ops_host: str | None = Field(
         None,
         description="interface of the operational listener (/_tollgate/healthz, readyz, "

@@ -51,6 +51,7 @@ from tollgate.gateway.events.publisher import COMPLETED, REJECTED, EventPublishe
 from tollgate.gateway.limits.limiter import RateLimiter, RedisUnavailable
 from tollgate.gateway.limits.windows import Verdict
 from tollgate.gateway.proxy.admission import TOO_LARGE_SLUG, Refusal, admit, charged
+from tollgate.gateway.proxy.cors import CorsPolicy, add_cors_headers
 from tollgate.gateway.proxy.headers import (
     REQUEST_DROP,
     RESPONSE_DROP,
@@ -121,6 +122,7 @@ class _Call:
     __slots__ = (
         "api",
         "client_ip",
+        "cors_origin",
         "forward",
         "key",
         "method",
@@ -152,6 +154,7 @@ class _Call:
         self.tracestate: str | None = None
         self.status: int | None = None  # once answered
         self.reason: RejectionReason | None = None  # when refused
+        self.cors_origin: str | None = None  # a listed browser origin
 
 
 def _bad_target(detail: str) -> web.Response:
@@ -187,6 +190,8 @@ class Gate:
         self._body_idle_s = settings.client_body_idle_timeout_s
         self._instance = settings.instance_id
         self._proxies = TrustedProxies(settings.trusted_proxies)
+        cors = CorsPolicy(settings.cors_origins)
+        self._cors = cors if cors.origins else None
         self._spans = spans
         # The gate is built on the running loop: held here so the request path never
         # calls `get_running_loop()` (CPython 3.11 checks the pid, a syscall, each time).
@@ -203,6 +208,11 @@ class Gate:
         peer = request.remote or "0.0.0.0"
         client_ip = self._proxies.client_ip(peer, request.headers.get("X-Forwarded-For"))
         call = _Call(new_request_id(), request.method, target, client_ip)
+        if self._cors is not None and (origin := self._cors.allowed_origin(request)):
+            preflight = self._cors.preflight(request, origin)
+            if preflight is not None:
+                return preflight
+            call.cors_origin = origin
         spans = self._spans
         incoming = request.headers.get("traceparent")
         if spans is None or not spans.sampled(incoming):
@@ -328,6 +338,8 @@ class Gate:
         if call.api is not None:
             for name, value in call.api.lifecycle_headers:
                 headers.add(name, value)
+        if call.cors_origin is not None:
+            add_cors_headers(headers, call.cors_origin)
         return web.Response(body=body, status=status, headers=headers)
 
     def _refuse(self, call: _Call, refusal: Refusal) -> web.Response:
@@ -562,6 +574,8 @@ class Gate:
                 headers[name] = value
         for name, value in api.lifecycle_headers:
             headers[name] = value
+        if call.cors_origin is not None:
+            add_cors_headers(headers, call.cors_origin)
         declared = upstream_headers.get("content-length")
         length = int(declared) if declared and declared.isdigit() else None
         reader = upstream.body_reader
