@@ -144,6 +144,8 @@ def service_env(
         values["ALLOW_PRIVATE_UPSTREAMS"] = "true"
     if name == "gateway":
         values["ALLOW_PRIVATE_UPSTREAMS"] = "true"  # the demo upstream is on loopback
+        # the portal's try-it panel calls APIs from the console's origin
+        values["CORS_ORIGINS"] = f"http://127.0.0.1:{base + OFFSETS['console']}"
     if name == "console":
         values["ACCOUNTS_URL"] = f"http://127.0.0.1:{base + OFFSETS['accounts']}"
         values["USAGE_URL"] = f"http://127.0.0.1:{base + OFFSETS['usage']}"
