@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from tollgate.kit.problems import allowed_methods
-from tollgate.kit.testing.fuzz import fuzz_operations
+from tollgate.kit.testing.fuzz import ALL_CHECKS, fuzz_operations
 
 
 class Item(BaseModel):
@@ -105,14 +105,17 @@ def _store_app(*, forgets_deletes: bool) -> FastAPI:
     app = FastAPI()
     items: dict[int, Item] = {}
     by_id = {"item_id": "$response.body#/id"}
-    created = {
+    created: dict[int | str, dict[str, Any]] = {
         201: {
             "description": "Created",
             "links": {
                 "GetItem": {"operationId": "get_item", "parameters": by_id},
                 "DeleteItem": {"operationId": "delete_item", "parameters": by_id},
             },
-        }
+        },
+        # FastAPI's answer to a body that is not UTF-8 at all (not a 422): documented, or
+        # a scenario that happens to send one fails the healthy app.
+        400: {"description": "Unparseable body"},
     }
 
     class Stored(BaseModel):
@@ -178,12 +181,18 @@ def test_coverage_generation_is_time_bounded() -> None:
     # minutes for the longest valid string; the run moves on and says so.
     app = FastAPI()
 
-    @app.post("/reset")
+    @app.post("/reset", responses={400: {"description": "Unparseable body"}})
     async def reset(body: Reset) -> dict[str, str]:
         return {}
 
+    # Schemathesis' negative mutation of `[^@\\s]` patterns can produce a value that still
+    # matches (it appended `*` to an address and called it a pattern violation), so the
+    # rejection check is left out here: this test is about the time bound.
+    checks = [c for c in ALL_CHECKS if c.__name__ != "negative_data_rejection"]
     started = time.monotonic()
-    report = fuzz_operations(schemathesis.openapi.from_asgi("/openapi.json", app), examples=2)
+    report = fuzz_operations(
+        schemathesis.openapi.from_asgi("/openapi.json", app), examples=2, checks=checks
+    )
     assert time.monotonic() - started < 60
     assert report.notes == ["[coverage] POST /reset: case generation stopped after 5 s"]
     assert not report.failures, report.failures

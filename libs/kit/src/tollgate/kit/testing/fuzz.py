@@ -390,7 +390,20 @@ class _GenerationBudget:
 
     def _expire(self, signum: int, frame: Any) -> None:
         self.expired = True
+        if _inside_gc_callback(frame):
+            # Raised there, the exception would be swallowed by the collector (and reported
+            # as unraisable): try again a moment later, outside it.
+            signal.setitimer(signal.ITIMER_REAL, 0.01)
+            return
         raise _OutOfBudget
+
+
+def _inside_gc_callback(frame: Any) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "gc_callback":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _out_of_budget_in(error: BaseException) -> bool:
