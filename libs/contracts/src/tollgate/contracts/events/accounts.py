@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import AfterValidator, Field
@@ -132,6 +132,51 @@ class KeyUpserted(EventData):
     updated_at: UtcDatetime = Field(description="When this state was written.")
 
 
+class SandboxSettings(ContractModel):
+    """Mock, test-mode and contract-checking behaviour of an API or one of its routes.
+
+    On an API every field has its value; on a route a null field inherits the API's.
+    """
+
+    mock: bool | None = Field(
+        None,
+        description=(
+            "Answer every key (live too) from the built-in mock generated from the "
+            "OpenAPI document instead of the upstream."
+        ),
+    )
+    mock_stateful: bool | None = Field(
+        None,
+        description=(
+            "The mock keeps created resources per key (POST then GET/PATCH/DELETE/list), "
+            "bounded in memory."
+        ),
+    )
+    mock_latency_ms: int | None = Field(
+        None, ge=0, le=60_000, description="Artificial delay before each mocked answer."
+    )
+    mock_error_percent: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="Share of mocked calls answered with a 5xx for resilience testing.",
+    )
+    validate_requests: bool | None = Field(
+        None,
+        description=(
+            "Check method, path, query, headers and JSON body against the OpenAPI "
+            "document before forwarding; violations are a 400, never forwarded or charged."
+        ),
+    )
+    validate_responses: bool | None = Field(
+        None,
+        description=(
+            "In test mode, check upstream answers against the document and report "
+            "violations (contract drift) in the request event; answers are never altered."
+        ),
+    )
+
+
 class RouteSpec(ContractModel):
     """One route of an API: a method and path template with its own price and limits."""
 
@@ -148,6 +193,9 @@ class RouteSpec(ContractModel):
     limits: Limits = Field(default_factory=Limits, description="Per-route rate limits.")
     required_scopes: list[str] = Field(
         default_factory=list, description="Scopes a key must hold to call this route."
+    )
+    sandbox: SandboxSettings | None = Field(
+        None, description="Overrides of the API's sandbox settings for this route."
     )
 
 
@@ -193,6 +241,25 @@ class ApiUpserted(EventData):
         description=(
             "Headers injected upstream (credentials), encrypted for the gateway; "
             "null when none. Never plaintext."
+        ),
+    )
+    sandbox_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description=(
+            "Base URL `tg_test_` keys are forwarded to; null: test keys get the mock. "
+            "Live keys never reach it."
+        ),
+    )
+    sandbox: SandboxSettings = Field(
+        default_factory=SandboxSettings,
+        description="Mock and validation settings (null fields: off).",
+    )
+    openapi_document: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "The imported OpenAPI 3.x document the mock and validation are built from; "
+            "null when none was imported or it is larger than the registry publishes."
         ),
     )
     version: int = Field(

@@ -35,6 +35,23 @@ class RejectionReason(StrEnum):
     RATE_LIMITED = "rate_limited"
     API_RETIRED = "api_retired"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    REQUEST_INVALID = "request_invalid"  # violates the API's OpenAPI document (validation on)
+    SANDBOX_UNAVAILABLE = "sandbox_unavailable"  # test key, no sandbox upstream and no mock
+
+
+class RequestMode(StrEnum):
+    """Which kind of key made a request: `live` traffic is charged, `test` never is."""
+
+    LIVE = "live"
+    TEST = "test"
+
+
+class ServedBy(StrEnum):
+    """Who produced the answer of a completed request."""
+
+    UPSTREAM = "upstream"
+    SANDBOX = "sandbox"
+    MOCK = "mock"
 
 
 class RequestCompleted(EventData):
@@ -73,6 +90,25 @@ class RequestCompleted(EventData):
     client_ip: str = Field(description="Client IP address (after trusted proxy handling).")
     cost: int = Field(ge=0, description="Credits charged for this request (integer).")
     gateway_instance: str = Field(description="Gateway replica that served the request.")
+    mode: RequestMode = Field(
+        RequestMode.LIVE,
+        description=(
+            "`test` for a `tg_test_` key (never charged; served by the sandbox upstream "
+            "or the mock), `live` otherwise. Absent in events before test mode: live."
+        ),
+    )
+    served_by: ServedBy = Field(
+        ServedBy.UPSTREAM,
+        description="Who answered: the live upstream, the sandbox upstream or the built-in mock.",
+    )
+    contract_drift: list[str] | None = Field(
+        None,
+        description=(
+            "Response validation (test mode, when enabled): the ways the answer violated "
+            "the API's OpenAPI document, as `<JSON pointer>: <message>`; null when not "
+            "checked, empty when it conformed. The answer itself is never altered."
+        ),
+    )
 
 
 class RequestRejected(EventData):
@@ -106,3 +142,18 @@ class RequestRejected(EventData):
     latency_ms: int = Field(ge=0, description="Time the gateway took to reject the request.")
     client_ip: str = Field(description="Client IP address (after trusted proxy handling).")
     gateway_instance: str = Field(description="Gateway replica that served the request.")
+    mode: RequestMode = Field(
+        RequestMode.LIVE,
+        description=(
+            "`test` for a `tg_test_` key (never charged; served by the sandbox upstream "
+            "or the mock), `live` otherwise. Absent in events before test mode: live."
+        ),
+    )
+    violations: list[str] | None = Field(
+        None,
+        description=(
+            "For `request_invalid`: each violation as `<JSON pointer>: <message>` "
+            "(pointer into the request: `/body/...`, `/query/<name>`, `/header/<name>`, "
+            "`/path/<name>`)."
+        ),
+    )
