@@ -37,6 +37,7 @@ from tollgate.contracts import (
     UserRegistered,
     uuid7,
 )
+from tollgate.contracts.events.billing import PastQuota, PlanState, PlanStatus
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, 589000, tzinfo=UTC)
 ORG_ID = UUID("0195a3c1-7a2e-7c4d-9f10-3b5e8d2a6c01")
@@ -184,6 +185,19 @@ def every_event() -> list[EventData]:
         CreditsExhausted(org_id=ORG_ID, balance=0, mode=BalanceMode.PREPAID, occurred_at=NOW),
         CreditsToppedUp(
             org_id=ORG_ID, amount=50_000, balance=50_000, ledger_entry_id=uuid7(), occurred_at=NOW
+        ),
+        PlanState(
+            org_id=ORG_ID,
+            plan_id=uuid7(),
+            plan_name="Starter",
+            status=PlanStatus.ACTIVE,
+            included_requests=10_000,
+            past_quota=PastQuota.REJECT_402,
+            rate_limits={"per_second": 20},
+            period_start=NOW,
+            period_end=NOW + timedelta(days=30),
+            version=3,
+            as_of=NOW,
         ),
         UsageThresholdCrossed(
             org_id=ORG_ID,

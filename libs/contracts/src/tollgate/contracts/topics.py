@@ -28,8 +28,11 @@ from tollgate.contracts.events.billing import (
     CreditsExhausted,
     CreditsLow,
     CreditsToppedUp,
+    PlanState,
 )
+from tollgate.contracts.events.audit import AuditRecorded
 from tollgate.contracts.events.gateway import RequestCompleted, RequestRejected
+from tollgate.contracts.events.identity import UserState
 from tollgate.contracts.events.notifier import SmsReceived
 from tollgate.contracts.events.usage import UsageThresholdCrossed
 
@@ -102,6 +105,15 @@ BILLING_BALANCES = Topic(
     event_types=(BalanceState,),
     description="Current balance and spending status (ok/low/exhausted) of every org.",
 )
+BILLING_PLANS = Topic(
+    name="tollgate.billing.plans.v1",
+    partitions=6,
+    cleanup="compact",
+    retention_ms=None,
+    key="org_id",
+    event_types=(PlanState,),
+    description="Current plan of every org: quota, past-quota behaviour, limits, suspension.",
+)
 BILLING_EVENTS = Topic(
     name="tollgate.billing.events.v1",
     partitions=6,
@@ -129,6 +141,27 @@ NOTIFIER_SMS = Topic(
     event_types=(SmsReceived,),
     description="Inbound SMS, received and routed to an org or the admin inbox.",
 )
+ACCOUNTS_USERS = Topic(
+    name="tollgate.accounts.users.v1",
+    partitions=6,
+    cleanup="compact",
+    retention_ms=None,
+    key="user_id",
+    event_types=(UserState,),
+    description=(
+        "Current authorisation state of every user (active, admin, memberships and roles), "
+        "replayed by every service to authorise requests."
+    ),
+)
+AUDIT_RECORDS = Topic(
+    name="tollgate.audit.records.v1",
+    partitions=6,
+    cleanup="delete",
+    retention_ms=7 * _DAY_MS,
+    key="org_id (null for platform-wide actions)",
+    event_types=(AuditRecorded,),
+    description="Audit records of every service's state-changing calls, stored by accounts.",
+)
 
 ALL_TOPICS: tuple[Topic, ...] = (
     GATEWAY_REQUESTS,
@@ -136,9 +169,12 @@ ALL_TOPICS: tuple[Topic, ...] = (
     ACCOUNTS_APIS,
     ACCOUNTS_EVENTS,
     BILLING_BALANCES,
+    BILLING_PLANS,
     BILLING_EVENTS,
     USAGE_EVENTS,
     NOTIFIER_SMS,
+    ACCOUNTS_USERS,
+    AUDIT_RECORDS,
 )
 
 EVENT_TYPES: dict[str, type[EventData]] = {

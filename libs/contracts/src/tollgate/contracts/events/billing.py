@@ -5,6 +5,9 @@
   and rejects prepaid orgs whose status is `exhausted` with 402.
 - `tollgate.billing.events.v1` (delete, key `org_id`): notable balance changes (low,
   exhausted, topped up), consumed by the notifier for email and webhooks.
+- `tollgate.billing.plans.v1` (compacted, key `org_id`): `PlanState`, the org's plan
+  (included requests per period, what happens past them, plan-wide rate limits) and
+  whether it is suspended. The gateway replays it and enforces it per request.
 
 Amounts are integer credits; what a credit is worth is the operator's business.
 """
@@ -17,6 +20,7 @@ from uuid import UUID
 from pydantic import Field
 
 from tollgate.contracts.envelope import EventData, UtcDatetime
+from tollgate.contracts.events.accounts import Limits
 
 
 class BalanceMode(StrEnum):
@@ -103,3 +107,56 @@ class CreditsToppedUp(EventData):
     balance: int = Field(description="Balance in credits after the top-up.")
     ledger_entry_id: UUID = Field(description="Ledger entry recording the top-up.")
     occurred_at: UtcDatetime = Field(description="When the credits were added.")
+
+
+class PastQuota(StrEnum):
+    """What the gateway does with a request past the plan's included requests."""
+
+    REJECT_402 = "reject_402"
+    REJECT_429 = "reject_429"
+    OVERAGE = "overage"
+
+
+class PlanStatus(StrEnum):
+    """Whether an org's plan lets it call APIs: `suspended` is refused with 402."""
+
+    ACTIVE = "active"
+    TRIALING = "trialing"
+    PAST_DUE = "past_due"
+    SUSPENDED = "suspended"
+
+
+class PlanState(EventData):
+    """An org's current plan (rate card) and its standing.
+
+    Sent by billing (outbox) when an org is put on a plan, changes plan, starts a new
+    period, or is suspended or reinstated, and when an operator edits the plan.
+    Kafka key: `org_id` on a compacted topic; a tombstone means the org has no plan (no
+    quota, no plan limits).
+    """
+
+    event_type = "tollgate.billing.plan.v1"
+    key_field = "org_id"
+
+    org_id: UUID = Field(description="Organisation.")
+    plan_id: UUID = Field(description="The plan the org is on.")
+    plan_name: str = Field(max_length=100, description="The plan's display name.")
+    status: PlanStatus = Field(description="active, trialing, past_due (in grace) or suspended.")
+    included_requests: int | None = Field(
+        None, ge=0, description="Requests included per period; null: unlimited."
+    )
+    past_quota: PastQuota = Field(
+        description="Past the included requests: refuse with 402 or 429, or serve and charge "
+        "`overage_price` per call."
+    )
+    overage_price: int = Field(0, ge=0, description="Credits per call past the quota (overage).")
+    rate_limits: Limits = Field(
+        default_factory=Limits, description="Limits over every key of the org together."
+    )
+    period_start: UtcDatetime = Field(description="Start of the current quota period.")
+    period_end: UtcDatetime = Field(description="End (exclusive) of the current quota period.")
+    trial_ends_at: UtcDatetime | None = Field(None, description="End of the trial, if any.")
+    version: int = Field(
+        ge=0, description="Increases with every change for this org; drop stale versions."
+    )
+    as_of: UtcDatetime = Field(description="When the org's plan had this state.")
