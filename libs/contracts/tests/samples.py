@@ -37,7 +37,9 @@ from tollgate.contracts import (
     UserRegistered,
     uuid7,
 )
+from tollgate.contracts.events.audit import AuditRecorded
 from tollgate.contracts.events.billing import PastQuota, PlanState, PlanStatus
+from tollgate.contracts.events.identity import OrgMembership, UserState
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, 589000, tzinfo=UTC)
 ORG_ID = UUID("0195a3c1-7a2e-7c4d-9f10-3b5e8d2a6c01")
@@ -219,5 +221,26 @@ def every_event() -> list[EventData]:
             body="STOP",
             routed_by=SmsRoute.ADMIN_INBOX,
             received_at=NOW,
+        ),
+        UserState(
+            user_id=USER_ID,
+            active=True,
+            is_admin=False,
+            memberships=[OrgMembership(org_id=ORG_ID, role=OrgRole.DEVELOPER)],
+            sessions_revoked_at=NOW - timedelta(days=2),
+            version=7,
+            updated_at=NOW,
+        ),
+        AuditRecorded(
+            service="billing",
+            org_id=ORG_ID,
+            actor_id=USER_ID,
+            action="credits.top_up",
+            target_type="org",
+            target_id=str(ORG_ID),
+            diff={"amount": 5_000, "reason": "March invoice"},
+            ip="203.0.113.7",
+            request_id="0195a3c1-cf73-7192-a465-8a0d3c7fb156",
+            at=NOW,
         ),
     ]

@@ -23,6 +23,7 @@ from tollgate.contracts.events.accounts import (
     PasswordResetRequested,
     UserRegistered,
 )
+from tollgate.contracts.events.audit import AuditRecorded
 from tollgate.contracts.events.billing import (
     BalanceState,
     CreditsExhausted,
@@ -30,7 +31,6 @@ from tollgate.contracts.events.billing import (
     CreditsToppedUp,
     PlanState,
 )
-from tollgate.contracts.events.audit import AuditRecorded
 from tollgate.contracts.events.gateway import RequestCompleted, RequestRejected
 from tollgate.contracts.events.identity import UserState
 from tollgate.contracts.events.notifier import SmsReceived
