@@ -116,6 +116,12 @@ class Settings(ServiceSettings):
         "try-it panel) allowed to call APIs through the gateway; preflights from them are "
         "answered without a key; empty: no CORS",
     )
+    identity_secrets: str = Field(
+        "",
+        description="comma-separated HMAC secrets (newest first) signing the caller identity "
+        "headers sent upstream (X-Tollgate-*); empty: no identity is forwarded (client "
+        "copies are still stripped)",
+    )
     ops_host: str | None = Field(
         None,
         description="interface of the operational listener (/_tollgate/healthz, readyz, "

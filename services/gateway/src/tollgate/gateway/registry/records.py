@@ -56,6 +56,7 @@ class KeyRecord:
         "grace",
         "key_hash",
         "key_id",
+        "name",
         "networks",
         "org_id",
         "revoked",
@@ -79,8 +80,10 @@ class KeyRecord:
         windows: tuple[Window, ...],
         grace: tuple[tuple[bytes, float], ...],
         version: int,
+        name: str = "",
     ) -> None:
         self.key_id = key_id
+        self.name = name
         self.org_id = org_id
         self.key_hash = key_hash
         self.enabled = enabled
@@ -124,6 +127,7 @@ class KeyRecord:
                 (bytes.fromhex(s.key_hash), s.expires_at.timestamp()) for s in event.retired_secrets
             ),
             version=event.version,
+            name=event.name,
         )
 
     def allows_ip(self, ip: str) -> bool:
