@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from urllib.parse import unquote_plus
 
+from tollgate.kit.upstream_identity import HEADERS as IDENTITY_HEADERS
+
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -40,6 +42,7 @@ _SET_BY_GATEWAY = frozenset(
         "x-request-id",
         "traceparent",
         "tracestate",
+        *(name.lower() for name in IDENTITY_HEADERS),
     }
 )
 REQUEST_DROP = HOP_BY_HOP | _SET_BY_GATEWAY

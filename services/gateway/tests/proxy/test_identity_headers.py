@@ -1,0 +1,131 @@
+"""The caller's identity reaches the upstream signed; an upstream using the kit's
+verifier accepts it once and refuses a forged, moved, replayed or stale copy; a client
+can never smuggle its own identity headers through (issue #15)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tollgate.kit import apikeys
+from tollgate.kit.upstream_identity import (
+    KEY_NAME,
+    ORG_ID,
+    SIGNATURE,
+    CallerIdentity,
+    IdentityRefused,
+    IdentityVerifier,
+)
+
+from .inprocess import InProcessGateway, Seen, api_event, key_event
+
+SECRET = "identity-secret-for-tests"
+KEY = apikeys.generate().raw
+ORG = uuid.uuid4()
+KEY_ID = uuid.uuid4()
+
+
+@pytest.fixture(scope="module")
+def gw() -> Iterator[InProcessGateway]:
+    gateway = InProcessGateway(
+        lambda upstream: [
+            api_event("open", upstream),
+            api_event("prefixed", upstream + "/base/v2"),
+        ],
+        [key_event(KEY, org_id=ORG, key_id=KEY_ID, name="Lager 東京 #1", scopes=["sms:send", "a"])],
+        settings={"identity_secrets": f"{SECRET},older-secret"},
+    )
+    try:
+        yield gateway
+    finally:
+        gateway.close()
+
+
+def upstream_path(seen: Seen) -> str:
+    return seen.raw_path.partition("?")[0]
+
+
+def verify(seen: Seen, verifier: IdentityVerifier | None = None) -> CallerIdentity:
+    verifier = verifier or IdentityVerifier(SECRET)
+    return verifier.verify(seen.method, upstream_path(seen), seen.headers)
+
+
+def test_the_upstream_verifies_who_called(gw: InProcessGateway) -> None:
+    reply = gw.request("POST", "/open/sms/messages?x=1", {"X-API-Key": KEY}, b"{}")
+    assert reply.status == 200, reply.body
+    identity = verify(gw.seen[-1])
+    assert identity.org_id == str(ORG)
+    assert identity.key_id == str(KEY_ID)
+    assert identity.key_name == "Lager 東京 #1"
+    assert identity.scopes == {"sms:send", "a"}
+    assert identity.plan is None
+    assert identity.request_id == reply.headers["x-request-id"]
+
+
+def test_a_prefixed_upstream_path_is_what_is_signed(gw: InProcessGateway) -> None:
+    reply = gw.request("GET", "/prefixed/caf%C3%A9/c%20d", {"X-API-Key": KEY})
+    assert reply.status == 200, reply.body
+    seen = gw.seen[-1]
+    assert upstream_path(seen).startswith("/base/v2/")
+    verify(seen)
+
+
+def test_client_sent_identity_headers_are_replaced(gw: InProcessGateway) -> None:
+    forged = {
+        "X-API-Key": KEY,
+        "X-Tollgate-Org-Id": str(uuid.uuid4()),
+        "x-tollgate-key-name": "admin",
+        "X-Tollgate-Plan": "enterprise",
+        "X-Tollgate-Identity": "t=1,id=x,v1=" + "0" * 64,
+    }
+    assert gw.request("GET", "/open/x", forged).status == 200
+    seen = gw.seen[-1]
+    assert seen.headers[ORG_ID] == str(ORG)
+    assert seen.headers[KEY_NAME] != "admin"
+    assert "X-Tollgate-Plan" not in seen.headers
+    assert verify(seen).plan is None
+
+
+def test_forged_moved_replayed_and_stale_header_sets_are_refused(gw: InProcessGateway) -> None:
+    assert gw.request("GET", "/open/orders", {"X-API-Key": KEY}).status == 200
+    seen = gw.seen[-1]
+    verifier = IdentityVerifier(SECRET)
+    path = upstream_path(seen)
+    signed_at = int(seen.headers[SIGNATURE].split(",")[0][2:])
+
+    def refused(method: str, path: str, headers: dict[str, str], now: float) -> str:
+        with pytest.raises(IdentityRefused) as caught:
+            verifier.verify(method, path, headers, now=now)
+        return caught.value.reason
+
+    other_org = {**seen.headers, ORG_ID: str(uuid.uuid4())}
+    assert refused("GET", path, other_org, signed_at) == "identity-forged"
+    assert refused("DELETE", path, seen.headers, signed_at) == "identity-forged"
+    assert refused("GET", "/orders/1", seen.headers, signed_at) == "identity-forged"
+    assert refused("GET", path, seen.headers, signed_at + 31) == "identity-stale"
+    assert refused("GET", path, seen.headers, signed_at - 31) == "identity-stale"
+    wrong_key = IdentityVerifier("not-the-gateways")
+    with pytest.raises(IdentityRefused):
+        wrong_key.verify("GET", path, seen.headers, now=signed_at)
+    no_headers = {k: v for k, v in seen.headers.items() if not k.startswith("X-Tollgate")}
+    assert refused("GET", path, no_headers, signed_at) == "identity-missing"
+    # The genuine set passes once (with 30 s of clock skew), then it is a replay.
+    verifier.verify("GET", path, seen.headers, now=signed_at + 29)
+    assert refused("GET", path, seen.headers, signed_at + 29) == "identity-replayed"
+
+
+def test_upstreams_keep_accepting_during_a_secret_rotation(gw: InProcessGateway) -> None:
+    assert gw.request("GET", "/open/r", {"X-API-Key": KEY}).status == 200
+    verify(gw.seen[-1], IdentityVerifier(f"newer-secret,{SECRET}"))
+
+
+def test_without_a_secret_no_identity_is_sent_and_client_copies_still_go() -> None:
+    gateway = InProcessGateway(lambda upstream: [api_event("open", upstream)], [key_event(KEY)])
+    try:
+        reply = gateway.request("GET", "/open/x", {"X-API-Key": KEY, "X-Tollgate-Org-Id": "evil"})
+        assert reply.status == 200
+        assert not [h for h in gateway.seen[-1].headers if h.lower().startswith("x-tollgate")]
+    finally:
+        gateway.close()
