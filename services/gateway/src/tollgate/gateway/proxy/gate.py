@@ -60,6 +60,7 @@ from tollgate.gateway.proxy.headers import (
     connection_tokens,
     is_key_bearer,
 )
+from tollgate.gateway.proxy.identity import identity_signer
 from tollgate.gateway.proxy.ids import request_id as new_request_id
 from tollgate.gateway.proxy.metrics import REQUEST_METRICS
 from tollgate.gateway.proxy.paths import AmbiguousPath, Target, normalise
@@ -193,6 +194,7 @@ class Gate:
         cors = CorsPolicy(settings.cors_origins)
         self._cors = cors if cors.origins else None
         self._spans = spans
+        self._identity = identity_signer(settings.identity_secrets)
         # The gate is built on the running loop: held here so the request path never
         # calls `get_running_loop()` (CPython 3.11 checks the pid, a syscall, each time).
         self._loop = asyncio.get_running_loop()
@@ -411,6 +413,12 @@ class Gate:
         if call.tracestate:
             out.append(("tracestate", call.tracestate))
         out.extend(api.upstream_headers)
+        if self._identity is not None and call.key is not None:
+            out.extend(
+                self._identity.headers(
+                    call.method, api.upstream_base, call.forward, call.key, call.request_id
+                )
+            )
         return out
 
     async def _forward(
