@@ -40,6 +40,7 @@ from tollgate.contracts import (
 from tollgate.contracts.events.audit import AuditRecorded
 from tollgate.contracts.events.billing import PastQuota, PlanState, PlanStatus
 from tollgate.contracts.events.identity import OrgMembership, UserState
+from tollgate.contracts.events.notifier import SmsCharged, SmsRefunded, SmsStatus, SmsStatusChanged
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, 589000, tzinfo=UTC)
 ORG_ID = UUID("0195a3c1-7a2e-7c4d-9f10-3b5e8d2a6c01")
@@ -47,6 +48,7 @@ KEY_ID = UUID("0195a3c1-8b3f-7d5e-a021-4c6f9e3b7d12")
 API_ID = UUID("0195a3c1-9c40-7e6f-b132-5d7a0f4c8e23")
 ROUTE_ID = UUID("0195a3c1-ad51-7f70-8243-6e8b1a5d9f34")
 USER_ID = UUID("0195a3c1-be62-7081-9354-7f9c2b6ea045")
+SMS_ID = UUID("0195a3c1-cf73-7192-a465-8a0d3c7fb156")
 KEY_HASH = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 
@@ -221,6 +223,41 @@ def every_event() -> list[EventData]:
             body="STOP",
             routed_by=SmsRoute.ADMIN_INBOX,
             received_at=NOW,
+        ),
+        SmsStatusChanged(
+            message_id=SMS_ID,
+            org_id=ORG_ID,
+            key_id=KEY_ID,
+            client_reference="order-1187",
+            from_number="+41445550100",
+            to_number="+41791234567",
+            segments=2,
+            status=SmsStatus.UNDELIVERED,
+            provider="twilio",
+            provider_message_id="SM0a1b2c3d4e5f60718293a4b5c6d7e8f0",
+            error_code="30005",
+            error_message="Unknown destination handset",
+            changed_at=NOW,
+        ),
+        SmsCharged(
+            charge_id=uuid7(),
+            message_id=SMS_ID,
+            org_id=ORG_ID,
+            key_id=KEY_ID,
+            destination_prefix="+4179",
+            segments=2,
+            price_per_segment=7,
+            amount=14,
+            charged_at=NOW,
+        ),
+        SmsRefunded(
+            refund_id=uuid7(),
+            charge_id=uuid7(),
+            message_id=SMS_ID,
+            org_id=ORG_ID,
+            amount=14,
+            reason="30006",
+            refunded_at=NOW,
         ),
         UserState(
             user_id=USER_ID,

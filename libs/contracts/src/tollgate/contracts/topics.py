@@ -33,7 +33,12 @@ from tollgate.contracts.events.billing import (
 )
 from tollgate.contracts.events.gateway import RequestCompleted, RequestRejected
 from tollgate.contracts.events.identity import UserState
-from tollgate.contracts.events.notifier import SmsReceived
+from tollgate.contracts.events.notifier import (
+    SmsCharged,
+    SmsReceived,
+    SmsRefunded,
+    SmsStatusChanged,
+)
 from tollgate.contracts.events.usage import UsageThresholdCrossed
 
 _DAY_MS = 24 * 60 * 60 * 1000
@@ -138,8 +143,9 @@ NOTIFIER_SMS = Topic(
     cleanup="delete",
     retention_ms=7 * _DAY_MS,
     key="org_id (null for the admin inbox)",
-    event_types=(SmsReceived,),
-    description="Inbound SMS, received and routed to an org or the admin inbox.",
+    event_types=(SmsReceived, SmsStatusChanged, SmsCharged, SmsRefunded),
+    description="Inbound SMS routed to an org or the admin inbox; outbound SMS charges, "
+    "refunds and status changes.",
 )
 ACCOUNTS_USERS = Topic(
     name="tollgate.accounts.users.v1",
