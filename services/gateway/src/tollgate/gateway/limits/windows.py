@@ -21,14 +21,30 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from tollgate.contracts.events.gateway import RejectionReason
+
 Bucket = tuple[str, int, int]
 """(counter name, limit, window seconds)."""
 
 
 class Verdict:
-    """The outcome of a limit check and what the RateLimit headers say."""
+    """The outcome of a limit check and what the RateLimit headers say; a refusal also
+    carries its answer (status, event reason, problem detail and slug): 429 for a rate
+    limit, 402 or 429 for a plan's quota or suspension."""
 
-    __slots__ = ("allowed", "limit", "policy", "remaining", "reset_s", "retry_after_s", "state")
+    __slots__ = (
+        "allowed",
+        "detail",
+        "limit",
+        "policy",
+        "reason",
+        "remaining",
+        "reset_s",
+        "retry_after_s",
+        "slug",
+        "state",
+        "status",
+    )
 
     def __init__(
         self,
@@ -39,8 +55,17 @@ class Verdict:
         retry_after_s: int,
         policy: str,
         state: str = "",
+        *,
+        status: int = 429,
+        reason: RejectionReason = RejectionReason.RATE_LIMITED,
+        detail: str = "Rate limit exceeded.",
+        slug: str = "rate-limited",
     ) -> None:
         self.allowed = allowed
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+        self.slug = slug
         self.state = state  # the `RateLimit` field: every policy's remaining and reset
         self.limit = limit
         self.remaining = remaining
@@ -52,6 +77,8 @@ class Verdict:
         """`RateLimit` (draft-ietf-httpapi-ratelimit-headers-11: each named policy's
         remaining quota and reset), the earlier drafts' `RateLimit-*` for the tightest
         policy, and the customary `X-RateLimit-*` equivalents."""
+        if not self.policy:
+            return []  # a refusal no limit explains (a suspended plan)
         limit, remaining, reset = str(self.limit), str(self.remaining), str(self.reset_s)
         return [
             ("RateLimit", self.state),

@@ -1,8 +1,9 @@
 """Replays and follows the state topics into the registry.
 
 No consumer group: every gateway replica reads every partition of
-`tollgate.accounts.keys.v1`, `tollgate.accounts.apis.v1` and
-`tollgate.billing.balances.v1` from the earliest offset. It is caught up (ready)
+`tollgate.accounts.keys.v1`, `tollgate.accounts.apis.v1`,
+`tollgate.billing.balances.v1` and `tollgate.billing.plans.v1` from the earliest
+offset. It is caught up (ready)
 once, for every partition, its position has reached the high watermark reported by
 the broker's fetch responses (`consumer.highwater(tp)`; `end_offsets()` may land a
 batch early on some brokers). It then keeps following, so a revoked key or an
@@ -26,7 +27,7 @@ from pydantic import ValidationError
 from tollgate.contracts import topics
 from tollgate.contracts.decoding import decode_as
 from tollgate.contracts.events.accounts import ApiUpserted, KeyUpserted
-from tollgate.contracts.events.billing import BalanceState
+from tollgate.contracts.events.billing import BalanceState, PlanState
 from tollgate.gateway.config import Settings
 from tollgate.gateway.registry.store import Registry
 from tollgate.kit.kafka import topic_name
@@ -40,7 +41,12 @@ STATE_RECORDS = Counter(
 )
 STATE_KEYS = Gauge("tollgate_gateway_state_keys", "API keys held in memory")
 
-STATE_TOPICS = (topics.ACCOUNTS_KEYS, topics.ACCOUNTS_APIS, topics.BILLING_BALANCES)
+STATE_TOPICS = (
+    topics.ACCOUNTS_KEYS,
+    topics.ACCOUNTS_APIS,
+    topics.BILLING_BALANCES,
+    topics.BILLING_PLANS,
+)
 
 
 class StateFollower:
@@ -53,11 +59,13 @@ class StateFollower:
             topic_name(topics.ACCOUNTS_KEYS, settings): "keys",
             topic_name(topics.ACCOUNTS_APIS, settings): "apis",
             topic_name(topics.BILLING_BALANCES, settings): "balances",
+            topic_name(topics.BILLING_PLANS, settings): "plans",
         }
         self._appliers: dict[str, Callable[[ConsumerRecord[bytes, bytes]], None]] = {
             "keys": self._apply_key,
             "apis": self._apply_api,
             "balances": self._apply_balance,
+            "plans": self._apply_plan,
         }
         self._consumer: AIOKafkaConsumer | None = None
         self._partitions: list[TopicPartition] = []
@@ -154,6 +162,18 @@ class StateFollower:
             return
         self._registry.apply_balance(org_id, event)
         STATE_RECORDS.labels("balances", "applied").inc()
+
+    def _apply_plan(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        org_id = _record_key(record)
+        if org_id is None:
+            return
+        try:
+            event = None if record.value is None else decode_as(record.value, PlanState).data
+        except ValidationError:
+            _skip(record, "plans")
+            return
+        self._registry.apply_plan(org_id, event)
+        STATE_RECORDS.labels("plans", "applied").inc()
 
 
 def _record_key(record: ConsumerRecord[bytes, bytes]) -> str | None:

@@ -1,4 +1,4 @@
-"""The in-memory registry: keys by hash, APIs by slug, balances by org.
+"""The in-memory registry: keys by hash, APIs by slug, balances and plans by org.
 
 Writers are the state follower's apply methods (one asyncio task); readers are
 request handlers on the same loop, so no locking is needed. Every apply drops
@@ -13,7 +13,8 @@ import logging
 import time
 
 from tollgate.contracts.events.accounts import ApiUpserted, KeyUpserted
-from tollgate.contracts.events.billing import BalanceState
+from tollgate.contracts.events.billing import BalanceState, PlanState
+from tollgate.gateway.registry.plans import PlanRecord
 from tollgate.gateway.registry.records import ApiRecord, BalanceRecord, KeyRecord, Window
 from tollgate.kit.sealing import Sealer
 
@@ -30,6 +31,7 @@ class Registry:
         self._apis: dict[str, ApiRecord] = {}
         self._by_slug: dict[str, ApiRecord] = {}
         self._balances: dict[str, BalanceRecord] = {}
+        self._plans: dict[str, PlanRecord] = {}
         self._org_ids: dict[str, str] = {}
         self._windows: dict[tuple[Window, ...], tuple[Window, ...]] = {}
 
@@ -56,6 +58,10 @@ class Registry:
         """True when the org is prepaid and out of credits."""
         balance = self._balances.get(org_id)
         return balance is not None and balance.blocked
+
+    def plan_of(self, org_id: str) -> PlanRecord | None:
+        """The org's plan, or None when it has none (no quota, no plan limits)."""
+        return self._plans.get(org_id)
 
     @property
     def key_count(self) -> int:
@@ -117,3 +123,13 @@ class Registry:
         if current is not None and event.version <= current.version:
             return
         self._balances[org_id] = BalanceRecord(event)
+
+    def apply_plan(self, org_id: str, event: PlanState | None) -> None:
+        """Apply an org's plan state (None = tombstone: the org has no plan)."""
+        current = self._plans.get(org_id)
+        if event is None:
+            self._plans.pop(org_id, None)
+            return
+        if current is not None and event.version <= current.version:
+            return
+        self._plans[org_id] = PlanRecord(event)
