@@ -298,7 +298,9 @@ class Gate:
         assert call.key is not None
         assert call.api is not None
         try:
-            verdict = await self._limiter.check(call.key, call.api, call.route)
+            verdict = await self._limiter.check(
+                call.key, call.api, call.route, self._registry.plan_of(call.key.org_id)
+            )
         except RedisUnavailable:
             raise Refusal(
                 503,
@@ -307,11 +309,13 @@ class Gate:
                 [("Retry-After", "1")],
             ) from None
         if verdict is not None and not verdict.allowed:
+            # 429 for a rate limit; the plan's 402/429 for its quota or a suspension.
             raise Refusal(
-                429,
-                RejectionReason.RATE_LIMITED,
-                "Rate limit exceeded.",
+                verdict.status,
+                verdict.reason,
+                verdict.detail,
                 [("Retry-After", str(verdict.retry_after_s)), *verdict.headers()],
+                slug=verdict.slug,
             )
         return verdict
 
