@@ -53,6 +53,7 @@ TOPICS = (
     topics.ACCOUNTS_KEYS,
     topics.ACCOUNTS_APIS,
     topics.BILLING_BALANCES,
+    topics.BILLING_PLANS,
     topics.GATEWAY_REQUESTS,
 )
 OPS_PREFIX = "/_tollgate/"
