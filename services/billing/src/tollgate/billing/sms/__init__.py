@@ -1,0 +1,1 @@
+"""SMS charges: the notifier's priced outbound SMS debited once, refunded once."""
