@@ -13,13 +13,19 @@ from tollgate.billing.ledger.api import router as ledger_router
 from tollgate.billing.ledger.consumers import build_broker
 from tollgate.billing.maintenance import run_balance_publisher, run_purge
 from tollgate.billing.models import outbox
+from tollgate.billing.sms.consumers import subscribe_sms_charges
 from tollgate.billing.statements.api import router as statements_router
 from tollgate.contracts import topics
 from tollgate.kit.auth import JwtVerifier
 from tollgate.kit.runtime import service_runtime
 from tollgate.kit.service import create_app as create_service_app
 
-TOPICS = (topics.BILLING_BALANCES, topics.BILLING_EVENTS, topics.GATEWAY_REQUESTS)
+TOPICS = (
+    topics.BILLING_BALANCES,
+    topics.BILLING_EVENTS,
+    topics.GATEWAY_REQUESTS,
+    topics.NOTIFIER_SMS,
+)
 
 
 def create_app(
@@ -38,7 +44,9 @@ def create_app(
             database_url=settings.database_url,
             topics=TOPICS,
             outbox=outbox,
-            broker_factory=lambda sessions: build_broker(settings, sessions),
+            broker_factory=lambda sessions: subscribe_sms_charges(
+                build_broker(settings, sessions), settings, sessions
+            ),
             jwt_verifier=jwt_verifier,
             background=(
                 lambda sessions: run_balance_publisher(sessions, settings),
