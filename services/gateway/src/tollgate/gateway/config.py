@@ -116,6 +116,18 @@ class Settings(ServiceSettings):
         "try-it panel) allowed to call APIs through the gateway; preflights from them are "
         "answered without a key; empty: no CORS",
     )
+    mock_state_keys: int = Field(
+        10_000,
+        ge=1,
+        description="stateful mock: (API, key) spaces kept in memory per process; the least "
+        "recently used is dropped beyond it",
+    )
+    mock_state_items: int = Field(
+        1_000,
+        ge=1,
+        description="stateful mock: resources kept per (API, key) space; the least recently "
+        "written is dropped beyond it",
+    )
     identity_secrets: str = Field(
         "",
         description="comma-separated HMAC secrets (newest first) signing the caller identity "

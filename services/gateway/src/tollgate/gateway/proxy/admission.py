@@ -9,7 +9,7 @@ or the first refusal, in the order the README's table gives:
 2. missing, malformed, unknown or revoked key, or two different keys → 401; expired → 401
 3. disabled key, client IP outside the key's allowlist, API not allowed for the key,
    no route of the API matches, a scope the route requires missing → 403
-4. org prepaid and out of credits → 402
+4. org prepaid and out of credits → 402 (not for a test key: it is never charged)
 5. declared body larger than the cap → 413
 
 Rate limits (429) come after, in the gate: they count, and with the `redis` policy
@@ -225,7 +225,7 @@ def _admit_to(
                     "The key lacks a scope this route requires: "
                     + ", ".join(sorted(route.scopes - key.scopes)),
                 )
-        if registry.org_blocked(key.org_id):
+        if not key.test and registry.org_blocked(key.org_id):
             raise Refusal(
                 402, RejectionReason.CREDITS_EXHAUSTED, "The organisation has no credits left."
             )

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -63,10 +64,12 @@ from tollgate.gateway.proxy.headers import (
 from tollgate.gateway.proxy.identity import identity_signer
 from tollgate.gateway.proxy.ids import request_id as new_request_id
 from tollgate.gateway.proxy.metrics import REQUEST_METRICS
+from tollgate.gateway.proxy.mock import MockRefused, MockState, mock_answer, preferences, seed_of
+from tollgate.gateway.proxy.openapi import Operation
 from tollgate.gateway.proxy.paths import AmbiguousPath, Target, normalise
 from tollgate.gateway.proxy.tracing import RequestSpans, traceparent_of
 from tollgate.gateway.proxy.upstreams import UpstreamClients, UpstreamRefused
-from tollgate.gateway.registry.records import ApiRecord, KeyRecord, RouteRecord
+from tollgate.gateway.registry.records import ApiRecord, KeyRecord, RouteRecord, Sandbox
 from tollgate.gateway.registry.store import Registry
 from tollgate.kit.problems import PROBLEM_CONTENT_TYPE, problem_body
 
@@ -122,8 +125,10 @@ class _Call:
 
     __slots__ = (
         "api",
+        "check",
         "client_ip",
         "cors_origin",
+        "drift",
         "forward",
         "key",
         "method",
@@ -131,6 +136,7 @@ class _Call:
         "reason",
         "request_id",
         "route",
+        "served_by",
         "started",
         "started_wall",
         "status",
@@ -156,6 +162,9 @@ class _Call:
         self.status: int | None = None  # once answered
         self.reason: RejectionReason | None = None  # when refused
         self.cors_origin: str | None = None  # a listed browser origin
+        self.served_by = "upstream"  # or "sandbox", "mock"
+        self.check: Operation | None = None  # answers checked against it (test mode)
+        self.drift: list[str] | None = None  # what the answer broke, when checked
 
 
 def _bad_target(detail: str) -> web.Response:
@@ -194,6 +203,8 @@ class Gate:
         cors = CorsPolicy(settings.cors_origins)
         self._cors = cors if cors.origins else None
         self._spans = spans
+        self._mock_state = MockState(settings.mock_state_keys, settings.mock_state_items)
+        self._random = random.random  # the mock's injected error rate
         self._identity = identity_signer(settings.identity_secrets)
         # The gate is built on the running loop: held here so the request path never
         # calls `get_running_loop()` (CPython 3.11 checks the pid, a syscall, each time).
@@ -260,7 +271,182 @@ class Gate:
             verdict = await self._limit(call)
         except Refusal as refusal:
             return self._refuse(call, refusal)
+        assert call.key is not None
+        assert call.api is not None
+        if call.key.test or call.api.sandboxed:
+            return await self._sandboxed(call, request, forwarded_query, key_in_auth, verdict)
         return await self._forward(call, request, forwarded_query, key_in_auth, verdict)
+
+    # ------------------------------------------------------------------ test mode, mock
+
+    async def _sandboxed(
+        self,
+        call: _Call,
+        request: web.BaseRequest,
+        query: str,
+        key_in_auth: bool,
+        verdict: Verdict | None,
+    ) -> web.StreamResponse:
+        """Test keys, mocks and request validation: a test key reaches the sandbox
+        upstream or the mock, never the live upstream; a live key never the sandbox."""
+        api, key, route = call.api, call.key, call.route
+        assert api is not None
+        assert key is not None
+        settings = route.sandbox if route is not None else api.sandbox
+        contract = api.contract
+        use_mock = settings.mock or (key.test and api.sandbox_base is None)
+        if use_mock and contract is None:
+            return self._refuse(
+                call,
+                Refusal(
+                    503,
+                    RejectionReason.SANDBOX_UNAVAILABLE,
+                    "This API has no sandbox upstream and no OpenAPI document to mock from."
+                    if key.test
+                    else "The API's mock has no OpenAPI document to answer from.",
+                    slug="mock-unavailable",
+                ),
+            )
+        operation = None
+        path_values: dict[str, str] = {}
+        path_known = False
+        if contract is not None and (
+            use_mock or settings.validate_requests or (key.test and settings.validate_responses)
+        ):
+            operation, path_values, path_known = contract.operation(call.method, call.path)
+        body: bytes | None = None
+        if use_mock or (settings.validate_requests and contract is not None):
+            try:
+                body = await self._whole_body(request)
+            except _BodyTooLarge:
+                return self._too_large(call)
+            except TimeoutError:
+                return self._body_stalled(call, [0, 1])
+        if settings.validate_requests and contract is not None:
+            if operation is None:
+                violations = [
+                    f"/method: {call.method} is not documented for this path"
+                    if path_known
+                    else f"/path: {call.path} is not documented"
+                ]
+            else:
+                violations = operation.request_violations(
+                    path_values,
+                    query,
+                    request.headers,
+                    request.headers.get("Content-Type"),
+                    body or b"",
+                )
+            if violations:
+                return self._invalid(call, violations)
+        if use_mock:
+            assert contract is not None
+            return await self._mock(
+                call, request, operation, path_values, settings, body or b"", query, verdict
+            )
+        if key.test:
+            call.served_by = "sandbox"
+            if settings.validate_responses and operation is not None:
+                call.check = operation
+            return await self._forward(
+                call, request, query, key_in_auth, verdict, base=api.sandbox_base, body=body
+            )
+        return await self._forward(call, request, query, key_in_auth, verdict, body=body)
+
+    async def _whole_body(self, request: web.BaseRequest) -> bytes:
+        """The request body, whole, up to the cap (raises `_BodyTooLarge` beyond it)."""
+        if not request.body_exists:
+            return b""
+        if request.headers.get("Expect", "").lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        received = [0, 0]
+        chunks = [chunk async for chunk in self._capped_body(request, received)]
+        if received[1]:
+            raise TimeoutError
+        return b"".join(chunks)
+
+    def _invalid(self, call: _Call, violations: list[str]) -> web.Response:
+        """400 listing each violation of the API's document; never forwarded, never
+        charged (a `request_invalid` rejection)."""
+        response = self._problem(
+            call,
+            400,
+            f"The request does not match the API's OpenAPI document ({len(violations)} "
+            "violation" + ("s)." if len(violations) != 1 else ")."),
+            "request-invalid",
+            violations=[
+                {"pointer": text.split(": ", 1)[0], "detail": text.split(": ", 1)[-1]}
+                for text in violations
+            ],
+        )
+        self._rejected(call, 400, RejectionReason.REQUEST_INVALID, violations)
+        return response
+
+    async def _mock(
+        self,
+        call: _Call,
+        request: web.BaseRequest,
+        operation: Operation | None,
+        path_values: dict[str, str],
+        settings: Sandbox,
+        body: bytes,
+        query: str,
+        verdict: Verdict | None,
+    ) -> web.StreamResponse:
+        """Answer from the API's document (no I/O; see `mock`)."""
+        api, key = call.api, call.key
+        assert api is not None
+        assert key is not None
+        assert api.contract is not None
+        call.served_by = "mock"
+        if settings.latency_s:
+            await asyncio.sleep(settings.latency_s)
+        if operation is None:
+            return self._mock_failed(
+                call, 404, "mock-no-operation", "The document has no such operation."
+            )
+        if settings.error_percent and self._random() * 100 < settings.error_percent:
+            return self._mock_failed(
+                call,
+                500,
+                "mock-injected-error",
+                "The mock failed this call on purpose (error rate).",
+            )
+        prefer = preferences(request.headers.getall("Prefer", []))
+        try:
+            answer = None
+            if settings.stateful and not prefer.keys() & {"code", "example", "dynamic"}:
+                answer = self._mock_state.answer(
+                    api.api_id, key.key_id, operation, call.path, path_values, query, body
+                )
+            if answer is None:
+                answer = mock_answer(
+                    api.contract,
+                    operation,
+                    prefer,
+                    request.headers.get("Accept"),
+                    seed_of(call.method, call.path, query, body),
+                )
+        except MockRefused as refused:
+            return self._mock_failed(call, refused.status, refused.slug, refused.detail)
+        headers: CIMultiDict[str] = CIMultiDict(answer.headers)
+        headers["X-Request-ID"] = call.request_id
+        if verdict is not None:
+            for name, value in verdict.headers():
+                headers[name] = value
+        for name, value in api.lifecycle_headers:
+            headers[name] = value
+        if call.cors_origin is not None:
+            add_cors_headers(headers, call.cors_origin)
+        data = b"" if call.method == "HEAD" else answer.body
+        response = web.Response(body=data, status=answer.status, headers=headers)
+        self._completed(call, answer.status, len(body), len(data), 0.0)
+        return response
+
+    def _mock_failed(self, call: _Call, status: int, slug: str, detail: str) -> web.Response:
+        response = self._problem(call, status, detail, slug)
+        self._completed(call, status, 0, 0, 0.0)
+        return response
 
     # ------------------------------------------------------------------ admission
 
@@ -328,6 +514,7 @@ class Gate:
         detail: str,
         slug: str,
         extra: list[tuple[str, str]] | None = None,
+        **extensions: Any,
     ) -> web.Response:
         body = problem_body(
             status,
@@ -335,6 +522,7 @@ class Gate:
             detail,
             slug=slug,
             request_id=call.request_id,
+            **extensions,
         )
         headers = CIMultiDict(
             [("Content-Type", PROBLEM_CONTENT_TYPE), ("X-Request-ID", call.request_id)]
@@ -353,32 +541,40 @@ class Gate:
         if refusal.status == 401:
             extra = [*extra, ("WWW-Authenticate", WWW_AUTHENTICATE)]
         response = self._problem(call, refusal.status, refusal.detail, refusal.slug, extra)
+        self._rejected(call, refusal.status, refusal.reason)
+        return response
+
+    def _rejected(
+        self,
+        call: _Call,
+        status: int,
+        reason: RejectionReason,
+        violations: list[str] | None = None,
+    ) -> None:
         key = call.key
         api = call.api
-        call.status = refusal.status
-        call.reason = refusal.reason
-        self._publisher.publish(
-            key.org_id if key else None,
-            REJECTED,
-            {
-                "request_id": call.request_id,
-                "time": call.started_wall,
-                "org_id": key.org_id if key else None,
-                "key_id": key.key_id if key else None,
-                "api_id": api.api_id if api else None,
-                "route_id": call.route.route_id if call.route else None,
-                "method": call.method,
-                "path": call.path,
-                "status": refusal.status,
-                "reason": refusal.reason.value,
-                "latency_ms": int((time.perf_counter() - call.started) * 1000),
-                "client_ip": call.client_ip,
-                "gateway_instance": self._instance,
-            },
-            call.traceparent,
-        )
-        _count("rejected", refusal.status)
-        return response
+        call.status = status
+        call.reason = reason
+        data = {
+            "request_id": call.request_id,
+            "time": call.started_wall,
+            "org_id": key.org_id if key else None,
+            "key_id": key.key_id if key else None,
+            "api_id": api.api_id if api else None,
+            "route_id": call.route.route_id if call.route else None,
+            "method": call.method,
+            "path": call.path,
+            "status": status,
+            "reason": reason.value,
+            "latency_ms": int((time.perf_counter() - call.started) * 1000),
+            "client_ip": call.client_ip,
+            "gateway_instance": self._instance,
+            "mode": "test" if key is not None and key.test else "live",
+        }
+        if violations is not None:
+            data["violations"] = violations
+        self._publisher.publish(key.org_id if key else None, REJECTED, data, call.traceparent)
+        _count("rejected", status)
 
     # ------------------------------------------------------------------ forwarding
 
@@ -432,14 +628,21 @@ class Gate:
         query: str,
         key_in_auth: bool,
         verdict: Verdict | None,
+        *,
+        base: str | None = None,
+        body: bytes | None = None,
     ) -> web.StreamResponse:
+        """Forward to the live upstream, or to `base` (a test key's sandbox, which never
+        gets the live upstream's credentials); `body`: already read whole."""
         api = call.api
         assert api is not None
         assert call.key is not None
-        if api.credentials_broken:
+        sandbox = base is not None
+        if api.credentials_broken and not sandbox:
             return self._upstream_failed(call, 502, "The API's upstream credentials are unusable.")
+        base = base or api.upstream_base
         try:
-            client = await self._upstreams.client_for(api.upstream_base)
+            client = await self._upstreams.client_for(base)
         except UpstreamRefused as exc:
             log.warning(
                 "upstream address refused", extra={"api_id": api.api_id, "reason": str(exc)}
@@ -448,11 +651,18 @@ class Gate:
                 call, 502, "The upstream's address is not allowed.", "upstream-refused"
             )
         headers = self._upstream_headers(call, request, key_in_auth)
-        url = api.upstream_base + call.forward + ("?" + query if query else "")
+        if sandbox and api.upstream_headers:
+            live = set(api.upstream_headers)
+            headers = [header for header in headers if header not in live]
+        url = base + call.forward + ("?" + query if query else "")
         received = [0, 0]  # body bytes read; 1 once the body went idle too long
         builder = client.request(call.method, url)
         declared = request.content_length
-        if request.body_exists:
+        if body is not None:
+            received[0] = len(body)
+            if body or request.body_exists:
+                builder = builder.body_bytes(body)
+        elif request.body_exists:
             if request.headers.get("Expect", "").lower() == "100-continue":
                 # Admitted: now ask for the body (rejections never made the client send it).
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -599,6 +809,10 @@ class Gate:
         ):
             data = bytes(await reader.bytes())
             upstream_waited = time.perf_counter() - upstream_started
+            if call.check is not None:
+                call.drift = call.check.response_violations(
+                    status, upstream_headers.get("content-type"), data
+                )
             if request.method == "HEAD" and length is not None:
                 # What a GET would carry: the length the upstream announced, no body.
                 headers["Content-Length"] = str(length)
@@ -657,7 +871,7 @@ class Gate:
         api, key, route = call.api, call.key, call.route
         assert api is not None
         assert key is not None
-        price = charged(api, route, status, free=free)
+        price = charged(api, route, status, free=free or key.test)
         total = time.perf_counter() - call.started
         call.status = status
         REQUEST_METRICS.observe(max(0.0, total - waited))
@@ -682,6 +896,9 @@ class Gate:
                 "client_ip": call.client_ip,
                 "cost": price,
                 "gateway_instance": self._instance,
+                "mode": "test" if key.test else "live",
+                "served_by": call.served_by,
+                "contract_drift": call.drift,
             },
             call.traceparent,
         )

@@ -18,8 +18,16 @@ from typing import Any
 
 import orjson
 
-from tollgate.contracts.events.accounts import ApiStatus, ApiUpserted, KeyUpserted, Limits
+from tollgate.contracts.events.accounts import (
+    ApiStatus,
+    ApiUpserted,
+    KeyEnvironment,
+    KeyUpserted,
+    Limits,
+    SandboxSettings,
+)
 from tollgate.contracts.events.billing import BalanceMode, BalanceState, BalanceStatus
+from tollgate.gateway.proxy.openapi import Contract
 from tollgate.kit.sealing import Sealer
 
 Window = tuple[int, int]
@@ -61,6 +69,7 @@ class KeyRecord:
         "org_id",
         "revoked",
         "scopes",
+        "test",
         "version",
         "windows",
     )
@@ -81,9 +90,11 @@ class KeyRecord:
         grace: tuple[tuple[bytes, float], ...],
         version: int,
         name: str = "",
+        test: bool = False,
     ) -> None:
         self.key_id = key_id
         self.name = name
+        self.test = test  # a `tg_test_` key: never charged, never reaches a live upstream
         self.org_id = org_id
         self.key_hash = key_hash
         self.enabled = enabled
@@ -128,6 +139,7 @@ class KeyRecord:
             ),
             version=event.version,
             name=event.name,
+            test=event.environment is KeyEnvironment.TEST,
         )
 
     def allows_ip(self, ip: str) -> bool:
@@ -146,7 +158,16 @@ class KeyRecord:
 class RouteRecord:
     """One route of an API, with its path template compiled."""
 
-    __slots__ = ("method", "pattern", "price", "route_id", "scopes", "template", "windows")
+    __slots__ = (
+        "method",
+        "pattern",
+        "price",
+        "route_id",
+        "sandbox",
+        "scopes",
+        "template",
+        "windows",
+    )
 
     def __init__(
         self,
@@ -158,6 +179,7 @@ class RouteRecord:
         price: int | None,
         windows: tuple[Window, ...],
         scopes: frozenset[str],
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.route_id = route_id
         self.method = method
@@ -166,6 +188,46 @@ class RouteRecord:
         self.price = price
         self.windows = windows
         self.scopes = scopes
+        self.sandbox = sandbox or OFF
+
+
+class Sandbox:
+    """Mock and validation behaviour of an API or route (a route's merged with its API's)."""
+
+    __slots__ = (
+        "active",
+        "error_percent",
+        "latency_s",
+        "mock",
+        "stateful",
+        "validate_requests",
+        "validate_responses",
+    )
+
+    def __init__(self, settings: SandboxSettings, base: Sandbox | None = None) -> None:
+        def pick(value: Any, inherited: Any) -> Any:
+            return inherited if value is None else value
+
+        self.mock: bool = bool(pick(settings.mock, base.mock if base else False))
+        self.stateful: bool = bool(pick(settings.mock_stateful, base.stateful if base else False))
+        self.latency_s: float = (
+            pick(settings.mock_latency_ms, base.latency_s * 1000 if base else 0) / 1000
+        )
+        self.error_percent: int = pick(
+            settings.mock_error_percent, base.error_percent if base else 0
+        )
+        self.validate_requests: bool = bool(
+            pick(settings.validate_requests, base.validate_requests if base else False)
+        )
+        self.validate_responses: bool = bool(
+            pick(settings.validate_responses, base.validate_responses if base else False)
+        )
+        # What sends a live key's request off the plain proxy path.
+        self.active = self.mock or self.validate_requests
+
+
+OFF = Sandbox(SandboxSettings())
+"""No mock, no validation: the plain proxy."""
 
 
 _PARAM = re.compile(r"\{[^/{}]+\}")
@@ -187,11 +249,15 @@ class ApiRecord:
     __slots__ = (
         "api_id",
         "charge_failed_calls",
+        "contract",
         "credentials_broken",
         "lifecycle_headers",
         "price",
         "retired",
         "routes",
+        "sandbox",
+        "sandbox_base",
+        "sandboxed",
         "slug",
         "timeout_s",
         "upstream_base",
@@ -210,6 +276,10 @@ class ApiRecord:
         self.charge_failed_calls = event.charge_failed_calls
         self.windows = limit_windows(event.limits)
         self.version = event.version
+        self.sandbox_base = event.sandbox_url.rstrip("/") if event.sandbox_url else None
+        self.sandbox = Sandbox(event.sandbox) if event.sandbox != SandboxSettings() else OFF
+        # Compiled once per API version, here (replay or live update), never per request.
+        self.contract = Contract.compile(event.openapi_document) if event.openapi_document else None
         # Exact methods are tried before `*` so a specific route wins over a catch-all.
         ordered = sorted(event.routes, key=lambda r: r.method == "*")
         self.routes = tuple(
@@ -221,9 +291,14 @@ class ApiRecord:
                 price=r.price,
                 windows=limit_windows(r.limits),
                 scopes=frozenset(r.required_scopes),
+                sandbox=(
+                    Sandbox(r.sandbox, self.sandbox) if r.sandbox is not None else self.sandbox
+                ),
             )
             for r in ordered
         )
+        # One attribute the request path reads: does any live call leave the plain proxy?
+        self.sandboxed = self.sandbox.active or any(r.sandbox.active for r in self.routes)
         headers: list[tuple[str, str]] = []
         if event.status is ApiStatus.DEPRECATED:
             since = event.deprecated_at or event.updated_at
