@@ -8,6 +8,12 @@ for the issuer and the verifiers alike.
 
 Claims: `sub` (user id), `email`, `adm` (platform admin), `orgs` ({org_id: role}),
 `iss`, `aud`, `iat`, `exp`, `jti`, `typ` = "access".
+
+What the caller may do comes from the token's `adm` and `orgs` only when the verifier
+has no replayed identity state (`JwtVerifier.identity`, set by the service runtime,
+see `tollgate.kit.identity`): with it, `CurrentPrincipal` takes the admin flag and the
+roles from the current state, refuses deactivated users and revoked sessions, and
+the token's role snapshot is ignored.
 """
 
 from __future__ import annotations
@@ -20,13 +26,16 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import jwt
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tollgate.kit.problems import Forbidden, NotFound, ServiceUnavailable, Unauthorized
+
+if TYPE_CHECKING:
+    from tollgate.kit.identity import IdentityState
 
 ACCESS_TOKEN_TYPE = "access"
 ALGORITHMS = ["EdDSA", "RS256"]
@@ -141,6 +150,9 @@ class JwtVerifier:
         self._last_fetch = 0.0
         self._refresh_interval = refresh_interval
         self._lock = asyncio.Lock()
+        self.identity: IdentityState | None = None
+        """The replayed users and memberships to authorise against; None: the token's
+        own claims decide (tests, tools)."""
         if jwks is not None:
             self._load(jwks)
 
@@ -175,7 +187,13 @@ class JwtVerifier:
             return key
 
     async def verify(self, token: str) -> Principal:
-        """The principal of a valid access token; 401 problem otherwise."""
+        """The principal of a valid access token (roles as the token states them);
+        401 problem otherwise."""
+        principal, _ = await self.verify_issued(token)
+        return principal
+
+    async def verify_issued(self, token: str) -> tuple[Principal, int]:
+        """The principal of a valid access token and when it was issued (`iat`)."""
         key = await self._key_for(unverified_kid(token))
         if key is None:
             raise unauthorized("Unknown signing key.")
@@ -183,8 +201,8 @@ class JwtVerifier:
             token, key, algorithms=ALGORITHMS, audience=self._audience, issuer=self._issuer
         )
         try:
-            return principal_from_claims(claims)
-        except (ValueError, KeyError) as exc:
+            return principal_from_claims(claims), int(claims["iat"])
+        except (ValueError, KeyError, TypeError) as exc:
             raise unauthorized("Invalid token claims.") from exc
 
 
@@ -258,9 +276,27 @@ OpenAPI document as the `bearerAuth` scheme."""
 
 
 async def _current_principal(request: Request, token: BearerToken) -> Principal:
+    arrived = time.monotonic()
     verifier: JwtVerifier = request.app.state.jwt_verifier
-    return await verifier.verify(token)
+    principal, issued_at = await verifier.verify_issued(token)
+    if verifier.identity is None:
+        return principal
+    return await verifier.identity.current(
+        principal, issued_at=issued_at, wanted_org=requested_org(request), arrived=arrived
+    )
+
+
+def requested_org(request: Request) -> uuid.UUID | None:
+    """The org a request names (`{org_id}` in its path, else `?org_id=`), if any."""
+    raw = request.path_params.get("org_id") or request.query_params.get("org_id")
+    if not raw:
+        return None
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        return None
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]
-"""FastAPI dependency: the verified caller (uses `app.state.jwt_verifier`)."""
+"""FastAPI dependency: the verified caller (uses `app.state.jwt_verifier`), with its
+admin flag and roles from the replayed identity state when the verifier has one."""

@@ -2,7 +2,9 @@
 
 `service_runtime(app, ...)` is an async context manager used as (the body of) a
 FastAPI lifespan. It starts, in order: the database engine and session maker
-(`app.state.sessions`), the JWT verifier (`app.state.jwt_verifier`), the contract
+(`app.state.sessions`), the JWT verifier (`app.state.jwt_verifier`) with the replayed
+identity state it authorises against (`tollgate.kit.identity`; readiness waits for
+its replay), the contract
 topics the service touches, the Kafka producer and outbox relay (when the service
 has an outbox), the FastStream broker with the service's subscribers, and the service's
 background jobs (`background=`: maintenance loops and the like). Shutdown
@@ -25,9 +27,10 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tollgate.contracts.topics import Topic
+from tollgate.contracts.topics import ACCOUNTS_USERS, Topic
 from tollgate.kit.auth import JwtVerifier
 from tollgate.kit.db import SessionMaker, create_engine, ping, session_maker
+from tollgate.kit.identity import IdentityFollower
 from tollgate.kit.kafka import ensure_topics, make_producer
 from tollgate.kit.outbox import OutboxRelay, bind_instance
 from tollgate.kit.service import add_ready_check
@@ -64,6 +67,7 @@ async def service_runtime(
     broker_factory: BrokerFactory | None = None,
     jwt_verifier: JwtVerifier | None = None,
     background: Sequence[BackgroundJob] = (),
+    follow_identity: bool = True,
 ) -> AsyncIterator[Runtime]:
     """Start a service's plumbing, yield it, and stop it cleanly."""
     rt = Runtime()
@@ -83,8 +87,13 @@ async def service_runtime(
                 return await ping(engine)
 
             add_ready_check(app, "database", database_ready)
-        if settings.kafka_create_topics and topics:
-            await ensure_topics(settings, topics)
+        if settings.kafka_create_topics and (topics or follow_identity):
+            await ensure_topics(settings, [*topics, *([ACCOUNTS_USERS] if follow_identity else [])])
+        if follow_identity:
+            identity = IdentityFollower(settings, client=service)
+            app.state.jwt_verifier.identity = identity.state
+            rt.tasks.append(asyncio.create_task(identity.run(), name=f"{service}-identity"))
+            add_ready_check(app, "identity", identity.ready)
         if outbox is not None:
             if rt.sessions is None:
                 raise ValueError("an outbox needs a database")

@@ -14,6 +14,7 @@ from tollgate.accounts.audit.api import router as audit_router
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
 from tollgate.accounts.identity import service as identity
+from tollgate.accounts.identity import state as user_state
 from tollgate.accounts.identity.api import jwks_router, users_router
 from tollgate.accounts.identity.api import router as auth_router
 from tollgate.accounts.identity.signing import SigningKeyring
@@ -29,7 +30,12 @@ from tollgate.kit.problems import problem_response
 from tollgate.kit.runtime import service_runtime
 from tollgate.kit.service import create_app as create_service_app
 
-TOPICS = (topics.ACCOUNTS_KEYS, topics.ACCOUNTS_APIS, topics.ACCOUNTS_EVENTS)
+TOPICS = (
+    topics.ACCOUNTS_KEYS,
+    topics.ACCOUNTS_APIS,
+    topics.ACCOUNTS_EVENTS,
+    topics.ACCOUNTS_USERS,
+)
 log = logging.getLogger(__name__)
 
 
@@ -101,9 +107,14 @@ def create_app(settings: Settings) -> FastAPI:
             outbox=outbox,
             jwt_verifier=verifier,
             background=(lambda sessions: key_jobs.run_forever(sessions, settings),),
+            # Accounts authorises against its own database (fresher than any replay).
+            follow_identity=False,
         ) as runtime:
             assert runtime.sessions is not None
             await ensure_configured_admin(settings, runtime.sessions)
+            # A fresh broker (or a lost users topic) gets every user's state again.
+            republished = await user_state.republish_all(runtime.sessions)
+            log.info("user states republished", extra={"users": republished})
             yield
 
     app = create_service_app(

@@ -4,8 +4,8 @@
   password is generated and printed once when not given.
 - `rotate-signing-key`: add a new token signing key and retire the current one
   (published until its tokens have expired); restart-free, replicas re-read the file.
-- `republish`: write the current state of every key and API to their compacted
-  topics again (after a topic was lost).
+- `republish`: write the current state of every key, API and user to their compacted
+  topics again (after a topic was lost; users are also republished at every start).
 - `seed-demo --workdir D --upstream-url U --gateway-url G`: the local stack's demo
   data (admin, org, `demo` API, a live key), idempotent; secrets kept in the work dir.
 """
@@ -25,6 +25,7 @@ from tollgate.accounts.config import Settings
 from tollgate.accounts.identity import passwords
 from tollgate.accounts.identity import repository as users
 from tollgate.accounts.identity import service as identity
+from tollgate.accounts.identity import state as user_state
 from tollgate.accounts.identity.signing import rotate_keyring
 from tollgate.accounts.keys import repository as keys_repo
 from tollgate.accounts.keys import service as keys
@@ -86,19 +87,19 @@ def rotate_signing_key(settings: Settings, args: list[str]) -> int:
 def republish(settings: Settings, args: list[str]) -> int:
     configure_logging("accounts", settings.log_level, json=settings.log_json)
 
-    async def run() -> tuple[int, int]:
+    async def run() -> tuple[int, int, int]:
         engine = create_engine(settings.database_url, pool_size=1)
         try:
-            async with session_maker(engine)() as session, session.begin():
-                return (
-                    await keys.republish_all(session, settings),
-                    await apis.republish_all(session, settings),
-                )
+            sessions = session_maker(engine)
+            async with sessions() as session, session.begin():
+                key_count = await keys.republish_all(session, settings)
+                api_count = await apis.republish_all(session, settings)
+            return key_count, api_count, await user_state.republish_all(sessions)
         finally:
             await engine.dispose()
 
-    key_count, api_count = asyncio.run(run())
-    print(f"republished {key_count} keys and {api_count} APIs")
+    key_count, api_count, user_count = asyncio.run(run())
+    print(f"republished {key_count} keys, {api_count} APIs and {user_count} users")
     return 0
 
 

@@ -57,6 +57,8 @@ class User(Base):
     sessions_revoked_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), nullable=True
     )
+    state_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Version of the user's state on `tollgate.accounts.users.v1` (see identity.state)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
 
 

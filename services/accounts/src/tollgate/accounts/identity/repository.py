@@ -58,6 +58,27 @@ async def update_user(session: AsyncSession, user_id: uuid.UUID, **values: Any) 
     await session.execute(update(User).where(User.id == user_id).values(**values))
 
 
+async def fresh_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """The user as the database holds it now (attributes reloaded even when the
+    session already holds the object)."""
+    stmt = select(User).where(User.id == user_id).execution_options(populate_existing=True)
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def bump_state_version(session: AsyncSession, user_id: uuid.UUID) -> int | None:
+    """Increase the user's published-state version under its row lock; the new
+    version, or None when there is no such user."""
+    stmt = (
+        update(User)
+        .where(User.id == user_id)
+        .values(state_version=User.state_version + 1)
+        .returning(User.state_version)
+        .execution_options(synchronize_session=False)
+    )
+    version: int | None = (await session.execute(stmt)).scalar_one_or_none()
+    return version
+
+
 async def list_users(
     session: AsyncSession,
     *,

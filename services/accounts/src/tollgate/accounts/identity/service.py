@@ -28,6 +28,7 @@ from tollgate.accounts.config import Settings
 from tollgate.accounts.identity import passwords, throttle, totp
 from tollgate.accounts.identity import repository as repo
 from tollgate.accounts.identity.signing import SigningKeyring
+from tollgate.accounts.identity.state import publish_user_state
 from tollgate.accounts.identity.tokens import new_secret, secret_hash
 from tollgate.accounts.models import User
 from tollgate.accounts.sealed import sealer
@@ -98,6 +99,7 @@ async def register(
         is_active=True,
         totp_enabled=False,
     )
+    await publish_user_state(session, user.id)
     await emit(
         session,
         UserRegistered(
@@ -125,6 +127,7 @@ async def ensure_admin(
         if not existing.is_admin:
             await repo.update_user(session, existing.id, is_admin=True)
             existing.is_admin = True
+            await publish_user_state(session, existing.id)
             await record(
                 session, actor, "user.promote_admin", target_type="user", target_id=existing.id
             )
@@ -325,6 +328,7 @@ async def logout(session: AsyncSession, actor: Actor, *, raw: str, everywhere: b
     if everywhere:
         await repo.revoke_user_refresh_tokens(session, user_id, now)
         await repo.update_user(session, user_id, sessions_revoked_at=now)
+        await publish_user_state(session, user_id)
     else:
         token = await repo.lock_refresh_token(session, secret_hash(raw))
         if (
@@ -413,6 +417,7 @@ async def confirm_password_reset(
     )
     await repo.use_all_password_resets(session, reset.user_id, now)
     await repo.revoke_user_refresh_tokens(session, reset.user_id, now)
+    await publish_user_state(session, reset.user_id)
     user = await repo.get_user(session, reset.user_id)
     assert user is not None
     await throttle.forget_account(session, user.email)
@@ -551,6 +556,7 @@ async def set_user_active(
         await repo.update_user(session, user_id, is_active=False, sessions_revoked_at=now)
         await repo.revoke_user_refresh_tokens(session, user_id, now)
         await repo.use_all_password_resets(session, user_id, now)
+    await publish_user_state(session, user_id)
     await record(
         session,
         actor,

@@ -18,6 +18,7 @@ from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
 from tollgate.accounts.identity import repository as users
 from tollgate.accounts.identity.service import normalise_email
+from tollgate.accounts.identity.state import publish_user_state
 from tollgate.accounts.identity.tokens import new_secret, secret_hash
 from tollgate.accounts.models import Invitation, Membership, Org, User
 from tollgate.accounts.orgs import repository as repo
@@ -47,6 +48,7 @@ async def create_org(session: AsyncSession, settings: Settings, actor: Actor, *,
         session, id=uuid7(), name=name.strip(), created_by=principal.user_id
     )
     await repo.upsert_membership(session, org.id, principal.user_id, Role.owner)
+    await publish_user_state(session, principal.user_id)
     await record(
         session,
         actor,
@@ -115,6 +117,7 @@ async def change_role(
     if before == Role.owner and role != Role.owner:
         await _guard_last_owner(session, org_id, user_id)
     await repo.upsert_membership(session, org_id, user_id, role)
+    await publish_user_state(session, user_id)
     await record(
         session,
         actor,
@@ -142,6 +145,7 @@ async def remove_member(
     if membership.role == Role.owner:
         await _guard_last_owner(session, org_id, user_id)
     await repo.delete_membership(session, org_id, user_id)
+    await publish_user_state(session, user_id)
     await record(
         session,
         actor,
@@ -248,6 +252,7 @@ async def accept_invitation(session: AsyncSession, actor: Actor, *, token: str) 
     current = await repo.lock_membership(session, invitation.org_id, principal.user_id)
     if current is None:
         await repo.upsert_membership(session, invitation.org_id, principal.user_id, invitation.role)
+        await publish_user_state(session, principal.user_id)
     await record(
         session,
         actor,
