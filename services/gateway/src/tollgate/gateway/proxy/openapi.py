@@ -96,6 +96,13 @@ class Schema:
         for error in self.validator.iter_errors(instance):
             path = [*prefix, *error.instance_path]
             kind = error.kind
+            if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
+                # One violation per property that is not allowed, pointing at it.
+                found.extend(
+                    f"{pointer(*path, name)}: property {name!r} is not allowed"
+                    for name in kind.unexpected
+                )
+                continue
             if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
                 path.append(kind.property)
             found.append(f"{pointer(*path)}: {error.message}")
