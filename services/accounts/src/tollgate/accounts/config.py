@@ -88,6 +88,12 @@ class Settings(ServiceSettings):
         True, description="resolve upstream host names and refuse blocked addresses"
     )
     max_openapi_bytes: int = Field(1_048_576, ge=1024, description="OpenAPI import cap")
+    max_published_openapi_bytes: int = Field(
+        524_288,
+        ge=1024,
+        description="largest OpenAPI document (compact JSON) published to gateways in "
+        "ApiUpserted for the mock and request validation; larger ones stay in the registry",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -232,6 +232,8 @@ class Api(Base):
     upstream_headers_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
     upstream_header_names: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
     openapi_document: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    sandbox_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    sandbox: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -253,6 +255,7 @@ class ApiRoute(Base):
     limits: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     required_scopes: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
     operation_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    sandbox: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
 
 
 class AuditEntry(Base):
