@@ -53,6 +53,35 @@ Price = Annotated[int, Field(ge=0, le=1_000_000_000_000), JSON_INTEGER]
 TimeoutMs = Annotated[int, Field(ge=1, le=300_000), JSON_INTEGER]
 
 
+LatencyMs = Annotated[int, Field(ge=0, le=60_000), JSON_INTEGER]
+ErrorPercent = Annotated[int, Field(ge=0, le=100), JSON_INTEGER]
+
+
+class SandboxIn(RequestModel):
+    """Mock, test-mode and contract settings of an API (omitted: off) or of a route
+    (omitted or null: the API's). Published to every gateway in `ApiUpserted`."""
+
+    mock: StrictFlag | None = Field(
+        None, description="answer every key (live too) from the mock built from the document"
+    )
+    mock_stateful: StrictFlag | None = Field(
+        None, description="the mock keeps created resources per key (CRUD and list)"
+    )
+    mock_latency_ms: LatencyMs | None = Field(None, description="delay before each mocked answer")
+    mock_error_percent: ErrorPercent | None = Field(
+        None, description="share of mocked calls answered with a 500 (resilience testing)"
+    )
+    validate_requests: StrictFlag | None = Field(
+        None, description="400 for requests that break the document; never forwarded or charged"
+    )
+    validate_responses: StrictFlag | None = Field(
+        None, description="test mode: report sandbox answers that break the document (drift)"
+    )
+
+    def stored(self) -> dict[str, object]:
+        return self.model_dump(exclude_none=True)
+
+
 # Request bodies of the registry (`RequestModel`): prices, timeouts and flags are strict
 # JSON integers and booleans (`"10"`, `true`, `1.5`, `0`, `"false"` are a 422, never coerced).
 
@@ -63,6 +92,7 @@ class RouteIn(RequestModel):
     price: Price | None = Field(None, description="credits per call; null = the API's price")
     limits: LimitsIn = Field(default_factory=LimitsIn)
     required_scopes: list[Scope] = Field(default_factory=list, max_length=50)
+    sandbox: SandboxIn | None = Field(None, description="overrides of the API's sandbox settings")
 
 
 class RoutePatch(RequestModel):
@@ -73,6 +103,7 @@ class RoutePatch(RequestModel):
     price: Price | None = None
     limits: LimitsIn | SkipJsonSchema[None] = None
     required_scopes: Annotated[list[Scope], Field(max_length=50)] | SkipJsonSchema[None] = None
+    sandbox: SandboxIn | None = None
 
 
 class RouteOut(BaseModel):
@@ -85,6 +116,7 @@ class RouteOut(BaseModel):
     limits: dict[str, int]
     required_scopes: list[str]
     operation_id: str | None
+    sandbox: dict[str, object] | None = None
 
 
 class ApiCreateIn(RequestModel):
@@ -102,6 +134,12 @@ class ApiCreateIn(RequestModel):
         None, description="write-only credential headers injected upstream; sealed at rest"
     )
     routes: list[RouteIn] = Field(default_factory=list, max_length=500)
+    sandbox_url: str | None = Field(
+        None,
+        max_length=2048,
+        description="where `tg_test_` keys are forwarded; null: test keys get the mock",
+    )
+    sandbox: SandboxIn = Field(default_factory=SandboxIn)
 
 
 class ApiPatch(RequestModel):
@@ -119,6 +157,8 @@ class ApiPatch(RequestModel):
     charge_failed_calls: StrictFlag | SkipJsonSchema[None] = None
     limits: LimitsIn | SkipJsonSchema[None] = None
     upstream_headers: UpstreamHeaders | None = None
+    sandbox_url: Annotated[str, Field(max_length=2048)] | None = None
+    sandbox: SandboxIn | SkipJsonSchema[None] = None
 
 
 class ApiOut(BaseModel):
@@ -140,6 +180,8 @@ class ApiOut(BaseModel):
     has_upstream_credentials: bool
     upstream_header_names: list[str]
     has_openapi_document: bool
+    sandbox_url: str | None = None
+    sandbox: dict[str, object] = Field(default_factory=dict)
     routes: list[RouteOut]
     version: int
     created_at: datetime

@@ -37,7 +37,12 @@ from tollgate.accounts.limits import as_contract
 from tollgate.accounts.models import Api, ApiRoute
 from tollgate.accounts.sealed import sealer
 from tollgate.contracts import topics
-from tollgate.contracts.events.accounts import ApiStatus, ApiUpserted, RouteSpec
+from tollgate.contracts.events.accounts import (
+    ApiStatus,
+    ApiUpserted,
+    RouteSpec,
+    SandboxSettings,
+)
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.outbox import emit, emit_tombstone
 from tollgate.kit.problems import Conflict, NotFound, Problem, Unprocessable
@@ -64,6 +69,8 @@ def api_out(api: Api, routes: list[ApiRoute], *, admin: bool) -> ApiOut:
         has_upstream_credentials=api.upstream_headers_sealed is not None,
         upstream_header_names=list(api.upstream_header_names) if admin else [],
         has_openapi_document=api.openapi_document is not None,
+        sandbox_url=api.sandbox_url,
+        sandbox=dict(api.sandbox or {}),
         routes=[RouteOut.model_validate(r) for r in routes],
         version=api.version,
         created_at=api.created_at,
@@ -115,16 +122,32 @@ async def publish_state(session: AsyncSession, settings: Settings, api: Api) -> 
                     price=r.price,
                     limits=as_contract(r.limits),
                     required_scopes=list(r.required_scopes),
+                    sandbox=SandboxSettings(**r.sandbox) if r.sandbox is not None else None,
                 )
                 for r in routes
             ],
             upstream_headers_sealed=api.upstream_headers_sealed,
+            sandbox_url=api.sandbox_url,
+            sandbox=SandboxSettings(**(api.sandbox or {})),
+            openapi_document=published_document(settings, api.openapi_document),
             version=api.version,
             updated_at=api.updated_at,
         ),
         subject=str(api.id),
     )
     return routes
+
+
+def published_document(
+    settings: Settings, document: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The OpenAPI document as gateways get it in `ApiUpserted` (the mock and validation
+    are built from it), or None when it is larger than `max_published_openapi_bytes`
+    (compact JSON): one compacted record per API must stay under the broker's limit."""
+    if document is None:
+        return None
+    size = len(json.dumps(document, separators=(",", ":")).encode())
+    return document if size <= settings.max_published_openapi_bytes else None
 
 
 async def _changed(session: AsyncSession, settings: Settings, api: Api) -> list[ApiRoute]:
@@ -141,6 +164,7 @@ def _route_values(route: RouteIn) -> dict[str, Any]:
         "price": route.price,
         "limits": route.limits.stored(),
         "required_scopes": route.required_scopes,
+        "sandbox": route.sandbox.stored() if route.sandbox is not None else None,
     }
 
 
@@ -152,6 +176,7 @@ async def create_api(
     session: AsyncSession, settings: Settings, actor: Actor, body: ApiCreateIn
 ) -> ApiOut:
     upstream = await _upstream(settings, body.upstream_url)
+    sandbox_url = await _upstream(settings, body.sandbox_url) if body.sandbox_url else None
     if await repo.get_api_by_slug(session, body.slug) is not None:
         raise Conflict("slug-taken", "An API with this slug exists.")
     seen = {(r.method, r.path_template) for r in body.routes}
@@ -176,6 +201,8 @@ async def create_api(
             _seal_headers(settings, body.upstream_headers) if body.upstream_headers else None
         ),
         upstream_header_names=sorted(body.upstream_headers or {}),
+        sandbox_url=sandbox_url,
+        sandbox=body.sandbox.stored(),
         created_at=now,
         updated_at=now,
         version=1,
@@ -240,10 +267,12 @@ async def update_api(
             diff["credential_names"] = [list(api.upstream_header_names), names]
             api.upstream_header_names = names
             continue
-        if value is None and field != "sunset_at":
+        if value is None and field not in ("sunset_at", "sandbox_url"):
             raise Unprocessable("validation", f"{field} cannot be null.")
-        if field == "upstream_url":
+        if field in ("upstream_url", "sandbox_url") and value is not None:
             value = await _upstream(settings, value)
+        if field == "sandbox":
+            value = patch.sandbox.stored() if patch.sandbox else {}
         if field == "limits":
             value = patch.limits.stored() if patch.limits else {}
         before = getattr(api, field)
@@ -322,10 +351,12 @@ async def update_route(
     diff: dict[str, Any] = {}
     for field in patch.model_fields_set:
         value = getattr(patch, field)
-        if value is None and field != "price":
+        if value is None and field not in ("price", "sandbox"):
             raise Unprocessable("validation", f"{field} cannot be null.")
         if field == "limits":
             value = patch.limits.stored() if patch.limits else {}
+        if field == "sandbox":
+            value = patch.sandbox.stored() if patch.sandbox is not None else None
         if getattr(route, field) != value:
             diff[field] = [getattr(route, field), value]
             setattr(route, field, value)
