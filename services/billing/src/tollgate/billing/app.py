@@ -11,8 +11,9 @@ from tollgate.billing.balances.api import router as balances_router
 from tollgate.billing.config import Settings
 from tollgate.billing.ledger.api import router as ledger_router
 from tollgate.billing.ledger.consumers import build_broker
-from tollgate.billing.maintenance import run_balance_publisher, run_purge
+from tollgate.billing.maintenance import run_balance_publisher, run_period_roller, run_purge
 from tollgate.billing.models import outbox
+from tollgate.billing.plans.api import router as plans_router
 from tollgate.billing.sms.consumers import subscribe_sms_charges
 from tollgate.billing.statements.api import router as statements_router
 from tollgate.contracts import topics
@@ -51,6 +52,7 @@ def create_app(
             background=(
                 lambda sessions: run_balance_publisher(sessions, settings),
                 lambda sessions: run_purge(sessions, settings),
+                lambda sessions: run_period_roller(sessions, settings),
             ),
         ):
             yield
@@ -58,7 +60,7 @@ def create_app(
     app = create_service_app(
         service="billing",
         title="Tollgate billing",
-        description="Tollgate billing: prepaid credit ledger, balances and top-ups.",
+        description="Tollgate billing: prepaid credit ledger, balances, top-ups and plans.",
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
         settings=settings,
@@ -66,4 +68,5 @@ def create_app(
     app.include_router(balances_router, prefix="/v1")
     app.include_router(ledger_router, prefix="/v1")
     app.include_router(statements_router, prefix="/v1")
+    app.include_router(plans_router, prefix="/v1")
     return app

@@ -62,6 +62,13 @@ class Settings(ServiceSettings):
         "request topic's retention (7 days) so a replay never debits twice",
     )
 
+    plan_period_check_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="how often orgs whose plan period or trial ended move to the next "
+        "period (a waiting downgrade applies then)",
+    )
+
 
 CurrentSettings = Annotated[Settings, Depends(settings_dependency(Settings))]
 """FastAPI dependency: the running app's settings."""

@@ -1,5 +1,6 @@
-"""Background duties of a billing replica: publishing moved balances and forgetting
-expired idempotency keys and debited request ids.
+"""Background duties of a billing replica: publishing moved balances, starting the
+next plan period of orgs whose period ended, and forgetting expired idempotency keys
+and debited request ids.
 
 Two jobs on the kit's `every` loop, beside the HTTP server and the consumer; each
 round is its own short transaction, and accounts another transaction holds are
@@ -9,11 +10,13 @@ skipped, so they never block debits or top-ups. Any number of replicas may run t
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from tollgate.billing.balances import service as balances
 from tollgate.billing.config import Settings
 from tollgate.billing.idempotency import service as idempotency
 from tollgate.billing.ledger import service as ledger
+from tollgate.billing.plans import service as plans
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.jobs import every
 
@@ -56,3 +59,20 @@ async def run_purge(sessions: SessionMaker, settings: Settings) -> None:
         await purge_expired(sessions, settings)
 
     await every(PURGE_EVERY_SECONDS, step, name="billing purge")
+
+
+async def roll_plan_periods(sessions: SessionMaker) -> None:
+    """One round: start the next period of orgs whose plan period (or trial) ended."""
+    async with sessions() as session, session.begin():
+        rolled = await plans.roll_periods(session, datetime.now(UTC))
+    if rolled:
+        log.info("plan periods started", extra={"orgs": rolled})
+
+
+async def run_period_roller(sessions: SessionMaker, settings: Settings) -> None:
+    """`roll_plan_periods` every `plan_period_check_seconds`, until cancelled."""
+
+    async def step() -> None:
+        await roll_plan_periods(sessions)
+
+    await every(settings.plan_period_check_seconds, step, name="billing plan periods")

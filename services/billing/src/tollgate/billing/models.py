@@ -8,6 +8,10 @@
 - `debited_requests`: the id of every request event already charged, so a Kafka
   redelivery or a re-published event never debits twice.
 - `idempotency_keys`: the first response to each admin `Idempotency-Key`.
+- `plans`: the rate cards operators offer (price, included requests, past-quota
+  behaviour, plan-wide limits, trial days).
+- `org_plans`: each org's plan, its current period, a downgrade waiting for the
+  period end, and the state last published to `tollgate.billing.plans.v1`.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -28,6 +34,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tollgate.kit.outbox import outbox_table
@@ -120,6 +127,67 @@ class IdempotencyRecord(Base):
         LargeBinary, comment="the exact response body, replayed byte for byte"
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+PAST_QUOTA = ("reject_402", "reject_429", "overage")
+PLAN_STATUSES = ("active", "trialing", "past_due", "suspended")
+
+
+class Plan(Base):
+    """A rate card: what an org on it pays per month and what it may call."""
+
+    __tablename__ = "plans"
+    __table_args__ = (
+        CheckConstraint("monthly_price >= 0", name="ck_plans_monthly_price"),
+        CheckConstraint(
+            "included_requests IS NULL OR included_requests >= 0", name="ck_plans_included"
+        ),
+        CheckConstraint("overage_price >= 0", name="ck_plans_overage_price"),
+        CheckConstraint("trial_days >= 0", name="ck_plans_trial_days"),
+        CheckConstraint(
+            "past_quota IN ('reject_402', 'reject_429', 'overage')", name="ck_plans_past_quota"
+        ),
+        Index("uq_plans_name_live", "name", unique=True, postgresql_where=text("NOT archived")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    monthly_price: Mapped[int] = mapped_column(BigInteger, comment="minor currency units")
+    currency: Mapped[str] = mapped_column(String(3))
+    included_requests: Mapped[int | None] = mapped_column(BigInteger, comment="null: unlimited")
+    past_quota: Mapped[str] = mapped_column(String(16))
+    overage_price: Mapped[int] = mapped_column(BigInteger, comment="credits per call past quota")
+    rate_limits: Mapped[dict[str, int]] = mapped_column(JSONB)
+    trial_days: Mapped[int] = mapped_column(Integer)
+    archived: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class OrgPlan(Base):
+    """The plan an org is on, its current period and what comes at the period end."""
+
+    __tablename__ = "org_plans"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('active', 'trialing', 'past_due', 'suspended')", name="ck_org_plans_status"
+        ),
+        Index("ix_org_plans_plan", "plan_id"),
+        Index("ix_org_plans_period_end", "period_end"),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("plans.id"))
+    next_plan_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("plans.id"), comment="a downgrade that takes effect at period_end"
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    period_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    trial_ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    trial_used: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    version: Mapped[int] = mapped_column(BigInteger, comment="of the last PlanState enqueued")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 outbox = outbox_table(Base.metadata)

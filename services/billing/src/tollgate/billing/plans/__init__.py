@@ -1,0 +1,1 @@
+"""Plans (rate cards) and each org's plan, published to the gateway."""

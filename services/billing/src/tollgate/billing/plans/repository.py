@@ -1,0 +1,103 @@
+"""SQL of the plans and org_plans tables. No business rules here."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.billing.models import OrgPlan, Plan
+
+
+async def insert_plan(session: AsyncSession, values: dict[str, Any]) -> Plan | None:
+    """Insert a plan; None when a live plan already has its name."""
+    try:
+        async with session.begin_nested():
+            await session.execute(insert(Plan).values(**values))
+    except IntegrityError:
+        return None
+    return await get_plan(session, values["id"])
+
+
+async def get_plan(session: AsyncSession, plan_id: uuid.UUID, *, lock: bool = False) -> Plan | None:
+    stmt = select(Plan).where(Plan.id == plan_id).execution_options(populate_existing=True)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def update_plan(session: AsyncSession, plan_id: uuid.UUID, values: dict[str, Any]) -> bool:
+    """Write changed plan columns; False when a live plan already has the new name."""
+    try:
+        async with session.begin_nested():
+            await session.execute(update(Plan).where(Plan.id == plan_id).values(**values))
+    except IntegrityError:
+        return False
+    return True
+
+
+async def list_plans(
+    session: AsyncSession, *, archived: bool, after: uuid.UUID | None, limit: int
+) -> Sequence[Plan]:
+    """Plans by id (creation order: ids are UUIDv7), after `after`."""
+    stmt = select(Plan).order_by(Plan.id).limit(limit)
+    if not archived:
+        stmt = stmt.where(Plan.archived.is_(False))
+    if after is not None:
+        stmt = stmt.where(Plan.id > after)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def lock_org_plan(session: AsyncSession, org_id: uuid.UUID) -> OrgPlan | None:
+    stmt = (
+        select(OrgPlan)
+        .where(OrgPlan.org_id == org_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_org_plan(session: AsyncSession, org_id: uuid.UUID) -> OrgPlan | None:
+    return (
+        await session.execute(select(OrgPlan).where(OrgPlan.org_id == org_id))
+    ).scalar_one_or_none()
+
+
+async def insert_org_plan(session: AsyncSession, values: dict[str, Any]) -> None:
+    """Insert an org's first plan row (the caller holds no row: first assignment)."""
+    await session.execute(
+        insert(OrgPlan).values(**values).on_conflict_do_nothing(index_elements=["org_id"])
+    )
+
+
+async def lock_orgs_on_plan(session: AsyncSession, plan_id: uuid.UUID) -> Sequence[OrgPlan]:
+    """Every org on the plan (or waiting to move to it), locked, in org id order."""
+    stmt = (
+        select(OrgPlan)
+        .where((OrgPlan.plan_id == plan_id) | (OrgPlan.next_plan_id == plan_id))
+        .order_by(OrgPlan.org_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def lock_periods_ended(session: AsyncSession, now: datetime, limit: int) -> Sequence[OrgPlan]:
+    """Org plans whose period has ended (or whose trial has), locked, skipping rows
+    another transaction holds."""
+    stmt = (
+        select(OrgPlan)
+        .where((OrgPlan.period_end <= now) | (OrgPlan.trial_ends_at <= now))
+        .order_by(OrgPlan.period_end)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalars().all()

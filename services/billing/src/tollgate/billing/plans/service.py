@@ -1,0 +1,229 @@
+"""Plan rules: rate cards, putting an org on one, periods, suspension.
+
+An org has at most one plan. A first plan, an upgrade (a higher monthly price) or a
+move to a plan of the same price applies at once and keeps the current period, so
+the requests already used count against the new quota; a downgrade waits for the
+period end (`next_plan_id`). Every change of an org's plan, period or standing, and
+every edit of a plan it is on, enqueues the org's `PlanState` (outbox) with the next
+version; the gateway enforces it within a second. Nothing here commits.
+"""
+
+from __future__ import annotations
+
+import calendar
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.billing.models import OrgPlan, Plan
+from tollgate.billing.plans import repository
+from tollgate.billing.plans.schemas import PlanIn, PlanPatch
+from tollgate.contracts.events.accounts import Limits
+from tollgate.contracts.events.billing import PastQuota, PlanState, PlanStatus
+from tollgate.contracts.ids import uuid7
+from tollgate.kit.outbox import emit
+from tollgate.kit.problems import Conflict, Forbidden, NotFound
+
+
+def add_month(moment: datetime) -> datetime:
+    """The same day and time one calendar month later (the 31st → the month's last day)."""
+    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def no_plan(plan_id: uuid.UUID) -> NotFound:
+    return NotFound("plan-not-found", f"No plan {plan_id}.")
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict("plan-name-taken", f"A plan named {name!r} exists already.")
+
+
+async def create_plan(session: AsyncSession, body: PlanIn) -> Plan:
+    """Add a rate card; 409 `plan-name-taken` when a live plan has the name."""
+    values = body.model_dump(mode="json")
+    values["rate_limits"] = body.rate_limits.model_dump(exclude_none=True)
+    values["id"] = uuid7()
+    plan = await repository.insert_plan(session, values)
+    if plan is None:
+        raise _name_taken(body.name)
+    return plan
+
+
+async def get_plan(session: AsyncSession, plan_id: uuid.UUID) -> Plan:
+    plan = await repository.get_plan(session, plan_id)
+    if plan is None:
+        raise no_plan(plan_id)
+    return plan
+
+
+async def list_plans(
+    session: AsyncSession, *, archived: bool, after: uuid.UUID | None, limit: int
+) -> Sequence[Plan]:
+    return await repository.list_plans(session, archived=archived, after=after, limit=limit)
+
+
+async def update_plan(session: AsyncSession, plan_id: uuid.UUID, patch: PlanPatch) -> Plan:
+    """Change a plan's terms; every org on it gets its new `PlanState` at once."""
+    plan = await repository.get_plan(session, plan_id, lock=True)
+    if plan is None:
+        raise no_plan(plan_id)
+    values: dict[str, Any] = patch.model_dump(
+        exclude_none=True, exclude={"unlimited_requests", "rate_limits"}, mode="json"
+    )
+    if patch.unlimited_requests:
+        values["included_requests"] = None
+    if patch.rate_limits is not None:
+        values["rate_limits"] = patch.rate_limits.model_dump(exclude_none=True)
+    if not values:
+        return plan
+    values["updated_at"] = datetime.now(UTC)
+    if not await repository.update_plan(session, plan_id, values):
+        raise _name_taken(str(values.get("name")))
+    plan = await get_plan(session, plan_id)
+    now = datetime.now(UTC)
+    for org_plan in await repository.lock_orgs_on_plan(session, plan_id):
+        if org_plan.plan_id == plan_id:
+            await _publish(session, org_plan, plan, now)
+    return plan
+
+
+def plan_state(org_plan: OrgPlan, plan: Plan, now: datetime) -> PlanState:
+    """The contract state of an org's plan."""
+    return PlanState(
+        org_id=org_plan.org_id,
+        plan_id=plan.id,
+        plan_name=plan.name,
+        status=PlanStatus(org_plan.status),
+        included_requests=plan.included_requests,
+        past_quota=PastQuota(plan.past_quota),
+        overage_price=plan.overage_price,
+        rate_limits=Limits.model_validate(plan.rate_limits),
+        period_start=org_plan.period_start,
+        period_end=org_plan.period_end,
+        trial_ends_at=org_plan.trial_ends_at,
+        version=org_plan.version,
+        as_of=now,
+    )
+
+
+async def _publish(session: AsyncSession, org_plan: OrgPlan, plan: Plan, now: datetime) -> None:
+    org_plan.version += 1
+    org_plan.updated_at = now
+    state = plan_state(org_plan, plan, now)
+    await session.flush()  # the loaded row carries the change (unit of work)
+    await emit(session, state, subject=state.kafka_key())
+
+
+@dataclass(frozen=True)
+class OrgPlanView:
+    """An org's plan row with the plans it names."""
+
+    org_plan: OrgPlan
+    plan: Plan
+    next_plan: Plan | None
+
+
+async def _view(session: AsyncSession, org_plan: OrgPlan) -> OrgPlanView:
+    plan = await get_plan(session, org_plan.plan_id)
+    following = await get_plan(session, org_plan.next_plan_id) if org_plan.next_plan_id else None
+    return OrgPlanView(org_plan, plan, following)
+
+
+async def org_plan(session: AsyncSession, org_id: uuid.UUID) -> OrgPlanView:
+    """The org's plan; 404 `no-plan` when it has none."""
+    row = await repository.get_org_plan(session, org_id)
+    if row is None:
+        raise NotFound("no-plan", "The organisation is not on a plan.")
+    return await _view(session, row)
+
+
+def _start_trial(row: OrgPlan, plan: Plan, now: datetime) -> None:
+    if plan.trial_days and not row.trial_used:
+        row.status = PlanStatus.TRIALING.value
+        row.trial_ends_at = now + timedelta(days=plan.trial_days)
+        row.trial_used = True
+
+
+async def assign_plan(
+    session: AsyncSession, org_id: uuid.UUID, plan_id: uuid.UUID, *, by_admin: bool
+) -> OrgPlanView:
+    """Put an org on a plan. Owners may choose free plans only (a paid plan is paid
+    for first: an admin assigns it, or a subscription does); archived plans are
+    refused. A first plan, an upgrade or a same-price move applies now, a downgrade
+    at the period end; choosing the current plan cancels a pending downgrade."""
+    plan = await repository.get_plan(session, plan_id)
+    if plan is None or plan.archived:
+        raise no_plan(plan_id)
+    if plan.monthly_price > 0 and not by_admin:
+        raise Forbidden(
+            "plan-requires-payment",
+            "A paid plan starts once it is paid for; ask an operator or subscribe.",
+        )
+    now = datetime.now(UTC)
+    row = await repository.lock_org_plan(session, org_id)
+    if row is None:
+        await repository.insert_org_plan(
+            session,
+            {
+                "org_id": org_id,
+                "plan_id": plan.id,
+                "status": PlanStatus.ACTIVE.value,
+                "period_start": now,
+                "period_end": add_month(now),
+                "version": 0,
+            },
+        )
+        row = await repository.lock_org_plan(session, org_id)
+        assert row is not None
+        _start_trial(row, plan, now)
+        await _publish(session, row, plan, now)
+        return await _view(session, row)
+    current = await get_plan(session, row.plan_id)
+    if plan.id == current.id:
+        if row.next_plan_id is not None:
+            row.next_plan_id = None
+            await _publish(session, row, plan, now)
+        return await _view(session, row)
+    if plan.monthly_price < current.monthly_price:
+        row.next_plan_id = plan.id  # a downgrade: at the period end
+        await _publish(session, row, current, now)
+        return await _view(session, row)
+    row.plan_id = plan.id
+    row.next_plan_id = None
+    _start_trial(row, plan, now)
+    await _publish(session, row, plan, now)
+    return await _view(session, row)
+
+
+async def set_status(session: AsyncSession, org_id: uuid.UUID, status: PlanStatus) -> OrgPlanView:
+    """Suspend (402 at the gateway) or reinstate an org's plan."""
+    row = await repository.lock_org_plan(session, org_id)
+    if row is None:
+        raise NotFound("no-plan", "The organisation is not on a plan.")
+    if row.status != status.value:
+        row.status = status.value
+        await _publish(session, row, await get_plan(session, row.plan_id), datetime.now(UTC))
+    return await _view(session, row)
+
+
+async def roll_periods(session: AsyncSession, now: datetime, limit: int = 500) -> int:
+    """Start the next period of every org whose period ended (applying a waiting
+    downgrade) and end finished trials; returns how many orgs changed."""
+    rows = await repository.lock_periods_ended(session, now, limit)
+    for row in rows:
+        while row.period_end <= now:
+            row.period_start, row.period_end = row.period_end, add_month(row.period_end)
+            if row.next_plan_id is not None:
+                row.plan_id, row.next_plan_id = row.next_plan_id, None
+        if row.trial_ends_at is not None and row.trial_ends_at <= now:
+            row.trial_ends_at = None
+            if row.status == PlanStatus.TRIALING.value:
+                row.status = PlanStatus.ACTIVE.value
+        await _publish(session, row, await get_plan(session, row.plan_id), now)
+    return len(rows)
