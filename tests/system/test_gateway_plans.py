@@ -1,0 +1,223 @@
+"""Plans enforced at the gateway, with every part a real process on the real broker:
+plans and an org's plan from billing (outbox → `tollgate.billing.plans.v1`), keys and
+APIs from accounts, decisions at a two-worker gateway counting quota in Redis.
+
+An org on a plan with N included requests gets exactly N answers 200, then 402
+`quota-exceeded`; an upgrade lifts the stop; a suspended org gets 402
+`plan-suspended` and a reinstated one 200. Prints the time from the upgrade (billing's
+answer) to the first 200, p50/p99/max over 20 trials, and suspension/reinstatement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tollgate.kit import localdeps
+from tollgate.kit.sealing import new_sealing_key
+
+from .services import ServiceProcess, service_process
+
+pytestmark = pytest.mark.system
+
+ROOT = Path(__file__).resolve().parents[2]
+TRIALS = 20
+PER_TRIAL = 3  # each plan includes 3 more requests than the one before
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+async def first_status(
+    gw: httpx.AsyncClient, headers: dict[str, str], wanted: int, limit_s: float = 5.0
+) -> float:
+    """Seconds until the gateway answers `wanted` (polling every ~5 ms)."""
+    started = time.monotonic()
+    while (await gw.get("/metered/hello", headers=headers)).status_code != wanted:
+        assert time.monotonic() - started < limit_s, f"no {wanted} within {limit_s} s"
+        await asyncio.sleep(0.005)
+    return time.monotonic() - started
+
+
+async def test_quota_upgrade_and_suspension_at_the_gateway(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    database_factory: Callable[[str], str],
+    redis_url: str,
+) -> None:
+    secrets = {"SEALING_KEYS": new_sealing_key(), "KEY_PEPPER": uuid.uuid4().hex}
+    accounts = service_process(
+        "accounts",
+        tmp_path,
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        database_url=database_factory("plans_accounts"),
+        extra={
+            **secrets,
+            "SIGNING_KEY_FILE": str(tmp_path / "signing.pem"),
+            "SIGNING_KEY_GENERATE": "true",
+            "ALLOW_PRIVATE_UPSTREAMS": "true",
+            "ADMIN_EMAIL": "ops@example.com",
+            "ADMIN_PASSWORD": "operator-Pass-2026",
+        },
+    )
+    billing = service_process(
+        "billing",
+        tmp_path,
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        database_url=database_factory("plans_billing"),
+        extra={"JWKS_URL": f"{accounts.url}/.well-known/jwks.json"},
+    )
+    gateway = service_process(
+        "gateway",
+        tmp_path,
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        extra={
+            **secrets,
+            "SPOOL_DIR": str(tmp_path / "spool"),
+            "ALLOW_PRIVATE_UPSTREAMS": "true",  # the demo upstream is on loopback
+            # Two workers share one exact count per org and period in Redis.
+            "WORKERS": "2",
+            "RATE_LIMIT_POLICY": "redis",
+            "REDIS_URL": redis_url,
+            "REDIS_TIMEOUT_MS": "1000",
+        },
+    )
+    upstream_port = localdeps.free_port()
+    upstream = localdeps.start_program(
+        "upstream",
+        [sys.executable, str(ROOT / "infra" / "demo_upstream.py"), "--port", str(upstream_port)],
+        tmp_path,
+        port=upstream_port,
+        ready_path="/healthz",
+    )
+    services: list[ServiceProcess] = [accounts, billing, gateway]
+    try:
+        for svc in services:
+            svc.start()
+        async with (
+            httpx.AsyncClient(base_url=accounts.url, timeout=10) as acc,
+            httpx.AsyncClient(base_url=billing.url, timeout=10) as bil,
+            httpx.AsyncClient(base_url=gateway.url, timeout=10) as gw,
+        ):
+            login = await acc.post(
+                "/v1/auth/token",
+                data={"username": "ops@example.com", "password": "operator-Pass-2026"},
+            )
+            assert login.status_code == 200, login.text
+            admin = {"authorization": f"Bearer {login.json()['access_token']}"}
+            acc.headers.update(admin)
+            bil.headers.update(admin)
+            org = (await acc.post("/v1/orgs", json={"name": "Metered"})).json()
+            api = await acc.post(
+                "/v1/apis",
+                json={
+                    "slug": "metered",
+                    "name": "Metered API",
+                    "upstream_url": f"http://127.0.0.1:{upstream_port}",
+                    "price": 1,
+                },
+            )
+            assert api.status_code == 201, api.text
+            topped = await bil.post(
+                f"/v1/orgs/{org['id']}/credits",
+                json={"amount": 100_000, "reason": "plenty: only the plan stops this org"},
+                headers={"idempotency-key": uuid.uuid4().hex},
+            )
+            assert topped.status_code == 201, topped.text
+            plans = []
+            for n in range(TRIALS + 1):
+                created = await bil.post(
+                    "/v1/plans",
+                    json={
+                        "name": f"Tier {n}",
+                        "monthly_price": 1000 * (n + 1),
+                        "included_requests": PER_TRIAL * (n + 1),
+                        "past_quota": "reject_402",
+                    },
+                )
+                assert created.status_code == 201, created.text
+                plans.append(created.json())
+            on = await bil.put(f"/v1/orgs/{org['id']}/plan", json={"plan_id": plans[0]["id"]})
+            assert on.status_code == 200, on.text
+            issued = await acc.post(f"/v1/orgs/{org['id']}/keys", json={"name": "metered"})
+            assert issued.status_code == 201, issued.text
+            headers = {"X-API-Key": issued.json()["key"]}
+            # The key reaches the gateway (401 until then); the plan was published first.
+            started = time.monotonic()
+            while (first := await gw.get("/metered/hello", headers=headers)).status_code == 401:
+                assert time.monotonic() - started < 20, "key never replayed"
+                await asyncio.sleep(0.02)
+            assert first.status_code == 200, first.text
+            served = 1
+
+            to_lifted: list[float] = []
+            for trial in range(TRIALS + 1):
+                # Spend the rest of this plan's quota (exactly PER_TRIAL per plan), then 402.
+                while True:
+                    answer = await gw.get("/metered/hello", headers=headers)
+                    if answer.status_code != 200:
+                        break
+                    served += 1
+                    assert served <= PER_TRIAL * (trial + 1), "served past the quota"
+                assert served == PER_TRIAL * (trial + 1), f"trial {trial}: {served} served"
+                assert answer.status_code == 402, answer.text
+                assert answer.headers["content-type"] == "application/problem+json"
+                assert answer.json()["type"].endswith("/quota-exceeded")
+                assert int(answer.headers["retry-after"]) > 0
+                if trial == TRIALS:
+                    break
+                upgraded = await bil.put(
+                    f"/v1/orgs/{org['id']}/plan", json={"plan_id": plans[trial + 1]["id"]}
+                )
+                assert upgraded.status_code == 200, upgraded.text
+                to_lifted.append(await first_status(gw, headers, 200))
+                served += 1
+
+            # An unlimited plan serves the org again; a suspension stops it with 402.
+            top = await bil.post(
+                "/v1/plans",
+                json={"name": "Unlimited", "monthly_price": 10**6, "past_quota": "reject_402"},
+            )
+            assert (
+                await bil.put(f"/v1/orgs/{org['id']}/plan", json={"plan_id": top.json()["id"]})
+            ).status_code == 200
+            await first_status(gw, headers, 200)
+            suspended = await bil.patch(f"/v1/orgs/{org['id']}/plan", json={"status": "suspended"})
+            assert suspended.status_code == 200, suspended.text
+            to_suspended = await first_status(gw, headers, 402)
+            refusal = await gw.get("/metered/hello", headers=headers)
+            assert refusal.status_code == 402
+            assert refusal.json()["type"].endswith("/plan-suspended")
+            reinstated = await bil.patch(f"/v1/orgs/{org['id']}/plan", json={"status": "active"})
+            assert reinstated.status_code == 200, reinstated.text
+            to_reinstated = await first_status(gw, headers, 200)
+
+        print(
+            f"\nplan upgrade -> first 200 over {len(to_lifted)} trials: "
+            f"p50 {statistics.median(to_lifted) * 1000:.0f} ms, "
+            f"p99 {p99(to_lifted) * 1000:.0f} ms, max {max(to_lifted) * 1000:.0f} ms; "
+            f"quota {PER_TRIAL}..{PER_TRIAL * (TRIALS + 1)} served exactly each time "
+            f"(2 workers, redis counts); suspend -> 402 {to_suspended * 1000:.0f} ms; "
+            f"reinstate -> 200 {to_reinstated * 1000:.0f} ms"
+        )
+        assert p99(to_lifted) < 1.0
+        assert to_suspended < 1.0
+        assert to_reinstated < 1.0
+    finally:
+        for svc in services:
+            svc.stop()
+        upstream.stop()
