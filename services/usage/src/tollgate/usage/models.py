@@ -7,7 +7,8 @@
 - `request_log`: one row per request (completed or rejected), partitioned by day on
   `time`; retention drops whole partitions.
 - `usage_minute` (partitioned by day) and `usage_hour`: aggregates per time bucket and
-  (org, key, API, route, method, status, rejection reason), with a mergeable latency
+  (org, key, API, route, method, status, rejection reason), with the key's `mode`
+  (live/test: it follows the key) and a count of answers with contract drift, a mergeable latency
   histogram (see `histogram`). Absent ids (a rejection without a resolved key) are the
   nil UUID, so the primary key needs no NULL handling. Day views are derived from
   `usage_hour`.
@@ -72,6 +73,11 @@ class RequestLogEntry(Base):
     client_ip: Mapped[str] = mapped_column(Text)
     cost: Mapped[int] = mapped_column(BigInteger)
     gateway_instance: Mapped[str] = mapped_column(Text)
+    mode: Mapped[str] = mapped_column(Text, server_default="live", comment="live | test")
+    served_by: Mapped[str | None] = mapped_column(Text, comment="upstream | sandbox | mock")
+    contract_drift: Mapped[list[str] | None] = mapped_column(
+        JSONB, comment="violations of the API's document by the answer (test mode)"
+    )
 
 
 class _Aggregate:
@@ -91,6 +97,8 @@ class _Aggregate:
     credits: Mapped[int] = mapped_column(BigInteger)
     latency_ms_sum: Mapped[int] = mapped_column(BigInteger)
     latency_hist: Mapped[dict[str, int]] = mapped_column(JSONB)
+    mode: Mapped[str] = mapped_column(Text, server_default="live", comment="live | test")
+    drifted: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class UsageMinute(_Aggregate, Base):

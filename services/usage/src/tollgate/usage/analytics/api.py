@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -41,6 +41,10 @@ From = Annotated[
     DateTimeText | None, Query(alias="from", description="Range start (default: to - 24 h).")
 ]
 To = Annotated[DateTimeText | None, Query(alias="to", description="Range end (default: now).")]
+Mode = Annotated[
+    Literal["live", "test"],
+    Query(description="`live` (default) or `test` traffic (`tg_test_` keys): counted apart."),
+]
 
 
 def _span(settings: Settings, start: AwareDatetime | None, end: AwareDatetime | None) -> TimeRange:
@@ -61,12 +65,13 @@ async def get_summary(
     org_id: uuid.UUID | None = None,
     start: From = None,
     end: To = None,
+    mode: Mode = "live",
     key_id: uuid.UUID | None = None,
     api_id: uuid.UUID | None = None,
     route_id: uuid.UUID | None = None,
 ) -> UsageSummary:
     """Requests, errors, rejections, bytes, credits and latency percentiles."""
-    where = UsageFilter(org_scope(principal, org_id), key_id, api_id, route_id)
+    where = UsageFilter(org_scope(principal, org_id), key_id, api_id, route_id, mode)
     span = _span(settings, start, end)
     async with session.begin():
         return await service.summary(session, where, span)
@@ -82,12 +87,13 @@ async def get_timeseries(
     granularity: Granularity = "hour",
     start: From = None,
     end: To = None,
+    mode: Mode = "live",
     key_id: uuid.UUID | None = None,
     api_id: uuid.UUID | None = None,
     route_id: uuid.UUID | None = None,
 ) -> Timeseries:
     """Usage per minute, hour or day (UTC), with empty buckets filled with zeros."""
-    where = UsageFilter(org_scope(principal, org_id), key_id, api_id, route_id)
+    where = UsageFilter(org_scope(principal, org_id), key_id, api_id, route_id, mode)
     span = _span(settings, start, end)
     async with session.begin():
         return await service.timeseries(session, where, span, granularity)
@@ -105,11 +111,12 @@ async def get_top(
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     start: From = None,
     end: To = None,
+    mode: Mode = "live",
     key_id: uuid.UUID | None = None,
     api_id: uuid.UUID | None = None,
 ) -> TopList:
     """The busiest APIs, routes, keys or statuses."""
-    where = UsageFilter(org_scope(principal, org_id), key_id, api_id)
+    where = UsageFilter(org_scope(principal, org_id), key_id, api_id, mode=mode)
     span = _span(settings, start, end)
     async with session.begin():
         return await service.top(session, where, span, by, order_by, limit)
@@ -124,12 +131,13 @@ async def get_errors(
     org_id: uuid.UUID | None = None,
     start: From = None,
     end: To = None,
+    mode: Mode = "live",
     key_id: uuid.UUID | None = None,
     api_id: uuid.UUID | None = None,
     route_id: uuid.UUID | None = None,
 ) -> ErrorBreakdown:
     """Upstream errors by class and status; gateway rejections by reason."""
-    where = UsageFilter(org_scope(principal, org_id), key_id, api_id, route_id)
+    where = UsageFilter(org_scope(principal, org_id), key_id, api_id, route_id, mode)
     span = _span(settings, start, end)
     async with session.begin():
         return await service.errors(session, where, span)

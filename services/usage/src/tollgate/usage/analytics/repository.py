@@ -49,6 +49,7 @@ class UsageFilter:
     key_id: uuid.UUID | None = None
     api_id: uuid.UUID | None = None
     route_id: uuid.UUID | None = None
+    mode: str | None = None  # "live" or "test"; None: both
 
 
 def _floor_hour(moment: datetime) -> datetime:
@@ -62,7 +63,7 @@ def _ceil_hour(moment: datetime) -> datetime:
 
 def _part(table: Any, where: UsageFilter, start: datetime, end: datetime) -> Select[Any]:
     conditions: list[ColumnElement[bool]] = [table.c.bucket >= start, table.c.bucket < end]
-    for name in ("org_id", "key_id", "api_id", "route_id"):
+    for name in ("org_id", "key_id", "api_id", "route_id", "mode"):
         value = getattr(where, name)
         if value is not None:
             conditions.append(table.c[name] == value)

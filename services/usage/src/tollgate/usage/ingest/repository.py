@@ -115,6 +115,9 @@ LOG_COLUMNS = (
     "client_ip",
     "cost",
     "gateway_instance",
+    "mode",
+    "served_by",
+    "contract_drift",
 )
 
 LogRow = tuple[
@@ -136,8 +139,11 @@ LogRow = tuple[
     str,
     int,
     str,
+    str,
+    str | None,
+    str | None,
 ]
-"""One request log row, values in `LOG_COLUMNS` order."""
+"""One request log row, values in `LOG_COLUMNS` order (`contract_drift` as JSON text)."""
 
 _INSERT_LOG = text(
     f"""
@@ -149,7 +155,8 @@ _INSERT_LOG = text(
         CAST(:outcome AS text[]), CAST(:reason AS text[]), CAST(:latency_ms AS integer[]),
         CAST(:upstream_latency_ms AS integer[]), CAST(:request_bytes AS bigint[]),
         CAST(:response_bytes AS bigint[]), CAST(:client_ip AS text[]), CAST(:cost AS bigint[]),
-        CAST(:gateway_instance AS text[])
+        CAST(:gateway_instance AS text[]), CAST(:mode AS text[]), CAST(:served_by AS text[]),
+        CAST(:contract_drift AS jsonb[])
     )
     ON CONFLICT (request_id, time) DO NOTHING
     RETURNING request_id, time
@@ -186,8 +193,9 @@ async def insert_log_rows(
     return [(row[0], row[1]) for row in rows]
 
 
-AggregateKey = tuple[datetime, uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID, str, int, str]
-"""(bucket, org, key, API, route, method, status, rejection reason or '')."""
+AggregateKey = tuple[datetime, uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID, str, int, str, str]
+"""(bucket, org, key, API, route, method, status, rejection reason or '', mode); the
+mode follows the key, so it is no part of the tables' primary key."""
 
 
 @dataclass
@@ -200,6 +208,7 @@ class AggregateValues:
     credits: int = 0
     latency_ms_sum: int = 0
     latency_hist: dict[int, int] = field(default_factory=dict)
+    drifted: int = 0
 
 
 _AGGREGATE_TABLES = ("usage_minute", "usage_hour")
@@ -210,19 +219,21 @@ def _upsert_sql(table: str) -> Any:
         f"""
         INSERT INTO {table} AS u (
             org_id, bucket, key_id, api_id, route_id, method, status, reason,
-            requests, bytes_in, bytes_out, credits, latency_ms_sum, latency_hist
+            requests, bytes_in, bytes_out, credits, latency_ms_sum, latency_hist, mode, drifted
         )
         SELECT org_id, bucket, key_id, api_id, route_id, method, status, reason,
-               requests, bytes_in, bytes_out, credits, latency_ms_sum, latency_hist::jsonb
+               requests, bytes_in, bytes_out, credits, latency_ms_sum, latency_hist::jsonb,
+               mode, drifted
         FROM unnest(
             CAST(:org_id AS uuid[]), CAST(:bucket AS timestamptz[]), CAST(:key_id AS uuid[]),
             CAST(:api_id AS uuid[]), CAST(:route_id AS uuid[]), CAST(:method AS text[]),
             CAST(:status AS smallint[]), CAST(:reason AS text[]), CAST(:requests AS bigint[]),
             CAST(:bytes_in AS bigint[]), CAST(:bytes_out AS bigint[]),
             CAST(:credits AS bigint[]), CAST(:latency_ms_sum AS bigint[]),
-            CAST(:latency_hist AS text[])
+            CAST(:latency_hist AS text[]), CAST(:mode AS text[]), CAST(:drifted AS bigint[])
         ) AS v(org_id, bucket, key_id, api_id, route_id, method, status, reason,
-               requests, bytes_in, bytes_out, credits, latency_ms_sum, latency_hist)
+               requests, bytes_in, bytes_out, credits, latency_ms_sum, latency_hist, mode,
+               drifted)
         ON CONFLICT (org_id, bucket, key_id, api_id, route_id, method, status, reason)
         DO UPDATE SET
             requests = u.requests + excluded.requests,
@@ -230,6 +241,7 @@ def _upsert_sql(table: str) -> Any:
             bytes_out = u.bytes_out + excluded.bytes_out,
             credits = u.credits + excluded.credits,
             latency_ms_sum = u.latency_ms_sum + excluded.latency_ms_sum,
+            drifted = u.drifted + excluded.drifted,
             latency_hist = usage_hist_merge(u.latency_hist, excluded.latency_hist)
         """
     )
@@ -265,10 +277,12 @@ async def add_to_aggregates(
             "credits",
             "latency_ms_sum",
             "latency_hist",
+            "mode",
+            "drifted",
         )
     }
     for key in keys:
-        bucket, org_id, key_id, api_id, route_id, method, status, reason = key
+        bucket, org_id, key_id, api_id, route_id, method, status, reason, mode = key
         values = aggregates[key]
         columns["org_id"].append(org_id)
         columns["bucket"].append(bucket)
@@ -284,4 +298,6 @@ async def add_to_aggregates(
         columns["credits"].append(values.credits)
         columns["latency_ms_sum"].append(values.latency_ms_sum)
         columns["latency_hist"].append(orjson.dumps(to_json(values.latency_hist)).decode())
+        columns["mode"].append(mode)
+        columns["drifted"].append(values.drifted)
     await session.execute(_UPSERTS[table], columns)

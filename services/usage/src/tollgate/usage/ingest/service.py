@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.contracts.events.gateway import RequestCompleted, RequestRejected
@@ -79,6 +80,11 @@ def _log_rows(events: Sequence[RequestEvent]) -> list[LogRow]:
                     e.client_ip,
                     e.cost,
                     e.gateway_instance,
+                    e.mode.value,
+                    e.served_by.value,
+                    orjson.dumps(e.contract_drift).decode()
+                    if e.contract_drift is not None
+                    else None,
                 )
             )
         else:
@@ -102,6 +108,9 @@ def _log_rows(events: Sequence[RequestEvent]) -> list[LogRow]:
                     e.client_ip,
                     0,
                     e.gateway_instance,
+                    e.mode.value,
+                    None,
+                    None,
                 )
             )
     return rows
@@ -119,6 +128,7 @@ class _MinuteGroup:
     credits: int = 0
     latency_ms_sum: int = 0
     latency_hist: dict[int, int] = field(default_factory=dict)
+    drifted: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,9 +150,11 @@ def aggregate(events: Iterable[RequestEvent]) -> Aggregates:
     bucket_of = histogram.bucket_of
     groups: dict[AggregateKey, _MinuteGroup] = {}
     for e in events:
+        drifted = 0
         if isinstance(e, RequestCompleted):
             reason = ""
             bytes_in, bytes_out, credits = e.request_bytes, e.response_bytes, e.cost
+            drifted = 1 if e.contract_drift else 0
         else:
             reason = e.reason.value
             bytes_in = bytes_out = credits = 0
@@ -156,6 +168,7 @@ def aggregate(events: Iterable[RequestEvent]) -> Aggregates:
             e.method,
             e.status,
             reason,
+            e.mode.value,
         )
         group = groups.get(key)
         if group is None:
@@ -167,6 +180,7 @@ def aggregate(events: Iterable[RequestEvent]) -> Aggregates:
         group.bytes_out += bytes_out
         group.credits += credits
         group.latency_ms_sum += e.latency_ms
+        group.drifted += drifted
         hist = group.latency_hist
         index = bucket_of(e.latency_ms)
         hist[index] = hist.get(index, 0) + 1
@@ -175,7 +189,7 @@ def aggregate(events: Iterable[RequestEvent]) -> Aggregates:
     hours: dict[AggregateKey, AggregateValues] = {}
     admitted: dict[tuple[uuid.UUID, date], tuple[int, datetime]] = {}
     for key, group in groups.items():
-        minute, org_id, key_id, api_id, route_id, method, status, reason = key
+        minute, org_id, key_id, api_id, route_id, method, status, reason, mode = key
         minutes[key] = AggregateValues(
             group.requests,
             group.bytes_in,
@@ -183,6 +197,7 @@ def aggregate(events: Iterable[RequestEvent]) -> Aggregates:
             group.credits,
             group.latency_ms_sum,
             group.latency_hist,
+            group.drifted,
         )
         hour_key: AggregateKey = (
             minute.replace(minute=0),
@@ -193,6 +208,7 @@ def aggregate(events: Iterable[RequestEvent]) -> Aggregates:
             method,
             status,
             reason,
+            mode,
         )
         hour = hours.get(hour_key)
         if hour is None:
@@ -202,6 +218,7 @@ def aggregate(events: Iterable[RequestEvent]) -> Aggregates:
         hour.bytes_out += group.bytes_out
         hour.credits += group.credits
         hour.latency_ms_sum += group.latency_ms_sum
+        hour.drifted += group.drifted
         hour.latency_hist = histogram.merge((hour.latency_hist, group.latency_hist))
         if not reason:  # completed: admitted, so it counts against the key's quota
             slot = (key_id, minute.date())

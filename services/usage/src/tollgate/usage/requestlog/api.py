@@ -43,6 +43,10 @@ async def list_logs(
     route_id: uuid.UUID | None = None,
     status: StatusFilter = None,
     outcome: Literal["completed", "rejected"] | None = None,
+    mode: Annotated[
+        Literal["live", "test"] | None,
+        Query(description="Only `live` or only `test` (`tg_test_` keys) requests; default both."),
+    ] = None,
     reason: RejectionReason | None = None,
     path_prefix: Annotated[
         str | None, Query(max_length=2048, pattern=r"^[^\x00?#]*$", description="e.g. `/orders`")
@@ -72,6 +76,7 @@ async def list_logs(
         outcome=outcome,
         reason=reason.value if reason else None,
         path_prefix=path_prefix,
+        mode=mode,
     )
     async with session.begin():
         rows, next_cursor = await service.list_requests(session, where, cursor=cursor, limit=limit)

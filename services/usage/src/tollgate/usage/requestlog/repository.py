@@ -28,6 +28,7 @@ class LogFilter:
     outcome: str | None = None
     reason: str | None = None
     path_prefix: str | None = None
+    mode: str | None = None
 
 
 def _like_prefix(prefix: str) -> str:
@@ -40,7 +41,7 @@ def _conditions(where: LogFilter) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [log.time >= where.start, log.time < where.end]
     if not where.all_orgs:
         conditions.append(log.org_id == where.org_id)
-    for name in ("key_id", "api_id", "route_id", "status", "outcome", "reason"):
+    for name in ("key_id", "api_id", "route_id", "status", "outcome", "reason", "mode"):
         value = getattr(where, name)
         if value is not None:
             conditions.append(getattr(log, name) == value)

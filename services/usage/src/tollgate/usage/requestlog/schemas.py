@@ -32,6 +32,17 @@ class RequestLogItem(BaseModel):
     client_ip: str
     cost: int = Field(description="Credits charged (integer).")
     gateway_instance: str
+    mode: Literal["live", "test"] = Field(
+        "live", description="`test` for a `tg_test_` key (never charged)."
+    )
+    served_by: str | None = Field(
+        None, description="Who answered a completed request: `upstream`, `sandbox` or `mock`."
+    )
+    contract_drift: list[str] | None = Field(
+        None,
+        description="How a checked answer broke the API's OpenAPI document "
+        "(`<pointer>: <message>`); null when not checked.",
+    )
 
     @classmethod
     def of(cls, row: RequestLogEntry) -> RequestLogItem:
@@ -54,6 +65,9 @@ class RequestLogItem(BaseModel):
             client_ip=row.client_ip,
             cost=row.cost,
             gateway_instance=row.gateway_instance,
+            mode="test" if row.mode == "test" else "live",
+            served_by=row.served_by,
+            contract_drift=row.contract_drift,
         )
 
 
