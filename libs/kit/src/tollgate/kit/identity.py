@@ -15,9 +15,15 @@ Decisions, and their security trade-offs:
   `identity-replaying` (and `/readyz` says not ready, so a load balancer sends none).
   Falling back to the token's roles would be more available but would let a
   deactivated user act at a restarting replica for the token's lifetime.
-- A user the state does not know is refused (401): every user accounts ever created
-  is on the topic (accounts republishes all of them when it starts). The token's
-  roles are never used as a fallback.
+- A user the state does not know is judged by its token, as before this state
+  existed (counted in `tollgate_identity_token_fallbacks_total`). Accounts publishes
+  every user in the transaction that creates it, before any token exists, and again at
+  every start, so only a user whose record is still in flight (registered a moment
+  ago: its token lists no org) or a token from another issuer of the same keys (test
+  harnesses) gets here. Deactivation, removal and role changes concern known users
+  and are always decided by the state. The risk accepted: if the topic were lost and
+  accounts not restarted (or `republish` not run), users would fall back to their
+  tokens' snapshots until it is.
 - A caller who asks for an org the state does not list for it may have just created
   that org (or accepted the invitation) and its membership may still be on its way
   (accounts' outbox relay, then one fetch). Such a request waits until the state has
@@ -63,6 +69,12 @@ IDENTITY_RECORDS = Counter(
     "tollgate_identity_records_total",
     "users.v1 records applied to the replayed identity state",
     ["outcome"],
+)
+
+
+TOKEN_FALLBACKS = Counter(
+    "tollgate_identity_token_fallbacks_total",
+    "requests of users the replayed state does not know, judged by their token",
 )
 
 
@@ -140,9 +152,9 @@ class IdentityState:
         wanted_org: uuid.UUID | None = None,
         arrived: float | None = None,
     ) -> Principal:
-        """The caller as the current state knows it (roles, admin flag); 401 for an
-        unknown or deactivated user or a token issued before its sessions were
-        revoked, 503 while the state is still being replayed. With `wanted_org`
+        """The caller as the current state knows it (roles, admin flag); 401 for a
+        deactivated user or a token issued before its sessions were revoked, 503 while
+        the state is still being replayed; an unknown user as its token says. With `wanted_org`
         (the org the request names) an unlisted membership is waited for briefly."""
         if not self.caught_up:
             raise ServiceUnavailable(
@@ -151,13 +163,15 @@ class IdentityState:
         user_id = token_principal.user_id
         arrived = time.monotonic() if arrived is None else arrived
         access = self.users.get(user_id)
-        if access is None or (
-            _misses(access, wanted_org)
+        if (access is None and _token_misses(token_principal, wanted_org)) or (
+            access is not None
+            and _misses(access, wanted_org)
             and _may_be_in_flight(access, token_principal, wanted_org, issued_at)
         ):
             access = await self._wait_for(user_id, wanted_org, arrived)
         if access is None:
-            raise unauthorized("Unknown user.")
+            TOKEN_FALLBACKS.inc()
+            return token_principal
         if not access.active:
             raise unauthorized("User deactivated.")
         revoked = access.sessions_revoked_at
@@ -188,6 +202,10 @@ class IdentityState:
 
 def _misses(access: UserAccess, wanted_org: uuid.UUID | None) -> bool:
     return wanted_org is not None and not access.is_admin and wanted_org not in access.roles
+
+
+def _token_misses(token: Principal, wanted_org: uuid.UUID | None) -> bool:
+    return wanted_org is not None and not token.is_admin and token.role_in(wanted_org) is None
 
 
 def _may_be_in_flight(
