@@ -38,6 +38,7 @@ from playwright.sync_api import (
     Browser,
     BrowserContext,
     ConsoleMessage,
+    Dialog,
     Page,
     expect,
     sync_playwright,
@@ -69,6 +70,7 @@ class Stack:
     console_without_billing: str
     gateway: str
     accounts: str
+    usage: str
     billing: str
     notifier: str
     upstream: str
@@ -127,6 +129,17 @@ def _gateway_until(url: str, key: str, wanted: int, within: float = 10) -> httpx
         answer = httpx.get(url, headers={"X-API-Key": key}, timeout=10)
         if answer.status_code == wanted or time.monotonic() > deadline:
             return answer
+        time.sleep(0.1)
+
+
+def logged_in_usage(stack: Stack, token: str, request_id: str, within: float = 20) -> None:
+    """Wait until usage has taken the request in from the broker (it answers the request's
+    id), so the page that shows it is loaded once."""
+    deadline = time.monotonic() + within
+    url = f"{stack.usage}/v1/usage/logs/{request_id}"
+    auth = {"authorization": f"Bearer {token}"}
+    while httpx.get(url, headers=auth, timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, f"request {request_id} never reached usage"
         time.sleep(0.1)
 
 
@@ -212,12 +225,21 @@ def _seed(stack: Stack) -> None:
     }
 
 
-@pytest.fixture(scope="module")
+# One stack and one browser for this module and test_portal_browser, which imports the
+# fixtures: pytest registers an imported fixture once per module, so the session-scoped
+# fixtures keep what they started here and the second registration reuses it.
+_SHARED: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="session")
 def stack(
     tmp_path_factory: pytest.TempPathFactory,
     kafka_bootstrap: str,
     database_factory: Callable[[str], str],
 ) -> Iterator[Stack]:
+    if "stack" in _SHARED:
+        yield _SHARED["stack"]
+        return
     workdir = tmp_path_factory.mktemp("console")
     prefix = unique_name("console") + "."
     secrets = {"SEALING_KEYS": new_sealing_key(), "KEY_PEPPER": uuid.uuid4().hex}
@@ -273,6 +295,8 @@ def stack(
         "SESSION_KEYS": new_sealing_key(),
     }
     console = service_process("console", workdir, extra=backends, **common)
+    # The portal's try-it panel calls the gateway from the console's origin.
+    gateway.env["TOLLGATE_GATEWAY_CORS_ORIGINS"] = console.url
     dead_port = localdeps.free_port()
     no_billing = service_process(
         "console",
@@ -303,6 +327,7 @@ def stack(
                 console_without_billing=no_billing.url,
                 gateway=gateway.url,
                 accounts=accounts.url,
+                usage=usage.url,
                 billing=billing.url,
                 notifier=notifier.url,
                 upstream=f"http://127.0.0.1:{upstream_port}",
@@ -313,24 +338,33 @@ def stack(
                 console_logs=console.logs,
             )
             _seed(running)
+            _SHARED["stack"] = running
         except Exception:
             for svc in services:  # what the processes said, for whoever reads the failure
                 print(f"--- {svc.name} ---\n{svc.logs()[-4000:]}")
             raise
         yield running
     finally:
+        _SHARED.pop("stack", None)
         for svc in services:
             svc.stop()
         upstream.stop()
         starters.shutdown()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
+    if "browser" in _SHARED:
+        yield _SHARED["browser"]
+        return
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield launched
-        launched.close()
+        _SHARED["browser"] = launched
+        try:
+            yield launched
+        finally:
+            _SHARED.pop("browser", None)
+            launched.close()
 
 
 class Watch:
@@ -341,11 +375,15 @@ class Watch:
         self.errors: list[str] = []
         page.on("console", self._console)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
-        page.on("dialog", lambda d: (self.errors.append(f"dialog: {d.message}"), d.dismiss()))
+        page.on("dialog", self._dialog)
         page.on(
             "response",
             lambda r: self.errors.append(f"{r.status} {r.url}") if r.status >= 500 else None,
         )
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.errors.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
 
     def _console(self, message: ConsoleMessage) -> None:
         # A page answered 4xx on purpose (not found, wrong code) is logged by chromium as
@@ -420,13 +458,9 @@ def test_sign_up_to_revocation_in_the_browser(stack: Stack, browser: Browser) ->
     assert served.status_code == 200, served.text
     request_id = served.headers["x-request-id"]
 
-    logs = f"{stack.console}/orgs/{org_id}/logs?status=2xx"
-    deadline = time.monotonic() + 15
-    page.goto(logs)
-    while page.locator(f"a[href$='/logs/{request_id}']").count() == 0:
-        assert time.monotonic() < deadline, "request never reached the logs explorer"
-        time.sleep(0.5)
-        page.goto(logs)
+    logged_in_usage(stack, _user_token(stack.accounts, email, PASSWORD), request_id)
+    page.goto(f"{stack.console}/orgs/{org_id}/logs?status=2xx")
+    expect(page.locator(f"a[href$='/logs/{request_id}']")).to_have_count(1)
     expect(page.get_by_test_id("logs-table")).to_contain_text("/hello")
     expect(page.get_by_test_id("logs-table")).to_contain_text("journey key")
     page.get_by_test_id("request-id").fill(request_id)  # as a client would report it
@@ -680,56 +714,77 @@ LABELS = {
 PORTAL_LABEL = {"en": "APIs", "zh-Hans": "API"}
 
 
+NO_ORG_TABS = ("orgs", "org-new", "invitation", "profile", "not-found", "portal", "portal-docs")
+
+
+def screenshots_in_both_themes(page: Page, name: str, language: str) -> None:
+    """The page as loaded, in light then dark (the media emulation restyles it without a
+    reload: the CSS follows prefers-color-scheme); screenshots of both."""
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert (background == "rgb(15, 18, 23)") == (scheme == "dark"), (name, scheme, background)
+        page.screenshot(path=str(SHOTS / f"{name}-{language}-{scheme}.png"), full_page=True)
+    page.emulate_media(color_scheme="light")
+
+
 @pytest.mark.parametrize("language", ["en", "zh-Hans"])
 def test_every_page_renders_in_both_languages_and_themes(
     stack: Stack, browser: Browser, language: str
 ) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    for scheme in ("light", "dark"):
-        context, page, watch = new_page(browser, scheme=scheme, language=language)
-        for name, path in (
-            ("signin", "/signin"),
-            ("signup", "/signup"),
-            ("forgot", "/forgot-password"),
-            ("reset", "/reset-password?token=example"),
-        ):
-            page.goto(stack.console + path)
-            expect(page.locator("html")).to_have_attribute("lang", language)
-            page.screenshot(path=str(SHOTS / f"{name}-{language}-{scheme}.png"), full_page=True)
-        sign_in(page, stack.console, stack.seeded["email"])
-        expect(page.get_by_test_id("org-switcher")).to_have_text(XSS)
-        for name, path in tour(stack):
-            answer = page.goto(stack.console + path)
-            assert answer is not None
-            assert answer.status < 500, (path, answer.status)
-            assert answer.status == (404 if name == "not-found" else 200), (path, answer.status)
-            expect(page.locator("html")).to_have_attribute("lang", language)
-            no_org = (
-                "orgs",
-                "org-new",
-                "invitation",
-                "profile",
-                "not-found",
-                "portal",
-                "portal-docs",
-            )
-            if name not in no_org:
-                tabs = page.locator("nav.tabs a").all_inner_texts()
-                assert tabs == LABELS[language], (path, tabs)
-            if name.startswith("usage"):  # the charts drew (uPlot from the vendored copy)
-                expect(page.locator(".chart .uplot")).to_have_count(2)
-            if name == "live":  # the relayed stream reached the page's EventSource
-                expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "live")
-                expect(page.get_by_test_id("live-requests")).to_contain_text("/hello")
-            if name.startswith("portal"):  # the portal's own navigation
-                tabs = page.locator("nav.tabs a").all_inner_texts()
-                assert tabs == [PORTAL_LABEL[language]], (path, tabs)
-            if name == "portal-docs":  # Scalar drew the reference from the vendored copy
-                reference = page.locator("#portal-reference .scalar-app").first
-                expect(reference).to_be_attached(timeout=30_000)
-            background = page.evaluate("getComputedStyle(document.body).backgroundColor")
-            dark = background == "rgb(15, 18, 23)"
-            assert dark == (scheme == "dark"), (path, background)
-            page.screenshot(path=str(SHOTS / f"{name}-{language}-{scheme}.png"), full_page=True)
-        watch.check()
-        context.close()
+    context, page, watch = new_page(browser, language=language)
+    for name, path in (
+        ("signin", "/signin"),
+        ("signup", "/signup"),
+        ("forgot", "/forgot-password"),
+        ("reset", "/reset-password?token=example"),
+    ):
+        page.goto(stack.console + path)
+        expect(page.locator("html")).to_have_attribute("lang", language)
+        screenshots_in_both_themes(page, name, language)
+    sign_in(page, stack.console, stack.seeded["email"])
+    expect(page.get_by_test_id("org-switcher")).to_have_text(XSS)
+    for name, path in tour(stack):
+        answer = page.goto(stack.console + path)
+        assert answer is not None
+        assert answer.status == (404 if name == "not-found" else 200), (path, answer.status)
+        expect(page.locator("html")).to_have_attribute("lang", language)
+        if name not in NO_ORG_TABS:
+            tabs = page.locator("nav.tabs a").all_inner_texts()
+            assert tabs == LABELS[language], (path, tabs)
+        if name == "not-found":  # the signed-in header stays, so the user can go on
+            expect(page.get_by_test_id("org-switcher")).to_be_visible()
+        if name.startswith("usage"):  # the charts drew (uPlot from the vendored copy)
+            expect(page.locator(".chart .uplot")).to_have_count(2)
+            overlapping = page.evaluate(X_LABELS_OVERLAP)
+            assert not overlapping, (path, overlapping)
+        if name == "live":  # the relayed stream reached the page's EventSource
+            expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "live")
+            expect(page.get_by_test_id("live-requests")).to_contain_text("/hello")
+        if name.startswith("portal"):  # the portal's own navigation
+            tabs = page.locator("nav.tabs a").all_inner_texts()
+            assert tabs == [PORTAL_LABEL[language]], (path, tabs)
+        if name == "portal-docs":  # Scalar drew the reference from the vendored copy
+            reference = page.locator("#portal-reference .scalar-app").first
+            expect(reference).to_be_attached(timeout=30_000)
+            if language == "zh-Hans":  # Scalar's own labels in Chinese too
+                expect(page.get_by_test_id("portal-reference")).to_contain_text("身份验证")
+        screenshots_in_both_themes(page, name, language)
+    watch.check()
+    context.close()
+
+
+# The x-axis tick labels of every chart, pairwise: does any box overlap the next one?
+X_LABELS_OVERLAP = """
+[...document.querySelectorAll('.chart .uplot')].flatMap((chart) => {
+  const axis = chart.querySelector('.u-axis');
+  const boxes = [...axis.querySelectorAll('.u-label, div')]
+    .filter((e) => e.childElementCount === 0 && e.textContent.trim())
+    .map((e) => ({ text: e.textContent, r: e.getBoundingClientRect() }))
+    .sort((a, b) => a.r.left - b.r.left);
+  return boxes.slice(1)
+    .filter((b, i) => b.r.left < boxes[i].r.right - 1)
+    .map((b, i) => boxes[i].text + ' / ' + b.text);
+})
+"""

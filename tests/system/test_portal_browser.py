@@ -1,29 +1,30 @@
 """The developer portal in a real browser against the real stack of
-`test_console_browser` (same module-scoped set-up): an API imported from the Petstore
-document is in the catalog; its docs page draws Scalar from the consumer document with
-the four code-sample languages; "create a test key" issues a `tg_test_` key that the page
-keeps in session storage and that the real gateway accepts; a pasted key never reaches
-the console (neither its requests nor its log).
-
-The browser's own try-it call cannot be made here: the gateway answers no CORS preflight
-(see the console README), so the test makes the gateway call with the key the page holds.
+`test_console_browser` (the same session-scoped stack and browser): an API imported from
+the Petstore document is in the catalog; its docs page draws Scalar from the consumer
+document with the four code-sample languages; "create a test key" issues a `tg_test_` key
+that the page keeps in session storage; Scalar's try-it panel sends the call from the
+browser through the real gateway (which allows the console's origin by CORS) and shows
+its 200; the call then appears in the customer's logs explorer; a pasted key never
+reaches the console (neither its requests nor its log).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Request, expect
+from playwright.sync_api import Browser, Request, Response, expect
 
 from .test_console_browser import (  # the shared stack and browser fixtures
     PASSWORD,
     SHOTS,
     Stack,
-    _gateway_until,
+    _user_token,
     browser,
+    logged_in_usage,
     new_page,
     sign_in,
     stack,
@@ -98,8 +99,37 @@ def test_docs_of_an_imported_api_and_a_test_key_that_the_gateway_accepts(
     stored = page.evaluate(f"sessionStorage.getItem('tg_portal_key:{slug}')")
     assert stored == key
     expect(page.get_by_test_id("portal-paste-key")).to_have_value(key)
-    called = _gateway_until(f"{stack.gateway}/{slug}/pets", key, 200)
-    assert called.status_code == 200, called.text
+
+    # Try it: Scalar's client sends the call from the console's origin to the gateway.
+    reference = page.get_by_test_id("portal-reference")
+    expect(reference.get_by_text("List all pets").first).to_be_visible(timeout=30_000)
+    operation = reference.locator("section", has=page.get_by_text("List all pets")).last
+    operation.get_by_role("button", name="Test Request").first.click()
+    client = page.locator(".scalar-client, .scalar-app-layout, [role=dialog]").last
+    expect(client).to_be_visible()
+
+    def from_gateway(answer: Response) -> bool:
+        return answer.url.startswith(f"{stack.gateway}/{slug}/pets") and (
+            answer.request.method == "GET"
+        )
+
+    with page.expect_response(from_gateway, timeout=15_000) as sent:
+        page.get_by_role("button", name=re.compile(r"^Send")).last.click()
+    answer = sent.value
+    assert answer.status == 200, answer.status
+    assert answer.request.headers.get("x-api-key") == key
+    assert answer.headers.get("access-control-allow-origin") == stack.console
+    request_id = answer.headers["x-request-id"]
+    expect(page.get_by_text("200 OK", exact=True).first).to_be_visible()
+    page.screenshot(path=str(SHOTS / "portal-try-it.png"), full_page=False)
+
+    # The call is the customer's: it shows in their org's logs explorer.
+    owner = _user_token(stack.accounts, stack.seeded["email"], PASSWORD)
+    logged_in_usage(stack, owner, request_id)
+    page.goto(f"{stack.console}/orgs/{stack.seeded['org_id']}/logs")
+    expect(page.locator(f"a[href$='/logs/{request_id}']")).to_have_count(1)
+    expect(page.get_by_test_id("logs-table")).to_contain_text("/pets")
+    page.goto(f"{stack.console}/portal/apis/{slug}")
 
     page.get_by_test_id("portal-paste-key").fill(PASTED)
     page.get_by_test_id("portal-paste-key").dispatch_event("change")

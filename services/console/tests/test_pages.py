@@ -226,3 +226,18 @@ async def test_the_theme_choice_is_remembered() -> None:
         assert 'data-theme="dark"' in (await client.get("/signin")).text
         await client.get("/prefs", params={"theme": "system", "next": "/signin"})
         assert "data-theme" not in (await client.get("/signin")).text
+
+
+async def test_a_missing_page_keeps_the_signed_in_navigation() -> None:
+    fake = FakeBackends(org_name=XSS)
+    async with console(fake) as client:
+        anonymous = await client.get("/no/such/page")
+        assert anonymous.status_code == 404
+        assert 'data-testid="org-switcher"' not in anonymous.text
+        await sign_in(client)
+        for path in ("/no/such/page", "/orgs/00000000-0000-4000-8000-000000000000"):
+            page = await client.get(path)
+            assert page.status_code == 404
+            assert 'data-testid="org-switcher"' in page.text  # the header, with the org menu
+            assert f'href="/orgs/{fake.org_id}"' in page.text
+            assert XSS not in page.text

@@ -44,7 +44,13 @@ from tollgate.console.session import (
     csrf_matches,
     new_csrf_token,
 )
-from tollgate.console.web import AccountsUnavailable, OrgNotFound, SignInRequired, render
+from tollgate.console.web import (
+    AccountsUnavailable,
+    OrgNotFound,
+    SignInRequired,
+    identity,
+    render,
+)
 from tollgate.kit.service import create_app as create_service_app
 
 STATIC = Path(__file__).parent / "static"
@@ -192,8 +198,21 @@ def install_error_pages(app: FastAPI) -> None:
         context = {"status": 503, "reason": reason, "service": exc.service}
         return render(request, "error.html", context, status=503)
 
+    async def navigation(request: Request) -> dict[str, object]:
+        """The signed-in header for an error page, so the user can go on from it; none
+        when there is no session or accounts does not answer."""
+        session = app.state.cookies.load(request)
+        if session is None or session.expiring:
+            return {}
+        try:
+            me, orgs = await identity(request, session)
+        except (SignInRequired, AccountsUnavailable, BackendProblem):
+            return {}
+        return {"me": me, "orgs": orgs, "org": None}
+
     async def org_not_found(request: Request, _exc: Exception) -> Response:
-        return render(request, "error.html", {"status": 404, "reason": "org"}, status=404)
+        context = {"status": 404, "reason": "org", **await navigation(request)}
+        return render(request, "error.html", context, status=404)
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BackendProblem)
@@ -208,9 +227,10 @@ def install_error_pages(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         if request.url.path in OPS_PATHS or not hasattr(request.state, "language"):
             return Response(status_code=exc.status_code)
-        return render(
-            request, "error.html", {"status": exc.status_code, "reason": "http"}, exc.status_code
-        )
+        context: dict[str, object] = {"status": exc.status_code, "reason": "http"}
+        if exc.status_code == 404:
+            context.update(await navigation(request))
+        return render(request, "error.html", context, exc.status_code)
 
     app.add_exception_handler(SignInRequired, sign_in_required)
     app.add_exception_handler(AccountsUnavailable, accounts_down)

@@ -12,7 +12,12 @@
   const key = sessionStorage.getItem(storageName) || "";
   if (paste) paste.value = key;
   const theme = host.dataset.theme;
-  const dark = theme ? theme === "dark" : window.matchMedia("(prefers-color-scheme: dark)").matches;
+  const system = window.matchMedia("(prefers-color-scheme: dark)");
+  let dark = theme ? theme === "dark" : system.matches;
+  // Scalar's own labels in the page's language (it ships zh-CN for Simplified Chinese).
+  const lang = document.documentElement.lang || "en";
+  const locale = lang.startsWith("zh") ? "zh-CN" : lang.split("-")[0];
+  const placeholder = host.dataset.keyPlaceholder || "";
   const hidden = {
     c: true, clojure: true, csharp: true, dart: true, fsharp: true, java: true, julia: true,
     kotlin: true, node: true, objc: true, ocaml: true, php: true, powershell: true, r: true,
@@ -24,6 +29,7 @@
   function configuration(value) {
     return {
       url: host.dataset.url,
+      localization: { locale: locale },
       hiddenClients: hidden,
       featuredClients: ["shell/curl", "python/httpx_sync", "js/fetch", "go/native"],
       defaultHttpClient: { targetKey: "shell", clientKey: "curl" },
@@ -43,12 +49,29 @@
     };
   }
   let reference = window.Scalar.createApiReference(host, configuration(key));
+  function redraw(value) {
+    if (reference && reference.updateConfiguration) reference.updateConfiguration(configuration(value));
+    else { host.replaceChildren(); reference = window.Scalar.createApiReference(host, configuration(value)); }
+  }
+  // Scalar's key fields carry a fixed example placeholder that looks like a real secret;
+  // it has no setting for it, so the portal writes its own ("tg_test_…") over it.
+  const example = "QUxMIFlPVVIgQkFTRSBBUkUgQkVMT05HIFRPIFVT";
+  const relabel = function (root) {
+    for (const input of root.querySelectorAll("input[placeholder='" + example + "']")) input.placeholder = placeholder;
+  };
+  new MutationObserver(function () { relabel(document); }).observe(document.body, { childList: true, subtree: true });
+  if (!theme) {
+    // Follow the system's light/dark switch as the rest of the page does.
+    system.addEventListener("change", function () {
+      dark = system.matches;
+      redraw((paste && paste.value.trim()) || sessionStorage.getItem(storageName) || "");
+    });
+  }
   if (paste) {
     paste.addEventListener("change", function () {
       const value = paste.value.trim();
       if (value) sessionStorage.setItem(storageName, value); else sessionStorage.removeItem(storageName);
-      if (reference && reference.updateConfiguration) reference.updateConfiguration(configuration(value));
-      else { host.replaceChildren(); reference = window.Scalar.createApiReference(host, configuration(value)); }
+      redraw(value);
     });
   }
 })();

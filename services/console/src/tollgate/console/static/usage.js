@@ -22,7 +22,9 @@
 
   function options(kind, labels, width) {
     const axis = { stroke: css("--muted"), grid: { stroke: css("--border"), width: 1 }, ticks: { stroke: css("--border") } };
-    const time = { ...axis, values: timeTicks, space: 70 };
+    // Room for the widest label format (day and time past a day's span), so the labels
+    // of a 24 h or longer range never overlap.
+    const time = { ...axis, values: timeTicks, space: (u, i, min, max) => (max - min >= 3 * 3600 ? 100 : 80) };
     const x = { label: labels.time, value: timeValue };
     const base = { width, height: 220, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"), cursor: { drag: { x: false, y: false } }, legend: { live: true } };
     if (kind === "traffic") {
