@@ -116,6 +116,12 @@ class Settings(ServiceSettings):
         "try-it panel) allowed to call APIs through the gateway; preflights from them are "
         "answered without a key; empty: no CORS",
     )
+    refuse_unknown_orgs: bool = Field(
+        False,
+        description="answer 402 for an org no balance state was published for yet (billing "
+        "publishes one when an org is created): no free calls before billing has seen an "
+        "org; turn on wherever billing runs",
+    )
     mock_state_keys: int = Field(
         10_000,
         ge=1,
