@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from tollgate.contracts.events.accounts import ApiUpserted, KeyUpserted
+from tollgate.contracts.events.billing import BalanceMode, BalanceState, BalanceStatus
 from tollgate.gateway.registry.store import Registry
 from tollgate.kit import apikeys
 from tollgate.kit.sealing import Sealer, new_sealing_key
@@ -117,3 +118,21 @@ def test_api_credentials_are_unsealed_and_a_bad_seal_is_flagged() -> None:
     api = registry.api_for_slug("s")
     assert api is not None
     assert api.credentials_broken
+
+
+def test_an_org_billing_never_published_is_refused_only_when_configured() -> None:
+    org = str(uuid.uuid4())
+    assert not Registry().org_blocked(org)
+    strict = Registry(refuse_unknown_orgs=True)
+    assert strict.org_blocked(org)  # a new org: no free calls before billing has seen it
+    state = BalanceState(
+        org_id=uuid.UUID(org),
+        balance=100,
+        status=BalanceStatus.OK,
+        mode=BalanceMode.PREPAID,
+        low_threshold=10,
+        version=1,
+        as_of=datetime.now(UTC),
+    )
+    strict.apply_balance(org, state)
+    assert not strict.org_blocked(org)

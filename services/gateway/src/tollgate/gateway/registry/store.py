@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 class Registry:
     """Keys, APIs and balances as last published; read on every request."""
 
-    def __init__(self, sealer: Sealer | None = None) -> None:
+    def __init__(self, sealer: Sealer | None = None, *, refuse_unknown_orgs: bool = False) -> None:
         self._sealer = sealer
+        self._refuse_unknown_orgs = refuse_unknown_orgs
         self._keys: dict[str, KeyRecord] = {}
         self._by_hash: dict[bytes, KeyRecord] = {}
         self._apis: dict[str, ApiRecord] = {}
@@ -55,9 +56,12 @@ class Registry:
         return self._by_slug.get(slug)
 
     def org_blocked(self, org_id: str) -> bool:
-        """True when the org is prepaid and out of credits."""
+        """True when the org is prepaid and out of credits, or (`refuse_unknown_orgs`)
+        billing has published nothing for it yet: a new org starts exhausted."""
         balance = self._balances.get(org_id)
-        return balance is not None and balance.blocked
+        if balance is None:
+            return self._refuse_unknown_orgs
+        return balance.blocked
 
     def plan_of(self, org_id: str) -> PlanRecord | None:
         """The org's plan, or None when it has none (no quota, no plan limits)."""
