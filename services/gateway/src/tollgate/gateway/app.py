@@ -67,7 +67,7 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         sealer = Sealer(settings.sealing_keys) if settings.sealing_keys.strip() else None
-        self.registry = Registry(sealer)
+        self.registry = Registry(sealer, refuse_unknown_orgs=settings.refuse_unknown_orgs)
         self.follower = StateFollower(settings, self.registry)
         self.limiter = RateLimiter(settings)
         self.publisher = EventPublisher(settings)
