@@ -144,6 +144,7 @@ def service_env(
         values["ALLOW_PRIVATE_UPSTREAMS"] = "true"
     if name == "gateway":
         values["ALLOW_PRIVATE_UPSTREAMS"] = "true"  # the demo upstream is on loopback
+        values["REFUSE_UNKNOWN_ORGS"] = "true"  # billing runs: a new org starts exhausted
         # the portal's try-it panel calls APIs from the console's origin
         values["CORS_ORIGINS"] = f"http://127.0.0.1:{base + OFFSETS['console']}"
     if name == "console":
