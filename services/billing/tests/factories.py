@@ -114,3 +114,13 @@ async def ledger_total(session: AsyncSession, org_id: uuid.UUID) -> int:
         {"o": org_id},
     )
     return int(value or 0)
+
+
+async def outbox_data(engine: AsyncEngine, topic: str) -> list[dict[str, Any]]:
+    """The `data` of every event waiting in (or sent from) the outbox for a contract
+    topic, in order."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT value FROM outbox WHERE topic = :t ORDER BY id"), {"t": topic}
+        )
+        return [orjson.loads(row.value)["data"] for row in rows]

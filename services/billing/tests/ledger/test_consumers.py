@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from faststream.kafka import TestKafkaBroker
 
@@ -14,10 +15,19 @@ from tollgate.billing.ledger import service as ledger
 from tollgate.billing.ledger.consumers import build_broker
 from tollgate.contracts import topics
 from tollgate.contracts.envelope import encode, new_event
+from tollgate.contracts.events.accounts import OrgRole
+from tollgate.contracts.events.identity import OrgMembership, UserState
 from tollgate.kit.db import create_engine, session_maker
 from tollgate.kit.kafka import topic_name
 
-from ..factories import ledger_total, migrated, request_event, settings_for
+from ..factories import (
+    ledger_total,
+    migrated,
+    outbox_data,
+    outbox_types,
+    request_event,
+    settings_for,
+)
 
 
 async def test_batch_debits_once_and_skips_poison(database_factory: Callable[[str], str]) -> None:
@@ -51,3 +61,54 @@ async def test_batch_debits_once_and_skips_poison(database_factory: Callable[[st
             assert await ledger_total(session, org) == 100 - 5 * 3
     finally:
         await engine.dispose()
+
+
+async def test_a_new_org_gets_its_first_balance_state_at_once(
+    database_factory: Callable[[str], str],
+) -> None:
+    """An org appears in a user's memberships (it was just created): billing opens its
+    account and publishes it exhausted (prepaid, nothing to spend) with the exhausted
+    notice, once, however often the user's state comes again."""
+    url = await migrated(database_factory("billing"))
+    settings = settings_for(url, topic_prefix="inproc.")
+    engine = create_engine(url)
+    sessions = session_maker(engine)
+    known, new = uuid.uuid4(), uuid.uuid4()
+    try:
+        async with sessions() as session, session.begin():
+            await ledger.add_credits(
+                session,
+                known,
+                settings,
+                kind="top_up",
+                amount=500,
+                actor="admin:t",
+                reason="opening",
+                idempotency_key="k-known",
+            )
+        state = UserState(
+            user_id=uuid.uuid4(),
+            active=True,
+            is_admin=False,
+            memberships=[
+                OrgMembership(org_id=known, role=OrgRole.OWNER),
+                OrgMembership(org_id=new, role=OrgRole.OWNER),
+            ],
+            version=1,
+            updated_at=datetime.now(UTC),
+        )
+        record = encode(new_event(state, source="tollgate/accounts/test"))
+        broker = build_broker(settings, sessions)
+        async with TestKafkaBroker(broker) as test_broker:
+            topic = topic_name(topics.ACCOUNTS_USERS, settings)
+            await test_broker.publish_batch(record, b"not an event", topic=topic)
+            await test_broker.publish_batch(record, topic=topic)  # redelivered
+        balances = await outbox_data(engine, topics.BILLING_BALANCES.name)
+        notices = await outbox_types(engine, topics.BILLING_EVENTS.name)
+    finally:
+        await engine.dispose()
+    firsts = [b for b in balances if b["org_id"] == str(new)]
+    assert [(b["status"], b["balance"], b["version"]) for b in firsts] == [("exhausted", 0, 1)]
+    assert notices.count("tollgate.billing.credits.exhausted.v1") == 1
+    # The funded org was left as it was: one state, from its top-up.
+    assert [b["balance"] for b in balances if b["org_id"] == str(known)] == [500]

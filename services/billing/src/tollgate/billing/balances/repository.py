@@ -37,6 +37,19 @@ async def create_missing(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
         await session.execute(stmt)
 
 
+async def create_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[uuid.UUID]:
+    """Insert accounts that do not exist yet; returns the org ids actually inserted."""
+    if not rows:
+        return []
+    stmt = (
+        insert(Account)
+        .values(list(rows))
+        .on_conflict_do_nothing(index_elements=["org_id"])
+        .returning(Account.org_id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
 async def lock(session: AsyncSession, org_ids: Sequence[uuid.UUID]) -> Sequence[AccountRow]:
     """Select accounts FOR UPDATE in org id order (a fixed order: no deadlocks)."""
     stmt = (

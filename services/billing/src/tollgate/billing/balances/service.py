@@ -128,6 +128,34 @@ async def lock_accounts(
     return {row.org_id: AccountState.from_row(row) for row in rows}
 
 
+async def open_accounts(
+    session: AsyncSession, org_ids: Iterable[uuid.UUID], settings: Settings
+) -> list[uuid.UUID]:
+    """Open the accounts of orgs billing has not heard of (an org was just created):
+    balance 0 with the defaults, and their first `BalanceState` published at once, so
+    a prepaid org with nothing to spend is exhausted at the gateway from its first
+    call; its `CreditsExhausted` notice goes out like any other org's. Orgs billing
+    knows already are left alone; returns the org ids opened now."""
+    wanted = sorted(set(org_ids))
+    fresh = [new_account(org_id, settings) for org_id in wanted]
+    opened = await repository.create_new(
+        session, [{k: v for k, v in a.as_row().items() if k != "updated_at"} for a in fresh]
+    )
+    if not opened:
+        return []
+    accounts = await lock_accounts(session, opened, settings)
+    now = datetime.now(UTC)
+    for account in accounts.values():
+        if account.status is BalanceStatus.EXHAUSTED:
+            exhausted = CreditsExhausted(
+                org_id=account.org_id, balance=account.balance, mode=account.mode, occurred_at=now
+            )
+            await emit(session, exhausted, subject=exhausted.kafka_key())
+        await publish_state(session, account, settings, now)
+    await repository.save(session, [a.as_row() for a in accounts.values()])
+    return sorted(opened)
+
+
 async def peek_account(
     session: AsyncSession, org_id: uuid.UUID, settings: Settings
 ) -> AccountState:

@@ -9,21 +9,29 @@ since the last one, and `debit_for_requests` skips every request already charged
 those skips are logged as `redelivered_skipped`. A failed batch rewinds its
 partitions (nack). Rejected requests are never charged. Decoding, skipping poison
 records and the commit cadence are the kit's (`readable`, `OffsetCommits`).
+
+A second group, `billing-orgs`, reads `tollgate.accounts.users.v1` and opens the
+account of every org it sees for the first time (an org was created), publishing its
+first balance state at once (`balances.open_accounts`); idempotent, since an org
+billing knows is left alone.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
 
+from tollgate.billing.balances.service import open_accounts
 from tollgate.billing.config import Settings
 from tollgate.billing.ledger.service import debit_for_requests
 from tollgate.contracts import topics
 from tollgate.contracts.events.gateway import RequestCompleted
+from tollgate.contracts.events.identity import UserState
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.kafka import (
     OffsetCommits,
@@ -37,6 +45,7 @@ from tollgate.kit.kafka import (
 log = logging.getLogger(__name__)
 
 GROUP_ID = "billing"
+ORGS_GROUP_ID = "billing-orgs"
 
 REQUESTS_DEBITED = Counter(
     "tollgate_billing_requests_debited_total", "priced requests charged to a balance"
@@ -84,5 +93,25 @@ def build_broker(settings: Settings, sessions: SessionMaker) -> KafkaBroker:
                 "redelivered requests skipped",
                 extra={"redelivered_skipped": outcome.redelivered},
             )
+
+    @broker.subscriber(
+        topic_name(topics.ACCOUNTS_USERS, settings),
+        group_id=ORGS_GROUP_ID,
+        batch=True,
+        max_records=1000,
+        **consumer_options(settings),
+    )
+    async def on_users(body: list[bytes], message: KafkaMessage) -> None:
+        org_ids: set[uuid.UUID] = set()
+        for record in batch_records(message):
+            event = readable(record, group=ORGS_GROUP_ID)
+            if event is not None and isinstance(event.data, UserState):
+                org_ids.update(m.org_id for m in event.data.memberships)
+        if not org_ids:
+            return
+        async with sessions() as session, session.begin():
+            opened = await open_accounts(session, org_ids, settings)
+        if opened:
+            log.info("accounts opened for new orgs", extra={"orgs": len(opened)})
 
     return broker
