@@ -282,7 +282,7 @@ def main() -> None:
             for n, (_, _, method, data, extra) in enumerate(cells)
         ]
         # Every cell answers 200 before it is measured (a 400 would be cheap, not honest).
-        for (name, path, method, data, extra), lua in zip(cells, scripts, strict=True):
+        for (name, path, *_), lua in zip(cells, scripts, strict=True):
             check = harness.wrk(f"http://127.0.0.1:{port}{path}", lua, 1, 4, cpus=args.load_cpus)
             if check.non2xx or check.errors:
                 sys.exit(f"{name}: {check.non2xx} non-2xx, {check.errors} errors")
