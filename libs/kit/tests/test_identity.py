@@ -121,6 +121,33 @@ async def test_a_removed_member_gets_404_after_the_grace_wait() -> None:
     assert waited < MISS_WAIT + 0.2
 
 
+async def test_a_removal_is_refused_at_once_when_the_state_is_newer_than_the_token() -> None:
+    mint, state = TokenMint(), caught_up_state()
+    user, org = uuid.uuid4(), uuid.uuid4()
+    token = mint.token(user_id=user, orgs={org: "owner"}, state_version=3)
+    app = org_app(state, mint)
+    state.apply(user, user_state(user, version=4, roles={}))
+    started = time.monotonic()
+    assert (await call(app, org, token)).status_code == 404
+    assert time.monotonic() - started < 0.2  # no wait for a membership in flight
+
+
+async def test_a_membership_the_token_knows_is_awaited_while_the_state_is_older() -> None:
+    mint, state = TokenMint(), caught_up_state()
+    user, org = uuid.uuid4(), uuid.uuid4()
+    token = mint.token(user_id=user, orgs={org: "owner"}, state_version=4)
+    state.apply(user, user_state(user, version=3, roles={}))
+    app = org_app(state, mint)
+
+    async def membership_arrives() -> None:
+        await asyncio.sleep(0.1)
+        state.apply(user, user_state(user, version=4, roles={org: "owner"}))
+
+    arrival = asyncio.create_task(membership_arrives())
+    assert (await call(app, org, token)).status_code == 200
+    await arrival
+
+
 async def test_deactivated_users_and_revoked_sessions_are_refused_with_401() -> None:
     mint, state = TokenMint(), caught_up_state()
     user, org = uuid.uuid4(), uuid.uuid4()

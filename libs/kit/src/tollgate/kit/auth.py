@@ -7,7 +7,8 @@ request waits on accounts. The claim layout (`access_claims`) is defined once, h
 for the issuer and the verifiers alike.
 
 Claims: `sub` (user id), `email`, `adm` (platform admin), `orgs` ({org_id: role}),
-`iss`, `aud`, `iat`, `exp`, `jti`, `typ` = "access".
+`iss`, `aud`, `iat`, `exp`, `jti`, `typ` = "access"; accounts adds `sid` (session)
+and `sv` (the version of the user's published state the token was issued from).
 
 What the caller may do comes from the token's `adm` and `orgs` only when the verifier
 has no replayed identity state (`JwtVerifier.identity`, set by the service runtime,
@@ -129,6 +130,16 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     )
 
 
+@dataclass(frozen=True)
+class VerifiedToken:
+    """What a verified access token says: the principal as of issue, `iat`, and the
+    `sv` claim (None in tokens that carry none)."""
+
+    principal: Principal
+    issued_at: int
+    state_version: int | None = None
+
+
 class JwtVerifier:
     """Verifies access tokens against a JWKS (fetched from a URL, or given)."""
 
@@ -189,11 +200,11 @@ class JwtVerifier:
     async def verify(self, token: str) -> Principal:
         """The principal of a valid access token (roles as the token states them);
         401 problem otherwise."""
-        principal, _ = await self.verify_issued(token)
-        return principal
+        return (await self.verify_issued(token)).principal
 
-    async def verify_issued(self, token: str) -> tuple[Principal, int]:
-        """The principal of a valid access token and when it was issued (`iat`)."""
+    async def verify_issued(self, token: str) -> VerifiedToken:
+        """The principal of a valid access token, with when and from which state
+        version it was issued."""
         key = await self._key_for(unverified_kid(token))
         if key is None:
             raise unauthorized("Unknown signing key.")
@@ -201,7 +212,12 @@ class JwtVerifier:
             token, key, algorithms=ALGORITHMS, audience=self._audience, issuer=self._issuer
         )
         try:
-            return principal_from_claims(claims), int(claims["iat"])
+            version = claims.get("sv")
+            return VerifiedToken(
+                principal=principal_from_claims(claims),
+                issued_at=int(claims["iat"]),
+                state_version=int(version) if version is not None else None,
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise unauthorized("Invalid token claims.") from exc
 
@@ -278,12 +294,15 @@ OpenAPI document as the `bearerAuth` scheme."""
 async def _current_principal(request: Request, token: BearerToken) -> Principal:
     arrived = time.monotonic()
     verifier: JwtVerifier = request.app.state.jwt_verifier
-    principal, issued_at = await verifier.verify_issued(token)
+    verified = await verifier.verify_issued(token)
     if verifier.identity is None:
-        return principal
-    return await verifier.identity.current(
-        principal, issued_at=issued_at, wanted_org=requested_org(request), arrived=arrived
-    )
+        principal = verified.principal
+    else:
+        principal = await verifier.identity.current(
+            verified, wanted_org=requested_org(request), arrived=arrived
+        )
+    request.state.principal = principal  # the actor of the audit record (kit.audit)
+    return principal
 
 
 def requested_org(request: Request) -> uuid.UUID | None:

@@ -30,8 +30,8 @@ Decisions, and their security trade-offs:
   changed for that user or the reader has synced past `MISS_GRACE` after the request
   arrived (at most `MISS_WAIT`) before it is refused, so a new org works at once with
   the token that created it. The price: a refusal for a foreign org takes ~0.3 s. A
-  membership the token lists but a state newer than the token lacks was removed: no
-  wait.
+  membership the token lists but a state newer than the one the token was issued from
+  (its `sv` claim) lacks was removed: refused without a wait.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from pydantic import ValidationError
 from tollgate.contracts import topics
 from tollgate.contracts.decoding import decode_as
 from tollgate.contracts.events.identity import UserState
-from tollgate.kit.auth import Principal, Role, unauthorized
+from tollgate.kit.auth import Principal, Role, VerifiedToken, unauthorized
 from tollgate.kit.problems import ServiceUnavailable
 from tollgate.kit.replay import StateFollower, record_key
 from tollgate.kit.settings import ServiceSettings
@@ -146,9 +146,8 @@ class IdentityState:
 
     async def current(
         self,
-        token_principal: Principal,
+        token: VerifiedToken,
         *,
-        issued_at: int,
         wanted_org: uuid.UUID | None = None,
         arrived: float | None = None,
     ) -> Principal:
@@ -160,13 +159,14 @@ class IdentityState:
             raise ServiceUnavailable(
                 "identity-replaying", "Authorisation state is still loading; retry shortly."
             )
+        token_principal, issued_at = token.principal, token.issued_at
         user_id = token_principal.user_id
         arrived = time.monotonic() if arrived is None else arrived
         access = self.users.get(user_id)
         if (access is None and _token_misses(token_principal, wanted_org)) or (
             access is not None
             and _misses(access, wanted_org)
-            and _may_be_in_flight(access, token_principal, wanted_org, issued_at)
+            and _may_be_in_flight(access, token, wanted_org)
         ):
             access = await self._wait_for(user_id, wanted_org, arrived)
         if access is None:
@@ -209,16 +209,18 @@ def _token_misses(token: Principal, wanted_org: uuid.UUID | None) -> bool:
 
 
 def _may_be_in_flight(
-    access: UserAccess, token: Principal, wanted_org: uuid.UUID | None, issued_at: int
+    access: UserAccess, token: VerifiedToken, wanted_org: uuid.UUID | None
 ) -> bool:
     """Whether a membership the state lacks may still be on its way: one the token does
-    not know of (a new org), or one the token knows of while the state held is older
-    than the token. A membership the token lists but a newer state lacks was removed:
-    refused at once."""
-    if wanted_org is None or token.role_in(wanted_org) is None:
+    not know of (a new org), or one the token knows of while the state held is not
+    newer than the one the token was issued from. A membership the token lists but a
+    newer state lacks was removed: refused at once."""
+    if wanted_org is None or token.principal.role_in(wanted_org) is None:
         return True
-    # `iat` has whole seconds: only a state from a later second is surely newer.
-    return access.updated_at is None or access.updated_at.timestamp() < issued_at + 1
+    if token.state_version is not None:
+        return access.version <= token.state_version
+    # A token without `sv`: `iat` has whole seconds, only a later second is surely newer.
+    return access.updated_at is None or access.updated_at.timestamp() < token.issued_at + 1
 
 
 class IdentityFollower:

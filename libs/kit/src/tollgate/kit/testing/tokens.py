@@ -45,6 +45,7 @@ class TokenMint:
         admin: bool = False,
         orgs: Mapping[uuid.UUID, Role | str] | None = None,
         ttl_seconds: int = 900,
+        state_version: int | None = None,
     ) -> str:
         claims = access_claims(
             user_id=user_id or uuid.uuid4(),
@@ -55,6 +56,8 @@ class TokenMint:
             audience=AUDIENCE,
             ttl_seconds=ttl_seconds,
         )
+        if state_version is not None:
+            claims["sv"] = state_version  # as accounts adds it (see kit.identity)
         return jwt.encode(claims, self._key, algorithm="EdDSA", headers={"kid": self.kid})
 
     def headers(self, **kwargs: Any) -> dict[str, str]:

@@ -281,6 +281,9 @@ async def open_session(
         ttl_seconds=settings.access_token_ttl_seconds,
     )
     claims["sid"] = str(family_id)  # lets accounts end access tokens with their session
+    # The state version the roles above come from: other services tell a removal (a
+    # newer state without the org) from a membership still on its way (kit.identity).
+    claims["sv"] = user.state_version
     access = keyring.sign(claims)
     raw, hashed = new_secret()
     await repo.insert_refresh_token(
