@@ -2,10 +2,12 @@
 plans and an org's plan from billing (outbox → `tollgate.billing.plans.v1`), keys and
 APIs from accounts, decisions at a two-worker gateway counting quota in Redis.
 
-An org on a plan with N included requests gets exactly N answers 200, then 402
-`quota-exceeded`; an upgrade lifts the stop; a suspended org gets 402
-`plan-suspended` and a reinstated one 200. Prints the time from the upgrade (billing's
-answer) to the first 200, p50/p99/max over 20 trials, and suspension/reinstatement.
+A new prepaid org's first call is a 402 (billing opened it exhausted; the gateway
+refuses orgs billing has not published). An org on a plan with N included requests
+gets exactly N answers 200, then 402 `quota-exceeded`; an upgrade lifts the stop; a
+suspended org gets 402 `plan-suspended` and a reinstated one 200. Prints the time
+from the upgrade (billing's answer) to the first 200, p50/p99/max over 20 trials, and
+suspension/reinstatement.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ async def test_quota_upgrade_and_suspension_at_the_gateway(
             "RATE_LIMIT_POLICY": "redis",
             "REDIS_URL": redis_url,
             "REDIS_TIMEOUT_MS": "1000",
+            "REFUSE_UNKNOWN_ORGS": "true",  # as `make up`: a new org starts exhausted
         },
     )
     upstream_port = localdeps.free_port()
@@ -132,6 +135,20 @@ async def test_quota_upgrade_and_suspension_at_the_gateway(
                 },
             )
             assert api.status_code == 201, api.text
+            # A new prepaid org has nothing to spend: its first call is a 402, never free.
+            # (Billing opened it from the users topic; the gateway refuses it until then.)
+            issued = await acc.post(f"/v1/orgs/{org['id']}/keys", json={"name": "metered"})
+            assert issued.status_code == 201, issued.text
+            headers = {"X-API-Key": issued.json()["key"]}
+            started = time.monotonic()
+            while (first := await gw.get("/metered/hello", headers=headers)).status_code == 401:
+                assert time.monotonic() - started < 20, "key never replayed"
+                await asyncio.sleep(0.02)
+            assert first.status_code == 402, first.text
+            assert first.json()["type"].endswith("/credits-exhausted")
+            opened = await bil.get(f"/v1/orgs/{org['id']}/balance")
+            assert opened.json()["status"] == "exhausted"
+            assert opened.json()["version"] >= 1, "billing published no first state"
             topped = await bil.post(
                 f"/v1/orgs/{org['id']}/credits",
                 json={"amount": 100_000, "reason": "plenty: only the plan stops this org"},
@@ -153,16 +170,20 @@ async def test_quota_upgrade_and_suspension_at_the_gateway(
                 plans.append(created.json())
             on = await bil.put(f"/v1/orgs/{org['id']}/plan", json={"plan_id": plans[0]["id"]})
             assert on.status_code == 200, on.text
-            issued = await acc.post(f"/v1/orgs/{org['id']}/keys", json={"name": "metered"})
-            assert issued.status_code == 201, issued.text
-            headers = {"X-API-Key": issued.json()["key"]}
-            # The key reaches the gateway (401 until then); the plan was published first.
+            # Funded and on a plan: served (the 402 lifts with the top-up's state); the
+            # plan is in force once answers carry its quota (calls before it count none).
             started = time.monotonic()
-            while (first := await gw.get("/metered/hello", headers=headers)).status_code == 401:
-                assert time.monotonic() - started < 20, "key never replayed"
-                await asyncio.sleep(0.02)
-            assert first.status_code == 200, first.text
-            served = 1
+            while True:
+                answer = await gw.get("/metered/hello", headers=headers)
+                if answer.status_code == 200 and "plan-quota" in answer.headers.get(
+                    "ratelimit-policy", ""
+                ):
+                    break
+                assert answer.status_code in (200, 402), answer.text
+                assert time.monotonic() - started < 5, "plan not in force"
+                await asyncio.sleep(0.005)
+            served = PER_TRIAL - int(answer.headers["ratelimit-remaining"])
+            assert served == 1
 
             to_lifted: list[float] = []
             for trial in range(TRIALS + 1):
