@@ -273,7 +273,7 @@ def test_contract_drift_is_reported_in_test_mode_never_altered(gw: InProcessGate
         '/body/name: "name" is a required property',
     ]
     gw.request("GET", "/shop/pets/5", {"X-API-Key": LIVE})
-    assert _last_event(gw)["contract_drift"] is None  # live answers are not checked
+    assert "contract_drift" not in _last_event(gw)  # live answers are not checked
 
 
 def test_injected_errors_and_latency() -> None:

@@ -360,9 +360,12 @@ class Gate:
         if request.headers.get("Expect", "").lower() == "100-continue":
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         received = [0, 0]
-        chunks = [chunk async for chunk in self._capped_body(request, received)]
-        if received[1]:
-            raise TimeoutError
+        try:
+            chunks = [chunk async for chunk in self._capped_body(request, received)]
+        except _BodyTooLarge:
+            if received[1]:  # the body went idle: a 408, not a 413
+                raise TimeoutError from None
+            raise
         return b"".join(chunks)
 
     def _invalid(self, call: _Call, violations: list[str]) -> web.Response:
@@ -876,29 +879,26 @@ class Gate:
         call.status = status
         REQUEST_METRICS.observe(max(0.0, total - waited))
         _count("completed", status)
-        self._publisher.publish(
-            key.org_id,
-            COMPLETED,
-            {
-                "request_id": call.request_id,
-                "time": call.started_wall,
-                "org_id": key.org_id,
-                "key_id": key.key_id,
-                "api_id": api.api_id,
-                "route_id": route.route_id if route else None,
-                "method": call.method,
-                "path": call.path,
-                "status": status,
-                "latency_ms": int(total * 1000),
-                "upstream_latency_ms": int(min(waited, total) * 1000),
-                "request_bytes": request_bytes,
-                "response_bytes": response_bytes,
-                "client_ip": call.client_ip,
-                "cost": price,
-                "gateway_instance": self._instance,
-                "mode": "test" if key.test else "live",
-                "served_by": call.served_by,
-                "contract_drift": call.drift,
-            },
-            call.traceparent,
-        )
+        data = {
+            "request_id": call.request_id,
+            "time": call.started_wall,
+            "org_id": key.org_id,
+            "key_id": key.key_id,
+            "api_id": api.api_id,
+            "route_id": route.route_id if route else None,
+            "method": call.method,
+            "path": call.path,
+            "status": status,
+            "latency_ms": int(total * 1000),
+            "upstream_latency_ms": int(min(waited, total) * 1000),
+            "request_bytes": request_bytes,
+            "response_bytes": response_bytes,
+            "client_ip": call.client_ip,
+            "cost": price,
+            "gateway_instance": self._instance,
+            "mode": "test" if key.test else "live",
+            "served_by": call.served_by,
+        }
+        if call.drift is not None:
+            data["contract_drift"] = call.drift
+        self._publisher.publish(key.org_id, COMPLETED, data, call.traceparent)
