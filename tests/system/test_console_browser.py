@@ -217,6 +217,7 @@ def _seed(stack: Stack) -> None:
     assert endpoint.status_code == 201, endpoint.text
     stack.seeded = {
         "api_slug": api["slug"],
+        "api_id": api["id"],
         "endpoint_id": endpoint.json()["id"],
         "email": email,
         "org_id": org_id,
@@ -373,6 +374,7 @@ class Watch:
 
     def __init__(self, page: Page) -> None:
         self.errors: list[str] = []
+        self.confirming = False
         page.on("console", self._console)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
         page.on("dialog", self._dialog)
@@ -382,6 +384,9 @@ class Watch:
         )
 
     def _dialog(self, dialog: Dialog) -> None:
+        if dialog.type == "confirm" and self.confirming:  # a confirmation the test expects
+            dialog.accept()
+            return
         self.errors.append(f"dialog: {dialog.message}")
         dialog.dismiss()
 
@@ -673,6 +678,53 @@ def test_admin_top_up_submitted_twice_charges_once(stack: Stack, browser: Browse
     context.close()
 
 
+def test_operator_area_as_a_platform_admin(stack: Stack, browser: Browser) -> None:
+    email = f"deactivated-{uuid.uuid4().hex[:8]}@example.com"
+    registered = httpx.post(
+        f"{stack.accounts}/v1/auth/register",
+        json={"email": email, "password": PASSWORD, "name": XSS},
+        timeout=10,
+    )
+    assert registered.status_code == 201, registered.text
+    context, page, watch = new_page(browser)
+    sign_in(page, stack.console, ADMIN[0], ADMIN[1])
+    page.click(".usermenu summary")
+    page.get_by_test_id("operator-link").click()
+    expect(page).to_have_url(re.compile(r"/admin/apis$"))
+    api_row = page.get_by_test_id("admin-apis").locator("tr", has_text=stack.seeded["api_slug"])
+    api_row.get_by_role("link").click()
+    expect(page.get_by_test_id("admin-api-name")).to_contain_text(stack.seeded["api_slug"])
+    page.get_by_test_id("admin-tabs").get_by_role("link", name="Organisations").click()
+    expect(page.get_by_test_id("admin-orgs")).to_contain_text(XSS)  # as text, not markup
+
+    page.goto(f"{stack.console}/admin/users?email={email}")
+    row = page.locator(f'[data-testid=user-row][data-email="{email}"]')
+    watch.confirming = True  # "Deactivate this user?"
+    row.get_by_test_id("deactivate-user").click()
+    expect(page.get_by_test_id("notice")).to_be_visible()
+    expect(row.get_by_test_id("reactivate-user")).to_be_visible()
+    refused = httpx.post(
+        f"{stack.accounts}/v1/auth/token", data={"username": email, "password": PASSWORD}
+    )
+    assert refused.status_code == 401  # accounts no longer lets them in
+    row.get_by_test_id("reactivate-user").click()
+    expect(row.get_by_test_id("deactivate-user")).to_be_visible()
+    assert _user_token(stack.accounts, email, PASSWORD)
+
+    page.get_by_test_id("admin-tabs").get_by_role("link", name="Email log").click()
+    expect(page.get_by_test_id("admin-emails")).to_be_visible()  # the resets sent above
+    page.screenshot(path=str(SHOTS / "admin-emails.png"), full_page=True)
+    watch.check()
+    context.close()
+
+    viewer, viewer_page, viewer_watch = new_page(browser)
+    sign_in(viewer_page, stack.console, stack.seeded["email"])
+    expect(viewer_page.get_by_test_id("operator-link")).to_have_count(0)
+    assert viewer_page.goto(f"{stack.console}/admin/users").status == 404  # type: ignore[union-attr]
+    viewer_watch.check()
+    viewer.close()
+
+
 def tour(stack: Stack) -> list[tuple[str, str]]:
     org, key = stack.seeded["org_id"], stack.seeded["key_id"]
     return [
@@ -771,8 +823,30 @@ def test_every_page_renders_in_both_languages_and_themes(
             if language == "zh-Hans":  # Scalar's own labels in Chinese too
                 expect(page.get_by_test_id("portal-reference")).to_contain_text("身份验证")
         screenshots_in_both_themes(page, name, language)
+    context.clear_cookies()  # the operator area, as a platform admin
+    sign_in(page, stack.console, ADMIN[0], ADMIN[1])
+    for name, path in (
+        ("admin-apis", "/admin/apis"),
+        ("admin-api", f"/admin/apis/{stack.seeded['api_id']}"),
+        ("admin-orgs", "/admin/orgs"),
+        ("admin-users", "/admin/users"),
+        ("admin-emails", "/admin/emails"),
+    ):
+        answer = page.goto(stack.console + path)
+        assert answer is not None
+        assert answer.status == 200, (path, answer.status)
+        expect(page.locator("html")).to_have_attribute("lang", language)
+        tabs = page.get_by_test_id("admin-tabs").locator("a").all_inner_texts()
+        assert tabs == ADMIN_LABELS[language], (path, tabs)
+        screenshots_in_both_themes(page, name, language)
     watch.check()
     context.close()
+
+
+ADMIN_LABELS = {
+    "en": ["APIs", "Organisations", "Users", "Email log"],
+    "zh-Hans": ["API", "组织", "用户", "邮件日志"],
+}
 
 
 # The x-axis tick labels of every chart, pairwise: does any box overlap the next one?

@@ -99,6 +99,9 @@ class FakeBackends:
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
     key_bodies: list[dict[str, Any]] = field(default_factory=list)
     portal_public: bool = True
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    emails: list[dict[str, Any]] = field(default_factory=list)
+    email_retries: list[str] = field(default_factory=list)
 
     def tokens(self) -> httpx.Response:
         n = self.refreshes
@@ -130,6 +133,17 @@ class FakeBackends:
     # --- accounts ---------------------------------------------------------------------
 
     def accounts_post(self, request: httpx.Request, path: str) -> httpx.Response:
+        admin_action = re.fullmatch(r"/v1/users/([^/]+)/(deactivate|reactivate)", path)
+        if admin_action:
+            if not self.admin:
+                return problem(403, "Forbidden", "Platform admins only.")
+            user = self.users.get(admin_action.group(1))
+            if user is None:
+                return problem(404, "Not Found", "No such user.")
+            if user["email"] == "dev@example.com":
+                return problem(409, "Conflict", "You cannot deactivate yourself.")
+            user["is_active"] = admin_action.group(2) == "reactivate"
+            return httpx.Response(200, json=user)
         if path == "/v1/auth/token":
             form = dict(x.split("=", 1) for x in request.content.decode().split("&"))
             if form.get("password") != PASSWORD:
@@ -280,6 +294,20 @@ class FakeBackends:
             return httpx.Response(200, json=key) if key else problem(404, "Not Found")
         if path == "/v1/apis":
             return httpx.Response(200, json={"items": self.apis, "next_cursor": None})
+        if re.fullmatch(r"/v1/apis/[0-9a-f-]{36}", path):
+            api = next((a for a in self.apis if a["id"] == path.rsplit("/", 1)[1]), None)
+            return httpx.Response(200, json=api) if api else problem(404, "Not Found")
+        if path == "/v1/users":
+            if not self.admin:
+                return problem(403, "Forbidden", "Platform admins only.")
+            users = list(self.users.values())
+            prefix = request.url.params.get("email_prefix")
+            if prefix:
+                users = [u for u in users if u["email"].startswith(prefix)]
+            if "active" in request.url.params:
+                wanted = request.url.params["active"] == "true"
+                users = [u for u in users if u["is_active"] == wanted]
+            return httpx.Response(200, json={"items": users, "next_cursor": None})
         if path.startswith("/v1/apis/") and path.endswith("/openapi"):
             document = self.documents.get(path.split("/")[3])
             return httpx.Response(200, json=document) if document else problem(404, "Not Found")
@@ -472,6 +500,12 @@ def endpoint_body(endpoint_id: str, org_id: str, url: str, **changes: Any) -> di
 
 
 def _notifier_get(fake: FakeBackends, request: httpx.Request, path: str) -> httpx.Response:
+    if path == "/v1/admin/emails":
+        if not fake.admin:
+            return problem(403, "Forbidden", "Platform admins only.")
+        state = request.url.params.get("state")
+        emails = [m for m in fake.emails if state is None or m["state"] == state]
+        return httpx.Response(200, json={"items": emails, "next_cursor": None})
     if path == "/v1/webhooks/event-types":
         types = [
             {
@@ -495,6 +529,12 @@ def _notifier_get(fake: FakeBackends, request: httpx.Request, path: str) -> http
 
 
 def _notifier_write(fake: FakeBackends, request: httpx.Request, path: str) -> httpx.Response:
+    retry = re.fullmatch(r"/v1/admin/emails/([^/]+)/retry", path)
+    if retry:
+        if not fake.admin:
+            return problem(403, "Forbidden", "Platform admins only.")
+        fake.email_retries.append(retry.group(1))
+        return httpx.Response(202, json={})
     if fake.role == "viewer":
         return problem(403, "Forbidden", "Requires the developer role or higher.")
     prefix = f"/v1/orgs/{fake.org_id}/webhooks"
@@ -586,4 +626,35 @@ def route_body(method: str, path: str, price: int | None = None) -> dict[str, An
         "limits": {},
         "required_scopes": [],
         "operation_id": None,
+    }
+
+
+def user_body(email: str, *, active: bool = True, admin: bool = False) -> dict[str, Any]:
+    """A user as accounts lists it to platform admins."""
+    return {
+        "id": str(uuid.uuid4()),
+        "email": email,
+        "name": email.split("@")[0],
+        "locale": "en",
+        "is_admin": admin,
+        "is_active": active,
+        "totp_enabled": False,
+        "created_at": NOW,
+    }
+
+
+def email_body(to: str, state: str, error: str | None = None) -> dict[str, Any]:
+    """A mail of notifier's queue as admins list it."""
+    return {
+        "id": str(uuid.uuid4()),
+        "kind": "password_reset",
+        "locale": "en",
+        "to": to,
+        "org_id": None,
+        "state": state,
+        "attempts": 3 if state == "failed" else 1,
+        "last_error": error,
+        "provider_id": None,
+        "created_at": NOW,
+        "finished_at": NOW,
     }

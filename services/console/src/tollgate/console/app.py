@@ -29,6 +29,7 @@ from tollgate.console.pages import (
     links,
     live,
     logs,
+    operator,
     orgs,
     portal,
     profile,
@@ -115,6 +116,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
         team,
         webhooks,
         portal,
+        operator,
     ):
         app.include_router(module.router)
     install_web_middleware(app)

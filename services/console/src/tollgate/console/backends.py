@@ -203,6 +203,45 @@ class Api(Shape):
     routes: list[Route] = Field(default_factory=list)
 
 
+class AdminUser(Shape):
+    """A user as platform admins manage it (accounts `/v1/users`)."""
+
+    id: uuid.UUID
+    email: str
+    name: str
+    is_admin: bool
+    is_active: bool
+    totp_enabled: bool = False
+    created_at: datetime
+
+
+class AdminApi(Api):
+    """An API as the operator sees it: the registry's fields that are not shown to
+    customers. Upstream credentials are write-only at accounts and never come back."""
+
+    deprecated_at: datetime | None = None
+    timeout_ms: int | None = None
+    charge_failed_calls: bool = False
+    has_upstream_credentials: bool = False
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class Email(Shape):
+    """A mail in notifier's queue (admins only)."""
+
+    id: uuid.UUID
+    kind: str
+    locale: str
+    to: str
+    org_id: uuid.UUID | None = None
+    state: str
+    attempts: int
+    last_error: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
 class Latency(Shape):
     p50_ms: float | None = None
     p95_ms: float | None = None
@@ -609,6 +648,45 @@ class Backends:
                 return None
             raise
         return answer if isinstance(answer, dict) else None
+
+    # --- accounts: the operator's registry, orgs and users (platform admins) -------------
+
+    async def admin_apis(self, token: str, cursor: str | None) -> Page[AdminApi]:
+        params = {"limit": 50, "cursor": cursor}
+        answer = await self._call("accounts", "GET", "/v1/apis", token=token, params=params)
+        return Page[AdminApi].model_validate(answer)
+
+    async def admin_api(self, token: str, api_id: uuid.UUID) -> AdminApi:
+        answer = await self._call("accounts", "GET", f"/v1/apis/{api_id}", token=token)
+        return AdminApi.model_validate(answer)
+
+    async def all_orgs(self, token: str, cursor: str | None) -> Page[Org]:
+        """Every org (accounts answers admins with all of them)."""
+        params = {"limit": 50, "cursor": cursor}
+        answer = await self._call("accounts", "GET", "/v1/orgs", token=token, params=params)
+        return Page[Org].model_validate(answer)
+
+    async def users(
+        self, token: str, *, email_prefix: str | None, active: bool | None, cursor: str | None
+    ) -> Page[AdminUser]:
+        params = {"email_prefix": email_prefix, "active": active, "cursor": cursor, "limit": 50}
+        answer = await self._call("accounts", "GET", "/v1/users", token=token, params=params)
+        return Page[AdminUser].model_validate(answer)
+
+    async def set_user_active(self, token: str, user_id: uuid.UUID, active: bool) -> AdminUser:
+        action = "reactivate" if active else "deactivate"
+        answer = await self._call("accounts", "POST", f"/v1/users/{user_id}/{action}", token=token)
+        return AdminUser.model_validate(answer)
+
+    # --- notifier: the email log (platform admins) ------------------------------------
+
+    async def emails(self, token: str, *, state: str | None, cursor: str | None) -> Page[Email]:
+        params = {"state": state, "cursor": cursor, "limit": 50}
+        answer = await self._call("notifier", "GET", "/v1/admin/emails", token=token, params=params)
+        return Page[Email].model_validate(answer)
+
+    async def retry_email(self, token: str, email_id: uuid.UUID) -> None:
+        await self._call("notifier", "POST", f"/v1/admin/emails/{email_id}/retry", token=token)
 
     # --- usage --------------------------------------------------------------------
 
