@@ -359,6 +359,10 @@ class Gate:
             return b""
         if request.headers.get("Expect", "").lower() == "100-continue":
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        declared = request.content_length
+        if declared is not None and declared <= _BUFFER_LIMIT:
+            # Admission checked the declared length against the cap: the plain path's read.
+            return await self._small_body(request)
         received = [0, 0]
         try:
             chunks = [chunk async for chunk in self._capped_body(request, received)]

@@ -92,6 +92,8 @@ class Schema:
 
     def violations(self, instance: Any, *prefix: object) -> list[str]:
         """`<pointer>: <message>` for each violation (at most 50)."""
+        if self.validator.is_valid(instance):  # the common case, without error objects
+            return []
         found: list[str] = []
         for error in self.validator.iter_errors(instance):
             path = [*prefix, *error.instance_path]
