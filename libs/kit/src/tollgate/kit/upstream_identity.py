@@ -181,3 +181,39 @@ class IdentityVerifier:
         self._next_sweep = now + self._max_skew
         horizon = now - 2 * self._max_skew
         self._seen = {rid: t for rid, t in self._seen.items() if t >= horizon}
+
+
+def identity_headers(
+    secret: str,
+    *,
+    method: str,
+    path: str,
+    org_id: str,
+    key_id: str,
+    key_name: str = "",
+    scopes: Sequence[str] = (),
+    plan: str | None = None,
+    request_id: str,
+    signed_at: int | None = None,
+) -> dict[str, str]:
+    """The header set the gateway would send (for upstreams' own tests; the gateway's
+    hot path builds the same form with cached parts)."""
+    signed_at = int(time.time()) if signed_at is None else signed_at
+    name, scope_text = encode_name(key_name), encode_scopes(scopes)
+    message = signing_input(
+        signed_at=signed_at,
+        request_id=request_id,
+        method=method.upper(),
+        path=path,
+        org_id=org_id,
+        key_id=key_id,
+        key_name=name,
+        scopes=scope_text,
+        plan=plan or "",
+    )
+    headers = {ORG_ID: org_id, KEY_ID: key_id, KEY_NAME: name, SCOPES: scope_text}
+    if plan:
+        headers[PLAN] = plan
+    signature = mac(secrets_of(secret)[0], message)
+    headers[SIGNATURE] = f"t={signed_at},id={request_id},v1={signature}"
+    return headers

@@ -27,6 +27,8 @@ from tollgate.notifier.email.backends import EmailBackend, FileBackend, ResendBa
 from tollgate.notifier.email.worker import EmailWorker
 from tollgate.notifier.intake.consumers import build_broker
 from tollgate.notifier.models import outbox
+from tollgate.notifier.outbound.api import router as outbound_router
+from tollgate.notifier.outbound.worker import SmsSendWorker
 from tollgate.notifier.retention.jobs import RetentionJob, policy_from
 from tollgate.notifier.sms.api import router as sms_router
 from tollgate.notifier.sms.worker import SmsRouter
@@ -67,6 +69,13 @@ def create_app(
         state.wake_sms_router = router.wake
         return router.run()
 
+    def send_sms(sessions: SessionMaker) -> Coroutine[Any, Any, None]:
+        sender = SmsSendWorker(
+            sessions=sessions, sealer=state.sealer, clock=clock, settings=settings
+        )
+        state.wake_sms_sender = sender.wake
+        return sender.run()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sender = WebhookSender(
@@ -102,6 +111,7 @@ def create_app(
                 max_attempts=settings.email_max_attempts,
             ).run(),
             route_sms,
+            send_sms,
         ]
         try:
             async with service_runtime(
@@ -123,7 +133,7 @@ def create_app(
     app = create_service_app(
         service="notifier",
         title="Tollgate notifier",
-        description="Tollgate notifier: signed webhooks, email via Resend, inbound SMS routing.",
+        description="Tollgate notifier: signed webhooks, email via Resend, SMS in and out.",
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
         settings=settings,
@@ -132,4 +142,5 @@ def create_app(
     app.include_router(webhooks_router, prefix="/v1")
     app.include_router(email_router, prefix="/v1")
     app.include_router(sms_router, prefix="/v1")
+    app.include_router(outbound_router, prefix="/v1")
     return app

@@ -98,3 +98,28 @@ class Settings(ServiceSettings):
     sms_hmac_secret: SecretStr = Field(
         SecretStr(""), description="secret of the generic HMAC-SHA256 SMS scheme; empty rejects"
     )
+
+    gateway_identity_secrets: SecretStr = Field(
+        SecretStr(""),
+        description="the gateway's identity_secrets (comma-separated, newest first): "
+        "`POST /v1/sms/messages` and the customer SMS routes trust only requests whose "
+        "signed X-Tollgate-* identity headers verify; empty refuses them all",
+    )
+    gateway_identity_max_skew_seconds: int = Field(
+        30, ge=1, le=300, description="identity headers older or newer than this are refused"
+    )
+    sms_max_segments: int = Field(10, ge=1, le=50, description="longest outbound SMS accepted")
+    sms_conversation_hours: float = Field(
+        72.0,
+        ge=0,
+        description="after an org writes to a number, replies from it route to the org for "
+        "this long (each message extends it); 0 = outbound messages open no conversation",
+    )
+    sms_send_max_attempts: int = Field(
+        6, ge=1, description="transient provider errors retried up to this many sends"
+    )
+    sms_send_concurrency: int = Field(16, ge=1, description="provider calls in flight")
+    sms_send_poll_seconds: float = Field(0.2, gt=0, description="idle poll of the send queue")
+    sms_send_lease_seconds: float = Field(
+        30.0, gt=0, description="a claimed message not recorded by then is sent again"
+    )

@@ -241,4 +241,112 @@ class SmsMessage(Base):
     )
 
 
+class SmsPrice(Base):
+    """The operator's price of one SMS segment to destinations starting with `prefix`
+    (E.164, e.g. `+41`, `+4179`; `+` alone is the fallback); the longest prefix wins."""
+
+    __tablename__ = "sms_prices"
+
+    prefix: Mapped[str] = mapped_column(String(16), primary_key=True)
+    price_per_segment: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SmsProvider(Base):
+    """An SMS provider account: its kind (`twilio`, `http`), non-secret configuration,
+    sealed credentials (never returned), throughput limit and preference."""
+
+    __tablename__ = "sms_providers"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    credentials_sealed: Mapped[str] = mapped_column(Text)
+    rate_per_second: Mapped[int] = mapped_column(Integer)
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SmsOutbound(Base):
+    """An outbound SMS: what the customer sent, what it cost, where it is.
+
+    `status` is the customer-visible state (queued, sent, delivered, undelivered,
+    failed); `send_state` is the send queue's (pending, in_flight, done), claimed with
+    `FOR UPDATE SKIP LOCKED` and leased like the other queues."""
+
+    __tablename__ = "sms_outbound"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    key_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    from_number: Mapped[str] = mapped_column(String(32))
+    to_number: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    encoding: Mapped[str] = mapped_column(String(8))
+    segments: Mapped[int] = mapped_column(Integer)
+    destination_prefix: Mapped[str] = mapped_column(String(16))
+    price_per_segment: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    charge_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    client_reference: Mapped[str | None] = mapped_column(String(128))
+    status_callback: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(16))
+    send_state: Mapped[str] = mapped_column(String(16))
+    provider_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    provider: Mapped[str | None] = mapped_column(String(64))
+    provider_message_id: Mapped[str | None] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    leased_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(String(255))
+    refunded: Mapped[bool] = mapped_column(Boolean, default=False)
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index(
+            "ix_sms_outbound_due",
+            "next_attempt_at",
+            postgresql_where=text("send_state <> 'done'"),
+        ),
+        Index("ix_sms_outbound_org", "org_id", "queued_at"),
+        UniqueConstraint("provider_id", "provider_message_id", name="uq_sms_outbound_provider"),
+    )
+
+
+class SmsStatusHistory(Base):
+    """Each status an outbound SMS reached, with when and the provider's error code."""
+
+    __tablename__ = "sms_status_history"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("sms_outbound.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SmsConversation(Base):
+    """An org wrote to `remote_number`: replies from it route to the org until
+    `expires_at` (each new outbound message extends it)."""
+
+    __tablename__ = "sms_conversations"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    remote_number: Mapped[str] = mapped_column(String(32), primary_key=True)
+    local_number: Mapped[str] = mapped_column(String(32))
+    last_sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_sms_conversations_remote", "remote_number", "last_sent_at"),)
+
+
 outbox = outbox_table(Base.metadata)

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from tollgate.kit.netpolicy import NetworkPolicy
 from tollgate.kit.problems import ServiceUnavailable
 from tollgate.kit.sealing import Sealer
+from tollgate.kit.upstream_identity import IdentityVerifier
 from tollgate.notifier.clock import Clock
 from tollgate.notifier.config import Settings
 
@@ -36,6 +37,25 @@ class NotifierState:
     clock: Clock
     network_policy: NetworkPolicy
     wake_sms_router: object | None = None
+    wake_sms_sender: object | None = None
+    _identity: IdentityVerifier | None = None
+
+    @property
+    def identity(self) -> IdentityVerifier:
+        """Verifier of the gateway's signed caller identity (one per process: it
+        remembers the request ids it accepted, refusing replays)."""
+        if self._identity is None:
+            self._identity = IdentityVerifier(
+                self.settings.gateway_identity_secrets.get_secret_value(),
+                max_skew_s=self.settings.gateway_identity_max_skew_seconds,
+            )
+        return self._identity
+
+    def sms_queued(self) -> None:
+        """Tell the send queue a message is waiting."""
+        wake = self.wake_sms_sender
+        if callable(wake):
+            wake()
 
     def require_sealing(self) -> None:
         """503 when secrets cannot be sealed (no keys configured)."""

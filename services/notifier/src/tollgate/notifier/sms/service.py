@@ -1,7 +1,8 @@
 """Inbound SMS rules: store once per provider message, then route.
 
-Routing order: the destination number's assigned org; else the org that last
-received a message from the sender (conversation history); else the first
+Routing order: the destination number's assigned org; else the org with an open
+conversation with the sender (it sent them an SMS within `sms_conversation_hours`),
+else the org that last received a message from the sender (conversation history); else the first
 matching keyword rule (first word, case-insensitive, or a regex searched in the
 body by RE2, in linear time whatever the pattern; lower priority value first); else
 the admin inbox. The matching rule is recorded on the message (`routed_by`,
@@ -23,6 +24,7 @@ from tollgate.contracts.ids import uuid7
 from tollgate.kit.outbox import emit
 from tollgate.kit.problems import NotFound, Unprocessable
 from tollgate.notifier.models import SmsKeywordRule, SmsMessage
+from tollgate.notifier.outbound import repository as outbound
 from tollgate.notifier.sms import patterns, repository
 from tollgate.notifier.webhooks import service as webhooks
 
@@ -87,6 +89,12 @@ async def choose_route(session: AsyncSession, message: SmsMessage) -> Route:
     org_id = await repository.org_of_number(session, message.to_number)
     if org_id is not None:
         return Route(org_id, SmsRoute.ASSIGNED_NUMBER)
+    # An org that wrote to this sender recently (an open outbound conversation).
+    org_id = await outbound.conversation_org(
+        session, message.from_number, message.to_number, message.received_at
+    )
+    if org_id is not None:
+        return Route(org_id, SmsRoute.CONVERSATION)
     org_id = await repository.last_org_of_sender(session, message.from_number, message.id)
     if org_id is not None:
         return Route(org_id, SmsRoute.CONVERSATION)

@@ -21,7 +21,7 @@ from tollgate.contracts.events.billing import (
     CreditsLow,
     CreditsToppedUp,
 )
-from tollgate.contracts.events.notifier import SmsReceived, SmsRoute
+from tollgate.contracts.events.notifier import SmsReceived, SmsRoute, SmsStatus, SmsStatusChanged
 from tollgate.contracts.events.usage import UsagePeriod, UsageThresholdCrossed
 
 PING_TYPE = "tollgate.webhook.test"
@@ -110,6 +110,23 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
             body="HELP my key stopped working",
             routed_by=SmsRoute.ASSIGNED_NUMBER,
             received_at=_AT,
+        ),
+    ),
+    EventTypeInfo(
+        SmsStatusChanged.event_type,
+        "An SMS the org sent changed status (queued, sent, delivered, undelivered, failed).",
+        SmsStatusChanged(
+            message_id=uuid.UUID("0195a3c2-2222-7000-8000-000000000003"),
+            org_id=_ORG,
+            key_id=_KEY,
+            client_reference="order-1187",
+            from_number="+14155550199",
+            to_number="+14155550100",
+            segments=1,
+            status=SmsStatus.DELIVERED,
+            provider="twilio",
+            provider_message_id="SM0123456789abcdef0123456789abcdee",
+            changed_at=_AT,
         ),
     ),
 )

@@ -1,0 +1,2 @@
+"""Outbound SMS: customers send through the gateway, pay per segment, get delivery
+reports; providers sit behind one interface."""

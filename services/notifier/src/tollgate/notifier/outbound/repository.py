@@ -1,0 +1,255 @@
+"""SQL of outbound SMS: prices, providers, the outbound queue and log, conversations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, literal, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.notifier.models import (
+    SmsConversation,
+    SmsOutbound,
+    SmsPrice,
+    SmsProvider,
+    SmsStatusHistory,
+)
+
+# ------------------------------------------------------------------ prices
+
+
+async def price_for(session: AsyncSession, number: str) -> SmsPrice | None:
+    """The price row with the longest prefix of `number`."""
+    stmt = (
+        select(SmsPrice)
+        .where(literal(number).startswith(SmsPrice.prefix))
+        .order_by(func.length(SmsPrice.prefix).desc())
+        .limit(1)
+    )
+    return (await session.scalars(stmt)).first()
+
+
+async def prices(session: AsyncSession) -> list[SmsPrice]:
+    """The whole price table, by prefix."""
+    return list((await session.scalars(select(SmsPrice).order_by(SmsPrice.prefix))).all())
+
+
+async def upsert_price(session: AsyncSession, prefix: str, price: int, now: datetime) -> None:
+    """Set the price of a prefix."""
+    stmt = insert(SmsPrice).values(prefix=prefix, price_per_segment=price, updated_at=now)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["prefix"], set_={"price_per_segment": price, "updated_at": now}
+    )
+    await session.execute(stmt)
+
+
+async def delete_price(session: AsyncSession, prefix: str) -> bool:
+    """Remove a prefix; False when there was none."""
+    result = await session.execute(delete(SmsPrice).where(SmsPrice.prefix == prefix))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ providers
+
+
+async def providers(session: AsyncSession) -> list[SmsProvider]:
+    """Every provider, preferred first."""
+    stmt = select(SmsProvider).order_by(SmsProvider.priority, SmsProvider.name)
+    return list((await session.scalars(stmt)).all())
+
+
+async def provider(session: AsyncSession, provider_id: uuid.UUID) -> SmsProvider | None:
+    return await session.get(SmsProvider, provider_id)
+
+
+async def add_provider(session: AsyncSession, row: SmsProvider) -> None:
+    session.add(row)
+    await session.flush()
+
+
+async def delete_provider(session: AsyncSession, provider_id: uuid.UUID) -> bool:
+    result = await session.execute(delete(SmsProvider).where(SmsProvider.id == provider_id))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ messages
+
+
+async def insert_message(session: AsyncSession, row: SmsOutbound) -> None:
+    session.add(row)
+    await session.flush()
+
+
+async def add_history(
+    session: AsyncSession, message_id: uuid.UUID, status: str, error_code: str | None, at: datetime
+) -> None:
+    session.add(
+        SmsStatusHistory(message_id=message_id, status=status, error_code=error_code, at=at)
+    )
+    await session.flush()
+
+
+async def history(session: AsyncSession, message_id: uuid.UUID) -> list[SmsStatusHistory]:
+    stmt = (
+        select(SmsStatusHistory)
+        .where(SmsStatusHistory.message_id == message_id)
+        .order_by(SmsStatusHistory.at, SmsStatusHistory.id)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def message_of_org(
+    session: AsyncSession, org_id: uuid.UUID, message_id: uuid.UUID
+) -> SmsOutbound | None:
+    """The org's message; None for another org's id."""
+    stmt = select(SmsOutbound).where(SmsOutbound.id == message_id, SmsOutbound.org_id == org_id)
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def messages_of_org(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    *,
+    status: str | None,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None,
+) -> list[SmsOutbound]:
+    """The org's messages, newest first, after the keyset position `before`."""
+    stmt = (
+        select(SmsOutbound)
+        .where(SmsOutbound.org_id == org_id)
+        .order_by(SmsOutbound.queued_at.desc(), SmsOutbound.id.desc())
+        .limit(limit)
+    )
+    if status is not None:
+        stmt = stmt.where(SmsOutbound.status == status)
+    if before is not None:
+        stmt = stmt.where(tuple_(SmsOutbound.queued_at, SmsOutbound.id) < tuple_(*before))
+    return list((await session.scalars(stmt)).all())
+
+
+async def lock_message(session: AsyncSession, message_id: uuid.UUID) -> SmsOutbound | None:
+    stmt = select(SmsOutbound).where(SmsOutbound.id == message_id).with_for_update()
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def lock_by_provider_id(
+    session: AsyncSession, provider_id: uuid.UUID, provider_message_id: str
+) -> SmsOutbound | None:
+    stmt = (
+        select(SmsOutbound)
+        .where(
+            SmsOutbound.provider_id == provider_id,
+            SmsOutbound.provider_message_id == provider_message_id,
+        )
+        .with_for_update()
+    )
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def claim_due(
+    session: AsyncSession, now: datetime, limit: int, lease_until: datetime
+) -> list[SmsOutbound]:
+    """Lease due messages (pending and due, or in flight past their lease: a crashed
+    sender's), oldest first (FOR UPDATE SKIP LOCKED); counts the attempt."""
+    stmt = (
+        select(SmsOutbound.id)
+        .where(
+            SmsOutbound.send_state != "done",
+            SmsOutbound.next_attempt_at <= now,
+            or_(
+                SmsOutbound.send_state == "pending",
+                SmsOutbound.leased_until < now,
+            ),
+        )
+        .order_by(SmsOutbound.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list((await session.scalars(stmt)).all())
+    if not ids:
+        return []
+    claimed = (
+        update(SmsOutbound)
+        .where(SmsOutbound.id.in_(ids))
+        .values(
+            send_state="in_flight",
+            leased_until=lease_until,
+            attempts=SmsOutbound.attempts + 1,
+            updated_at=now,
+        )
+        .returning(SmsOutbound)
+        .execution_options(synchronize_session=False)
+    )
+    return list((await session.scalars(claimed)).all())
+
+
+async def update_message(session: AsyncSession, message_id: uuid.UUID, **values: Any) -> None:
+    await session.execute(update(SmsOutbound).where(SmsOutbound.id == message_id).values(**values))
+
+
+# ------------------------------------------------------------------ conversations
+
+
+async def open_conversation(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    remote: str,
+    local: str,
+    now: datetime,
+    expires_at: datetime,
+) -> None:
+    """Record (or extend) the org's conversation with `remote`."""
+    stmt = insert(SmsConversation).values(
+        org_id=org_id,
+        remote_number=remote,
+        local_number=local,
+        last_sent_at=now,
+        expires_at=expires_at,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["org_id", "remote_number"],
+        set_={"local_number": local, "last_sent_at": now, "expires_at": expires_at},
+    )
+    await session.execute(stmt)
+
+
+async def conversation_org(
+    session: AsyncSession, remote: str, local: str, at: datetime
+) -> uuid.UUID | None:
+    """The org whose open conversation with `remote` is the most recent; one that wrote
+    from `local` (the number the reply was sent to) is preferred."""
+    stmt = (
+        select(SmsConversation.org_id)
+        .where(SmsConversation.remote_number == remote, SmsConversation.expires_at > at)
+        .order_by(
+            (SmsConversation.local_number == local).desc(), SmsConversation.last_sent_at.desc()
+        )
+        .limit(1)
+    )
+    return (await session.scalars(stmt)).first()
+
+
+# ------------------------------------------------------------------ usage
+
+
+async def usage_by_org(
+    session: AsyncSession, since: datetime, until: datetime
+) -> list[tuple[uuid.UUID, int, int, int, int]]:
+    """(org, messages, segments, credits charged, credits refunded) per org."""
+    stmt = (
+        select(
+            SmsOutbound.org_id,
+            func.count(),
+            func.coalesce(func.sum(SmsOutbound.segments), 0),
+            func.coalesce(func.sum(SmsOutbound.amount), 0),
+            func.coalesce(func.sum(SmsOutbound.amount).filter(SmsOutbound.refunded.is_(True)), 0),
+        )
+        .where(SmsOutbound.queued_at >= since, SmsOutbound.queued_at < until)
+        .group_by(SmsOutbound.org_id)
+        .order_by(SmsOutbound.org_id)
+    )
+    return [(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in await session.execute(stmt)]

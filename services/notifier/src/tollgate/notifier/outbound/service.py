@@ -1,0 +1,239 @@
+"""Outbound SMS rules: accept and price a message, move it through its statuses.
+
+Accepting a message (one transaction, the caller's): the recipient is E.164, the
+sender a number assigned to the caller's org, the text at most `sms_max_segments`
+segments; the price is segments times the price of the longest matching prefix of the
+operator's table (no matching prefix: refused, nothing is sent unpriced). The message,
+its `queued` history row, `SmsCharged` (billing debits it once per charge id) and the
+`queued` `SmsStatusChanged` go out together through the outbox, and the org's
+conversation with the recipient is opened or extended, so replies route back.
+
+Statuses only move forward: queued → sent → delivered / undelivered / failed (a
+late `sent` after `delivered` is recorded nowhere). Each change is a history row,
+an `SmsStatusChanged` event and, when the sender asked for status callbacks, a
+webhook to the org's endpoints subscribed to `tollgate.notifier.sms.status.v1`.
+A message that ends `failed` (refused by the provider, retries exhausted, or reported
+failed) is refunded once with `SmsRefunded`; `undelivered` is not refunded (the
+provider carried and billed it). Never commits.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.contracts.events.notifier import (
+    SmsCharged,
+    SmsRefunded,
+    SmsStatus,
+    SmsStatusChanged,
+)
+from tollgate.contracts.ids import uuid7
+from tollgate.kit.outbox import emit
+from tollgate.kit.problems import Forbidden, Unprocessable
+from tollgate.kit.upstream_identity import CallerIdentity
+from tollgate.notifier.config import Settings
+from tollgate.notifier.models import SmsOutbound
+from tollgate.notifier.outbound import repository
+from tollgate.notifier.outbound.encoding import segment
+from tollgate.notifier.sms import repository as inbound
+from tollgate.notifier.webhooks import service as webhooks
+
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+PREFIX = re.compile(r"^\+[0-9]{0,15}$")
+
+_RANK = {
+    SmsStatus.QUEUED: 0,
+    SmsStatus.SENT: 1,
+    SmsStatus.DELIVERED: 2,
+    SmsStatus.UNDELIVERED: 2,
+    SmsStatus.FAILED: 2,
+}
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """A customer's message, as validated by the schema."""
+
+    to: str
+    from_: str
+    text: str
+    client_reference: str | None
+    status_callback: bool
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise Forbidden(
+            "identity-malformed", f"The gateway identity's {what} is not a UUID."
+        ) from None
+
+
+async def accept(
+    session: AsyncSession,
+    caller: CallerIdentity,
+    request: SendRequest,
+    settings: Settings,
+    now: datetime,
+) -> SmsOutbound:
+    """Validate, price and queue one message for the caller's org."""
+    org_id = _uuid(caller.org_id, "org id")
+    key_id = _uuid(caller.key_id, "key id")
+    if not E164.match(request.to):
+        raise Unprocessable("invalid-phone-number", "`to` must be E.164, e.g. +14155550100.")
+    if not E164.match(request.from_):
+        raise Unprocessable("invalid-phone-number", "`from` must be an E.164 number.")
+    if await inbound.org_of_number(session, request.from_) != org_id:
+        raise Forbidden("sender-not-owned", "`from` is not a number assigned to your org.")
+    shape = segment(request.text)
+    if not request.text or shape.segments > settings.sms_max_segments:
+        raise Unprocessable(
+            "invalid-text",
+            f"The text must be 1 to {settings.sms_max_segments} SMS segments long "
+            f"(this one is {shape.segments}, {shape.encoding}).",
+        )
+    price = await repository.price_for(session, request.to)
+    if price is None:
+        raise Unprocessable("destination-not-priced", "Sending to this destination is not offered.")
+    message = SmsOutbound(
+        id=uuid7(),
+        org_id=org_id,
+        key_id=key_id,
+        from_number=request.from_,
+        to_number=request.to,
+        body=request.text,
+        encoding=shape.encoding,
+        segments=shape.segments,
+        destination_prefix=price.prefix,
+        price_per_segment=price.price_per_segment,
+        amount=shape.segments * price.price_per_segment,
+        charge_id=uuid7(),
+        client_reference=request.client_reference,
+        status_callback=request.status_callback,
+        status=SmsStatus.QUEUED.value,
+        send_state="pending",
+        attempts=0,
+        next_attempt_at=now,
+        refunded=False,
+        queued_at=now,
+        updated_at=now,
+    )
+    await repository.insert_message(session, message)
+    await emit(
+        session,
+        SmsCharged(
+            charge_id=message.charge_id,
+            message_id=message.id,
+            org_id=org_id,
+            key_id=key_id,
+            destination_prefix=price.prefix,
+            segments=message.segments,
+            price_per_segment=message.price_per_segment,
+            amount=message.amount,
+            charged_at=now,
+        ),
+        subject=str(message.id),
+    )
+    await _announce(session, message, SmsStatus.QUEUED, now)
+    if settings.sms_conversation_hours > 0:
+        await repository.open_conversation(
+            session,
+            org_id,
+            request.to,
+            request.from_,
+            now,
+            now + timedelta(hours=settings.sms_conversation_hours),
+        )
+    return message
+
+
+async def _announce(
+    session: AsyncSession, message: SmsOutbound, status: SmsStatus, now: datetime
+) -> None:
+    await repository.add_history(session, message.id, status.value, message.error_code, now)
+    event = await emit(
+        session,
+        SmsStatusChanged(
+            message_id=message.id,
+            org_id=message.org_id,
+            key_id=message.key_id,
+            client_reference=message.client_reference,
+            from_number=message.from_number,
+            to_number=message.to_number,
+            segments=message.segments,
+            status=status,
+            provider=message.provider,
+            provider_message_id=message.provider_message_id,
+            error_code=message.error_code,
+            error_message=message.error_message,
+            changed_at=now,
+        ),
+        subject=str(message.id),
+    )
+    if message.status_callback:
+        await webhooks.queue_for_event(session, event, now)
+
+
+async def advance(
+    session: AsyncSession,
+    message: SmsOutbound,
+    status: SmsStatus,
+    now: datetime,
+    *,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> bool:
+    """Move a (locked) message to `status` if that is forward; False when it is not
+    (a duplicate or late report). Refunds a message that ends failed."""
+    current = SmsStatus(message.status)
+    if _RANK[status] <= _RANK[current]:
+        return False
+    message.status = status.value
+    message.updated_at = now
+    if error_code is not None:
+        message.error_code = error_code[:32]
+    if error_message is not None:
+        message.error_message = error_message[:255]
+    if status is SmsStatus.SENT:
+        message.sent_at = now
+    elif status is SmsStatus.DELIVERED:
+        message.delivered_at = now
+    else:
+        message.failed_at = now if status is SmsStatus.FAILED else message.failed_at
+        if status is SmsStatus.UNDELIVERED:
+            message.delivered_at = None
+    if _RANK[status] == 2:
+        message.send_state = "done"
+        message.leased_until = None
+    await session.flush()
+    await _announce(session, message, status, now)
+    if status is SmsStatus.FAILED and not message.refunded and message.amount > 0:
+        message.refunded = True
+        await emit(
+            session,
+            SmsRefunded(
+                refund_id=uuid7(),
+                charge_id=message.charge_id,
+                message_id=message.id,
+                org_id=message.org_id,
+                amount=message.amount,
+                reason=message.error_code or "failed",
+                refunded_at=now,
+            ),
+            subject=str(message.id),
+        )
+        await session.flush()
+    return True
+
+
+def valid_prefix(prefix: str) -> str:
+    """A price-table prefix (`+`, then up to 15 digits), or 422."""
+    if not PREFIX.match(prefix):
+        raise Unprocessable("invalid-prefix", "A prefix is `+` followed by up to 15 digits.")
+    return prefix
