@@ -274,6 +274,9 @@ def main() -> None:
     parser.add_argument("--gateway-cpus", default="0", help="taskset list for the gateways")
     parser.add_argument("--load-cpus", default="1", help="taskset list: upstream, broker, load")
     parser.add_argument("--only", default="tollgate,fastify,nginx", help="gateways to run")
+    parser.add_argument(
+        "--identity", action="store_true", help="also a Tollgate signing identity headers"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy pass on Tollgate (GET)")
     parser.add_argument("--profile-seconds", type=int, default=10)
     parser.add_argument("--profile-top", type=int, default=25)
@@ -303,7 +306,10 @@ def main() -> None:
         keys_map.write_text("".join(f'"{raw}" org-1;\n' for raw in raws))
 
         targets = [Target("direct", up_port, "", upstream)]
-        if "tollgate" in only:
+        # `--identity`: a second Tollgate signing the caller identity headers (issue #15),
+        # in the same interleaved rounds, so the two differ by that alone.
+        variants = [("tollgate", "")] + ([("tg-ident", "bench-identity")] if args.identity else [])
+        for name, identity_secret in variants if "tollgate" in only else []:
             port = localdeps.free_port()
             env = {
                 **os.environ,
@@ -311,7 +317,7 @@ def main() -> None:
                 "TOLLGATE_GATEWAY_KAFKA_BOOTSTRAP_SERVERS": broker.url,
                 "TOLLGATE_GATEWAY_KAFKA_ENABLE_IDEMPOTENCE": "false",
                 "TOLLGATE_GATEWAY_KEY_PEPPER": PEPPER,
-                "TOLLGATE_GATEWAY_SPOOL_DIR": str(workdir / "spool"),
+                "TOLLGATE_GATEWAY_SPOOL_DIR": str(workdir / f"spool-{name}"),
                 "TOLLGATE_GATEWAY_LOG_LEVEL": "WARNING",
                 "TOLLGATE_GATEWAY_WORKERS": str(args.workers),
                 # The peers count limits per process too (node:cluster workers, nginx
@@ -321,10 +327,11 @@ def main() -> None:
                 "TOLLGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS": "true",
                 # The operational listener gets its own free port (default 9080 may be taken).
                 "TOLLGATE_GATEWAY_OPS_PORT": str(localdeps.free_port()),
+                "TOLLGATE_GATEWAY_IDENTITY_SECRETS": identity_secret,
             }
             argv = ["taskset", "-c", args.gateway_cpus, sys.executable, "-m", "tollgate.gateway"]
             proc = localdeps.start_program(
-                "tollgate",
+                name,
                 argv,
                 workdir,
                 port=port,
@@ -333,7 +340,7 @@ def main() -> None:
                 timeout=120,
             )
             procs.append(proc)
-            targets.append(Target("tollgate", port, "/api", proc))
+            targets.append(Target(name, port, "/api", proc))
         if fastify_js is not None:
             port = localdeps.free_port()
             node, _ = harness.node_tool()
