@@ -59,6 +59,9 @@ def settings_for(
         "login_max_failures_per_ip": 100_000,
         "password_reset_max_per_ip": 100_000,
         "instance_id": "test",
+        # A consumer group costs seconds per app start; the audit consumer's own tests
+        # turn it on.
+        "consume_audit_records": False,
         **overrides,
     }
     return Settings(**values)

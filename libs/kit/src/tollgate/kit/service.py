@@ -30,6 +30,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tollgate.contracts.ids import uuid7
+from tollgate.kit.audit import AuditTrail
 from tollgate.kit.logs import request_id_var
 from tollgate.kit.metrics import HTTP_DURATION, HTTP_REQUESTS, exposition
 from tollgate.kit.problems import (
@@ -267,10 +268,13 @@ def create_app(
     version: str = "0.1.0",
     ops_prefix: str = "",
     settings: ServiceSettings | None = None,
+    audit: bool = True,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with Tollgate's operational endpoints and middleware; `settings`
-    (the service's) are kept in `app.state.settings` and set the CORS allow-list."""
+    (the service's) are kept in `app.state.settings` and set the CORS allow-list.
+    With `audit`, every successful state-changing call of a signed-in caller writes an
+    audit record to the service's outbox (`tollgate.kit.audit`)."""
     app = FastAPI(
         title=title,
         description=description,
@@ -298,6 +302,10 @@ def create_app(
             expose_headers=["X-Request-ID", "Retry-After", "Location"],
             max_age=600,
         )
+    if audit:
+        # Inside the request id middleware (the record carries the id), outside the
+        # body checks (it keeps the body the app read).
+        app.add_middleware(AuditTrail, service=service, fastapi_app=app)
     app.add_middleware(RequestContextMiddleware, service=service, max_body_bytes=max_body_bytes)
 
     @app.get(f"{ops_prefix}/healthz", include_in_schema=False)

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tollgate.accounts.apis.api import router as apis_router
 from tollgate.accounts.audit.api import router as audit_router
+from tollgate.accounts.audit.consumers import build_broker as build_audit_broker
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
 from tollgate.accounts.identity import service as identity
@@ -35,6 +36,7 @@ TOPICS = (
     topics.ACCOUNTS_APIS,
     topics.ACCOUNTS_EVENTS,
     topics.ACCOUNTS_USERS,
+    topics.AUDIT_RECORDS,
 )
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,11 @@ def create_app(settings: Settings) -> FastAPI:
             database_url=settings.database_url,
             topics=TOPICS,
             outbox=outbox,
+            broker_factory=(
+                (lambda sessions: build_audit_broker(settings, sessions))
+                if settings.consume_audit_records
+                else None
+            ),
             jwt_verifier=verifier,
             background=(lambda sessions: key_jobs.run_forever(sessions, settings),),
             # Accounts authorises against its own database (fresher than any replay).
@@ -124,6 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
         settings=settings,
+        audit=False,  # accounts writes its audit log in the transaction of each change
     )
     app.state.trusted_proxies = TrustedProxies(settings.trusted_proxies)
     app.add_exception_handler(IntegrityError, _on_conflict)

@@ -87,6 +87,11 @@ class Settings(ServiceSettings):
     resolve_upstream_hosts: bool = Field(
         True, description="resolve upstream host names and refuse blocked addresses"
     )
+    consume_audit_records: bool = Field(
+        True,
+        description="store the audit records billing, usage and the notifier publish on "
+        "tollgate.audit.records.v1 in the audit log (consumer group accounts-audit)",
+    )
     max_openapi_bytes: int = Field(1_048_576, ge=1024, description="OpenAPI import cap")
     max_published_openapi_bytes: int = Field(
         524_288,

@@ -274,3 +274,8 @@ class AuditEntry(Base):
     diff: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    service: Mapped[str] = mapped_column(String(20), default="accounts", server_default="accounts")
+    """The service that accepted the change (records of other services arrive by Kafka)."""
+    event_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    """The CloudEvents id of a record consumed from `tollgate.audit.records.v1`
+    (redelivery inserts nothing); null for accounts' own entries."""

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.models import AuditEntry
@@ -16,6 +17,18 @@ from tollgate.accounts.models import AuditEntry
 async def insert_entry(session: AsyncSession, **values: Any) -> None:
     """Append one entry."""
     await session.execute(insert(AuditEntry).values(**values))
+
+
+async def insert_consumed(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
+    """Append entries consumed from other services; rows whose `event_id` is already
+    present are skipped (a redelivery). Returns how many were new."""
+    if not rows:
+        return 0
+    stmt = (
+        pg_insert(AuditEntry).values(list(rows)).on_conflict_do_nothing(index_elements=["event_id"])
+    )
+    result = await session.execute(stmt)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def org_of_entry(session: AsyncSession, *, action: str, target_id: str) -> uuid.UUID | None:

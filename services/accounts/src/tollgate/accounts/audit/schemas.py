@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class AuditEntryOut(BaseModel):
@@ -24,3 +24,6 @@ class AuditEntryOut(BaseModel):
     diff: dict[str, Any]
     ip: str | None
     request_id: str | None
+    service: str = Field(
+        "accounts", description="Service that accepted the change: accounts, billing, …"
+    )

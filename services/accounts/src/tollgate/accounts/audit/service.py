@@ -8,6 +8,7 @@ safe fields only; `record` drops any key that looks like a secret as a second gu
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollgate.accounts.audit import repository
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.models import AuditEntry
+from tollgate.contracts.envelope import CloudEvent
+from tollgate.contracts.events.audit import AuditRecorded
 from tollgate.kit.auth import Principal, Role
 from tollgate.kit.problems import Forbidden, NotFound
 
@@ -51,6 +54,30 @@ async def record(
         diff=_scrub(diff or {}),
         ip=actor.ip,
         request_id=actor.request_id,
+    )
+
+
+async def store_records(session: AsyncSession, events: Sequence[CloudEvent[AuditRecorded]]) -> int:
+    """Store other services' audit records (idempotent on the event id), their diffs
+    scrubbed again like accounts' own; returns how many were new."""
+    return await repository.insert_consumed(
+        session,
+        [
+            {
+                "event_id": event.id,
+                "service": event.data.service,
+                "at": event.data.at,
+                "actor_id": event.data.actor_id,
+                "org_id": event.data.org_id,
+                "action": event.data.action,
+                "target_type": event.data.target_type,
+                "target_id": event.data.target_id,
+                "diff": _scrub(event.data.diff),
+                "ip": event.data.ip,
+                "request_id": event.data.request_id,
+            }
+            for event in events
+        ],
     )
 
 
