@@ -13,6 +13,7 @@ from tollgate.billing.ledger.api import router as ledger_router
 from tollgate.billing.ledger.consumers import build_broker
 from tollgate.billing.maintenance import run_balance_publisher, run_period_roller, run_purge
 from tollgate.billing.models import outbox
+from tollgate.billing.payments.api import router as payments_router
 from tollgate.billing.plans.api import router as plans_router
 from tollgate.billing.sms.consumers import subscribe_sms_charges
 from tollgate.billing.statements.api import router as statements_router
@@ -60,7 +61,7 @@ def create_app(
     app = create_service_app(
         service="billing",
         title="Tollgate billing",
-        description="Tollgate billing: prepaid credit ledger, balances, top-ups and plans.",
+        description="Tollgate billing: credit ledger, balances, top-ups, plans and payments.",
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
         settings=settings,
@@ -69,4 +70,5 @@ def create_app(
     app.include_router(ledger_router, prefix="/v1")
     app.include_router(statements_router, prefix="/v1")
     app.include_router(plans_router, prefix="/v1")
+    app.include_router(payments_router, prefix="/v1")
     return app

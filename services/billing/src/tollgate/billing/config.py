@@ -5,11 +5,27 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from tollgate.contracts.events.billing import BalanceMode
 from tollgate.kit.settings import ServiceSettings, settings_dependency
+
+
+class CreditPack(BaseModel):
+    """A pack of credits customers can buy by card."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="stable pack id")
+    credits: int = Field(gt=0, le=10**12, description="credits added when paid")
+    price: int = Field(gt=0, le=10**10, description="price in minor currency units")
+    currency: str = Field("usd", pattern=r"^[a-z]{3}$", description="ISO 4217, lower case")
+
+
+DEFAULT_PACKS = [
+    CreditPack(id="small", credits=10_000, price=1_000),
+    CreditPack(id="medium", credits=60_000, price=5_000),
+    CreditPack(id="large", credits=150_000, price=10_000),
+]
 
 
 class Settings(ServiceSettings):
@@ -68,6 +84,36 @@ class Settings(ServiceSettings):
         description="how often orgs whose plan period or trial ended move to the next "
         "period (a waiting downgrade applies then)",
     )
+
+    stripe_secret_key: SecretStr = Field(
+        SecretStr(""),
+        description="Stripe secret key (sk_live_/sk_test_/rk_); empty: the `manual` payment "
+        "provider (operators top up, customers cannot pay by card)",
+    )
+    stripe_webhook_secret: SecretStr = Field(
+        SecretStr(""),
+        description="signing secret (whsec_) of the Stripe webhook endpoint "
+        "/v1/payments/stripe/webhook; empty: every webhook is refused",
+    )
+    stripe_api_base: str = Field(
+        "https://api.stripe.com", description="Stripe API base address (a fake one in tests)"
+    )
+    stripe_webhook_tolerance_seconds: int = Field(
+        300, ge=1, le=3600, description="oldest accepted webhook signature timestamp"
+    )
+    console_url: str = Field(
+        "http://127.0.0.1:8085",
+        description="the console's address: Checkout returns the customer to its billing page",
+    )
+    credit_packs: list[CreditPack] = Field(
+        default_factory=lambda: list(DEFAULT_PACKS),
+        description="credit packs on sale (JSON list of {id, credits, price, currency})",
+    )
+
+    @property
+    def payment_provider(self) -> str:
+        """`stripe` when a Stripe secret key is set, else `manual`."""
+        return "stripe" if self.stripe_secret_key.get_secret_value() else "manual"
 
 
 CurrentSettings = Annotated[Settings, Depends(settings_dependency(Settings))]

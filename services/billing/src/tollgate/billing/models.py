@@ -12,6 +12,10 @@
   behaviour, plan-wide limits, trial days).
 - `org_plans`: each org's plan, its current period, a downgrade waiting for the
   period end, and the state last published to `tollgate.billing.plans.v1`.
+- `purchases`: what customers buy through the payment provider (credit packs), with
+  the provider's references and the ledger entry that credited it (the receipts).
+- `provider_events`: the id of every payment-provider event already applied, so a
+  redelivered or replayed webhook changes nothing.
 """
 
 from __future__ import annotations
@@ -188,6 +192,52 @@ class OrgPlan(Base):
     trial_used: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     version: Mapped[int] = mapped_column(BigInteger, comment="of the last PlanState enqueued")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+PURCHASE_STATUSES = ("pending", "processing", "paid", "failed", "expired")
+
+
+class Purchase(Base):
+    """A credit pack bought through a payment provider; `ledger_entry_id` once paid."""
+
+    __tablename__ = "purchases"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'processing', 'paid', 'failed', 'expired')",
+            name="ck_purchases_status",
+        ),
+        CheckConstraint("credits > 0 AND amount >= 0", name="ck_purchases_amounts"),
+        CheckConstraint("refunded_credits >= 0", name="ck_purchases_refunded"),
+        Index("ix_purchases_org_id", "org_id", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column()
+    provider: Mapped[str] = mapped_column(String(16))
+    pack_id: Mapped[str] = mapped_column(String(64))
+    credits: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger, comment="minor currency units")
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    ledger_entry_id: Mapped[uuid.UUID | None] = mapped_column()
+    refunded_credits: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ProviderEvent(Base):
+    """A payment-provider event (webhook) already applied."""
+
+    __tablename__ = "provider_events"
+
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
 
 outbox = outbox_table(Base.metadata)

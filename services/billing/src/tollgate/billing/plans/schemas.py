@@ -17,7 +17,7 @@ MAX_AMOUNT = 10**15
 
 Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT), JSON_INTEGER]
 """A JSON integer, 0 to MAX_AMOUNT (not `"10"`, `true`, `1.5`)."""
-PlanName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")]
+PlanName = Annotated[str, Field(min_length=1, max_length=100)]
 Currency = Annotated[str, Field(pattern=r"^[a-z]{3}$", description="ISO 4217, lower case.")]
 TrialDays = Annotated[int, Field(ge=0, le=365), JSON_INTEGER]
 

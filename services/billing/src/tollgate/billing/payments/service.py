@@ -1,0 +1,227 @@
+"""Payment rules: starting a purchase, fulfilling it exactly once, and booking the
+provider's refunds and disputes.
+
+A purchase is written (`pending`) before the provider is asked for a checkout, so a
+payment for it is never orphaned. Provider events are applied at most once each
+(`provider_events`, in the same transaction as their effect), and a purchase credits
+at most once whatever the event (`completed` and `async_payment_succeeded` both
+fulfil; the ledger entry's idempotency key is the purchase id). Refunds and disputes
+are negative ledger adjustments in proportion to the amount taken back. Nothing here
+commits; the transport owns the transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.billing.config import CreditPack, Settings
+from tollgate.billing.ledger import service as ledger
+from tollgate.billing.models import Purchase
+from tollgate.billing.payments import repository
+from tollgate.contracts.ids import uuid7
+from tollgate.kit.problems import NotFound
+
+log = logging.getLogger(__name__)
+
+STRIPE = "stripe"
+
+
+def pack_of(settings: Settings, pack_id: str) -> CreditPack:
+    """The pack on sale with this id; 404 `pack-not-found` otherwise."""
+    for pack in settings.credit_packs:
+        if pack.id == pack_id:
+            return pack
+    raise NotFound("pack-not-found", f"No credit pack {pack_id!r} is on sale.")
+
+
+async def open_purchase(
+    session: AsyncSession, org_id: uuid.UUID, pack: CreditPack, provider: str
+) -> uuid.UUID:
+    """Write a pending purchase of `pack`; returns its id."""
+    purchase_id = uuid7()
+    await repository.insert_purchase(
+        session,
+        {
+            "id": purchase_id,
+            "org_id": org_id,
+            "provider": provider,
+            "pack_id": pack.id,
+            "credits": pack.credits,
+            "amount": pack.price,
+            "currency": pack.currency,
+            "status": "pending",
+        },
+    )
+    return purchase_id
+
+
+async def record_checkout(
+    session: AsyncSession, purchase_id: uuid.UUID, checkout_session_id: str | None
+) -> None:
+    """Store the provider's checkout reference, or fail the purchase (None)."""
+    if checkout_session_id is None:
+        await repository.set_purchase(session, purchase_id, {"status": "failed"})
+    else:
+        await repository.set_purchase(
+            session, purchase_id, {"checkout_session_id": checkout_session_id}
+        )
+
+
+async def purchases(
+    session: AsyncSession, org_id: uuid.UUID, *, before: uuid.UUID | None, limit: int
+) -> Sequence[Purchase]:
+    return await repository.list_purchases(session, org_id, before=before, limit=limit)
+
+
+async def purchase(session: AsyncSession, org_id: uuid.UUID, purchase_id: uuid.UUID) -> Purchase:
+    found = await repository.get_purchase(session, org_id, purchase_id)
+    if found is None:
+        raise NotFound("purchase-not-found", "No such purchase.")
+    return found
+
+
+# ---------------------------------------------------------------------- Stripe events
+
+
+def _purchase_id(checkout: Mapping[str, Any]) -> uuid.UUID | None:
+    raw = checkout.get("client_reference_id") or (checkout.get("metadata") or {}).get("purchase_id")
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        return None
+
+
+async def _fulfil(session: AsyncSession, checkout: Mapping[str, Any], settings: Settings) -> str:
+    purchase_id = _purchase_id(checkout)
+    found = await repository.lock_purchase(session, purchase_id) if purchase_id else None
+    if found is None:
+        log.warning("checkout for an unknown purchase", extra={"session": checkout.get("id")})
+        return "unknown-purchase"
+    if found.status == "paid":
+        return "already-paid"
+    total = checkout.get("amount_total")
+    if total is not None and (total != found.amount or checkout.get("currency") != found.currency):
+        log.error(
+            "checkout amount differs from the purchase; not credited",
+            extra={"purchase_id": str(found.id), "amount_total": total},
+        )
+        return "amount-mismatch"
+    entry = await ledger.add_credits(
+        session,
+        found.org_id,
+        settings,
+        kind="top_up",
+        amount=found.credits,
+        actor="stripe",
+        reason=f"credit pack {found.pack_id} (Stripe {checkout.get('id')})",
+        idempotency_key=f"purchase:{found.id}",
+    )
+    payment_intent = checkout.get("payment_intent")
+    await repository.set_purchase(
+        session,
+        found.id,
+        {
+            "status": "paid",
+            "ledger_entry_id": entry.id,
+            "checkout_session_id": checkout.get("id"),
+            "payment_intent_id": payment_intent if isinstance(payment_intent, str) else None,
+            "paid_at": datetime.now(UTC),
+        },
+    )
+    return "credited"
+
+
+async def _mark(session: AsyncSession, checkout: Mapping[str, Any], status: str) -> str:
+    purchase_id = _purchase_id(checkout)
+    found = await repository.lock_purchase(session, purchase_id) if purchase_id else None
+    if found is None or found.status == "paid":
+        return "ignored"
+    await repository.set_purchase(
+        session, found.id, {"status": status, "checkout_session_id": checkout.get("id")}
+    )
+    return status
+
+
+async def _take_back(
+    session: AsyncSession,
+    settings: Settings,
+    payment_intent: Any,
+    *,
+    minor_units: int,
+    cumulative: bool,
+    reason: str,
+    key: str,
+) -> str:
+    """Debit the credits of `minor_units` of a purchase's price (a refund's cumulative
+    amount, or one dispute's), never more than the purchase credited."""
+    if not isinstance(payment_intent, str):
+        return "ignored"
+    found = await repository.lock_purchase_by_payment_intent(session, payment_intent)
+    if found is None or found.status != "paid" or found.amount <= 0:
+        return "unknown-purchase"
+    share = min(found.credits, found.credits * max(0, minor_units) // found.amount)
+    credits = share - found.refunded_credits if cumulative else share
+    credits = min(credits, found.credits - found.refunded_credits)
+    if credits <= 0:
+        return "nothing-to-take"
+    await ledger.add_credits(
+        session,
+        found.org_id,
+        settings,
+        kind="adjustment",
+        amount=-credits,
+        actor="stripe",
+        reason=reason,
+        idempotency_key=key,
+    )
+    await repository.set_purchase(
+        session, found.id, {"refunded_credits": found.refunded_credits + credits}
+    )
+    return "taken-back"
+
+
+async def apply_stripe_event(
+    session: AsyncSession, event: Mapping[str, Any], settings: Settings
+) -> str:
+    """Apply one verified Stripe event, at most once per event id; returns what it did."""
+    event_id, event_type = str(event["id"]), str(event["type"])
+    if not await repository.claim_event(session, STRIPE, event_id, event_type):
+        return "duplicate"
+    obj: Mapping[str, Any] = event["data"]["object"]
+    if event_type == "checkout.session.completed":
+        if obj.get("payment_status") in ("paid", "no_payment_required"):
+            return await _fulfil(session, obj, settings)
+        return await _mark(session, obj, "processing")  # a delayed method: wait
+    if event_type == "checkout.session.async_payment_succeeded":
+        return await _fulfil(session, obj, settings)
+    if event_type == "checkout.session.async_payment_failed":
+        return await _mark(session, obj, "failed")
+    if event_type == "checkout.session.expired":
+        return await _mark(session, obj, "expired")
+    if event_type == "charge.refunded":
+        return await _take_back(
+            session,
+            settings,
+            obj.get("payment_intent"),
+            minor_units=int(obj.get("amount_refunded") or 0),
+            cumulative=True,
+            reason=f"Stripe refund of charge {obj.get('id')}",
+            key=f"stripe-event:{event_id}",
+        )
+    if event_type == "charge.dispute.created":
+        return await _take_back(
+            session,
+            settings,
+            obj.get("payment_intent"),
+            minor_units=int(obj.get("amount") or 0),
+            cumulative=False,
+            reason=f"Stripe dispute {obj.get('id')} of charge {obj.get('charge')}",
+            key=f"stripe-dispute:{obj.get('id')}",
+        )
+    return "ignored"

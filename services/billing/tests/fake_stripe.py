@@ -1,0 +1,175 @@
+"""A loopback fake of the parts of Stripe's API billing uses, for offline tests.
+
+It speaks Stripe's documented wire format: form-encoded `POST /v1/checkout/sessions`
+with `Authorization: Bearer <secret key>` and `Idempotency-Key` (a repeated key gets
+the first answer), JSON objects back. The official SDK is pointed at it
+(`TOLLGATE_BILLING_STRIPE_API_BASE`). Tests then play the customer and Stripe: `pay`,
+`expire`, `refund` and `dispute` build the events Stripe would send, signed with the
+SDK's own helper (`stripe.WebhookSignature.generate_signature_header`, the v1 scheme
+`t=...,v1=HMAC-SHA256(secret, "{t}.{payload}")`), and `deliver` posts them to
+billing's webhook as Stripe does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import httpx
+import orjson
+import stripe
+from aiohttp import web
+
+from tollgate.kit import localdeps
+
+
+class FakeStripe:
+    """One fake Stripe account: its checkout sessions and the events they produce."""
+
+    def __init__(self, secret_key: str, webhook_secret: str) -> None:
+        self.secret_key = secret_key
+        self.webhook_secret = webhook_secret
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.requests: list[dict[str, str]] = []
+        self._idempotent: dict[str, dict[str, Any]] = {}
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> FakeStripe:
+        app = web.Application()
+        app.router.add_post("/v1/checkout/sessions", self._create_session)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        self.port = localdeps.free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _id(self, prefix: str) -> str:
+        return f"{prefix}_test_{next(self._ids):06d}{int(time.time() * 1000)}"
+
+    async def _create_session(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.secret_key}":
+            error = {"error": {"type": "invalid_request_error", "message": "Invalid API Key"}}
+            return web.json_response(error, status=401)
+        key = request.headers.get("Idempotency-Key")
+        if key and key in self._idempotent:
+            return web.json_response(self._idempotent[key])
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        self.requests.append(form)
+        session_id = self._id("cs")
+        session = {
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": form.get("mode"),
+            "status": "open",
+            "payment_status": "unpaid",
+            "client_reference_id": form.get("client_reference_id"),
+            "metadata": {
+                k[len("metadata[") : -1]: v for k, v in form.items() if k.startswith("metadata[")
+            },
+            "amount_total": int(form["line_items[0][price_data][unit_amount]"]),
+            "currency": form["line_items[0][price_data][currency]"],
+            "success_url": form.get("success_url"),
+            "cancel_url": form.get("cancel_url"),
+            "payment_intent": None,
+            "url": f"{self.url}/pay/{session_id}",
+        }
+        self.sessions[session_id] = session
+        if key:
+            self._idempotent[key] = session
+        return web.json_response(session)
+
+    # ------------------------------------------------------------ Stripe's events
+
+    def event(self, event_type: str, obj: dict[str, Any]) -> bytes:
+        """A Stripe event envelope around `obj`, as Stripe sends it."""
+        return orjson.dumps(
+            {
+                "id": self._id("evt"),
+                "object": "event",
+                "api_version": "2025-01-27.acacia",
+                "created": int(time.time()),
+                "livemode": False,
+                "pending_webhooks": 1,
+                "type": event_type,
+                "data": {"object": obj},
+            }
+        )
+
+    def pay(self, session_id: str, *, delayed: bool = False) -> bytes:
+        """The customer pays: `checkout.session.completed` (unpaid yet when `delayed`)."""
+        session = self.sessions[session_id]
+        session["status"] = "complete"
+        session["payment_status"] = "unpaid" if delayed else "paid"
+        session["payment_intent"] = session["payment_intent"] or self._id("pi")
+        return self.event("checkout.session.completed", dict(session))
+
+    def async_succeeded(self, session_id: str) -> bytes:
+        session = self.sessions[session_id]
+        session["payment_status"] = "paid"
+        return self.event("checkout.session.async_payment_succeeded", dict(session))
+
+    def expire(self, session_id: str) -> bytes:
+        session = self.sessions[session_id]
+        session["status"] = "expired"
+        return self.event("checkout.session.expired", dict(session))
+
+    def refund(self, session_id: str, amount_refunded: int) -> bytes:
+        """`charge.refunded` with the charge's cumulative refunded amount."""
+        session = self.sessions[session_id]
+        charge = {
+            "id": f"ch_for_{session['payment_intent']}",
+            "object": "charge",
+            "amount": session["amount_total"],
+            "amount_refunded": amount_refunded,
+            "currency": session["currency"],
+            "payment_intent": session["payment_intent"],
+            "refunded": amount_refunded >= session["amount_total"],
+        }
+        return self.event("charge.refunded", charge)
+
+    def dispute(self, session_id: str, amount: int) -> bytes:
+        session = self.sessions[session_id]
+        dispute = {
+            "id": self._id("dp"),
+            "object": "dispute",
+            "amount": amount,
+            "currency": session["currency"],
+            "charge": f"ch_for_{session['payment_intent']}",
+            "payment_intent": session["payment_intent"],
+            "reason": "fraudulent",
+            "status": "needs_response",
+        }
+        return self.event("charge.dispute.created", dispute)
+
+    def signature(self, payload: bytes, *, timestamp: int | None = None) -> str:
+        """The `Stripe-Signature` header Stripe would send (the SDK's helper)."""
+        return str(
+            stripe.WebhookSignature.generate_signature_header(
+                payload.decode(), self.webhook_secret, timestamp=timestamp
+            )
+        )
+
+    async def deliver(
+        self, client: httpx.AsyncClient, payload: bytes, *, signature: str | None = None
+    ) -> httpx.Response:
+        """POST an event to billing's webhook as Stripe does."""
+        return await client.post(
+            "/v1/payments/stripe/webhook",
+            content=payload,
+            headers={
+                "Content-Type": "application/json; charset=utf-8",
+                "Stripe-Signature": signature or self.signature(payload),
+                "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+            },
+        )
