@@ -25,11 +25,11 @@ WEBHOOK_SECRET = "whsec_" + "y" * 32
 
 @asynccontextmanager
 async def stripe_billing(
-    database_factory: Callable[[str], str], **overrides: Any
+    database_factory: Callable[[str], str], *, url: str | None = None, **overrides: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, FakeStripe, TokenMint]]:
     fake = await FakeStripe(SECRET_KEY, WEBHOOK_SECRET).start()
     settings = settings_for(
-        await migrated(database_factory("billing")),
+        url or await migrated(database_factory("billing")),
         stripe_secret_key=SECRET_KEY,
         stripe_webhook_secret=WEBHOOK_SECRET,
         stripe_api_base=fake.url,
@@ -99,6 +99,24 @@ async def test_a_paid_checkout_credits_once_however_often_stripe_delivers(
         assert session_id in entry["reason"]
         one = await client.get(f"/v1/orgs/{org}/purchases/{receipt['id']}", headers=viewer)
         assert one.json() == receipt
+
+
+async def test_an_event_replayed_after_a_restart_credits_nothing_more(
+    database_factory: Callable[[str], str],
+) -> None:
+    url = await migrated(database_factory("billing"))
+    org = uuid.uuid4()
+    async with stripe_billing(database_factory, url=url) as (client, fake, mint):
+        await checkout(client, org, mint)
+        (session_id,) = fake.sessions
+        paid = fake.pay(session_id)
+        assert (await fake.deliver(client, paid)).json()["outcome"] == "credited"
+    # A new billing app on the same database (what a restarted process has): Stripe
+    # retries the event it believes undelivered.
+    async with stripe_billing(database_factory, url=url) as (client, fake, mint):
+        again = await fake.deliver(client, paid, signature=fake.signature(paid))
+        assert again.json()["outcome"] == "duplicate"
+        assert await balance(client, org, mint) == 10_000
 
 
 async def test_a_delayed_payment_credits_when_it_succeeds_and_expiry_credits_nothing(
