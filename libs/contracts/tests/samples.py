@@ -38,7 +38,13 @@ from tollgate.contracts import (
     uuid7,
 )
 from tollgate.contracts.events.audit import AuditRecorded
-from tollgate.contracts.events.billing import PastQuota, PlanState, PlanStatus
+from tollgate.contracts.events.billing import (
+    PastQuota,
+    PlanPaymentFailed,
+    PlanState,
+    PlanStatus,
+    PlanSuspended,
+)
 from tollgate.contracts.events.identity import OrgMembership, UserState
 from tollgate.contracts.events.notifier import SmsCharged, SmsRefunded, SmsStatus, SmsStatusChanged
 
@@ -202,6 +208,21 @@ def every_event() -> list[EventData]:
             period_end=NOW + timedelta(days=30),
             version=3,
             as_of=NOW,
+        ),
+        PlanPaymentFailed(
+            org_id=ORG_ID,
+            plan_id=UUID("01958b6e-0000-7000-8000-00000000b001"),
+            plan_name="Pro",
+            invoice_id="in_1QxYz2AbCdEf",
+            grace_until=NOW + timedelta(days=3),
+            occurred_at=NOW,
+        ),
+        PlanSuspended(
+            org_id=ORG_ID,
+            plan_id=UUID("01958b6e-0000-7000-8000-00000000b001"),
+            plan_name="Pro",
+            reason="invoice unpaid after the grace period",
+            occurred_at=NOW,
         ),
         UsageThresholdCrossed(
             org_id=ORG_ID,

@@ -29,7 +29,9 @@ from tollgate.contracts.events.billing import (
     CreditsExhausted,
     CreditsLow,
     CreditsToppedUp,
+    PlanPaymentFailed,
     PlanState,
+    PlanSuspended,
 )
 from tollgate.contracts.events.gateway import RequestCompleted, RequestRejected
 from tollgate.contracts.events.identity import UserState
@@ -125,8 +127,9 @@ BILLING_EVENTS = Topic(
     cleanup="delete",
     retention_ms=7 * _DAY_MS,
     key="org_id",
-    event_types=(CreditsLow, CreditsExhausted, CreditsToppedUp),
-    description="Notable balance changes: credits low, exhausted, topped up.",
+    event_types=(CreditsLow, CreditsExhausted, CreditsToppedUp, PlanPaymentFailed, PlanSuspended),
+    description="Notable balance changes (credits low, exhausted, topped up) and "
+    "subscription trouble (plan payment failed, plan suspended).",
 )
 USAGE_EVENTS = Topic(
     name="tollgate.usage.events.v1",

@@ -4,7 +4,8 @@
   current balance and whether it may still spend. The gateway replays it at start-up
   and rejects prepaid orgs whose status is `exhausted` with 402.
 - `tollgate.billing.events.v1` (delete, key `org_id`): notable balance changes (low,
-  exhausted, topped up), consumed by the notifier for email and webhooks.
+  exhausted, topped up) and subscription trouble (payment failed, plan suspended),
+  consumed by the notifier for email and webhooks.
 - `tollgate.billing.plans.v1` (compacted, key `org_id`): `PlanState`, the org's plan
   (included requests per period, what happens past them, plan-wide rate limits) and
   whether it is suspended. The gateway replays it and enforces it per request.
@@ -160,3 +161,39 @@ class PlanState(EventData):
         ge=0, description="Increases with every change for this org; drop stale versions."
     )
     as_of: UtcDatetime = Field(description="When the org's plan had this state.")
+
+
+class PlanPaymentFailed(EventData):
+    """A subscription invoice for an org's plan could not be paid.
+
+    Sent by billing (outbox) when the payment provider reports a failed invoice; the
+    org keeps its plan until `grace_until`, then it is suspended (402 at the gateway)
+    unless the invoice is paid. Kafka key: `org_id`.
+    """
+
+    event_type = "tollgate.billing.plan.payment_failed.v1"
+    key_field = "org_id"
+
+    org_id: UUID = Field(description="Organisation.")
+    plan_id: UUID = Field(description="The plan the invoice is for.")
+    plan_name: str = Field(max_length=100, description="The plan's display name.")
+    invoice_id: str = Field(max_length=255, description="The payment provider's invoice id.")
+    grace_until: UtcDatetime = Field(description="When the org is suspended if still unpaid.")
+    occurred_at: UtcDatetime = Field(description="When the failure was reported.")
+
+
+class PlanSuspended(EventData):
+    """An org's plan was suspended: every call is refused with 402 until it is paid.
+
+    Sent by billing (outbox) when an unpaid invoice's grace period ends or the
+    subscription ends unpaid. Kafka key: `org_id`.
+    """
+
+    event_type = "tollgate.billing.plan.suspended.v1"
+    key_field = "org_id"
+
+    org_id: UUID = Field(description="Organisation.")
+    plan_id: UUID = Field(description="The suspended plan.")
+    plan_name: str = Field(max_length=100, description="The plan's display name.")
+    reason: str = Field(max_length=200, description="Why, in plain words.")
+    occurred_at: UtcDatetime = Field(description="When the org was suspended.")
