@@ -15,7 +15,11 @@ of a mocked list with `Prefer: dynamic=true` (generated from the schema). Prints
 table with req/s, p50/p99, the gateway's CPU% and CPU µs/request, and each cell's
 ratio to plain proxying. Usage:
 
-    .venv/bin/python bench/gateway/sandbox.py [--seconds 5] [--rounds 2]
+    .venv/bin/python bench/gateway/sandbox.py [--seconds 5] [--rounds 2] [--baseline REV]
+
+`--baseline REV` also starts the gateway package of git revision REV (`git archive`,
+first on PYTHONPATH) and measures its plain proxying in the same rounds: the plain
+path's cost before and after a change.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -225,6 +230,12 @@ def main() -> None:
     parser.add_argument("--warmup-seconds", type=int, default=2)
     parser.add_argument("--gateway-cpus", default="0")
     parser.add_argument("--load-cpus", default="1")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="a git revision: its gateway also runs the plain-proxy cell (same run), "
+        "e.g. the commit before the sandbox features, to show the plain path's cost",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="tollgate-bench-sandbox-"))
@@ -244,49 +255,106 @@ def main() -> None:
         raws = asyncio.run(load_state(broker.url, f"http://127.0.0.1:{up_port}"))
         keys = workdir / "keys.txt"
         keys.write_text("\n".join(raws) + "\n")
-        port = localdeps.free_port()
-        env = {
-            **os.environ,
-            "TOLLGATE_GATEWAY_PORT": str(port),
-            "TOLLGATE_GATEWAY_KAFKA_BOOTSTRAP_SERVERS": broker.url,
-            "TOLLGATE_GATEWAY_KAFKA_ENABLE_IDEMPOTENCE": "false",
-            "TOLLGATE_GATEWAY_KEY_PEPPER": PEPPER,
-            "TOLLGATE_GATEWAY_SPOOL_DIR": str(workdir / "spool"),
-            "TOLLGATE_GATEWAY_LOG_LEVEL": "WARNING",
-            "TOLLGATE_GATEWAY_WORKERS": "1",
-            "TOLLGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS": "true",
-            "TOLLGATE_GATEWAY_OPS_PORT": str(localdeps.free_port()),
-        }
-        argv = ["taskset", "-c", args.gateway_cpus, sys.executable, "-m", "tollgate.gateway"]
-        gateway = localdeps.start_program(
-            "tollgate", argv, workdir, port=port, env=env, ready_path="/_tollgate/readyz"
-        )
-        procs.append(gateway)
+
+        def start_gateway(name: str, pythonpath: str | None) -> tuple[LocalProcess, int]:
+            port = localdeps.free_port()
+            env = {
+                **os.environ,
+                **({"PYTHONPATH": pythonpath} if pythonpath else {}),
+                "TOLLGATE_GATEWAY_PORT": str(port),
+                "TOLLGATE_GATEWAY_KAFKA_BOOTSTRAP_SERVERS": broker.url,
+                "TOLLGATE_GATEWAY_KAFKA_ENABLE_IDEMPOTENCE": "false",
+                "TOLLGATE_GATEWAY_KEY_PEPPER": PEPPER,
+                "TOLLGATE_GATEWAY_SPOOL_DIR": str(workdir / f"spool-{name}"),
+                "TOLLGATE_GATEWAY_LOG_LEVEL": "WARNING",
+                "TOLLGATE_GATEWAY_WORKERS": "1",
+                "TOLLGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS": "true",
+                "TOLLGATE_GATEWAY_OPS_PORT": str(localdeps.free_port()),
+            }
+            argv = ["taskset", "-c", args.gateway_cpus, sys.executable, "-m", "tollgate.gateway"]
+            proc = localdeps.start_program(
+                name, argv, workdir, port=port, env=env, ready_path="/_tollgate/readyz"
+            )
+            procs.append(proc)
+            return proc, port
+
+        gateway, port = start_gateway("tollgate", None)
+        baseline: tuple[LocalProcess, int] | None = None
+        if args.baseline:
+            # The gateway package of another revision (e.g. before the sandbox features),
+            # first on the path; the same broker, APIs, keys and upstream.
+            old = workdir / "baseline"
+            old.mkdir()
+            archive = subprocess.run(
+                [
+                    "git",
+                    "-C",
+                    str(harness.HERE.parents[1]),
+                    "archive",
+                    args.baseline,
+                    "services/gateway/src",
+                ],
+                capture_output=True,
+                check=True,
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+            baseline = start_gateway("baseline", str(old / "services/gateway/src"))
 
         body = order_body()
         json_type = ', ["Content-Type"] = "application/json"'
+        prefer_dynamic = ', ["Prefer"] = "dynamic=true"'
         cells = [
-            ("POST 1 KB JSON, plain proxy", "/plain/orders", "POST", body, json_type),
-            ("POST 1 KB JSON, validated + proxied", "/checked/orders", "POST", body, json_type),
-            ("GET mock (document example)", "/mock/orders/7", "GET", b"", ""),
+            (
+                "POST 1 KB JSON, plain proxy",
+                gateway,
+                port,
+                "/plain/orders",
+                "POST",
+                body,
+                json_type,
+            ),
+            (
+                "POST 1 KB JSON, validated + proxied",
+                gateway,
+                port,
+                "/checked/orders",
+                "POST",
+                body,
+                json_type,
+            ),
+            ("GET mock (document example)", gateway, port, "/mock/orders/7", "GET", b"", ""),
             (
                 "GET mock (Prefer: dynamic=true)",
+                gateway,
+                port,
                 "/mock/orders?limit=5",
                 "GET",
                 b"",
-                ', ["Prefer"] = "dynamic=true"',
+                prefer_dynamic,
             ),
         ]
+        if baseline is not None:
+            cells.append(
+                (
+                    f"POST 1 KB JSON, plain proxy @ {args.baseline}",
+                    baseline[0],
+                    baseline[1],
+                    "/plain/orders",
+                    "POST",
+                    body,
+                    json_type,
+                )
+            )
         scripts = [
             script(workdir, keys, f"cell{n}", method, data, extra)
-            for n, (_, _, method, data, extra) in enumerate(cells)
+            for n, (*_, method, data, extra) in enumerate(cells)
         ]
         # Every cell answers 200 before it is measured (a 400 would be cheap, not honest).
-        for (name, path, *_), lua in zip(cells, scripts, strict=True):
+        for (name, _, port, path, *_), lua in zip(cells, scripts, strict=True):
             check = harness.wrk(f"http://127.0.0.1:{port}{path}", lua, 1, 4, cpus=args.load_cpus)
             if check.non2xx or check.errors:
                 sys.exit(f"{name}: {check.non2xx} non-2xx, {check.errors} errors")
-        for (_, path, *_), lua in zip(cells, scripts, strict=True):
+        for (_, _, port, path, *_), lua in zip(cells, scripts, strict=True):
             harness.wrk(
                 f"http://127.0.0.1:{port}{path}",
                 lua,
@@ -296,14 +364,14 @@ def main() -> None:
             )
         runs: dict[str, list[WrkResult]] = {}
         for round_no in range(1, args.rounds + 1):
-            for (name, path, *_), lua in zip(cells, scripts, strict=True):
+            for (name, proc, port, path, *_), lua in zip(cells, scripts, strict=True):
                 result = harness.wrk(
                     f"http://127.0.0.1:{port}{path}",
                     lua,
                     args.seconds,
                     args.connections,
                     cpus=args.load_cpus,
-                    measure_pid=gateway.pid,
+                    measure_pid=proc.pid,
                 )
                 runs.setdefault(name, []).append(result)
                 print(f"  round {round_no} {name:<38} {result.rps:>8.0f} req/s", flush=True)
