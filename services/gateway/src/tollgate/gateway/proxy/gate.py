@@ -14,7 +14,13 @@ request id; checks 1-5 are `admission.admit`, a pure function):
 5. declared body larger than the cap → 413
 6. over a rate limit → 429 with `Retry-After`
 
-then the request is forwarded to the upstream with streaming bodies both ways
+then, for a test key or an API with a mock or request validation configured (one
+attribute test; other requests skip this), `_sandboxed`: validation against the API's
+compiled OpenAPI document (400 `request-invalid`, a rejection), then the mock
+(`mock`, from memory) or, for a test key, the sandbox upstream; a test key never
+reaches the live upstream and costs 0 (`mode: test` on its event).
+
+Then the request is forwarded to the upstream with streaming bodies both ways
 (502 when the upstream cannot be reached, 504 when it does not answer in the API's
 timeout, 502 `upstream-refused` when the upstream's address is not allowed by the
 network policy), and one `request.completed` or `request.rejected` event is handed
