@@ -14,7 +14,7 @@ import pytest
 import yaml
 from openapi_schema_validator import OAS30Validator
 
-from tollgate.gateway.proxy.mock import MockState
+from tollgate.gateway.proxy.mock import MockRefused, MockState, mock_answer
 from tollgate.gateway.proxy.openapi import Contract
 from tollgate.kit import apikeys
 
@@ -330,3 +330,84 @@ def test_route_override_turns_the_mock_off_for_one_route() -> None:
         assert [s.raw_path for s in gateway.seen] == ["/pets/3"]
     finally:
         gateway.close()
+
+
+HOSTILE_DOCUMENTS: list[dict[str, Any]] = [
+    # Invalid schemas: left unchecked, never a failed replay.
+    {
+        "paths": {
+            "/a": {
+                "post": {
+                    "requestBody": {"content": {"application/json": {"schema": {"type": 5}}}},
+                    "responses": {
+                        "200": {"content": {"application/json": {"schema": {"pattern": "("}}}}
+                    },
+                }
+            }
+        }
+    },
+    # A required property that contains itself, and a dangling $ref.
+    {
+        "paths": {
+            "/a/{x}": {
+                "get": {
+                    "parameters": [{"name": "x", "in": "path", "schema": {"$ref": "#/nope"}}],
+                    "responses": {
+                        "200": {
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/N"}}
+                            }
+                        }
+                    },
+                }
+            }
+        },
+        "components": {
+            "schemas": {
+                "N": {
+                    "type": "object",
+                    "required": ["c"],
+                    "properties": {"c": {"$ref": "#/components/schemas/N"}},
+                }
+            }
+        },
+    },
+    # Wrong shapes everywhere.
+    {"paths": {"/a": "x", "/b": {"get": "y", "parameters": "z"}, "/c": {"get": {"responses": []}}}},
+    {"paths": None, "components": "x"},
+    # Bounds no value meets.
+    {
+        "paths": {
+            "/a": {
+                "get": {
+                    "responses": {
+                        "200": {
+                            "content": {
+                                "application/json": {
+                                    "schema": {"type": "integer", "minimum": 10, "maximum": 1}
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    },
+]
+
+
+@pytest.mark.parametrize("document", HOSTILE_DOCUMENTS)
+def test_hostile_documents_compile_and_the_mock_answers_or_refuses(
+    document: dict[str, Any],
+) -> None:
+    contract = Contract.compile(document)
+    for operation in contract.operations:
+        for prefer in ({}, {"dynamic": "true"}):
+            statuses = []
+            try:
+                answer = mock_answer(contract, operation, prefer, None, 1)
+                orjson.loads(answer.body or b"null")
+            except MockRefused as refused:
+                statuses.append(refused.status)
+            assert set(statuses) <= {404}
+        operation.request_violations({}, "a=1", {}, "application/json", b"{}")

@@ -442,6 +442,12 @@ class Gate:
                 )
         except MockRefused as refused:
             return self._mock_failed(call, refused.status, refused.slug, refused.detail)
+        except (ValueError, TypeError, RecursionError) as exc:
+            # A document the generator cannot follow: the caller learns it, the log why.
+            log.warning("mock failed", extra={"api_id": api.api_id, "error": repr(exc)[:200]})
+            return self._mock_failed(
+                call, 500, "mock-failed", "The mock cannot build an answer from this document."
+            )
         headers: CIMultiDict[str] = CIMultiDict(answer.headers)
         headers["X-Request-ID"] = call.request_id
         if verdict is not None:

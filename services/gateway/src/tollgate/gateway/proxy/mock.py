@@ -92,6 +92,8 @@ class _Builder:
         return schema if isinstance(schema, dict) else {}
 
     def value(self, schema: Any, depth: int = 0) -> Any:
+        if depth > 2 * _MAX_DEPTH:  # a required property that contains itself
+            return None
         schema = self.resolve(schema)
         rng = self.rng
         if "const" in schema:
