@@ -11,6 +11,7 @@ singletons.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -29,6 +30,8 @@ from tollgate.contracts.events.accounts import (
 from tollgate.contracts.events.billing import BalanceMode, BalanceState, BalanceStatus
 from tollgate.gateway.proxy.openapi import Contract
 from tollgate.kit.sealing import Sealer
+
+log = logging.getLogger(__name__)
 
 Window = tuple[int, int]
 """A rate limit: (requests allowed, window length in seconds)."""
@@ -279,7 +282,7 @@ class ApiRecord:
         self.sandbox_base = event.sandbox_url.rstrip("/") if event.sandbox_url else None
         self.sandbox = Sandbox(event.sandbox) if event.sandbox != SandboxSettings() else OFF
         # Compiled once per API version, here (replay or live update), never per request.
-        self.contract = Contract.compile(event.openapi_document) if event.openapi_document else None
+        self.contract = compiled(self.api_id, event.openapi_document)
         # Exact methods are tried before `*` so a specific route wins over a catch-all.
         ordered = sorted(event.routes, key=lambda r: r.method == "*")
         self.routes = tuple(
@@ -329,6 +332,18 @@ class ApiRecord:
                 or (route.method == "GET" and method == "HEAD")
             ) and route.pattern.match(path):
                 return route
+        return None
+
+
+def compiled(api_id: str, document: dict[str, Any] | None) -> Contract | None:
+    """The API's compiled OpenAPI document; None without one, or when it cannot be
+    compiled at all (the replay goes on: the mock then answers 503, validation is off)."""
+    if not document:
+        return None
+    try:
+        return Contract.compile(document)
+    except Exception:  # foreign data on the replay path: never stop the replay
+        log.exception("OpenAPI document not compiled", extra={"api_id": api_id})
         return None
 
 
