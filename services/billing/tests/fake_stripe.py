@@ -82,6 +82,8 @@ class FakeStripe:
             "success_url": form.get("success_url"),
             "cancel_url": form.get("cancel_url"),
             "payment_intent": None,
+            "subscription": None,
+            "customer": None,
             "url": f"{self.url}/pay/{session_id}",
         }
         self.sessions[session_id] = session
@@ -113,6 +115,29 @@ class FakeStripe:
         session["payment_status"] = "unpaid" if delayed else "paid"
         session["payment_intent"] = session["payment_intent"] or self._id("pi")
         return self.event("checkout.session.completed", dict(session))
+
+    def subscribe(self, session_id: str) -> bytes:
+        """The customer completes a subscription checkout (first invoice paid)."""
+        session = self.sessions[session_id]
+        session["status"] = "complete"
+        session["payment_status"] = "paid"
+        session["subscription"] = session["subscription"] or self._id("sub")
+        session["customer"] = session["customer"] or self._id("cus")
+        return self.event("checkout.session.completed", dict(session))
+
+    def invoice(self, subscription_id: str, *, paid: bool) -> bytes:
+        """`invoice.paid` or `invoice.payment_failed` for a subscription (the invoice
+        names it under `parent.subscription_details`, as current API versions do)."""
+        invoice = {
+            "id": self._id("in"),
+            "object": "invoice",
+            "status": "paid" if paid else "open",
+            "parent": {
+                "type": "subscription_details",
+                "subscription_details": {"subscription": subscription_id},
+            },
+        }
+        return self.event("invoice.paid" if paid else "invoice.payment_failed", invoice)
 
     def async_succeeded(self, session_id: str) -> bytes:
         session = self.sessions[session_id]

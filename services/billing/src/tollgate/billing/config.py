@@ -82,7 +82,7 @@ class Settings(ServiceSettings):
         30.0,
         gt=0,
         description="how often orgs whose plan period or trial ended move to the next "
-        "period (a waiting downgrade applies then)",
+        "period (a waiting downgrade applies then), and orgs whose grace ended are suspended",
     )
 
     stripe_secret_key: SecretStr = Field(
@@ -104,6 +104,12 @@ class Settings(ServiceSettings):
     console_url: str = Field(
         "http://127.0.0.1:8085",
         description="the console's address: Checkout returns the customer to its billing page",
+    )
+    subscription_grace_seconds: float = Field(
+        3 * 86400.0,
+        ge=0,
+        description="after a failed subscription invoice, how long the org keeps its plan "
+        "before it is suspended (402 at the gateway) unless the invoice is paid",
     )
     credit_packs: list[CreditPack] = Field(
         default_factory=lambda: list(DEFAULT_PACKS),

@@ -62,11 +62,13 @@ async def run_purge(sessions: SessionMaker, settings: Settings) -> None:
 
 
 async def roll_plan_periods(sessions: SessionMaker) -> None:
-    """One round: start the next period of orgs whose plan period (or trial) ended."""
+    """One round: start the next period of orgs whose plan period (or trial) ended, and
+    suspend past-due orgs whose grace ended."""
     async with sessions() as session, session.begin():
         rolled = await plans.roll_periods(session, datetime.now(UTC))
-    if rolled:
-        log.info("plan periods started", extra={"orgs": rolled})
+        suspended = await plans.suspend_after_grace(session, datetime.now(UTC))
+    if rolled or suspended:
+        log.info("plan periods started", extra={"orgs": rolled, "suspended": suspended})
 
 
 async def run_period_roller(sessions: SessionMaker, settings: Settings) -> None:

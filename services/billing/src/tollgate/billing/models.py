@@ -190,6 +190,13 @@ class OrgPlan(Base):
     period_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     trial_ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     trial_used: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    subscription_id: Mapped[str | None] = mapped_column(
+        String(255), unique=True, comment="the payment provider's subscription paying for it"
+    )
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    grace_until: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="past_due: suspended at this instant unless paid"
+    )
     version: Mapped[int] = mapped_column(BigInteger, comment="of the last PlanState enqueued")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -20,6 +20,7 @@ from tollgate.billing.config import CurrentSettings, Settings
 from tollgate.billing.payments import service
 from tollgate.billing.payments.providers import (
     PaymentProvider,
+    PlanTerms,
     not_configured,
     payment_provider,
 )
@@ -30,11 +31,14 @@ from tollgate.billing.payments.schemas import (
     CreditPacksOut,
     PurchaseOut,
     PurchasePage,
+    SubscriptionCheckoutIn,
+    SubscriptionCheckoutOut,
 )
+from tollgate.billing.plans import service as plans
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org
 from tollgate.kit.db import DbSession
 from tollgate.kit.pagination import Cursor, PageSize, next_cursor_of, uuid_cursor
-from tollgate.kit.problems import BadRequest, NotFound, documented_problems
+from tollgate.kit.problems import BadRequest, Conflict, NotFound, documented_problems
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +49,17 @@ _ORG_ERRORS = documented_problems(
         401: "Missing or invalid token.",
         403: "Role too low.",
         404: (
-            "Not a member of this organisation, or no such pack or purchase.",
-            ["pack-not-found", "purchase-not-found"],
+            "Not a member of this organisation, or no such pack, plan or purchase.",
+            ["pack-not-found", "plan-not-found", "purchase-not-found"],
         ),
-        409: ("Card payments are not set up (manual provider).", ["payments-not-configured"]),
-        422: ("Invalid body or query, or a cursor that is not one of ours.", ["invalid-cursor"]),
+        409: (
+            "Card payments are not set up (manual provider), or the plan is free.",
+            ["payments-not-configured", "plan-is-free"],
+        ),
+        422: (
+            "Invalid body or query, or a cursor that is not one of ours.",
+            ["invalid-cursor"],
+        ),
         503: ("The payment provider did not answer.", ["payment-provider-unavailable"]),
     }
 )
@@ -119,6 +129,44 @@ async def start_checkout(
     async with db.begin():
         await service.record_checkout(db, purchase_id, checkout.session_id)
     return CheckoutOut(purchase_id=purchase_id, checkout_url=checkout.url)
+
+
+@router.post(
+    "/orgs/{org_id}/subscription-checkout",
+    status_code=201,
+    response_model=SubscriptionCheckoutOut,
+    responses=_ORG_ERRORS,
+)
+async def start_subscription_checkout(
+    settings: CurrentSettings,
+    org_id: uuid.UUID,
+    body: SubscriptionCheckoutIn,
+    request: Request,
+    principal: CurrentPrincipal,
+    db: DbSession,
+) -> SubscriptionCheckoutOut:
+    """Subscribe the org to a paid plan (org owners): a Stripe Checkout Session in
+    subscription mode; the org is on the plan once Stripe confirms it, and stays on it
+    while its invoices are paid (a failed one: past due, then suspended after the
+    grace period)."""
+    authorize_org(principal, org_id, Role.owner)
+    async with db.begin():
+        plan = await plans.get_plan(db, body.plan_id)
+    if plan.archived or plan.monthly_price == 0:
+        raise (
+            plans.no_plan(body.plan_id)
+            if plan.archived
+            else Conflict("plan-is-free", "A free plan needs no subscription: choose it directly.")
+        )
+    provider = _provider(request, settings)
+    if provider.name == "manual":
+        raise not_configured()
+    checkout = await provider.create_subscription_checkout(
+        org_id=org_id,
+        plan=PlanTerms(plan.id, plan.name, plan.monthly_price, plan.currency),
+        return_url=f"{settings.console_url.rstrip('/')}/orgs/{org_id}/billing",
+    )
+    return SubscriptionCheckoutOut(checkout_url=checkout.url)
 
 
 @router.get("/orgs/{org_id}/purchases", response_model=PurchasePage, responses=_ORG_ERRORS)

@@ -20,6 +20,16 @@ from tollgate.kit.problems import Conflict, ServiceUnavailable
 
 
 @dataclass(frozen=True)
+class PlanTerms:
+    """What a subscription checkout needs to know of a plan."""
+
+    plan_id: uuid.UUID
+    name: str
+    monthly_price: int
+    currency: str
+
+
+@dataclass(frozen=True)
 class CheckoutSession:
     """Where to send the customer to pay, and the provider's reference of it."""
 
@@ -38,6 +48,12 @@ class PaymentProvider(Protocol):
         """Start a hosted payment for `pack`; the purchase id travels with it."""
         ...
 
+    async def create_subscription_checkout(
+        self, *, org_id: uuid.UUID, plan: PlanTerms, return_url: str
+    ) -> CheckoutSession:
+        """Start a hosted monthly subscription to `plan` for the org."""
+        ...
+
 
 def not_configured() -> Conflict:
     """The answer to a card payment asked of the `manual` provider."""
@@ -54,6 +70,11 @@ class ManualProvider:
 
     async def create_checkout(
         self, *, purchase_id: uuid.UUID, org_id: uuid.UUID, pack: CreditPack, return_url: str
+    ) -> CheckoutSession:
+        raise not_configured()
+
+    async def create_subscription_checkout(
+        self, *, org_id: uuid.UUID, plan: PlanTerms, return_url: str
     ) -> CheckoutSession:
         raise not_configured()
 
@@ -97,6 +118,41 @@ class StripeProvider:
                 },
                 # A retried request (ours or the SDK's) never opens a second session.
                 options={"idempotency_key": f"checkout-{purchase_id}"},
+            )
+        except stripe.StripeError as exc:
+            raise ServiceUnavailable(
+                "payment-provider-unavailable",
+                f"The payment provider did not answer ({type(exc).__name__}); try again.",
+            ) from None
+        if not session.url:
+            raise ServiceUnavailable("payment-provider-unavailable", "No checkout address.")
+        return CheckoutSession(session_id=session.id, url=session.url)
+
+    async def create_subscription_checkout(
+        self, *, org_id: uuid.UUID, plan: PlanTerms, return_url: str
+    ) -> CheckoutSession:
+        metadata = {"org_id": str(org_id), "plan_id": str(plan.plan_id)}
+        try:
+            session = await self._client.v1.checkout.sessions.create_async(
+                params={
+                    "mode": "subscription",
+                    "client_reference_id": str(org_id),
+                    "line_items": [
+                        {
+                            "quantity": 1,
+                            "price_data": {
+                                "currency": plan.currency,
+                                "unit_amount": plan.monthly_price,
+                                "recurring": {"interval": "month"},
+                                "product_data": {"name": plan.name},
+                            },
+                        }
+                    ],
+                    "metadata": metadata,
+                    "subscription_data": {"metadata": metadata},
+                    "success_url": f"{return_url}?plan={plan.plan_id}&result=success",
+                    "cancel_url": f"{return_url}?plan={plan.plan_id}&result=cancelled",
+                }
             )
         except stripe.StripeError as exc:
             raise ServiceUnavailable(

@@ -64,3 +64,15 @@ class PurchaseOut(BaseModel):
 
 
 PurchasePage = Page[PurchaseOut]
+
+
+class SubscriptionCheckoutIn(RequestModel):
+    """Subscribe to a paid plan."""
+
+    plan_id: uuid.UUID
+
+
+class SubscriptionCheckoutOut(BaseModel):
+    """The provider's hosted page to start the subscription."""
+
+    checkout_url: str = Field(description="Redirect the customer here (Stripe Checkout).")

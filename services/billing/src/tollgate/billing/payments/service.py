@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +24,7 @@ from tollgate.billing.config import CreditPack, Settings
 from tollgate.billing.ledger import service as ledger
 from tollgate.billing.models import Purchase
 from tollgate.billing.payments import repository
+from tollgate.billing.plans import service as plans
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.problems import NotFound
 
@@ -186,6 +187,43 @@ async def _take_back(
     return "taken-back"
 
 
+async def _subscribed(session: AsyncSession, checkout: Mapping[str, Any]) -> str:
+    metadata = checkout.get("metadata") or {}
+    subscription = checkout.get("subscription")
+    try:
+        org_id, plan_id = uuid.UUID(str(metadata["org_id"])), uuid.UUID(str(metadata["plan_id"]))
+    except (KeyError, ValueError):
+        return "unknown-plan"
+    if not isinstance(subscription, str):
+        return "ignored"
+    customer = checkout.get("customer")
+    await plans.attach_subscription(
+        session,
+        org_id,
+        plan_id,
+        subscription_id=subscription,
+        customer_id=customer if isinstance(customer, str) else None,
+    )
+    return "subscribed"
+
+
+def _invoice_subscription(invoice: Mapping[str, Any]) -> str | None:
+    """The subscription an invoice bills (top-level on older API versions, under
+    `parent.subscription_details` on newer ones)."""
+    subscription = invoice.get("subscription")
+    if not isinstance(subscription, str):
+        details = (invoice.get("parent") or {}).get("subscription_details") or {}
+        subscription = details.get("subscription")
+    return subscription if isinstance(subscription, str) else None
+
+
+async def _with_subscription(
+    invoice: Mapping[str, Any], apply: Callable[[str], Awaitable[str]]
+) -> str:
+    subscription = _invoice_subscription(invoice)
+    return "ignored" if subscription is None else await apply(subscription)
+
+
 async def apply_stripe_event(
     session: AsyncSession, event: Mapping[str, Any], settings: Settings
 ) -> str:
@@ -194,6 +232,28 @@ async def apply_stripe_event(
     if not await repository.claim_event(session, STRIPE, event_id, event_type):
         return "duplicate"
     obj: Mapping[str, Any] = event["data"]["object"]
+    if event_type == "checkout.session.completed" and obj.get("mode") == "subscription":
+        return await _subscribed(session, obj)
+    if event_type == "invoice.payment_failed":
+        return await _with_subscription(
+            obj,
+            lambda sub: plans.subscription_payment_failed(
+                session,
+                sub,
+                str(obj.get("id")),
+                timedelta(seconds=settings.subscription_grace_seconds),
+            ),
+        )
+    if event_type == "invoice.paid":
+        return await _with_subscription(obj, lambda sub: plans.subscription_paid(session, sub))
+    if event_type == "customer.subscription.deleted":
+        return await plans.subscription_ended(session, str(obj.get("id")))
+    if event_type == "customer.subscription.updated":
+        if obj.get("status") in ("canceled", "unpaid", "incomplete_expired"):
+            return await plans.subscription_ended(session, str(obj.get("id")))
+        if obj.get("status") == "active":
+            return await plans.subscription_paid(session, str(obj.get("id")))
+        return "ignored"
     if event_type == "checkout.session.completed":
         if obj.get("payment_status") in ("paid", "no_payment_required"):
             return await _fulfil(session, obj, settings)

@@ -101,3 +101,28 @@ async def lock_periods_ended(session: AsyncSession, now: datetime, limit: int) -
         .execution_options(populate_existing=True)
     )
     return (await session.execute(stmt)).scalars().all()
+
+
+async def lock_org_plan_by_subscription(
+    session: AsyncSession, subscription_id: str
+) -> OrgPlan | None:
+    stmt = (
+        select(OrgPlan)
+        .where(OrgPlan.subscription_id == subscription_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def lock_grace_ended(session: AsyncSession, now: datetime, limit: int) -> Sequence[OrgPlan]:
+    """Past-due org plans whose grace has ended, locked, skipping held rows."""
+    stmt = (
+        select(OrgPlan)
+        .where(OrgPlan.status == "past_due", OrgPlan.grace_until <= now)
+        .order_by(OrgPlan.grace_until)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalars().all()

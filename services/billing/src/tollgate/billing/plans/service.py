@@ -23,7 +23,13 @@ from tollgate.billing.models import OrgPlan, Plan
 from tollgate.billing.plans import repository
 from tollgate.billing.plans.schemas import PlanIn, PlanPatch
 from tollgate.contracts.events.accounts import Limits
-from tollgate.contracts.events.billing import PastQuota, PlanState, PlanStatus
+from tollgate.contracts.events.billing import (
+    PastQuota,
+    PlanPaymentFailed,
+    PlanState,
+    PlanStatus,
+    PlanSuspended,
+)
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.outbox import emit
 from tollgate.kit.problems import Conflict, Forbidden, NotFound
@@ -226,4 +232,99 @@ async def roll_periods(session: AsyncSession, now: datetime, limit: int = 500) -
             if row.status == PlanStatus.TRIALING.value:
                 row.status = PlanStatus.ACTIVE.value
         await _publish(session, row, await get_plan(session, row.plan_id), now)
+    return len(rows)
+
+
+# ---------------------------------------------------------------- subscriptions
+
+
+async def attach_subscription(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    plan_id: uuid.UUID,
+    *,
+    subscription_id: str,
+    customer_id: str | None,
+) -> OrgPlanView:
+    """A paid subscription started: the org is on the plan (at once, as an operator's
+    assignment) and in good standing, paid by `subscription_id`."""
+    view = await assign_plan(session, org_id, plan_id, by_admin=True)
+    row = view.org_plan
+    row.subscription_id = subscription_id
+    row.customer_id = customer_id
+    if row.status in (PlanStatus.PAST_DUE.value, PlanStatus.SUSPENDED.value):
+        row.status = PlanStatus.ACTIVE.value
+        row.grace_until = None
+        await _publish(session, row, view.plan, datetime.now(UTC))
+    await session.flush()
+    return view
+
+
+async def subscription_payment_failed(
+    session: AsyncSession, subscription_id: str, invoice_id: str, grace: timedelta
+) -> str:
+    """An invoice failed: the org goes past due (still served) until the grace ends,
+    and is told (`PlanPaymentFailed`). A second failure keeps the first deadline."""
+    row = await repository.lock_org_plan_by_subscription(session, subscription_id)
+    if row is None:
+        return "unknown-subscription"
+    if row.status not in (PlanStatus.ACTIVE.value, PlanStatus.TRIALING.value):
+        return "already-" + row.status.replace("_", "-")
+    now = datetime.now(UTC)
+    plan = await get_plan(session, row.plan_id)
+    row.status = PlanStatus.PAST_DUE.value
+    row.grace_until = now + grace
+    await _publish(session, row, plan, now)
+    notice = PlanPaymentFailed(
+        org_id=row.org_id,
+        plan_id=plan.id,
+        plan_name=plan.name,
+        invoice_id=invoice_id,
+        grace_until=row.grace_until,
+        occurred_at=now,
+    )
+    await emit(session, notice, subject=notice.kafka_key())
+    return "past-due"
+
+
+async def subscription_paid(session: AsyncSession, subscription_id: str) -> str:
+    """An invoice was paid: a past-due or suspended org is reinstated at once."""
+    row = await repository.lock_org_plan_by_subscription(session, subscription_id)
+    if row is None:
+        return "unknown-subscription"
+    if row.status not in (PlanStatus.PAST_DUE.value, PlanStatus.SUSPENDED.value):
+        return "in-good-standing"
+    row.status = PlanStatus.ACTIVE.value
+    row.grace_until = None
+    await _publish(session, row, await get_plan(session, row.plan_id), datetime.now(UTC))
+    return "reinstated"
+
+
+async def _suspend(session: AsyncSession, row: OrgPlan, reason: str, now: datetime) -> None:
+    plan = await get_plan(session, row.plan_id)
+    row.status = PlanStatus.SUSPENDED.value
+    row.grace_until = None
+    await _publish(session, row, plan, now)
+    notice = PlanSuspended(
+        org_id=row.org_id, plan_id=plan.id, plan_name=plan.name, reason=reason, occurred_at=now
+    )
+    await emit(session, notice, subject=notice.kafka_key())
+
+
+async def subscription_ended(session: AsyncSession, subscription_id: str) -> str:
+    """The subscription ended unpaid (cancelled by the provider): suspended."""
+    row = await repository.lock_org_plan_by_subscription(session, subscription_id)
+    if row is None:
+        return "unknown-subscription"
+    if row.status == PlanStatus.SUSPENDED.value:
+        return "already-suspended"
+    await _suspend(session, row, "the subscription ended", datetime.now(UTC))
+    return "suspended"
+
+
+async def suspend_after_grace(session: AsyncSession, now: datetime, limit: int = 500) -> int:
+    """Suspend every past-due org whose grace has ended; returns how many."""
+    rows = await repository.lock_grace_ended(session, now, limit)
+    for row in rows:
+        await _suspend(session, row, "invoice unpaid after the grace period", now)
     return len(rows)
