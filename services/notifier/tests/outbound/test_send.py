@@ -348,7 +348,7 @@ async def test_a_crash_between_send_and_record_resends_with_the_same_token(
         # The process dies after the provider accepted, before the outcome is recorded.
         record = env.worker._record
 
-        async def crash(*_: Any) -> None:
+        async def crash(*_: Any) -> None:  # the round's outcomes are never recorded
             raise SystemExit("kill -9")
 
         env.worker._record = crash  # type: ignore[method-assign]

@@ -3,7 +3,7 @@
 Each round claims due messages (`FOR UPDATE SKIP LOCKED`, a lease of
 `sms_send_lease_seconds`, the attempt counted and the provider chosen in that short
 transaction, then committed), calls the provider outside any transaction, and
-records each outcome in its own transaction: accepted → `sent` with the provider's
+records the round's outcomes in one transaction: accepted → `sent` with the provider's
 message id; a transient error (network, timeout, 429, 5xx) → back to pending after a
 back-off (2 s, 10 s, 1 min, 5 min, 30 min, or the provider's `Retry-After`) until
 `sms_send_max_attempts`; a permanent error or the last attempt → `failed` and refunded.
@@ -25,9 +25,10 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.contracts.events.notifier import SmsStatus
 from tollgate.kit.db import SessionMaker
@@ -158,8 +159,7 @@ class SmsSendWorker:
         outcomes = await asyncio.gather(
             *(self._send(by_id[m.provider_id], m) for m in claimed if m.provider_id)
         )
-        for message, outcome in zip(claimed, outcomes, strict=True):
-            await self._record(message, outcome)
+        await self._record(list(zip(claimed, outcomes, strict=True)))
         return len(claimed)
 
     async def _send(self, adapter: _Adapter, message: SmsOutbound) -> Accepted | ProviderError:
@@ -188,39 +188,51 @@ class SmsSendWorker:
         SMS_SENDS.labels("accepted").inc()
         return accepted
 
-    async def _record(self, claimed: SmsOutbound, outcome: Accepted | ProviderError) -> None:
+    async def _record(self, outcomes: list[tuple[SmsOutbound, Accepted | ProviderError]]) -> None:
+        """Record a round's outcomes in one transaction (one commit for the round; if
+        it fails, the leases expire and the messages go again with the same token)."""
         now = self._clock.now()
         async with self._sessions() as session, session.begin():
-            message = await repository.lock_message(session, claimed.id)
-            if message is None or message.send_state == "done":
-                return
-            if isinstance(outcome, Accepted):
-                message.provider_message_id = outcome.provider_message_id[:128]
-                message.send_state = "done"
-                message.leased_until = None
-                await service.advance(session, message, SmsStatus.SENT, now)
-                return
-            last = message.attempts >= self._settings.sms_send_max_attempts
-            if outcome.transient and not last:
-                delay = (
-                    outcome.retry_after_seconds
-                    or BACKOFF_SECONDS[min(message.attempts, len(BACKOFF_SECONDS)) - 1]
-                )
-                message.send_state = "pending"
-                message.leased_until = None
-                message.next_attempt_at = now + timedelta(seconds=delay)
-                message.error_code = outcome.code
-                message.error_message = outcome.message
-                await session.flush()
-                return
-            await service.advance(
-                session,
-                message,
-                SmsStatus.FAILED,
-                now,
-                error_code=outcome.code,
-                error_message=outcome.message,
+            for claimed, outcome in outcomes:
+                await self._record_one(session, claimed, outcome, now)
+
+    async def _record_one(
+        self,
+        session: AsyncSession,
+        claimed: SmsOutbound,
+        outcome: Accepted | ProviderError,
+        now: datetime,
+    ) -> None:
+        message = await repository.lock_message(session, claimed.id)
+        if message is None or message.send_state == "done":
+            return
+        if isinstance(outcome, Accepted):
+            message.provider_message_id = outcome.provider_message_id[:128]
+            message.send_state = "done"
+            message.leased_until = None
+            await service.advance(session, message, SmsStatus.SENT, now)
+            return
+        last = message.attempts >= self._settings.sms_send_max_attempts
+        if outcome.transient and not last:
+            delay = (
+                outcome.retry_after_seconds
+                or BACKOFF_SECONDS[min(message.attempts, len(BACKOFF_SECONDS)) - 1]
             )
+            message.send_state = "pending"
+            message.leased_until = None
+            message.next_attempt_at = now + timedelta(seconds=delay)
+            message.error_code = outcome.code
+            message.error_message = outcome.message
+            await session.flush()
+            return
+        await service.advance(
+            session,
+            message,
+            SmsStatus.FAILED,
+            now,
+            error_code=outcome.code,
+            error_message=outcome.message,
+        )
 
     async def run(self) -> None:
         """Work until cancelled: again at once after a busy round, else at the next
