@@ -5,7 +5,9 @@ APIs from accounts, decisions at a two-worker gateway counting quota in Redis.
 A new prepaid org's first call is a 402 (billing opened it exhausted; the gateway
 refuses orgs billing has not published). An org on a plan with N included requests
 gets exactly N answers 200, then 402 `quota-exceeded`; an upgrade lifts the stop; a
-suspended org gets 402 `plan-suspended` and a reinstated one 200. Prints the time
+suspended org gets 402 `plan-suspended` and a reinstated one 200; a Stripe
+subscription's failed invoice (fake Stripe, official SDK, signed webhooks) leaves the
+org served through the grace period, then 402, and the paid invoice serves it again. Prints the time
 from the upgrade (billing's answer) to the first 200, p50/p99/max over 20 trials, and
 suspension/reinstatement.
 """
@@ -25,6 +27,7 @@ import pytest
 
 from tollgate.kit import localdeps
 from tollgate.kit.sealing import new_sealing_key
+from tollgate.kit.testing.fake_stripe import FakeStripe
 
 from .services import ServiceProcess, service_process
 
@@ -33,6 +36,9 @@ pytestmark = pytest.mark.system
 ROOT = Path(__file__).resolve().parents[2]
 TRIALS = 20
 PER_TRIAL = 3  # each plan includes 3 more requests than the one before
+STRIPE_KEY = "sk_test_" + "s" * 24
+STRIPE_WEBHOOK_SECRET = "whsec_" + "w" * 32
+GRACE_S = 1.0
 
 
 def p99(values: list[float]) -> float:
@@ -59,6 +65,7 @@ async def test_quota_upgrade_and_suspension_at_the_gateway(
     redis_url: str,
 ) -> None:
     secrets = {"SEALING_KEYS": new_sealing_key(), "KEY_PEPPER": uuid.uuid4().hex}
+    stripe_api = await FakeStripe(STRIPE_KEY, STRIPE_WEBHOOK_SECRET).start()
     accounts = service_process(
         "accounts",
         tmp_path,
@@ -80,7 +87,14 @@ async def test_quota_upgrade_and_suspension_at_the_gateway(
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=topic_prefix,
         database_url=database_factory("plans_billing"),
-        extra={"JWKS_URL": f"{accounts.url}/.well-known/jwks.json"},
+        extra={
+            "JWKS_URL": f"{accounts.url}/.well-known/jwks.json",
+            "STRIPE_SECRET_KEY": STRIPE_KEY,
+            "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+            "STRIPE_API_BASE": stripe_api.url,
+            "SUBSCRIPTION_GRACE_SECONDS": str(GRACE_S),
+            "PLAN_PERIOD_CHECK_SECONDS": "0.1",
+        },
     )
     gateway = service_process(
         "gateway",
@@ -227,18 +241,50 @@ async def test_quota_upgrade_and_suspension_at_the_gateway(
             assert reinstated.status_code == 200, reinstated.text
             to_reinstated = await first_status(gw, headers, 200)
 
+            # A paid plan through a Stripe subscription: a failed invoice leaves the org
+            # served during the grace period, then suspended (402); paid → 200 again.
+            sub_plan = await bil.post(
+                "/v1/plans", json={"name": "Business", "monthly_price": 2 * 10**6}
+            )
+            started_checkout = await bil.post(
+                f"/v1/orgs/{org['id']}/subscription-checkout",
+                json={"plan_id": sub_plan.json()["id"]},
+            )
+            assert started_checkout.status_code == 201, started_checkout.text
+            (session_id,) = stripe_api.sessions
+            subscribed = await stripe_api.deliver(bil, stripe_api.subscribe(session_id))
+            assert subscribed.json()["outcome"] == "subscribed", subscribed.text
+            subscription = stripe_api.sessions[session_id]["subscription"]
+            failed = await stripe_api.deliver(bil, stripe_api.invoice(subscription, paid=False))
+            assert failed.json()["outcome"] == "past-due", failed.text
+            failed_at = time.monotonic()
+            in_grace = await gw.get("/metered/hello", headers=headers)
+            assert in_grace.status_code == 200, "refused during the grace period"
+            await first_status(gw, headers, 402)
+            grace_to_402 = time.monotonic() - failed_at
+            refusal = await gw.get("/metered/hello", headers=headers)
+            assert refusal.json()["type"].endswith("/plan-suspended")
+            paid = await stripe_api.deliver(bil, stripe_api.invoice(subscription, paid=True))
+            assert paid.json()["outcome"] == "reinstated", paid.text
+            paid_to_200 = await first_status(gw, headers, 200)
+
         print(
             f"\nplan upgrade -> first 200 over {len(to_lifted)} trials: "
             f"p50 {statistics.median(to_lifted) * 1000:.0f} ms, "
             f"p99 {p99(to_lifted) * 1000:.0f} ms, max {max(to_lifted) * 1000:.0f} ms; "
             f"quota {PER_TRIAL}..{PER_TRIAL * (TRIALS + 1)} served exactly each time "
             f"(2 workers, redis counts); suspend -> 402 {to_suspended * 1000:.0f} ms; "
-            f"reinstate -> 200 {to_reinstated * 1000:.0f} ms"
+            f"reinstate -> 200 {to_reinstated * 1000:.0f} ms; invoice failed -> 402 after "
+            f"{grace_to_402 * 1000:.0f} ms (grace {GRACE_S * 1000:.0f} ms); "
+            f"invoice paid -> 200 {paid_to_200 * 1000:.0f} ms"
         )
         assert p99(to_lifted) < 1.0
         assert to_suspended < 1.0
         assert to_reinstated < 1.0
+        assert GRACE_S <= grace_to_402 < GRACE_S + 1.0
+        assert paid_to_200 < 1.0
     finally:
         for svc in services:
             svc.stop()
         upstream.stop()
+        await stripe_api.stop()

@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 
+from tollgate.kit.testing.fake_stripe import FakeStripe
 from tollgate.kit.testing.tokens import TokenMint
 
 from ..factories import api_client, migrated, settings_for
-from ..fake_stripe import FakeStripe
 
 SECRET_KEY = "sk_test_" + "x" * 24
 WEBHOOK_SECRET = "whsec_" + "y" * 32
