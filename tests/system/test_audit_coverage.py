@@ -9,7 +9,7 @@ file. The record is built by the same function the middleware calls on a real ca
 filled in and a body holding secrets under every secret-like name of the route's
 request schema plus a `whsec_` value. That every successful call reaches it is
 `libs/kit/tests/test_audit.py` (in process) and
-`tests/system/test_audit_trail.py` (real services, real broker, accounts' `/v1/audit`).
+`tests/system/test_identity_and_audit.py` (real services, real broker, accounts' `/v1/audit`).
 """
 
 from __future__ import annotations

@@ -46,6 +46,12 @@ def audited_app(mint: TokenMint) -> FastAPI:
         authorize_org(principal, org_id, Role.developer)
         return {"id": str(endpoint_id), "secret": "whsec_revealed_once"}
 
+    @app.post("/v1/orgs/{org_id}/endpoints", status_code=201)
+    async def create_endpoint(
+        org_id: uuid.UUID, body: EndpointIn, principal: CurrentPrincipal
+    ) -> dict[str, str]:
+        return {"id": "ep_created_1", "secret": "whsec_revealed_once"}
+
     @app.post("/v1/orgs/{org_id}/conflict")
     async def always_conflicts(org_id: uuid.UUID, principal: CurrentPrincipal) -> None:
         raise Conflict("conflict", "No.")
@@ -95,6 +101,10 @@ async def test_successful_changes_are_recorded_with_secrets_masked(
                 headers={**member, "X-Request-ID": "req-audit-0001"},
             )
             assert changed.status_code == 200
+            created = await client.post(
+                f"/v1/orgs/{org}/endpoints", json={"url": "https://h.example"}, headers=member
+            )
+            assert created.json() == {"id": "ep_created_1", "secret": "whsec_revealed_once"}
             assert (
                 await client.post(f"/v1/orgs/{org}/conflict", headers=member)
             ).status_code == 409
@@ -112,8 +122,9 @@ async def test_successful_changes_are_recorded_with_secrets_masked(
         events = await outbox_events(app)
     finally:
         await engine.dispose()
-    assert [e["type"] for e in events] == ["tollgate.audit.recorded.v1"]
-    record = events[0]["data"]
+    assert [e["type"] for e in events] == ["tollgate.audit.recorded.v1"] * 2
+    record, creation = events[0]["data"], events[1]["data"]
+    assert (creation["target_type"], creation["target_id"]) == ("endpoint", "ep_created_1")
     assert record["service"] == "notifier"
     assert record["action"] == "notifier.replace_endpoint"
     assert record["actor_id"] == str(user)

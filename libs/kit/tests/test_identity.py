@@ -3,7 +3,7 @@ a lowered role, a removal, a deactivation and revoked sessions apply to tokens i
 before them; a new org works with the token that predates it once its membership
 arrives; nothing is decided before the state is replayed. In process: an app with
 the kit's `CurrentPrincipal`, a minted token, and records applied as the reader would.
-(The same against a real broker and real services: tests/system/test_identity_propagation.py.)
+(The same against a real broker and real services: tests/system/test_identity_and_audit.py.)
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 accounts (which writes its own audit log in the transaction of each change): for
 each `POST`, `PUT`, `PATCH` or `DELETE` that a signed-in caller made and the service
 answered with a 2xx, it writes one `AuditRecorded` event to the service's outbox
-before the answer leaves, so the caller never sees a success that left no trace.
+before the answer leaves (a success is held until its body is complete), so the caller
+never sees a success that left no trace.
 Accounts consumes the topic into its audit log (idempotent on the event id) and
 serves it at `/v1/audit`. No route has to do anything to be audited; what a record
 says is taken from the route:
@@ -12,16 +13,19 @@ says is taken from the route:
 - `action`: `<service>.<endpoint function>`, e.g. `billing.top_up`;
 - `org_id`: the `{org_id}` path parameter, else `?org_id=`, else `org_id` in the body;
 - `target_type`/`target_id`: the last `{<thing>_id}` path parameter other than
-  `org_id` (`endpoint`, `<uuid>`), else the org itself;
+  `org_id` (`endpoint`, `<uuid>`), else what the call created (the answer's `id`,
+  named after the path's last segment: `POST …/endpoints` -> `endpoint`), else the
+  org itself; nothing else of an answer is read (it may reveal a secret once);
 - `diff`: the JSON body the caller sent (the fields it asked to change), with every
   value under a secret-like name and every secret-looking string masked (`***`);
-  the route's own `{…}` parameters; never a response (which may reveal a secret once);
+  the route's own `{…}` parameters;
 - `actor_id` (the caller), `ip` (the TCP peer), `request_id` (`X-Request-ID`).
 
-Exempt, by rule and listed by `audit_coverage`: calls without a signed-in caller
-(provider callbacks such as inbound SMS, signed and deduplicated by their own
-service; public endpoints): nobody to attribute them to, and their bodies are third
-parties' messages, not changes an operator made.
+Exempt, by rule and listed by `audit_coverage`: calls without a signed-in user
+(provider callbacks such as inbound SMS, signed and deduplicated by their own service;
+calls an API key makes through the gateway, which are in the request log): no user to
+attribute them to, and their bodies are third parties' messages, not changes an
+operator made.
 
 The record is written in its own transaction right after the change committed: a
 crash in between (milliseconds) loses the record, never the change; the answer waits
@@ -54,6 +58,8 @@ log = logging.getLogger(__name__)
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MASK = "***"
 MAX_DIFF_BYTES = 8 * 1024
+MAX_ANSWER_BYTES = 64 * 1024
+"""Answers up to this size are searched for the `id` of what a call created."""
 PRINCIPAL_STATE_KEY = "principal"
 """`request.state` entry where `CurrentPrincipal` leaves the verified caller."""
 
@@ -146,14 +152,32 @@ class AuditTrail:
                 body.append(message.get("body", b""))
             return message
 
+        held: list[Message] = []
+        answer = bytearray()
+
         async def send_after_record(message: Message) -> None:
+            # A success is held until its body is complete (the id of what a POST
+            # created is in it), then recorded, then sent.
             if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
-                await self._record(scope, b"".join(body))
-            await send(message)
+                held.append(message)
+                return
+            if not held or message["type"] != "http.response.body":
+                await send(message)
+                return
+            held.append(message)
+            if len(answer) <= MAX_ANSWER_BYTES:
+                answer.extend(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            created = _created_id(bytes(answer)) if len(answer) <= MAX_ANSWER_BYTES else None
+            await self._record(scope, b"".join(body), created)
+            for waiting in held:
+                await send(waiting)
+            held.clear()
 
         await self.app(scope, receive_and_keep, send_after_record)
 
-    async def _record(self, scope: Scope, body: bytes) -> None:
+    async def _record(self, scope: Scope, body: bytes, created: str | None) -> None:
         state = scope.get("state") or {}
         principal = state.get(PRINCIPAL_STATE_KEY)
         route = scope.get("route")
@@ -171,6 +195,7 @@ class AuditTrail:
             query=scope.get("query_string", b"").decode("latin-1"),
             body=body,
             client=scope.get("client"),
+            created_id=created,
         )
         try:
             async with sessions() as session, session.begin():
@@ -193,11 +218,17 @@ def audit_record(
     query: str,
     body: bytes,
     client: tuple[str, int] | None,
+    created_id: str | None = None,
 ) -> AuditRecorded:
-    """The audit record of one successful call (see the module for the mapping)."""
+    """The audit record of one successful call (see the module for the mapping);
+    `created_id` is the `id` of the answer, the object a call without an id in its path
+    created."""
     sent = _json_body(body)
     org_id = _org_of(path_params, query, sent)
     target_type, target_id = "org", str(org_id) if org_id else None
+    if created_id is not None:
+        last = route.path.rstrip("/").rsplit("/", 1)[-1]
+        target_type, target_id = (last.removesuffix("s") or "object"), created_id
     for name, value in path_params.items():
         match = _TARGET_PARAM.match(name)
         if match and name != "org_id":
@@ -225,6 +256,17 @@ def audit_record(
         request_id=request_id_var.get(),
         at=datetime.now(UTC),
     )
+
+
+def _created_id(answer: bytes) -> str | None:
+    """The `id` of a JSON object answer (nothing else of it is kept)."""
+    try:
+        parsed = json.loads(answer) if answer else None
+    except ValueError:
+        return None
+    if isinstance(parsed, dict) and isinstance(parsed.get("id"), str | int):
+        return str(parsed["id"])[:100]
+    return None
 
 
 def _json_body(body: bytes) -> Any:

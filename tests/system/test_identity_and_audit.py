@@ -1,0 +1,431 @@
+"""Who may do what, everywhere at once, and one audit trail: accounts, billing, usage
+and the notifier as real processes on the real broker (one stack for both tests).
+
+Identity: each service authorises against the users and memberships it replays from
+`tollgate.accounts.users.v1`, not the token's role snapshot, so with a token issued
+before the change (one that lists the old role):
+
+- a new org works at billing, usage and the notifier with the token that created it;
+- a lowered role (owner -> viewer) is refused (403) at billing's and the notifier's
+  owner-only routes (usage has no route above viewer);
+- a removed member gets 404 at all three;
+- a deactivated user gets 401 at all three;
+
+each within 1 s, p99 over `IDENTITY_TRIALS` trials (20 by default). Prints the
+figures: time from accounts' answer to the first refusal, per change and service.
+Setup adds members straight through accounts' database and its publishing function
+(the invitation flow has its own tests); every measured change goes through
+accounts' HTTP API.
+
+Audit: a top-up and a billing settings change at billing, a webhook endpoint created
+and its secret rotated and the notification contacts replaced at the notifier each
+show up in accounts' `GET /v1/audit` for the org's owner, with the right service,
+actor, org, target and request id, and without the webhook secret the notifier
+revealed. Prints how long the last record took to arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tollgate.accounts.identity.state import publish_user_state
+from tollgate.accounts.orgs import repository as orgs_repo
+from tollgate.kit.db import create_engine, session_maker
+from tollgate.kit.sealing import new_sealing_key
+
+from .services import ServiceProcess, service_process
+
+pytestmark = pytest.mark.system
+
+TRIALS = int(os.environ.get("IDENTITY_TRIALS", "20"))
+BUDGET = 1.0  # seconds, p99
+POLL = 0.01
+ADMIN = ("ops@example.com", "operator-Pass-2026")
+
+Probe = Callable[[str], Awaitable[int]]
+
+
+@dataclass
+class Stack:
+    """The four services, started once for this module."""
+
+    accounts: ServiceProcess
+    billing: ServiceProcess
+    usage: ServiceProcess
+    notifier: ServiceProcess
+    accounts_db: str
+
+    @property
+    def processes(self) -> list[ServiceProcess]:
+        return [self.accounts, self.billing, self.usage, self.notifier]
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    kafka_bootstrap: str,
+    database_factory: Callable[[str], str],
+) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("identity-stack")
+    common = {"kafka_bootstrap": kafka_bootstrap, "topic_prefix": f"t{uuid.uuid4().hex[:8]}."}
+    accounts_db = database_factory("identity_accounts")
+    accounts = service_process(
+        "accounts",
+        workdir,
+        database_url=accounts_db,
+        extra={
+            "SEALING_KEYS": new_sealing_key(),
+            "KEY_PEPPER": uuid.uuid4().hex,
+            "SIGNING_KEY_FILE": str(workdir / "signing.pem"),
+            "SIGNING_KEY_GENERATE": "true",
+            "BCRYPT_ROUNDS": "4",
+            "LOGIN_MAX_FAILURES_PER_IP": "100000",
+            "ADMIN_EMAIL": ADMIN[0],
+            "ADMIN_PASSWORD": ADMIN[1],
+        },
+        **common,
+    )
+    jwks = {"JWKS_URL": f"{accounts.url}/.well-known/jwks.json"}
+    extras = {
+        "billing": jwks,
+        "usage": jwks,
+        "notifier": {
+            **jwks,
+            "SEALING_KEYS": new_sealing_key(),
+            "EMAIL_DIR": str(workdir / "mail"),
+            "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+        },
+    }
+    # Migrations and start-ups side by side: the stack is up in the time of the slowest
+    # service. The pool lives as long as the stack: a service dies with the thread that
+    # started it (localdeps ties children to their parent thread).
+    pool = ThreadPoolExecutor(4)
+    started: list[ServiceProcess] = []
+    try:
+        accounts_up = pool.submit(accounts.start)
+        prepared = {
+            name: pool.submit(
+                service_process,
+                name,
+                workdir,
+                database_url=database_factory(f"identity_{name}"),
+                extra=extra,
+                **common,
+            )
+            for name, extra in extras.items()
+        }
+        others = {name: future.result() for name, future in prepared.items()}
+        accounts_up.result()
+        started.append(accounts)
+        for process, future in [(p, pool.submit(p.start)) for p in others.values()]:
+            future.result()
+            started.append(process)
+        yield Stack(accounts, others["billing"], others["usage"], others["notifier"], accounts_db)
+    finally:
+        for process in reversed(started):
+            process.stop()
+        pool.shutdown()
+
+
+def dump_logs(stack: Stack) -> None:
+    for process in stack.processes:
+        print(process.logs()[-4000:], file=sys.stderr)
+
+
+def bearer(token: str, request_id: str | None = None) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {token}"}
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    return headers
+
+
+async def sign_up(accounts: httpx.AsyncClient, tag: str) -> tuple[uuid.UUID, str, str, str]:
+    """A new user (id, email, password) and an access token for it."""
+    email = f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
+    password = "pw-" + uuid.uuid4().hex
+    made = await accounts.post(
+        "/v1/auth/register", json={"email": email, "password": password, "name": tag}
+    )
+    assert made.status_code == 201, made.text
+    token = await sign_in(accounts, email, password)
+    return uuid.UUID(made.json()["id"]), email, password, token
+
+
+async def sign_in(accounts: httpx.AsyncClient, email: str, password: str) -> str:
+    answer = await accounts.post(
+        "/v1/auth/token",
+        data={"grant_type": "password", "username": email, "password": password},
+    )
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["access_token"]
+    return token
+
+
+async def refused_after(probe: Probe, token: str, refusal: int, since: float) -> float:
+    """Seconds from `since` until `probe` first answers `refusal` (fails after 5 s)."""
+    while True:
+        status = await probe(token)
+        if status == refusal:
+            return time.monotonic() - since
+        assert time.monotonic() - since < 5, f"still {status}, wanted {refusal}"
+        await asyncio.sleep(POLL)
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+async def test_role_changes_removals_and_deactivations_apply_everywhere_within_a_second(
+    stack: Stack,
+) -> None:
+    accounts, billing, usage, notifier = (
+        stack.accounts,
+        stack.billing,
+        stack.usage,
+        stack.notifier,
+    )
+    engine = create_engine(stack.accounts_db, pool_size=2)
+    sessions = session_maker(engine)
+    try:
+        async with (
+            httpx.AsyncClient(base_url=accounts.url, timeout=10) as acc,
+            httpx.AsyncClient(base_url=billing.url, timeout=10) as bil,
+            httpx.AsyncClient(base_url=usage.url, timeout=10) as use,
+            httpx.AsyncClient(base_url=notifier.url, timeout=10) as ntf,
+        ):
+            admin = await sign_in(acc, *ADMIN)
+            *_, owner = await sign_up(acc, "owner")
+
+            # A new org, used at once with the token signed before it existed.
+            created = await acc.post("/v1/orgs", json={"name": "Fresh"}, headers=bearer(owner))
+            assert created.status_code == 201, created.text
+            org = created.json()["id"]
+            reads: dict[str, Probe] = {
+                "billing": lambda t: status(bil.get(f"/v1/orgs/{org}/balance", headers=bearer(t))),
+                "usage": lambda t: status(
+                    use.get("/v1/usage/summary", params={"org_id": org}, headers=bearer(t))
+                ),
+                "notifier": lambda t: status(
+                    ntf.get(f"/v1/orgs/{org}/notification-contacts", headers=bearer(t))
+                ),
+            }
+            owner_writes: dict[str, Probe] = {
+                "billing": lambda t: status(
+                    bil.patch(
+                        f"/v1/orgs/{org}/billing-settings",
+                        json={"low_threshold": 100},
+                        headers=bearer(t),
+                    )
+                ),
+                "notifier": lambda t: status(
+                    ntf.put(
+                        f"/v1/orgs/{org}/notification-contacts",
+                        json={"contacts": []},
+                        headers=bearer(t),
+                    )
+                ),
+            }
+            first_use = {name: await probe(owner) for name, probe in reads.items()}
+            assert first_use == {"billing": 200, "usage": 200, "notifier": 200}
+
+            async def add_member(user_id: uuid.UUID, role: str) -> None:
+                async with sessions() as session, session.begin():
+                    await orgs_repo.upsert_membership(session, uuid.UUID(org), user_id, role)
+                    await publish_user_state(session, user_id)
+
+            async def measure(
+                probes: dict[str, Probe], token: str, refusal: int, since: float
+            ) -> dict[str, float]:
+                took = await asyncio.gather(
+                    *(refused_after(p, token, refusal, since) for p in probes.values())
+                )
+                return dict(zip(probes, took, strict=True))
+
+            figures: dict[str, dict[str, list[float]]] = {
+                "role lowered": {"billing": [], "notifier": []},
+                "member removed": {name: [] for name in reads},
+                "user deactivated": {name: [] for name in reads},
+            }
+            for _ in range(TRIALS):
+                member_id, email, password, _ = await sign_up(acc, "member")
+                doomed_id, *_, doomed = await sign_up(acc, "doomed")
+                await add_member(member_id, "owner")
+                await add_member(doomed_id, "viewer")
+                # Signed in as an owner: the token's own snapshot says "owner" below.
+                member = await sign_in(acc, email, password)
+                for probe in owner_writes.values():  # owner now, via the replayed state
+                    assert await probe(member) == 200
+                assert {n: await p(doomed) for n, p in reads.items()} == first_use
+
+                lowered = await acc.patch(
+                    f"/v1/orgs/{org}/members/{member_id}",
+                    json={"role": "viewer"},
+                    headers=bearer(owner),
+                )
+                assert lowered.status_code == 200, lowered.text
+                took = await measure(owner_writes, member, 403, time.monotonic())
+                for name, seconds in took.items():
+                    figures["role lowered"][name].append(seconds)
+
+                removed = await acc.delete(
+                    f"/v1/orgs/{org}/members/{member_id}", headers=bearer(owner)
+                )
+                assert removed.status_code == 204, removed.text
+                took = await measure(reads, member, 404, time.monotonic())
+                for name, seconds in took.items():
+                    figures["member removed"][name].append(seconds)
+
+                deactivated = await acc.post(
+                    f"/v1/users/{doomed_id}/deactivate", headers=bearer(admin)
+                )
+                assert deactivated.status_code == 200, deactivated.text
+                took = await measure(reads, doomed, 401, time.monotonic())
+                for name, seconds in took.items():
+                    figures["user deactivated"][name].append(seconds)
+
+        lines = [f"identity propagation over {TRIALS} trials (accounts answer -> first refusal):"]
+        worst = 0.0
+        for change, per_service in figures.items():
+            for name, values in per_service.items():
+                worst = max(worst, p99(values))
+                lines.append(
+                    f"  {change:17} {name:9} p50 {statistics.median(values) * 1000:6.0f} ms"
+                    f"  p99 {p99(values) * 1000:6.0f} ms  max {max(values) * 1000:6.0f} ms"
+                )
+        print("\n".join(lines), file=sys.stderr)
+        assert worst < BUDGET, "\n".join(lines)
+    except BaseException:
+        dump_logs(stack)
+        raise
+    finally:
+        await engine.dispose()
+
+
+async def test_changes_at_billing_and_the_notifier_reach_the_audit_log(stack: Stack) -> None:
+    accounts, billing, notifier = stack.accounts, stack.billing, stack.notifier
+    try:
+        async with (
+            httpx.AsyncClient(base_url=accounts.url, timeout=10) as acc,
+            httpx.AsyncClient(base_url=billing.url, timeout=10) as bil,
+            httpx.AsyncClient(base_url=notifier.url, timeout=10) as ntf,
+        ):
+            admin = await sign_in(acc, *ADMIN)
+            email, password = f"owner-{uuid.uuid4().hex[:8]}@example.com", "pw-" + uuid.uuid4().hex
+            made = await acc.post(
+                "/v1/auth/register", json={"email": email, "password": password, "name": "O"}
+            )
+            assert made.status_code == 201, made.text
+            owner_id = made.json()["id"]
+            owner = await sign_in(acc, email, password)
+            org = await acc.post("/v1/orgs", json={"name": "Audited"}, headers=bearer(owner))
+            assert org.status_code == 201, org.text
+            org_id = org.json()["id"]
+
+            calls: list[tuple[str, httpx.Response]] = []
+            calls.append(
+                (
+                    "req-audit-topup-01",
+                    await bil.post(
+                        f"/v1/orgs/{org_id}/credits",
+                        json={"amount": 5000, "reason": "March"},
+                        headers={
+                            **bearer(admin, "req-audit-topup-01"),
+                            "Idempotency-Key": uuid.uuid4().hex,
+                        },
+                    ),
+                )
+            )
+            calls.append(
+                (
+                    "req-audit-settings-01",
+                    await bil.patch(
+                        f"/v1/orgs/{org_id}/billing-settings",
+                        json={"low_threshold": 250},
+                        headers=bearer(owner, "req-audit-settings-01"),
+                    ),
+                )
+            )
+            created = await ntf.post(
+                f"/v1/orgs/{org_id}/webhooks/endpoints",
+                json={"url": "http://127.0.0.1:9/hook", "description": "audit test"},
+                headers=bearer(owner, "req-audit-endpoint-01"),
+            )
+            calls.append(("req-audit-endpoint-01", created))
+            endpoint_id = created.json()["id"]
+            rotated = await ntf.post(
+                f"/v1/orgs/{org_id}/webhooks/endpoints/{endpoint_id}/rotate-secret",
+                headers=bearer(owner, "req-audit-rotate-01"),
+            )
+            calls.append(("req-audit-rotate-01", rotated))
+            calls.append(
+                (
+                    "req-audit-contacts-01",
+                    await ntf.put(
+                        f"/v1/orgs/{org_id}/notification-contacts",
+                        json={"contacts": [{"email": "billing@example.com"}]},
+                        headers=bearer(owner, "req-audit-contacts-01"),
+                    ),
+                )
+            )
+            for request_id, answer in calls:
+                assert answer.is_success, (request_id, answer.status_code, answer.text)
+            revealed = [created.json()["secret"], *rotated.json().values()]
+            changed_at = time.monotonic()
+
+            wanted = {request_id for request_id, _ in calls}
+            entries: dict[str, dict[str, Any]] = {}
+            while wanted - set(entries):
+                assert time.monotonic() - changed_at < 10, f"missing {wanted - set(entries)}"
+                page = await acc.get(
+                    "/v1/audit", params={"org_id": org_id, "limit": 100}, headers=bearer(owner)
+                )
+                assert page.status_code == 200, page.text
+                entries = {
+                    e["request_id"]: e for e in page.json()["items"] if e["request_id"] in wanted
+                }
+                await asyncio.sleep(0.05)
+            arrived = time.monotonic() - changed_at
+
+        assert entries["req-audit-topup-01"]["service"] == "billing"
+        assert entries["req-audit-settings-01"]["service"] == "billing"
+        assert entries["req-audit-settings-01"]["actor_id"] == owner_id
+        assert entries["req-audit-settings-01"]["diff"]["request"] == {"low_threshold": 250}
+        assert entries["req-audit-topup-01"]["actor_id"] != owner_id  # the admin
+        for request_id in ("req-audit-endpoint-01", "req-audit-rotate-01"):
+            entry = entries[request_id]
+            assert entry["service"] == "notifier"
+            assert entry["actor_id"] == owner_id
+            assert (entry["target_type"], entry["target_id"]) == ("endpoint", endpoint_id)
+        assert entries["req-audit-contacts-01"]["diff"]["request"]["contacts"][0]["email"] == (
+            "billing@example.com"
+        )
+        assert all(e["org_id"] == org_id for e in entries.values())
+        text = str(entries)
+        for secret in revealed:
+            if isinstance(secret, str) and secret.startswith("whsec_"):
+                assert secret not in text
+        print(
+            f"audit trail: {len(entries)} records from billing and the notifier in accounts' "
+            f"/v1/audit {arrived * 1000:.0f} ms after the last change",
+            file=sys.stderr,
+        )
+    except BaseException:
+        dump_logs(stack)
+        raise
+
+
+async def status(request: Awaitable[httpx.Response]) -> int:
+    return (await request).status_code
