@@ -633,9 +633,15 @@ class Gate:
             out.append(("tracestate", call.tracestate))
         out.extend(api.upstream_headers)
         if self._identity is not None and call.key is not None:
+            plan = self._registry.plan_of(call.key.org_id)
             out.extend(
                 self._identity.headers(
-                    call.method, api.upstream_base, call.forward, call.key, call.request_id
+                    call.method,
+                    api.upstream_base,
+                    call.forward,
+                    call.key,
+                    call.request_id,
+                    plan.plan_id if plan is not None else None,
                 )
             )
         return out
