@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tollgate.contracts.events.billing import PastQuota, PlanState, PlanStatus
 from tollgate.kit import apikeys
 from tollgate.kit.upstream_identity import (
     KEY_NAME,
@@ -127,5 +129,36 @@ def test_without_a_secret_no_identity_is_sent_and_client_copies_still_go() -> No
         reply = gateway.request("GET", "/open/x", {"X-API-Key": KEY, "X-Tollgate-Org-Id": "evil"})
         assert reply.status == 200
         assert not [h for h in gateway.seen[-1].headers if h.lower().startswith("x-tollgate")]
+    finally:
+        gateway.close()
+
+
+def test_the_orgs_plan_is_signed_when_the_gateway_knows_one() -> None:
+    org, plan_id = uuid.uuid4(), uuid.uuid4()
+    raw = apikeys.generate().raw
+    gateway = InProcessGateway(
+        lambda upstream: [api_event("open", upstream)],
+        [key_event(raw, org_id=org)],
+        settings={"identity_secrets": SECRET},
+    )
+    try:
+        now = datetime.now(UTC)
+        gateway.gate._registry.apply_plan(
+            str(org),
+            PlanState(
+                org_id=org,
+                plan_id=plan_id,
+                plan_name="Pro",
+                status=PlanStatus.ACTIVE,
+                included_requests=None,
+                past_quota=PastQuota.REJECT_402,
+                period_start=now - timedelta(days=1),
+                period_end=now + timedelta(days=29),
+                version=1,
+                as_of=now,
+            ),
+        )
+        assert gateway.request("GET", "/open/x", {"X-API-Key": raw}).status == 200
+        assert verify(gateway.seen[-1]).plan == str(plan_id)
     finally:
         gateway.close()
