@@ -72,6 +72,7 @@ async def test_test_traffic_is_counted_apart_and_free(
     assert (live_totals.requests, live_totals.credits) == (4, 12)
     assert (test_totals.requests, test_totals.credits) == (8, 0)
     assert test_totals.rejected == 1
+    assert (test_totals.contract_drift, live_totals.contract_drift) == (1, 0)
     assert both.requests == 12
     assert drift_count == 1
     assert len(live_log) == 4

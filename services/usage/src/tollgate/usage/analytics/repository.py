@@ -38,6 +38,7 @@ _HOUR: Any = UsageHour.__table__
 _COLUMNS = (
     "bucket", "org_id", "key_id", "api_id", "route_id", "method", "status", "reason",
     "requests", "bytes_in", "bytes_out", "credits", "latency_ms_sum", "latency_hist",
+    "drifted",
 )  # fmt: skip
 
 
@@ -110,6 +111,7 @@ def _measures(rows: Subquery) -> list[Any]:
         _total(rows.c.bytes_out).label("bytes_out"),
         _total(rows.c.credits).label("credits"),
         _total(rows.c.latency_ms_sum, completed).label("latency_ms_sum"),
+        _total(rows.c.drifted).label("drifted"),
     ]
 
 
@@ -126,6 +128,7 @@ class Totals:
     bytes_out: int = 0
     credits: int = 0
     latency_ms_sum: int = 0
+    drifted: int = 0
 
     @property
     def completed(self) -> int:

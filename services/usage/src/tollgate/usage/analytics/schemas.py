@@ -39,6 +39,11 @@ class UsageTotals(BaseModel):
     bytes_in: int
     bytes_out: int
     credits: int = Field(description="Credits charged (integer).")
+    contract_drift: int = Field(
+        0,
+        description="Test-mode answers that broke the API's OpenAPI document (response "
+        "validation on); the request log lists the violations.",
+    )
     latency: LatencyStats
 
 

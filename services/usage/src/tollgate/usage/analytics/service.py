@@ -72,6 +72,7 @@ def _usage_totals(totals: Totals, hist: histogram.Histogram) -> UsageTotals:
         bytes_in=totals.bytes_in,
         bytes_out=totals.bytes_out,
         credits=totals.credits,
+        contract_drift=totals.drifted,
         latency=latency_stats(hist, totals.latency_ms_sum, completed),
     )
 
