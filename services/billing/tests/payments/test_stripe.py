@@ -149,8 +149,15 @@ async def test_refunds_and_disputes_take_the_credits_back(
     async with stripe_billing(database_factory) as (client, fake, mint):
         await checkout(client, org, mint)  # 10 000 credits for 1 000
         (session_id,) = fake.sessions
-        await fake.deliver(client, fake.pay(session_id))
-        half = fake.refund(session_id, 500)
+        paid = fake.pay(session_id)
+        early = fake.refund(session_id, 100)  # Stripe may deliver it before the payment
+        refused = await fake.deliver(client, early)
+        assert refused.status_code == 503
+        assert refused.json()["type"].endswith("/event-out-of-order")
+        await fake.deliver(client, paid)
+        assert (await fake.deliver(client, early)).json()["outcome"] == "taken-back"
+        assert await balance(client, org, mint) == 9_000
+        half = fake.refund(session_id, 500)  # cumulative: 400 more
         assert (await fake.deliver(client, half)).json()["outcome"] == "taken-back"
         assert (await fake.deliver(client, half)).json()["outcome"] == "duplicate"
         assert await balance(client, org, mint) == 5_000
@@ -172,7 +179,8 @@ async def test_refunds_and_disputes_take_the_credits_back(
         assert [(e["kind"], e["amount"]) for e in entries] == [
             ("adjustment", -2_000),
             ("adjustment", -3_000),
-            ("adjustment", -5_000),
+            ("adjustment", -4_000),
+            ("adjustment", -1_000),
             ("top_up", 10_000),
         ]
 

@@ -70,6 +70,10 @@ _WEBHOOK_ERRORS = documented_problems(
             ["invalid-signature", "invalid-event"],
         ),
         404: ("Stripe is not configured here.", ["payments-not-configured"]),
+        503: (
+            "A refund or dispute for a payment not booked yet: Stripe delivers it again.",
+            ["event-out-of-order"],
+        ),
     }
 )
 

@@ -26,7 +26,7 @@ from tollgate.billing.models import Purchase
 from tollgate.billing.payments import repository
 from tollgate.billing.plans import service as plans
 from tollgate.contracts.ids import uuid7
-from tollgate.kit.problems import NotFound
+from tollgate.kit.problems import NotFound, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,12 @@ async def _take_back(
         return "ignored"
     found = await repository.lock_purchase_by_payment_intent(session, payment_intent)
     if found is None or found.status != "paid" or found.amount <= 0:
-        return "unknown-purchase"
+        # Stripe does not order events: the payment may not have been fulfilled yet.
+        # Refusing (the transaction, and the event's claim, roll back) makes Stripe
+        # deliver it again later, so a refund is never lost.
+        raise ServiceUnavailable(
+            "event-out-of-order", "The payment this event refers to is not booked yet."
+        )
     share = min(found.credits, found.credits * max(0, minor_units) // found.amount)
     credits = share - found.refunded_credits if cumulative else share
     credits = min(credits, found.credits - found.refunded_credits)
