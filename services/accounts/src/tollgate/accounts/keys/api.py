@@ -7,14 +7,22 @@ A key is reached only through its org: the caller must be a member of the key's 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.caller import CurrentActor, CurrentCaller
 from tollgate.accounts.config import CurrentSettings
 from tollgate.accounts.keys import service
-from tollgate.accounts.keys.schemas import KeyCreateIn, KeyIssuedOut, KeyOut, KeyPatch, RotateIn
+from tollgate.accounts.keys.schemas import (
+    KeyCreateIn,
+    KeyIssuedOut,
+    KeyOut,
+    KeyPatch,
+    KeyStatus,
+    RotateIn,
+)
 from tollgate.accounts.models import ApiKey
 from tollgate.accounts.orgs.service import get_org
 from tollgate.kit.auth import Principal, Role, authorize_org
@@ -66,12 +74,34 @@ async def list_keys(
     db: DbSession,
     cursor: Cursor = None,
     limit: PageSize = DEFAULT_PAGE_SIZE,
+    status: Annotated[
+        KeyStatus | None,
+        Query(description="only keys in this status (a revoked key is only `revoked`)"),
+    ] = None,
+    api_id: Annotated[
+        uuid.UUID | None,
+        Query(description="only keys that may call this API (no API restriction or listed)"),
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="name contains (case-insensitive)"),
+    ] = None,
 ) -> Page[KeyOut]:
-    """The org's keys (prefix and last 4 only)."""
+    """The org's keys (prefix and last 4 only), optionally filtered by status, by an
+    API they may call and by a name search. A cursor belongs to the filters it was
+    issued with."""
     authorize_org(caller, org_id, Role.viewer)
     async with db.begin():
         await get_org(db, org_id)
-        rows = await service.list_keys(db, org_id, after=uuid_cursor(cursor), limit=limit + 1)
+        rows = await service.list_keys(
+            db,
+            org_id,
+            after=uuid_cursor(cursor),
+            limit=limit + 1,
+            status=status.value if status is not None else None,
+            api_id=api_id,
+            name_contains=q,
+        )
     page, nxt = next_cursor_of(rows, limit, "id")
     return Page[KeyOut](items=page, next_cursor=nxt)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.models import ApiKey, RetiredKeySecret
@@ -41,11 +41,45 @@ async def delete_key(session: AsyncSession, key_id: uuid.UUID) -> None:
 
 
 async def list_keys(
-    session: AsyncSession, org_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    *,
+    after: uuid.UUID | None,
+    limit: int,
+    status: str | None = None,
+    api_id: uuid.UUID | None = None,
+    name_contains: str | None = None,
+    now: datetime | None = None,
 ) -> list[ApiKey]:
+    """The org's keys in id order after the cursor, optionally only those in one
+    status (`active`, `disabled`, `expired`, `revoked`; a revoked key is only
+    `revoked`, an expired one only `expired`), those that may call `api_id` (no API
+    restriction, or that API listed), and those whose name contains `name_contains`
+    (case-insensitive; `%` and `_` are literal)."""
     stmt = select(ApiKey).where(ApiKey.org_id == org_id).order_by(ApiKey.id).limit(limit)
     if after is not None:
         stmt = stmt.where(ApiKey.id > after)
+    if status is not None:
+        moment = now or datetime.now(UTC)
+        live = ApiKey.revoked_at.is_(None)
+        unexpired = or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > moment)
+        stmt = stmt.where(
+            {
+                "revoked": ApiKey.revoked_at.is_not(None),
+                "expired": and_(live, ApiKey.expires_at <= moment),
+                "disabled": and_(live, unexpired, ApiKey.enabled.is_(False)),
+                "active": and_(live, unexpired, ApiKey.enabled.is_(True)),
+            }[status]
+        )
+    if api_id is not None:
+        stmt = stmt.where(
+            or_(
+                func.cardinality(ApiKey.allowed_api_ids) == 0,
+                ApiKey.allowed_api_ids.contains([api_id]),
+            )
+        )
+    if name_contains:
+        stmt = stmt.where(ApiKey.name.icontains(name_contains, autoescape=True))
     return list((await session.scalars(stmt)).all())
 
 

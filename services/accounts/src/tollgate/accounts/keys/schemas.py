@@ -7,6 +7,7 @@ import ipaddress
 import json
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -117,6 +118,15 @@ class RotateIn(RequestModel):
 
 class RetiredSecretOut(BaseModel):
     expires_at: datetime
+
+
+class KeyStatus(StrEnum):
+    """Where a key is in its life, for filtering lists."""
+
+    active = "active"  # enabled, not expired, not revoked
+    disabled = "disabled"
+    expired = "expired"
+    revoked = "revoked"
 
 
 class KeyOut(BaseModel):

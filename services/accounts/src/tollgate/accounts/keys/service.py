@@ -212,9 +212,25 @@ async def read_key(session: AsyncSession, key: ApiKey) -> KeyOut:
 
 
 async def list_keys(
-    session: AsyncSession, org_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    *,
+    after: uuid.UUID | None,
+    limit: int,
+    status: str | None = None,
+    api_id: uuid.UUID | None = None,
+    name_contains: str | None = None,
 ) -> list[KeyOut]:
-    keys = await repo.list_keys(session, org_id, after=after, limit=limit)
+    """The org's keys, filtered as `repository.list_keys` describes."""
+    keys = await repo.list_keys(
+        session,
+        org_id,
+        after=after,
+        limit=limit,
+        status=status,
+        api_id=api_id,
+        name_contains=name_contains,
+    )
     retired = await repo.live_retired_secrets(session, [k.id for k in keys], datetime.now(UTC))
     return [key_out(k, retired.get(k.id, [])) for k in keys]
 
