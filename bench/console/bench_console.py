@@ -357,6 +357,7 @@ def main() -> None:
             ),
             ("usage", "/v1/usage/top", {**scope, **week, "by": "key", "limit": 10}),
             ("usage", "/v1/usage/logs", {**scope, "limit": 50}),
+            ("usage", "/v1/usage/logs", {**scope, **day, "limit": 50}),
             ("usage", "/v1/usage/summary", {**scope, **day}),
         ]
         auth = {"authorization": f"Bearer {token}"}
@@ -373,6 +374,7 @@ def main() -> None:
             label = f"{service} {path}" + (
                 f" {params.get('by') or params.get('granularity') or ''}"
                 f"{' 7d' if params.get('from') == week['from'] else ''}"
+                f"{' 24h' if path.endswith('logs') and 'from' in params else ''}"
             )
             p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
             print(f"{label:<60}{statistics.median(times):>9.0f}{p95:>9.0f}")
