@@ -351,7 +351,7 @@ async def test_a_crash_between_send_and_record_resends_with_the_same_token(
         async def crash(*_: Any) -> None:  # the round's outcomes are never recorded
             raise SystemExit("kill -9")
 
-        env.worker._record = crash  # type: ignore[method-assign]
+        env.worker._record = crash  # type: ignore[method-assign,assignment]
         with pytest.raises(SystemExit):
             await env.worker.run_once()
         env.worker._record = record  # type: ignore[method-assign]
