@@ -217,22 +217,6 @@ async def open_conversation(
     await session.execute(stmt)
 
 
-async def conversation_org(
-    session: AsyncSession, remote: str, local: str, at: datetime
-) -> uuid.UUID | None:
-    """The org whose open conversation with `remote` is the most recent; one that wrote
-    from `local` (the number the reply was sent to) is preferred."""
-    stmt = (
-        select(SmsConversation.org_id)
-        .where(SmsConversation.remote_number == remote, SmsConversation.expires_at > at)
-        .order_by(
-            (SmsConversation.local_number == local).desc(), SmsConversation.last_sent_at.desc()
-        )
-        .limit(1)
-    )
-    return (await session.scalars(stmt)).first()
-
-
 # ------------------------------------------------------------------ usage
 
 

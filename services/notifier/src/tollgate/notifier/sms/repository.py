@@ -1,4 +1,5 @@
-"""SQL of inbound SMS: messages, assigned numbers, keyword rules."""
+"""SQL of inbound SMS: messages, assigned numbers, keyword rules, and the open
+conversations outbound messages record (read here for routing)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.notifier.models import SmsKeywordRule, SmsMessage, SmsNumber
+from tollgate.notifier.models import SmsConversation, SmsKeywordRule, SmsMessage, SmsNumber
 
 
 async def insert_message(session: AsyncSession, row: dict[str, Any]) -> uuid.UUID | None:
@@ -65,6 +66,22 @@ async def last_org_of_sender(
             SmsMessage.id != exclude,
         )
         .order_by(SmsMessage.received_at.desc(), SmsMessage.routed_at.desc())
+        .limit(1)
+    )
+    return (await session.scalars(stmt)).first()
+
+
+async def conversation_org(
+    session: AsyncSession, remote: str, local: str, at: datetime
+) -> uuid.UUID | None:
+    """The org whose open conversation with `remote` is the most recent; one that wrote
+    from `local` (the number the reply was sent to) is preferred."""
+    stmt = (
+        select(SmsConversation.org_id)
+        .where(SmsConversation.remote_number == remote, SmsConversation.expires_at > at)
+        .order_by(
+            (SmsConversation.local_number == local).desc(), SmsConversation.last_sent_at.desc()
+        )
         .limit(1)
     )
     return (await session.scalars(stmt)).first()

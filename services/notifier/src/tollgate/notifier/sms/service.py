@@ -24,7 +24,6 @@ from tollgate.contracts.ids import uuid7
 from tollgate.kit.outbox import emit
 from tollgate.kit.problems import NotFound, Unprocessable
 from tollgate.notifier.models import SmsKeywordRule, SmsMessage
-from tollgate.notifier.outbound import repository as outbound
 from tollgate.notifier.sms import patterns, repository
 from tollgate.notifier.webhooks import service as webhooks
 
@@ -90,7 +89,7 @@ async def choose_route(session: AsyncSession, message: SmsMessage) -> Route:
     if org_id is not None:
         return Route(org_id, SmsRoute.ASSIGNED_NUMBER)
     # An org that wrote to this sender recently (an open outbound conversation).
-    org_id = await outbound.conversation_org(
+    org_id = await repository.conversation_org(
         session, message.from_number, message.to_number, message.received_at
     )
     if org_id is not None:
