@@ -65,7 +65,8 @@ async def test_kill_9_of_the_notifier_while_sending(
                 stack.notifier.kill9()
                 kills += 1
                 await asyncio.sleep(0.3)
-                stack.notifier.start()
+                # In a thread: the fake provider and the senders live on this loop.
+                await asyncio.to_thread(stack.notifier.start)
             accepted, failed_calls = await sending
             # The queue drains after the last restart; leases of the killed sender expire.
             sql_url = stack.notifier_db
