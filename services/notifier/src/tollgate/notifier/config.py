@@ -119,7 +119,9 @@ class Settings(ServiceSettings):
         6, ge=1, description="transient provider errors retried up to this many sends"
     )
     sms_send_concurrency: int = Field(16, ge=1, description="provider calls in flight")
-    sms_send_poll_seconds: float = Field(0.2, gt=0, description="idle poll of the send queue")
+    sms_send_poll_seconds: float = Field(
+        1.0, gt=0, description="idle poll of the send queue (a new message wakes it at once)"
+    )
     sms_send_lease_seconds: float = Field(
         30.0, gt=0, description="a claimed message not recorded by then is sent again"
     )
