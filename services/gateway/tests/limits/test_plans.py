@@ -188,3 +188,12 @@ def test_the_registry_keeps_the_newest_plan_and_forgets_on_tombstone() -> None:
     assert current.quota == 9
     registry.apply_plan(org, None)
     assert registry.plan_of(org) is None
+
+
+async def test_test_keys_use_no_quota(tmp_path: Path) -> None:
+    key, api = records({"per_hour": 1000})
+    key.test = True
+    limiter = RateLimiter(Settings(spool_dir=tmp_path))
+    one = plan(key.org_id, included_requests=1)
+    verdicts = [await limiter.check(key, api, None, one) for _ in range(3)]
+    assert all(v is not None and v.allowed for v in verdicts)

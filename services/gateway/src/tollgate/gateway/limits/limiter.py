@@ -4,13 +4,14 @@ Levels: the key's own limits, the API's, the matched route's, the org's plan-wid
 limits and the optional gateway-wide limits; a request must pass all of them. Then
 the org's plan: a suspended org is refused (402), and a request past the plan's
 included requests for the period is refused (402 or 429, as the plan says) or served
-as overage (`quota`). The windows are checked first, so a request a window refuses
-never uses up quota. With the `redis` policy every
-check has a deadline (`redis_timeout_ms`); a slow or failing Redis switches this
-replica to its fallback (`local` counters by default, or `closed`/`open`) for
-`redis_retry_ms`; then a background probe (never a request) checks Redis, so
-recovery needs no operator and a frozen Redis costs at most one timeout per
-in-flight request when it first stops answering.
+as overage (`quota`); `tg_test_` keys use no quota (test traffic is never charged).
+The windows are checked first, so a request a window refuses never uses up quota.
+
+With the `redis` policy every check has a deadline (`redis_timeout_ms`); a slow or
+failing Redis switches this replica to its fallback (`local` counters by default, or
+`closed`/`open`) for `redis_retry_ms`; then a background probe (never a request)
+checks Redis, so recovery needs no operator and a frozen Redis costs at most one
+timeout per in-flight request when it first stops answering.
 """
 
 from __future__ import annotations
@@ -187,8 +188,8 @@ class RateLimiter:
                 verdict = await self._check_redis(self._redis, buckets)
             if not verdict.allowed:
                 return verdict
-        if org_plan is None or org_plan.quota is None:
-            return verdict
+        if org_plan is None or org_plan.quota is None or key.test:
+            return verdict  # test keys never use up what the org paid for
         quota = await self._take_quota(org_plan, org_plan.quota)
         if quota.allowed and verdict is not None and not org_plan.hard_quota:
             return verdict  # overage: the windows' headers say more
