@@ -81,12 +81,15 @@ async def test_no_route_reaches_another_orgs_objects(
         for user in intruders.values():  # fresh tokens are not needed: roles are read live
             assert user.access_token
 
+        sessions_a = await svc.http.get("/v1/auth/sessions", headers=member_a.headers)
+        member_session_a = sessions_a.json()["items"][0]["id"]
         before = await _state(svc, owner_a, org_a, key_a["id"])
         victim_ids = {
             "org_id": org_a,
             "user_id": member_a.id,
             "key_id": key_a["id"],
             "invitation_id": invitation_a,
+            "session_id": member_session_a,
         }
         # Own org in the path, the victim's object in the rest of it.
         mixed_ids = {**victim_ids, "org_id": org_b}
@@ -133,6 +136,8 @@ async def test_no_route_reaches_another_orgs_objects(
 
         after = await _state(svc, owner_a, org_a, key_a["id"])
         assert after == before
+        # The victim member's session was not ended by anyone else.
+        assert (await svc.http.get("/v1/auth/me", headers=member_a.headers)).status_code == 200
         assert key_b["org_id"] == str(org_b)
         operations = sum(len(ops) for _, ops in routes)
         assert operations >= 16

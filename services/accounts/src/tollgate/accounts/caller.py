@@ -67,6 +67,7 @@ async def _caller(request: Request, token: BearerToken) -> Principal:
     revoked = user.sessions_revoked_at
     if revoked is not None and int(claims.get("iat", 0)) < int(revoked.timestamp()):
         raise unauthorized("Session revoked; sign in again.")
+    request.state.session_id = family_id  # which of its sessions is "current"
     return Principal(
         user_id=user.id,
         email=user.email,
@@ -85,6 +86,12 @@ async def _actor(request: Request, principal: CurrentCaller) -> Actor:
 
 CurrentActor = Annotated[Actor, Depends(_actor)]
 """FastAPI dependency: the caller plus what the audit log needs (IP, request id)."""
+
+
+def current_session(request: Request) -> uuid.UUID | None:
+    """The session (`sid`) of the caller's access token, once `CurrentCaller` ran."""
+    session_id: uuid.UUID | None = getattr(request.state, "session_id", None)
+    return session_id
 
 
 def anonymous_actor(request: Request) -> Actor:

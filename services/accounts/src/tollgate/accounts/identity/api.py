@@ -9,7 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.accounts.caller import CurrentActor, CurrentCaller, anonymous_actor
+from tollgate.accounts.caller import (
+    CurrentActor,
+    CurrentCaller,
+    anonymous_actor,
+    current_session,
+)
 from tollgate.accounts.config import CurrentSettings
 from tollgate.accounts.identity import service, throttle
 from tollgate.accounts.identity.schemas import (
@@ -18,11 +23,13 @@ from tollgate.accounts.identity.schemas import (
     LogoutIn,
     MeOut,
     OrgRoleOut,
+    PasswordChangeIn,
     PasswordResetConfirmIn,
     PasswordResetIn,
     RecoveryCodesOut,
     RefreshIn,
     RegisterIn,
+    SessionOut,
     TokenOut,
     TotpCodeIn,
     TotpDisableIn,
@@ -245,6 +252,73 @@ async def totp_verify(
     async with db.begin():
         codes = await service.totp_verify(db, settings, actor, code=body.code, slot=slot)
     return RecoveryCodesOut(recovery_codes=codes)
+
+
+@router.post("/password", response_model=TokenOut)
+async def change_password(
+    settings: CurrentSettings,
+    body: PasswordChangeIn,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
+) -> TokenOut:
+    """Change the caller's password (the current one required; a wrong one counts
+    towards the account's sign-in throttle, 429 + Retry-After). Every other session
+    ends, everywhere; the answer holds the tokens of the caller's new session."""
+    keyring = _keyring(request)
+    async with db.begin():
+        slot = await service.take_verification_slot(db, settings, actor)
+    if isinstance(slot, throttle.Throttled):
+        raise _throttled(slot, "verification-throttled")
+    async with db.begin():
+        pair = await service.change_password(
+            db,
+            settings,
+            keyring,
+            actor,
+            current_password=body.current_password,
+            new_password=body.new_password,
+            slot=slot,
+        )
+    return _token_out(pair)
+
+
+@router.get("/sessions", response_model=Page[SessionOut])
+async def list_sessions(
+    request: Request,
+    caller: CurrentCaller,
+    db: DbSession,
+    cursor: Cursor = None,
+    limit: PageSize = DEFAULT_PAGE_SIZE,
+) -> Page[SessionOut]:
+    """The caller's open sessions (signed in and not ended or expired), oldest first."""
+    current = current_session(request)
+    async with db.begin():
+        rows = await service.list_sessions(
+            db, caller.user_id, after=uuid_cursor(cursor), limit=limit + 1
+        )
+    page, nxt = next_cursor_of(rows, limit, "id")
+    return Page[SessionOut](
+        items=[
+            SessionOut(
+                id=row.id,
+                started_at=row.started_at,
+                last_refreshed_at=row.last_refreshed_at,
+                expires_at=row.expires_at,
+                current=row.id == current,
+            )
+            for row in page
+        ],
+        next_cursor=nxt,
+    )
+
+
+@router.delete("/sessions/{session_id}", status_code=204)
+async def end_session(session_id: uuid.UUID, actor: CurrentActor, db: DbSession) -> Response:
+    """End one of the caller's sessions (this one too); another user's id is a 404."""
+    async with db.begin():
+        await service.end_session(db, actor, session_id)
+    return Response(status_code=204)
 
 
 @router.post("/totp/disable", status_code=204)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -124,6 +125,52 @@ async def revoke_family(session: AsyncSession, family_id: uuid.UUID, at: datetim
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=at)
     )
+
+
+@dataclass(frozen=True)
+class OpenFamily:
+    """A session (refresh-token family) that can still be renewed."""
+
+    id: uuid.UUID
+    started_at: datetime
+    last_refreshed_at: datetime
+    expires_at: datetime
+
+
+async def open_families(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    now: datetime,
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[OpenFamily]:
+    """The user's sessions that are neither ended nor expired, in id (start) order."""
+    stmt = (
+        select(
+            RefreshToken.family_id,
+            func.min(RefreshToken.created_at),
+            func.max(RefreshToken.created_at),
+            func.max(RefreshToken.expires_at),
+        )
+        .where(RefreshToken.user_id == user_id)
+        .group_by(RefreshToken.family_id)
+        .having(func.count(RefreshToken.revoked_at) == 0)
+        .having(func.max(RefreshToken.expires_at) > now)
+        .order_by(RefreshToken.family_id)
+        .limit(limit)
+    )
+    if after is not None:
+        stmt = stmt.where(RefreshToken.family_id > after)
+    rows = (await session.execute(stmt)).all()
+    return [OpenFamily(*row) for row in rows]
+
+
+async def family_owner(session: AsyncSession, family_id: uuid.UUID) -> uuid.UUID | None:
+    """The user a session family belongs to (None: no such family)."""
+    stmt = select(RefreshToken.user_id).where(RefreshToken.family_id == family_id).limit(1)
+    owner: uuid.UUID | None = await session.scalar(stmt)
+    return owner
 
 
 async def family_revoked(session: AsyncSession, family_id: uuid.UUID) -> bool:

@@ -103,6 +103,21 @@ class PasswordResetConfirmIn(RequestModel):
     new_password: NewPassword
 
 
+class PasswordChangeIn(RequestModel):
+    current_password: str = Field(min_length=1, max_length=MAX_PASSWORD_BYTES)
+    new_password: NewPassword
+
+
+class SessionOut(BaseModel):
+    """One open session of the caller (a refresh-token family); never a token."""
+
+    id: uuid.UUID = Field(description="Session id (the `sid` of its access tokens).")
+    started_at: datetime = Field(description="When the session signed in.")
+    last_refreshed_at: datetime = Field(description="When its tokens were last renewed.")
+    expires_at: datetime = Field(description="When it ends unless renewed.")
+    current: bool = Field(description="True for the session of the token making this call.")
+
+
 class AcceptedOut(BaseModel):
     detail: str
 

@@ -429,6 +429,66 @@ async def confirm_password_reset(
     )
 
 
+async def change_password(
+    session: AsyncSession,
+    settings: Settings,
+    keyring: SigningKeyring,
+    actor: Actor,
+    *,
+    current_password: str,
+    new_password: str,
+    slot: throttle.Slot,
+) -> TokenPair:
+    """Set a new password; the current one is required (a wrong one counts towards the
+    account's sign-in throttle). Every session ends, and access tokens issued before
+    stop working here and, through the published user state, at every service; the
+    caller goes on in a new session, whose tokens are returned."""
+    assert actor.principal is not None
+    user = await repo.lock_user(session, actor.principal.user_id)
+    assert user is not None
+    if not await passwords.verify_password(
+        current_password, user.password_hash, settings.bcrypt_rounds
+    ):
+        raise BadRequest("invalid-credentials", "Wrong password.")
+    now = datetime.now(UTC)
+    await repo.update_user(
+        session,
+        user.id,
+        password_hash=await passwords.hash_password(new_password, settings.bcrypt_rounds),
+        sessions_revoked_at=now,
+    )
+    await repo.revoke_user_refresh_tokens(session, user.id, now)
+    await repo.use_all_password_resets(session, user.id, now)
+    await throttle.succeeded(session, slot)
+    await publish_user_state(session, user.id)
+    await record(session, actor, "auth.password_change", target_type="user", target_id=user.id)
+    fresh = await repo.fresh_user(session, user.id)
+    assert fresh is not None
+    return await open_session(session, settings, keyring, fresh, family_id=uuid7())
+
+
+async def list_sessions(
+    session: AsyncSession, user_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
+) -> list[repo.OpenFamily]:
+    """The user's open sessions (neither ended nor expired), oldest first."""
+    return await repo.open_families(
+        session, user_id, now=datetime.now(UTC), after=after, limit=limit
+    )
+
+
+async def end_session(session: AsyncSession, actor: Actor, session_id: uuid.UUID) -> None:
+    """End one of the caller's own sessions (idempotent); 404 for any other id. Its
+    refresh token stops working and its access tokens are refused by accounts at once
+    (other services accept them until they expire: sign out everywhere for that)."""
+    assert actor.principal is not None
+    if await repo.family_owner(session, session_id) != actor.principal.user_id:
+        raise NotFound("not-found", "No such session.")
+    if await repo.family_revoked(session, session_id):
+        return
+    await repo.revoke_family(session, session_id, datetime.now(UTC))
+    await record(session, actor, "auth.session_end", target_type="session", target_id=session_id)
+
+
 async def totp_enroll(session: AsyncSession, settings: Settings, actor: Actor) -> tuple[str, str]:
     """Start (or restart) enrolment: a new seed, inactive until verified."""
     assert actor.principal is not None
