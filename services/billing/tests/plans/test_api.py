@@ -9,27 +9,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-from sqlalchemy import text
-
 from tollgate.billing.plans import service
 from tollgate.contracts import topics
 from tollgate.kit.db import create_engine, session_maker
 from tollgate.kit.testing.tokens import TokenMint
 
-from ..factories import api_client, migrated, settings_for
+from ..factories import api_client, migrated, outbox_data, settings_for
 
 
 async def plan_states(url: str, org_id: uuid.UUID) -> list[dict[str, Any]]:
     """The PlanState data enqueued for an org, oldest first."""
     engine = create_engine(url)
     try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(
-                text("SELECT value FROM outbox WHERE topic = :t ORDER BY id"),
-                {"t": topics.BILLING_PLANS.name},
-            )
-            states = [orjson.loads(row.value)["data"] for row in rows]
+        states = await outbox_data(engine, topics.BILLING_PLANS.name)
     finally:
         await engine.dispose()
     return [s for s in states if s["org_id"] == str(org_id)]
