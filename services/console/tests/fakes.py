@@ -102,6 +102,7 @@ class FakeBackends:
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     emails: list[dict[str, Any]] = field(default_factory=list)
     email_retries: list[str] = field(default_factory=list)
+    log_items: list[dict[str, Any]] = field(default_factory=list)
 
     def tokens(self) -> httpx.Response:
         n = self.refreshes
@@ -386,7 +387,7 @@ class FakeBackends:
             }
             return httpx.Response(200, json=body)
         if path == "/v1/usage/logs":
-            return httpx.Response(200, json={"items": [], "next_cursor": None})
+            return httpx.Response(200, json={"items": self.log_items, "next_cursor": None})
         if path.startswith("/v1/usage/keys/"):
             quota = {"per_day": 1000, "used_today": 812, "per_month": None, "used_this_month": 9}
             return httpx.Response(200, json={"totals": totals, "quota": quota, "recent": []})
@@ -657,4 +658,25 @@ def email_body(to: str, state: str, error: str | None = None) -> dict[str, Any]:
         "provider_id": None,
         "created_at": NOW,
         "finished_at": NOW,
+    }
+
+
+def log_body(key_id: str | None, path: str = "/hello", status: int = 200) -> dict[str, Any]:
+    """A request of usage's log."""
+    return {
+        "request_id": str(uuid.uuid4()),
+        "time": NOW,
+        "key_id": key_id,
+        "api_id": None,
+        "method": "GET",
+        "path": path,
+        "status": status,
+        "outcome": "completed",
+        "rejection_reason": None,
+        "latency_ms": 12,
+        "upstream_latency_ms": 10,
+        "request_bytes": 0,
+        "response_bytes": 10,
+        "client_ip": "127.0.0.1",
+        "cost": 1,
     }
