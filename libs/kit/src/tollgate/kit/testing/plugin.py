@@ -418,6 +418,19 @@ def pytest_report_header(config: pytest.Config) -> str:
     return _harness(config).header()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker turns groups into node ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist (`make test` runs two workers with `--dist loadgroup`) every system test
+    is in one group, so they run one after another on one worker while the other worker
+    takes the in-process tests: system tests time real processes (kill -9, "within a
+    second") and are sized for a machine with one of them at a time."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        if item.get_closest_marker("system") is not None:
+            item.add_marker(pytest.mark.xdist_group("system"))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     harness = config.stash.get(_HARNESS_KEY, None)
     if harness is not None:
