@@ -48,6 +48,7 @@ from tollgate.contracts import topics
 from tollgate.kit import localdeps
 from tollgate.kit.sealing import Sealer, new_sealing_key
 from tollgate.kit.testing import unique_name
+from tollgate.kit.testing.plugin import Harness
 
 from .services import ServiceProcess, service_process
 
@@ -238,7 +239,7 @@ _SHARED: dict[str, Any] = {}
 def stack(
     tmp_path_factory: pytest.TempPathFactory,
     kafka_bootstrap: str,
-    database_factory: Callable[[str], str],
+    tollgate_harness: Harness,
 ) -> Iterator[Stack]:
     if "stack" in _SHARED:
         yield _SHARED["stack"]
@@ -249,8 +250,11 @@ def stack(
     common = {"kafka_bootstrap": kafka_bootstrap, "topic_prefix": prefix}
 
     def migrated(name: str, extra: dict[str, str] | None = None) -> ServiceProcess:
-        url = database_factory(f"console_{name}")
-        return service_process(name, workdir, database_url=url, extra=extra, **common)
+        # A copy of the session's migrated template of the service (migrated once per
+        # session, in process), not four `migrate` processes per stack.
+        url = tollgate_harness.create_database(f"console_{name}", migrations=f"tollgate.{name}")
+        values = {**(extra or {}), "DATABASE_URL": url}
+        return service_process(name, workdir, extra=values, **common)
 
     accounts_settings = {
         **secrets,
@@ -266,13 +270,10 @@ def stack(
         "EMAIL_DIR": str(workdir / "mail"),
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
     }
-    with ThreadPoolExecutor(4) as migrations:  # the four migrations side by side
-        accounts_f = migrations.submit(migrated, "accounts", accounts_settings)
-        usage_f = migrations.submit(migrated, "usage")
-        billing_f = migrations.submit(migrated, "billing")
-        notifier_f = migrations.submit(migrated, "notifier", notifier_settings)
-        accounts, usage, billing = accounts_f.result(), usage_f.result(), billing_f.result()
-        notifier = notifier_f.result()
+    # One after the other: alembic's context is process-global.
+    accounts = migrated("accounts", accounts_settings)
+    usage, billing = migrated("usage"), migrated("billing")
+    notifier = migrated("notifier", notifier_settings)
     for svc in (usage, billing, notifier):
         svc.env[f"TOLLGATE_{svc.name.upper()}_JWKS_URL"] = f"{accounts.url}/.well-known/jwks.json"
     gateway = service_process(
