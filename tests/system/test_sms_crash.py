@@ -79,7 +79,7 @@ async def test_kill_9_of_the_notifier_while_sending(
                 )
                 return pending[0] == 0
 
-            settle_seconds = await wait_for(settled, 60, "every message delivered")
+            settle_seconds = await wait_for(settled, 180, "every message delivered")
             stored = await rows(
                 sql_url, "SELECT id::text, client_reference, status, amount FROM sms_outbound"
             )
