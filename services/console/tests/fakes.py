@@ -103,6 +103,7 @@ class FakeBackends:
     emails: list[dict[str, Any]] = field(default_factory=list)
     email_retries: list[str] = field(default_factory=list)
     log_items: list[dict[str, Any]] = field(default_factory=list)
+    key_list_params: list[dict[str, str]] = field(default_factory=list)
 
     def tokens(self) -> httpx.Response:
         n = self.refreshes
@@ -262,6 +263,7 @@ class FakeBackends:
             org = {"id": self.org_id, "name": self.org_name, "created_at": NOW}
             return httpx.Response(200, json={"items": [org], "next_cursor": None})
         if path == f"/v1/orgs/{self.org_id}/keys":
+            self.key_list_params.append(dict(request.url.params))
             if "cursor" in request.url.params:
                 self.cursors_seen.append(request.url.params["cursor"])
             page = {"items": list(self.keys.values()), "next_cursor": self.keys_next_cursor}

@@ -191,6 +191,19 @@ async def test_lists_page_with_the_backing_cursor_and_keep_their_filters() -> No
         assert "First page" in second.text
 
 
+async def test_key_filters_are_applied_by_accounts() -> None:
+    fake = FakeBackends()
+    async with console(fake) as client:
+        await sign_in(client)
+        await client.get(f"/orgs/{fake.org_id}/keys", params={"status": "revoked", "q": "Mob"})
+        await client.get(f"/orgs/{fake.org_id}/keys", params={"status": "bogus", "q": "tg_live_"})
+    named, by_prefix = fake.key_list_params
+    assert named["status"] == "revoked"
+    assert named["q"] == "mob"
+    assert "status" not in by_prefix  # an unknown status is no filter
+    assert "q" not in by_prefix  # a prefix is matched on the page read
+
+
 async def test_key_actions_disable_enable_rotate_and_revoke() -> None:
     fake = FakeBackends()
     async with console(fake) as client:

@@ -598,14 +598,19 @@ class Backends:
         return Page[AuditEntry].model_validate(page)
 
     async def keys(
-        self, token: str, org_id: uuid.UUID, cursor: str | None, limit: int = 200
+        self,
+        token: str,
+        org_id: uuid.UUID,
+        cursor: str | None,
+        limit: int = 200,
+        *,
+        status: str | None = None,
+        name_contains: str | None = None,
     ) -> Page[Key]:
+        """One page of the org's keys, filtered by accounts (status, name contains)."""
+        params = {"cursor": cursor, "limit": limit, "status": status, "q": name_contains}
         page = await self._call(
-            "accounts",
-            "GET",
-            f"/v1/orgs/{org_id}/keys",
-            token=token,
-            params={"cursor": cursor, "limit": limit},
+            "accounts", "GET", f"/v1/orgs/{org_id}/keys", token=token, params=params
         )
         return Page[Key].model_validate(page)
 

@@ -43,12 +43,23 @@ async def key_list(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     client = backends(request)
+    needle = (q or "").strip().lower()
+    # Accounts filters by status and name, so the pages of a big org are the filtered
+    # ones; a search for a key's prefix (`tg_…`) is matched here, on the page read.
+    by_name = needle if needle and not needle.startswith("tg_") else None
     ctx, page = await asyncio.gather(
         org_context(request, session, org_id),
-        panel(client.keys(session.access_token, org_id, cursor)),
+        panel(
+            client.keys(
+                session.access_token,
+                org_id,
+                cursor,
+                status=status if status in STATUSES else None,
+                name_contains=by_name,
+            )
+        ),
     )
     now = datetime.now(UTC)
-    needle = (q or "").strip().lower()
     shown: list[Key] = []
     if page.value is not None:
         shown = [
