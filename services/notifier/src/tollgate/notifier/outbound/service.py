@@ -204,10 +204,8 @@ async def advance(
         message.sent_at = now
     elif status is SmsStatus.DELIVERED:
         message.delivered_at = now
-    else:
-        message.failed_at = now if status is SmsStatus.FAILED else message.failed_at
-        if status is SmsStatus.UNDELIVERED:
-            message.delivered_at = None
+    else:  # failed or undelivered: when it ended
+        message.failed_at = now
     if _RANK[status] == 2:
         message.send_state = "done"
         message.leased_until = None
