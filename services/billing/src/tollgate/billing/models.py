@@ -197,6 +197,9 @@ class OrgPlan(Base):
     grace_until: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), comment="past_due: suspended at this instant unless paid"
     )
+    period_requests: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("0"), comment="overage plans: requests charged this period"
+    )
     version: Mapped[int] = mapped_column(BigInteger, comment="of the last PlanState enqueued")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

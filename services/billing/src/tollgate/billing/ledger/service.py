@@ -21,6 +21,7 @@ from tollgate.billing.balances import service as balances
 from tollgate.billing.config import Settings
 from tollgate.billing.ledger import repository
 from tollgate.billing.models import LedgerEntry
+from tollgate.billing.plans import service as plans
 from tollgate.contracts.events.billing import CreditsToppedUp
 from tollgate.contracts.events.gateway import RequestCompleted
 from tollgate.contracts.ids import uuid7
@@ -53,26 +54,64 @@ async def debit_for_requests(
 
     Events already charged are skipped; the rest are summed per org and API into one
     debit entry each. Unknown orgs get an account with the defaults (balance 0).
-    Free requests (cost 0) leave no trace.
+    Free requests (cost 0) leave no trace, except for orgs on an overage plan: their
+    requests in the current period are counted, and those past the plan's included
+    requests are charged `overage_price` each (one more debit entry per org).
     """
-    priced = {event.request_id: event for event in events if event.cost > 0}
+    meters = await plans.overage_meters(session, [event.org_id for event in events])
+    # Requests of orgs on an overage plan count even when free: past the quota they cost.
+    priced = {
+        event.request_id: event for event in events if event.cost > 0 or event.org_id in meters
+    }
     fresh = await repository.claim_requests(session, list(priced))
-    redelivered = sum(1 for event in events if event.cost > 0) - len(fresh)
+    redelivered = sum(1 for e in events if e.cost > 0 or e.org_id in meters) - len(fresh)
     if not fresh:
         return DebitOutcome(debited=0, credits=0, redelivered=redelivered)
 
     charges: dict[uuid.UUID, dict[uuid.UUID, list[int]]] = {}
+    moments: dict[uuid.UUID, list[datetime]] = {}
     for request_id in fresh:
         event = priced[request_id]
+        if event.org_id in meters:
+            moments.setdefault(event.org_id, []).append(event.time)
+        if event.cost <= 0:
+            continue
         per_api = charges.setdefault(event.org_id, {})
         total = per_api.setdefault(event.api_id, [0, 0])
         total[0] += event.cost
         total[1] += 1
+    overage = {
+        org_id: calls
+        for org_id, at in moments.items()
+        if (calls := meters[org_id].count(at)) > 0 and meters[org_id].price > 0
+    }
+    await session.flush()  # the meters' counts
+    if not charges and not overage:
+        return DebitOutcome(debited=len(fresh), credits=0, redelivered=redelivered)
 
-    accounts = await balances.lock_accounts(session, charges, settings)
+    accounts = await balances.lock_accounts(session, {*charges, *overage}, settings)
     batch = uuid7()
     entries = []
     credits = 0
+    for org_id in sorted(overage):
+        account = accounts[org_id]
+        amount = overage[org_id] * meters[org_id].price
+        account.balance -= amount
+        credits += amount
+        entries.append(
+            {
+                "id": uuid7(),
+                "org_id": org_id,
+                "kind": "debit",
+                "amount": -amount,
+                "balance_after": account.balance,
+                "actor": GATEWAY_ACTOR,
+                "reason": f"{overage[org_id]} call(s) past the plan's included requests",
+                "idempotency_key": f"overage:{batch}:{org_id}",
+                "api_id": None,
+                "request_count": overage[org_id],
+            }
+        )
     for org_id in sorted(charges):
         account = accounts[org_id]
         for api_id, (amount, count) in sorted(charges[org_id].items()):

@@ -126,3 +126,23 @@ async def lock_grace_ended(session: AsyncSession, now: datetime, limit: int) -> 
         .execution_options(populate_existing=True)
     )
     return (await session.execute(stmt)).scalars().all()
+
+
+async def lock_overage_orgs(
+    session: AsyncSession, org_ids: Sequence[uuid.UUID]
+) -> Sequence[tuple[OrgPlan, Plan]]:
+    """The org plans (locked, in org id order) of orgs among `org_ids` whose plan
+    charges overage, with their plan."""
+    stmt = (
+        select(OrgPlan, Plan)
+        .join(Plan, Plan.id == OrgPlan.plan_id)
+        .where(
+            OrgPlan.org_id.in_(org_ids),
+            Plan.past_quota == "overage",
+            Plan.included_requests.is_not(None),
+        )
+        .order_by(OrgPlan.org_id)
+        .with_for_update(of=OrgPlan)
+        .execution_options(populate_existing=True)
+    )
+    return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]

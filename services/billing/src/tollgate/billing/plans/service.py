@@ -225,6 +225,7 @@ async def roll_periods(session: AsyncSession, now: datetime, limit: int = 500) -
     for row in rows:
         while row.period_end <= now:
             row.period_start, row.period_end = row.period_end, add_month(row.period_end)
+            row.period_requests = 0
             if row.next_plan_id is not None:
                 row.plan_id, row.next_plan_id = row.next_plan_id, None
         if row.trial_ends_at is not None and row.trial_ends_at <= now:
@@ -328,3 +329,32 @@ async def suspend_after_grace(session: AsyncSession, now: datetime, limit: int =
     for row in rows:
         await _suspend(session, row, "invoice unpaid after the grace period", now)
     return len(rows)
+
+
+@dataclass
+class OverageMeter:
+    """An org on an overage plan, locked for a debit batch: counts its requests in the
+    current period and prices the ones past the included requests."""
+
+    org_plan: OrgPlan
+    included: int
+    price: int
+
+    def count(self, moments: Sequence[datetime]) -> int:
+        """Count requests made at `moments` (those in the current period); returns how
+        many of them are past the included requests (each costs `price`)."""
+        row = self.org_plan
+        counted = sum(1 for m in moments if row.period_start <= m < row.period_end)
+        before = row.period_requests
+        row.period_requests = before + counted
+        return max(0, row.period_requests - self.included) - max(0, before - self.included)
+
+
+async def overage_meters(
+    session: AsyncSession, org_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, OverageMeter]:
+    """Meters of the orgs among `org_ids` on overage plans (their rows locked)."""
+    return {
+        row.org_id: OverageMeter(row, plan.included_requests or 0, plan.overage_price)
+        for row, plan in await repository.lock_overage_orgs(session, sorted(set(org_ids)))
+    }
