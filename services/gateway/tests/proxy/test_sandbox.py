@@ -15,7 +15,7 @@ import yaml
 from openapi_schema_validator import OAS30Validator
 
 from tollgate.gateway.proxy.mock import MockRefused, MockState, mock_answer
-from tollgate.gateway.proxy.openapi import Contract
+from tollgate.gateway.registry.openapi import Contract
 from tollgate.kit import apikeys
 
 from .inprocess import InProcessGateway, api_event, key_event

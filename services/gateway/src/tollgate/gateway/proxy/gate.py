@@ -71,10 +71,10 @@ from tollgate.gateway.proxy.identity import identity_signer
 from tollgate.gateway.proxy.ids import request_id as new_request_id
 from tollgate.gateway.proxy.metrics import REQUEST_METRICS
 from tollgate.gateway.proxy.mock import MockRefused, MockState, mock_answer, preferences, seed_of
-from tollgate.gateway.proxy.openapi import Operation
 from tollgate.gateway.proxy.paths import AmbiguousPath, Target, normalise
 from tollgate.gateway.proxy.tracing import RequestSpans, traceparent_of
 from tollgate.gateway.proxy.upstreams import UpstreamClients, UpstreamRefused
+from tollgate.gateway.registry.openapi import Operation
 from tollgate.gateway.registry.records import ApiRecord, KeyRecord, RouteRecord, Sandbox
 from tollgate.gateway.registry.store import Registry
 from tollgate.kit.problems import PROBLEM_CONTENT_TYPE, problem_body

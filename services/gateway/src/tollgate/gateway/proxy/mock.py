@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from tollgate.gateway.proxy.openapi import Contract, Operation, Response, resolve_ref
+from tollgate.gateway.registry.openapi import Contract, Operation, Response, resolve_ref
 
 _MAX_DEPTH = 8
 _JSON = "application/json"

@@ -28,7 +28,7 @@ from tollgate.contracts.events.accounts import (
     SandboxSettings,
 )
 from tollgate.contracts.events.billing import BalanceMode, BalanceState, BalanceStatus
-from tollgate.gateway.proxy.openapi import Contract
+from tollgate.gateway.registry.openapi import Contract
 from tollgate.kit.sealing import Sealer
 
 log = logging.getLogger(__name__)
