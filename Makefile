@@ -25,10 +25,10 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-# Two workers: every system test on one of them, in order, the in-process tests on the
-# other (`--dist loadgroup`; the groups are set by the kit's pytest plugin).
+# Two workers: each system test module a unit run in order on one of them, system modules
+# first, the in-process tests filling in (groups and order: the kit's pytest plugin).
 pytest: venv browser
-	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The console's browser tests drive Debian's chromium (a browser cannot be downloaded by
 # Playwright here) and need CJK fonts to render Chinese; installed when missing.

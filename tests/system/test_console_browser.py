@@ -52,7 +52,8 @@ from tollgate.kit.testing.plugin import Harness
 
 from .services import ServiceProcess, service_process
 
-pytestmark = pytest.mark.system
+# One browser and one stack for both modules (session fixtures): one xdist worker.
+pytestmark = [pytest.mark.system, pytest.mark.xdist_group("browser")]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"

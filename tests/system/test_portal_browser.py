@@ -32,7 +32,8 @@ from .test_console_browser import (  # the shared stack and browser fixtures
 
 __all__ = ["browser", "stack"]
 
-pytestmark = pytest.mark.system
+# One browser and one stack for both modules (session fixtures): one xdist worker.
+pytestmark = [pytest.mark.system, pytest.mark.xdist_group("browser")]
 
 ROOT = Path(__file__).resolve().parents[2]
 PETSTORE = ROOT / "services" / "accounts" / "tests" / "data" / "petstore.yaml"
