@@ -264,6 +264,16 @@ def main() -> int:
             env = service_env(name, base + OFFSETS[name], deps, db_urls)
             localdeps.run_checked([python, "-m", f"tollgate.{name}", "migrate"], env=env)
         say("migrations: applied")
+        if any(dep.name == "tansu" for dep in deps.started):
+            # The embedded broker is memory only: every `make up` starts an empty one.
+            # What the compacted topics held (keys, APIs, users, balances, plans) is
+            # written again from the databases, so a second `make up` serves as before.
+            for name in ("accounts", "billing"):
+                env = service_env(name, base + OFFSETS[name], deps, db_urls)
+                said = localdeps.run_checked(
+                    [python, "-m", f"tollgate.{name}", "republish"], env=env
+                )
+                say(f"{name}: {said.strip().splitlines()[-1]}")
 
         upstream_port = base + 920
         ours = [base + offset for offset in (*OFFSETS.values(), 920)]

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -53,38 +54,54 @@ def status(url: str) -> int:
         return error.code
 
 
-def test_make_up_serves_and_stops_cleanly(
-    tmp_path: Path, kafka_bootstrap: str, postgres_admin_url: str
+CALLS = 5  # through the gateway per run, besides the printed curl line's one
+
+
+def test_make_up_twice_serves_counts_every_call_once_and_stops_cleanly(
+    tmp_path: Path, postgres_admin_url: str
 ) -> None:
+    """`make up`, calls, Ctrl-C, `make up` again (a fresh embedded broker, the same
+    databases), more calls: every call of both runs is counted once by usage and paid
+    once in billing, and each Ctrl-C leaves nothing running."""
     base = free_port_base()
     prefix = unique_name("devstack") + "_"
     env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "KAFKA_IDEMPOTENCE": "false",
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
+    }
+    env |= {
         "DATABASE_URL": postgres_admin_url,
         "DEVSTACK_PORT_BASE": str(base),
         "DEVSTACK_DATABASE_PREFIX": prefix,
         "DEVSTACK_WORKDIR": str(tmp_path),
     }
-    with subprocess.Popen(
-        [sys.executable, str(ROOT / "infra" / "devstack.py")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as proc:
-        try:
-            check_stack(proc, base)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            for name in ("accounts", "usage", "billing", "notifier"):
-                localdeps.drop_database(postgres_admin_url, f"{prefix}{name}")
+    try:
+        for run in (1, 2):
+            with subprocess.Popen(
+                [sys.executable, str(ROOT / "infra" / "devstack.py")],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ) as proc:
+                try:
+                    output = wait_ready(proc)
+                    check_stack(output, base)
+                    call_through_the_gateway(output, CALLS)
+                    if run == 2:
+                        check_counts(output, base, 2 * (1 + CALLS))
+                    stop_cleanly(proc)
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+    finally:
+        for name in ("accounts", "usage", "billing", "notifier"):
+            localdeps.drop_database(postgres_admin_url, f"{prefix}{name}")
 
 
-def check_stack(proc: subprocess.Popen[str], base: int) -> None:
-    """Wait for the ready banner, probe every service, Ctrl-C, look for survivors."""
+def wait_ready(proc: subprocess.Popen[str]) -> list[str]:
+    """The stack's output up to its ready banner."""
     output: list[str] = []
     assert proc.stdout is not None
     # Six services and the upstream start one after the other: on a shared 2-core machine
@@ -98,7 +115,11 @@ def check_stack(proc: subprocess.Popen[str], base: int) -> None:
         if "Ctrl-C stops everything" in line:
             break
     assert any("Ctrl-C stops everything" in line for line in output), "".join(output)
+    return output
 
+
+def check_stack(output: list[str], base: int) -> None:
+    """Probe every service; the console line and the printed curl line work."""
     for name, offset in SERVICES.items():
         ops = "/_tollgate" if name == "gateway" else ""
         for probe in ("healthz", "readyz"):
@@ -112,16 +133,69 @@ def check_stack(proc: subprocess.Popen[str], base: int) -> None:
     assert status(f"http://127.0.0.1:{base + 5}/signin") == 200
 
     # The printed curl line works: seeded key -> gateway -> demo upstream, paid in credits.
+    key, url = curl_line(output)
+    answer = eventually_ok(urllib.request.Request(url, headers={"X-API-Key": key}))
+    assert answer == {"message": "hello from the demo upstream"}
+
+
+def curl_line(output: list[str]) -> tuple[str, str]:
     curl = next(line for line in output if "curl -H" in line)
     key = re.search(r"X-API-Key: (tg_live_[0-9A-Za-z]+)", curl)
     url = re.search(r"(http://127\.0\.0\.1:\d+/demo/hello)", curl)
     assert key, curl
     assert url, curl
-    answer = eventually_ok(
-        urllib.request.Request(url.group(1), headers={"X-API-Key": key.group(1)})
-    )
-    assert answer == {"message": "hello from the demo upstream"}
+    return key.group(1), url.group(1)
 
+
+def call_through_the_gateway(output: list[str], calls: int) -> None:
+    key, url = curl_line(output)
+    for _ in range(calls):
+        request = urllib.request.Request(url, headers={"X-API-Key": key})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+
+
+def check_counts(output: list[str], base: int, calls: int) -> None:
+    """Usage counts, and billing charges, exactly `calls` requests of the demo org
+    (price 1 credit each, from the seeded credits)."""
+    login = next(line for line in output if "admin login: " in line)
+    found = re.search(r"admin login: (\S+) / (\S+)", login)
+    org = re.search(r"demo org: .*\(([0-9a-f-]{36})\)", "".join(output))
+    credits = re.search(r"demo org credits: (\d+) topped up", "".join(output))
+    assert found, login
+    assert org, "".join(output)
+    assert credits, "".join(output)
+    form = urllib.parse.urlencode({"username": found.group(1), "password": found.group(2)})
+    signin = urllib.request.Request(f"http://127.0.0.1:{base + 1}/v1/auth/token", form.encode())
+    with urllib.request.urlopen(signin, timeout=10) as response:
+        token = json.loads(response.read())["access_token"]
+    auth = {"authorization": f"Bearer {token}"}
+    org_id = org.group(1)
+
+    def counted() -> tuple[int, int]:
+        summary = urllib.request.Request(
+            f"http://127.0.0.1:{base + 2}/v1/usage/summary?org_id={org_id}", headers=auth
+        )
+        with urllib.request.urlopen(summary, timeout=10) as response:
+            requests = int(json.loads(response.read())["requests"])
+        balance = urllib.request.Request(
+            f"http://127.0.0.1:{base + 3}/v1/orgs/{org_id}/balance", headers=auth
+        )
+        with urllib.request.urlopen(balance, timeout=10) as response:
+            spent = int(credits.group(1)) - int(json.loads(response.read())["balance"])
+        return requests, spent
+
+    deadline = time.monotonic() + 30
+    seen = counted()
+    while seen != (calls, calls) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        seen = counted()
+    time.sleep(1.0)  # anything counted twice late would show now
+    assert counted() == (calls, calls), f"usage requests, billing credits spent: {seen}"
+
+
+def stop_cleanly(proc: subprocess.Popen[str]) -> None:
+    """Ctrl-C: the stack exits 0 and leaves no process behind."""
     children = psutil.Process(proc.pid).children(recursive=True)
     assert len(children) >= 7  # five services, the console and the upstream
     proc.send_signal(signal.SIGINT)

@@ -965,10 +965,12 @@ def start_program(
     return proc
 
 
-def run_checked(argv: Sequence[str], *, env: dict[str, str] | None = None) -> None:
-    """Run a short command (e.g. migrations); raise with its output when it fails."""
+def run_checked(argv: Sequence[str], *, env: dict[str, str] | None = None) -> str:
+    """Run a short command (e.g. migrations): its standard output, or raise with its
+    output when it fails."""
     result = subprocess.run(list(argv), env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(
             f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
         )
+    return result.stdout

@@ -1,9 +1,10 @@
-"""`python -m tollgate.billing [serve|migrate]`."""
+"""`python -m tollgate.billing [serve|migrate|republish]`."""
 
 from __future__ import annotations
 
 from tollgate.billing.app import create_app
 from tollgate.billing.config import Settings
+from tollgate.billing.republish import republish
 from tollgate.kit.cli import service_main
 
 
@@ -13,6 +14,7 @@ def main() -> int:
         settings_factory=Settings,
         app_factory=create_app,
         migrations_package="tollgate.billing",
+        commands={"republish": republish},
     )
 
 
