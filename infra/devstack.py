@@ -117,6 +117,12 @@ def local_secret(name: str, make: Callable[[], str]) -> str:
     return path.read_text().strip()
 
 
+def identity_secret() -> str:
+    """The gateway's secret for the signed caller identity headers, shared with the
+    notifier (its customer SMS routes verify them)."""
+    return local_secret("gateway-identity-secret", lambda: secrets.token_urlsafe(32))
+
+
 def service_env(
     name: str, port: int, deps: Dependencies, db_urls: dict[str, str]
 ) -> dict[str, str]:
@@ -138,6 +144,8 @@ def service_env(
         values["CONSOLE_URL"] = f"http://127.0.0.1:{base + OFFSETS['console']}"
         values["EMAIL_DIR"] = str(WORKDIR / "mail")
         values["WEBHOOK_ALLOWED_NETWORKS"] = "127.0.0.0/8,::1/128"
+        # The notifier's SMS API, once registered behind the gateway, trusts its identity.
+        values["GATEWAY_IDENTITY_SECRETS"] = identity_secret()
     if name == "accounts":
         values["SIGNING_KEY_FILE"] = str(WORKDIR / "accounts-signing-keys.pem")
         values["SIGNING_KEY_GENERATE"] = "true"
@@ -147,6 +155,7 @@ def service_env(
         values["REFUSE_UNKNOWN_ORGS"] = "true"  # billing runs: a new org starts exhausted
         # the portal's try-it panel calls APIs from the console's origin
         values["CORS_ORIGINS"] = f"http://127.0.0.1:{base + OFFSETS['console']}"
+        values["IDENTITY_SECRETS"] = identity_secret()  # signs the caller for upstreams
     if name == "console":
         values["ACCOUNTS_URL"] = f"http://127.0.0.1:{base + OFFSETS['accounts']}"
         values["USAGE_URL"] = f"http://127.0.0.1:{base + OFFSETS['usage']}"
