@@ -39,7 +39,7 @@ from .services import service_process
 pytestmark = pytest.mark.system
 
 # CI size; the full size: NOTIFIER_CRASH_MESSAGES=5000 NOTIFIER_CRASH_KILLS=10.
-CRASH_MESSAGES = int(os.environ.get("NOTIFIER_CRASH_MESSAGES", "2000"))
+CRASH_MESSAGES = int(os.environ.get("NOTIFIER_CRASH_MESSAGES", "1200"))
 CRASH_KILLS = int(os.environ.get("NOTIFIER_CRASH_KILLS", "6"))
 
 

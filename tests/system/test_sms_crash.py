@@ -28,7 +28,7 @@ from .test_sms_e2e import WebhookSink, balance, customer, make_stack, send_all, 
 
 pytestmark = pytest.mark.system
 
-CRASH_MESSAGES = int(os.environ.get("SMS_CRASH_MESSAGES", "300"))
+CRASH_MESSAGES = int(os.environ.get("SMS_CRASH_MESSAGES", "150"))
 CRASH_KILLS = int(os.environ.get("SMS_CRASH_KILLS", "3"))
 
 
