@@ -12,6 +12,8 @@
   histogram (see `histogram`). Absent ids (a rejection without a resolved key) are the
   nil UUID, so the primary key needs no NULL handling. Day views are derived from
   `usage_hour`.
+- `usage_org_minute` / `usage_org_hour`: the same summed over keys (`mode` in the primary
+  key), written in the same transaction; what analytics read when no key is involved.
 - `api_keys`: what usage knows of each key from `tollgate.accounts.keys.v1`: its org
   (tenant checks on `/keys/{id}`) and its quota limits.
 - `quota_usage` / `quota_alerts`: admitted requests per key and day/month, and the
@@ -112,6 +114,38 @@ class UsageHour(_Aggregate, Base):
     """Per-hour aggregates, written with the minute ones; day views sum them."""
 
     __tablename__ = "usage_hour"
+
+
+class _OrgAggregate:
+    """Columns of the org-level rollups: the aggregates without the key (mode in the key)."""
+
+    org_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    mode: Mapped[str] = mapped_column(Text, primary_key=True, comment="live | test")
+    api_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    route_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    method: Mapped[str] = mapped_column(Text, primary_key=True)
+    status: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, primary_key=True, comment="'' when completed")
+    requests: Mapped[int] = mapped_column(BigInteger)
+    bytes_in: Mapped[int] = mapped_column(BigInteger)
+    bytes_out: Mapped[int] = mapped_column(BigInteger)
+    credits: Mapped[int] = mapped_column(BigInteger)
+    latency_ms_sum: Mapped[int] = mapped_column(BigInteger)
+    latency_hist: Mapped[dict[str, int]] = mapped_column(JSONB)
+    drifted: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageOrgMinute(_OrgAggregate, Base):
+    """`usage_minute` summed over keys: what org-wide analytics read."""
+
+    __tablename__ = "usage_org_minute"
+
+
+class UsageOrgHour(_OrgAggregate, Base):
+    """`usage_hour` summed over keys: what org-wide analytics read."""
+
+    __tablename__ = "usage_org_hour"
 
 
 class ApiKey(Base):

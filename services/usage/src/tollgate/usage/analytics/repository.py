@@ -2,8 +2,11 @@
 
 A range is answered from `usage_hour` for its whole hours and from `usage_minute` for
 the minutes at either edge, so a 30-day summary reads hours, not 43,200 minutes, and
-is still exact to the minute. Histograms are merged in SQL by bucket index
-(`jsonb_each_text`), which is what makes percentiles correct over any merge.
+is still exact to the minute. A query that neither filters nor groups by key reads the
+org rollups (`usage_org_hour`, `usage_org_minute`: the same summed over keys) instead,
+which with thousands of keys hold orders of magnitude fewer rows. Histograms are merged
+in SQL by bucket index (`jsonb_each_text`), which is what makes percentiles correct over
+any merge.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     Subquery,
+    Uuid,
     and_,
     cast,
     func,
+    literal,
     literal_column,
     select,
     true,
@@ -30,11 +35,13 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.usage.histogram import Histogram
-from tollgate.usage.models import UsageHour, UsageMinute
+from tollgate.usage.models import NIL, UsageHour, UsageMinute, UsageOrgHour, UsageOrgMinute
 from tollgate.usage.scope import TimeRange
 
 _MINUTE: Any = UsageMinute.__table__
 _HOUR: Any = UsageHour.__table__
+_ORG_MINUTE: Any = UsageOrgMinute.__table__
+_ORG_HOUR: Any = UsageOrgHour.__table__
 _COLUMNS = (
     "bucket", "org_id", "key_id", "api_id", "route_id", "method", "status", "reason",
     "requests", "bytes_in", "bytes_out", "credits", "latency_ms_sum", "latency_hist",
@@ -68,27 +75,46 @@ def _part(table: Any, where: UsageFilter, start: datetime, end: datetime) -> Sel
         value = getattr(where, name)
         if value is not None:
             conditions.append(table.c[name] == value)
+    if "key_id" not in table.c:  # an org rollup: every key summed, shown as the nil key
+        return select(
+            *(
+                literal(NIL, Uuid).label(name) if name == "key_id" else table.c[name]
+                for name in _COLUMNS
+            )
+        ).where(*conditions)
     return select(*(table.c[name] for name in _COLUMNS)).where(*conditions)
 
 
-def rows_in(where: UsageFilter, span: TimeRange) -> Subquery:
-    """Aggregate rows covering `span` exactly once: hours inside, minutes at the edges."""
+def _tables(where: UsageFilter, by_key: bool) -> tuple[Any, Any]:
+    """(minute table, hour table) to read: the org rollups unless a key is involved."""
+    if by_key or where.key_id is not None:
+        return _MINUTE, _HOUR
+    return _ORG_MINUTE, _ORG_HOUR
+
+
+def rows_in(where: UsageFilter, span: TimeRange, *, by_key: bool = False) -> Subquery:
+    """Aggregate rows covering `span` exactly once: hours inside, minutes at the edges.
+    `by_key`: the rows keep the key dimension (else they may be summed over keys)."""
+    minute, hour = _tables(where, by_key)
     first_hour, last_hour = _ceil_hour(span.start), _floor_hour(span.end)
     if first_hour >= last_hour:
-        return _part(_MINUTE, where, span.start, span.end).subquery("rows")
-    parts = [_part(_HOUR, where, first_hour, last_hour)]
+        return _part(minute, where, span.start, span.end).subquery("rows")
+    parts = [_part(hour, where, first_hour, last_hour)]
     if span.start < first_hour:
-        parts.append(_part(_MINUTE, where, span.start, first_hour))
+        parts.append(_part(minute, where, span.start, first_hour))
     if last_hour < span.end:
-        parts.append(_part(_MINUTE, where, last_hour, span.end))
+        parts.append(_part(minute, where, last_hour, span.end))
     if len(parts) == 1:
         return parts[0].subquery("rows")
     return union_all(*parts).subquery("rows")
 
 
-def rows_by(table: str, where: UsageFilter, start: datetime, end: datetime) -> Subquery:
+def rows_by(
+    table: str, where: UsageFilter, start: datetime, end: datetime, *, by_key: bool = False
+) -> Subquery:
     """Rows of one aggregate table (`minute` or `hour`) in [start, end)."""
-    return _part(_MINUTE if table == "minute" else _HOUR, where, start, end).subquery("rows")
+    minute, hour = _tables(where, by_key)
+    return _part(minute if table == "minute" else hour, where, start, end).subquery("rows")
 
 
 def _total(expression: Any, *where: Any) -> Any:

@@ -176,7 +176,7 @@ async def top(
     limit: int,
 ) -> TopList:
     """The `limit` busiest values of a dimension, by `order_by`."""
-    rows = repository.rows_in(where, span)
+    rows = repository.rows_in(where, span, by_key=by == "key")
     group = _dimension(rows, by)
     ranked = await repository.totals_by(session, rows, group, order_by=order_by, limit=limit)
     values = [value for value, _ in ranked]

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.usage.histogram import to_json
+from tollgate.usage.models import NIL
 
 
 async def lock_positions(
@@ -212,29 +213,34 @@ class AggregateValues:
 
 
 _AGGREGATE_TABLES = ("usage_minute", "usage_hour")
+_ORG_TABLES = ("usage_org_minute", "usage_org_hour")
 
 
 def _upsert_sql(table: str) -> Any:
+    keyed = table in _AGGREGATE_TABLES
+    key = "key_id, " if keyed else ""
+    key_array = "CAST(:key_id AS uuid[]), " if keyed else ""
+    conflict = "key_id" if keyed else "mode"  # the org rollups have mode in their key
     return text(
         f"""
         INSERT INTO {table} AS u (
-            org_id, bucket, key_id, api_id, route_id, method, status, reason,
+            org_id, bucket, {key}api_id, route_id, method, status, reason,
             requests, bytes_in, bytes_out, credits, latency_ms_sum, latency_hist, mode, drifted
         )
-        SELECT org_id, bucket, key_id, api_id, route_id, method, status, reason,
+        SELECT org_id, bucket, {key}api_id, route_id, method, status, reason,
                requests, bytes_in, bytes_out, credits, latency_ms_sum, latency_hist::jsonb,
                mode, drifted
         FROM unnest(
-            CAST(:org_id AS uuid[]), CAST(:bucket AS timestamptz[]), CAST(:key_id AS uuid[]),
+            CAST(:org_id AS uuid[]), CAST(:bucket AS timestamptz[]), {key_array}
             CAST(:api_id AS uuid[]), CAST(:route_id AS uuid[]), CAST(:method AS text[]),
             CAST(:status AS smallint[]), CAST(:reason AS text[]), CAST(:requests AS bigint[]),
             CAST(:bytes_in AS bigint[]), CAST(:bytes_out AS bigint[]),
             CAST(:credits AS bigint[]), CAST(:latency_ms_sum AS bigint[]),
             CAST(:latency_hist AS text[]), CAST(:mode AS text[]), CAST(:drifted AS bigint[])
-        ) AS v(org_id, bucket, key_id, api_id, route_id, method, status, reason,
+        ) AS v(org_id, bucket, {key}api_id, route_id, method, status, reason,
                requests, bytes_in, bytes_out, credits, latency_ms_sum, latency_hist, mode,
                drifted)
-        ON CONFLICT (org_id, bucket, key_id, api_id, route_id, method, status, reason)
+        ON CONFLICT (org_id, bucket, {conflict}, api_id, route_id, method, status, reason)
         DO UPDATE SET
             requests = u.requests + excluded.requests,
             bytes_in = u.bytes_in + excluded.bytes_in,
@@ -247,7 +253,48 @@ def _upsert_sql(table: str) -> Any:
     )
 
 
-_UPSERTS = {table: _upsert_sql(table) for table in _AGGREGATE_TABLES}
+_UPSERTS = {table: _upsert_sql(table) for table in (*_AGGREGATE_TABLES, *_ORG_TABLES)}
+
+
+def by_org(
+    aggregates: Mapping[AggregateKey, AggregateValues],
+) -> dict[AggregateKey, AggregateValues]:
+    """`aggregates` summed over keys (the key id set to nil): rows of the org rollups."""
+    summed: dict[AggregateKey, AggregateValues] = {}
+    for key, values in aggregates.items():
+        bucket, org_id, _, api_id, route_id, method, status, reason, mode = key
+        org_key: AggregateKey = (
+            bucket,
+            org_id,
+            NIL,
+            api_id,
+            route_id,
+            method,
+            status,
+            reason,
+            mode,
+        )
+        total = summed.get(org_key)
+        if total is None:
+            summed[org_key] = AggregateValues(
+                values.requests,
+                values.bytes_in,
+                values.bytes_out,
+                values.credits,
+                values.latency_ms_sum,
+                dict(values.latency_hist),
+                values.drifted,
+            )
+            continue
+        total.requests += values.requests
+        total.bytes_in += values.bytes_in
+        total.bytes_out += values.bytes_out
+        total.credits += values.credits
+        total.latency_ms_sum += values.latency_ms_sum
+        total.drifted += values.drifted
+        for index, count in values.latency_hist.items():
+            total.latency_hist[index] = total.latency_hist.get(index, 0) + count
+    return summed
 
 
 async def add_to_aggregates(
@@ -255,11 +302,15 @@ async def add_to_aggregates(
     table: str,
     aggregates: Mapping[AggregateKey, AggregateValues],
 ) -> None:
-    """Add `aggregates` to `table` (`usage_minute` or `usage_hour`)."""
+    """Add `aggregates` to `table` (`usage_minute`, `usage_hour`, or with the key ids
+    ignored, `usage_org_minute`, `usage_org_hour`: see `by_org`)."""
     if not aggregates:
         return
     # Primary key order (org first), the same in every transaction: no deadlocks.
-    keys = sorted(aggregates, key=lambda k: (k[1], k[0], k[2], k[3], k[4], k[5], k[6], k[7]))
+    if table in _ORG_TABLES:
+        keys = sorted(aggregates, key=lambda k: (k[1], k[0], k[8], k[3], k[4], k[5], k[6], k[7]))
+    else:
+        keys = sorted(aggregates, key=lambda k: (k[1], k[0], k[2], k[3], k[4], k[5], k[6], k[7]))
     columns: dict[str, list[Any]] = {
         name: []
         for name in (
@@ -300,4 +351,6 @@ async def add_to_aggregates(
         columns["latency_hist"].append(orjson.dumps(to_json(values.latency_hist)).decode())
         columns["mode"].append(mode)
         columns["drifted"].append(values.drifted)
+    if table in _ORG_TABLES:
+        del columns["key_id"]
     await session.execute(_UPSERTS[table], columns)

@@ -265,6 +265,9 @@ async def record_requests(
     aggregates = aggregate(new)
     await repository.add_to_aggregates(session, "usage_minute", aggregates.minutes)
     await repository.add_to_aggregates(session, "usage_hour", aggregates.hours)
+    minutes, hours = repository.by_org(aggregates.minutes), repository.by_org(aggregates.hours)
+    await repository.add_to_aggregates(session, "usage_org_minute", minutes)
+    await repository.add_to_aggregates(session, "usage_org_hour", hours)
     crossed = await count_admitted(session, aggregates.admitted)
     if fresh:
         next_offsets: dict[int, int] = {}

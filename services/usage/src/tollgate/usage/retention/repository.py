@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import zlib
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.usage.models import QuotaUsage, UsageHour
+from tollgate.usage.models import QuotaUsage, UsageHour, UsageOrgHour, UsageOrgMinute
 
 PARTITIONED_TABLES = ("request_log", "usage_minute")
 _LOCK_KEY = zlib.crc32(b"tollgate-usage:partitions")
@@ -73,6 +74,14 @@ async def drop_day_partition(session: AsyncSession, table: str, day: date) -> No
 async def delete_hours_before(session: AsyncSession, cutoff: datetime) -> int:
     """Delete hourly aggregates older than `cutoff`; returns how many rows went."""
     result = await session.execute(delete(UsageHour).where(UsageHour.bucket < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def delete_org_rollups_before(table: str, session: AsyncSession, cutoff: datetime) -> int:
+    """Delete rows of an org rollup (`usage_org_minute`, `usage_org_hour`) older than
+    `cutoff`; returns how many rows went."""
+    model: Any = {"usage_org_minute": UsageOrgMinute, "usage_org_hour": UsageOrgHour}[table]
+    result = await session.execute(delete(model).where(model.bucket < cutoff))
     return int(getattr(result, "rowcount", 0) or 0)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -82,6 +82,15 @@ async def enforce_retention(
     dropped["usage_hour"] = await repository.delete_hours_before(
         session, now - timedelta(days=policy.hour_days)
     )
+    # The org rollups keep what their keyed tables keep (minutes: whole days).
+    minute_cutoff = datetime.combine(
+        (now - timedelta(days=policy.minute_days)).date(), time(0), tzinfo=UTC
+    )
+    for table, cutoff in (
+        ("usage_org_minute", minute_cutoff),
+        ("usage_org_hour", now - timedelta(days=policy.hour_days)),
+    ):
+        dropped[table] = await repository.delete_org_rollups_before(table, session, cutoff)
     dropped["quota_usage"] = await repository.delete_quota_usage_before(
         session, (now - timedelta(days=policy.quota_days)).date()
     )
