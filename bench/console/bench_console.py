@@ -163,6 +163,7 @@ async def load_log(
             await conn.copy_records_to_table("request_log", records=records, columns=columns)
         for table, unit in (("usage_minute", "minute"), ("usage_hour", "hour")):
             await conn.execute(aggregate_sql(table, unit))
+        await conn.execute("SELECT usage_org_rollup_rebuild()")  # the org rollups, from those
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
