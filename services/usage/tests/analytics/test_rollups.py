@@ -18,6 +18,7 @@ from tollgate.contracts.events.gateway import RejectionReason, RequestMode
 from tollgate.kit.db import create_engine, session_maker
 from tollgate.usage import histogram
 from tollgate.usage.analytics.repository import UsageFilter
+from tollgate.usage.analytics.schemas import Granularity, TopDimension
 from tollgate.usage.analytics.service import errors, summary, timeseries, top
 from tollgate.usage.ingest.service import Delivery, RequestEvent, record_requests
 from tollgate.usage.models import NIL, RequestLogEntry
@@ -189,13 +190,14 @@ async def test_rollup_answers_equal_the_log(database_factory: Callable[[str], st
                     assert {
                         (i.status, i.rejection_reason): i.requests for i in broken.items
                     } == by_status
-                    for by, field in (
+                    dimensions: list[tuple[TopDimension, str]] = [
                         ("api", "api_id"),
                         ("route", "route_id"),
                         ("key", "key_id"),
                         ("status", "status"),
-                    ):
-                        ranked = await top(session, where, span, by, "requests", 50)  # type: ignore[arg-type]
+                    ]
+                    for by, field in dimensions:
+                        ranked = await top(session, where, span, by, "requests", 50)
                         groups: dict[Any, list[Logged]] = {}
                         for r in inside:
                             groups.setdefault(getattr(r, field), []).append(r)
@@ -212,7 +214,9 @@ async def test_rollup_answers_equal_the_log(database_factory: Callable[[str], st
                             for v, g in groups.items()
                         }
                         assert got == want, (where, span, by)
-                    granularity = "minute" if span.end - span.start < timedelta(hours=2) else "hour"
+                    granularity: Granularity = (
+                        "minute" if span.end - span.start < timedelta(hours=2) else "hour"
+                    )
                     series = await timeseries(session, where, span, granularity)
                     step = timedelta(minutes=1 if granularity == "minute" else 60)
                     for point in series.points:
