@@ -39,7 +39,7 @@ from tollgate.gateway.proxy.gate import Gate
 from tollgate.gateway.proxy.headers import TrustedProxies
 from tollgate.gateway.proxy.tracing import RequestSpans
 from tollgate.gateway.proxy.upstreams import UpstreamClients
-from tollgate.gateway.registry.replay import StateFollower
+from tollgate.gateway.registry.replay import state_follower
 from tollgate.gateway.registry.store import Registry
 from tollgate.kit.kafka import ensure_topics
 from tollgate.kit.metrics import exposition
@@ -68,7 +68,7 @@ class Gateway:
         self.settings = settings
         sealer = Sealer(settings.sealing_keys) if settings.sealing_keys.strip() else None
         self.registry = Registry(sealer, refuse_unknown_orgs=settings.refuse_unknown_orgs)
-        self.follower = StateFollower(settings, self.registry)
+        self.follower = state_follower(settings, self.registry)
         self.limiter = RateLimiter(settings)
         self.publisher = EventPublisher(settings)
         self.upstreams = UpstreamClients(settings)
