@@ -104,6 +104,12 @@ class FakeBackends:
     email_retries: list[str] = field(default_factory=list)
     log_items: list[dict[str, Any]] = field(default_factory=list)
     key_list_params: list[dict[str, str]] = field(default_factory=list)
+    plans: dict[str, dict[str, Any]] = field(default_factory=dict)
+    org_plan_id: str | None = None
+    next_plan_id: str | None = None
+    provider: str = "manual"
+    checkouts: list[str] = field(default_factory=list)
+    purchases: list[dict[str, Any]] = field(default_factory=list)
 
     def tokens(self) -> httpx.Response:
         n = self.refreshes
@@ -396,6 +402,9 @@ class FakeBackends:
         return problem(404, "Not Found")
 
     def billing_get(self, request: httpx.Request, path: str) -> httpx.Response:
+        plans = _billing_plans_get(self, request, path)
+        if plans is not None:
+            return plans
         if path.endswith("/balance"):
             body = {
                 "balance": 98765 + sum(e["amount"] for e in self.ledger),
@@ -414,7 +423,12 @@ class FakeBackends:
             return httpx.Response(200, json={"month": match.group(1), "closing_balance": 98765})
         return problem(404, "Not Found")
 
+    def billing_put(self, request: httpx.Request, path: str) -> httpx.Response:
+        return _billing_plans_write(self, request, path)
+
     def billing_patch(self, request: httpx.Request, path: str) -> httpx.Response:
+        if path.startswith("/v1/plans/"):
+            return _billing_plans_write(self, request, path)
         if self.role != "owner" and not self.admin:
             return problem(403, "Forbidden", "Requires the owner role.")
         body = json.loads(request.content)
@@ -427,6 +441,8 @@ class FakeBackends:
 
     def billing_post(self, request: httpx.Request, path: str) -> httpx.Response:
         """Top-ups and adjustments: platform admins, once per Idempotency-Key."""
+        if "plan" in path or "checkout" in path:
+            return _billing_plans_write(self, request, path)
         if not self.admin:
             return problem(403, "Forbidden", "Platform admins only.")
         key = request.headers.get("idempotency-key")
@@ -682,3 +698,104 @@ def log_body(key_id: str | None, path: str = "/hello", status: int = 200) -> dic
         "client_ip": "127.0.0.1",
         "cost": 1,
     }
+
+
+def plan_body(
+    name: str, price: int = 0, included: int | None = 1000, **changes: Any
+) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "name": name,
+        "monthly_price": price,
+        "currency": "usd",
+        "included_requests": included,
+        "past_quota": "reject_402",
+        "overage_price": 0,
+        "rate_limits": {},
+        "trial_days": 0,
+        "free": price == 0,
+        "archived": False,
+        "created_at": NOW,
+        **changes,
+    }
+
+
+def _org_plan(fake: FakeBackends) -> dict[str, Any]:
+    return {
+        "org_id": fake.org_id,
+        "plan": fake.plans[str(fake.org_plan_id)],
+        "status": "active",
+        "period_start": "2026-11-01T00:00:00Z",
+        "period_end": "2026-12-01T00:00:00Z",
+        "trial_ends_at": None,
+        "next_plan": fake.plans[fake.next_plan_id] if fake.next_plan_id else None,
+        "version": 1,
+    }
+
+
+def _billing_plans_get(
+    fake: FakeBackends, request: httpx.Request, path: str
+) -> httpx.Response | None:
+    if path == "/v1/plans":
+        archived = request.url.params.get("archived") == "true"
+        if archived and not fake.admin:
+            return problem(403, "Forbidden", "Platform admins only.")
+        items = [p for p in fake.plans.values() if p["archived"] == archived]
+        return httpx.Response(200, json={"items": items, "next_cursor": None})
+    if path == f"/v1/orgs/{fake.org_id}/plan":
+        if fake.org_plan_id is None:
+            return problem(404, "Not Found", "This org has no plan.", slug="no-plan")
+        return httpx.Response(200, json=_org_plan(fake))
+    if path == "/v1/credit-packs":
+        pack = {"id": "small", "credits": 10000, "price": 1000, "currency": "usd"}
+        return httpx.Response(200, json={"provider": fake.provider, "packs": [pack]})
+    if path == f"/v1/orgs/{fake.org_id}/purchases":
+        return httpx.Response(200, json={"items": fake.purchases, "next_cursor": "p2"})
+    if "/plan" in path or "/purchases" in path:
+        return problem(404, "Not Found")
+    return None
+
+
+def _billing_plans_write(fake: FakeBackends, request: httpx.Request, path: str) -> httpx.Response:
+    body = json.loads(request.content or b"{}")
+    if path == "/v1/plans":
+        if not fake.admin:
+            return problem(403, "Forbidden", "Platform admins only.")
+        plan = plan_body(body["name"], body["monthly_price"], body["included_requests"])
+        fake.plans[plan["id"]] = plan
+        return httpx.Response(201, json=plan)
+    archive = re.fullmatch(r"/v1/plans/([^/]+)", path)
+    if archive:
+        if not fake.admin:
+            return problem(403, "Forbidden", "Platform admins only.")
+        fake.plans[archive.group(1)]["archived"] = body["archived"]
+        return httpx.Response(200, json=fake.plans[archive.group(1)])
+    if path == f"/v1/orgs/{fake.org_id}/plan":
+        if fake.role != "owner" and not fake.admin:
+            return problem(403, "Forbidden", "Requires the owner role.")
+        plan = fake.plans.get(body["plan_id"])
+        if plan is None:
+            return problem(404, "Not Found", "No such plan.")
+        if not plan["free"] and not fake.admin:
+            return problem(
+                403, "Forbidden", "This plan requires payment.", slug="plan-requires-payment"
+            )
+        current = fake.plans.get(str(fake.org_plan_id))
+        if current and plan["monthly_price"] < current["monthly_price"]:
+            fake.next_plan_id = plan["id"]
+        else:
+            fake.org_plan_id = plan["id"]
+        return httpx.Response(200, json=_org_plan(fake))
+    if path.startswith(f"/v1/orgs/{fake.org_id}/") and path.endswith(
+        ("checkout-sessions", "subscription-checkout")
+    ):
+        if fake.role != "owner":
+            return problem(403, "Forbidden", "Requires the owner role.")
+        if fake.provider != "stripe":
+            return problem(
+                409, "Conflict", "Card payments are not configured.", slug="payments-not-configured"
+            )
+        fake.checkouts.append(body.get("pack_id") or body.get("plan_id"))
+        url = "https://checkout.stripe.test/c/pay/cs_test_1"
+        return httpx.Response(201, json={"purchase_id": str(uuid.uuid4()), "checkout_url": url})
+    return problem(404, "Not Found")

@@ -31,6 +31,7 @@ from tollgate.console.pages import (
     logs,
     operator,
     orgs,
+    plans,
     portal,
     profile,
     team,
@@ -117,6 +118,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
         webhooks,
         portal,
         operator,
+        plans,
     ):
         app.include_router(module.router)
     install_web_middleware(app)

@@ -400,6 +400,95 @@ class Transaction(Shape):
     created_at: datetime
 
 
+class Plan(Shape):
+    """A billing plan (rate card); prices in minor currency units."""
+
+    id: uuid.UUID
+    name: str
+    monthly_price: int
+    currency: str
+    included_requests: int | None
+    past_quota: str
+    overage_price: int
+    trial_days: int = 0
+    free: bool
+    archived: bool
+
+
+class OrgPlan(Shape):
+    """An org's plan, its period, and a downgrade waiting for the period end."""
+
+    plan: Plan
+    status: str
+    period_start: datetime
+    period_end: datetime
+    trial_ends_at: datetime | None = None
+    next_plan: Plan | None = None
+
+
+class CreditPack(Shape):
+    id: str
+    credits: int
+    price: int
+    currency: str
+
+
+class CreditPacks(Shape):
+    """The packs on sale; `provider` manual means an operator adds credits."""
+
+    provider: str
+    packs: list[CreditPack]
+
+
+class Checkout(Shape):
+    purchase_id: uuid.UUID
+    checkout_url: str
+
+
+class Purchase(Shape):
+    """A receipt of a credit pack bought through the payment provider."""
+
+    id: uuid.UUID
+    pack_id: str
+    credits: int
+    amount: int
+    currency: str
+    status: str
+    refunded_credits: int = 0
+    created_at: datetime
+    paid_at: datetime | None = None
+
+
+class SmsStatus(Shape):
+    status: str
+    error_code: str | None = None
+    at: datetime
+
+
+class SmsMessage(Shape):
+    """An outbound SMS of the org; `timeline` only on the one-message read."""
+
+    id: uuid.UUID
+    to: str
+    from_: str = Field(alias="from")
+    text: str
+    encoding: str
+    segments: int
+    price: int
+    refunded: bool
+    status: str
+    error_code: str | None = None
+    error_message: str | None = None
+    queued_at: datetime
+    timeline: list[SmsStatus] | None = None
+
+
+class SmsPrice(Shape):
+    prefix: str
+    price_per_segment: int
+    updated_at: datetime
+
+
 def _drop_none(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v not in (None, "")}
 
@@ -952,3 +1041,109 @@ class Backends:
             "billing", "GET", f"/v1/orgs/{org_id}/transactions", token=token, params=params
         )
         return Page[Transaction].model_validate(answer)
+
+    # --- billing: plans and payments ----------------------------------------------
+
+    async def plans(self, token: str, *, archived: bool, cursor: str | None) -> Page[Plan]:
+        params = {"archived": "true" if archived else None, "cursor": cursor, "limit": 100}
+        answer = await self._call("billing", "GET", "/v1/plans", token=token, params=params)
+        return Page[Plan].model_validate(answer)
+
+    async def create_plan(self, token: str, body: dict[str, Any]) -> Plan:
+        answer = await self._call("billing", "POST", "/v1/plans", token=token, json=body)
+        return Plan.model_validate(answer)
+
+    async def set_plan_archived(self, token: str, plan_id: uuid.UUID, archived: bool) -> Plan:
+        answer = await self._call(
+            "billing", "PATCH", f"/v1/plans/{plan_id}", token=token, json={"archived": archived}
+        )
+        return Plan.model_validate(answer)
+
+    async def org_plan(self, token: str, org_id: uuid.UUID) -> OrgPlan | None:
+        """The org's plan; None when it has none (billing's 404 `no-plan`)."""
+        try:
+            answer = await self._call("billing", "GET", f"/v1/orgs/{org_id}/plan", token=token)
+        except BackendProblem as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return OrgPlan.model_validate(answer)
+
+    async def choose_plan(self, token: str, org_id: uuid.UUID, plan_id: uuid.UUID) -> OrgPlan:
+        """An upgrade applies at once, a downgrade at the period end (billing decides)."""
+        answer = await self._call(
+            "billing", "PUT", f"/v1/orgs/{org_id}/plan", token=token, json={"plan_id": str(plan_id)}
+        )
+        return OrgPlan.model_validate(answer)
+
+    async def subscription_checkout(self, token: str, org_id: uuid.UUID, plan_id: uuid.UUID) -> str:
+        answer = await self._call(
+            "billing",
+            "POST",
+            f"/v1/orgs/{org_id}/subscription-checkout",
+            token=token,
+            json={"plan_id": str(plan_id)},
+        )
+        return str(answer["checkout_url"])
+
+    async def credit_packs(self, token: str) -> CreditPacks:
+        answer = await self._call("billing", "GET", "/v1/credit-packs", token=token)
+        return CreditPacks.model_validate(answer)
+
+    async def checkout(self, token: str, org_id: uuid.UUID, pack_id: str) -> Checkout:
+        answer = await self._call(
+            "billing",
+            "POST",
+            f"/v1/orgs/{org_id}/checkout-sessions",
+            token=token,
+            json={"pack_id": pack_id},
+        )
+        return Checkout.model_validate(answer)
+
+    async def purchases(self, token: str, org_id: uuid.UUID, cursor: str | None) -> Page[Purchase]:
+        answer = await self._call(
+            "billing",
+            "GET",
+            f"/v1/orgs/{org_id}/purchases",
+            token=token,
+            params={"cursor": cursor, "limit": 50},
+        )
+        return Page[Purchase].model_validate(answer)
+
+    # --- notifier: outbound SMS -----------------------------------------------------
+
+    async def sms_sent(
+        self, token: str, org_id: uuid.UUID, status: str | None, cursor: str | None
+    ) -> Page[SmsMessage]:
+        answer = await self._call(
+            "notifier",
+            "GET",
+            f"/v1/orgs/{org_id}/sms/sent",
+            token=token,
+            params={"status": status, "cursor": cursor, "limit": 50},
+        )
+        return Page[SmsMessage].model_validate(answer)
+
+    async def sms_message(self, token: str, org_id: uuid.UUID, message_id: uuid.UUID) -> SmsMessage:
+        answer = await self._call(
+            "notifier", "GET", f"/v1/orgs/{org_id}/sms/sent/{message_id}", token=token
+        )
+        return SmsMessage.model_validate(answer)
+
+    async def sms_prices(self, token: str) -> list[SmsPrice]:
+        answer = await self._call("notifier", "GET", "/v1/admin/sms/prices", token=token)
+        return [SmsPrice.model_validate(p) for p in answer]
+
+    async def set_sms_price(self, token: str, prefix: str, price_per_segment: int) -> None:
+        await self._call(
+            "notifier",
+            "PUT",
+            "/v1/admin/sms/prices",
+            token=token,
+            json={"prefix": prefix, "price_per_segment": price_per_segment},
+        )
+
+    async def delete_sms_price(self, token: str, prefix: str) -> None:
+        await self._call(
+            "notifier", "DELETE", "/v1/admin/sms/prices", token=token, params={"prefix": prefix}
+        )

@@ -15,13 +15,19 @@ import gettext
 import io
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from pathlib import Path
 
 from babel import Locale
 from babel.dates import format_date, format_datetime, format_time, get_datetime_format
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_decimal, format_percent
+from babel.numbers import (
+    format_currency,
+    format_decimal,
+    format_percent,
+    get_currency_precision,
+)
 from babel.support import Translations
 
 LOCALE_DIR = Path(__file__).parent / "locale"
@@ -134,6 +140,12 @@ class Formats:
         if type(value) is int and group is not None:  # most numbers on a page: counts
             return f"{value:,}".replace(",", group)
         return str(format_decimal(value, locale=self.locale))
+
+    def money(self, minor_units: int, currency: str) -> str:
+        """An amount in minor currency units (cents) as the locale writes it: $10.00."""
+        code = currency.upper()
+        digits = get_currency_precision(code)
+        return str(format_currency(Decimal(minor_units).scaleb(-digits), code, locale=self.locale))
 
     def percent(self, value: float | None) -> str:
         return "—" if value is None else format_percent(value, "#,##0.##%", locale=self.locale)
