@@ -39,6 +39,7 @@ from tollgate.contracts import (
 )
 from tollgate.contracts.events.audit import AuditRecorded
 from tollgate.contracts.events.billing import (
+    AutoTopUpFailed,
     PastQuota,
     PlanPaymentFailed,
     PlanState,
@@ -222,6 +223,15 @@ def every_event() -> list[EventData]:
             plan_id=UUID("01958b6e-0000-7000-8000-00000000b001"),
             plan_name="Pro",
             reason="invoice unpaid after the grace period",
+            occurred_at=NOW,
+        ),
+        AutoTopUpFailed(
+            org_id=ORG_ID,
+            charge_id=UUID("01958b6e-0000-7000-8000-00000000c001"),
+            amount=1_000,
+            currency="usd",
+            reason="card_declined",
+            balance=900,
             occurred_at=NOW,
         ),
         UsageThresholdCrossed(

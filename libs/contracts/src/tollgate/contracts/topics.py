@@ -25,6 +25,7 @@ from tollgate.contracts.events.accounts import (
 )
 from tollgate.contracts.events.audit import AuditRecorded
 from tollgate.contracts.events.billing import (
+    AutoTopUpFailed,
     BalanceState,
     CreditsExhausted,
     CreditsLow,
@@ -127,7 +128,14 @@ BILLING_EVENTS = Topic(
     cleanup="delete",
     retention_ms=7 * _DAY_MS,
     key="org_id",
-    event_types=(CreditsLow, CreditsExhausted, CreditsToppedUp, PlanPaymentFailed, PlanSuspended),
+    event_types=(
+        CreditsLow,
+        CreditsExhausted,
+        CreditsToppedUp,
+        PlanPaymentFailed,
+        PlanSuspended,
+        AutoTopUpFailed,
+    ),
     description="Notable balance changes (credits low, exhausted, topped up) and "
     "subscription trouble (plan payment failed, plan suspended).",
 )

@@ -197,3 +197,27 @@ class PlanSuspended(EventData):
     plan_name: str = Field(max_length=100, description="The plan's display name.")
     reason: str = Field(max_length=200, description="Why, in plain words.")
     occurred_at: UtcDatetime = Field(description="When the org was suspended.")
+
+
+class AutoTopUpFailed(EventData):
+    """An org's automatic top-up could not be charged: no credits were added.
+
+    Sent by billing (outbox) when the off-session charge to the org's saved payment
+    method is declined, needs the customer (authentication), fails after its retries,
+    or would exceed the org's monthly spend cap. Kafka key: `org_id`.
+    """
+
+    event_type = "tollgate.billing.auto_top_up.failed.v1"
+    key_field = "org_id"
+
+    org_id: UUID = Field(description="Organisation.")
+    charge_id: UUID = Field(description="The top-up attempt (also its purchase id).")
+    amount: int = Field(ge=0, description="What was to be charged, in minor currency units.")
+    currency: str = Field(max_length=3, description="ISO 4217, lower case.")
+    reason: str = Field(
+        max_length=64,
+        description="card_declined, authentication_required, monthly_cap_reached or "
+        "provider_unavailable (new reasons may be added).",
+    )
+    balance: int = Field(description="The org's balance in credits when it failed.")
+    occurred_at: UtcDatetime = Field(description="When the attempt ended.")
