@@ -34,6 +34,7 @@ from tollgate.console.pages import (
     plans,
     portal,
     profile,
+    purchases,
     team,
     usage,
     webhooks,
@@ -119,6 +120,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
         portal,
         operator,
         plans,
+        purchases,
     ):
         app.include_router(module.router)
     install_web_middleware(app)
