@@ -268,6 +268,9 @@ def test_every_template_renders_in_english_and_chinese() -> None:
         "url": "https://hooks.example.com",
         "reason": "gone",
         "mode": "prepaid",
+        "plan_name": "Pro",
+        "invoice_id": "in_1",
+        "grace_until": "2025-01-04 00:00 UTC",
     }
     for kind in KINDS:
         en = render(kind, "en-GB", context, "https://c/x")
@@ -277,3 +280,6 @@ def test_every_template_renders_in_english_and_chinese() -> None:
         assert "<html" in en.html
         assert any("\u4e00" <= ch <= "\u9fff" for ch in zh.subject + zh.text)
     assert "410 Gone" in render("webhook_endpoint_disabled", "en", context).text
+    suspended = {"plan_name": "Pro", "reason": "the subscription ended"}
+    assert "订阅已结束" in render("plan_suspended", "zh-CN", suspended).text
+    assert "the subscription ended" in render("plan_suspended", "en", suspended).text

@@ -6,9 +6,10 @@ stay sealed in the queue; they are unsealed only when the mail is composed for
 sending (`compose`), and never logged.
 
 Recipients: user mails (password reset, invitation) go to the address in the
-event. Org-level mails (credits, usage, disabled webhook endpoint) go to the org's
-notification contacts, managed by the org's owners through this service's API (the
-notifier does not own users; an org without contacts gets no org-level mail).
+event. Org-level mails (credits, plan payment failed or suspended, usage, disabled
+webhook endpoint) go to the org's notification contacts, managed by the org's owners
+through this service's API (the notifier does not own users; an org without contacts
+gets no org-level mail).
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.contracts.envelope import CloudEvent
 from tollgate.contracts.events.accounts import MemberInvited, PasswordResetRequested
-from tollgate.contracts.events.billing import CreditsExhausted, CreditsLow
+from tollgate.contracts.events.billing import (
+    CreditsExhausted,
+    CreditsLow,
+    PlanPaymentFailed,
+    PlanSuspended,
+)
 from tollgate.contracts.events.usage import UsageThresholdCrossed
 from tollgate.kit.problems import Conflict, NotFound, Unprocessable
 from tollgate.kit.sealing import Sealer
@@ -155,6 +161,28 @@ async def queue_for_event(session: AsyncSession, event: CloudEvent[Any], now: da
             data.org_id,
             kind="credits_exhausted",
             context={"balance": data.balance, "mode": data.mode.value},
+            dedupe_key=key,
+            now=now,
+        )
+    if isinstance(data, PlanPaymentFailed):
+        return await queue_for_org(
+            session,
+            data.org_id,
+            kind="plan_payment_failed",
+            context={
+                "plan_name": data.plan_name,
+                "invoice_id": data.invoice_id,
+                "grace_until": data.grace_until.strftime("%Y-%m-%d %H:%M UTC"),
+            },
+            dedupe_key=key,
+            now=now,
+        )
+    if isinstance(data, PlanSuspended):
+        return await queue_for_org(
+            session,
+            data.org_id,
+            kind="plan_suspended",
+            context={"plan_name": data.plan_name, "reason": data.reason},
             dedupe_key=key,
             now=now,
         )

@@ -25,6 +25,8 @@ KINDS = (
     "org_invitation",
     "credits_low",
     "credits_exhausted",
+    "plan_payment_failed",
+    "plan_suspended",
     "usage_threshold",
     "webhook_endpoint_disabled",
 )
@@ -101,6 +103,47 @@ _TEXTS: dict[str, dict[str, tuple[str, tuple[str, ...], str | None]]] = {
             None,
         ),
     },
+    "plan_payment_failed": {
+        "en": (
+            "Payment for your Tollgate plan {plan_name} failed",
+            (
+                "We could not collect the payment of invoice {invoice_id} for your "
+                "organisation's plan {plan_name}.",
+                "Your API keys keep working until {grace_until}. If the invoice is still unpaid "
+                "then, the plan is suspended and every request is rejected with 402. Update your "
+                "payment method to keep your service running.",
+            ),
+            None,
+        ),
+        "zh": (
+            "您的 Tollgate 套餐 {plan_name} 付款失败",
+            (
+                "您组织的套餐 {plan_name} 的账单 {invoice_id} 扣款失败。",
+                "您的 API 密钥在 {grace_until} 之前仍可正常使用。届时若账单仍未支付,套餐将被暂停,"
+                "所有请求都将被拒绝(402)。请更新付款方式,以免服务中断。",
+            ),
+            None,
+        ),
+    },
+    "plan_suspended": {
+        "en": (
+            "Your Tollgate plan {plan_name} is suspended",
+            (
+                "Your organisation's plan {plan_name} was suspended: {reason}.",
+                "Every request is rejected with 402 until the plan is paid. Your API keys work "
+                "again as soon as the payment goes through.",
+            ),
+            None,
+        ),
+        "zh": (
+            "您的 Tollgate 套餐 {plan_name} 已被暂停",
+            (
+                "您组织的套餐 {plan_name} 已被暂停:{reason}。",
+                "在套餐付清之前,所有请求都将被拒绝(402)。付款成功后,您的 API 密钥将立即恢复可用。",
+            ),
+            None,
+        ),
+    },
     "usage_threshold": {
         "en": (
             "API key usage reached {threshold_percent} % of its {period} limit",
@@ -147,6 +190,13 @@ _REASONS = {
         "en": "every delivery has failed for 5 days",
         "zh": "连续 5 天投递全部失败",
     },
+    # Billing's PlanSuspended reasons are plain English (free text in the contract);
+    # the ones it sends today are translated here, anything else is shown as sent.
+    "invoice unpaid after the grace period": {
+        "en": "invoice unpaid after the grace period",
+        "zh": "宽限期结束时账单仍未支付",
+    },
+    "the subscription ended": {"en": "the subscription ended", "zh": "订阅已结束"},
 }
 _PERIODS = {"day": {"en": "day", "zh": "日"}, "month": {"en": "month", "zh": "月"}}
 

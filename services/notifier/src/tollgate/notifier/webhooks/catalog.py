@@ -20,6 +20,8 @@ from tollgate.contracts.events.billing import (
     CreditsExhausted,
     CreditsLow,
     CreditsToppedUp,
+    PlanPaymentFailed,
+    PlanSuspended,
 )
 from tollgate.contracts.events.notifier import SmsReceived, SmsRoute, SmsStatus, SmsStatusChanged
 from tollgate.contracts.events.usage import UsagePeriod, UsageThresholdCrossed
@@ -30,6 +32,7 @@ _AT = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 _ORG = uuid.UUID("0195a3c1-7a2e-7c4d-9f10-3b5e8d2a6c01")
 _KEY = uuid.UUID("0195a3c1-8b3f-7d5e-a021-4c6f9e3b7d12")
 _USER = uuid.UUID("0195a3c1-be62-7081-9354-7f9c2b6ea045")
+_PLAN = uuid.UUID("0195a3c1-d4a8-7b19-8e26-5a0c3f7b9e31")
 _KEY_FIELDS: dict[str, Any] = {
     "org_id": _ORG,
     "key_id": _KEY,
@@ -68,6 +71,30 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
             amount=10_000,
             balance=10_950,
             ledger_entry_id=uuid.UUID("0195a3c2-0000-7000-8000-000000000001"),
+            occurred_at=_AT,
+        ),
+    ),
+    EventTypeInfo(
+        PlanPaymentFailed.event_type,
+        "An invoice for the org's plan could not be paid; the org is suspended at "
+        "`grace_until` unless it is paid by then.",
+        PlanPaymentFailed(
+            org_id=_ORG,
+            plan_id=_PLAN,
+            plan_name="Pro",
+            invoice_id="in_1QxYz2AbCdEfGhIj",
+            grace_until=_AT + timedelta(days=3),
+            occurred_at=_AT,
+        ),
+    ),
+    EventTypeInfo(
+        PlanSuspended.event_type,
+        "The org's plan was suspended: every call is refused with 402 until it is paid.",
+        PlanSuspended(
+            org_id=_ORG,
+            plan_id=_PLAN,
+            plan_name="Pro",
+            reason="invoice unpaid after the grace period",
             occurred_at=_AT,
         ),
     ),
