@@ -14,6 +14,8 @@
   `usage_hour`.
 - `usage_org_minute` / `usage_org_hour`: the same summed over keys (`mode` in the primary
   key), written in the same transaction; what analytics read when no key is involved.
+- `usage_key_hour` / `usage_key_day`: per (org, key, hour or UTC day) totals without
+  histograms or other dimensions, for ranking keys over long ranges.
 - `api_keys`: what usage knows of each key from `tollgate.accounts.keys.v1`: its org
   (tenant checks on `/keys/{id}`) and its quota limits.
 - `quota_usage` / `quota_alerts`: admitted requests per key and day/month, and the
@@ -146,6 +148,37 @@ class UsageOrgHour(_OrgAggregate, Base):
     """`usage_hour` summed over keys: what org-wide analytics read."""
 
     __tablename__ = "usage_org_hour"
+
+
+class _KeyRollup:
+    """Columns of the per-key rollups: measures already split by outcome, no histogram."""
+
+    org_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    key_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    mode: Mapped[str] = mapped_column(Text, comment="live | test")
+    requests: Mapped[int] = mapped_column(BigInteger)
+    rejected: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    client_errors: Mapped[int] = mapped_column(BigInteger)
+    server_errors: Mapped[int] = mapped_column(BigInteger)
+    bytes_in: Mapped[int] = mapped_column(BigInteger)
+    bytes_out: Mapped[int] = mapped_column(BigInteger)
+    credits: Mapped[int] = mapped_column(BigInteger)
+    latency_ms_sum: Mapped[int] = mapped_column(BigInteger)
+    drifted: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageKeyHour(_KeyRollup, Base):
+    """`usage_hour` per (org, key, hour): what ranking keys reads at a range's edges."""
+
+    __tablename__ = "usage_key_hour"
+
+
+class UsageKeyDay(_KeyRollup, Base):
+    """`usage_hour` per (org, key, UTC day): what ranking keys reads for whole days."""
+
+    __tablename__ = "usage_key_day"
 
 
 class ApiKey(Base):

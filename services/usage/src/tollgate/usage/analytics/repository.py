@@ -24,6 +24,7 @@ from sqlalchemy import (
     Subquery,
     Uuid,
     and_,
+    case,
     cast,
     func,
     literal,
@@ -35,13 +36,23 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.usage.histogram import Histogram
-from tollgate.usage.models import NIL, UsageHour, UsageMinute, UsageOrgHour, UsageOrgMinute
+from tollgate.usage.models import (
+    NIL,
+    UsageHour,
+    UsageKeyDay,
+    UsageKeyHour,
+    UsageMinute,
+    UsageOrgHour,
+    UsageOrgMinute,
+)
 from tollgate.usage.scope import TimeRange
 
 _MINUTE: Any = UsageMinute.__table__
 _HOUR: Any = UsageHour.__table__
 _ORG_MINUTE: Any = UsageOrgMinute.__table__
 _ORG_HOUR: Any = UsageOrgHour.__table__
+_KEY_HOUR: Any = UsageKeyHour.__table__
+_KEY_DAY: Any = UsageKeyDay.__table__
 _COLUMNS = (
     "bucket", "org_id", "key_id", "api_id", "route_id", "method", "status", "reason",
     "requests", "bytes_in", "bytes_out", "credits", "latency_ms_sum", "latency_hist",
@@ -115,6 +126,98 @@ def rows_by(
     """Rows of one aggregate table (`minute` or `hour`) in [start, end)."""
     minute, hour = _tables(where, by_key)
     return _part(minute if table == "minute" else hour, where, start, end).subquery("rows")
+
+
+def _floor_day(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _ceil_day(moment: datetime) -> datetime:
+    floored = _floor_day(moment)
+    return floored if floored == moment else floored + timedelta(days=1)
+
+
+_KEY_MEASURES = (
+    "requests", "rejected", "errors", "client_errors", "server_errors", "bytes_in",
+    "bytes_out", "credits", "latency_ms_sum", "drifted",
+)  # fmt: skip
+
+
+def _key_part(table: Any, where: UsageFilter, start: datetime, end: datetime) -> Select[Any]:
+    conditions: list[ColumnElement[bool]] = [table.c.bucket >= start, table.c.bucket < end]
+    for name in ("org_id", "mode"):
+        value = getattr(where, name)
+        if value is not None:
+            conditions.append(table.c[name] == value)
+    if "api_id" not in table.c:  # usage_key_hour / usage_key_day
+        return select(table.c.key_id, *(table.c[n] for n in _KEY_MEASURES)).where(*conditions)
+    requests, done = table.c.requests, table.c.reason == ""
+    error = done & (table.c.status >= 400)
+
+    def when(condition: Any, value: Any = requests) -> Any:
+        return case((condition, value), else_=0)
+
+    return select(
+        table.c.key_id,
+        requests.label("requests"),
+        when(~done).label("rejected"),
+        when(error).label("errors"),
+        when(error & (table.c.status < 500)).label("client_errors"),
+        when(error & (table.c.status >= 500)).label("server_errors"),
+        table.c.bytes_in,
+        table.c.bytes_out,
+        table.c.credits,
+        when(done, table.c.latency_ms_sum).label("latency_ms_sum"),
+        table.c.drifted,
+    ).where(*conditions)
+
+
+def key_rows_in(where: UsageFilter, span: TimeRange) -> Subquery | None:
+    """Per-key rows covering `span` exactly once: whole UTC days from `usage_key_day`,
+    whole hours at the edges from `usage_key_hour`, edge minutes from `usage_minute`;
+    columns `key_id` and the measures of `Totals`. None when `where` restricts a
+    dimension these rows do not have (key, API, route)."""
+    if where.key_id is not None or where.api_id is not None or where.route_id is not None:
+        return None
+    parts: list[Select[Any]] = []
+
+    def by_hours(start: datetime, end: datetime) -> None:
+        first_hour, last_hour = _ceil_hour(start), _floor_hour(end)
+        if first_hour >= last_hour:
+            if start < end:
+                parts.append(_key_part(_MINUTE, where, start, end))
+            return
+        parts.append(_key_part(_KEY_HOUR, where, first_hour, last_hour))
+        if start < first_hour:
+            parts.append(_key_part(_MINUTE, where, start, first_hour))
+        if last_hour < end:
+            parts.append(_key_part(_MINUTE, where, last_hour, end))
+
+    first_day, last_day = _ceil_day(span.start), _floor_day(span.end)
+    if first_day >= last_day:
+        by_hours(span.start, span.end)
+    else:
+        parts.append(_key_part(_KEY_DAY, where, first_day, last_day))
+        by_hours(span.start, first_day)
+        by_hours(last_day, span.end)
+    if len(parts) == 1:
+        return parts[0].subquery("rows")
+    return union_all(*parts).subquery("rows")
+
+
+async def key_totals(
+    session: AsyncSession, rows: Subquery, *, order_by: str, limit: int
+) -> list[tuple[Any, Totals]]:
+    """The top `limit` keys of `key_rows_in` rows by `order_by`, with their totals."""
+    label = rows.c.key_id.label("g")
+    measures = [func.coalesce(func.sum(rows.c[n]), 0).label(n) for n in _KEY_MEASURES]
+    stmt = (
+        select(label, *measures)
+        .group_by(label)
+        .order_by(literal_column(order_by).desc(), label)
+        .limit(limit)
+    )
+    return [(row.g, _totals(row)) for row in await session.execute(stmt)]
 
 
 def _total(expression: Any, *where: Any) -> Any:

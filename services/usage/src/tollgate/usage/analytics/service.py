@@ -178,7 +178,11 @@ async def top(
     """The `limit` busiest values of a dimension, by `order_by`."""
     rows = repository.rows_in(where, span, by_key=by == "key")
     group = _dimension(rows, by)
-    ranked = await repository.totals_by(session, rows, group, order_by=order_by, limit=limit)
+    key_rows = repository.key_rows_in(where, span) if by == "key" else None
+    if key_rows is not None:  # narrow per-key rollups; histograms of the winners only
+        ranked = await repository.key_totals(session, key_rows, order_by=order_by, limit=limit)
+    else:
+        ranked = await repository.totals_by(session, rows, group, order_by=order_by, limit=limit)
     values = [value for value, _ in ranked]
     hists = (
         await repository.histograms_by(session, rows, group, where=[group.in_(values)])

@@ -297,6 +297,87 @@ def by_org(
     return summed
 
 
+KEY_MEASURES = (
+    "requests",
+    "rejected",
+    "errors",
+    "client_errors",
+    "server_errors",
+    "bytes_in",
+    "bytes_out",
+    "credits",
+    "latency_ms_sum",
+    "drifted",
+)
+KeyRollupKey = tuple[uuid.UUID, datetime, uuid.UUID, str]
+"""(org, bucket, key, mode) of `usage_key_hour` / `usage_key_day`."""
+
+
+def by_key(
+    hours: Mapping[AggregateKey, AggregateValues], *, days: bool
+) -> dict[KeyRollupKey, list[int]]:
+    """Hour aggregates summed per (org, hour or UTC day, key): the `KEY_MEASURES`."""
+    summed: dict[KeyRollupKey, list[int]] = {}
+    for key, v in hours.items():
+        bucket, org_id, key_id, _, _, _, status, reason, mode = key
+        if days:
+            bucket = bucket.replace(hour=0)
+        slot = (org_id, bucket, key_id, mode)
+        total = summed.get(slot)
+        if total is None:
+            total = summed[slot] = [0] * len(KEY_MEASURES)
+        done = not reason
+        error = done and status >= 400
+        total[0] += v.requests
+        total[1] += 0 if done else v.requests
+        total[2] += v.requests if error else 0
+        total[3] += v.requests if error and status < 500 else 0
+        total[4] += v.requests if error and status >= 500 else 0
+        total[5] += v.bytes_in
+        total[6] += v.bytes_out
+        total[7] += v.credits
+        total[8] += v.latency_ms_sum if done else 0
+        total[9] += v.drifted
+    return summed
+
+
+def _key_upsert_sql(table: str) -> Any:
+    measures = ", ".join(KEY_MEASURES)
+    arrays = ", ".join(f"CAST(:{name} AS bigint[])" for name in KEY_MEASURES)
+    updates = ", ".join(f"{name} = u.{name} + excluded.{name}" for name in KEY_MEASURES)
+    return text(
+        f"""
+        INSERT INTO {table} AS u (org_id, bucket, key_id, mode, {measures})
+        SELECT * FROM unnest(
+            CAST(:org_id AS uuid[]), CAST(:bucket AS timestamptz[]), CAST(:key_id AS uuid[]),
+            CAST(:mode AS text[]), {arrays}
+        )
+        ON CONFLICT (org_id, bucket, key_id) DO UPDATE SET {updates}
+        """
+    )
+
+
+_KEY_UPSERTS = {table: _key_upsert_sql(table) for table in ("usage_key_hour", "usage_key_day")}
+
+
+async def add_to_key_rollup(
+    session: AsyncSession, table: str, rollup: Mapping[KeyRollupKey, list[int]]
+) -> None:
+    """Add `rollup` (see `by_key`) to `usage_key_hour` or `usage_key_day`."""
+    if not rollup:
+        return
+    slots = sorted(rollup)  # primary key order: no deadlocks
+    columns: dict[str, list[Any]] = {
+        "org_id": [s[0] for s in slots],
+        "bucket": [s[1] for s in slots],
+        "key_id": [s[2] for s in slots],
+        "mode": [s[3] for s in slots],
+    }
+    for n, name in enumerate(KEY_MEASURES):
+        columns[name] = [rollup[s][n] for s in slots]
+    await session.execute(_KEY_UPSERTS[table], columns)
+
+
 async def add_to_aggregates(
     session: AsyncSession,
     table: str,

@@ -268,6 +268,9 @@ async def record_requests(
     minutes, hours = repository.by_org(aggregates.minutes), repository.by_org(aggregates.hours)
     await repository.add_to_aggregates(session, "usage_org_minute", minutes)
     await repository.add_to_aggregates(session, "usage_org_hour", hours)
+    for table, days in (("usage_key_hour", False), ("usage_key_day", True)):
+        rollup = repository.by_key(aggregates.hours, days=days)
+        await repository.add_to_key_rollup(session, table, rollup)
     crossed = await count_admitted(session, aggregates.admitted)
     if fresh:
         next_offsets: dict[int, int] = {}

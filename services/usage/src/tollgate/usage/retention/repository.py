@@ -13,7 +13,14 @@ from typing import Any
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.usage.models import QuotaUsage, UsageHour, UsageOrgHour, UsageOrgMinute
+from tollgate.usage.models import (
+    QuotaUsage,
+    UsageHour,
+    UsageKeyDay,
+    UsageKeyHour,
+    UsageOrgHour,
+    UsageOrgMinute,
+)
 
 PARTITIONED_TABLES = ("request_log", "usage_minute")
 _LOCK_KEY = zlib.crc32(b"tollgate-usage:partitions")
@@ -78,9 +85,14 @@ async def delete_hours_before(session: AsyncSession, cutoff: datetime) -> int:
 
 
 async def delete_org_rollups_before(table: str, session: AsyncSession, cutoff: datetime) -> int:
-    """Delete rows of an org rollup (`usage_org_minute`, `usage_org_hour`) older than
-    `cutoff`; returns how many rows went."""
-    model: Any = {"usage_org_minute": UsageOrgMinute, "usage_org_hour": UsageOrgHour}[table]
+    """Delete rows of a rollup (`usage_org_minute`, `usage_org_hour`, `usage_key_hour`,
+    `usage_key_day`) older than `cutoff`; returns how many rows went."""
+    model: Any = {
+        "usage_org_minute": UsageOrgMinute,
+        "usage_org_hour": UsageOrgHour,
+        "usage_key_hour": UsageKeyHour,
+        "usage_key_day": UsageKeyDay,
+    }[table]
     result = await session.execute(delete(model).where(model.bucket < cutoff))
     return int(getattr(result, "rowcount", 0) or 0)
 

@@ -89,6 +89,9 @@ async def enforce_retention(
     for table, cutoff in (
         ("usage_org_minute", minute_cutoff),
         ("usage_org_hour", now - timedelta(days=policy.hour_days)),
+        ("usage_key_hour", now - timedelta(days=policy.hour_days)),
+        # a day row goes with the last of its hours
+        ("usage_key_day", now - timedelta(days=policy.hour_days) - timedelta(days=1)),
     ):
         dropped[table] = await repository.delete_org_rollups_before(table, session, cutoff)
     dropped["quota_usage"] = await repository.delete_quota_usage_before(
