@@ -110,6 +110,9 @@ class FakeBackends:
     provider: str = "manual"
     checkouts: list[str] = field(default_factory=list)
     purchases: list[dict[str, Any]] = field(default_factory=list)
+    sms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sms_prices: dict[str, int] = field(default_factory=dict)
+    sms_params: list[dict[str, str]] = field(default_factory=list)
 
     def tokens(self) -> httpx.Response:
         n = self.refreshes
@@ -519,6 +522,9 @@ def endpoint_body(endpoint_id: str, org_id: str, url: str, **changes: Any) -> di
 
 
 def _notifier_get(fake: FakeBackends, request: httpx.Request, path: str) -> httpx.Response:
+    sms = _notifier_sms(fake, request, path)
+    if sms is not None:
+        return sms
     if path == "/v1/admin/emails":
         if not fake.admin:
             return problem(403, "Forbidden", "Platform admins only.")
@@ -548,6 +554,9 @@ def _notifier_get(fake: FakeBackends, request: httpx.Request, path: str) -> http
 
 
 def _notifier_write(fake: FakeBackends, request: httpx.Request, path: str) -> httpx.Response:
+    sms = _notifier_sms(fake, request, path)
+    if sms is not None:
+        return sms
     retry = re.fullmatch(r"/v1/admin/emails/([^/]+)/retry", path)
     if retry:
         if not fake.admin:
@@ -608,6 +617,8 @@ def delivery_body(delivery_id: int, state: str) -> dict[str, Any]:
 FakeBackends.notifier_get = _notifier_get  # type: ignore[attr-defined]
 FakeBackends.notifier_post = _notifier_write  # type: ignore[attr-defined]
 FakeBackends.notifier_patch = _notifier_write  # type: ignore[attr-defined]
+FakeBackends.notifier_put = _notifier_write  # type: ignore[attr-defined]
+FakeBackends.notifier_delete = _notifier_write  # type: ignore[attr-defined]
 
 
 def api_body(api_id: str, slug: str, name: str, **changes: Any) -> dict[str, Any]:
@@ -799,3 +810,68 @@ def _billing_plans_write(fake: FakeBackends, request: httpx.Request, path: str) 
         url = "https://checkout.stripe.test/c/pay/cs_test_1"
         return httpx.Response(201, json={"purchase_id": str(uuid.uuid4()), "checkout_url": url})
     return problem(404, "Not Found")
+
+
+def sms_body(to: str, text: str, status: str = "delivered") -> dict[str, Any]:
+    """An outbound SMS as notifier's org log returns it (without its timeline)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "org_id": str(uuid.uuid4()),
+        "key_id": None,
+        "to": to,
+        "from": "+15005550006",
+        "text": text,
+        "encoding": "gsm7",
+        "segments": 1,
+        "price_per_segment": 7,
+        "price": 7,
+        "refunded": status == "failed",
+        "client_reference": None,
+        "status": status,
+        "provider_message_id": "SM1",
+        "error_code": None,
+        "error_message": None,
+        "queued_at": NOW,
+        "sent_at": NOW,
+        "delivered_at": NOW if status == "delivered" else None,
+        "failed_at": None,
+        "timeline": None,
+    }
+
+
+def _notifier_sms(fake: FakeBackends, request: httpx.Request, path: str) -> httpx.Response | None:
+    if path == "/v1/admin/sms/prices":
+        if not fake.admin:
+            return problem(403, "Forbidden", "Platform admins only.")
+        if request.method == "PUT":
+            body = json.loads(request.content)
+            if body["prefix"] == "+":
+                return problem(
+                    422, "Unprocessable Content", "Prefix refused.", slug="invalid-prefix"
+                )
+            fake.sms_prices[body["prefix"]] = body["price_per_segment"]
+        elif request.method == "DELETE":
+            fake.sms_prices.pop(request.url.params["prefix"], None)
+            return httpx.Response(204)
+        rows = [
+            {"prefix": k, "price_per_segment": v, "updated_at": NOW}
+            for k, v in sorted(fake.sms_prices.items())
+        ]
+        return httpx.Response(200, json=rows)
+    if path == f"/v1/orgs/{fake.org_id}/sms/sent":
+        fake.sms_params.append(dict(request.url.params))
+        status = request.url.params.get("status")
+        items = [m for m in fake.sms.values() if status is None or m["status"] == status]
+        return httpx.Response(200, json={"items": items, "next_cursor": None})
+    one = re.fullmatch(r"/v1/orgs/([^/]+)/sms/sent/([^/]+)", path)
+    if one:
+        message = fake.sms.get(one.group(2))
+        if one.group(1) != fake.org_id or message is None:
+            return problem(404, "Not Found", "No such message.")
+        timeline = [
+            {"status": "queued", "error_code": None, "at": "2026-11-29T09:59:58Z"},
+            {"status": "sent", "error_code": None, "at": "2026-11-29T09:59:59Z"},
+            {"status": message["status"], "error_code": None, "at": NOW},
+        ]
+        return httpx.Response(200, json={**message, "timeline": timeline})
+    return None

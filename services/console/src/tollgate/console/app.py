@@ -35,6 +35,7 @@ from tollgate.console.pages import (
     portal,
     profile,
     purchases,
+    sms,
     team,
     usage,
     webhooks,
@@ -121,6 +122,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
         operator,
         plans,
         purchases,
+        sms,
     ):
         app.include_router(module.router)
     install_web_middleware(app)
