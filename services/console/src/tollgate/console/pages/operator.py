@@ -23,7 +23,7 @@ router = APIRouter(prefix="/admin")
 EMAIL_STATES = ("pending", "sent", "failed")
 
 
-async def _operator(request: Request, session: Session) -> tuple[Me, list[Org]]:
+async def require_operator(request: Request, session: Session) -> tuple[Me, list[Org]]:
     """The signed-in platform admin; the 404 page for everybody else."""
     me, orgs = await identity(request, session)
     if not me.is_admin:
@@ -31,7 +31,7 @@ async def _operator(request: Request, session: Session) -> tuple[Me, list[Org]]:
     return me, orgs
 
 
-def _page(
+def operator_page(
     request: Request,
     template: str,
     me: Me,
@@ -46,7 +46,7 @@ def _page(
 
 @router.get("")
 async def operator_home(request: Request, session: CurrentSession) -> Response:
-    await _operator(request, session)
+    await require_operator(request, session)
     return RedirectResponse("/admin/apis", status_code=303)
 
 
@@ -56,21 +56,21 @@ async def api_list(
     session: CurrentSession,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
-    me, orgs = await _operator(request, session)
+    me, orgs = await require_operator(request, session)
     apis = await panel(backends(request).admin_apis(session.access_token, cursor))
-    return _page(request, "admin_apis.html", me, orgs, "apis", apis=apis)
+    return operator_page(request, "admin_apis.html", me, orgs, "apis", apis=apis)
 
 
 @router.get("/apis/{api_id}")
 async def api_detail(request: Request, session: CurrentSession, api_id: uuid.UUID) -> Response:
-    me, orgs = await _operator(request, session)
+    me, orgs = await require_operator(request, session)
     try:
         api = await backends(request).admin_api(session.access_token, api_id)
     except BackendProblem as exc:
         if exc.status == 404:
             raise OrgNotFound from exc
         raise
-    return _page(request, "admin_api.html", me, orgs, "apis", api=api)
+    return operator_page(request, "admin_api.html", me, orgs, "apis", api=api)
 
 
 @router.get("/orgs")
@@ -79,9 +79,9 @@ async def org_list(
     session: CurrentSession,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
-    me, orgs = await _operator(request, session)
+    me, orgs = await require_operator(request, session)
     page = await panel(backends(request).all_orgs(session.access_token, cursor))
-    return _page(request, "admin_orgs.html", me, orgs, "orgs", page=page)
+    return operator_page(request, "admin_orgs.html", me, orgs, "orgs", page=page)
 
 
 @router.get("/users")
@@ -93,7 +93,7 @@ async def user_list(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     done: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
-    me, orgs = await _operator(request, session)
+    me, orgs = await require_operator(request, session)
     page = await panel(
         backends(request).users(
             session.access_token,
@@ -103,7 +103,7 @@ async def user_list(
         )
     )
     filters = {"email": email or "", "active": active}
-    return _page(
+    return operator_page(
         request, "admin_users.html", me, orgs, "users", page=page, filters=filters, done=done
     )
 
@@ -116,7 +116,7 @@ async def user_set_active(
     action: Literal["deactivate", "reactivate"],
     back: Annotated[str, Form(max_length=2000)] = "/admin/users",
 ) -> Response:
-    me, orgs = await _operator(request, session)
+    me, orgs = await require_operator(request, session)
     try:
         await backends(request).set_user_active(
             session.access_token, user_id, active=action == "reactivate"
@@ -131,7 +131,7 @@ async def user_set_active(
         )
         filters = {"email": "", "active": ""}
         status = exc.status if exc.status in (403, 404, 409) else 400
-        return _page(
+        return operator_page(
             request,
             "admin_users.html",
             me,
@@ -155,11 +155,11 @@ async def email_log(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     done: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
-    me, orgs = await _operator(request, session)
+    me, orgs = await require_operator(request, session)
     page = await panel(
         backends(request).emails(session.access_token, state=state or None, cursor=cursor)
     )
-    return _page(
+    return operator_page(
         request,
         "admin_emails.html",
         me,
@@ -174,6 +174,6 @@ async def email_log(
 
 @router.post("/emails/{email_id}/retry")
 async def email_retry(request: Request, session: CurrentSession, email_id: uuid.UUID) -> Response:
-    await _operator(request, session)
+    await require_operator(request, session)
     await backends(request).retry_email(session.access_token, email_id)
     return RedirectResponse("/admin/emails?state=pending&done=retry", status_code=303)

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tollgate.console.backends import BackendDown, BackendProblem, OrgPlan, UsageSummary
-from tollgate.console.pages.operator import _operator, _page
+from tollgate.console.pages.operator import operator_page, require_operator
 from tollgate.console.web import (
     CurrentSession,
     OrgContext,
@@ -173,13 +173,13 @@ async def _admin_plans(
     form: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
-    me, orgs = await _operator(request, session)
+    me, orgs = await require_operator(request, session)
     client = backends(request)
     on_sale, archived = await asyncio.gather(
         panel(client.plans(session.access_token, archived=False, cursor=None)),
         panel(client.plans(session.access_token, archived=True, cursor=None)),
     )
-    return _page(
+    return operator_page(
         request,
         "admin_plans.html",
         me,
@@ -201,7 +201,7 @@ async def admin_plans(request: Request, session: CurrentSession) -> Response:
 
 @router.post("/admin/plans")
 async def create_plan(request: Request, session: CurrentSession) -> Response:
-    await _operator(request, session)
+    await require_operator(request, session)
     form = await request.form()
     values = {k: v.strip() for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
     body, errors = _plan_body(values)
@@ -223,7 +223,7 @@ async def create_plan(request: Request, session: CurrentSession) -> Response:
 @router.post("/admin/plans/{plan_id}/archive")
 async def archive_plan(request: Request, session: CurrentSession, plan_id: uuid.UUID) -> Response:
     """Take a plan off sale (`archived=0` in the form puts it back)."""
-    await _operator(request, session)
+    await require_operator(request, session)
     archived = (await request.form()).get("archived", "1") != "0"
     await backends(request).set_plan_archived(session.access_token, plan_id, archived)
     return RedirectResponse("/admin/plans?done=archived", status_code=303)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tollgate.console.backends import BackendDown, BackendProblem
-from tollgate.console.pages.operator import _operator, _page
+from tollgate.console.pages.operator import operator_page, require_operator
 from tollgate.console.web import CurrentSession, OrgNotFound, backends, org_context, panel, render
 
 router = APIRouter()
@@ -79,9 +79,9 @@ async def _prices_page(
     down: bool = False,
     status: int = 200,
 ) -> Response:
-    me, orgs = await _operator(request, session)
+    me, orgs = await require_operator(request, session)
     prices = await panel(backends(request).sms_prices(session.access_token))
-    return _page(
+    return operator_page(
         request,
         "admin_sms_prices.html",
         me,
@@ -105,7 +105,7 @@ async def sms_prices(request: Request, session: CurrentSession) -> Response:
 @router.post("/admin/sms/prices")
 async def set_sms_price(request: Request, session: CurrentSession) -> Response:
     """Set (or, with `delete`, remove) the price per segment of one prefix."""
-    await _operator(request, session)
+    await require_operator(request, session)
     form = await request.form()
     values = {k: v.strip() for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
     prefix, price = values.get("prefix", ""), values.get("price_per_segment", "")
