@@ -107,6 +107,7 @@ class FakeBackends:
     plans: dict[str, dict[str, Any]] = field(default_factory=dict)
     org_plan_id: str | None = None
     next_plan_id: str | None = None
+    plan_status: str = "active"
     provider: str = "manual"
     checkouts: list[str] = field(default_factory=list)
     purchases: list[dict[str, Any]] = field(default_factory=list)
@@ -735,7 +736,7 @@ def _org_plan(fake: FakeBackends) -> dict[str, Any]:
     return {
         "org_id": fake.org_id,
         "plan": fake.plans[str(fake.org_plan_id)],
-        "status": "active",
+        "status": fake.plan_status,
         "period_start": "2026-11-01T00:00:00Z",
         "period_end": "2026-12-01T00:00:00Z",
         "trial_ends_at": None,

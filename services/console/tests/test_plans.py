@@ -125,3 +125,14 @@ async def test_operators_create_and_archive_plans_and_others_get_404() -> None:
         forged = await client.post("/admin/plans", data={**form, "included_requests": "1"})
         assert forged.status_code == 404
         assert len(fake.plans) == 1
+
+
+async def test_a_suspended_plan_says_what_it_means_in_both_languages() -> None:
+    fake = FakeBackends(role="viewer", plan_status="suspended")
+    with_plans(fake)
+    async with console(fake) as client:
+        await sign_in(client)
+        page = await client.get(f"/orgs/{fake.org_id}/plan")
+        assert "Suspended: the gateway refuses requests (402)" in page.text
+        zh = await client.get(f"/orgs/{fake.org_id}/plan", headers={"accept-language": "zh"})
+        assert "已暂停" in zh.text
