@@ -752,7 +752,7 @@ def _billing_plans_get(
         archived = request.url.params.get("archived") == "true"
         if archived and not fake.admin:
             return problem(403, "Forbidden", "Platform admins only.")
-        items = [p for p in fake.plans.values() if p["archived"] == archived]
+        items = [p for p in fake.plans.values() if archived or not p["archived"]]
         return httpx.Response(200, json={"items": items, "next_cursor": None})
     if path == f"/v1/orgs/{fake.org_id}/plan":
         if fake.org_plan_id is None:

@@ -120,6 +120,10 @@ async def test_operators_create_and_archive_plans_and_others_get_404() -> None:
         )
         assert archived.status_code == 303
         assert fake.plans[plan_id]["archived"] is True
+        after = await client.get("/admin/plans")
+        on_sale, archived_part = after.text.split(">Archived<", 1)
+        assert "&lt;script&gt;" not in on_sale
+        assert 'data-testid="unarchive-plan"' in archived_part
         fake.admin = False
         assert (await client.get("/admin/plans")).status_code == 404
         forged = await client.post("/admin/plans", data={**form, "included_requests": "1"})

@@ -14,9 +14,9 @@ import asyncio
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tollgate.console.backends import BackendDown, BackendProblem, OrgPlan, UsageSummary
@@ -170,15 +170,13 @@ async def _admin_plans(
     request: Request,
     session: CurrentSession,
     *,
+    cursor: str | None = None,
     form: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
     me, orgs = await require_operator(request, session)
-    client = backends(request)
-    on_sale, archived = await asyncio.gather(
-        panel(client.plans(session.access_token, archived=False, cursor=None)),
-        panel(client.plans(session.access_token, archived=True, cursor=None)),
-    )
+    # `archived=true` lists every plan, archived ones included (admins).
+    plans = await panel(backends(request).plans(session.access_token, archived=True, cursor=cursor))
     return operator_page(
         request,
         "admin_plans.html",
@@ -186,8 +184,7 @@ async def _admin_plans(
         orgs,
         "plans",
         status=status,
-        on_sale=on_sale,
-        archived=archived,
+        plans=plans,
         past_quota=PAST_QUOTA,
         form=form or {"values": {}, "errors": {}},
         done=request.query_params.get("done", ""),
@@ -195,8 +192,12 @@ async def _admin_plans(
 
 
 @router.get("/admin/plans")
-async def admin_plans(request: Request, session: CurrentSession) -> Response:
-    return await _admin_plans(request, session)
+async def admin_plans(
+    request: Request,
+    session: CurrentSession,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
+    return await _admin_plans(request, session, cursor=cursor)
 
 
 @router.post("/admin/plans")
