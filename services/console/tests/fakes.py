@@ -846,10 +846,9 @@ def _notifier_sms(fake: FakeBackends, request: httpx.Request, path: str) -> http
             return problem(403, "Forbidden", "Platform admins only.")
         if request.method == "PUT":
             body = json.loads(request.content)
-            if body["prefix"] == "+":
-                return problem(
-                    422, "Unprocessable Content", "Prefix refused.", slug="invalid-prefix"
-                )
+            if body["price_per_segment"] > 10**12:
+                errors = [{"loc": ["body", "price_per_segment"], "msg": "at most 10**12"}]
+                return problem(422, "Unprocessable Content", "Invalid body.", errors=errors)
             fake.sms_prices[body["prefix"]] = body["price_per_segment"]
         elif request.method == "DELETE":
             fake.sms_prices.pop(request.url.params["prefix"], None)

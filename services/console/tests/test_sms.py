@@ -64,10 +64,11 @@ async def test_operators_set_and_remove_prices_and_others_get_404() -> None:
         assert saved.status_code == 303
         assert fake.sms_prices == {"+41": 7}
         refused = await client.post(
-            url, data={"csrf_token": csrf(client), "prefix": "+", "price_per_segment": "1"}
+            url, data={"csrf_token": csrf(client), "prefix": "+1", "price_per_segment": "9" * 13}
         )
         assert refused.status_code == 422
-        assert "Prefix refused." in refused.text
+        assert 'data-testid="field-error-price_per_segment">at most 10**12' in refused.text
+        assert fake.sms_prices == {"+41": 7}
         table = await client.get(url)
         assert "<code>+41</code>" in table.text
         removed = await client.post(
