@@ -774,8 +774,30 @@ def tour(stack: Stack) -> list[tuple[str, str]]:
 # Labels of the navigation and the sign-in page in each language: an English one on a
 # Chinese page means a string escaped translation.
 LABELS = {
-    "en": ["Overview", "Usage", "API keys", "Logs", "Credits", "Webhooks", "Team"],
-    "zh-Hans": ["概览", "用量", "API 密钥", "日志", "额度", "Webhook", "团队"],
+    "en": [
+        "Overview",
+        "Usage",
+        "API keys",
+        "Logs",
+        "Credits",
+        "Buy credits",
+        "Plan",
+        "SMS",
+        "Webhooks",
+        "Team",
+    ],
+    "zh-Hans": [
+        "概览",
+        "用量",
+        "API 密钥",
+        "日志",
+        "额度",
+        "购买额度",
+        "套餐",
+        "短信",
+        "Webhook",
+        "团队",
+    ],
 }
 
 
