@@ -75,6 +75,10 @@ async def test_in_stripe_mode_buying_a_paid_plan_redirects_to_checkout() -> None
         assert bought.status_code == 303
         assert bought.headers["location"].startswith("https://checkout.stripe.test/")
         assert fake.checkouts == [pro]
+        back = await client.get(f"/orgs/{fake.org_id}/billing?plan={pro}&result=success")
+        assert back.status_code == 303
+        returned = await client.get(back.headers["location"])
+        assert "The plan starts as soon as the payment is confirmed." in returned.text
 
 
 async def test_billing_down_leaves_the_rest_of_the_plan_page() -> None:

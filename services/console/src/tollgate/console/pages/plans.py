@@ -84,6 +84,7 @@ async def _plan_page(
             "problem": problem,
             "down": down,
             "changed": request.query_params.get("changed") == "1",
+            "subscription": request.query_params.get("subscription"),
         },
         status=status,
     )

@@ -2,7 +2,8 @@
 to the checkout URL billing answers), and the org's receipts.
 
 `/orgs/{org}/billing` is also where Checkout sends the customer back
-(`?purchase=…&result=success|cancelled`, billing's `CONSOLE_URL`): the page says so, but
+(`?purchase=…&result=success|cancelled`, billing's `CONSOLE_URL`; a subscription's
+`?plan=…` return goes on to the plan page): the page says so, but
 credits are added only by billing when Stripe reports the payment, never on this
 redirect. In billing's `manual` mode there is no card payment: the page says that an
 operator adds credits.
@@ -73,6 +74,13 @@ async def billing_page(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
     ctx = await org_context(request, session, org_id)
+    if request.query_params.get("plan") and request.query_params.get("result") in (
+        "success",
+        "cancelled",
+    ):
+        # Billing returns subscription Checkouts here too: the plan page tells that story.
+        result = request.query_params["result"]
+        return RedirectResponse(f"/orgs/{org_id}/plan?subscription={result}", status_code=303)
     return await _billing_page(request, org_id, session.access_token, ctx, cursor=cursor)
 
 
