@@ -882,8 +882,8 @@ def test_every_page_renders_in_both_languages_and_themes(
 
 
 ADMIN_LABELS = {
-    "en": ["APIs", "Organisations", "Users", "Email log"],
-    "zh-Hans": ["API", "组织", "用户", "邮件日志"],
+    "en": ["APIs", "Organisations", "Users", "Email log", "Plans", "SMS prices"],
+    "zh-Hans": ["API", "组织", "用户", "邮件日志", "套餐", "短信价格"],
 }
 
 
