@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from tollgate.billing.autotopup.api import router as auto_top_up_router
+from tollgate.billing.autotopup.worker import run_auto_top_up
 from tollgate.billing.balances.api import router as balances_router
 from tollgate.billing.config import Settings
 from tollgate.billing.ledger.api import router as ledger_router
@@ -54,6 +56,7 @@ def create_app(
                 lambda sessions: run_balance_publisher(sessions, settings),
                 lambda sessions: run_purge(sessions, settings),
                 lambda sessions: run_period_roller(sessions, settings),
+                lambda sessions: run_auto_top_up(sessions, settings),
             ),
         ):
             yield
@@ -71,4 +74,5 @@ def create_app(
     app.include_router(statements_router, prefix="/v1")
     app.include_router(plans_router, prefix="/v1")
     app.include_router(payments_router, prefix="/v1")
+    app.include_router(auto_top_up_router, prefix="/v1")
     return app

@@ -116,6 +116,29 @@ class Settings(ServiceSettings):
         description="credit packs on sale (JSON list of {id, credits, price, currency})",
     )
 
+    auto_top_up_credits_per_unit: int = Field(
+        10,
+        ge=1,
+        le=10**6,
+        description="auto top-up price: credits bought per minor currency unit (a charge is "
+        "rounded up to whole units)",
+    )
+    auto_top_up_currency: str = Field(
+        "usd", pattern=r"^[a-z]{3}$", description="currency of auto top-up charges and caps"
+    )
+    auto_top_up_poll_seconds: float = Field(
+        0.5, gt=0, description="how often an idle auto top-up worker looks for queued charges"
+    )
+    auto_top_up_workers: int = Field(
+        2, ge=0, le=32, description="concurrent auto top-up workers per replica (0: none)"
+    )
+    auto_top_up_max_attempts: int = Field(
+        4, ge=1, le=20, description="tries of a charge on transient provider errors"
+    )
+    auto_top_up_retry_seconds: float = Field(
+        2.0, gt=0, description="first back-off after a transient error; doubles each try"
+    )
+
     @property
     def payment_provider(self) -> str:
         """`stripe` when a Stripe secret key is set, else `manual`."""

@@ -16,6 +16,10 @@
   the provider's references and the ledger entry that credited it (the receipts).
 - `provider_events`: the id of every payment-provider event already applied, so a
   redelivered or replayed webhook changes nothing.
+- `auto_top_ups`: each org's auto top-up settings, its saved payment method, and
+  whether the next crossing of its threshold may charge (`armed`).
+- `auto_top_up_charges`: the job queue of off-session charges (one per crossing); a
+  charge's id is its purchase's id and the provider's idempotency key.
 """
 
 from __future__ import annotations
@@ -248,6 +252,60 @@ class ProviderEvent(Base):
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class AutoTopUp(Base):
+    """An org's auto top-up settings and saved payment method."""
+
+    __tablename__ = "auto_top_ups"
+    __table_args__ = (
+        CheckConstraint("threshold >= 0 AND target > threshold", name="ck_auto_top_ups_levels"),
+        CheckConstraint("monthly_cap >= 0", name="ck_auto_top_ups_cap"),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    threshold: Mapped[int] = mapped_column(BigInteger, comment="credits")
+    target: Mapped[int] = mapped_column(BigInteger, comment="credits")
+    monthly_cap: Mapped[int] = mapped_column(BigInteger, comment="minor currency units")
+    currency: Mapped[str] = mapped_column(String(3))
+    payment_method_id: Mapped[str | None] = mapped_column(String(255))
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    armed: Mapped[bool] = mapped_column(
+        Boolean, server_default=text("true"), comment="false from a charge until a refill"
+    )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+AUTO_TOP_UP_STATUSES = ("queued", "succeeded", "failed")
+
+
+class AutoTopUpCharge(Base):
+    """One auto top-up: a job row until the off-session charge succeeded or failed."""
+
+    __tablename__ = "auto_top_up_charges"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'succeeded', 'failed')", name="ck_auto_top_up_charges_status"
+        ),
+        Index(
+            "ix_auto_top_up_charges_due", "run_after", postgresql_where=text("status = 'queued'")
+        ),
+        Index("ix_auto_top_up_charges_org", "org_id", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, comment="= purchases.id")
+    org_id: Mapped[uuid.UUID] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger, comment="minor currency units")
+    currency: Mapped[str] = mapped_column(String(3))
+    credits: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    run_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    failure: Mapped[str | None] = mapped_column(String(64))
+    crossed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 outbox = outbox_table(Base.metadata)

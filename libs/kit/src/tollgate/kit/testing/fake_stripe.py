@@ -8,6 +8,16 @@ the first answer), JSON objects back. The official SDK is pointed at it
 SDK's own helper (`stripe.WebhookSignature.generate_signature_header`, the v1 scheme
 `t=...,v1=HMAC-SHA256(secret, "{t}.{payload}")`), and `deliver` posts them to
 billing's webhook as Stripe does.
+
+Saved cards and off-session charges: a Checkout Session in `setup` mode is completed
+with `save_card` (the `setup_intent.succeeded` event, carrying the payment method,
+the customer and the session's `setup_intent_data[metadata]`); `POST /v1/payment_intents`
+with `confirm=true` charges a payment method at once. The outcome follows Stripe's
+documented test payment methods: `pm_card_chargeDeclined` is a 402 `card_error`
+(`card_declined`), `pm_card_authenticationRequired` a 402 `card_error`
+(`authentication_required`, the intent left in `requires_payment_method`), any other
+succeeds. `fail_next_payment_intents(n)` answers the next `n` with a 500 `api_error`;
+`payment_intent_succeeded` builds the `payment_intent.succeeded` event of a charge.
 """
 
 from __future__ import annotations
@@ -31,6 +41,9 @@ class FakeStripe:
         self.secret_key = secret_key
         self.webhook_secret = webhook_secret
         self.sessions: dict[str, dict[str, Any]] = {}
+        self.payment_intents: dict[str, dict[str, Any]] = {}
+        self.payment_intent_attempts = 0
+        self._failures_due = 0
         self.requests: list[dict[str, str]] = []
         self._idempotent: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
@@ -44,6 +57,7 @@ class FakeStripe:
     async def start(self) -> FakeStripe:
         app = web.Application()
         app.router.add_post("/v1/checkout/sessions", self._create_session)
+        app.router.add_post("/v1/payment_intents", self._create_payment_intent)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         self.port = localdeps.free_port()
@@ -57,16 +71,44 @@ class FakeStripe:
     def _id(self, prefix: str) -> str:
         return f"{prefix}_test_{next(self._ids):06d}{int(time.time() * 1000)}"
 
-    async def _create_session(self, request: web.Request) -> web.Response:
+    def _unauthorized(self, request: web.Request) -> web.Response | None:
         if request.headers.get("Authorization") != f"Bearer {self.secret_key}":
             error = {"error": {"type": "invalid_request_error", "message": "Invalid API Key"}}
             return web.json_response(error, status=401)
+        return None
+
+    @staticmethod
+    def _metadata(form: dict[str, str], prefix: str = "metadata") -> dict[str, str]:
+        start = f"{prefix}["
+        return {k[len(start) : -1]: v for k, v in form.items() if k.startswith(start)}
+
+    async def _create_session(self, request: web.Request) -> web.Response:
+        if (refused := self._unauthorized(request)) is not None:
+            return refused
         key = request.headers.get("Idempotency-Key")
         if key and key in self._idempotent:
             return web.json_response(self._idempotent[key])
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
         self.requests.append(form)
         session_id = self._id("cs")
+        if form.get("mode") == "setup":
+            setup = {
+                "id": session_id,
+                "object": "checkout.session",
+                "mode": "setup",
+                "status": "open",
+                "currency": form.get("currency"),
+                "client_reference_id": form.get("client_reference_id"),
+                "metadata": self._metadata(form),
+                "setup_intent_metadata": self._metadata(form, "setup_intent_data[metadata]"),
+                "setup_intent": None,
+                "customer": None,
+                "success_url": form.get("success_url"),
+                "cancel_url": form.get("cancel_url"),
+                "url": f"{self.url}/setup/{session_id}",
+            }
+            self.sessions[session_id] = setup
+            return web.json_response(setup)
         session = {
             "id": session_id,
             "object": "checkout.session",
@@ -91,7 +133,89 @@ class FakeStripe:
             self._idempotent[key] = session
         return web.json_response(session)
 
+    def fail_next_payment_intents(self, count: int) -> None:
+        """Answer the next `count` PaymentIntent creations with a 500 (an outage)."""
+        self._failures_due = count
+
+    async def _create_payment_intent(self, request: web.Request) -> web.Response:
+        if (refused := self._unauthorized(request)) is not None:
+            return refused
+        self.payment_intent_attempts += 1
+        if self._failures_due > 0:
+            self._failures_due -= 1
+            error = {"error": {"type": "api_error", "message": "An unknown error occurred"}}
+            return web.json_response(error, status=500)
+        key = request.headers.get("Idempotency-Key")
+        if key and key in self._idempotent:
+            cached = self._idempotent[key]
+            return web.json_response(cached["body"], status=cached["status"])
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        method = form.get("payment_method", "")
+        intent: dict[str, Any] = {
+            "id": self._id("pi"),
+            "object": "payment_intent",
+            "amount": int(form["amount"]),
+            "amount_received": 0,
+            "currency": form["currency"],
+            "customer": form.get("customer"),
+            "payment_method": method,
+            "metadata": self._metadata(form),
+            "off_session": form.get("off_session") == "true",
+            "status": "succeeded",
+            "latest_charge": None,
+        }
+        status, body = 200, intent
+        if method in ("pm_card_chargeDeclined", "pm_card_authenticationRequired"):
+            code = (
+                "card_declined"
+                if method == "pm_card_chargeDeclined"
+                else ("authentication_required")
+            )
+            intent["status"] = "requires_payment_method"
+            intent["last_payment_error"] = {"type": "card_error", "code": code}
+            status = 402
+            body = {
+                "error": {
+                    "type": "card_error",
+                    "code": code,
+                    "decline_code": "generic_decline" if code == "card_declined" else code,
+                    "message": "Your card was declined."
+                    if code == "card_declined"
+                    else "This payment requires authentication.",
+                    "payment_intent": intent,
+                }
+            }
+        else:
+            intent["amount_received"] = intent["amount"]
+            intent["latest_charge"] = f"ch_for_{intent['id']}"
+        self.payment_intents[intent["id"]] = intent
+        if key:
+            self._idempotent[key] = {"status": status, "body": body}
+        return web.json_response(body, status=status)
+
     # ------------------------------------------------------------ Stripe's events
+
+    def save_card(self, session_id: str, payment_method: str = "pm_card_visa") -> bytes:
+        """The customer completes a setup-mode Checkout: `setup_intent.succeeded` with
+        the saved payment method, its customer and the session's SetupIntent metadata."""
+        session = self.sessions[session_id]
+        session["status"] = "complete"
+        session["customer"] = session["customer"] or self._id("cus")
+        session["setup_intent"] = session["setup_intent"] or self._id("seti")
+        setup_intent = {
+            "id": session["setup_intent"],
+            "object": "setup_intent",
+            "status": "succeeded",
+            "usage": "off_session",
+            "customer": session["customer"],
+            "payment_method": payment_method,
+            "metadata": dict(session["setup_intent_metadata"]),
+        }
+        return self.event("setup_intent.succeeded", setup_intent)
+
+    def payment_intent_succeeded(self, payment_intent_id: str) -> bytes:
+        """`payment_intent.succeeded` of a charge made through the API."""
+        return self.event("payment_intent.succeeded", dict(self.payment_intents[payment_intent_id]))
 
     def event(self, event_type: str, obj: dict[str, Any]) -> bytes:
         """A Stripe event envelope around `obj`, as Stripe sends it."""

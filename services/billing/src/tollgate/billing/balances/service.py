@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tollgate.billing.autotopup import crossings
 from tollgate.billing.balances import repository
 from tollgate.billing.config import Settings
 from tollgate.contracts.events.billing import (
@@ -223,6 +224,7 @@ async def settle(
         if publish or before is not account.status:
             await publish_state(session, account, settings, now)
     await repository.save(session, [a.as_row() for a in changed])
+    await crossings.queue_crossings(session, {a.org_id: a.balance for a in changed}, settings)
 
 
 async def publish_due_balances(session: AsyncSession, settings: Settings, limit: int = 500) -> int:

@@ -16,13 +16,12 @@ import orjson
 import stripe
 from fastapi import APIRouter, Request
 
-from tollgate.billing.config import CurrentSettings, Settings
+from tollgate.billing.config import CurrentSettings
 from tollgate.billing.payments import service
 from tollgate.billing.payments.providers import (
-    PaymentProvider,
     PlanTerms,
+    app_provider,
     not_configured,
-    payment_provider,
 )
 from tollgate.billing.payments.schemas import (
     CheckoutIn,
@@ -78,14 +77,6 @@ _WEBHOOK_ERRORS = documented_problems(
 )
 
 
-def _provider(request: Request, settings: Settings) -> PaymentProvider:
-    """The app's payment provider, made once (one HTTP client for its lifetime)."""
-    provider: PaymentProvider | None = getattr(request.app.state, "payment_provider", None)
-    if provider is None:
-        provider = request.app.state.payment_provider = payment_provider(settings)
-    return provider
-
-
 @router.get("/credit-packs", response_model=CreditPacksOut, responses=_ORG_ERRORS)
 async def list_credit_packs(
     settings: CurrentSettings, principal: CurrentPrincipal
@@ -116,7 +107,7 @@ async def start_checkout(
     the payment."""
     authorize_org(principal, org_id, Role.owner)
     pack = service.pack_of(settings, body.pack_id)
-    provider = _provider(request, settings)
+    provider = app_provider(request, settings)
     if provider.name == "manual":
         raise not_configured()
     async with db.begin():
@@ -162,7 +153,7 @@ async def start_subscription_checkout(
             if plan.archived
             else Conflict("plan-is-free", "A free plan needs no subscription: choose it directly.")
         )
-    provider = _provider(request, settings)
+    provider = app_provider(request, settings)
     if provider.name == "manual":
         raise not_configured()
     checkout = await provider.create_subscription_checkout(

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import stripe
+from fastapi import Request
 
 from tollgate.billing.config import CreditPack, Settings
 from tollgate.kit.problems import Conflict, ServiceUnavailable
@@ -37,6 +38,28 @@ class CheckoutSession:
     url: str
 
 
+@dataclass(frozen=True)
+class SavedPaymentMethod:
+    """Where an off-session charge goes: the provider's payment method and customer."""
+
+    payment_method_id: str
+    customer_id: str | None
+
+
+@dataclass(frozen=True)
+class OffSessionCharge:
+    """What an off-session charge came to.
+
+    `succeeded`: paid; `failed`: the customer's bank or the provider said no
+    (`failure`: card_declined or authentication_required); `retry`: a transient
+    error (network, rate limit, provider outage) worth trying again.
+    """
+
+    outcome: Literal["succeeded", "failed", "retry"]
+    payment_intent_id: str | None
+    failure: str | None = None
+
+
 class PaymentProvider(Protocol):
     """What billing needs from a payment provider."""
 
@@ -52,6 +75,25 @@ class PaymentProvider(Protocol):
         self, *, org_id: uuid.UUID, plan: PlanTerms, return_url: str
     ) -> CheckoutSession:
         """Start a hosted monthly subscription to `plan` for the org."""
+        ...
+
+    async def create_setup_checkout(
+        self, *, org_id: uuid.UUID, currency: str, return_url: str
+    ) -> CheckoutSession:
+        """Start a hosted page where the customer saves a card for auto top-ups."""
+        ...
+
+    async def charge_off_session(
+        self,
+        *,
+        charge_id: uuid.UUID,
+        org_id: uuid.UUID,
+        method: SavedPaymentMethod,
+        amount: int,
+        currency: str,
+    ) -> OffSessionCharge:
+        """Charge a saved payment method without the customer; `charge_id` is the
+        idempotency key, so asking twice charges once."""
         ...
 
 
@@ -77,6 +119,22 @@ class ManualProvider:
         self, *, org_id: uuid.UUID, plan: PlanTerms, return_url: str
     ) -> CheckoutSession:
         raise not_configured()
+
+    async def create_setup_checkout(
+        self, *, org_id: uuid.UUID, currency: str, return_url: str
+    ) -> CheckoutSession:
+        raise not_configured()
+
+    async def charge_off_session(
+        self,
+        *,
+        charge_id: uuid.UUID,
+        org_id: uuid.UUID,
+        method: SavedPaymentMethod,
+        amount: int,
+        currency: str,
+    ) -> OffSessionCharge:
+        return OffSessionCharge("failed", None, "payments_not_configured")
 
 
 class StripeProvider:
@@ -163,9 +221,94 @@ class StripeProvider:
             raise ServiceUnavailable("payment-provider-unavailable", "No checkout address.")
         return CheckoutSession(session_id=session.id, url=session.url)
 
+    async def create_setup_checkout(
+        self, *, org_id: uuid.UUID, currency: str, return_url: str
+    ) -> CheckoutSession:
+        metadata = {"org_id": str(org_id), "purpose": "auto_top_up"}
+        try:
+            session = await self._client.v1.checkout.sessions.create_async(
+                params={
+                    "mode": "setup",
+                    "currency": currency,
+                    "customer_creation": "always",
+                    "client_reference_id": str(org_id),
+                    "metadata": metadata,
+                    "setup_intent_data": {"metadata": metadata},
+                    "success_url": f"{return_url}?auto_top_up=saved",
+                    "cancel_url": f"{return_url}?auto_top_up=cancelled",
+                }
+            )
+        except stripe.StripeError as exc:
+            raise ServiceUnavailable(
+                "payment-provider-unavailable",
+                f"The payment provider did not answer ({type(exc).__name__}); try again.",
+            ) from None
+        if not session.url:
+            raise ServiceUnavailable("payment-provider-unavailable", "No checkout address.")
+        return CheckoutSession(session_id=session.id, url=session.url)
+
+    async def charge_off_session(
+        self,
+        *,
+        charge_id: uuid.UUID,
+        org_id: uuid.UUID,
+        method: SavedPaymentMethod,
+        amount: int,
+        currency: str,
+    ) -> OffSessionCharge:
+        params: dict[str, object] = {
+            "amount": amount,
+            "currency": currency,
+            "payment_method": method.payment_method_id,
+            "confirm": True,
+            "off_session": True,
+            "description": "Tollgate auto top-up",
+            "metadata": {
+                "purchase_id": str(charge_id),
+                "org_id": str(org_id),
+                "purpose": "auto_top_up",
+            },
+        }
+        if method.customer_id:
+            params["customer"] = method.customer_id
+        try:
+            intent = await self._client.v1.payment_intents.create_async(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": f"auto-top-up-{charge_id}"},
+            )
+        except stripe.CardError as exc:
+            # Declined, or the bank wants the customer (3-D Secure): not for a retry.
+            failed = getattr(exc.error, "payment_intent", None)
+            code = exc.code or "card_declined"
+            return OffSessionCharge(
+                "failed",
+                getattr(failed, "id", None),
+                "authentication_required" if code == "authentication_required" else "card_declined",
+            )
+        except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError):
+            return OffSessionCharge("retry", None, "provider_unavailable")
+        except stripe.StripeError:
+            return OffSessionCharge("failed", None, "card_declined")
+        if intent.status == "succeeded":
+            return OffSessionCharge("succeeded", intent.id)
+        if intent.status == "processing":
+            return OffSessionCharge("retry", intent.id, "processing")
+        reason = (
+            "authentication_required" if intent.status == "requires_action" else "card_declined"
+        )
+        return OffSessionCharge("failed", intent.id, reason)
+
 
 def payment_provider(settings: Settings) -> PaymentProvider:
     """The provider the settings select."""
     if settings.payment_provider == "stripe":
         return StripeProvider(settings)
     return ManualProvider()
+
+
+def app_provider(request: Request, settings: Settings) -> PaymentProvider:
+    """The app's payment provider, made once (one HTTP client for its lifetime)."""
+    provider: PaymentProvider | None = getattr(request.app.state, "payment_provider", None)
+    if provider is None:
+        provider = request.app.state.payment_provider = payment_provider(settings)
+    return provider

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tollgate.billing.autotopup import service as auto_top_up
 from tollgate.billing.config import CreditPack, Settings
 from tollgate.billing.ledger import service as ledger
 from tollgate.billing.models import Purchase
@@ -229,6 +230,27 @@ async def _with_subscription(
     return "ignored" if subscription is None else await apply(subscription)
 
 
+async def _payment_method_and_auto_top_up(
+    session: AsyncSession, obj: Mapping[str, Any], settings: Settings
+) -> str:
+    """A saved card (setup Checkout, or a payment kept for off-session use) is stored
+    for auto top-up; a succeeded auto top-up charge is credited (once, whether the
+    worker or this event comes first)."""
+    outcome = "ignored"
+    saved = auto_top_up.payment_method_of(obj)
+    if saved is not None:
+        await auto_top_up.save_payment_method(session, saved[0], saved[1], settings)
+        outcome = "payment-method-saved"
+    metadata = obj.get("metadata") or {}
+    if obj.get("object") == "payment_intent" and metadata.get("purpose") == "auto_top_up":
+        try:
+            purchase_id = uuid.UUID(str(metadata.get("purchase_id")))
+        except ValueError:
+            return "unknown-purchase"
+        return await auto_top_up.credit(session, purchase_id, str(obj.get("id")), settings)
+    return outcome
+
+
 async def apply_stripe_event(
     session: AsyncSession, event: Mapping[str, Any], settings: Settings
 ) -> str:
@@ -269,6 +291,8 @@ async def apply_stripe_event(
         return await _mark(session, obj, "failed")
     if event_type == "checkout.session.expired":
         return await _mark(session, obj, "expired")
+    if event_type in ("setup_intent.succeeded", "payment_intent.succeeded"):
+        return await _payment_method_and_auto_top_up(session, obj, settings)
     if event_type == "charge.refunded":
         return await _take_back(
             session,
