@@ -421,3 +421,31 @@ async def test_fifty_orgs_crossing_at_once_are_each_charged_exactly_once(
             f"\nauto top-up, 50 orgs crossing at once: crossing → credited "
             f"p50 {p50:.0f} ms, p99 {p99:.0f} ms (total {time.perf_counter() - started:.1f} s)"
         )
+
+
+async def test_a_card_kept_from_a_credit_pack_payment_serves_auto_top_up(
+    database_factory: Callable[[str], str],
+) -> None:
+    kept, not_kept = uuid.uuid4(), uuid.uuid4()
+    async with billing(database_factory) as b:
+        for org, save in ((kept, True), (not_kept, False)):
+            started = await b.client.post(
+                f"/v1/orgs/{org}/checkout-sessions",
+                json={"pack_id": "small", "save_card": save},
+                headers=b.mint.headers(orgs={org: "owner"}),
+            )
+            assert started.status_code == 201, started.text
+            session_id = started.json()["checkout_url"].rsplit("/", 1)[-1]
+            assert (await b.fake.deliver(b.client, b.fake.pay(session_id))).json()[
+                "outcome"
+            ] == "credited"
+            succeeded = await b.fake.deliver(
+                b.client, b.fake.checkout_payment_succeeded(session_id)
+            )
+            assert succeeded.json()["outcome"] == ("payment-method-saved" if save else "ignored")
+        assert (await b.configure(kept)).status_code == 200
+        assert (await b.configure(not_kept)).status_code == 409
+        await b.spend(kept, 9_500)  # 10 000 → 500: crossed
+        assert await b.run_worker() == 1
+        assert await b.balance(kept) == 5_000
+        assert await b.balance(not_kept) == 10_000

@@ -42,6 +42,8 @@ class FakeStripe:
         self.webhook_secret = webhook_secret
         self.sessions: dict[str, dict[str, Any]] = {}
         self.payment_intents: dict[str, dict[str, Any]] = {}
+        # What a session passes on to the intent it creates (`*_intent_data[...]`).
+        self._intent_data: dict[str, dict[str, Any]] = {}
         self.payment_intent_attempts = 0
         self._failures_due = 0
         self.requests: list[dict[str, str]] = []
@@ -100,7 +102,6 @@ class FakeStripe:
                 "currency": form.get("currency"),
                 "client_reference_id": form.get("client_reference_id"),
                 "metadata": self._metadata(form),
-                "setup_intent_metadata": self._metadata(form, "setup_intent_data[metadata]"),
                 "setup_intent": None,
                 "customer": None,
                 "success_url": form.get("success_url"),
@@ -108,6 +109,9 @@ class FakeStripe:
                 "url": f"{self.url}/setup/{session_id}",
             }
             self.sessions[session_id] = setup
+            self._intent_data[session_id] = {
+                "metadata": self._metadata(form, "setup_intent_data[metadata]")
+            }
             return web.json_response(setup)
         session = {
             "id": session_id,
@@ -129,6 +133,11 @@ class FakeStripe:
             "url": f"{self.url}/pay/{session_id}",
         }
         self.sessions[session_id] = session
+        self._intent_data[session_id] = {
+            "metadata": self._metadata(form, "payment_intent_data[metadata]"),
+            "setup_future_usage": form.get("payment_intent_data[setup_future_usage]"),
+            "customer_creation": form.get("customer_creation"),
+        }
         if key:
             self._idempotent[key] = session
         return web.json_response(session)
@@ -209,9 +218,34 @@ class FakeStripe:
             "usage": "off_session",
             "customer": session["customer"],
             "payment_method": payment_method,
-            "metadata": dict(session["setup_intent_metadata"]),
+            "metadata": dict(self._intent_data[session_id]["metadata"]),
         }
         return self.event("setup_intent.succeeded", setup_intent)
+
+    def checkout_payment_succeeded(
+        self, session_id: str, payment_method: str = "pm_card_visa"
+    ) -> bytes:
+        """`payment_intent.succeeded` of a paid payment-mode Checkout (after `pay`), with
+        the session's `payment_intent_data` (metadata, `setup_future_usage`) and, when the
+        card is kept, its customer."""
+        session = self.sessions[session_id]
+        passed = self._intent_data[session_id]
+        if passed["customer_creation"] == "always":
+            session["customer"] = session["customer"] or self._id("cus")
+        intent = {
+            "id": session["payment_intent"],
+            "object": "payment_intent",
+            "amount": session["amount_total"],
+            "amount_received": session["amount_total"],
+            "currency": session["currency"],
+            "customer": session["customer"],
+            "payment_method": payment_method,
+            "setup_future_usage": passed["setup_future_usage"],
+            "metadata": dict(passed["metadata"]),
+            "status": "succeeded",
+        }
+        self.payment_intents[intent["id"]] = intent
+        return self.event("payment_intent.succeeded", intent)
 
     def payment_intent_succeeded(self, payment_intent_id: str) -> bytes:
         """`payment_intent.succeeded` of a charge made through the API."""

@@ -115,7 +115,11 @@ async def start_checkout(
     return_url = f"{settings.console_url.rstrip('/')}/orgs/{org_id}/billing"
     try:
         checkout = await provider.create_checkout(
-            purchase_id=purchase_id, org_id=org_id, pack=pack, return_url=return_url
+            purchase_id=purchase_id,
+            org_id=org_id,
+            pack=pack,
+            return_url=return_url,
+            save_card=body.save_card,
         )
     except BaseException:
         async with db.begin():

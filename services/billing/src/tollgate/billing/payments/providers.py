@@ -66,9 +66,16 @@ class PaymentProvider(Protocol):
     name: str
 
     async def create_checkout(
-        self, *, purchase_id: uuid.UUID, org_id: uuid.UUID, pack: CreditPack, return_url: str
+        self,
+        *,
+        purchase_id: uuid.UUID,
+        org_id: uuid.UUID,
+        pack: CreditPack,
+        return_url: str,
+        save_card: bool = False,
     ) -> CheckoutSession:
-        """Start a hosted payment for `pack`; the purchase id travels with it."""
+        """Start a hosted payment for `pack`; the purchase id travels with it. With
+        `save_card` the card is kept for off-session charges (auto top-up)."""
         ...
 
     async def create_subscription_checkout(
@@ -111,7 +118,13 @@ class ManualProvider:
     name = "manual"
 
     async def create_checkout(
-        self, *, purchase_id: uuid.UUID, org_id: uuid.UUID, pack: CreditPack, return_url: str
+        self,
+        *,
+        purchase_id: uuid.UUID,
+        org_id: uuid.UUID,
+        pack: CreditPack,
+        return_url: str,
+        save_card: bool = False,
     ) -> CheckoutSession:
         raise not_configured()
 
@@ -151,29 +164,44 @@ class StripeProvider:
         )
 
     async def create_checkout(
-        self, *, purchase_id: uuid.UUID, org_id: uuid.UUID, pack: CreditPack, return_url: str
+        self,
+        *,
+        purchase_id: uuid.UUID,
+        org_id: uuid.UUID,
+        pack: CreditPack,
+        return_url: str,
+        save_card: bool = False,
     ) -> CheckoutSession:
         metadata = {"purchase_id": str(purchase_id), "org_id": str(org_id), "pack_id": pack.id}
+        payment_intent_data: dict[str, object] = {"metadata": metadata}
+        extra: dict[str, object] = {}
+        if save_card:
+            # Stripe keeps the card on a customer for later off-session charges and
+            # reports it in payment_intent.succeeded.
+            payment_intent_data["setup_future_usage"] = "off_session"
+            extra["customer_creation"] = "always"
+        params: dict[str, object] = {
+            **extra,
+            "mode": "payment",
+            "client_reference_id": str(purchase_id),
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": pack.currency,
+                        "unit_amount": pack.price,
+                        "product_data": {"name": f"{pack.credits} credits"},
+                    },
+                }
+            ],
+            "metadata": metadata,
+            "payment_intent_data": payment_intent_data,
+            "success_url": f"{return_url}?purchase={purchase_id}&result=success",
+            "cancel_url": f"{return_url}?purchase={purchase_id}&result=cancelled",
+        }
         try:
             session = await self._client.v1.checkout.sessions.create_async(
-                params={
-                    "mode": "payment",
-                    "client_reference_id": str(purchase_id),
-                    "line_items": [
-                        {
-                            "quantity": 1,
-                            "price_data": {
-                                "currency": pack.currency,
-                                "unit_amount": pack.price,
-                                "product_data": {"name": f"{pack.credits} credits"},
-                            },
-                        }
-                    ],
-                    "metadata": metadata,
-                    "payment_intent_data": {"metadata": metadata},
-                    "success_url": f"{return_url}?purchase={purchase_id}&result=success",
-                    "cancel_url": f"{return_url}?purchase={purchase_id}&result=cancelled",
-                },
+                params=params,  # type: ignore[arg-type]
                 # A retried request (ours or the SDK's) never opens a second session.
                 options={"idempotency_key": f"checkout-{purchase_id}"},
             )
@@ -274,7 +302,7 @@ class StripeProvider:
         try:
             intent = await self._client.v1.payment_intents.create_async(
                 params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": f"auto-top-up-{charge_id}"},
+                options={"idempotency_key": str(charge_id)},  # the job id
             )
         except stripe.CardError as exc:
             # Declined, or the bank wants the customer (3-D Secure): not for a retry.

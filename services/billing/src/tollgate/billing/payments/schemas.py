@@ -34,6 +34,9 @@ class CheckoutIn(RequestModel):
     """Buy a credit pack: answers where to send the customer to pay."""
 
     pack_id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    save_card: bool = Field(
+        False, description="Keep the card this pack is paid with for auto top-ups."
+    )
 
 
 class CheckoutOut(BaseModel):
