@@ -46,6 +46,7 @@ SEMANTIC_RULES = {
     "GET /v1/orgs/{org_id}/keys": _CURSOR,
     "GET /v1/apis": _CURSOR,
     "GET /v1/audit": _CURSOR,
+    "GET /v1/auth/sessions": _CURSOR,
 }
 """Operations whose schema-valid input may still be refused by a rule the document
 cannot state (a 400/409/422 problem with its own slug, never the generic `validation`)."""

@@ -230,9 +230,9 @@ def _seed(stack: Stack) -> None:
     }
 
 
-# One stack and one browser for this module and test_portal_browser, which imports the
-# fixtures: pytest registers an imported fixture once per module, so the session-scoped
-# fixtures keep what they started here and the second registration reuses it.
+# One stack for this module and test_portal_browser, which imports the fixtures: pytest
+# registers an imported fixture once per module, so the session-scoped stack keeps what
+# it started here and the second registration reuses it.
 _SHARED: dict[str, Any] = {}
 
 
@@ -357,18 +357,15 @@ def stack(
         starters.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if "browser" in _SHARED:
-        yield _SHARED["browser"]
-        return
+    """A browser per module: Playwright's sync API keeps an event loop running in this
+    thread while it lives, so it must stop before the worker runs any asyncio test."""
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        _SHARED["browser"] = launched
         try:
             yield launched
         finally:
-            _SHARED.pop("browser", None)
             launched.close()
 
 

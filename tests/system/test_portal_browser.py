@@ -1,5 +1,5 @@
 """The developer portal in a real browser against the real stack of
-`test_console_browser` (the same session-scoped stack and browser): an API imported from
+`test_console_browser` (the same session-scoped stack; its own browser): an API imported from
 the Petstore document is in the catalog; its docs page draws Scalar from the consumer
 document with the four code-sample languages; "create a test key" issues a `tg_test_` key
 that the page keeps in session storage; Scalar's try-it panel sends the call from the
@@ -32,7 +32,7 @@ from .test_console_browser import (  # the shared stack and browser fixtures
 
 __all__ = ["browser", "stack"]
 
-# One browser and one stack for both modules (session fixtures): one xdist worker.
+# One stack for both modules (a session fixture): one xdist worker.
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("browser")]
 
 ROOT = Path(__file__).resolve().parents[2]
