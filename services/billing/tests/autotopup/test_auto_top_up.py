@@ -286,6 +286,24 @@ async def test_a_declined_card_fails_with_a_notice_and_credits_nothing(
         assert await b.run_worker() == 0
 
 
+async def test_turning_it_off_before_the_worker_charges_nothing(
+    database_factory: Callable[[str], str],
+) -> None:
+    org = uuid.uuid4()
+    async with billing(database_factory) as b:
+        await b.credit(org, 5_000)
+        await b.save_card(org)
+        await b.configure(org)
+        await b.spend(org, 4_500)  # crossed: a charge is queued
+        assert (await b.configure(org, enabled=False)).status_code == 200
+        assert await b.run_worker() == 1
+        assert b.fake.payment_intent_attempts == 0
+        assert [(c["status"], c["failure"]) for c in await b.charges(org)] == [
+            ("failed", "disabled")
+        ]
+        assert await b.balance(org) == 500
+
+
 async def test_transient_errors_are_retried_with_back_off_and_charge_once(
     database_factory: Callable[[str], str],
 ) -> None:

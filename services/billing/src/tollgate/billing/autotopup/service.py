@@ -176,7 +176,13 @@ async def credit(
 
 
 async def _fail(
-    session: AsyncSession, charge: AutoTopUpCharge, reason: str, pi: str | None, settings: Settings
+    session: AsyncSession,
+    charge: AutoTopUpCharge,
+    reason: str,
+    pi: str | None,
+    settings: Settings,
+    *,
+    notify: bool = True,
 ) -> None:
     now = datetime.now(UTC)
     await repository.set_charge(
@@ -185,6 +191,8 @@ async def _fail(
         {"status": "failed", "failure": reason, "payment_intent_id": pi, "finished_at": now},
     )
     await purchases.set_purchase(session, charge.id, {"status": "failed", "payment_intent_id": pi})
+    if not notify:
+        return
     account = await balances.peek_account(session, charge.org_id, settings)
     notice = AutoTopUpFailed(
         org_id=charge.org_id,
@@ -208,7 +216,11 @@ async def charge_next(
     if charge is None:
         return None
     saved: AutoTopUp | None = await repository.get(session, charge.org_id)
-    if saved is None or saved.payment_method_id is None:
+    if saved is None or not saved.enabled:
+        # The owner turned it off after the crossing: nothing to tell them.
+        await _fail(session, charge, "disabled", None, settings, notify=False)
+        return "failed"
+    if saved.payment_method_id is None:
         await _fail(session, charge, "payment_method_missing", None, settings)
         return "failed"
     result: OffSessionCharge = await provider.charge_off_session(
