@@ -143,15 +143,27 @@ def payment_method_of(obj: Mapping[str, Any]) -> tuple[uuid.UUID, SavedPaymentMe
 
 
 async def credit(
-    session: AsyncSession, purchase_id: uuid.UUID, payment_intent_id: str | None, settings: Settings
+    session: AsyncSession,
+    purchase_id: uuid.UUID,
+    payment_intent_id: str | None,
+    settings: Settings,
+    *,
+    received: tuple[int, str] | None = None,
 ) -> str:
     """Credit a paid auto top-up once (the worker's success and the webhook both land
-    here); returns `credited`, `already-paid` or `unknown-purchase`."""
+    here); returns `credited`, `already-paid`, `unknown-purchase` or `amount-mismatch`
+    (the provider reports another amount or currency than the charge: not credited)."""
     found = await purchases.lock_purchase(session, purchase_id)
     if found is None:
         return "unknown-purchase"
     if found.status == "paid":
         return "already-paid"
+    if received is not None and received != (found.amount, found.currency):
+        log.error(
+            "auto top-up amount differs from the charge; not credited",
+            extra={"purchase_id": str(found.id), "received": received[0]},
+        )
+        return "amount-mismatch"
     entry = await ledger.add_credits(
         session,
         found.org_id,

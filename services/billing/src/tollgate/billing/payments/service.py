@@ -247,7 +247,10 @@ async def _payment_method_and_auto_top_up(
             purchase_id = uuid.UUID(str(metadata.get("purchase_id")))
         except ValueError:
             return "unknown-purchase"
-        return await auto_top_up.credit(session, purchase_id, str(obj.get("id")), settings)
+        received = (int(obj.get("amount_received") or 0), str(obj.get("currency")))
+        return await auto_top_up.credit(
+            session, purchase_id, str(obj.get("id")), settings, received=received
+        )
     return outcome
 
 
