@@ -281,6 +281,11 @@ async def test_a_declined_card_fails_with_a_notice_and_credits_nothing(
             )
         ).json()["items"]
         assert [r["status"] for r in receipts] == ["failed"]
+        shown = await b.client.get(
+            f"/v1/orgs/{declined}/auto-top-up", headers=b.mint.headers(orgs={declined: "viewer"})
+        )
+        last = shown.json()["last_charge"]
+        assert (last["status"], last["failure"], last["amount"]) == ("failed", "card_declined", 450)
         # Still below: no new charge until a refill lifts the balance above the threshold.
         await b.spend(declined, 100)
         assert await b.run_worker() == 0

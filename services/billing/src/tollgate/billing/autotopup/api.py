@@ -7,7 +7,12 @@ import uuid
 from fastapi import APIRouter, Request
 
 from tollgate.billing.autotopup import service
-from tollgate.billing.autotopup.schemas import AutoTopUpIn, AutoTopUpOut, SetupSessionOut
+from tollgate.billing.autotopup.schemas import (
+    AutoTopUpChargeOut,
+    AutoTopUpIn,
+    AutoTopUpOut,
+    SetupSessionOut,
+)
 from tollgate.billing.config import CurrentSettings, Settings
 from tollgate.billing.payments.providers import app_provider, not_configured
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org
@@ -41,6 +46,9 @@ def _out(found: service.AutoTopUpView, settings: Settings) -> AutoTopUpOut:
         credits_per_unit=settings.auto_top_up_credits_per_unit,
         payment_method_saved=found.payment_method_saved,
         spent_this_month=found.spent_this_month,
+        last_charge=None
+        if found.last_charge is None
+        else AutoTopUpChargeOut.model_validate(found.last_charge, from_attributes=True),
     )
 
 

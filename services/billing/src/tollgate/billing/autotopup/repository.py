@@ -80,3 +80,14 @@ async def set_charge(session: AsyncSession, charge_id: uuid.UUID, values: dict[s
     await session.execute(
         update(AutoTopUpCharge).where(AutoTopUpCharge.id == charge_id).values(**values)
     )
+
+
+async def last_charge(session: AsyncSession, org_id: uuid.UUID) -> AutoTopUpCharge | None:
+    """The org's most recent charge (ids are UUIDv7)."""
+    stmt = (
+        select(AutoTopUpCharge)
+        .where(AutoTopUpCharge.org_id == org_id)
+        .order_by(AutoTopUpCharge.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -26,6 +28,22 @@ class AutoTopUpIn(RequestModel):
     )
 
 
+class AutoTopUpChargeOut(BaseModel):
+    """One auto top-up: queued, succeeded or failed (and why)."""
+
+    id: uuid.UUID = Field(description="Also the id of its purchase (receipt).")
+    status: Literal["queued", "succeeded", "failed"]
+    amount: int = Field(description="Minor currency units.")
+    currency: str
+    credits: int
+    failure: str | None = Field(
+        description="card_declined, authentication_required, monthly_cap_reached, "
+        "provider_unavailable, payment_method_missing or disabled."
+    )
+    crossed_at: datetime = Field(description="When the balance crossed the threshold.")
+    finished_at: datetime | None
+
+
 class AutoTopUpOut(BaseModel):
     """An org's auto top-up settings and this month's spend."""
 
@@ -37,6 +55,7 @@ class AutoTopUpOut(BaseModel):
     credits_per_unit: int = Field(description="Credits bought per minor currency unit.")
     payment_method_saved: bool = Field(description="A card is saved for off-session charges.")
     spent_this_month: int = Field(description="Minor units charged or being charged this month.")
+    last_charge: AutoTopUpChargeOut | None = Field(description="The most recent top-up.")
 
 
 class SetupSessionOut(BaseModel):

@@ -52,14 +52,16 @@ class AutoTopUpView:
     currency: str
     payment_method_saved: bool
     spent_this_month: int
+    last_charge: AutoTopUpCharge | None
 
 
 async def view(session: AsyncSession, org_id: uuid.UUID, settings: Settings) -> AutoTopUpView:
     """The org's settings (disabled defaults when it has none) and this month's spend."""
     row = await repository.get(session, org_id)
     spent = await repository.spent_since(session, org_id, month_start(datetime.now(UTC)))
+    last = await repository.last_charge(session, org_id)
     if row is None:
-        return AutoTopUpView(False, 0, 0, 0, settings.auto_top_up_currency, False, spent)
+        return AutoTopUpView(False, 0, 0, 0, settings.auto_top_up_currency, False, spent, last)
     return AutoTopUpView(
         enabled=row.enabled,
         threshold=row.threshold,
@@ -68,6 +70,7 @@ async def view(session: AsyncSession, org_id: uuid.UUID, settings: Settings) -> 
         currency=row.currency,
         payment_method_saved=row.payment_method_id is not None,
         spent_this_month=spent,
+        last_charge=last,
     )
 
 
