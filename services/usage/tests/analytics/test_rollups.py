@@ -236,6 +236,18 @@ async def test_rollup_answers_equal_the_log(database_factory: Callable[[str], st
                             for v, g in groups.items()
                         }
                         assert got == want, (where, span, by)
+                    for order_by in ("errors", "rejected", "credits"):
+                        best = await top(session, where, span, "key", order_by, 3)
+                        per_key: dict[uuid.UUID, int] = {}
+                        for r in inside:
+                            measure = {
+                                "errors": int(not r.reason and r.status >= 400),
+                                "rejected": int(bool(r.reason)),
+                                "credits": r.credits,
+                            }[order_by]
+                            per_key[r.key_id] = per_key.get(r.key_id, 0) + measure
+                        ranking = sorted(per_key, key=lambda k: (-per_key[k], k))[:3]
+                        assert [i.value for i in best.items] == [str(k) for k in ranking]
                     granularity: Granularity = (
                         "minute" if span.end - span.start < timedelta(hours=2) else "hour"
                     )

@@ -209,16 +209,19 @@ def key_rows_in(where: UsageFilter, span: TimeRange) -> Subquery | None:
 async def key_totals(
     session: AsyncSession, rows: Subquery, *, order_by: str, limit: int
 ) -> list[tuple[Any, Totals]]:
-    """The top `limit` keys of `key_rows_in` rows by `order_by`, with their totals."""
+    """The top `limit` keys of `key_rows_in` rows by `order_by`, with their totals: the
+    ranking sums one measure over every key, the other measures are summed for the
+    winners only."""
     label = rows.c.key_id.label("g")
+    ranked = select(label, func.coalesce(func.sum(rows.c[order_by]), 0).label(order_by))
+    ranked = ranked.group_by(label).order_by(literal_column(order_by).desc(), label)
+    winners = [row.g for row in await session.execute(ranked.limit(limit))]
+    if not winners:
+        return []
     measures = [func.coalesce(func.sum(rows.c[n]), 0).label(n) for n in _KEY_MEASURES]
-    stmt = (
-        select(label, *measures)
-        .group_by(label)
-        .order_by(literal_column(order_by).desc(), label)
-        .limit(limit)
-    )
-    return [(row.g, _totals(row)) for row in await session.execute(stmt)]
+    stmt = select(label, *measures).where(rows.c.key_id.in_(winners)).group_by(label)
+    totals = {row.g: _totals(row) for row in await session.execute(stmt)}
+    return [(key, totals[key]) for key in winners]
 
 
 def _total(expression: Any, *where: Any) -> Any:
