@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from tollgate.billing.autotopup import worker
 from tollgate.billing.config import Settings
 from tollgate.billing.ledger import service as ledger
+from tollgate.billing.payments import auto_top_up_worker as worker
 from tollgate.billing.payments.providers import PaymentProvider, SavedPaymentMethod
 from tollgate.billing.payments.providers import payment_provider as provider_for
 from tollgate.contracts import topics

@@ -7,8 +7,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from tollgate.billing.autotopup.api import router as auto_top_up_router
-from tollgate.billing.autotopup.worker import run_auto_top_up
 from tollgate.billing.balances.api import router as balances_router
 from tollgate.billing.config import Settings
 from tollgate.billing.ledger.api import router as ledger_router
@@ -16,6 +14,8 @@ from tollgate.billing.ledger.consumers import build_broker
 from tollgate.billing.maintenance import run_balance_publisher, run_period_roller, run_purge
 from tollgate.billing.models import outbox
 from tollgate.billing.payments.api import router as payments_router
+from tollgate.billing.payments.auto_top_up_api import router as auto_top_up_router
+from tollgate.billing.payments.auto_top_up_worker import run_auto_top_up
 from tollgate.billing.plans.api import router as plans_router
 from tollgate.billing.sms.consumers import subscribe_sms_charges
 from tollgate.billing.statements.api import router as statements_router

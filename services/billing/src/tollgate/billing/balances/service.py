@@ -19,9 +19,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.billing.autotopup import crossings
 from tollgate.billing.balances import repository
 from tollgate.billing.config import Settings
+from tollgate.billing.payments import auto_top_up_crossings as crossings
 from tollgate.contracts.events.billing import (
     BalanceMode,
     BalanceState,

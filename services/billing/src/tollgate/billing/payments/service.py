@@ -20,11 +20,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.billing.autotopup import service as auto_top_up
 from tollgate.billing.config import CreditPack, Settings
 from tollgate.billing.ledger import service as ledger
 from tollgate.billing.models import Purchase
-from tollgate.billing.payments import repository
+from tollgate.billing.payments import auto_top_up, repository
 from tollgate.billing.plans import service as plans
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.problems import NotFound, ServiceUnavailable

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tollgate.billing.autotopup import service
 from tollgate.billing.config import Settings
+from tollgate.billing.payments import auto_top_up as service
 from tollgate.billing.payments.providers import PaymentProvider, payment_provider
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.jobs import every

@@ -22,13 +22,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.billing.autotopup import repository
-from tollgate.billing.autotopup.crossings import month_start
-from tollgate.billing.balances import service as balances
 from tollgate.billing.config import Settings
 from tollgate.billing.ledger import service as ledger
 from tollgate.billing.models import AutoTopUp, AutoTopUpCharge
+from tollgate.billing.payments import auto_top_up_repository as repository
 from tollgate.billing.payments import repository as purchases
+from tollgate.billing.payments.auto_top_up_crossings import month_start
 from tollgate.billing.payments.providers import (
     OffSessionCharge,
     PaymentProvider,
@@ -208,14 +207,14 @@ async def _fail(
     await purchases.set_purchase(session, charge.id, {"status": "failed", "payment_intent_id": pi})
     if not notify:
         return
-    account = await balances.peek_account(session, charge.org_id, settings)
+    balance = await repository.balance_of(session, charge.org_id)
     notice = AutoTopUpFailed(
         org_id=charge.org_id,
         charge_id=charge.id,
         amount=charge.amount,
         currency=charge.currency,
         reason=reason,
-        balance=account.balance,
+        balance=balance,
         occurred_at=now,
     )
     await emit(session, notice, subject=notice.kafka_key())

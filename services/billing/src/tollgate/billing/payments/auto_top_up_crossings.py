@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.billing.autotopup import repository
 from tollgate.billing.config import Settings
+from tollgate.billing.payments import auto_top_up_repository as repository
 from tollgate.billing.payments import repository as purchases
 from tollgate.contracts.events.billing import AutoTopUpFailed
 from tollgate.contracts.ids import uuid7

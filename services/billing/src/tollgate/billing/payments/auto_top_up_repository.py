@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.billing.models import AutoTopUp, AutoTopUpCharge
+from tollgate.billing.models import Account, AutoTopUp, AutoTopUpCharge
 
 
 async def lock_enabled(session: AsyncSession, org_ids: Sequence[uuid.UUID]) -> Sequence[AutoTopUp]:
@@ -91,3 +91,10 @@ async def last_charge(session: AsyncSession, org_id: uuid.UUID) -> AutoTopUpChar
         .limit(1)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def balance_of(session: AsyncSession, org_id: uuid.UUID) -> int:
+    """The org's balance as it stands (0 for an org billing has no account for), for
+    the failure notice: read here so auto top-up needs nothing of the balances package,
+    which calls it on every crossing."""
+    return int(await session.scalar(select(Account.balance).where(Account.org_id == org_id)) or 0)

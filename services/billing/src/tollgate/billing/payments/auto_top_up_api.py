@@ -6,14 +6,14 @@ import uuid
 
 from fastapi import APIRouter, Request
 
-from tollgate.billing.autotopup import service
-from tollgate.billing.autotopup.schemas import (
+from tollgate.billing.config import CurrentSettings, Settings
+from tollgate.billing.payments import auto_top_up as service
+from tollgate.billing.payments.auto_top_up_schemas import (
     AutoTopUpChargeOut,
     AutoTopUpIn,
     AutoTopUpOut,
     SetupSessionOut,
 )
-from tollgate.billing.config import CurrentSettings, Settings
 from tollgate.billing.payments.providers import app_provider, not_configured
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org
 from tollgate.kit.db import DbSession
