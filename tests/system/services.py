@@ -76,6 +76,9 @@ def service_process(
         "KAFKA_ENABLE_IDEMPOTENCE": "false",
         "KAFKA_SESSION_TIMEOUT_MS": "3000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+        # Two test workers run a stack each beside in-process tests: small pools keep
+        # every process within PostgreSQL's default 100 connections.
+        "DATABASE_POOL_SIZE": "3",
         **(extra or {}),
     }
     if database_url:

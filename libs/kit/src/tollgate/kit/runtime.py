@@ -77,7 +77,7 @@ async def service_runtime(
     )
     try:
         if database_url:
-            rt.engine = create_engine(database_url)
+            rt.engine = create_engine(database_url, pool_size=settings.database_pool_size)
             rt.sessions = session_maker(rt.engine)
             bind_instance(rt.sessions, settings.instance_id)
             app.state.sessions = rt.sessions

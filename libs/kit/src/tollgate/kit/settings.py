@@ -45,6 +45,13 @@ class ServiceSettings(BaseSettings):
         "unless given)",
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="request body cap (413 above)")
+    database_pool_size: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description="database connections a process keeps open (as many again may open "
+        "briefly under load); size it to PostgreSQL's max_connections over every process",
+    )
     cors_origins: str = Field(
         "",
         description="comma-separated origins (e.g. https://console.example.com) whose "
