@@ -25,8 +25,8 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-# Two workers: each system test module a unit run in order on one of them, system modules
-# first, the in-process tests filling in (groups and order: the kit's pytest plugin).
+# Two workers: every system test in order on one of them, the in-process tests on the
+# other (`--dist loadgroup`; the group and the order are set by the kit's pytest plugin).
 pytest: venv browser
 	$(BIN)/pytest -n 2 --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 

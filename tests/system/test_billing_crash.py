@@ -4,8 +4,8 @@ between the database commit and the offset commit), top-ups retried with their
 Idempotency-Key across the crashes, then 5 % of the events re-published with the
 same ids. Afterwards every credit is debited exactly once.
 
-Size: BILLING_CRASH_EVENTS (default 12 000) events over 5 orgs, at least
-BILLING_CRASH_KILLS (default 12) kills; the issue's full size is
+Size: BILLING_CRASH_EVENTS (default 20 000) events over 5 orgs, at least
+BILLING_CRASH_KILLS (default 20) kills; the issue's full size is
 `BILLING_CRASH_EVENTS=50000`.
 """
 
@@ -45,8 +45,8 @@ from .services import ServiceProcess, service_process
 
 pytestmark = pytest.mark.system
 
-EVENTS = int(os.environ.get("BILLING_CRASH_EVENTS", "12000"))
-MIN_KILLS = int(os.environ.get("BILLING_CRASH_KILLS", "12"))
+EVENTS = int(os.environ.get("BILLING_CRASH_EVENTS", "20000"))
+MIN_KILLS = int(os.environ.get("BILLING_CRASH_KILLS", "20"))
 MAX_KILLS = MIN_KILLS + 20
 ORGS = 5
 OPENING = 10_000_000

@@ -52,8 +52,7 @@ from tollgate.kit.testing.plugin import Harness
 
 from .services import ServiceProcess, service_process
 
-# One browser and one stack for both modules (session fixtures): one xdist worker.
-pytestmark = [pytest.mark.system, pytest.mark.xdist_group("browser")]
+pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"

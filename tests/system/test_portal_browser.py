@@ -32,8 +32,7 @@ from .test_console_browser import (  # the shared stack and browser fixtures
 
 __all__ = ["browser", "stack"]
 
-# One stack for both modules (a session fixture): one xdist worker.
-pytestmark = [pytest.mark.system, pytest.mark.xdist_group("browser")]
+pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).resolve().parents[2]
 PETSTORE = ROOT / "services" / "accounts" / "tests" / "data" / "petstore.yaml"

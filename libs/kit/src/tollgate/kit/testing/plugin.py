@@ -421,19 +421,19 @@ def pytest_report_header(config: pytest.Config) -> str:
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker turns groups into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist (`make test`: two workers, `--dist loadgroup --no-loadscope-reorder`)
-    each system test module is one unit of work, run in order on one worker (a module's
-    tests share its stack), unless it names its own `xdist_group` (modules sharing a
-    session stack). System tests come first, so the longest units start at once and the
-    in-process tests fill whichever worker is free."""
+    every system test is in one group, run in order on one worker, while the other
+    worker takes the in-process tests: system tests time real processes (kill -9, "within
+    a second") and two stacks at once on a 2-core machine made billing's crash and
+    credits tests fail. System tests come first, so that long unit starts at once."""
     if not getattr(config.option, "loadgroup", False):
         return
+
     def system(item: pytest.Item) -> bool:
         return item.get_closest_marker("system") is not None
 
     for item in items:
-        if system(item) and item.get_closest_marker("xdist_group") is None:
-            group = item.path.stem if isinstance(item, pytest.Function) else item.nodeid
-            item.add_marker(pytest.mark.xdist_group(group))
+        if system(item):
+            item.add_marker(pytest.mark.xdist_group("system"))
     items.sort(key=lambda item: not system(item))
 
 
