@@ -120,10 +120,12 @@ async def billing(
         **overrides,
     )
     mint = TokenMint()
+    provider = provider_for(settings)
     try:
         async with api_client(settings, mint) as (client, app):
-            yield Billing(client, fake, mint, settings, app.state.sessions, provider_for(settings))
+            yield Billing(client, fake, mint, settings, app.state.sessions, provider)
     finally:
+        await provider.aclose()
         await fake.stop()
 
 

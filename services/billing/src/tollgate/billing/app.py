@@ -16,6 +16,7 @@ from tollgate.billing.models import outbox
 from tollgate.billing.payments.api import router as payments_router
 from tollgate.billing.payments.auto_top_up_api import router as auto_top_up_router
 from tollgate.billing.payments.auto_top_up_worker import run_auto_top_up
+from tollgate.billing.payments.providers import PaymentProvider
 from tollgate.billing.plans.api import router as plans_router
 from tollgate.billing.sms.consumers import subscribe_sms_charges
 from tollgate.billing.statements.api import router as statements_router
@@ -60,6 +61,9 @@ def create_app(
             ),
         ):
             yield
+        provider: PaymentProvider | None = getattr(app.state, "payment_provider", None)
+        if provider is not None:
+            await provider.aclose()
 
     app = create_service_app(
         service="billing",

@@ -34,8 +34,11 @@ async def run_auto_top_up(sessions: SessionMaker, settings: Settings) -> None:
     async def step() -> bool:
         return await charge_round(sessions, provider, settings)
 
-    async with asyncio.TaskGroup() as group:
-        for number in range(settings.auto_top_up_workers):
-            group.create_task(
-                every(settings.auto_top_up_poll_seconds, step, name=f"auto top-up {number}")
-            )
+    try:
+        async with asyncio.TaskGroup() as group:
+            for number in range(settings.auto_top_up_workers):
+                group.create_task(
+                    every(settings.auto_top_up_poll_seconds, step, name=f"auto top-up {number}")
+                )
+    finally:
+        await provider.aclose()

@@ -103,6 +103,10 @@ class PaymentProvider(Protocol):
         idempotency key, so asking twice charges once."""
         ...
 
+    async def aclose(self) -> None:
+        """Close the provider's HTTP connections."""
+        ...
+
 
 def not_configured() -> Conflict:
     """The answer to a card payment asked of the `manual` provider."""
@@ -149,6 +153,9 @@ class ManualProvider:
     ) -> OffSessionCharge:
         return OffSessionCharge("failed", None, "payments_not_configured")
 
+    async def aclose(self) -> None:
+        return None
+
 
 class StripeProvider:
     """Stripe Checkout through the official SDK (async, over httpx)."""
@@ -156,12 +163,16 @@ class StripeProvider:
     name = "stripe"
 
     def __init__(self, settings: Settings) -> None:
+        self._http = stripe.HTTPXClient(timeout=20)
         self._client = stripe.StripeClient(
             settings.stripe_secret_key.get_secret_value(),
             base_addresses={"api": settings.stripe_api_base},
-            http_client=stripe.HTTPXClient(timeout=20),
+            http_client=self._http,
             max_network_retries=2,
         )
+
+    async def aclose(self) -> None:
+        await self._http.close_async()  # type: ignore[no-untyped-call]
 
     async def create_checkout(
         self,
