@@ -319,3 +319,25 @@ async def test_positions_beyond_a_new_log_end_restart_from_its_start(
         assert (replayed.ingested, replayed.duplicates_skipped) == (0, 2)
         async with sessions() as session:
             assert await scalar(session, "SELECT count(*) FROM request_log") == 11
+
+
+async def test_a_new_log_as_long_as_the_old_one_is_taken_in(
+    database_factory: Callable[[str], str],
+) -> None:
+    async with usage_db(database_factory) as sessions:
+        org, key, api = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        first_run = as_deliveries([completed(org_id=org, key_id=key, api_id=api) for _ in range(6)])
+        assert (await ingest(sessions, first_run, log_ends={0: 6})).ingested == 6
+        # `make up` again: a new broker whose log already holds as many records as the old
+        # one when usage first reads it. Same offsets, same log end, other events.
+        second_run = as_deliveries(
+            [completed(org_id=org, key_id=key, api_id=api) for _ in range(6)]
+        )
+        result = await ingest(sessions, second_run, log_ends={0: 6})
+        assert (result.ingested, result.redelivered_skipped) == (6, 0)
+        assert result.positions_reset == (0,)
+        again = await ingest(sessions, second_run, log_ends={0: 6})  # and a redelivery of it
+        assert (again.ingested, again.redelivered_skipped, again.positions_reset) == (0, 6, ())
+        async with sessions() as session:
+            assert await scalar(session, "SELECT count(*) FROM request_log") == 12
+            assert await scalar(session, "SELECT sum(requests) FROM usage_minute") == 12

@@ -1,17 +1,22 @@
 """Ingestion rules: a batch of request events into the log, aggregates and quotas.
 
-Exactly-once effect. For every (group, topic, partition) the next offset to take in
-is stored in `consumer_positions`. `record_requests` runs inside the consumer's
-transaction and, in this order: locks the positions of the batch's partitions, skips
-every record below its partition's position (a redelivery after a crash between the
-database commit and the Kafka offset commit), inserts the rest into the request log
-(a request id already logged — the gateway re-sent an event — is skipped too),
-aggregates only the rows actually inserted, counts quotas, and moves the positions
-past the batch. All of it commits or none of it does, so any record is counted once
-however often Kafka delivers it. A stored position beyond its partition's log end
-(`log_ends`, the fetch high watermarks: a new broker, a recreated topic) belongs to a
-log that is gone; it is reset to the log's start, and the request-id check keeps the
-counts exact. Never commits.
+Exactly-once effect. Every request event is one row of the request log, keyed by its
+request id: `record_requests` runs inside the consumer's transaction, inserts the
+batch's events (a request id already logged is skipped: a redelivery after a crash
+between the database commit and the Kafka offset commit, or the gateway re-sending an
+event), aggregates only the rows actually inserted, counts quotas, and moves the
+stored positions (`consumer_positions`, the next offset per group, topic and
+partition) past the batch. All of it commits or none of it does, so any record is
+counted once however often Kafka delivers it.
+
+The positions tell a redelivery from a new log. A record below its partition's
+position that was already logged is a redelivery (counted in `redelivered_skipped`).
+A stored position beyond the partition's log end (`log_ends`, the fetch high
+watermarks), or a record below it that was never logged, means the log was replaced
+(a new broker after `make up` restarted, a recreated topic): the position goes back
+to the log's start and the partition is reported in `positions_reset`. A new log
+that has already grown to the old position is taken in all the same, because no
+record is skipped on its offset alone. Never commits.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ class IngestResult:
     duplicates_skipped: int
     thresholds_crossed: int
     positions_reset: tuple[int, ...] = ()
-    """Partitions whose stored position was beyond the log end and went back to 0."""
+    """Partitions whose log was replaced (see the module docstring): position back to 0."""
 
 
 def _log_rows(events: Sequence[RequestEvent]) -> list[LogRow]:
@@ -242,26 +247,28 @@ async def record_requests(
         session, group_id, topic, [d.partition for d in deliveries]
     )
     ends = log_ends or {}
-    beyond = tuple(p for p, at in sorted(positions.items()) if p in ends and at > ends[p])
-    if beyond:
-        await repository.reset_positions(session, group_id, topic, beyond)
-        positions.update(dict.fromkeys(beyond, 0))
-    fresh = [d for d in deliveries if d.offset >= positions.get(d.partition, 0)]
-    redelivered = len(deliveries) - len(fresh)
-    candidates = [d.event for d in fresh if d.event is not None]
-    inserted = await repository.insert_log_rows(session, _log_rows(candidates))
-    new: list[RequestEvent]
-    if len(inserted) == len(candidates):
-        new = candidates  # the usual case: every row went in
-    else:
-        # Keep the events whose row went in, each once (a row is (request id, time)).
-        pending = set(inserted)
-        new = []
-        for event in candidates:
-            row = (event.request_id, event.time)
-            if row in pending:
-                pending.discard(row)
-                new.append(event)
+    replaced = {p for p, at in positions.items() if p in ends and at > ends[p]}
+    for p in replaced:
+        positions[p] = 0
+    candidates = [(d, d.event) for d in deliveries if d.event is not None]
+    logged = await repository.insert_log_rows(session, _log_rows([e for _, e in candidates]))
+    inserted = set(logged)
+    new: list[RequestEvent] = []
+    redelivered = duplicates = 0
+    for d, event in candidates:
+        below = d.offset < positions.get(d.partition, 0)
+        if (event.request_id, event.time) in inserted:
+            inserted.discard((event.request_id, event.time))  # once, even if sent twice
+            new.append(event)
+            if below:  # never logged, yet below the position: another log than before
+                replaced.add(d.partition)
+        elif below:
+            redelivered += 1
+        else:
+            duplicates += 1
+    redelivered += sum(
+        1 for d in deliveries if d.event is None and d.offset < positions.get(d.partition, 0)
+    )
     aggregates = aggregate(new)
     await repository.add_to_aggregates(session, "usage_minute", aggregates.minutes)
     await repository.add_to_aggregates(session, "usage_hour", aggregates.hours)
@@ -272,15 +279,17 @@ async def record_requests(
         rollup = repository.by_key(aggregates.hours, days=days)
         await repository.add_to_key_rollup(session, table, rollup)
     crossed = await count_admitted(session, aggregates.admitted)
-    if fresh:
-        next_offsets: dict[int, int] = {}
-        for d in fresh:
-            next_offsets[d.partition] = max(next_offsets.get(d.partition, 0), d.offset + 1)
-        await repository.save_positions(session, group_id, topic, next_offsets)
+    reset = tuple(sorted(replaced))
+    if reset:
+        await repository.reset_positions(session, group_id, topic, reset)
+    next_offsets: dict[int, int] = {}
+    for d in deliveries:
+        next_offsets[d.partition] = max(next_offsets.get(d.partition, 0), d.offset + 1)
+    await repository.save_positions(session, group_id, topic, next_offsets)
     return IngestResult(
         ingested=len(new),
         redelivered_skipped=redelivered,
-        duplicates_skipped=len(candidates) - len(new),
+        duplicates_skipped=duplicates,
         thresholds_crossed=len(crossed),
-        positions_reset=beyond,
+        positions_reset=reset,
     )
