@@ -28,6 +28,7 @@ import pytest
 from tollgate.kit import localdeps
 from tollgate.kit.sealing import new_sealing_key
 from tollgate.kit.testing.fake_stripe import FakeStripe
+from tollgate.kit.testing.polling import eventually
 
 from .services import ServiceProcess, service_process
 
@@ -164,7 +165,13 @@ async def test_quota_upgrade_and_suspension_at_the_gateway(
                 await asyncio.sleep(0.02)
             assert first.status_code == 402, first.text
             assert first.json()["type"].endswith("/credits-exhausted")
-            opened = await bil.get(f"/v1/orgs/{org['id']}/balance")
+            # Billing opens the org from the users topic on its own time (the gateway
+            # refused it meanwhile): its first published state follows.
+            opened = await eventually(
+                lambda: bil.get(f"/v1/orgs/{org['id']}/balance"),
+                lambda r: r.status_code == 200 and r.json()["version"] >= 1,
+                within=15,
+            )
             assert opened.json()["status"] == "exhausted"
             assert opened.json()["version"] >= 1, "billing published no first state"
             topped = await bil.post(

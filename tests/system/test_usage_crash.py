@@ -3,9 +3,11 @@
 Sized for a shared 2-core machine: 12,000 request events (5 orgs, 15 keys, 6 APIs,
 completed and rejected) produced in 10 waves; after each wave starts being consumed
 the usage process is killed with SIGKILL at a random moment and restarted, so every
-kill lands while a backlog is being taken in. Afterwards: the request log holds
-exactly one row per event, every minute and hour aggregate (counts, bytes, credits,
-latency sum and histogram) equals a recomputation from the log, and the consumer logs
+kill lands while a backlog is being taken in; every other kill lands while the broker
+is frozen (SIGSTOP), between a batch's database commit and its offset commit.
+Afterwards: the request log holds exactly one row per event, every minute and hour
+aggregate (counts, bytes, credits, latency sum and histogram) equals a recomputation
+from the log, and the consumer logs
 show redelivered records that were skipped (> 0: the window between the database
 commit and the Kafka offset commit was hit).
 """
@@ -32,6 +34,7 @@ from tollgate.contracts.envelope import encode, new_event
 from tollgate.contracts.events.gateway import RejectionReason, RequestCompleted, RequestRejected
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.kafka import make_producer, topic_name
+from tollgate.kit.testing import BrokerControl
 from tollgate.kit.testing.polling import eventually
 from tollgate.usage import histogram
 from tollgate.usage.config import Settings
@@ -179,10 +182,11 @@ def skipped_redeliveries(logs: str) -> int:
 
 async def test_usage_counts_exactly_once_through_repeated_kill9(
     tmp_path: Path,
-    kafka_bootstrap: str,
+    kafka_broker: BrokerControl,
     topic_prefix: str,
     database_factory: Callable[[str], str],
 ) -> None:
+    kafka_bootstrap = kafka_broker.bootstrap
     rng = random.Random(2024)
     database_url = database_factory("usage")
     usage = service_process(
@@ -213,10 +217,18 @@ async def test_usage_counts_exactly_once_through_repeated_kill9(
         for n in range(WAVES):
             before = await logged(engine)
             await produce(settings, events[n * wave : (n + 1) * wave])
-            # Wait until this life is taking in records, then kill it mid-stream.
+            # Wait until this life is taking in records, then kill it mid-stream. Every
+            # other kill lands with the broker frozen: batches already fetched commit to
+            # the database while their offset commit cannot reach Kafka, so that window
+            # is hit however fast this machine takes a wave in.
             await eventually(lambda b=before: logged(engine), lambda c, b=before: c > b, within=30)
-            await asyncio.sleep(rng.uniform(0.05, 0.6))
-            usage.kill9()
+            await asyncio.sleep(rng.uniform(0.0, 0.3))
+            if n % 2:
+                with kafka_broker.paused():
+                    await asyncio.sleep(0.5)
+                    usage.kill9()
+            else:
+                usage.kill9()
             kills += 1
             usage.start()
         final = await eventually(lambda: logged(engine), lambda c: c >= EVENTS, within=60)
