@@ -8,6 +8,7 @@ from collections.abc import Callable
 from sqlalchemy import text
 
 from tollgate.kit.db import create_engine
+from tollgate.kit.testing.pages import check_list_contract
 from tollgate.kit.testing.tokens import TokenMint
 
 from ..factories import api_client, migrated, settings_for
@@ -32,6 +33,52 @@ async def test_unknown_org_reads_as_new_prepaid_account(
         "version": 0,
         "updated_at": None,
     }
+
+
+async def test_admins_page_through_every_orgs_balance_filtered_by_status(
+    database_factory: Callable[[str], str],
+) -> None:
+    settings = settings_for(await migrated(database_factory("billing")))
+    mint = TokenMint()
+    admin = mint.headers(admin=True)
+    rich, poor, empty = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with api_client(settings, mint) as (client, _):
+        for org, amount in ((rich, 5000), (poor, 500)):
+            r = await client.post(
+                f"/v1/orgs/{org}/credits",
+                json={"amount": amount},
+                headers={**admin, "Idempotency-Key": f"seed-{org}"},
+            )
+            assert r.status_code == 201
+        r = await client.patch(
+            f"/v1/orgs/{empty}/billing-settings", json={"low_threshold": 10}, headers=admin
+        )
+        assert r.status_code == 200
+        items = await check_list_contract(
+            client,
+            "/v1/balances",
+            headers=admin,
+            expected={str(rich), str(poor), str(empty)},
+            key=lambda item: item["org_id"],
+        )
+        low = (await client.get("/v1/balances", params={"status": "low"}, headers=admin)).json()
+        # An org owner, even of every listed org, is not an operator.
+        owner = mint.headers(orgs={rich: "owner", poor: "owner", empty: "owner"})
+        refused = await client.get("/v1/balances", headers=owner)
+        anonymous = await client.get("/v1/balances")
+        unknown = await client.get("/v1/balances", params={"status": "broke"}, headers=admin)
+    by_org = {item["org_id"]: (item["balance"], item["status"]) for item in items}
+    assert by_org == {
+        str(rich): (5000, "ok"),
+        str(poor): (500, "low"),
+        str(empty): (0, "exhausted"),
+    }
+    assert [item["org_id"] for item in low["items"]] == [str(poor)]
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "items" not in refused.json()
+    assert anonymous.status_code == 401
+    assert unknown.status_code == 422
 
 
 async def test_settings_owner_sets_threshold_admin_sets_mode(

@@ -1,17 +1,23 @@
-"""HTTP transport of balances and billing settings: validate, authorize, delegate."""
+"""HTTP transport of balances and billing settings: validate, authorize, delegate.
+
+`GET /balances` is the operator's list of every org's balance (platform admins only);
+everything else is one org's and needs a role in it."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from tollgate.billing import links
 from tollgate.billing.balances import service
 from tollgate.billing.balances.schemas import BalanceOut, BillingSettingsOut, BillingSettingsPatch
 from tollgate.billing.config import CurrentSettings
+from tollgate.contracts.events.billing import BalanceStatus
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
+from tollgate.kit.pagination import Cursor, Page, PageSize, page_of, uuid_cursor
 from tollgate.kit.problems import documented_problems
 
 router = APIRouter(tags=["balances"])
@@ -45,8 +51,12 @@ async def get_balance(
     authorize_org(principal, org_id, Role.viewer)
     async with db.begin():
         account = await service.peek_account(db, org_id, settings)
+    return _balance_out(account)
+
+
+def _balance_out(account: service.AccountState) -> BalanceOut:
     return BalanceOut(
-        org_id=org_id,
+        org_id=account.org_id,
         balance=account.balance,
         status=account.status,
         mode=account.mode,
@@ -55,6 +65,30 @@ async def get_balance(
         version=account.version,
         updated_at=account.published_at if account.version else None,
     )
+
+
+@router.get(
+    "/balances",
+    response_model=Page[BalanceOut],
+    responses=documented_problems(
+        {401: "Missing or invalid token.", 403: "Platform admins only.", 422: "Invalid cursor."}
+    ),
+)
+async def list_balances(
+    principal: CurrentPrincipal,
+    db: DbSession,
+    status: Annotated[BalanceStatus | None, Query(description="only orgs with this status")] = None,
+    cursor: Cursor = None,
+    limit: PageSize = 50,
+) -> Page[BalanceOut]:
+    """Every org billing keeps an account for (each org gets one when it is created),
+    in org id order, one page at a time (platform admins only)."""
+    require_admin(principal)
+    after = uuid_cursor(cursor)
+    async with db.begin():
+        accounts = await service.list_accounts(db, status=status, after=after, limit=limit + 1)
+    page, next_cursor = page_of(accounts, limit, lambda account: (account.org_id,))
+    return Page[BalanceOut](items=[_balance_out(a) for a in page], next_cursor=next_cursor)
 
 
 def _settings_out(account: service.AccountState) -> BillingSettingsOut:

@@ -66,6 +66,18 @@ async def get(session: AsyncSession, org_id: uuid.UUID) -> AccountRow | None:
     return (await session.execute(select(*_COLUMNS).where(Account.org_id == org_id))).first()
 
 
+async def list_after(
+    session: AsyncSession, *, status: str | None, after: uuid.UUID | None, limit: int
+) -> Sequence[AccountRow]:
+    """Accounts in org id order after `after`, optionally of one status; not locked."""
+    stmt = select(*_COLUMNS).order_by(Account.org_id).limit(limit)
+    if status is not None:
+        stmt = stmt.where(Account.status == status)
+    if after is not None:
+        stmt = stmt.where(Account.org_id > after)
+    return (await session.execute(stmt)).all()
+
+
 async def save(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Write accounts back by primary key (every column given in each row)."""
     if rows:

@@ -165,6 +165,16 @@ async def peek_account(
     return AccountState.from_row(row) if row is not None else new_account(org_id, settings)
 
 
+async def list_accounts(
+    session: AsyncSession, *, status: BalanceStatus | None, after: uuid.UUID | None, limit: int
+) -> list[AccountState]:
+    """Every org billing has an account for, in org id order (the operator's list)."""
+    rows = await repository.list_after(
+        session, status=status.value if status else None, after=after, limit=limit
+    )
+    return [AccountState.from_row(row) for row in rows]
+
+
 async def publish_state(
     session: AsyncSession, account: AccountState, settings: Settings, now: datetime
 ) -> None:
