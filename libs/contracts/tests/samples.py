@@ -14,6 +14,7 @@ from tollgate.contracts import (
     CreditsExhausted,
     CreditsLow,
     CreditsToppedUp,
+    EmailVerificationRequested,
     EventData,
     KeyCreated,
     KeyEnvironment,
@@ -168,6 +169,13 @@ def every_event() -> list[EventData]:
             locale="en-GB",
             reset_token_sealed="v1.gAAAAABn0x7kresetsealed",
             expires_at=NOW + timedelta(minutes=30),
+        ),
+        EmailVerificationRequested(
+            user_id=USER_ID,
+            email="ada@example.com",
+            locale="en-GB",
+            verification_token_sealed="v1.gAAAAABn0x7kverifysealed",
+            expires_at=NOW + timedelta(hours=48),
         ),
         MemberInvited(
             org_id=ORG_ID,

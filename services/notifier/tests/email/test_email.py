@@ -10,10 +10,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from tollgate.contracts.envelope import new_event
-from tollgate.contracts.events.accounts import MemberInvited, OrgRole, PasswordResetRequested
+from tollgate.contracts.events.accounts import (
+    EmailVerificationRequested,
+    MemberInvited,
+    OrgRole,
+    PasswordResetRequested,
+)
 from tollgate.kit.sealing import Sealer
 from tollgate.kit.testing.pages import check_list_contract
 from tollgate.kit.testing.tokens import TokenMint
@@ -22,6 +28,7 @@ from tollgate.notifier.email.backends import FileBackend, ResendBackend
 from tollgate.notifier.email.templates import KINDS, render
 from tollgate.notifier.email.worker import EmailWorker
 from tollgate.notifier.intake.service import queue_notifications
+from tollgate.notifier.models import EmailMessage
 
 from ..events import credits_low
 from ..factories import (
@@ -283,3 +290,34 @@ def test_every_template_renders_in_english_and_chinese() -> None:
     suspended = {"plan_name": "Pro", "reason": "the subscription ended"}
     assert "订阅已结束" in render("plan_suspended", "zh-CN", suspended).text
     assert "the subscription ended" in render("plan_suspended", "en", suspended).text
+
+
+async def test_a_verification_request_queues_one_mail_linking_to_the_console(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = f"verify-{uuid.uuid4().hex}"
+    event = new_event(
+        EmailVerificationRequested(
+            user_id=uuid.uuid4(),
+            email="new@example.com",
+            locale="zh-CN",
+            verification_token_sealed=Sealer(SEALING_KEY).seal(token),
+            expires_at=datetime(2030, 1, 2, 3, 4, tzinfo=UTC),
+        ),
+        source="tollgate/accounts/test",
+    )
+    queued: list[dict[str, object]] = []
+
+    async def insert_email(_: object, row: dict[str, object]) -> bool:
+        queued.append(row)
+        return True
+
+    monkeypatch.setattr(service.repository, "insert_email", insert_email)
+    assert await service.queue_for_event(None, event, datetime.now(UTC)) == 1  # type: ignore[arg-type]
+    row = queued[0]
+    assert (row["kind"], row["to_address"]) == ("email_verification", "new@example.com")
+    assert token not in json.dumps(row, default=str)  # sealed while queued
+    message = EmailMessage(kind=row["kind"], locale=row["locale"], context=row["context"])
+    mail = service.compose(message, Sealer(SEALING_KEY), "https://console.example.com/")
+    assert f"https://console.example.com/verify-email?token={token}" in mail.text
+    assert mail.subject == "确认您在 Tollgate 的邮箱地址"

@@ -21,6 +21,7 @@ from tollgate.contracts.envelope import (
 from tollgate.contracts.events.accounts import (
     ApiStatus,
     ApiUpserted,
+    EmailVerificationRequested,
     KeyCreated,
     KeyEnvironment,
     KeyExpiring,
@@ -84,6 +85,7 @@ __all__ = [
     "CreditsExhausted",
     "CreditsLow",
     "CreditsToppedUp",
+    "EmailVerificationRequested",
     "EventData",
     "KeyCreated",
     "KeyEnvironment",

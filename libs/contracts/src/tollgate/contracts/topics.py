@@ -14,6 +14,7 @@ from typing import Literal
 from tollgate.contracts.envelope import EventData
 from tollgate.contracts.events.accounts import (
     ApiUpserted,
+    EmailVerificationRequested,
     KeyCreated,
     KeyExpiring,
     KeyRevoked,
@@ -96,6 +97,7 @@ ACCOUNTS_EVENTS = Topic(
     event_types=(
         UserRegistered,
         PasswordResetRequested,
+        EmailVerificationRequested,
         MemberInvited,
         KeyCreated,
         KeyRotated,

@@ -303,6 +303,26 @@ class PasswordResetRequested(EventData):
     expires_at: UtcDatetime = Field(description="When the token stops working.")
 
 
+class EmailVerificationRequested(EventData):
+    """A new user's email address is to be verified.
+
+    Sent by accounts (outbox) on registration and when the user asks for a new link;
+    the notifier emails the verification link. Kafka key: `user_id`. The single-use
+    token is sealed for the notifier, never plaintext.
+    """
+
+    event_type = "tollgate.accounts.email_verification.requested.v1"
+    key_field = "user_id"
+
+    user_id: UUID = Field(description="User whose address is to be verified.")
+    email: str = Field(description="Address the verification link is sent to.")
+    locale: str = Field(description="Preferred locale (BCP 47) for the email.")
+    verification_token_sealed: str = Field(
+        description="Single-use verification token, encrypted for the notifier; never plaintext."
+    )
+    expires_at: UtcDatetime = Field(description="When the token stops working.")
+
+
 class MemberInvited(EventData):
     """Someone was invited to join an organisation.
 

@@ -5,7 +5,7 @@ key derived from the event id, so a redelivered event never queues twice. Tokens
 stay sealed in the queue; they are unsealed only when the mail is composed for
 sending (`compose`), and never logged.
 
-Recipients: user mails (password reset, invitation) go to the address in the
+Recipients: user mails (password reset, email verification, invitation) go to the address in the
 event. Org-level mails (credits, plan payment failed or suspended, usage, disabled
 webhook endpoint) go to the org's notification contacts, managed by the org's owners
 through this service's API (the notifier does not own users; an org without contacts
@@ -25,7 +25,11 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.contracts.envelope import CloudEvent
-from tollgate.contracts.events.accounts import MemberInvited, PasswordResetRequested
+from tollgate.contracts.events.accounts import (
+    EmailVerificationRequested,
+    MemberInvited,
+    PasswordResetRequested,
+)
 from tollgate.contracts.events.billing import (
     CreditsExhausted,
     CreditsLow,
@@ -127,6 +131,22 @@ async def queue_for_event(session: AsyncSession, event: CloudEvent[Any], now: da
                 now=now,
             )
         )
+    if isinstance(data, EmailVerificationRequested):
+        context = {
+            "token_sealed": data.verification_token_sealed,
+            "expires_at": data.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        }
+        return int(
+            await queue_email(
+                session,
+                kind="email_verification",
+                locale=data.locale,
+                to=data.email,
+                context=context,
+                dedupe_key=key,
+                now=now,
+            )
+        )
     if isinstance(data, MemberInvited):
         context = {
             "token_sealed": data.invitation_token_sealed,
@@ -200,6 +220,14 @@ async def queue_for_event(session: AsyncSession, event: CloudEvent[Any], now: da
     return 0
 
 
+_LINK_PATHS = {
+    "password_reset": "reset-password",
+    "email_verification": "verify-email",
+    "org_invitation": "accept-invitation",
+}
+"""Console page each token-carrying mail links to."""
+
+
 def compose(message: EmailMessage, sealer: Sealer, console_url: str) -> RenderedEmail:
     """Render a queued mail, unsealing its token into the console link if it has one."""
     context = dict(message.context)
@@ -208,7 +236,7 @@ def compose(message: EmailMessage, sealer: Sealer, console_url: str) -> Rendered
     base = console_url.rstrip("/")
     if sealed is not None:
         token = quote(sealer.unseal(str(sealed)).decode(), safe="")
-        path = "reset-password" if message.kind == "password_reset" else "accept-invitation"
+        path = _LINK_PATHS[message.kind]
         link = f"{base}/{path}?token={token}"
     return render(message.kind, message.locale, context, link)
 

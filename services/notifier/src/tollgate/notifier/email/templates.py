@@ -22,6 +22,7 @@ class RenderedEmail:
 
 KINDS = (
     "password_reset",
+    "email_verification",
     "org_invitation",
     "credits_low",
     "credits_exhausted",
@@ -52,6 +53,27 @@ _TEXTS: dict[str, dict[str, tuple[str, tuple[str, ...], str | None]]] = {
                 "您的密码不会改变。",
             ),
             "设置新密码",
+        ),
+    },
+    "email_verification": {
+        "en": (
+            "Confirm your email address for Tollgate",
+            (
+                "Confirm that this address belongs to your new Tollgate account.",
+                "The link works once and expires at {expires_at}. Until the address is "
+                "confirmed you cannot create live API keys or invite people. If you did not "
+                "sign up, ignore this email.",
+            ),
+            "Confirm my email address",
+        ),
+        "zh": (
+            "确认您在 Tollgate 的邮箱地址",
+            (
+                "请确认此邮箱地址属于您新注册的 Tollgate 账户。",
+                "该链接仅可使用一次,将于 {expires_at} 失效。确认之前,您无法创建正式(live)API 密钥,"
+                "也无法邀请他人。如果您没有注册,请忽略此邮件。",
+            ),
+            "确认我的邮箱地址",
         ),
     },
     "org_invitation": {
