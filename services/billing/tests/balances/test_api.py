@@ -62,6 +62,9 @@ async def test_admins_page_through_every_orgs_balance_filtered_by_status(
             key=lambda item: item["org_id"],
         )
         low = (await client.get("/v1/balances", params={"status": "low"}, headers=admin)).json()
+        two = await client.get(
+            "/v1/balances", params={"org_id": [str(rich), str(empty)]}, headers=admin
+        )
         # An org owner, even of every listed org, is not an operator.
         owner = mint.headers(orgs={rich: "owner", poor: "owner", empty: "owner"})
         refused = await client.get("/v1/balances", headers=owner)
@@ -74,6 +77,7 @@ async def test_admins_page_through_every_orgs_balance_filtered_by_status(
         str(empty): (0, "exhausted"),
     }
     assert [item["org_id"] for item in low["items"]] == [str(poor)]
+    assert {item["org_id"] for item in two.json()["items"]} == {str(rich), str(empty)}
     assert refused.status_code == 403
     assert refused.headers["content-type"] == "application/problem+json"
     assert "items" not in refused.json()

@@ -78,6 +78,10 @@ async def list_balances(
     principal: CurrentPrincipal,
     db: DbSession,
     status: Annotated[BalanceStatus | None, Query(description="only orgs with this status")] = None,
+    org_id: Annotated[
+        list[uuid.UUID] | None,
+        Query(max_length=200, description="only these orgs (repeat the parameter)"),
+    ] = None,
     cursor: Cursor = None,
     limit: PageSize = 50,
 ) -> Page[BalanceOut]:
@@ -86,7 +90,9 @@ async def list_balances(
     require_admin(principal)
     after = uuid_cursor(cursor)
     async with db.begin():
-        accounts = await service.list_accounts(db, status=status, after=after, limit=limit + 1)
+        accounts = await service.list_accounts(
+            db, status=status, org_ids=org_id or [], after=after, limit=limit + 1
+        )
     page, next_cursor = page_of(accounts, limit, lambda account: (account.org_id,))
     return Page[BalanceOut](items=[_balance_out(a) for a in page], next_cursor=next_cursor)
 

@@ -67,12 +67,20 @@ async def get(session: AsyncSession, org_id: uuid.UUID) -> AccountRow | None:
 
 
 async def list_after(
-    session: AsyncSession, *, status: str | None, after: uuid.UUID | None, limit: int
+    session: AsyncSession,
+    *,
+    status: str | None,
+    org_ids: Sequence[uuid.UUID],
+    after: uuid.UUID | None,
+    limit: int,
 ) -> Sequence[AccountRow]:
-    """Accounts in org id order after `after`, optionally of one status; not locked."""
+    """Accounts in org id order after `after`, optionally of one status and among
+    `org_ids` (empty: all); not locked."""
     stmt = select(*_COLUMNS).order_by(Account.org_id).limit(limit)
     if status is not None:
         stmt = stmt.where(Account.status == status)
+    if org_ids:
+        stmt = stmt.where(Account.org_id.in_(org_ids))
     if after is not None:
         stmt = stmt.where(Account.org_id > after)
     return (await session.execute(stmt)).all()

@@ -166,11 +166,21 @@ async def peek_account(
 
 
 async def list_accounts(
-    session: AsyncSession, *, status: BalanceStatus | None, after: uuid.UUID | None, limit: int
+    session: AsyncSession,
+    *,
+    status: BalanceStatus | None,
+    org_ids: list[uuid.UUID],
+    after: uuid.UUID | None,
+    limit: int,
 ) -> list[AccountState]:
-    """Every org billing has an account for, in org id order (the operator's list)."""
+    """Every org billing has an account for, in org id order (the operator's list);
+    `org_ids` (when not empty) keeps only those orgs."""
     rows = await repository.list_after(
-        session, status=status.value if status else None, after=after, limit=limit
+        session,
+        status=status.value if status else None,
+        org_ids=org_ids,
+        after=after,
+        limit=limit,
     )
     return [AccountState.from_row(row) for row in rows]
 
