@@ -492,5 +492,14 @@ def _event_id(value: bytes) -> bytes:
     return value[start : value.find(b'"', start)]
 
 
+_SECOND: list[Any] = [None, ""]  # (epoch second, its "YYYY-MM-DDTHH:MM:SS")
+
+
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+    """RFC 3339 UTC with microseconds; the date and time of day are formatted once per
+    second (every event of that second shares them)."""
+    second, micros = divmod(round(epoch * 1_000_000), 1_000_000)
+    if _SECOND[0] != second:
+        _SECOND[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _SECOND[0] = second
+    return f"{_SECOND[1]}.{micros:06d}Z"

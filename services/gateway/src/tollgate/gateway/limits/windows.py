@@ -92,16 +92,36 @@ class Verdict:
         ]
 
 
+RATE_LIMIT_FIELDS = frozenset(
+    {
+        "ratelimit",
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "ratelimit-policy",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    }
+)
+"""The (lowercase) names `Verdict.headers` sets: an upstream's own copies are replaced."""
+
 _PARTITIONS = {"k": "key", "a": "api", "r": "route", "g": "global", "p": "plan"}
 _WINDOW_WORDS = {1: "second", 60: "minute", 3600: "hour", 86400: "day", 30 * 86400: "month"}
+
+
+_NAMES: dict[tuple[str, int], str] = {}  # (counter kind, window) -> policy name
 
 
 def policy_name(bucket: Bucket) -> str:
     """The policy's name in the structured fields: what it counts and its window, e.g.
     `key-hour`, `api-minute`, `route-second`, `global-minute`."""
     name, _limit, window = bucket
-    partition = _PARTITIONS.get(name[:1], "limit")
-    return f"{partition}-{_WINDOW_WORDS.get(window, f'{window}s')}"
+    found = _NAMES.get((name[:1], window))
+    if found is None:
+        partition = _PARTITIONS.get(name[:1], "limit")
+        found = _NAMES[name[:1], window] = f"{partition}-{_WINDOW_WORDS.get(window, f'{window}s')}"
+    return found
 
 
 def policy_header(buckets: Sequence[Bucket]) -> str:
@@ -131,16 +151,17 @@ def verdict(
         _name, limit, window = bucket
         width = window / SLOTS
         current = int(now // width)
-        used = sum(slots) + (1 if consumed else 0)
-        remaining = max(0, limit - used)
+        counted = sum(slots)
+        used = counted + 1 if consumed else counted
+        remaining = limit - used if used < limit else 0
         reset = _frees_after(slots, used - limit + 1, current, width, now) if used else window
         reset_s = max(1, math.ceil(reset))
         state.append(f'"{policy_name(bucket)}";r={remaining};t={reset_s}')
         if best is None or remaining < best[0]:
             best = (remaining, limit, reset_s)
-        if not consumed and sum(slots) + 1 > limit:
+        if not consumed and counted + 1 > limit:
             retry_after = max(
-                retry_after, _frees_after(slots, sum(slots) + 1 - limit, current, width, now)
+                retry_after, _frees_after(slots, counted + 1 - limit, current, width, now)
             )
     assert best is not None
     remaining, limit, reset = best

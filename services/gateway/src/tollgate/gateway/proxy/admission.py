@@ -19,6 +19,7 @@ known when it was decided (API, key, route), for the rejection event.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 
@@ -28,7 +29,6 @@ from tollgate.contracts.events.gateway import RejectionReason
 from tollgate.gateway.proxy.headers import is_key_bearer, query_keys, strip_query_key
 from tollgate.gateway.registry.records import ApiRecord, KeyRecord, RouteRecord
 from tollgate.gateway.registry.store import Registry
-from tollgate.kit import apikeys
 
 # The kit's slug for a body over the cap (`tollgate.kit.service`): one vocabulary.
 TOO_LARGE_SLUG = "too-large"
@@ -76,6 +76,22 @@ class Admitted:
         self.price = price_of(api, route)
         self.query = query
         self.key_in_auth = key_in_auth
+
+
+@functools.lru_cache(maxsize=4)
+def _keyed(pepper: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 with the pepper's key schedule done once: each request copies it
+    (about 1.5 µs against 3.5 for `hmac.digest`, which sets the key up every time)."""
+    return hmac.new(pepper, digestmod=hashlib.sha256)
+
+
+def key_digest(raw: str, pepper: bytes) -> bytes:
+    """The 32-byte hash the registry indexes keys by, as accounts computes it."""
+    if not pepper:
+        return hashlib.sha256(raw.encode()).digest()
+    mac = _keyed(pepper).copy()
+    mac.update(raw.encode())
+    return mac.digest()
 
 
 def price_of(api: ApiRecord, route: RouteRecord | None) -> int:
@@ -191,11 +207,9 @@ def _admit_to(
     raw, query, key_in_auth = presented_key(headers, query)
     if not raw:
         raise Refusal(401, RejectionReason.MISSING_KEY, "An API key is required.")
-    if not apikeys.well_formed(raw):
-        raise Refusal(401, RejectionReason.UNKNOWN_KEY, "The API key is not valid.")
-    data = raw.encode()
-    digest = hmac.digest(pepper, data, "sha256") if pepper else hashlib.sha256(data).digest()
-    key = registry.key_for_hash(digest)
+    # No format check first: only keys accounts issued (well formed) have a hash in the
+    # registry, so a malformed key is an unknown one, and the hash is the cheaper test.
+    key = registry.key_for_hash(key_digest(raw, pepper))
     if key is None:
         raise Refusal(401, RejectionReason.UNKNOWN_KEY, "The API key is not valid.")
     route: RouteRecord | None = None

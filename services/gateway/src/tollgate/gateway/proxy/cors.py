@@ -54,8 +54,20 @@ class CorsPolicy:
         return web.Response(status=204, headers=headers)
 
 
+CORS_FIELDS = frozenset({"access-control-allow-origin", "access-control-expose-headers", "vary"})
+"""The (lowercase) names `cors_headers` sets: an upstream's own copies are replaced."""
+
+
+def cors_headers(origin: str) -> list[tuple[str, str]]:
+    """What marks an answer as readable by `origin`."""
+    return [
+        ("Access-Control-Allow-Origin", origin),
+        ("Access-Control-Expose-Headers", EXPOSED),
+        ("Vary", "Origin"),
+    ]
+
+
 def add_cors_headers(headers: CIMultiDict[str] | dict[str, str], origin: str) -> None:
     """Mark an answer as readable by `origin`."""
-    headers["Access-Control-Allow-Origin"] = origin
-    headers["Access-Control-Expose-Headers"] = EXPOSED
-    headers["Vary"] = "Origin"
+    for name, value in cors_headers(origin):
+        headers[name] = value

@@ -56,9 +56,9 @@ from tollgate.contracts.events.gateway import RejectionReason
 from tollgate.gateway.config import Settings
 from tollgate.gateway.events.publisher import COMPLETED, REJECTED, EventPublisher
 from tollgate.gateway.limits.limiter import RateLimiter, RedisUnavailable
-from tollgate.gateway.limits.windows import Verdict
+from tollgate.gateway.limits.windows import RATE_LIMIT_FIELDS, Verdict
 from tollgate.gateway.proxy.admission import TOO_LARGE_SLUG, Refusal, admit, charged
-from tollgate.gateway.proxy.cors import CorsPolicy, add_cors_headers
+from tollgate.gateway.proxy.cors import CORS_FIELDS, CorsPolicy, add_cors_headers, cors_headers
 from tollgate.gateway.proxy.headers import (
     REQUEST_DROP,
     RESPONSE_DROP,
@@ -84,6 +84,7 @@ log = logging.getLogger(__name__)
 _count = REQUEST_METRICS.count
 
 
+_RESPONSE_DROP_LIMITED = RESPONSE_DROP | RATE_LIMIT_FIELDS
 _BUFFER_LIMIT = 256 * 1024  # bodies up to this size are read whole; larger ones stream
 _CHUNK = 64 * 1024
 
@@ -809,20 +810,24 @@ class Gate:
         api = call.api
         assert api is not None
         upstream_headers = upstream.headers
-        drop = RESPONSE_DROP
+        # One list of pairs (aiohttp builds its multidict from it once): the upstream's
+        # headers (names come lowercase) without hop-by-hop ones and without those the
+        # gateway sets below, then the gateway's.
+        drop = RESPONSE_DROP if verdict is None else _RESPONSE_DROP_LIMITED
         if "connection" in upstream_headers:
             drop = drop | connection_tokens(upstream_headers)
-        headers: CIMultiDict[str] = CIMultiDict(
-            (name, value) for name, value in upstream_headers.items() if name not in drop
-        )
-        headers["X-Request-ID"] = call.request_id
-        if verdict is not None:
-            for name, value in verdict.headers():
-                headers[name] = value
-        for name, value in api.lifecycle_headers:
-            headers[name] = value
+        lifecycle = api.lifecycle_headers
+        if lifecycle:
+            drop = drop | {name.lower() for name, _ in lifecycle}
         if call.cors_origin is not None:
-            add_cors_headers(headers, call.cors_origin)
+            drop = drop | CORS_FIELDS
+        headers = [(name, value) for name, value in upstream_headers.items() if name not in drop]
+        headers.append(("X-Request-ID", call.request_id))
+        if verdict is not None:
+            headers += verdict.headers()
+        headers += lifecycle
+        if call.cors_origin is not None:
+            headers += cors_headers(call.cors_origin)
         declared = upstream_headers.get("content-length")
         length = int(declared) if declared and declared.isdigit() else None
         reader = upstream.body_reader
@@ -840,7 +845,7 @@ class Gate:
                 )
             if request.method == "HEAD" and length is not None:
                 # What a GET would carry: the length the upstream announced, no body.
-                headers["Content-Length"] = str(length)
+                headers.append(("Content-Length", str(length)))
                 buffered = web.Response(status=status, headers=headers)
             else:
                 buffered = web.Response(body=data, status=status, headers=headers)

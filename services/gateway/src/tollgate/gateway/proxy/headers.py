@@ -50,12 +50,22 @@ RESPONSE_DROP = HOP_BY_HOP | {"content-length", "x-request-id"}
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 
 
+_TOKENS: dict[str, frozenset[str]] = {}  # parsed `Connection` values (few distinct ones)
+
+
 def connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
     """Header names listed in `Connection` (also hop-by-hop)."""
     value = headers.get("Connection") or headers.get("connection")
     if not value:
         return frozenset()
-    return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
+    tokens = _TOKENS.get(value)
+    if tokens is None:
+        if len(_TOKENS) >= 256:
+            _TOKENS.clear()
+        tokens = _TOKENS[value] = frozenset(
+            t.strip().lower() for t in value.split(",") if t.strip()
+        )
+    return tokens
 
 
 def child_traceparent(incoming: str | None, new_flags: str = "01") -> str:
