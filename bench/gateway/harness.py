@@ -231,12 +231,26 @@ end
 """
 
 
-def wrk_script(workdir: Path, keys_file: Path, method: str, body_bytes: int) -> Path:
-    """A wrk Lua script rotating over every key, with a `body_bytes` body when > 0."""
-    body = f'wrk.body = string.rep("x", {body_bytes})' if body_bytes else ""
-    ctype = ', ["Content-Type"] = "application/octet-stream"' if body_bytes else ""
-    path = workdir / f"{method.lower()}-{body_bytes}.lua"
-    path.write_text(WRK_LUA % (keys_file, method, body, ctype))
+def wrk_script(
+    workdir: Path,
+    keys_file: Path,
+    method: str,
+    body_bytes: int = 0,
+    *,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    name: str | None = None,
+) -> Path:
+    """A wrk Lua script rotating over every key: with `body_bytes` of filler (as
+    `application/octet-stream`) when > 0, or with `body` and `headers` as given."""
+    if body_bytes:
+        lua_body = f'wrk.body = string.rep("x", {body_bytes})'
+        headers = {"Content-Type": "application/octet-stream", **(headers or {})}
+    else:
+        lua_body = "wrk.body = [[" + body.decode() + "]]" if body else ""
+    extra = "".join(f', ["{k}"] = "{v}"' for k, v in (headers or {}).items())
+    path = workdir / f"{name or f'{method.lower()}-{body_bytes}'}.lua"
+    path.write_text(WRK_LUA % (keys_file, method, lua_body, extra))
     return path
 
 

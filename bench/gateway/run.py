@@ -15,10 +15,22 @@ broker, wrk and the fixed-rate client on the load core:
 Then, for GET and POST with a 1 KB body: wrk at saturation (req/s, p50/p99, CPU% of
 the gateway's process tree, ratios to direct and to Fastify), and a fixed-rate pass
 (`fixed_rate.py`, 1,000 req/s by default) giving each gateway's latency added over
-the upstream called directly. `--profile` adds a py-spy pass on Tollgate (not
-counted in the tables) summarised by `gateway_profile.py`. Usage (see README.md):
+the upstream called directly. Options, each in the same interleaved rounds:
 
-    .venv/bin/python bench/gateway/run.py [--seconds 8] [--rounds 2] [--workers N] [--profile]
+- `--baseline REV`: also the gateway of git revision REV (`git archive` of its
+  `services/gateway/src`, first on PYTHONPATH), a before/after in one run;
+- `--identity`: also a Tollgate signing the caller identity headers;
+- `--sandbox`: the price of the sandbox features (issue #16) on three more APIs of the
+  same gateway: POST of a 1 KB JSON body through `plain` (no document) and through
+  `checked` (validated against its OpenAPI document, then forwarded), and GET answers
+  of `mock` (document example; `Prefer: dynamic=true`), in a table of their own;
+- `--profile`: a py-spy pass on Tollgate (not counted in the tables) summarised by
+  `gateway_profile.py`.
+
+Usage (see README.md):
+
+    .venv/bin/python bench/gateway/run.py [--seconds 8] [--rounds 2] [--workers N] \
+        [--only tollgate,fastify,nginx] [--baseline REV] [--sandbox] [--profile]
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ from pathlib import Path
 
 import gateway_profile
 import harness
+import sandbox_api
 from harness import WrkResult
 
 from tollgate.contracts import topics
@@ -67,31 +80,47 @@ class Target:
         return f"http://127.0.0.1:{self.port}{self.prefix}{path}"
 
 
-async def load_state(bootstrap: str, upstream: str) -> list[str]:
-    """Publish one API and KEYS keys (per-hour limit) the way accounts does."""
+SANDBOX_APIS = {
+    "plain": {},
+    "checked": {
+        "openapi_document": sandbox_api.DOCUMENT,
+        "sandbox": {"validate_requests": True},
+    },
+    "mock": {"openapi_document": sandbox_api.DOCUMENT, "sandbox": {"mock": True}},
+}
+
+
+async def load_state(bootstrap: str, upstream: str, *, sandbox: bool) -> list[str]:
+    """Publish the API (with `sandbox`, also `SANDBOX_APIS`) and KEYS keys (per-hour
+    limit) the way accounts does."""
     settings = ServiceSettings(kafka_bootstrap_servers=bootstrap, kafka_enable_idempotence=False)
     await ensure_topics(settings, topics.ALL_TOPICS)
     producer = make_producer(settings, client="bench")
     await producer.start()
     now = datetime.now(UTC)
-    api = ApiUpserted(
-        api_id=uuid.uuid4(),
-        slug="api",
-        name="bench",
-        api_version="v1",
-        upstream_url=upstream,
-        status="active",
-        timeout_ms=5000,
-        price=1,
-        charge_failed_calls=False,
-        version=1,
-        updated_at=now,
-    )
-    await producer.send(
-        topic_name(topics.ACCOUNTS_APIS, settings),
-        encode(new_event(api, source="bench")),
-        key=str(api.api_id).encode(),
-    )
+    apis: dict[str, dict[str, object]] = {"api": {}, **(SANDBOX_APIS if sandbox else {})}
+    for slug, fields in apis.items():
+        api = ApiUpserted.model_validate(
+            {
+                "api_id": uuid.uuid4(),
+                "slug": slug,
+                "name": slug,
+                "api_version": "v1",
+                "upstream_url": upstream,
+                "status": "active",
+                "timeout_ms": 5000,
+                "price": 1,
+                "charge_failed_calls": False,
+                "version": 1,
+                "updated_at": now,
+                **fields,
+            }
+        )
+        await producer.send(
+            topic_name(topics.ACCOUNTS_APIS, settings),
+            encode(new_event(api, source="bench")),
+            key=str(api.api_id).encode(),
+        )
     raws = []
     org = uuid.uuid4()
     for _ in range(KEYS):
@@ -117,6 +146,111 @@ async def load_state(bootstrap: str, upstream: str) -> list[str]:
         )
     await producer.stop()
     return raws
+
+
+def start_tollgate(
+    name: str,
+    workdir: Path,
+    bootstrap: str,
+    args: argparse.Namespace,
+    procs: list[LocalProcess],
+    identity_secret: str = "",
+    *,
+    pythonpath: str | None = None,
+) -> Target:
+    """`python -m tollgate.gateway` pinned to the gateway cores, ready (state replayed);
+    `pythonpath` first on the path (another revision's gateway package)."""
+    port = localdeps.free_port()
+    env = {
+        **os.environ,
+        **({"PYTHONPATH": pythonpath} if pythonpath else {}),
+        "TOLLGATE_GATEWAY_PORT": str(port),
+        "TOLLGATE_GATEWAY_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "TOLLGATE_GATEWAY_KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "TOLLGATE_GATEWAY_KEY_PEPPER": PEPPER,
+        "TOLLGATE_GATEWAY_SPOOL_DIR": str(workdir / f"spool-{name.replace('@', '-')}"),
+        "TOLLGATE_GATEWAY_LOG_LEVEL": "WARNING",
+        "TOLLGATE_GATEWAY_WORKERS": str(args.workers),
+        # The peers count limits per process too (node:cluster workers, nginx
+        # workers share a zone); the per-hour limit is never reached here.
+        "TOLLGATE_GATEWAY_LOCAL_LIMITS_PER_WORKER": "true",
+        # The upstream is nginx on loopback, refused by default (SSRF policy).
+        "TOLLGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS": "true",
+        # The operational listener gets its own free port (default 9080 may be taken).
+        "TOLLGATE_GATEWAY_OPS_PORT": str(localdeps.free_port()),
+        "TOLLGATE_GATEWAY_IDENTITY_SECRETS": identity_secret,
+    }
+    argv = ["taskset", "-c", args.gateway_cpus, sys.executable, "-m", "tollgate.gateway"]
+    proc = localdeps.start_program(
+        name.replace("@", "-"),
+        argv,
+        workdir,
+        port=port,
+        env=env,
+        ready_path="/_tollgate/readyz",
+        timeout=120,
+    )
+    procs.append(proc)
+    return Target(name, port, "/api", proc)
+
+
+def baseline_source(revision: str, workdir: Path) -> str:
+    """The gateway package of `revision` (`git archive`), for PYTHONPATH."""
+    old = workdir / "baseline"
+    old.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(harness.ROOT), "archive", revision, "services/gateway/src"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    return str(old / "services/gateway/src")
+
+
+@dataclass
+class Cell:
+    """One sandbox measurement: a URL of one gateway, its wrk script, its process."""
+
+    name: str
+    url: str
+    script: Path
+    pid: int
+
+
+def sandbox_cells(
+    targets: list[Target], workdir: Path, keys_file: Path, args: argparse.Namespace
+) -> list[Cell]:
+    """The `--sandbox` cells on Tollgate (and the plain one on the baseline), each
+    checked to answer 200 first (a 400 would be cheap, not honest)."""
+    body = sandbox_api.order_body()
+    json_type = {"Content-Type": "application/json"}
+    specs = [
+        ("POST 1 KB JSON, plain proxy", "/plain/orders", "POST", body, json_type),
+        ("POST 1 KB JSON, validated + proxied", "/checked/orders", "POST", body, json_type),
+        ("GET mock (document example)", "/mock/orders/7", "GET", b"", {}),
+        (
+            "GET mock (Prefer: dynamic=true)",
+            "/mock/orders?limit=5",
+            "GET",
+            b"",
+            {"Prefer": "dynamic=true"},
+        ),
+    ]
+    gateways = [t for t in targets if t.name == "tollgate"]
+    baseline = [t for t in targets if t.name.startswith("tollgate@")]
+    cells = []
+    for n, (name, path, method, data, headers) in enumerate(specs):
+        script = harness.wrk_script(
+            workdir, keys_file, method, body=data, headers=headers, name=f"cell{n}"
+        )
+        for target in gateways + (baseline if n == 0 else []):
+            label = name if target.name == "tollgate" else f"{name} @ {args.baseline}"
+            url = f"http://127.0.0.1:{target.port}{path}"
+            check = harness.wrk(url, script, 1, 4, cpus=args.load_cpus)
+            if check.non2xx or check.errors:
+                sys.exit(f"{label}: {check.non2xx} non-2xx, {check.errors} errors")
+            cells.append(Cell(label, url, script, target.process.pid))
+    return cells
 
 
 def status_of(url: str, key: str | None) -> int:
@@ -256,6 +390,64 @@ def print_fixed(rows: list[tuple[str, str, dict[str, float | int | str]]], rate:
             )
 
 
+def print_baseline(
+    saturation: list[tuple[str, str, WrkResult, tuple[float, float]]],
+    fixed: list[tuple[str, str, dict[str, float | int | str]]],
+    baseline: str,
+    rate: float,
+) -> None:
+    """Tollgate against the baseline revision, same run: CPU per request and req/s."""
+    print(f"\n## tollgate against {baseline} (same run)\n")
+    print(
+        "| workload | pass | CPU µs/req before | after | after ÷ before | req/s before "
+        "| after | after ÷ before |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for workload in dict.fromkeys(w for w, _, _, _ in saturation):
+        mine = {t: r for w, t, r, _ in saturation if w == workload}
+        before, after = mine.get(baseline), mine.get("tollgate")
+        if before and after and before.cpu_us_per_request and after.cpu_us_per_request:
+            print(
+                f"| {workload} | saturation | {before.cpu_us_per_request:.0f} "
+                f"| {after.cpu_us_per_request:.0f} "
+                f"| {after.cpu_us_per_request / before.cpu_us_per_request:.2f} "
+                f"| {before.rps:.0f} | {after.rps:.0f} | {after.rps / before.rps:.2f} |"
+            )
+        at_rate = {t: r for w, t, r in fixed if w == workload}
+        fb, fa = at_rate.get(baseline), at_rate.get("tollgate")
+        if fb and fa and fb["achieved_rps"] and fa["achieved_rps"]:
+            cb = float(fb["cpu"]) * 10_000 / float(fb["achieved_rps"])
+            ca = float(fa["cpu"]) * 10_000 / float(fa["achieved_rps"])
+            print(
+                f"| {workload} | {rate:.0f} req/s | {cb:.0f} | {ca:.0f} | {ca / cb:.2f} "
+                f"| {fb['achieved_rps']} | {fa['achieved_rps']} | |"
+            )
+
+
+def print_sandbox(runs: dict[str, list[WrkResult]], rounds: int) -> None:
+    """The sandbox cells, best round each, against plain proxying of the same body."""
+    best = {name: max(results, key=lambda r: r.rps) for name, results in runs.items()}
+    base = next(iter(best.values()))
+    print(f"\n## Sandbox features (best of {rounds} rounds; ratios to the first row)\n")
+    print(
+        "| cell | req/s | ÷ plain proxy | p50 ms | p99 ms | gateway CPU% | CPU µs/req "
+        "| Δ CPU µs/req vs plain | non-2xx / errors |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, result in best.items():
+        per = result.cpu_us_per_request
+        delta = (
+            f"{per - base.cpu_us_per_request:+.0f}"
+            if per is not None and base.cpu_us_per_request is not None
+            else ""
+        )
+        print(
+            f"| {name} | {result.rps:.0f} | {result.rps / base.rps:.2f} "
+            f"| {result.p50_ms:.2f} | {result.p99_ms:.2f} | {result.cpu or 0:.0f} "
+            f"| {per or 0:.0f} | {delta} | {result.non2xx} / {result.errors} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8, help="wrk duration per cell")
@@ -268,14 +460,22 @@ def main() -> None:
         "--workers",
         type=int,
         default=1,
-        help="gateway processes: TOLLGATE_GATEWAY_WORKERS for Tollgate (needs the gateway "
-        "setting), worker_processes for nginx, node:cluster workers for Fastify",
+        help="gateway processes: TOLLGATE_GATEWAY_WORKERS for Tollgate (a supervisor and N "
+        "workers), worker_processes for nginx, node:cluster workers for Fastify",
     )
     parser.add_argument("--gateway-cpus", default="0", help="taskset list for the gateways")
     parser.add_argument("--load-cpus", default="1", help="taskset list: upstream, broker, load")
     parser.add_argument("--only", default="tollgate,fastify,nginx", help="gateways to run")
     parser.add_argument(
         "--identity", action="store_true", help="also a Tollgate signing identity headers"
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="a git revision: its gateway runs every Tollgate cell too (before/after, one run)",
+    )
+    parser.add_argument(
+        "--sandbox", action="store_true", help="also the sandbox cells (mock, validation)"
     )
     parser.add_argument("--profile", action="store_true", help="py-spy pass on Tollgate (GET)")
     parser.add_argument("--profile-seconds", type=int, default=10)
@@ -299,48 +499,36 @@ def main() -> None:
             "nginx-upstream", workdir, up_port, args.load_cpus, harness.upstream_block(up_port)
         )
         procs.append(upstream)
-        raws = asyncio.run(load_state(broker.url, f"http://127.0.0.1:{up_port}"))
+        raws = asyncio.run(
+            load_state(broker.url, f"http://127.0.0.1:{up_port}", sandbox=args.sandbox)
+        )
         keys_file = workdir / "keys.txt"
         keys_file.write_text("\n".join(raws) + "\n")
         keys_map = workdir / "keys.map"
         keys_map.write_text("".join(f'"{raw}" org-1;\n' for raw in raws))
 
         targets = [Target("direct", up_port, "", upstream)]
-        # `--identity`: a second Tollgate signing the caller identity headers (issue #15),
-        # in the same interleaved rounds, so the two differ by that alone.
-        variants = [("tollgate", "")] + ([("tg-ident", "bench-identity")] if args.identity else [])
-        for name, identity_secret in variants if "tollgate" in only else []:
-            port = localdeps.free_port()
-            env = {
-                **os.environ,
-                "TOLLGATE_GATEWAY_PORT": str(port),
-                "TOLLGATE_GATEWAY_KAFKA_BOOTSTRAP_SERVERS": broker.url,
-                "TOLLGATE_GATEWAY_KAFKA_ENABLE_IDEMPOTENCE": "false",
-                "TOLLGATE_GATEWAY_KEY_PEPPER": PEPPER,
-                "TOLLGATE_GATEWAY_SPOOL_DIR": str(workdir / f"spool-{name}"),
-                "TOLLGATE_GATEWAY_LOG_LEVEL": "WARNING",
-                "TOLLGATE_GATEWAY_WORKERS": str(args.workers),
-                # The peers count limits per process too (node:cluster workers, nginx
-                # workers share a zone); the per-hour limit is never reached here.
-                "TOLLGATE_GATEWAY_LOCAL_LIMITS_PER_WORKER": "true",
-                # The upstream is nginx on loopback, refused by default (SSRF policy).
-                "TOLLGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS": "true",
-                # The operational listener gets its own free port (default 9080 may be taken).
-                "TOLLGATE_GATEWAY_OPS_PORT": str(localdeps.free_port()),
-                "TOLLGATE_GATEWAY_IDENTITY_SECRETS": identity_secret,
-            }
-            argv = ["taskset", "-c", args.gateway_cpus, sys.executable, "-m", "tollgate.gateway"]
-            proc = localdeps.start_program(
-                name,
-                argv,
-                workdir,
-                port=port,
-                env=env,
-                ready_path="/_tollgate/readyz",
-                timeout=120,
-            )
-            procs.append(proc)
-            targets.append(Target(name, port, "/api", proc))
+        # `--identity`: a second Tollgate signing the caller identity headers (issue #15);
+        # `--baseline REV`: the gateway of another revision. Same interleaved rounds, so
+        # each differs from `tollgate` by that alone.
+        if "tollgate" in only:
+            targets.append(start_tollgate("tollgate", workdir, broker.url, args, procs))
+            if args.identity:
+                targets.append(
+                    start_tollgate("tg-ident", workdir, broker.url, args, procs, "bench-identity")
+                )
+            if args.baseline:
+                old = baseline_source(args.baseline, workdir)
+                targets.append(
+                    start_tollgate(
+                        f"tollgate@{args.baseline}",
+                        workdir,
+                        broker.url,
+                        args,
+                        procs,
+                        pythonpath=old,
+                    )
+                )
         if fastify_js is not None:
             port = localdeps.free_port()
             node, _ = harness.node_tool()
@@ -371,6 +559,7 @@ def main() -> None:
             check_job(target, raws[0])
 
         scripts = {m: harness.wrk_script(workdir, keys_file, m, b) for m, _, b in WORKLOADS}
+        cells = sandbox_cells(targets, workdir, keys_file, args) if args.sandbox else []
         runs: dict[tuple[str, str], list[WrkResult]] = {}
         fixed_runs: dict[tuple[str, str], list[dict[str, float | int | str]]] = {}
         # Warm-up, not counted: V8's JIT, CPython's caches and every pool get going.
@@ -383,8 +572,24 @@ def main() -> None:
                     args.connections,
                     cpus=args.load_cpus,
                 )
+        for cell in cells:
+            harness.wrk(
+                cell.url, cell.script, args.warmup_seconds, args.connections, cpus=args.load_cpus
+            )
+        sandbox_runs: dict[str, list[WrkResult]] = {}
         # Rounds interleave the targets so a burst of load from elsewhere hits them all.
         for round_no in range(1, args.rounds + 1):
+            for cell in cells:
+                result = harness.wrk(
+                    cell.url,
+                    cell.script,
+                    args.seconds,
+                    args.connections,
+                    cpus=args.load_cpus,
+                    measure_pid=cell.pid,
+                )
+                sandbox_runs.setdefault(cell.name, []).append(result)
+                print(f"  round {round_no} {cell.name:<40} {result.rps:>8.0f} req/s", flush=True)
             for method, path, body in WORKLOADS:
                 workload = f"{method} {'1 KB' if body else path}"
                 for target in targets:
@@ -450,6 +655,10 @@ def main() -> None:
         )
         print_saturation(saturation, args.rounds)
         print_fixed(fixed, args.rate)
+        if args.baseline:
+            print_baseline(saturation, fixed, f"tollgate@{args.baseline}", args.rate)
+        if cells:
+            print_sandbox(sandbox_runs, args.rounds)
         if args.profile and "tollgate" in only:
             tollgate = next(t for t in targets if t.name == "tollgate")
             profile_tollgate(tollgate, scripts["GET"], workdir, args, args.workers)
