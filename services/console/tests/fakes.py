@@ -114,6 +114,11 @@ class FakeBackends:
     sms: dict[str, dict[str, Any]] = field(default_factory=dict)
     sms_prices: dict[str, int] = field(default_factory=dict)
     sms_params: list[dict[str, str]] = field(default_factory=list)
+    contacts: list[dict[str, str]] = field(default_factory=list)
+    auto_top_up: dict[str, Any] = field(default_factory=lambda: dict(AUTO_TOP_UP))
+    inbox: list[dict[str, Any]] = field(default_factory=list)
+    sms_numbers: list[dict[str, Any]] = field(default_factory=list)
+    keyword_rules: list[dict[str, Any]] = field(default_factory=list)
 
     def tokens(self) -> httpx.Response:
         n = self.refreshes
@@ -406,6 +411,9 @@ class FakeBackends:
         return problem(404, "Not Found")
 
     def billing_get(self, request: httpx.Request, path: str) -> httpx.Response:
+        auto = billing_auto_top_up(self, request, path)
+        if auto is not None:
+            return auto
         plans = _billing_plans_get(self, request, path)
         if plans is not None:
             return plans
@@ -428,6 +436,9 @@ class FakeBackends:
         return problem(404, "Not Found")
 
     def billing_put(self, request: httpx.Request, path: str) -> httpx.Response:
+        auto = billing_auto_top_up(self, request, path)
+        if auto is not None:
+            return auto
         return _billing_plans_write(self, request, path)
 
     def billing_patch(self, request: httpx.Request, path: str) -> httpx.Response:
@@ -445,6 +456,9 @@ class FakeBackends:
 
     def billing_post(self, request: httpx.Request, path: str) -> httpx.Response:
         """Top-ups and adjustments: platform admins, once per Idempotency-Key."""
+        auto = billing_auto_top_up(self, request, path)
+        if auto is not None:
+            return auto
         if "plan" in path or "checkout" in path:
             return _billing_plans_write(self, request, path)
         if not self.admin:
@@ -523,6 +537,9 @@ def endpoint_body(endpoint_id: str, org_id: str, url: str, **changes: Any) -> di
 
 
 def _notifier_get(fake: FakeBackends, request: httpx.Request, path: str) -> httpx.Response:
+    customer = notifier_customer(fake, request, path)
+    if customer is not None:
+        return customer
     sms = _notifier_sms(fake, request, path)
     if sms is not None:
         return sms
@@ -555,6 +572,9 @@ def _notifier_get(fake: FakeBackends, request: httpx.Request, path: str) -> http
 
 
 def _notifier_write(fake: FakeBackends, request: httpx.Request, path: str) -> httpx.Response:
+    customer = notifier_customer(fake, request, path)
+    if customer is not None:
+        return customer
     sms = _notifier_sms(fake, request, path)
     if sms is not None:
         return sms
@@ -875,3 +895,145 @@ def _notifier_sms(fake: FakeBackends, request: httpx.Request, path: str) -> http
         ]
         return httpx.Response(200, json={**message, "timeline": timeline})
     return None
+
+
+# --- customer pages: notification contacts, auto top-up, inbound SMS and its routing ---
+
+AUTO_TOP_UP: dict[str, Any] = {
+    "enabled": False,
+    "threshold": 1000,
+    "target": 5000,
+    "monthly_cap": 5000,
+    "currency": "usd",
+    "credits_per_unit": 10,
+    "payment_method_saved": False,
+    "spent_this_month": 1250,
+    "last_charge": None,
+}
+
+
+def billing_auto_top_up(
+    fake: FakeBackends, request: httpx.Request, path: str
+) -> httpx.Response | None:
+    """Billing's auto top-up routes: members read, owners write (as billing authorises)."""
+    base = f"/v1/orgs/{fake.org_id}/auto-top-up"
+    if not path.endswith(("/auto-top-up", "/auto-top-up/setup-session")):
+        return None
+    if not path.startswith(base):
+        return problem(404, "Not Found", "Not a member of this organisation.")
+    if request.method == "GET":
+        return httpx.Response(200, json=fake.auto_top_up)
+    if fake.role != "owner":
+        return problem(403, "Forbidden", "Requires the owner role.")
+    if path.endswith("/setup-session"):
+        if fake.provider != "stripe":
+            return problem(
+                409, "Conflict", "Card payments are not configured.", slug="payments-not-configured"
+            )
+        return httpx.Response(201, json={"checkout_url": "https://checkout.stripe.test/setup"})
+    body = json.loads(request.content)
+    if body["enabled"] and not fake.auto_top_up["payment_method_saved"]:
+        return problem(
+            409,
+            "Conflict",
+            "Save a card first.",
+            type="https://tollgate.dev/problems/no-payment-method",
+        )
+    if body["target"] <= body["threshold"]:
+        return problem(
+            422,
+            "Unprocessable Content",
+            "The target must be above the threshold.",
+            type="https://tollgate.dev/problems/target-not-above-threshold",
+        )
+    fake.auto_top_up.update(body)
+    return httpx.Response(200, json=fake.auto_top_up)
+
+
+def inbound_body(from_number: str, text: str, *, read: bool = False) -> dict[str, Any]:
+    """An inbound SMS as notifier's org inbox returns it."""
+    return {
+        "id": str(uuid.uuid4()),
+        "provider": "generic",
+        "provider_message_id": f"in-{uuid.uuid4().hex[:8]}",
+        "from_number": from_number,
+        "to_number": "+15005550006",
+        "body": text,
+        "org_id": None,
+        "routed_by": "assigned_number",
+        "rule_id": None,
+        "received_at": NOW,
+        "read": read,
+    }
+
+
+def notifier_customer(
+    fake: FakeBackends, request: httpx.Request, path: str
+) -> httpx.Response | None:
+    """Notifier's contacts, org inbox, and admin numbers and keyword rules."""
+    org = f"/v1/orgs/{fake.org_id}"
+    if path.endswith("/notification-contacts"):
+        if path != f"{org}/notification-contacts":
+            return problem(404, "Not Found", "Not a member of this organisation.")
+        if request.method == "GET":
+            return httpx.Response(200, json={"items": fake.contacts, "next_cursor": None})
+        if fake.role != "owner" and not fake.admin:
+            return problem(403, "Forbidden", "Requires the owner role.")
+        contacts = json.loads(request.content)["contacts"]
+        for index, contact in enumerate(contacts):
+            if contact["email"].endswith(".test"):
+                errors = [{"loc": ["body", "contacts", index, "email"], "msg": "not deliverable"}]
+                return problem(422, "Unprocessable Content", "Invalid body.", errors=errors)
+        fake.contacts = contacts
+        return httpx.Response(200, json=contacts)
+    if path == f"{org}/sms/messages":
+        params = request.url.params
+        items = [
+            m
+            for m in fake.inbox
+            if (params.get("unread") != "true" or not m["read"])
+            and params.get("from_number") in (None, m["from_number"])
+        ]
+        return httpx.Response(200, json={"items": items, "next_cursor": None})
+    read = re.fullmatch(r"/v1/orgs/([^/]+)/sms/messages/([^/]+)/read", path)
+    if read:
+        message = next((m for m in fake.inbox if m["id"] == read.group(2)), None)
+        if read.group(1) != fake.org_id or message is None:
+            return problem(404, "Not Found", "No such message.")
+        message["read"] = json.loads(request.content)["read"]
+        return httpx.Response(200, json=message)
+    if path.startswith(("/v1/admin/sms/numbers", "/v1/admin/sms/keyword-rules")):
+        if not fake.admin:
+            return problem(403, "Forbidden", "Platform admins only.")
+        return _admin_sms_routing(fake, request, path)
+    return None
+
+
+def _admin_sms_routing(fake: FakeBackends, request: httpx.Request, path: str) -> httpx.Response:
+    if path == "/v1/admin/sms/numbers":
+        if request.method == "PUT":
+            body = json.loads(request.content)
+            fake.sms_numbers = [n for n in fake.sms_numbers if n["number"] != body["number"]]
+            fake.sms_numbers.append({**body, "created_at": NOW})
+        return httpx.Response(200, json=fake.sms_numbers)
+    if path.startswith("/v1/admin/sms/numbers/"):
+        number = path.rsplit("/", 1)[1]
+        fake.sms_numbers = [n for n in fake.sms_numbers if n["number"] != number]
+        return httpx.Response(204)
+    if path == "/v1/admin/sms/keyword-rules":
+        if request.method == "POST":
+            body = json.loads(request.content)
+            if body["kind"] == "regex" and "(?=" in body["pattern"]:
+                return problem(
+                    422,
+                    "Unprocessable Content",
+                    "Invalid regex: lookaround. Patterns run on RE2.",
+                    type="https://tollgate.dev/problems/invalid-pattern",
+                )
+            rule = {"id": str(uuid.uuid4()), **body, "created_at": NOW}
+            fake.keyword_rules.append(rule)
+            return httpx.Response(201, json=rule)
+        return httpx.Response(200, json=fake.keyword_rules)
+    rule_id = path.rsplit("/", 1)[1]
+    fake.keyword_rules = [r for r in fake.keyword_rules if r["id"] != rule_id]
+    return httpx.Response(204)

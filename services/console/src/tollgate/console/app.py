@@ -24,6 +24,8 @@ from tollgate.console.config import Settings
 from tollgate.console.i18n import LANGUAGE_COOKIE, load_catalogs, negotiate
 from tollgate.console.pages import (
     auth,
+    autotopup,
+    contacts,
     credits,
     keys,
     links,
@@ -36,6 +38,7 @@ from tollgate.console.pages import (
     profile,
     purchases,
     sms,
+    sms_inbound,
     team,
     usage,
     webhooks,
@@ -122,6 +125,9 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
         operator,
         plans,
         purchases,
+        autotopup,
+        contacts,
+        sms_inbound,  # before sms: its /sms/inbox etc. are not message ids
         sms,
     ):
         app.include_router(module.router)

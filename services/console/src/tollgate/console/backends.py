@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,6 +59,11 @@ class BackendProblem(Exception):
                 if loc:
                     out.setdefault(loc[0], str(error.get("msg", "")))
         return out
+
+    @property
+    def slug(self) -> str:
+        """The problem's stable slug (the last part of its `type` URI)."""
+        return str(self.body.get("type") or "").rsplit("/", 1)[-1]
 
     @property
     def message(self) -> str:
@@ -487,6 +493,71 @@ class SmsPrice(Shape):
     prefix: str
     price_per_segment: int
     updated_at: datetime
+
+
+class NotificationContact(Shape):
+    """Who receives the org's notification emails, and in which language."""
+
+    email: str
+    locale: str
+
+
+class AutoTopUpCharge(Shape):
+    """The latest auto top-up: queued, succeeded or failed (and why)."""
+
+    status: str
+    amount: int
+    currency: str
+    credits: int
+    failure: str | None = None
+    crossed_at: datetime
+    finished_at: datetime | None = None
+
+
+class AutoTopUp(Shape):
+    """An org's auto top-up: credits below `threshold` are topped up to `target` from the
+    saved card, at most `monthly_cap` minor units a month."""
+
+    enabled: bool
+    threshold: int
+    target: int
+    monthly_cap: int
+    currency: str
+    credits_per_unit: int
+    payment_method_saved: bool
+    spent_this_month: int
+    last_charge: AutoTopUpCharge | None = None
+
+
+class InboundSms(Shape):
+    """A received SMS routed to the org (by its number, a keyword rule or a reply)."""
+
+    id: uuid.UUID
+    from_number: str
+    to_number: str
+    body: str
+    routed_by: str | None = None
+    received_at: datetime
+    read: bool
+
+
+class SmsNumber(Shape):
+    """A phone number assigned to an org (inbound messages to it are the org's)."""
+
+    number: str
+    org_id: uuid.UUID
+    created_at: datetime
+
+
+class KeywordRule(Shape):
+    """Routes inbound messages to an org by their first word or a regular expression."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    kind: str
+    pattern: str
+    priority: int
+    created_at: datetime
 
 
 def _drop_none(params: dict[str, Any]) -> dict[str, Any]:
@@ -1113,14 +1184,19 @@ class Backends:
     # --- notifier: outbound SMS -----------------------------------------------------
 
     async def sms_sent(
-        self, token: str, org_id: uuid.UUID, status: str | None, cursor: str | None
+        self,
+        token: str,
+        org_id: uuid.UUID,
+        status: str | None,
+        cursor: str | None,
+        limit: int = 50,
     ) -> Page[SmsMessage]:
         answer = await self._call(
             "notifier",
             "GET",
             f"/v1/orgs/{org_id}/sms/sent",
             token=token,
-            params={"status": status, "cursor": cursor, "limit": 50},
+            params={"status": status, "cursor": cursor, "limit": limit},
         )
         return Page[SmsMessage].model_validate(answer)
 
@@ -1147,3 +1223,115 @@ class Backends:
         await self._call(
             "notifier", "DELETE", "/v1/admin/sms/prices", token=token, params={"prefix": prefix}
         )
+
+    # --- notifier: inbound SMS, numbers and keyword rules ----------------------------
+
+    async def sms_inbox(
+        self,
+        token: str,
+        org_id: uuid.UUID,
+        *,
+        unread: bool | None,
+        from_number: str | None,
+        cursor: str | None,
+        limit: int = 50,
+    ) -> Page[InboundSms]:
+        params: dict[str, Any] = {
+            "unread": None if unread is None else str(unread).lower(),
+            "from_number": from_number,
+            "cursor": cursor,
+            "limit": limit,
+        }
+        answer = await self._call(
+            "notifier", "GET", f"/v1/orgs/{org_id}/sms/messages", token=token, params=params
+        )
+        return Page[InboundSms].model_validate(answer)
+
+    async def inbound_sms(self, token: str, org_id: uuid.UUID, message_id: uuid.UUID) -> InboundSms:
+        answer = await self._call(
+            "notifier", "GET", f"/v1/orgs/{org_id}/sms/messages/{message_id}", token=token
+        )
+        return InboundSms.model_validate(answer)
+
+    async def mark_inbound_sms(
+        self, token: str, org_id: uuid.UUID, message_id: uuid.UUID, read: bool
+    ) -> InboundSms:
+        answer = await self._call(
+            "notifier",
+            "POST",
+            f"/v1/orgs/{org_id}/sms/messages/{message_id}/read",
+            token=token,
+            json={"read": read},
+        )
+        return InboundSms.model_validate(answer)
+
+    async def sms_numbers(self, token: str) -> list[SmsNumber]:
+        """Every assigned number (platform admins)."""
+        answer = await self._call("notifier", "GET", "/v1/admin/sms/numbers", token=token)
+        return [SmsNumber.model_validate(n) for n in answer]
+
+    async def assign_sms_number(self, token: str, number: str, org_id: uuid.UUID) -> None:
+        body = {"number": number, "org_id": str(org_id)}
+        await self._call("notifier", "PUT", "/v1/admin/sms/numbers", token=token, json=body)
+
+    async def release_sms_number(self, token: str, number: str) -> None:
+        await self._call(
+            "notifier", "DELETE", f"/v1/admin/sms/numbers/{quote(number, safe='')}", token=token
+        )
+
+    async def keyword_rules(self, token: str) -> list[KeywordRule]:
+        """Every keyword rule (platform admins)."""
+        answer = await self._call("notifier", "GET", "/v1/admin/sms/keyword-rules", token=token)
+        return [KeywordRule.model_validate(r) for r in answer]
+
+    async def add_keyword_rule(self, token: str, body: dict[str, Any]) -> KeywordRule:
+        answer = await self._call(
+            "notifier", "POST", "/v1/admin/sms/keyword-rules", token=token, json=body
+        )
+        return KeywordRule.model_validate(answer)
+
+    async def delete_keyword_rule(self, token: str, rule_id: uuid.UUID) -> None:
+        await self._call(
+            "notifier", "DELETE", f"/v1/admin/sms/keyword-rules/{rule_id}", token=token
+        )
+
+    # --- notifier: notification contacts ----------------------------------------------
+
+    async def notification_contacts(
+        self, token: str, org_id: uuid.UUID
+    ) -> list[NotificationContact]:
+        """The org's contacts (a bare list, or a page's `items`: at most 20 exist)."""
+        answer = await self._call(
+            "notifier", "GET", f"/v1/orgs/{org_id}/notification-contacts", token=token
+        )
+        rows = answer["items"] if isinstance(answer, dict) else answer
+        return [NotificationContact.model_validate(c) for c in rows]
+
+    async def replace_notification_contacts(
+        self, token: str, org_id: uuid.UUID, contacts: list[NotificationContact]
+    ) -> None:
+        body = {"contacts": [c.model_dump() for c in contacts]}
+        await self._call(
+            "notifier", "PUT", f"/v1/orgs/{org_id}/notification-contacts", token=token, json=body
+        )
+
+    # --- billing: auto top-up -----------------------------------------------------------
+
+    async def auto_top_up(self, token: str, org_id: uuid.UUID) -> AutoTopUp:
+        answer = await self._call("billing", "GET", f"/v1/orgs/{org_id}/auto-top-up", token=token)
+        return AutoTopUp.model_validate(answer)
+
+    async def set_auto_top_up(
+        self, token: str, org_id: uuid.UUID, body: dict[str, Any]
+    ) -> AutoTopUp:
+        answer = await self._call(
+            "billing", "PUT", f"/v1/orgs/{org_id}/auto-top-up", token=token, json=body
+        )
+        return AutoTopUp.model_validate(answer)
+
+    async def auto_top_up_card_checkout(self, token: str, org_id: uuid.UUID) -> str:
+        """A setup-mode Checkout that saves a card for auto top-ups; its URL."""
+        answer = await self._call(
+            "billing", "POST", f"/v1/orgs/{org_id}/auto-top-up/setup-session", token=token
+        )
+        return str(answer["checkout_url"])
