@@ -6,9 +6,9 @@ stay sealed in the queue; they are unsealed only when the mail is composed for
 sending (`compose`), and never logged.
 
 Recipients: user mails (password reset, email verification, invitation) go to the address in the
-event. Org-level mails (credits, plan payment failed or suspended, usage, disabled
-webhook endpoint) go to the org's notification contacts, managed by the org's owners
-through this service's API (the notifier does not own users; an org without contacts
+event. Org-level mails (credits, plan payment failed or suspended, auto top-up failed,
+usage, disabled webhook endpoint) go to the org's notification contacts, managed by the
+org's owners through this service's API (the notifier does not own users; an org without contacts
 gets no org-level mail).
 """
 
@@ -31,6 +31,7 @@ from tollgate.contracts.events.accounts import (
     PasswordResetRequested,
 )
 from tollgate.contracts.events.billing import (
+    AutoTopUpFailed,
     CreditsExhausted,
     CreditsLow,
     PlanPaymentFailed,
@@ -203,6 +204,15 @@ async def queue_for_event(session: AsyncSession, event: CloudEvent[Any], now: da
             data.org_id,
             kind="plan_suspended",
             context={"plan_name": data.plan_name, "reason": data.reason},
+            dedupe_key=key,
+            now=now,
+        )
+    if isinstance(data, AutoTopUpFailed):
+        return await queue_for_org(
+            session,
+            data.org_id,
+            kind="auto_top_up_failed",
+            context={"reason": data.reason, "balance": data.balance},
             dedupe_key=key,
             now=now,
         )

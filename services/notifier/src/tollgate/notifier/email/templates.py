@@ -28,6 +28,7 @@ KINDS = (
     "credits_exhausted",
     "plan_payment_failed",
     "plan_suspended",
+    "auto_top_up_failed",
     "usage_threshold",
     "webhook_endpoint_disabled",
 )
@@ -166,6 +167,28 @@ _TEXTS: dict[str, dict[str, tuple[str, tuple[str, ...], str | None]]] = {
             None,
         ),
     },
+    "auto_top_up_failed": {
+        "en": (
+            "Your Tollgate auto top-up failed",
+            (
+                "An automatic top-up of your organisation's credits was not charged: "
+                "{reason}. No credits were added; the balance is {balance} credits.",
+                "Prepaid organisations' requests are rejected with 402 once the credits run "
+                "out. Check the card saved for auto top-up and its monthly cap, or buy credits "
+                "in the console.",
+            ),
+            None,
+        ),
+        "zh": (
+            "您的 Tollgate 自动充值失败",
+            (
+                "您组织的一次自动充值未能扣款:{reason}。未添加任何额度,当前余额为 {balance} 额度。",
+                "额度用完后,预付费组织的请求将被拒绝(402)。请检查为自动充值保存的银行卡及其每月上限,"
+                "或在控制台中购买额度。",
+            ),
+            None,
+        ),
+    },
     "usage_threshold": {
         "en": (
             "API key usage reached {threshold_percent} % of its {period} limit",
@@ -219,6 +242,24 @@ _REASONS = {
         "zh": "宽限期结束时账单仍未支付",
     },
     "the subscription ended": {"en": "the subscription ended", "zh": "订阅已结束"},
+    # AutoTopUpFailed reasons (codes).
+    "card_declined": {"en": "the card was declined", "zh": "银行卡被拒付"},
+    "authentication_required": {
+        "en": "the bank asks you to confirm the payment, which an automatic charge cannot do",
+        "zh": "发卡行要求您亲自确认这笔付款,自动扣款无法完成",
+    },
+    "monthly_cap_reached": {
+        "en": "this month's spending cap for auto top-up is reached",
+        "zh": "本月自动充值的支出上限已用完",
+    },
+    "provider_unavailable": {
+        "en": "the payment provider could not be reached, even after several tries",
+        "zh": "多次尝试后仍无法连接支付服务商",
+    },
+    "payment_method_missing": {
+        "en": "no card is saved for auto top-up",
+        "zh": "没有为自动充值保存银行卡",
+    },
 }
 _PERIODS = {"day": {"en": "day", "zh": "日"}, "month": {"en": "month", "zh": "月"}}
 

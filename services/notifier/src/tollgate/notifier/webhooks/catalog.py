@@ -16,6 +16,7 @@ from typing import Any
 from tollgate.contracts.envelope import CloudEvent, EventData
 from tollgate.contracts.events.accounts import KeyCreated, KeyExpiring, KeyRevoked, KeyRotated
 from tollgate.contracts.events.billing import (
+    AutoTopUpFailed,
     BalanceMode,
     CreditsExhausted,
     CreditsLow,
@@ -95,6 +96,20 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
             plan_id=_PLAN,
             plan_name="Pro",
             reason="invoice unpaid after the grace period",
+            occurred_at=_AT,
+        ),
+    ),
+    EventTypeInfo(
+        AutoTopUpFailed.event_type,
+        "An automatic top-up could not be charged (card declined, authentication required, "
+        "monthly cap reached, provider unavailable); no credits were added.",
+        AutoTopUpFailed(
+            org_id=_ORG,
+            charge_id=uuid.UUID("0195a3c2-3333-7000-8000-000000000004"),
+            amount=450,
+            currency="usd",
+            reason="card_declined",
+            balance=480,
             occurred_at=_AT,
         ),
     ),
