@@ -37,6 +37,7 @@ from tollgate.console.pages import (
     portal,
     profile,
     purchases,
+    registry,
     sms,
     sms_inbound,
     team,
@@ -122,6 +123,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
         team,
         webhooks,
         portal,
+        registry,
         operator,
         plans,
         purchases,
@@ -183,9 +185,9 @@ async def _csrf_ok(request: Request, cookie: str | None) -> bool:
         ("application/x-www-form-urlencoded", "multipart/form-data")
     ):
         await request.body()  # cached, so the handler reads the same body again
-        form = await request.form()
-        value = form.get(CSRF_FIELD)
-        sent = value if isinstance(value, str) else None
+        async with request.form() as form:  # closes this parse's uploaded files
+            value = form.get(CSRF_FIELD)
+            sent = value if isinstance(value, str) else None
     return csrf_matches(cookie, sent)
 
 

@@ -229,8 +229,27 @@ class AdminApi(Api):
     timeout_ms: int | None = None
     charge_failed_calls: bool = False
     has_upstream_credentials: bool = False
+    sandbox_url: str | None = None
+    sandbox: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+class ImportResult(Shape):
+    """What an OpenAPI import did to the API's routes."""
+
+    created: int
+    kept: int
+    removed: int
+
+
+class OrgBalance(Shape):
+    """One org's balance in billing's operator list (`GET /v1/balances`)."""
+
+    org_id: uuid.UUID
+    balance: int
+    status: str
+    mode: str
 
 
 class Email(Shape):
@@ -604,6 +623,7 @@ class Backends:
         token: str | None = None,
         json: Any = None,
         data: dict[str, str] | None = None,
+        content: bytes | None = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
@@ -616,6 +636,7 @@ class Backends:
                 self._bases[service] + path,
                 json=json,
                 data=data,
+                content=content,
                 params=_drop_none(params or {}),
                 headers=sent,
             )
@@ -843,6 +864,58 @@ class Backends:
         answer = await self._call("accounts", "POST", f"/v1/users/{user_id}/{action}", token=token)
         return AdminUser.model_validate(answer)
 
+    async def set_user_admin(self, token: str, user_id: uuid.UUID, admin: bool) -> AdminUser:
+        action = "grant-admin" if admin else "revoke-admin"
+        answer = await self._call("accounts", "POST", f"/v1/users/{user_id}/{action}", token=token)
+        return AdminUser.model_validate(answer)
+
+    async def org(self, token: str, org_id: uuid.UUID) -> Org:
+        answer = await self._call("accounts", "GET", f"/v1/orgs/{org_id}", token=token)
+        return Org.model_validate(answer)
+
+    async def create_api(self, token: str, body: dict[str, Any]) -> AdminApi:
+        answer = await self._call("accounts", "POST", "/v1/apis", token=token, json=body)
+        return AdminApi.model_validate(answer)
+
+    async def update_api(self, token: str, api_id: uuid.UUID, body: dict[str, Any]) -> AdminApi:
+        answer = await self._call("accounts", "PATCH", f"/v1/apis/{api_id}", token=token, json=body)
+        return AdminApi.model_validate(answer)
+
+    async def delete_api(self, token: str, api_id: uuid.UUID) -> None:
+        await self._call("accounts", "DELETE", f"/v1/apis/{api_id}", token=token)
+
+    async def add_route(self, token: str, api_id: uuid.UUID, body: dict[str, Any]) -> Route:
+        path = f"/v1/apis/{api_id}/routes"
+        return Route.model_validate(
+            await self._call("accounts", "POST", path, token=token, json=body)
+        )
+
+    async def update_route(
+        self, token: str, api_id: uuid.UUID, route_id: uuid.UUID, body: dict[str, Any]
+    ) -> Route:
+        path = f"/v1/apis/{api_id}/routes/{route_id}"
+        answer = await self._call("accounts", "PATCH", path, token=token, json=body)
+        return Route.model_validate(answer)
+
+    async def delete_route(self, token: str, api_id: uuid.UUID, route_id: uuid.UUID) -> None:
+        await self._call("accounts", "DELETE", f"/v1/apis/{api_id}/routes/{route_id}", token=token)
+
+    async def import_openapi(
+        self, token: str, api_id: uuid.UUID, document: bytes, *, replace: bool
+    ) -> ImportResult:
+        """Import a JSON or YAML document (sent as it was given; accounts parses it)."""
+        kind = "json" if document.lstrip().startswith(b"{") else "yaml"
+        answer = await self._call(
+            "accounts",
+            "POST",
+            f"/v1/apis/{api_id}/openapi",
+            token=token,
+            content=document,
+            params={"replace": "true" if replace else None},
+            headers={"content-type": f"application/{kind}"},
+        )
+        return ImportResult.model_validate(answer)
+
     # --- notifier: the email log (platform admins) ------------------------------------
 
     async def emails(self, token: str, *, state: str | None, cursor: str | None) -> Page[Email]:
@@ -971,6 +1044,15 @@ class Backends:
         return KeyStats.model_validate(answer)
 
     # --- billing ------------------------------------------------------------------
+
+    async def balances(
+        self, token: str, *, org_ids: list[uuid.UUID], status: str | None, cursor: str | None
+    ) -> Page[OrgBalance]:
+        """Billing's operator list: one page, or the balances of `org_ids` (admins)."""
+        params: dict[str, Any] = {"org_id": [str(o) for o in org_ids] or None, "status": status}
+        params |= {"cursor": cursor, "limit": 50 if not org_ids else len(org_ids)}
+        answer = await self._call("billing", "GET", "/v1/balances", token=token, params=params)
+        return Page[OrgBalance].model_validate(answer)
 
     async def balance(self, token: str, org_id: uuid.UUID) -> Balance:
         answer = await self._call("billing", "GET", f"/v1/orgs/{org_id}/balance", token=token)

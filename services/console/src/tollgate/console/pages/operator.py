@@ -1,5 +1,6 @@
-"""The operator area (`/admin`, platform admins only): the API registry with its routes,
-status and prices (read-only here), every org, every user (deactivate / reactivate) and
+"""The operator area (`/admin`, platform admins only): the list of the API registry
+(its writes are `pages/registry.py`), every org with its balance and status (billing's
+operator list), every user (deactivate / reactivate, grant / revoke platform admin) and
 notifier's email log (retry a failed mail).
 
 Anyone else gets the 404 page: the area is not advertised to non-admins. Accounts and
@@ -9,18 +10,28 @@ from a non-admin is refused by them as well.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tollgate.console.backends import BackendProblem, Me, Org
+from tollgate.console.backends import BackendProblem, Me, Org, OrgBalance, Page
 from tollgate.console.session import Session
-from tollgate.console.web import CurrentSession, OrgNotFound, backends, identity, panel, render
+from tollgate.console.web import (
+    CurrentSession,
+    OrgNotFound,
+    Panel,
+    backends,
+    identity,
+    panel,
+    render,
+)
 
 router = APIRouter(prefix="/admin")
 EMAIL_STATES = ("pending", "sent", "failed")
+BALANCE_STATUSES = ("ok", "low", "exhausted")
 
 
 async def require_operator(request: Request, session: Session) -> tuple[Me, list[Org]]:
@@ -58,30 +69,52 @@ async def api_list(
 ) -> Response:
     me, orgs = await require_operator(request, session)
     apis = await panel(backends(request).admin_apis(session.access_token, cursor))
-    return operator_page(request, "admin_apis.html", me, orgs, "apis", apis=apis)
-
-
-@router.get("/apis/{api_id}")
-async def api_detail(request: Request, session: CurrentSession, api_id: uuid.UUID) -> Response:
-    me, orgs = await require_operator(request, session)
-    try:
-        api = await backends(request).admin_api(session.access_token, api_id)
-    except BackendProblem as exc:
-        if exc.status == 404:
-            raise OrgNotFound from exc
-        raise
-    return operator_page(request, "admin_api.html", me, orgs, "apis", api=api)
+    done = request.query_params.get("done", "")
+    return operator_page(request, "admin_apis.html", me, orgs, "apis", apis=apis, done=done)
 
 
 @router.get("/orgs")
 async def org_list(
     request: Request,
     session: CurrentSession,
+    status: Annotated[Literal["", "ok", "low", "exhausted"], Query()] = "",
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
+    """Every org with its balance and status. Without a status filter the page is
+    accounts' org list and billing answers for its orgs in one call; with one, billing's
+    list of that status drives the page and accounts names its orgs."""
     me, orgs = await require_operator(request, session)
-    page = await panel(backends(request).all_orgs(session.access_token, cursor))
-    return operator_page(request, "admin_orgs.html", me, orgs, "orgs", page=page)
+    client, token = backends(request), session.access_token
+    balances: Panel[Page[OrgBalance]]
+    if status:
+        balances = await panel(client.balances(token, org_ids=[], status=status, cursor=cursor))
+        found = balances.value.items if balances.value else []
+        named = await asyncio.gather(*(panel(client.org(token, b.org_id)) for b in found))
+        page = Panel(value=Page[Org](items=[n.value for n in named if n.value], next_cursor=None))
+        next_cursor = balances.value.next_cursor if balances.value else None
+    else:
+        page = await panel(client.all_orgs(token, cursor))
+        ids = [o.id for o in page.value.items] if page.value else []
+        balances = (
+            await panel(client.balances(token, org_ids=ids, status=None, cursor=None))
+            if ids
+            else Panel(value=Page[OrgBalance](items=[]))
+        )
+        next_cursor = page.value.next_cursor if page.value else None
+    by_org = {b.org_id: b for b in balances.value.items} if balances.value else {}
+    return operator_page(
+        request,
+        "admin_orgs.html",
+        me,
+        orgs,
+        "orgs",
+        page=page,
+        balances=balances,
+        by_org=by_org,
+        next_cursor=next_cursor,
+        status_filter=status,
+        statuses=BALANCE_STATUSES,
+    )
 
 
 @router.get("/users")
@@ -109,18 +142,21 @@ async def user_list(
 
 
 @router.post("/users/{user_id}/{action}")
-async def user_set_active(
+async def user_change(
     request: Request,
     session: CurrentSession,
     user_id: uuid.UUID,
-    action: Literal["deactivate", "reactivate"],
+    action: Literal["deactivate", "reactivate", "grant-admin", "revoke-admin"],
     back: Annotated[str, Form(max_length=2000)] = "/admin/users",
 ) -> Response:
+    """Deactivate / reactivate a user, or grant / revoke platform admin."""
     me, orgs = await require_operator(request, session)
+    client, token = backends(request), session.access_token
     try:
-        await backends(request).set_user_active(
-            session.access_token, user_id, active=action == "reactivate"
-        )
+        if action in ("grant-admin", "revoke-admin"):
+            await client.set_user_admin(token, user_id, admin=action == "grant-admin")
+        else:
+            await client.set_user_active(token, user_id, active=action == "reactivate")
     except BackendProblem as exc:
         if exc.status == 401:
             raise
