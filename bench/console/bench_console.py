@@ -243,6 +243,7 @@ def main() -> None:
                 "DATABASE_URL": urls["accounts"],
                 "SEALING_KEYS": new_sealing_key(),
                 "KEY_PEPPER": uuid.uuid4().hex,
+                "EMAIL_VERIFICATION_REQUIRED": "false",  # the bench user issues live keys
                 "SIGNING_KEY_FILE": str(workdir / "signing.pem"),
                 "SIGNING_KEY_GENERATE": "true",
                 "ALLOW_PRIVATE_UPSTREAMS": "true",

@@ -29,6 +29,8 @@ SEMANTIC_RULES = {
     "POST /v1/auth/register": "a deliverable email; a password of at most 72 UTF-8 bytes",
     "POST /v1/auth/password-reset": "a deliverable email",
     "POST /v1/auth/password-reset/confirm": "a reset token the API issued; 72 UTF-8 bytes",
+    "POST /v1/auth/verify-email": "a verification token the API issued",
+    "POST /v1/auth/verify-email/resend": "a caller whose email is not verified yet",
     "POST /v1/auth/logout": "the refresh token of an open session of the caller",
     "POST /v1/auth/totp/verify": "enrolled first; the current one-time code",
     "POST /v1/auth/totp/disable": "two-factor on; the password and a current code",
@@ -45,6 +47,7 @@ SEMANTIC_RULES = {
     "GET /v1/orgs/{org_id}/invitations": _CURSOR,
     "GET /v1/orgs/{org_id}/keys": _CURSOR,
     "GET /v1/apis": _CURSOR,
+    "GET /v1/apis/{api_id}/routes": _CURSOR,
     "GET /v1/audit": _CURSOR,
     "GET /v1/auth/sessions": _CURSOR,
 }

@@ -27,8 +27,9 @@ from tollgate.accounts.models import outbox
 from tollgate.accounts.orgs import repository as orgs_repo
 from tollgate.contracts.decoding import decode
 from tollgate.contracts.envelope import CloudEvent, EventData
+from tollgate.contracts.events.accounts import EmailVerificationRequested
 from tollgate.kit.db import SessionMaker
-from tollgate.kit.sealing import new_sealing_key
+from tollgate.kit.sealing import Sealer, new_sealing_key
 
 SECRETS: list[str] = []
 SEALING_KEY = new_sealing_key()
@@ -121,8 +122,11 @@ async def login(svc: Service, user: User, **form: str) -> httpx.Response:
     return response
 
 
-async def signup(svc: Service, *, email: str | None = None, login_now: bool = True) -> User:
-    """Register a user through the API (and sign in)."""
+async def signup(
+    svc: Service, *, email: str | None = None, login_now: bool = True, verified: bool = True
+) -> User:
+    """Register a user through the API, verify its email with the emailed link (unless
+    `verified=False`) and sign in."""
     password = "pw-" + secrets.token_urlsafe(12)
     remember(password)
     email = email or unique_email()
@@ -131,6 +135,11 @@ async def signup(svc: Service, *, email: str | None = None, login_now: bool = Tr
     )
     assert response.status_code == 201, response.text
     user = User(id=uuid.UUID(response.json()["id"]), email=email, password=password)
+    if verified:
+        confirmed = await svc.http.post(
+            "/v1/auth/verify-email", json={"token": await verification_token(svc, user.id)}
+        )
+        assert confirmed.status_code == 204, confirmed.text
     if login_now:
         assert (await login(svc, user)).status_code == 200
     return user
@@ -203,3 +212,13 @@ async def outbox_records(svc: Service, key: object) -> list[tuple[str, bytes | N
 async def events(svc: Service, key: object) -> list[CloudEvent[EventData]]:
     """Decoded events (tombstones skipped) written under Kafka key `key`."""
     return [decode(value) for _, value in await outbox_records(svc, key) if value is not None]
+
+
+async def verification_token(svc: Service, user_id: uuid.UUID) -> str:
+    """The token of the latest verification link emailed to `user_id` (unsealed as the
+    notifier does)."""
+    sent = [e.data for e in await events(svc, user_id)]
+    latest = [d for d in sent if isinstance(d, EmailVerificationRequested)][-1]
+    token = Sealer(SEALING_KEY).unseal(latest.verification_token_sealed).decode()
+    remember(token)
+    return token

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from tollgate.contracts import topics
 from tollgate.contracts.events.accounts import ApiUpserted
 from tollgate.kit.sealing import Sealer
+from tollgate.kit.testing.pages import check_list_contract
 
 from ..factories import (
     SEALING_KEY,
@@ -174,8 +175,10 @@ async def test_update_status_routes_and_delete(
         )
         assert patched.json()["price"] is None
         assert patched.json()["limits"] == {"per_minute": 10}
-        listed = await svc.http.get(f"{url}/routes", headers=admin.headers)
-        assert [r["id"] for r in listed.json()] == [route_id]
+        listed = await check_list_contract(
+            svc.http, f"{url}/routes", headers=admin.headers, expected={route_id}, page_size=1
+        )
+        assert [r["id"] for r in listed] == [route_id]
         assert upserts(await events(svc, api["id"]))[-1].routes[0].limits.per_minute == 10
         assert (
             await svc.http.delete(f"{url}/routes/{route_id}", headers=admin.headers)

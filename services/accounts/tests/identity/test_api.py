@@ -332,7 +332,7 @@ async def test_without_sealing_keys_reset_answers_503_and_nothing_is_stored(
 ) -> None:
     settings = _settings(accounts_db, kafka_bootstrap, topic_prefix, tmp_path, sealing_keys="")
     async with running(settings) as svc:
-        user = await signup(svc)
+        user = await signup(svc, verified=False)  # no link could be sealed
         reset = await svc.http.post("/v1/auth/password-reset", json={"email": user.email})
         assert reset.status_code == 503
         assert [e for e in await events(svc, user.id) if "password_reset" in e.type] == []

@@ -136,8 +136,52 @@ async def test_deactivation_ends_sessions_at_once_and_reactivation_allows_sign_i
         assert [e["diff"]["reason"] for e in failed] == ["wrong_password", "inactive"]
 
 
+async def test_an_admin_grants_and_revokes_platform_admin_audited(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    async with running(_settings(accounts_db, kafka_bootstrap, topic_prefix, tmp_path)) as svc:
+        admin = await make_admin(svc)
+        user = await signup(svc)
+        assert (await svc.http.get("/v1/users", headers=user.headers)).status_code == 403
+
+        granted = await svc.http.post(f"/v1/users/{user.id}/grant-admin", headers=admin.headers)
+        assert granted.status_code == 200
+        assert granted.json()["is_admin"] is True
+        # Roles are read live: the same token is an admin's now.
+        assert (await svc.http.get("/v1/users", headers=user.headers)).status_code == 200
+        again = await svc.http.post(f"/v1/users/{user.id}/grant-admin", headers=admin.headers)
+        assert again.status_code == 200  # idempotent, and not audited twice
+
+        # The new admin cannot revoke itself; it can revoke the one who granted it.
+        itself = await svc.http.post(f"/v1/users/{user.id}/revoke-admin", headers=user.headers)
+        assert itself.status_code == 409
+        assert itself.headers["content-type"] == "application/problem+json"
+        revoked = await svc.http.post(f"/v1/users/{user.id}/revoke-admin", headers=admin.headers)
+        assert revoked.json()["is_admin"] is False
+        assert (await svc.http.get("/v1/users", headers=user.headers)).status_code == 403
+        forged = await svc.http.post(f"/v1/users/{user.id}/grant-admin", headers=user.headers)
+        assert forged.status_code == 403
+        me = await svc.http.get("/v1/auth/me", headers=user.headers)
+        assert me.json()["is_admin"] is False
+
+        audit = await svc.http.get(
+            "/v1/audit", params={"target_id": str(user.id)}, headers=admin.headers
+        )
+        entries = [e for e in audit.json()["items"] if e["action"].endswith("_admin")]
+        assert [(e["action"], e["diff"], e["actor_id"]) for e in entries] == [
+            ("user.demote_admin", {"is_admin": [True, False]}, str(admin.id)),
+            ("user.promote_admin", {"is_admin": [False, True]}, str(admin.id)),
+        ]
+
+
 # (method, path after /v1/users/{id}) of every route that takes a user id.
-PER_USER = [("GET", ""), ("POST", "/deactivate"), ("POST", "/reactivate")]
+PER_USER = [
+    ("GET", ""),
+    ("POST", "/deactivate"),
+    ("POST", "/reactivate"),
+    ("POST", "/grant-admin"),
+    ("POST", "/revoke-admin"),
+]
 
 
 async def test_user_routes_are_for_admins_only_and_404_for_unknown_ids(

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tollgate.accounts.apis.api import router as apis_router
 from tollgate.accounts.audit.api import router as audit_router
-from tollgate.accounts.audit.consumers import build_broker as build_audit_broker
+from tollgate.accounts.audit.consumers import audit_consumers
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
 from tollgate.accounts.identity import service as identity
@@ -107,11 +107,7 @@ def create_app(settings: Settings) -> FastAPI:
             database_url=settings.database_url,
             topics=TOPICS,
             outbox=outbox,
-            broker_factory=(
-                (lambda sessions: build_audit_broker(settings, sessions))
-                if settings.consume_audit_records
-                else None
-            ),
+            consumers=(audit_consumers(settings),) if settings.consume_audit_records else (),
             jwt_verifier=verifier,
             background=(lambda sessions: key_jobs.run_forever(sessions, settings),),
             # Accounts authorises against its own database (fresher than any replay).

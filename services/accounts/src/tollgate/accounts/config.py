@@ -69,6 +69,20 @@ class Settings(ServiceSettings):
     password_reset_max_per_ip: int = Field(
         20, ge=1, description="password reset requests per client IP per window"
     )
+    email_verification_required: bool = Field(
+        True,
+        description="a user who has not verified its email may not create live API keys "
+        "or invite people (it may sign in and do everything else)",
+    )
+    email_verification_ttl_seconds: int = Field(
+        48 * 3600, ge=300, description="lifetime of an emailed verification link"
+    )
+    email_verification_resend_window_seconds: int = Field(
+        3600, ge=10, description="window of the per-user verification resend throttle"
+    )
+    email_verification_resend_max: int = Field(
+        3, ge=1, description="verification emails a user may ask for per window"
+    )
     invitation_ttl_seconds: int = Field(7 * 86_400, ge=3600)
     key_rotation_grace_seconds: int = Field(
         86_400, ge=0, description="default time an old key secret keeps working after rotate"

@@ -1,7 +1,7 @@
 """Tables of the accounts service (its own database; migrations in `migrations/`).
 
 Secrets never rest here in the clear: passwords are bcrypt hashes, API keys,
-refresh/reset/invitation tokens and recovery codes are SHA-256/HMAC hashes, and
+refresh/reset/verification/invitation tokens and recovery codes are SHA-256/HMAC hashes, and
 upstream credential headers and TOTP seeds are sealed (`tollgate.kit.sealing`).
 """
 
@@ -51,6 +51,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(100))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    """The user proved the address (verification link, password reset or invitation)."""
     totp_secret_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
     totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -111,6 +113,21 @@ class PasswordReset(Base):
     """A single-use password reset token (hash only)."""
 
     __tablename__ = "password_resets"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class EmailVerification(Base):
+    """A single-use email verification token (hash only)."""
+
+    __tablename__ = "email_verifications"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(

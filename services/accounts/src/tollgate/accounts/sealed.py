@@ -27,3 +27,8 @@ def sealer(settings: Settings) -> Sealer:
             "Sealing keys are not configured (TOLLGATE_ACCOUNTS_SEALING_KEYS).",
         )
     return configured
+
+
+def sealing_configured(settings: Settings) -> bool:
+    """Whether sealing keys are configured (`sealer` answers 503 when not)."""
+    return _sealer(settings.sealing_keys).configured

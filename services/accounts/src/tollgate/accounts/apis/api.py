@@ -25,10 +25,12 @@ from tollgate.kit.auth import Principal, require_admin
 from tollgate.kit.db import DbSession
 from tollgate.kit.pagination import (
     DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
     Cursor,
     Page,
     PageSize,
     next_cursor_of,
+    page_after,
     uuid_cursor,
 )
 from tollgate.kit.problems import ContentTooLarge, Forbidden, Unprocessable
@@ -121,11 +123,20 @@ async def delete_api(
     return Response(status_code=204)
 
 
-@router.get("/{api_id}/routes", response_model=list[RouteOut])
-async def list_routes(api_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -> list[RouteOut]:
+@router.get("/{api_id}/routes", response_model=Page[RouteOut])
+async def list_routes(
+    api_id: uuid.UUID,
+    caller: CurrentCaller,
+    db: DbSession,
+    cursor: Cursor = None,
+    limit: PageSize = MAX_PAGE_SIZE,
+) -> Page[RouteOut]:
+    """The API's routes, one page at a time."""
     _may_read(caller)
     async with db.begin():
-        return await service.list_routes(db, api_id)
+        routes = await service.list_routes(db, api_id)
+    page, next_cursor = page_after(routes, cursor, limit, lambda r: (r.id,), (uuid.UUID,))
+    return Page[RouteOut](items=page, next_cursor=next_cursor)
 
 
 @router.post("/{api_id}/routes", status_code=201, response_model=RouteOut)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
 
@@ -25,11 +24,10 @@ from tollgate.contracts.events.audit import AuditRecorded
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.kafka import (
     OffsetCommits,
+    Sessions,
     batch_records,
     consumer_options,
-    make_broker,
     readable,
-    topic_name,
 )
 
 log = logging.getLogger(__name__)
@@ -44,33 +42,37 @@ AUDIT_STORED = Counter(
 )
 
 
-def build_broker(settings: Settings, sessions: SessionMaker) -> KafkaBroker:
-    """The accounts broker with its audit-record subscriber."""
-    broker = make_broker(settings, client="accounts")
+def audit_consumers(settings: Settings) -> KafkaRouter:
+    """The audit-record subscriber (group `accounts-audit`), under contract topic names."""
+    router = KafkaRouter()
     commits = OffsetCommits(interval_seconds=1.0, batch_max=BATCH_MAX)
 
-    @broker.subscriber(
-        topic_name(topics.AUDIT_RECORDS, settings),
+    @router.subscriber(
+        topics.AUDIT_RECORDS.name,
         group_id=GROUP_ID,
         batch=True,
         max_records=BATCH_MAX,
-        **{**consumer_options(settings), "ack_policy": AckPolicy.MANUAL},
+        **consumer_options(settings, manual_commits=True),
     )
-    async def on_audit_records(body: list[bytes], message: KafkaMessage) -> None:
-        await commits.after(message, lambda: store_batch(message))
+    async def on_audit_records(
+        body: list[bytes], message: KafkaMessage, sessions: Sessions
+    ) -> None:
+        await commits.after(message, lambda: store_batch(message, sessions))
 
-    async def store_batch(message: KafkaMessage) -> None:
-        records: list[CloudEvent[AuditRecorded]] = []
-        for record in batch_records(message):
-            event = readable(record, group=GROUP_ID)
-            if event is not None and isinstance(event.data, AuditRecorded):
-                records.append(event)  # type: ignore[arg-type]
-        if not records:
-            return
-        async with sessions() as session, session.begin():
-            stored = await store_records(session, records)
-        AUDIT_STORED.labels("stored").inc(stored)
-        if stored < len(records):
-            AUDIT_STORED.labels("redelivered").inc(len(records) - stored)
+    return router
 
-    return broker
+
+async def store_batch(message: KafkaMessage, sessions: SessionMaker) -> None:
+    """Store the batch's audit records in one transaction (redeliveries insert nothing)."""
+    records: list[CloudEvent[AuditRecorded]] = []
+    for record in batch_records(message):
+        event = readable(record, group=GROUP_ID)
+        if event is not None and isinstance(event.data, AuditRecorded):
+            records.append(event)  # type: ignore[arg-type]
+    if not records:
+        return
+    async with sessions() as session, session.begin():
+        stored = await store_records(session, records)
+    AUDIT_STORED.labels("stored").inc(stored)
+    if stored < len(records):
+        AUDIT_STORED.labels("redelivered").inc(len(records) - stored)

@@ -20,6 +20,7 @@ from tollgate.accounts.identity import service, throttle
 from tollgate.accounts.identity.schemas import (
     AcceptedOut,
     AdminUserOut,
+    EmailVerifyIn,
     LogoutIn,
     MeOut,
     OrgRoleOut,
@@ -55,6 +56,7 @@ jwks_router = APIRouter(tags=["auth"])
 users_router = APIRouter(prefix="/users", tags=["users"])
 
 RESET_ACCEPTED = "If the address belongs to an account, a reset link is on its way."
+VERIFICATION_SENT = "A new verification link is on its way to your email address."
 
 
 def _keyring(request: Request) -> SigningKeyring:
@@ -225,6 +227,27 @@ async def password_reset_confirm(
     return Response(status_code=204)
 
 
+@router.post("/verify-email", status_code=204)
+async def verify_email(body: EmailVerifyIn, request: Request, db: DbSession) -> Response:
+    """Confirm the account's email address with the emailed token (single use; it
+    expires after `email_verification_ttl_seconds`). No sign-in needed: the token is the
+    proof. 400 `invalid-token` for an unknown, used or expired token."""
+    async with db.begin():
+        await service.verify_email(db, anonymous_actor(request), token=body.token)
+    return Response(status_code=204)
+
+
+@router.post("/verify-email/resend", status_code=202, response_model=AcceptedOut)
+async def resend_verification(
+    settings: CurrentSettings, request: Request, actor: CurrentActor, db: DbSession
+) -> AcceptedOut:
+    """Email the caller a new verification link. 409 `already-verified`; a few per hour
+    per user (429 `verification-resend-throttled` with Retry-After)."""
+    async with db.begin():
+        await service.resend_verification(db, settings, actor)
+    return AcceptedOut(detail=VERIFICATION_SENT)
+
+
 @router.post("/totp/enroll", response_model=TotpEnrollOut)
 async def totp_enroll(
     settings: CurrentSettings, request: Request, actor: CurrentActor, db: DbSession
@@ -392,3 +415,26 @@ async def reactivate_user(user_id: uuid.UUID, actor: CurrentActor, db: DbSession
     async with db.begin():
         user = await service.set_user_active(db, actor, user_id, active=True)
         return AdminUserOut.model_validate(user)
+
+
+@users_router.post("/{user_id}/grant-admin", response_model=AdminUserOut)
+async def grant_admin(user_id: uuid.UUID, actor: CurrentActor, db: DbSession) -> AdminUserOut:
+    """Make a user a platform admin (platform admins only; idempotent)."""
+    assert actor.principal is not None
+    require_admin(actor.principal)
+    async with db.begin():
+        return AdminUserOut.model_validate(
+            await service.set_user_admin(db, actor, user_id, admin=True)
+        )
+
+
+@users_router.post("/{user_id}/revoke-admin", response_model=AdminUserOut)
+async def revoke_admin(user_id: uuid.UUID, actor: CurrentActor, db: DbSession) -> AdminUserOut:
+    """Take platform admin back from a user (platform admins only; not from oneself: 409;
+    idempotent)."""
+    assert actor.principal is not None
+    require_admin(actor.principal)
+    async with db.begin():
+        return AdminUserOut.model_validate(
+            await service.set_user_admin(db, actor, user_id, admin=False)
+        )

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.models import (
+    EmailVerification,
     Membership,
     PasswordReset,
     RecoveryCode,
@@ -313,6 +314,35 @@ async def use_all_password_resets(session: AsyncSession, user_id: uuid.UUID, at:
     await session.execute(
         update(PasswordReset)
         .where(PasswordReset.user_id == user_id, PasswordReset.used_at.is_(None))
+        .values(used_at=at)
+    )
+
+
+# ---- email verification
+
+
+async def insert_email_verification(session: AsyncSession, **values: Any) -> None:
+    session.add(EmailVerification(**values))
+    await session.flush()
+
+
+async def lock_email_verification(
+    session: AsyncSession, token_hash: str
+) -> EmailVerification | None:
+    stmt = (
+        select(EmailVerification)
+        .where(EmailVerification.token_hash == token_hash)
+        .with_for_update()
+    )
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def use_all_email_verifications(
+    session: AsyncSession, user_id: uuid.UUID, at: datetime
+) -> None:
+    await session.execute(
+        update(EmailVerification)
+        .where(EmailVerification.user_id == user_id, EmailVerification.used_at.is_(None))
         .values(used_at=at)
     )
 

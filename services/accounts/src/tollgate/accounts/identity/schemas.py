@@ -61,6 +61,11 @@ class UserOut(BaseModel):
     name: str
     locale: str
     is_admin: bool
+    email_verified: bool = Field(
+        description="false until the user opens the emailed verification link (or resets "
+        "its password, or accepts an invitation); unverified users cannot create live API "
+        "keys or invite people"
+    )
     totp_enabled: bool
     created_at: datetime
 
@@ -101,6 +106,10 @@ class PasswordResetIn(RequestModel):
 class PasswordResetConfirmIn(RequestModel):
     token: str = Field(min_length=1, max_length=200)
     new_password: NewPassword
+
+
+class EmailVerifyIn(RequestModel):
+    token: str = Field(min_length=1, max_length=200, description="token from the emailed link")
 
 
 class PasswordChangeIn(RequestModel):

@@ -1,5 +1,6 @@
 """Identity rules: registration, sign-in with throttling and 2FA, rotating refresh
-tokens, password reset, TOTP enrolment, platform admins and their user administration.
+tokens, password reset, email verification, TOTP enrolment, platform admins and their
+user administration.
 
 Services never commit: the HTTP handler owns the transaction. Outcomes that must be
 recorded even though the request fails (a failed login leaves an `auth.login_failed`
@@ -15,6 +16,7 @@ counted, and so does a check whose transaction rolls back (a raised problem, a c
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,12 +33,25 @@ from tollgate.accounts.identity.signing import SigningKeyring
 from tollgate.accounts.identity.state import publish_user_state
 from tollgate.accounts.identity.tokens import new_secret, secret_hash
 from tollgate.accounts.models import User
-from tollgate.accounts.sealed import sealer
-from tollgate.contracts.events.accounts import PasswordResetRequested, UserRegistered
+from tollgate.accounts.sealed import sealer, sealing_configured
+from tollgate.contracts.events.accounts import (
+    EmailVerificationRequested,
+    PasswordResetRequested,
+    UserRegistered,
+)
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.auth import Principal, Role, access_claims
 from tollgate.kit.outbox import emit
-from tollgate.kit.problems import BadRequest, Conflict, NotFound, TooManyRequests, Unprocessable
+from tollgate.kit.problems import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unprocessable,
+)
+
+log = logging.getLogger(__name__)
 
 MAX_RESETS_PER_HOUR = 3
 
@@ -83,7 +98,9 @@ async def register(
     is_admin: bool = False,
 ) -> User:
     """Create a user (409 when the email is taken) and announce it. Callers check what
-    only the HTTP API must (`deliverable_email`): operators may seed `admin@x.local`."""
+    only the HTTP API must (`deliverable_email`): operators may seed `admin@x.local`.
+    A platform admin (seeded by the operator) counts as verified; anyone else is sent a
+    verification link."""
     email = normalise_email(email)
     passwords.check_new_password(password)
     if await repo.get_user_by_email(session, email) is not None:
@@ -97,6 +114,7 @@ async def register(
         password_hash=await passwords.hash_password(password, settings.bcrypt_rounds),
         is_admin=is_admin,
         is_active=True,
+        email_verified=is_admin,
         totp_enabled=False,
     )
     await publish_user_state(session, user.id)
@@ -115,7 +133,118 @@ async def register(
         target_id=user.id,
         diff={"email": email, "is_admin": is_admin},
     )
+    if is_admin:
+        return user
+    if sealing_configured(settings):
+        await _send_verification(session, settings, user)
+    else:
+        # Registration stays open; the user asks for the link once keys are configured.
+        log.warning("no verification email sent: sealing keys are not configured")
     return user
+
+
+async def _send_verification(session: AsyncSession, settings: Settings, user: User) -> None:
+    """A new single-use verification token for `user`, sealed for the notifier."""
+    raw, hashed = new_secret()
+    expires = datetime.now(UTC) + timedelta(seconds=settings.email_verification_ttl_seconds)
+    await repo.insert_email_verification(
+        session, id=uuid7(), user_id=user.id, token_hash=hashed, expires_at=expires
+    )
+    await emit(
+        session,
+        EmailVerificationRequested(
+            user_id=user.id,
+            email=user.email,
+            locale=user.locale,
+            verification_token_sealed=sealer(settings).seal(raw),
+            expires_at=expires,
+        ),
+        subject=str(user.id),
+    )
+
+
+async def resend_verification(session: AsyncSession, settings: Settings, actor: Actor) -> None:
+    """Email the caller a new verification link (earlier ones keep working until they
+    expire or one is used). 409 when already verified; at most
+    `email_verification_resend_max` per user per window (429 + Retry-After)."""
+    assert actor.principal is not None
+    user = await repo.lock_user(session, actor.principal.user_id)
+    assert user is not None
+    if user.email_verified:
+        raise Conflict("already-verified", "Your email address is already verified.")
+    counter = throttle.Counter(
+        throttle.VERIFY_RESEND, str(user.id), settings.email_verification_resend_max
+    )
+    taken = await throttle.take(
+        session, (counter,), settings.email_verification_resend_window_seconds
+    )
+    if isinstance(taken, throttle.Throttled):
+        raise TooManyRequests(
+            "verification-resend-throttled",
+            "Too many verification emails asked for; try again later.",
+            headers={"Retry-After": str(taken.retry_after)},
+            limit="account",
+            retry_after=taken.retry_after,
+        )
+    await _send_verification(session, settings, user)
+    await record(
+        session, actor, "auth.email_verification_resend", target_type="user", target_id=user.id
+    )
+
+
+async def verify_email(session: AsyncSession, actor: Actor, *, token: str) -> None:
+    """Mark the token's user verified and burn every verification token it has; 400
+    `invalid-token` for an unknown, used or expired token (whoever presents it: the
+    link may be opened signed out, on another device)."""
+    now = datetime.now(UTC)
+    verification = await repo.lock_email_verification(session, secret_hash(token))
+    if verification is None or verification.used_at is not None or verification.expires_at <= now:
+        raise BadRequest("invalid-token", "Invalid or expired verification link.")
+    await repo.use_all_email_verifications(session, verification.user_id, now)
+    user = await repo.lock_user(session, verification.user_id)
+    assert user is not None
+    await mark_email_verified(session, actor_as(actor, user), user, proof="link")
+
+
+async def mark_email_verified(
+    session: AsyncSession, actor: Actor, user: User, *, proof: str
+) -> None:
+    """Record that `user` proved its address (`proof`: the verification link, a
+    password reset or an invitation, each sent to that address); nothing when it had."""
+    if user.email_verified:
+        return
+    await repo.update_user(session, user.id, email_verified=True)
+    user.email_verified = True
+    await record(
+        session,
+        actor,
+        "auth.email_verified",
+        target_type="user",
+        target_id=user.id,
+        diff={
+            "before": {"email_verified": False},
+            "after": {"email_verified": True},
+            "proof": proof,
+        },
+    )
+
+
+async def require_verified_email(
+    session: AsyncSession, settings: Settings, actor: Actor, what: str
+) -> None:
+    """403 `email-unverified` when the caller has not verified its address and
+    `email_verification_required` is on (platform admins are exempt). `what` says
+    what was refused."""
+    principal = actor.principal
+    if not settings.email_verification_required or principal is None or principal.is_admin:
+        return
+    user = await repo.get_user(session, principal.user_id)
+    if user is not None and not user.email_verified:
+        raise Forbidden(
+            "email-unverified",
+            f"Verify your email address before you {what}: use the link we emailed you, "
+            "or ask for a new one.",
+        )
 
 
 async def ensure_admin(
@@ -427,6 +556,8 @@ async def confirm_password_reset(
     await record(
         session, actor_as(actor, user), "auth.password_reset", target_type="user", target_id=user.id
     )
+    # The reset link went to the address: it is proven as well as by a verification link.
+    await mark_email_verified(session, actor_as(actor, user), user, proof="password_reset")
 
 
 async def change_password(
@@ -627,5 +758,35 @@ async def set_user_active(
         target_type="user",
         target_id=user_id,
         diff={"is_active": [not active, active]},
+    )
+    return await get_user(session, user_id)
+
+
+async def set_user_admin(
+    session: AsyncSession, actor: Actor, user_id: uuid.UUID, *, admin: bool
+) -> User:
+    """Grant or revoke platform admin (idempotent; audited when it changes anything).
+
+    The new state goes out on `users.v1` in this transaction, so every service applies
+    it with the user's next request. An admin cannot revoke itself (so at least one
+    admin always remains).
+    """
+    assert actor.principal is not None
+    if not admin and user_id == actor.principal.user_id:
+        raise Conflict("cannot-revoke-self", "You cannot revoke your own admin rights.")
+    user = await repo.lock_user(session, user_id)
+    if user is None:
+        raise NotFound("not-found", "No such user.")
+    if user.is_admin == admin:
+        return user
+    await repo.update_user(session, user_id, is_admin=admin)
+    await publish_user_state(session, user_id)
+    await record(
+        session,
+        actor,
+        "user.promote_admin" if admin else "user.demote_admin",
+        target_type="user",
+        target_id=user_id,
+        diff={"is_admin": [not admin, admin]},
     )
     return await get_user(session, user_id)

@@ -34,6 +34,7 @@ PAIR = "ip_account"
 ACCOUNT = "account"
 IP = "ip"
 RESET_IP = "reset_ip"
+VERIFY_RESEND = "verify_resend"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from tollgate.accounts.audit import repository as audit_log
 from tollgate.accounts.audit.service import record
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
+from tollgate.accounts.identity.service import require_verified_email
 from tollgate.accounts.keys import repository as repo
 from tollgate.accounts.keys.schemas import (
     KeyCreateIn,
@@ -147,7 +148,10 @@ async def create_key(
     imported_raw: str | None = None,
 ) -> tuple[KeyOut, str]:
     """Issue a key; returns it and the raw secret (shown once). `imported_raw` adopts
-    an existing well-formed key instead of generating one (migrations, local seeds)."""
+    an existing well-formed key instead of generating one (migrations, local seeds).
+    A live key needs a verified email (test keys reach no live upstream and cost nothing)."""
+    if body.environment == "live":
+        await require_verified_email(session, settings, actor, "create a live API key")
     await _check_apis(session, body.allowed_api_ids)
     _check_expiry(body.expires_at)
     check_metadata(body.metadata)

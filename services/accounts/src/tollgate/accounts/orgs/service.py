@@ -17,7 +17,11 @@ from tollgate.accounts.audit.service import record
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
 from tollgate.accounts.identity import repository as users
-from tollgate.accounts.identity.service import normalise_email
+from tollgate.accounts.identity.service import (
+    mark_email_verified,
+    normalise_email,
+    require_verified_email,
+)
 from tollgate.accounts.identity.state import publish_user_state
 from tollgate.accounts.identity.tokens import new_secret, secret_hash
 from tollgate.accounts.models import Invitation, Membership, Org, User
@@ -166,7 +170,9 @@ async def invite(
     email: str,
     role: Role,
 ) -> Invitation:
-    """Create an invitation and announce it (the notifier emails the sealed token)."""
+    """Create an invitation and announce it (the notifier emails the sealed token); the
+    inviter needs a verified email (invitations are mail sent on its behalf)."""
+    await require_verified_email(session, settings, actor, "invite people")
     org = await get_org(session, org_id)
     email = normalise_email(email)
     now = datetime.now(UTC)
@@ -249,6 +255,10 @@ async def accept_invitation(session: AsyncSession, actor: Actor, *, token: str) 
     ):
         raise BadRequest("invalid-token", "Invalid or expired invitation.")
     invitation.accepted_at = now
+    # The token was mailed to this address, which is the caller's: the address is proven.
+    joining = await users.lock_user(session, principal.user_id)
+    assert joining is not None
+    await mark_email_verified(session, actor, joining, proof="invitation")
     current = await repo.lock_membership(session, invitation.org_id, principal.user_id)
     if current is None:
         await repo.upsert_membership(session, invitation.org_id, principal.user_id, invitation.role)
