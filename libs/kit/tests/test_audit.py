@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -15,7 +16,13 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from sqlalchemy import MetaData, select
 
-from tollgate.kit.audit import MASK, audit_coverage, mask_secrets
+from tollgate.kit.audit import (
+    MASK,
+    RecordedChange,
+    audit_coverage,
+    changed_fields,
+    mask_secrets,
+)
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org
 from tollgate.kit.db import create_engine, session_maker
 from tollgate.kit.outbox import outbox_table
@@ -45,6 +52,18 @@ def audited_app(mint: TokenMint) -> FastAPI:
     ) -> dict[str, str]:
         authorize_org(principal, org_id, Role.developer)
         return {"id": str(endpoint_id), "secret": "whsec_revealed_once"}
+
+    @app.patch("/v1/orgs/{org_id}/endpoints/{endpoint_id}")
+    async def update_endpoint(
+        org_id: uuid.UUID,
+        endpoint_id: uuid.UUID,
+        body: dict[str, Any],
+        principal: CurrentPrincipal,
+        change: RecordedChange,
+    ) -> dict[str, str]:
+        stored = {"url": "https://old.example", "signing_secret": "old-s3cr3t", "n": 1}
+        change.note(stored, {**stored, **body})
+        return {"id": str(endpoint_id)}
 
     @app.post("/v1/orgs/{org_id}/endpoints", status_code=201)
     async def create_endpoint(
@@ -112,6 +131,12 @@ async def test_successful_changes_are_recorded_with_secrets_masked(
                 await client.get(f"/v1/orgs/{org}/endpoints", headers=member)
             ).status_code == 200
             assert (await client.post("/v1/sms/inbound", json={"body": "hi"})).status_code == 200
+            patched = await client.patch(
+                f"/v1/orgs/{org}/endpoints/{endpoint}",
+                json={"url": "https://new.example", "signing_secret": "new-s3cr3t", "n": 1},
+                headers=member,
+            )
+            assert patched.status_code == 200
             refused = await client.put(
                 f"/v1/orgs/{uuid.uuid4()}/endpoints/{endpoint}",
                 json={"url": "https://x.example"},
@@ -122,8 +147,12 @@ async def test_successful_changes_are_recorded_with_secrets_masked(
         events = await outbox_events(app)
     finally:
         await engine.dispose()
-    assert [e["type"] for e in events] == ["tollgate.audit.recorded.v1"] * 2
-    record, creation = events[0]["data"], events[1]["data"]
+    assert [e["type"] for e in events] == ["tollgate.audit.recorded.v1"] * 3
+    record, creation, update = (e["data"] for e in events)
+    # Only the fields that changed, the secret masked on both sides.
+    assert update["diff"]["before"] == {"url": "https://old.example", "signing_secret": MASK}
+    assert update["diff"]["after"] == {"url": "https://new.example", "signing_secret": MASK}
+    assert "before" not in record["diff"]  # the PUT noted nothing
     assert (creation["target_type"], creation["target_id"]) == ("endpoint", "ep_created_1")
     assert record["service"] == "notifier"
     assert record["action"] == "notifier.replace_endpoint"
@@ -139,6 +168,19 @@ async def test_successful_changes_are_recorded_with_secrets_masked(
     text = orjson.dumps(events).decode()
     assert "s3cr3t" not in text
     assert "whsec_" not in text  # neither the one sent nor the one revealed
+
+
+def test_changed_fields_keeps_what_differs_in_json_terms() -> None:
+    at = datetime(2030, 1, 2, tzinfo=UTC)
+    ident = uuid.uuid4()
+    assert changed_fields(
+        {"name": "a", "at": None, "ids": [ident], "role": Role.viewer, "same": 1},
+        {"name": "b", "at": at, "ids": [ident], "role": Role.owner, "same": 1, "token": "x"},
+    ) == {
+        "before": {"name": "a", "at": None, "role": "viewer", "token": MASK},
+        "after": {"name": "b", "at": "2030-01-02T00:00:00+00:00", "role": "owner", "token": MASK},
+    }
+    assert changed_fields({"a": 1}, {"a": 1}) == {}
 
 
 def test_secret_names_and_secret_looking_values_are_masked_at_any_depth() -> None:

@@ -18,7 +18,11 @@ says is taken from the route:
   org itself; nothing else of an answer is read (it may reveal a secret once);
 - `diff`: the JSON body the caller sent (the fields it asked to change), with every
   value under a secret-like name and every secret-looking string masked (`***`);
-  the route's own `{…}` parameters;
+  the route's own `{…}` parameters; and for a route that takes `RecordedChange`
+  (every `PUT`/`PATCH`, and other calls that change a stored object), `before` and
+  `after`: the stored values of the fields the call changed, as the route noted them
+  (`AuditChange.note`), masked the same way. A body says what was asked; before/after
+  say what changed (a PATCH that sets a field to its current value changes nothing);
 - `actor_id` (the caller), `ip` (the TCP peer), `request_id` (`X-Request-ID`).
 
 Exempt, by rule and listed by `audit_coverage`: calls without a signed-in user
@@ -40,11 +44,13 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from enum import Enum
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from prometheus_client import Counter
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tollgate.contracts.events.audit import AuditRecorded
@@ -62,6 +68,8 @@ MAX_ANSWER_BYTES = 64 * 1024
 """Answers up to this size are searched for the `id` of what a call created."""
 PRINCIPAL_STATE_KEY = "principal"
 """`request.state` entry where `CurrentPrincipal` leaves the verified caller."""
+CHANGE_STATE_KEY = "audit_change"
+"""`request.state` entry where `RecordedChange` leaves the route's `AuditChange`."""
 
 _SECRET_NAME = re.compile(
     r"secret|password|passwd|token|api_?key|credential|authorization|signature|private|seed",
@@ -87,6 +95,64 @@ def mask_secrets(value: Any, *, name: str = "") -> Any:
     if isinstance(value, str) and _SECRET_VALUE.match(value):
         return MASK
     return value
+
+
+def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"before": {…}, "after": {…}}` of the fields whose values differ between the two
+    snapshots (JSON-ready: times as ISO 8601, ids as strings), secrets masked; `{}` when
+    nothing changed. A field missing on one side counts as null there."""
+    old, new = _jsonable(dict(before)), _jsonable(dict(after))
+    names = sorted(set(old) | set(new))
+    changed = [name for name in names if old.get(name) != new.get(name)]
+    if not changed:
+        return {}
+    return {
+        "before": mask_secrets({name: old.get(name) for name in changed}),
+        "after": mask_secrets({name: new.get(name) for name in changed}),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=_plain))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return str(value)  # UUIDs, decimals
+
+
+class AuditChange:
+    """The before/after of what one call changed, filled in by its route through
+    `note`, read by `AuditTrail` when it writes the call's record."""
+
+    def __init__(self) -> None:
+        self.before: dict[str, Any] = {}
+        self.after: dict[str, Any] = {}
+
+    def note(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
+        """Keep the fields that differ between the stored object before and after the
+        change (call it once per object, or once with both snapshots merged)."""
+        changed = changed_fields(before, after)
+        self.before.update(changed.get("before", {}))
+        self.after.update(changed.get("after", {}))
+
+
+async def _recorded_change(request: Request) -> AuditChange:
+    change = AuditChange()
+    setattr(request.state, CHANGE_STATE_KEY, change)
+    return change
+
+
+RecordedChange = Annotated[AuditChange, Depends(_recorded_change)]
+"""FastAPI dependency: where a state-changing route notes the before/after of the
+fields it changed, for its audit record."""
 
 
 def exemption(route: APIRoute) -> str | None:
@@ -122,11 +188,20 @@ def api_routes(app: FastAPI) -> Iterator[tuple[str, APIRoute]]:
             yield route.path, route
 
 
+def records_change(route: APIRoute) -> bool:
+    """Whether the route notes the before/after of what it changes (`RecordedChange`)."""
+    return _depends_on(route, _recorded_change.__name__)
+
+
 def _needs_principal(route: APIRoute) -> bool:
+    return _depends_on(route, "_current_principal")
+
+
+def _depends_on(route: APIRoute, name: str) -> bool:
     stack = list(route.dependant.dependencies)
     while stack:
         dependency = stack.pop()
-        if getattr(dependency.call, "__name__", "") == "_current_principal":
+        if getattr(dependency.call, "__name__", "") == name:
             return True
         stack.extend(dependency.dependencies)
     return False
@@ -187,6 +262,7 @@ class AuditTrail:
         if sessions is None:
             AUDIT_RECORDS_WRITTEN.labels("no_database").inc()
             return
+        change = state.get(CHANGE_STATE_KEY)
         record = audit_record(
             service=self.service,
             route=route,
@@ -196,6 +272,7 @@ class AuditTrail:
             body=body,
             client=scope.get("client"),
             created_id=created,
+            change=change if isinstance(change, AuditChange) else None,
         )
         try:
             async with sessions() as session, session.begin():
@@ -219,10 +296,11 @@ def audit_record(
     body: bytes,
     client: tuple[str, int] | None,
     created_id: str | None = None,
+    change: AuditChange | None = None,
 ) -> AuditRecorded:
     """The audit record of one successful call (see the module for the mapping);
     `created_id` is the `id` of the answer, the object a call without an id in its path
-    created."""
+    created; `change` what the route noted it changed."""
     sent = _json_body(body)
     org_id = _org_of(path_params, query, sent)
     target_type, target_id = "org", str(org_id) if org_id else None
@@ -241,9 +319,13 @@ def audit_record(
     params = {k: str(v) for k, v in path_params.items() if k != "org_id"}
     if params:
         diff["path"] = params
+    if change is not None:
+        diff["before"] = mask_secrets(change.before)
+        diff["after"] = mask_secrets(change.after)
     if len(json.dumps(diff, default=str)) > MAX_DIFF_BYTES:
         fields = sorted(sent) if isinstance(sent, dict) else []
-        diff = {"truncated": True, "fields": fields}
+        changed = sorted(change.after) if change is not None else []
+        diff = {"truncated": True, "fields": fields, "changed": changed}
     return AuditRecorded(
         service=service,
         org_id=org_id,
