@@ -19,8 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
 from tollgate.contracts.events.billing import PastQuota
@@ -47,7 +50,30 @@ REDIS_FAILURES = Counter(
 REDIS_HEALTHY = Gauge(
     "tollgate_gateway_ratelimit_redis_healthy", "1 while the redis policy reaches Redis"
 )
-CHECKS = Counter("tollgate_gateway_ratelimit_checks_total", "Limit checks by backend", ["backend"])
+
+
+class _Checks(Collector):
+    """`tollgate_gateway_ratelimit_checks_total{backend}`, counted in plain Python and
+    read at scrape: `Counter.inc` takes a mutex, and a local check is counted on every
+    request (the event loop thread only counts)."""
+
+    def __init__(self) -> None:
+        self.by_backend: dict[str, int] = {}
+
+    def inc(self, backend: str) -> None:
+        self.by_backend[backend] = self.by_backend.get(backend, 0) + 1
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "tollgate_gateway_ratelimit_checks", "Limit checks by backend", labels=["backend"]
+        )
+        for backend, value in sorted(self.by_backend.items()):
+            family.add_metric([backend], value)
+        yield family
+
+
+CHECKS = _Checks()
+REGISTRY.register(CHECKS)
 
 
 _PLANS_MAX = 100_000
@@ -140,7 +166,6 @@ class RateLimiter:
             tuple[KeyRecord, ApiRecord, RouteRecord | None, PlanRecord | None],
             tuple[list[Bucket], str],
         ] = {}
-        self._local_checks = CHECKS.labels("local")
         if self._policy == "redis":
             self._redis_client = Redis.from_url(
                 settings.redis_url,
@@ -182,7 +207,7 @@ class RateLimiter:
         verdict: Verdict | None = None
         if buckets:
             if self._redis is None:
-                self._local_checks.inc()
+                CHECKS.inc("local")
                 verdict = self._local.check(buckets, time.time(), policy)
             else:
                 verdict = await self._check_redis(self._redis, buckets)
@@ -220,7 +245,7 @@ class RateLimiter:
         except Exception as exc:
             self._mark_down(exc)
             return self._fallback_check(buckets)
-        CHECKS.labels("redis").inc()
+        CHECKS.inc("redis")
         return result
 
     async def _probe_redis(self) -> None:
@@ -247,7 +272,7 @@ class RateLimiter:
         REDIS_HEALTHY.set(0)
 
     def _fallback_check(self, buckets: list[Bucket]) -> Verdict:
-        CHECKS.labels(f"fallback-{self._fallback}").inc()
+        CHECKS.inc(f"fallback-{self._fallback}")
         if self._fallback == "closed":
             raise RedisUnavailable
         if self._fallback == "open":
