@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 from faststream.kafka import TestKafkaBroker
 
 from tollgate.billing.ledger import service as ledger
-from tollgate.billing.ledger.consumers import build_broker
+from tollgate.billing.ledger.consumers import ledger_consumers
 from tollgate.contracts import topics
 from tollgate.contracts.envelope import encode, new_event
 from tollgate.contracts.events.accounts import OrgRole
 from tollgate.contracts.events.identity import OrgMembership, UserState
 from tollgate.kit.db import create_engine, session_maker
-from tollgate.kit.kafka import topic_name
+from tollgate.kit.kafka import make_broker, topic_name
 
 from ..factories import (
     ledger_total,
@@ -53,7 +53,9 @@ async def test_batch_debits_once_and_skips_poison(database_factory: Callable[[st
             for _ in range(5)
         ]
         topic = topic_name(topics.GATEWAY_REQUESTS, settings)
-        broker = build_broker(settings, sessions)
+        broker = make_broker(
+            settings, client="billing", sessions=sessions, routers=[ledger_consumers(settings)]
+        )
         async with TestKafkaBroker(broker) as test_broker:
             await test_broker.publish_batch(*events[:2], b"not an event", *events[2:], topic=topic)
             await test_broker.publish_batch(*events, topic=topic)  # redelivered
@@ -98,7 +100,9 @@ async def test_a_new_org_gets_its_first_balance_state_at_once(
             updated_at=datetime.now(UTC),
         )
         record = encode(new_event(state, source="tollgate/accounts/test"))
-        broker = build_broker(settings, sessions)
+        broker = make_broker(
+            settings, client="billing", sessions=sessions, routers=[ledger_consumers(settings)]
+        )
         async with TestKafkaBroker(broker) as test_broker:
             topic = topic_name(topics.ACCOUNTS_USERS, settings)
             await test_broker.publish_batch(record, b"not an event", topic=topic)

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from tollgate.contracts import topics
 from tollgate.contracts.envelope import encode
-from tollgate.kit.kafka import topic_name
-from tollgate.notifier.intake.consumers import build_broker
+from tollgate.kit.kafka import make_broker, topic_name
+from tollgate.notifier.intake.consumers import intake_consumers
 from tollgate.notifier.models import ReceivedEvent
 
 from ..events import credits_low, topped_up
@@ -29,7 +29,9 @@ async def test_poison_skipped_and_redelivery_taken_in_once(
     low, up = encode(credits_low(org)), encode(topped_up(org))
     topic = topic_name(topics.BILLING_EVENTS, settings)
     async with database(url) as sessions:
-        broker = build_broker(settings, sessions)
+        broker = make_broker(
+            settings, client="notifier", sessions=sessions, routers=[intake_consumers(settings)]
+        )
         async with TestKafkaBroker(broker) as test_broker:
             await test_broker.publish_batch(low, b"not an event", up, topic=topic)
             await test_broker.publish_batch(low, topic=topic)  # redelivered

@@ -18,12 +18,12 @@ from sqlalchemy import func, select
 
 from tollgate.contracts import topics
 from tollgate.contracts.envelope import CloudEvent, encode
-from tollgate.kit.kafka import topic_name
+from tollgate.kit.kafka import make_broker, topic_name
 from tollgate.kit.sealing import Sealer
 from tollgate.notifier.email import service as email
 from tollgate.notifier.email.backends import FileBackend
 from tollgate.notifier.email.worker import EmailWorker
-from tollgate.notifier.intake.consumers import build_broker
+from tollgate.notifier.intake.consumers import intake_consumers
 from tollgate.notifier.models import EmailMessage, WebhookDelivery
 
 from ..events import plan_payment_failed, plan_suspended
@@ -81,7 +81,12 @@ async def test_plan_notices_become_one_email_per_contact_and_one_webhook(
         )
         await make_endpoint(sessions, other, rec.url, event_types=PLAN_TYPES, now=clock.now())
 
-        broker = build_broker(settings, sessions, clock)
+        broker = make_broker(
+            settings,
+            client="notifier",
+            sessions=sessions,
+            routers=[intake_consumers(settings, clock)],
+        )
         async with TestKafkaBroker(broker) as test_broker:
             await test_broker.publish_batch(encode(failed), encode(suspended), topic=topic)
             assert await _counts(sessions) == (4, 2)  # 2 contacts x 2 events; 2 deliveries

@@ -12,9 +12,9 @@ from sqlalchemy import text
 
 from tollgate.contracts import topics
 from tollgate.kit.db import create_engine, session_maker
-from tollgate.kit.kafka import topic_name
+from tollgate.kit.kafka import make_broker, topic_name
 from tollgate.usage.config import Settings
-from tollgate.usage.ingest.consumers import build_broker
+from tollgate.usage.ingest.consumers import ingest_consumers
 from tollgate.usage.retention.service import PartitionDays
 
 from ..factories import completed, encoded, migrated
@@ -31,7 +31,12 @@ async def test_batch_counts_once_and_skips_poison(database_factory: Callable[[st
     events = [encoded(completed(org_id=org, key_id=key, api_id=api)) for _ in range(5)]
     topic = topic_name(topics.GATEWAY_REQUESTS, settings)
     try:
-        broker = build_broker(settings, sessions, PartitionDays())
+        broker = make_broker(
+            settings,
+            client="usage",
+            sessions=sessions,
+            routers=[ingest_consumers(settings, PartitionDays())],
+        )
         async with TestKafkaBroker(broker) as test_broker:
             await test_broker.publish_batch(*events[:2], b"{}", *events[2:], topic=topic)
             await test_broker.publish_batch(*events, topic=topic)  # redelivered

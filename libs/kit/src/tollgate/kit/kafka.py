@@ -8,8 +8,12 @@ handler (and so its database transaction) succeeded, rewinds the batch when it
 failed, and while a backlog is worked off commits at most every interval.
 
 Producers are plain aiokafka producers (the outbox relay and the gateway batch their
-own sends and need tombstones); consumers are FastStream subscribers on a broker
-made by `make_broker`. Everything tunable (idempotence, acks, linger, compression,
+own sends and need tombstones). Consumers are FastStream subscribers on a service's
+`KafkaRouter`s, registered under the contract topic names; `make_broker` includes the
+routers with the configured topic prefix (`include_router(prefix=...)`) and puts the
+service's session maker in the broker's context, where a handler takes it as a
+`Sessions` parameter. Tests hand the same routers to FastStream's `TestKafkaBroker`.
+Everything tunable (idempotence, acks, linger, compression,
 session timeout) comes from `ServiceSettings`: idempotence must be off against the
 embedded Tansu broker, which rejects InitProducerId.
 """
@@ -20,15 +24,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Annotated, Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord, TopicPartition
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
+from faststream import AckPolicy, Context
+from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -39,9 +43,13 @@ from pydantic import ValidationError
 from tollgate.contracts.decoding import UnknownEventType, decode
 from tollgate.contracts.envelope import CloudEvent, EventData
 from tollgate.contracts.topics import Topic
+from tollgate.kit.db import SessionMaker
 from tollgate.kit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+
+Sessions = Annotated[SessionMaker, Context("sessions")]
+"""A subscriber's parameter: the service's session maker, from the broker's context."""
 
 
 def topic_name(topic: Topic | str, settings: ServiceSettings) -> str:
@@ -68,9 +76,17 @@ def make_producer(settings: ServiceSettings, *, client: str) -> AIOKafkaProducer
     )
 
 
-def make_broker(settings: ServiceSettings, *, client: str) -> KafkaBroker:
-    """A FastStream broker for this service's subscribers (and nothing else)."""
-    return KafkaBroker(
+def make_broker(
+    settings: ServiceSettings,
+    *,
+    client: str,
+    sessions: SessionMaker,
+    routers: Sequence[KafkaRouter],
+) -> KafkaBroker:
+    """An unstarted FastStream broker holding the service's subscribers (and nothing
+    else): each router is included behind the configured topic prefix, and `sessions`
+    is what a subscriber's `Sessions` parameter receives."""
+    broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=f"tollgate-{client}-{settings.instance_id}",
         acks=_acks(settings),
@@ -87,19 +103,24 @@ def make_broker(settings: ServiceSettings, *, client: str) -> KafkaBroker:
         logger=logging.getLogger(f"tollgate.{client}.kafka"),
         log_level=logging.DEBUG,  # per-message "Received"/"Processed" lines
     )
+    broker.context.set_global("sessions", sessions)
+    for router in routers:
+        broker.include_router(router, prefix=settings.kafka_topic_prefix)
+    return broker
 
 
-def consumer_options(settings: ServiceSettings) -> dict[str, Any]:
+def consumer_options(settings: ServiceSettings, *, manual_commits: bool = False) -> dict[str, Any]:
     """Subscriber options every consumer group uses: start from the earliest record,
     commit only after the handler succeeded (its database transaction committed), and
-    rewind to the first record of the batch when it fails, so nothing is skipped."""
+    rewind to the first record of the batch when it fails, so nothing is skipped.
+    `manual_commits=True` leaves commits and rewinds to an `OffsetCommits`."""
     return {
         "auto_offset_reset": "earliest",
         # An idle fetch returns within 100 ms (aiokafka's default is 500): events reach
         # consumers within the latency budgets even when the broker does not wake a
         # waiting fetch as soon as data arrives.
         "fetch_max_wait_ms": 100,
-        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "ack_policy": AckPolicy.MANUAL if manual_commits else AckPolicy.NACK_ON_ERROR,
         "decoder": _raw_body,
         "session_timeout_ms": settings.kafka_session_timeout_ms,
         "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,

@@ -6,7 +6,8 @@ FastAPI lifespan. It starts, in order: the database engine and session maker
 identity state it authorises against (`tollgate.kit.identity`; readiness waits for
 its replay), the contract
 topics the service touches, the Kafka producer and outbox relay (when the service
-has an outbox), the FastStream broker with the service's subscribers, and the service's
+has an outbox), the FastStream broker with the service's subscribers (`consumers=`: the
+service's `KafkaRouter`s, included behind the topic prefix), and the service's
 background jobs (`background=`: maintenance loops and the like). Shutdown
 runs in reverse after uvicorn has drained in-flight requests: consumers stop (and
 commit), the relay publishes what is pending, the producer flushes.
@@ -23,7 +24,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, KafkaRouter
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,14 +32,13 @@ from tollgate.contracts.topics import ACCOUNTS_USERS, Topic
 from tollgate.kit.auth import JwtVerifier
 from tollgate.kit.db import SessionMaker, create_engine, ping, session_maker
 from tollgate.kit.identity import IdentityFollower
-from tollgate.kit.kafka import ensure_topics, make_producer
+from tollgate.kit.kafka import ensure_topics, make_broker, make_producer
 from tollgate.kit.outbox import OutboxRelay, bind_instance
 from tollgate.kit.service import add_ready_check
 from tollgate.kit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
-BrokerFactory = Callable[[SessionMaker], KafkaBroker]
 BackgroundJob = Callable[[SessionMaker], Coroutine[Any, Any, None]]
 """A long-running job of the service (maintenance, schedulers), given the sessions."""
 
@@ -64,7 +64,7 @@ async def service_runtime(
     database_url: str | None,
     topics: Sequence[Topic],
     outbox: Table | None = None,
-    broker_factory: BrokerFactory | None = None,
+    consumers: Sequence[KafkaRouter] = (),
     jwt_verifier: JwtVerifier | None = None,
     background: Sequence[BackgroundJob] = (),
     follow_identity: bool = True,
@@ -106,10 +106,12 @@ async def service_runtime(
                 sessions=rt.sessions, table=outbox, producer=rt.producer, settings=settings
             )
             rt.tasks.append(asyncio.create_task(rt.relay.run(), name=f"{service}-outbox"))
-        if broker_factory is not None:
+        if consumers:
             if rt.sessions is None:
                 raise ValueError("consumers need a database")
-            rt.broker = broker_factory(rt.sessions)
+            rt.broker = make_broker(
+                settings, client=service, sessions=rt.sessions, routers=consumers
+            )
             await rt.broker.start()
             broker = rt.broker
 

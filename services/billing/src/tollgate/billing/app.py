@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from tollgate.billing.balances.api import router as balances_router
 from tollgate.billing.config import Settings
 from tollgate.billing.ledger.api import router as ledger_router
-from tollgate.billing.ledger.consumers import build_broker
+from tollgate.billing.ledger.consumers import ledger_consumers
 from tollgate.billing.maintenance import run_balance_publisher, run_period_roller, run_purge
 from tollgate.billing.models import outbox
 from tollgate.billing.payments.api import router as payments_router
@@ -18,7 +18,7 @@ from tollgate.billing.payments.auto_top_up_api import router as auto_top_up_rout
 from tollgate.billing.payments.auto_top_up_worker import run_auto_top_up
 from tollgate.billing.payments.providers import PaymentProvider
 from tollgate.billing.plans.api import router as plans_router
-from tollgate.billing.sms.consumers import subscribe_sms_charges
+from tollgate.billing.sms.consumers import sms_charge_consumers
 from tollgate.billing.statements.api import router as statements_router
 from tollgate.contracts import topics
 from tollgate.kit.auth import JwtVerifier
@@ -49,9 +49,7 @@ def create_app(
             database_url=settings.database_url,
             topics=TOPICS,
             outbox=outbox,
-            broker_factory=lambda sessions: subscribe_sms_charges(
-                build_broker(settings, sessions), settings, sessions
-            ),
+            consumers=(ledger_consumers(settings), sms_charge_consumers(settings)),
             jwt_verifier=jwt_verifier,
             background=(
                 lambda sessions: run_balance_publisher(sessions, settings),

@@ -25,7 +25,7 @@ from tollgate.notifier.config import Settings
 from tollgate.notifier.email.api import router as email_router
 from tollgate.notifier.email.backends import EmailBackend, FileBackend, ResendBackend
 from tollgate.notifier.email.worker import EmailWorker
-from tollgate.notifier.intake.consumers import build_broker
+from tollgate.notifier.intake.consumers import intake_consumers
 from tollgate.notifier.models import outbox
 from tollgate.notifier.outbound.api import router as outbound_router
 from tollgate.notifier.outbound.worker import SmsSendWorker
@@ -121,7 +121,7 @@ def create_app(
                 database_url=settings.database_url,
                 topics=TOPICS,
                 outbox=outbox,
-                broker_factory=lambda sessions: build_broker(settings, sessions, clock),
+                consumers=(intake_consumers(settings, clock),),
                 jwt_verifier=jwt_verifier,
                 background=workers if settings.workers_enabled else (),
             ):

@@ -14,8 +14,9 @@ from tollgate.kit.service import create_app as create_service_app
 from tollgate.usage.analytics.api import router as analytics_router
 from tollgate.usage.analytics.live import LiveStreams
 from tollgate.usage.config import Settings
-from tollgate.usage.ingest.consumers import build_broker
+from tollgate.usage.ingest.consumers import ingest_consumers
 from tollgate.usage.models import outbox
+from tollgate.usage.quotas.consumers import key_consumers
 from tollgate.usage.requestlog.api import router as requestlog_router
 from tollgate.usage.retention.jobs import run_maintenance
 from tollgate.usage.retention.service import PartitionDays
@@ -42,9 +43,9 @@ def create_app(
             database_url=settings.database_url,
             topics=TOPICS,
             outbox=outbox,
-            broker_factory=(
-                (lambda sessions: build_broker(settings, sessions, partitions)) if consume else None
-            ),
+            consumers=(ingest_consumers(settings, partitions), key_consumers(settings))
+            if consume
+            else (),
             jwt_verifier=jwt_verifier,
             background=(lambda sessions: run_maintenance(sessions, settings, partitions),),
         ):

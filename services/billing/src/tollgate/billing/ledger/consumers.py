@@ -21,8 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
 
@@ -35,11 +34,10 @@ from tollgate.contracts.events.identity import UserState
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.kafka import (
     OffsetCommits,
+    Sessions,
     batch_records,
     consumer_options,
-    make_broker,
     readable,
-    topic_name,
 )
 
 log = logging.getLogger(__name__)
@@ -56,62 +54,71 @@ REDELIVERIES_SKIPPED = Counter(
 )
 
 
-def build_broker(settings: Settings, sessions: SessionMaker) -> KafkaBroker:
-    """The billing broker with its request-stream subscriber."""
-    broker = make_broker(settings, client="billing")
-    options = {**consumer_options(settings), "ack_policy": AckPolicy.MANUAL}
+def ledger_consumers(settings: Settings) -> KafkaRouter:
+    """The request-stream (group `billing`) and new-org (group `billing-orgs`)
+    subscribers, under contract topic names."""
+    router = KafkaRouter()
     commits = OffsetCommits(
         interval_seconds=settings.offset_commit_interval_seconds,
         batch_max=settings.consume_batch_max,
     )
 
-    @broker.subscriber(
-        topic_name(topics.GATEWAY_REQUESTS, settings),
+    @router.subscriber(
+        topics.GATEWAY_REQUESTS.name,
         group_id=GROUP_ID,
         batch=True,
         max_records=settings.consume_batch_max,
-        **options,
+        **consumer_options(settings, manual_commits=True),
     )
-    async def on_requests(body: list[bytes], message: KafkaMessage) -> None:
-        await commits.after(message, lambda: debit_batch(message))
+    async def on_requests(body: list[bytes], message: KafkaMessage, sessions: Sessions) -> None:
+        await commits.after(message, lambda: debit_batch(message, sessions, settings))
 
-    async def debit_batch(message: KafkaMessage) -> None:
-        completed: list[RequestCompleted] = []
-        for record in batch_records(message):
-            event = readable(record, group=GROUP_ID)
-            if event is not None and isinstance(event.data, RequestCompleted):
-                completed.append(event.data)
-        if not completed:
-            return
-        async with sessions() as session, session.begin():
-            outcome = await debit_for_requests(session, completed, settings)
-        REQUESTS_DEBITED.inc(outcome.debited)
-        CREDITS_DEBITED.inc(outcome.credits)
-        if outcome.redelivered:
-            REDELIVERIES_SKIPPED.inc(outcome.redelivered)
-            log.info(
-                "redelivered requests skipped",
-                extra={"redelivered_skipped": outcome.redelivered},
-            )
-
-    @broker.subscriber(
-        topic_name(topics.ACCOUNTS_USERS, settings),
+    @router.subscriber(
+        topics.ACCOUNTS_USERS.name,
         group_id=ORGS_GROUP_ID,
         batch=True,
         max_records=1000,
         **consumer_options(settings),
     )
-    async def on_users(body: list[bytes], message: KafkaMessage) -> None:
-        org_ids: set[uuid.UUID] = set()
-        for record in batch_records(message):
-            event = readable(record, group=ORGS_GROUP_ID)
-            if event is not None and isinstance(event.data, UserState):
-                org_ids.update(m.org_id for m in event.data.memberships)
-        if not org_ids:
-            return
-        async with sessions() as session, session.begin():
-            opened = await open_accounts(session, org_ids, settings)
-        if opened:
-            log.info("accounts opened for new orgs", extra={"orgs": len(opened)})
+    async def on_users(body: list[bytes], message: KafkaMessage, sessions: Sessions) -> None:
+        await open_new_accounts(message, sessions, settings)
 
-    return broker
+    return router
+
+
+async def debit_batch(message: KafkaMessage, sessions: SessionMaker, settings: Settings) -> None:
+    """Debit the batch's completed requests in one transaction (redeliveries skipped)."""
+    completed: list[RequestCompleted] = []
+    for record in batch_records(message):
+        event = readable(record, group=GROUP_ID)
+        if event is not None and isinstance(event.data, RequestCompleted):
+            completed.append(event.data)
+    if not completed:
+        return
+    async with sessions() as session, session.begin():
+        outcome = await debit_for_requests(session, completed, settings)
+    REQUESTS_DEBITED.inc(outcome.debited)
+    CREDITS_DEBITED.inc(outcome.credits)
+    if outcome.redelivered:
+        REDELIVERIES_SKIPPED.inc(outcome.redelivered)
+        log.info(
+            "redelivered requests skipped",
+            extra={"redelivered_skipped": outcome.redelivered},
+        )
+
+
+async def open_new_accounts(
+    message: KafkaMessage, sessions: SessionMaker, settings: Settings
+) -> None:
+    """Open the account of every org in the batch's user states billing does not know."""
+    org_ids: set[uuid.UUID] = set()
+    for record in batch_records(message):
+        event = readable(record, group=ORGS_GROUP_ID)
+        if event is not None and isinstance(event.data, UserState):
+            org_ids.update(m.org_id for m in event.data.memberships)
+    if not org_ids:
+        return
+    async with sessions() as session, session.begin():
+        opened = await open_accounts(session, org_ids, settings)
+    if opened:
+        log.info("accounts opened for new orgs", extra={"orgs": len(opened)})

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
 
 from tollgate.contracts import topics
 from tollgate.contracts.envelope import CloudEvent, EventData
 from tollgate.kit.db import SessionMaker
-from tollgate.kit.kafka import batch_records, consumer_options, make_broker, readable, topic_name
+from tollgate.kit.kafka import Sessions, batch_records, consumer_options, readable
 from tollgate.notifier.clock import Clock, SystemClock
 from tollgate.notifier.config import Settings
 from tollgate.notifier.intake.service import queue_notifications, take_in
@@ -34,37 +34,41 @@ REDELIVERIES_SKIPPED = Counter(
 )
 
 
-def build_broker(
-    settings: Settings, sessions: SessionMaker, clock: Clock | None = None
-) -> KafkaBroker:
-    """The notifier's broker with its intake subscriber."""
+def intake_consumers(settings: Settings, clock: Clock | None = None) -> KafkaRouter:
+    """The intake subscriber (group `notifier`), under contract topic names."""
     clock = clock or SystemClock()
-    broker = make_broker(settings, client="notifier")
+    router = KafkaRouter()
 
-    @broker.subscriber(
-        *(topic_name(t, settings) for t in INTAKE_TOPICS),
+    @router.subscriber(
+        *(t.name for t in INTAKE_TOPICS),
         group_id=GROUP_ID,
         batch=True,
         max_records=500,
         **consumer_options(settings),
     )
-    async def on_domain_events(body: list[bytes], message: KafkaMessage) -> None:
-        records = batch_records(message)
-        by_topic: dict[str, list[CloudEvent[EventData]]] = {}
-        for record in records:
-            event = readable(record, group=GROUP_ID)
-            if event is not None:
-                by_topic.setdefault(record.topic, []).append(event)
-        async with sessions() as session, session.begin():
-            for topic, events in by_topic.items():
-                result = await take_in(session, topic, events)
-                await queue_notifications(session, result.new, clock.now())
-                EVENTS_TAKEN_IN.inc(len(result.new))
-                if result.redelivered:
-                    REDELIVERIES_SKIPPED.inc(result.redelivered)
-                    log.info(
-                        "redelivered events skipped",
-                        extra={"topic": topic, "redelivered_skipped": result.redelivered},
-                    )
+    async def on_domain_events(
+        body: list[bytes], message: KafkaMessage, sessions: Sessions
+    ) -> None:
+        await take_in_batch(message, sessions, clock)
 
-    return broker
+    return router
+
+
+async def take_in_batch(message: KafkaMessage, sessions: SessionMaker, clock: Clock) -> None:
+    """Take in the batch's new events and queue their notifications, one transaction."""
+    by_topic: dict[str, list[CloudEvent[EventData]]] = {}
+    for record in batch_records(message):
+        event = readable(record, group=GROUP_ID)
+        if event is not None:
+            by_topic.setdefault(record.topic, []).append(event)
+    async with sessions() as session, session.begin():
+        for topic, events in by_topic.items():
+            result = await take_in(session, topic, events)
+            await queue_notifications(session, result.new, clock.now())
+            EVENTS_TAKEN_IN.inc(len(result.new))
+            if result.redelivered:
+                REDELIVERIES_SKIPPED.inc(result.redelivered)
+                log.info(
+                    "redelivered events skipped",
+                    extra={"topic": topic, "redelivered_skipped": result.redelivered},
+                )

@@ -20,8 +20,7 @@ import logging
 import time
 
 from aiokafka.structs import ConsumerRecord
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter, Histogram
 
@@ -30,16 +29,14 @@ from tollgate.contracts.events.gateway import RequestCompleted, RequestRejected
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.kafka import (
     OffsetCommits,
+    Sessions,
     batch_records,
     consumer_options,
     log_ends,
-    make_broker,
     readable,
-    topic_name,
 )
 from tollgate.usage.config import Settings
 from tollgate.usage.ingest.service import Delivery, RequestEvent, record_requests
-from tollgate.usage.quotas.consumers import subscribe_keys
 from tollgate.usage.retention.service import PartitionDays, ensure_partitions
 
 log = logging.getLogger(__name__)
@@ -78,69 +75,65 @@ def _request_event(record: ConsumerRecord[bytes, bytes]) -> RequestEvent | None:
     return None
 
 
-def build_broker(
-    settings: Settings, sessions: SessionMaker, partitions: PartitionDays
-) -> KafkaBroker:
-    """The usage broker: request ingestion and the key registry."""
-    broker = make_broker(settings, client="usage")
-    requests_topic = topic_name(topics.GATEWAY_REQUESTS, settings)
-
-    options = {**consumer_options(settings), "ack_policy": AckPolicy.MANUAL}
+def ingest_consumers(settings: Settings, partitions: PartitionDays) -> KafkaRouter:
+    """The request ingestion subscriber (group `usage`), under contract topic names."""
+    router = KafkaRouter()
     commits = OffsetCommits(
         interval_seconds=settings.offset_commit_interval_seconds,
         batch_max=settings.ingest_batch_max_records,
     )
 
-    @broker.subscriber(
-        requests_topic,
+    @router.subscriber(
+        topics.GATEWAY_REQUESTS.name,
         group_id=GROUP_ID,
         batch=True,
         max_records=settings.ingest_batch_max_records,
-        **options,
+        **consumer_options(settings, manual_commits=True),
     )
-    async def on_requests(body: list[bytes], message: KafkaMessage) -> None:
-        await commits.after(message, lambda: take_in(message))
+    async def on_requests(body: list[bytes], message: KafkaMessage, sessions: Sessions) -> None:
+        await commits.after(message, lambda: take_in(message, sessions, partitions))
 
-    async def take_in(message: KafkaMessage) -> int:
-        started = time.perf_counter()
-        deliveries = [
-            Delivery(r.partition, r.offset, _request_event(r)) for r in batch_records(message)
-        ]
-        days = {d.event.time.date() for d in deliveries if d.event is not None}
-        missing = partitions.missing(days)
-        if missing:
-            async with sessions() as session, session.begin():
-                await ensure_partitions(session, missing, partitions)
+    return router
+
+
+async def take_in(message: KafkaMessage, sessions: SessionMaker, partitions: PartitionDays) -> int:
+    """Record one batch (see the module docstring); the number of records taken in."""
+    started = time.perf_counter()
+    deliveries = [
+        Delivery(r.partition, r.offset, _request_event(r)) for r in batch_records(message)
+    ]
+    days = {d.event.time.date() for d in deliveries if d.event is not None}
+    missing = partitions.missing(days)
+    if missing:
         async with sessions() as session, session.begin():
-            result = await record_requests(
-                session,
-                group_id=GROUP_ID,
-                topic=topics.GATEWAY_REQUESTS.name,
-                deliveries=deliveries,
-                log_ends=log_ends(message),
-            )
-        BATCH_SECONDS.observe(time.perf_counter() - started)
-        EVENTS_INGESTED.inc(result.ingested)
-        if result.redelivered_skipped or result.duplicates_skipped:
-            REDELIVERIES_SKIPPED.inc(result.redelivered_skipped)
-            DUPLICATES_SKIPPED.inc(result.duplicates_skipped)
-            log.info(
-                "redelivered request events skipped",
-                extra={
-                    "redelivered_skipped": result.redelivered_skipped,
-                    "duplicates_skipped": result.duplicates_skipped,
-                    "batch": len(deliveries),
-                },
-            )
-        if result.positions_reset:
-            log.warning(
-                "stored positions beyond the log end (a new broker or a recreated topic): "
-                "reading those partitions from the start; request ids keep counts exact",
-                extra={"partitions": list(result.positions_reset)},
-            )
-        if result.thresholds_crossed:
-            log.info("quota thresholds crossed", extra={"crossed": result.thresholds_crossed})
-        return len(deliveries)
-
-    subscribe_keys(broker, settings, sessions)
-    return broker
+            await ensure_partitions(session, missing, partitions)
+    async with sessions() as session, session.begin():
+        result = await record_requests(
+            session,
+            group_id=GROUP_ID,
+            topic=topics.GATEWAY_REQUESTS.name,
+            deliveries=deliveries,
+            log_ends=log_ends(message),
+        )
+    BATCH_SECONDS.observe(time.perf_counter() - started)
+    EVENTS_INGESTED.inc(result.ingested)
+    if result.redelivered_skipped or result.duplicates_skipped:
+        REDELIVERIES_SKIPPED.inc(result.redelivered_skipped)
+        DUPLICATES_SKIPPED.inc(result.duplicates_skipped)
+        log.info(
+            "redelivered request events skipped",
+            extra={
+                "redelivered_skipped": result.redelivered_skipped,
+                "duplicates_skipped": result.duplicates_skipped,
+                "batch": len(deliveries),
+            },
+        )
+    if result.positions_reset:
+        log.warning(
+            "stored positions beyond the log end (a new broker or a recreated topic): "
+            "reading those partitions from the start; request ids keep counts exact",
+            extra={"partitions": list(result.positions_reset)},
+        )
+    if result.thresholds_crossed:
+        log.info("quota thresholds crossed", extra={"crossed": result.thresholds_crossed})
+    return len(deliveries)

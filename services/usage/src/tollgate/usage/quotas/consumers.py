@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 import uuid
 
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
 from tollgate.contracts import topics
 from tollgate.contracts.events.accounts import KeyUpserted
-from tollgate.kit.db import SessionMaker
-from tollgate.kit.kafka import batch_records, consumer_options, readable, topic_name
+from tollgate.kit.kafka import Sessions, batch_records, consumer_options, readable
 from tollgate.usage.config import Settings
 from tollgate.usage.quotas.service import apply_key_state, forget_key
 
@@ -25,17 +24,18 @@ log = logging.getLogger(__name__)
 GROUP_ID = "usage-keys"
 
 
-def subscribe_keys(broker: KafkaBroker, settings: Settings, sessions: SessionMaker) -> None:
-    """Register the key registry subscriber on `broker`."""
+def key_consumers(settings: Settings) -> KafkaRouter:
+    """The key registry subscriber (group `usage-keys`), under contract topic names."""
+    router = KafkaRouter()
 
-    @broker.subscriber(
-        topic_name(topics.ACCOUNTS_KEYS, settings),
+    @router.subscriber(
+        topics.ACCOUNTS_KEYS.name,
         group_id=GROUP_ID,
         batch=True,
         max_records=500,
         **consumer_options(settings),
     )
-    async def on_keys(body: list[bytes], message: KafkaMessage) -> None:
+    async def on_keys(body: list[bytes], message: KafkaMessage, sessions: Sessions) -> None:
         async with sessions() as session, session.begin():
             for record in batch_records(message):
                 if record.value is None:
@@ -50,3 +50,5 @@ def subscribe_keys(broker: KafkaBroker, settings: Settings, sessions: SessionMak
                 if event is None or not isinstance(event.data, KeyUpserted):
                     continue
                 await apply_key_state(session, event.data)
+
+    return router
