@@ -15,6 +15,7 @@ from tollgate.billing.balances import service
 from tollgate.billing.balances.schemas import BalanceOut, BillingSettingsOut, BillingSettingsPatch
 from tollgate.billing.config import CurrentSettings
 from tollgate.contracts.events.billing import BalanceStatus
+from tollgate.kit.audit import RecordedChange
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
 from tollgate.kit.pagination import Cursor, Page, PageSize, page_of, uuid_cursor
@@ -140,6 +141,7 @@ async def patch_billing_settings(
     request: Request,
     principal: CurrentPrincipal,
     db: DbSession,
+    change: RecordedChange,
 ) -> BillingSettingsOut:
     """Change the low-balance threshold (owners) or the mode and reserve (admins); the
     new state is published to the gateway at once."""
@@ -154,5 +156,6 @@ async def patch_billing_settings(
             mode=body.mode,
             low_threshold=body.low_threshold,
             reserve=body.reserve,
+            change=change,
         )
     return _settings_out(account)

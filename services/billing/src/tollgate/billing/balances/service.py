@@ -29,6 +29,7 @@ from tollgate.contracts.events.billing import (
     CreditsExhausted,
     CreditsLow,
 )
+from tollgate.kit.audit import AuditChange
 from tollgate.kit.outbox import emit
 
 
@@ -268,9 +269,12 @@ async def update_settings(
     mode: BalanceMode | None,
     low_threshold: int | None,
     reserve: int | None,
+    change: AuditChange | None = None,
 ) -> AccountState:
-    """Change an org's billing settings; the new state is published at once."""
+    """Change an org's billing settings; the new state is published at once. `change`
+    receives the settings before and after, for the audit record."""
     account = (await lock_accounts(session, [org_id], settings))[org_id]
+    before = _settings_of(account)
     if mode is not None:
         account.mode = mode
     if low_threshold is not None:
@@ -278,4 +282,11 @@ async def update_settings(
     if reserve is not None:
         account.reserve = reserve
     await settle(session, [account], settings, publish=True)
+    if change is not None:
+        change.note(before, _settings_of(account))
     return account
+
+
+def _settings_of(account: AccountState) -> dict[str, Any]:
+    names = ("mode", "low_threshold", "reserve")
+    return {name: getattr(account, name) for name in names}

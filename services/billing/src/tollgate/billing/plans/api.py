@@ -22,6 +22,7 @@ from tollgate.billing.plans.schemas import (
 )
 from tollgate.contracts.events.accounts import Limits
 from tollgate.contracts.events.billing import PastQuota, PlanStatus
+from tollgate.kit.audit import RecordedChange
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
 from tollgate.kit.pagination import Cursor, PageSize, next_cursor_of, uuid_cursor
@@ -129,13 +130,17 @@ async def get_plan(plan_id: uuid.UUID, principal: CurrentPrincipal, db: DbSessio
 
 @router.patch("/plans/{plan_id}", response_model=PlanOut, responses=_ADMIN_ERRORS)
 async def update_plan(
-    plan_id: uuid.UUID, body: PlanPatch, principal: CurrentPrincipal, db: DbSession
+    plan_id: uuid.UUID,
+    body: PlanPatch,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    change: RecordedChange,
 ) -> PlanOut:
     """Change a plan (platform admins); orgs on it get the new terms at once.
     `archived: true` takes it off sale (orgs on it keep it); `false` offers it again."""
     require_admin(principal)
     async with db.begin():
-        plan = await service.update_plan(db, plan_id, body)
+        plan = await service.update_plan(db, plan_id, body, change)
         return plan_out(plan)
 
 
@@ -149,22 +154,33 @@ async def get_org_plan(org_id: uuid.UUID, principal: CurrentPrincipal, db: DbSes
 
 @router.put("/orgs/{org_id}/plan", response_model=OrgPlanOut, responses=_ORG_ERRORS)
 async def put_org_plan(
-    org_id: uuid.UUID, body: OrgPlanIn, principal: CurrentPrincipal, db: DbSession
+    org_id: uuid.UUID,
+    body: OrgPlanIn,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    change: RecordedChange,
 ) -> OrgPlanOut:
     """Put the org on a plan: owners choose free plans, admins any. A first plan or an
     upgrade applies at once, a downgrade at the end of the period."""
     authorize_org(principal, org_id, Role.owner)
     async with db.begin():
-        view = await service.assign_plan(db, org_id, body.plan_id, by_admin=principal.is_admin)
+        view = await service.assign_plan(
+            db, org_id, body.plan_id, by_admin=principal.is_admin, change=change
+        )
         return _org_plan_out(view)
 
 
 @router.patch("/orgs/{org_id}/plan", response_model=OrgPlanOut, responses=_ORG_ERRORS)
 async def set_org_plan_status(
-    org_id: uuid.UUID, body: OrgPlanStatusIn, principal: CurrentPrincipal, db: DbSession
+    org_id: uuid.UUID,
+    body: OrgPlanStatusIn,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    change: RecordedChange,
 ) -> OrgPlanOut:
     """Suspend the org's plan (the gateway answers 402 `plan-suspended`) or reinstate it
     (platform admins)."""
     require_admin(principal)
     async with db.begin():
-        return _org_plan_out(await service.set_status(db, org_id, PlanStatus(body.status)))
+        view = await service.set_status(db, org_id, PlanStatus(body.status), change)
+        return _org_plan_out(view)

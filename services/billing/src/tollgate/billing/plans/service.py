@@ -31,6 +31,7 @@ from tollgate.contracts.events.billing import (
     PlanSuspended,
 )
 from tollgate.contracts.ids import uuid7
+from tollgate.kit.audit import AuditChange
 from tollgate.kit.outbox import emit
 from tollgate.kit.problems import Conflict, Forbidden, NotFound
 
@@ -74,11 +75,18 @@ async def list_plans(
     return await repository.list_plans(session, archived=archived, after=after, limit=limit)
 
 
-async def update_plan(session: AsyncSession, plan_id: uuid.UUID, patch: PlanPatch) -> Plan:
-    """Change a plan's terms; every org on it gets its new `PlanState` at once."""
+async def update_plan(
+    session: AsyncSession,
+    plan_id: uuid.UUID,
+    patch: PlanPatch,
+    change: AuditChange | None = None,
+) -> Plan:
+    """Change a plan's terms; every org on it gets its new `PlanState` at once. `change`
+    receives the terms before and after, for the audit record."""
     plan = await repository.get_plan(session, plan_id, lock=True)
     if plan is None:
         raise no_plan(plan_id)
+    before = _terms(plan)
     values: dict[str, Any] = patch.model_dump(
         exclude_none=True, exclude={"unlimited_requests", "rate_limits"}, mode="json"
     )
@@ -92,11 +100,22 @@ async def update_plan(session: AsyncSession, plan_id: uuid.UUID, patch: PlanPatc
     if not await repository.update_plan(session, plan_id, values):
         raise _name_taken(str(values.get("name")))
     plan = await get_plan(session, plan_id)
+    if change is not None:
+        change.note(before, _terms(plan))
     now = datetime.now(UTC)
     for org_plan in await repository.lock_orgs_on_plan(session, plan_id):
         if org_plan.plan_id == plan_id:
             await _publish(session, org_plan, plan, now)
     return plan
+
+
+def _terms(plan: Plan) -> dict[str, Any]:
+    """A plan's terms as the audit log compares them (not its bookkeeping times)."""
+    return {
+        column.key: getattr(plan, column.key)
+        for column in Plan.__table__.columns
+        if column.key not in ("id", "created_at", "updated_at")
+    }
 
 
 def plan_state(org_plan: OrgPlan, plan: Plan, now: datetime) -> PlanState:
@@ -157,12 +176,18 @@ def _start_trial(row: OrgPlan, plan: Plan, now: datetime) -> None:
 
 
 async def assign_plan(
-    session: AsyncSession, org_id: uuid.UUID, plan_id: uuid.UUID, *, by_admin: bool
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    plan_id: uuid.UUID,
+    *,
+    by_admin: bool,
+    change: AuditChange | None = None,
 ) -> OrgPlanView:
     """Put an org on a plan. Owners may choose free plans only (a paid plan is paid
     for first: an admin assigns it, or a subscription does); archived plans are
     refused. A first plan, an upgrade or a same-price move applies now, a downgrade
-    at the period end; choosing the current plan cancels a pending downgrade."""
+    at the period end; choosing the current plan cancels a pending downgrade. `change`
+    receives the org's plan before and after, for the audit record."""
     plan = await repository.get_plan(session, plan_id)
     if plan is None or plan.archived:
         raise no_plan(plan_id)
@@ -173,6 +198,7 @@ async def assign_plan(
         )
     now = datetime.now(UTC)
     row = await repository.lock_org_plan(session, org_id)
+    before = _placement(row)
     if row is None:
         await repository.insert_org_plan(
             session,
@@ -189,32 +215,53 @@ async def assign_plan(
         assert row is not None
         _start_trial(row, plan, now)
         await _publish(session, row, plan, now)
-        return await _view(session, row)
+        return await _noted(session, row, before, change)
     current = await get_plan(session, row.plan_id)
     if plan.id == current.id:
         if row.next_plan_id is not None:
             row.next_plan_id = None
             await _publish(session, row, plan, now)
-        return await _view(session, row)
+        return await _noted(session, row, before, change)
     if plan.monthly_price < current.monthly_price:
         row.next_plan_id = plan.id  # a downgrade: at the period end
         await _publish(session, row, current, now)
-        return await _view(session, row)
+        return await _noted(session, row, before, change)
     row.plan_id = plan.id
     row.next_plan_id = None
     _start_trial(row, plan, now)
     await _publish(session, row, plan, now)
-    return await _view(session, row)
+    return await _noted(session, row, before, change)
 
 
-async def set_status(session: AsyncSession, org_id: uuid.UUID, status: PlanStatus) -> OrgPlanView:
-    """Suspend (402 at the gateway) or reinstate an org's plan."""
+async def set_status(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    status: PlanStatus,
+    change: AuditChange | None = None,
+) -> OrgPlanView:
+    """Suspend (402 at the gateway) or reinstate an org's plan (`change`: as for
+    `assign_plan`)."""
     row = await repository.lock_org_plan(session, org_id)
     if row is None:
         raise NotFound("no-plan", "The organisation is not on a plan.")
+    before = _placement(row)
     if row.status != status.value:
         row.status = status.value
         await _publish(session, row, await get_plan(session, row.plan_id), datetime.now(UTC))
+    return await _noted(session, row, before, change)
+
+
+def _placement(row: OrgPlan | None) -> dict[str, Any]:
+    """An org's plan as the audit log compares it (none: every field null)."""
+    names = ("plan_id", "next_plan_id", "status", "trial_ends_at")
+    return {name: getattr(row, name) if row is not None else None for name in names}
+
+
+async def _noted(
+    session: AsyncSession, row: OrgPlan, before: dict[str, Any], change: AuditChange | None
+) -> OrgPlanView:
+    if change is not None:
+        change.note(before, _placement(row))
     return await _view(session, row)
 
 
