@@ -2,8 +2,8 @@
 
 Standard library only, so it runs before anything is installed. Always fresh secrets: the
 sealing key is a Fernet key (URL-safe base64 of 32 random bytes), the pepper keys the API
-key hashes. Keep the file: new values make every issued API key and sealed secret
-unreadable.
+key hashes, the identity secret signs the caller headers the gateway sends upstream. Keep
+the file: new values make every issued API key and sealed secret unreadable.
 
 Optional settings are taken from this script's own environment and written through:
 
@@ -12,6 +12,10 @@ Optional settings are taken from this script's own environment and written throu
                                     generated one (printed on stderr)
     TOLLGATE_CONSOLE_URL, TOLLGATE_OTLP_ENDPOINT, TOLLGATE_EMAIL_FROM,
     TOLLGATE_SMS_PUBLIC_URL, TOLLGATE_SMS_TWILIO_AUTH_TOKEN, TOLLGATE_SMS_HMAC_SECRET
+    TOLLGATE_STRIPE_SECRET_KEY=sk_..., TOLLGATE_STRIPE_WEBHOOK_SECRET=whsec_...
+                                    card payments through Stripe (else billing's `manual`
+                                    provider); Stripe's webhook endpoint for it is
+                                    https://<billing>/v1/payments/stripe/webhook
 """
 
 import base64
@@ -21,6 +25,8 @@ import sys
 
 PASSED_THROUGH = (
     "TOLLGATE_CONSOLE_URL",
+    "TOLLGATE_STRIPE_SECRET_KEY",
+    "TOLLGATE_STRIPE_WEBHOOK_SECRET",
     "TOLLGATE_OTLP_ENDPOINT",
     "TOLLGATE_EMAIL_FROM",
     "TOLLGATE_SMS_PUBLIC_URL",
@@ -34,6 +40,9 @@ def main() -> None:
     print(f"TOLLGATE_KEY_PEPPER={secrets.token_urlsafe(32)}")
     # Fernet key sealing the console's session cookies (sessions survive restarts).
     print(f"TOLLGATE_SESSION_KEYS={base64.urlsafe_b64encode(os.urandom(32)).decode()}")
+    # HMAC key of the caller identity headers the gateway signs and upstreams (the
+    # notifier's SMS API) verify.
+    print(f"TOLLGATE_IDENTITY_SECRETS={secrets.token_urlsafe(32)}")
 
     # Compose cannot choose a value by whether another one is set, so the choice is made here.
     resend_key = os.environ.get("RESEND_API_KEY", "")

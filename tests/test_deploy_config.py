@@ -48,10 +48,10 @@ KUBE_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 # Secrets each service cannot run correctly without, by setting name (without prefix).
 NEEDED_SECRETS: dict[str, set[str]] = {
     "accounts": {"DATABASE_URL", "SEALING_KEYS", "KEY_PEPPER"},
-    "gateway": {"SEALING_KEYS", "KEY_PEPPER"},
+    "gateway": {"SEALING_KEYS", "KEY_PEPPER", "IDENTITY_SECRETS"},
     "usage": {"DATABASE_URL"},
     "billing": {"DATABASE_URL"},
-    "notifier": {"DATABASE_URL", "SEALING_KEYS"},
+    "notifier": {"DATABASE_URL", "SEALING_KEYS", "GATEWAY_IDENTITY_SECRETS"},
     # Several replicas must open each other's session cookies.
     "console": {"SESSION_KEYS"},
 }
@@ -60,15 +60,24 @@ FEATURE_SECRETS: dict[str, set[str]] = {
     "accounts": {"ADMIN_PASSWORD"},
     "gateway": {"REDIS_URL"},
     "notifier": {"RESEND_API_KEY"},
+    "billing": {"STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"},
 }
 # Settings holding a secret although typed `str` (SecretStr fields are found by type).
-SECRET_SETTINGS = {"DATABASE_URL", "SEALING_KEYS", "KEY_PEPPER", "REDIS_URL", "SESSION_KEYS"}
+SECRET_SETTINGS = {
+    "DATABASE_URL",
+    "SEALING_KEYS",
+    "KEY_PEPPER",
+    "REDIS_URL",
+    "SESSION_KEYS",
+    "IDENTITY_SECRETS",
+}
 SEALED_ACROSS = ("accounts", "gateway", "notifier")  # seal in accounts, open elsewhere
 PEPPERED = ("accounts", "gateway")  # accounts hashes keys, the gateway checks them
 
 ALL_ON: dict[str, Any] = {
     "redis": {"enabled": True, "fallback": "open"},
     "email": {"resend": True},
+    "payments": {"stripe": True},
     "admin": {"email": "admin@example.com"},
     "tracing": {"otlpEndpoint": "http://otel-collector:4318"},
     "publicUrls": {"console": "https://console.example.com", "sms": "https://sms.example.com"},
@@ -283,12 +292,17 @@ def test_chart_gives_each_service_its_secrets_from_the_secret(
         seen[name] = {s: ref["key"] for s, ref in refs.items()}
     assert len({seen[s]["SEALING_KEYS"] for s in SEALED_ACROSS}) == 1
     assert len({seen[s]["KEY_PEPPER"] for s in PEPPERED}) == 1
+    # The gateway signs caller identities with the key the notifier verifies them with.
+    assert seen["gateway"]["IDENTITY_SECRETS"] == seen["notifier"]["GATEWAY_IDENTITY_SECRETS"]
     assert {k for s in seen for k in seen[s] if k not in {"SEALING_KEYS", "KEY_PEPPER"}} <= {
         *SECRET_SETTINGS,
         "ADMIN_PASSWORD",
         "RESEND_API_KEY",
         "SMS_TWILIO_AUTH_TOKEN",
         "SMS_HMAC_SECRET",
+        "GATEWAY_IDENTITY_SECRETS",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
     }
 
 
@@ -315,6 +329,9 @@ def test_chart_turns_features_on_from_values(all_on: list[dict[str, Any]]) -> No
     console_url = _literal(notifier["containers"][0], "TOLLGATE_NOTIFIER_CONSOLE_URL")
     assert console_url == "https://console.example.com"
     assert _literal(accounts["containers"][0], "TOLLGATE_ACCOUNTS_ADMIN_EMAIL")
+    assert _literal(gateway["containers"][0], "TOLLGATE_GATEWAY_REFUSE_UNKNOWN_ORGS") == "true"
+    billing = by_kind(all_on, "Deployment")[f"{RELEASE}-billing"]["spec"]["template"]["spec"]
+    assert _literal(billing["containers"][0], "TOLLGATE_BILLING_CONSOLE_URL") == console_url
     for doc in workloads(all_on):
         if doc["kind"] != "Job":
             main = doc["spec"]["template"]["spec"]["containers"][0]
@@ -325,6 +342,8 @@ def test_chart_turns_features_on_from_values(all_on: list[dict[str, Any]]) -> No
     env = helm_env(gateway["containers"][0])
     assert env["TOLLGATE_GATEWAY_RATE_LIMIT_POLICY"]["value"] == "local"
     assert "TOLLGATE_GATEWAY_REDIS_URL" not in env
+    billing = by_kind(defaults, "Deployment")[f"{RELEASE}-billing"]["spec"]["template"]["spec"]
+    assert "TOLLGATE_BILLING_STRIPE_SECRET_KEY" not in helm_env(billing["containers"][0])
 
 
 def test_chart_keeps_the_gateway_spool_on_a_volume_per_replica(
@@ -462,6 +481,8 @@ def compose_env_file(tmp_path: Path, inputs: Mapping[str, str]) -> dict[str, str
             "TOLLGATE_ADMIN_EMAIL": "admin@example.com",
             "TOLLGATE_OTLP_ENDPOINT": "http://otel:4318",
             "TOLLGATE_SMS_TWILIO_AUTH_TOKEN": "twilio-token",
+            "TOLLGATE_STRIPE_SECRET_KEY": "sk_test_key",
+            "TOLLGATE_STRIPE_WEBHOOK_SECRET": "whsec_test",
         },
     ],
     ids=["bare", "all-on"],
@@ -482,7 +503,9 @@ def tollgate_services(model: dict[str, Any]) -> Iterator[tuple[str, dict[str, An
             yield name, service, module_of(service["command"])
 
 
-@pytest.mark.parametrize("missing", ["TOLLGATE_SEALING_KEYS", "TOLLGATE_KEY_PEPPER"])
+@pytest.mark.parametrize(
+    "missing", ["TOLLGATE_SEALING_KEYS", "TOLLGATE_KEY_PEPPER", "TOLLGATE_IDENTITY_SECRETS"]
+)
 def test_compose_refuses_to_start_without_a_secret(tmp_path: Path, missing: str) -> None:
     dotenv = compose_env_file(tmp_path, {})
     del dotenv[missing]
@@ -518,7 +541,12 @@ def test_compose_gives_each_service_its_secrets(
         for setting in NEEDED_SECRETS[component(module)]:
             assert environment.get(prefix + setting), f"{name} lacks {setting}"
         # Shared secrets come from a required variable, never a default.
-        for setting in ("SEALING_KEYS", "KEY_PEPPER"):
+        for setting in (
+            "SEALING_KEYS",
+            "KEY_PEPPER",
+            "IDENTITY_SECRETS",
+            "GATEWAY_IDENTITY_SECRETS",
+        ):
             if prefix + setting in environment:
                 source = raw[name]["environment"][prefix + setting]
                 assert re.fullmatch(r"\$\{\w+:\?.+\}", source), f"{name} {setting}"
@@ -529,6 +557,10 @@ def test_compose_gives_each_service_its_secrets(
     assert {environments[s][f"TOLLGATE_{s.upper()}_KEY_PEPPER"] for s in PEPPERED} == {
         dotenv["TOLLGATE_KEY_PEPPER"]
     }
+    assert {
+        environments["gateway"]["TOLLGATE_GATEWAY_IDENTITY_SECRETS"],
+        environments["notifier"]["TOLLGATE_NOTIFIER_GATEWAY_IDENTITY_SECRETS"],
+    } == {dotenv["TOLLGATE_IDENTITY_SECRETS"]}
 
 
 def test_compose_turns_features_on_from_env(
@@ -541,6 +573,14 @@ def test_compose_turns_features_on_from_env(
     assert gateway["TOLLGATE_GATEWAY_RATE_LIMIT_POLICY"] == "redis"
     assert gateway["TOLLGATE_GATEWAY_REDIS_URL"].startswith("redis://redis:")
     assert services["gateway"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert gateway["TOLLGATE_GATEWAY_REFUSE_UNKNOWN_ORGS"] == "true"
+    billing = services["billing"]["environment"]
+    assert billing["TOLLGATE_BILLING_STRIPE_SECRET_KEY"] == dotenv.get(
+        "TOLLGATE_STRIPE_SECRET_KEY", ""
+    )
+    assert billing["TOLLGATE_BILLING_STRIPE_WEBHOOK_SECRET"] == dotenv.get(
+        "TOLLGATE_STRIPE_WEBHOOK_SECRET", ""
+    )
     notifier = services["notifier"]["environment"]
     resend = bool(dotenv.get("RESEND_API_KEY"))
     assert notifier["TOLLGATE_NOTIFIER_EMAIL_BACKEND"] == ("resend" if resend else "log")
