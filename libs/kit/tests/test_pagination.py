@@ -19,6 +19,7 @@ from tollgate.kit.pagination import (
     decode_cursor,
     encode_cursor,
     next_cursor_of,
+    page_after,
     uuid_cursor,
 )
 from tollgate.kit.problems import Problem
@@ -84,3 +85,22 @@ async def test_the_list_contract_holds_for_a_keyset_list(count: int) -> None:
             client, "/numbers", headers={}, expected=set(range(1, count + 1))
         )
     assert [i["id"] for i in items] == list(range(count, 0, -1))
+
+
+async def test_the_list_contract_holds_for_a_list_cut_in_memory() -> None:
+    app = create_app(
+        service="t", title="t", description="d", lifespan=_lifespan, max_body_bytes=2048
+    )
+    rows = [{"name": name, "rank": rank} for rank, name in reversed(list(enumerate("abcde")))]
+
+    @app.get("/letters", response_model=Page[dict[str, str | int]])
+    async def letters(cursor: Cursor = None, limit: PageSize = 50) -> Page[dict[str, str | int]]:
+        page, nxt = page_after(rows, cursor, limit, lambda r: (r["rank"], r["name"]), (int, str))
+        return Page[dict[str, str | int]](items=page, next_cursor=nxt)
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        items = await check_list_contract(
+            client, "/letters", headers={}, expected=set("abcde"), key=lambda i: i["name"]
+        )
+    assert [i["name"] for i in items] == list("abcde")

@@ -558,7 +558,7 @@ def _notifier_get(fake: FakeBackends, request: httpx.Request, path: str) -> http
             },
             {"type": "credits.topped_up", "description": "Credits added.", "example": {}},
         ]
-        return httpx.Response(200, json=types)
+        return httpx.Response(200, json={"items": types, "next_cursor": None})
     if path == f"/v1/orgs/{fake.org_id}/webhooks/endpoints":
         return httpx.Response(
             200, json={"items": list(fake.endpoints.values()), "next_cursor": None}

@@ -169,7 +169,7 @@ async def test_keyword_rule_priorities_are_json_integers_only(
         rules = await client.get("/v1/admin/sms/keyword-rules", headers=mint.headers(admin=True))
     assert reply.status_code == 422, reply.text
     assert _fields(reply) == {"priority"}
-    assert rules.json() == []
+    assert rules.json()["items"] == []
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,10 @@ SEMANTIC_RULES = {
             "/v1/admin/emails",
             "/v1/orgs/{org_id}/sms/sent",
             "/v1/sms/messages",
+            "/v1/webhooks/event-types",
+            "/v1/orgs/{org_id}/notification-contacts",
+            "/v1/admin/sms/numbers",
+            "/v1/admin/sms/keyword-rules",
         )
     },
 }

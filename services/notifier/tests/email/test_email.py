@@ -214,9 +214,21 @@ async def test_org_mails_go_to_notification_contacts_and_file_backend(
         assert (await client.get(path, headers=stranger)).status_code == 404
         owner = mint.headers(orgs={org: "owner"})
         stored = await client.put(path, json=body, headers=owner)
-        assert stored.json() == [{"email": "ops@example.com", "locale": "en"}]
+        assert stored.json()["items"] == [{"email": "ops@example.com", "locale": "en"}]
         invalid = await client.put(path, json={"contacts": [{"email": "nope"}]}, headers=owner)
         assert invalid.status_code == 422
+        listed = uuid.uuid4()
+        three = {"contacts": [{"email": f"{n}@example.com"} for n in ("a", "b", "c")]}
+        listed_owner = mint.headers(orgs={listed: "owner"})
+        contacts_path = f"/v1/orgs/{listed}/notification-contacts"
+        assert (await client.put(contacts_path, json=three, headers=listed_owner)).is_success
+        await check_list_contract(
+            client,
+            contacts_path,
+            headers=listed_owner,
+            expected={"a@example.com", "b@example.com", "c@example.com"},
+            key=lambda c: c["email"],
+        )
 
         invite = new_event(
             MemberInvited(

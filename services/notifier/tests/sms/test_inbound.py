@@ -158,7 +158,7 @@ async def test_routing_rules_in_order(database_factory: Callable[[str], str]) ->
             json={"number": "+15550000001", "org_id": str(numbered)},
             headers=admin,
         )
-        assert numbers.json()[0]["org_id"] == str(numbered)
+        assert numbers.json()["items"][0]["org_id"] == str(numbered)
         rule_a = (
             await client.post(
                 "/v1/admin/sms/keyword-rules",
@@ -184,6 +184,13 @@ async def test_routing_rules_in_order(database_factory: Callable[[str], str]) ->
             headers=admin,
         )
         assert bad_regex.status_code == 422
+        await check_list_contract(
+            client,
+            "/v1/admin/sms/keyword-rules",
+            headers=admin,
+            expected={rule_a["id"], rule_b["id"]},
+            page_size=1,
+        )
 
         shared = "+15559999999"
         cases = [
@@ -273,4 +280,4 @@ async def test_routing_rules_in_order(database_factory: Callable[[str], str]) ->
             assert (
                 await client.delete("/v1/admin/sms/numbers/+15550000001", headers=admin)
             ).status_code == 204
-        assert (await client.get("/v1/admin/sms/numbers", headers=admin)).json() == []
+        assert (await client.get("/v1/admin/sms/numbers", headers=admin)).json()["items"] == []

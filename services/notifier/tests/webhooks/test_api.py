@@ -14,6 +14,7 @@ from tollgate.kit.testing.pages import check_list_contract
 from tollgate.kit.testing.tokens import TokenMint
 from tollgate.notifier.intake.service import queue_notifications
 from tollgate.notifier.models import WebhookEndpoint
+from tollgate.notifier.webhooks.catalog import EVENT_TYPES
 
 from ..events import topped_up
 from ..factories import (
@@ -42,7 +43,14 @@ async def test_endpoint_lifecycle_and_delivery_log(
         database(url) as sessions,
         receiver() as rec,
     ):
-        types = (await client.get("/v1/webhooks/event-types", headers=viewer)).json()
+        types = await check_list_contract(
+            client,
+            "/v1/webhooks/event-types",
+            headers=viewer,
+            expected={i.type for i in EVENT_TYPES},
+            key=lambda t: t["type"],
+            page_size=10,
+        )
         assert {t["type"] for t in types} >= {
             "tollgate.billing.credits.low.v1",
             "tollgate.accounts.key.revoked.v1",

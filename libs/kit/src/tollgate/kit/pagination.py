@@ -9,7 +9,10 @@ version, the wrong number or kinds of key parts) is a 422 `invalid-cursor` probl
 never a 500 and never a silent first page.
 
 Keyset, not offset: pages stay stable while rows are added, and each page is one index
-range scan. Routes fetch `limit + 1` rows and hand them to `page_of`.
+range scan. Routes fetch `limit + 1` rows and hand them to `page_of`. A short list that
+is bounded by nature (an org's 20 contacts, the static event types, an API's routes) is
+loaded whole and cut by the same keyset in memory (`page_after`): the same shape and
+cursor for clients, no query per page to maintain.
 """
 
 from __future__ import annotations
@@ -137,3 +140,20 @@ def page_of(
 def next_cursor_of(rows: Sequence[T], limit: int, attribute: str) -> tuple[list[T], str | None]:
     """`page_of` keyed on one attribute of the row (`"id"`)."""
     return page_of(rows, limit, lambda row: (getattr(row, attribute),))
+
+
+def page_after(
+    rows: Sequence[T],
+    cursor: str | None,
+    limit: int,
+    key: Callable[[T], tuple[Any, ...]],
+    kinds: Sequence[type[Any]],
+) -> tuple[list[T], str | None]:
+    """`page_of` for a short list loaded whole, in ascending `key` order (whose parts have
+    the cursor `kinds`): the rows after the cursor's position, and the next cursor. The
+    rows are sorted here, so the database's collation cannot disagree with the cursor."""
+    ordered = sorted(rows, key=key)
+    if cursor is not None:
+        after = decode_cursor(cursor, *kinds)
+        ordered = [row for row in ordered if key(row) > after]
+    return page_of(ordered[: limit + 1], limit, key)

@@ -1101,7 +1101,7 @@ class Backends:
 
     async def event_types(self, token: str) -> list[EventType]:
         answer = await self._call("notifier", "GET", "/v1/webhooks/event-types", token=token)
-        return [EventType.model_validate(t) for t in answer]
+        return [EventType.model_validate(t) for t in answer["items"]]
 
     async def endpoints(self, token: str, org_id: uuid.UUID) -> Page[Endpoint]:
         """The org's endpoints, oldest first (the first page: up to 200)."""

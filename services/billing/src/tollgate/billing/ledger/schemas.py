@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tollgate.kit.pagination import Page
 from tollgate.kit.requests import RequestModel, StrictCredits
 
 MAX_AMOUNT = 10**12
@@ -85,8 +86,5 @@ class LedgerEntryOut(BaseModel):
     created_at: datetime
 
 
-class TransactionPage(BaseModel):
-    """A page of ledger entries, newest first."""
-
-    items: list[LedgerEntryOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+TransactionPage = Page[LedgerEntryOut]
+"""A page of ledger entries, newest first."""

@@ -11,7 +11,15 @@ from fastapi import APIRouter, Query
 
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
-from tollgate.kit.pagination import Cursor, Page, decode_cursor, page_of
+from tollgate.kit.pagination import (
+    MAX_PAGE_SIZE,
+    Cursor,
+    Page,
+    PageSize,
+    decode_cursor,
+    page_after,
+    page_of,
+)
 from tollgate.kit.requests import NUL_FREE
 from tollgate.notifier.email import repository, service
 from tollgate.notifier.email.schemas import ContactOut, ContactsIn, EmailOut
@@ -22,11 +30,17 @@ router = APIRouter(tags=["email"])
 
 @router.get("/orgs/{org_id}/notification-contacts")
 async def list_contacts(
-    org_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession
-) -> list[ContactOut]:
-    """Who receives the org's notification emails."""
+    org_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    cursor: Cursor = None,
+    limit: PageSize = MAX_PAGE_SIZE,
+) -> Page[ContactOut]:
+    """Who receives the org's notification emails, by address (at most 20)."""
     authorize_org(principal, org_id, Role.viewer)
-    return [ContactOut.of(c) for c in await repository.contacts_of_org(db, org_id)]
+    contacts = await repository.contacts_of_org(db, org_id)
+    page, next_cursor = page_after(contacts, cursor, limit, lambda c: (c.email,), (str,))
+    return Page[ContactOut](items=[ContactOut.of(c) for c in page], next_cursor=next_cursor)
 
 
 @router.put("/orgs/{org_id}/notification-contacts")
@@ -36,8 +50,8 @@ async def replace_contacts(
     principal: CurrentPrincipal,
     db: DbSession,
     notifier: Notifier,
-) -> list[ContactOut]:
-    """Replace the org's notification contacts (owners)."""
+) -> Page[ContactOut]:
+    """Replace the org's notification contacts (owners); answers all of them."""
     authorize_org(principal, org_id, Role.owner)
     contacts = [
         service.Contact(email=service.deliverable_address(c.email), locale=c.locale)
@@ -45,7 +59,7 @@ async def replace_contacts(
     ]
     async with db.begin():
         stored = await service.replace_contacts(db, org_id, contacts, notifier.clock.now())
-        return [ContactOut.of(c) for c in stored]
+    return Page[ContactOut](items=[ContactOut.of(c) for c in stored])
 
 
 @router.get("/admin/emails")

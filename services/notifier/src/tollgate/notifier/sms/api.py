@@ -14,7 +14,15 @@ from pydantic import ValidationError
 
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
-from tollgate.kit.pagination import Cursor, Page, decode_cursor, page_of
+from tollgate.kit.pagination import (
+    MAX_PAGE_SIZE,
+    Cursor,
+    Page,
+    PageSize,
+    decode_cursor,
+    page_after,
+    page_of,
+)
 from tollgate.kit.problems import Forbidden, NotFound, Problem, Unprocessable
 from tollgate.kit.requests import NUL_FREE
 from tollgate.notifier.parameters import PhoneNumber, UtcDatetime
@@ -270,21 +278,30 @@ async def mark_admin_message(
 
 
 @router.get("/admin/sms/numbers")
-async def list_numbers(principal: CurrentPrincipal, db: DbSession) -> list[NumberOut]:
+async def list_numbers(
+    principal: CurrentPrincipal,
+    db: DbSession,
+    cursor: Cursor = None,
+    limit: PageSize = MAX_PAGE_SIZE,
+) -> Page[NumberOut]:
+    """The assigned numbers, in number order, one page at a time."""
     require_admin(principal)
-    return [NumberOut.of(n) for n in await repository.numbers(db)]
+    numbers = await repository.numbers(db)
+    page, next_cursor = page_after(numbers, cursor, limit, lambda n: (n.number,), (str,))
+    return Page[NumberOut](items=[NumberOut.of(n) for n in page], next_cursor=next_cursor)
 
 
 @router.put("/admin/sms/numbers")
 async def assign_number(
     body: NumberIn, principal: CurrentPrincipal, db: DbSession, notifier: Notifier
-) -> list[NumberOut]:
-    """Assign (or reassign) a number to an org."""
+) -> Page[NumberOut]:
+    """Assign (or reassign) a number to an org; answers every assigned number."""
     require_admin(principal)
     number = service.valid_number(body.number)
     async with db.begin():
         await repository.upsert_number(db, number, body.org_id, notifier.clock.now())
-        return [NumberOut.of(n) for n in await repository.numbers(db)]
+        numbers = await repository.numbers(db)
+    return Page[NumberOut](items=[NumberOut.of(n) for n in numbers])
 
 
 @router.delete("/admin/sms/numbers/{number}", status_code=204)
@@ -301,9 +318,19 @@ async def unassign_number(
 
 
 @router.get("/admin/sms/keyword-rules")
-async def list_rules(principal: CurrentPrincipal, db: DbSession) -> list[RuleOut]:
+async def list_rules(
+    principal: CurrentPrincipal,
+    db: DbSession,
+    cursor: Cursor = None,
+    limit: PageSize = MAX_PAGE_SIZE,
+) -> Page[RuleOut]:
+    """The keyword rules in evaluation order, one page at a time."""
     require_admin(principal)
-    return [RuleOut.of(r) for r in await repository.keyword_rules(db)]
+    rules = await repository.keyword_rules(db)
+    page, next_cursor = page_after(
+        rules, cursor, limit, lambda r: (r.priority, r.created_at, r.id), (int, datetime, uuid.UUID)
+    )
+    return Page[RuleOut](items=[RuleOut.of(r) for r in page], next_cursor=next_cursor)
 
 
 @router.post("/admin/sms/keyword-rules", status_code=201)

@@ -13,11 +13,13 @@ from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org
 from tollgate.kit.db import DbSession
 from tollgate.kit.pagination import (
     DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
     Cursor,
     Page,
     PageSize,
     decode_cursor,
     int_cursor,
+    page_after,
     page_of,
 )
 from tollgate.kit.problems import NotFound, Unprocessable
@@ -53,12 +55,21 @@ async def _endpoint(db: DbSession, org_id: uuid.UUID, endpoint_id: uuid.UUID) ->
 
 
 @router.get("/webhooks/event-types")
-async def list_event_types(principal: CurrentPrincipal) -> list[EventTypeOut]:
-    """The event types endpoints can subscribe to, with example bodies."""
-    return [
-        EventTypeOut(type=i.type, description=i.description, example=example_body(i))
-        for i in EVENT_TYPES
-    ]
+async def list_event_types(
+    principal: CurrentPrincipal, cursor: Cursor = None, limit: PageSize = MAX_PAGE_SIZE
+) -> Page[EventTypeOut]:
+    """The event types endpoints can subscribe to, with example bodies, in the catalog's
+    order."""
+    page, next_cursor = page_after(
+        list(enumerate(EVENT_TYPES)), cursor, limit, lambda e: (e[0],), (int,)
+    )
+    return Page[EventTypeOut](
+        items=[
+            EventTypeOut(type=i.type, description=i.description, example=example_body(i))
+            for _, i in page
+        ],
+        next_cursor=next_cursor,
+    )
 
 
 @router.get(ORG + "/endpoints")

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from tollgate.kit.pagination import Page
 from tollgate.usage.models import RequestLogEntry
 
 
@@ -71,10 +72,5 @@ class RequestLogItem(BaseModel):
         )
 
 
-class RequestLogPage(BaseModel):
-    """A page of the request log, newest first."""
-
-    items: list[RequestLogItem]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null on the last page."
-    )
+RequestLogPage = Page[RequestLogItem]
+"""A page of the request log, newest first."""
