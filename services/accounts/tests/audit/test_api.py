@@ -48,7 +48,7 @@ async def test_audit_visibility_filters_and_pages(
         actions = [e["action"] for e in own.json()["items"]]
         assert actions == ["key.rotate", "key.update", "key.create", "org.create"]
         update = own.json()["items"][1]
-        assert update["diff"] == {"name": ["test key", "renamed"]}
+        assert update["diff"] == {"before": {"name": "test key"}, "after": {"name": "renamed"}}
         assert update["actor_id"] == str(owner.id)
         assert update["ip"] == "127.0.0.1"
         assert update["request_id"]
@@ -109,3 +109,41 @@ async def test_audit_visibility_filters_and_pages(
             "/v1/audit", params={"org_id": str(uuid.uuid4())}, headers=admin.headers
         )
         assert nobody.json()["items"] == []
+
+
+async def test_updates_record_before_and_after_of_what_changed_without_secrets(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        accounts_db, kafka=kafka_bootstrap, prefix=topic_prefix, workdir=tmp_path
+    )
+    async with running(settings) as svc:
+        admin = await make_admin(svc)
+        api = await make_api(svc, admin, upstream_headers={"X-Upstream-Key": "old-zz-secret"})
+        patched = await svc.http.patch(
+            f"/v1/apis/{api['id']}",
+            json={
+                "name": api["name"],  # unchanged: not listed
+                "timeout_ms": 1234,
+                "upstream_headers": {"X-Upstream-Key": "new-zz-secret", "X-Tenant": "t1"},
+            },
+            headers=admin.headers,
+        )
+        assert patched.status_code == 200, patched.text
+        audit = await svc.http.get(
+            "/v1/audit",
+            params={"action": "api.update", "target_id": api["id"]},
+            headers=admin.headers,
+        )
+        [entry] = audit.json()["items"]
+    assert entry["diff"]["before"] == {
+        "timeout_ms": api["timeout_ms"],
+        "upstream_header_names": ["X-Upstream-Key"],
+        "upstream_headers": "sealed",
+    }
+    assert entry["diff"]["after"] == {
+        "timeout_ms": 1234,
+        "upstream_header_names": ["X-Tenant", "X-Upstream-Key"],
+        "upstream_headers": "replaced",
+    }
+    assert "zz-secret" not in json.dumps(entry)

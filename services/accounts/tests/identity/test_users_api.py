@@ -127,8 +127,8 @@ async def test_deactivation_ends_sessions_at_once_and_reactivation_allows_sign_i
         )
         entries = [e for e in audit.json()["items"] if e["action"].startswith("user.")]
         assert [(e["action"], e["diff"]) for e in entries] == [
-            ("user.reactivate", {"is_active": [False, True]}),
-            ("user.deactivate", {"is_active": [True, False]}),
+            ("user.reactivate", {"before": {"is_active": False}, "after": {"is_active": True}}),
+            ("user.deactivate", {"before": {"is_active": True}, "after": {"is_active": False}}),
             ("user.register", {"email": user.email, "is_admin": False}),
         ]
         assert {e["actor_id"] for e in entries[:2]} == {str(admin.id)}
@@ -169,8 +169,16 @@ async def test_an_admin_grants_and_revokes_platform_admin_audited(
         )
         entries = [e for e in audit.json()["items"] if e["action"].endswith("_admin")]
         assert [(e["action"], e["diff"], e["actor_id"]) for e in entries] == [
-            ("user.demote_admin", {"is_admin": [True, False]}, str(admin.id)),
-            ("user.promote_admin", {"is_admin": [False, True]}, str(admin.id)),
+            (
+                "user.demote_admin",
+                {"before": {"is_admin": True}, "after": {"is_admin": False}},
+                str(admin.id),
+            ),
+            (
+                "user.promote_admin",
+                {"before": {"is_admin": False}, "after": {"is_admin": True}},
+                str(admin.id),
+            ),
         ]
 
 

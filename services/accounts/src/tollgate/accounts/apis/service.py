@@ -44,6 +44,7 @@ from tollgate.contracts.events.accounts import (
     SandboxSettings,
 )
 from tollgate.contracts.ids import uuid7
+from tollgate.kit.audit import changed_fields
 from tollgate.kit.outbox import emit, emit_tombstone
 from tollgate.kit.problems import Conflict, NotFound, Problem, Unprocessable
 
@@ -249,22 +250,23 @@ async def _locked(session: AsyncSession, api_id: uuid.UUID) -> Api:
     return api
 
 
-def _plain(value: object) -> object:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
 async def update_api(
     session: AsyncSession, settings: Settings, actor: Actor, api_id: uuid.UUID, patch: ApiPatch
 ) -> ApiOut:
     api = await _locked(session, api_id)
-    diff: dict[str, Any] = {}
+    old: dict[str, Any] = {}
+    new: dict[str, Any] = {}
     for field in patch.model_fields_set:
         value = getattr(patch, field)
         if field == "upstream_headers":
             sealed = _seal_headers(settings, value) if value else None
             api.upstream_headers_sealed = sealed
             names = sorted(value or {})
-            diff["credential_names"] = [list(api.upstream_header_names), names]
+            # The header names only (values are sealed); any change of the values shows
+            # as `upstream_headers` replaced.
+            old["upstream_header_names"] = list(api.upstream_header_names)
+            new["upstream_header_names"] = names
+            old["upstream_headers"], new["upstream_headers"] = "sealed", "replaced"
             api.upstream_header_names = names
             continue
         if value is None and field not in ("sunset_at", "sandbox_url"):
@@ -277,9 +279,10 @@ async def update_api(
             value = patch.limits.stored() if patch.limits else {}
         before = getattr(api, field)
         if before != value:
-            diff[field] = [_plain(before), _plain(value)]
+            old[field], new[field] = before, value
             setattr(api, field, value)
-    if "status" in diff:
+    diff = changed_fields(old, new)
+    if "status" in new:
         api.deprecated_at = (
             None if api.status == "active" else (api.deprecated_at or datetime.now(UTC))
         )
@@ -348,7 +351,8 @@ async def update_route(
     route = await repo.get_route(session, api.id, route_id)
     if route is None:
         raise not_found("route")
-    diff: dict[str, Any] = {}
+    old: dict[str, Any] = {}
+    new: dict[str, Any] = {}
     for field in patch.model_fields_set:
         value = getattr(patch, field)
         if value is None and field not in ("price", "sandbox"):
@@ -358,9 +362,10 @@ async def update_route(
         if field == "sandbox":
             value = patch.sandbox.stored() if patch.sandbox is not None else None
         if getattr(route, field) != value:
-            diff[field] = [getattr(route, field), value]
+            old[field], new[field] = getattr(route, field), value
             setattr(route, field, value)
-    if "method" in diff or "path_template" in diff:
+    diff = changed_fields(old, new)
+    if "method" in new or "path_template" in new:
         clash = await repo.find_route(session, api.id, route.method, route.path_template)
         if clash is not None and clash.id != route.id:
             raise _duplicate_route()

@@ -40,6 +40,7 @@ from tollgate.contracts.events.accounts import (
     UserRegistered,
 )
 from tollgate.contracts.ids import uuid7
+from tollgate.kit.audit import changed_fields
 from tollgate.kit.auth import Principal, Role, access_claims
 from tollgate.kit.outbox import emit
 from tollgate.kit.problems import (
@@ -222,8 +223,7 @@ async def mark_email_verified(
         target_type="user",
         target_id=user.id,
         diff={
-            "before": {"email_verified": False},
-            "after": {"email_verified": True},
+            **changed_fields({"email_verified": False}, {"email_verified": True}),
             "proof": proof,
         },
     )
@@ -757,7 +757,7 @@ async def set_user_active(
         "user.reactivate" if active else "user.deactivate",
         target_type="user",
         target_id=user_id,
-        diff={"is_active": [not active, active]},
+        diff=changed_fields({"is_active": not active}, {"is_active": active}),
     )
     return await get_user(session, user_id)
 
@@ -787,6 +787,6 @@ async def set_user_admin(
         "user.promote_admin" if admin else "user.demote_admin",
         target_type="user",
         target_id=user_id,
-        diff={"is_admin": [not admin, admin]},
+        diff=changed_fields({"is_admin": not admin}, {"is_admin": admin}),
     )
     return await get_user(session, user_id)

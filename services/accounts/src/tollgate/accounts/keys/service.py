@@ -45,6 +45,7 @@ from tollgate.contracts.events.accounts import (
 )
 from tollgate.contracts.ids import uuid7
 from tollgate.kit import apikeys
+from tollgate.kit.audit import changed_fields
 from tollgate.kit.outbox import emit, emit_tombstone
 from tollgate.kit.problems import Conflict, NotFound, Problem, Unprocessable
 
@@ -272,15 +273,13 @@ async def update_key(
         await _check_apis(session, changes["allowed_api_ids"])
     if "expires_at" in changes:
         _check_expiry(changes["expires_at"])
-    diff = {
-        field: [_plain(getattr(key, _COLUMN.get(field, field))), _plain(value)]
-        for field, value in changes.items()
-        if getattr(key, _COLUMN.get(field, field)) != value
-    }
+    diff = changed_fields(
+        {field: getattr(key, _COLUMN.get(field, field)) for field in changes}, changes
+    )
     if diff:
         for field, value in changes.items():
             setattr(key, _COLUMN.get(field, field), value)
-        if "expires_at" in diff:
+        if "expires_at" in diff["after"]:
             key.expiry_warned_at = None  # a new expiry gets its own warning
         key.version += 1
         key.updated_at = datetime.now(UTC)
@@ -296,14 +295,6 @@ async def update_key(
             diff=diff,
         )
     return await read_key(session, key)
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, list):
-        return [str(v) if isinstance(v, uuid.UUID) else v for v in value]
-    return value
 
 
 async def rotate_key(

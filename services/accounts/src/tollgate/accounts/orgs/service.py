@@ -29,6 +29,7 @@ from tollgate.accounts.orgs import repository as repo
 from tollgate.accounts.sealed import sealer
 from tollgate.contracts.events.accounts import MemberInvited, OrgRole
 from tollgate.contracts.ids import uuid7
+from tollgate.kit.audit import changed_fields
 from tollgate.kit.auth import Principal, Role
 from tollgate.kit.outbox import emit
 from tollgate.kit.problems import BadRequest, Conflict, Forbidden, NotFound, Problem
@@ -84,7 +85,7 @@ async def rename_org(session: AsyncSession, actor: Actor, org_id: uuid.UUID, nam
         target_type="org",
         target_id=org_id,
         org_id=org_id,
-        diff={"name": [before, org.name]},
+        diff=changed_fields({"name": before}, {"name": org.name}),
     )
     return org
 
@@ -129,7 +130,7 @@ async def change_role(
         target_type="user",
         target_id=user_id,
         org_id=org_id,
-        diff={"role": [before, str(role)]},
+        diff=changed_fields({"role": before}, {"role": str(role)}),
     )
     return await get_member(session, org_id, user_id)
 
