@@ -174,6 +174,28 @@ class StripeProvider:
     async def aclose(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]
 
+    async def _open_checkout(
+        self, params: dict[str, object], *, idempotency_key: str | None = None
+    ) -> CheckoutSession:
+        """Create a Checkout Session (any mode); a provider failure or an answer without
+        an address is a 503 `payment-provider-unavailable`."""
+        options: dict[str, str] = {}
+        if idempotency_key is not None:
+            options["idempotency_key"] = idempotency_key
+        try:
+            session = await self._client.v1.checkout.sessions.create_async(
+                params=params,  # type: ignore[arg-type]
+                options=options,  # type: ignore[arg-type]
+            )
+        except stripe.StripeError as exc:
+            raise ServiceUnavailable(
+                "payment-provider-unavailable",
+                f"The payment provider did not answer ({type(exc).__name__}); try again.",
+            ) from None
+        if not session.url:
+            raise ServiceUnavailable("payment-provider-unavailable", "No checkout address.")
+        return CheckoutSession(session_id=session.id, url=session.url)
+
     async def create_checkout(
         self,
         *,
@@ -210,81 +232,51 @@ class StripeProvider:
             "success_url": f"{return_url}?purchase={purchase_id}&result=success",
             "cancel_url": f"{return_url}?purchase={purchase_id}&result=cancelled",
         }
-        try:
-            session = await self._client.v1.checkout.sessions.create_async(
-                params=params,  # type: ignore[arg-type]
-                # A retried request (ours or the SDK's) never opens a second session.
-                options={"idempotency_key": f"checkout-{purchase_id}"},
-            )
-        except stripe.StripeError as exc:
-            raise ServiceUnavailable(
-                "payment-provider-unavailable",
-                f"The payment provider did not answer ({type(exc).__name__}); try again.",
-            ) from None
-        if not session.url:
-            raise ServiceUnavailable("payment-provider-unavailable", "No checkout address.")
-        return CheckoutSession(session_id=session.id, url=session.url)
+        # A retried request (ours or the SDK's) never opens a second session.
+        return await self._open_checkout(params, idempotency_key=f"checkout-{purchase_id}")
 
     async def create_subscription_checkout(
         self, *, org_id: uuid.UUID, plan: PlanTerms, return_url: str
     ) -> CheckoutSession:
         metadata = {"org_id": str(org_id), "plan_id": str(plan.plan_id)}
-        try:
-            session = await self._client.v1.checkout.sessions.create_async(
-                params={
-                    "mode": "subscription",
-                    "client_reference_id": str(org_id),
-                    "line_items": [
-                        {
-                            "quantity": 1,
-                            "price_data": {
-                                "currency": plan.currency,
-                                "unit_amount": plan.monthly_price,
-                                "recurring": {"interval": "month"},
-                                "product_data": {"name": plan.name},
-                            },
-                        }
-                    ],
-                    "metadata": metadata,
-                    "subscription_data": {"metadata": metadata},
-                    "success_url": f"{return_url}?plan={plan.plan_id}&result=success",
-                    "cancel_url": f"{return_url}?plan={plan.plan_id}&result=cancelled",
-                }
-            )
-        except stripe.StripeError as exc:
-            raise ServiceUnavailable(
-                "payment-provider-unavailable",
-                f"The payment provider did not answer ({type(exc).__name__}); try again.",
-            ) from None
-        if not session.url:
-            raise ServiceUnavailable("payment-provider-unavailable", "No checkout address.")
-        return CheckoutSession(session_id=session.id, url=session.url)
+        return await self._open_checkout(
+            {
+                "mode": "subscription",
+                "client_reference_id": str(org_id),
+                "line_items": [
+                    {
+                        "quantity": 1,
+                        "price_data": {
+                            "currency": plan.currency,
+                            "unit_amount": plan.monthly_price,
+                            "recurring": {"interval": "month"},
+                            "product_data": {"name": plan.name},
+                        },
+                    }
+                ],
+                "metadata": metadata,
+                "subscription_data": {"metadata": metadata},
+                "success_url": f"{return_url}?plan={plan.plan_id}&result=success",
+                "cancel_url": f"{return_url}?plan={plan.plan_id}&result=cancelled",
+            }
+        )
 
     async def create_setup_checkout(
         self, *, org_id: uuid.UUID, currency: str, return_url: str
     ) -> CheckoutSession:
         metadata = {"org_id": str(org_id), "purpose": "auto_top_up"}
-        try:
-            session = await self._client.v1.checkout.sessions.create_async(
-                params={
-                    "mode": "setup",
-                    "currency": currency,
-                    "customer_creation": "always",
-                    "client_reference_id": str(org_id),
-                    "metadata": metadata,
-                    "setup_intent_data": {"metadata": metadata},
-                    "success_url": f"{return_url}?auto_top_up=saved",
-                    "cancel_url": f"{return_url}?auto_top_up=cancelled",
-                }
-            )
-        except stripe.StripeError as exc:
-            raise ServiceUnavailable(
-                "payment-provider-unavailable",
-                f"The payment provider did not answer ({type(exc).__name__}); try again.",
-            ) from None
-        if not session.url:
-            raise ServiceUnavailable("payment-provider-unavailable", "No checkout address.")
-        return CheckoutSession(session_id=session.id, url=session.url)
+        return await self._open_checkout(
+            {
+                "mode": "setup",
+                "currency": currency,
+                "customer_creation": "always",
+                "client_reference_id": str(org_id),
+                "metadata": metadata,
+                "setup_intent_data": {"metadata": metadata},
+                "success_url": f"{return_url}?auto_top_up=saved",
+                "cancel_url": f"{return_url}?auto_top_up=cancelled",
+            }
+        )
 
     async def charge_off_session(
         self,
