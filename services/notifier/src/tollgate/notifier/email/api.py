@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from tollgate.kit.audit import RecordedChange
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
 from tollgate.kit.pagination import (
@@ -50,6 +51,7 @@ async def replace_contacts(
     principal: CurrentPrincipal,
     db: DbSession,
     notifier: Notifier,
+    change: RecordedChange,
 ) -> Page[ContactOut]:
     """Replace the org's notification contacts (owners); answers all of them."""
     authorize_org(principal, org_id, Role.owner)
@@ -58,7 +60,7 @@ async def replace_contacts(
         for c in body.contacts
     ]
     async with db.begin():
-        stored = await service.replace_contacts(db, org_id, contacts, notifier.clock.now())
+        stored = await service.replace_contacts(db, org_id, contacts, notifier.clock.now(), change)
     return Page[ContactOut](items=[ContactOut.of(c) for c in stored])
 
 

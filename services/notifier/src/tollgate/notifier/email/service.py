@@ -38,6 +38,7 @@ from tollgate.contracts.events.billing import (
     PlanSuspended,
 )
 from tollgate.contracts.events.usage import UsageThresholdCrossed
+from tollgate.kit.audit import AuditChange
 from tollgate.kit.problems import Conflict, NotFound, Unprocessable
 from tollgate.kit.sealing import Sealer
 from tollgate.notifier.email import repository
@@ -293,10 +294,16 @@ def check_contacts(contacts: list[Contact]) -> None:
 
 
 async def replace_contacts(
-    session: AsyncSession, org_id: uuid.UUID, contacts: list[Contact], now: datetime
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    contacts: list[Contact],
+    now: datetime,
+    change: AuditChange | None = None,
 ) -> list[NotificationContact]:
-    """Make `contacts` the org's notification contacts."""
+    """Make `contacts` the org's notification contacts (`change` receives the list
+    before and after, for the audit record)."""
     check_contacts(contacts)
+    before = _contact_list(await repository.contacts_of_org(session, org_id))
     await repository.replace_contacts(
         session,
         org_id,
@@ -305,7 +312,14 @@ async def replace_contacts(
             for c in contacts
         ],
     )
-    return await repository.contacts_of_org(session, org_id)
+    stored = await repository.contacts_of_org(session, org_id)
+    if change is not None:
+        change.note({"contacts": before}, {"contacts": _contact_list(stored)})
+    return stored
+
+
+def _contact_list(contacts: list[NotificationContact]) -> list[dict[str, str]]:
+    return [{"email": c.email, "locale": c.locale} for c in contacts]
 
 
 async def retry_failed(session: AsyncSession, email_id: uuid.UUID, now: datetime) -> EmailMessage:
