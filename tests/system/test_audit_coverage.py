@@ -1,7 +1,8 @@
 """Every state-changing route of billing, usage and the notifier, as their OpenAPI
 documents list them, is audited or exempt with a reason; and for each audited route
 the record its successful call produces names the caller, the org, a target and no
-secret.
+secret. Every audited update (`PUT`, `PATCH`) notes the before/after of what it
+changed (`RecordedChange`), and those are masked like the body.
 
 Generated from the documents: a route added tomorrow is checked without touching this
 file. The record is built by the same function the middleware calls on a real call
@@ -24,7 +25,15 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from tollgate.kit.audit import MASK, STATE_CHANGING, api_routes, audit_coverage, audit_record
+from tollgate.kit.audit import (
+    MASK,
+    STATE_CHANGING,
+    AuditChange,
+    api_routes,
+    audit_coverage,
+    audit_record,
+    records_change,
+)
 from tollgate.kit.auth import Principal, Role
 
 
@@ -50,6 +59,20 @@ def _notifier() -> FastAPI:
 
 
 SERVICES = {"billing": _billing, "usage": _usage, "notifier": _notifier}
+UPDATES = frozenset({"PUT", "PATCH"})
+CHANGES_NOT_NOTED_YET = {
+    # Owned by other work in progress (issue #12 follow-up): each note their
+    # before/after like billing settings do, then leave this list.
+    "billing": {"PUT /v1/orgs/{org_id}/auto-top-up"},
+    "notifier": {
+        "PATCH /v1/orgs/{org_id}/webhooks/endpoints/{endpoint_id}",
+        "PUT /v1/admin/sms/numbers",
+        "PUT /v1/admin/sms/prices",
+        "PUT /v1/admin/sms/sender-ids",
+    },
+    "usage": set(),
+}
+"""Audited updates whose records carry the body sent but no before/after yet."""
 _PARAM = re.compile(r"\{([^}]+)\}")
 _SECRET_LIKE = re.compile(r"secret|password|token|key|credential", re.IGNORECASE)
 
@@ -99,6 +122,15 @@ def test_every_state_changing_route_is_audited_or_exempt_with_a_reason(service: 
         assert why
 
     routes = routes_by_operation(app)
+    not_noted = {
+        op
+        for op in documented
+        if coverage[op] is None
+        and op.split(" ", 1)[0] in UPDATES
+        and not records_change(routes[op])
+    }
+    # A new update route notes what it changed; this list only shrinks.
+    assert not_noted <= CHANGES_NOT_NOTED_YET[service], "updates without before/after"
     user, org = uuid.uuid4(), uuid.uuid4()
     caller = Principal(user_id=user, email="owner@example.com", org_roles={org: Role.owner})
     actions: dict[str, str] = {}
@@ -111,6 +143,13 @@ def test_every_state_changing_route_is_audited_or_exempt_with_a_reason(service: 
             for name in _PARAM.findall(operation.split(" ", 1)[1])
         }
         body = secret_laden_body(route)
+        change = AuditChange()
+        if records_change(route):
+            # What a route notes: stored values, secrets among them.
+            change.note(
+                {"url": "https://old.example", "signing_secret": "plaintext-old", "n": 1},
+                {"url": "https://new.example", "signing_secret": "whsec_new", "n": 1},
+            )
         record = audit_record(
             service=service,
             route=route,
@@ -119,6 +158,7 @@ def test_every_state_changing_route_is_audited_or_exempt_with_a_reason(service: 
             query="",
             body=orjson.dumps(body),
             client=("203.0.113.9", 50000),
+            change=change if records_change(route) else None,
         )
         assert record.actor_id == user, operation
         if "org_id" in params:
@@ -128,6 +168,9 @@ def test_every_state_changing_route_is_audited_or_exempt_with_a_reason(service: 
         assert "whsec_" not in text, operation
         assert "plaintext-" not in text, operation
         assert record.diff["request"]["note"] == MASK
+        if records_change(route):
+            assert record.diff["before"] == {"url": "https://old.example", "signing_secret": MASK}
+            assert record.diff["after"] == {"url": "https://new.example", "signing_secret": MASK}
         actions[record.action] = operation
     # One action name per route: the log tells the routes apart.
     assert len(actions) == len(documented) - len(exempt)
