@@ -264,9 +264,13 @@ async def test_usage_api_end_to_end(
             response = await client.get(path, params={**params, **extra}, headers=outsider)
             assert response.status_code == 404, path
             assert response.headers["content-type"].startswith("application/problem+json")
-        for path in (f"/v1/usage/keys/{keys[0]}", f"/v1/usage/logs/{one}"):
+        for path, slug in (
+            (f"/v1/usage/keys/{keys[0]}", "key-not-found"),
+            (f"/v1/usage/logs/{one}", "request-not-found"),
+        ):
             response = await client.get(path, headers=outsider)
             assert response.status_code == 404, path
+            assert response.json()["type"] == "https://tollgate.dev/problems/" + slug
         # ... and its own view holds only its own traffic.
         own = (
             await client.get(

@@ -13,7 +13,7 @@ from pydantic import AwareDatetime
 
 from tollgate.kit.auth import CurrentPrincipal
 from tollgate.kit.db import DbSession
-from tollgate.kit.problems import ServiceUnavailable, TooManyRequests
+from tollgate.kit.problems import ServiceUnavailable, TooManyRequests, documented_problems
 from tollgate.kit.requests import DateTimeText
 from tollgate.usage.analytics import service
 from tollgate.usage.analytics.live import LiveResponse, LiveStreams, stream_counts
@@ -143,7 +143,11 @@ async def get_errors(
         return await service.errors(session, where, span)
 
 
-@router.get("/keys/{key_id}", response_model=KeyStats)
+@router.get(
+    "/keys/{key_id}",
+    response_model=KeyStats,
+    responses=documented_problems({404: ("No such key in the caller's orgs.", ["key-not-found"])}),
+)
 async def get_key_stats(
     settings: CurrentSettings,
     request: Request,

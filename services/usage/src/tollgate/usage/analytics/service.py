@@ -233,7 +233,7 @@ async def key_owner(session: AsyncSession, principal: Principal, key_id: uuid.UU
     known = await quotas.key_limits(session, key_id)
     org_id = known.org_id if known else await repository.aggregate_org_of_key(session, key_id)
     if org_id is None or not can_see(principal, org_id):
-        raise NotFound("not-found", "No such key.")
+        raise NotFound("key-not-found", "No such key.")
     return org_id
 
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from tollgate.contracts.events.gateway import RejectionReason
 from tollgate.kit.auth import CurrentPrincipal
 from tollgate.kit.db import DbSession
+from tollgate.kit.problems import documented_problems
 from tollgate.kit.requests import DateTimeText
 from tollgate.usage.config import CurrentSettings
 from tollgate.usage.requestlog import service
@@ -83,7 +84,13 @@ async def list_logs(
     return RequestLogPage(items=[RequestLogItem.of(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/logs/{request_id}", response_model=RequestLogItem)
+@router.get(
+    "/logs/{request_id}",
+    response_model=RequestLogItem,
+    responses=documented_problems(
+        {404: ("No such request in the caller's orgs.", ["request-not-found"])}
+    ),
+)
 async def get_log(
     request_id: uuid.UUID, principal: CurrentPrincipal, session: DbSession
 ) -> RequestLogItem:

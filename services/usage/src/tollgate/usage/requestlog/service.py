@@ -44,7 +44,7 @@ async def find_request(
     """A request the caller may see; 404 when unknown or another tenant's."""
     row = await repository.by_request_id(session, request_id)
     if row is None or not can_see(principal, row.org_id):
-        raise NotFound("not-found", "No such request.")
+        raise NotFound("request-not-found", "No such request.")
     return row
 
 
