@@ -65,7 +65,7 @@ SEMANTIC_RULES = {
         )
     },
 }
-OPERATIONS = 43
+OPERATIONS = 47
 PUBLIC = "https://notifier.example.com"
 TWILIO_TOKEN = "twilio-token"
 HMAC_SECRET = "generic-secret"

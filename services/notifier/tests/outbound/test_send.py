@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import delete, select
 
 from tollgate.contracts.decoding import decode
@@ -44,6 +45,7 @@ class Env:
     worker: SmsSendWorker
     admin: dict[str, str]
     mint: TokenMint
+    app: FastAPI
 
 
 def caller(
@@ -78,7 +80,7 @@ async def environment(
     fake = FakeTwilio(auto_callbacks=False)
     await fake.start()
     try:
-        async with api_client(settings, mint, clock) as (client, _), database(url) as sessions:
+        async with api_client(settings, mint, clock) as (client, app), database(url) as sessions:
             admin = mint.headers(admin=True)
             async with sessions() as session, session.begin():
                 await numbers.upsert_number(session, NUMBER_A, ORG_A, clock.now())
@@ -107,7 +109,7 @@ async def environment(
                 sessions=sessions, sealer=Sealer(SEALING_KEY), clock=clock, settings=settings
             )
             try:
-                yield Env(client, sessions, clock, fake, worker, admin, mint)
+                yield Env(client, sessions, clock, fake, worker, admin, mint, app)
             finally:
                 await worker.close()
     finally:
@@ -180,7 +182,10 @@ async def test_only_the_gateways_signed_identity_is_trusted(
     [
         ({"to": "0791234567"}, 422, "invalid-phone-number"),
         ({"to": "+41 79 123 45 67"}, 422, "invalid-phone-number"),
-        ({"from": "Tollgate"}, 422, "invalid-phone-number"),
+        ({"from": "+41 44 555"}, 422, "invalid-phone-number"),
+        ({"from": "Tollgate"}, 403, "sender-not-owned"),  # a sender id nobody approved
+        ({"from": "Tollgate Shop"}, 422, "invalid-sender-id"),  # 13 characters
+        ({"from": "12345"}, 422, "invalid-sender-id"),  # no letter
         ({"from": NUMBER_B}, 403, "sender-not-owned"),  # the other org's number
         ({"from": "+41445550999"}, 403, "sender-not-owned"),  # nobody's number
         ({"text": "a" * 1531}, 422, "invalid-text"),  # 11 GSM-7 segments

@@ -308,6 +308,8 @@ class SmsOutbound(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index(
@@ -317,7 +319,25 @@ class SmsOutbound(Base):
         ),
         Index("ix_sms_outbound_org", "org_id", "queued_at"),
         UniqueConstraint("provider_id", "provider_message_id", name="uq_sms_outbound_provider"),
+        Index(
+            "uq_sms_outbound_idempotency",
+            "org_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
     )
+
+
+class SmsSenderId(Base):
+    """An alphanumeric sender id (`ACME`, 1-11 characters) the operator approved for an
+    org: its messages may show it as the sender; nobody can reply to it."""
+
+    __tablename__ = "sms_sender_ids"
+
+    sender_id: Mapped[str] = mapped_column(String(11), primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class SmsStatusHistory(Base):

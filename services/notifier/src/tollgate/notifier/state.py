@@ -5,7 +5,7 @@ wake. Built once in the lifespan (`app.state.notifier`)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,6 +16,7 @@ from tollgate.kit.sealing import Sealer
 from tollgate.kit.upstream_identity import IdentityVerifier
 from tollgate.notifier.clock import Clock
 from tollgate.notifier.config import Settings
+from tollgate.notifier.outbound.credit import OrgBalances
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class NotifierState:
     network_policy: NetworkPolicy
     wake_sms_router: object | None = None
     wake_sms_sender: object | None = None
+    sms_balances: OrgBalances = field(default_factory=OrgBalances)
     _identity: IdentityVerifier | None = None
 
     @property

@@ -7,9 +7,10 @@
 - Providers: `POST /v1/sms/status/{kind}/{provider_id}` delivery reports, verified
   with the provider's own signature (Twilio's `X-Twilio-Signature`, or the generic
   `X-Tollgate-Signature`); a forged report is a 403 and changes nothing.
-- Org members (JWT): `GET /v1/orgs/{org_id}/sms/sent[/{id}]`, the message log.
-- Admins (JWT): the price table, providers (credentials sealed, never shown), a
-  provider's balance, per-org usage and spend.
+- Org members (JWT): `GET /v1/orgs/{org_id}/sms/sent[/{id}]`, the message log, and
+  `GET /v1/orgs/{org_id}/sms/sender-ids`.
+- Admins (JWT): the price table, approved sender ids, providers (credentials sealed,
+  never shown), a provider's balance, per-org usage and spend.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
@@ -45,6 +46,8 @@ from tollgate.notifier.outbound.schemas import (
     PriceOut,
     ProviderIn,
     ProviderOut,
+    SenderIdIn,
+    SenderIdOut,
     SendIn,
     UsageOut,
 )
@@ -77,23 +80,48 @@ async def gateway_caller(request: Request, notifier: Notifier) -> CallerIdentity
 Caller = Annotated[CallerIdentity, Depends(gateway_caller)]
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Repeat a send safely: the same key with the same request answers with "
+        "the first message (nothing sent or charged again); with a different request, 422.",
+    ),
+]
+
+
 @router.post("/sms/messages", status_code=202)
 async def send_message(
-    body: SendIn, caller: Caller, db: DbSession, notifier: Notifier
+    body: SendIn,
+    caller: Caller,
+    db: DbSession,
+    notifier: Notifier,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> MessageOut:
-    """Queue an SMS from your org's number; it is charged segments times the destination's
-    price per segment at once, and refunded if it fails before reaching the network."""
+    """Queue an SMS from your org's number or sender id; it is charged segments times the
+    destination's price per segment at once (402 when your credits cannot cover it), and
+    refunded if it fails before reaching the network."""
     request = service.SendRequest(
         to=body.to,
         from_=body.from_,
         text=body.text,
         client_reference=body.client_reference,
         status_callback=body.status_callback,
+        idempotency_key=idempotency_key,
     )
     async with db.begin():
-        message = await service.accept(db, caller, request, notifier.settings, notifier.clock.now())
+        message, replayed = await service.accept(
+            db, caller, request, notifier.settings, notifier.clock.now(), notifier.sms_balances
+        )
         out = MessageOut.of(message)
-    notifier.sms_queued()
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        notifier.sms_queued()
     return out
 
 
@@ -258,6 +286,48 @@ async def delete_price(
     require_admin(principal)
     async with db.begin():
         await repository.delete_price(db, prefix)
+    return Response(status_code=204)
+
+
+@router.get("/orgs/{org_id}/sms/sender-ids")
+async def org_sender_ids(
+    org_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession
+) -> list[SenderIdOut]:
+    """The alphanumeric sender ids the operator approved for the org."""
+    authorize_org(principal, org_id, Role.viewer)
+    return [SenderIdOut.of(s) for s in await repository.sender_ids(db, org_id)]
+
+
+@router.get("/admin/sms/sender-ids")
+async def list_sender_ids(principal: CurrentPrincipal, db: DbSession) -> list[SenderIdOut]:
+    """Every approved sender id."""
+    require_admin(principal)
+    return [SenderIdOut.of(s) for s in await repository.sender_ids(db)]
+
+
+@router.put("/admin/sms/sender-ids")
+async def approve_sender_id(
+    body: SenderIdIn, principal: CurrentPrincipal, db: DbSession, notifier: Notifier
+) -> SenderIdOut:
+    """Approve an alphanumeric sender id for an org (taking it from any other org)."""
+    require_admin(principal)
+    sender_id = service.valid_sender_id(body.sender_id)
+    now = notifier.clock.now()
+    async with db.begin():
+        await repository.upsert_sender_id(db, sender_id, body.org_id, now)
+    return SenderIdOut(sender_id=sender_id, org_id=body.org_id, created_at=now)
+
+
+@router.delete("/admin/sms/sender-ids/{sender_id}", status_code=204)
+async def withdraw_sender_id(
+    sender_id: Annotated[str, Path(max_length=11, pattern=service.SENDER_ID_PATTERN)],
+    principal: CurrentPrincipal,
+    db: DbSession,
+) -> Response:
+    """Withdraw a sender id; the org's queued messages keep it."""
+    require_admin(principal)
+    async with db.begin():
+        await repository.delete_sender_id(db, sender_id)
     return Response(status_code=204)
 
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, literal, or_, select, tuple_, update
+from sqlalchemy import delete, func, literal, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,7 @@ from tollgate.notifier.models import (
     SmsOutbound,
     SmsPrice,
     SmsProvider,
+    SmsSenderId,
     SmsStatusHistory,
 )
 
@@ -75,7 +76,66 @@ async def delete_provider(session: AsyncSession, provider_id: uuid.UUID) -> bool
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+# ------------------------------------------------------------------ sender ids
+
+
+async def sender_ids(session: AsyncSession, org_id: uuid.UUID | None = None) -> list[SmsSenderId]:
+    """Approved sender ids (of one org, or all), by id."""
+    stmt = select(SmsSenderId).order_by(SmsSenderId.sender_id)
+    if org_id is not None:
+        stmt = stmt.where(SmsSenderId.org_id == org_id)
+    return list((await session.scalars(stmt)).all())
+
+
+async def org_of_sender_id(session: AsyncSession, sender_id: str) -> uuid.UUID | None:
+    """The org a sender id is approved for."""
+    stmt = select(SmsSenderId.org_id).where(SmsSenderId.sender_id == sender_id)
+    return (await session.scalars(stmt)).first()
+
+
+async def upsert_sender_id(
+    session: AsyncSession, sender_id: str, org_id: uuid.UUID, now: datetime
+) -> None:
+    """Approve a sender id for an org (moving it from another org)."""
+    stmt = insert(SmsSenderId).values(sender_id=sender_id, org_id=org_id, created_at=now)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["sender_id"], set_={"org_id": org_id, "created_at": now}
+    )
+    await session.execute(stmt)
+
+
+async def delete_sender_id(session: AsyncSession, sender_id: str) -> None:
+    await session.execute(delete(SmsSenderId).where(SmsSenderId.sender_id == sender_id))
+
+
 # ------------------------------------------------------------------ messages
+
+
+async def lock_org_sends(session: AsyncSession, org_id: uuid.UUID) -> None:
+    """Serialise the org's sends until the transaction ends (credit check, keys)."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"sms-send:{org_id}"},
+    )
+
+
+async def charged_since(session: AsyncSession, org_id: uuid.UUID, since: datetime) -> int:
+    """Credits of the org's messages queued after `since` and not refunded."""
+    stmt = select(func.coalesce(func.sum(SmsOutbound.amount), 0)).where(
+        SmsOutbound.org_id == org_id,
+        SmsOutbound.queued_at > since,
+        SmsOutbound.refunded.is_(False),
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def message_by_idempotency_key(
+    session: AsyncSession, org_id: uuid.UUID, key: str
+) -> SmsOutbound | None:
+    stmt = select(SmsOutbound).where(
+        SmsOutbound.org_id == org_id, SmsOutbound.idempotency_key == key
+    )
+    return (await session.scalars(stmt)).one_or_none()
 
 
 async def insert_message(session: AsyncSession, row: SmsOutbound) -> None:

@@ -9,7 +9,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from tollgate.kit.requests import NUL_FREE, RequestModel, StrictCredits, StrictFlag
-from tollgate.notifier.models import SmsOutbound, SmsPrice, SmsProvider, SmsStatusHistory
+from tollgate.notifier.models import (
+    SmsOutbound,
+    SmsPrice,
+    SmsProvider,
+    SmsSenderId,
+    SmsStatusHistory,
+)
+from tollgate.notifier.outbound.service import SENDER_ID_PATTERN
 
 
 class SendIn(RequestModel):
@@ -17,7 +24,11 @@ class SendIn(RequestModel):
 
     to: str = Field(min_length=1, max_length=32, description="Recipient, E.164.")
     from_: str = Field(
-        alias="from", min_length=1, max_length=32, description="Sender: your org's number (E.164)."
+        alias="from",
+        min_length=1,
+        max_length=32,
+        description="Sender: your org's number (E.164), or an alphanumeric sender id the "
+        "operator approved for your org (replies to it are impossible).",
     )
     text: str = Field(min_length=1, max_length=1600, description="Message text.")
     client_reference: str | None = Field(
@@ -114,6 +125,30 @@ class PriceOut(BaseModel):
     @classmethod
     def of(cls, p: SmsPrice) -> PriceOut:
         return cls(prefix=p.prefix, price_per_segment=p.price_per_segment, updated_at=p.updated_at)
+
+
+class SenderIdIn(RequestModel):
+    """Approve an alphanumeric sender id for an org."""
+
+    sender_id: str = Field(
+        min_length=1,
+        max_length=11,
+        pattern=SENDER_ID_PATTERN,
+        description="1-11 letters, digits, spaces, `.`, `&`, `-`; at least one letter.",
+    )
+    org_id: uuid.UUID
+
+
+class SenderIdOut(BaseModel):
+    """An approved sender id."""
+
+    sender_id: str
+    org_id: uuid.UUID
+    created_at: datetime
+
+    @classmethod
+    def of(cls, s: SmsSenderId) -> SenderIdOut:
+        return cls(sender_id=s.sender_id, org_id=s.org_id, created_at=s.created_at)
 
 
 Text = Annotated[str, Field(max_length=255)]

@@ -1,12 +1,20 @@
 """Outbound SMS rules: accept and price a message, move it through its statuses.
 
 Accepting a message (one transaction, the caller's): the recipient is E.164, the
-sender a number assigned to the caller's org, the text at most `sms_max_segments`
-segments; the price is segments times the price of the longest matching prefix of the
-operator's table (no matching prefix: refused, nothing is sent unpriced). The message,
-its `queued` history row, `SmsCharged` (billing debits it once per charge id) and the
-`queued` `SmsStatusChanged` go out together through the outbox, and the org's
-conversation with the recipient is opened or extended, so replies route back.
+sender a number assigned to the caller's org or an alphanumeric sender id the operator
+approved for it (1-11 letters, digits, spaces, `.`, `&`, `-`, at least one letter),
+the text at most `sms_max_segments` segments; the price is segments times the price of
+the longest matching prefix of the operator's table (no matching prefix: refused,
+nothing is sent unpriced), and a prepaid org's credits must cover it (`credit.py`).
+The message, its `queued` history row, `SmsCharged` (billing debits it once per
+charge id) and the `queued` `SmsStatusChanged` go out together through the outbox,
+and the org's conversation with the recipient is opened or extended, so replies route
+back (not from a sender id: nobody can reply to one).
+
+An `Idempotency-Key` makes a send repeatable: the org's first message with that key
+is the answer to every later send with the same key and the same request (nothing is
+sent or charged again); the same key with a different request is a 422. Keys live
+as long as their message.
 
 Statuses only move forward: queued → sent → delivered / undelivered / failed (a
 late `sent` after `delivered` is recorded nowhere). Each change is a history row,
@@ -19,6 +27,8 @@ provider carried and billed it). Never commits.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -38,12 +48,16 @@ from tollgate.kit.problems import Forbidden, Unprocessable
 from tollgate.kit.upstream_identity import CallerIdentity
 from tollgate.notifier.config import Settings
 from tollgate.notifier.models import SmsOutbound
-from tollgate.notifier.outbound import repository
+from tollgate.notifier.outbound import credit, repository
 from tollgate.notifier.outbound.encoding import segment
 from tollgate.notifier.sms import repository as inbound
 from tollgate.notifier.webhooks import service as webhooks
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+SENDER_ID_PATTERN = r"^(?:[0-9.&-][0-9 .&-]*)?[A-Za-z](?:[A-Za-z0-9 .&-]*[A-Za-z0-9.&-])?$"
+"""An alphanumeric sender id (with at most 11 characters): letters, digits, spaces, `.`,
+`&`, `-`, at least one letter, no space first or last."""
+SENDER_ID = re.compile(SENDER_ID_PATTERN)
 PREFIX = re.compile(r"^\+[0-9]{0,15}$")
 
 _RANK = {
@@ -64,6 +78,12 @@ class SendRequest:
     text: str
     client_reference: str | None
     status_callback: bool
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        """Hash of what was asked (an idempotency key is bound to it)."""
+        fields = [self.to, self.from_, self.text, self.client_reference, self.status_callback]
+        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
 
 def _uuid(value: str, what: str) -> uuid.UUID:
@@ -75,22 +95,70 @@ def _uuid(value: str, what: str) -> uuid.UUID:
         ) from None
 
 
+def valid_sender_id(sender_id: str) -> str:
+    """An alphanumeric sender id, or 422."""
+    if len(sender_id) > 11 or not SENDER_ID.fullmatch(sender_id):
+        raise Unprocessable(
+            "invalid-sender-id",
+            "A sender id is 1 to 11 letters, digits, spaces, `.`, `&` or `-`, with at least "
+            "one letter, not starting or ending with a space.",
+        )
+    return sender_id
+
+
+async def _check_sender(session: AsyncSession, org_id: uuid.UUID, sender: str) -> bool:
+    """Whether `sender` is the org's: True for a number (replies can come back), False
+    for an approved sender id; 422 for neither shape, 403 for another org's."""
+    if sender.startswith("+"):
+        if not E164.fullmatch(sender):
+            raise Unprocessable("invalid-phone-number", "`from` must be an E.164 number.")
+        owner = await inbound.org_of_number(session, sender)
+        replies = True
+    else:
+        owner = await repository.org_of_sender_id(session, valid_sender_id(sender))
+        replies = False
+    if owner != org_id:
+        raise Forbidden(
+            "sender-not-owned", "`from` is not a number or sender id assigned to your org."
+        )
+    return replies
+
+
+async def _earlier_send(
+    session: AsyncSession, org_id: uuid.UUID, request: SendRequest
+) -> SmsOutbound | None:
+    """The org's message sent with this request's idempotency key, if any; 422 when
+    that key was used for a different request. Holds the org's send lock."""
+    if request.idempotency_key is None:
+        return None
+    await repository.lock_org_sends(session, org_id)
+    earlier = await repository.message_by_idempotency_key(session, org_id, request.idempotency_key)
+    if earlier is not None and earlier.request_hash != request.fingerprint():
+        raise Unprocessable(
+            "idempotency-key-reused",
+            "This Idempotency-Key was used for a different message; use a new key.",
+        )
+    return earlier
+
+
 async def accept(
     session: AsyncSession,
     caller: CallerIdentity,
     request: SendRequest,
     settings: Settings,
     now: datetime,
-) -> SmsOutbound:
-    """Validate, price and queue one message for the caller's org."""
+    balances: credit.OrgBalances,
+) -> tuple[SmsOutbound, bool]:
+    """Validate, price and queue one message for the caller's org; returns it and
+    whether it was queued by an earlier send with the same idempotency key."""
     org_id = _uuid(caller.org_id, "org id")
     key_id = _uuid(caller.key_id, "key id")
-    if not E164.match(request.to):
+    earlier = await _earlier_send(session, org_id, request)
+    if earlier is not None:
+        return earlier, True
+    if not E164.fullmatch(request.to):
         raise Unprocessable("invalid-phone-number", "`to` must be E.164, e.g. +14155550100.")
-    if not E164.match(request.from_):
-        raise Unprocessable("invalid-phone-number", "`from` must be an E.164 number.")
-    if await inbound.org_of_number(session, request.from_) != org_id:
-        raise Forbidden("sender-not-owned", "`from` is not a number assigned to your org.")
+    replies = await _check_sender(session, org_id, request.from_)
     shape = segment(request.text)
     if not request.text or shape.segments > settings.sms_max_segments:
         raise Unprocessable(
@@ -101,6 +169,10 @@ async def accept(
     price = await repository.price_for(session, request.to)
     if price is None:
         raise Unprocessable("destination-not-priced", "Sending to this destination is not offered.")
+    amount = shape.segments * price.price_per_segment
+    await credit.ensure_covered(
+        session, balances, org_id, amount, settings.sms_credit_settle_seconds
+    )
     message = SmsOutbound(
         id=uuid7(),
         org_id=org_id,
@@ -112,7 +184,7 @@ async def accept(
         segments=shape.segments,
         destination_prefix=price.prefix,
         price_per_segment=price.price_per_segment,
-        amount=shape.segments * price.price_per_segment,
+        amount=amount,
         charge_id=uuid7(),
         client_reference=request.client_reference,
         status_callback=request.status_callback,
@@ -123,6 +195,8 @@ async def accept(
         refunded=False,
         queued_at=now,
         updated_at=now,
+        idempotency_key=request.idempotency_key,
+        request_hash=request.fingerprint() if request.idempotency_key else None,
     )
     await repository.insert_message(session, message)
     await emit(
@@ -141,7 +215,7 @@ async def accept(
         subject=str(message.id),
     )
     await _announce(session, message, SmsStatus.QUEUED, now)
-    if settings.sms_conversation_hours > 0:
+    if replies and settings.sms_conversation_hours > 0:
         await repository.open_conversation(
             session,
             org_id,
@@ -150,7 +224,7 @@ async def accept(
             now,
             now + timedelta(hours=settings.sms_conversation_hours),
         )
-    return message
+    return message, False
 
 
 async def _announce(
@@ -232,6 +306,6 @@ async def advance(
 
 def valid_prefix(prefix: str) -> str:
     """A price-table prefix (`+`, then up to 15 digits), or 422."""
-    if not PREFIX.match(prefix):
+    if not PREFIX.fullmatch(prefix):
         raise Unprocessable("invalid-prefix", "A prefix is `+` followed by up to 15 digits.")
     return prefix

@@ -1,0 +1,103 @@
+"""Whether an org's credits cover one more SMS, judged from billing's balance state.
+
+Billing publishes each org's balance on the compacted `tollgate.billing.balances.v1`
+(`BalanceState`, highest `version` wins); the notifier replays and follows it into
+memory (`OrgBalances`, fed by the kit's `StateFollower`, no consumer group), as the
+gateway does. That balance lags the notifier's own charges by the outbox relay and
+billing's consumer, so a send counts against it every charge of the org queued since
+`as_of - sms_credit_settle_seconds` that was not refunded: those billing may not have
+applied yet. Charges it already applied inside that window are counted twice, so
+near the edge a message can be refused that would just have fitted; it can never be
+let through unpaid unless billing lags the notifier by more than the window.
+
+Sends of one org are serialised for the check (a transaction-scoped advisory lock),
+so two concurrent sends cannot both spend the last credits. Postpaid orgs, and orgs
+billing has published no state for yet, are not checked here (the gateway's prepaid
+check decides for those). Never commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.contracts import topics
+from tollgate.contracts.decoding import decode_as
+from tollgate.contracts.events.billing import BalanceMode, BalanceState
+from tollgate.kit.problems import PaymentRequired
+from tollgate.kit.replay import StateFollower, record_key
+from tollgate.kit.settings import ServiceSettings
+from tollgate.notifier.outbound import repository
+
+log = logging.getLogger(__name__)
+
+
+class OrgBalances:
+    """The latest `BalanceState` of every org, by org id."""
+
+    def __init__(self) -> None:
+        self._states: dict[uuid.UUID, BalanceState] = {}
+
+    def apply(self, state: BalanceState) -> None:
+        """Keep `state` unless a newer version is held."""
+        held = self._states.get(state.org_id)
+        if held is None or state.version > held.version:
+            self._states[state.org_id] = state
+
+    def forget(self, org_id: uuid.UUID) -> None:
+        self._states.pop(org_id, None)
+
+    def of(self, org_id: uuid.UUID) -> BalanceState | None:
+        return self._states.get(org_id)
+
+    def apply_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """One record of the balances topic (a tombstone forgets the org); an unkeyed
+        or undecodable record is logged and skipped."""
+        key = record_key(record)
+        try:
+            if record.value is None:
+                if key is not None:
+                    self.forget(uuid.UUID(key))
+                return
+            self.apply(decode_as(record.value, BalanceState).data)
+        except (ValidationError, ValueError):
+            log.warning("skipped a balance record", extra={"offset": record.offset})
+
+
+def balance_follower(settings: ServiceSettings, balances: OrgBalances) -> StateFollower:
+    """The follower that keeps `balances` current."""
+    return StateFollower(
+        settings,
+        client="notifier-balances",
+        appliers={topics.BILLING_BALANCES: balances.apply_record},
+    )
+
+
+async def ensure_covered(
+    session: AsyncSession,
+    balances: OrgBalances,
+    org_id: uuid.UUID,
+    amount: int,
+    settle_seconds: float,
+) -> None:
+    """402 `insufficient-credits` when a prepaid org's balance, less its charges billing
+    may not have applied yet, is below `amount`. Holds the org's send lock until the
+    transaction ends, so the message must be inserted in the same transaction."""
+    state = balances.of(org_id)
+    if state is None or state.mode is not BalanceMode.PREPAID or amount <= 0:
+        return
+    await repository.lock_org_sends(session, org_id)
+    pending = await repository.charged_since(
+        session, org_id, state.as_of - timedelta(seconds=settle_seconds)
+    )
+    available = state.balance - pending
+    if available < amount:
+        raise PaymentRequired(
+            "insufficient-credits",
+            f"This message costs {amount} credits; your org has {max(available, 0)} available.",
+        )
