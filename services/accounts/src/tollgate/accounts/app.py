@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy.exc import IntegrityError
 
 from tollgate.accounts.apis.api import router as apis_router
+from tollgate.accounts.audit import retention as audit_retention
 from tollgate.accounts.audit.api import router as audit_router
 from tollgate.accounts.audit.consumers import audit_consumers
 from tollgate.accounts.caller import Actor
@@ -109,7 +110,10 @@ def create_app(settings: Settings) -> FastAPI:
             outbox=outbox,
             consumers=(audit_consumers(settings),) if settings.consume_audit_records else (),
             jwt_verifier=verifier,
-            background=(lambda sessions: key_jobs.run_forever(sessions, settings),),
+            background=(
+                lambda sessions: key_jobs.run_forever(sessions, settings),
+                lambda sessions: audit_retention.run_forever(sessions, settings),
+            ),
             # Accounts authorises against its own database (fresher than any replay).
             follow_identity=False,
         ) as runtime:

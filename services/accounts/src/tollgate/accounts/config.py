@@ -101,6 +101,14 @@ class Settings(ServiceSettings):
     resolve_upstream_hosts: bool = Field(
         True, description="resolve upstream host names and refuse blocked addresses"
     )
+    audit_retention_days: int = Field(
+        400,
+        ge=0,
+        description="audit entries older than this many days are purged (0: kept forever)",
+    )
+    audit_purge_interval_seconds: float = Field(
+        3600.0, gt=0, description="how often the audit retention purge runs"
+    )
     consume_audit_records: bool = Field(
         True,
         description="store the audit records billing, usage and the notifier publish on "

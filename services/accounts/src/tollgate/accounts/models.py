@@ -276,10 +276,12 @@ class ApiRoute(Base):
 
 
 class AuditEntry(Base):
-    """One mutating call: who did what to which object, with a secret-free diff."""
+    """One mutating call: who did what to which object, with a secret-free diff.
+    Append-only: a trigger refuses UPDATE, DELETE and TRUNCATE, except the retention
+    purge's DELETE of entries older than its cut-off (migration 0010, `audit.retention`)."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_org_id", "org_id", "id"),)
+    __table_args__ = (Index("ix_audit_org_id", "org_id", "id"), Index("ix_audit_log_at", "at"))
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -90,3 +90,17 @@ async def list_entries(
     if before_id is not None:
         stmt = stmt.where(AuditEntry.id < before_id)
     return list((await session.scalars(stmt)).all())
+
+
+async def purge_before(session: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Delete up to `limit` of the oldest entries older than `cutoff`; returns how many.
+    The table's trigger lets only this through: the cut-off is declared for this
+    transaction first (`tollgate.audit_purge_before`), and rows at or after it stay."""
+    await session.execute(
+        select(func.set_config("tollgate.audit_purge_before", cutoff.isoformat(), True))
+    )
+    oldest = select(AuditEntry.id).where(AuditEntry.at < cutoff).order_by(AuditEntry.at)
+    result = await session.execute(
+        delete(AuditEntry).where(AuditEntry.id.in_(oldest.limit(limit).scalar_subquery()))
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
