@@ -7,12 +7,18 @@ per-test topic prefix, exactly as `make up` runs it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from tollgate.kit import localdeps
+from tollgate.kit.sealing import new_sealing_key
 
 
 @dataclass
@@ -87,3 +93,121 @@ def service_process(
     if database_url:
         localdeps.run_checked([sys.executable, "-m", f"tollgate.{name}", "migrate"], env=env)
     return ServiceProcess(name=name, port=port, env=env, workdir=workdir)
+
+
+ADMIN_EMAIL = "ops@example.com"
+ADMIN_PASSWORD = "operator-Pass-2026"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Platform:
+    """Accounts, the gateway, billing when asked for, and the demo upstream on
+    loopback, prepared (migrated) as `make up` runs them; `running()` starts them."""
+
+    accounts: ServiceProcess
+    gateway: ServiceProcess
+    billing: ServiceProcess | None
+    workdir: Path
+    upstream_port: int = field(default_factory=localdeps.free_port)
+
+    @property
+    def upstream_url(self) -> str:
+        return f"http://127.0.0.1:{self.upstream_port}"
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[PlatformClients]:
+        """Every part started; clients of accounts and billing signed in as the
+        platform admin, and of the gateway; everything stopped on the way out."""
+        services = [s for s in (self.accounts, self.billing, self.gateway) if s is not None]
+        upstream = localdeps.start_program(
+            "upstream",
+            [
+                sys.executable,
+                str(ROOT / "infra" / "demo_upstream.py"),
+                "--port",
+                str(self.upstream_port),
+            ],
+            self.workdir,
+            port=self.upstream_port,
+            ready_path="/healthz",
+        )
+        try:
+            for service in services:
+                service.start()
+            billing_url = self.billing.url if self.billing else self.accounts.url
+            async with (
+                httpx.AsyncClient(base_url=self.accounts.url, timeout=10) as acc,
+                httpx.AsyncClient(base_url=billing_url, timeout=10) as bil,
+                httpx.AsyncClient(base_url=self.gateway.url, timeout=10) as gw,
+            ):
+                login = await acc.post(
+                    "/v1/auth/token", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+                )
+                assert login.status_code == 200, login.text
+                admin = {"authorization": f"Bearer {login.json()['access_token']}"}
+                acc.headers.update(admin)
+                bil.headers.update(admin)
+                yield PlatformClients(acc, bil, gw)
+        finally:
+            for service in reversed(services):
+                service.stop()
+            upstream.stop()
+
+
+@dataclass
+class PlatformClients:
+    accounts: httpx.AsyncClient
+    billing: httpx.AsyncClient
+    gateway: httpx.AsyncClient
+
+
+def platform(
+    workdir: Path,
+    *,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    database_factory: Callable[[str], str],
+    name: str,
+    billing: dict[str, str] | None = None,
+    gateway: dict[str, str] | None = None,
+) -> Platform:
+    """A `Platform` whose databases are named after `name`; billing runs when
+    `billing` (its extra settings, JWKS added) is given; `gateway` adds settings."""
+    secrets = {"SEALING_KEYS": new_sealing_key(), "KEY_PEPPER": uuid.uuid4().hex}
+    broker = {"kafka_bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix}
+    accounts = service_process(
+        "accounts",
+        workdir,
+        **broker,
+        database_url=database_factory(f"{name}_accounts"),
+        extra={
+            **secrets,
+            "SIGNING_KEY_FILE": str(workdir / "signing.pem"),
+            "SIGNING_KEY_GENERATE": "true",
+            "ALLOW_PRIVATE_UPSTREAMS": "true",
+            "ADMIN_EMAIL": ADMIN_EMAIL,
+            "ADMIN_PASSWORD": ADMIN_PASSWORD,
+        },
+    )
+    billing_process = None
+    if billing is not None:
+        billing_process = service_process(
+            "billing",
+            workdir,
+            **broker,
+            database_url=database_factory(f"{name}_billing"),
+            extra={"JWKS_URL": f"{accounts.url}/.well-known/jwks.json", **billing},
+        )
+    gateway_process = service_process(
+        "gateway",
+        workdir,
+        **broker,
+        extra={
+            **secrets,
+            "SPOOL_DIR": str(workdir / "spool"),
+            "ALLOW_PRIVATE_UPSTREAMS": "true",  # the demo upstream is on loopback
+            **(gateway or {}),
+        },
+    )
+    return Platform(accounts, gateway_process, billing_process, workdir)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -25,12 +24,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tollgate.kit import localdeps
-from tollgate.kit.sealing import new_sealing_key
 from tollgate.kit.testing.fake_stripe import FakeStripe
 from tollgate.kit.testing.polling import eventually
 
-from .services import ServiceProcess, service_process
+from .services import platform
 
 pytestmark = pytest.mark.system
 
@@ -65,47 +62,21 @@ async def test_quota_upgrade_and_suspension_at_the_gateway(
     database_factory: Callable[[str], str],
     redis_url: str,
 ) -> None:
-    secrets = {"SEALING_KEYS": new_sealing_key(), "KEY_PEPPER": uuid.uuid4().hex}
     stripe_api = await FakeStripe(STRIPE_KEY, STRIPE_WEBHOOK_SECRET).start()
-    accounts = service_process(
-        "accounts",
+    stack = platform(
         tmp_path,
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=topic_prefix,
-        database_url=database_factory("plans_accounts"),
-        extra={
-            **secrets,
-            "SIGNING_KEY_FILE": str(tmp_path / "signing.pem"),
-            "SIGNING_KEY_GENERATE": "true",
-            "ALLOW_PRIVATE_UPSTREAMS": "true",
-            "ADMIN_EMAIL": "ops@example.com",
-            "ADMIN_PASSWORD": "operator-Pass-2026",
-        },
-    )
-    billing = service_process(
-        "billing",
-        tmp_path,
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=topic_prefix,
-        database_url=database_factory("plans_billing"),
-        extra={
-            "JWKS_URL": f"{accounts.url}/.well-known/jwks.json",
+        database_factory=database_factory,
+        name="plans",
+        billing={
             "STRIPE_SECRET_KEY": STRIPE_KEY,
             "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
             "STRIPE_API_BASE": stripe_api.url,
             "SUBSCRIPTION_GRACE_SECONDS": str(GRACE_S),
             "PLAN_PERIOD_CHECK_SECONDS": "0.1",
         },
-    )
-    gateway = service_process(
-        "gateway",
-        tmp_path,
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=topic_prefix,
-        extra={
-            **secrets,
-            "SPOOL_DIR": str(tmp_path / "spool"),
-            "ALLOW_PRIVATE_UPSTREAMS": "true",  # the demo upstream is on loopback
+        gateway={
             # Two workers share one exact count per org and period in Redis.
             "WORKERS": "2",
             "RATE_LIMIT_POLICY": "redis",
@@ -114,38 +85,16 @@ async def test_quota_upgrade_and_suspension_at_the_gateway(
             "REFUSE_UNKNOWN_ORGS": "true",  # as `make up`: a new org starts exhausted
         },
     )
-    upstream_port = localdeps.free_port()
-    upstream = localdeps.start_program(
-        "upstream",
-        [sys.executable, str(ROOT / "infra" / "demo_upstream.py"), "--port", str(upstream_port)],
-        tmp_path,
-        port=upstream_port,
-        ready_path="/healthz",
-    )
-    services: list[ServiceProcess] = [accounts, billing, gateway]
     try:
-        for svc in services:
-            svc.start()
-        async with (
-            httpx.AsyncClient(base_url=accounts.url, timeout=10) as acc,
-            httpx.AsyncClient(base_url=billing.url, timeout=10) as bil,
-            httpx.AsyncClient(base_url=gateway.url, timeout=10) as gw,
-        ):
-            login = await acc.post(
-                "/v1/auth/token",
-                data={"username": "ops@example.com", "password": "operator-Pass-2026"},
-            )
-            assert login.status_code == 200, login.text
-            admin = {"authorization": f"Bearer {login.json()['access_token']}"}
-            acc.headers.update(admin)
-            bil.headers.update(admin)
+        async with stack.running() as clients:
+            acc, bil, gw = clients.accounts, clients.billing, clients.gateway
             org = (await acc.post("/v1/orgs", json={"name": "Metered"})).json()
             api = await acc.post(
                 "/v1/apis",
                 json={
                     "slug": "metered",
                     "name": "Metered API",
-                    "upstream_url": f"http://127.0.0.1:{upstream_port}",
+                    "upstream_url": f"{stack.upstream_url}",
                     "price": 1,
                 },
             )
@@ -295,7 +244,4 @@ async def test_quota_upgrade_and_suspension_at_the_gateway(
         assert GRACE_S <= grace_to_402 < GRACE_S + 1.0
         assert paid_to_200 < 1.0
     finally:
-        for svc in services:
-            svc.stop()
-        upstream.stop()
         await stripe_api.stop()

@@ -7,22 +7,17 @@ malformed request is a 400 with its pointer; a live key reaches the live upstrea
 
 from __future__ import annotations
 
-import sys
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from openapi_schema_validator import OAS30Validator
 
-from tollgate.kit import localdeps
-from tollgate.kit.sealing import new_sealing_key
 from tollgate.kit.testing.polling import eventually
 
-from .services import ServiceProcess, service_process
+from .services import platform
 
 pytestmark = pytest.mark.system
 
@@ -42,128 +37,84 @@ async def test_imported_petstore_is_mocked_and_validated_by_the_gateway(
     topic_prefix: str,
     database_factory: Callable[[str], str],
 ) -> None:
-    secrets = {"SEALING_KEYS": new_sealing_key(), "KEY_PEPPER": uuid.uuid4().hex}
-    accounts = service_process(
-        "accounts",
+    stack = platform(
         tmp_path,
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=topic_prefix,
-        database_url=database_factory("sandbox_accounts"),
-        extra={
-            **secrets,
-            "SIGNING_KEY_FILE": str(tmp_path / "signing.pem"),
-            "SIGNING_KEY_GENERATE": "true",
-            "ALLOW_PRIVATE_UPSTREAMS": "true",
-            "ADMIN_EMAIL": "ops@example.com",
-            "ADMIN_PASSWORD": "operator-Pass-2026",
-        },
+        database_factory=database_factory,
+        name="sandbox",
     )
-    gateway = service_process(
-        "gateway",
-        tmp_path,
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=topic_prefix,
-        extra={
-            **secrets,
-            "SPOOL_DIR": str(tmp_path / "spool"),
-            "ALLOW_PRIVATE_UPSTREAMS": "true",
-        },
-    )
-    upstream_port = localdeps.free_port()
-    upstream = localdeps.start_program(
-        "upstream",
-        [sys.executable, str(ROOT / "infra" / "demo_upstream.py"), "--port", str(upstream_port)],
-        tmp_path,
-        port=upstream_port,
-        ready_path="/healthz",
-    )
-    services: list[ServiceProcess] = [accounts, gateway]
-    try:
-        for svc in services:
-            svc.start()
-        async with (
-            httpx.AsyncClient(base_url=accounts.url, timeout=10) as acc,
-            httpx.AsyncClient(base_url=gateway.url, timeout=10) as gw,
-        ):
-            login = await acc.post(
-                "/v1/auth/token",
-                data={"username": "ops@example.com", "password": "operator-Pass-2026"},
+    async with stack.running() as clients:
+        acc, gw = clients.accounts, clients.gateway
+        org = (await acc.post("/v1/orgs", json={"name": "Sandboxers"})).json()
+        api = await acc.post(
+            "/v1/apis",
+            json={
+                "slug": "petstore",
+                "name": "Petstore",
+                "upstream_url": f"{stack.upstream_url}/echo/live",
+                "price": 2,
+                "sandbox": {"validate_requests": True},
+            },
+        )
+        assert api.status_code == 201, api.text
+        imported = await acc.post(
+            f"/v1/apis/{api.json()['id']}/openapi",
+            content=PETSTORE_FILE.read_bytes(),
+            headers={"content-type": "application/yaml"},
+        )
+        assert imported.status_code == 200, imported.text
+        keys = {}
+        for environment in ("live", "test"):
+            issued = await acc.post(
+                f"/v1/orgs/{org['id']}/keys",
+                json={"name": environment, "environment": environment},
             )
-            assert login.status_code == 200, login.text
-            acc.headers["authorization"] = f"Bearer {login.json()['access_token']}"
-            org = (await acc.post("/v1/orgs", json={"name": "Sandboxers"})).json()
-            api = await acc.post(
-                "/v1/apis",
-                json={
-                    "slug": "petstore",
-                    "name": "Petstore",
-                    "upstream_url": f"http://127.0.0.1:{upstream_port}/echo/live",
-                    "price": 2,
-                    "sandbox": {"validate_requests": True},
-                },
-            )
-            assert api.status_code == 201, api.text
-            imported = await acc.post(
-                f"/v1/apis/{api.json()['id']}/openapi",
-                content=PETSTORE_FILE.read_bytes(),
-                headers={"content-type": "application/yaml"},
-            )
-            assert imported.status_code == 200, imported.text
-            keys = {}
-            for environment in ("live", "test"):
-                issued = await acc.post(
-                    f"/v1/orgs/{org['id']}/keys",
-                    json={"name": environment, "environment": environment},
+            assert issued.status_code == 201, issued.text
+            keys[environment] = {"X-API-Key": issued.json()["key"]}
+
+        # The gateway has the key, the API and its compiled document once the mock answers.
+        async def mocked() -> int:
+            return (await gw.get("/petstore/pets/1", headers=keys["test"])).status_code
+
+        assert await eventually(mocked, lambda status: status == 200, within=20) == 200
+
+        operations = [
+            ("GET", "/pets", None, ("/pets", "get")),
+            ("GET", "/pets?limit=5", None, ("/pets", "get")),
+            ("POST", "/pets", {"id": 3, "name": "Rex"}, ("/pets", "post")),
+            ("GET", "/pets/42", None, ("/pets/{petId}", "get")),
+        ]
+        for method, path, body, (template, verb) in operations:
+            for prefer in ({}, {"Prefer": "dynamic=true"}):
+                answer = await gw.request(
+                    method, "/petstore" + path, json=body, headers={**keys["test"], **prefer}
                 )
-                assert issued.status_code == 201, issued.text
-                keys[environment] = {"X-API-Key": issued.json()["key"]}
+                assert answer.status_code // 100 == 2, (method, path, answer.text)
+                documented = PETSTORE["paths"][template][verb]["responses"]
+                content = documented[str(answer.status_code)].get("content")
+                if content is None:
+                    assert answer.content == b""
+                    continue
+                schema = content["application/json"]["schema"]
+                assert conforms(schema, answer.json()) == [], (method, path, answer.text)
+                assert "path" not in answer.json()  # not the echoing live upstream
 
-            # The gateway has the key, the API and its compiled document once the mock answers.
-            async def mocked() -> int:
-                return (await gw.get("/petstore/pets/1", headers=keys["test"])).status_code
+        # Prism's `Prefer: code=`: the documented `default` answer with that status.
+        error = await gw.get("/petstore/pets/1", headers={**keys["test"], "Prefer": "code=500"})
+        assert error.status_code == 500
+        assert conforms(PETSTORE["components"]["schemas"]["Error"], error.json()) == []
 
-            assert await eventually(mocked, lambda status: status == 200, within=20) == 200
+        invalid = await gw.post(
+            "/petstore/pets", json={"id": "seven", "tag": 1}, headers=keys["test"]
+        )
+        assert invalid.status_code == 400
+        pointers = sorted(v["pointer"] for v in invalid.json()["violations"])
+        assert pointers == ["/body/id", "/body/name", "/body/tag"]
+        bad_query = await gw.get("/petstore/pets?limit=1000", headers=keys["live"])
+        assert bad_query.status_code == 400
+        assert [v["pointer"] for v in bad_query.json()["violations"]] == ["/query/limit"]
 
-            operations = [
-                ("GET", "/pets", None, ("/pets", "get")),
-                ("GET", "/pets?limit=5", None, ("/pets", "get")),
-                ("POST", "/pets", {"id": 3, "name": "Rex"}, ("/pets", "post")),
-                ("GET", "/pets/42", None, ("/pets/{petId}", "get")),
-            ]
-            for method, path, body, (template, verb) in operations:
-                for prefer in ({}, {"Prefer": "dynamic=true"}):
-                    answer = await gw.request(
-                        method, "/petstore" + path, json=body, headers={**keys["test"], **prefer}
-                    )
-                    assert answer.status_code // 100 == 2, (method, path, answer.text)
-                    documented = PETSTORE["paths"][template][verb]["responses"]
-                    content = documented[str(answer.status_code)].get("content")
-                    if content is None:
-                        assert answer.content == b""
-                        continue
-                    schema = content["application/json"]["schema"]
-                    assert conforms(schema, answer.json()) == [], (method, path, answer.text)
-                    assert "path" not in answer.json()  # not the echoing live upstream
-
-            # Prism's `Prefer: code=`: the documented `default` answer with that status.
-            error = await gw.get("/petstore/pets/1", headers={**keys["test"], "Prefer": "code=500"})
-            assert error.status_code == 500
-            assert conforms(PETSTORE["components"]["schemas"]["Error"], error.json()) == []
-
-            invalid = await gw.post(
-                "/petstore/pets", json={"id": "seven", "tag": 1}, headers=keys["test"]
-            )
-            assert invalid.status_code == 400
-            pointers = sorted(v["pointer"] for v in invalid.json()["violations"])
-            assert pointers == ["/body/id", "/body/name", "/body/tag"]
-            bad_query = await gw.get("/petstore/pets?limit=1000", headers=keys["live"])
-            assert bad_query.status_code == 400
-            assert [v["pointer"] for v in bad_query.json()["violations"]] == ["/query/limit"]
-
-            live = await gw.get("/petstore/pets?limit=5", headers=keys["live"])
-            assert live.status_code == 200
-            assert live.json()["path"] == "/echo/live/pets"
-    finally:
-        for svc in reversed(services):
-            svc.stop()
-        upstream.stop()
+        live = await gw.get("/petstore/pets?limit=5", headers=keys["live"])
+        assert live.status_code == 200
+        assert live.json()["path"] == "/echo/live/pets"
