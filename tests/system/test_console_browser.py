@@ -104,10 +104,13 @@ def _user_token(accounts: str, email: str, password: str, otp: str | None = None
     return str(answer.json()["access_token"])
 
 
-def _register_api(stack: Stack, slug: str) -> dict[str, Any]:
+def _register_api(
+    stack: Stack, slug: str, routes: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    body = {"slug": slug, "name": f"API {slug}", "upstream_url": stack.upstream, "price": 1}
     answer = httpx.post(
         f"{stack.accounts}/v1/apis",
-        json={"slug": slug, "name": f"API {slug}", "upstream_url": stack.upstream, "price": 1},
+        json={**body, "routes": routes or []},
         headers={"authorization": f"Bearer {stack.admin_token}"},
         timeout=10,
     )
@@ -230,6 +233,7 @@ def _seed(stack: Stack) -> None:
         "email": email,
         "org_id": org_id,
         "key_id": keys[0]["id"],
+        "key": keys[0]["key"],
         "request_id": called.headers["x-request-id"],
     }
 
@@ -741,8 +745,17 @@ def test_operator_area_as_a_platform_admin(stack: Stack, browser: Browser) -> No
     api_row = page.get_by_test_id("admin-apis").locator("tr", has_text=stack.seeded["api_slug"])
     api_row.get_by_role("link").click()
     expect(page.get_by_test_id("admin-api-name")).to_contain_text(stack.seeded["api_slug"])
+    register_import_and_deprecate_an_api(stack, page)
     page.get_by_test_id("admin-tabs").get_by_role("link", name="Organisations").click()
     expect(page.get_by_test_id("admin-orgs")).to_contain_text(XSS)  # as text, not markup
+    seeded_href = f'a[href="/orgs/{stack.seeded["org_id"]}"]'
+    seeded_org = page.get_by_test_id("org-row").filter(has=page.locator(seeded_href))
+    expect(seeded_org).to_contain_text("OK")  # billing's balance of the seeded org
+    page.get_by_test_id("org-filters").locator("select[name=status]").select_option("exhausted")
+    page.get_by_test_id("org-filters").get_by_role("button").click()
+    expect(page).to_have_url(re.compile(r"status=exhausted"))
+    expect(page.get_by_test_id("org-filters")).to_be_visible()
+    expect(page.get_by_test_id("admin-orgs").locator(seeded_href)).to_have_count(0)
 
     page.goto(f"{stack.console}/admin/users?email={email}")
     row = page.locator(f'[data-testid=user-row][data-email="{email}"]')
@@ -757,6 +770,13 @@ def test_operator_area_as_a_platform_admin(stack: Stack, browser: Browser) -> No
     row.get_by_test_id("reactivate-user").click()
     expect(row.get_by_test_id("deactivate-user")).to_be_visible()
     assert _user_token(stack.accounts, email, PASSWORD)
+    row.get_by_test_id("grant-admin").click()  # "Make this user a platform admin?"
+    expect(row.get_by_test_id("revoke-admin")).to_be_visible()
+    promoted = {"authorization": f"Bearer {_user_token(stack.accounts, email, PASSWORD)}"}
+    assert httpx.get(f"{stack.accounts}/v1/users", headers=promoted).status_code == 200
+    row.get_by_test_id("revoke-admin").click()
+    expect(row.get_by_test_id("grant-admin")).to_be_visible()
+    assert httpx.get(f"{stack.accounts}/v1/users", headers=promoted).status_code == 403
 
     queued = f"{stack.notifier}/v1/admin/emails"
     admin = {"authorization": f"Bearer {stack.admin_token}"}
@@ -777,6 +797,53 @@ def test_operator_area_as_a_platform_admin(stack: Stack, browser: Browser) -> No
     assert viewer_page.goto(f"{stack.console}/admin/users").status == 404  # type: ignore[union-attr]
     viewer_watch.check()
     viewer.close()
+
+
+def register_import_and_deprecate_an_api(stack: Stack, page: Page) -> None:
+    """The operator registers an API in the browser (a refused price shown at its field,
+    write-only credentials), imports the Petstore document by pasting it, deprecates the
+    API with a Sunset date; the gateway then serves it with the credential injected."""
+    slug = f"ops-{uuid.uuid4().hex[:8]}"
+    page.get_by_test_id("admin-tabs").get_by_role("link", name="APIs").click()
+    page.get_by_test_id("new-api").click()
+    form = page.get_by_test_id("api-form")
+    form.locator("input[name=name]").fill(XSS)
+    form.locator("input[name=slug]").fill(slug)
+    form.locator("input[name=upstream_url]").fill(f"{stack.upstream}/echo")
+    form.locator("input[name=price]").fill(str(10**13))  # accounts allows up to 10**12
+    form.locator("textarea[name=upstream_headers]").fill("X-Upstream-Token: s3cret-browser")
+    form.get_by_test_id("save-api").click()
+    expect(page.get_by_test_id("field-error-price")).to_be_visible()
+    form.locator("input[name=price]").fill("2")
+    form.locator("textarea[name=upstream_headers]").fill("X-Upstream-Token: s3cret-browser")
+    form.get_by_test_id("save-api").click()
+    expect(page.get_by_test_id("notice")).to_be_visible()
+    expect(page.get_by_test_id("admin-api-name")).to_contain_text(XSS)
+    assert "s3cret-browser" not in page.content()
+
+    petstore = ROOT / "services" / "accounts" / "tests" / "data" / "petstore.yaml"
+    importer = page.get_by_test_id("import-openapi")
+    importer.locator("textarea[name=document]").fill(petstore.read_text())
+    importer.get_by_test_id("import").click()
+    expect(page.get_by_test_id("notice")).to_be_visible()
+    expect(page.get_by_test_id("admin-routes")).to_contain_text("/pets/{petId}")
+
+    page.get_by_test_id("edit-api").click()
+    edit = page.get_by_test_id("api-form")
+    edit.locator("select[name=status]").select_option("deprecated")
+    edit.locator("input[name=sunset_at]").fill("2027-06-30")
+    edit.get_by_test_id("save-api").click()
+    expect(page.get_by_test_id("admin-api-name")).to_contain_text("deprecated")
+    page.screenshot(path=str(SHOTS / "admin-api-registered.png"), full_page=True)
+
+    served = _gateway_until(f"{stack.gateway}/{slug}/pets", stack.seeded["key"], 200)
+    assert served.status_code == 200, served.text
+    assert served.json()["headers"]["x-upstream-token"] == "s3cret-browser"
+    assert "2027" in served.headers["sunset"]
+    unknown = httpx.get(
+        f"{stack.gateway}/{slug}/owners", headers={"X-API-Key": stack.seeded["key"]}
+    )
+    assert unknown.status_code == 403, unknown.text  # only the imported operations route
 
 
 def tour(stack: Stack) -> list[tuple[str, str]]:
@@ -914,10 +981,17 @@ def test_every_page_renders_in_both_languages_and_themes(
         screenshots_in_both_themes(page, name, language)
     context.clear_cookies()  # the operator area, as a platform admin
     sign_in(page, stack.console, ADMIN[0], ADMIN[1])
+    routed = _register_api(stack, f"tour-{uuid.uuid4().hex[:8]}", routes=[TOUR_ROUTE])
+    routed_page = f"/admin/apis/{routed['id']}"
     for name, path in (
         ("admin-apis", "/admin/apis"),
         ("admin-api", f"/admin/apis/{stack.seeded['api_id']}"),
+        ("admin-api-routes", routed_page),
+        ("admin-api-new", "/admin/apis/new"),
+        ("admin-api-edit", f"{routed_page}/edit"),
+        ("admin-route", f"{routed_page}/routes/{routed['routes'][0]['id']}"),
         ("admin-orgs", "/admin/orgs"),
+        ("admin-orgs-low", "/admin/orgs?status=low"),
         ("admin-users", "/admin/users"),
         ("admin-emails", "/admin/emails"),
     ):
@@ -930,6 +1004,16 @@ def test_every_page_renders_in_both_languages_and_themes(
         screenshots_in_both_themes(page, name, language)
     watch.check()
     context.close()
+
+
+# A route with a price, limits and a scope: what the tour's route pages show.
+TOUR_ROUTE = {
+    "method": "GET",
+    "path_template": "/forecast/{city}",
+    "price": 3,
+    "limits": {"per_minute": 60},
+    "required_scopes": ["forecast:read"],
+}
 
 
 ADMIN_LABELS = {
