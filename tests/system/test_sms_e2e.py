@@ -10,8 +10,8 @@ conversation rule).
 
 Also: identity headers a client forges through the gateway are stripped (the
 notifier answers as for the caller's real org), forged headers sent to the notifier
-directly are refused, a forged delivery report is refused, and an org out of credits
-gets 402 from the gateway. Prints the figures.
+directly are refused, a forged delivery report is refused, and an org whose credits
+cannot cover a message gets 402 from the notifier (no overdraft). Prints the figures.
 """
 
 from __future__ import annotations
@@ -493,9 +493,16 @@ async def test_an_org_out_of_credits_gets_402(
                 assert time.monotonic() < deadline, "never refused"
                 await asyncio.sleep(0.05)
             assert answer.headers["content-type"] == "application/problem+json"
-            # 5 credits each: 12 credits buy 3 messages; the balance state is published
-            # after the debit, so at most a short burst more is accepted (an overdraft).
-            assert sent >= 3
+            # 5 credits each: 12 credits cover two messages, and the notifier refuses the
+            # third itself (billing has not even published the first debits yet): no
+            # overdraft.
+            assert answer.json()["type"].endswith("insufficient-credits"), answer.text
+            assert sent == 2
+
+            async def debited() -> bool:
+                return await balance(c) == 2
+
+            await wait_for(debited, 30, "the two messages debited")
             print(f"\n402 after {sent} messages of 5 credits on 12 credits")
     finally:
         for svc in reversed(stack.all):

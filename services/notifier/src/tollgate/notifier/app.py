@@ -1,8 +1,9 @@
 """The notifier service's FastAPI app: lifespan wiring and routers, nothing else.
 
-The kit's runtime runs everything: database, outbox relay, intake consumer, and the
-background jobs (retention, webhook deliveries, emails, SMS routing) on its `every`
-loop; the lifespan only adds closing the webhook sender and the email backend.
+The kit's runtime runs everything: database, outbox relay, intake consumer, the
+follower of billing's balances (SMS credit checks), and the background jobs
+(retention, webhook deliveries, emails, SMS routing and sending) on its `every` loop;
+the lifespan only adds closing the webhook sender and the email backend.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tollgate.notifier.email.worker import EmailWorker
 from tollgate.notifier.intake.consumers import intake_consumers
 from tollgate.notifier.models import outbox
 from tollgate.notifier.outbound.api import router as outbound_router
+from tollgate.notifier.outbound.credit import balance_follower
 from tollgate.notifier.outbound.worker import SmsSendWorker
 from tollgate.notifier.retention.jobs import RetentionJob, policy_from
 from tollgate.notifier.sms.api import router as sms_router
@@ -123,7 +125,11 @@ def create_app(
                 outbox=outbox,
                 consumers=(intake_consumers(settings, clock),),
                 jwt_verifier=jwt_verifier,
-                background=workers if settings.workers_enabled else (),
+                # Every replica follows billing's balances: sends check credits.
+                background=[
+                    lambda _: balance_follower(settings, state.sms_balances).run(),
+                    *(workers if settings.workers_enabled else ()),
+                ],
             ):
                 yield
         finally:
