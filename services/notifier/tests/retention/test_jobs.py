@@ -136,6 +136,7 @@ async def test_old_finished_rows_go_recent_and_pending_ones_stay(
         clock.advance(days=10)  # the old rows are 35 days old, the recent ones 10
         deleted = await job.run_once()
         assert deleted == {
+            "webhook_endpoints": 0,
             "webhook_deliveries": 5,
             "webhook_messages": 5,
             "email_messages": 3,

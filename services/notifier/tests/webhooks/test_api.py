@@ -14,6 +14,8 @@ from tollgate.kit.testing.pages import check_list_contract
 from tollgate.kit.testing.tokens import TokenMint
 from tollgate.notifier.intake.service import queue_notifications
 from tollgate.notifier.models import WebhookEndpoint
+from tollgate.notifier.retention.jobs import RetentionJob
+from tollgate.notifier.retention.service import RetentionPolicy
 from tollgate.notifier.webhooks.catalog import EVENT_TYPES
 
 from ..events import topped_up
@@ -211,3 +213,60 @@ async def test_endpoint_list_pages_with_the_shared_cursor(
             client, f"/v1/orgs/{org}/webhooks/endpoints", headers=owner, expected=set(created)
         )
     assert [item["id"] for item in items] == created  # oldest first
+
+
+async def test_a_deleted_endpoint_is_gone_and_receives_nothing(
+    database_factory: Callable[[str], str],
+) -> None:
+    """Deleting gives up the endpoint's queued deliveries and it gets no new ones; it is
+    gone from reads and lists, deleting it again is a 404 (another org's too), and
+    retention removes the row once it is older than the webhook retention."""
+    url = await migrated(database_factory("notifier"))
+    mint, clock = TokenMint(), FakeClock()
+    org, other = uuid.uuid4(), uuid.uuid4()
+    owner = mint.headers(orgs={org: "owner"})
+    stranger = mint.headers(orgs={other: "owner"})
+    async with (
+        api_client(settings_for(url), mint, clock) as (client, _),
+        database(url) as sessions,
+        receiver() as rec,
+    ):
+        body = {"url": rec.url, "event_types": ["tollgate.billing.credits.topped_up.v1"]}
+        endpoints = f"/v1/orgs/{org}/webhooks/endpoints"
+        kept = (await client.post(endpoints, json=body, headers=owner)).json()
+        gone = (await client.post(endpoints, json=body, headers=owner)).json()
+        async with sessions() as session, session.begin():
+            await queue_notifications(session, [topped_up(org)], clock.now())
+        path = f"{endpoints}/{gone['id']}"
+        foreign = f"/v1/orgs/{other}/webhooks/endpoints/{gone['id']}"
+        assert (await client.delete(foreign, headers=stranger)).status_code == 404
+        assert (await client.delete(path, headers=owner)).status_code == 204
+        again = await client.delete(path, headers=owner)
+        assert again.status_code == 404
+        assert again.json()["type"] == "https://tollgate.dev/problems/endpoint-not-found"
+        assert (await client.get(path, headers=owner)).status_code == 404
+        assert (await client.get(path + "/deliveries", headers=owner)).status_code == 404
+        listed = (await client.get(endpoints, headers=owner)).json()["items"]
+        assert [e["id"] for e in listed] == [kept["id"]]
+
+        async with sessions() as session, session.begin():
+            await queue_notifications(session, [topped_up(org)], clock.now())
+        worker, sender = delivery_worker(sessions, clock)
+        try:
+            await worker.run_once()
+        finally:
+            await sender.close()
+        assert len(rec.captured) == 2  # both events, to the endpoint that is left
+        kept_log = (await client.get(f"{endpoints}/{kept['id']}/deliveries", headers=owner)).json()
+        assert [d["state"] for d in kept_log["items"]] == ["succeeded", "succeeded"]
+
+        clock.advance(days=31)
+        job = RetentionJob(
+            sessions=sessions,
+            clock=clock,
+            policy=RetentionPolicy(webhook_days=30, email_days=0, sms_days=0),
+        )
+        assert (await job.run_once())["webhook_endpoints"] == 1
+        async with sessions() as session:
+            assert await session.get(WebhookEndpoint, uuid.UUID(gone["id"])) is None
+            assert await session.get(WebhookEndpoint, uuid.UUID(kept["id"])) is not None

@@ -53,7 +53,8 @@ class ReceivedEvent(Base):
 
 
 class WebhookEndpoint(Base):
-    """An org's webhook receiver. Secrets are sealed at rest (tollgate.kit.sealing)."""
+    """An org's webhook receiver. Secrets are sealed at rest (tollgate.kit.sealing).
+    A deleted one keeps its row (`deleted_at`, disabled) until retention removes it."""
 
     __tablename__ = "webhook_endpoints"
 
@@ -70,6 +71,7 @@ class WebhookEndpoint(Base):
     failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class WebhookMessage(Base):

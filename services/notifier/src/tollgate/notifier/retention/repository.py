@@ -21,6 +21,7 @@ from tollgate.notifier.models import (
     ReceivedEvent,
     SmsMessage,
     WebhookDelivery,
+    WebhookEndpoint,
     WebhookMessage,
 )
 
@@ -43,6 +44,13 @@ async def _delete_batch(
     ).scalar_subquery()
     stmt = delete(key.class_).where(key.in_(batch), *conditions)
     return _count(await session.execute(stmt))
+
+
+async def delete_deleted_endpoints(session: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Remove up to `limit` endpoints deleted before `cutoff`, with their deliveries and
+    attempts (ON DELETE CASCADE; none is pending: deleting gave them up)."""
+    deleted = (WebhookEndpoint.deleted_at < cutoff,)
+    return await _delete_batch(session, WebhookEndpoint.id, deleted, limit)
 
 
 async def delete_finished_deliveries(session: AsyncSession, cutoff: datetime, limit: int) -> int:

@@ -1,8 +1,9 @@
 """Retention rules: what may be deleted, and from when.
 
-Only finished work goes: succeeded or failed webhook deliveries (with their attempt
-log) and then the messages no delivery refers to, sent or failed emails, routed SMS,
-and the ids of taken-in events (the intake's de-duplication memory).
+Only finished work goes: webhook endpoints the org deleted (with their deliveries),
+succeeded or failed webhook deliveries (with their attempt log) and then the messages
+no delivery refers to, sent or failed emails, routed SMS, and the ids of taken-in
+events (the intake's de-duplication memory).
 Pending deliveries, queued or retrying emails and unrouted SMS are never deleted,
 however old. A retention of 0 days keeps that kind of row forever. Never commits:
 the retention job owns one short transaction per batch.
@@ -45,6 +46,7 @@ def expired(policy: RetentionPolicy, now: datetime) -> list[ExpiredRows]:
     """The tables with a retention, in deletion order, with their cutoffs at `now`."""
     # Deliveries before messages: a message goes only once none of its deliveries is left.
     tables: list[tuple[str, int, BatchDelete]] = [
+        ("webhook_endpoints", policy.webhook_days, repository.delete_deleted_endpoints),
         ("webhook_deliveries", policy.webhook_days, repository.delete_finished_deliveries),
         ("webhook_messages", policy.webhook_days, repository.delete_orphaned_messages),
         ("email_messages", policy.email_days, repository.delete_finished_emails),

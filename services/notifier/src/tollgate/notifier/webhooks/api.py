@@ -22,7 +22,7 @@ from tollgate.kit.pagination import (
     page_after,
     page_of,
 )
-from tollgate.kit.problems import NotFound, Unprocessable
+from tollgate.kit.problems import NotFound, Unprocessable, documented_problems
 from tollgate.notifier.models import WebhookEndpoint
 from tollgate.notifier.parameters import DeliveryId
 from tollgate.notifier.state import Notifier
@@ -45,12 +45,18 @@ from tollgate.notifier.webhooks.schemas import (
 
 router = APIRouter(tags=["webhooks"])
 ORG = "/orgs/{org_id}/webhooks"
+_ENDPOINT_ERRORS = documented_problems(
+    {404: ("No such webhook endpoint in the org (or deleted).", ["endpoint-not-found"])}
+)
+_DELIVERY_ERRORS = documented_problems(
+    {404: ("No such delivery in the org.", ["delivery-not-found"])}
+)
 
 
 async def _endpoint(db: DbSession, org_id: uuid.UUID, endpoint_id: uuid.UUID) -> WebhookEndpoint:
     endpoint = await repository.endpoint_of_org(db, org_id, endpoint_id, for_update=True)
     if endpoint is None:
-        raise NotFound("not-found", "No such webhook endpoint.")
+        raise NotFound("endpoint-not-found", "No such webhook endpoint.")
     return endpoint
 
 
@@ -113,7 +119,7 @@ async def create_endpoint(
     return EndpointCreated(**EndpointOut.of(endpoint).model_dump(), secret=secret)
 
 
-@router.get(ORG + "/endpoints/{endpoint_id}")
+@router.get(ORG + "/endpoints/{endpoint_id}", responses=_ENDPOINT_ERRORS)
 async def get_endpoint(
     org_id: uuid.UUID, endpoint_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession
 ) -> EndpointOut:
@@ -122,7 +128,7 @@ async def get_endpoint(
         return EndpointOut.of(await _endpoint(db, org_id, endpoint_id))
 
 
-@router.patch(ORG + "/endpoints/{endpoint_id}")
+@router.patch(ORG + "/endpoints/{endpoint_id}", responses=_ENDPOINT_ERRORS)
 async def update_endpoint(
     org_id: uuid.UUID,
     endpoint_id: uuid.UUID,
@@ -146,18 +152,23 @@ async def update_endpoint(
         return EndpointOut.of(endpoint)
 
 
-@router.delete(ORG + "/endpoints/{endpoint_id}", status_code=204)
+@router.delete(ORG + "/endpoints/{endpoint_id}", status_code=204, responses=_ENDPOINT_ERRORS)
 async def delete_endpoint(
-    org_id: uuid.UUID, endpoint_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession
+    org_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    notifier: Notifier,
 ) -> Response:
+    """Delete an endpoint: it receives nothing more; deleting it again is a 404."""
     authorize_org(principal, org_id, Role.developer)
     async with db.begin():
         endpoint = await _endpoint(db, org_id, endpoint_id)
-        await repository.delete_endpoint(db, endpoint.id)
+        await service.delete_endpoint(db, endpoint, notifier.clock.now())
     return Response(status_code=204)
 
 
-@router.post(ORG + "/endpoints/{endpoint_id}/rotate-secret")
+@router.post(ORG + "/endpoints/{endpoint_id}/rotate-secret", responses=_ENDPOINT_ERRORS)
 async def rotate_secret(
     org_id: uuid.UUID,
     endpoint_id: uuid.UUID,
@@ -176,7 +187,7 @@ async def rotate_secret(
         )
 
 
-@router.post(ORG + "/endpoints/{endpoint_id}/test", status_code=202)
+@router.post(ORG + "/endpoints/{endpoint_id}/test", status_code=202, responses=_ENDPOINT_ERRORS)
 async def send_test(
     org_id: uuid.UUID,
     endpoint_id: uuid.UUID,
@@ -193,7 +204,7 @@ async def send_test(
         return TestSent(delivery_id=delivery_id, message_id=delivery.message_id)
 
 
-@router.get(ORG + "/endpoints/{endpoint_id}/deliveries")
+@router.get(ORG + "/endpoints/{endpoint_id}/deliveries", responses=_ENDPOINT_ERRORS)
 async def list_deliveries(
     org_id: uuid.UUID,
     endpoint_id: uuid.UUID,
@@ -215,7 +226,7 @@ async def list_deliveries(
     return Page[DeliveryOut](items=[DeliveryOut.of(d, t) for d, t in page], next_cursor=next_cursor)
 
 
-@router.post(ORG + "/endpoints/{endpoint_id}/recover")
+@router.post(ORG + "/endpoints/{endpoint_id}/recover", responses=_ENDPOINT_ERRORS)
 async def recover(
     org_id: uuid.UUID,
     endpoint_id: uuid.UUID,
@@ -234,7 +245,7 @@ async def recover(
 async def _detail(db: DbSession, org_id: uuid.UUID, delivery_id: int) -> DeliveryDetail:
     delivery = await repository.delivery_of_org(db, org_id, delivery_id)
     if delivery is None:
-        raise NotFound("not-found", "No such delivery.")
+        raise NotFound("delivery-not-found", "No such delivery.")
     event_type = await repository.event_type_of(db, delivery.message_id)
     attempts = await repository.attempts_of(db, delivery.id)
     return DeliveryDetail(
@@ -243,7 +254,7 @@ async def _detail(db: DbSession, org_id: uuid.UUID, delivery_id: int) -> Deliver
     )
 
 
-@router.get(ORG + "/deliveries/{delivery_id}")
+@router.get(ORG + "/deliveries/{delivery_id}", responses=_DELIVERY_ERRORS)
 async def get_delivery(
     org_id: uuid.UUID, delivery_id: DeliveryId, principal: CurrentPrincipal, db: DbSession
 ) -> DeliveryDetail:
@@ -252,7 +263,7 @@ async def get_delivery(
         return await _detail(db, org_id, delivery_id)
 
 
-@router.post(ORG + "/deliveries/{delivery_id}/retry", status_code=202)
+@router.post(ORG + "/deliveries/{delivery_id}/retry", status_code=202, responses=_DELIVERY_ERRORS)
 async def retry_delivery(
     org_id: uuid.UUID,
     delivery_id: DeliveryId,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, tuple_, update
+from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,9 +48,11 @@ async def add_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> None
 async def endpoint_of_org(
     session: AsyncSession, org_id: uuid.UUID, endpoint_id: uuid.UUID, *, for_update: bool = False
 ) -> WebhookEndpoint | None:
-    """The org's endpoint with that id; None for another org's endpoint."""
+    """The org's endpoint with that id; None for another org's or a deleted endpoint."""
     stmt = select(WebhookEndpoint).where(
-        WebhookEndpoint.id == endpoint_id, WebhookEndpoint.org_id == org_id
+        WebhookEndpoint.id == endpoint_id,
+        WebhookEndpoint.org_id == org_id,
+        WebhookEndpoint.deleted_at.is_(None),
     )
     if for_update:
         stmt = stmt.with_for_update()
@@ -74,11 +76,11 @@ async def endpoints_of_org(
     after: tuple[datetime, uuid.UUID] | None = None,
     limit: int | None = None,
 ) -> list[WebhookEndpoint]:
-    """An org's endpoints, oldest first; after the keyset position `after`, at most
-    `limit`."""
+    """An org's endpoints (not the deleted ones), oldest first; after the keyset
+    position `after`, at most `limit`."""
     stmt = (
         select(WebhookEndpoint)
-        .where(WebhookEndpoint.org_id == org_id)
+        .where(WebhookEndpoint.org_id == org_id, WebhookEndpoint.deleted_at.is_(None))
         .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
     )
     if after is not None:
@@ -99,11 +101,6 @@ async def subscribed_endpoints(
         | WebhookEndpoint.event_types.contains([event_type]),
     )
     return list((await session.scalars(stmt)).all())
-
-
-async def delete_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
-    """Delete an endpoint with its deliveries and attempts."""
-    await session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id))
 
 
 async def insert_message(session: AsyncSession, row: dict[str, Any]) -> bool:

@@ -130,6 +130,17 @@ async def update_endpoint(
     return endpoint
 
 
+async def delete_endpoint(session: AsyncSession, endpoint: WebhookEndpoint, now: datetime) -> None:
+    """Delete an endpoint softly: it disappears from lists and reads, gets no new
+    deliveries and its pending ones are given up; retention removes the row later."""
+    endpoint.deleted_at = now
+    endpoint.enabled = False
+    endpoint.disabled_reason = "deleted"
+    endpoint.updated_at = now
+    await session.flush()
+    await repository.fail_pending_of_endpoint(session, endpoint.id, "endpoint deleted", now)
+
+
 async def rotate_secret(
     session: AsyncSession, sealer: Sealer, endpoint: WebhookEndpoint, now: datetime
 ) -> str:
@@ -361,7 +372,7 @@ async def retry_delivery(
     """Send one delivery again now (a fresh retry cycle)."""
     delivery = await repository.delivery_of_org(session, org_id, delivery_id, for_update=True)
     if delivery is None:
-        raise NotFound("not-found", "No such delivery.")
+        raise NotFound("delivery-not-found", "No such delivery.")
     endpoint = await repository.endpoint_by_id(session, delivery.endpoint_id)
     if endpoint is None or not endpoint.enabled:
         raise Conflict("endpoint-disabled", "The endpoint is disabled; enable it first.")
