@@ -14,6 +14,8 @@
   period end, and the state last published to `tollgate.billing.plans.v1`.
 - `purchases`: what customers buy through the payment provider (credit packs), with
   the provider's references and the ledger entry that credited it (the receipts).
+- `invoices`: the payment provider's subscription invoices of each org (paid or
+  failed), with its references and the hosted invoice page (receipts of paid plans).
 - `provider_events`: the id of every payment-provider event already applied, so a
   redelivered or replayed webhook changes nothing.
 - `auto_top_ups`: each org's auto top-up settings, its saved payment method, and
@@ -39,6 +41,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -238,6 +241,35 @@ class Purchase(Base):
     ledger_entry_id: Mapped[uuid.UUID | None] = mapped_column()
     refunded_credits: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Invoice(Base):
+    """A subscription invoice as the payment provider reported it (`paid` is final)."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        CheckConstraint("status IN ('paid', 'payment_failed')", name="ck_invoices_status"),
+        CheckConstraint("amount_due >= 0 AND amount_paid >= 0", name="ck_invoices_amounts"),
+        UniqueConstraint("provider", "invoice_id", name="uq_invoices_provider_invoice"),
+        Index("ix_invoices_org_id", "org_id", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column()
+    provider: Mapped[str] = mapped_column(String(16))
+    invoice_id: Mapped[str] = mapped_column(String(255), comment="the provider's invoice id")
+    number: Mapped[str | None] = mapped_column(String(64))
+    subscription_id: Mapped[str | None] = mapped_column(String(255))
+    plan_id: Mapped[uuid.UUID | None] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16))
+    amount_due: Mapped[int] = mapped_column(BigInteger, comment="minor currency units")
+    amount_paid: Mapped[int] = mapped_column(BigInteger, comment="minor currency units")
+    currency: Mapped[str] = mapped_column(String(3))
+    hosted_invoice_url: Mapped[str | None] = mapped_column(String(2048))
+    invoice_pdf: Mapped[str | None] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

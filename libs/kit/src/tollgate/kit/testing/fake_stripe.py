@@ -48,6 +48,7 @@ class FakeStripe:
         self._failures_due = 0
         self.requests: list[dict[str, str]] = []
         self._idempotent: dict[str, dict[str, Any]] = {}
+        self._subscriptions: dict[str, str] = {}  # subscription id -> its Checkout Session
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -137,6 +138,7 @@ class FakeStripe:
             "metadata": self._metadata(form, "payment_intent_data[metadata]"),
             "setup_future_usage": form.get("payment_intent_data[setup_future_usage]"),
             "customer_creation": form.get("customer_creation"),
+            "subscription_metadata": self._metadata(form, "subscription_data[metadata]"),
         }
         if key:
             self._idempotent[key] = session
@@ -281,18 +283,36 @@ class FakeStripe:
         session["payment_status"] = "paid"
         session["subscription"] = session["subscription"] or self._id("sub")
         session["customer"] = session["customer"] or self._id("cus")
+        self._subscriptions[session["subscription"]] = session_id
         return self.event("checkout.session.completed", dict(session))
 
-    def invoice(self, subscription_id: str, *, paid: bool) -> bytes:
+    def invoice(self, subscription_id: str, *, paid: bool, invoice_id: str | None = None) -> bytes:
         """`invoice.paid` or `invoice.payment_failed` for a subscription (the invoice
-        names it under `parent.subscription_details`, as current API versions do)."""
+        names it, and the metadata the subscription was created with, under
+        `parent.subscription_details`, as current API versions do), billed at the price
+        of its Checkout. `invoice_id`: the same invoice again (paid after a failure)."""
+        session_id = self._subscriptions.get(subscription_id)
+        session = self.sessions.get(session_id or "", {})
+        metadata = self._intent_data.get(session_id or "", {}).get("subscription_metadata")
+        invoice_id = invoice_id or self._id("in")
+        amount = int(session.get("amount_total") or 0)
         invoice = {
-            "id": self._id("in"),
+            "id": invoice_id,
             "object": "invoice",
+            "number": f"TEST-{invoice_id[-6:]}",
             "status": "paid" if paid else "open",
+            "amount_due": amount,
+            "amount_paid": amount if paid else 0,
+            "currency": session.get("currency", "usd"),
+            "hosted_invoice_url": f"{self.url}/invoices/{invoice_id}",
+            "invoice_pdf": f"{self.url}/invoices/{invoice_id}/pdf",
+            "status_transitions": {"paid_at": int(time.time()) if paid else None},
             "parent": {
                 "type": "subscription_details",
-                "subscription_details": {"subscription": subscription_id},
+                "subscription_details": {
+                    "subscription": subscription_id,
+                    "metadata": dict(metadata or {}),
+                },
             },
         }
         return self.event("invoice.paid" if paid else "invoice.payment_failed", invoice)

@@ -1,9 +1,11 @@
-"""HTTP transport of payments: credit packs, checkout, receipts and Stripe's webhook.
+"""HTTP transport of payments: credit packs, checkout, receipts (purchases and
+subscription invoices) and Stripe's webhook.
 
 Customers (org owners) start a Checkout for a credit pack and are redirected to the
-provider; members read their purchases (receipts). Stripe calls the webhook, which
-is authenticated by its signature (signing secret, timestamp within the tolerance),
-never by a token; a forged or stale one is a 400 and changes nothing.
+provider; members read their purchases and subscription invoices (receipts). Stripe
+calls the webhook, which is authenticated by its signature (signing secret, timestamp
+within the tolerance), never by a token; a forged or stale one is a 400 and changes
+nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from tollgate.billing.payments.schemas import (
     CheckoutOut,
     CreditPackOut,
     CreditPacksOut,
+    InvoiceOut,
+    InvoicePage,
     PurchaseOut,
     PurchasePage,
     SubscriptionCheckoutIn,
@@ -48,8 +52,8 @@ _ORG_ERRORS = documented_problems(
         401: "Missing or invalid token.",
         403: "Role too low.",
         404: (
-            "Not a member of this organisation, or no such pack, plan or purchase.",
-            ["pack-not-found", "plan-not-found", "purchase-not-found"],
+            "Not a member of this organisation, or no such pack, plan, purchase or invoice.",
+            ["pack-not-found", "plan-not-found", "purchase-not-found", "invoice-not-found"],
         ),
         409: (
             "Card payments are not set up (manual provider), or the plan is free.",
@@ -199,6 +203,40 @@ async def get_purchase(
     async with db.begin():
         found = await service.purchase(db, org_id, purchase_id)
         return PurchaseOut.model_validate(found, from_attributes=True)
+
+
+@router.get("/orgs/{org_id}/invoices", response_model=InvoicePage, responses=_ORG_ERRORS)
+async def list_invoices(
+    org_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    limit: PageSize = 50,
+    cursor: Cursor = None,
+) -> InvoicePage:
+    """The org's subscription invoices (paid or failed), newest first, one page at a
+    time."""
+    authorize_org(principal, org_id, Role.viewer)
+    before = uuid_cursor(cursor)
+    async with db.begin():
+        rows = await service.invoices(db, org_id, before=before, limit=limit + 1)
+        page, next_cursor = next_cursor_of(rows, limit, "id")
+        return InvoicePage(
+            items=[InvoiceOut.model_validate(row, from_attributes=True) for row in page],
+            next_cursor=next_cursor,
+        )
+
+
+@router.get(
+    "/orgs/{org_id}/invoices/{invoice_id}", response_model=InvoiceOut, responses=_ORG_ERRORS
+)
+async def get_invoice(
+    org_id: uuid.UUID, invoice_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession
+) -> InvoiceOut:
+    """One subscription invoice."""
+    authorize_org(principal, org_id, Role.viewer)
+    async with db.begin():
+        found = await service.invoice(db, org_id, invoice_id)
+        return InvoiceOut.model_validate(found, from_attributes=True)
 
 
 @router.post("/payments/stripe/webhook", responses=_WEBHOOK_ERRORS)

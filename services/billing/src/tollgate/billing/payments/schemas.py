@@ -69,6 +69,30 @@ class PurchaseOut(BaseModel):
 PurchasePage = Page[PurchaseOut]
 
 
+class InvoiceOut(BaseModel):
+    """A subscription invoice (the receipt of a paid plan): what the provider billed and
+    collected, and its customer-facing invoice page and PDF."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    provider: str
+    invoice_id: str = Field(description="The provider's invoice id.")
+    number: str | None = Field(description="The invoice number printed on it.")
+    subscription_id: str | None = Field(description="The provider's subscription.")
+    plan_id: uuid.UUID | None = Field(description="The plan it pays for.")
+    status: Literal["paid", "payment_failed"]
+    amount_due: int = Field(description="Minor currency units.")
+    amount_paid: int = Field(description="Minor currency units.")
+    currency: str
+    hosted_invoice_url: str | None = Field(description="The provider's page of the invoice.")
+    invoice_pdf: str | None = Field(description="The invoice as a PDF, at the provider.")
+    created_at: datetime
+    paid_at: datetime | None
+
+
+InvoicePage = Page[InvoiceOut]
+
+
 class SubscriptionCheckoutIn(RequestModel):
     """Subscribe to a paid plan."""
 

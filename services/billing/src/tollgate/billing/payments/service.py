@@ -1,13 +1,15 @@
-"""Payment rules: starting a purchase, fulfilling it exactly once, and booking the
-provider's refunds and disputes.
+"""Payment rules: starting a purchase, fulfilling it exactly once, booking the
+provider's refunds and disputes, and keeping the org's subscription invoices.
 
 A purchase is written (`pending`) before the provider is asked for a checkout, so a
 payment for it is never orphaned. Provider events are applied at most once each
 (`provider_events`, in the same transaction as their effect), and a purchase credits
 at most once whatever the event (`completed` and `async_payment_succeeded` both
 fulfil; the ledger entry's idempotency key is the purchase id). Refunds and disputes
-are negative ledger adjustments in proportion to the amount taken back. Nothing here
-commits; the transport owns the transaction.
+are negative ledger adjustments in proportion to the amount taken back. A subscription
+invoice the provider reports paid or failed is kept (`invoices`, one row per provider
+invoice, `paid` final) beside its effect on the org's plan. Nothing here commits; the
+transport owns the transaction.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.billing.config import CreditPack, Settings
 from tollgate.billing.ledger import service as ledger
-from tollgate.billing.models import Purchase
+from tollgate.billing.models import Invoice, Purchase
 from tollgate.billing.payments import auto_top_up, repository
 from tollgate.billing.plans import service as plans
 from tollgate.contracts.ids import uuid7
@@ -84,6 +86,19 @@ async def purchase(session: AsyncSession, org_id: uuid.UUID, purchase_id: uuid.U
     found = await repository.get_purchase(session, org_id, purchase_id)
     if found is None:
         raise NotFound("purchase-not-found", "No such purchase.")
+    return found
+
+
+async def invoices(
+    session: AsyncSession, org_id: uuid.UUID, *, before: uuid.UUID | None, limit: int
+) -> Sequence[Invoice]:
+    return await repository.list_invoices(session, org_id, before=before, limit=limit)
+
+
+async def invoice(session: AsyncSession, org_id: uuid.UUID, invoice_id: uuid.UUID) -> Invoice:
+    found = await repository.get_invoice(session, org_id, invoice_id)
+    if found is None:
+        raise NotFound("invoice-not-found", "No such invoice.")
     return found
 
 
@@ -222,6 +237,66 @@ def _invoice_subscription(invoice: Mapping[str, Any]) -> str | None:
     return subscription if isinstance(subscription, str) else None
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+async def _keep_invoice(session: AsyncSession, invoice: Mapping[str, Any], *, paid: bool) -> None:
+    """Keep a subscription invoice for the org's receipts. The org and plan come from
+    the subscription's metadata Stripe copies onto the invoice (billing sets them at
+    checkout), else from the org the subscription is attached to."""
+    subscription = _invoice_subscription(invoice)
+    details = (
+        (invoice.get("parent") or {}).get("subscription_details")
+        or invoice.get("subscription_details")
+        or {}
+    )
+    metadata = details.get("metadata") or {}
+    org_id, plan_id = _uuid(metadata.get("org_id")), _uuid(metadata.get("plan_id"))
+    if org_id is None and subscription is not None:
+        attached = await repository.org_plan_of_subscription(session, subscription)
+        if attached is not None:
+            org_id, plan_id = attached
+    if org_id is None:
+        log.warning("invoice of an unknown subscription", extra={"invoice": invoice.get("id")})
+        return
+    paid_at = (invoice.get("status_transitions") or {}).get("paid_at")
+    await repository.upsert_invoice(
+        session,
+        {
+            "id": uuid7(),
+            "org_id": org_id,
+            "provider": STRIPE,
+            "invoice_id": str(invoice.get("id")),
+            "number": _text(invoice.get("number")),
+            "subscription_id": subscription,
+            "plan_id": plan_id,
+            "status": "paid" if paid else "payment_failed",
+            "amount_due": max(0, int(invoice.get("amount_due") or 0)),
+            "amount_paid": max(0, int(invoice.get("amount_paid") or 0)) if paid else 0,
+            "currency": str(invoice.get("currency") or "")[:3],
+            "hosted_invoice_url": _text(invoice.get("hosted_invoice_url")),
+            "invoice_pdf": _text(invoice.get("invoice_pdf")),
+            "paid_at": (
+                (
+                    datetime.fromtimestamp(paid_at, UTC)
+                    if isinstance(paid_at, int)
+                    else datetime.now(UTC)
+                )
+                if paid
+                else None
+            ),
+        },
+    )
+
+
 async def _with_subscription(
     invoice: Mapping[str, Any], apply: Callable[[str], Awaitable[str]]
 ) -> str:
@@ -263,6 +338,8 @@ async def apply_stripe_event(
     obj: Mapping[str, Any] = event["data"]["object"]
     if event_type == "checkout.session.completed" and obj.get("mode") == "subscription":
         return await _subscribed(session, obj)
+    if event_type in ("invoice.paid", "invoice.payment_failed"):
+        await _keep_invoice(session, obj, paid=event_type == "invoice.paid")
     if event_type == "invoice.payment_failed":
         return await _with_subscription(
             obj,
