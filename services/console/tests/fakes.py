@@ -985,7 +985,7 @@ def notifier_customer(
                 errors = [{"loc": ["body", "contacts", index, "email"], "msg": "not deliverable"}]
                 return problem(422, "Unprocessable Content", "Invalid body.", errors=errors)
         fake.contacts = contacts
-        return httpx.Response(200, json=contacts)
+        return httpx.Response(200, json={"items": contacts, "next_cursor": None})
     if path == f"{org}/sms/messages":
         params = request.url.params
         items = [
@@ -1015,7 +1015,7 @@ def _admin_sms_routing(fake: FakeBackends, request: httpx.Request, path: str) ->
             body = json.loads(request.content)
             fake.sms_numbers = [n for n in fake.sms_numbers if n["number"] != body["number"]]
             fake.sms_numbers.append({**body, "created_at": NOW})
-        return httpx.Response(200, json=fake.sms_numbers)
+        return httpx.Response(200, json={"items": fake.sms_numbers, "next_cursor": None})
     if path.startswith("/v1/admin/sms/numbers/"):
         number = path.rsplit("/", 1)[1]
         fake.sms_numbers = [n for n in fake.sms_numbers if n["number"] != number]
@@ -1033,7 +1033,7 @@ def _admin_sms_routing(fake: FakeBackends, request: httpx.Request, path: str) ->
             rule = {"id": str(uuid.uuid4()), **body, "created_at": NOW}
             fake.keyword_rules.append(rule)
             return httpx.Response(201, json=rule)
-        return httpx.Response(200, json=fake.keyword_rules)
+        return httpx.Response(200, json={"items": fake.keyword_rules, "next_cursor": None})
     rule_id = path.rsplit("/", 1)[1]
     fake.keyword_rules = [r for r in fake.keyword_rules if r["id"] != rule_id]
     return httpx.Response(204)

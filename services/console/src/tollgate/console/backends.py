@@ -1350,7 +1350,7 @@ class Backends:
     async def sms_numbers(self, token: str) -> list[SmsNumber]:
         """Every assigned number (platform admins)."""
         answer = await self._call("notifier", "GET", "/v1/admin/sms/numbers", token=token)
-        return [SmsNumber.model_validate(n) for n in answer]
+        return [SmsNumber.model_validate(n) for n in answer["items"]]
 
     async def assign_sms_number(self, token: str, number: str, org_id: uuid.UUID) -> None:
         body = {"number": number, "org_id": str(org_id)}
@@ -1364,7 +1364,7 @@ class Backends:
     async def keyword_rules(self, token: str) -> list[KeywordRule]:
         """Every keyword rule (platform admins)."""
         answer = await self._call("notifier", "GET", "/v1/admin/sms/keyword-rules", token=token)
-        return [KeywordRule.model_validate(r) for r in answer]
+        return [KeywordRule.model_validate(r) for r in answer["items"]]
 
     async def add_keyword_rule(self, token: str, body: dict[str, Any]) -> KeywordRule:
         answer = await self._call(
