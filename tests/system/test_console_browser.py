@@ -861,11 +861,6 @@ def tour(stack: Stack) -> list[tuple[str, str]]:
         ("logs", f"/orgs/{org}/logs"),
         ("log", f"/orgs/{org}/logs/{stack.seeded['request_id']}"),
         ("credits", f"/orgs/{org}/credits"),
-        ("usage", f"/orgs/{org}/usage"),
-        ("usage-1h", f"/orgs/{org}/usage?range=1h&key_id={key}"),
-        ("live", f"/orgs/{org}/live"),
-        ("webhooks", f"/orgs/{org}/webhooks"),
-        ("webhook", f"/orgs/{org}/webhooks/{stack.seeded['endpoint_id']}"),
         ("plan", f"/orgs/{org}/plan"),
         ("billing", f"/orgs/{org}/billing"),
         ("auto-top-up", f"/orgs/{org}/billing/auto-top-up"),
@@ -874,8 +869,13 @@ def tour(stack: Stack) -> list[tuple[str, str]]:
         ("sms-conversation", f"/orgs/{org}/sms/conversation?number={quote(SMS_FROM)}"),
         ("sms-numbers", f"/orgs/{org}/sms/numbers"),
         ("sms-rules", f"/orgs/{org}/sms/rules"),
-        ("team", f"/orgs/{org}/team"),
         ("contacts", f"/orgs/{org}/contacts"),
+        ("usage", f"/orgs/{org}/usage"),
+        ("usage-1h", f"/orgs/{org}/usage?range=1h&key_id={key}"),
+        ("live", f"/orgs/{org}/live"),
+        ("webhooks", f"/orgs/{org}/webhooks"),
+        ("webhook", f"/orgs/{org}/webhooks/{stack.seeded['endpoint_id']}"),
+        ("team", f"/orgs/{org}/team"),
         ("audit", f"/orgs/{org}/audit"),
         ("invitation", "/accept-invitation?token=example"),
         ("profile", "/profile"),
@@ -969,7 +969,7 @@ def test_every_page_renders_in_both_languages_and_themes(
         if name in ("sms-inbox", "sms-conversation"):  # the seeded message, escaped
             expect(page.locator("main")).to_contain_text(XSS)
         if name == "contacts":
-            expect(page.locator("input[name=email_0]")).to_have_value("billing@example.com")
+            expect(page.locator("input[type=email]").first).to_have_value("billing@example.com")
         if name.startswith("portal"):  # the portal's own navigation
             tabs = page.locator("nav.tabs a").all_inner_texts()
             assert tabs == [PORTAL_LABEL[language]], (path, tabs)

@@ -61,6 +61,7 @@ async def test_members_see_why_the_last_top_up_failed_and_cannot_change_it() -> 
         assert "The card was declined." in page.text
         assert 'data-testid="auto-top-up-form"' not in page.text
         assert 'data-testid="save-card"' not in page.text
+        assert 'data-testid="manual-mode"' in page.text  # no card payments without Stripe
         forged = await client.post(
             url,
             data={"csrf_token": csrf(client), "threshold": "1", "target": "2", "monthly_cap": "1"},

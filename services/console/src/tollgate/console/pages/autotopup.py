@@ -10,6 +10,7 @@ cap is typed in the currency's major unit ("50.00") and sent in minor units.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from decimal import Decimal, InvalidOperation
@@ -70,9 +71,12 @@ async def _page(
     down: bool = False,
     status: int = 200,
 ) -> Response:
-    ctx = await org_context(request, session, org_id)
+    client, token = backends(request), session.access_token
+    ctx, packs = await asyncio.gather(
+        org_context(request, session, org_id), panel(client.credit_packs(token))
+    )
     if settings is None:
-        settings = await panel(backends(request).auto_top_up(session.access_token, org_id))
+        settings = await panel(client.auto_top_up(token, org_id))
     current = settings.value
     if values is None and current is not None:
         values = {
@@ -95,6 +99,8 @@ async def _page(
             "problem": problem,
             "down": down,
             "can_edit": can_edit(ctx),
+            # Cards are saved through Stripe only; billing's manual mode has no card payments.
+            "cards": packs.value is not None and packs.value.provider == "stripe",
             "saved": request.query_params.get("saved") == "1",
         },
         status=status,
