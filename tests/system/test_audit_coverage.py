@@ -65,7 +65,6 @@ CHANGES_NOT_NOTED_YET = {
     # before/after like billing settings do, then leave this list.
     "billing": {"PUT /v1/orgs/{org_id}/auto-top-up"},
     "notifier": {
-        "PATCH /v1/orgs/{org_id}/webhooks/endpoints/{endpoint_id}",
         "PUT /v1/admin/sms/numbers",
         "PUT /v1/admin/sms/prices",
         "PUT /v1/admin/sms/sender-ids",

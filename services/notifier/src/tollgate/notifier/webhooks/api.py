@@ -9,6 +9,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Response
 
+from tollgate.kit.audit import RecordedChange
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org
 from tollgate.kit.db import DbSession
 from tollgate.kit.pagination import (
@@ -136,6 +137,7 @@ async def update_endpoint(
     principal: CurrentPrincipal,
     db: DbSession,
     notifier: Notifier,
+    change: RecordedChange,
 ) -> EndpointOut:
     authorize_org(principal, org_id, Role.developer)
     changes = body.model_dump(exclude_unset=True)
@@ -148,6 +150,7 @@ async def update_endpoint(
             changes,
             notifier.clock.now(),
             notifier.network_policy,
+            change,
         )
         return EndpointOut.of(endpoint)
 

@@ -20,6 +20,7 @@ from yarl import URL
 
 from tollgate.contracts.envelope import CloudEvent
 from tollgate.contracts.ids import uuid7
+from tollgate.kit.audit import AuditChange
 from tollgate.kit.netpolicy import DestinationRefused, NetworkPolicy
 from tollgate.kit.problems import Conflict, NotFound, Unprocessable
 from tollgate.kit.sealing import Sealer
@@ -106,9 +107,12 @@ async def update_endpoint(
     changes: dict[str, Any],
     now: datetime,
     policy: NetworkPolicy | None = None,
+    change: AuditChange | None = None,
 ) -> WebhookEndpoint:
     """Apply a partial update; enabling clears the failure history, disabling gives up
-    the pending deliveries (they can be recovered)."""
+    the pending deliveries (they can be recovered). `change` receives the endpoint's
+    settings before and after, for the audit record."""
+    before = _settings_of(endpoint)
     if "url" in changes:
         endpoint.url = _valid_url(changes["url"], policy or NetworkPolicy())
     if "description" in changes:
@@ -127,7 +131,14 @@ async def update_endpoint(
             )
     endpoint.updated_at = now
     await session.flush()
+    if change is not None:
+        change.note(before, _settings_of(endpoint))
     return endpoint
+
+
+def _settings_of(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    names = ("url", "description", "event_types", "enabled", "disabled_reason")
+    return {name: getattr(endpoint, name) for name in names}
 
 
 async def delete_endpoint(session: AsyncSession, endpoint: WebhookEndpoint, now: datetime) -> None:
