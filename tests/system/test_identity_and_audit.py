@@ -10,6 +10,8 @@ before the change (one that lists the old role):
   owner-only routes (usage has no route above viewer);
 - a removed member gets 404 at all three;
 - a deactivated user gets 401 at all three;
+- a session signed out alone gets 401 at all three, while the user's other session
+  goes on working;
 
 each within 1 s, p99 over `IDENTITY_TRIALS` trials (20 by default). Prints the
 figures: time from accounts' answer to the first refusal, per change and service.
@@ -422,6 +424,65 @@ async def test_changes_at_billing_and_the_notifier_reach_the_audit_log(stack: St
             f"/v1/audit {arrived * 1000:.0f} ms after the last change",
             file=sys.stderr,
         )
+    except BaseException:
+        dump_logs(stack)
+        raise
+
+
+async def test_signing_out_one_session_applies_everywhere_within_a_second(stack: Stack) -> None:
+    try:
+        async with (
+            httpx.AsyncClient(base_url=stack.accounts.url, timeout=10) as acc,
+            httpx.AsyncClient(base_url=stack.billing.url, timeout=10) as bil,
+            httpx.AsyncClient(base_url=stack.usage.url, timeout=10) as use,
+            httpx.AsyncClient(base_url=stack.notifier.url, timeout=10) as ntf,
+        ):
+            _, email, password, staying = await sign_up(acc, "sessions")
+            created = await acc.post("/v1/orgs", json={"name": "Two"}, headers=bearer(staying))
+            assert created.status_code == 201, created.text
+            org = created.json()["id"]
+            reads: dict[str, Probe] = {
+                "billing": lambda t: status(bil.get(f"/v1/orgs/{org}/balance", headers=bearer(t))),
+                "usage": lambda t: status(
+                    use.get("/v1/usage/summary", params={"org_id": org}, headers=bearer(t))
+                ),
+                "notifier": lambda t: status(
+                    ntf.get(f"/v1/orgs/{org}/notification-contacts", headers=bearer(t))
+                ),
+            }
+            figures: dict[str, list[float]] = {name: [] for name in reads}
+            for _ in range(TRIALS):
+                signed_in = await acc.post(
+                    "/v1/auth/token",
+                    data={"grant_type": "password", "username": email, "password": password},
+                )
+                assert signed_in.status_code == 200, signed_in.text
+                leaving = signed_in.json()
+                for probe in reads.values():
+                    assert await probe(leaving["access_token"]) == 200
+                out = await acc.post(
+                    "/v1/auth/logout",
+                    json={"refresh_token": leaving["refresh_token"]},
+                    headers=bearer(leaving["access_token"]),
+                )
+                assert out.status_code == 204, out.text
+                since = time.monotonic()
+                took = await asyncio.gather(
+                    *(refused_after(p, leaving["access_token"], 401, since) for p in reads.values())
+                )
+                for name, seconds in zip(reads, took, strict=True):
+                    figures[name].append(seconds)
+            # The session that stayed was never touched.
+            stayed = {name: await probe(staying) for name, probe in reads.items()}
+            assert stayed == dict.fromkeys(reads, 200)
+        lines = [f"sign-out of one session over {TRIALS} trials (logout answer -> first 401):"]
+        for name, values in figures.items():
+            lines.append(
+                f"  {name:9} p50 {statistics.median(values) * 1000:6.0f} ms"
+                f"  p99 {p99(values) * 1000:6.0f} ms  max {max(values) * 1000:6.0f} ms"
+            )
+        print("\n".join(lines), file=sys.stderr)
+        assert max(p99(values) for values in figures.values()) < BUDGET, "\n".join(lines)
     except BaseException:
         dump_logs(stack)
         raise

@@ -34,6 +34,7 @@ def user_state(
     active: bool = True,
     admin: bool = False,
     revoked_at: datetime | None = None,
+    ended: list[uuid.UUID] | None = None,
 ) -> UserState:
     """A users.v1 payload as accounts publishes it."""
     return UserState(
@@ -44,6 +45,7 @@ def user_state(
             OrgMembership(org_id=org, role=OrgRole(role)) for org, role in (roles or {}).items()
         ],
         sessions_revoked_at=revoked_at,
+        ended_sessions=ended or [],
         version=version,
         updated_at=datetime.now(UTC),
     )
@@ -171,6 +173,23 @@ async def test_deactivated_users_and_revoked_sessions_are_refused_with_401() -> 
     deactivated = await call(app, org, old_token)
     assert deactivated.status_code == 401
     assert "deactivated" in deactivated.json()["detail"]
+
+
+async def test_a_token_of_a_session_ended_alone_is_refused_the_others_still_work() -> None:
+    mint, state = TokenMint(), caught_up_state()
+    user, org = uuid.uuid4(), uuid.uuid4()
+    laptop, phone = uuid.uuid4(), uuid.uuid4()
+    signed_out = mint.token(user_id=user, orgs={org: "owner"}, session_id=laptop)
+    still_in = mint.token(user_id=user, orgs={org: "owner"}, session_id=phone)
+    app = org_app(state, mint)
+    state.apply(user, user_state(user, version=1, roles={org: "owner"}))
+    assert (await call(app, org, signed_out)).status_code == 200
+
+    state.apply(user, user_state(user, version=2, roles={org: "owner"}, ended=[laptop]))
+    refused = await call(app, org, signed_out)
+    assert refused.status_code == 401
+    assert "ended" in refused.json()["detail"]
+    assert (await call(app, org, still_in)).status_code == 200
 
 
 async def test_an_unknown_user_is_judged_by_its_token_a_known_one_by_the_state() -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import jwt
+
 from tollgate.accounts.identity import state as user_state
 from tollgate.contracts.events.accounts import MemberInvited
 from tollgate.contracts.events.identity import UserState
@@ -16,6 +18,7 @@ from ..factories import (
     SEALING_KEY,
     Service,
     events,
+    login,
     make_admin,
     make_org,
     remember,
@@ -102,3 +105,30 @@ async def test_a_start_republishes_every_user_without_changing_versions(
     assert len(after) == len(before) + 1
     assert after[-1].version == before[-1].version
     assert roles(after[-1]) == {org_id: "owner"}
+
+
+async def test_a_session_ended_alone_is_published_so_its_access_tokens_die_everywhere(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        accounts_db, kafka=kafka_bootstrap, prefix=topic_prefix, workdir=tmp_path
+    )
+    async with running(settings) as svc:
+        user = await signup(svc)
+        laptop = _sid(user.access_token)
+        logged_out = await svc.http.post(
+            "/v1/auth/logout", json={"refresh_token": user.refresh_token}, headers=user.headers
+        )
+        assert logged_out.status_code == 204
+        assert (await login(svc, user)).status_code == 200  # a second session
+        phone = _sid(user.access_token)
+        ended = await svc.http.delete(f"/v1/auth/sessions/{phone}", headers=user.headers)
+        assert ended.status_code == 204
+        published = await states(svc, user.id)
+    assert published[-2].ended_sessions == [laptop]
+    assert published[-1].ended_sessions == [phone, laptop]  # latest first
+    assert published[-1].version == published[-2].version + 1
+
+
+def _sid(access_token: str) -> uuid.UUID:
+    return uuid.UUID(jwt.decode(access_token, options={"verify_signature": False})["sid"])

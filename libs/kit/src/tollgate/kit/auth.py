@@ -133,11 +133,12 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
 @dataclass(frozen=True)
 class VerifiedToken:
     """What a verified access token says: the principal as of issue, `iat`, and the
-    `sv` claim (None in tokens that carry none)."""
+    `sv` and `sid` claims (None in tokens that carry none)."""
 
     principal: Principal
     issued_at: int
     state_version: int | None = None
+    session_id: uuid.UUID | None = None
 
 
 class JwtVerifier:
@@ -212,11 +213,12 @@ class JwtVerifier:
             token, key, algorithms=ALGORITHMS, audience=self._audience, issuer=self._issuer
         )
         try:
-            version = claims.get("sv")
+            version, sid = claims.get("sv"), claims.get("sid")
             return VerifiedToken(
                 principal=principal_from_claims(claims),
                 issued_at=int(claims["iat"]),
                 state_version=int(version) if version is not None else None,
+                session_id=uuid.UUID(str(sid)) if sid is not None else None,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise unauthorized("Invalid token claims.") from exc

@@ -1,12 +1,12 @@
 """Who may do what right now: the users and memberships replayed from accounts.
 
 Accounts publishes every user's complete authorisation state (active, platform admin,
-memberships with roles, sessions revoked at) on the compacted
+memberships with roles, sessions revoked at, single sessions ended lately) on the compacted
 `tollgate.accounts.users.v1` topic. Each service replays it into an `IdentityState`
 (`follow_identity` starts the reader) and authorises every request against it: the
 access token still proves who the caller is (verified locally, as before), but what
 the caller may do comes from the current state, not the roles the token was issued
-with. A role change, removal or deactivation applies one fetch round trip after
+with. A role change, removal, deactivation or sign-out applies one fetch round trip after
 accounts published it; nothing on the request path calls another service.
 
 Decisions, and their security trade-offs:
@@ -86,6 +86,7 @@ class UserAccess:
     is_admin: bool
     roles: Mapping[uuid.UUID, Role] = field(default_factory=dict)
     sessions_revoked_at: datetime | None = None
+    ended_sessions: frozenset[uuid.UUID] = frozenset()
     version: int = 0
     updated_at: datetime | None = None
 
@@ -113,6 +114,7 @@ class IdentityState:
                 is_admin=state.is_admin,
                 roles={m.org_id: Role(m.role.value) for m in state.memberships},
                 sessions_revoked_at=state.sessions_revoked_at,
+                ended_sessions=frozenset(state.ended_sessions),
                 version=state.version,
                 updated_at=state.updated_at,
             )
@@ -152,7 +154,8 @@ class IdentityState:
         arrived: float | None = None,
     ) -> Principal:
         """The caller as the current state knows it (roles, admin flag); 401 for a
-        deactivated user or a token issued before its sessions were revoked, 503 while
+        deactivated user, a token issued before its sessions were revoked or of a session
+        ended since (sign-out of one session), 503 while
         the state is still being replayed; an unknown user as its token says. With `wanted_org`
         (the org the request names) an unlisted membership is waited for briefly."""
         if not self.caught_up:
@@ -177,6 +180,8 @@ class IdentityState:
         revoked = access.sessions_revoked_at
         if revoked is not None and issued_at < int(revoked.timestamp()):
             raise unauthorized("Session revoked; sign in again.")
+        if token.session_id is not None and token.session_id in access.ended_sessions:
+            raise unauthorized("Session ended; sign in again.")
         return Principal(
             user_id=user_id,
             email=token_principal.email,

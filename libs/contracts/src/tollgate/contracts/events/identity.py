@@ -2,7 +2,8 @@
 
 One compacted topic, `tollgate.accounts.users.v1` (key `user_id`): `UserState`, the
 complete current authorisation state of one user (active or deactivated, platform
-admin, every org membership with its role, when its sessions were last revoked).
+admin, every org membership with its role, when its sessions were last revoked, and
+which single sessions ended lately).
 Accounts writes it through its outbox in the same transaction as every change to any
 of these (registration, org creation, invitation accepted, role changed, member
 removed, deactivated, sessions revoked), and republishes every user at start-up so a
@@ -54,6 +55,14 @@ class UserState(EventData):
         description=(
             "Access tokens issued before this instant are refused (sign-out everywhere, "
             "password reset, deactivation); null when never revoked."
+        ),
+    )
+    ended_sessions: list[UUID] = Field(
+        default_factory=list,
+        description=(
+            "Sessions (the `sid` of access tokens) ended one by one (sign-out, a session "
+            "ended from the sessions list, a reused refresh token) recently enough that "
+            "their access tokens may not have expired yet: refuse those tokens."
         ),
     )
     version: int = Field(

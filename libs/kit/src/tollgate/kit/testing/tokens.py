@@ -46,6 +46,7 @@ class TokenMint:
         orgs: Mapping[uuid.UUID, Role | str] | None = None,
         ttl_seconds: int = 900,
         state_version: int | None = None,
+        session_id: uuid.UUID | None = None,
     ) -> str:
         claims = access_claims(
             user_id=user_id or uuid.uuid4(),
@@ -58,6 +59,8 @@ class TokenMint:
         )
         if state_version is not None:
             claims["sv"] = state_version  # as accounts adds it (see kit.identity)
+        if session_id is not None:
+            claims["sid"] = str(session_id)  # the session (refresh-token family)
         return jwt.encode(claims, self._key, algorithm="EdDSA", headers={"kid": self.kid})
 
     def headers(self, **kwargs: Any) -> dict[str, str]:

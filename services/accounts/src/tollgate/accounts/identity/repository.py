@@ -128,6 +128,21 @@ async def revoke_family(session: AsyncSession, family_id: uuid.UUID, at: datetim
     )
 
 
+async def families_ended_since(
+    session: AsyncSession, user_id: uuid.UUID, since: datetime, limit: int
+) -> list[uuid.UUID]:
+    """The user's sessions (refresh-token families) ended after `since`, latest first."""
+    ended = func.max(RefreshToken.revoked_at)
+    stmt = (
+        select(RefreshToken.family_id)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at > since)
+        .group_by(RefreshToken.family_id)
+        .order_by(ended.desc())
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
 @dataclass(frozen=True)
 class OpenFamily:
     """A session (refresh-token family) that can still be renewed."""

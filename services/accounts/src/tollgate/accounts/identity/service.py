@@ -442,6 +442,7 @@ async def refresh(
         return LoginRefused("Invalid refresh token.")
     if token.used_at is not None:
         await repo.revoke_family(session, token.family_id, now)
+        await publish_user_state(session, token.user_id)  # its access tokens die too
         return LoginRefused("Refresh token reuse detected; the session was revoked.")
     user = await repo.get_user(session, token.user_id)
     if user is None or not user.is_active:
@@ -474,6 +475,7 @@ async def logout(session: AsyncSession, actor: Actor, *, raw: str, everywhere: b
                 "nothing was ended.",
             )
         await repo.revoke_family(session, token.family_id, now)
+        await publish_user_state(session, user_id)  # its access tokens die everywhere
     await record(
         session,
         actor,
@@ -610,13 +612,15 @@ async def list_sessions(
 async def end_session(session: AsyncSession, actor: Actor, session_id: uuid.UUID) -> None:
     """End one of the caller's own sessions (idempotent); 404 for any other id. Its
     refresh token stops working and its access tokens are refused by accounts at once
-    (other services accept them until they expire: sign out everywhere for that)."""
+    and by every other service once the published user state (its `ended_sessions`)
+    reaches it."""
     assert actor.principal is not None
     if await repo.family_owner(session, session_id) != actor.principal.user_id:
         raise NotFound("not-found", "No such session.")
     if await repo.family_revoked(session, session_id):
         return
     await repo.revoke_family(session, session_id, datetime.now(UTC))
+    await publish_user_state(session, actor.principal.user_id)
     await record(session, actor, "auth.session_end", target_type="session", target_id=session_id)
 
 

@@ -2,10 +2,12 @@
 
 Every other service authorises requests against the replayed
 `tollgate.accounts.users.v1` topic (`tollgate.kit.identity`), so every transaction
-that changes what a user may do (registration, admin flag, activity, sessions revoked,
-a membership created, changed or removed) calls `publish_user_state` before it
-commits: the user's row is locked, its `state_version` increased, and its complete
-state (memberships read inside the same transaction) written to the outbox. Two
+that changes what a user may do (registration, admin flag, activity, sessions revoked
+or one session ended, a membership created, changed or removed) calls
+`publish_user_state` before it commits: the user's row is locked, its `state_version`
+increased, and its complete state (memberships read inside the same transaction, and
+the sessions ended one by one in the last day, so their access tokens are refused
+everywhere) written to the outbox. Two
 concurrent changes of one user are serialised by the row lock, so the later version
 always carries the later state. `republish_all` writes every user's current state
 again without changing versions: at start-up, so a fresh broker (or a lost topic)
@@ -15,7 +17,7 @@ gets the whole state, and from `python -m tollgate.accounts republish`.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +29,11 @@ from tollgate.kit.db import SessionMaker
 from tollgate.kit.outbox import emit
 
 REPUBLISH_BATCH = 500
+ENDED_SESSIONS_WINDOW = timedelta(seconds=86_400)
+"""How long an ended session stays listed: the longest an access token can live
+(`access_token_ttl_seconds` is at most a day)."""
+MAX_ENDED_SESSIONS = 100
+"""The most recently ended sessions listed per user (a bound on the record's size)."""
 
 
 async def publish_user_state(session: AsyncSession, user_id: uuid.UUID) -> None:
@@ -43,6 +50,12 @@ async def publish_user_state(session: AsyncSession, user_id: uuid.UUID) -> None:
 
 async def _emit_state(session: AsyncSession, user: User, version: int) -> None:
     roles = await repo.roles_of(session, user.id)
+    # Sessions ended together with all others (sign-out everywhere, password reset,
+    # deactivation) are covered by `sessions_revoked_at`; list the ones ended alone.
+    since = datetime.now(UTC) - ENDED_SESSIONS_WINDOW
+    if user.sessions_revoked_at is not None:
+        since = max(since, user.sessions_revoked_at)
+    ended = await repo.families_ended_since(session, user.id, since, MAX_ENDED_SESSIONS)
     await emit(
         session,
         UserState(
@@ -54,6 +67,7 @@ async def _emit_state(session: AsyncSession, user: User, version: int) -> None:
                 for org_id, role in sorted(roles.items())
             ],
             sessions_revoked_at=user.sessions_revoked_at,
+            ended_sessions=ended,
             version=version,
             updated_at=datetime.now(UTC),
         ),
