@@ -678,6 +678,14 @@ class Backends:
         body = {"token": token, "new_password": new_password}
         await self._call("accounts", "POST", "/v1/auth/password-reset/confirm", json=body)
 
+    async def verify_email(self, token: str) -> None:
+        """Spend an emailed verification token (no sign-in: the token is the proof)."""
+        await self._call("accounts", "POST", "/v1/auth/verify-email", json={"token": token})
+
+    async def resend_verification(self, token: str) -> None:
+        """Email the signed-in user a new verification link."""
+        await self._call("accounts", "POST", "/v1/auth/verify-email/resend", token=token)
+
     async def accept_invitation(self, token: str, invitation: str) -> OrgRole:
         body = {"token": invitation}
         answer = await self._call(

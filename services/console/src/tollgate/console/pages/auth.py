@@ -1,9 +1,15 @@
-"""Sign in (with the TOTP step), sign up, sign out, and the language/theme choice.
+"""Sign in (with the TOTP step), sign up, email verification, sign out, and the
+language/theme choice.
 
 Sign-in is the OAuth2 password grant at accounts; the tokens go into the sealed
 session cookie and never into the page. When the account has two-factor sign-in, the
 email and password are carried to the second step sealed in a hidden field (encrypted,
 valid for five minutes), never in clear text.
+
+The verification link a new user is emailed lands on `/verify-email?token=…`, which
+asks for one click: the token is spent by that POST, never by the GET (mail scanners
+open links). Signed out works too (the token is the proof); signed in, the page can
+ask accounts for a new link. Tokens are never logged or stored by the console.
 """
 
 from __future__ import annotations
@@ -145,6 +151,43 @@ async def signup(
             status=exc.status,
         )
     return await _sign_in(request, email.strip(), password, None, "/orgs/new")
+
+
+def _verify_page(request: Request, status: int = 200, **context: object) -> Response:
+    values = {"token": "", "signed_in": cookies(request).load(request) is not None, **context}
+    return render(request, "verify_email.html", values, status=status)
+
+
+@router.get("/verify-email")
+async def verify_email_form(
+    request: Request, token: Annotated[str, Query(max_length=200)] = ""
+) -> Response:
+    return _verify_page(request, token=token)
+
+
+@router.post("/verify-email")
+async def verify_email(request: Request, token: Annotated[str, Form(max_length=200)]) -> Response:
+    try:
+        await backends(request).verify_email(token)
+    except BackendDown:
+        return _verify_page(request, 503, token=token, down=True)
+    except BackendProblem as exc:
+        return _verify_page(request, exc.status, problem=exc)
+    return _verify_page(request, verified=True)
+
+
+@router.post("/verify-email/resend")
+async def resend_verification(request: Request) -> Response:
+    session = await signed_in(request)
+    try:
+        await backends(request).resend_verification(session.access_token)
+    except BackendDown:
+        return _verify_page(request, 503, down=True)
+    except BackendProblem as exc:
+        if exc.status == 401:
+            raise
+        return _verify_page(request, exc.status, problem=exc)
+    return _verify_page(request, resent=True)
 
 
 @router.post("/signout")
