@@ -83,12 +83,14 @@ def stack(
     workdir = tmp_path_factory.mktemp("identity-stack")
     common = {"kafka_bootstrap": kafka_bootstrap, "topic_prefix": f"t{uuid.uuid4().hex[:8]}."}
     accounts_db = database_factory("identity_accounts")
+    # One sealing key for both: the notifier unseals the tokens accounts mails.
+    sealing_key = new_sealing_key()
     accounts = service_process(
         "accounts",
         workdir,
         database_url=accounts_db,
         extra={
-            "SEALING_KEYS": new_sealing_key(),
+            "SEALING_KEYS": sealing_key,
             "KEY_PEPPER": uuid.uuid4().hex,
             "SIGNING_KEY_FILE": str(workdir / "signing.pem"),
             "SIGNING_KEY_GENERATE": "true",
@@ -105,7 +107,7 @@ def stack(
         "usage": jwks,
         "notifier": {
             **jwks,
-            "SEALING_KEYS": new_sealing_key(),
+            "SEALING_KEYS": sealing_key,
             "EMAIL_DIR": str(workdir / "mail"),
             "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
         },

@@ -4,7 +4,8 @@ Accounts verifies its own access tokens with its own keyring, then reloads the u
 and its memberships from the database, so a removed member, a demoted owner, a
 deactivated user, or a session that ended (logout, refresh-token reuse, password
 reset; the token's `sid` names its session) loses access at once here, not when the
-token expires. Other services trust the token's claims until they expire.
+token expires. Other services authorise against the same state replayed from
+`tollgate.accounts.users.v1` (`tollgate.kit.identity`), a fraction of a second later.
 """
 
 from __future__ import annotations
