@@ -122,6 +122,12 @@ async def test_no_route_reaches_another_orgs_objects(
                         allowed = {404} if ids is victim_ids else {403, 404}
                         assert response.status_code in allowed, (role, method, path, response.text)
                         assert response.headers["content-type"] == "application/problem+json"
+                        # ... with a slug the route's OpenAPI documents for its status.
+                        documented = operations[method.lower()]["responses"][
+                            str(response.status_code)
+                        ]["x-problem-types"]
+                        slug = response.json()["type"].rsplit("/", 1)[1]
+                        assert slug in documented, (method, route_path, slug, documented)
         audit = [
             await svc.http.get("/v1/audit", params={"org_id": str(org_a)}, headers=u.headers)
             for u in intruders.values()

@@ -33,7 +33,7 @@ from tollgate.kit.pagination import (
     page_after,
     uuid_cursor,
 )
-from tollgate.kit.problems import ContentTooLarge, Forbidden, Unprocessable
+from tollgate.kit.problems import ContentTooLarge, Forbidden, Unprocessable, documented_problems
 
 router = APIRouter(prefix="/apis", tags=["apis"])
 
@@ -57,6 +57,15 @@ def _may_read(caller: Principal) -> None:
 def _admin(actor_principal: Principal | None) -> None:
     assert actor_principal is not None
     require_admin(actor_principal)
+
+
+_API_ERRORS = documented_problems({404: ("No such API.", ["api-not-found"])})
+_ROUTE_ERRORS = documented_problems(
+    {404: ("No such API or route.", ["api-not-found", "route-not-found"])}
+)
+_DOCUMENT_ERRORS = documented_problems(
+    {404: ("No such API, or it has no OpenAPI document.", ["api-not-found", "openapi-not-found"])}
+)
 
 
 @router.post("", status_code=201, response_model=ApiOut)
@@ -86,14 +95,14 @@ async def list_apis(
     return Page[ApiOut](items=page, next_cursor=nxt)
 
 
-@router.get("/{api_id}", response_model=ApiOut)
+@router.get("/{api_id}", response_model=ApiOut, responses=_API_ERRORS)
 async def get_api(api_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -> ApiOut:
     _may_read(caller)
     async with db.begin():
         return await service.get_api(db, api_id, admin=caller.is_admin)
 
 
-@router.patch("/{api_id}", response_model=ApiOut)
+@router.patch("/{api_id}", response_model=ApiOut, responses=_API_ERRORS)
 async def update_api(
     settings: CurrentSettings,
     api_id: uuid.UUID,
@@ -108,7 +117,7 @@ async def update_api(
         return await service.update_api(db, settings, actor, api_id, body)
 
 
-@router.delete("/{api_id}", status_code=204)
+@router.delete("/{api_id}", status_code=204, responses=_API_ERRORS)
 async def delete_api(
     settings: CurrentSettings,
     api_id: uuid.UUID,
@@ -123,7 +132,7 @@ async def delete_api(
     return Response(status_code=204)
 
 
-@router.get("/{api_id}/routes", response_model=Page[RouteOut])
+@router.get("/{api_id}/routes", response_model=Page[RouteOut], responses=_API_ERRORS)
 async def list_routes(
     api_id: uuid.UUID,
     caller: CurrentCaller,
@@ -139,7 +148,7 @@ async def list_routes(
     return Page[RouteOut](items=page, next_cursor=next_cursor)
 
 
-@router.post("/{api_id}/routes", status_code=201, response_model=RouteOut)
+@router.post("/{api_id}/routes", status_code=201, response_model=RouteOut, responses=_API_ERRORS)
 async def add_route(
     settings: CurrentSettings,
     api_id: uuid.UUID,
@@ -153,7 +162,7 @@ async def add_route(
         return await service.add_route(db, settings, actor, api_id, body)
 
 
-@router.patch("/{api_id}/routes/{route_id}", response_model=RouteOut)
+@router.patch("/{api_id}/routes/{route_id}", response_model=RouteOut, responses=_ROUTE_ERRORS)
 async def update_route(
     settings: CurrentSettings,
     api_id: uuid.UUID,
@@ -168,7 +177,7 @@ async def update_route(
         return await service.update_route(db, settings, actor, api_id, route_id, body)
 
 
-@router.delete("/{api_id}/routes/{route_id}", status_code=204)
+@router.delete("/{api_id}/routes/{route_id}", status_code=204, responses=_ROUTE_ERRORS)
 async def delete_route(
     settings: CurrentSettings,
     api_id: uuid.UUID,
@@ -183,7 +192,12 @@ async def delete_route(
     return Response(status_code=204)
 
 
-@router.post("/{api_id}/openapi", response_model=ImportOut, openapi_extra=_OPENAPI_BODY)
+@router.post(
+    "/{api_id}/openapi",
+    response_model=ImportOut,
+    openapi_extra=_OPENAPI_BODY,
+    responses=_API_ERRORS,
+)
 async def import_openapi(
     settings: CurrentSettings,
     api_id: uuid.UUID,
@@ -209,7 +223,7 @@ async def import_openapi(
             raise Unprocessable("invalid-openapi", f"Invalid OpenAPI document: {exc}") from exc
 
 
-@router.get("/{api_id}/openapi", response_model=dict[str, Any])
+@router.get("/{api_id}/openapi", response_model=dict[str, Any], responses=_DOCUMENT_ERRORS)
 async def get_openapi(api_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -> dict[str, Any]:
     """The imported OpenAPI document (for the developer portal)."""
     _may_read(caller)

@@ -49,8 +49,9 @@ from tollgate.kit.outbox import emit, emit_tombstone
 from tollgate.kit.problems import Conflict, NotFound, Problem, Unprocessable
 
 
-def not_found(what: str = "API") -> Problem:
-    return NotFound("not-found", f"No such {what}.")
+def not_found(what: str = "API", slug: str = "api-not-found") -> Problem:
+    """404 with the object's own slug (`api-not-found`, `route-not-found`, ...)."""
+    return NotFound(slug, f"No such {what}.")
 
 
 def api_out(api: Api, routes: list[ApiRoute], *, admin: bool) -> ApiOut:
@@ -350,7 +351,7 @@ async def update_route(
     api = await _locked(session, api_id)
     route = await repo.get_route(session, api.id, route_id)
     if route is None:
-        raise not_found("route")
+        raise not_found("route", "route-not-found")
     old: dict[str, Any] = {}
     new: dict[str, Any] = {}
     for field in patch.model_fields_set:
@@ -467,7 +468,7 @@ async def openapi_document(session: AsyncSession, api_id: uuid.UUID) -> dict[str
     if api is None:
         raise not_found()
     if api.openapi_document is None:
-        raise not_found("OpenAPI document for this API")
+        raise not_found("OpenAPI document for this API", "openapi-not-found")
     return api.openapi_document
 
 

@@ -35,8 +35,14 @@ from tollgate.kit.pagination import (
     next_cursor_of,
     uuid_cursor,
 )
+from tollgate.kit.problems import documented_problems
 
 router = APIRouter(tags=["keys"])
+
+
+_KEY_ERRORS = documented_problems(
+    {404: ("No such key (or not in the caller's orgs).", ["key-not-found"])}
+)
 
 
 async def _authorized_key(
@@ -106,14 +112,14 @@ async def list_keys(
     return Page[KeyOut](items=page, next_cursor=nxt)
 
 
-@router.get("/keys/{key_id}", response_model=KeyOut)
+@router.get("/keys/{key_id}", response_model=KeyOut, responses=_KEY_ERRORS)
 async def get_key(key_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -> KeyOut:
     async with db.begin():
         key = await _authorized_key(db, caller, key_id, Role.viewer)
         return await service.read_key(db, key)
 
 
-@router.patch("/keys/{key_id}", response_model=KeyOut)
+@router.patch("/keys/{key_id}", response_model=KeyOut, responses=_KEY_ERRORS)
 async def update_key(
     settings: CurrentSettings,
     key_id: uuid.UUID,
@@ -130,7 +136,7 @@ async def update_key(
         return await service.update_key(db, settings, actor, key_id, body)
 
 
-@router.post("/keys/{key_id}/rotate", response_model=KeyIssuedOut)
+@router.post("/keys/{key_id}/rotate", response_model=KeyIssuedOut, responses=_KEY_ERRORS)
 async def rotate_key(
     settings: CurrentSettings,
     key_id: uuid.UUID,
@@ -148,7 +154,7 @@ async def rotate_key(
     return KeyIssuedOut(**key.model_dump(), key=raw)
 
 
-@router.post("/keys/{key_id}/revoke", response_model=KeyOut)
+@router.post("/keys/{key_id}/revoke", response_model=KeyOut, responses=_KEY_ERRORS)
 async def revoke_key(
     settings: CurrentSettings,
     key_id: uuid.UUID,
@@ -163,7 +169,7 @@ async def revoke_key(
         return await service.revoke_key(db, settings, actor, key_id)
 
 
-@router.delete("/keys/{key_id}", status_code=204)
+@router.delete("/keys/{key_id}", status_code=204, responses=_KEY_ERRORS)
 async def delete_key(
     settings: CurrentSettings,
     key_id: uuid.UUID,

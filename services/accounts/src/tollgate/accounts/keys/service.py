@@ -51,7 +51,7 @@ from tollgate.kit.problems import Conflict, NotFound, Problem, Unprocessable
 
 
 def not_found() -> Problem:
-    return NotFound("not-found", "No such key.")
+    return NotFound("key-not-found", "No such key.")
 
 
 def key_out(key: ApiKey, retired: list[RetiredKeySecret]) -> KeyOut:

@@ -33,6 +33,7 @@ from tollgate.kit.pagination import (
     next_cursor_of,
     uuid_cursor,
 )
+from tollgate.kit.problems import documented_problems
 
 router = APIRouter(tags=["orgs"])
 
@@ -46,6 +47,15 @@ def _member_out(pair: tuple[Membership, User]) -> MemberOut:
         role=Role(membership.role),
         joined_at=membership.created_at,
     )
+
+
+_ORG_ERRORS = documented_problems(
+    {404: ("No such organisation (or the caller is not a member).", ["org-not-found"])}
+)
+_MEMBER_ERRORS = documented_problems({404: ("No such member of the org.", ["member-not-found"])})
+_INVITATION_ERRORS = documented_problems(
+    {404: ("No such invitation of the org.", ["invitation-not-found"])}
+)
 
 
 @router.post("/orgs", status_code=201, response_model=OrgOut)
@@ -69,7 +79,7 @@ async def list_orgs(
     return Page[OrgOut](items=[OrgOut.model_validate(o) for o in page], next_cursor=nxt)
 
 
-@router.get("/orgs/{org_id}", response_model=OrgOut)
+@router.get("/orgs/{org_id}", response_model=OrgOut, responses=_ORG_ERRORS)
 async def get_org(org_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -> OrgOut:
     authorize_org(caller, org_id, Role.viewer)
     async with db.begin():
@@ -77,7 +87,7 @@ async def get_org(org_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -> Or
     return OrgOut.model_validate(org)
 
 
-@router.patch("/orgs/{org_id}", response_model=OrgOut)
+@router.patch("/orgs/{org_id}", response_model=OrgOut, responses=_ORG_ERRORS)
 async def update_org(
     org_id: uuid.UUID, body: OrgPatch, actor: CurrentActor, db: DbSession
 ) -> OrgOut:
@@ -105,7 +115,7 @@ async def list_members(
     return Page[MemberOut](items=[_member_out(r) for r in page], next_cursor=nxt)
 
 
-@router.get("/orgs/{org_id}/members/{user_id}", response_model=MemberOut)
+@router.get("/orgs/{org_id}/members/{user_id}", response_model=MemberOut, responses=_MEMBER_ERRORS)
 async def get_member(
     org_id: uuid.UUID, user_id: uuid.UUID, caller: CurrentCaller, db: DbSession
 ) -> MemberOut:
@@ -114,7 +124,9 @@ async def get_member(
         return _member_out(await service.get_member(db, org_id, user_id))
 
 
-@router.patch("/orgs/{org_id}/members/{user_id}", response_model=MemberOut)
+@router.patch(
+    "/orgs/{org_id}/members/{user_id}", response_model=MemberOut, responses=_MEMBER_ERRORS
+)
 async def change_member_role(
     org_id: uuid.UUID, user_id: uuid.UUID, body: MemberPatch, actor: CurrentActor, db: DbSession
 ) -> MemberOut:
@@ -125,7 +137,7 @@ async def change_member_role(
         return _member_out(await service.change_role(db, actor, org_id, user_id, body.role))
 
 
-@router.delete("/orgs/{org_id}/members/{user_id}", status_code=204)
+@router.delete("/orgs/{org_id}/members/{user_id}", status_code=204, responses=_MEMBER_ERRORS)
 async def remove_member(
     org_id: uuid.UUID, user_id: uuid.UUID, actor: CurrentActor, db: DbSession
 ) -> Response:
@@ -176,7 +188,9 @@ async def list_invitations(
     )
 
 
-@router.delete("/orgs/{org_id}/invitations/{invitation_id}", status_code=204)
+@router.delete(
+    "/orgs/{org_id}/invitations/{invitation_id}", status_code=204, responses=_INVITATION_ERRORS
+)
 async def revoke_invitation(
     org_id: uuid.UUID, invitation_id: uuid.UUID, actor: CurrentActor, db: DbSession
 ) -> Response:

@@ -40,8 +40,9 @@ def _principal(actor: Actor) -> Principal:
     return actor.principal
 
 
-def not_found(what: str = "resource") -> Problem:
-    return NotFound("not-found", f"No such {what}.")
+def not_found(what: str, slug: str) -> Problem:
+    """404 with the object's own slug (`org-not-found`, ...)."""
+    return NotFound(slug, f"No such {what}.")
 
 
 async def create_org(session: AsyncSession, settings: Settings, actor: Actor, *, name: str) -> Org:
@@ -69,7 +70,7 @@ async def create_org(session: AsyncSession, settings: Settings, actor: Actor, *,
 async def get_org(session: AsyncSession, org_id: uuid.UUID) -> Org:
     org = await repo.get_org(session, org_id)
     if org is None:
-        raise not_found("organisation")
+        raise not_found("organisation", "org-not-found")
     return org
 
 
@@ -102,7 +103,7 @@ async def get_member(
 ) -> tuple[Membership, User]:
     found = await repo.get_member(session, org_id, user_id)
     if found is None:
-        raise not_found("member")
+        raise not_found("member", "member-not-found")
     return found
 
 
@@ -117,7 +118,7 @@ async def change_role(
 ) -> tuple[Membership, User]:
     membership = await repo.lock_membership(session, org_id, user_id)
     if membership is None:
-        raise not_found("member")
+        raise not_found("member", "member-not-found")
     before = membership.role
     if before == Role.owner and role != Role.owner:
         await _guard_last_owner(session, org_id, user_id)
@@ -146,7 +147,7 @@ async def remove_member(
             session, org_id=org_id, action="member.remove", target_id=str(user_id)
         ):
             return
-        raise not_found("member")
+        raise not_found("member", "member-not-found")
     if membership.role == Role.owner:
         await _guard_last_owner(session, org_id, user_id)
     await repo.delete_membership(session, org_id, user_id)
@@ -225,7 +226,7 @@ async def revoke_invitation(
 ) -> None:
     invitation = await repo.lock_invitation(session, org_id, invitation_id)
     if invitation is None:
-        raise not_found("invitation")
+        raise not_found("invitation", "invitation-not-found")
     if invitation.revoked_at is not None:
         return  # a retried revoke: already in the state asked for
     if invitation.accepted_at is not None:
