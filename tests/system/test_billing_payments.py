@@ -177,7 +177,7 @@ async def test_no_purchase_lost_or_doubled_through_kill9(
 
 
 AUTO_ORGS = 4
-AUTO_ROUNDS = 3
+AUTO_ROUNDS = 2
 THRESHOLD, TARGET, SPEND = 1_000, 5_000, 4_500
 CREDITS_PER_UNIT = 10  # billing's default AUTO_TOP_UP_CREDITS_PER_UNIT
 
