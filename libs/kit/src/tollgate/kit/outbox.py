@@ -1,15 +1,16 @@
 """Transactional outbox: events written in the same transaction as the change that
 caused them, then published to Kafka in order by a relay.
 
-A service calls `emit(session, data)` inside its transaction: the topic comes from the
-contract registry, the key from the payload (`kafka_key`), the CloudEvents `source`
-from the topic's owner and the instance id the runtime put on the session maker
-(`bind_instance`). `emit_tombstone(session, topic, key)` deletes a key on a compacted
-topic. There is no other way into the outbox. `OutboxRelay` publishes
-pending rows in id order and marks them sent. Only one relay per database publishes
-at a time (a Postgres advisory lock), so two replicas never interleave and a key's
-events stay in order. Publishing is at-least-once: a crash between the broker's ack
-and the commit re-sends the batch, which consumers absorb by event id.
+A service calls `emit(session, data)` (or `emit_many` for a batch, one INSERT) inside
+its transaction: the topic comes from the contract registry, the key from the payload
+(`kafka_key`), the CloudEvents `source` from the topic's owner and the instance id the
+runtime put on the session maker (`bind_instance`). `emit_tombstone(session, topic,
+key)` deletes a key on a compacted topic. There is no other way into the outbox.
+`OutboxRelay` publishes pending rows in id order and marks them sent. Only one relay
+per database publishes at a time (a Postgres advisory lock), so two replicas never
+interleave and a key's events stay in order. Publishing is at-least-once: a crash
+between the broker's ack and the commit re-sends the batch, which consumers absorb by
+event id.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import os
 import socket
 import zlib
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -118,6 +120,31 @@ async def emit(
     return event
 
 
+async def emit_many(
+    session: AsyncSession, items: Sequence[tuple[EventData, str | None]]
+) -> list[CloudEvent[Any]]:
+    """`emit` for several (data, subject) pairs in one INSERT (a batch worker's
+    round); returns the envelopes in the order given."""
+    events: list[CloudEvent[Any]] = []
+    rows = []
+    headers = _headers()
+    for data, subject in items:
+        topic = topic_for(type(data))
+        event = new_event(data, source=event_source(session, topic), subject=subject)
+        events.append(event)
+        rows.append(
+            {
+                "topic": topic.name,
+                "key": data.kafka_key(),
+                "value": encode(event),
+                "headers": headers,
+            }
+        )
+    if rows:
+        await session.execute(insert(_WRITE_TABLE).values(rows))
+    return events
+
+
 async def emit_tombstone(session: AsyncSession, topic: Topic, key: str) -> None:
     """Add a tombstone (deletion of `key` on a compacted topic) to the transaction."""
     await _write(session, topic, key, None)
@@ -127,13 +154,14 @@ _WRITE_TABLE = outbox_table(MetaData())
 """Every service's outbox has this layout and name; inserts need no service metadata."""
 
 
-async def _write(session: AsyncSession, topic: Topic, key: str | None, value: bytes | None) -> None:
-    headers: dict[str, str] = {}
+def _headers() -> dict[str, str]:
     traceparent = current_traceparent()
-    if traceparent:
-        headers["traceparent"] = traceparent
+    return {"traceparent": traceparent} if traceparent else {}
+
+
+async def _write(session: AsyncSession, topic: Topic, key: str | None, value: bytes | None) -> None:
     await session.execute(
-        insert(_WRITE_TABLE).values(topic=topic.name, key=key, value=value, headers=headers)
+        insert(_WRITE_TABLE).values(topic=topic.name, key=key, value=value, headers=_headers())
     )
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import delete, func, literal, or_, select, text, tuple_, update
+from sqlalchemy import case, delete, func, literal, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -143,13 +142,14 @@ async def insert_message(session: AsyncSession, row: SmsOutbound) -> None:
     await session.flush()
 
 
-async def add_history(
-    session: AsyncSession, message_id: uuid.UUID, status: str, error_code: str | None, at: datetime
+def add_history(
+    session: AsyncSession, reached: list[tuple[uuid.UUID, str, str | None]], at: datetime
 ) -> None:
-    session.add(
-        SmsStatusHistory(message_id=message_id, status=status, error_code=error_code, at=at)
+    """Status history rows (message, status, error code), written at the next flush."""
+    session.add_all(
+        SmsStatusHistory(message_id=m, status=status, error_code=code, at=at)
+        for m, status, code in reached
     )
-    await session.flush()
 
 
 async def history(session: AsyncSession, message_id: uuid.UUID) -> list[SmsStatusHistory]:
@@ -191,9 +191,12 @@ async def messages_of_org(
     return list((await session.scalars(stmt)).all())
 
 
-async def lock_message(session: AsyncSession, message_id: uuid.UUID) -> SmsOutbound | None:
-    stmt = select(SmsOutbound).where(SmsOutbound.id == message_id).with_for_update()
-    return (await session.scalars(stmt)).one_or_none()
+async def lock_messages(
+    session: AsyncSession, message_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, SmsOutbound]:
+    """Lock messages by id (one statement); missing ids are left out."""
+    stmt = select(SmsOutbound).where(SmsOutbound.id.in_(message_ids)).with_for_update()
+    return {m.id: m for m in (await session.scalars(stmt)).all()}
 
 
 async def lock_by_provider_id(
@@ -211,11 +214,19 @@ async def lock_by_provider_id(
 
 
 async def claim_due(
-    session: AsyncSession, now: datetime, limit: int, lease_until: datetime
+    session: AsyncSession,
+    now: datetime,
+    limit: int,
+    lease_until: datetime,
+    *,
+    active: list[uuid.UUID],
+    preferred: tuple[uuid.UUID, str],
 ) -> list[SmsOutbound]:
     """Lease due messages (pending and due, or in flight past their lease: a crashed
-    sender's), oldest first (FOR UPDATE SKIP LOCKED); counts the attempt."""
-    stmt = (
+    sender's), oldest first (FOR UPDATE SKIP LOCKED), in one statement: counts the
+    attempt and gives a message whose provider is not among `active` (none yet, or
+    disabled since) the `preferred` (id, name)."""
+    due = (
         select(SmsOutbound.id)
         .where(
             SmsOutbound.send_state != "done",
@@ -229,26 +240,22 @@ async def claim_due(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    ids = list((await session.scalars(stmt)).all())
-    if not ids:
-        return []
+    keeps = SmsOutbound.provider_id.in_(active)
     claimed = (
         update(SmsOutbound)
-        .where(SmsOutbound.id.in_(ids))
+        .where(SmsOutbound.id.in_(due.scalar_subquery()))
         .values(
             send_state="in_flight",
             leased_until=lease_until,
             attempts=SmsOutbound.attempts + 1,
             updated_at=now,
+            provider_id=case((keeps, SmsOutbound.provider_id), else_=preferred[0]),
+            provider=case((keeps, SmsOutbound.provider), else_=preferred[1]),
         )
         .returning(SmsOutbound)
         .execution_options(synchronize_session=False)
     )
     return list((await session.scalars(claimed)).all())
-
-
-async def update_message(session: AsyncSession, message_id: uuid.UUID, **values: Any) -> None:
-    await session.execute(update(SmsOutbound).where(SmsOutbound.id == message_id).values(**values))
 
 
 # ------------------------------------------------------------------ conversations

@@ -31,6 +31,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -43,7 +44,7 @@ from tollgate.contracts.events.notifier import (
     SmsStatusChanged,
 )
 from tollgate.contracts.ids import uuid7
-from tollgate.kit.outbox import emit
+from tollgate.kit.outbox import emit, emit_many
 from tollgate.kit.problems import Forbidden, Unprocessable
 from tollgate.kit.upstream_identity import CallerIdentity
 from tollgate.notifier.config import Settings
@@ -51,6 +52,7 @@ from tollgate.notifier.models import SmsOutbound
 from tollgate.notifier.outbound import credit, repository
 from tollgate.notifier.outbound.encoding import segment
 from tollgate.notifier.sms import repository as inbound
+from tollgate.notifier.webhooks import repository as webhook_endpoints
 from tollgate.notifier.webhooks import service as webhooks
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -214,7 +216,7 @@ async def accept(
         ),
         subject=str(message.id),
     )
-    await _announce(session, message, SmsStatus.QUEUED, now)
+    await _announce(session, [(message, SmsStatus.QUEUED)], (), now)
     if replies and settings.sms_conversation_hours > 0:
         await repository.open_conversation(
             session,
@@ -227,31 +229,109 @@ async def accept(
     return message, False
 
 
-async def _announce(
-    session: AsyncSession, message: SmsOutbound, status: SmsStatus, now: datetime
-) -> None:
-    await repository.add_history(session, message.id, status.value, message.error_code, now)
-    event = await emit(
-        session,
-        SmsStatusChanged(
-            message_id=message.id,
-            org_id=message.org_id,
-            key_id=message.key_id,
-            client_reference=message.client_reference,
-            from_number=message.from_number,
-            to_number=message.to_number,
-            segments=message.segments,
-            status=status,
-            provider=message.provider,
-            provider_message_id=message.provider_message_id,
-            error_code=message.error_code,
-            error_message=message.error_message,
-            changed_at=now,
-        ),
-        subject=str(message.id),
+def _status_event(message: SmsOutbound, status: SmsStatus, now: datetime) -> SmsStatusChanged:
+    return SmsStatusChanged(
+        message_id=message.id,
+        org_id=message.org_id,
+        key_id=message.key_id,
+        client_reference=message.client_reference,
+        from_number=message.from_number,
+        to_number=message.to_number,
+        segments=message.segments,
+        status=status,
+        provider=message.provider,
+        provider_message_id=message.provider_message_id,
+        error_code=message.error_code,
+        error_message=message.error_message,
+        changed_at=now,
     )
-    if message.status_callback:
-        await webhooks.queue_for_event(session, event, now)
+
+
+async def _announce(
+    session: AsyncSession,
+    reached: Sequence[tuple[SmsOutbound, SmsStatus]],
+    refunds: Sequence[SmsRefunded],
+    now: datetime,
+) -> None:
+    """History rows, `SmsStatusChanged` (and refunds) through the outbox, and status
+    webhooks, for a batch: a few statements whatever its size."""
+    repository.add_history(session, [(m.id, s.value, m.error_code) for m, s in reached], now)
+    await session.flush()  # the messages' changes and their history, batched
+    events = await emit_many(
+        session,
+        [(_status_event(m, s, now), str(m.id)) for m, s in reached]
+        + [(r, str(r.message_id)) for r in refunds],
+    )
+    subscribed: dict[uuid.UUID, bool] = {}
+    for (message, _), event in zip(reached, events, strict=False):
+        if not message.status_callback:
+            continue
+        if message.org_id not in subscribed:  # most orgs have no endpoint: ask once
+            subscribed[message.org_id] = bool(
+                await webhook_endpoints.subscribed_endpoints(session, message.org_id, event.type)
+            )
+        if subscribed[message.org_id]:
+            await webhooks.queue_for_event(session, event, now)
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A status reported for a (locked) message, with the provider's error if any."""
+
+    message: SmsOutbound
+    status: SmsStatus
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+def _move(change: StatusChange, now: datetime) -> bool:
+    message, status = change.message, change.status
+    if _RANK[status] <= _RANK[SmsStatus(message.status)]:
+        return False
+    message.status = status.value
+    message.updated_at = now
+    if change.error_code is not None:
+        message.error_code = change.error_code[:32]
+    if change.error_message is not None:
+        message.error_message = change.error_message[:255]
+    if status is SmsStatus.SENT:
+        message.sent_at = now
+    elif status is SmsStatus.DELIVERED:
+        message.delivered_at = now
+    else:  # failed or undelivered: when it ended
+        message.failed_at = now
+    if _RANK[status] == 2:
+        message.send_state = "done"
+        message.leased_until = None
+    return True
+
+
+async def advance_many(
+    session: AsyncSession, changes: Sequence[StatusChange], now: datetime
+) -> int:
+    """Move each (locked) message to its reported status where that is forward (a
+    duplicate or late report changes nothing); refunds messages that end failed.
+    Returns how many moved."""
+    moved = [c.message for c in changes if _move(c, now)]
+    reached = [(m, SmsStatus(m.status)) for m in moved]
+    refunds = []
+    for message, status in reached:
+        if status is SmsStatus.FAILED and not message.refunded and message.amount > 0:
+            message.refunded = True
+            refunds.append(
+                SmsRefunded(
+                    refund_id=uuid7(),
+                    charge_id=message.charge_id,
+                    message_id=message.id,
+                    org_id=message.org_id,
+                    amount=message.amount,
+                    reason=message.error_code or "failed",
+                    refunded_at=now,
+                )
+            )
+    if reached:
+        await _announce(session, reached, refunds, now)
+    return len(reached)
 
 
 async def advance(
@@ -263,45 +343,9 @@ async def advance(
     error_code: str | None = None,
     error_message: str | None = None,
 ) -> bool:
-    """Move a (locked) message to `status` if that is forward; False when it is not
-    (a duplicate or late report). Refunds a message that ends failed."""
-    current = SmsStatus(message.status)
-    if _RANK[status] <= _RANK[current]:
-        return False
-    message.status = status.value
-    message.updated_at = now
-    if error_code is not None:
-        message.error_code = error_code[:32]
-    if error_message is not None:
-        message.error_message = error_message[:255]
-    if status is SmsStatus.SENT:
-        message.sent_at = now
-    elif status is SmsStatus.DELIVERED:
-        message.delivered_at = now
-    else:  # failed or undelivered: when it ended
-        message.failed_at = now
-    if _RANK[status] == 2:
-        message.send_state = "done"
-        message.leased_until = None
-    await session.flush()
-    await _announce(session, message, status, now)
-    if status is SmsStatus.FAILED and not message.refunded and message.amount > 0:
-        message.refunded = True
-        await emit(
-            session,
-            SmsRefunded(
-                refund_id=uuid7(),
-                charge_id=message.charge_id,
-                message_id=message.id,
-                org_id=message.org_id,
-                amount=message.amount,
-                reason=message.error_code or "failed",
-                refunded_at=now,
-            ),
-            subject=str(message.id),
-        )
-        await session.flush()
-    return True
+    """`advance_many` for one message; False when the status is not forward."""
+    change = StatusChange(message, status, error_code, error_message)
+    return await advance_many(session, [change], now) == 1
 
 
 def valid_prefix(prefix: str) -> str:

@@ -1,9 +1,10 @@
 """The send queue: hands queued SMS to their provider, off the request path.
 
 Each round claims due messages (`FOR UPDATE SKIP LOCKED`, a lease of
-`sms_send_lease_seconds`, the attempt counted and the provider chosen in that short
-transaction, then committed), calls the provider outside any transaction, and
-records the round's outcomes in one transaction: accepted → `sent` with the provider's
+`sms_send_lease_seconds`, the attempt counted and the provider chosen in one UPDATE,
+then committed), calls the provider outside any transaction, and records the round's
+outcomes in one transaction of a few statements whatever the round's size (lock,
+batched updates and history rows, one outbox INSERT): accepted → `sent` with the provider's
 message id; a transient error (network, timeout, 429, 5xx) → back to pending after a
 back-off (2 s, 10 s, 1 min, 5 min, 30 min, or the provider's `Retry-After`) until
 `sms_send_max_attempts`; a permanent error or the last attempt → `failed` and refunded.
@@ -28,7 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.contracts.events.notifier import SmsStatus
 from tollgate.kit.db import SessionMaker
@@ -146,18 +146,20 @@ class SmsSendWorker:
         now = self._clock.now()
         lease = now + timedelta(seconds=self._settings.sms_send_lease_seconds)
         async with self._sessions() as session, session.begin():
-            claimed = await repository.claim_due(session, now, wanted, lease)
-            for message in claimed:
-                if message.provider_id is None or message.provider_id not in by_id:
-                    message.provider_id = preferred.row.id
-                    message.provider = preferred.row.name
-            await session.flush()
+            claimed = await repository.claim_due(
+                session,
+                now,
+                wanted,
+                lease,
+                active=list(by_id),
+                preferred=(preferred.row.id, preferred.row.name),
+            )
         if len(claimed) < wanted:
             preferred.bucket.tokens += wanted - len(claimed)  # unused sends go back
         if not claimed:
             return 0
         outcomes = await asyncio.gather(
-            *(self._send(by_id[m.provider_id], m) for m in claimed if m.provider_id)
+            *(self._send(by_id[m.provider_id], m) for m in claimed if m.provider_id in by_id)
         )
         await self._record(list(zip(claimed, outcomes, strict=True)))
         return len(claimed)
@@ -189,29 +191,32 @@ class SmsSendWorker:
         return accepted
 
     async def _record(self, outcomes: list[tuple[SmsOutbound, Accepted | ProviderError]]) -> None:
-        """Record a round's outcomes in one transaction (one commit for the round; if
-        it fails, the leases expire and the messages go again with the same token)."""
+        """Record a round's outcomes in one transaction and a few statements (one commit
+        for the round; if it fails, the leases expire and the messages go again with the
+        same token)."""
         now = self._clock.now()
         async with self._sessions() as session, session.begin():
+            locked = await repository.lock_messages(session, [m.id for m, _ in outcomes])
+            changes = []
             for claimed, outcome in outcomes:
-                await self._record_one(session, claimed, outcome, now)
+                message = locked.get(claimed.id)
+                if message is None or message.send_state == "done":
+                    continue
+                change = self._outcome(message, outcome, now)
+                if change is not None:
+                    changes.append(change)
+            await service.advance_many(session, changes, now)
 
-    async def _record_one(
-        self,
-        session: AsyncSession,
-        claimed: SmsOutbound,
-        outcome: Accepted | ProviderError,
-        now: datetime,
-    ) -> None:
-        message = await repository.lock_message(session, claimed.id)
-        if message is None or message.send_state == "done":
-            return
+    def _outcome(
+        self, message: SmsOutbound, outcome: Accepted | ProviderError, now: datetime
+    ) -> service.StatusChange | None:
+        """The status a send outcome reaches; None for a transient error with attempts
+        left (the message goes back to pending after its back-off)."""
         if isinstance(outcome, Accepted):
             message.provider_message_id = outcome.provider_message_id[:128]
             message.send_state = "done"
             message.leased_until = None
-            await service.advance(session, message, SmsStatus.SENT, now)
-            return
+            return service.StatusChange(message, SmsStatus.SENT)
         last = message.attempts >= self._settings.sms_send_max_attempts
         if outcome.transient and not last:
             delay = (
@@ -223,15 +228,9 @@ class SmsSendWorker:
             message.next_attempt_at = now + timedelta(seconds=delay)
             message.error_code = outcome.code
             message.error_message = outcome.message
-            await session.flush()
-            return
-        await service.advance(
-            session,
-            message,
-            SmsStatus.FAILED,
-            now,
-            error_code=outcome.code,
-            error_message=outcome.message,
+            return None
+        return service.StatusChange(
+            message, SmsStatus.FAILED, error_code=outcome.code, error_message=outcome.message
         )
 
     async def run(self) -> None:
