@@ -491,3 +491,35 @@ async def test_a_card_kept_from_a_credit_pack_payment_serves_auto_top_up(
         assert await b.run_worker() == 1
         assert await b.balance(kept) == 5_000
         assert await b.balance(not_kept) == 10_000
+
+
+async def test_an_org_spending_steadily_is_refilled_before_it_runs_out(
+    database_factory: Callable[[str], str],
+) -> None:
+    """The threshold (1 000) leaves ten seconds of room at the org's 100 credits/s:
+    the top-up lands within that room, so the org never runs dry while it spends."""
+    org = uuid.uuid4()
+    async with billing(database_factory, auto_top_up_poll_seconds=0.05) as b:
+        await b.credit(org, 1_010)
+        await b.save_card(org)
+        await b.configure(org)  # threshold 1 000, target 5 000
+        workers = asyncio.create_task(worker.run_auto_top_up(b.sessions, b.settings))
+        lowest, spent = 1_010, 0
+        try:
+            crossed = time.monotonic()
+            while not await paid_auto_top_ups(b):
+                assert time.monotonic() - crossed < 30, "never credited"
+                await b.spend(org, 10)  # the first debit crosses the threshold
+                spent += 10
+                lowest = min(lowest, await b.balance(org))
+                await asyncio.sleep(0.1)
+            credited = time.monotonic() - crossed
+        finally:
+            workers.cancel()
+            await asyncio.gather(workers, return_exceptions=True)
+        assert lowest > 0
+        (charge,) = await b.charges(org)
+        assert charge["status"] == "succeeded"
+        # Priced at the crossing (1 000 left → 4 000 credits), whatever was spent since.
+        assert await b.balance(org) == 1_010 - spent + charge["credits"]
+        print(f"\nauto top-up while spending 100 credits/s: crossing → credited {credited:.2f} s")
