@@ -30,7 +30,6 @@ from tollgate.kit.db import DbSession
 from tollgate.kit.pagination import Cursor, Page, decode_cursor, page_of
 from tollgate.kit.problems import (
     Conflict,
-    Forbidden,
     NotFound,
     ServiceUnavailable,
     Unauthorized,
@@ -52,6 +51,7 @@ from tollgate.notifier.outbound.schemas import (
     UsageOut,
 )
 from tollgate.notifier.parameters import UtcDatetime
+from tollgate.notifier.sms.api import invalid_signature, provider_url
 from tollgate.notifier.state import Notifier
 
 router = APIRouter(tags=["sms-outbound"])
@@ -202,7 +202,7 @@ async def delivery_report(
     async with db.begin():
         row = await repository.provider(db, provider_id)
     if row is None or row.kind != kind:
-        raise Forbidden("invalid-signature", "Invalid provider signature.")
+        raise invalid_signature()
     form: dict[str, list[str]] = {}
     if kind == "twilio":
         try:
@@ -213,7 +213,7 @@ async def delivery_report(
     client = providers.client_for(row.kind, row.config, _credentials(row, notifier))
     try:
         report = client.report(
-            url=_public_url(request, notifier),
+            url=provider_url(request, notifier),
             headers=request.headers,
             body=raw,
             form=form,
@@ -221,7 +221,7 @@ async def delivery_report(
         )
     except providers.CallbackRefused as exc:
         if str(exc) == "invalid signature":
-            raise Forbidden("invalid-signature", "Invalid provider signature.") from None
+            raise invalid_signature() from None
         raise Unprocessable("invalid-payload", "Not a delivery report.") from None
     finally:
         await client.close()
@@ -238,14 +238,6 @@ async def delivery_report(
                 error_code=report.error_code,
             )
     return Response(status_code=204)
-
-
-def _public_url(request: Request, notifier: Notifier) -> str:
-    base = notifier.settings.sms_public_url.rstrip("/")
-    if not base:
-        return str(request.url)
-    query = f"?{request.url.query}" if request.url.query else ""
-    return f"{base}{request.url.path}{query}"
 
 
 def _credentials(row: SmsProvider, notifier: Notifier) -> dict[str, str]:

@@ -52,10 +52,10 @@ from tollgate.notifier.models import SmsOutbound
 from tollgate.notifier.outbound import credit, repository
 from tollgate.notifier.outbound.encoding import segment
 from tollgate.notifier.sms import repository as inbound
+from tollgate.notifier.sms.service import E164
 from tollgate.notifier.webhooks import repository as webhook_endpoints
 from tollgate.notifier.webhooks import service as webhooks
 
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 SENDER_ID_PATTERN = r"^(?:[0-9.&-][0-9 .&-]*)?[A-Za-z](?:[A-Za-z0-9 .&-]*[A-Za-z0-9.&-])?$"
 """An alphanumeric sender id (with at most 11 characters): letters, digits, spaces, `.`,
 `&`, `-`, at least one letter, no space first or last."""

@@ -44,7 +44,9 @@ router = APIRouter(tags=["sms"])
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
-def _public_url(request: Request, notifier: NotifierState) -> str:
+def provider_url(request: Request, notifier: NotifierState) -> str:
+    """The URL a provider called, as it signed it: behind a proxy, `sms_public_url`
+    stands for the scheme and host (inbound messages and delivery reports alike)."""
     base = notifier.settings.sms_public_url.rstrip("/")
     if not base:
         return str(request.url)
@@ -52,7 +54,8 @@ def _public_url(request: Request, notifier: NotifierState) -> str:
     return f"{base}{request.url.path}{query}"
 
 
-def _forbidden() -> Problem:
+def invalid_signature() -> Problem:
+    """The answer to a provider request whose signature does not verify."""
     return Forbidden("invalid-signature", "Invalid provider signature.")
 
 
@@ -150,8 +153,8 @@ async def inbound_twilio(request: Request, db: DbSession, notifier: Notifier) ->
         params.setdefault(name, []).append(value)
     token = notifier.settings.sms_twilio_auth_token.get_secret_value()
     signature = request.headers.get("X-Twilio-Signature")
-    if not signatures.twilio_valid(token, _public_url(request, notifier), params, signature):
-        raise _forbidden()
+    if not signatures.twilio_valid(token, provider_url(request, notifier), params, signature):
+        raise invalid_signature()
     first = {name: values[0] for name, values in params.items()}
     sms = _inbound_sms(
         "twilio",
@@ -174,7 +177,7 @@ async def inbound_generic(request: Request, db: DbSession, notifier: Notifier) -
     secret = notifier.settings.sms_hmac_secret.get_secret_value()
     header = request.headers.get("X-Tollgate-Signature")
     if not signatures.generic_valid(secret, header, raw, notifier.clock.now().timestamp()):
-        raise _forbidden()
+        raise invalid_signature()
     message_id, new = await _store(_inbound_sms("generic", raw), db, notifier)
     return InboundAccepted(message_id=message_id, duplicate=not new)
 
