@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tollgate.billing.app import create_app
 from tollgate.billing.config import Settings
+from tollgate.billing.ledger import service as ledger
 from tollgate.contracts.events.gateway import RequestCompleted
 from tollgate.contracts.ids import uuid7
-from tollgate.kit.db import create_engine, session_maker
+from tollgate.kit.db import SessionMaker, create_engine, session_maker
 from tollgate.kit.testing.databases import ensure_migrated
 from tollgate.kit.testing.tokens import TokenMint
 
@@ -105,6 +106,21 @@ async def outbox_types(engine: AsyncEngine, topic: str) -> list[str]:
             text("SELECT value FROM outbox WHERE topic = :t ORDER BY id"), {"t": topic}
         )
         return [orjson.loads(row.value)["type"] for row in rows]
+
+
+async def fund(sessions: SessionMaker, settings: Settings, org_id: uuid.UUID, amount: int) -> None:
+    """Open the org's account with an admin top-up of `amount` credits."""
+    async with sessions() as session, session.begin():
+        await ledger.add_credits(
+            session,
+            org_id,
+            settings,
+            kind="top_up",
+            amount=amount,
+            actor="admin:t",
+            reason="opening",
+            idempotency_key=f"opening-{org_id}",
+        )
 
 
 async def ledger_total(session: AsyncSession, org_id: uuid.UUID) -> int:

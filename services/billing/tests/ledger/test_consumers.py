@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 from faststream.kafka import TestKafkaBroker
 
-from tollgate.billing.ledger import service as ledger
 from tollgate.billing.ledger.consumers import ledger_consumers
 from tollgate.contracts import topics
 from tollgate.contracts.envelope import encode, new_event
@@ -21,6 +20,7 @@ from tollgate.kit.db import create_engine, session_maker
 from tollgate.kit.kafka import make_broker, topic_name
 
 from ..factories import (
+    fund,
     ledger_total,
     migrated,
     outbox_data,
@@ -37,17 +37,7 @@ async def test_batch_debits_once_and_skips_poison(database_factory: Callable[[st
     sessions = session_maker(engine)
     org = uuid.uuid4()
     try:
-        async with sessions() as session, session.begin():
-            await ledger.add_credits(
-                session,
-                org,
-                settings,
-                kind="top_up",
-                amount=100,
-                actor="admin:t",
-                reason="opening",
-                idempotency_key="k1",
-            )
+        await fund(sessions, settings, org, 100)
         events = [
             encode(new_event(request_event(org, cost=3), source="tollgate/gateway/test"))
             for _ in range(5)
@@ -77,17 +67,7 @@ async def test_a_new_org_gets_its_first_balance_state_at_once(
     sessions = session_maker(engine)
     known, new = uuid.uuid4(), uuid.uuid4()
     try:
-        async with sessions() as session, session.begin():
-            await ledger.add_credits(
-                session,
-                known,
-                settings,
-                kind="top_up",
-                amount=500,
-                actor="admin:t",
-                reason="opening",
-                idempotency_key="k-known",
-            )
+        await fund(sessions, settings, known, 500)
         state = UserState(
             user_id=uuid.uuid4(),
             active=True,

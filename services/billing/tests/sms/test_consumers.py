@@ -9,14 +9,13 @@ from collections.abc import Callable
 
 from faststream.kafka import TestKafkaBroker
 
-from tollgate.billing.ledger import service as ledger
 from tollgate.billing.sms.consumers import sms_charge_consumers
 from tollgate.contracts import topics
 from tollgate.contracts.envelope import encode, new_event
 from tollgate.kit.db import create_engine, session_maker
 from tollgate.kit.kafka import make_broker, topic_name
 
-from ..factories import ledger_total, migrated, settings_for
+from ..factories import fund, ledger_total, migrated, settings_for
 from .test_service import charge, refund
 
 
@@ -27,17 +26,7 @@ async def test_batch_applies_once_and_skips_poison(database_factory: Callable[[s
     sessions = session_maker(engine)
     org = uuid.uuid4()
     try:
-        async with sessions() as session, session.begin():
-            await ledger.add_credits(
-                session,
-                org,
-                settings,
-                kind="top_up",
-                amount=100,
-                actor="admin:t",
-                reason="opening",
-                idempotency_key="k1",
-            )
+        await fund(sessions, settings, org, 100)
         kept, refunded = charge(org, 2, 5), charge(org, 3, 5)
         batch = [
             encode(new_event(e, source="tollgate/notifier/test"))
