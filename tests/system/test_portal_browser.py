@@ -4,8 +4,9 @@ the Petstore document is in the catalog; its docs page draws Scalar from the con
 document with the four code-sample languages; "create a test key" issues a `tg_test_` key
 that the page keeps in session storage; Scalar's try-it panel sends the call from the
 browser through the real gateway (which allows the console's origin by CORS) and shows
-its 200; the call then appears in the customer's logs explorer; a pasted key never
-reaches the console (neither its requests nor its log).
+its 200; the call then appears in the customer's logs explorer and in their numbers for
+the API on its docs page; a pasted key never reaches the console (neither its requests nor
+its log).
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ def test_docs_of_an_imported_api_and_a_test_key_that_the_gateway_accepts(
     expect(page.locator(f"a[href$='/logs/{request_id}']")).to_have_count(1)
     expect(page.get_by_test_id("logs-table")).to_contain_text("/pets")
     page.goto(f"{stack.console}/portal/apis/{slug}")
+    # ... and in their own numbers for this API on its docs page (test keys apart from live).
+    expect(page.get_by_test_id("portal-test-requests")).to_have_text("1")
 
     page.get_by_test_id("portal-paste-key").fill(PASTED)
     page.get_by_test_id("portal-paste-key").dispatch_event("change")

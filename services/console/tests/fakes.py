@@ -363,6 +363,8 @@ class FakeBackends:
             return httpx.Response(200, json=totals)
         if path == "/v1/usage/top":
             by = request.url.params["by"]
+            if request.url.params.get("mode") == "test":  # tg_test_ traffic is counted apart
+                by += ":test"
             items = [
                 {
                     "value": value,

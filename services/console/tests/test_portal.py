@@ -117,6 +117,20 @@ async def test_docs_page_loads_scalar_with_a_csp_relaxed_for_styles_only() -> No
     assert "unsafe-inline" not in catalog.headers["content-security-policy"]
 
 
+async def test_docs_page_shows_test_key_calls_apart_from_live_numbers() -> None:
+    fake = portal_fake()
+    fake.top_values["api:test"] = list(fake.top_values["api"])
+    async with console(fake) as client:
+        await sign_in(client)
+        tried = await client.get("/portal/apis/petstore")
+        fake.top_values.pop("api:test")
+        live_only = await client.get("/portal/apis/petstore")
+
+    assert 'data-testid="portal-requests">7<' in tried.text
+    assert 'data-testid="portal-test-requests">7<' in tried.text
+    assert 'data-testid="portal-test-numbers"' not in live_only.text
+
+
 async def test_test_key_is_a_short_lived_test_key_for_this_api_only() -> None:
     fake = portal_fake()
     async with console(fake) as client:

@@ -127,13 +127,18 @@ def _numbers_org(me: Me, orgs: list[Org], wanted: str | None) -> Org | None:
     return chosen or (orgs[0] if orgs else None)
 
 
-async def _numbers(request: Request, token: str, org: Org | None) -> Panel[dict[str, TopItem]]:
+async def _numbers(
+    request: Request, token: str, org: Org | None, mode: str = "live"
+) -> Panel[dict[str, TopItem]]:
+    """The org's requests per API over the last days; `mode` test counts `tg_test_` keys
+    (usage keeps them apart from live traffic)."""
     if org is None:
         return Panel(value={})
     end = datetime.now(UTC)
     start = end - timedelta(days=NUMBERS_DAYS)
+    filters = {"mode": mode} if mode != "live" else {}
     top = await panel(
-        backends(request).usage_top_by(token, org.id, "api", start, end, {}, limit=100)
+        backends(request).usage_top_by(token, org.id, "api", start, end, filters, limit=100)
     )
     return Panel(
         value={i.value: i for i in top.value or [] if i.value}, down=top.down, problem=top.problem
@@ -248,7 +253,10 @@ async def _docs_page(
         identity(request, session), _api_by_slug(request, token, slug)
     )
     numbers_org = _numbers_org(me, orgs, org)
-    numbers = await _numbers(request, token, numbers_org)
+    # Try-it calls use test keys: their numbers are shown beside the live ones.
+    numbers, test_numbers = await asyncio.gather(
+        _numbers(request, token, numbers_org), _numbers(request, token, numbers_org, "test")
+    )
     low, high = _prices(api)
     gateway = _settings(request).gateway_url.rstrip("/")
     context = {
@@ -262,6 +270,7 @@ async def _docs_page(
         "numbers_org": numbers_org,
         "numbers": numbers,
         "mine": (numbers.value or {}).get(str(api.id)),
+        "mine_test": (test_numbers.value or {}).get(str(api.id)),
         "days": NUMBERS_DAYS,
         "issued_key": issued_key,
         "problem": problem,
