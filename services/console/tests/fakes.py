@@ -1011,13 +1011,20 @@ def notifier_customer(
     return None
 
 
+def _one_per_page(request: httpx.Request, items: list[dict[str, Any]]) -> httpx.Response:
+    """A page of one item, so that the console must follow `next_cursor`."""
+    start = int(request.url.params.get("cursor", "0"))
+    more = str(start + 1) if start + 1 < len(items) else None
+    return httpx.Response(200, json={"items": items[start : start + 1], "next_cursor": more})
+
+
 def _admin_sms_routing(fake: FakeBackends, request: httpx.Request, path: str) -> httpx.Response:
     if path == "/v1/admin/sms/numbers":
         if request.method == "PUT":
             body = json.loads(request.content)
             fake.sms_numbers = [n for n in fake.sms_numbers if n["number"] != body["number"]]
             fake.sms_numbers.append({**body, "created_at": NOW})
-        return httpx.Response(200, json={"items": fake.sms_numbers, "next_cursor": None})
+        return _one_per_page(request, fake.sms_numbers)
     if path.startswith("/v1/admin/sms/numbers/"):
         number = path.rsplit("/", 1)[1]
         fake.sms_numbers = [n for n in fake.sms_numbers if n["number"] != number]
@@ -1035,7 +1042,7 @@ def _admin_sms_routing(fake: FakeBackends, request: httpx.Request, path: str) ->
             rule = {"id": str(uuid.uuid4()), **body, "created_at": NOW}
             fake.keyword_rules.append(rule)
             return httpx.Response(201, json=rule)
-        return httpx.Response(200, json={"items": fake.keyword_rules, "next_cursor": None})
+        return _one_per_page(request, fake.keyword_rules)
     rule_id = path.rsplit("/", 1)[1]
     fake.keyword_rules = [r for r in fake.keyword_rules if r["id"] != rule_id]
     return httpx.Response(204)

@@ -1316,6 +1316,18 @@ class Backends:
 
     # --- notifier: inbound SMS, numbers and keyword rules ----------------------------
 
+    async def _every_item(self, service: Service, path: str, token: str) -> list[Any]:
+        """Every item of a paged list, page after page (for the platform's short lists:
+        an org's numbers or rules may be on any page)."""
+        items: list[Any] = []
+        cursor: str | None = None
+        while True:
+            answer = await self._call(service, "GET", path, token=token, params={"cursor": cursor})
+            items.extend(answer["items"])
+            cursor = answer.get("next_cursor")
+            if not cursor:
+                return items
+
     async def sms_inbox(
         self,
         token: str,
@@ -1357,8 +1369,8 @@ class Backends:
 
     async def sms_numbers(self, token: str) -> list[SmsNumber]:
         """Every assigned number (platform admins)."""
-        answer = await self._call("notifier", "GET", "/v1/admin/sms/numbers", token=token)
-        return [SmsNumber.model_validate(n) for n in answer["items"]]
+        rows = await self._every_item("notifier", "/v1/admin/sms/numbers", token)
+        return [SmsNumber.model_validate(n) for n in rows]
 
     async def assign_sms_number(self, token: str, number: str, org_id: uuid.UUID) -> None:
         body = {"number": number, "org_id": str(org_id)}
@@ -1371,8 +1383,8 @@ class Backends:
 
     async def keyword_rules(self, token: str) -> list[KeywordRule]:
         """Every keyword rule (platform admins)."""
-        answer = await self._call("notifier", "GET", "/v1/admin/sms/keyword-rules", token=token)
-        return [KeywordRule.model_validate(r) for r in answer["items"]]
+        rows = await self._every_item("notifier", "/v1/admin/sms/keyword-rules", token)
+        return [KeywordRule.model_validate(r) for r in rows]
 
     async def add_keyword_rule(self, token: str, body: dict[str, Any]) -> KeywordRule:
         answer = await self._call(
