@@ -163,11 +163,17 @@ async def delete_endpoint(
     db: DbSession,
     notifier: Notifier,
 ) -> Response:
-    """Delete an endpoint: it receives nothing more; deleting it again is a 404."""
+    """Delete an endpoint: it receives nothing more. Deleting it again changes nothing
+    and answers 204 too (until retention removes the row)."""
     authorize_org(principal, org_id, Role.developer)
     async with db.begin():
-        endpoint = await _endpoint(db, org_id, endpoint_id)
-        await service.delete_endpoint(db, endpoint, notifier.clock.now())
+        endpoint = await repository.endpoint_of_org(
+            db, org_id, endpoint_id, for_update=True, deleted=True
+        )
+        if endpoint is None:
+            raise NotFound("endpoint-not-found", "No such webhook endpoint.")
+        if endpoint.deleted_at is None:
+            await service.delete_endpoint(db, endpoint, notifier.clock.now())
     return Response(status_code=204)
 
 

@@ -46,14 +46,20 @@ async def add_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> None
 
 
 async def endpoint_of_org(
-    session: AsyncSession, org_id: uuid.UUID, endpoint_id: uuid.UUID, *, for_update: bool = False
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+    deleted: bool = False,
 ) -> WebhookEndpoint | None:
-    """The org's endpoint with that id; None for another org's or a deleted endpoint."""
+    """The org's endpoint with that id; None for another org's, and for a deleted
+    endpoint unless `deleted` (a repeated delete finds it)."""
     stmt = select(WebhookEndpoint).where(
-        WebhookEndpoint.id == endpoint_id,
-        WebhookEndpoint.org_id == org_id,
-        WebhookEndpoint.deleted_at.is_(None),
+        WebhookEndpoint.id == endpoint_id, WebhookEndpoint.org_id == org_id
     )
+    if not deleted:
+        stmt = stmt.where(WebhookEndpoint.deleted_at.is_(None))
     if for_update:
         stmt = stmt.with_for_update()
     return (await session.scalars(stmt)).one_or_none()
