@@ -1,8 +1,11 @@
 """`make up`: the whole Tollgate stack on one machine, nothing installed by hand.
 
 Starts (or reuses) the dependencies, prepares databases and topics, starts the five
-services, the console and the demo upstream as child processes, waits until every one is ready,
-prints where everything is, and streams each process's output prefixed with its name.
+services, the console, the demo upstream and a local SMS provider (the notifier's fake
+Twilio) as child processes, waits until every one is ready, registers the SMS API
+behind the gateway (a number and prices for the demo org, the local provider), prints
+where everything is with curl lines to try, and streams each process's output
+prefixed with its name.
 Ctrl-C or SIGTERM stops the services first (they drain and flush), then the
 dependencies it started; nothing is left behind.
 
@@ -15,8 +18,8 @@ Dependencies, each resolved once:
 
 Knobs (for running a second stack beside the first, as the system test does):
 `DEVSTACK_PORT_BASE` (default 8080) moves the service ports (gateway = base,
-accounts = base+1, usage, billing, notifier, console = base+5) and the demo upstream
-(base+920);
+accounts = base+1, usage, billing, notifier, console = base+5), the demo upstream
+(base+920) and the local SMS provider (base+921);
 `DEVSTACK_DATABASE_PREFIX` (default `tollgate_`) names the databases;
 `DEVSTACK_WORKDIR` (default `.devstack/`) holds logs and local state;
 `KAFKA_IDEMPOTENCE=false` for a given broker that is Tansu.
@@ -33,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -123,6 +127,11 @@ def identity_secret() -> str:
     return local_secret("gateway-identity-secret", lambda: secrets.token_urlsafe(32))
 
 
+def sms_provider_token() -> str:
+    """The local SMS provider's auth token (it signs delivery reports with it)."""
+    return local_secret("sms-provider-token", lambda: secrets.token_hex(16))
+
+
 def service_env(
     name: str, port: int, deps: Dependencies, db_urls: dict[str, str]
 ) -> dict[str, str]:
@@ -144,8 +153,11 @@ def service_env(
         values["CONSOLE_URL"] = f"http://127.0.0.1:{base + OFFSETS['console']}"
         values["EMAIL_DIR"] = str(WORKDIR / "mail")
         values["WEBHOOK_ALLOWED_NETWORKS"] = "127.0.0.0/8,::1/128"
-        # The notifier's SMS API, once registered behind the gateway, trusts its identity.
+        # The notifier's SMS API, registered behind the gateway, trusts its identity.
         values["GATEWAY_IDENTITY_SECRETS"] = identity_secret()
+        # The local provider reports delivery to (and signs for) this URL.
+        values["SMS_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+        values["SMS_TWILIO_AUTH_TOKEN"] = sms_provider_token()
     if name == "accounts":
         values["SIGNING_KEY_FILE"] = str(WORKDIR / "accounts-signing-keys.pem")
         values["SIGNING_KEY_GENERATE"] = "true"
@@ -207,14 +219,7 @@ def seed_credits(base: int, admin: tuple[str, str]) -> None:
     """Give the demo org prepaid credits through the billing API, as an operator would
     (signed in as the seeded admin). The fixed Idempotency-Key makes re-runs no-ops."""
     org_id = (WORKDIR / "demo-org-id").read_text().strip()
-    form = urllib.parse.urlencode({"username": admin[0], "password": admin[1]})
-    token_request = urllib.request.Request(
-        f"http://127.0.0.1:{base + 1}/v1/auth/token",
-        data=form.encode(),
-        headers={"content-type": "application/x-www-form-urlencoded"},
-    )
-    with urllib.request.urlopen(token_request, timeout=10) as response:
-        token = json.loads(response.read())["access_token"]
+    token = _admin_token(base, admin)
     top_up = urllib.request.Request(
         f"http://127.0.0.1:{base + 3}/v1/orgs/{org_id}/credits",
         data=json.dumps({"amount": DEMO_CREDITS, "reason": "make up demo credits"}).encode(),
@@ -227,6 +232,90 @@ def seed_credits(base: int, admin: tuple[str, str]) -> None:
     with urllib.request.urlopen(top_up, timeout=10) as response:
         balance = json.loads(response.read())["balance_after"]
     say(f"demo org credits: {DEMO_CREDITS} topped up (balance {balance})")
+
+
+SMS_NUMBER = "+15005550100"
+SMS_PRICE_PER_SEGMENT = 5
+
+
+def _call(url: str, method: str, body: object, token: str) -> int:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 409:  # already there from an earlier run
+            return exc.code
+        raise RuntimeError(f"{method} {url}: {exc.code} {exc.read().decode()}") from None
+
+
+def seed_sms(base: int, admin: tuple[str, str], provider_port: int) -> list[str]:
+    """Register the notifier's SMS API behind the gateway (slug `sms`, price 0: each
+    message is charged per segment), give the demo org a number, price every
+    destination, and add the local provider; idempotent. Returns curl lines to try."""
+    org_id = (WORKDIR / "demo-org-id").read_text().strip()
+    key = (WORKDIR / "demo-key").read_text().strip()
+    token = _admin_token(base, admin)
+    accounts = f"http://127.0.0.1:{base + OFFSETS['accounts']}"
+    notifier = f"http://127.0.0.1:{base + OFFSETS['notifier']}"
+    _call(
+        f"{accounts}/v1/apis",
+        "POST",
+        {"slug": "sms", "name": "SMS", "upstream_url": f"{notifier}/v1", "price": 0},
+        token,
+    )
+    _call(
+        f"{notifier}/v1/admin/sms/numbers", "PUT", {"number": SMS_NUMBER, "org_id": org_id}, token
+    )
+    _call(
+        f"{notifier}/v1/admin/sms/prices",
+        "PUT",
+        {"prefix": "+", "price_per_segment": SMS_PRICE_PER_SEGMENT},
+        token,
+    )
+    _call(
+        f"{notifier}/v1/admin/sms/providers",
+        "POST",
+        {
+            "name": "local-fake-twilio",
+            "kind": "twilio",
+            "config": {
+                "base_url": f"http://127.0.0.1:{provider_port}",
+                "account_sid": "AC" + "f" * 32,
+            },
+            "credentials": {"auth_token": sms_provider_token()},
+            "rate_per_second": 50,
+        },
+        token,
+    )
+    say(
+        f"SMS: API `sms` behind the gateway, demo org number {SMS_NUMBER}, "
+        f"{SMS_PRICE_PER_SEGMENT} credits per segment, local provider on :{provider_port}"
+    )
+    body = json.dumps({"to": "+41791234567", "from": SMS_NUMBER, "text": "Hello from Tollgate"})
+    gateway = f"http://127.0.0.1:{base}"
+    return [
+        f"curl -X POST -H \"X-API-Key: {key}\" -H 'content-type: application/json' "
+        f"-d '{body}' {gateway}/sms/sms/messages",
+        f'curl -H "X-API-Key: {key}" {gateway}/sms/sms/messages/<id from above>',
+    ]
+
+
+def _admin_token(base: int, admin: tuple[str, str]) -> str:
+    form = urllib.parse.urlencode({"username": admin[0], "password": admin[1]})
+    token_request = urllib.request.Request(
+        f"http://127.0.0.1:{base + 1}/v1/auth/token",
+        data=form.encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(token_request, timeout=10) as response:
+        token: str = json.loads(response.read())["access_token"]
+    return token
 
 
 def tail(proc: localdeps.LocalProcess, colour: str, stop: threading.Event) -> None:
@@ -285,7 +374,7 @@ def main() -> int:
                 say(f"{name}: {said.strip().splitlines()[-1]}")
 
         upstream_port = base + 920
-        ours = [base + offset for offset in (*OFFSETS.values(), 920)]
+        ours = [base + offset for offset in (*OFFSETS.values(), 920, 921)]
         ephemeral = [port for port in ours if localdeps.in_ephemeral_range(port)]
         if ephemeral:
             low, high = localdeps.ephemeral_port_range()
@@ -301,8 +390,29 @@ def main() -> int:
             ready_path="/healthz",
         )
         processes.append(upstream)
-        threads = [threading.Thread(target=tail, args=(upstream, "37", stop), daemon=True)]
-        threads[0].start()
+        provider_port = base + 921
+        provider = localdeps.start_program(
+            "sms-fake",
+            [
+                python,
+                "-m",
+                "tollgate.notifier.outbound.fake_twilio",
+                "--port",
+                str(provider_port),
+                "--auth-token",
+                sms_provider_token(),
+            ],
+            WORKDIR,
+            port=provider_port,
+            ready_path="/healthz",
+        )
+        processes.append(provider)
+        threads = [
+            threading.Thread(target=tail, args=(proc, "37", stop), daemon=True)
+            for proc in (upstream, provider)
+        ]
+        for thread in threads:
+            thread.start()
         for index, name in enumerate(SERVICES):
             port = base + OFFSETS[name]
             proc = localdeps.start_program(
@@ -328,12 +438,14 @@ def main() -> int:
             docs = "" if name in ("gateway", "console") else f"   docs http://127.0.0.1:{port}/docs"
             say(f"  {name:<9} http://127.0.0.1:{port}  (health {ops}/healthz){docs}")
         say(f"  upstream  http://127.0.0.1:{upstream_port}/hello")
+        say(f"  sms-fake  http://127.0.0.1:{provider_port}  (a Twilio-compatible provider)")
         say(f"emails (log backend) are written to {WORKDIR / 'mail'}")
         for line in seeded:
             if not line.startswith("curl"):
                 say(line)
         admin = seeded_admin(seeded)
         seed_credits(base, admin)
+        sms_lines = seed_sms(base, admin, provider_port)
         say(
             f"console: http://127.0.0.1:{base + OFFSETS['console']} — sign in as "
             f"{admin[0]} / {admin[1]}"
@@ -342,6 +454,9 @@ def main() -> int:
         for line in seeded:
             if line.startswith("curl"):
                 say(f"  {line}")
+        say("send an SMS (the local provider logs it and reports it delivered):")
+        for line in sms_lines:
+            say(f"  {line}")
         say("Ctrl-C stops everything.")
         while not stop.is_set():
             for proc in processes:

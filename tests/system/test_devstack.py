@@ -27,9 +27,10 @@ SERVICES = {"gateway": 0, "accounts": 1, "usage": 2, "billing": 3, "notifier": 4
 
 
 def free_port_base() -> int:
-    """A base port with base..base+5 and base+920 all free, below the kernel's ephemeral
-    range (so no outgoing connection of this machine can be holding one of them)."""
-    return localdeps.free_port_block((*SERVICES.values(), 920))
+    """A base port with base..base+5, base+920 and base+921 (the SMS provider) all free,
+    below the kernel's ephemeral range (so no outgoing connection of this machine can be
+    holding one of them)."""
+    return localdeps.free_port_block((*SERVICES.values(), 920, 921))
 
 
 def eventually_ok(request: urllib.request.Request) -> object:

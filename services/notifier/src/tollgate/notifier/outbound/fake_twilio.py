@@ -14,14 +14,19 @@ answers the first message instead of sending another), so crash tests can count
 what a provider with idempotency would deliver; `posts_by_token` keeps every attempt.
 A callback that is not answered 2xx is retried (a few times, shortly): the notifier
 may not have recorded the send yet.
+
+`make up` runs it as a program (`python -m tollgate.notifier.outbound.fake_twilio
+--port P --auth-token T`, `GET /healthz` for readiness); it logs each message it takes.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
 import secrets
+import signal
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +63,8 @@ class FakeTwilio:
     auto_callbacks: bool = True
     """False: no status callbacks are sent (a test posts them itself)."""
     balance: str = "12.50"
+    log_messages: bool = False
+    """Print each message taken (a local run's log)."""
     messages: dict[str, FakeMessage] = field(default_factory=dict)
     posts_by_token: Counter[str] = field(default_factory=Counter)
     callbacks_acknowledged: Counter[str] = field(default_factory=Counter)
@@ -69,6 +76,7 @@ class FakeTwilio:
         base = "/2010-04-01/Accounts/{sid}"
         app.router.add_post(base + "/Messages.json", self._send)
         app.router.add_get(base + "/Balance.json", self._balance)
+        app.router.add_get("/healthz", self._healthz)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -85,6 +93,10 @@ class FakeTwilio:
                 await task
         await self._client.close()
         await self._runner.cleanup()
+
+    @staticmethod
+    async def _healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
 
     @property
     def base_url(self) -> str:
@@ -135,6 +147,8 @@ class FakeTwilio:
             token=token,
         )
         self.messages[message.sid] = message
+        if self.log_messages:
+            print(f"SMS {message.sid} {message.from_} -> {message.to}: {message.body}", flush=True)
         if message.callback and self.auto_callbacks:
             self._spawn(self._report(message))
         return web.json_response(self._resource(message), status=201)
@@ -227,3 +241,30 @@ class FakeTwilio:
             "Body": body,
         }
         return await self.post_signed(url, params, key=f"reply:{sid}")
+
+
+async def _serve(port: int, auth_token: str) -> None:
+    fake = FakeTwilio(auth_token=auth_token, port=port, log_messages=True)
+    await fake.start()
+    print(f"fake Twilio on {fake.base_url} (account sid {fake.account_sid})", flush=True)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopped.set)
+    try:
+        await stopped.wait()
+    finally:
+        await fake.stop()
+
+
+def main() -> None:
+    """Run the fake as a local provider until SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(description="A Twilio-compatible SMS provider on loopback.")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--auth-token", required=True)
+    args = parser.parse_args()
+    asyncio.run(_serve(args.port, args.auth_token))
+
+
+if __name__ == "__main__":
+    main()
