@@ -13,6 +13,7 @@ from typing import Literal
 
 from tollgate.contracts.envelope import EventData
 from tollgate.contracts.events.accounts import (
+    ApiChanged,
     ApiUpserted,
     EmailVerificationRequested,
     KeyCreated,
@@ -93,7 +94,7 @@ ACCOUNTS_EVENTS = Topic(
     partitions=6,
     cleanup="delete",
     retention_ms=7 * _DAY_MS,
-    key="org_id for org and key events, user_id for user events",
+    key="org_id for org and key events, user_id for user events, api_id for API changes",
     event_types=(
         UserRegistered,
         PasswordResetRequested,
@@ -103,6 +104,7 @@ ACCOUNTS_EVENTS = Topic(
         KeyRotated,
         KeyRevoked,
         KeyExpiring,
+        ApiChanged,
     ),
     description="Account happenings that trigger emails and webhooks.",
 )

@@ -8,9 +8,10 @@ Three topics:
 - `tollgate.accounts.apis.v1` (compacted, key `api_id`): `ApiUpserted`, the full
   current state of an API in the registry, routes included. Upstream credentials are
   sealed (encrypted for the gateway), never plaintext.
-- `tollgate.accounts.events.v1` (delete, key `org_id` or `user_id`): things that
-  happened (user registered, password reset requested, member invited, key created /
-  rotated / revoked / expiring), consumed by the notifier for email and webhooks.
+- `tollgate.accounts.events.v1` (delete, key `org_id`, `user_id` or `api_id`): things
+  that happened (user registered, password reset requested, member invited, key
+  created / rotated / revoked / expiring, an API's imported document changed),
+  consumed by the notifier for email and webhooks.
   Single-use tokens are sealed for the notifier, never plaintext.
 
 State messages carry `version`, increasing per entity; consumers ignore a message
@@ -399,3 +400,74 @@ class KeyExpiring(_KeyLifecycle):
     event_type = "tollgate.accounts.key.expiring.v1"
 
     expires_at: UtcDatetime = Field(description="When the key expires.")
+
+
+class ApiChangeKind(StrEnum):
+    """What happened to an operation between two imported OpenAPI documents."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+    CHANGED = "changed"
+
+
+class BreakingRule(StrEnum):
+    """Why a change breaks existing callers."""
+
+    REMOVED_OPERATION = "removed-operation"
+    NEW_REQUIRED_PARAMETER = "new-required-parameter"
+    NARROWED_TYPE = "narrowed-type"
+    REMOVED_RESPONSE_FIELD = "removed-response-field"
+
+
+class ApiChange(ContractModel):
+    """One change of one operation (`method` + `path`); breaking when `rule` is set."""
+
+    kind: ApiChangeKind = Field(description="Operation added, removed or changed.")
+    method: str = Field(description="HTTP method, upper case.")
+    path: str = Field(description="Path template as the newer document spells it.")
+    rule: BreakingRule | None = Field(
+        None, description="The breaking-change rule this change falls under; null if compatible."
+    )
+    location: str | None = Field(
+        None,
+        description=(
+            "Where in the operation: `query`, `header`, `path`, `cookie`, `body` or "
+            "`response`; null for a whole operation."
+        ),
+    )
+    name: str | None = Field(
+        None,
+        description=(
+            "Parameter name or dotted property path (`[]` marks array items); "
+            "null for a whole operation or body."
+        ),
+    )
+    status: str | None = Field(None, description="Response status code, for response changes.")
+    before: str | None = Field(None, description="The older type, enum or format, if any.")
+    after: str | None = Field(None, description="The newer type, enum or format, if any.")
+
+    @property
+    def breaking(self) -> bool:
+        """True when existing callers may break."""
+        return self.rule is not None
+
+
+class ApiChanged(EventData):
+    """A new OpenAPI document was imported for an API and its operations changed.
+
+    Sent by accounts (outbox) on import when the document differs from the previous
+    one in any operation; the notifier delivers it to webhooks subscribed to it.
+    Kafka key: `api_id`.
+    """
+
+    event_type = "tollgate.accounts.api.changed.v1"
+    key_field = "api_id"
+
+    api_id: UUID = Field(description="API whose document changed.")
+    slug: str = Field(description="The API's URL slug at the gateway.")
+    name: str = Field(description="The API's display name.")
+    api_version: str = Field(description="The API's own version label, e.g. `2.1.0`.")
+    version: int = Field(ge=0, description="Registry version of the API after the import.")
+    changes: list[ApiChange] = Field(description="Every operation change, breaking ones first.")
+    breaking: int = Field(ge=0, description="How many of `changes` are breaking.")
+    changed_at: UtcDatetime = Field(description="When the document was imported.")
