@@ -55,6 +55,7 @@ from tollgate.contracts.events.billing import (
 )
 from tollgate.contracts.events.identity import OrgMembership, UserState
 from tollgate.contracts.events.notifier import SmsCharged, SmsRefunded, SmsStatus, SmsStatusChanged
+from tollgate.contracts.events.usage import ApiDeprecationAnnounced
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, 589000, tzinfo=UTC)
 ORG_ID = UUID("0195a3c1-7a2e-7c4d-9f10-3b5e8d2a6c01")
@@ -286,66 +287,17 @@ def every_event() -> list[EventData]:
             used=80_000,
             crossed_at=NOW,
         ),
-        BalanceState(
+        ApiDeprecationAnnounced(
             org_id=ORG_ID,
-            balance=-250,
-            status=BalanceStatus.EXHAUSTED,
-            mode=BalanceMode.POSTPAID,
-            low_threshold=1_000,
-            version=90_211,
-            as_of=NOW,
-        ),
-        CreditsLow(org_id=ORG_ID, balance=998, threshold=1_000, occurred_at=NOW),
-        CreditsExhausted(org_id=ORG_ID, balance=0, mode=BalanceMode.PREPAID, occurred_at=NOW),
-        CreditsToppedUp(
-            org_id=ORG_ID, amount=50_000, balance=50_000, ledger_entry_id=uuid7(), occurred_at=NOW
-        ),
-        PlanState(
-            org_id=ORG_ID,
-            plan_id=uuid7(),
-            plan_name="Starter",
-            status=PlanStatus.ACTIVE,
-            included_requests=10_000,
-            past_quota=PastQuota.REJECT_402,
-            rate_limits={"per_second": 20},
-            period_start=NOW,
-            period_end=NOW + timedelta(days=30),
-            version=3,
-            as_of=NOW,
-        ),
-        PlanPaymentFailed(
-            org_id=ORG_ID,
-            plan_id=UUID("01958b6e-0000-7000-8000-00000000b001"),
-            plan_name="Pro",
-            invoice_id="in_1QxYz2AbCdEf",
-            grace_until=NOW + timedelta(days=3),
-            occurred_at=NOW,
-        ),
-        PlanSuspended(
-            org_id=ORG_ID,
-            plan_id=UUID("01958b6e-0000-7000-8000-00000000b001"),
-            plan_name="Pro",
-            reason="invoice unpaid after the grace period",
-            occurred_at=NOW,
-        ),
-        AutoTopUpFailed(
-            org_id=ORG_ID,
-            charge_id=UUID("01958b6e-0000-7000-8000-00000000c001"),
-            amount=1_000,
-            currency="usd",
-            reason="card_declined",
-            balance=900,
-            occurred_at=NOW,
-        ),
-        UsageThresholdCrossed(
-            org_id=ORG_ID,
-            key_id=KEY_ID,
-            period=UsagePeriod.DAY,
-            period_start=date(2025, 3, 14),
-            threshold_percent=80,
-            limit=100_000,
-            used=80_000,
-            crossed_at=NOW,
+            api_id=API_ID,
+            api_slug="weather",
+            api_name="Weather",
+            api_version="v1",
+            deprecated_at=NOW,
+            sunset_at=NOW + timedelta(days=90),
+            requests=1_204,
+            window_start=NOW - timedelta(days=30),
+            window_end=NOW,
         ),
         SmsReceived(
             message_id=uuid7(),

@@ -44,7 +44,7 @@ from tollgate.contracts.events.notifier import (
     SmsRefunded,
     SmsStatusChanged,
 )
-from tollgate.contracts.events.usage import UsageThresholdCrossed
+from tollgate.contracts.events.usage import ApiDeprecationAnnounced, UsageThresholdCrossed
 
 _DAY_MS = 24 * 60 * 60 * 1000
 
@@ -149,8 +149,9 @@ USAGE_EVENTS = Topic(
     cleanup="delete",
     retention_ms=7 * _DAY_MS,
     key="org_id",
-    event_types=(UsageThresholdCrossed,),
-    description="Quota thresholds crossed by keys (e.g. 80 % and 100 % of a daily limit).",
+    event_types=(UsageThresholdCrossed, ApiDeprecationAnnounced),
+    description="Quota thresholds crossed by keys (e.g. 80 % and 100 % of a daily limit) "
+    "and deprecations of APIs announced to the orgs that called them.",
 )
 NOTIFIER_SMS = Topic(
     name="tollgate.notifier.sms.v1",

@@ -2,7 +2,8 @@
 
 Usage counts requests per key from the gateway's request stream and tells the org
 when a key approaches or reaches its daily or monthly quota, so the notifier can send
-an email or webhook before clients start seeing 429s.
+an email or webhook before clients start seeing 429s. It also follows the API registry
+and tells every org that called an API lately when that API is deprecated.
 """
 
 from __future__ import annotations
@@ -43,3 +44,32 @@ class UsageThresholdCrossed(EventData):
     limit: int = Field(ge=1, description="Requests allowed in the window.")
     used: int = Field(ge=0, description="Requests counted in the window when crossed.")
     crossed_at: UtcDatetime = Field(description="When the threshold was crossed.")
+
+
+class ApiDeprecationAnnounced(EventData):
+    """An API the org called in the last days was deprecated (or its Sunset date moved).
+
+    Sent by usage once per org, API and Sunset date, to the orgs whose live keys called
+    the API in the window before the deprecation was seen; test-mode calls do not count.
+    Kafka key: `org_id`.
+    """
+
+    event_type = "tollgate.usage.api_deprecation.announced.v1"
+    key_field = "org_id"
+
+    org_id: UUID = Field(description="Organisation whose keys called the API.")
+    api_id: UUID = Field(description="The deprecated API.")
+    api_slug: str = Field(description="URL slug: the gateway serves the API at `/<slug>/...`.")
+    api_name: str = Field(description="Human name of the API.")
+    api_version: str = Field(description="The API's own version label, e.g. `v1`.")
+    deprecated_at: UtcDatetime | None = Field(
+        description="When the API was deprecated (`Deprecation` header); null when not set."
+    )
+    sunset_at: UtcDatetime | None = Field(
+        description="When the API will be retired (`Sunset` header); null when not set yet."
+    )
+    requests: int = Field(
+        ge=1, description="Live requests of the org to the API in the window (rejected included)."
+    )
+    window_start: UtcDatetime = Field(description="Start of the window the calls were counted in.")
+    window_end: UtcDatetime = Field(description="End of the window (when usage saw the change).")
