@@ -159,6 +159,8 @@ async def test_alphanumeric_sender_ids_are_the_orgs_the_operator_approved(
         other_org = await env.client.get(f"/v1/orgs/{ORG_B}/sms/sender-ids", headers=viewer)
         assert other_org.status_code == 404  # another org: not even its existence
 
-        withdrawn = await env.client.delete("/v1/admin/sms/sender-ids/ACME Shop", headers=env.admin)
+        withdrawn = await env.client.delete(
+            "/v1/admin/sms/sender-ids", params={"sender_id": "ACME Shop"}, headers=env.admin
+        )
         assert withdrawn.status_code == 204
         assert (await send_keyed(env, ORG_A, None, **{"from": "ACME Shop"})).status_code == 403

@@ -2,8 +2,9 @@
 
 The kit's runtime runs everything: database, outbox relay, intake consumer, the
 follower of billing's balances (SMS credit checks), and the background jobs
-(retention, webhook deliveries, emails, SMS routing and sending) on its `every` loop;
-the lifespan only adds closing the webhook sender and the email backend.
+(retention, webhook deliveries, emails, SMS routing and sending, provider balances) on
+its `every` loop; the lifespan only adds closing the webhook sender and the email
+backend.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tollgate.notifier.email.worker import EmailWorker
 from tollgate.notifier.intake.consumers import intake_consumers
 from tollgate.notifier.models import outbox
 from tollgate.notifier.outbound.api import router as outbound_router
+from tollgate.notifier.outbound.balance_watch import BalanceWatch
 from tollgate.notifier.outbound.credit import balance_follower
 from tollgate.notifier.outbound.worker import SmsSendWorker
 from tollgate.notifier.retention.jobs import RetentionJob, policy_from
@@ -115,6 +117,14 @@ def create_app(
             route_sms,
             send_sms,
         ]
+        if settings.sms_provider_balance_poll_seconds > 0:
+            workers.append(
+                lambda sessions: BalanceWatch(
+                    sessions=sessions,
+                    sealer=state.sealer,
+                    interval=settings.sms_provider_balance_poll_seconds,
+                ).run()
+            )
         try:
             async with service_runtime(
                 app,

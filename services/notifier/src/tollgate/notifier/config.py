@@ -122,6 +122,12 @@ class Settings(ServiceSettings):
         "queued since this long before the balance was published (billing may not have "
         "applied them yet); keep it above the outbox relay + billing consumer lag",
     )
+    sms_provider_balance_poll_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="how often provider balances are checked against their "
+        "`balance_alert_below` (an alert once per crossing); 0 = never",
+    )
     sms_send_max_attempts: int = Field(
         6, ge=1, description="transient provider errors retried up to this many sends"
     )

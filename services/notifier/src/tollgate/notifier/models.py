@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -269,6 +270,7 @@ class SmsProvider(Base):
     priority: Mapped[int] = mapped_column(Integer, default=100)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    balance_low: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class SmsOutbound(Base):

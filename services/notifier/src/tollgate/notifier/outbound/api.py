@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Annotated
 from urllib.parse import parse_qsl
 
@@ -38,6 +37,7 @@ from tollgate.kit.problems import (
 from tollgate.kit.upstream_identity import CallerIdentity, IdentityRefused
 from tollgate.notifier.models import SmsProvider
 from tollgate.notifier.outbound import providers, repository, service
+from tollgate.notifier.outbound.balance_watch import below_alert
 from tollgate.notifier.outbound.schemas import (
     BalanceOut,
     MessageOut,
@@ -310,13 +310,16 @@ async def approve_sender_id(
     return SenderIdOut(sender_id=sender_id, org_id=body.org_id, created_at=now)
 
 
-@router.delete("/admin/sms/sender-ids/{sender_id}", status_code=204)
+@router.delete("/admin/sms/sender-ids", status_code=204)
 async def withdraw_sender_id(
-    sender_id: Annotated[str, Path(max_length=11, pattern=service.SENDER_ID_PATTERN)],
+    sender_id: Annotated[
+        str, Query(min_length=1, max_length=11, pattern=service.SENDER_ID_PATTERN)
+    ],
     principal: CurrentPrincipal,
     db: DbSession,
 ) -> Response:
-    """Withdraw a sender id; the org's queued messages keep it."""
+    """Withdraw a sender id (`?sender_id=ACME%20Shop`); the org's queued messages keep
+    it."""
     require_admin(principal)
     async with db.begin():
         await repository.delete_sender_id(db, sender_id)
@@ -392,15 +395,11 @@ async def provider_balance(
         await client.close()
     if balance is None:
         return BalanceOut(provider_id=row.id, balance=None, currency=None, low=None)
-    low = None
-    threshold = row.config.get("balance_alert_below")
-    if threshold is not None:
-        try:
-            low = Decimal(balance.balance) < Decimal(str(threshold))
-        except InvalidOperation:
-            low = None
     return BalanceOut(
-        provider_id=row.id, balance=balance.balance, currency=balance.currency, low=low
+        provider_id=row.id,
+        balance=balance.balance,
+        currency=balance.currency,
+        low=below_alert(balance.balance, row),
     )
 
 

@@ -65,6 +65,17 @@ async def provider(session: AsyncSession, provider_id: uuid.UUID) -> SmsProvider
     return await session.get(SmsProvider, provider_id)
 
 
+async def mark_balance_low(session: AsyncSession, provider_id: uuid.UUID, low: bool) -> bool:
+    """Record whether the provider's balance is below its alert level; True only for
+    the replica that changed it (a crossing is reported once)."""
+    stmt = (
+        update(SmsProvider)
+        .where(SmsProvider.id == provider_id, SmsProvider.balance_low.is_not(low))
+        .values(balance_low=low)
+    )
+    return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+
 async def add_provider(session: AsyncSession, row: SmsProvider) -> None:
     session.add(row)
     await session.flush()

@@ -232,6 +232,9 @@ class ProviderOut(BaseModel):
     priority: int
     enabled: bool
     created_at: datetime
+    balance_low: bool = Field(
+        description="The balance watch last saw the balance below `config.balance_alert_below`."
+    )
     credentials_set: bool = True
 
     @classmethod
@@ -245,6 +248,7 @@ class ProviderOut(BaseModel):
             priority=p.priority,
             enabled=p.enabled,
             created_at=p.created_at,
+            balance_low=bool(p.balance_low),
         )
 
 
