@@ -14,6 +14,7 @@ from tollgate.kit.service import create_app as create_service_app
 from tollgate.usage.analytics.api import router as analytics_router
 from tollgate.usage.analytics.live import LiveStreams
 from tollgate.usage.config import Settings
+from tollgate.usage.deprecations.consumers import api_consumers
 from tollgate.usage.ingest.consumers import ingest_consumers
 from tollgate.usage.models import outbox
 from tollgate.usage.quotas.consumers import key_consumers
@@ -21,7 +22,7 @@ from tollgate.usage.requestlog.api import router as requestlog_router
 from tollgate.usage.retention.jobs import run_maintenance
 from tollgate.usage.retention.service import PartitionDays
 
-TOPICS = (topics.USAGE_EVENTS, topics.GATEWAY_REQUESTS, topics.ACCOUNTS_KEYS)
+TOPICS = (topics.USAGE_EVENTS, topics.GATEWAY_REQUESTS, topics.ACCOUNTS_KEYS, topics.ACCOUNTS_APIS)
 
 
 def create_app(
@@ -43,7 +44,11 @@ def create_app(
             database_url=settings.database_url,
             topics=TOPICS,
             outbox=outbox,
-            consumers=(ingest_consumers(settings, partitions), key_consumers(settings))
+            consumers=(
+                ingest_consumers(settings, partitions),
+                key_consumers(settings),
+                api_consumers(settings),
+            )
             if consume
             else (),
             jwt_verifier=jwt_verifier,

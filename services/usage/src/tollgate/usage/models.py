@@ -20,6 +20,8 @@
   (tenant checks on `/keys/{id}`) and its quota limits.
 - `quota_usage` / `quota_alerts`: admitted requests per key and day/month, and the
   thresholds already announced (one `UsageThresholdCrossed` each, ever).
+- `api_deprecations`: the (API, Sunset date) pairs whose deprecation was announced (one
+  `ApiDeprecationAnnounced` per org that called the API, once per pair, ever).
 """
 
 from __future__ import annotations
@@ -27,7 +29,17 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, DateTime, Integer, SmallInteger, Text, Uuid, func
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Identity,
+    Integer,
+    SmallInteger,
+    Text,
+    Uuid,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -218,6 +230,19 @@ class QuotaAlert(Base):
     limit: Mapped[int] = mapped_column(BigInteger)
     used: Mapped[int] = mapped_column(BigInteger)
     crossed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiDeprecation(Base):
+    """A deprecation announced once for an API and Sunset date (a null date included)."""
+
+    __tablename__ = "api_deprecations"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    api_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    sunset_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    api_version: Mapped[int] = mapped_column(BigInteger, comment="registry version announced")
+    orgs_notified: Mapped[int] = mapped_column(Integer)
+    announced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 outbox = outbox_table(Base.metadata)

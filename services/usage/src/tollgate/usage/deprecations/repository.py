@@ -1,0 +1,81 @@
+"""SQL of deprecations: who called an API in a window, and what was announced."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.usage.models import NIL, ApiDeprecation
+
+
+@dataclass(frozen=True)
+class ApiCaller:
+    """An org that called an API in a window, and how many times."""
+
+    org_id: uuid.UUID
+    requests: int
+
+
+async def live_callers(
+    session: AsyncSession,
+    api_id: uuid.UUID,
+    *,
+    start: datetime,
+    whole_hours_from: datetime,
+) -> list[ApiCaller]:
+    """Orgs with live requests (completed or rejected) to the API since `start`, by org id.
+
+    Whole hours from `whole_hours_from` on (the hour of `start` rounded up, up to now)
+    come from `usage_org_hour`; the minutes before it from `usage_org_minute`, so the
+    window is exact to the minute. Requests without a known org are left out."""
+    rows = await session.execute(
+        text(
+            """
+            SELECT org_id, sum(requests) AS requests FROM (
+                SELECT org_id, requests FROM usage_org_hour
+                WHERE api_id = :api_id AND mode = 'live' AND bucket >= :whole_hours_from
+                UNION ALL
+                SELECT org_id, requests FROM usage_org_minute
+                WHERE api_id = :api_id AND mode = 'live'
+                    AND bucket >= :start AND bucket < :whole_hours_from
+            ) AS calls
+            WHERE org_id <> :nil
+            GROUP BY org_id
+            HAVING sum(requests) > 0
+            ORDER BY org_id
+            """
+        ),
+        {"api_id": api_id, "start": start, "whole_hours_from": whole_hours_from, "nil": NIL},
+    )
+    return [ApiCaller(org_id=row.org_id, requests=int(row.requests)) for row in rows]
+
+
+async def record_announcement(
+    session: AsyncSession,
+    *,
+    api_id: uuid.UUID,
+    sunset_at: datetime | None,
+    api_version: int,
+    orgs_notified: int,
+    announced_at: datetime,
+) -> bool:
+    """Record that the API's deprecation with this Sunset date was announced; False when
+    it already was (the row stays as first written)."""
+    stmt = (
+        insert(ApiDeprecation)
+        .values(
+            api_id=api_id,
+            sunset_at=sunset_at,
+            api_version=api_version,
+            orgs_notified=orgs_notified,
+            announced_at=announced_at,
+        )
+        .on_conflict_do_nothing(constraint="api_deprecations_once")
+        .returning(ApiDeprecation.id)
+    )
+    return (await session.scalar(stmt)) is not None

@@ -1,0 +1,71 @@
+"""Deprecation notices: when an API is deprecated, tell each org that called it lately.
+
+Usage follows the API registry (`tollgate.accounts.apis.v1`). An API state with status
+`deprecated` and a Sunset date not yet announced for that API (no date counts as one
+value) is announced: every org whose live keys called the API in the last
+`WINDOW` (test-mode calls never count; rejected calls do, the org still depends on the
+API) gets one `ApiDeprecationAnnounced` through the outbox, in the same transaction
+that records the (API, Sunset date) in `api_deprecations`. So a redelivered or
+republished state, or any other change of a deprecated API (a route's price), never
+announces again, and moving the Sunset date announces the new date once. A Sunset date
+already past is not announced (the API is about to be retired; a late replay of an old
+state must not mail anyone), nor are active or retired APIs. Never commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollgate.contracts.events.accounts import ApiStatus, ApiUpserted
+from tollgate.contracts.events.usage import ApiDeprecationAnnounced
+from tollgate.kit.outbox import emit_many
+from tollgate.usage.deprecations import repository
+
+WINDOW = timedelta(days=30)
+"""How far back a call makes an org one of the API's callers."""
+
+
+async def announce_deprecation(
+    session: AsyncSession, api: ApiUpserted, now: datetime
+) -> list[ApiDeprecationAnnounced]:
+    """Announce the API's deprecation to its recent live callers if this (API, Sunset
+    date) was never announced; returns the notices enqueued (none otherwise)."""
+    if api.status is not ApiStatus.DEPRECATED:
+        return []
+    if api.sunset_at is not None and api.sunset_at <= now:
+        return []
+    start = (now - WINDOW).replace(second=0, microsecond=0)
+    whole_hours_from = start.replace(minute=0)
+    if whole_hours_from < start:
+        whole_hours_from += timedelta(hours=1)
+    callers = await repository.live_callers(
+        session, api.api_id, start=start, whole_hours_from=whole_hours_from
+    )
+    if not await repository.record_announcement(
+        session,
+        api_id=api.api_id,
+        sunset_at=api.sunset_at,
+        api_version=api.version,
+        orgs_notified=len(callers),
+        announced_at=now,
+    ):
+        return []
+    notices = [
+        ApiDeprecationAnnounced(
+            org_id=caller.org_id,
+            api_id=api.api_id,
+            api_slug=api.slug,
+            api_name=api.name,
+            api_version=api.api_version,
+            deprecated_at=api.deprecated_at,
+            sunset_at=api.sunset_at,
+            requests=caller.requests,
+            window_start=start,
+            window_end=now,
+        )
+        for caller in callers
+    ]
+    await emit_many(session, [(notice, str(api.api_id)) for notice in notices])
+    return notices
