@@ -275,6 +275,28 @@ class ApiRoute(Base):
     sandbox: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
 
 
+class ApiChangelogEntry(Base):
+    """The operation changes one OpenAPI import made to an API (`apis.changelog`);
+    written only when something changed, never updated."""
+
+    __tablename__ = "api_changelog"
+    __table_args__ = (Index("ix_api_changelog_api_id", "api_id", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    """UUIDv7: newer imports sort after older ones."""
+    api_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("apis.id", ondelete="CASCADE")
+    )
+    api_version: Mapped[str] = mapped_column(String(50))
+    """The API's own version label when the document was imported."""
+    version: Mapped[int] = mapped_column(BigInteger)
+    """The registry version of the API the import produced."""
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    changes: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    """`ApiChange` objects (the contract's shape), breaking ones first."""
+    breaking: Mapped[int] = mapped_column(Integer)
+
+
 class AuditEntry(Base):
     """One mutating call: who did what to which object, with a secret-free diff.
     Append-only: a trigger refuses UPDATE, DELETE and TRUNCATE, except the retention

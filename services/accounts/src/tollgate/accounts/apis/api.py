@@ -14,6 +14,7 @@ from tollgate.accounts.apis.schemas import (
     ApiCreateIn,
     ApiOut,
     ApiPatch,
+    ChangelogEntryOut,
     ImportOut,
     RouteIn,
     RouteOut,
@@ -229,3 +230,20 @@ async def get_openapi(api_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -
     _may_read(caller)
     async with db.begin():
         return await service.openapi_document(db, api_id)
+
+
+@router.get("/{api_id}/changelog", response_model=Page[ChangelogEntryOut], responses=_API_ERRORS)
+async def get_changelog(
+    api_id: uuid.UUID,
+    caller: CurrentCaller,
+    db: DbSession,
+    cursor: Cursor = None,
+    limit: PageSize = DEFAULT_PAGE_SIZE,
+) -> Page[ChangelogEntryOut]:
+    """What each OpenAPI import changed in the API's operations, newest first;
+    breaking changes carry their `rule`."""
+    _may_read(caller)
+    async with db.begin():
+        rows = await service.changelog(db, api_id, before=uuid_cursor(cursor), limit=limit + 1)
+    page, nxt = next_cursor_of(rows, limit, "id")
+    return Page[ChangelogEntryOut](items=page, next_cursor=nxt)

@@ -13,6 +13,7 @@ from pydantic.json_schema import SkipJsonSchema
 from tollgate.accounts.limits import LimitsIn
 from tollgate.accounts.scopes import Scope
 from tollgate.accounts.storable import UtcDatetime
+from tollgate.contracts.events.accounts import ApiChange
 from tollgate.kit.requests import JSON_INTEGER, RequestModel, StrictFlag
 
 HOP_BY_HOP = frozenset(
@@ -193,3 +194,15 @@ class ImportOut(BaseModel):
     kept: int
     removed: int
     api: ApiOut
+
+
+class ChangelogEntryOut(BaseModel):
+    """What one OpenAPI import changed in an API's operations."""
+
+    id: uuid.UUID
+    api_id: uuid.UUID
+    api_version: str = Field(description="The API's own version label at the import.")
+    version: int = Field(description="Registry version of the API after the import.")
+    imported_at: datetime
+    breaking: int = Field(description="How many of `changes` are breaking.")
+    changes: list[ApiChange] = Field(description="Breaking changes first.")

@@ -17,13 +17,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tollgate.accounts.apis import changelog_repository
 from tollgate.accounts.apis import repository as repo
+from tollgate.accounts.apis.changelog import changes_between
 from tollgate.accounts.apis.openapi_import import routes_of
 from tollgate.accounts.apis.schemas import (
     HOP_BY_HOP,
     ApiCreateIn,
     ApiOut,
     ApiPatch,
+    ChangelogEntryOut,
     ImportOut,
     RouteIn,
     RouteOut,
@@ -34,10 +37,12 @@ from tollgate.accounts.audit.service import record
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
 from tollgate.accounts.limits import as_contract
-from tollgate.accounts.models import Api, ApiRoute
+from tollgate.accounts.models import Api, ApiChangelogEntry, ApiRoute
 from tollgate.accounts.sealed import sealer
 from tollgate.contracts import topics
 from tollgate.contracts.events.accounts import (
+    ApiChange,
+    ApiChanged,
     ApiStatus,
     ApiUpserted,
     RouteSpec,
@@ -442,8 +447,10 @@ async def import_openapi(
     if replace and stale:
         await repo.delete_routes(session, stale)
         removed = len(stale)
+    previous = api.openapi_document
     api.openapi_document = doc
     routes = await _changed(session, settings, api)
+    await _record_changes(session, api, previous, doc)
     kept = len(existing) - removed
     await record(
         session,
@@ -461,6 +468,69 @@ async def import_openapi(
     return ImportOut(
         created=created, kept=kept, removed=removed, api=api_out(api, routes, admin=True)
     )
+
+
+MAX_EVENT_CHANGES = 1000
+"""Changes carried by one `ApiChanged` event (breaking ones first); the changelog keeps
+them all. A 1 MiB document can differ in more operations than fit a Kafka record."""
+
+
+async def _record_changes(
+    session: AsyncSession, api: Api, previous: dict[str, Any] | None, doc: dict[str, Any]
+) -> None:
+    """Keep what the import changed in the API's operations and announce it
+    (`ApiChanged`); an import that changed no operation leaves no entry."""
+    changes = changes_between(previous, doc)
+    if not changes:
+        return
+    breaking = sum(change.breaking for change in changes)
+    await changelog_repository.insert_entry(
+        session,
+        ApiChangelogEntry(
+            id=uuid7(),
+            api_id=api.id,
+            api_version=api.api_version,
+            version=api.version,
+            imported_at=api.updated_at,
+            changes=[change.model_dump(mode="json") for change in changes],
+            breaking=breaking,
+        ),
+    )
+    await emit(
+        session,
+        ApiChanged(
+            api_id=api.id,
+            slug=api.slug,
+            name=api.name,
+            api_version=api.api_version,
+            version=api.version,
+            changes=changes[:MAX_EVENT_CHANGES],
+            breaking=breaking,
+            changed_at=api.updated_at,
+        ),
+        subject=str(api.id),
+    )
+
+
+async def changelog(
+    session: AsyncSession, api_id: uuid.UUID, *, before: uuid.UUID | None, limit: int
+) -> list[ChangelogEntryOut]:
+    """An API's changelog, newest import first; 404 for an unknown API."""
+    if await repo.get_api(session, api_id) is None:
+        raise not_found()
+    entries = await changelog_repository.entries_of(session, api_id, before=before, limit=limit)
+    return [
+        ChangelogEntryOut(
+            id=e.id,
+            api_id=e.api_id,
+            api_version=e.api_version,
+            version=e.version,
+            imported_at=e.imported_at,
+            breaking=e.breaking,
+            changes=[ApiChange.model_validate(c) for c in e.changes],
+        )
+        for e in entries
+    ]
 
 
 async def openapi_document(session: AsyncSession, api_id: uuid.UUID) -> dict[str, Any]:
