@@ -96,6 +96,7 @@ class FakeBackends:
     top_values: dict[str, list[str]] = field(default_factory=dict)
     usage_params: list[dict[str, str]] = field(default_factory=list)
     apis: list[dict[str, Any]] = field(default_factory=list)
+    changelogs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by API id
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
     key_bodies: list[dict[str, Any]] = field(default_factory=list)
     portal_public: bool = True
@@ -312,6 +313,14 @@ class FakeBackends:
             return httpx.Response(200, json=key) if key else problem(404, "Not Found")
         if path == "/v1/apis":
             return httpx.Response(200, json={"items": self.apis, "next_cursor": None})
+        if re.fullmatch(r"/v1/apis/[0-9a-f-]{36}/changelog", path):
+            entries = self.changelogs.get(path.split("/")[3], [])
+            cursor = request.url.params.get("cursor")
+            start = int(cursor) if cursor else 0
+            nxt = str(start + 1) if start + 1 < len(entries) else None
+            return httpx.Response(
+                200, json={"items": entries[start : start + 1], "next_cursor": nxt}
+            )
         if re.fullmatch(r"/v1/apis/[0-9a-f-]{36}", path):
             api = next((a for a in self.apis if a["id"] == path.rsplit("/", 1)[1]), None)
             return httpx.Response(200, json=api) if api else problem(404, "Not Found")

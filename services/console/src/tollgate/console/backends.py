@@ -209,6 +209,31 @@ class Api(Shape):
     routes: list[Route] = Field(default_factory=list)
 
 
+class ApiChange(Shape):
+    """One operation change of an OpenAPI import; breaking when `rule` is set."""
+
+    kind: str
+    method: str
+    path: str
+    rule: str | None = None
+    location: str | None = None
+    name: str | None = None
+    status: str | None = None
+    before: str | None = None
+    after: str | None = None
+
+
+class ChangelogEntry(Shape):
+    """What one OpenAPI import changed in an API (accounts `/v1/apis/{id}/changelog`)."""
+
+    id: uuid.UUID
+    api_version: str
+    version: int
+    imported_at: datetime
+    breaking: int
+    changes: list[ApiChange] = Field(default_factory=list)
+
+
 class AdminUser(Shape):
     """A user as platform admins manage it (accounts `/v1/users`)."""
 
@@ -832,6 +857,15 @@ class Backends:
     async def apis(self, token: str) -> list[Api]:
         page = await self._call("accounts", "GET", "/v1/apis", token=token, params={"limit": 200})
         return Page[Api].model_validate(page).items
+
+    async def api_changelog(
+        self, token: str, api_id: uuid.UUID, cursor: str | None
+    ) -> Page[ChangelogEntry]:
+        """One page of an API's changelog, newest import first."""
+        params = {"limit": 20, "cursor": cursor}
+        path = f"/v1/apis/{api_id}/changelog"
+        answer = await self._call("accounts", "GET", path, token=token, params=params)
+        return Page[ChangelogEntry].model_validate(answer)
 
     async def api_document(self, token: str, api_id: uuid.UUID) -> dict[str, Any] | None:
         """The imported OpenAPI document of an API, or None when none was imported."""

@@ -325,3 +325,24 @@ async def create_test_key(
             request, session, slug, org=str(org_id), problem=exc, status=exc.status
         )
     return await _docs_page(request, session, slug, org=str(org_id), issued_key=issued.key)
+
+
+@router.get("/apis/{slug}/changelog")
+async def changelog(
+    request: Request, slug: str, cursor: Annotated[str | None, Query(max_length=500)] = None
+) -> Response:
+    """What each OpenAPI import changed in the API, newest first, breaking changes
+    flagged (accounts serves the changelog to org members and admins: sign-in needed)."""
+    session = await _visitor(request)
+    if session is None:
+        raise SignInRequired
+    token = session.access_token
+    (me, orgs), apis = await asyncio.gather(
+        identity(request, session), backends(request).apis(token)
+    )
+    api = next((a for a in apis if a.slug == slug and a.status in ("active", "deprecated")), None)
+    if api is None:
+        raise BackendProblem("accounts", 404, {"title": "Not Found", "status": 404})
+    entries = await backends(request).api_changelog(token, api.id, cursor)
+    context = {"me": me, "orgs": orgs, "api": api, "entries": entries, "section": "changelog"}
+    return render(request, "portal_changelog.html", context)
