@@ -47,6 +47,7 @@ SEMANTIC_RULES = {
     "POST /v1/admin/sms/keyword-rules": "a regex rule must compile on RE2",
     "PUT /v1/orgs/{org_id}/notification-contacts": "addresses deliverable and distinct",
     "POST /v1/admin/sms/providers": "the configuration must work for its kind",
+    "POST /v1/admin/sms/providers/{provider_id}/test-send": "`from` a number or a sender id",
     "POST /v1/orgs/{org_id}/webhooks/endpoints/{endpoint_id}/recover": "`since` not ahead",
     **{
         f"GET {path}": "a cursor must be one this API issued"
@@ -65,7 +66,7 @@ SEMANTIC_RULES = {
         )
     },
 }
-OPERATIONS = 47
+OPERATIONS = 48
 PUBLIC = "https://notifier.example.com"
 TWILIO_TOKEN = "twilio-token"
 HMAC_SECRET = "generic-secret"

@@ -48,6 +48,8 @@ from tollgate.notifier.outbound.schemas import (
     SenderIdIn,
     SenderIdOut,
     SendIn,
+    TestSendIn,
+    TestSendOut,
     UsageOut,
 )
 from tollgate.notifier.parameters import UtcDatetime
@@ -371,6 +373,50 @@ async def delete_provider(
     async with db.begin():
         await repository.delete_provider(db, provider_id)
     return Response(status_code=204)
+
+
+@router.post("/admin/sms/providers/{provider_id}/test-send")
+async def test_send(
+    provider_id: uuid.UUID,
+    body: TestSendIn,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    notifier: Notifier,
+) -> TestSendOut:
+    """Send one message through this provider at once, to check its configuration: not
+    billed, not in any message log; the answer says what the provider said."""
+    require_admin(principal)
+    service.valid_test_message(body.to, body.from_)
+    async with db.begin():
+        row = await repository.provider(db, provider_id)
+    if row is None:
+        raise NotFound("not-found", "No such provider.")
+    client = providers.client_for(row.kind, row.config, _credentials(row, notifier))
+    sms = providers.OutgoingSms(
+        message_id=str(uuid7()),
+        to=body.to,
+        from_=body.from_,
+        text=body.text,
+        reference=None,
+        status_callback_url=None,
+    )
+    try:
+        accepted = await client.send(sms)
+    except providers.ProviderError as exc:
+        return TestSendOut(
+            accepted=False,
+            provider_message_id=None,
+            error_code=exc.code,
+            error_message=exc.message,
+        )
+    finally:
+        await client.close()
+    return TestSendOut(
+        accepted=True,
+        provider_message_id=accepted.provider_message_id,
+        error_code=None,
+        error_message=None,
+    )
 
 
 @router.get("/admin/sms/providers/{provider_id}/balance")

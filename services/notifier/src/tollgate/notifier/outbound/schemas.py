@@ -252,6 +252,34 @@ class ProviderOut(BaseModel):
         )
 
 
+class TestSendIn(RequestModel):
+    """An operator's test message through one provider (not billed, not logged)."""
+
+    to: str = Field(
+        min_length=1,
+        max_length=16,
+        pattern=r"^\+[1-9][0-9]{6,14}$",
+        description="Recipient, E.164.",
+    )
+    from_: str = Field(
+        alias="from",
+        min_length=1,
+        max_length=32,
+        description="Sender: an E.164 number or an alphanumeric sender id (any: the "
+        "operator tests what the provider allows).",
+    )
+    text: str = Field(min_length=1, max_length=1600)
+
+
+class TestSendOut(BaseModel):
+    """What the provider answered to a test message."""
+
+    accepted: bool
+    provider_message_id: str | None
+    error_code: str | None
+    error_message: str | None
+
+
 class BalanceOut(BaseModel):
     """A provider's balance, as it reports it, and whether it is below the alert level."""
 

@@ -108,6 +108,18 @@ def valid_sender_id(sender_id: str) -> str:
     return sender_id
 
 
+def valid_test_message(to: str, sender: str) -> None:
+    """An operator's test message: E.164 recipient, a number or sender id of the right
+    shape (any: the operator may test any sender the provider allows); else 422."""
+    if not E164.fullmatch(to):
+        raise Unprocessable("invalid-phone-number", "`to` must be E.164, e.g. +14155550100.")
+    if sender.startswith("+"):
+        if not E164.fullmatch(sender):
+            raise Unprocessable("invalid-phone-number", "`from` must be an E.164 number.")
+    else:
+        valid_sender_id(sender)
+
+
 async def _check_sender(session: AsyncSession, org_id: uuid.UUID, sender: str) -> bool:
     """Whether `sender` is the org's: True for a number (replies can come back), False
     for an approved sender id; 422 for neither shape, 403 for another org's."""
