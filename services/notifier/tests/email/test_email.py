@@ -290,6 +290,11 @@ def test_every_template_renders_in_english_and_chinese() -> None:
         "plan_name": "Pro",
         "invoice_id": "in_1",
         "grace_until": "2025-01-04 00:00 UTC",
+        "api_name": "Weather",
+        "api_version": "v1",
+        "api_slug": "weather",
+        "requests": 12,
+        "sunset": "none",
     }
     for kind in KINDS:
         en = render(kind, "en-GB", context, "https://c/x")

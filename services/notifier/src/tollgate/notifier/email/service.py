@@ -7,9 +7,9 @@ sending (`compose`), and never logged.
 
 Recipients: user mails (password reset, email verification, invitation) go to the address in the
 event. Org-level mails (credits, plan payment failed or suspended, auto top-up failed,
-usage, disabled webhook endpoint) go to the org's notification contacts, managed by the
-org's owners through this service's API (the notifier does not own users; an org without contacts
-gets no org-level mail).
+usage, deprecation of an API the org called, disabled webhook endpoint) go to the org's
+notification contacts, managed by the org's owners through this service's API (the notifier
+does not own users; an org without contacts gets no org-level mail).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from tollgate.contracts.events.billing import (
     PlanPaymentFailed,
     PlanSuspended,
 )
-from tollgate.contracts.events.usage import UsageThresholdCrossed
+from tollgate.contracts.events.usage import ApiDeprecationAnnounced, UsageThresholdCrossed
 from tollgate.kit.audit import AuditChange
 from tollgate.kit.problems import Conflict, NotFound, Unprocessable
 from tollgate.kit.sealing import Sealer
@@ -228,7 +228,27 @@ async def queue_for_event(session: AsyncSession, event: CloudEvent[Any], now: da
         return await queue_for_org(
             session, data.org_id, kind="usage_threshold", context=usage, dedupe_key=key, now=now
         )
+    if isinstance(data, ApiDeprecationAnnounced):
+        return await queue_for_org(
+            session,
+            data.org_id,
+            kind="api_deprecated",
+            context={
+                "api_name": data.api_name,
+                "api_version": data.api_version,
+                "api_slug": data.api_slug,
+                "requests": data.requests,
+                "sunset": _sunset(data),
+            },
+            dedupe_key=key,
+            now=now,
+        )
     return 0
+
+
+def _sunset(data: ApiDeprecationAnnounced) -> str:
+    """The retirement date as mailed; `none` (put in words by the template) when unset."""
+    return data.sunset_at.strftime("%Y-%m-%d %H:%M UTC") if data.sunset_at else "none"
 
 
 _LINK_PATHS = {

@@ -30,6 +30,7 @@ KINDS = (
     "plan_suspended",
     "auto_top_up_failed",
     "usage_threshold",
+    "api_deprecated",
     "webhook_endpoint_disabled",
 )
 
@@ -208,6 +209,32 @@ _TEXTS: dict[str, dict[str, tuple[str, tuple[str, ...], str | None]]] = {
             None,
         ),
     },
+    "api_deprecated": {
+        "en": (
+            "The API {api_name} {api_version} is deprecated",
+            (
+                "Your organisation's live keys called the API {api_name} {api_version} "
+                "(/{api_slug}/) {requests} times in the last 30 days. It is deprecated: "
+                "it keeps working until it is retired, and its answers carry the "
+                "Deprecation and Sunset headers.",
+                "Retirement date: {sunset}. After it, calls are rejected; move your clients "
+                "to its successor before then. The developer portal shows the API's docs and "
+                "changelog.",
+            ),
+            None,
+        ),
+        "zh": (
+            "API {api_name} {api_version} 已弃用",
+            (
+                "过去 30 天内,您组织的正式(live)密钥调用了 API {api_name} {api_version}"
+                "(/{api_slug}/)共 {requests} 次。该 API 已弃用:在停用之前仍可正常使用,"
+                "其响应会带有 Deprecation 和 Sunset 头。",
+                "停用日期:{sunset}。停用之后,调用将被拒绝;请在此之前将客户端迁移到其替代版本。"
+                "开发者门户中提供该 API 的文档和变更记录。",
+            ),
+            None,
+        ),
+    },
     "webhook_endpoint_disabled": {
         "en": (
             "A Tollgate webhook endpoint was disabled",
@@ -261,6 +288,7 @@ _REASONS = {
         "zh": "没有为自动充值保存银行卡",
     },
 }
+_SUNSETS = {"none": {"en": "not set yet", "zh": "尚未确定"}}
 _PERIODS = {"day": {"en": "day", "zh": "日"}, "month": {"en": "month", "zh": "月"}}
 
 
@@ -278,6 +306,8 @@ def render(
     values = dict(context)
     if "reason" in values:
         values["reason"] = _REASONS.get(str(values["reason"]), {}).get(lang, values["reason"])
+    if "sunset" in values:
+        values["sunset"] = _SUNSETS.get(str(values["sunset"]), {}).get(lang, values["sunset"])
     if "period" in values:
         values["period"] = _PERIODS.get(str(values["period"]), {}).get(lang, values["period"])
     subject = subject_t.format(**values)

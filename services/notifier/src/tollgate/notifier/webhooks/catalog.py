@@ -14,7 +14,16 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from tollgate.contracts.envelope import CloudEvent, EventData
-from tollgate.contracts.events.accounts import KeyCreated, KeyExpiring, KeyRevoked, KeyRotated
+from tollgate.contracts.events.accounts import (
+    ApiChange,
+    ApiChanged,
+    ApiChangeKind,
+    BreakingRule,
+    KeyCreated,
+    KeyExpiring,
+    KeyRevoked,
+    KeyRotated,
+)
 from tollgate.contracts.events.billing import (
     AutoTopUpFailed,
     BalanceMode,
@@ -25,7 +34,11 @@ from tollgate.contracts.events.billing import (
     PlanSuspended,
 )
 from tollgate.contracts.events.notifier import SmsReceived, SmsRoute, SmsStatus, SmsStatusChanged
-from tollgate.contracts.events.usage import UsagePeriod, UsageThresholdCrossed
+from tollgate.contracts.events.usage import (
+    ApiDeprecationAnnounced,
+    UsagePeriod,
+    UsageThresholdCrossed,
+)
 
 PING_TYPE = "tollgate.webhook.test"
 
@@ -127,6 +140,23 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
             crossed_at=_AT,
         ),
     ),
+    EventTypeInfo(
+        ApiDeprecationAnnounced.event_type,
+        "An API the org's live keys called in the last 30 days was deprecated (or its Sunset "
+        "date moved): sent once per API and Sunset date.",
+        ApiDeprecationAnnounced(
+            org_id=_ORG,
+            api_id=uuid.UUID("0195a3c2-4444-7000-8000-000000000005"),
+            api_slug="weather",
+            api_name="Weather",
+            api_version="v1",
+            deprecated_at=_AT,
+            sunset_at=_AT + timedelta(days=90),
+            requests=1_204,
+            window_start=_AT - timedelta(days=30),
+            window_end=_AT,
+        ),
+    ),
     EventTypeInfo(KeyCreated.event_type, "An API key was created.", KeyCreated(**_KEY_FIELDS)),
     EventTypeInfo(
         KeyRotated.event_type,
@@ -138,6 +168,37 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
         KeyExpiring.event_type,
         "An API key expires soon.",
         KeyExpiring(**_KEY_FIELDS, expires_at=_AT + timedelta(days=7)),
+    ),
+    EventTypeInfo(
+        ApiChanged.event_type,
+        "A new OpenAPI document of an API changed its operations; breaking changes carry "
+        "their `rule`. Every org whose endpoints take this type gets it.",
+        ApiChanged(
+            api_id=uuid.UUID("0195a3c2-5555-7000-8000-000000000006"),
+            slug="petstore",
+            name="Petstore",
+            api_version="2.0.0",
+            version=7,
+            changes=[
+                ApiChange(
+                    kind=ApiChangeKind.CHANGED,
+                    method="GET",
+                    path="/pets",
+                    rule=BreakingRule.NEW_REQUIRED_PARAMETER,
+                    location="query",
+                    name="owner",
+                ),
+                ApiChange(
+                    kind=ApiChangeKind.REMOVED,
+                    method="POST",
+                    path="/pets",
+                    rule=BreakingRule.REMOVED_OPERATION,
+                ),
+                ApiChange(kind=ApiChangeKind.ADDED, method="GET", path="/owners"),
+            ],
+            breaking=2,
+            changed_at=_AT,
+        ),
     ),
     EventTypeInfo(
         SmsReceived.event_type,
@@ -174,6 +235,9 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
 )
 
 SUBSCRIBABLE: frozenset[str] = frozenset(info.type for info in EVENT_TYPES)
+PLATFORM_WIDE: frozenset[str] = frozenset({ApiChanged.event_type})
+"""Subscribable types about the platform rather than one org: every org whose enabled
+endpoints take the type gets its own message."""
 
 
 def webhook_body(event_type: str, occurred_at: datetime, data: dict[str, Any]) -> str:
