@@ -32,9 +32,9 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/keys/{key_id}/rotate"): {"grace_seconds": 0},
 }
 # The API registry is platform-level (admins manage it, members read it) and so is user
-# administration (admins only, 403 for everyone else: tests/identity/test_users_api.py):
-# not tenant data.
-PLATFORM = re.compile(r"^/v1/(apis|users)")
+# administration (admins only, 403 for everyone else: tests/identity/test_users_api.py)
+# and the public catalog (tests/catalog): not tenant data.
+PLATFORM = re.compile(r"^/v1/(apis|users|catalog)")
 
 
 async def _state(svc: Service, owner: User, org_id: uuid.UUID, key_id: str) -> Any:

@@ -97,7 +97,9 @@ class FakeBackends:
     usage_params: list[dict[str, str]] = field(default_factory=list)
     apis: list[dict[str, Any]] = field(default_factory=list)
     changelogs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by API id
-    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    catalog: list[dict[str, Any]] = field(default_factory=list)  # accounts' /v1/catalog
+    catalog_documents: dict[str, dict[str, Any]] = field(default_factory=dict)  # by slug
+    catalog_public: bool = True
     key_bodies: list[dict[str, Any]] = field(default_factory=list)
     portal_public: bool = True
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -140,7 +142,10 @@ class FakeBackends:
         self.calls.append((service, request.method, path))
         if service in self.down:
             raise httpx.ConnectError("down", request=request)
-        if service != "accounts" or not path.startswith("/v1/auth/"):
+        public = path.startswith("/v1/auth/") or (
+            self.catalog_public and path.startswith("/v1/catalog")
+        )
+        if service != "accounts" or not public:
             auth = request.headers.get("authorization", "")
             if not auth.startswith("Bearer access-"):
                 return problem(401, "Unauthorized")
@@ -335,9 +340,16 @@ class FakeBackends:
                 wanted = request.url.params["active"] == "true"
                 users = [u for u in users if u["is_active"] == wanted]
             return httpx.Response(200, json={"items": users, "next_cursor": None})
-        if path.startswith("/v1/apis/") and path.endswith("/openapi"):
-            document = self.documents.get(path.split("/")[3])
-            return httpx.Response(200, json=document) if document else problem(404, "Not Found")
+        if path == "/v1/catalog":
+            return httpx.Response(200, json={"items": self.catalog})
+        if path.startswith("/v1/catalog/"):
+            slug = path.split("/")[3]
+            entry = next((a for a in self.catalog if a["slug"] == slug), None)
+            if entry is None:
+                return problem(404, "Not Found")
+            if path.endswith("/openapi"):
+                return httpx.Response(200, json=self.catalog_documents.get(slug, {}))
+            return httpx.Response(200, json=entry)
         return problem(404, "Not Found")
 
     # --- usage and billing --------------------------------------------------------------
@@ -675,6 +687,25 @@ def api_body(api_id: str, slug: str, name: str, **changes: Any) -> dict[str, Any
         "version": 1,
         "created_at": NOW,
         "updated_at": NOW,
+        **changes,
+    }
+
+
+def catalog_body(api_id: str, slug: str, name: str, **changes: Any) -> dict[str, Any]:
+    """An API as accounts' public catalog shows it."""
+    return {
+        "id": api_id,
+        "slug": slug,
+        "name": name,
+        "description": "",
+        "api_version": "v1",
+        "status": "active",
+        "sunset_at": None,
+        "price": 2,
+        "price_low": 2,
+        "price_high": 2,
+        "limits": {},
+        "tags": [],
         **changes,
     }
 

@@ -7,49 +7,39 @@ import uuid
 
 import pytest
 
-from .fakes import FakeBackends, api_body, console, csrf, route_body, sign_in
+from .fakes import FakeBackends, catalog_body, console, csrf, sign_in
 
 PET_ID = str(uuid.uuid4())
 WEATHER_ID = str(uuid.uuid4())
-PETSTORE_DOC = {
-    "openapi": "3.0.0",
-    "info": {"title": "Swagger Petstore", "version": "1.0.0", "description": "Pets to adopt."},
-    "servers": [{"url": "http://petstore.internal/v1"}],
-    "tags": [{"name": "pets"}],
-    "paths": {
-        "/pets": {
-            "get": {
-                "operationId": "listPets",
-                "tags": ["pets"],
-                "parameters": [{"name": "X-Upstream-Secret", "in": "header"}],
-                "responses": {"200": {"description": "pets"}},
-            }
-        }
-    },
+CONSUMER_DOC = {
+    "openapi": "3.1.0",
+    "info": {"title": "Swagger Petstore", "version": "1.0.0"},
+    "servers": [{"url": "https://gateway.example.com/petstore"}],
+    "paths": {"/pets": {"get": {"x-tollgate-price": 1, "responses": {}}}},
 }
 
 
 def portal_fake(**changes: object) -> FakeBackends:
     fake = FakeBackends(**changes)  # type: ignore[arg-type]
-    fake.apis = [
-        api_body(
+    fake.catalog = [
+        catalog_body(
             PET_ID,
             "petstore",
             "Petstore",
-            has_openapi_document=True,
-            upstream_header_names=["X-Upstream-Secret"],
-            routes=[route_body("GET", "/pets", price=1), route_body("POST", "/pets", price=4)],
+            description="Pets to adopt.",
+            tags=["pets"],
+            price_low=1,
+            price_high=4,
         ),
-        api_body(
+        catalog_body(
             WEATHER_ID,
             "weather",
             "Weather <script>alert(1)</script>",
             status="deprecated",
             sunset_at="2027-03-01T00:00:00Z",
         ),
-        api_body(str(uuid.uuid4()), "gone", "Gone API", status="retired"),
     ]
-    fake.documents = {PET_ID: PETSTORE_DOC}
+    fake.catalog_documents = {"petstore": CONSUMER_DOC}
     fake.top_values = {"api": [PET_ID]}
     return fake
 
@@ -64,7 +54,6 @@ async def test_catalog_lists_active_and_deprecated_apis_with_prices_and_numbers(
     assert "Pets to adopt." in page.text
     assert "1\u20134 credits per call" in page.text
     assert "2 credits per call" in page.text
-    assert "Gone API" not in page.text
     assert "<script>alert(1)</script>" not in page.text
     assert "Sunset" in page.text
     assert 'data-testid="portal-numbers"' in page.text  # 7 requests, 2 errors
@@ -88,17 +77,14 @@ async def test_catalog_search_and_tags(query: str, shown: str, hidden: str) -> N
     assert f">{hidden}" not in page.text
 
 
-async def test_consumer_document_names_the_gateway_and_hides_the_upstream() -> None:
-    async with console(portal_fake()) as client:
+async def test_openapi_json_is_the_consumer_document_accounts_built() -> None:
+    fake = portal_fake()
+    async with console(fake) as client:
         await sign_in(client)
         answer = await client.get("/portal/apis/petstore/openapi.json")
 
-    doc = answer.json()
-    assert doc["servers"][0]["url"] == "https://gateway.example.com/petstore"
-    assert "petstore.internal" not in answer.text
-    assert "upstream.internal" not in answer.text
-    assert "X-Upstream-Secret" not in answer.text
-    assert doc["paths"]["/pets"]["get"]["x-tollgate-price"] == 1
+    assert answer.json() == CONSUMER_DOC
+    assert ("accounts", "GET", "/v1/catalog/petstore/openapi") in fake.calls
 
 
 async def test_docs_page_loads_scalar_with_a_csp_relaxed_for_styles_only() -> None:
@@ -158,21 +144,34 @@ async def test_viewers_get_no_test_key_button() -> None:
     assert 'data-testid="portal-paste-key"' in page.text
 
 
-async def test_unknown_or_retired_api_is_404() -> None:
+async def test_unknown_api_is_404() -> None:
     async with console(portal_fake()) as client:
         await sign_in(client)
         assert (await client.get("/portal/apis/gone")).status_code == 404
         assert (await client.get("/portal/apis/nope/openapi.json")).status_code == 404
 
 
-async def test_anonymous_visitor_gets_the_public_layout_and_a_sign_in_prompt() -> None:
+async def test_anonymous_visitor_reads_the_catalog_and_docs_with_sign_up_to_try_it() -> None:
     fake = portal_fake()
     async with console(fake) as client:
-        page = await client.get("/portal")
+        catalog = await client.get("/portal")
+        docs = await client.get("/portal/apis/petstore")
+        document = await client.get("/portal/apis/petstore/openapi.json")
 
-    assert page.status_code == 200
-    assert 'data-testid="portal-anonymous"' in page.text
-    assert not [c for c in fake.calls if c[2] == "/v1/apis"]  # no side door
+    assert catalog.status_code == docs.status_code == document.status_code == 200
+    assert 'data-testid="portal-anonymous"' in catalog.text
+    assert "Petstore" in catalog.text
+    assert "1\u20134 credits per call" in catalog.text
+    assert 'data-url="/portal/apis/petstore/openapi.json"' in docs.text
+    assert 'data-testid="portal-sign-up"' in docs.text
+    assert 'data-testid="portal-create-test-key"' not in docs.text
+    assert 'data-testid="portal-mine"' not in docs.text
+    assert document.json() == CONSUMER_DOC
+    assert {c[2] for c in fake.calls} <= {
+        "/v1/catalog",
+        "/v1/catalog/petstore",
+        "/v1/catalog/petstore/openapi",
+    }
 
 
 async def test_public_pages_switched_off_send_anonymous_visitors_to_sign_in() -> None:
@@ -181,6 +180,24 @@ async def test_public_pages_switched_off_send_anonymous_visitors_to_sign_in() ->
 
     assert page.status_code == 303
     assert page.headers["location"].startswith("/signin?next=%2Fportal")
+
+
+async def test_a_catalog_accounts_keeps_closed_sends_anonymous_visitors_to_sign_in() -> None:
+    async with console(portal_fake(catalog_public=False)) as client:
+        page = await client.get("/portal/apis/petstore", follow_redirects=False)
+        await sign_in(client)
+        signed_in = await client.get("/portal/apis/petstore")
+
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("/signin?next=")
+    assert signed_in.status_code == 200
+
+
+async def test_anonymous_portal_speaks_chinese() -> None:
+    async with console(portal_fake()) as client:
+        page = await client.get("/portal/apis/petstore", headers={"accept-language": "zh-CN"})
+
+    assert "注册后试用" in page.text
 
 
 async def test_portal_speaks_chinese() -> None:

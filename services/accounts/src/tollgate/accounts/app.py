@@ -14,6 +14,7 @@ from tollgate.accounts.audit import retention as audit_retention
 from tollgate.accounts.audit.api import router as audit_router
 from tollgate.accounts.audit.consumers import audit_consumers
 from tollgate.accounts.caller import Actor
+from tollgate.accounts.catalog.api import router as catalog_router
 from tollgate.accounts.config import Settings
 from tollgate.accounts.identity import service as identity
 from tollgate.accounts.identity import state as user_state
@@ -143,6 +144,7 @@ def create_app(settings: Settings) -> FastAPI:
         keys_router,
         apis_router,
         audit_router,
+        catalog_router,
     ):
         app.include_router(router, prefix="/v1")
     return app

@@ -114,6 +114,15 @@ class Settings(ServiceSettings):
         description="store the audit records billing, usage and the notifier publish on "
         "tollgate.audit.records.v1 in the audit log (consumer group accounts-audit)",
     )
+    public_catalog: bool = Field(
+        True,
+        description="`/v1/catalog` (active and deprecated APIs, their consumer OpenAPI "
+        "documents) answers without a token; false = org members and admins only",
+    )
+    gateway_url: str = Field(
+        "http://127.0.0.1:8080",
+        description="the gateway's public URL, the `servers` of the consumer OpenAPI documents",
+    )
     max_openapi_bytes: int = Field(1_048_576, ge=1024, description="OpenAPI import cap")
     max_published_openapi_bytes: int = Field(
         524_288,

@@ -201,12 +201,25 @@ class Api(Shape):
     status: str
     price: int
     api_version: str = ""
-    upstream_url: str = ""  # used only to scrub it from the portal's documents; never shown
     sunset_at: datetime | None = None
     limits: dict[str, int] = Field(default_factory=dict)
-    has_openapi_document: bool = False
-    upstream_header_names: list[str] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
+
+
+class CatalogApi(Shape):
+    """An API of accounts' public catalog (no upstream, credential or sandbox in it)."""
+
+    id: uuid.UUID
+    slug: str
+    name: str
+    status: str
+    price: int
+    price_low: int
+    price_high: int
+    description: str = ""
+    api_version: str = ""
+    sunset_at: datetime | None = None
+    tags: list[str] = Field(default_factory=list)
 
 
 class ApiChange(Shape):
@@ -250,6 +263,9 @@ class AdminApi(Api):
     """An API as the operator sees it: the registry's fields that are not shown to
     customers. Upstream credentials are write-only at accounts and never come back."""
 
+    upstream_url: str = ""
+    upstream_header_names: list[str] = Field(default_factory=list)
+    has_openapi_document: bool = False
     deprecated_at: datetime | None = None
     timeout_ms: int | None = None
     charge_failed_calls: bool = False
@@ -867,15 +883,20 @@ class Backends:
         answer = await self._call("accounts", "GET", path, token=token, params=params)
         return Page[ChangelogEntry].model_validate(answer)
 
-    async def api_document(self, token: str, api_id: uuid.UUID) -> dict[str, Any] | None:
-        """The imported OpenAPI document of an API, or None when none was imported."""
-        try:
-            answer = await self._call("accounts", "GET", f"/v1/apis/{api_id}/openapi", token=token)
-        except BackendProblem as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return answer if isinstance(answer, dict) else None
+    async def catalog(self, token: str | None) -> list[CatalogApi]:
+        """Accounts' public catalog (the token, when there is one, for a closed catalog)."""
+        answer = await self._call("accounts", "GET", "/v1/catalog", token=token)
+        return [CatalogApi.model_validate(item) for item in answer["items"]]
+
+    async def catalog_api(self, token: str | None, slug: str) -> CatalogApi:
+        path = f"/v1/catalog/{quote(slug, safe='')}"
+        return CatalogApi.model_validate(await self._call("accounts", "GET", path, token=token))
+
+    async def catalog_document(self, token: str | None, slug: str) -> dict[str, Any]:
+        """The API's consumer OpenAPI document, as accounts builds it."""
+        path = f"/v1/catalog/{quote(slug, safe='')}/openapi"
+        answer: dict[str, Any] = await self._call("accounts", "GET", path, token=token)
+        return answer
 
     # --- accounts: the operator's registry, orgs and users (platform admins) -------------
 

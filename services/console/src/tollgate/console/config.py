@@ -23,7 +23,8 @@ class Settings(ServiceSettings):
     )
     portal_public: bool = Field(
         True,
-        description="developer portal pages open to anonymous visitors; false = sign-in first",
+        description="developer portal catalog and docs open to anonymous visitors (read from "
+        "accounts' public catalog); false = sign-in first",
     )
     session_keys: str = Field(
         "",

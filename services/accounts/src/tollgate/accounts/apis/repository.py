@@ -49,6 +49,11 @@ async def list_apis(session: AsyncSession, *, after: uuid.UUID | None, limit: in
     return list((await session.scalars(stmt)).all())
 
 
+async def list_by_status(session: AsyncSession, statuses: Sequence[str]) -> list[Api]:
+    stmt = select(Api).where(Api.status.in_(list(statuses))).order_by(Api.name, Api.id)
+    return list((await session.scalars(stmt)).all())
+
+
 async def list_all_api_ids(session: AsyncSession) -> list[uuid.UUID]:
     return list((await session.scalars(select(Api.id).order_by(Api.id))).all())
 

@@ -1,11 +1,13 @@
 """The developer portal (`/portal`): the API catalog, each API's documentation (Scalar,
-from the consumer document of `consumer_openapi`), a test key for the try-it panel, and
+from the consumer document accounts builds), a test key for the try-it panel, and
 the visitor's own numbers per API.
 
-Accounts serves the registry to org members only (no anonymous read), and the console
-holds no credential of its own: an anonymous visitor gets the portal's public layout with
-a sign-in prompt, never a catalog read through a side door. `portal_public = false` sends
-anonymous visitors to the sign-in page instead.
+Every visitor reads the catalog and the consumer documents from accounts' catalog
+(`/v1/catalog`, which builds the consumer document and holds no upstream, credential or
+sandbox in its answers), with the user's token when signed in; the console holds no
+credential of its own. Anonymous visitors get the catalog and the docs with "sign up to
+try it" in place of the key controls and no numbers. `portal_public = false` sends them
+to the sign-in page instead (so does a catalog accounts keeps closed).
 
 Raw keys: a test key is created with the user's token and returned in that one response
 (like the key page); a pasted key stays in the browser's session storage and goes only to
@@ -17,15 +19,15 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from tollgate.console.backends import Api, BackendProblem, Me, Org, TopItem
+from tollgate.console.backends import BackendProblem, CatalogApi, Me, Org, TopItem
 from tollgate.console.config import Settings
-from tollgate.console.consumer_openapi import ApiFacts, RouteFacts, consumer_document
 from tollgate.console.session import Session
 from tollgate.console.web import (
     Panel,
@@ -39,8 +41,8 @@ from tollgate.console.web import (
 )
 
 router = APIRouter(prefix="/portal")
+T = TypeVar("T")
 
-LISTED = ("active", "deprecated")
 NUMBERS_DAYS = 7
 TEST_KEY_HOURS = 24
 TEST_KEY_LIMITS = {"per_second": 2, "per_minute": 30, "per_day": 500}
@@ -51,7 +53,6 @@ DOCS_CSP = (
     "img-src 'self' data:; font-src 'self' data:; connect-src 'self' {gateway}; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-_TAGS = re.compile(r"\s+")
 
 
 def _settings(request: Request) -> Settings:
@@ -71,58 +72,17 @@ async def _visitor(request: Request) -> Session | None:
     return session
 
 
-def _facts(api: Api) -> ApiFacts:
-    return ApiFacts(
-        slug=api.slug,
-        name=api.name,
-        api_version=api.api_version,
-        status=api.status,
-        price=api.price,
-        upstream_url=api.upstream_url,
-        sunset_at=api.sunset_at,
-        limits=api.limits,
-        upstream_header_names=api.upstream_header_names,
-        routes=[
-            RouteFacts(
-                method=r.method,
-                path_template=r.path_template,
-                price=r.price,
-                limits=r.limits,
-                required_scopes=r.required_scopes,
-                operation_id=r.operation_id,
-            )
-            for r in api.routes
-        ],
-    )
+async def _read(call: Awaitable[T]) -> T:
+    """A catalog read; accounts refusing the visitor (a closed catalog) means sign in."""
+    try:
+        return await call
+    except BackendProblem as exc:
+        if exc.status == 401:
+            raise SignInRequired from exc
+        raise
 
 
-def _summary(doc: dict[str, Any] | None) -> tuple[str, list[str]]:
-    """The document's description (first paragraph) and its tags."""
-    if not doc:
-        return "", []
-    info = doc.get("info") if isinstance(doc.get("info"), dict) else {}
-    description = info.get("description") if isinstance(info, dict) else None
-    text = description.strip().split("\n\n")[0][:300] if isinstance(description, str) else ""
-    tags: list[str] = []
-    for tag in doc.get("tags") or []:
-        if isinstance(tag, dict) and isinstance(tag.get("name"), str):
-            tags.append(_TAGS.sub(" ", tag["name"]))
-    for item in (doc.get("paths") or {}).values():
-        if isinstance(item, dict):
-            for operation in item.values():
-                if isinstance(operation, dict):
-                    tags.extend(t for t in operation.get("tags") or [] if isinstance(t, str))
-    return text, sorted(set(tags))[:20]
-
-
-def _prices(api: Api) -> tuple[int, int]:
-    """Lowest and highest price per call over the API's routes (the API's own price for
-    routes without one, or when it has none)."""
-    prices = [api.price if r.price is None else r.price for r in api.routes] or [api.price]
-    return min(prices), max(prices)
-
-
-def _numbers_org(me: Me, orgs: list[Org], wanted: str | None) -> Org | None:
+def _numbers_org(orgs: list[Org], wanted: str | None) -> Org | None:
     chosen = next((o for o in orgs if str(o.id) == wanted), None)
     return chosen or (orgs[0] if orgs else None)
 
@@ -153,48 +113,32 @@ async def catalog(
     org: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
     session = await _visitor(request)
-    if session is None:
-        return render(request, "portal_catalog.html", {"anonymous": True, "section": "catalog"})
     client = backends(request)
-    token = session.access_token
-    (me, orgs), apis = await asyncio.gather(identity(request, session), client.apis(token))
-    listed = [a for a in apis if a.status in LISTED]
-    documents = await asyncio.gather(
-        *(panel(client.api_document(token, a.id)) for a in listed if a.has_openapi_document)
-    )
-    by_id = dict(
-        zip(
-            [a.id for a in listed if a.has_openapi_document],
-            [d.value for d in documents],
-            strict=True,
+    me: Me | None = None
+    orgs: list[Org] = []
+    numbers: Panel[dict[str, TopItem]] = Panel(value={})
+    if session is None:
+        listed = await _read(client.catalog(None))
+    else:
+        (me, orgs), listed = await asyncio.gather(
+            identity(request, session), _read(client.catalog(session.access_token))
         )
-    )
-    numbers_org = _numbers_org(me, orgs, org)
-    numbers = await _numbers(request, token, numbers_org)
+    numbers_org = _numbers_org(orgs, org)
+    if session is not None:
+        numbers = await _numbers(request, session.access_token, numbers_org)
     entries = []
     all_tags: set[str] = set()
     needle = q.strip().casefold()
     for api in listed:
-        description, tags = _summary(by_id.get(api.id))
-        all_tags.update(tags)
-        haystack = " ".join([api.name, api.slug, description, *tags]).casefold()
+        all_tags.update(api.tags)
+        haystack = " ".join([api.name, api.slug, api.description, *api.tags]).casefold()
         if needle and needle not in haystack:
             continue
-        if tag and tag not in tags:
+        if tag and tag not in api.tags:
             continue
-        low, high = _prices(api)
-        entries.append(
-            {
-                "api": api,
-                "description": description,
-                "tags": tags,
-                "price_low": low,
-                "price_high": high,
-                "numbers": (numbers.value or {}).get(str(api.id)),
-            }
-        )
+        entries.append({"api": api, "numbers": (numbers.value or {}).get(str(api.id))})
     context = {
-        "anonymous": False,
+        "anonymous": session is None,
         "me": me,
         "orgs": orgs,
         "entries": entries,
@@ -209,33 +153,22 @@ async def catalog(
     return render(request, "portal_catalog.html", context)
 
 
-async def _api_by_slug(request: Request, token: str, slug: str) -> Api:
-    apis = await backends(request).apis(token)
-    found = next((a for a in apis if a.slug == slug and a.status in LISTED), None)
-    if found is None:
-        raise BackendProblem("accounts", 404, {"title": "Not Found", "status": 404})
-    return found
-
-
-async def _document(request: Request, token: str, api: Api) -> dict[str, Any]:
-    imported = (
-        await backends(request).api_document(token, api.id) if api.has_openapi_document else None
-    )
-    return consumer_document(_facts(api), imported, _settings(request).gateway_url)
-
-
 @router.get("/apis/{slug}/openapi.json")
 async def openapi_json(request: Request, slug: str) -> Response:
     session = await _visitor(request)
-    if session is None:
-        raise SignInRequired
-    api = await _api_by_slug(request, session.access_token, slug)
-    document = await _document(request, session.access_token, api)
-    return JSONResponse(document)
+    token = session.access_token if session else None
+    return JSONResponse(await _read(backends(request).catalog_document(token, slug)))
 
 
 def _writable_orgs(me: Me, orgs: list[Org]) -> list[Org]:
     return [o for o in orgs if me.is_admin or me.role_in(o.id) in ("developer", "owner")]
+
+
+def _docs_response(request: Request, context: dict[str, object], status: int = 200) -> Response:
+    gateway = _settings(request).gateway_url.rstrip("/")
+    response = render(request, "portal_docs.html", {**context, "gateway": gateway}, status=status)
+    response.headers["content-security-policy"] = DOCS_CSP.format(gateway=_origin(gateway))
+    return response
 
 
 async def _docs_page(
@@ -250,22 +183,18 @@ async def _docs_page(
 ) -> Response:
     token = session.access_token
     (me, orgs), api = await asyncio.gather(
-        identity(request, session), _api_by_slug(request, token, slug)
+        identity(request, session), _read(backends(request).catalog_api(token, slug))
     )
-    numbers_org = _numbers_org(me, orgs, org)
+    numbers_org = _numbers_org(orgs, org)
     # Try-it calls use test keys: their numbers are shown beside the live ones.
     numbers, test_numbers = await asyncio.gather(
         _numbers(request, token, numbers_org), _numbers(request, token, numbers_org, "test")
     )
-    low, high = _prices(api)
-    gateway = _settings(request).gateway_url.rstrip("/")
     context = {
+        "anonymous": False,
         "me": me,
         "orgs": orgs,
         "api": api,
-        "price_low": low,
-        "price_high": high,
-        "gateway": gateway,
         "writable_orgs": _writable_orgs(me, orgs),
         "numbers_org": numbers_org,
         "numbers": numbers,
@@ -277,9 +206,7 @@ async def _docs_page(
         "test_key_hours": TEST_KEY_HOURS,
         "section": "docs",
     }
-    response = render(request, "portal_docs.html", context, status=status)
-    response.headers["content-security-policy"] = DOCS_CSP.format(gateway=_origin(gateway))
-    return response
+    return _docs_response(request, context, status)
 
 
 def _origin(url: str) -> str:
@@ -293,7 +220,8 @@ async def docs(
 ) -> Response:
     session = await _visitor(request)
     if session is None:
-        return render(request, "portal_catalog.html", {"anonymous": True, "section": "docs"})
+        api = await _read(backends(request).catalog_api(None, slug))
+        return _docs_response(request, {"anonymous": True, "api": api, "section": "docs"})
     return await _docs_page(request, session, slug, org=org)
 
 
@@ -306,7 +234,7 @@ async def create_test_key(
     if session is None:
         raise SignInRequired
     token = session.access_token
-    api = await _api_by_slug(request, token, slug)
+    api: CatalogApi = await _read(backends(request).catalog_api(token, slug))
     expires = datetime.now(UTC) + timedelta(hours=TEST_KEY_HOURS)
     body = {
         "name": f"portal test key · {api.slug}",

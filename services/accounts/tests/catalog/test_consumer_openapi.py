@@ -12,9 +12,9 @@ import yaml
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation import OpenAPIV31SpecValidator
 
-from tollgate.console.consumer_openapi import ApiFacts, RouteFacts, consumer_document
+from tollgate.accounts.catalog.consumer_openapi import ApiFacts, RouteFacts, consumer_document
 
-PETSTORE = Path(__file__).resolve().parents[2] / "accounts" / "tests" / "data" / "petstore.yaml"
+PETSTORE = Path(__file__).resolve().parents[1] / "data" / "petstore.yaml"
 GATEWAY = "https://api.example.com"
 UPSTREAM = "http://petstore-upstream.internal:9000/v1"
 SECRET_HEADER = "X-Upstream-Token"
