@@ -109,6 +109,21 @@ async def subscribed_endpoints(
     return list((await session.scalars(stmt)).all())
 
 
+async def endpoints_taking(session: AsyncSession, event_type: str) -> list[WebhookEndpoint]:
+    """Enabled endpoints of every org that take `event_type` (an empty filter takes all),
+    by org."""
+    stmt = (
+        select(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.enabled.is_(True),
+            (func.cardinality(WebhookEndpoint.event_types) == 0)
+            | WebhookEndpoint.event_types.contains([event_type]),
+        )
+        .order_by(WebhookEndpoint.org_id, WebhookEndpoint.id)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
 async def insert_message(session: AsyncSession, row: dict[str, Any]) -> bool:
     """Insert a message; False when the org already has one for that event."""
     stmt = insert(WebhookMessage).values(row).on_conflict_do_nothing().returning(WebhookMessage.id)

@@ -27,7 +27,12 @@ from tollgate.kit.sealing import Sealer
 from tollgate.notifier.email import service as email
 from tollgate.notifier.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tollgate.notifier.webhooks import repository
-from tollgate.notifier.webhooks.catalog import SUBSCRIBABLE, body_for_event, ping_body
+from tollgate.notifier.webhooks.catalog import (
+    PLATFORM_WIDE,
+    SUBSCRIBABLE,
+    body_for_event,
+    ping_body,
+)
 from tollgate.notifier.webhooks.repository import ClaimedDelivery
 from tollgate.notifier.webhooks.sender import AttemptOutcome
 from tollgate.notifier.webhooks.signing import new_secret
@@ -189,8 +194,11 @@ def event_org(event: CloudEvent[Any]) -> uuid.UUID | None:
 
 
 async def queue_for_event(session: AsyncSession, event: CloudEvent[Any], now: datetime) -> int:
-    """Queue the event for every subscribed endpoint of its org; returns deliveries
-    queued. Idempotent on the event id (one message per org and event)."""
+    """Queue the event for every subscribed endpoint of its org (of every org, for a
+    platform-wide type); returns deliveries queued. Idempotent on the event id (one
+    message per org and event)."""
+    if event.type in PLATFORM_WIDE:
+        return await _queue_for_every_org(session, event, now)
     org_id = event_org(event)
     if org_id is None:
         return 0
@@ -198,6 +206,30 @@ async def queue_for_event(session: AsyncSession, event: CloudEvent[Any], now: da
     if not endpoints:
         return 0
     message_id = f"msg_{uuid.UUID(event.id).hex}" if _is_uuid(event.id) else f"msg_{event.id}"
+    return await _queue_message(session, event, org_id, message_id, endpoints, now)
+
+
+async def _queue_for_every_org(session: AsyncSession, event: CloudEvent[Any], now: datetime) -> int:
+    """One message per org with endpoints taking the type; its id (the `webhook-id`) is
+    derived from the event id and the org, so a redelivery queues nothing new."""
+    by_org: dict[uuid.UUID, list[WebhookEndpoint]] = {}
+    for endpoint in await repository.endpoints_taking(session, event.type):
+        by_org.setdefault(endpoint.org_id, []).append(endpoint)
+    queued = 0
+    for org_id, endpoints in by_org.items():
+        message_id = f"msg_{uuid.uuid5(uuid.NAMESPACE_OID, f'{event.id}/{org_id}').hex}"
+        queued += await _queue_message(session, event, org_id, message_id, endpoints, now)
+    return queued
+
+
+async def _queue_message(
+    session: AsyncSession,
+    event: CloudEvent[Any],
+    org_id: uuid.UUID,
+    message_id: str,
+    endpoints: list[WebhookEndpoint],
+    now: datetime,
+) -> int:
     created = await repository.insert_message(
         session,
         {
