@@ -468,6 +468,11 @@ class ApiChanged(EventData):
     name: str = Field(description="The API's display name.")
     api_version: str = Field(description="The API's own version label, e.g. `2.1.0`.")
     version: int = Field(ge=0, description="Registry version of the API after the import.")
-    changes: list[ApiChange] = Field(description="Every operation change, breaking ones first.")
+    changes: list[ApiChange] = Field(
+        description=(
+            "The operation changes, breaking ones first; at most 1000 (the API's changelog, "
+            "`GET /v1/apis/{id}/changelog`, keeps them all)."
+        )
+    )
     breaking: int = Field(ge=0, description="How many of `changes` are breaking.")
     changed_at: UtcDatetime = Field(description="When the document was imported.")
