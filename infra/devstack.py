@@ -162,6 +162,8 @@ def service_env(
         values["SIGNING_KEY_FILE"] = str(WORKDIR / "accounts-signing-keys.pem")
         values["SIGNING_KEY_GENERATE"] = "true"
         values["ALLOW_PRIVATE_UPSTREAMS"] = "true"
+        # the consumer documents of the portal name the gateway the console's pages call
+        values["GATEWAY_URL"] = f"http://127.0.0.1:{base + OFFSETS['gateway']}"
     if name == "gateway":
         values["ALLOW_PRIVATE_UPSTREAMS"] = "true"  # the demo upstream is on loopback
         values["REFUSE_UNKNOWN_ORGS"] = "true"  # billing runs: a new org starts exhausted

@@ -85,6 +85,7 @@ class Stack:
     sealing_keys: str
     seeded: dict[str, str] = field(default_factory=dict)
     console_logs: Callable[[], str] = str  # the console process's output so far
+    mail_dir: Path = Path()  # the notifier's file email backend: one `<id>.txt` per mail
 
 
 def _admin_token(accounts: str) -> str:
@@ -347,6 +348,8 @@ def stack(
     console = service_process("console", workdir, extra=backends, **common)
     # The portal's try-it panel calls the gateway from the console's origin.
     gateway.env["TOLLGATE_GATEWAY_CORS_ORIGINS"] = console.url
+    accounts.env["TOLLGATE_ACCOUNTS_GATEWAY_URL"] = gateway.url  # consumer documents' server
+    notifier.env["TOLLGATE_NOTIFIER_CONSOLE_URL"] = console.url  # the emailed links
     dead_port = localdeps.free_port()
     no_billing = service_process(
         "console",
@@ -386,6 +389,7 @@ def stack(
                 topic_prefix=prefix,
                 sealing_keys=secrets["SEALING_KEYS"],
                 console_logs=console.logs,
+                mail_dir=workdir / "mail",
             )
             _seed(running)
             _SHARED["stack"] = running

@@ -1,5 +1,9 @@
 """The developer portal in a real browser against the real stack of
-`test_console_browser` (the same session-scoped stack; its own browser): an API imported from
+`test_console_browser` (the same session-scoped stack; its own browser). An anonymous
+visitor reads the catalog and the docs of an API imported from the Petstore document (no
+upstream host or credential in the document), signs up, confirms the email from the link
+the notifier mailed, creates a test key on the docs page, gets a 200 from the try-it panel
+and sees the call in their numbers. A signed-in customer: an API imported from
 the Petstore document is in the catalog; its docs page draws Scalar from the consumer
 document with the four code-sample languages; "create a test key" issues a `tg_test_` key
 that the page keeps in session storage; Scalar's try-it panel sends the call from the
@@ -12,12 +16,13 @@ its log).
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Request, Response, expect
+from playwright.sync_api import Browser, Page, Request, Response, expect
 
 from .test_console_browser import (  # the shared stack and browser fixtures
     PASSWORD,
@@ -38,6 +43,7 @@ pytestmark = pytest.mark.system
 ROOT = Path(__file__).resolve().parents[2]
 PETSTORE = ROOT / "services" / "accounts" / "tests" / "data" / "petstore.yaml"
 PASTED = "tg_test_pastedNeverToTheConsole0000000000"
+VERIFY_LINK = re.compile(r"(https?://\S+/verify-email\?token=[A-Za-z0-9_\-.~%]+)")
 
 
 def _import_petstore(stack: Stack) -> str:
@@ -64,6 +70,93 @@ def _import_petstore(stack: Stack) -> str:
     )
     assert imported.status_code == 200, imported.text
     return slug
+
+
+def _verification_link(stack: Stack, email: str, within: float = 15) -> str:
+    """The link in the verification mail the notifier wrote for `email`."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for mail in stack.mail_dir.glob("*.txt"):
+            text = mail.read_text()
+            found = VERIFY_LINK.search(text)
+            if email in text and found:
+                return found.group(1)
+        time.sleep(0.2)
+    raise AssertionError(f"no verification mail for {email}")
+
+
+def _send_from_try_it(page: Page, stack: Stack, slug: str) -> Response:
+    """Scalar's client sends `GET /pets` from the console's origin to the gateway."""
+    reference = page.get_by_test_id("portal-reference")
+    expect(reference.get_by_text("List all pets").first).to_be_visible(timeout=30_000)
+    operation = reference.locator("section", has=page.get_by_text("List all pets")).last
+    operation.get_by_role("button", name="Test Request").first.click()
+    client = page.locator(".scalar-client, .scalar-app-layout, [role=dialog]").last
+    expect(client).to_be_visible()
+
+    def from_gateway(answer: Response) -> bool:
+        return answer.url.startswith(f"{stack.gateway}/{slug}/pets") and (
+            answer.request.method == "GET"
+        )
+
+    with page.expect_response(from_gateway, timeout=15_000) as sent:
+        page.get_by_role("button", name=re.compile(r"^Send")).last.click()
+    return sent.value
+
+
+def test_an_anonymous_visitor_reads_the_docs_signs_up_and_tries_the_api(
+    stack: Stack, browser: Browser
+) -> None:
+    slug = _import_petstore(stack)
+    context, page, watch = new_page(browser)
+    page.goto(f"{stack.console}/portal?q=petstore")
+    expect(page.get_by_test_id("portal-anonymous")).to_be_visible()
+    card = page.locator(f'[data-testid=portal-api][data-slug="{slug}"]')
+    expect(card).to_contain_text("1 credit per call")
+    card.get_by_role("link", name="Petstore").click()
+    expect(page.get_by_test_id("portal-api-name")).to_have_text("Petstore")
+    reference = page.get_by_test_id("portal-reference")
+    expect(reference.get_by_text("List all pets").first).to_be_visible(timeout=30_000)
+    expect(page.get_by_test_id("portal-create-test-key")).to_have_count(0)
+    document = page.evaluate(f"fetch('/portal/apis/{slug}/openapi.json').then(r => r.text())")
+    assert "List all pets" in document
+    for hidden in ("upstream-secret-9d1c", "X-Upstream-Token", "petstore.swagger.io"):
+        assert hidden not in document
+    assert stack.upstream not in document
+
+    # Sign up from the docs page, name an org, confirm the email from the mailed link.
+    page.get_by_test_id("portal-key").get_by_test_id("portal-sign-up").click()
+    email = f"portal-{uuid.uuid4().hex[:8]}@example.com"
+    page.fill("input[name=name]", "Portal visitor")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/orgs/new$"))
+    page.fill("input[name=name]", "Visitor Ltd")
+    page.click("main button[type=submit]")
+    link = _verification_link(stack, email)
+    assert link.startswith(f"{stack.console}/verify-email?token=")
+    page.goto(link)
+    page.get_by_role("button", name="Confirm my email address").click()
+    expect(page.get_by_test_id("notice")).to_contain_text("Your email address is confirmed")
+
+    # A test key from the docs page, a 200 from the try-it panel, the call in their numbers.
+    page.goto(f"{stack.console}/portal/apis/{slug}")
+    page.get_by_test_id("portal-create-test-key").click()
+    expect(page.get_by_test_id("portal-test-key-created")).to_be_visible()
+    key = page.get_by_test_id("portal-test-key").input_value()
+    assert key.startswith("tg_test_")
+    answer = _send_from_try_it(page, stack, slug)
+    assert answer.status == 200, answer.status
+    assert answer.request.headers.get("x-api-key") == key
+    logged_in_usage(
+        stack, _user_token(stack.accounts, email, PASSWORD), answer.headers["x-request-id"]
+    )
+    page.goto(f"{stack.console}/portal/apis/{slug}")
+    expect(page.get_by_test_id("portal-test-requests")).to_have_text("1")
+    assert key not in stack.console_logs()
+    watch.check()
+    context.close()
 
 
 def test_docs_of_an_imported_api_and_a_test_key_that_the_gateway_accepts(
@@ -102,21 +195,7 @@ def test_docs_of_an_imported_api_and_a_test_key_that_the_gateway_accepts(
     expect(page.get_by_test_id("portal-paste-key")).to_have_value(key)
 
     # Try it: Scalar's client sends the call from the console's origin to the gateway.
-    reference = page.get_by_test_id("portal-reference")
-    expect(reference.get_by_text("List all pets").first).to_be_visible(timeout=30_000)
-    operation = reference.locator("section", has=page.get_by_text("List all pets")).last
-    operation.get_by_role("button", name="Test Request").first.click()
-    client = page.locator(".scalar-client, .scalar-app-layout, [role=dialog]").last
-    expect(client).to_be_visible()
-
-    def from_gateway(answer: Response) -> bool:
-        return answer.url.startswith(f"{stack.gateway}/{slug}/pets") and (
-            answer.request.method == "GET"
-        )
-
-    with page.expect_response(from_gateway, timeout=15_000) as sent:
-        page.get_by_role("button", name=re.compile(r"^Send")).last.click()
-    answer = sent.value
+    answer = _send_from_try_it(page, stack, slug)
     assert answer.status == 200, answer.status
     assert answer.request.headers.get("x-api-key") == key
     assert answer.headers.get("access-control-allow-origin") == stack.console
