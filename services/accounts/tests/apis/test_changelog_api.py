@@ -8,6 +8,9 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
+
+from tollgate.accounts.apis import service
 from tollgate.accounts.apis.openapi_import import parse_document
 from tollgate.contracts.events.accounts import ApiChanged, BreakingRule
 from tollgate.kit.testing.pages import check_list_contract
@@ -75,3 +78,29 @@ async def test_second_import_is_in_the_changelog_and_announced(
         unknown = await svc.http.get(f"/v1/apis/{uuid.uuid4()}/changelog", headers=member.headers)
         assert unknown.status_code == 404
         assert unknown.json()["type"].endswith("/api-not-found")
+
+
+async def test_the_event_carries_the_first_changes_and_the_changelog_all(
+    accounts_db: str,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(service, "MAX_EVENT_CHANGES", 2)  # one Kafka record must stay small
+    settings = settings_for(
+        accounts_db, kafka=kafka_bootstrap, prefix=topic_prefix, workdir=tmp_path
+    )
+    async with running(settings) as svc:
+        admin = await make_admin(svc)
+        api = await make_api(svc, admin, name="Petstore")
+        imported = await svc.http.post(
+            f"/v1/apis/{api['id']}/openapi", content=PETSTORE.read_bytes(), headers=admin.headers
+        )
+        assert imported.status_code == 200, imported.text
+        kept = (await svc.http.get(f"/v1/apis/{api['id']}/changelog", headers=admin.headers)).json()
+        evts = await events(svc, api["id"])
+
+    announced = [e.data for e in evts if isinstance(e.data, ApiChanged)]
+    assert [len(a.changes) for a in announced] == [2]
+    assert len(kept["items"][0]["changes"]) == 3
