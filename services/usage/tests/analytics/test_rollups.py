@@ -186,7 +186,11 @@ async def test_rollup_answers_equal_the_log(database_factory: Callable[[str], st
         spans = [  # a whole UTC day with both edges cutting an hour; then random ones
             TimeRange(
                 start + timedelta(minutes=1440 - 37), start + timedelta(minutes=2 * 1440 + 83)
-            )
+            ),
+            # edges that are most of a day (top keys reads those as the day's row minus the
+            # rest of the day), across a midnight and inside one day
+            TimeRange(start + timedelta(minutes=137), start + timedelta(minutes=1440 + 1303)),
+            TimeRange(start + timedelta(minutes=1440 + 73), start + timedelta(minutes=1440 + 1247)),
         ]
         for _ in range(6):
             first_minute = rng.randrange(0, 3 * 1440 - 10)
@@ -262,5 +266,32 @@ async def test_rollup_answers_equal_the_log(database_factory: Callable[[str], st
                             want_point["credits"],
                             want_point["p95"],
                         ), (where, point.time)
+    finally:
+        await engine.dispose()
+
+
+async def test_top_keys_leaves_out_keys_that_sent_only_in_the_rest_of_the_day(
+    database_factory: Callable[[str], str],
+) -> None:
+    # A range covering most of a day is read as the day minus the rest of it: a key that
+    # sent only in that rest sums to nothing and must not be listed.
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    org, api, inside, outside = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    events: list[RequestEvent] = [
+        completed(org_id=org, key_id=outside, api_id=api, time=day + timedelta(minutes=20)),
+        completed(org_id=org, key_id=outside, api_id=api, time=day + timedelta(hours=23)),
+        completed(org_id=org, key_id=inside, api_id=api, time=day + timedelta(hours=9)),
+    ]
+    engine = create_engine(await migrated(database_factory("usage")), pool_size=2)
+    sessions = session_maker(engine)
+    try:
+        async with sessions() as session, session.begin():
+            await ensure_partitions(session, {day.date()}, PartitionDays())
+            deliveries = [Delivery(0, n, event) for n, event in enumerate(events)]
+            await record_requests(session, group_id="usage", topic="t", deliveries=deliveries)
+        span = TimeRange(day + timedelta(minutes=45), day + timedelta(hours=22, minutes=30))
+        async with sessions() as session:
+            ranked = await top(session, UsageFilter(org_id=org), span, "key", "errors", 10)
+        assert [(i.value, i.requests) for i in ranked.items] == [(str(inside), 1)]
     finally:
         await engine.dispose()
