@@ -14,7 +14,8 @@ unavailable; no other page measured calls them).
 
 Then signs in to the console and loads each heavy page `--samples` times, one after the
 other, and prints p50 / p95 / max of the time to the last byte (loopback, so it is the
-server's time: console plus the backing calls it makes). Budget: p95 <= 300 ms. A second
+server's time: console plus the backing calls it makes). Budget: p95 <= 300 ms. The usage
+page's top keys card comes after the page (htmx) and is timed as its own row. A second
 table times the pages' backing calls made directly, to show which service the time is in.
 """
 
@@ -324,6 +325,10 @@ def main() -> None:
             ("usage 24 h", f"{org_path}/usage"),
             ("usage 7 d", f"{org_path}/usage?range=7d"),
             ("usage 30 d", f"{org_path}/usage?range=30d"),
+            # the top keys card, which the usage page loads after its first paint (htmx)
+            ("top keys 24 h", f"{org_path}/usage/top-keys"),
+            ("top keys 7 d", f"{org_path}/usage/top-keys?range=7d"),
+            ("top keys 30 d", f"{org_path}/usage/top-keys?range=30d"),
             ("logs", f"{org_path}/logs"),
             ("logs, 5xx", f"{org_path}/logs?status=5xx"),
             ("logs, one key", f"{org_path}/logs?key_id={keys[7]}"),

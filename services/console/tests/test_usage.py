@@ -8,6 +8,7 @@ import uuid
 from .fakes import FakeBackends, console, sign_in
 
 XSS = "<script>alert(1)</script>"
+OTHER_ORG = "00000000-0000-4000-8000-000000000001"  # an org the user is no member of
 
 
 async def test_usage_page_carries_the_chart_series_and_top_lists() -> None:
@@ -21,7 +22,17 @@ async def test_usage_page_carries_the_chart_series_and_top_lists() -> None:
         (key_id,) = fake.keys
         fake.top_values = {"key": [key_id], "status": ["429"], "route": [str(uuid.uuid4())]}
         page = await client.get(f"/orgs/{fake.org_id}/usage", params={"range": "1h"})
+        card = await client.get(f"/orgs/{fake.org_id}/usage/top-keys", params={"range": "1h"})
+        elsewhere = await client.get(f"/orgs/{OTHER_ORG}/usage/top-keys")
     assert page.status_code == 200
+    # Top keys is not in the first paint: the page says it is loading and fetches the card.
+    assert "Loading…" in page.text
+    assert f'hx-get="/orgs/{fake.org_id}/usage/top-keys?range=1h"' in page.text
+    assert card.status_code == 200
+    assert f'href="/orgs/{fake.org_id}/keys/{key_id}"' in card.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in card.text
+    assert XSS not in card.text
+    assert elsewhere.status_code == 404
     assert 'data-chart="traffic"' in page.text
     assert 'data-chart="latency"' in page.text
     assert "&#34;ok&#34;: [5]" in page.text or '"ok": [5]' in page.text  # 10 - 2 - 3

@@ -3,7 +3,9 @@ the busiest APIs, routes, keys and statuses, errors by reason, and a CSV export 
 time series. The range and filters live in the URL, so a view can be shared.
 
 The charts are drawn by `static/usage.js` (uPlot) from the series the page carries in a
-data attribute; no script is inline.
+data attribute; no script is inline. The top keys card is loaded after the page (htmx,
+`/usage/top-keys`) and says it is loading until then: ranking thousands of keys is the
+slowest question the page asks, and the rest of the page need not wait for it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ router = APIRouter()
 USAGE_RANGES = ("1h", "24h", "7d", "30d")
 GRANULARITY = {"1h": "minute", "24h": "hour", "7d": "hour", "30d": "day"}
 TOP_DIMENSIONS = ("api", "route", "key", "status")
+FIRST_PAINT_TOPS = ("api", "route", "status")  # "key" comes after, from usage_top_keys
 
 UsageFilterValue = Annotated[str | None, Query(max_length=40)]
 
@@ -78,7 +81,7 @@ async def usage_page(
         asyncio.gather(
             *(
                 panel(client.usage_top_by(token, org_id, by, start, end, filters))
-                for by in TOP_DIMENSIONS
+                for by in FIRST_PAINT_TOPS
             )
         ),
     )
@@ -106,11 +109,39 @@ async def usage_page(
             "chart": chart_series(series.value) if series.value else None,
             "granularity": GRANULARITY[chosen],
             "errors": errors,
-            "tops": dict(zip(TOP_DIMENSIONS, tops, strict=True)),
+            "top_dimensions": TOP_DIMENSIONS,
+            "tops": dict(zip(FIRST_PAINT_TOPS, tops, strict=True)),
             "names": {"api": api_names, "route": route_names, "key": key_names},
             "api_names": api_names,
             "key_names": key_names,
         },
+    )
+
+
+@router.get("/orgs/{org_id}/usage/top-keys")
+async def usage_top_keys(
+    request: Request,
+    org_id: uuid.UUID,
+    session: CurrentSession,
+    range: Annotated[str | None, Query(max_length=10)] = None,
+    api_id: UsageFilterValue = None,
+    key_id: UsageFilterValue = None,
+) -> Response:
+    """The usage page's top keys card (an htmx fragment) for the page's range and filters."""
+    client = backends(request)
+    token = session.access_token
+    _, start, end = time_range(range, USAGE_RANGES)
+    filters = _filters(api_id, key_id)
+    ctx, top, keys = await asyncio.gather(
+        org_context(request, session, org_id),
+        panel(client.usage_top_by(token, org_id, "key", start, end, filters)),
+        panel(client.keys(token, org_id, None)),
+    )
+    key_names = {str(k.id): k.name for k in (keys.value.items if keys.value else [])}
+    return render(
+        request,
+        "usage_top.html",
+        {"org": ctx.org, "by": "key", "top": top, "names": {"key": key_names}},
     )
 
 
