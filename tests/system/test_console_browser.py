@@ -79,13 +79,17 @@ class Stack:
     billing: str
     notifier: str
     upstream: str
-    admin_token: str
     kafka_bootstrap: str
     topic_prefix: str
     sealing_keys: str
     seeded: dict[str, str] = field(default_factory=dict)
     console_logs: Callable[[], str] = str  # the console process's output so far
     mail_dir: Path = Path()  # the notifier's file email backend: one `<id>.txt` per mail
+
+    @property
+    def admin_token(self) -> str:
+        """A fresh token of the platform admin: the stack outlives a token's 15 minutes."""
+        return _admin_token(self.accounts)
 
 
 def _admin_token(accounts: str) -> str:
@@ -384,7 +388,6 @@ def stack(
                 billing=billing.url,
                 notifier=notifier.url,
                 upstream=f"http://127.0.0.1:{upstream_port}",
-                admin_token=_admin_token(accounts.url),
                 kafka_bootstrap=kafka_bootstrap,
                 topic_prefix=prefix,
                 sealing_keys=secrets["SEALING_KEYS"],
