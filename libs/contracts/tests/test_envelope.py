@@ -11,6 +11,7 @@ from libs.contracts.tests.samples import NOW, ORG_ID, every_event, key_upserted,
 from tollgate.contracts import (
     CONTENT_TYPE,
     EVENT_TYPES,
+    ApiUpserted,
     CreditsLow,
     EventData,
     KeyUpserted,
@@ -119,6 +120,24 @@ def test_unknown_fields_are_tolerated_for_forward_compatibility() -> None:
     decoded = decode(json.dumps(document).encode())
     assert isinstance(decoded.data, RequestCompleted)
     assert decoded.data.cost == 3
+
+
+def test_api_routes_published_before_route_deprecation_still_decode() -> None:
+    # Additive v1 change: an APIs-topic record written before routes carried
+    # `deprecated`, `deprecated_at` and `sunset_at` replays as a route without them.
+    sample = next(e for e in every_event() if isinstance(e, ApiUpserted))
+    assert any(route.deprecated for route in sample.routes)
+    document = _event_json(sample)
+    for route in document["data"]["routes"]:
+        for name in ("deprecated", "deprecated_at", "sunset_at"):
+            route.pop(name, None)
+    decoded = decode_as(json.dumps(document).encode(), ApiUpserted).data
+    assert [(r.deprecated, r.deprecated_at, r.sunset_at) for r in decoded.routes] == [
+        (False, None, None),
+        (False, None, None),
+    ]
+    route_schema = ApiUpserted.model_json_schema()["$defs"]["RouteSpec"]
+    assert not {"deprecated", "deprecated_at", "sunset_at"} & set(route_schema["required"])
 
 
 def test_decode_as_rejects_another_type() -> None:

@@ -198,6 +198,21 @@ class RouteSpec(ContractModel):
     sandbox: SandboxSettings | None = Field(
         None, description="Overrides of the API's sandbox settings for this route."
     )
+    deprecated: bool = Field(
+        False,
+        description="Whether the route is deprecated: calls to it get a `Deprecation` header "
+        "(RFC 9745). Added within v1; absent in older events (false).",
+    )
+    deprecated_at: UtcDatetime | None = Field(
+        None,
+        description="When the route was deprecated (the `Deprecation` date); null when it is "
+        "not, or for events that predate the field (then the API's `updated_at` is used).",
+    )
+    sunset_at: UtcDatetime | None = Field(
+        None,
+        description="When the route is retired (`Sunset` header, RFC 8594); from then on the "
+        "gateway answers its calls 410. Null: no date. Added within v1.",
+    )
 
 
 class ApiUpserted(EventData):

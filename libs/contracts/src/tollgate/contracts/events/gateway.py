@@ -33,7 +33,7 @@ class RejectionReason(StrEnum):
     SCOPE_MISSING = "scope_missing"
     CREDITS_EXHAUSTED = "credits_exhausted"
     RATE_LIMITED = "rate_limited"
-    API_RETIRED = "api_retired"
+    API_RETIRED = "api_retired"  # the API, or the matched route past its Sunset (route_id set)
     PAYLOAD_TOO_LARGE = "payload_too_large"
     REQUEST_INVALID = "request_invalid"  # violates the API's OpenAPI document (validation on)
     SANDBOX_UNAVAILABLE = "sandbox_unavailable"  # test key, no sandbox upstream and no mock
