@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 from sqlalchemy import text
 
 from tollgate.billing.config import Settings
@@ -393,6 +394,32 @@ async def test_settings_are_validated_and_other_tenants_get_404(
         ).status_code == 403
         shown = (await b.client.get(path, headers=viewer)).json()
         assert (shown["enabled"], shown["threshold"], shown["target"]) == (True, 1_000, 5_000)
+
+
+async def test_a_settings_change_is_audited_with_the_fields_it_changed(
+    database_factory: Callable[[str], str],
+) -> None:
+    org = uuid.uuid4()
+    async with billing(database_factory) as b:
+        await b.save_card(org)  # stores the card with settings off (target 1)
+        assert (await b.configure(org)).status_code == 200
+        assert (await b.configure(org, target=8_000)).status_code == 200
+        async with b.sessions() as session:
+            rows = await session.execute(
+                text("SELECT value FROM outbox WHERE topic = :t ORDER BY id"),
+                {"t": topics.AUDIT_RECORDS.name},
+            )
+            records = [orjson.loads(row.value)["data"] for row in rows]
+    puts = [r for r in records if r["action"] == "billing.put_auto_top_up"]
+    assert [(r["org_id"], r["diff"]["before"], r["diff"]["after"]) for r in puts] == [
+        (
+            str(org),
+            {"enabled": False, "threshold": 0, "target": 1, "monthly_cap": 0},
+            {"enabled": True, "threshold": 1_000, "target": 5_000, "monthly_cap": 10_000},
+        ),
+        # Only the target changed: the rest sent unchanged is not listed.
+        (str(org), {"target": 5_000}, {"target": 8_000}),
+    ]
 
 
 async def test_fifty_orgs_crossing_at_once_are_each_charged_exactly_once(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, Request
 
@@ -15,6 +16,7 @@ from tollgate.billing.payments.auto_top_up_schemas import (
     SetupSessionOut,
 )
 from tollgate.billing.payments.providers import app_provider, not_configured
+from tollgate.kit.audit import RecordedChange
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org
 from tollgate.kit.db import DbSession
 from tollgate.kit.problems import documented_problems
@@ -34,6 +36,17 @@ _ERRORS = documented_problems(
         503: ("The payment provider did not answer.", ["payment-provider-unavailable"]),
     }
 )
+
+
+def _audited(found: service.AutoTopUpView) -> dict[str, Any]:
+    """The stored settings a PUT can change, as its audit record notes them."""
+    return {
+        "enabled": found.enabled,
+        "threshold": found.threshold,
+        "target": found.target,
+        "monthly_cap": found.monthly_cap,
+        "currency": found.currency,
+    }
 
 
 def _out(found: service.AutoTopUpView, settings: Settings) -> AutoTopUpOut:
@@ -69,10 +82,12 @@ async def put_auto_top_up(
     body: AutoTopUpIn,
     principal: CurrentPrincipal,
     db: DbSession,
+    change: RecordedChange,
 ) -> AutoTopUpOut:
     """Set the org's auto top-up (owners); the next crossing of the threshold charges."""
     authorize_org(principal, org_id, Role.owner)
     async with db.begin():
+        before = await service.view(db, org_id, settings)
         await service.configure(
             db,
             org_id,
@@ -83,7 +98,9 @@ async def put_auto_top_up(
             monthly_cap=body.monthly_cap,
         )
     async with db.begin():
-        return _out(await service.view(db, org_id, settings), settings)
+        after = await service.view(db, org_id, settings)
+    change.note(_audited(before), _audited(after))
+    return _out(after, settings)
 
 
 @router.post(
