@@ -2,7 +2,8 @@
 
 Each `paths` entry and HTTP method becomes a route with the same path template
 (`/pets/{petId}`); OAuth2 scopes named in the operation's `security` become the
-route's required scopes. The document itself is kept for the developer portal.
+route's required scopes; `deprecated: true` deprecates the route. The document itself is
+kept for the developer portal.
 YAML is parsed safely and without aliases (no "billion laughs"); sizes are capped, and so
 is nesting (`MAX_DEPTH` levels of objects and arrays, checked while YAML is composed and
 before a JSON document is walked), so a crafted document is a 422, never a
@@ -82,6 +83,7 @@ class ImportedRoute:
     path_template: str
     operation_id: str | None
     required_scopes: list[str] = field(default_factory=list)
+    deprecated: bool = False
 
 
 def _with_json_keys(value: Any) -> Any:
@@ -166,6 +168,7 @@ def routes_of(doc: dict[str, Any]) -> list[ImportedRoute]:
                     path_template=path,
                     operation_id=str(operation_id)[:200] if operation_id else None,
                     required_scopes=_scopes(operation.get("security", global_security)),
+                    deprecated=operation.get("deprecated") is True,
                 )
             )
             if len(routes) > MAX_ROUTES:
