@@ -41,6 +41,7 @@ SEMANTIC_RULES = {
     "POST /v1/apis": "a public http(s) upstream; no hop-by-hop credential header",
     "PATCH /v1/apis/{api_id}": "a public http(s) upstream; no hop-by-hop credential header",
     "POST /v1/apis/{api_id}/openapi": "an OpenAPI 3.x document",
+    "POST /v1/apis/{api_id}/openapi/from-url": "a public URL serving an OpenAPI 3.x document",
     "GET /v1/users": _CURSOR,
     "GET /v1/orgs": _CURSOR,
     "GET /v1/orgs/{org_id}/members": _CURSOR,

@@ -7,8 +7,10 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import Field
 
 from tollgate.accounts.apis import service
+from tollgate.accounts.apis.openapi_fetch import MAX_URL_LENGTH, fetch_document
 from tollgate.accounts.apis.openapi_import import OpenApiInvalid, parse_document
 from tollgate.accounts.apis.schemas import (
     ApiCreateIn,
@@ -20,10 +22,11 @@ from tollgate.accounts.apis.schemas import (
     RouteOut,
     RoutePatch,
 )
-from tollgate.accounts.caller import CurrentActor, CurrentCaller
-from tollgate.accounts.config import CurrentSettings
+from tollgate.accounts.caller import Actor, CurrentActor, CurrentCaller
+from tollgate.accounts.config import CurrentSettings, Settings
 from tollgate.kit.auth import Principal, require_admin
 from tollgate.kit.db import DbSession
+from tollgate.kit.netpolicy import NetworkPolicy
 from tollgate.kit.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -35,6 +38,7 @@ from tollgate.kit.pagination import (
     uuid_cursor,
 )
 from tollgate.kit.problems import ContentTooLarge, Forbidden, Unprocessable, documented_problems
+from tollgate.kit.requests import RequestModel
 
 router = APIRouter(prefix="/apis", tags=["apis"])
 
@@ -63,6 +67,17 @@ def _admin(actor_principal: Principal | None) -> None:
 _API_ERRORS = documented_problems({404: ("No such API.", ["api-not-found"])})
 _ROUTE_ERRORS = documented_problems(
     {404: ("No such API or route.", ["api-not-found", "route-not-found"])}
+)
+_FETCH_ERRORS = documented_problems(
+    {
+        404: ("No such API.", ["api-not-found"]),
+        413: ("The document is larger than `max_openapi_bytes`.", ["too-large"]),
+        422: (
+            "The URL or an address it leads to is refused, the document could not be "
+            "fetched, or it is not an OpenAPI 3.x document.",
+            ["openapi-url-refused", "openapi-unreachable", "invalid-openapi"],
+        ),
+    }
 )
 _DOCUMENT_ERRORS = documented_problems(
     {404: ("No such API, or it has no OpenAPI document.", ["api-not-found", "openapi-not-found"])}
@@ -193,6 +208,37 @@ async def delete_route(
     return Response(status_code=204)
 
 
+class OpenApiUrlIn(RequestModel):
+    """Where accounts fetches an OpenAPI document from."""
+
+    url: str = Field(
+        min_length=1,
+        max_length=MAX_URL_LENGTH,
+        description="http or https URL of an OpenAPI 3.x document (JSON or YAML); fetched "
+        "by accounts under the upstream SSRF rules, redirects re-checked",
+    )
+
+
+async def _import_document(
+    db: DbSession,
+    settings: Settings,
+    actor: Actor,
+    api_id: uuid.UUID,
+    raw: bytes,
+    *,
+    replace: bool,
+) -> ImportOut:
+    try:
+        doc = parse_document(raw)
+    except (OpenApiInvalid, UnicodeDecodeError) as exc:
+        raise Unprocessable("invalid-openapi", f"Invalid OpenAPI document: {exc}") from exc
+    async with db.begin():
+        try:
+            return await service.import_openapi(db, settings, actor, api_id, doc, replace=replace)
+        except OpenApiInvalid as exc:
+            raise Unprocessable("invalid-openapi", f"Invalid OpenAPI document: {exc}") from exc
+
+
 @router.post(
     "/{api_id}/openapi",
     response_model=ImportOut,
@@ -213,15 +259,29 @@ async def import_openapi(
     raw = await request.body()
     if len(raw) > settings.max_openapi_bytes:
         raise ContentTooLarge("too-large", "The document is too large.")
-    try:
-        doc = parse_document(raw)
-    except (OpenApiInvalid, UnicodeDecodeError) as exc:
-        raise Unprocessable("invalid-openapi", f"Invalid OpenAPI document: {exc}") from exc
+    return await _import_document(db, settings, actor, api_id, raw, replace=replace)
+
+
+@router.post("/{api_id}/openapi/from-url", response_model=ImportOut, responses=_FETCH_ERRORS)
+async def import_openapi_from_url(
+    settings: CurrentSettings,
+    api_id: uuid.UUID,
+    body: OpenApiUrlIn,
+    request: Request,
+    actor: CurrentActor,
+    db: DbSession,
+    replace: Annotated[bool, Query(description="remove routes the document lacks")] = False,
+) -> ImportOut:
+    """Import the OpenAPI 3.x document at `url`, fetched by accounts (http or https;
+    loopback and private addresses only with `allow_private_upstreams`, link-local and
+    metadata never; at most 3 redirects, each checked; `max_openapi_bytes`; 10 s).
+    Otherwise as `POST /v1/apis/{id}/openapi`."""
+    _admin(actor.principal)
     async with db.begin():
-        try:
-            return await service.import_openapi(db, settings, actor, api_id, doc, replace=replace)
-        except OpenApiInvalid as exc:
-            raise Unprocessable("invalid-openapi", f"Invalid OpenAPI document: {exc}") from exc
+        await service.get_api(db, api_id, admin=True)  # 404 before any outbound request
+    policy = NetworkPolicy(allow_private=settings.allow_private_upstreams)
+    raw = await fetch_document(body.url, policy=policy, max_bytes=settings.max_openapi_bytes)
+    return await _import_document(db, settings, actor, api_id, raw, replace=replace)
 
 
 @router.get("/{api_id}/openapi", response_model=dict[str, Any], responses=_DOCUMENT_ERRORS)
