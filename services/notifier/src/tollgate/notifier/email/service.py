@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -120,7 +121,7 @@ async def queue_for_event(session: AsyncSession, event: CloudEvent[Any], now: da
     if isinstance(data, PasswordResetRequested):
         context = {
             "token_sealed": data.reset_token_sealed,
-            "expires_at": data.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "expires_at": _utc(data.expires_at),
         }
         return int(
             await queue_email(
@@ -136,7 +137,7 @@ async def queue_for_event(session: AsyncSession, event: CloudEvent[Any], now: da
     if isinstance(data, EmailVerificationRequested):
         context = {
             "token_sealed": data.verification_token_sealed,
-            "expires_at": data.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "expires_at": _utc(data.expires_at),
         }
         return int(
             await queue_email(
@@ -154,7 +155,7 @@ async def queue_for_event(session: AsyncSession, event: CloudEvent[Any], now: da
             "token_sealed": data.invitation_token_sealed,
             "org_name": data.org_name,
             "role": data.role.value,
-            "expires_at": data.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "expires_at": _utc(data.expires_at),
         }
         return int(
             await queue_email(
@@ -168,87 +169,79 @@ async def queue_for_event(session: AsyncSession, event: CloudEvent[Any], now: da
                 org_id=data.org_id,
             )
         )
-    if isinstance(data, CreditsLow):
+    org_mail = _ORG_MAILS.get(type(data))
+    if org_mail is not None:
+        kind, context_of = org_mail
         return await queue_for_org(
-            session,
-            data.org_id,
-            kind="credits_low",
-            context={"balance": data.balance, "threshold": data.threshold},
-            dedupe_key=key,
-            now=now,
-        )
-    if isinstance(data, CreditsExhausted):
-        return await queue_for_org(
-            session,
-            data.org_id,
-            kind="credits_exhausted",
-            context={"balance": data.balance, "mode": data.mode.value},
-            dedupe_key=key,
-            now=now,
-        )
-    if isinstance(data, PlanPaymentFailed):
-        return await queue_for_org(
-            session,
-            data.org_id,
-            kind="plan_payment_failed",
-            context={
-                "plan_name": data.plan_name,
-                "invoice_id": data.invoice_id,
-                "grace_until": data.grace_until.strftime("%Y-%m-%d %H:%M UTC"),
-            },
-            dedupe_key=key,
-            now=now,
-        )
-    if isinstance(data, PlanSuspended):
-        return await queue_for_org(
-            session,
-            data.org_id,
-            kind="plan_suspended",
-            context={"plan_name": data.plan_name, "reason": data.reason},
-            dedupe_key=key,
-            now=now,
-        )
-    if isinstance(data, AutoTopUpFailed):
-        return await queue_for_org(
-            session,
-            data.org_id,
-            kind="auto_top_up_failed",
-            context={"reason": data.reason, "balance": data.balance},
-            dedupe_key=key,
-            now=now,
-        )
-    if isinstance(data, UsageThresholdCrossed):
-        usage: dict[str, Any] = {
-            "key_id": str(data.key_id),
-            "period": data.period.value,
-            "threshold_percent": data.threshold_percent,
-            "used": data.used,
-            "limit": data.limit,
-        }
-        return await queue_for_org(
-            session, data.org_id, kind="usage_threshold", context=usage, dedupe_key=key, now=now
-        )
-    if isinstance(data, ApiDeprecationAnnounced):
-        return await queue_for_org(
-            session,
-            data.org_id,
-            kind="api_deprecated",
-            context={
-                "api_name": data.api_name,
-                "api_version": data.api_version,
-                "api_slug": data.api_slug,
-                "requests": data.requests,
-                "sunset": _sunset(data),
-            },
-            dedupe_key=key,
-            now=now,
+            session, data.org_id, kind=kind, context=context_of(data), dedupe_key=key, now=now
         )
     return 0
 
 
 def _sunset(data: ApiDeprecationAnnounced) -> str:
     """The retirement date as mailed; `none` (put in words by the template) when unset."""
-    return data.sunset_at.strftime("%Y-%m-%d %H:%M UTC") if data.sunset_at else "none"
+    return _utc(data.sunset_at) if data.sunset_at else "none"
+
+
+def _utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _credits_low(data: CreditsLow) -> dict[str, Any]:
+    return {"balance": data.balance, "threshold": data.threshold}
+
+
+def _credits_exhausted(data: CreditsExhausted) -> dict[str, Any]:
+    return {"balance": data.balance, "mode": data.mode.value}
+
+
+def _plan_payment_failed(data: PlanPaymentFailed) -> dict[str, Any]:
+    return {
+        "plan_name": data.plan_name,
+        "invoice_id": data.invoice_id,
+        "grace_until": _utc(data.grace_until),
+    }
+
+
+def _plan_suspended(data: PlanSuspended) -> dict[str, Any]:
+    return {"plan_name": data.plan_name, "reason": data.reason}
+
+
+def _auto_top_up_failed(data: AutoTopUpFailed) -> dict[str, Any]:
+    return {"reason": data.reason, "balance": data.balance}
+
+
+def _usage_threshold(data: UsageThresholdCrossed) -> dict[str, Any]:
+    return {
+        "key_id": str(data.key_id),
+        "period": data.period.value,
+        "threshold_percent": data.threshold_percent,
+        "used": data.used,
+        "limit": data.limit,
+    }
+
+
+def _api_deprecated(data: ApiDeprecationAnnounced) -> dict[str, Any]:
+    return {
+        "api_name": data.api_name,
+        "api_version": data.api_version,
+        "api_slug": data.api_slug,
+        "requests": data.requests,
+        "sunset": _sunset(data),
+    }
+
+
+_ORG_MAILS: dict[type[Any], tuple[str, Callable[[Any], dict[str, Any]]]] = {
+    CreditsLow: ("credits_low", _credits_low),
+    CreditsExhausted: ("credits_exhausted", _credits_exhausted),
+    PlanPaymentFailed: ("plan_payment_failed", _plan_payment_failed),
+    PlanSuspended: ("plan_suspended", _plan_suspended),
+    AutoTopUpFailed: ("auto_top_up_failed", _auto_top_up_failed),
+    UsageThresholdCrossed: ("usage_threshold", _usage_threshold),
+    ApiDeprecationAnnounced: ("api_deprecated", _api_deprecated),
+}
+"""Event type -> (mail template, its context) of every mail to an org's contacts; each
+of the org's contacts gets one, in their own language."""
 
 
 _LINK_PATHS = {
