@@ -273,6 +273,9 @@ class ApiRoute(Base):
     required_scopes: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
     operation_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     sandbox: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    deprecated: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    deprecated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    sunset_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ApiChangelogEntry(Base):

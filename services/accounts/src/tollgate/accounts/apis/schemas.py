@@ -4,10 +4,10 @@ write-only: accepted in requests, never present in any response."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from tollgate.accounts.limits import LimitsIn
@@ -54,6 +54,18 @@ Price = Annotated[int, Field(ge=0, le=1_000_000_000_000), JSON_INTEGER]
 TimeoutMs = Annotated[int, Field(ge=1, le=300_000), JSON_INTEGER]
 
 
+
+
+def _in_future(value: datetime) -> datetime:
+    if value <= datetime.now(UTC):
+        raise ValueError("must be in the future")
+    return value
+
+
+FutureUtcDatetime = Annotated[UtcDatetime, AfterValidator(_in_future)]
+"""A time with an offset, in UTC, later than now (a route's Sunset: a past one would
+retire the route the moment it is saved)."""
+
 LatencyMs = Annotated[int, Field(ge=0, le=60_000), JSON_INTEGER]
 ErrorPercent = Annotated[int, Field(ge=0, le=100), JSON_INTEGER]
 
@@ -94,10 +106,17 @@ class RouteIn(RequestModel):
     limits: LimitsIn = Field(default_factory=LimitsIn)
     required_scopes: list[Scope] = Field(default_factory=list, max_length=50)
     sandbox: SandboxIn | None = Field(None, description="overrides of the API's sandbox settings")
+    deprecated: StrictFlag = Field(
+        False, description="the gateway adds `Deprecation` to its answers; docs mark it deprecated"
+    )
+    sunset_at: FutureUtcDatetime | None = Field(
+        None, description="when the route is retired (`Sunset`); calls get 410 from then on"
+    )
 
 
 class RoutePatch(RequestModel):
-    """Omitted fields stay as they are; null is a value of `price` only (the API's)."""
+    """Omitted fields stay as they are; null is a value of `price` (the API's), `sandbox`
+    (the API's) and `sunset_at` (no date) only."""
 
     method: Method | SkipJsonSchema[None] = None
     path_template: PathTemplate | SkipJsonSchema[None] = None
@@ -105,6 +124,10 @@ class RoutePatch(RequestModel):
     limits: LimitsIn | SkipJsonSchema[None] = None
     required_scopes: Annotated[list[Scope], Field(max_length=50)] | SkipJsonSchema[None] = None
     sandbox: SandboxIn | None = None
+    deprecated: StrictFlag | SkipJsonSchema[None] = None
+    sunset_at: FutureUtcDatetime | None = Field(
+        None, description="must be in the future; null removes the date"
+    )
 
 
 class RouteOut(BaseModel):
@@ -118,6 +141,9 @@ class RouteOut(BaseModel):
     required_scopes: list[str]
     operation_id: str | None
     sandbox: dict[str, object] | None = None
+    deprecated: bool = False
+    deprecated_at: datetime | None = Field(None, description="when `deprecated` was last set")
+    sunset_at: datetime | None = None
 
 
 class ApiCreateIn(RequestModel):

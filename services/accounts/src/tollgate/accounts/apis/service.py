@@ -130,6 +130,9 @@ async def publish_state(session: AsyncSession, settings: Settings, api: Api) -> 
                     limits=as_contract(r.limits),
                     required_scopes=list(r.required_scopes),
                     sandbox=SandboxSettings(**r.sandbox) if r.sandbox is not None else None,
+                    deprecated=r.deprecated,
+                    deprecated_at=r.deprecated_at,
+                    sunset_at=r.sunset_at,
                 )
                 for r in routes
             ],
@@ -164,7 +167,7 @@ async def _changed(session: AsyncSession, settings: Settings, api: Api) -> list[
     return await publish_state(session, settings, api)
 
 
-def _route_values(route: RouteIn) -> dict[str, Any]:
+def _route_values(route: RouteIn, now: datetime) -> dict[str, Any]:
     return {
         "method": route.method,
         "path_template": route.path_template,
@@ -172,6 +175,9 @@ def _route_values(route: RouteIn) -> dict[str, Any]:
         "limits": route.limits.stored(),
         "required_scopes": route.required_scopes,
         "sandbox": route.sandbox.stored() if route.sandbox is not None else None,
+        "deprecated": route.deprecated,
+        "deprecated_at": now if route.deprecated else None,
+        "sunset_at": route.sunset_at,
     }
 
 
@@ -215,7 +221,7 @@ async def create_api(
         version=1,
     )
     for route in body.routes:
-        await repo.insert_route(session, id=uuid7(), api_id=api.id, **_route_values(route))
+        await repo.insert_route(session, id=uuid7(), api_id=api.id, **_route_values(route, now))
     routes = await publish_state(session, settings, api)
     await record(
         session,
@@ -320,7 +326,9 @@ async def add_route(
     api = await _locked(session, api_id)
     if await repo.find_route(session, api.id, body.method, body.path_template):
         raise _duplicate_route()
-    route = await repo.insert_route(session, id=uuid7(), api_id=api.id, **_route_values(body))
+    route = await repo.insert_route(
+        session, id=uuid7(), api_id=api.id, **_route_values(body, datetime.now(UTC))
+    )
     await _changed(session, settings, api)
     await record(
         session,
@@ -333,6 +341,8 @@ async def add_route(
             "method": route.method,
             "path_template": route.path_template,
             "price": route.price,
+            "deprecated": route.deprecated,
+            "sunset_at": route.sunset_at.isoformat() if route.sunset_at else None,
         },
     )
     return RouteOut.model_validate(route)
@@ -361,7 +371,7 @@ async def update_route(
     new: dict[str, Any] = {}
     for field in patch.model_fields_set:
         value = getattr(patch, field)
-        if value is None and field not in ("price", "sandbox"):
+        if value is None and field not in ("price", "sandbox", "sunset_at"):
             raise Unprocessable("validation", f"{field} cannot be null.")
         if field == "limits":
             value = patch.limits.stored() if patch.limits else {}
@@ -371,6 +381,9 @@ async def update_route(
             old[field], new[field] = getattr(route, field), value
             setattr(route, field, value)
     diff = changed_fields(old, new)
+    if "deprecated" in new:
+        # The `Deprecation` date: when the route was (last) marked deprecated.
+        route.deprecated_at = datetime.now(UTC) if route.deprecated else None
     if "method" in new or "path_template" in new:
         clash = await repo.find_route(session, api.id, route.method, route.path_template)
         if clash is not None and clash.id != route.id:
@@ -419,15 +432,23 @@ async def import_openapi(
 ) -> ImportOut:
     """Create a route per operation of `doc` and keep `doc`. Existing routes with the
     same method and path keep their price and limits; with `replace`, routes the
-    document no longer has are removed."""
+    document no longer has are removed. Operations marked `deprecated: true` deprecate
+    their route (new or existing); an import never un-deprecates one (an admin does)."""
     api = await _locked(session, api_id)
     imported = routes_of(doc)
     existing = (await repo.routes_of(session, [api.id])).get(api.id, [])
     present = {(r.method, r.path_template) for r in existing}
+    by_operation = {(r.method, r.path_template): r for r in existing}
     wanted = {(r.method, r.path_template) for r in imported}
+    now = datetime.now(UTC)
     created = 0
+    deprecated = 0
     for route in imported:
         if (route.method, route.path_template) in present:
+            current = by_operation.get((route.method, route.path_template))
+            if route.deprecated and current is not None and not current.deprecated:
+                current.deprecated, current.deprecated_at = True, now
+                deprecated += 1
             continue
         await repo.insert_route(
             session,
@@ -439,9 +460,12 @@ async def import_openapi(
             limits={},
             required_scopes=route.required_scopes,
             operation_id=route.operation_id,
+            deprecated=route.deprecated,
+            deprecated_at=now if route.deprecated else None,
         )
         present.add((route.method, route.path_template))
         created += 1
+        deprecated += route.deprecated
     stale = [r.id for r in existing if (r.method, r.path_template) not in wanted]
     removed = 0
     if replace and stale:
@@ -461,6 +485,7 @@ async def import_openapi(
         diff={
             "created": created,
             "removed": removed,
+            "deprecated": deprecated,
             "replace": replace,
             "title": str(doc.get("info", {}).get("title", ""))[:200],
         },
