@@ -39,9 +39,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from tollgate.contracts.topics import ALL_TOPICS
 from tollgate.kit import localdeps
@@ -55,6 +57,8 @@ DATABASE_PREFIX = os.environ.get("DEVSTACK_DATABASE_PREFIX", "tollgate_")
 SERVICES = ("accounts", "usage", "billing", "notifier", "gateway", "console")
 OFFSETS = {"gateway": 0, "accounts": 1, "usage": 2, "billing": 3, "notifier": 4, "console": 5}
 DB_SERVICES = ("accounts", "usage", "billing", "notifier")
+T = TypeVar("T")
+R = TypeVar("R")
 COLOURS = ("36", "32", "33", "35", "34", "31", "37")
 
 
@@ -320,6 +324,14 @@ def _admin_token(base: int, admin: tuple[str, str]) -> str:
     return token
 
 
+def in_parallel(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """`work(item)` for every item at once, in threads; the results in order. Every
+    item runs to its end before the first failure, if any, is raised."""
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        futures = [pool.submit(work, item) for item in items]
+    return [future.result() for future in futures]
+
+
 def tail(proc: localdeps.LocalProcess, colour: str, stop: threading.Event) -> None:
     """Print a process's log as it grows, each line prefixed with its name."""
     label = f"\033[{colour}m{proc.name:<9}\033[0m | "
@@ -360,19 +372,26 @@ def main() -> int:
         asyncio.run(ensure_topics(settings, ALL_TOPICS))
         say(f"topics: {len(ALL_TOPICS)} ready")
         python = sys.executable
-        for name in DB_SERVICES:
-            env = service_env(name, base + OFFSETS[name], deps, db_urls)
-            localdeps.run_checked([python, "-m", f"tollgate.{name}", "migrate"], env=env)
+        in_parallel(
+            lambda name: localdeps.run_checked(
+                [python, "-m", f"tollgate.{name}", "migrate"],
+                env=service_env(name, base + OFFSETS[name], deps, db_urls),
+            ),
+            DB_SERVICES,
+        )
         say("migrations: applied")
         if any(dep.name == "tansu" for dep in deps.started):
             # The embedded broker is memory only: every `make up` starts an empty one.
             # What the compacted topics held (keys, APIs, users, balances, plans) is
             # written again from the databases, so a second `make up` serves as before.
-            for name in ("accounts", "billing"):
-                env = service_env(name, base + OFFSETS[name], deps, db_urls)
-                said = localdeps.run_checked(
-                    [python, "-m", f"tollgate.{name}", "republish"], env=env
-                )
+            republished = in_parallel(
+                lambda name: localdeps.run_checked(
+                    [python, "-m", f"tollgate.{name}", "republish"],
+                    env=service_env(name, base + OFFSETS[name], deps, db_urls),
+                ),
+                ("accounts", "billing"),
+            )
+            for name, said in zip(("accounts", "billing"), republished, strict=True):
                 say(f"{name}: {said.strip().splitlines()[-1]}")
 
         upstream_port = base + 920
@@ -384,54 +403,51 @@ def main() -> int:
                 f"warning: ports {ephemeral} are in the kernel's ephemeral range {low}-{high};"
                 " an outgoing connection may hold one. Choose DEVSTACK_PORT_BASE below it."
             )
-        upstream = localdeps.start_program(
-            "upstream",
-            [python, str(ROOT / "infra" / "demo_upstream.py"), "--port", str(upstream_port)],
-            WORKDIR,
-            port=upstream_port,
-            ready_path="/healthz",
-        )
-        processes.append(upstream)
         provider_port = base + 921
-        provider = localdeps.start_program(
-            "sms-fake",
-            [
-                python,
-                "-m",
-                "tollgate.notifier.outbound.fake_twilio",
-                "--port",
-                str(provider_port),
-                "--auth-token",
-                sms_provider_token(),
-            ],
-            WORKDIR,
-            port=provider_port,
-            ready_path="/healthz",
-        )
-        processes.append(provider)
+        programs = [
+            localdeps.Program(
+                "upstream",
+                [python, str(ROOT / "infra" / "demo_upstream.py"), "--port", str(upstream_port)],
+                upstream_port,
+                ready_path="/healthz",
+            ),
+            localdeps.Program(
+                "sms-fake",
+                [
+                    python,
+                    "-m",
+                    "tollgate.notifier.outbound.fake_twilio",
+                    "--port",
+                    str(provider_port),
+                    "--auth-token",
+                    sms_provider_token(),
+                ],
+                provider_port,
+                ready_path="/healthz",
+            ),
+        ]
+        for name in SERVICES:
+            port = base + OFFSETS[name]
+            programs.append(
+                localdeps.Program(
+                    name,
+                    [python, "-m", f"tollgate.{name}"],
+                    port,
+                    env=service_env(name, port, deps, db_urls),
+                    ready_path="/_tollgate/readyz" if name == "gateway" else "/readyz",
+                )
+            )
+        # All at once: one after the other took over a minute on 2 cores.
+        started = localdeps.start_programs(programs, WORKDIR, timeout=90)
+        processes.extend(started)
         threads = [
-            threading.Thread(target=tail, args=(proc, "37", stop), daemon=True)
-            for proc in (upstream, provider)
+            threading.Thread(
+                target=tail, args=(proc, COLOURS[index % len(COLOURS)], stop), daemon=True
+            )
+            for index, proc in enumerate(started)
         ]
         for thread in threads:
             thread.start()
-        for index, name in enumerate(SERVICES):
-            port = base + OFFSETS[name]
-            proc = localdeps.start_program(
-                name,
-                [python, "-m", f"tollgate.{name}"],
-                WORKDIR,
-                port=port,
-                env=service_env(name, port, deps, db_urls),
-                ready_path="/_tollgate/readyz" if name == "gateway" else "/readyz",
-                timeout=60,
-            )
-            processes.append(proc)
-            thread = threading.Thread(
-                target=tail, args=(proc, COLOURS[index % len(COLOURS)], stop), daemon=True
-            )
-            thread.start()
-            threads.append(thread)
         seeded = seed_demo(python, service_env("accounts", base + 1, deps, db_urls), base)
         say("all services ready:")
         for name in SERVICES:

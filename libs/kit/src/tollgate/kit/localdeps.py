@@ -51,6 +51,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -59,6 +60,7 @@ __all__ = [
     "DEFAULT_HOST",
     "EMBEDDED_POSTGRES_OS_USER",
     "LocalProcess",
+    "Program",
     "create_database",
     "docker_available",
     "drop_database",
@@ -74,6 +76,7 @@ __all__ = [
     "run_checked",
     "start_postgres",
     "start_program",
+    "start_programs",
     "start_redis",
     "start_tansu",
     "wait_for_port",
@@ -932,6 +935,58 @@ def _http_ok(host: str, port: int, path: str) -> bool:
         conn.close()
 
 
+@dataclass(frozen=True)
+class Program:
+    """A program of our own (a service, the demo upstream) that listens on `port`; ready
+    when it accepts connections, or when `ready_path` answers 200."""
+
+    name: str
+    argv: Sequence[str]
+    port: int
+    env: dict[str, str] | None = None
+    ready_path: str | None = None
+
+    def ready(self) -> bool:
+        if self.ready_path:
+            return _http_ok(DEFAULT_HOST, self.port, self.ready_path)
+        return _port_open(DEFAULT_HOST, self.port)
+
+
+def start_programs(
+    programs: Sequence[Program], workdir: Path, *, timeout: float = 30.0
+) -> list[LocalProcess]:
+    """Start `programs` all at once and wait until every one is ready (in order). If one
+    does not come up, every one is stopped and the first failure is raised.
+
+    Spawned from the calling thread: the children's parent-death signal is tied to the
+    thread that forked them, so a worker thread that ends would take them with it."""
+    procs = []
+    for program in programs:
+        popen, log_path = _spawn(
+            program.name, program.argv, workdir, env=program.env, cwd=Path.cwd()
+        )
+        procs.append(
+            LocalProcess(
+                program.name,
+                popen,
+                host=DEFAULT_HOST,
+                port=program.port,
+                url=f"http://{DEFAULT_HOST}:{program.port}",
+                log_path=log_path,
+            )
+        )
+    deadline = time.monotonic() + timeout
+    for program, proc in zip(programs, procs, strict=True):
+        try:
+            _wait_until(proc, program.ready, max(deadline - time.monotonic(), 0.0), program.name)
+        except (RuntimeError, TimeoutError) as exc:
+            failure = _startup_failed(proc, exc)
+            for other in procs:
+                other.stop(timeout=2.0)
+            raise failure from None
+    return procs
+
+
 def start_program(
     name: str,
     argv: Sequence[str],
@@ -942,27 +997,9 @@ def start_program(
     ready_path: str | None = None,
     timeout: float = 30.0,
 ) -> LocalProcess:
-    """Start a program of our own (a service, the demo upstream) that listens on `port`,
-    and wait until it accepts connections, or until `ready_path` answers 200."""
-    popen, log_path = _spawn(name, argv, workdir, env=env, cwd=Path.cwd())
-    proc = LocalProcess(
-        name,
-        popen,
-        host=DEFAULT_HOST,
-        port=port,
-        url=f"http://{DEFAULT_HOST}:{port}",
-        log_path=log_path,
-    )
-    probe: Callable[[], bool] = (
-        (lambda: _http_ok(DEFAULT_HOST, port, ready_path))
-        if ready_path
-        else (lambda: _port_open(DEFAULT_HOST, port))
-    )
-    try:
-        _wait_until(proc, probe, timeout, name)
-    except (RuntimeError, TimeoutError) as exc:
-        raise _startup_failed(proc, exc) from None
-    return proc
+    """Start one program of our own and wait until it is ready (see `Program`)."""
+    program = Program(name, argv, port, env=env, ready_path=ready_path)
+    return start_programs([program], workdir, timeout=timeout)[0]
 
 
 def run_checked(argv: Sequence[str], *, env: dict[str, str] | None = None) -> str:
