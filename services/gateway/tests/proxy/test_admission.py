@@ -74,6 +74,7 @@ KEY_KNOWN = {
     "api-not-allowed",
     "route-not-allowed",
     "scope-missing",
+    "route-retired",
     "too-large",
 }
 
@@ -184,6 +185,24 @@ def test_api_price_without_routes_and_bearer_carrier() -> None:
             403,
             RejectionReason.SCOPE_MISSING,
             "scope-missing",
+        ),
+        (
+            {
+                "routes": [
+                    {
+                        "route_id": uuid.uuid4(),
+                        "method": "GET",
+                        "path_template": "/items/{id}",
+                        "deprecated": True,
+                        "sunset_at": datetime.now(UTC) - timedelta(seconds=1),
+                    }
+                ]
+            },
+            {},
+            {},
+            410,
+            RejectionReason.API_RETIRED,
+            "route-retired",
         ),
         ({}, {}, {"content_length": 1001}, 413, RejectionReason.PAYLOAD_TOO_LARGE, "too-large"),
     ],

@@ -8,7 +8,8 @@ or the first refusal, in the order the README's table gives:
 1. unknown API slug → 404; retired API → 410
 2. missing, malformed, unknown or revoked key, or two different keys → 401; expired → 401
 3. disabled key, client IP outside the key's allowlist, API not allowed for the key,
-   no route of the API matches, a scope the route requires missing → 403
+   no route of the API matches → 403; the matched route is past its Sunset → 410
+   (`route-retired`); a scope the route requires missing → 403
 4. org prepaid and out of credits → 402 (not for a test key: it is never charged)
 5. declared body larger than the cap → 413
 
@@ -231,6 +232,15 @@ def _admit_to(
             if route is None:
                 raise Refusal(
                     403, RejectionReason.ROUTE_NOT_ALLOWED, "No route of this API matches."
+                )
+            if route.sunset_s is not None and now >= route.sunset_s:
+                # The contract's reasons are a closed v1 enum: a retired route is told
+                # apart from a retired API by its slug and the event's route id.
+                raise Refusal(
+                    410,
+                    RejectionReason.API_RETIRED,
+                    "This operation has been retired (see the Sunset header).",
+                    slug="route-retired",
                 )
             if route.scopes and not route.scopes <= key.scopes:
                 raise Refusal(

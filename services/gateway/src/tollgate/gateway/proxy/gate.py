@@ -454,7 +454,7 @@ class Gate:
         if verdict is not None:
             for name, value in verdict.headers():
                 headers[name] = value
-        for name, value in api.lifecycle_headers:
+        for name, value in (call.route or api).lifecycle_headers:
             headers[name] = value
         if call.cors_origin is not None:
             add_cors_headers(headers, call.cors_origin)
@@ -550,7 +550,7 @@ class Gate:
         for name, value in extra or ():
             headers.add(name, value)
         if call.api is not None:
-            for name, value in call.api.lifecycle_headers:
+            for name, value in (call.route or call.api).lifecycle_headers:
                 headers.add(name, value)
         if call.cors_origin is not None:
             add_cors_headers(headers, call.cors_origin)
@@ -816,7 +816,8 @@ class Gate:
         drop = RESPONSE_DROP if verdict is None else _RESPONSE_DROP_LIMITED
         if "connection" in upstream_headers:
             drop = drop | connection_tokens(upstream_headers)
-        lifecycle = api.lifecycle_headers
+        # The route's (merged with the API's, at replay) when a route matched.
+        lifecycle = (call.route or api).lifecycle_headers
         if lifecycle:
             drop = drop | {name.lower() for name, _ in lifecycle}
         if call.cors_origin is not None:

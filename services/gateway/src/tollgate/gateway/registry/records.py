@@ -158,16 +158,22 @@ class KeyRecord:
         return any(address in network for network in self.networks)
 
 
+Headers = tuple[tuple[str, str], ...]
+
+
 class RouteRecord:
-    """One route of an API, with its path template compiled."""
+    """One route of an API, with its path template compiled and its lifecycle headers
+    (the API's and its own deprecation merged) ready to send."""
 
     __slots__ = (
+        "lifecycle_headers",
         "method",
         "pattern",
         "price",
         "route_id",
         "sandbox",
         "scopes",
+        "sunset_s",
         "template",
         "windows",
     )
@@ -183,6 +189,8 @@ class RouteRecord:
         windows: tuple[Window, ...],
         scopes: frozenset[str],
         sandbox: Sandbox | None = None,
+        lifecycle_headers: Headers = (),
+        sunset_s: float | None = None,
     ) -> None:
         self.route_id = route_id
         self.method = method
@@ -192,6 +200,10 @@ class RouteRecord:
         self.windows = windows
         self.scopes = scopes
         self.sandbox = sandbox or OFF
+        # `Deprecation`/`Sunset` for answers to this route (the API's when it has none).
+        self.lifecycle_headers = lifecycle_headers
+        # The route's own Sunset (epoch seconds): from then on admission answers 410.
+        self.sunset_s = sunset_s
 
 
 class Sandbox:
@@ -246,6 +258,23 @@ def _http_date(value: datetime) -> str:
     return format_datetime(value.astimezone(UTC), usegmt=True)
 
 
+def lifecycle_headers(deprecated_since: datetime | None, sunset: datetime | None) -> Headers:
+    """`Deprecation: @<epoch>` (RFC 9745) and `Sunset: <HTTP date>` (RFC 8594), formatted
+    once per API version, at replay, never per request."""
+    headers: list[tuple[str, str]] = []
+    if deprecated_since is not None:
+        headers.append(("Deprecation", f"@{int(deprecated_since.timestamp())}"))
+    if sunset is not None:
+        headers.append(("Sunset", _http_date(sunset)))
+    return tuple(headers)
+
+
+def _earliest(first: datetime | None, second: datetime | None) -> datetime | None:
+    if first is None or second is None:
+        return first or second
+    return min(first, second)
+
+
 class ApiRecord:
     """An API of the registry as the gateway serves it."""
 
@@ -283,6 +312,13 @@ class ApiRecord:
         self.sandbox = Sandbox(event.sandbox) if event.sandbox != SandboxSettings() else OFF
         # Compiled once per API version, here (replay or live update), never per request.
         self.contract = compiled(self.api_id, event.openapi_document)
+        deprecated_since = (
+            (event.deprecated_at or event.updated_at)
+            if event.status is ApiStatus.DEPRECATED
+            else None
+        )
+        sunset = event.sunset_at if event.status is not ApiStatus.RETIRED else None
+        self.lifecycle_headers = lifecycle_headers(deprecated_since, sunset)
         # Exact methods are tried before `*` so a specific route wins over a catch-all.
         ordered = sorted(event.routes, key=lambda r: r.method == "*")
         self.routes = tuple(
@@ -297,18 +333,25 @@ class ApiRecord:
                 sandbox=(
                     Sandbox(r.sandbox, self.sandbox) if r.sandbox is not None else self.sandbox
                 ),
+                lifecycle_headers=(
+                    # A route deprecated or sunset on its own: the earlier of its dates
+                    # and the API's (the route is gone when either is).
+                    lifecycle_headers(
+                        _earliest(
+                            deprecated_since,
+                            (r.deprecated_at or event.updated_at) if r.deprecated else None,
+                        ),
+                        _earliest(sunset, r.sunset_at),
+                    )
+                    if r.deprecated or r.sunset_at is not None
+                    else self.lifecycle_headers
+                ),
+                sunset_s=r.sunset_at.timestamp() if r.sunset_at is not None else None,
             )
             for r in ordered
         )
         # One attribute the request path reads: does any live call leave the plain proxy?
         self.sandboxed = self.sandbox.active or any(r.sandbox.active for r in self.routes)
-        headers: list[tuple[str, str]] = []
-        if event.status is ApiStatus.DEPRECATED:
-            since = event.deprecated_at or event.updated_at
-            headers.append(("Deprecation", f"@{int(since.timestamp())}"))
-        if event.sunset_at is not None and event.status is not ApiStatus.RETIRED:
-            headers.append(("Sunset", _http_date(event.sunset_at)))
-        self.lifecycle_headers = tuple(headers)
         self.upstream_headers: tuple[tuple[str, str], ...] = ()
         self.credentials_broken = False
         if event.upstream_headers_sealed:
