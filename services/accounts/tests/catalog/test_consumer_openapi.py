@@ -127,6 +127,44 @@ def test_without_an_import_the_document_comes_from_the_routes() -> None:
     assert "Sunset: 2027-03-01" in doc["info"]["description"]
 
 
+def test_a_deprecated_operation_is_marked_with_its_sunset() -> None:
+    sunset = datetime(2027, 6, 30, tzinfo=UTC)
+    api = petstore_api(
+        routes=[
+            RouteFacts("GET", "/pets", price=1, deprecated=True, sunset_at=sunset),
+            RouteFacts("POST", "/pets"),
+            RouteFacts("GET", "/pets/{petId}", deprecated=True),
+        ]
+    )
+    source = petstore()
+    source["paths"]["/pets"]["post"]["deprecated"] = True  # an admin took this back
+    for doc in (consumer_document(api, source, GATEWAY), consumer_document(api, None, GATEWAY)):
+        validate(doc, cls=OpenAPIV31SpecValidator)
+        listing, create = doc["paths"]["/pets"]["get"], doc["paths"]["/pets"]["post"]
+        assert listing["deprecated"] is True
+        assert listing["x-sunset"] == "2027-06-30T00:00:00+00:00"
+        assert listing["description"].startswith("**Deprecated.** Sunset: 2027-06-30.")
+        assert "deprecated" not in create
+        assert "x-sunset" not in create
+        one = doc["paths"]["/pets/{petId}"]["get"]
+        assert one["deprecated"] is True
+        assert "x-sunset" not in one
+
+
+def test_an_operation_of_a_deprecated_api_takes_the_earlier_sunset() -> None:
+    route_sunset = datetime(2027, 1, 1, tzinfo=UTC)
+    api = petstore_api(
+        status="deprecated",
+        sunset_at=datetime(2027, 3, 1, tzinfo=UTC),
+        routes=[RouteFacts("GET", "/pets", sunset_at=route_sunset), RouteFacts("POST", "/pets")],
+    )
+    doc = consumer_document(api, petstore(), GATEWAY)
+
+    assert doc["paths"]["/pets"]["get"]["x-sunset"] == route_sunset.isoformat()
+    assert doc["paths"]["/pets"]["post"]["x-sunset"] == "2027-03-01T00:00:00+00:00"
+    assert doc["paths"]["/pets"]["post"]["deprecated"] is True
+
+
 def test_openapi_30_nullable_becomes_a_type_union() -> None:
     source = petstore()
     source["components"]["schemas"]["Pet"]["properties"]["tag"]["nullable"] = True

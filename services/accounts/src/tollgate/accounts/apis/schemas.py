@@ -54,8 +54,6 @@ Price = Annotated[int, Field(ge=0, le=1_000_000_000_000), JSON_INTEGER]
 TimeoutMs = Annotated[int, Field(ge=1, le=300_000), JSON_INTEGER]
 
 
-
-
 def _in_future(value: datetime) -> datetime:
     if value <= datetime.now(UTC):
         raise ValueError("must be in the future")

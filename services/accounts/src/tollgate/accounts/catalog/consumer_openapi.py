@@ -8,7 +8,10 @@ accepts (header `X-API-Key`, `Authorization: Bearer`, `?api_key=`), header param
 carry credentials (the upstream's own or injected by the gateway) are removed, and so are
 operations the gateway would refuse (no registered route: `route_not_allowed`) or that are
 marked `x-internal`. Each operation states its price (`x-tollgate-price`, credits per
-call) and limits (`x-tollgate-limits`) and says them in its description. The result is
+call) and limits (`x-tollgate-limits`) and says them in its description. An operation
+whose route (or whole API) is deprecated is `deprecated: true` with its Sunset, the earlier
+of the route's and the API's (the date the gateway sends), as `x-sunset` and in its
+description; the registry decides, not the imported document. The result is
 OpenAPI 3.1 (a 3.0 document's `nullable` and boolean exclusive bounds are converted).
 
 Pure functions: no I/O; the input document is never modified.
@@ -66,6 +69,8 @@ class RouteFacts:
     limits: dict[str, int] = field(default_factory=dict)
     required_scopes: list[str] = field(default_factory=list)
     operation_id: str | None = None
+    deprecated: bool = False
+    sunset_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -194,12 +199,29 @@ def _consumer_operation(
     if route is not None and route.required_scopes:
         operation["x-tollgate-scopes"] = list(route.required_scopes)
         facts += f" **Key scopes:** {', '.join(route.required_scopes)}."
-    if api.status == "deprecated":
-        operation["deprecated"] = True
     operation["description"] = _joined(facts, operation.get("description"))
+    _lifecycle(api, operation, route)
     responses = operation.get("responses")
     if not isinstance(responses, dict) or not responses:
         operation["responses"] = {"200": {"description": "The upstream's answer."}}
+
+
+def _lifecycle(api: ApiFacts, operation: dict[str, Any], route: RouteFacts | None) -> None:
+    """`deprecated` and `x-sunset` of an operation as the registry has them (Scalar and
+    other viewers strike deprecated operations through)."""
+    deprecated = api.status == "deprecated" or (route is not None and route.deprecated)
+    sunsets = [d for d in (api.sunset_at, route.sunset_at if route else None) if d is not None]
+    sunset = min(sunsets) if sunsets else None
+    if sunset is not None:
+        operation["x-sunset"] = sunset.isoformat()
+    if deprecated:
+        operation["deprecated"] = True
+    elif route is not None:
+        operation.pop("deprecated", None)  # an admin took the document's mark back
+    if route is not None and (route.deprecated or route.sunset_at is not None):
+        when = f" Sunset: {sunset.date().isoformat()}." if sunset is not None else ""
+        note = "**Deprecated.**" if deprecated else "**Retiring.**"
+        operation["description"] = _joined(f"{note}{when}", operation.get("description"))
 
 
 def _public_parameters(parameters: Any, credentials: set[str]) -> list[Any]:
