@@ -126,6 +126,11 @@ async def test_routes_are_deprecated_with_a_future_sunset_by_admins_only(
             deprecated_at,
             later,
         )
+        # The portal's docs (the consumer document, read anonymously) say so too.
+        docs = await svc.http.get(f"/v1/catalog/{api['slug']}/openapi")
+        assert docs.status_code == 200, docs.text
+        operation = docs.json()["paths"]["/v2/forecast"]["get"]
+        assert (operation["deprecated"], operation["x-sunset"]) == (True, later.isoformat())
         # Changing the date keeps the Deprecation date; null removes the Sunset.
         no_date = await svc.http.patch(route_url, json={"sunset_at": None}, headers=admin.headers)
         assert no_date.json()["sunset_at"] is None

@@ -119,6 +119,8 @@ def _facts(api: Api, routes: list[ApiRoute]) -> ApiFacts:
                 limits=dict(r.limits),
                 required_scopes=list(r.required_scopes),
                 operation_id=r.operation_id,
+                deprecated=r.deprecated,
+                sunset_at=r.sunset_at,
             )
             for r in routes
         ],
