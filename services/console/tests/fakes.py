@@ -95,6 +95,8 @@ class FakeBackends:
     idempotency: dict[str, dict[str, Any]] = field(default_factory=dict)
     top_values: dict[str, list[str]] = field(default_factory=dict)
     usage_params: list[dict[str, str]] = field(default_factory=list)
+    summary_params: list[dict[str, str]] = field(default_factory=list)
+    log_params: list[dict[str, str]] = field(default_factory=list)
     apis: list[dict[str, Any]] = field(default_factory=list)
     changelogs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by API id
     catalog: list[dict[str, Any]] = field(default_factory=list)  # accounts' /v1/catalog
@@ -381,6 +383,9 @@ class FakeBackends:
                 headers={"content-type": "text/event-stream"},
             )
         if path == "/v1/usage/summary":
+            self.summary_params.append(dict(request.url.params))
+            if request.url.params.get("mode") == "test":  # tg_test_ traffic is counted apart
+                totals = {**totals, "requests": 77}
             return httpx.Response(200, json=totals)
         if path == "/v1/usage/top":
             by = request.url.params["by"]
@@ -427,7 +432,14 @@ class FakeBackends:
             }
             return httpx.Response(200, json=body)
         if path == "/v1/usage/logs":
-            return httpx.Response(200, json={"items": self.log_items, "next_cursor": None})
+            self.log_params.append(dict(request.url.params))
+            mode = request.url.params.get("mode")  # usage's default: both modes
+            items = [i for i in self.log_items if mode in (None, i.get("mode", "live"))]
+            return httpx.Response(200, json={"items": items, "next_cursor": None})
+        if path.startswith("/v1/usage/logs/"):
+            wanted = path.rsplit("/", 1)[1]
+            item = next((i for i in self.log_items if i["request_id"] == wanted), None)
+            return httpx.Response(200, json=item) if item else problem(404, "Not Found")
         if path.startswith("/v1/usage/keys/"):
             quota = {"per_day": 1000, "used_today": 812, "per_month": None, "used_this_month": 9}
             return httpx.Response(200, json={"totals": totals, "quota": quota, "recent": []})
@@ -753,8 +765,10 @@ def email_body(to: str, state: str, error: str | None = None) -> dict[str, Any]:
     }
 
 
-def log_body(key_id: str | None, path: str = "/hello", status: int = 200) -> dict[str, Any]:
-    """A request of usage's log."""
+def log_body(
+    key_id: str | None, path: str = "/hello", status: int = 200, mode: str = "live"
+) -> dict[str, Any]:
+    """A request of usage's log (`mode` test: a tg_test_ key's, answered by the mock)."""
     return {
         "request_id": str(uuid.uuid4()),
         "time": NOW,
@@ -771,6 +785,9 @@ def log_body(key_id: str | None, path: str = "/hello", status: int = 200) -> dic
         "response_bytes": 10,
         "client_ip": "127.0.0.1",
         "cost": 1,
+        "mode": mode,
+        "served_by": "mock" if mode == "test" else "upstream",
+        "contract_drift": None,
     }
 
 

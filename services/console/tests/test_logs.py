@@ -26,3 +26,33 @@ async def test_rows_name_their_key_or_link_to_it() -> None:
     assert f'href="/orgs/{fake.org_id}/keys/{known}">&lt;script&gt;' in page.text
     assert f'href="/orgs/{fake.org_id}/keys/{unlisted}">{unlisted[:8]}…</a>' in page.text
     assert f'<option value="{unlisted}" selected>{unlisted[:8]}…</option>' in filtered.text
+
+
+async def test_logs_show_live_requests_by_default_and_each_request_says_its_mode() -> None:
+    fake = FakeBackends()
+    live, test = log_body(None, "/production"), log_body(None, "/sandboxed", mode="test")
+    fake.log_items = [live, test]
+    async with console(fake) as client:
+        await sign_in(client)
+        default = await client.get(f"/orgs/{fake.org_id}/logs")
+        tested = await client.get(f"/orgs/{fake.org_id}/logs?mode=test")
+        both = await client.get(f"/orgs/{fake.org_id}/logs?mode=all")
+        junk = await client.get(f"/orgs/{fake.org_id}/logs?mode=sandbox")
+        one = await client.get(f"/orgs/{fake.org_id}/logs/{test['request_id']}")
+        client.cookies.set("tg_lang", "zh-Hans")
+        chinese = await client.get(f"/orgs/{fake.org_id}/logs/{test['request_id']}")
+    assert [p.get("mode") for p in fake.log_params] == ["live", "test", None, "live"]
+    assert "/production" in default.text
+    assert "/sandboxed" not in default.text
+    assert '<option value="live" selected>Live</option>' in default.text
+    assert "/sandboxed" in tested.text
+    assert "/production" not in tested.text
+    assert '<option value="test" selected>Test</option>' in tested.text
+    assert "/production" in both.text
+    assert "/sandboxed" in both.text
+    badges = both.text.split('data-testid="mode-badge">')[1:]
+    assert sorted(b.split("<", 1)[0] for b in badges) == ["live", "test"]
+    assert one.status_code == 200
+    assert 'data-testid="mode-badge">test</span> · answered by the mock' in one.text
+    assert "由模拟服务应答" in chinese.text
+    assert junk.status_code == 200  # a hand-edited mode is the default, not an error

@@ -27,6 +27,7 @@ class RegistryFake(FakeBackends):
 
     writes: list[tuple[str, str, Any]] = field(default_factory=list)
     imported: list[tuple[bytes, str, str | None]] = field(default_factory=list)
+    fetched: list[tuple[str, str | None]] = field(default_factory=list)
     balances: dict[str, dict[str, Any]] = field(default_factory=dict)
     balance_params: list[list[tuple[str, str]]] = field(default_factory=list)
     orgs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -76,8 +77,19 @@ class RegistryFake(FakeBackends):
             api = self._api(route.group(1))
             assert api is not None
             added = route_body(body["method"], body["path_template"], body["price"])
-            api["routes"].append({**added, "limits": body["limits"]})
+            added |= {"limits": body["limits"], "sandbox": body.get("sandbox")}
+            api["routes"].append(added)
             return httpx.Response(201, json=added)
+        from_url = re.fullmatch(r"/v1/apis/([^/]+)/openapi/from-url", path)
+        if from_url:
+            url = json.loads(request.content)["url"]
+            self.fetched.append((url, request.url.params.get("replace")))
+            if "10.0.0.1" in url:
+                detail = "Document URL refused: 10.0.0.1 is a loopback or private address."
+                return problem(422, "Unprocessable Content", detail, type="x/openapi-url-refused")
+            api = self._api(from_url.group(1))
+            assert api is not None
+            return httpx.Response(200, json={"created": 2, "kept": 0, "removed": 0, "api": api})
         document = re.fullmatch(r"/v1/apis/([^/]+)/openapi", path)
         if document:
             kind = request.headers["content-type"]
@@ -102,6 +114,9 @@ class RegistryFake(FakeBackends):
         if api is None:
             return problem(404, "Not Found", "No such API.")
         if one.group(2):
+            if (body.get("sandbox") or {}).get("mock_latency_ms", 0) > 60_000:
+                errors = [{"loc": ["body", "sandbox", "mock_latency_ms"], "msg": "at most 60000"}]
+                return problem(422, "Unprocessable Content", "Invalid body.", errors=errors)
             found = next(r for r in api["routes"] if r["id"] == one.group(2))
             found.update(body)
             return httpx.Response(200, json=found)
@@ -355,6 +370,7 @@ async def test_routes_are_added_edited_and_deleted() -> None:
         "price": None,
         "limits": {"per_minute": 60},
         "required_scopes": ["alerts:write", "alerts:read"],
+        "sandbox": None,  # every sandbox setting inherits the API's
     }
     assert fake.writes[1][0:2] == ("PATCH", f"/v1/apis/{api['id']}/routes/{route['id']}")
     assert fake.writes[1][2]["price"] == 7
@@ -393,6 +409,84 @@ async def test_an_openapi_document_is_imported_from_a_file_or_pasted_text() -> N
     assert empty.status_code == 400
     assert no_token.status_code == 403
     assert len(fake.imported) == 3
+
+
+async def test_a_route_overrides_or_inherits_each_sandbox_setting() -> None:
+    fake = registry_fake()  # the API mocks every call with 5 % errors
+    api = fake.apis[0]
+    route = api["routes"][0]
+    path = f"/admin/apis/{api['id']}/routes/{route['id']}"
+    kept = {"method": "GET", "path_template": "/forecast", "price": "5"}
+    async with console(fake) as client:
+        await sign_in(client)
+        edit = await client.get(path)
+        assert edit.status_code == 200
+        assert 'data-testid="route-sandbox"' in edit.text
+        assert '<option value="" selected>As the API (on)</option>' in edit.text
+        assert 'name="sandbox.mock_error_percent" value="" inputmode="numeric"' in edit.text
+        assert 'placeholder="5"' in edit.text  # the API's error rate, inherited
+        saved = await client.post(
+            path,
+            data=form(
+                client,
+                **kept,
+                **{"sandbox.mock": "off", "sandbox.mock_latency_ms": "250"},
+                **{"sandbox.validate_requests": "", "sandbox.mock_error_percent": ""},
+            ),
+        )
+        assert saved.status_code == 303
+        page = await client.get(f"/admin/apis/{api['id']}")
+        again = await client.get(path)
+        typo = await client.post(
+            path, data=form(client, **kept, **{"sandbox.mock_latency_ms": "x"})
+        )
+        too_slow = await client.post(
+            path, data=form(client, **kept, **{"sandbox.mock_latency_ms": "70000"})
+        )
+        client.cookies.set("tg_lang", "zh-Hans")
+        chinese = await client.get(path)
+        client.cookies.delete("tg_lang")
+        inherited = await client.post(path, data=form(client, **kept))
+        assert inherited.status_code == 303
+    assert fake.writes[0][2]["sandbox"] == {"mock": False, "mock_latency_ms": 250}
+    # The route list shows what the gateway applies: the route's own settings in bold,
+    # the API's error rate inherited.
+    cell = page.text.split('data-testid="route-sandbox">', 1)[1].split("</td>", 1)[0]
+    assert '<strong data-testid="sandbox-override">mock off</strong>' in cell
+    assert '<strong data-testid="sandbox-override">250 ms</strong>' in cell
+    assert "5% errors" in cell
+    assert "5% errors</strong>" not in cell
+    assert '<option value="off" selected>Off</option>' in again.text
+    assert 'name="sandbox.mock_latency_ms" value="250"' in again.text
+    assert typo.status_code == 400
+    assert 'data-testid="field-error-sandbox.mock_latency_ms"' in typo.text
+    assert too_slow.status_code == 422
+    assert 'data-testid="field-error-sandbox.mock_latency_ms">at most 60000' in too_slow.text
+    assert len(fake.writes) == 3  # the typo never reached accounts
+    assert "沙箱" in chinese.text
+    assert "As the API" not in chinese.text
+    assert fake.writes[-1][2]["sandbox"] is None  # all inherit: the overrides are removed
+
+
+async def test_an_openapi_document_is_imported_from_a_url_accounts_fetches() -> None:
+    fake = registry_fake()
+    api = fake.apis[0]
+    path = f"/admin/apis/{api['id']}/openapi"
+    async with console(fake) as client:
+        await sign_in(client)
+        page = await client.get(f"/admin/apis/{api['id']}")
+        assert 'data-testid="import-url"' in page.text
+        imported = await client.post(
+            path, data=form(client, url=" https://docs.example.com/openapi.json ", replace="on")
+        )
+        refused = await client.post(path, data=form(client, url="http://10.0.0.1/openapi.json"))
+    assert imported.status_code == 303
+    assert imported.headers["location"].endswith("done=imported&created=2&kept=0&removed=0")
+    assert fake.fetched[0] == ("https://docs.example.com/openapi.json", "true")
+    assert fake.imported == []  # the console never fetched or posted the document itself
+    assert refused.status_code == 422
+    assert 'data-testid="field-error-url">Document URL refused: 10.0.0.1' in refused.text
+    assert 'value="http://10.0.0.1/openapi.json"' in refused.text
 
 
 async def test_an_api_is_deleted_after_confirmation() -> None:

@@ -80,3 +80,46 @@ async def test_usage_down_leaves_the_page_with_a_notice() -> None:
         page = await client.get(f"/orgs/{fake.org_id}/usage")
     assert page.status_code == 200
     assert "Usage is unavailable right now" in page.text
+
+
+async def test_usage_and_overview_show_live_traffic_unless_test_mode_is_chosen() -> None:
+    fake = FakeBackends()
+    api_id = str(uuid.uuid4())
+    fake.top_values = {"key:test": [str(uuid.uuid4())], "api:test": [api_id]}
+    async with console(fake) as client:
+        await sign_in(client)
+        live = await client.get(f"/orgs/{fake.org_id}/usage", params={"range": "1h"})
+        assert fake.usage_params[-1]["mode"] == "live"
+        test = await client.get(
+            f"/orgs/{fake.org_id}/usage", params={"range": "1h", "mode": "test", "api_id": api_id}
+        )
+        assert fake.usage_params[-1]["mode"] == "test"
+        card = await client.get(
+            f"/orgs/{fake.org_id}/usage/top-keys", params={"range": "1h", "mode": "test"}
+        )
+        csv = await client.get(f"/orgs/{fake.org_id}/usage.csv", params={"mode": "test"})
+        assert fake.usage_params[-1]["mode"] == "test"
+        await client.get(f"/orgs/{fake.org_id}/usage", params={"mode": "all"})
+        assert fake.usage_params[-1]["mode"] == "live"  # usage counts one mode at a time
+        overview = await client.get(f"/orgs/{fake.org_id}")
+        overview_test = await client.get(f"/orgs/{fake.org_id}", params={"mode": "test"})
+        client.cookies.set("tg_lang", "zh-Hans")
+        chinese = await client.get(f"/orgs/{fake.org_id}/usage", params={"mode": "test"})
+    assert 'href="?range=1h&amp;mode=test"' in live.text
+    assert 'data-testid="mode-notice"' not in live.text
+    assert 'data-testid="mode-notice"' in test.text
+    # The mode stays in every link and form of the page.
+    assert (
+        f'hx-get="/orgs/{fake.org_id}/usage/top-keys?range=1h&amp;api_id={api_id}&amp;mode=test"'
+        in test.text
+    )
+    assert f"usage.csv?range=1h&amp;api_id={api_id}&amp;mode=test" in test.text
+    assert f'href="?range=24h&amp;api_id={api_id}&amp;mode=test"' in test.text
+    assert '<input type="hidden" name="mode" value="test">' in test.text
+    assert f'href="/orgs/{fake.org_id}/keys/{fake.top_values["key:test"][0]}"' in card.text
+    assert "-test-" in csv.headers["content-disposition"]
+    assert [p.get("mode") for p in fake.summary_params[-2:]] == ["live", "test"]
+    assert 'data-testid="stat-requests">1,234<' in overview.text
+    assert 'data-testid="stat-requests">77<' in overview_test.text
+    assert 'href="?range=24h&amp;mode=test" aria-current="true"' in overview_test.text
+    assert "测试模式" in chinese.text

@@ -192,6 +192,7 @@ class Route(Shape):
     limits: dict[str, int] = Field(default_factory=dict)
     required_scopes: list[str] = Field(default_factory=list)
     operation_id: str | None = None
+    sandbox: dict[str, Any] | None = None  # overrides of the API's; null: none
 
 
 class Api(Shape):
@@ -353,6 +354,8 @@ class LogItem(Shape):
     response_bytes: int | None
     client_ip: str
     cost: int
+    mode: str = "live"  # test: a tg_test_ key (never charged)
+    served_by: str | None = None  # upstream, sandbox or mock
 
 
 class TimePoint(Shape):
@@ -979,6 +982,20 @@ class Backends:
         )
         return ImportResult.model_validate(answer)
 
+    async def import_openapi_url(
+        self, token: str, api_id: uuid.UUID, url: str, *, replace: bool
+    ) -> ImportResult:
+        """Import the document at `url`; accounts fetches it (under its SSRF policy)."""
+        answer = await self._call(
+            "accounts",
+            "POST",
+            f"/v1/apis/{api_id}/openapi/from-url",
+            token=token,
+            json={"url": url},
+            params={"replace": "true" if replace else None},
+        )
+        return ImportResult.model_validate(answer)
+
     # --- notifier: the email log (platform admins) ------------------------------------
 
     async def emails(self, token: str, *, state: str | None, cursor: str | None) -> Page[Email]:
@@ -992,14 +1009,27 @@ class Backends:
     # --- usage --------------------------------------------------------------------
 
     async def usage_summary(
-        self, token: str, org_id: uuid.UUID, start: datetime, end: datetime
+        self,
+        token: str,
+        org_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        mode: str | None = None,
     ) -> UsageSummary:
+        """Totals of the range; `mode` live (usage's default) or test (`tg_test_` keys)."""
         params = {"org_id": org_id, "from": start.isoformat(), "to": end.isoformat()}
+        params |= {"mode": mode} if mode else {}
         answer = await self._call("usage", "GET", "/v1/usage/summary", token=token, params=params)
         return UsageSummary.model_validate(answer)
 
     async def usage_top(
-        self, token: str, org_id: uuid.UUID, by: str, start: datetime, end: datetime
+        self,
+        token: str,
+        org_id: uuid.UUID,
+        by: str,
+        start: datetime,
+        end: datetime,
+        mode: str | None = None,
     ) -> list[TopItem]:
         params = {
             "org_id": org_id,
@@ -1008,6 +1038,7 @@ class Backends:
             "from": start.isoformat(),
             "to": end.isoformat(),
         }
+        params |= {"mode": mode} if mode else {}
         answer = await self._call("usage", "GET", "/v1/usage/top", token=token, params=params)
         return TopList.model_validate(answer).items
 

@@ -1,7 +1,9 @@
 """The logs explorer: the request log with its filters in the URL, and one request.
 
 Filters are passed to usage as they are; what usage refuses (a malformed status, say)
-comes back as a problem and is shown above the table.
+comes back as a problem and is shown above the table. The mode filter shows live
+requests by default, or those of `tg_test_` keys (`test`), or both (`all`); every row
+says which mode it was.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tollgate.console.pages.orgs import time_range
+from tollgate.console.pages.orgs import time_range, traffic_mode
 from tollgate.console.web import CurrentSession, backends, org_context, panel, render
 
 router = APIRouter()
 LOG_RANGES = ("1h", "24h", "7d")
+LOG_MODES = ("live", "test", "all")
 
 
 @router.get("/orgs/{org_id}/logs")
@@ -32,6 +35,7 @@ async def log_list(
     range: Annotated[str | None, Query(max_length=10)] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     request_id: Annotated[str | None, Query(max_length=64)] = None,
+    mode: Annotated[str | None, Query(max_length=10)] = None,
 ) -> Response:
     if request_id:
         try:
@@ -43,7 +47,9 @@ async def log_list(
     client = backends(request)
     token = session.access_token
     chosen, start, end = time_range(range, LOG_RANGES)
+    shown = traffic_mode(mode, LOG_MODES)
     filters: dict[str, Any] = {
+        "mode": None if shown == "all" else shown,
         "status": (status or "").strip(),
         "key_id": key_id,
         "api_id": api_id,
@@ -76,11 +82,13 @@ async def log_list(
                 "api_id": api_id or "",
                 "path_prefix": path_prefix or "",
                 "range": chosen,
+                "mode": shown,
             },
             "ranges": LOG_RANGES,
+            "modes": LOG_MODES,
             "key_names": key_names,
             "api_names": api_names,
-            "filtered": any((status, key_id, api_id, path_prefix)),
+            "filtered": any((status, key_id, api_id, path_prefix)) or shown != "live",
         },
     )
 

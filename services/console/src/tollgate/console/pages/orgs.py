@@ -1,7 +1,8 @@
 """Orgs (the switcher's list, creating one) and an org's overview.
 
 The overview asks usage and billing concurrently; either may be down, and its panels
-then say so while the rest of the page renders.
+then say so while the rest of the page renders. Its traffic figures are live traffic
+unless `?mode=test` asks for the org's `tg_test_` keys (usage counts them apart).
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ RANGES = {
     "30d": timedelta(days=30),
 }
 OVERVIEW_RANGES = ("24h", "7d", "30d")
+TRAFFIC_MODES = ("live", "test")
+"""Usage's analytics count one mode at a time; its request log can show both (`all`)."""
+
+
+def traffic_mode(name: str | None, allowed: tuple[str, ...] = TRAFFIC_MODES) -> str:
+    """The mode a page shows: one of `allowed`, live by default (also for a hand-edited URL)."""
+    return name if name in allowed else "live"
 
 
 def time_range(name: str | None, allowed: tuple[str, ...]) -> tuple[str, datetime, datetime]:
@@ -83,15 +91,20 @@ async def org_create(
 
 @router.get("/orgs/{org_id}")
 async def overview(
-    request: Request, org_id: uuid.UUID, session: CurrentSession, range: str | None = None
+    request: Request,
+    org_id: uuid.UUID,
+    session: CurrentSession,
+    range: str | None = None,
+    mode: str | None = None,
 ) -> Response:
     client = backends(request)
     token = session.access_token
     chosen, start, end = time_range(range, OVERVIEW_RANGES)
+    shown = traffic_mode(mode)
     ctx, summary, top, balance, apis = await asyncio.gather(
         org_context(request, session, org_id),
-        panel(client.usage_summary(token, org_id, start, end)),
-        panel(client.usage_top(token, org_id, "api", start, end)),
+        panel(client.usage_summary(token, org_id, start, end, mode=shown)),
+        panel(client.usage_top(token, org_id, "api", start, end, mode=shown)),
         panel(client.balance(token, org_id)),
         panel(client.apis(token)),
     )
@@ -108,6 +121,8 @@ async def overview(
             "org": ctx.org,
             "range": chosen,
             "ranges": OVERVIEW_RANGES,
+            "mode": shown,
+            "modes": TRAFFIC_MODES,
             "summary": summary,
             "top": top,
             "balance": balance,

@@ -1,7 +1,9 @@
 """The operator's writes to the API registry (`/admin/apis…`, platform admins only):
 register and edit an API (upstream, write-only credentials, price, limits, status with
-its Sunset date, sandbox settings), delete it, add / edit / delete its routes, and
-import an OpenAPI document from a file or pasted text.
+its Sunset date, sandbox settings), delete it, add / edit / delete its routes (each may
+override the API's sandbox settings, field by field, or inherit them), and import an
+OpenAPI document from a file, pasted text or a URL (accounts fetches the URL under its
+SSRF policy; the console never does).
 
 Accounts validates and authorises every write; this module only turns the forms into
 accounts' request bodies (numbers, dates and header lines it cannot send are reported
@@ -21,7 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from tollgate.console.backends import AdminApi, BackendDown, BackendProblem
+from tollgate.console.backends import AdminApi, BackendDown, BackendProblem, Route
 from tollgate.console.pages.operator import operator_page, require_operator
 from tollgate.console.web import CurrentSession, OrgNotFound, backends
 
@@ -32,6 +34,15 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "*")
 WINDOWS = ("per_second", "per_minute", "per_hour", "per_day", "per_month")
 SANDBOX_FLAGS = ("mock", "mock_stateful", "validate_requests", "validate_responses")
 SANDBOX_NUMBERS = ("mock_latency_ms", "mock_error_percent")
+SANDBOX_FIELDS = (
+    "mock",
+    "mock_stateful",
+    "mock_latency_ms",
+    "mock_error_percent",
+    "validate_requests",
+    "validate_responses",
+)
+FLAG_CHOICES = {"on": True, "off": False}  # a route's flag; "" inherits the API's
 INTEGER = re.compile(r"^[0-9]{1,15}$")
 # Problems of accounts that concern one field without naming it in `errors`.
 SLUG_FIELDS = {
@@ -144,8 +155,24 @@ def api_values(api: AdminApi) -> dict[str, str]:
     return values
 
 
+def _route_sandbox(values: dict[str, str], errors: dict[str, str]) -> dict[str, Any] | None:
+    """The route's sandbox overrides (`sandbox.<field>`): a flag is "on", "off" or ""
+    (the API's), a number or empty (the API's). None when every field inherits."""
+    out: dict[str, Any] = {}
+    for flag in SANDBOX_FLAGS:
+        choice = values.get(f"sandbox.{flag}", "")
+        if choice in FLAG_CHOICES:
+            out[flag] = FLAG_CHOICES[choice]
+    for name in SANDBOX_NUMBERS:
+        n = _integer(values, f"sandbox.{name}", errors)
+        if n is not None:
+            out[name] = n
+    return out or None
+
+
 def route_body(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The route form as accounts' body; an empty price is the API's (null)."""
+    """The route form as accounts' body; an empty price is the API's (null), and so is
+    every sandbox field left to inherit (`"sandbox": null` when all of them are)."""
     errors: dict[str, str] = {}
     scopes = [s for s in re.split(r"[\s,]+", values.get("required_scopes", "")) if s]
     body: dict[str, Any] = {
@@ -154,12 +181,52 @@ def route_body(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
         "price": _integer(values, "price", errors),
         "limits": _limits(values, errors),
         "required_scopes": scopes,
+        "sandbox": _route_sandbox(values, errors),
     }
     return body, errors
 
 
+def route_values(route: Route) -> dict[str, str]:
+    """A route's current state as the edit form's values."""
+    values = {
+        "method": route.method,
+        "path_template": route.path_template,
+        "price": "" if route.price is None else str(route.price),
+        "required_scopes": " ".join(route.required_scopes),
+    }
+    values |= {f"limits.{w}": str(n) for w, n in route.limits.items()}
+    overrides = route.sandbox or {}
+    for flag in SANDBOX_FLAGS:
+        if isinstance(overrides.get(flag), bool):
+            values[f"sandbox.{flag}"] = "on" if overrides[flag] else "off"
+    for name in SANDBOX_NUMBERS:
+        if overrides.get(name) is not None:
+            values[f"sandbox.{name}"] = str(overrides[name])
+    return values
+
+
+def effective_sandbox(api: AdminApi, route: Route) -> list[tuple[str, Any, bool]]:
+    """What the gateway applies to a route, field by field: (field, value, set on the
+    route). Fields that are off and not set on the route are left out."""
+    overrides = route.sandbox or {}
+    out: list[tuple[str, Any, bool]] = []
+    for name in SANDBOX_FIELDS:
+        own = overrides.get(name)
+        value = own if own is not None else api.sandbox.get(name)
+        if own is not None or value:
+            out.append((name, value, own is not None))
+    return out
+
+
 def _problem_errors(exc: BackendProblem) -> dict[str, str]:
     errors = dict(exc.field_errors)
+    # A sandbox field accounts names (`body.sandbox.mock_latency_ms`) goes next to it.
+    for error in exc.body.get("errors") or []:
+        if not isinstance(error, dict):
+            continue
+        loc = [str(p) for p in error.get("loc", []) if p != "body"]
+        if len(loc) > 1 and loc[0] == "sandbox" and loc[1] in SANDBOX_FIELDS:
+            errors.setdefault(f"sandbox.{loc[1]}", str(error.get("msg", "")))
     named = SLUG_FIELDS.get(exc.slug)
     if named:
         errors.setdefault(named, exc.message)
@@ -287,6 +354,8 @@ async def api_page(
         import_form=import_form or {"values": {}, "errors": {}},
         done=request.query_params.get("done", ""),
         counts={k: request.query_params.get(k, "") for k in ("created", "kept", "removed")},
+        sandbox_flags=SANDBOX_FLAGS,
+        effective={r.id: effective_sandbox(api, r) for r in api.routes},
     )
 
 
@@ -325,14 +394,7 @@ async def _route_form(
     if route is None:
         raise OrgNotFound
     if form is None:
-        values = {
-            "method": route.method,
-            "path_template": route.path_template,
-            "price": "" if route.price is None else str(route.price),
-            "required_scopes": " ".join(route.required_scopes),
-        }
-        values |= {f"limits.{w}": str(n) for w, n in route.limits.items()}
-        form = {"values": values, "errors": {}}
+        form = {"values": route_values(route), "errors": {}}
     return operator_page(
         request,
         "admin_route.html",
@@ -345,6 +407,7 @@ async def _route_form(
         methods=METHODS,
         windows=WINDOWS,
         form=form,
+        sandbox_flags=SANDBOX_FLAGS,
     )
 
 
@@ -384,7 +447,8 @@ async def delete_route(
 
 @router.post("/{api_id}/openapi")
 async def import_openapi(request: Request, session: CurrentSession, api_id: uuid.UUID) -> Response:
-    """An OpenAPI document from the file field, else from the text area."""
+    """An OpenAPI document from the file field, else from the text area, else from the
+    URL field (fetched by accounts)."""
     await require_operator(request, session)
     form = await request.form()
     upload = form.get("file")
@@ -395,22 +459,26 @@ async def import_openapi(request: Request, session: CurrentSession, api_id: uuid
     if not document.strip() and isinstance(form.get("document"), str):
         document = str(form.get("document")).encode()
     replace = form.get("replace") == "on"
-    pasted = form.get("document")
+    pasted, url = form.get("document"), form.get("url")
     values = {
         "replace": "on" if replace else "",
         "document": pasted if isinstance(pasted, str) else "",
+        "url": url.strip() if isinstance(url, str) else "",
     }
-    if not document.strip():
+    if not document.strip() and not values["url"]:
         state = {"values": values, "errors": {"document": "required"}}
         return await api_page(request, session, api_id, import_form=state, status=400)
+    client, token = backends(request), session.access_token
     try:
-        result = await backends(request).import_openapi(
-            session.access_token, api_id, document, replace=replace
-        )
+        if document.strip():
+            result = await client.import_openapi(token, api_id, document, replace=replace)
+        else:
+            result = await client.import_openapi_url(token, api_id, values["url"], replace=replace)
     except (BackendProblem, BackendDown) as exc:
         state, status = _failed(values, exc)
         if isinstance(exc, BackendProblem):
-            state["errors"].setdefault("document", exc.message)
+            field = "document" if document.strip() else "url"
+            state["errors"].setdefault(field, exc.message)
         return await api_page(request, session, api_id, import_form=state, status=status)
     counts = f"created={result.created}&kept={result.kept}&removed={result.removed}"
     return RedirectResponse(f"/admin/apis/{api_id}?done=imported&{counts}", status_code=303)

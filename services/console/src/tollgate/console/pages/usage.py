@@ -1,6 +1,8 @@
 """Usage analytics: traffic by status class and latency percentiles over time (charts),
 the busiest APIs, routes, keys and statuses, errors by reason, and a CSV export of the
-time series. The range and filters live in the URL, so a view can be shared.
+time series. The range, filters and mode (live traffic by default, or the `tg_test_`
+keys' test traffic, which usage counts apart and never mixes in) live in the URL, so a
+view can be shared.
 
 The charts are drawn by `static/usage.js` (uPlot) from the series the page carries in a
 data attribute; no script is inline. The top keys card is loaded after the page (htmx,
@@ -21,7 +23,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tollgate.console.backends import Timeseries
-from tollgate.console.pages.orgs import time_range
+from tollgate.console.pages.orgs import TRAFFIC_MODES, time_range, traffic_mode
 from tollgate.console.web import CurrentSession, backends, org_context, panel, render
 
 router = APIRouter()
@@ -31,6 +33,12 @@ TOP_DIMENSIONS = ("api", "route", "key", "status")
 FIRST_PAINT_TOPS = ("api", "route", "status")  # "key" comes after, from usage_top_keys
 
 UsageFilterValue = Annotated[str | None, Query(max_length=40)]
+ModeValue = Annotated[str | None, Query(max_length=10)]
+
+
+def _query(chosen: str, filters: dict[str, Any], mode: str) -> dict[str, Any]:
+    """The view's URL parameters; live, the default mode, is left out."""
+    return {"range": chosen, **filters} | ({"mode": mode} if mode != "live" else {})
 
 
 def _filters(api_id: str | None, key_id: str | None) -> dict[str, Any]:
@@ -67,20 +75,23 @@ async def usage_page(
     range: Annotated[str | None, Query(max_length=10)] = None,
     api_id: UsageFilterValue = None,
     key_id: UsageFilterValue = None,
+    mode: ModeValue = None,
 ) -> Response:
     client = backends(request)
     token = session.access_token
     chosen, start, end = time_range(range, USAGE_RANGES)
     filters = _filters(api_id, key_id)
+    shown = traffic_mode(mode)
+    sent = {**filters, "mode": shown}
     ctx, series, errors, apis, keys, tops = await asyncio.gather(
         org_context(request, session, org_id),
-        panel(client.usage_timeseries(token, org_id, GRANULARITY[chosen], start, end, filters)),
-        panel(client.usage_errors(token, org_id, start, end, filters)),
+        panel(client.usage_timeseries(token, org_id, GRANULARITY[chosen], start, end, sent)),
+        panel(client.usage_errors(token, org_id, start, end, sent)),
         panel(client.apis(token)),
         panel(client.keys(token, org_id, None)),
         asyncio.gather(
             *(
-                panel(client.usage_top_by(token, org_id, by, start, end, filters))
+                panel(client.usage_top_by(token, org_id, by, start, end, sent))
                 for by in FIRST_PAINT_TOPS
             )
         ),
@@ -92,7 +103,7 @@ async def usage_page(
         for r in a.routes
     }
     key_names = {str(k.id): k.name for k in (keys.value.items if keys.value else [])}
-    query = {"range": chosen, **filters}
+    query = _query(chosen, filters, shown)
     return render(
         request,
         "usage.html",
@@ -103,6 +114,8 @@ async def usage_page(
             "org": ctx.org,
             "range": chosen,
             "ranges": USAGE_RANGES,
+            "mode": shown,
+            "modes": TRAFFIC_MODES,
             "filters": {"api_id": filters.get("api_id", ""), "key_id": filters.get("key_id", "")},
             "query": query,
             "series": series,
@@ -126,15 +139,17 @@ async def usage_top_keys(
     range: Annotated[str | None, Query(max_length=10)] = None,
     api_id: UsageFilterValue = None,
     key_id: UsageFilterValue = None,
+    mode: ModeValue = None,
 ) -> Response:
-    """The usage page's top keys card (an htmx fragment) for the page's range and filters."""
+    """The usage page's top keys card (an htmx fragment) for the page's range, filters
+    and mode."""
     client = backends(request)
     token = session.access_token
     _, start, end = time_range(range, USAGE_RANGES)
-    filters = _filters(api_id, key_id)
+    sent = {**_filters(api_id, key_id), "mode": traffic_mode(mode)}
     ctx, top, keys = await asyncio.gather(
         org_context(request, session, org_id),
-        panel(client.usage_top_by(token, org_id, "key", start, end, filters)),
+        panel(client.usage_top_by(token, org_id, "key", start, end, sent)),
         panel(client.keys(token, org_id, None)),
     )
     key_names = {str(k.id): k.name for k in (keys.value.items if keys.value else [])}
@@ -153,11 +168,14 @@ async def usage_csv(
     range: Annotated[str | None, Query(max_length=10)] = None,
     api_id: UsageFilterValue = None,
     key_id: UsageFilterValue = None,
+    mode: ModeValue = None,
 ) -> Response:
-    """The time series of the page's range and filters as CSV (UTC bucket starts)."""
+    """The time series of the page's range, filters and mode as CSV (UTC bucket starts)."""
     chosen, start, end = time_range(range, USAGE_RANGES)
+    shown = traffic_mode(mode)
+    sent = {**_filters(api_id, key_id), "mode": shown}
     series = await backends(request).usage_timeseries(
-        session.access_token, org_id, GRANULARITY[chosen], start, end, _filters(api_id, key_id)
+        session.access_token, org_id, GRANULARITY[chosen], start, end, sent
     )
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -189,10 +207,9 @@ async def usage_csv(
             ]
         )
     stamp = (end - timedelta(minutes=1)).strftime("%Y%m%dT%H%MZ")
+    name = f"{chosen}-{stamp}" if shown == "live" else f"{shown}-{chosen}-{stamp}"
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
-        headers={
-            "content-disposition": f'attachment; filename="usage-{org_id}-{chosen}-{stamp}.csv"'
-        },
+        headers={"content-disposition": f'attachment; filename="usage-{org_id}-{name}.csv"'},
     )
