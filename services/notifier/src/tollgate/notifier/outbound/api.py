@@ -10,7 +10,8 @@
 - Org members (JWT): `GET /v1/orgs/{org_id}/sms/sent[/{id}]`, the message log, and
   `GET /v1/orgs/{org_id}/sms/sender-ids`.
 - Admins (JWT): the price table, approved sender ids, providers (credentials sealed,
-  never shown), a provider's balance, per-org usage and spend.
+  never shown; an edit replaces only the secrets it sends, and its audit record says
+  that they changed, never what to), a provider's balance, per-org usage and spend.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from tollgate.contracts.ids import uuid7
+from tollgate.kit.audit import RecordedChange
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
 from tollgate.kit.pagination import Cursor, Page, decode_cursor, page_of
@@ -45,6 +47,7 @@ from tollgate.notifier.outbound.schemas import (
     PriceOut,
     ProviderIn,
     ProviderOut,
+    ProviderPatch,
     SenderIdIn,
     SenderIdOut,
     SendIn,
@@ -259,14 +262,22 @@ async def list_prices(principal: CurrentPrincipal, db: DbSession) -> list[PriceO
 
 @router.put("/admin/sms/prices")
 async def set_price(
-    body: PriceIn, principal: CurrentPrincipal, db: DbSession, notifier: Notifier
+    body: PriceIn,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    notifier: Notifier,
+    change: RecordedChange,
 ) -> list[PriceOut]:
     """Set the price per segment of a prefix (`+` alone: every other destination)."""
     require_admin(principal)
     prefix = service.valid_prefix(body.prefix)
     async with db.begin():
-        await repository.upsert_price(db, prefix, body.price_per_segment, notifier.clock.now())
-        return [PriceOut.of(p) for p in await repository.prices(db)]
+        previous = await repository.upsert_price(
+            db, prefix, body.price_per_segment, notifier.clock.now()
+        )
+        prices = [PriceOut.of(p) for p in await repository.prices(db)]
+    change.note({"price_per_segment": previous}, {"price_per_segment": body.price_per_segment})
+    return prices
 
 
 @router.delete("/admin/sms/prices", status_code=204)
@@ -301,14 +312,19 @@ async def list_sender_ids(principal: CurrentPrincipal, db: DbSession) -> list[Se
 
 @router.put("/admin/sms/sender-ids")
 async def approve_sender_id(
-    body: SenderIdIn, principal: CurrentPrincipal, db: DbSession, notifier: Notifier
+    body: SenderIdIn,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    notifier: Notifier,
+    change: RecordedChange,
 ) -> SenderIdOut:
     """Approve an alphanumeric sender id for an org (taking it from any other org)."""
     require_admin(principal)
     sender_id = service.valid_sender_id(body.sender_id)
     now = notifier.clock.now()
     async with db.begin():
-        await repository.upsert_sender_id(db, sender_id, body.org_id, now)
+        previous = await repository.upsert_sender_id(db, sender_id, body.org_id, now)
+    change.note({"org_id": previous}, {"org_id": body.org_id})
     return SenderIdOut(sender_id=sender_id, org_id=body.org_id, created_at=now)
 
 
@@ -363,6 +379,65 @@ async def add_provider(
             raise Conflict("provider-exists", "A provider with that name exists.")
         await repository.add_provider(db, row)
     return ProviderOut.of(row)
+
+
+@router.patch(
+    "/admin/sms/providers/{provider_id}",
+    responses={404: {"description": "No such provider."}, 409: {"description": "Name taken."}},
+)
+async def update_provider(
+    provider_id: uuid.UUID,
+    body: ProviderPatch,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    notifier: Notifier,
+    change: RecordedChange,
+) -> ProviderOut:
+    """Change a provider's name, configuration, credentials, throughput, preference or
+    whether it is enabled; only what is sent changes. Credentials are write-only: the
+    secrets sent replace the stored ones, the others are kept, none is ever answered.
+    Messages already given to the provider keep it."""
+    require_admin(principal)
+    notifier.require_sealing()
+    changes = body.model_dump(exclude_unset=True)
+    if any(v is None for v in changes.values()):
+        raise Unprocessable("validation", "Fields cannot be set to null.")
+    async with db.begin():
+        row = await repository.provider(db, provider_id, for_update=True)
+        if row is None:
+            raise NotFound("not-found", "No such provider.")
+        before = _provider_settings(row)
+        if body.name is not None and body.name != row.name:
+            if await repository.provider_named(db, body.name) is not None:
+                raise Conflict("provider-exists", "A provider with that name exists.")
+            row.name = body.name
+        config = row.config
+        if body.config is not None:
+            config = body.config.model_dump(mode="json", exclude_none=True)
+        stored = _credentials(row, notifier)
+        credentials = dict(stored)
+        if body.credentials is not None:
+            credentials.update(body.credentials.model_dump(exclude_none=True))
+        problem = providers.check_config(row.kind, config, credentials)
+        if problem is not None:
+            raise Unprocessable("invalid-provider", problem)
+        row.config = config
+        if credentials != stored:
+            row.credentials_sealed = notifier.sealer.seal(json.dumps(credentials))
+        for name in ("rate_per_second", "priority", "enabled"):
+            if name in changes:
+                setattr(row, name, changes[name])
+        await db.flush()
+        out = ProviderOut.of(row)
+        change.note(before, _provider_settings(row))
+    return out
+
+
+def _provider_settings(row: SmsProvider) -> dict[str, object]:
+    """What an edit can change, for its audit record. The credentials stand as their
+    sealed form: it changes exactly when they are replaced, and the record masks it."""
+    names = ("name", "config", "rate_per_second", "priority", "enabled")
+    return {**{n: getattr(row, n) for n in names}, "credentials": row.credentials_sealed}
 
 
 @router.delete("/admin/sms/providers/{provider_id}", status_code=204)

@@ -37,13 +37,16 @@ async def prices(session: AsyncSession) -> list[SmsPrice]:
     return list((await session.scalars(select(SmsPrice).order_by(SmsPrice.prefix))).all())
 
 
-async def upsert_price(session: AsyncSession, prefix: str, price: int, now: datetime) -> None:
-    """Set the price of a prefix."""
+async def upsert_price(session: AsyncSession, prefix: str, price: int, now: datetime) -> int | None:
+    """Set the price of a prefix; returns its price before (None: it had none)."""
+    locked = select(SmsPrice.price_per_segment).where(SmsPrice.prefix == prefix).with_for_update()
+    previous = (await session.scalars(locked)).first()
     stmt = insert(SmsPrice).values(prefix=prefix, price_per_segment=price, updated_at=now)
     stmt = stmt.on_conflict_do_update(
         index_elements=["prefix"], set_={"price_per_segment": price, "updated_at": now}
     )
     await session.execute(stmt)
+    return previous
 
 
 async def delete_price(session: AsyncSession, prefix: str) -> bool:
@@ -61,8 +64,17 @@ async def providers(session: AsyncSession) -> list[SmsProvider]:
     return list((await session.scalars(stmt)).all())
 
 
-async def provider(session: AsyncSession, provider_id: uuid.UUID) -> SmsProvider | None:
-    return await session.get(SmsProvider, provider_id)
+async def provider(
+    session: AsyncSession, provider_id: uuid.UUID, *, for_update: bool = False
+) -> SmsProvider | None:
+    """One provider (locked for the transaction with `for_update`)."""
+    return await session.get(SmsProvider, provider_id, with_for_update=for_update)
+
+
+async def provider_named(session: AsyncSession, name: str) -> SmsProvider | None:
+    """The provider with that name (names are unique)."""
+    stmt = select(SmsProvider).where(SmsProvider.name == name)
+    return (await session.scalars(stmt)).one_or_none()
 
 
 async def mark_balance_low(session: AsyncSession, provider_id: uuid.UUID, low: bool) -> bool:
@@ -105,13 +117,17 @@ async def org_of_sender_id(session: AsyncSession, sender_id: str) -> uuid.UUID |
 
 async def upsert_sender_id(
     session: AsyncSession, sender_id: str, org_id: uuid.UUID, now: datetime
-) -> None:
-    """Approve a sender id for an org (moving it from another org)."""
+) -> uuid.UUID | None:
+    """Approve a sender id for an org (moving it from another org); returns the org it
+    was approved for before (None: nobody)."""
+    locked = select(SmsSenderId.org_id).where(SmsSenderId.sender_id == sender_id).with_for_update()
+    previous = (await session.scalars(locked)).first()
     stmt = insert(SmsSenderId).values(sender_id=sender_id, org_id=org_id, created_at=now)
     stmt = stmt.on_conflict_do_update(
         index_elements=["sender_id"], set_={"org_id": org_id, "created_at": now}
     )
     await session.execute(stmt)
+    return previous
 
 
 async def delete_sender_id(session: AsyncSession, sender_id: str) -> None:

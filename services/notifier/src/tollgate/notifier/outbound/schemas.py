@@ -8,7 +8,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tollgate.kit.requests import NUL_FREE, RequestModel, StrictCredits, StrictFlag
+from tollgate.kit.requests import (
+    JSON_INTEGER,
+    NUL_FREE,
+    RequestModel,
+    StrictCredits,
+    StrictFlag,
+)
 from tollgate.notifier.models import (
     SmsOutbound,
     SmsPrice,
@@ -219,6 +225,19 @@ class ProviderIn(RequestModel):
     rate_per_second: StrictCredits = Field(10, ge=1, le=10_000)
     priority: StrictCredits = Field(100, ge=0, le=10_000)
     enabled: StrictFlag = True
+
+
+class ProviderPatch(RequestModel):
+    """Change a provider: only the fields sent change (its kind cannot). `config`, when
+    sent, replaces the whole configuration; `credentials` replace only the secrets
+    sent (an empty object keeps them all). Checked as a new provider is."""
+
+    name: str | None = Field(None, min_length=1, max_length=64)
+    config: ProviderConfig | None = None
+    credentials: ProviderCredentials | None = None
+    rate_per_second: Annotated[int, Field(ge=1, le=10_000), JSON_INTEGER] | None = None
+    priority: Annotated[int, Field(ge=0, le=10_000), JSON_INTEGER] | None = None
+    enabled: StrictFlag | None = None
 
 
 class ProviderOut(BaseModel):

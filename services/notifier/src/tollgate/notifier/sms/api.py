@@ -1,6 +1,7 @@
 """HTTP transport of inbound SMS: the provider webhook (verify, store, answer fast;
-routing happens in the background), per-org inboxes, and admin APIs for numbers,
-keyword rules and the admin inbox."""
+routing happens in the background), per-org inboxes, admin APIs for numbers, keyword
+rules and the admin inbox, and the org's read-only view of what routes SMS to it (its
+numbers and the keyword rules targeting it; any member, another org's is a 404)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import ValidationError
 
+from tollgate.kit.audit import RecordedChange
 from tollgate.kit.auth import CurrentPrincipal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
 from tollgate.kit.pagination import (
@@ -35,6 +37,7 @@ from tollgate.notifier.sms.schemas import (
     ReadChange,
     RuleIn,
     RuleOut,
+    RulePatch,
     SmsOut,
 )
 from tollgate.notifier.state import Notifier, NotifierState
@@ -296,14 +299,19 @@ async def list_numbers(
 
 @router.put("/admin/sms/numbers")
 async def assign_number(
-    body: NumberIn, principal: CurrentPrincipal, db: DbSession, notifier: Notifier
+    body: NumberIn,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    notifier: Notifier,
+    change: RecordedChange,
 ) -> Page[NumberOut]:
     """Assign (or reassign) a number to an org; answers every assigned number."""
     require_admin(principal)
     number = service.valid_number(body.number)
     async with db.begin():
-        await repository.upsert_number(db, number, body.org_id, notifier.clock.now())
+        previous = await repository.upsert_number(db, number, body.org_id, notifier.clock.now())
         numbers = await repository.numbers(db)
+    change.note({"org_id": previous}, {"org_id": body.org_id})
     return Page[NumberOut](items=[NumberOut.of(n) for n in numbers])
 
 
@@ -353,6 +361,28 @@ async def add_rule(
         return RuleOut.of(rule)
 
 
+@router.patch(
+    "/admin/sms/keyword-rules/{rule_id}",
+    responses={404: {"description": "No such keyword rule."}},
+)
+async def update_rule(
+    rule_id: uuid.UUID,
+    body: RulePatch,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    change: RecordedChange,
+) -> RuleOut:
+    """Change a keyword rule's org, kind, pattern or priority (a lower priority moves it
+    earlier in the evaluation order); only the fields sent change."""
+    require_admin(principal)
+    changes = body.model_dump(exclude_unset=True)
+    if any(v is None for v in changes.values()):
+        raise Unprocessable("validation", "Fields cannot be set to null.")
+    async with db.begin():
+        rule = await service.edit_keyword_rule(db, rule_id, changes, change)
+        return RuleOut.of(rule)
+
+
 @router.delete("/admin/sms/keyword-rules/{rule_id}", status_code=204)
 async def delete_rule(rule_id: uuid.UUID, principal: CurrentPrincipal, db: DbSession) -> Response:
     require_admin(principal)
@@ -360,3 +390,39 @@ async def delete_rule(rule_id: uuid.UUID, principal: CurrentPrincipal, db: DbSes
         # Deleting a rule that is not there (a retried delete) is the state asked for.
         await repository.delete_rule(db, rule_id)
     return Response(status_code=204)
+
+
+# ------------------------------------------------------------------ the org's routing
+
+
+@router.get("/orgs/{org_id}/sms/numbers")
+async def org_numbers(
+    org_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    cursor: Cursor = None,
+    limit: PageSize = MAX_PAGE_SIZE,
+) -> Page[NumberOut]:
+    """The numbers assigned to the org (SMS to them are the org's), in number order."""
+    authorize_org(principal, org_id, Role.viewer)
+    numbers = await repository.numbers(db, org_id)
+    page, next_cursor = page_after(numbers, cursor, limit, lambda n: (n.number,), (str,))
+    return Page[NumberOut](items=[NumberOut.of(n) for n in page], next_cursor=next_cursor)
+
+
+@router.get("/orgs/{org_id}/sms/keyword-rules")
+async def org_rules(
+    org_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    cursor: Cursor = None,
+    limit: PageSize = MAX_PAGE_SIZE,
+) -> Page[RuleOut]:
+    """The keyword rules routing SMS to the org, in evaluation order (other orgs' rules
+    are evaluated among them but not shown)."""
+    authorize_org(principal, org_id, Role.viewer)
+    rules = await repository.keyword_rules(db, org_id)
+    page, next_cursor = page_after(
+        rules, cursor, limit, lambda r: (r.priority, r.created_at, r.id), (int, datetime, uuid.UUID)
+    )
+    return Page[RuleOut](items=[RuleOut.of(r) for r in page], next_cursor=next_cursor)

@@ -87,12 +87,26 @@ async def conversation_org(
     return (await session.scalars(stmt)).first()
 
 
-async def keyword_rules(session: AsyncSession) -> list[SmsKeywordRule]:
-    """Every keyword rule, in evaluation order."""
+async def keyword_rules(
+    session: AsyncSession, org_id: uuid.UUID | None = None
+) -> list[SmsKeywordRule]:
+    """Every keyword rule (or those routing to one org), in evaluation order."""
     stmt = select(SmsKeywordRule).order_by(
         SmsKeywordRule.priority, SmsKeywordRule.created_at, SmsKeywordRule.id
     )
+    if org_id is not None:
+        stmt = stmt.where(SmsKeywordRule.org_id == org_id)
     return list((await session.scalars(stmt)).all())
+
+
+async def rule(
+    session: AsyncSession, rule_id: uuid.UUID, *, for_update: bool = False
+) -> SmsKeywordRule | None:
+    """One keyword rule (locked for the transaction with `for_update`)."""
+    stmt = select(SmsKeywordRule).where(SmsKeywordRule.id == rule_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.scalars(stmt)).one_or_none()
 
 
 async def mark_routed(session: AsyncSession, message_id: uuid.UUID, **values: Any) -> None:
@@ -147,18 +161,26 @@ async def message_in_inbox(
     return (await session.scalars(stmt)).one_or_none()
 
 
-async def numbers(session: AsyncSession) -> list[SmsNumber]:
-    """Every assigned number."""
-    return list((await session.scalars(select(SmsNumber).order_by(SmsNumber.number))).all())
+async def numbers(session: AsyncSession, org_id: uuid.UUID | None = None) -> list[SmsNumber]:
+    """Every assigned number (or those of one org), by number."""
+    stmt = select(SmsNumber).order_by(SmsNumber.number)
+    if org_id is not None:
+        stmt = stmt.where(SmsNumber.org_id == org_id)
+    return list((await session.scalars(stmt)).all())
 
 
 async def upsert_number(
     session: AsyncSession, number: str, org_id: uuid.UUID, now: datetime
-) -> None:
-    """Assign (or reassign) a number to an org."""
+) -> uuid.UUID | None:
+    """Assign (or reassign) a number to an org; returns the org it was assigned to
+    before (None: it was free). The row is locked first, so two concurrent
+    reassignments each see the other's result as their "before"."""
+    locked = select(SmsNumber.org_id).where(SmsNumber.number == number).with_for_update()
+    previous = (await session.scalars(locked)).first()
     stmt = insert(SmsNumber).values(number=number, org_id=org_id, created_at=now)
     stmt = stmt.on_conflict_do_update(index_elements=["number"], set_={"org_id": org_id})
     await session.execute(stmt)
+    return previous
 
 
 async def delete_number(session: AsyncSession, number: str) -> bool:

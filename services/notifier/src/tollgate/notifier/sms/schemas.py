@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tollgate.kit.requests import NUL_FREE, RequestModel, StrictCredits, StrictFlag
+from tollgate.kit.requests import (
+    JSON_INTEGER,
+    NUL_FREE,
+    RequestModel,
+    StrictCredits,
+    StrictFlag,
+)
 from tollgate.notifier.models import SmsKeywordRule, SmsMessage, SmsNumber
 
 
@@ -104,6 +110,19 @@ class RuleIn(RequestModel):
     pattern: str = Field(min_length=1, max_length=255)
     priority: StrictCredits = Field(
         100, ge=0, le=10_000, description="Lower is evaluated first (a JSON integer)."
+    )
+
+
+class RulePatch(RequestModel):
+    """Change a keyword rule: only the fields sent change. `priority` reorders it
+    (lower is evaluated first; equal priorities in creation order); `kind` and
+    `pattern` are checked together, as when the rule was created."""
+
+    org_id: uuid.UUID | None = Field(None, description="Route the matches to this org.")
+    kind: Literal["first_word", "regex"] | None = None
+    pattern: str | None = Field(None, min_length=1, max_length=255)
+    priority: Annotated[int, Field(ge=0, le=10_000), JSON_INTEGER] | None = Field(
+        None, description="Lower is evaluated first (a JSON integer)."
     )
 
 

@@ -16,11 +16,13 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.contracts.events.notifier import SmsReceived, SmsRoute
 from tollgate.contracts.ids import uuid7
+from tollgate.kit.audit import AuditChange
 from tollgate.kit.outbox import emit
 from tollgate.kit.problems import NotFound, Unprocessable
 from tollgate.notifier.models import SmsKeywordRule, SmsMessage
@@ -156,6 +158,21 @@ async def add_keyword_rule(
 ) -> SmsKeywordRule:
     """A new keyword rule; regexes are compiled by RE2 first, so a bad one, or one that
     needs backtracking (backreferences, lookaround), is a 422."""
+    rule = SmsKeywordRule(
+        id=uuid7(),
+        org_id=org_id,
+        kind=kind,
+        pattern=_checked_pattern(kind, pattern),
+        priority=priority,
+        created_at=now,
+    )
+    await repository.add_rule(session, rule)
+    return rule
+
+
+def _checked_pattern(kind: str, pattern: str) -> str:
+    """The pattern to store for a rule of `kind`, or 422: a regex RE2 compiles, stored as
+    checked (its whitespace is significant); a first word, trimmed."""
     if kind == "regex":
         try:
             patterns.check(pattern)
@@ -164,19 +181,42 @@ async def add_keyword_rule(
                 "invalid-pattern",
                 f"Invalid regex: {exc}. Patterns run on RE2: no backreferences or lookaround.",
             ) from exc
-    elif not pattern.strip() or len(pattern.split()) != 1:
+        return pattern
+    if not pattern.strip() or len(pattern.split()) != 1:
         raise Unprocessable("invalid-keyword", "A first-word keyword is one word.")
-    rule = SmsKeywordRule(
-        id=uuid7(),
-        org_id=org_id,
-        kind=kind,
-        # A regex is stored as checked (its whitespace is significant); a word is trimmed.
-        pattern=pattern if kind == "regex" else pattern.strip(),
-        priority=priority,
-        created_at=now,
-    )
-    await repository.add_rule(session, rule)
+    return pattern.strip()
+
+
+async def edit_keyword_rule(
+    session: AsyncSession,
+    rule_id: uuid.UUID,
+    changes: dict[str, Any],
+    change: AuditChange | None = None,
+) -> SmsKeywordRule:
+    """Apply a partial change to a keyword rule (404 when there is none): its org, kind,
+    pattern or priority (the priority reorders it). The kind and pattern it ends up
+    with are checked as a new rule's are. `change` receives the rule before and after,
+    for the audit record."""
+    rule = await repository.rule(session, rule_id, for_update=True)
+    if rule is None:
+        raise NotFound("not-found", "No such keyword rule.")
+    before = _rule_settings(rule)
+    kind = changes.get("kind", rule.kind)
+    if "kind" in changes or "pattern" in changes:
+        rule.pattern = _checked_pattern(kind, changes.get("pattern", rule.pattern))
+        rule.kind = kind
+    if "org_id" in changes:
+        rule.org_id = changes["org_id"]
+    if "priority" in changes:
+        rule.priority = changes["priority"]
+    await session.flush()
+    if change is not None:
+        change.note(before, _rule_settings(rule))
     return rule
+
+
+def _rule_settings(rule: SmsKeywordRule) -> dict[str, Any]:
+    return {name: getattr(rule, name) for name in ("org_id", "kind", "pattern", "priority")}
 
 
 async def mark_read(

@@ -1,0 +1,160 @@
+"""Operators edit SMS settings, against the fake Twilio: a provider's name,
+throughput and configuration, its credentials replaced only when sent and never shown
+(not in answers, not in audit records), and the before/after that price and sender id
+changes leave in their audit records."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ..test_audit_changes import audit_records
+from .test_send import ORG_A, ORG_B, Env, environment
+
+
+async def _test_send(env: Env, provider_id: str) -> dict[str, Any]:
+    sent = await env.client.post(
+        f"/v1/admin/sms/providers/{provider_id}/test-send",
+        json={"to": "+41791234567", "from": "Tollgate", "text": "check"},
+        headers=env.admin,
+    )
+    assert sent.status_code == 200, sent.text
+    answer: dict[str, Any] = sent.json()
+    return answer
+
+
+async def test_an_operator_edits_a_provider_and_its_credentials_stay_secret(
+    database_factory: Callable[[str], str],
+) -> None:
+    async with environment(database_factory) as env:
+        provider = (await env.client.get("/v1/admin/sms/providers", headers=env.admin)).json()[0]
+        path = f"/v1/admin/sms/providers/{provider['id']}"
+        renamed = await env.client.patch(
+            path,
+            json={"name": "twilio-eu", "rate_per_second": 25, "priority": 7},
+            headers=env.admin,
+        )
+        assert renamed.status_code == 200, renamed.text
+        assert {k: renamed.json()[k] for k in ("name", "rate_per_second", "priority")} == {
+            "name": "twilio-eu",
+            "rate_per_second": 25,
+            "priority": 7,
+        }
+        # The credentials were not sent: the stored ones still work.
+        assert (await _test_send(env, provider["id"]))["accepted"] is True
+
+        wrong = "0" * 32
+        replaced = await env.client.patch(
+            path, json={"credentials": {"auth_token": wrong}}, headers=env.admin
+        )
+        assert replaced.status_code == 200, replaced.text
+        assert wrong not in replaced.text
+        assert (await _test_send(env, provider["id"]))["accepted"] is False  # now the wrong token
+        restored = await env.client.patch(
+            path,
+            json={
+                "credentials": {"auth_token": env.fake.auth_token},
+                "config": {
+                    "base_url": env.fake.base_url,
+                    "account_sid": env.fake.account_sid,
+                    "balance_alert_below": "5",
+                },
+            },
+            headers=env.admin,
+        )
+        assert restored.status_code == 200, restored.text
+        assert restored.json()["config"]["balance_alert_below"] == "5"
+        assert (await _test_send(env, provider["id"]))["accepted"] is True
+
+        listed = await env.client.get("/v1/admin/sms/providers", headers=env.admin)
+        assert env.fake.auth_token not in listed.text
+        assert wrong not in listed.text
+
+        refusals = [
+            ({"config": {"base_url": env.fake.base_url}}, 422),  # Twilio needs account_sid
+            ({"credentials": {"auth_token": ""}}, 422),  # an empty token cannot work
+            ({"rate_per_second": 0}, 422),
+            ({"enabled": "false"}, 422),
+            ({"name": None}, 422),
+            ({"kind": "http"}, 422),  # a provider's kind does not change
+        ]
+        for body, status in refusals:
+            refused = await env.client.patch(path, json=body, headers=env.admin)
+            assert refused.status_code == status, (body, refused.text)
+            assert refused.headers["content-type"] == "application/problem+json"
+        other = await env.client.post(
+            "/v1/admin/sms/providers",
+            json={
+                "name": "twilio-backup",
+                "kind": "twilio",
+                "config": {"account_sid": "AC2"},
+                "credentials": {"auth_token": "x" * 32},
+            },
+            headers=env.admin,
+        )
+        assert other.status_code == 201
+        taken = await env.client.patch(path, json={"name": "twilio-backup"}, headers=env.admin)
+        assert taken.status_code == 409
+        unknown = await env.client.patch(
+            f"/v1/admin/sms/providers/{uuid.uuid4()}", json={"priority": 1}, headers=env.admin
+        )
+        assert unknown.status_code == 404
+        owner = env.mint.headers(orgs={ORG_A: "owner"})
+        assert (
+            await env.client.patch(path, json={"priority": 1}, headers=owner)
+        ).status_code == 403
+
+        edits = [
+            r
+            for r in await audit_records(env.app.state.notifier.settings.database_url)
+            if r["action"] == "notifier.update_provider"
+        ]
+    assert [r["target_id"] for r in edits] == [provider["id"]] * 3
+    assert edits[0]["diff"]["before"] == {
+        "name": "twilio-main",
+        "rate_per_second": 1000,
+        "priority": 100,
+    }
+    assert edits[0]["diff"]["after"] == {"name": "twilio-eu", "rate_per_second": 25, "priority": 7}
+    # Replaced credentials show as changed, masked; their value is nowhere in a record.
+    assert edits[1]["diff"]["before"] == {"credentials": "***"}
+    assert edits[1]["diff"]["after"] == {"credentials": "***"}
+    assert edits[2]["diff"]["after"]["config"]["balance_alert_below"] == "5"
+    text = orjson.dumps(edits).decode()
+    assert wrong not in text
+    assert env.fake.auth_token not in text
+
+
+async def test_price_and_sender_id_changes_record_what_they_were_before(
+    database_factory: Callable[[str], str],
+) -> None:
+    async with environment(database_factory) as env:
+        for prefix, price in (("+41", 9), ("+33", 4)):
+            response = await env.client.put(
+                "/v1/admin/sms/prices",
+                json={"prefix": prefix, "price_per_segment": price},
+                headers=env.admin,
+            )
+            assert response.status_code == 200
+        for org in (ORG_A, ORG_B):
+            response = await env.client.put(
+                "/v1/admin/sms/sender-ids",
+                json={"sender_id": "ACME", "org_id": str(org)},
+                headers=env.admin,
+            )
+            assert response.status_code == 200
+        records = await audit_records(env.app.state.notifier.settings.database_url)
+    prices = [r["diff"] for r in records if r["action"] == "notifier.set_price"]
+    # The environment priced "+", "+41" (7) and "+4179" first.
+    assert [(d["request"]["prefix"], d["before"], d["after"]) for d in prices[-2:]] == [
+        ("+41", {"price_per_segment": 7}, {"price_per_segment": 9}),
+        ("+33", {"price_per_segment": None}, {"price_per_segment": 4}),
+    ]
+    senders = [r["diff"] for r in records if r["action"] == "notifier.approve_sender_id"]
+    assert [(d["before"], d["after"]) for d in senders] == [
+        ({"org_id": None}, {"org_id": str(ORG_A)}),
+        ({"org_id": str(ORG_A)}, {"org_id": str(ORG_B)}),
+    ]
