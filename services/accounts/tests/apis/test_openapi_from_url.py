@@ -92,6 +92,10 @@ async def test_a_document_is_fetched_imported_and_bad_answers_are_problems(
         doc = await svc.http.get(f"/v1/apis/{api['id']}/openapi", headers=member.headers)
         assert doc.json()["info"]["title"] == "Swagger Petstore"
         assert server.paths == ["/moved", "/petstore.yaml"]
+        # A name: resolved, checked, and the first address that answers is used (localhost
+        # may be ::1 before 127.0.0.1, where the server listens).
+        status, body = await from_url(f"http://localhost:{server.port}/petstore.yaml")
+        assert (status, body.get("kept")) == (200, 3), body
 
         for path, wanted in (
             ("/to-metadata", (422, "openapi-url-refused")),

@@ -60,15 +60,14 @@ def checked_url(url: str) -> httpx.URL:
     return parsed.copy_with(fragment=None)
 
 
-async def _checked_address(url: httpx.URL, policy: NetworkPolicy) -> IpAddress:
+async def _checked_addresses(url: httpx.URL, policy: NetworkPolicy) -> list[IpAddress]:
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        addresses = await resolve_checked(url.host, port, policy)
+        return await resolve_checked(url.host, port, policy)
     except DestinationRefused as exc:
         if "does not resolve" in str(exc):
             raise _unreachable(f"{url.host} does not resolve") from exc
         raise _refused(str(exc)) from exc
-    return addresses[0]
 
 
 async def _get_pinned(
@@ -98,6 +97,19 @@ async def _get_pinned(
         return bytes(body)
 
 
+async def _get_from_any(
+    client: httpx.AsyncClient, url: httpx.URL, addresses: list[IpAddress], max_bytes: int
+) -> bytes | httpx.URL:
+    """`_get_pinned` from the first of the checked addresses that takes the connection
+    (a name may resolve to IPv6 and IPv4 while the server listens on one of them)."""
+    for address in addresses[:-1]:
+        try:
+            return await _get_pinned(client, url, address, max_bytes)
+        except httpx.ConnectError:
+            continue
+    return await _get_pinned(client, url, addresses[-1], max_bytes)
+
+
 def _too_large(max_bytes: int) -> Problem:
     return ContentTooLarge("too-large", f"The document is larger than {max_bytes} bytes.")
 
@@ -121,8 +133,8 @@ async def fetch_document(
             ) as client,
         ):
             for _ in range(MAX_REDIRECTS + 1):
-                address = await _checked_address(target, policy)
-                got = await _get_pinned(client, target, address, max_bytes)
+                addresses = await _checked_addresses(target, policy)
+                got = await _get_from_any(client, target, addresses, max_bytes)
                 if isinstance(got, bytes):
                     return got
                 if target.scheme == "https" and got.scheme == "http":
