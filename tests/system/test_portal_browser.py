@@ -26,19 +26,19 @@ from playwright.sync_api import Browser, Page, Request, Response, expect
 
 from .test_console_browser import (  # the shared stack and browser fixtures
     PASSWORD,
-    SHOTS,
     Stack,
     _user_token,
     browser,
     logged_in_usage,
     new_page,
+    shoot,
     sign_in,
     stack,
 )
 
 __all__ = ["browser", "stack"]
 
-pytestmark = pytest.mark.system
+pytestmark = pytest.mark.system(timed=False)
 
 ROOT = Path(__file__).resolve().parents[2]
 PETSTORE = ROOT / "services" / "accounts" / "tests" / "data" / "petstore.yaml"
@@ -184,7 +184,7 @@ def test_docs_of_an_imported_api_and_a_test_key_that_the_gateway_accepts(
     assert "upstream-secret-9d1c" not in document
     assert "petstore.swagger.io" not in document
     assert stack.upstream not in document
-    page.screenshot(path=str(SHOTS / "portal-petstore-docs.png"), full_page=False)
+    shoot(page, "portal-petstore-docs.png")
 
     page.get_by_test_id("portal-create-test-key").click()
     expect(page.get_by_test_id("portal-test-key-created")).to_be_visible()
@@ -201,7 +201,7 @@ def test_docs_of_an_imported_api_and_a_test_key_that_the_gateway_accepts(
     assert answer.headers.get("access-control-allow-origin") == stack.console
     request_id = answer.headers["x-request-id"]
     expect(page.get_by_text("200 OK", exact=True).first).to_be_visible()
-    page.screenshot(path=str(SHOTS / "portal-try-it.png"), full_page=False)
+    shoot(page, "portal-try-it.png")
 
     # The call is the customer's: it shows in their org's logs explorer.
     owner = _user_token(stack.accounts, stack.seeded["email"], PASSWORD)
