@@ -18,7 +18,7 @@ from tollgate.kit.sealing import new_sealing_key
 
 from .services import ServiceProcess, service_process
 
-pytestmark = pytest.mark.system
+pytestmark = pytest.mark.system(timed=False)
 
 
 def _accounts(

@@ -20,7 +20,7 @@ import pytest
 from tollgate.kit import localdeps
 from tollgate.kit.testing import unique_name
 
-pytestmark = pytest.mark.system
+pytestmark = pytest.mark.system(timed=False)
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"gateway": 0, "accounts": 1, "usage": 2, "billing": 3, "notifier": 4, "console": 5}

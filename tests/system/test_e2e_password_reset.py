@@ -17,7 +17,7 @@ from tollgate.kit.testing.polling import eventually
 
 from .services import service_process
 
-pytestmark = pytest.mark.system
+pytestmark = pytest.mark.system(timed=False)
 
 LINK = re.compile(r"https?://console\.test/reset-password\?token=([A-Za-z0-9_\-.~%]+)")
 

@@ -34,7 +34,7 @@ from .gateway_support import (
     wait_events,
 )
 
-pytestmark = pytest.mark.system
+pytestmark = pytest.mark.system(timed=False)
 MAX_BODY = 65_536
 
 

@@ -39,7 +39,7 @@ from tollgate.kit.testing.plugin import BrokerControl
 
 from .gateway_support import StatePublisher, api_event, gateway, key_event, start_upstream
 
-pytestmark = pytest.mark.system
+pytestmark = pytest.mark.system(timed=False)
 UPSTREAM_SECRET = "upstream-s3cret-value"
 
 

@@ -19,7 +19,7 @@ from tollgate.kit.testing.polling import eventually
 
 from .services import platform
 
-pytestmark = pytest.mark.system
+pytestmark = pytest.mark.system(timed=False)
 
 ROOT = Path(__file__).resolve().parents[2]
 PETSTORE_FILE = ROOT / "services/accounts/tests/data/petstore.yaml"

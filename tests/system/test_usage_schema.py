@@ -26,7 +26,7 @@ from tollgate.kit.testing.tokens import TokenMint
 
 from .services import service_process
 
-pytestmark = pytest.mark.system
+pytestmark = pytest.mark.system(timed=False)
 
 EXAMPLES = 4
 _RANGE = "`from` before `to`, both in 2000..2199, at most max_range_days apart"

@@ -124,6 +124,8 @@ class FakeBackends:
     inbox: list[dict[str, Any]] = field(default_factory=list)
     sms_numbers: list[dict[str, Any]] = field(default_factory=list)
     keyword_rules: list[dict[str, Any]] = field(default_factory=list)
+    sms_providers: list[dict[str, Any]] = field(default_factory=list)
+    provider_patches: list[dict[str, Any]] = field(default_factory=list)
 
     def tokens(self) -> httpx.Response:
         n = self.refreshes
@@ -1061,11 +1063,41 @@ def notifier_customer(
             return problem(404, "Not Found", "No such message.")
         message["read"] = json.loads(request.content)["read"]
         return httpx.Response(200, json=message)
+    routing = re.fullmatch(r"/v1/orgs/([^/]+)/sms/(numbers|keyword-rules)", path)
+    if routing:
+        if routing.group(1) != fake.org_id and not fake.admin:
+            return problem(404, "Not Found", "No such organisation.")
+        rows = fake.sms_numbers if routing.group(2) == "numbers" else fake.keyword_rules
+        mine = [r for r in rows if r["org_id"] == routing.group(1)]
+        if routing.group(2) == "keyword-rules":
+            mine.sort(key=lambda r: r["priority"])
+        return _one_per_page(request, mine)
     if path.startswith(("/v1/admin/sms/numbers", "/v1/admin/sms/keyword-rules")):
         if not fake.admin:
             return problem(403, "Forbidden", "Platform admins only.")
         return _admin_sms_routing(fake, request, path)
+    if path.startswith("/v1/admin/sms/providers"):
+        if not fake.admin:
+            return problem(403, "Forbidden", "Platform admins only.")
+        return _admin_sms_providers(fake, request, path)
     return None
+
+
+def _admin_sms_providers(fake: FakeBackends, request: httpx.Request, path: str) -> httpx.Response:
+    """Notifier's providers: the list (credentials never in it) and PATCH (recorded)."""
+    if request.method == "GET":
+        return httpx.Response(200, json=fake.sms_providers)
+    provider = next((p for p in fake.sms_providers if path.endswith(p["id"])), None)
+    if provider is None:
+        return problem(404, "Not Found", "No such provider.")
+    body = json.loads(request.content)
+    fake.provider_patches.append(body)
+    if body.get("name") == "taken":
+        return problem(409, "Conflict", "A provider with that name exists.")
+    if body.get("config", {}).get("account_sid") == "":
+        return problem(422, "Unprocessable Content", "A Twilio provider needs config.account_sid.")
+    provider.update({k: v for k, v in body.items() if k != "credentials"})
+    return httpx.Response(200, json=provider)
 
 
 def _one_per_page(request: httpx.Request, items: list[dict[str, Any]]) -> httpx.Response:
@@ -1101,5 +1133,14 @@ def _admin_sms_routing(fake: FakeBackends, request: httpx.Request, path: str) ->
             return httpx.Response(201, json=rule)
         return _one_per_page(request, fake.keyword_rules)
     rule_id = path.rsplit("/", 1)[1]
+    if request.method == "PATCH":
+        rule = next((r for r in fake.keyword_rules if r["id"] == rule_id), None)
+        if rule is None:
+            return problem(404, "Not Found", "No such keyword rule.")
+        body = json.loads(request.content)
+        if body.get("kind") == "regex" and "(?=" in body.get("pattern", ""):
+            return problem(422, "Unprocessable Content", "Invalid regex: lookaround.")
+        rule.update(body)
+        return httpx.Response(200, json=rule)
     fake.keyword_rules = [r for r in fake.keyword_rules if r["id"] != rule_id]
     return httpx.Response(204)

@@ -623,6 +623,20 @@ class KeywordRule(Shape):
     created_at: datetime
 
 
+class SmsProvider(Shape):
+    """An SMS provider account as notifier shows it: never its credentials."""
+
+    id: uuid.UUID
+    name: str
+    kind: str
+    config: dict[str, Any]
+    rate_per_second: int
+    priority: int
+    enabled: bool
+    balance_low: bool = False
+    created_at: datetime
+
+
 def _drop_none(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v not in (None, "")}
 
@@ -1482,6 +1496,39 @@ class Backends:
         await self._call(
             "notifier", "DELETE", f"/v1/admin/sms/keyword-rules/{rule_id}", token=token
         )
+
+    async def update_keyword_rule(
+        self, token: str, rule_id: uuid.UUID, body: dict[str, Any]
+    ) -> KeywordRule:
+        """Change a rule's kind, pattern or priority (platform admins)."""
+        answer = await self._call(
+            "notifier", "PATCH", f"/v1/admin/sms/keyword-rules/{rule_id}", token=token, json=body
+        )
+        return KeywordRule.model_validate(answer)
+
+    async def org_sms_numbers(self, token: str, org_id: uuid.UUID) -> list[SmsNumber]:
+        """The numbers assigned to the org (any member)."""
+        rows = await self._every_item("notifier", f"/v1/orgs/{org_id}/sms/numbers", token)
+        return [SmsNumber.model_validate(n) for n in rows]
+
+    async def org_keyword_rules(self, token: str, org_id: uuid.UUID) -> list[KeywordRule]:
+        """The keyword rules routing to the org, in evaluation order (any member)."""
+        rows = await self._every_item("notifier", f"/v1/orgs/{org_id}/sms/keyword-rules", token)
+        return [KeywordRule.model_validate(r) for r in rows]
+
+    async def sms_providers(self, token: str) -> list[SmsProvider]:
+        """SMS providers, preferred first (platform admins)."""
+        answer = await self._call("notifier", "GET", "/v1/admin/sms/providers", token=token)
+        return [SmsProvider.model_validate(p) for p in answer]
+
+    async def update_sms_provider(
+        self, token: str, provider_id: uuid.UUID, body: dict[str, Any]
+    ) -> SmsProvider:
+        """Change a provider; credentials only when `body` carries them (platform admins)."""
+        answer = await self._call(
+            "notifier", "PATCH", f"/v1/admin/sms/providers/{provider_id}", token=token, json=body
+        )
+        return SmsProvider.model_validate(answer)
 
     # --- notifier: notification contacts ----------------------------------------------
 

@@ -421,20 +421,28 @@ def pytest_report_header(config: pytest.Config) -> str:
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker turns groups into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist (`make test`: two workers, `--dist loadgroup --no-loadscope-reorder`)
-    every system test is in one group, run in order on one worker, while the other
-    worker takes the in-process tests: system tests time real processes (kill -9, "within
-    a second") and two stacks at once on a 2-core machine made billing's crash and
-    credits tests fail. System tests come first, so that long unit starts at once."""
+    system tests run in two groups, each in order on one worker. The timed ones (kill -9
+    windows, "within a second", latency bounds) are one group, so that no two of them
+    share the machine: two such stacks at once on a 2-core machine made billing's crash
+    and credits tests fail. The untimed ones (`pytest.mark.system(timed=False)`: browser
+    tours, schema fuzzing, `make up`) are the other, run beside them. System tests come
+    first, timed then untimed, so each long group starts at once on its own worker, and
+    the in-process tests fill in whichever worker is free."""
     if not getattr(config.option, "loadgroup", False):
         return
-
-    def system(item: pytest.Item) -> bool:
-        return item.get_closest_marker("system") is not None
-
     for item in items:
-        if system(item):
-            item.add_marker(pytest.mark.xdist_group("system"))
-    items.sort(key=lambda item: not system(item))
+        group = _system_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+    order = {"system": 0, "system-untimed": 1, None: 2}
+    items.sort(key=lambda item: order[_system_group(item)])
+
+
+def _system_group(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("system")
+    if marker is None:
+        return None
+    return "system" if marker.kwargs.get("timed", True) else "system-untimed"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
