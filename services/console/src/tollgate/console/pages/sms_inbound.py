@@ -3,10 +3,11 @@ unread), a conversation with one number (its messages and the org's replies to i
 the routing that brings messages to the org: its numbers and keyword rules.
 
 Every member reads the inbox and marks messages (notifier allows viewers). Numbers and
-keyword rules are platform settings at notifier (admin-only routes): platform admins
-see, assign and release the org's numbers and create and delete its rules here, every
-other member is told that an operator sets them up. A number or rule of another org is
-a 404 here even for an admin, so one org's page never changes another's routing.
+keyword rules are platform settings at notifier: every member sees the org's numbers
+and the rules routing to it (notifier's org-scoped reads), read-only; platform admins
+also assign and release numbers and create, edit, reorder and delete rules here. A
+number or rule of another org is a 404 here even for an admin, so one org's page never
+changes another's routing.
 
 Sending (and so replying) needs an API key through the gateway, never the console.
 """
@@ -22,7 +23,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tollgate.console.backends import BackendDown, BackendProblem, InboundSms, SmsMessage
+from tollgate.console.backends import (
+    BackendDown,
+    BackendProblem,
+    InboundSms,
+    KeywordRule,
+    SmsMessage,
+)
 from tollgate.console.web import (
     CurrentSession,
     OrgContext,
@@ -37,6 +44,7 @@ router = APIRouter()
 NUMBER = re.compile(r"^\+[1-9][0-9]{6,14}$")
 SENDER = re.compile(r"^[^\x00-\x1f]{1,32}$")
 PRIORITY = re.compile(r"^[0-9]{1,5}$")
+MAX_PRIORITY = 10_000  # notifier's bound
 RULE_KINDS = ("first_word", "regex")
 # The org's replies shown in a conversation come from its newest sent messages.
 REPLIES_SCANNED = 200
@@ -133,7 +141,7 @@ async def conversation(
     )
 
 
-# --- routing: numbers and keyword rules (platform admins) ----------------------------
+# --- routing: numbers and keyword rules (members read, platform admins write) --------
 
 
 async def _routing_page(
@@ -158,19 +166,28 @@ async def _routing_page(
         "done": request.query_params.get("done", ""),
         "rule_kinds": RULE_KINDS,
     }
-    if ctx.me.is_admin:
-        client, token = backends(request), session.access_token
-        if tab == "numbers":
-            found_numbers = await panel(client.sms_numbers(token))
-            if found_numbers.value is not None:
-                found_numbers.value = [n for n in found_numbers.value if n.org_id == org_id]
-            context["rows"] = found_numbers
-        else:
-            found_rules = await panel(client.keyword_rules(token))
-            if found_rules.value is not None:
-                found_rules.value = [r for r in found_rules.value if r.org_id == org_id]
-            context["rows"] = found_rules
+    client, token = backends(request), session.access_token
+    if tab == "numbers":
+        context["rows"] = await panel(client.org_sms_numbers(token, org_id))
+    else:
+        context["rows"] = await panel(client.org_keyword_rules(token, org_id))
     return render(request, f"sms_{tab}.html", context, status=status)
+
+
+async def _refused(
+    request: Request,
+    org_id: uuid.UUID,
+    session: CurrentSession,
+    tab: Literal["numbers", "rules"],
+    exc: BackendProblem | BackendDown,
+) -> Response:
+    """The routing page again, saying that notifier refused the change (its problem,
+    with its status) or did not answer (503); an expired session signs in again."""
+    if isinstance(exc, BackendDown):
+        return await _routing_page(request, org_id, session, tab, down=True, status=503)
+    if exc.status == 401:
+        raise exc
+    return await _routing_page(request, org_id, session, tab, problem=exc, status=exc.status)
 
 
 def _refusal_errors(exc: BackendProblem, field: str) -> dict[str, str]:
@@ -234,22 +251,12 @@ async def release_number(request: Request, org_id: uuid.UUID, session: CurrentSe
     number = str((await request.form()).get("number", ""))
     client = backends(request)
     try:
-        owned = await client.sms_numbers(session.access_token)
-        if not any(n.number == number and n.org_id == org_id for n in owned):
+        owned = await client.org_sms_numbers(session.access_token, org_id)
+        if not any(n.number == number for n in owned):
             raise OrgNotFound
         await client.release_sms_number(session.access_token, number)
     except (BackendProblem, BackendDown) as exc:
-        if isinstance(exc, BackendProblem) and exc.status == 401:
-            raise
-        return await _routing_page(
-            request,
-            org_id,
-            session,
-            "numbers",
-            problem=exc if isinstance(exc, BackendProblem) else None,
-            down=isinstance(exc, BackendDown),
-            status=exc.status if isinstance(exc, BackendProblem) else 503,
-        )
+        return await _refused(request, org_id, session, "numbers", exc)
     return RedirectResponse(f"/orgs/{org_id}/sms/numbers?done=released", status_code=303)
 
 
@@ -258,20 +265,29 @@ async def rules(request: Request, org_id: uuid.UUID, session: CurrentSession) ->
     return await _routing_page(request, org_id, session, "rules")
 
 
-@router.post("/orgs/{org_id}/sms/rules")
-async def add_rule(request: Request, org_id: uuid.UUID, session: CurrentSession) -> Response:
-    """Create a keyword rule routing to this org (platform admins)."""
-    await _admin_ctx(request, org_id, session)
-    form = await request.form()
-    values = {k: str(form.get(k, "")) for k in ("kind", "pattern", "priority")}
+def _rule_form(form: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The kind, pattern and priority of a rule form, and what is wrong with them."""
+    values = {k: form.get(k, "") for k in ("kind", "pattern", "priority")}
     errors: dict[str, str] = {}
     if values["kind"] not in RULE_KINDS:
         errors["kind"] = "kind"
     if not values["pattern"].strip():
         errors["pattern"] = "required"
-    priority = values["priority"].strip() or "100"
-    if not PRIORITY.fullmatch(priority):
+    values["priority"] = values["priority"].strip() or "100"
+    if not PRIORITY.fullmatch(values["priority"]):
         errors["priority"] = "number"
+    return values, errors
+
+
+async def _form_of(request: Request) -> dict[str, str]:
+    return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+
+
+@router.post("/orgs/{org_id}/sms/rules")
+async def add_rule(request: Request, org_id: uuid.UUID, session: CurrentSession) -> Response:
+    """Create a keyword rule routing to this org (platform admins)."""
+    await _admin_ctx(request, org_id, session)
+    values, errors = _rule_form(await _form_of(request))
     if errors:
         return await _routing_page(
             request, org_id, session, "rules", values=values, errors=errors, status=400
@@ -280,7 +296,7 @@ async def add_rule(request: Request, org_id: uuid.UUID, session: CurrentSession)
         "org_id": str(org_id),
         "kind": values["kind"],
         "pattern": values["pattern"],
-        "priority": int(priority),
+        "priority": int(values["priority"]),
     }
     try:
         await backends(request).add_keyword_rule(session.access_token, body)
@@ -302,6 +318,131 @@ async def add_rule(request: Request, org_id: uuid.UUID, session: CurrentSession)
     return RedirectResponse(f"/orgs/{org_id}/sms/rules?done=added", status_code=303)
 
 
+async def _org_rules(
+    request: Request, org_id: uuid.UUID, session: CurrentSession, rule_id: uuid.UUID
+) -> tuple[list[KeywordRule], int]:
+    """The org's rules in evaluation order and where `rule_id` is among them; another
+    org's rule (or none): 404."""
+    found = await backends(request).org_keyword_rules(session.access_token, org_id)
+    for index, rule in enumerate(found):
+        if rule.id == rule_id:
+            return found, index
+    raise OrgNotFound
+
+
+async def _rule_page(
+    request: Request,
+    ctx: OrgContext,
+    rule: KeywordRule,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    problem: BackendProblem | None = None,
+    down: bool = False,
+    status: int = 200,
+) -> Response:
+    shown = values or {"kind": rule.kind, "pattern": rule.pattern, "priority": str(rule.priority)}
+    context = {
+        **_context(ctx, "rules"),
+        "rule": rule,
+        "values": shown,
+        "errors": errors or {},
+        "problem": problem,
+        "down": down,
+        "rule_kinds": RULE_KINDS,
+    }
+    return render(request, "sms_rule.html", context, status=status)
+
+
+@router.get("/orgs/{org_id}/sms/rules/{rule_id}")
+async def edit_rule_page(
+    request: Request, org_id: uuid.UUID, rule_id: uuid.UUID, session: CurrentSession
+) -> Response:
+    """The edit form of one of this org's rules (platform admins); another org's: 404."""
+    ctx = await _admin_ctx(request, org_id, session)
+    try:
+        found, index = await _org_rules(request, org_id, session, rule_id)
+    except (BackendProblem, BackendDown) as exc:
+        return await _refused(request, org_id, session, "rules", exc)
+    return await _rule_page(request, ctx, found[index])
+
+
+@router.post("/orgs/{org_id}/sms/rules/{rule_id}")
+async def edit_rule(
+    request: Request, org_id: uuid.UUID, rule_id: uuid.UUID, session: CurrentSession
+) -> Response:
+    """Change one of this org's rules: its kind, pattern or priority (platform admins)."""
+    ctx = await _admin_ctx(request, org_id, session)
+    try:
+        found, index = await _org_rules(request, org_id, session, rule_id)
+    except (BackendProblem, BackendDown) as exc:
+        return await _refused(request, org_id, session, "rules", exc)
+    rule = found[index]
+    values, errors = _rule_form(await _form_of(request))
+    if errors:
+        return await _rule_page(request, ctx, rule, values=values, errors=errors, status=400)
+    body = {
+        "kind": values["kind"],
+        "pattern": values["pattern"],
+        "priority": int(values["priority"]),
+    }
+    try:
+        await backends(request).update_keyword_rule(session.access_token, rule_id, body)
+    except BackendProblem as exc:
+        if exc.status == 404:
+            raise OrgNotFound from exc
+        errors = _refusal_errors(exc, "pattern")
+        return await _rule_page(
+            request, ctx, rule, values=values, errors=errors, problem=exc, status=exc.status
+        )
+    except BackendDown:
+        return await _rule_page(request, ctx, rule, values=values, down=True, status=503)
+    return RedirectResponse(f"/orgs/{org_id}/sms/rules?done=saved", status_code=303)
+
+
+def _moves(
+    found: list[KeywordRule], index: int, direction: Literal["up", "down"]
+) -> list[tuple[KeywordRule, int]]:
+    """The priority changes that move `found[index]` past its neighbour in the org's
+    evaluation order: the two swap priorities; when they share one, the rule moves one
+    above (below) the neighbour's. Nothing at either end of the list."""
+    other = index - 1 if direction == "up" else index + 1
+    if not 0 <= other < len(found):
+        return []
+    rule, neighbour = found[index], found[other]
+    if rule.priority != neighbour.priority:
+        return [(rule, neighbour.priority), (neighbour, rule.priority)]
+    step = -1 if direction == "up" else 1
+    if 0 <= neighbour.priority + step <= MAX_PRIORITY:
+        return [(rule, neighbour.priority + step)]
+    return [(neighbour, neighbour.priority - step)]
+
+
+@router.post("/orgs/{org_id}/sms/rules/{rule_id}/move")
+async def move_rule(
+    request: Request, org_id: uuid.UUID, rule_id: uuid.UUID, session: CurrentSession
+) -> Response:
+    """Move one of this org's rules up (evaluated earlier) or down among the org's rules
+    by changing priorities (platform admins); another org's rule: 404."""
+    await _admin_ctx(request, org_id, session)
+    asked = (await request.form()).get("direction")
+    direction: Literal["up", "down"]
+    if asked == "up":
+        direction = "up"
+    elif asked == "down":
+        direction = "down"
+    else:
+        raise OrgNotFound
+    client = backends(request)
+    try:
+        found, index = await _org_rules(request, org_id, session, rule_id)
+        for rule, priority in _moves(found, index, direction):
+            await client.update_keyword_rule(session.access_token, rule.id, {"priority": priority})
+    except (BackendProblem, BackendDown) as exc:
+        return await _refused(request, org_id, session, "rules", exc)
+    return RedirectResponse(f"/orgs/{org_id}/sms/rules?done=moved", status_code=303)
+
+
 @router.post("/orgs/{org_id}/sms/rules/{rule_id}/delete")
 async def delete_rule(
     request: Request, org_id: uuid.UUID, rule_id: uuid.UUID, session: CurrentSession
@@ -310,20 +451,8 @@ async def delete_rule(
     await _admin_ctx(request, org_id, session)
     client = backends(request)
     try:
-        found = await client.keyword_rules(session.access_token)
-        if not any(r.id == rule_id and r.org_id == org_id for r in found):
-            raise OrgNotFound
+        await _org_rules(request, org_id, session, rule_id)
         await client.delete_keyword_rule(session.access_token, rule_id)
     except (BackendProblem, BackendDown) as exc:
-        if isinstance(exc, BackendProblem) and exc.status == 401:
-            raise
-        return await _routing_page(
-            request,
-            org_id,
-            session,
-            "rules",
-            problem=exc if isinstance(exc, BackendProblem) else None,
-            down=isinstance(exc, BackendDown),
-            status=exc.status if isinstance(exc, BackendProblem) else 503,
-        )
+        return await _refused(request, org_id, session, "rules", exc)
     return RedirectResponse(f"/orgs/{org_id}/sms/rules?done=deleted", status_code=303)
