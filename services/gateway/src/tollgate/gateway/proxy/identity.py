@@ -4,12 +4,16 @@ The gate appends these headers to every forwarded request once a key is admitted
 client-sent copies never get this far (`headers.REQUEST_DROP`). Pure CPU on the hot
 path (one HMAC-SHA256, a few string joins), no I/O. The parts that only change with
 the key record (its encoded name and scopes) and with the API (the upstream's path
-prefix) are cached, so a request pays for the time, the MAC and the list.
+prefix) are cached, and the MAC starts from copies of the two keyed SHA-256 states (a
+third of the cost of `hmac.new` per request), so a request pays for the time, the MAC
+and the list.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 from tollgate.gateway.registry.records import KeyRecord
@@ -22,12 +26,11 @@ from tollgate.kit.upstream_identity import (
     SIGNATURE,
     encode_name,
     encode_scopes,
-    mac,
     secrets_of,
-    signing_input,
 )
 
 _CACHE_MAX = 100_000
+_BLOCK = 64  # SHA-256's block size in bytes
 
 
 class IdentitySigner:
@@ -37,11 +40,12 @@ class IdentitySigner:
         keys = secrets_of(secrets)
         if not keys:
             raise ValueError("an identity secret is required")
-        self._secret = keys[0]
-        self._keys: dict[int, tuple[KeyRecord, str, str]] = {}
+        self._inner, self._outer = _hmac_sha256_states(keys[0])
+        self._keys: dict[int, tuple[KeyRecord, str, list[tuple[str, str]]]] = {}
         self._prefixes: dict[str, str] = {}
 
-    def _key_parts(self, key: KeyRecord) -> tuple[str, str]:
+    def _key_parts(self, key: KeyRecord) -> tuple[str, list[tuple[str, str]]]:
+        """The key's lines of the signing input (org id to scopes) and its headers."""
         cached = self._keys.get(id(key))
         if cached is not None and cached[0] is key:
             return cached[1], cached[2]
@@ -49,9 +53,11 @@ class IdentitySigner:
             self._keys.clear()
         name = encode_name(key.name)
         scopes = encode_scopes(key.scopes)
+        lines = f"{key.org_id}\n{key.key_id}\n{name}\n{scopes}"
+        headers = [(ORG_ID, key.org_id), (KEY_ID, key.key_id), (KEY_NAME, name), (SCOPES, scopes)]
         # The record is held with its parts, so its id cannot be reused while cached.
-        self._keys[id(key)] = (key, name, scopes)
-        return name, scopes
+        self._keys[id(key)] = (key, lines, headers)
+        return lines, headers
 
     def _prefix(self, upstream_base: str) -> str:
         prefix = self._prefixes.get(upstream_base)
@@ -71,29 +77,32 @@ class IdentitySigner:
         plan: str | None = None,
     ) -> list[tuple[str, str]]:
         """The identity headers for a request to `upstream_base + forward`."""
-        name, scopes = self._key_parts(key)
+        key_lines, key_headers = self._key_parts(key)
         signed_at = int(time.time())
-        message = signing_input(
-            signed_at=signed_at,
-            request_id=request_id,
-            method=method.upper(),
-            path=self._prefix(upstream_base) + forward,
-            org_id=key.org_id,
-            key_id=key.key_id,
-            key_name=name,
-            scopes=scopes,
-            plan=plan or "",
+        # `signing_input`'s bytes, with the key's lines cached.
+        path = self._prefix(upstream_base) + forward
+        message = (
+            f"v1\n{signed_at}\n{request_id}\n{method.upper()}\n{path}\n{key_lines}\n{plan or ''}"
         )
-        out = [
-            (ORG_ID, key.org_id),
-            (KEY_ID, key.key_id),
-            (KEY_NAME, name),
-            (SCOPES, scopes),
-        ]
+        inner = self._inner.copy()
+        inner.update(message.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        signature = (SIGNATURE, f"t={signed_at},id={request_id},v1={outer.hexdigest()}")
         if plan:
-            out.append((PLAN, plan))
-        out.append((SIGNATURE, f"t={signed_at},id={request_id},v1={mac(self._secret, message)}"))
-        return out
+            return [*key_headers, (PLAN, plan), signature]
+        return [*key_headers, signature]
+
+
+def _hmac_sha256_states(secret: bytes) -> tuple[Any, Any]:
+    """SHA-256 states keyed with `secret` xor ipad and opad (RFC 2104): HMAC of a message
+    is outer.update(inner.update(message).digest()), from copies of the two."""
+    if len(secret) > _BLOCK:
+        secret = hashlib.sha256(secret).digest()
+    secret = secret.ljust(_BLOCK, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in secret))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in secret))
+    return inner, outer
 
 
 def identity_signer(secrets: str) -> IdentitySigner | None:
