@@ -206,7 +206,7 @@ def test_docs_of_an_imported_api_and_a_test_key_that_the_gateway_accepts(
     # The call is the customer's: it shows in their org's logs explorer.
     owner = _user_token(stack.accounts, stack.seeded["email"], PASSWORD)
     logged_in_usage(stack, owner, request_id)
-    page.goto(f"{stack.console}/orgs/{stack.seeded['org_id']}/logs")
+    page.goto(f"{stack.console}/orgs/{stack.seeded['org_id']}/logs?mode=test")  # a tg_test_ key
     expect(page.locator(f"a[href$='/logs/{request_id}']")).to_have_count(1)
     expect(page.get_by_test_id("logs-table")).to_contain_text("/pets")
     page.goto(f"{stack.console}/portal/apis/{slug}")

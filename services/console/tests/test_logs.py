@@ -41,7 +41,10 @@ async def test_logs_show_live_requests_by_default_and_each_request_says_its_mode
         one = await client.get(f"/orgs/{fake.org_id}/logs/{test['request_id']}")
         client.cookies.set("tg_lang", "zh-Hans")
         chinese = await client.get(f"/orgs/{fake.org_id}/logs/{test['request_id']}")
-    assert [p.get("mode") for p in fake.log_params] == ["live", "test", None, "live"]
+        fake.log_items = [test]  # a new org's first calls: a tg_test_ key's
+        client.cookies.delete("tg_lang")
+        only_test = await client.get(f"/orgs/{fake.org_id}/logs?range=7d")
+    assert [p.get("mode") for p in fake.log_params[:4]] == ["live", "test", None, "live"]
     assert "/production" in default.text
     assert "/sandboxed" not in default.text
     assert '<option value="live" selected>Live</option>' in default.text
@@ -56,3 +59,8 @@ async def test_logs_show_live_requests_by_default_and_each_request_says_its_mode
     assert 'data-testid="mode-badge">test</span> · answered by the mock' in one.text
     assert "由模拟服务应答" in chinese.text
     assert junk.status_code == 200  # a hand-edited mode is the default, not an error
+    assert "/sandboxed" not in only_test.text
+    assert (
+        f'href="/orgs/{fake.org_id}/logs?range=7d&amp;mode=test" data-testid="see-test-requests"'
+        in only_test.text
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -67,6 +68,11 @@ async def log_list(
     key_names = {str(k.id): k.name for k in (keys.value.items if keys.value else [])}
     api_names = {str(a.id): a.name for a in apis.value or []}
     template = "logs_table.html" if request.headers.get("hx-request") else "logs.html"
+    # The same filters in test mode: offered when live shows nothing (a new org's first
+    # calls are usually made with a tg_test_ key).
+    shown_filters = {"status": status, "key_id": key_id, "api_id": api_id}
+    shown_filters |= {"path_prefix": path_prefix, "range": chosen, "mode": "test"}
+    test_query = urlencode({k: v for k, v in shown_filters.items() if v})
     return render(
         request,
         template,
@@ -86,6 +92,7 @@ async def log_list(
             },
             "ranges": LOG_RANGES,
             "modes": LOG_MODES,
+            "test_url": f"/orgs/{org_id}/logs?{test_query}",
             "key_names": key_names,
             "api_names": api_names,
             "filtered": any((status, key_id, api_id, path_prefix)) or shown != "live",
