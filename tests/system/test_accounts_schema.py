@@ -19,7 +19,7 @@ from tollgate.kit.testing.fuzz import fuzz_operations
 
 from .services import service_process
 
-pytestmark = pytest.mark.system
+pytestmark = pytest.mark.system(timed=False)
 
 # Small by default to keep the suite fast; raise it for a deeper local run.
 EXAMPLES = int(os.environ.get("ACCOUNTS_FUZZ_EXAMPLES", "6"))
@@ -38,8 +38,11 @@ SEMANTIC_RULES = {
     "POST /v1/orgs/{org_id}/invitations": "a deliverable email",
     "POST /v1/orgs/{org_id}/keys": "networks that parse; allowed APIs that exist; metadata",
     "PATCH /v1/keys/{key_id}": "networks that parse; allowed APIs that exist; metadata",
-    "POST /v1/apis": "a public http(s) upstream; no hop-by-hop credential header",
+    "POST /v1/apis": "a public http(s) upstream; no hop-by-hop credential header; "
+    "route Sunsets in the future",
     "PATCH /v1/apis/{api_id}": "a public http(s) upstream; no hop-by-hop credential header",
+    "POST /v1/apis/{api_id}/routes": "a Sunset in the future",
+    "PATCH /v1/apis/{api_id}/routes/{route_id}": "a Sunset in the future",
     "POST /v1/apis/{api_id}/openapi": "an OpenAPI 3.x document",
     "POST /v1/apis/{api_id}/openapi/from-url": "a public URL serving an OpenAPI 3.x document",
     "GET /v1/users": _CURSOR,

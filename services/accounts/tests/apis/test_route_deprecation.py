@@ -75,7 +75,7 @@ async def test_routes_are_deprecated_with_a_future_sunset_by_admins_only(
             json={"method": "GET", "path_template": "/x", "sunset_at": past},
             headers=admin.headers,
         )
-        assert in_past.json()["errors"][0]["loc"] == ["body", "sunset_at"]
+        assert in_past.json()["type"].endswith("/sunset-in-past")
         created_past = await svc.http.post(
             "/v1/apis",
             json={
@@ -86,7 +86,7 @@ async def test_routes_are_deprecated_with_a_future_sunset_by_admins_only(
             },
             headers=admin.headers,
         )
-        assert created_past.status_code == 422
+        assert created_past.json()["type"].endswith("/sunset-in-past")
 
         route_url = f"{url}/routes/{new['id']}"
         later = sunset + timedelta(days=30)

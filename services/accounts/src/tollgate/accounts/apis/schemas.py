@@ -4,10 +4,10 @@ write-only: accepted in requests, never present in any response."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from tollgate.accounts.limits import LimitsIn
@@ -54,16 +54,6 @@ Price = Annotated[int, Field(ge=0, le=1_000_000_000_000), JSON_INTEGER]
 TimeoutMs = Annotated[int, Field(ge=1, le=300_000), JSON_INTEGER]
 
 
-def _in_future(value: datetime) -> datetime:
-    if value <= datetime.now(UTC):
-        raise ValueError("must be in the future")
-    return value
-
-
-FutureUtcDatetime = Annotated[UtcDatetime, AfterValidator(_in_future)]
-"""A time with an offset, in UTC, later than now (a route's Sunset: a past one would
-retire the route the moment it is saved)."""
-
 LatencyMs = Annotated[int, Field(ge=0, le=60_000), JSON_INTEGER]
 ErrorPercent = Annotated[int, Field(ge=0, le=100), JSON_INTEGER]
 
@@ -107,8 +97,10 @@ class RouteIn(RequestModel):
     deprecated: StrictFlag = Field(
         False, description="the gateway adds `Deprecation` to its answers; docs mark it deprecated"
     )
-    sunset_at: FutureUtcDatetime | None = Field(
-        None, description="when the route is retired (`Sunset`); calls get 410 from then on"
+    sunset_at: UtcDatetime | None = Field(
+        None,
+        description="when the route is retired (`Sunset`), in the future (else a 422 "
+        "`sunset-in-past`); calls get 410 from then on",
     )
 
 
@@ -123,8 +115,8 @@ class RoutePatch(RequestModel):
     required_scopes: Annotated[list[Scope], Field(max_length=50)] | SkipJsonSchema[None] = None
     sandbox: SandboxIn | None = None
     deprecated: StrictFlag | SkipJsonSchema[None] = None
-    sunset_at: FutureUtcDatetime | None = Field(
-        None, description="must be in the future; null removes the date"
+    sunset_at: UtcDatetime | None = Field(
+        None, description="in the future (else a 422 `sunset-in-past`); null removes the date"
     )
 
 

@@ -181,6 +181,13 @@ def _route_values(route: RouteIn, now: datetime) -> dict[str, Any]:
     }
 
 
+def _check_sunset(sunset_at: datetime | None) -> None:
+    """A route's Sunset lies ahead: a past one would retire the route as it is saved
+    (the gateway answers 410 from then on)."""
+    if sunset_at is not None and sunset_at <= datetime.now(UTC):
+        raise Unprocessable("sunset-in-past", "sunset_at must be in the future.")
+
+
 def _duplicate_route() -> Problem:
     return Conflict("route-exists", "A route with this method and path exists.")
 
@@ -195,6 +202,8 @@ async def create_api(
     seen = {(r.method, r.path_template) for r in body.routes}
     if len(seen) != len(body.routes):
         raise _duplicate_route()
+    for route in body.routes:
+        _check_sunset(route.sunset_at)
     now = datetime.now(UTC)
     api = await repo.insert_api(
         session,
@@ -323,6 +332,7 @@ async def delete_api(
 async def add_route(
     session: AsyncSession, settings: Settings, actor: Actor, api_id: uuid.UUID, body: RouteIn
 ) -> RouteOut:
+    _check_sunset(body.sunset_at)
     api = await _locked(session, api_id)
     if await repo.find_route(session, api.id, body.method, body.path_template):
         raise _duplicate_route()
@@ -367,6 +377,7 @@ async def update_route(
     route = await repo.get_route(session, api.id, route_id)
     if route is None:
         raise not_found("route", "route-not-found")
+    _check_sunset(patch.sunset_at)
     old: dict[str, Any] = {}
     new: dict[str, Any] = {}
     for field in patch.model_fields_set:
