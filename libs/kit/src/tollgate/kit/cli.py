@@ -19,7 +19,6 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from tollgate.kit.logs import configure_logging
-from tollgate.kit.migrations import upgrade_head
 from tollgate.kit.settings import ServiceSettings
 from tollgate.kit.telemetry import configure_tracing, shutdown_tracing
 
@@ -88,6 +87,8 @@ def service_main(
         if not url:
             print("this service has no database_url", file=sys.stderr)
             return 2
+        from tollgate.kit.migrations import upgrade_head  # alembic: only for this command
+
         upgrade_head(migrations_package, url)
         return 0
     return extra[ns.command](settings, list(ns.args))
