@@ -119,6 +119,15 @@ class Settings(ServiceSettings):
         description="`/v1/catalog` (active and deprecated APIs, their consumer OpenAPI "
         "documents) answers without a token; false = org members and admins only",
     )
+    catalog_window_seconds: int = Field(
+        60, ge=1, description="window of the per-IP limit of anonymous `/v1/catalog…` calls"
+    )
+    catalog_max_per_ip: int = Field(
+        300,
+        ge=1,
+        description="anonymous `/v1/catalog…` calls per client IP per window (429 past it); "
+        "calls with a valid token are not counted",
+    )
     gateway_url: str = Field(
         "http://127.0.0.1:8080",
         description="the gateway's public URL, the `servers` of the consumer OpenAPI documents",
