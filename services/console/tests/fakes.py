@@ -102,6 +102,8 @@ class FakeBackends:
     catalog: list[dict[str, Any]] = field(default_factory=list)  # accounts' /v1/catalog
     catalog_documents: dict[str, dict[str, Any]] = field(default_factory=dict)  # by slug
     catalog_public: bool = True
+    catalog_changelogs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by slug
+    email_verified: bool = True
     key_bodies: list[dict[str, Any]] = field(default_factory=list)
     portal_public: bool = True
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -280,6 +282,7 @@ class FakeBackends:
                 "locale": "en",
                 "is_admin": self.admin,
                 "totp_enabled": self.totp,
+                "email_verified": self.email_verified,
                 "created_at": NOW,
                 "orgs": [{"org_id": self.org_id, "role": self.role}],
             }
@@ -353,6 +356,13 @@ class FakeBackends:
                 return problem(404, "Not Found")
             if path.endswith("/openapi"):
                 return httpx.Response(200, json=self.catalog_documents.get(slug, {}))
+            if path.endswith("/changelog"):
+                entries = self.catalog_changelogs.get(slug, [])
+                cursor = request.url.params.get("cursor")
+                start = int(cursor) if cursor else 0
+                nxt = str(start + 1) if start + 1 < len(entries) else None
+                page = {"items": entries[start : start + 1], "next_cursor": nxt}
+                return httpx.Response(200, json=page)
             return httpx.Response(200, json=entry)
         return problem(404, "Not Found")
 

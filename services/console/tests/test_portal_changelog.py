@@ -1,11 +1,12 @@
 """The portal's changelog page per API: versions newest first, breaking changes flagged,
-paged, in English and Chinese; sign-in needed (accounts serves it to members only)."""
+paged, in English and Chinese; read from accounts' public changelog
+(`/v1/catalog/{slug}/changelog`) by anonymous and signed-in visitors alike."""
 
 from __future__ import annotations
 
 import uuid
 
-from .fakes import FakeBackends, api_body, console, sign_in
+from .fakes import FakeBackends, catalog_body, console, sign_in
 
 PET_ID = str(uuid.uuid4())
 V2 = {
@@ -41,8 +42,8 @@ V1 = {
 
 def changelog_fake() -> FakeBackends:
     fake = FakeBackends()
-    fake.apis = [api_body(PET_ID, "petstore", "Petstore")]
-    fake.changelogs = {PET_ID: [V2, V1]}
+    fake.catalog = [catalog_body(PET_ID, "petstore", "Petstore")]
+    fake.catalog_changelogs = {"petstore": [V2, V1]}
     return fake
 
 
@@ -77,12 +78,35 @@ async def test_changelog_speaks_chinese() -> None:
     assert "新增必填 query 参数 owner" in page.text
 
 
-async def test_unknown_api_is_404_and_anonymous_visitors_sign_in() -> None:
-    async with console(changelog_fake()) as client:
+async def test_anonymous_visitors_read_the_public_changelog() -> None:
+    fake = changelog_fake()
+    async with console(fake) as client:
+        page = await client.get("/portal/apis/petstore/changelog")
+        docs = await client.get("/portal/apis/petstore")
+
+    assert page.status_code == 200
+    assert "Version 2.0.0" in page.text
+    assert "New required query parameter owner" in page.text
+    assert 'data-testid="portal-changelog-link"' in docs.text
+    # Only the public catalog was asked, without a token: never the registry.
+    assert {c[2] for c in fake.calls} <= {
+        "/v1/catalog/petstore",
+        "/v1/catalog/petstore/changelog",
+        "/v1/catalog/petstore/openapi",
+    }
+
+
+async def test_unknown_api_is_404_and_a_closed_catalog_sends_visitors_to_sign_in() -> None:
+    fake = changelog_fake()
+    fake.catalog_public = False
+    async with console(fake) as client:
         anonymous = await client.get("/portal/apis/petstore/changelog")
         await sign_in(client)
+        signed_in = await client.get("/portal/apis/petstore/changelog")
         unknown = await client.get("/portal/apis/nope/changelog")
 
     assert anonymous.status_code in (302, 303)
     assert anonymous.headers["location"].startswith("/signin")
+    assert signed_in.status_code == 200
+    assert "Version 2.0.0" in signed_in.text
     assert unknown.status_code == 404

@@ -103,6 +103,7 @@ class Me(Shape):
     is_admin: bool
     totp_enabled: bool
     orgs: list[OrgRole]
+    email_verified: bool = True
 
     def role_in(self, org_id: uuid.UUID) -> str | None:
         return next((o.role for o in self.orgs if o.org_id == org_id), None)
@@ -238,11 +239,13 @@ class ApiChange(Shape):
 
 
 class ChangelogEntry(Shape):
-    """What one OpenAPI import changed in an API (accounts `/v1/apis/{id}/changelog`)."""
+    """What one OpenAPI import changed in an API (accounts `/v1/catalog/{slug}/changelog`,
+    the operations customers can call; `/v1/apis/{id}/changelog` adds the registry
+    `version`)."""
 
     id: uuid.UUID
     api_version: str
-    version: int
+    version: int | None = None
     imported_at: datetime
     breaking: int
     changes: list[ApiChange] = Field(default_factory=list)
@@ -908,6 +911,15 @@ class Backends:
     async def catalog_api(self, token: str | None, slug: str) -> CatalogApi:
         path = f"/v1/catalog/{quote(slug, safe='')}"
         return CatalogApi.model_validate(await self._call("accounts", "GET", path, token=token))
+
+    async def catalog_changelog(
+        self, token: str | None, slug: str, cursor: str | None
+    ) -> Page[ChangelogEntry]:
+        """One page of the API's public changelog (what customers can call), newest first."""
+        path = f"/v1/catalog/{quote(slug, safe='')}/changelog"
+        params = {"limit": 20, "cursor": cursor}
+        answer = await self._call("accounts", "GET", path, token=token, params=params)
+        return Page[ChangelogEntry].model_validate(answer)
 
     async def catalog_document(self, token: str | None, slug: str) -> dict[str, Any]:
         """The API's consumer OpenAPI document, as accounts builds it."""

@@ -9,6 +9,11 @@ credential of its own. Anonymous visitors get the catalog and the docs with "sig
 try it" in place of the key controls and no numbers. `portal_public = false` sends them
 to the sign-in page instead (so does a catalog accounts keeps closed).
 
+Onboarding: a signed-in customer whose org has no key yet gets a checklist on the catalog
+(email verified, org, first key, first call); the first key is created from it and shown
+once with a ready `curl` line, and a small fragment, polled by htmx, asks usage for the
+org's successful requests since the key was created until one shows up.
+
 Raw keys: a test key is created with the user's token and returned in that one response
 (like the key page); a pasted key stays in the browser's session storage and goes only to
 the gateway. Neither is ever logged by the console.
@@ -20,13 +25,22 @@ import asyncio
 import re
 import uuid
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from tollgate.console.backends import BackendProblem, CatalogApi, Me, Org, TopItem
+from tollgate.console.backends import (
+    BackendDown,
+    BackendProblem,
+    CatalogApi,
+    IssuedKey,
+    Me,
+    Org,
+    TopItem,
+)
 from tollgate.console.config import Settings
 from tollgate.console.session import Session
 from tollgate.console.web import (
@@ -46,6 +60,8 @@ T = TypeVar("T")
 NUMBERS_DAYS = 7
 TEST_KEY_HOURS = 24
 TEST_KEY_LIMITS = {"per_second": 2, "per_minute": 30, "per_day": 500}
+FIRST_CALL_POLL_SECONDS = 3
+FIRST_CALL_WINDOW = timedelta(days=7)  # the fragment looks no further back than this
 DOCS_CSP = (
     # Scalar injects its own <style> elements: styles may be inline on this page only;
     # scripts stay 'self'. connect-src adds the gateway, which the try-it panel calls.
@@ -105,14 +121,85 @@ async def _numbers(
     )
 
 
-@router.get("")
-async def catalog(
+@dataclass(frozen=True)
+class FirstCall:
+    """The `curl` line of the onboarding: the API's first GET operation at the gateway."""
+
+    api: CatalogApi
+    method: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Onboarding:
+    """The checklist of a customer whose org has no key yet (`org` None: no org yet)."""
+
+    org: Org | None
+    verified: bool
+    environment: str
+    issued: IssuedKey | None = None
+    first_call: FirstCall | None = None
+
+
+def _may_create_keys(me: Me, org: Org) -> bool:
+    return me.is_admin or me.role_in(org.id) in ("developer", "owner")
+
+
+async def _onboarding(request: Request, token: str, me: Me, org: Org | None) -> Onboarding | None:
+    """The checklist when the org has no key yet (or the user has no org); None otherwise,
+    and when the org's keys cannot be read (the catalog still renders)."""
+    environment = "live" if me.email_verified else "test"
+    if org is None:
+        return Onboarding(org=None, verified=me.email_verified, environment=environment)
+    if not _may_create_keys(me, org):
+        return None
+    try:
+        keys = await backends(request).keys(token, org.id, None, limit=1)
+    except (BackendDown, BackendProblem):
+        return None
+    if keys.items:
+        return None
+    return Onboarding(org=org, verified=me.email_verified, environment=environment)
+
+
+def _first_get(document: dict[str, Any]) -> str | None:
+    """The first GET path of a consumer document, preferring one without parameters."""
+    paths = document.get("paths")
+    gets = [
+        str(p) for p, item in (paths or {}).items() if isinstance(item, dict) and "get" in item
+    ]
+    plain = [p for p in gets if "{" not in p]
+    return (plain or gets)[0] if gets else None
+
+
+async def _first_call(request: Request, token: str, listed: list[CatalogApi]) -> FirstCall | None:
+    """The first API of the catalog (active ones first) that has a GET operation."""
+    gateway = _settings(request).gateway_url.rstrip("/")
+    ordered = sorted(listed, key=lambda a: a.status != "active")
+    for api in ordered[:5]:  # a document each: a catalog without GETs is not walked whole
+        try:
+            document = await backends(request).catalog_document(token, api.slug)
+        except (BackendDown, BackendProblem):
+            continue
+        path = _first_get(document)
+        if path is not None:
+            return FirstCall(api=api, method="GET", url=f"{gateway}/{api.slug}{path}")
+    if ordered:
+        return FirstCall(api=ordered[0], method="GET", url=f"{gateway}/{ordered[0].slug}/")
+    return None
+
+
+async def _catalog_page(
     request: Request,
-    q: Annotated[str, Query(max_length=200)] = "",
-    tag: Annotated[str, Query(max_length=100)] = "",
-    org: Annotated[str | None, Query(max_length=40)] = None,
+    session: Session | None,
+    *,
+    q: str = "",
+    tag: str = "",
+    org: str | None = None,
+    onboarding: Onboarding | None = None,
+    problem: BackendProblem | None = None,
+    status: int = 200,
 ) -> Response:
-    session = await _visitor(request)
     client = backends(request)
     me: Me | None = None
     orgs: list[Org] = []
@@ -124,8 +211,15 @@ async def catalog(
             identity(request, session), _read(client.catalog(session.access_token))
         )
     numbers_org = _numbers_org(orgs, org)
-    if session is not None:
-        numbers = await _numbers(request, session.access_token, numbers_org)
+    if session is not None and me is not None:
+        token = session.access_token
+        if onboarding is None:
+            numbers, onboarding = await asyncio.gather(
+                _numbers(request, token, numbers_org),
+                _onboarding(request, token, me, numbers_org),
+            )
+        else:
+            numbers = await _numbers(request, token, numbers_org)
     entries = []
     all_tags: set[str] = set()
     needle = q.strip().casefold()
@@ -149,8 +243,110 @@ async def catalog(
         "numbers": numbers,
         "days": NUMBERS_DAYS,
         "section": "catalog",
+        "onboarding": onboarding,
+        "problem": problem,
+        "poll_seconds": FIRST_CALL_POLL_SECONDS,
     }
-    return render(request, "portal_catalog.html", context)
+    return render(request, "portal_catalog.html", context, status=status)
+
+
+@router.get("")
+async def catalog(
+    request: Request,
+    q: Annotated[str, Query(max_length=200)] = "",
+    tag: Annotated[str, Query(max_length=100)] = "",
+    org: Annotated[str | None, Query(max_length=40)] = None,
+) -> Response:
+    session = await _visitor(request)
+    return await _catalog_page(request, session, q=q, tag=tag, org=org)
+
+
+async def _member_org(request: Request, session: Session, org_id: uuid.UUID) -> tuple[Me, Org]:
+    """The user and one of their orgs; 404 for an org they are not in."""
+    me, orgs = await identity(request, session)
+    found = next((o for o in orgs if o.id == org_id), None)
+    if found is None:
+        raise BackendProblem("accounts", 404, {"title": "Not Found", "status": 404})
+    return me, found
+
+
+@router.post("/onboarding/key")
+async def create_first_key(request: Request, org_id: Annotated[uuid.UUID, Form()]) -> Response:
+    """The org's first key, from the onboarding checklist: a live key once the email is
+    verified (accounts refuses live keys before), a `tg_test_` key until then. Shown once,
+    with a `curl` line for the catalog's first GET operation."""
+    session = await _visitor(request)
+    if session is None:
+        raise SignInRequired
+    token = session.access_token
+    me, org = await _member_org(request, session, org_id)
+    environment = "live" if me.email_verified else "test"
+    body = {
+        "name": "first key" if environment == "live" else "first test key",
+        "environment": environment,
+        "metadata": {"created_by": "developer-portal-onboarding"},
+    }
+    onboarding = Onboarding(org=org, verified=me.email_verified, environment=environment)
+    try:
+        issued = await backends(request).create_key(token, org.id, body)
+    except BackendProblem as exc:
+        if exc.status == 401:
+            raise SignInRequired from exc
+        return await _catalog_page(
+            request,
+            session,
+            org=str(org.id),
+            onboarding=onboarding,
+            problem=exc,
+            status=exc.status,
+        )
+    listed = await _read(backends(request).catalog(token))
+    first_call = await _first_call(request, token, listed)
+    done = Onboarding(
+        org=org,
+        verified=me.email_verified,
+        environment=environment,
+        issued=issued,
+        first_call=first_call,
+    )
+    return await _catalog_page(request, session, org=str(org.id), onboarding=done)
+
+
+@router.get("/onboarding/first-call")
+async def first_call(
+    request: Request,
+    org_id: uuid.UUID,
+    since: datetime,
+    mode: Literal["live", "test"] = "live",
+) -> Response:
+    """The onboarding's "first call" fragment (htmx polls it): waiting, or celebrating the
+    org's first successful request since `since` (the key's creation), which stops it."""
+    session = await _visitor(request)
+    if session is None:
+        raise SignInRequired
+    _me, org = await _member_org(request, session, org_id)
+    now = datetime.now(UTC)
+    start = max(since if since.tzinfo else since.replace(tzinfo=UTC), now - FIRST_CALL_WINDOW)
+    successes: int | None = None
+    try:
+        by_status = await backends(request).usage_top_by(
+            session.access_token, org.id, "status", start, now, {"mode": mode}, limit=50
+        )
+        successes = sum(i.requests for i in by_status if (i.value or "")[:1] in ("2", "3"))
+    except BackendDown:
+        successes = None  # usage did not answer: keep waiting
+    except BackendProblem as exc:
+        if exc.status == 401:
+            raise SignInRequired from exc
+        raise
+    context = {
+        "org": org,
+        "since": start,
+        "mode": mode,
+        "successes": successes or 0,
+        "poll_seconds": FIRST_CALL_POLL_SECONDS,
+    }
+    return render(request, "portal_first_call.html", context)
 
 
 @router.get("/apis/{slug}/openapi.json")
@@ -259,18 +455,31 @@ async def create_test_key(
 async def changelog(
     request: Request, slug: str, cursor: Annotated[str | None, Query(max_length=500)] = None
 ) -> Response:
-    """What each OpenAPI import changed in the API, newest first, breaking changes
-    flagged (accounts serves the changelog to org members and admins: sign-in needed)."""
+    """What each OpenAPI import changed in the operations customers can call, newest
+    first, breaking changes flagged: accounts' public changelog, read like the catalog
+    (anonymous visitors without a token, signed-in ones with theirs)."""
     session = await _visitor(request)
+    client = backends(request)
+    me: Me | None = None
+    orgs: list[Org] = []
     if session is None:
-        raise SignInRequired
-    token = session.access_token
-    (me, orgs), apis = await asyncio.gather(
-        identity(request, session), backends(request).apis(token)
-    )
-    api = next((a for a in apis if a.slug == slug and a.status in ("active", "deprecated")), None)
-    if api is None:
-        raise BackendProblem("accounts", 404, {"title": "Not Found", "status": 404})
-    entries = await backends(request).api_changelog(token, api.id, cursor)
-    context = {"me": me, "orgs": orgs, "api": api, "entries": entries, "section": "changelog"}
+        api, entries = await asyncio.gather(
+            _read(client.catalog_api(None, slug)),
+            _read(client.catalog_changelog(None, slug, cursor)),
+        )
+    else:
+        token = session.access_token
+        (me, orgs), api, entries = await asyncio.gather(
+            identity(request, session),
+            _read(client.catalog_api(token, slug)),
+            _read(client.catalog_changelog(token, slug, cursor)),
+        )
+    context = {
+        "anonymous": session is None,
+        "me": me,
+        "orgs": orgs,
+        "api": api,
+        "entries": entries,
+        "section": "changelog",
+    }
     return render(request, "portal_changelog.html", context)
