@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from tollgate.kit.requests import (
     JSON_INTEGER,
@@ -232,12 +233,16 @@ class ProviderPatch(RequestModel):
     sent, replaces the whole configuration; `credentials` replace only the secrets
     sent (an empty object keeps them all). Checked as a new provider is."""
 
-    name: str | None = Field(None, min_length=1, max_length=64)
-    config: ProviderConfig | None = None
-    credentials: ProviderCredentials | None = None
-    rate_per_second: Annotated[int, Field(ge=1, le=10_000), JSON_INTEGER] | None = None
-    priority: Annotated[int, Field(ge=0, le=10_000), JSON_INTEGER] | None = None
-    enabled: StrictFlag | None = None
+    # None only marks a field as omitted; the document does not offer null (the handler
+    # refuses it with a 422).
+    name: Annotated[str, Field(min_length=1, max_length=64)] | SkipJsonSchema[None] = None
+    config: ProviderConfig | SkipJsonSchema[None] = None
+    credentials: ProviderCredentials | SkipJsonSchema[None] = None
+    rate_per_second: Annotated[int, Field(ge=1, le=10_000), JSON_INTEGER] | SkipJsonSchema[None] = (
+        None
+    )
+    priority: Annotated[int, Field(ge=0, le=10_000), JSON_INTEGER] | SkipJsonSchema[None] = None
+    enabled: StrictFlag | SkipJsonSchema[None] = None
 
 
 class ProviderOut(BaseModel):

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from tollgate.kit.requests import (
     JSON_INTEGER,
@@ -118,10 +119,14 @@ class RulePatch(RequestModel):
     (lower is evaluated first; equal priorities in creation order); `kind` and
     `pattern` are checked together, as when the rule was created."""
 
-    org_id: uuid.UUID | None = Field(None, description="Route the matches to this org.")
-    kind: Literal["first_word", "regex"] | None = None
-    pattern: str | None = Field(None, min_length=1, max_length=255)
-    priority: Annotated[int, Field(ge=0, le=10_000), JSON_INTEGER] | None = Field(
+    # None only marks a field as omitted; the document does not offer null (the handler
+    # refuses it with a 422).
+    org_id: uuid.UUID | SkipJsonSchema[None] = Field(
+        None, description="Route the matches to this org."
+    )
+    kind: Literal["first_word", "regex"] | SkipJsonSchema[None] = None
+    pattern: Annotated[str, Field(min_length=1, max_length=255)] | SkipJsonSchema[None] = None
+    priority: Annotated[int, Field(ge=0, le=10_000), JSON_INTEGER] | SkipJsonSchema[None] = Field(
         None, description="Lower is evaluated first (a JSON integer)."
     )
 
