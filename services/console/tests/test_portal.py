@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 
-from .fakes import FakeBackends, catalog_body, console, csrf, sign_in
+from .fakes import FakeBackends, catalog_body, console, csrf, problem, sign_in
 
 PET_ID = str(uuid.uuid4())
 WEATHER_ID = str(uuid.uuid4())
@@ -206,3 +207,33 @@ async def test_portal_speaks_chinese() -> None:
         page = await client.get("/portal", headers={"accept-language": "zh-CN"})
 
     assert "开发者门户" in page.text
+
+
+async def test_anonymous_reads_pass_the_visitor_address_and_accounts_limit_on() -> None:
+    """Accounts limits anonymous catalog reads per client IP: the console passes the
+    visitor's address chain on like a proxy, and shows accounts' 429 as its own."""
+    fake = portal_fake()
+    forwarded: list[str | None] = []
+    answer = fake.handle
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        forwarded.append(request.headers.get("x-forwarded-for"))
+        if request.url.path == "/v1/catalog/weather":
+            return problem(429, "Too Many Requests", "Slow down.", retry_after=17)
+        return answer(request)
+
+    fake.handle = handle  # type: ignore[method-assign]
+    async with console(fake) as client:
+        listed = await client.get("/portal", headers={"x-forwarded-for": "203.0.113.9"})
+        throttled = await client.get("/portal/apis/weather")
+        anonymous = list(forwarded)
+        await sign_in(client)
+        forwarded.clear()
+        signed_in = await client.get("/portal")
+
+    assert listed.status_code == 200
+    assert anonymous == ["203.0.113.9, 127.0.0.1", "127.0.0.1"]
+    assert throttled.status_code == 429
+    assert throttled.headers["retry-after"] == "17"
+    assert signed_in.status_code == 200
+    assert set(forwarded) == {None}  # signed-in reads are not counted: nothing to pass on

@@ -246,7 +246,9 @@ def install_error_pages(app: FastAPI) -> None:
         context: dict[str, object] = {"status": exc.status_code, "reason": "http"}
         if exc.status_code == 404:
             context.update(await navigation(request))
-        return render(request, "error.html", context, exc.status_code)
+        response = render(request, "error.html", context, exc.status_code)
+        response.headers.update(exc.headers or {})  # e.g. Retry-After of a 429
+        return response
 
     app.add_exception_handler(SignInRequired, sign_in_required)
     app.add_exception_handler(AccountsUnavailable, accounts_down)

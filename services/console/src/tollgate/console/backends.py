@@ -640,6 +640,10 @@ class SmsProvider(Shape):
     created_at: datetime
 
 
+def _via(forwarded_for: str | None) -> dict[str, str] | None:
+    return {"x-forwarded-for": forwarded_for} if forwarded_for else None
+
+
 def _drop_none(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v not in (None, "")}
 
@@ -903,28 +907,43 @@ class Backends:
         answer = await self._call("accounts", "GET", path, token=token, params=params)
         return Page[ChangelogEntry].model_validate(answer)
 
-    async def catalog(self, token: str | None) -> list[CatalogApi]:
-        """Accounts' public catalog (the token, when there is one, for a closed catalog)."""
-        answer = await self._call("accounts", "GET", "/v1/catalog", token=token)
-        return [CatalogApi.model_validate(item) for item in answer["items"]]
-
-    async def catalog_api(self, token: str | None, slug: str) -> CatalogApi:
-        path = f"/v1/catalog/{quote(slug, safe='')}"
-        return CatalogApi.model_validate(await self._call("accounts", "GET", path, token=token))
-
     async def catalog_changelog(
-        self, token: str | None, slug: str, cursor: str | None
+        self, token: str | None, slug: str, cursor: str | None, forwarded_for: str | None = None
     ) -> Page[ChangelogEntry]:
         """One page of the API's public changelog (what customers can call), newest first."""
         path = f"/v1/catalog/{quote(slug, safe='')}/changelog"
         params = {"limit": 20, "cursor": cursor}
-        answer = await self._call("accounts", "GET", path, token=token, params=params)
+        answer = await self._call(
+            "accounts", "GET", path, token=token, params=params, headers=_via(forwarded_for)
+        )
         return Page[ChangelogEntry].model_validate(answer)
 
-    async def catalog_document(self, token: str | None, slug: str) -> dict[str, Any]:
+    async def catalog(
+        self, token: str | None, forwarded_for: str | None = None
+    ) -> list[CatalogApi]:
+        """Accounts' public catalog (the token, when there is one, for a closed catalog).
+        `forwarded_for`: the anonymous visitor's address chain, which accounts counts its
+        per-IP limit by when the console is one of its `trusted_proxies`."""
+        answer = await self._call(
+            "accounts", "GET", "/v1/catalog", token=token, headers=_via(forwarded_for)
+        )
+        return [CatalogApi.model_validate(item) for item in answer["items"]]
+
+    async def catalog_api(
+        self, token: str | None, slug: str, forwarded_for: str | None = None
+    ) -> CatalogApi:
+        path = f"/v1/catalog/{quote(slug, safe='')}"
+        answer = await self._call("accounts", "GET", path, token=token, headers=_via(forwarded_for))
+        return CatalogApi.model_validate(answer)
+
+    async def catalog_document(
+        self, token: str | None, slug: str, forwarded_for: str | None = None
+    ) -> dict[str, Any]:
         """The API's consumer OpenAPI document, as accounts builds it."""
         path = f"/v1/catalog/{quote(slug, safe='')}/openapi"
-        answer: dict[str, Any] = await self._call("accounts", "GET", path, token=token)
+        answer: dict[str, Any] = await self._call(
+            "accounts", "GET", path, token=token, headers=_via(forwarded_for)
+        )
         return answer
 
     # --- accounts: the operator's registry, orgs and users (platform admins) -------------

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from tollgate.console.backends import (
@@ -89,13 +89,27 @@ async def _visitor(request: Request) -> Session | None:
 
 
 async def _read(call: Awaitable[T]) -> T:
-    """A catalog read; accounts refusing the visitor (a closed catalog) means sign in."""
+    """A catalog read; accounts refusing the visitor (a closed catalog) means sign in, and
+    its per-address limit is this page's 429 (with accounts' Retry-After)."""
     try:
         return await call
     except BackendProblem as exc:
         if exc.status == 401:
             raise SignInRequired from exc
+        if exc.status == 429:
+            retry = str(exc.body.get("retry_after") or 60)
+            raise HTTPException(429, headers={"Retry-After": retry}) from exc
         raise
+
+
+def _forwarded_for(request: Request) -> str | None:
+    """The anonymous visitor's address chain for accounts' per-IP limit, as a proxy passes
+    it on (the chain it was given, then its peer); accounts believes it only when the
+    console is one of its `trusted_proxies`."""
+    if request.client is None:
+        return None
+    given = ",".join(request.headers.getlist("x-forwarded-for"))
+    return f"{given}, {request.client.host}" if given else request.client.host
 
 
 def _numbers_org(orgs: list[Org], wanted: str | None) -> Org | None:
@@ -165,9 +179,7 @@ async def _onboarding(request: Request, token: str, me: Me, org: Org | None) -> 
 def _first_get(document: dict[str, Any]) -> str | None:
     """The first GET path of a consumer document, preferring one without parameters."""
     paths = document.get("paths")
-    gets = [
-        str(p) for p, item in (paths or {}).items() if isinstance(item, dict) and "get" in item
-    ]
+    gets = [str(p) for p, item in (paths or {}).items() if isinstance(item, dict) and "get" in item]
     plain = [p for p in gets if "{" not in p]
     return (plain or gets)[0] if gets else None
 
@@ -205,7 +217,7 @@ async def _catalog_page(
     orgs: list[Org] = []
     numbers: Panel[dict[str, TopItem]] = Panel(value={})
     if session is None:
-        listed = await _read(client.catalog(None))
+        listed = await _read(client.catalog(None, _forwarded_for(request)))
     else:
         (me, orgs), listed = await asyncio.gather(
             identity(request, session), _read(client.catalog(session.access_token))
@@ -353,7 +365,8 @@ async def first_call(
 async def openapi_json(request: Request, slug: str) -> Response:
     session = await _visitor(request)
     token = session.access_token if session else None
-    return JSONResponse(await _read(backends(request).catalog_document(token, slug)))
+    via = None if session else _forwarded_for(request)
+    return JSONResponse(await _read(backends(request).catalog_document(token, slug, via)))
 
 
 def _writable_orgs(me: Me, orgs: list[Org]) -> list[Org]:
@@ -416,7 +429,7 @@ async def docs(
 ) -> Response:
     session = await _visitor(request)
     if session is None:
-        api = await _read(backends(request).catalog_api(None, slug))
+        api = await _read(backends(request).catalog_api(None, slug, _forwarded_for(request)))
         return _docs_response(request, {"anonymous": True, "api": api, "section": "docs"})
     return await _docs_page(request, session, slug, org=org)
 
@@ -464,8 +477,8 @@ async def changelog(
     orgs: list[Org] = []
     if session is None:
         api, entries = await asyncio.gather(
-            _read(client.catalog_api(None, slug)),
-            _read(client.catalog_changelog(None, slug, cursor)),
+            _read(client.catalog_api(None, slug, _forwarded_for(request))),
+            _read(client.catalog_changelog(None, slug, cursor, _forwarded_for(request))),
         )
     else:
         token = session.access_token
