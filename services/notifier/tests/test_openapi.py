@@ -45,8 +45,10 @@ SEMANTIC_RULES = {
     "POST /v1/orgs/{org_id}/webhooks/endpoints": "the URL must reach a public host",
     "PATCH /v1/orgs/{org_id}/webhooks/endpoints/{endpoint_id}": "the URL must reach a public host",
     "POST /v1/admin/sms/keyword-rules": "a regex rule must compile on RE2",
+    "PATCH /v1/admin/sms/keyword-rules/{rule_id}": "a regex rule must compile on RE2",
     "PUT /v1/orgs/{org_id}/notification-contacts": "addresses deliverable and distinct",
     "POST /v1/admin/sms/providers": "the configuration must work for its kind",
+    "PATCH /v1/admin/sms/providers/{provider_id}": "the configuration must work for its kind",
     "POST /v1/admin/sms/providers/{provider_id}/test-send": "`from` a number or a sender id",
     "POST /v1/orgs/{org_id}/webhooks/endpoints/{endpoint_id}/recover": "`since` not ahead",
     **{
@@ -63,10 +65,12 @@ SEMANTIC_RULES = {
             "/v1/orgs/{org_id}/notification-contacts",
             "/v1/admin/sms/numbers",
             "/v1/admin/sms/keyword-rules",
+            "/v1/orgs/{org_id}/sms/numbers",
+            "/v1/orgs/{org_id}/sms/keyword-rules",
         )
     },
 }
-OPERATIONS = 48
+OPERATIONS = 52
 PUBLIC = "https://notifier.example.com"
 TWILIO_TOKEN = "twilio-token"
 HMAC_SECRET = "generic-secret"
