@@ -64,3 +64,31 @@ async def test_logs_show_live_requests_by_default_and_each_request_says_its_mode
         f'href="/orgs/{fake.org_id}/logs?range=7d&amp;mode=test" data-testid="see-test-requests"'
         in only_test.text
     )
+
+
+async def test_a_test_request_page_shows_the_contract_drift_its_answer_showed() -> None:
+    fake = FakeBackends()
+    drifted = log_body(None, "/forecast", mode="test")
+    drifted["contract_drift"] = [
+        "/temperature: 'warm' is not of type 'number'",
+        f"/city: {XSS} is too long",
+    ]
+    clean = log_body(None, "/forecast", mode="test") | {"contract_drift": []}
+    unchecked = log_body(None, "/forecast")  # a live request: never checked
+    fake.log_items = [drifted, clean, unchecked]
+    async with console(fake) as client:
+        await sign_in(client)
+        shown = await client.get(f"/orgs/{fake.org_id}/logs/{drifted['request_id']}")
+        matched = await client.get(f"/orgs/{fake.org_id}/logs/{clean['request_id']}")
+        live = await client.get(f"/orgs/{fake.org_id}/logs/{unchecked['request_id']}")
+        client.cookies.set("tg_lang", "zh-Hans")
+        chinese = await client.get(f"/orgs/{fake.org_id}/logs/{drifted['request_id']}")
+    assert shown.status_code == 200
+    drift = shown.text.split('data-testid="contract-drift">', 1)[1].split("</dd>", 1)[0]
+    assert "broke the API&#39;s OpenAPI document in 2 places" in drift
+    assert "<code>/temperature: &#39;warm&#39; is not of type &#39;number&#39;</code>" in drift
+    assert XSS not in shown.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; is too long" in drift
+    assert "none: the answer matched" in matched.text
+    assert 'data-testid="contract-drift"' not in live.text
+    assert "契约偏差" in chinese.text

@@ -10,12 +10,25 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from .fakes import FakeBackends, api_body, console, csrf, problem, route_body, sign_in, user_body
+from tollgate.console.i18n import Formats
+
+from .fakes import (
+    NOW,
+    FakeBackends,
+    api_body,
+    console,
+    csrf,
+    problem,
+    route_body,
+    sign_in,
+    user_body,
+)
 
 XSS = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -37,6 +50,15 @@ class RegistryFake(FakeBackends):
 
     def _admin_only(self) -> httpx.Response | None:
         return None if self.admin else problem(403, "Forbidden", "Platform admins only.")
+
+    @staticmethod
+    def _sunset_in_past(body: dict[str, Any]) -> httpx.Response | None:
+        """Accounts' check of a route's Sunset (RFC 3339 in UTC here, so text compares)."""
+        sunset = body.get("sunset_at")
+        if sunset and sunset <= datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"):
+            detail = "sunset_at must be in the future."
+            return problem(422, "Unprocessable Content", detail, type="x/sunset-in-past")
+        return None
 
     def accounts_post(self, request: httpx.Request, path: str) -> httpx.Response:
         grant = re.fullmatch(r"/v1/users/([^/]+)/(grant|revoke)-admin", path)
@@ -76,8 +98,14 @@ class RegistryFake(FakeBackends):
             self.writes.append(("POST", path, body))
             api = self._api(route.group(1))
             assert api is not None
+            past = self._sunset_in_past(body)
+            if past:
+                return past
             added = route_body(body["method"], body["path_template"], body["price"])
             added |= {"limits": body["limits"], "sandbox": body.get("sandbox")}
+            deprecated = body.get("deprecated", False)
+            added |= {"deprecated": deprecated, "deprecated_at": NOW if deprecated else None}
+            added |= {"sunset_at": body.get("sunset_at")}
             api["routes"].append(added)
             return httpx.Response(201, json=added)
         from_url = re.fullmatch(r"/v1/apis/([^/]+)/openapi/from-url", path)
@@ -117,7 +145,12 @@ class RegistryFake(FakeBackends):
             if (body.get("sandbox") or {}).get("mock_latency_ms", 0) > 60_000:
                 errors = [{"loc": ["body", "sandbox", "mock_latency_ms"], "msg": "at most 60000"}]
                 return problem(422, "Unprocessable Content", "Invalid body.", errors=errors)
+            past = self._sunset_in_past(body)
+            if past:
+                return past
             found = next(r for r in api["routes"] if r["id"] == one.group(2))
+            if "deprecated" in body and body["deprecated"] != found.get("deprecated", False):
+                found["deprecated_at"] = NOW if body["deprecated"] else None
             found.update(body)
             return httpx.Response(200, json=found)
         if body.get("sandbox", {}).get("mock_error_percent", 0) > 100:
@@ -466,6 +499,106 @@ async def test_a_route_overrides_or_inherits_each_sandbox_setting() -> None:
     assert "沙箱" in chinese.text
     assert "As the API" not in chinese.text
     assert fake.writes[-1][2]["sandbox"] is None  # all inherit: the overrides are removed
+
+
+async def test_a_route_is_deprecated_with_a_sunset_and_the_route_list_shows_both() -> None:
+    fake = registry_fake()
+    api = fake.apis[0]
+    route = api["routes"][0]
+    path = f"/admin/apis/{api['id']}/routes/{route['id']}"
+    kept = {"method": "GET", "path_template": "/forecast", "price": "5"}
+    new = {"method": "GET", "path_template": "/old", "price": ""}
+    async with console(fake) as client:
+        await sign_in(client)
+        added = await client.post(
+            f"/admin/apis/{api['id']}/routes",
+            data=form(client, **new, deprecated="on", sunset_at="2099-01-31T12:30"),
+        )
+        assert added.status_code == 303
+        past = await client.post(
+            f"/admin/apis/{api['id']}/routes",
+            data=form(client, **{**new, "path_template": "/gone"}, sunset_at="2020-01-01T00:00"),
+        )
+        typo = await client.post(
+            f"/admin/apis/{api['id']}/routes", data=form(client, **new, sunset_at="soon")
+        )
+        edit = await client.get(path)
+        deprecated = await client.post(
+            path, data=form(client, **kept, deprecated="on", sunset_at="2099-06-30T08:00")
+        )
+        assert deprecated.status_code == 303
+        again = await client.get(path)
+        repriced = await client.post(
+            path,
+            data=form(
+                client, **{**kept, "price": "6"}, deprecated="on", sunset_at="2099-06-30T08:00"
+            ),
+        )
+        too_early = await client.post(
+            path, data=form(client, **kept, deprecated="on", sunset_at="2021-05-01T00:00")
+        )
+        page = await client.get(f"/admin/apis/{api['id']}")
+        client.cookies.set("tg_lang", "zh-Hans")
+        chinese = await client.get(f"/admin/apis/{api['id']}")
+        chinese_refusal = await client.post(
+            path, data=form(client, **kept, sunset_at="2021-05-01T00:00")
+        )
+        client.cookies.delete("tg_lang")
+        cleared = await client.post(path, data=form(client, **kept, sunset_at=""))
+        assert cleared.status_code == 303
+        other = await client.post(
+            f"/admin/apis/{api['id']}/routes/{uuid.uuid4()}", data=form(client, **kept)
+        )
+    writes = [w[2] for w in fake.writes]
+    # A new route: the flag and the Sunset in RFC 3339 with its offset (the form is UTC).
+    assert writes[0]["deprecated"] is True
+    assert writes[0]["sunset_at"] == "2099-01-31T12:30:00Z"
+    # Accounts' 422 lands next to the field, translated, with what was typed kept.
+    assert past.status_code == 422
+    assert 'data-testid="field-error-sunset_at">The Sunset must be in the future.' in past.text
+    assert 'value="2020-01-01T00:00"' in past.text
+    assert '<details open data-testid="new-route-deprecation">' in past.text
+    assert typo.status_code == 400
+    assert 'data-testid="field-error-sunset_at">Enter a date and time.' in typo.text
+    assert 'data-testid="route-deprecated-input">' in edit.text  # not ticked
+    assert 'name="sunset_at" value=""' in edit.text
+    # An edit sends the flag, and the Sunset only when it changes.
+    assert writes[2] == {
+        "method": "GET",
+        "path_template": "/forecast",
+        "price": 5,
+        "limits": {},
+        "required_scopes": [],
+        "sandbox": None,
+        "deprecated": True,
+        "sunset_at": "2099-06-30T08:00:00Z",
+    }
+    assert 'data-testid="route-deprecated-input" checked>' in again.text
+    assert 'value="2099-06-30T08:00"' in again.text
+    assert repriced.status_code == 303
+    assert writes[3]["price"] == 6
+    assert "sunset_at" not in writes[3]
+    assert too_early.status_code == 422
+    assert 'data-testid="field-error-sunset_at">The Sunset must be in the future.' in too_early.text
+    assert "停用时间必须在将来" in chinese_refusal.text
+    # The route list: a badge with the deprecation date, and the Sunset, as dates are shown.
+    english, zh = Formats("en"), Formats("zh-Hans")
+    since = datetime.fromisoformat(NOW)
+    sunset = datetime(2099, 6, 30, 8, tzinfo=UTC)
+    old = page.text.split("<code>/old</code>", 1)[1].split("</td>", 1)[0]
+    assert f"since {english.datetime(since)}" in old
+    assert f"Sunset {english.datetime(datetime(2099, 1, 31, 12, 30, tzinfo=UTC))}" in old
+    cell = page.text.split("<code>/forecast</code>", 1)[1].split("</td>", 1)[0]
+    assert 'data-testid="route-deprecated">deprecated</span>' in cell
+    assert f"Sunset {english.datetime(sunset)}" in cell
+    assert zh.datetime(since) in chinese.text
+    assert zh.datetime(sunset) in chinese.text
+    assert 'data-testid="route-deprecated">已弃用</span>' in chinese.text
+    # Emptied: null removes the date; an unknown route is not found, nothing sent.
+    assert writes[-1]["sunset_at"] is None
+    assert writes[-1]["deprecated"] is False
+    assert other.status_code == 404
+    assert len(writes) == 7  # the typo and the unknown route never reached accounts
 
 
 async def test_an_openapi_document_is_imported_from_a_url_accounts_fetches() -> None:

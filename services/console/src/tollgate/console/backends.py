@@ -194,6 +194,9 @@ class Route(Shape):
     required_scopes: list[str] = Field(default_factory=list)
     operation_id: str | None = None
     sandbox: dict[str, Any] | None = None  # overrides of the API's; null: none
+    deprecated: bool = False
+    deprecated_at: datetime | None = None  # set by accounts when `deprecated` was last set
+    sunset_at: datetime | None = None
 
 
 class Api(Shape):
@@ -359,6 +362,7 @@ class LogItem(Shape):
     cost: int
     mode: str = "live"  # test: a tg_test_ key (never charged)
     served_by: str | None = None  # upstream, sandbox or mock
+    contract_drift: list[str] | None = None  # how a checked answer broke the document
 
 
 class TimePoint(Shape):

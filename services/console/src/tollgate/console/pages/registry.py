@@ -1,7 +1,8 @@
 """The operator's writes to the API registry (`/admin/apis…`, platform admins only):
 register and edit an API (upstream, write-only credentials, price, limits, status with
 its Sunset date, sandbox settings), delete it, add / edit / delete its routes (each may
-override the API's sandbox settings, field by field, or inherit them), and import an
+override the API's sandbox settings, field by field, or inherit them, and be deprecated
+with a Sunset date and time of its own), and import an
 OpenAPI document from a file, pasted text or a URL (accounts fetches the URL under its
 SSRF policy; the console never does).
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -50,6 +51,8 @@ SLUG_FIELDS = {
     "header-not-allowed": "upstream_headers",
     "route-exists": "path_template",
 }
+# Problems shown next to a field as the console's own (translated) message.
+SLUG_CODES = {"sunset-in-past": ("sunset_at", "future")}
 Form = dict[str, Any]
 
 
@@ -170,9 +173,37 @@ def _route_sandbox(values: dict[str, str], errors: dict[str, str]) -> dict[str, 
     return out or None
 
 
-def route_body(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+def _sunset_text(moment: datetime | None) -> str:
+    """A route's Sunset as the form's `datetime-local` value (UTC, to the minute)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M") if moment else ""
+
+
+def _route_sunset(raw: str, errors: dict[str, str]) -> str | None:
+    """The form's Sunset (a `datetime-local` value, read as UTC like every time the
+    console shows, or a time with its offset) as RFC 3339; None when empty."""
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        errors["sunset_at"] = "datetime"
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def route_body(
+    values: dict[str, str], current: Route | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The route form as accounts' body; an empty price is the API's (null), and so is
-    every sandbox field left to inherit (`"sandbox": null` when all of them are)."""
+    every sandbox field left to inherit (`"sandbox": null` when all of them are).
+
+    Deprecation: a new route sends `deprecated` and `sunset_at` only when set. An edit
+    (`current`) always sends `deprecated` (accounts restamps `deprecated_at` only when it
+    changes) and `sunset_at` only when it differs from the route's: emptied is null (no
+    date), and an unchanged Sunset that has passed does not make every other change a 422
+    `sunset-in-past`."""
     errors: dict[str, str] = {}
     scopes = [s for s in re.split(r"[\s,]+", values.get("required_scopes", "")) if s]
     body: dict[str, Any] = {
@@ -183,6 +214,18 @@ def route_body(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
         "required_scopes": scopes,
         "sandbox": _route_sandbox(values, errors),
     }
+    deprecated = values.get("deprecated") == "on"
+    raw_sunset = values.get("sunset_at", "")
+    sunset = _route_sunset(raw_sunset, errors)
+    if current is None:
+        if deprecated:
+            body["deprecated"] = True
+        if sunset is not None:
+            body["sunset_at"] = sunset
+    else:
+        body["deprecated"] = deprecated
+        if raw_sunset != _sunset_text(current.sunset_at):
+            body["sunset_at"] = sunset
     return body, errors
 
 
@@ -193,6 +236,8 @@ def route_values(route: Route) -> dict[str, str]:
         "path_template": route.path_template,
         "price": "" if route.price is None else str(route.price),
         "required_scopes": " ".join(route.required_scopes),
+        "deprecated": "on" if route.deprecated else "",
+        "sunset_at": _sunset_text(route.sunset_at),
     }
     values |= {f"limits.{w}": str(n) for w, n in route.limits.items()}
     overrides = route.sandbox or {}
@@ -230,6 +275,9 @@ def _problem_errors(exc: BackendProblem) -> dict[str, str]:
     named = SLUG_FIELDS.get(exc.slug)
     if named:
         errors.setdefault(named, exc.message)
+    if exc.slug in SLUG_CODES:
+        name, code = SLUG_CODES[exc.slug]
+        errors[name] = code
     return errors
 
 
@@ -423,8 +471,12 @@ async def update_route(
     request: Request, session: CurrentSession, api_id: uuid.UUID, route_id: uuid.UUID
 ) -> Response:
     await require_operator(request, session)
+    api = await _api(request, session.access_token, api_id)
+    route = next((r for r in api.routes if r.id == route_id), None)
+    if route is None:
+        raise OrgNotFound
     values = _values(await request.form())
-    body, errors = route_body(values)
+    body, errors = route_body(values, route)
     if errors:
         form = {"values": values, "errors": errors}
         return await _route_form(request, session, api_id, route_id, form, status=400)
