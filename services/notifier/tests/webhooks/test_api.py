@@ -130,6 +130,13 @@ async def test_endpoint_lifecycle_and_delivery_log(
             )
         ).status_code == 409
 
+        # A field sent as null (not offered by the document) is a 422 naming it, never a
+        # 500: a bound on the field's union was once applied to the null itself.
+        for field in ("url", "description", "event_types", "enabled"):
+            refused = await client.patch(base, json={field: None}, headers=owner)
+            assert refused.status_code == 422, (field, refused.text)
+            assert refused.headers["content-type"].startswith("application/problem+json")
+
         # Disable: pending deliveries fail; re-enable and recover re-queues them.
         assert (await client.patch(base, json={"enabled": False}, headers=owner)).json()[
             "enabled"

@@ -39,8 +39,9 @@ class EndpointPatch(RequestModel):
 
     # None only marks a field as omitted; the document does not offer null (the handler
     # refuses it with a 422).
-    url: str | SkipJsonSchema[None] = Field(None, max_length=2048)
-    description: str | SkipJsonSchema[None] = Field(None, max_length=500)
+    # The bounds sit on the str: on the union, pydantic applies them to a null too (500).
+    url: Annotated[str, Field(max_length=2048)] | SkipJsonSchema[None] = None
+    description: Annotated[str, Field(max_length=500)] | SkipJsonSchema[None] = None
     event_types: (
         Annotated[list[str], Field(max_length=50, json_schema_extra=_EVENT_TYPE_ITEMS)]
         | SkipJsonSchema[None]
