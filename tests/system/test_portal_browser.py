@@ -134,6 +134,21 @@ def test_an_anonymous_visitor_reads_the_docs_signs_up_and_tries_the_api(
     expect(page).to_have_url(re.compile(r"/orgs/new$"))
     page.fill("input[name=name]", "Visitor Ltd")
     page.click("main button[type=submit]")
+
+    # The onboarding checklist: email not verified yet, so the first key is a test key;
+    # a call with its curl line is celebrated once it shows up in usage.
+    page.goto(f"{stack.console}/portal")
+    expect(page.get_by_test_id("onboarding-email")).to_have_attribute("data-done", "no")
+    page.get_by_test_id("onboarding-create-key").click()
+    first_key = page.get_by_test_id("onboarding-raw-key").input_value()
+    assert first_key.startswith("tg_test_")
+    called = re.search(r'"(https?://[^"]+)"$', page.get_by_test_id("onboarding-curl").input_value())
+    assert called, "no URL in the curl line"
+    first = httpx.get(called.group(1), headers={"X-API-Key": first_key}, timeout=10)
+    assert first.status_code == 200, first.text
+    expect(page.get_by_test_id("onboarding-celebration")).to_be_visible(timeout=15_000)
+    onboarding_calls = 1 if called.group(1).startswith(f"{stack.gateway}/{slug}/") else 0
+
     link = _verification_link(stack, email)
     assert link.startswith(f"{stack.console}/verify-email?token=")
     page.goto(link)
@@ -153,8 +168,9 @@ def test_an_anonymous_visitor_reads_the_docs_signs_up_and_tries_the_api(
         stack, _user_token(stack.accounts, email, PASSWORD), answer.headers["x-request-id"]
     )
     page.goto(f"{stack.console}/portal/apis/{slug}")
-    expect(page.get_by_test_id("portal-test-requests")).to_have_text("1")
+    expect(page.get_by_test_id("portal-test-requests")).to_have_text(str(1 + onboarding_calls))
     assert key not in stack.console_logs()
+    assert first_key not in stack.console_logs()
     watch.check()
     context.close()
 
