@@ -60,6 +60,7 @@ SEMANTIC_RULES = {
             "/v1/admin/sms/messages",
             "/v1/admin/emails",
             "/v1/orgs/{org_id}/sms/sent",
+            "/v1/admin/sms/sent",
             "/v1/sms/messages",
             "/v1/webhooks/event-types",
             "/v1/orgs/{org_id}/notification-contacts",
@@ -70,7 +71,7 @@ SEMANTIC_RULES = {
         )
     },
 }
-OPERATIONS = 52
+OPERATIONS = 53
 PUBLIC = "https://notifier.example.com"
 TWILIO_TOKEN = "twilio-token"
 HMAC_SECRET = "generic-secret"

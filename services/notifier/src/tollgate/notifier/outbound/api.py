@@ -9,9 +9,10 @@
   `X-Tollgate-Signature`); a forged report is a 403 and changes nothing.
 - Org members (JWT): `GET /v1/orgs/{org_id}/sms/sent[/{id}]`, the message log, and
   `GET /v1/orgs/{org_id}/sms/sender-ids`.
-- Admins (JWT): the price table, approved sender ids, providers (credentials sealed,
-  never shown; an edit replaces only the secrets it sends, and its audit record says
-  that they changed, never what to), a provider's balance, per-org usage and spend.
+- Admins (JWT): every org's outbound message log, the price table, approved sender
+  ids, providers (credentials sealed, never shown; an edit replaces only the secrets it
+  sends, and its audit record says that they changed, never what to), a provider's
+  balance, per-org usage and spend.
 """
 
 from __future__ import annotations
@@ -149,12 +150,10 @@ async def get_sent(message_id: uuid.UUID, caller: Caller, db: DbSession) -> Mess
 
 
 async def _log(
-    db: DbSession, org_id: uuid.UUID, status: str | None, limit: int, cursor: str | None
+    db: DbSession, org_id: uuid.UUID | None, status: str | None, limit: int, cursor: str | None
 ) -> Page[MessageOut]:
     before = decode_cursor(cursor, datetime, uuid.UUID) if cursor else None
-    rows = await repository.messages_of_org(
-        db, org_id, status=status, limit=limit + 1, before=before
-    )
+    rows = await repository.sent_messages(db, org_id, status=status, limit=limit + 1, before=before)
     page, next_cursor = page_of(rows, limit, lambda m: (m.queued_at, m.id))
     return Page[MessageOut](items=[MessageOut.of(m) for m in page], next_cursor=next_cursor)
 
@@ -187,6 +186,22 @@ async def org_sent_one(
     """One outbound message with its status timeline."""
     authorize_org(principal, org_id, Role.viewer)
     return await _one(db, org_id, message_id)
+
+
+@router.get("/admin/sms/sent")
+async def admin_sent(
+    principal: CurrentPrincipal,
+    db: DbSession,
+    org_id: uuid.UUID | None = None,
+    status: Status = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Page[MessageOut]:
+    """Every org's outbound messages, newest first (platform admins): the operator's
+    log, optionally of one org (`org_id`) and one status. One message with its timeline
+    is its org's `GET /v1/orgs/{org_id}/sms/sent/{id}`."""
+    require_admin(principal)
+    return await _log(db, org_id, status, limit, cursor)
 
 
 # ------------------------------------------------------------------ delivery reports

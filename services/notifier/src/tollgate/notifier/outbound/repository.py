@@ -138,19 +138,33 @@ async def delete_sender_id(session: AsyncSession, sender_id: str) -> None:
 
 
 async def lock_org_sends(session: AsyncSession, org_id: uuid.UUID) -> None:
-    """Serialise the org's sends until the transaction ends (credit check, keys)."""
+    """Serialise the org's credit checks until the transaction ends. Held from the
+    check to the commit, so callers take it last (see `credit.ensure_covered`)."""
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
         {"key": f"sms-send:{org_id}"},
     )
 
 
-async def charged_since(session: AsyncSession, org_id: uuid.UUID, since: datetime) -> int:
-    """Credits of the org's messages queued after `since` and not refunded."""
+async def lock_idempotency_key(session: AsyncSession, org_id: uuid.UUID, key: str) -> None:
+    """Serialise the org's sends with this idempotency key until the transaction ends
+    (a hash collision only serialises two keys, harmlessly)."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"sms-idempotency:{org_id}:{key}"},
+    )
+
+
+async def charged_since(
+    session: AsyncSession, org_id: uuid.UUID, since: datetime, *, excluding: uuid.UUID
+) -> int:
+    """Credits of the org's messages queued after `since` and not refunded, but for
+    the message `excluding` (the one being checked, inserted in this transaction)."""
     stmt = select(func.coalesce(func.sum(SmsOutbound.amount), 0)).where(
         SmsOutbound.org_id == org_id,
         SmsOutbound.queued_at > since,
         SmsOutbound.refunded.is_(False),
+        SmsOutbound.id != excluding,
     )
     return int((await session.execute(stmt)).scalar_one())
 
@@ -196,21 +210,23 @@ async def message_of_org(
     return (await session.scalars(stmt)).one_or_none()
 
 
-async def messages_of_org(
+async def sent_messages(
     session: AsyncSession,
-    org_id: uuid.UUID,
+    org_id: uuid.UUID | None,
     *,
     status: str | None,
     limit: int,
     before: tuple[datetime, uuid.UUID] | None,
 ) -> list[SmsOutbound]:
-    """The org's messages, newest first, after the keyset position `before`."""
+    """Outbound messages of one org (or, with `org_id` None, of every org: the
+    operator's log), newest first, after the keyset position `before`."""
     stmt = (
         select(SmsOutbound)
-        .where(SmsOutbound.org_id == org_id)
         .order_by(SmsOutbound.queued_at.desc(), SmsOutbound.id.desc())
         .limit(limit)
     )
+    if org_id is not None:
+        stmt = stmt.where(SmsOutbound.org_id == org_id)
     if status is not None:
         stmt = stmt.where(SmsOutbound.status == status)
     if before is not None:
