@@ -1,5 +1,6 @@
 """The outbox relay publishes every committed event once, in order per key, with
-tombstones intact, even with two relays racing over the same table."""
+tombstones intact, even with two relays racing over the same table; a commit that
+wrote to the outbox wakes the relay at once."""
 
 from __future__ import annotations
 
@@ -109,3 +110,43 @@ async def test_two_relays_publish_each_event_once_in_key_order(
         )
     assert pending == 0
     await engine.dispose()
+
+
+async def test_a_commit_wakes_the_relay_instead_of_waiting_for_its_poll(
+    database_factory: Callable[[str], str], kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    settings = ServiceSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_topic_prefix=topic_prefix,
+        kafka_enable_idempotence=False,
+    )
+    await ensure_topics(settings, [topics.ACCOUNTS_EVENTS])
+    metadata = MetaData()
+    table = outbox_table(metadata)
+    engine = create_engine(database_factory("kit_outbox_wake"))
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    sessions = session_maker(engine)
+    producer = make_producer(settings, client="relay-wake")
+    await producer.start()
+    # A poll far longer than the test: only the commit's wake-up can publish in time.
+    relay = OutboxRelay(
+        sessions=sessions, table=table, producer=producer, settings=settings, idle_sleep=60
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.5)  # the relay's first round found nothing and waits
+        for _ in range(3):
+            async with sessions() as session, session.begin():
+                await emit(session, registered(uuid.uuid4()), subject="wake")
+            await asyncio.sleep(0.2)
+
+        async def published() -> int:
+            return relay.published
+
+        assert await eventually(published, lambda n: n == 3, within=5) == 3
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await producer.stop()
+        await engine.dispose()
