@@ -10,10 +10,14 @@ applied yet. Charges it already applied inside that window are counted twice, so
 near the edge a message can be refused that would just have fitted; it can never be
 let through unpaid unless billing lags the notifier by more than the window.
 
-Sends of one org are serialised for the check (a transaction-scoped advisory lock),
-so two concurrent sends cannot both spend the last credits. Postpaid orgs, and orgs
-billing has published no state for yet, are not checked here (the gateway's prepaid
-check decides for those). Never commits.
+Sends of one org are serialised for the check (a transaction-scoped Postgres advisory
+lock, so across replicas too): two concurrent sends cannot both spend the last
+credits. The lock is held until the commit, so it is taken last: a send writes its
+message, events and conversation first, then locks, sums the org's pending charges
+(its own left out) and commits or raises 402 (rolling everything back). One org's
+sends then wait on each other for two statements and a commit, not for the whole
+request. Postpaid orgs, and orgs billing has published no state for yet, are not
+checked here (the gateway's prepaid check decides for those). Never commits.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from tollgate.contracts.events.billing import BalanceMode, BalanceState
 from tollgate.kit.problems import PaymentRequired
 from tollgate.kit.replay import StateFollower, record_key
 from tollgate.kit.settings import ServiceSettings
+from tollgate.notifier.models import SmsOutbound
 from tollgate.notifier.outbound import repository
 
 log = logging.getLogger(__name__)
@@ -81,23 +86,32 @@ def balance_follower(settings: ServiceSettings, balances: OrgBalances) -> StateF
 async def ensure_covered(
     session: AsyncSession,
     balances: OrgBalances,
-    org_id: uuid.UUID,
-    amount: int,
+    message: SmsOutbound,
     settle_seconds: float,
 ) -> None:
     """402 `insufficient-credits` when a prepaid org's balance, less its charges billing
-    may not have applied yet, is below `amount`. Holds the org's send lock until the
-    transaction ends, so the message must be inserted in the same transaction."""
-    state = balances.of(org_id)
-    if state is None or state.mode is not BalanceMode.PREPAID or amount <= 0:
+    may not have applied yet, is below the amount of `message`, which this transaction
+    has already written with everything that goes with it (a 402 rolls it all back).
+
+    Takes the org's send lock, held until the transaction ends: call it as the last
+    statement before the commit, so the org's sends are serialised only for the lock,
+    the sum and the commit, not for the whole request."""
+    state = balances.of(message.org_id)
+    if state is None or state.mode is not BalanceMode.PREPAID or message.amount <= 0:
         return
-    await repository.lock_org_sends(session, org_id)
+    await repository.lock_org_sends(session, message.org_id)
+    # A statement of its own after the lock: in READ COMMITTED its snapshot sees every
+    # send committed by the lock's previous holder.
     pending = await repository.charged_since(
-        session, org_id, state.as_of - timedelta(seconds=settle_seconds)
+        session,
+        message.org_id,
+        state.as_of - timedelta(seconds=settle_seconds),
+        excluding=message.id,
     )
     available = state.balance - pending
-    if available < amount:
+    if available < message.amount:
         raise PaymentRequired(
             "insufficient-credits",
-            f"This message costs {amount} credits; your org has {max(available, 0)} available.",
+            f"This message costs {message.amount} credits; "
+            f"your org has {max(available, 0)} available.",
         )

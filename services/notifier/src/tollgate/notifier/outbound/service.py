@@ -5,11 +5,13 @@ sender a number assigned to the caller's org or an alphanumeric sender id the op
 approved for it (1-11 letters, digits, spaces, `.`, `&`, `-`, at least one letter),
 the text at most `sms_max_segments` segments; the price is segments times the price of
 the longest matching prefix of the operator's table (no matching prefix: refused,
-nothing is sent unpriced), and a prepaid org's credits must cover it (`credit.py`).
-The message, its `queued` history row, `SmsCharged` (billing debits it once per
-charge id) and the `queued` `SmsStatusChanged` go out together through the outbox,
-and the org's conversation with the recipient is opened or extended, so replies route
-back (not from a sender id: nobody can reply to one).
+nothing is sent unpriced). The message, its `queued` history row, `SmsCharged`
+(billing debits it once per charge id) and the `queued` `SmsStatusChanged` go out
+together through the outbox, and the org's conversation with the recipient is opened
+or extended, so replies route back (not from a sender id: nobody can reply to one).
+Then, as the transaction's last statements, a prepaid org's credits must cover it
+(`credit.py`: the org's lock is held from there to the commit; a 402 rolls back all
+of the above).
 
 An `Idempotency-Key` makes a send repeatable: the org's first message with that key
 is the answer to every later send with the same key and the same request (nothing is
@@ -142,10 +144,11 @@ async def _earlier_send(
     session: AsyncSession, org_id: uuid.UUID, request: SendRequest
 ) -> SmsOutbound | None:
     """The org's message sent with this request's idempotency key, if any; 422 when
-    that key was used for a different request. Holds the org's send lock."""
+    that key was used for a different request. Holds the key's lock until the
+    transaction ends, so concurrent retries of one key queue one message."""
     if request.idempotency_key is None:
         return None
-    await repository.lock_org_sends(session, org_id)
+    await repository.lock_idempotency_key(session, org_id, request.idempotency_key)
     earlier = await repository.message_by_idempotency_key(session, org_id, request.idempotency_key)
     if earlier is not None and earlier.request_hash != request.fingerprint():
         raise Unprocessable(
@@ -184,9 +187,6 @@ async def accept(
     if price is None:
         raise Unprocessable("destination-not-priced", "Sending to this destination is not offered.")
     amount = shape.segments * price.price_per_segment
-    await credit.ensure_covered(
-        session, balances, org_id, amount, settings.sms_credit_settle_seconds
-    )
     message = SmsOutbound(
         id=uuid7(),
         org_id=org_id,
@@ -238,6 +238,8 @@ async def accept(
             now,
             now + timedelta(hours=settings.sms_conversation_hours),
         )
+    # Last: the credit check holds the org's send lock until the commit.
+    await credit.ensure_covered(session, balances, message, settings.sms_credit_settle_seconds)
     return message, False
 
 
