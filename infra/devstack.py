@@ -168,6 +168,9 @@ def service_env(
         values["ALLOW_PRIVATE_UPSTREAMS"] = "true"
         # the consumer documents of the portal name the gateway the console's pages call
         values["GATEWAY_URL"] = f"http://127.0.0.1:{base + OFFSETS['gateway']}"
+        # The console (on loopback) passes each visitor's address on: sign-in and catalog
+        # throttles and audit records count the visitor, not the console.
+        values["TRUSTED_PROXIES"] = "127.0.0.1/32"
     if name == "gateway":
         values["ALLOW_PRIVATE_UPSTREAMS"] = "true"  # the demo upstream is on loopback
         values["REFUSE_UNKNOWN_ORGS"] = "true"  # billing runs: a new org starts exhausted
