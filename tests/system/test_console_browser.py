@@ -1034,8 +1034,8 @@ TOUR_ROUTE = {
 
 
 ADMIN_LABELS = {
-    "en": ["APIs", "Organisations", "Users", "Email log", "Plans", "SMS prices"],
-    "zh-Hans": ["API", "组织", "用户", "邮件日志", "套餐", "短信价格"],
+    "en": ["APIs", "Organisations", "Users", "Email log", "Plans", "SMS"],
+    "zh-Hans": ["API", "组织", "用户", "邮件日志", "套餐", "短信"],
 }
 
 

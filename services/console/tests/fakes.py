@@ -128,6 +128,10 @@ class FakeBackends:
     keyword_rules: list[dict[str, Any]] = field(default_factory=list)
     sms_providers: list[dict[str, Any]] = field(default_factory=list)
     provider_patches: list[dict[str, Any]] = field(default_factory=list)
+    provider_adds: list[dict[str, Any]] = field(default_factory=list)
+    provider_tests: list[dict[str, Any]] = field(default_factory=list)
+    provider_balances: dict[str, Any] = field(default_factory=dict)  # by id; absent: 503
+    admin_sms_params: list[dict[str, str]] = field(default_factory=list)
 
     def tokens(self) -> httpx.Response:
         n = self.refreshes
@@ -949,6 +953,18 @@ def _notifier_sms(fake: FakeBackends, request: httpx.Request, path: str) -> http
             for k, v in sorted(fake.sms_prices.items())
         ]
         return httpx.Response(200, json=rows)
+    if path == "/v1/admin/sms/sent":
+        if not fake.admin:
+            return problem(403, "Forbidden", "Platform admins only.")
+        params = dict(request.url.params)
+        fake.admin_sms_params.append(params)
+        items = [
+            m
+            for m in fake.sms.values()
+            if params.get("status") in (None, m["status"])
+            and params.get("org_id") in (None, m["org_id"])
+        ]
+        return httpx.Response(200, json={"items": items, "next_cursor": None})
     if path == f"/v1/orgs/{fake.org_id}/sms/sent":
         fake.sms_params.append(dict(request.url.params))
         status = request.url.params.get("status")
@@ -1094,13 +1110,48 @@ def notifier_customer(
 
 
 def _admin_sms_providers(fake: FakeBackends, request: httpx.Request, path: str) -> httpx.Response:
-    """Notifier's providers: the list (credentials never in it) and PATCH (recorded)."""
-    if request.method == "GET":
+    """Notifier's providers: the list (credentials never in it), POST, PATCH (both
+    recorded), DELETE, a test send (accepted unless `to` ends in 0) and the balance."""
+    if path == "/v1/admin/sms/providers" and request.method == "GET":
         return httpx.Response(200, json=fake.sms_providers)
-    provider = next((p for p in fake.sms_providers if path.endswith(p["id"])), None)
+    if path == "/v1/admin/sms/providers":
+        body = json.loads(request.content)
+        fake.provider_adds.append(body)
+        if any(p["name"] == body["name"] for p in fake.sms_providers):
+            return problem(409, "Conflict", "A provider with that name exists.")
+        if body["kind"] == "twilio" and not body["config"].get("account_sid"):
+            return problem(
+                422, "Unprocessable Content", "A Twilio provider needs config.account_sid."
+            )
+        added = {
+            "id": str(uuid.uuid4()),
+            **{k: v for k, v in body.items() if k != "credentials"},
+            "balance_low": False,
+            "created_at": NOW,
+            "credentials_set": True,
+        }
+        fake.sms_providers.append(added)
+        return httpx.Response(201, json=added)
+    match = re.fullmatch(r"/v1/admin/sms/providers/([^/]+)(/test-send|/balance)?", path)
+    provider = next((p for p in fake.sms_providers if match and match[1] == p["id"]), None)
     if provider is None:
         return problem(404, "Not Found", "No such provider.")
+    if request.method == "DELETE":
+        fake.sms_providers.remove(provider)
+        return httpx.Response(204)
+    if path.endswith("/balance"):
+        balance = fake.provider_balances.get(provider["id"])
+        if balance is None:
+            return problem(503, "Service Unavailable", "The provider answered 500.")
+        return httpx.Response(200, json={"provider_id": provider["id"], **balance})
     body = json.loads(request.content)
+    if path.endswith("/test-send"):
+        fake.provider_tests.append(body)
+        if not body["to"].endswith("0"):
+            answer = {"accepted": True, "provider_message_id": "SM-test-1"}
+            return httpx.Response(200, json={**answer, "error_code": None, "error_message": None})
+        refused = {"error_code": "21211", "error_message": "<b>invalid 'To'</b>"}
+        return httpx.Response(200, json={"accepted": False, "provider_message_id": None, **refused})
     fake.provider_patches.append(body)
     if body.get("name") == "taken":
         return problem(409, "Conflict", "A provider with that name exists.")

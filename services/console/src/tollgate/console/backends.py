@@ -559,6 +559,15 @@ class SmsMessage(Shape):
     timeline: list[SmsStatus] | None = None
 
 
+class OperatorSmsMessage(SmsMessage):
+    """An outbound SMS in the operator's log of every org: whose it is and its times."""
+
+    org_id: uuid.UUID
+    sent_at: datetime | None = None
+    delivered_at: datetime | None = None
+    failed_at: datetime | None = None
+
+
 class SmsPrice(Shape):
     prefix: str
     price_per_segment: int
@@ -644,8 +653,22 @@ class SmsProvider(Shape):
     created_at: datetime
 
 
-def _via(forwarded_for: str | None) -> dict[str, str] | None:
-    return {"x-forwarded-for": forwarded_for} if forwarded_for else None
+class SmsTestSend(Shape):
+    """What a provider answered to an operator's test message."""
+
+    accepted: bool
+    provider_message_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+class SmsProviderBalance(Shape):
+    """A provider's balance as it reports it (None: it offers none), and whether it is
+    below the provider's alert level."""
+
+    balance: str | None = None
+    currency: str | None = None
+    low: bool | None = None
 
 
 def _drop_none(params: dict[str, Any]) -> dict[str, Any]:
@@ -1564,6 +1587,53 @@ class Backends:
             "notifier", "PATCH", f"/v1/admin/sms/providers/{provider_id}", token=token, json=body
         )
         return SmsProvider.model_validate(answer)
+
+    async def add_sms_provider(self, token: str, body: dict[str, Any]) -> SmsProvider:
+        """Add a provider; its credentials are sealed by notifier (platform admins)."""
+        answer = await self._call(
+            "notifier", "POST", "/v1/admin/sms/providers", token=token, json=body
+        )
+        return SmsProvider.model_validate(answer)
+
+    async def delete_sms_provider(self, token: str, provider_id: uuid.UUID) -> None:
+        await self._call(
+            "notifier", "DELETE", f"/v1/admin/sms/providers/{provider_id}", token=token
+        )
+
+    async def send_sms_provider_test(
+        self, token: str, provider_id: uuid.UUID, body: dict[str, str]
+    ) -> SmsTestSend:
+        """Send one message straight through the provider (not billed, not logged)."""
+        answer = await self._call(
+            "notifier",
+            "POST",
+            f"/v1/admin/sms/providers/{provider_id}/test-send",
+            token=token,
+            json=body,
+        )
+        return SmsTestSend.model_validate(answer)
+
+    async def sms_provider_balance(self, token: str, provider_id: uuid.UUID) -> SmsProviderBalance:
+        answer = await self._call(
+            "notifier", "GET", f"/v1/admin/sms/providers/{provider_id}/balance", token=token
+        )
+        return SmsProviderBalance.model_validate(answer)
+
+    async def admin_sms_sent(
+        self,
+        token: str,
+        *,
+        org_id: uuid.UUID | None,
+        status: str | None,
+        cursor: str | None,
+        limit: int = 50,
+    ) -> Page[OperatorSmsMessage]:
+        """Every org's outbound messages, newest first (platform admins)."""
+        params = {"org_id": org_id, "status": status, "cursor": cursor, "limit": limit}
+        answer = await self._call(
+            "notifier", "GET", "/v1/admin/sms/sent", token=token, params=params
+        )
+        return Page[OperatorSmsMessage].model_validate(answer)
 
     # --- notifier: notification contacts ----------------------------------------------
 
