@@ -139,6 +139,7 @@ def test_an_anonymous_visitor_reads_the_docs_signs_up_and_tries_the_api(
     # a call with its curl line is celebrated once it shows up in usage.
     page.goto(f"{stack.console}/portal")
     expect(page.get_by_test_id("onboarding-email")).to_have_attribute("data-done", "no")
+    shoot(page, "portal-onboarding.png", full_page=True)
     page.get_by_test_id("onboarding-create-key").click()
     first_key = page.get_by_test_id("onboarding-raw-key").input_value()
     assert first_key.startswith("tg_test_")
@@ -147,6 +148,7 @@ def test_an_anonymous_visitor_reads_the_docs_signs_up_and_tries_the_api(
     first = httpx.get(called.group(1), headers={"X-API-Key": first_key}, timeout=10)
     assert first.status_code == 200, first.text
     expect(page.get_by_test_id("onboarding-celebration")).to_be_visible(timeout=15_000)
+    shoot(page, "portal-first-call.png", full_page=True)
     onboarding_calls = 1 if called.group(1).startswith(f"{stack.gateway}/{slug}/") else 0
 
     link = _verification_link(stack, email)
