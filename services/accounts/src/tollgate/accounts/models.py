@@ -298,6 +298,10 @@ class ApiChangelogEntry(Base):
     changes: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     """`ApiChange` objects (the contract's shape), breaking ones first."""
     breaking: Mapped[int] = mapped_column(Integer)
+    public_changes: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
+    """The part of `changes` customers may see (the public changelog), decided at import
+    against the documents and routes each change came from (`changelog.public_changes`).
+    Entries older than migration 0013 have none: nothing could prove them public."""
 
 
 class AuditEntry(Base):

@@ -14,6 +14,10 @@ Breaking rules (`BreakingRule`):
   `format` added to or changed on a string);
 - removed response field: a property of a 2xx JSON response schema is gone.
 
+Which changes customers may see (`public_changes`) is decided here too, at import time,
+against the documents and routes each change came from: the previous document is not
+kept, so nothing later could tell whether a removed operation was internal.
+
 Pure: no I/O, no clock, never raises on a malformed document (what cannot be read is
 compared as it is). Local `$ref`s (`#/...`) are followed; cycles and very large
 expansions stop resolving rather than growing without bound.
@@ -27,6 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tollgate.contracts.events.accounts import ApiChange, ApiChangeKind, BreakingRule
+
+Route = tuple[str, str]
+"""A registry route as the gateway matches it: (METHOD or `*`, exact path template)."""
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _PARAM = re.compile(r"\{[^}/]*\}")
@@ -348,3 +355,61 @@ def changes_between(old: dict[str, Any] | None, new: dict[str, Any]) -> list[Api
         else:
             changes.extend(_operation_changes(before[key], op))
     return sorted(changes, key=lambda c: (not c.breaking, c.path, c.method))
+
+
+@dataclass(frozen=True)
+class Published:
+    """One side of an import as customers could call it: the OpenAPI document and the
+    registry routes the gateway matched against it (before the import, or after it)."""
+
+    document: dict[str, Any] | None
+    routes: frozenset[Route]
+
+
+def callable_operations(side: Published) -> frozenset[tuple[str, str]]:
+    """(METHOD, path with `{}` for each parameter) of every operation the consumer document
+    of `side` keeps (the rule of `catalog.consumer_openapi`): neither it nor its path item
+    marked `x-internal`, and a route the gateway would match (every operation when there
+    is no route at all). Two spellings of one operation (`/a/{id}`, `/a/{key}`): callable
+    only if both are."""
+    doc = side.document
+    paths = doc.get("paths") if isinstance(doc, dict) else None
+    found: set[tuple[str, str]] = set()
+    hidden: set[tuple[str, str]] = set()
+    for path, item in paths.items() if isinstance(paths, dict) else ():
+        if not isinstance(item, dict):
+            continue
+        for method in METHODS:
+            operation = item.get(method)
+            if not isinstance(operation, dict):
+                continue
+            internal = item.get("x-internal") is True or operation.get("x-internal") is True
+            routed = {(method.upper(), str(path)), ("*", str(path))} & side.routes
+            calls = not internal and bool(routed or not side.routes)
+            (found if calls else hidden).add(_key(method, str(path)))
+    return frozenset(found - hidden)
+
+
+def public_changes(
+    changes: list[ApiChange],
+    before: Published,
+    after: Published,
+    credential_headers: frozenset[str],
+) -> list[ApiChange]:
+    """The changes customers may see, in their order: an added operation callable in the
+    new document, a removed one callable in the old, a changed one callable in both (its
+    details compare with the old shape), and never a change naming a credential header
+    (`credential_headers`, lower case)."""
+    callable_before, callable_after = callable_operations(before), callable_operations(after)
+    shown = []
+    for change in changes:
+        if change.location == "header" and (change.name or "").lower() in credential_headers:
+            continue
+        sides = {
+            ApiChangeKind.ADDED: (callable_after,),
+            ApiChangeKind.REMOVED: (callable_before,),
+            ApiChangeKind.CHANGED: (callable_before, callable_after),
+        }[change.kind]
+        if all(_key(change.method, change.path) in side for side in sides):
+            shown.append(change)
+    return shown

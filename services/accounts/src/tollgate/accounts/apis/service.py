@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.apis import changelog_repository
 from tollgate.accounts.apis import repository as repo
-from tollgate.accounts.apis.changelog import changes_between
+from tollgate.accounts.apis.changelog import Published, changes_between, public_changes
 from tollgate.accounts.apis.openapi_import import routes_of
 from tollgate.accounts.apis.schemas import (
     HOP_BY_HOP,
@@ -35,6 +35,7 @@ from tollgate.accounts.apis.schemas import (
 from tollgate.accounts.apis.upstreams import validate_upstream
 from tollgate.accounts.audit.service import record
 from tollgate.accounts.caller import Actor
+from tollgate.accounts.catalog.consumer_openapi import ApiFacts, _credential_header_names
 from tollgate.accounts.config import Settings
 from tollgate.accounts.limits import as_contract
 from tollgate.accounts.models import Api, ApiChangelogEntry, ApiRoute
@@ -482,10 +483,10 @@ async def import_openapi(
     if replace and stale:
         await repo.delete_routes(session, stale)
         removed = len(stale)
-    previous = api.openapi_document
+    before = Published(api.openapi_document, _route_keys(existing))
     api.openapi_document = doc
     routes = await _changed(session, settings, api)
-    await _record_changes(session, api, previous, doc)
+    await _record_changes(session, api, before, Published(doc, _route_keys(routes)))
     kept = len(existing) - removed
     await record(
         session,
@@ -511,15 +512,41 @@ MAX_EVENT_CHANGES = 1000
 them all. A 1 MiB document can differ in more operations than fit a Kafka record."""
 
 
+def _route_keys(routes: list[ApiRoute]) -> frozenset[tuple[str, str]]:
+    return frozenset((r.method, r.path_template) for r in routes)
+
+
+def _credential_headers(api: Api, *docs: dict[str, Any] | None) -> frozenset[str]:
+    """Lower-case header names that carry credentials in any of `docs` (the consumer
+    document's rule: the gateway's key headers, the upstream's injected ones, the
+    documents' apiKey headers)."""
+    facts = ApiFacts(
+        slug=api.slug,
+        name=api.name,
+        api_version=api.api_version,
+        status=api.status,
+        price=api.price,
+        upstream_header_names=list(api.upstream_header_names),
+    )
+    names: set[str] = set()
+    for doc in docs:
+        names |= _credential_header_names(facts, doc if isinstance(doc, dict) else {})
+    return frozenset(names)
+
+
 async def _record_changes(
-    session: AsyncSession, api: Api, previous: dict[str, Any] | None, doc: dict[str, Any]
+    session: AsyncSession, api: Api, before: Published, after: Published
 ) -> None:
-    """Keep what the import changed in the API's operations and announce it
+    """Keep what the import changed in the API's operations, with the part customers may
+    see decided now, against the documents and routes before and after the import (later
+    nothing could tell whether a removed operation was internal), and announce it
     (`ApiChanged`); an import that changed no operation leaves no entry."""
-    changes = changes_between(previous, doc)
+    changes = changes_between(before.document, after.document or {})
     if not changes:
         return
     breaking = sum(change.breaking for change in changes)
+    credentials = _credential_headers(api, before.document, after.document)
+    public = public_changes(changes, before, after, credentials)
     await changelog_repository.insert_entry(
         session,
         ApiChangelogEntry(
@@ -530,6 +557,7 @@ async def _record_changes(
             imported_at=api.updated_at,
             changes=[change.model_dump(mode="json") for change in changes],
             breaking=breaking,
+            public_changes=[change.model_dump(mode="json") for change in public],
         ),
     )
     await emit(

@@ -4,9 +4,12 @@ status, Sunset, prices), its consumer OpenAPI document (`consumer_openapi`) and 
 changelog as customers see it.
 
 Nothing else leaves: no upstream URL, no credential or credential header name, no sandbox
-URL, no route the consumer document removes (the public changelog leaves out changes to
-the operations it removes). With `public_catalog` on (the default)
-these routes need no token; off, they answer org members and admins only, like `/v1/apis`.
+URL, no route the consumer document removes. The public changelog shows the part of each
+entry decided public when it was imported (`api_changelog.public_changes`: operations
+customers could call in the document each change came from), less any change naming a
+header that carries credentials now (an upstream header can be added without an import).
+With `public_catalog` on (the default) these routes need no token; off, they answer org
+members and admins only, like `/v1/apis`.
 
 Anonymous calls are counted per client IP (`catalog_max_per_ip` per `catalog_window_seconds`,
 in the sign-in throttle's Postgres counters, so every replica shares them; 429 with
@@ -38,7 +41,6 @@ from tollgate.accounts.apis.service import not_found
 from tollgate.accounts.caller import _caller, client_ip
 from tollgate.accounts.catalog import repository as catalog_repo
 from tollgate.accounts.catalog.consumer_openapi import (
-    METHODS,
     ApiFacts,
     RouteFacts,
     _credential_header_names,
@@ -65,7 +67,6 @@ router = APIRouter(prefix="/catalog", tags=["catalog"])
 LISTED = ("active", "deprecated")
 CATALOG_IP = "catalog_ip"
 _SPACES = re.compile(r"\s+")
-_PATH_PARAM = re.compile(r"\{[^}/]*\}")
 _THROTTLED = (
     "Too many catalog requests from this address; try again later.",
     ["catalog-throttled"],
@@ -131,13 +132,10 @@ class _Recent(Generic[K, V]):
 
 @dataclass(frozen=True)
 class _Document:
-    """An API's consumer document as served, and what the public changelog filters by."""
+    """An API's consumer document as served, and the header names the public changelog
+    leaves out (lower case: those carrying credentials now)."""
 
     body: bytes
-    hidden: frozenset[tuple[str, str]]
-    """(METHOD, path with `{}` for each parameter) of the imported document's operations
-    that customers cannot call (`x-internal`, or no route); method `*`: a whole path item
-    marked `x-internal`."""
     credential_headers: frozenset[str]
 
 
@@ -211,26 +209,6 @@ def _facts(api: Api, routes: list[ApiRoute]) -> ApiFacts:
     )
 
 
-def _operation_key(method: str, path: str) -> tuple[str, str]:
-    return method.upper(), _PATH_PARAM.sub("{}", path)
-
-
-def _operations(paths: Any) -> set[tuple[str, str]]:
-    """The operations of `paths`, and `*` for each path item marked `x-internal`."""
-    found: set[tuple[str, str]] = set()
-    for path, item in (paths or {}).items() if isinstance(paths, dict) else ():
-        if not isinstance(item, dict):
-            continue
-        if item.get("x-internal") is True:
-            found.add(_operation_key("*", str(path)))
-        found.update(
-            _operation_key(method, str(path))
-            for method in METHODS
-            if isinstance(item.get(method), dict)
-        )
-    return found
-
-
 def _document_of(api: Api, routes: list[ApiRoute], gateway_url: str) -> _Document:
     facts = _facts(api, routes)
     imported = api.openapi_document
@@ -238,7 +216,6 @@ def _document_of(api: Api, routes: list[ApiRoute], gateway_url: str) -> _Documen
     source = imported if isinstance(imported, dict) else {}
     return _Document(
         body=orjson.dumps(doc),
-        hidden=frozenset(_operations(source.get("paths")) - _operations(doc.get("paths"))),
         credential_headers=frozenset(
             name.lower() for name in _credential_header_names(facts, source)
         ),
@@ -336,19 +313,15 @@ async def _document(db: AsyncSession, slug: str, gateway_url: str) -> tuple[uuid
     return api_id, document
 
 
-def _public_change(change: ApiChange, document: _Document) -> bool:
-    """Whether customers may see this change: not when it names a credential header, nor
-    when the imported document has its operation but customers cannot call it. (An
-    operation since removed from the document is shown: nothing says it was internal.)"""
-    if change.location == "header" and (change.name or "").lower() in document.credential_headers:
-        return False
-    method, path = _operation_key(change.method, change.path)
-    return (method, path) not in document.hidden and ("*", path) not in document.hidden
-
-
 def _public_entry(row: ApiChangelogEntry, document: _Document) -> PublicChangelogEntry | None:
-    changes = [ApiChange.model_validate(c) for c in row.changes]
-    shown = [c for c in changes if _public_change(c, document)]
+    """The entry as customers see it: its public changes, less those naming a header that
+    carries credentials now; None when none is left."""
+    changes = [ApiChange.model_validate(c) for c in row.public_changes]
+    shown = [
+        c
+        for c in changes
+        if not (c.location == "header" and (c.name or "").lower() in document.credential_headers)
+    ]
     if not shown:
         return None
     return PublicChangelogEntry(
@@ -402,14 +375,17 @@ async def catalog_changelog(
     cursor: Cursor = None,
     limit: PageSize = DEFAULT_PAGE_SIZE,
 ) -> Page[PublicChangelogEntry]:
-    """What each OpenAPI import changed in the operations customers can call, newest
+    """What each OpenAPI import changed in the operations customers could call, newest
     first; breaking changes carry their `rule`. An import that changed only internal
-    operations is left out (pages may hold fewer than `limit` entries)."""
+    operations is left out (a page holds fewer than `limit` entries only when a change
+    names a header that has carried credentials since)."""
     before = uuid_cursor(cursor)
     await _admitted(request, settings, db)
     async with db.begin():
         api_id, document = await _document(db, slug, settings.gateway_url)
-        rows = await changelog_repository.entries_of(db, api_id, before=before, limit=limit + 1)
+        rows = await changelog_repository.public_entries_of(
+            db, api_id, before=before, limit=limit + 1
+        )
     page, nxt = next_cursor_of(rows, limit, "id")
     items = [e for e in (_public_entry(row, document) for row in page) if e is not None]
     return Page[PublicChangelogEntry](items=items, next_cursor=nxt)
