@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from tollgate.accounts.apis.changelog import changes_between
+from tollgate.accounts.apis.changelog import Published, changes_between, public_changes
 from tollgate.accounts.apis.openapi_import import parse_document
 from tollgate.contracts.events.accounts import ApiChange, ApiChangeKind, BreakingRule
 
@@ -196,3 +196,51 @@ def test_a_self_referencing_schema_is_compared_without_looping() -> None:
     changed["components"]["schemas"]["Node"]["properties"]["name"] = {"type": "string"}
     assert changes_between(doc, doc) == []
     assert [c.kind for c in changes_between(doc, changed)] == [ApiChangeKind.CHANGED]
+
+
+def test_customers_see_only_changes_to_operations_they_could_call() -> None:
+    old = petstore()
+    old["paths"]["/admin/purge"] = {"x-internal": True, "post": {"responses": {}}}
+    old["paths"]["/pets/{petId}"]["get"]["x-internal"] = True
+    old["paths"]["/reports"] = {"get": {"responses": {}}}  # no route: the gateway refuses it
+    old["paths"]["/pets"]["get"]["x-internal"] = True
+    new = copy.deepcopy(old)
+    for gone in ("/admin/purge", "/pets/{petId}", "/reports"):
+        del new["paths"][gone]
+    del new["paths"]["/pets"]["post"]
+    del new["paths"]["/pets"]["get"]["x-internal"]  # made public, and changed
+    new["paths"]["/pets"]["get"]["parameters"].append(
+        {"name": "owner", "in": "query", "required": True, "schema": {"type": "string"}}
+    )
+    new["paths"]["/stores"] = {
+        "get": {"responses": {}},
+        "post": {"x-internal": True, "responses": {}},
+    }
+    routes = frozenset({("GET", "/pets"), ("POST", "/pets"), ("*", "/pets/{petId}")})
+    before = Published(old, routes | {("POST", "/admin/purge")})
+    after = Published(new, routes | {("GET", "/stores"), ("POST", "/stores")})
+    changes = changes_between(old, new)
+
+    shown = public_changes(changes, before, after, frozenset())
+
+    assert len(changes) == 7
+    assert [(c.kind, c.method, c.path) for c in shown] == [
+        (ApiChangeKind.REMOVED, "POST", "/pets"),
+        (ApiChangeKind.ADDED, "GET", "/stores"),
+    ]
+    # A change naming a credential header is left out, the operation's others are not.
+    later = copy.deepcopy(new)
+    later["paths"]["/stores"]["get"]["parameters"] = [
+        {"name": "X-Partner-Key", "in": "header", "required": True},
+        {"name": "region", "in": "query", "required": True},
+    ]
+    changes = changes_between(new, later)
+    credentials = frozenset({"x-partner-key"})
+
+    shown = public_changes(changes, after, Published(later, after.routes), credentials)
+
+    assert {(c.location, c.name) for c in changes} == {
+        ("header", "X-Partner-Key"),
+        ("query", "region"),
+    }
+    assert [(c.location, c.name) for c in shown] == [("query", "region")]

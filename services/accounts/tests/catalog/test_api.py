@@ -7,9 +7,14 @@ from __future__ import annotations
 import copy
 import json
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import insert
+
 from tollgate.accounts.apis.openapi_import import parse_document
+from tollgate.accounts.models import ApiChangelogEntry
+from tollgate.contracts.ids import uuid7
 from tollgate.kit.testing.pages import check_list_contract
 
 from ..factories import make_admin, make_api, make_org, running, settings_for, signup
@@ -185,6 +190,83 @@ async def test_anyone_reads_the_changelog_of_what_customers_can_call(
     # The operators' changelog still has all of them: 4 + 5 changes against 2 + 2.
     assert sum(len(e["changes"]) for e in admin_view.json()["items"]) == 4 + 5
     assert unknown.status_code == 404
+
+
+async def test_a_removed_internal_operation_never_reaches_anonymous_visitors(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        accounts_db, kafka=kafka_bootstrap, prefix=topic_prefix, workdir=tmp_path
+    )
+    async with running(settings) as svc:
+        admin = await make_admin(svc)
+        api = await make_api(svc, admin, name="Petstore")
+        url = f"/v1/apis/{api['id']}"
+        v1 = parse_document(PETSTORE.read_bytes())
+        v1["paths"]["/admin/purge"] = {  # a path item marked internal
+            "x-internal": True,
+            "post": {"responses": {"204": {"description": "purged"}}},
+        }
+        v1["paths"]["/pets/{petId}"]["get"]["x-internal"] = True  # an operation marked so
+        v1["paths"]["/ledger/rebuild"] = {  # public in the document, but its route goes
+            "post": {"responses": {"204": {"description": "rebuilt"}}}
+        }
+        imported = await svc.http.post(
+            f"{url}/openapi", content=json.dumps(v1), headers=admin.headers
+        )
+        assert imported.status_code == 200, imported.text
+        rebuild = next(
+            r for r in imported.json()["api"]["routes"] if r["path_template"] == "/ledger/rebuild"
+        )
+        deleted = await svc.http.delete(f"{url}/routes/{rebuild['id']}", headers=admin.headers)
+        assert deleted.status_code == 204, deleted.text
+        v2 = copy.deepcopy(v1)
+        for gone in ("/admin/purge", "/pets/{petId}", "/ledger/rebuild"):
+            del v2["paths"][gone]
+        del v2["paths"]["/pets"]["post"]  # public: shown as removed
+        imported = await svc.http.post(
+            f"{url}/openapi?replace=true", content=json.dumps(v2), headers=admin.headers
+        )
+        assert imported.status_code == 200, imported.text
+        # An entry written before migration 0013 (no public_changes): nothing proves it
+        # public, so only operators see it.
+        async with svc.sessions() as session, session.begin():
+            await session.execute(
+                insert(ApiChangelogEntry).values(
+                    id=uuid7(),
+                    api_id=api["id"],
+                    api_version="1.0.0",
+                    version=99,
+                    imported_at=datetime.now(UTC),
+                    changes=[{"kind": "added", "method": "GET", "path": "/older"}],
+                    breaking=0,
+                )
+            )
+
+        anonymous = await svc.http.get(f"/v1/catalog/{api['slug']}/changelog")
+        operators = await svc.http.get(f"{url}/changelog", headers=admin.headers)
+
+    assert anonymous.status_code == operators.status_code == 200
+    latest, first = anonymous.json()["items"]
+    assert [(c["kind"], c["method"], c["path"]) for c in latest["changes"]] == [
+        ("removed", "POST", "/pets")
+    ]
+    assert latest["breaking"] == 1
+    assert {(c["method"], c["path"]) for c in first["changes"]} == {
+        ("GET", "/pets"),
+        ("POST", "/pets"),
+        ("POST", "/ledger/rebuild"),  # it had its route when it was added
+    }
+    for hidden in ("purge", "petid", "/older"):
+        assert hidden not in anonymous.text.lower(), hidden
+    older, removal, _ = operators.json()["items"]
+    assert older["changes"][0]["path"] == "/older"
+    assert {(c["kind"], c["method"], c["path"]) for c in removal["changes"]} == {
+        ("removed", "POST", "/pets"),
+        ("removed", "POST", "/admin/purge"),
+        ("removed", "GET", "/pets/{petId}"),
+        ("removed", "POST", "/ledger/rebuild"),
+    }
 
 
 async def test_a_closed_catalog_closes_the_changelog_too(
