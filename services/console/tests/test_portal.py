@@ -209,15 +209,17 @@ async def test_portal_speaks_chinese() -> None:
     assert "开发者门户" in page.text
 
 
-async def test_anonymous_reads_pass_the_visitor_address_and_accounts_limit_on() -> None:
-    """Accounts limits anonymous catalog reads per client IP: the console passes the
-    visitor's address chain on like a proxy, and shows accounts' 429 as its own."""
+async def test_every_backing_call_passes_the_visitor_address_and_accounts_limit_on() -> None:
+    """Accounts throttles sign-ins, password resets and anonymous catalog reads per client
+    IP and audits the caller's address: the console passes the visitor's address chain on
+    like a proxy with every call (the chain it was given, then its peer), so visitors do
+    not share the console's one address, and it shows accounts' 429 as its own."""
     fake = portal_fake()
-    forwarded: list[str | None] = []
+    forwarded: list[tuple[str, str | None]] = []
     answer = fake.handle
 
     def handle(request: httpx.Request) -> httpx.Response:
-        forwarded.append(request.headers.get("x-forwarded-for"))
+        forwarded.append((request.url.path, request.headers.get("x-forwarded-for")))
         if request.url.path == "/v1/catalog/weather":
             return problem(429, "Too Many Requests", "Slow down.", retry_after=17)
         return answer(request)
@@ -227,13 +229,17 @@ async def test_anonymous_reads_pass_the_visitor_address_and_accounts_limit_on() 
         listed = await client.get("/portal", headers={"x-forwarded-for": "203.0.113.9"})
         throttled = await client.get("/portal/apis/weather")
         anonymous = list(forwarded)
-        await sign_in(client)
         forwarded.clear()
-        signed_in = await client.get("/portal")
+        await sign_in(client)
+        signed_in = await client.get("/portal", headers={"x-forwarded-for": "198.51.100.7"})
 
     assert listed.status_code == 200
-    assert anonymous == ["203.0.113.9, 127.0.0.1", "127.0.0.1"]
+    assert [chain for _, chain in anonymous] == ["203.0.113.9, 127.0.0.1", "127.0.0.1"]
     assert throttled.status_code == 429
     assert throttled.headers["retry-after"] == "17"
     assert signed_in.status_code == 200
-    assert set(forwarded) == {None}  # signed-in reads are not counted: nothing to pass on
+    assert ("/v1/auth/token", "127.0.0.1") in forwarded  # the sign-in itself
+    assert {chain for path, chain in forwarded if path != "/v1/auth/token"} >= {
+        "198.51.100.7, 127.0.0.1"
+    }
+    assert all(chain for _, chain in forwarded)

@@ -19,7 +19,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tollgate.console.backends import BackendDown, BackendProblem, Backends
+from tollgate.console.backends import VISITOR, BackendDown, BackendProblem, Backends
 from tollgate.console.config import Settings
 from tollgate.console.i18n import LANGUAGE_COOKIE, load_catalogs, negotiate
 from tollgate.console.pages import (
@@ -145,6 +145,7 @@ def install_web_middleware(app: FastAPI) -> None:
     async def web_context(request: Request, call_next: Next) -> Response:
         if request.url.path in OPS_PATHS:
             return await call_next(request)
+        VISITOR.set(visitor_chain(request))  # this request's context only
         request.state.language = negotiate(
             request.cookies.get(LANGUAGE_COOKIE), request.headers.get("accept-language")
         )
@@ -177,6 +178,16 @@ def install_web_middleware(app: FastAPI) -> None:
         if not request.url.path.startswith("/static/"):
             response.headers["cache-control"] = "no-store"
         return response
+
+
+def visitor_chain(request: Request) -> str | None:
+    """The browser's address chain as a proxy passes it on: the `X-Forwarded-For` chain
+    the console was given, then its own peer (accounts reads it from the right, believing
+    only its trusted proxies, so a chain the browser wrote itself gains nothing)."""
+    if request.client is None:
+        return None
+    given = ",".join(request.headers.getlist("x-forwarded-for"))
+    return f"{given}, {request.client.host}" if given else request.client.host
 
 
 async def _csrf_ok(request: Request, cookie: str | None) -> bool:

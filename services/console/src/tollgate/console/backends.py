@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
@@ -28,6 +29,13 @@ from tollgate.console.config import Settings
 
 Service = Literal["accounts", "usage", "billing", "notifier"]
 T = TypeVar("T")
+
+VISITOR: ContextVar[str | None] = ContextVar("console_visitor", default=None)
+"""The browser's address chain for the page being served, sent as `X-Forwarded-For`
+with every backing call (the console's web middleware sets it): accounts' per-IP
+throttles (sign-in, password reset, the public catalog) and its audit records then see
+the visitor rather than the console, when the console is one of accounts'
+`trusted_proxies`; otherwise they see the console, which all visitors would share."""
 
 
 class BackendDown(Exception):
@@ -722,6 +730,9 @@ class Backends:
         sent = dict(headers or {})
         if token:
             sent["authorization"] = f"Bearer {token}"
+        visitor = VISITOR.get()
+        if visitor:
+            sent["x-forwarded-for"] = visitor
         try:
             answer = await self._http.request(
                 method,
@@ -935,42 +946,29 @@ class Backends:
         return Page[ChangelogEntry].model_validate(answer)
 
     async def catalog_changelog(
-        self, token: str | None, slug: str, cursor: str | None, forwarded_for: str | None = None
+        self, token: str | None, slug: str, cursor: str | None
     ) -> Page[ChangelogEntry]:
         """One page of the API's public changelog (what customers can call), newest first."""
         path = f"/v1/catalog/{quote(slug, safe='')}/changelog"
         params = {"limit": 20, "cursor": cursor}
-        answer = await self._call(
-            "accounts", "GET", path, token=token, params=params, headers=_via(forwarded_for)
-        )
+        answer = await self._call("accounts", "GET", path, token=token, params=params)
         return Page[ChangelogEntry].model_validate(answer)
 
-    async def catalog(
-        self, token: str | None, forwarded_for: str | None = None
-    ) -> list[CatalogApi]:
-        """Accounts' public catalog (the token, when there is one, for a closed catalog).
-        `forwarded_for`: the anonymous visitor's address chain, which accounts counts its
-        per-IP limit by when the console is one of its `trusted_proxies`."""
-        answer = await self._call(
-            "accounts", "GET", "/v1/catalog", token=token, headers=_via(forwarded_for)
-        )
+    async def catalog(self, token: str | None) -> list[CatalogApi]:
+        """Accounts' public catalog (the token, when there is one, for a closed catalog;
+        without one, accounts counts the visitor's calls against its per-IP limit)."""
+        answer = await self._call("accounts", "GET", "/v1/catalog", token=token)
         return [CatalogApi.model_validate(item) for item in answer["items"]]
 
-    async def catalog_api(
-        self, token: str | None, slug: str, forwarded_for: str | None = None
-    ) -> CatalogApi:
+    async def catalog_api(self, token: str | None, slug: str) -> CatalogApi:
         path = f"/v1/catalog/{quote(slug, safe='')}"
-        answer = await self._call("accounts", "GET", path, token=token, headers=_via(forwarded_for))
+        answer = await self._call("accounts", "GET", path, token=token)
         return CatalogApi.model_validate(answer)
 
-    async def catalog_document(
-        self, token: str | None, slug: str, forwarded_for: str | None = None
-    ) -> dict[str, Any]:
+    async def catalog_document(self, token: str | None, slug: str) -> dict[str, Any]:
         """The API's consumer OpenAPI document, as accounts builds it."""
         path = f"/v1/catalog/{quote(slug, safe='')}/openapi"
-        answer: dict[str, Any] = await self._call(
-            "accounts", "GET", path, token=token, headers=_via(forwarded_for)
-        )
+        answer: dict[str, Any] = await self._call("accounts", "GET", path, token=token)
         return answer
 
     # --- accounts: the operator's registry, orgs and users (platform admins) -------------

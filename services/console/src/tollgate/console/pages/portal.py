@@ -102,16 +102,6 @@ async def _read(call: Awaitable[T]) -> T:
         raise
 
 
-def _forwarded_for(request: Request) -> str | None:
-    """The anonymous visitor's address chain for accounts' per-IP limit, as a proxy passes
-    it on (the chain it was given, then its peer); accounts believes it only when the
-    console is one of its `trusted_proxies`."""
-    if request.client is None:
-        return None
-    given = ",".join(request.headers.getlist("x-forwarded-for"))
-    return f"{given}, {request.client.host}" if given else request.client.host
-
-
 def _numbers_org(orgs: list[Org], wanted: str | None) -> Org | None:
     chosen = next((o for o in orgs if str(o.id) == wanted), None)
     return chosen or (orgs[0] if orgs else None)
@@ -217,7 +207,7 @@ async def _catalog_page(
     orgs: list[Org] = []
     numbers: Panel[dict[str, TopItem]] = Panel(value={})
     if session is None:
-        listed = await _read(client.catalog(None, _forwarded_for(request)))
+        listed = await _read(client.catalog(None))
     else:
         (me, orgs), listed = await asyncio.gather(
             identity(request, session), _read(client.catalog(session.access_token))
@@ -365,8 +355,7 @@ async def first_call(
 async def openapi_json(request: Request, slug: str) -> Response:
     session = await _visitor(request)
     token = session.access_token if session else None
-    via = None if session else _forwarded_for(request)
-    return JSONResponse(await _read(backends(request).catalog_document(token, slug, via)))
+    return JSONResponse(await _read(backends(request).catalog_document(token, slug)))
 
 
 def _writable_orgs(me: Me, orgs: list[Org]) -> list[Org]:
@@ -429,7 +418,7 @@ async def docs(
 ) -> Response:
     session = await _visitor(request)
     if session is None:
-        api = await _read(backends(request).catalog_api(None, slug, _forwarded_for(request)))
+        api = await _read(backends(request).catalog_api(None, slug))
         return _docs_response(request, {"anonymous": True, "api": api, "section": "docs"})
     return await _docs_page(request, session, slug, org=org)
 
@@ -477,8 +466,8 @@ async def changelog(
     orgs: list[Org] = []
     if session is None:
         api, entries = await asyncio.gather(
-            _read(client.catalog_api(None, slug, _forwarded_for(request))),
-            _read(client.catalog_changelog(None, slug, cursor, _forwarded_for(request))),
+            _read(client.catalog_api(None, slug)),
+            _read(client.catalog_changelog(None, slug, cursor)),
         )
     else:
         token = session.access_token
