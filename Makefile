@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PKG_FILES := constraints.txt requirements-dev.txt $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
-.PHONY: venv up test lint typecheck pytest browser screenshots constraints clean
+.PHONY: venv up test lint typecheck pytest browser constraints clean
 
 venv: $(STAMP)
 
@@ -29,11 +29,6 @@ typecheck: venv
 # other (`--dist loadgroup`; the group and the order are set by the kit's pytest plugin).
 pytest: venv browser
 	$(BIN)/pytest -n 2 --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
-
-# The browser tests again, saving a screenshot of every console and portal page (EN/ZH,
-# light/dark) under .devstack/screenshots/console/ for people to look at.
-screenshots: venv browser
-	TOLLGATE_SCREENSHOTS=1 $(BIN)/pytest tests/system/test_console_browser.py tests/system/test_portal_browser.py -q
 
 # The console's browser tests drive Debian's chromium (a browser cannot be downloaded by
 # Playwright here) and need CJK fonts to render Chinese; installed when missing.
