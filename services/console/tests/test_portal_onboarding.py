@@ -96,6 +96,7 @@ async def test_the_first_successful_call_is_celebrated_and_polling_stops() -> No
     assert "hx-trigger" in waiting.text
     assert 'data-testid="onboarding-celebration"' in seen.text
     assert "7 successful requests" in seen.text
+    assert f'href="/orgs/{fake.org_id}/logs"' in seen.text  # a live key: the live log
     assert "hx-get" not in seen.text  # the swapped-in element polls no more
     asked = [c for c in fake.calls if c[2] == "/v1/usage/top"]
     assert asked
@@ -155,5 +156,7 @@ async def test_onboarding_speaks_chinese() -> None:
 
     assert "验证" in page.text
     assert "第一个" in created.text
-    assert "🎉" in seen.text
+    assert "你的第一次调用成功了" in seen.text
+    # an unverified user's first key is a test key: the link opens the log in test mode
+    assert f'href="/orgs/{fake.org_id}/logs?mode=test"' in seen.text
     assert "Your first call went through" not in seen.text
