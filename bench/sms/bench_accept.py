@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +58,39 @@ PATH = "/v1/sms/messages"
 
 
 # ------------------------------------------------------------------ the server process
+
+
+class LockWatch:
+    """How long each send held its org's lock (`sms-send:` advisory lock granted to its
+    COMMIT being sent, so the commit's own round trip comes on top) and how many
+    statements it ran meanwhile: the window in which the org's other sends wait."""
+
+    def __init__(self) -> None:
+        self.held: list[float] = []
+        self.statements: list[int] = []
+
+    def attach(self, engine: Any) -> None:
+        event.listen(engine, "after_cursor_execute", self._executed)
+        event.listen(engine, "commit", self._ended)
+        event.listen(engine, "rollback", self._ended)
+
+    def _executed(self, conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        locking = "pg_advisory_xact_lock" in statement and "sms-send:" in str(parameters)
+        if locking and "bench_locked" not in conn.info:  # a second take is a statement
+            conn.info["bench_locked"], conn.info["bench_statements"] = time.perf_counter(), 0
+        elif "bench_locked" in conn.info:
+            conn.info["bench_statements"] += 1
+
+    def _ended(self, conn: Any) -> None:
+        locked = conn.info.pop("bench_locked", None)
+        if locked is not None:
+            self.held.append(time.perf_counter() - locked)
+            self.statements.append(conn.info.pop("bench_statements"))
+
+    def take(self) -> dict[str, list[Any]]:
+        taken = {"held": self.held, "statements": self.statements}
+        self.held, self.statements = [], []
+        return taken
 
 
 def serve() -> None:
@@ -81,9 +114,11 @@ def serve() -> None:
         sms_public_url="https://notifier.example.com",
     )
     app = create_app(settings)
-    app.state.sessions = session_maker(
-        create_engine(settings.database_url, pool_size=settings.database_pool_size)
-    )
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+    app.state.sessions = session_maker(engine)
+    watch = LockWatch()
+    watch.attach(engine.sync_engine)
+    app.add_api_route("/bench/lock", watch.take, methods=["GET"])
     app.state.jwt_verifier = TokenMint().verifier()
     now = datetime.now(UTC)
     for org in os.environ["BENCH_ORGS"].split(","):
@@ -223,6 +258,8 @@ class Result:
     refused: int = 0
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    held: list[float] = field(default_factory=list)
+    under_lock: list[int] = field(default_factory=list)
 
 
 async def _client(
@@ -271,7 +308,7 @@ async def run_scenario(
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{target.port}", limits=limits, timeout=120
     ) as http:
-        await http.get("/healthz")
+        await http.get("/bench/lock")  # forget what came before
         started = time.perf_counter()
         tasks = []
         for index, org in orgs:
@@ -282,6 +319,8 @@ async def run_scenario(
             ]
         await asyncio.gather(*tasks)
         result.seconds = time.perf_counter() - started
+        lock = (await http.get("/bench/lock")).json()
+        result.held, result.under_lock = lock["held"], lock["statements"]
     return result
 
 
@@ -296,8 +335,9 @@ def _print(results: list[Result], messages: int, concurrency: int) -> None:
         f"{concurrency} concurrent clients per org (campaign rows)\n"
     )
     header = (
-        f"{'scenario':<30} | {'notifier':<18} | {'accepted':>8} | {'402/other':>9} | "
-        f"{'messages/s':>10} | {'p50 ms':>8} | {'p99 ms':>8}"
+        f"{'scenario':<30} | {'notifier':<12} | {'accepted':>8} | {'refused':>7} | "
+        f"{'messages/s':>10} | {'p50 ms':>8} | {'p99 ms':>8} | {'lock held p50 ms':>16} | "
+        f"{'statements under lock':>21}"
     )
     print(header)
     print("-" * len(header))
@@ -306,15 +346,22 @@ def _print(results: list[Result], messages: int, concurrency: int) -> None:
         grouped.setdefault((r.scenario, r.target), []).append(r)
     for (scenario, target), runs in grouped.items():
         latencies = [x for r in runs for x in r.latencies]
-        accepted = sum(r.accepted for r in runs)
+        held = [x for r in runs for x in r.held]
+        under = [x for r in runs for x in r.under_lock]
         rates = [r.accepted / r.seconds for r in runs]
         print(
-            f"{scenario:<30} | {target:<18} | {accepted:>8} | "
-            f"{sum(r.refused for r in runs):>9} | {statistics.median(rates):>10.1f} | "
+            f"{scenario:<30} | {target:<12} | {sum(r.accepted for r in runs):>8} | "
+            f"{sum(r.refused for r in runs):>7} | {statistics.median(rates):>10.1f} | "
             f"{_percentile(latencies, 0.5) * 1000:>8.1f} | "
-            f"{_percentile(latencies, 0.99) * 1000:>8.1f}"
+            f"{_percentile(latencies, 0.99) * 1000:>8.1f} | "
+            f"{(_percentile(held, 0.5) * 1000 if held else 0):>16.1f} | "
+            f"{(statistics.mean(under) if under else 0):>21.1f}"
         )
-    print("\nmessages/s: median over rounds; latencies: all rounds together.")
+    print(
+        "\nmessages/s: median over rounds; latencies: all rounds together, client-side. "
+        "Lock held: from the org's send lock granted to its COMMIT sent (the commit's round "
+        "trip on top), the window in which the org's other sends wait."
+    )
 
 
 async def main() -> None:

@@ -46,7 +46,7 @@ from tollgate.contracts.events.notifier import (
     SmsStatusChanged,
 )
 from tollgate.contracts.ids import uuid7
-from tollgate.kit.outbox import emit, emit_many
+from tollgate.kit.outbox import emit_many
 from tollgate.kit.problems import Forbidden, Unprocessable
 from tollgate.kit.upstream_identity import CallerIdentity
 from tollgate.notifier.config import Settings
@@ -212,23 +212,19 @@ async def accept(
         idempotency_key=request.idempotency_key,
         request_hash=request.fingerprint() if request.idempotency_key else None,
     )
-    await repository.insert_message(session, message)
-    await emit(
-        session,
-        SmsCharged(
-            charge_id=message.charge_id,
-            message_id=message.id,
-            org_id=org_id,
-            key_id=key_id,
-            destination_prefix=price.prefix,
-            segments=message.segments,
-            price_per_segment=message.price_per_segment,
-            amount=message.amount,
-            charged_at=now,
-        ),
-        subject=str(message.id),
+    charge = SmsCharged(
+        charge_id=message.charge_id,
+        message_id=message.id,
+        org_id=org_id,
+        key_id=key_id,
+        destination_prefix=price.prefix,
+        segments=message.segments,
+        price_per_segment=message.price_per_segment,
+        amount=message.amount,
+        charged_at=now,
     )
-    await _announce(session, [(message, SmsStatus.QUEUED)], (), now)
+    await repository.insert_message(session, message)
+    await _announce(session, [(message, SmsStatus.QUEUED)], [charge], now)
     if replies and settings.sms_conversation_hours > 0:
         await repository.open_conversation(
             session,
@@ -264,17 +260,18 @@ def _status_event(message: SmsOutbound, status: SmsStatus, now: datetime) -> Sms
 async def _announce(
     session: AsyncSession,
     reached: Sequence[tuple[SmsOutbound, SmsStatus]],
-    refunds: Sequence[SmsRefunded],
+    ledger: Sequence[SmsCharged | SmsRefunded],
     now: datetime,
 ) -> None:
-    """History rows, `SmsStatusChanged` (and refunds) through the outbox, and status
-    webhooks, for a batch: a few statements whatever its size."""
+    """History rows, `SmsStatusChanged` (and the charges or refunds for billing) through
+    the outbox in one INSERT, and status webhooks, for a batch: a few statements
+    whatever its size."""
     repository.add_history(session, [(m.id, s.value, m.error_code) for m, s in reached], now)
     await session.flush()  # the messages' changes and their history, batched
     events = await emit_many(
         session,
         [(_status_event(m, s, now), str(m.id)) for m, s in reached]
-        + [(r, str(r.message_id)) for r in refunds],
+        + [(e, str(e.message_id)) for e in ledger],
     )
     subscribed: dict[uuid.UUID, bool] = {}
     for (message, _), event in zip(reached, events, strict=False):
