@@ -43,6 +43,7 @@ from tollgate.contracts.events.accounts import (
     ApiChanged,
     ApiChangeKind,
     BreakingRule,
+    OrgCreated,
 )
 from tollgate.contracts.events.audit import AuditRecorded
 from tollgate.contracts.events.billing import (
@@ -186,6 +187,14 @@ def every_event() -> list[EventData]:
             locale="en-GB",
             verification_token_sealed="v1.gAAAAABn0x7kverifysealed",
             expires_at=NOW + timedelta(hours=48),
+        ),
+        OrgCreated(
+            org_id=ORG_ID,
+            org_name="Acme Pets",
+            owner_id=USER_ID,
+            owner_email="ada@example.com",
+            owner_locale="zh-CN",
+            created_at=NOW,
         ),
         MemberInvited(
             org_id=ORG_ID,

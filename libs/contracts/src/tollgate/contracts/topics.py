@@ -22,6 +22,7 @@ from tollgate.contracts.events.accounts import (
     KeyRotated,
     KeyUpserted,
     MemberInvited,
+    OrgCreated,
     PasswordResetRequested,
     UserRegistered,
 )
@@ -99,6 +100,7 @@ ACCOUNTS_EVENTS = Topic(
         UserRegistered,
         PasswordResetRequested,
         EmailVerificationRequested,
+        OrgCreated,
         MemberInvited,
         KeyCreated,
         KeyRotated,

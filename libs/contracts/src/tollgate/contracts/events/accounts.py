@@ -9,7 +9,7 @@ Three topics:
   current state of an API in the registry, routes included. Upstream credentials are
   sealed (encrypted for the gateway), never plaintext.
 - `tollgate.accounts.events.v1` (delete, key `org_id`, `user_id` or `api_id`): things
-  that happened (user registered, password reset requested, member invited, key
+  that happened (user registered, password reset requested, org created, member invited, key
   created / rotated / revoked / expiring, an API's imported document changed),
   consumed by the notifier for email and webhooks.
   Single-use tokens are sealed for the notifier, never plaintext.
@@ -337,6 +337,25 @@ class EmailVerificationRequested(EventData):
         description="Single-use verification token, encrypted for the notifier; never plaintext."
     )
     expires_at: UtcDatetime = Field(description="When the token stops working.")
+
+
+class OrgCreated(EventData):
+    """An organisation was created; its creator is its first owner.
+
+    Sent by accounts (outbox, in the org's own transaction) when an org is created; the
+    notifier makes the owner the org's notification contact while the org has none, so
+    the org's first notices (e.g. credits exhausted) reach someone. Kafka key: `org_id`.
+    """
+
+    event_type = "tollgate.accounts.org.created.v1"
+    key_field = "org_id"
+
+    org_id: UUID = Field(description="The new organisation's id.")
+    org_name: str = Field(description="Organisation's display name, for emails.")
+    owner_id: UUID = Field(description="User who created the org, its first owner.")
+    owner_email: str = Field(description="The owner's email address.")
+    owner_locale: str = Field(description="The owner's preferred locale (BCP 47) for emails.")
+    created_at: UtcDatetime = Field(description="When the org was created.")
 
 
 class MemberInvited(EventData):
