@@ -27,7 +27,7 @@ from tollgate.accounts.identity.tokens import new_secret, secret_hash
 from tollgate.accounts.models import Invitation, Membership, Org, User
 from tollgate.accounts.orgs import repository as repo
 from tollgate.accounts.sealed import sealer
-from tollgate.contracts.events.accounts import MemberInvited, OrgRole
+from tollgate.contracts.events.accounts import MemberInvited, OrgCreated, OrgRole
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.audit import changed_fields
 from tollgate.kit.auth import Principal, Role
@@ -46,15 +46,32 @@ def not_found(what: str, slug: str) -> Problem:
 
 
 async def create_org(session: AsyncSession, settings: Settings, actor: Actor, *, name: str) -> Org:
-    """A new org with the caller as its owner."""
+    """A new org with the caller as its owner, announced (`OrgCreated`, same transaction)
+    with the owner's address and locale: the notifier mails the owner until the org sets
+    its notification contacts."""
     principal = _principal(actor)
     if not settings.self_service_orgs and not principal.is_admin:
         raise Forbidden("forbidden", "Only admins create orgs.")
+    owner = await users.get_user(session, principal.user_id)
+    if owner is None:
+        raise not_found("user", "user-not-found")
     org = await repo.insert_org(
         session, id=uuid7(), name=name.strip(), created_by=principal.user_id
     )
     await repo.upsert_membership(session, org.id, principal.user_id, Role.owner)
     await publish_user_state(session, principal.user_id)
+    await emit(
+        session,
+        OrgCreated(
+            org_id=org.id,
+            org_name=org.name,
+            owner_id=owner.id,
+            owner_email=owner.email,
+            owner_locale=owner.locale,
+            created_at=datetime.now(UTC),
+        ),
+        subject=str(org.id),
+    )
     await record(
         session,
         actor,
