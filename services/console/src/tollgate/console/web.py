@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypedDict, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request
@@ -137,6 +137,36 @@ async def panel(call: Awaitable[T]) -> Panel[T]:
         if exc.status == 401:
             raise SignInRequired from exc
         return Panel(problem=exc)
+
+
+class Refusal(TypedDict, total=False):
+    """A form page's keyword arguments for a backing write that did not happen."""
+
+    errors: dict[str, str]
+    problem: BackendProblem
+    down: bool
+    status: int
+
+
+def _own_field_errors(exc: BackendProblem) -> dict[str, str]:
+    return exc.field_errors
+
+
+def refusal(
+    exc: BackendProblem | BackendDown,
+    errors: Callable[[BackendProblem], dict[str, str]] | None = _own_field_errors,
+) -> Refusal:
+    """How the form page shows a write the backing service refused (its problem with
+    its status, and `errors` of it by field; None: the page has no fields for them) or
+    did not answer (`down`, 503): `await page(..., values=values, **refusal(exc))`. An
+    expired session (401) signs in again instead."""
+    if isinstance(exc, BackendDown):
+        return {"down": True, "status": 503}
+    if exc.status == 401:
+        raise SignInRequired from exc
+    if errors is None:
+        return {"problem": exc, "status": exc.status}
+    return {"errors": errors(exc), "problem": exc, "status": exc.status}
 
 
 @dataclass

@@ -28,6 +28,7 @@ from tollgate.console.web import (
     backends,
     org_context,
     panel,
+    refusal,
     render,
 )
 
@@ -179,10 +180,6 @@ async def save_card(request: Request, org_id: uuid.UUID, session: CurrentSession
     await org_context(request, session, org_id)
     try:
         url = await backends(request).auto_top_up_card_checkout(session.access_token, org_id)
-    except BackendProblem as exc:
-        if exc.status == 401:
-            raise
-        return await _page(request, org_id, session, problem=exc, status=exc.status)
-    except BackendDown:
-        return await _page(request, org_id, session, down=True, status=503)
+    except (BackendProblem, BackendDown) as exc:
+        return await _page(request, org_id, session, **refusal(exc, errors=None))
     return RedirectResponse(url, status_code=303)

@@ -16,7 +16,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tollgate.console.backends import BackendDown, BackendProblem, NotificationContact
-from tollgate.console.web import CurrentSession, OrgContext, backends, org_context, panel, render
+from tollgate.console.web import (
+    CurrentSession,
+    OrgContext,
+    backends,
+    org_context,
+    panel,
+    refusal,
+    render,
+)
 
 router = APIRouter()
 MAX_CONTACTS = 20
@@ -114,16 +122,7 @@ async def save_contacts(request: Request, org_id: uuid.UUID, session: CurrentSes
         await backends(request).replace_notification_contacts(
             session.access_token, org_id, contacts
         )
-    except BackendProblem as exc:
-        return await _contacts_page(
-            request,
-            org_id,
-            session,
-            rows=rows,
-            errors=_row_errors(exc),
-            problem=exc,
-            status=exc.status,
-        )
-    except BackendDown:
-        return await _contacts_page(request, org_id, session, rows=rows, down=True, status=503)
+    except (BackendProblem, BackendDown) as exc:
+        refused = refusal(exc, _row_errors)
+        return await _contacts_page(request, org_id, session, rows=rows, **refused)
     return RedirectResponse(f"/orgs/{org_id}/contacts?saved=1", status_code=303)

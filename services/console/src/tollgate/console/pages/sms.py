@@ -21,7 +21,15 @@ from fastapi.responses import RedirectResponse, Response
 
 from tollgate.console.backends import BackendDown, BackendProblem, SmsProvider
 from tollgate.console.pages.operator import operator_page, require_operator
-from tollgate.console.web import CurrentSession, OrgNotFound, backends, org_context, panel, render
+from tollgate.console.web import (
+    CurrentSession,
+    OrgNotFound,
+    backends,
+    org_context,
+    panel,
+    refusal,
+    render,
+)
 
 router = APIRouter()
 STATUSES = ("queued", "sent", "delivered", "undelivered", "failed")
@@ -127,12 +135,8 @@ async def set_sms_price(request: Request, session: CurrentSession) -> Response:
             await client.delete_sms_price(session.access_token, prefix)
         else:
             await client.set_sms_price(session.access_token, prefix, int(price))
-    except BackendProblem as exc:
-        return await _prices_page(
-            request, session, values=values, errors=exc.field_errors, problem=exc, status=exc.status
-        )
-    except BackendDown:
-        return await _prices_page(request, session, values=values, down=True, status=503)
+    except (BackendProblem, BackendDown) as exc:
+        return await _prices_page(request, session, values=values, **refusal(exc))
     return RedirectResponse(
         "/admin/sms/prices?done=" + ("deleted" if deleting else "saved"), status_code=303
     )
@@ -221,20 +225,9 @@ async def add_sms_provider(request: Request, session: CurrentSession) -> Respons
         )
     try:
         await backends(request).add_sms_provider(session.access_token, {**body, "kind": kind})
-    except BackendProblem as exc:
-        return await _new_provider_page(
-            request,
-            session,
-            kind,
-            values=values,
-            errors=_refusal_errors(exc),
-            problem=exc,
-            status=exc.status,
-        )
-    except BackendDown:
-        return await _new_provider_page(
-            request, session, kind, values=values, down=True, status=503
-        )
+    except (BackendProblem, BackendDown) as exc:
+        refused = refusal(exc, _refusal_errors)
+        return await _new_provider_page(request, session, kind, values=values, **refused)
     return RedirectResponse("/admin/sms/providers?done=added", status_code=303)
 
 
@@ -353,22 +346,11 @@ async def edit_sms_provider(
         )
     try:
         await backends(request).update_sms_provider(session.access_token, provider_id, body)
-    except BackendProblem as exc:
-        if exc.status == 404:
+    except (BackendProblem, BackendDown) as exc:
+        if isinstance(exc, BackendProblem) and exc.status == 404:
             raise OrgNotFound from exc
-        return await _provider_page(
-            request,
-            session,
-            provider,
-            values=values,
-            errors=_refusal_errors(exc),
-            problem=exc,
-            status=exc.status,
-        )
-    except BackendDown:
-        return await _provider_page(
-            request, session, provider, values=values, down=True, status=503
-        )
+        refused = refusal(exc, _refusal_errors)
+        return await _provider_page(request, session, provider, values=values, **refused)
     return RedirectResponse("/admin/sms/providers?done=saved", status_code=303)
 
 
@@ -429,27 +411,15 @@ async def delete_sms_provider(
     provider = await _provider(request, session, provider_id)
     try:
         await backends(request).delete_sms_provider(session.access_token, provider_id)
-    except BackendProblem as exc:
+    except (BackendProblem, BackendDown) as exc:
         return operator_page(
             request,
             "admin_sms_provider_delete.html",
             me,
             orgs,
             "sms",
-            status=exc.status,
             provider=provider,
-            problem=exc,
-        )
-    except BackendDown:
-        return operator_page(
-            request,
-            "admin_sms_provider_delete.html",
-            me,
-            orgs,
-            "sms",
-            status=503,
-            provider=provider,
-            down=True,
+            **refusal(exc, errors=None),
         )
     return RedirectResponse("/admin/sms/providers?done=deleted", status_code=303)
 

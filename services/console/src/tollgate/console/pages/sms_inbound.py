@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -37,6 +38,7 @@ from tollgate.console.web import (
     backends,
     org_context,
     panel,
+    refusal,
     render,
 )
 
@@ -181,18 +183,14 @@ async def _refused(
     tab: Literal["numbers", "rules"],
     exc: BackendProblem | BackendDown,
 ) -> Response:
-    """The routing page again, saying that notifier refused the change (its problem,
-    with its status) or did not answer (503); an expired session signs in again."""
-    if isinstance(exc, BackendDown):
-        return await _routing_page(request, org_id, session, tab, down=True, status=503)
-    if exc.status == 401:
-        raise exc
-    return await _routing_page(request, org_id, session, tab, problem=exc, status=exc.status)
+    """The routing page again, saying that notifier refused a change it has no form
+    for (release, move, delete) or did not answer."""
+    return await _routing_page(request, org_id, session, tab, **refusal(exc, errors=None))
 
 
-def _refusal_errors(exc: BackendProblem, field: str) -> dict[str, str]:
+def _refusal_errors(field: str) -> Callable[[BackendProblem], dict[str, str]]:
     """Notifier's refusal next to the field it concerns (its detail when it names none)."""
-    return exc.field_errors or ({field: exc.message} if exc.status == 422 else {})
+    return lambda exc: exc.field_errors or ({field: exc.message} if exc.status == 422 else {})
 
 
 async def _admin_ctx(request: Request, org_id: uuid.UUID, session: CurrentSession) -> OrgContext:
@@ -225,22 +223,9 @@ async def assign_number(request: Request, org_id: uuid.UUID, session: CurrentSes
         )
     try:
         await backends(request).assign_sms_number(session.access_token, number, org_id)
-    except BackendProblem as exc:
-        errors = _refusal_errors(exc, "number")
-        return await _routing_page(
-            request,
-            org_id,
-            session,
-            "numbers",
-            values=values,
-            errors=errors,
-            problem=exc,
-            status=exc.status,
-        )
-    except BackendDown:
-        return await _routing_page(
-            request, org_id, session, "numbers", values=values, down=True, status=503
-        )
+    except (BackendProblem, BackendDown) as exc:
+        refused = refusal(exc, _refusal_errors("number"))
+        return await _routing_page(request, org_id, session, "numbers", values=values, **refused)
     return RedirectResponse(f"/orgs/{org_id}/sms/numbers?done=assigned", status_code=303)
 
 
@@ -300,21 +285,9 @@ async def add_rule(request: Request, org_id: uuid.UUID, session: CurrentSession)
     }
     try:
         await backends(request).add_keyword_rule(session.access_token, body)
-    except BackendProblem as exc:
-        return await _routing_page(
-            request,
-            org_id,
-            session,
-            "rules",
-            values=values,
-            errors=_refusal_errors(exc, "pattern"),
-            problem=exc,
-            status=exc.status,
-        )
-    except BackendDown:
-        return await _routing_page(
-            request, org_id, session, "rules", values=values, down=True, status=503
-        )
+    except (BackendProblem, BackendDown) as exc:
+        refused = refusal(exc, _refusal_errors("pattern"))
+        return await _routing_page(request, org_id, session, "rules", values=values, **refused)
     return RedirectResponse(f"/orgs/{org_id}/sms/rules?done=added", status_code=303)
 
 
@@ -388,15 +361,11 @@ async def edit_rule(
     }
     try:
         await backends(request).update_keyword_rule(session.access_token, rule_id, body)
-    except BackendProblem as exc:
-        if exc.status == 404:
+    except (BackendProblem, BackendDown) as exc:
+        if isinstance(exc, BackendProblem) and exc.status == 404:
             raise OrgNotFound from exc
-        errors = _refusal_errors(exc, "pattern")
-        return await _rule_page(
-            request, ctx, rule, values=values, errors=errors, problem=exc, status=exc.status
-        )
-    except BackendDown:
-        return await _rule_page(request, ctx, rule, values=values, down=True, status=503)
+        refused = refusal(exc, _refusal_errors("pattern"))
+        return await _rule_page(request, ctx, rule, values=values, **refused)
     return RedirectResponse(f"/orgs/{org_id}/sms/rules?done=saved", status_code=303)
 
 

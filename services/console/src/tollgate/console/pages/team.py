@@ -22,6 +22,7 @@ from tollgate.console.web import (
     backends,
     org_context,
     panel,
+    refusal,
     render,
 )
 
@@ -98,20 +99,8 @@ async def _write(
     """Run one write; a refusal or an unanswered call re-renders the page with it."""
     try:
         await call
-    except BackendProblem as exc:
-        if exc.status == 401:
-            raise
-        return await _team_page(
-            request,
-            org_id,
-            session,
-            status=exc.status,
-            problem=exc,
-            errors=exc.field_errors,
-            **form,
-        )
-    except BackendDown:
-        return await _team_page(request, org_id, session, status=503, down=True, **form)
+    except (BackendProblem, BackendDown) as exc:
+        return await _team_page(request, org_id, session, **refusal(exc), **form)
     return RedirectResponse(f"/orgs/{org_id}/team?done={done}", status_code=303)
 
 

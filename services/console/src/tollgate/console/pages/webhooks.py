@@ -17,7 +17,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tollgate.console.backends import BackendDown, BackendProblem
-from tollgate.console.web import CurrentSession, OrgContext, backends, org_context, panel, render
+from tollgate.console.web import (
+    CurrentSession,
+    OrgContext,
+    backends,
+    org_context,
+    panel,
+    refusal,
+    render,
+)
 
 router = APIRouter()
 STATES = ("pending", "succeeded", "failed")
@@ -56,20 +64,8 @@ async def webhook_create(request: Request, org_id: uuid.UUID, session: CurrentSe
     values = {"url": url, "description": description, "event_types": chosen}
     try:
         created = await backends(request).create_endpoint(session.access_token, org_id, body)
-    except BackendProblem as exc:
-        if exc.status == 401:
-            raise
-        return await _list_page(
-            request,
-            org_id,
-            session,
-            status=exc.status,
-            problem=exc,
-            errors=exc.field_errors,
-            values=values,
-        )
-    except BackendDown:
-        return await _list_page(request, org_id, session, status=503, down=True, values=values)
+    except (BackendProblem, BackendDown) as exc:
+        return await _list_page(request, org_id, session, values=values, **refusal(exc))
     ctx = await org_context(request, session, org_id)
     return render(
         request,
@@ -158,14 +154,9 @@ async def _action(
         else:
             body = {"enabled": action == "enable"}
             await client.update_endpoint(token, org_id, endpoint_id, body)
-    except BackendProblem as exc:
-        if exc.status == 401:
-            raise
-        return await _endpoint_page(
-            request, org_id, endpoint_id, session, status=exc.status, problem=exc
-        )
-    except BackendDown:
-        return await _endpoint_page(request, org_id, endpoint_id, session, status=503, down=True)
+    except (BackendProblem, BackendDown) as exc:
+        refused = refusal(exc, errors=None)
+        return await _endpoint_page(request, org_id, endpoint_id, session, **refused)
     return RedirectResponse(f"/orgs/{org_id}/webhooks/{endpoint_id}?done={action}", status_code=303)
 
 
