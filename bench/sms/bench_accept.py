@@ -14,8 +14,13 @@ the same with an `Idempotency-Key` on every send, and two orgs at once with
 `--concurrency` clients each.
 
     .venv/bin/python bench/sms/bench_accept.py [--messages 1000] [--concurrency 24]
-        [--rounds 1] [--baseline REV] [--server-cpus 0] [--client-cpus 1]
-        [--profile DIR]
+        [--rounds 1] [--replicas 1] [--baseline REV] [--server-cpus 0]
+        [--client-cpus 1] [--only 2,4] [--profile DIR]
+
+`--replicas N` runs N notifier processes on one database per target, the clients of
+each org spread over them: the org's lock then serialises sends across processes, as
+in production with several replicas, and one process's CPU stops being the ceiling
+(give them the cores: `--server-cpus 0,1`).
 
 `--baseline REV` also runs the notifier package of git revision REV (`git archive` of
 its `services/notifier/src`, first on PYTHONPATH) on its own database, alternating with
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import statistics
@@ -175,16 +181,18 @@ async def _seed(url: str, orgs: list[uuid.UUID]) -> None:
 
 @dataclass
 class Target:
-    """One notifier process under test."""
+    """One notifier under test: its replicas (processes) on one database."""
 
     name: str
     database: str
     url: str
-    port: int
-    process: asyncio.subprocess.Process
+    ports: list[int] = field(default_factory=list)
+    processes: list[asyncio.subprocess.Process] = field(default_factory=list)
 
 
-async def _start(name: str, orgs: list[uuid.UUID], cpus: str, pythonpath: str | None) -> Target:
+async def _start(
+    name: str, orgs: list[uuid.UUID], cpus: str, pythonpath: str | None, replicas: int
+) -> Target:
     from tollgate.kit.localdeps import free_port
     from tollgate.kit.migrations import upgrade_head
 
@@ -193,11 +201,19 @@ async def _start(name: str, orgs: list[uuid.UUID], cpus: str, pythonpath: str | 
     url = SERVER.rsplit("/", 1)[0] + f"/{database}"
     await asyncio.to_thread(upgrade_head, "tollgate.notifier", url)
     await _seed(url, orgs)
-    port = free_port()
+    target = Target(name, database, url)
+    for _ in range(replicas):
+        await _start_replica(target, orgs, cpus, pythonpath, free_port())
+    return target
+
+
+async def _start_replica(
+    target: Target, orgs: list[uuid.UUID], cpus: str, pythonpath: str | None, port: int
+) -> None:
     env = {
         **os.environ,
         **({"PYTHONPATH": pythonpath} if pythonpath else {}),
-        "BENCH_URL": url,
+        "BENCH_URL": target.url,
         "BENCH_PORT": str(port),
         "BENCH_ORGS": ",".join(map(str, orgs)),
     }
@@ -205,24 +221,26 @@ async def _start(name: str, orgs: list[uuid.UUID], cpus: str, pythonpath: str | 
     if cpus and shutil.which("taskset"):
         command = ["taskset", "-c", cpus, *command]
     process = await asyncio.create_subprocess_exec(*command, env=env)
-    target = Target(name, database, url, port, process)
+    target.ports.append(port)
+    target.processes.append(process)
     deadline = time.monotonic() + 180  # a loaded machine starts slowly
     async with httpx.AsyncClient() as client:
         while True:
             try:
                 await client.get(f"http://127.0.0.1:{port}/healthz")
-                return target
+                return
             except httpx.TransportError:
                 if process.returncode is not None or time.monotonic() > deadline:
                     await _stop(target)
-                    raise RuntimeError(f"{name} did not start") from None
+                    raise RuntimeError(f"{target.name} did not start") from None
                 await asyncio.sleep(0.2)
 
 
 async def _stop(target: Target) -> None:
-    if target.process.returncode is None:
-        target.process.terminate()
-        await asyncio.wait_for(target.process.wait(), 20)
+    for process in target.processes:
+        if process.returncode is None:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 20)
     await _admin(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
 
 
@@ -305,22 +323,31 @@ async def run_scenario(
     """`messages` sends per org, `scenario.clients` at a time per org."""
     result = Result(scenario.name, target.name)
     limits = httpx.Limits(max_connections=scenario.orgs * scenario.clients + 4)
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{target.port}", limits=limits, timeout=120
-    ) as http:
-        await http.get("/bench/lock")  # forget what came before
+    async with contextlib.AsyncExitStack() as stack:
+        https = [  # one per replica; client i talks to replica i % replicas
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=120)
+            )
+            for port in target.ports
+        ]
+        for http in https:
+            await http.get("/bench/lock")  # forget what came before
         started = time.perf_counter()
         tasks = []
         for index, org in orgs:
             remaining = [messages]
             tasks += [
-                _client(http, org, _number(index), scenario.keyed, remaining, result)
-                for _ in range(scenario.clients)
+                _client(
+                    https[i % len(https)], org, _number(index), scenario.keyed, remaining, result
+                )
+                for i in range(scenario.clients)
             ]
         await asyncio.gather(*tasks)
         result.seconds = time.perf_counter() - started
-        lock = (await http.get("/bench/lock")).json()
-        result.held, result.under_lock = lock["held"], lock["statements"]
+        for http in https:
+            lock = (await http.get("/bench/lock")).json()
+            result.held += lock["held"]
+            result.under_lock += lock["statements"]
     return result
 
 
@@ -329,10 +356,11 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _print(results: list[Result], messages: int, concurrency: int) -> None:
+def _print(results: list[Result], messages: int, concurrency: int, replicas: int) -> None:
     print(
         f"\nSMS acceptance: {messages} messages per org per scenario, "
-        f"{concurrency} concurrent clients per org (campaign rows)\n"
+        f"{concurrency} concurrent clients per org (campaign rows), "
+        f"{replicas} notifier process(es) per target\n"
     )
     header = (
         f"{'scenario':<30} | {'notifier':<12} | {'accepted':>8} | {'refused':>7} | "
@@ -369,6 +397,9 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=1000, help="per org per scenario")
     parser.add_argument("--concurrency", type=int, default=24, help="clients per org")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="notifier processes per target, one database"
+    )
     parser.add_argument("--baseline", help="also the notifier of this git revision")
     parser.add_argument("--server-cpus", default="0", help="taskset for the notifier ('': any)")
     parser.add_argument("--client-cpus", default="1", help="affinity of the load ('': any)")
@@ -401,10 +432,14 @@ async def main() -> None:
         targets: list[Target] = []
         results: list[Result] = []
         try:
-            targets.append(await _start("this tree", org_ids, args.server_cpus, None))
+            targets.append(
+                await _start("this tree", org_ids, args.server_cpus, None, args.replicas)
+            )
             if args.baseline:
                 old = _baseline_source(args.baseline, Path(workdir))
-                targets.append(await _start(f"@{args.baseline}", org_ids, args.server_cpus, old))
+                targets.append(
+                    await _start(f"@{args.baseline}", org_ids, args.server_cpus, old, args.replicas)
+                )
             for scenario, pairs in plan:
                 for target in targets:
                     spy = None
@@ -414,7 +449,7 @@ async def main() -> None:
                         spy = await asyncio.create_subprocess_exec(
                             str(Path(sys.executable).parent / "py-spy"),
                             *("record", "--idle", "--format", "raw", "-r", "200"),
-                            *("-o", str(out), "--pid", str(target.process.pid)),
+                            *("-o", str(out), "--pid", str(target.processes[0].pid)),
                             stdout=subprocess.DEVNULL,
                         )
                         await asyncio.sleep(1)
@@ -431,7 +466,7 @@ async def main() -> None:
         finally:
             for target in targets:
                 await _stop(target)
-    _print(results, args.messages, args.concurrency)
+    _print(results, args.messages, args.concurrency, args.replicas)
 
 
 def _entry(argv: list[str]) -> Any:
