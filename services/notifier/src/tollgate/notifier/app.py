@@ -133,7 +133,7 @@ def create_app(
                 database_url=settings.database_url,
                 topics=TOPICS,
                 outbox=outbox,
-                consumers=(intake_consumers(settings, clock),),
+                consumers=(intake_consumers(settings, clock, state.sms_balances),),
                 jwt_verifier=jwt_verifier,
                 # Every replica follows billing's balances: sends check credits.
                 background=[

@@ -159,6 +159,33 @@ class NotificationContact(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ContactList(Base):
+    """That an org's notification contacts were set, and by whom: `owner` (seeded from
+    accounts' `OrgCreated`) or `api` (a PUT). One row per org, written once: the first
+    setting is the one that catches the org up on a low/exhausted notice."""
+
+    __tablename__ = "contact_lists"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    origin: Mapped[str] = mapped_column(String(16))
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BalanceNotice(Base):
+    """The latest credits notice billing sent for an org (low, exhausted or topped up,
+    as `status` low/exhausted/ok), with the mail it makes: contacts set after it arrived
+    are mailed it once (same dedupe key as the notice's own mails)."""
+
+    __tablename__ = "balance_notices"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(64))
+    context: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class EmailMessage(Base):
     """A queued email. `context` holds what the template needs; tokens in it stay
     sealed and are unsealed only when the mail is rendered for sending."""

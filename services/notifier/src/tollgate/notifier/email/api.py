@@ -60,7 +60,9 @@ async def replace_contacts(
         for c in body.contacts
     ]
     async with db.begin():
-        stored = await service.replace_contacts(db, org_id, contacts, notifier.clock.now(), change)
+        stored = await service.replace_contacts(
+            db, org_id, contacts, notifier.clock.now(), change, notifier.sms_balances
+        )
     return Page[ContactOut](items=[ContactOut.of(c) for c in stored])
 
 

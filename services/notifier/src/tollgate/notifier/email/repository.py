@@ -1,4 +1,5 @@
-"""SQL of the email queue and of org notification contacts."""
+"""SQL of the email queue, of org notification contacts, and of what the first setting
+of an org's contacts catches up on (its latest credits notice)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import delete, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.notifier.models import EmailMessage, NotificationContact
+from tollgate.notifier.models import BalanceNotice, ContactList, EmailMessage, NotificationContact
 
 
 async def insert_email(session: AsyncSession, row: dict[str, Any]) -> bool:
@@ -104,3 +105,47 @@ async def replace_contacts(
     await session.execute(delete(NotificationContact).where(NotificationContact.org_id == org_id))
     if rows:
         await session.execute(insert(NotificationContact).values(rows))
+
+
+async def lock_org_contacts(session: AsyncSession, org_ids: list[uuid.UUID]) -> None:
+    """Serialise, until the transaction ends, whatever reads or sets these orgs' contacts
+    together with their latest credits notice (taken in id order: no deadlocks)."""
+    for org_id in sorted(set(org_ids)):
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"org-contacts:{org_id}"},
+        )
+
+
+async def mark_contacts_set(
+    session: AsyncSession, org_id: uuid.UUID, origin: str, now: datetime
+) -> bool:
+    """Record that the org's contacts were set; True only the first time."""
+    stmt = (
+        insert(ContactList)
+        .values(org_id=org_id, origin=origin, set_at=now)
+        .on_conflict_do_nothing(index_elements=["org_id"])
+        .returning(ContactList.org_id)
+    )
+    return (await session.scalars(stmt)).first() is not None
+
+
+async def record_balance_notice(session: AsyncSession, row: dict[str, Any]) -> None:
+    """Keep `row` as the org's latest credits notice unless a later one is held."""
+    stmt = insert(BalanceNotice).values(row)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["org_id"],
+        set_={name: stmt.excluded[name] for name in row if name != "org_id"},
+        where=BalanceNotice.occurred_at <= stmt.excluded.occurred_at,
+    )
+    await session.execute(stmt)
+
+
+async def balance_notice_of(session: AsyncSession, org_id: uuid.UUID) -> BalanceNotice | None:
+    """The org's latest credits notice, if billing sent one."""
+    stmt = (
+        select(BalanceNotice)
+        .where(BalanceNotice.org_id == org_id)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.scalars(stmt)).first()

@@ -10,16 +10,29 @@ event. Org-level mails (credits, plan payment failed or suspended, auto top-up f
 usage, deprecation of an API the org called, disabled webhook endpoint) go to the org's
 notification contacts, managed by the org's owners through this service's API (the notifier
 does not own users; an org without contacts gets no org-level mail).
+
+The org's owner is its contact until someone sets the list: accounts' `OrgCreated`
+(name, the creating owner's address and locale) seeds the owner as the only contact
+while the org's list was never set (`contact_lists` remembers the first setting, by the
+seeding or by a PUT). Billing sends a new prepaid org's `CreditsExhausted` within ~100
+ms of its creation, on another topic, so it may be taken in before the org has anyone
+to mail: each credits notice (low, exhausted, topped up) is kept as the org's latest
+(`balance_notices`), and the first setting of the contacts mails a kept low/exhausted
+notice to them, unless the replayed balance state (billing's balances topic, when known
+and not older) says the org has moved on. Both sides take the org's advisory lock first,
+so whichever transaction commits second sees the other's rows; and the catch-up mail
+uses the notice's own dedupe key (`event:<notice id>:<address>`), so either order, a
+redelivery or a later PUT mails each address at most once per notice.
 """
 
 from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from email_validator import EmailNotValidError, validate_email
@@ -29,12 +42,16 @@ from tollgate.contracts.envelope import CloudEvent
 from tollgate.contracts.events.accounts import (
     EmailVerificationRequested,
     MemberInvited,
+    OrgCreated,
     PasswordResetRequested,
 )
 from tollgate.contracts.events.billing import (
     AutoTopUpFailed,
+    BalanceState,
+    BalanceStatus,
     CreditsExhausted,
     CreditsLow,
+    CreditsToppedUp,
     PlanPaymentFailed,
     PlanSuspended,
 )
@@ -45,7 +62,7 @@ from tollgate.kit.sealing import Sealer
 from tollgate.notifier.email import repository
 from tollgate.notifier.email.backends import SendResult
 from tollgate.notifier.email.templates import RenderedEmail, render
-from tollgate.notifier.models import EmailMessage, NotificationContact
+from tollgate.notifier.models import BalanceNotice, EmailMessage, NotificationContact
 
 RETRY_DELAYS = (10, 30, 120, 600, 1800, 3600, 7200, 14400)
 """Seconds before retry n (after the n-th failed try), with jitter."""
@@ -57,6 +74,13 @@ class Contact:
 
     email: str
     locale: str
+
+
+class BalanceStates(Protocol):
+    """The notifier's replay of billing's balances topic (`outbound.credit.OrgBalances`)."""
+
+    def of(self, org_id: uuid.UUID) -> BalanceState | None:
+        """The org's latest balance state, or None when billing published none yet."""
 
 
 async def queue_email(
@@ -114,10 +138,21 @@ async def queue_for_org(
     return queued
 
 
-async def queue_for_event(session: AsyncSession, event: CloudEvent[Any], now: datetime) -> int:
-    """Queue the mails an event calls for (none for most types)."""
+async def queue_for_event(
+    session: AsyncSession,
+    event: CloudEvent[Any],
+    now: datetime,
+    balances: BalanceStates | None = None,
+) -> int:
+    """Queue the mails an event calls for (none for most types). An `OrgCreated` seeds
+    the owner as the org's contact (and mails it a credits notice that came first); a
+    credits notice is kept as the org's latest. Callers holding several orgs' events
+    take `lock_orgs(orgs_concerned(events))` first."""
     data = event.data
     key = f"event:{event.id}"
+    if isinstance(data, OrgCreated):
+        return await seed_owner_contact(session, data, now, balances)
+    await _remember_balance_notice(session, event)
     if isinstance(data, PasswordResetRequested):
         context = {
             "token_sealed": data.reset_token_sealed,
@@ -312,11 +347,15 @@ async def replace_contacts(
     contacts: list[Contact],
     now: datetime,
     change: AuditChange | None = None,
+    balances: BalanceStates | None = None,
 ) -> list[NotificationContact]:
     """Make `contacts` the org's notification contacts (`change` receives the list
-    before and after, for the audit record)."""
+    before and after, for the audit record). The first time an org's list is set, its
+    contacts are mailed a low/exhausted notice that arrived before them."""
     check_contacts(contacts)
+    await repository.lock_org_contacts(session, [org_id])
     before = _contact_list(await repository.contacts_of_org(session, org_id))
+    first = await repository.mark_contacts_set(session, org_id, "api", now)
     await repository.replace_contacts(
         session,
         org_id,
@@ -328,11 +367,110 @@ async def replace_contacts(
     stored = await repository.contacts_of_org(session, org_id)
     if change is not None:
         change.note({"contacts": before}, {"contacts": _contact_list(stored)})
+    if first and not before:
+        await _catch_up(session, org_id, stored, now, balances)
     return stored
 
 
 def _contact_list(contacts: list[NotificationContact]) -> list[dict[str, str]]:
     return [{"email": c.email, "locale": c.locale} for c in contacts]
+
+
+_BALANCE_STATUS: dict[type[Any], BalanceStatus] = {
+    CreditsLow: BalanceStatus.LOW,
+    CreditsExhausted: BalanceStatus.EXHAUSTED,
+    CreditsToppedUp: BalanceStatus.OK,
+}
+"""Credits notices and the balance status each leaves the org in."""
+
+
+def orgs_concerned(events: Sequence[CloudEvent[Any]]) -> list[uuid.UUID]:
+    """Orgs whose contacts or latest credits notice these events set."""
+    concerning: tuple[type[Any], ...] = (OrgCreated, *_BALANCE_STATUS)
+    return [e.data.org_id for e in events if isinstance(e.data, concerning)]
+
+
+async def lock_orgs(session: AsyncSession, org_ids: list[uuid.UUID]) -> None:
+    """Hold these orgs' contact lock until the transaction ends (see the module)."""
+    await repository.lock_org_contacts(session, org_ids)
+
+
+async def _remember_balance_notice(session: AsyncSession, event: CloudEvent[Any]) -> None:
+    """Keep a credits notice as its org's latest, with the mail it makes."""
+    data = event.data
+    status = _BALANCE_STATUS.get(type(data))
+    if status is None:
+        return
+    kind, context = "", {}
+    if status is not BalanceStatus.OK:
+        kind, context_of = _ORG_MAILS[type(data)]
+        context = context_of(data)
+    await repository.record_balance_notice(
+        session,
+        {
+            "org_id": data.org_id,
+            "event_id": event.id,
+            "status": status.value,
+            "kind": kind,
+            "context": context,
+            "occurred_at": data.occurred_at,
+        },
+    )
+
+
+async def seed_owner_contact(
+    session: AsyncSession, data: OrgCreated, now: datetime, balances: BalanceStates | None
+) -> int:
+    """Make the new org's owner its notification contact, unless the org's contacts were
+    set before; returns the credits notices this mailed the owner (0 or 1)."""
+    await repository.lock_org_contacts(session, [data.org_id])
+    if await repository.contacts_of_org(session, data.org_id):
+        return 0
+    if not await repository.mark_contacts_set(session, data.org_id, "owner", now):
+        return 0
+    owner = {"org_id": data.org_id, "email": data.owner_email.lower(), "created_at": now}
+    await repository.replace_contacts(
+        session, data.org_id, [{**owner, "locale": data.owner_locale}]
+    )
+    stored = await repository.contacts_of_org(session, data.org_id)
+    return await _catch_up(session, data.org_id, stored, now, balances)
+
+
+async def _catch_up(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    contacts: list[NotificationContact],
+    now: datetime,
+    balances: BalanceStates | None,
+) -> int:
+    """Mail the org's first contacts its kept low/exhausted notice, unless the balance
+    state says the org has moved on since; same dedupe keys as the notice's own mails."""
+    notice = await repository.balance_notice_of(session, org_id)
+    if notice is None or notice.status == BalanceStatus.OK.value or _moved_on(notice, balances):
+        return 0
+    queued = 0
+    for contact in contacts:
+        queued += await queue_email(
+            session,
+            kind=notice.kind,
+            locale=contact.locale,
+            to=contact.email,
+            context=notice.context,
+            dedupe_key=f"event:{notice.event_id}:{contact.email}",
+            now=now,
+            org_id=org_id,
+        )
+    return queued
+
+
+def _moved_on(notice: BalanceNotice, balances: BalanceStates | None) -> bool:
+    """Whether a balance state no older than the notice has another status."""
+    state = balances.of(notice.org_id) if balances is not None else None
+    return (
+        state is not None
+        and state.as_of >= notice.occurred_at
+        and state.status.value != notice.status
+    )
 
 
 async def retry_failed(session: AsyncSession, email_id: uuid.UUID, now: datetime) -> EmailMessage:

@@ -21,6 +21,7 @@ from tollgate.kit.db import SessionMaker
 from tollgate.kit.kafka import Sessions, batch_records, consumer_options, readable
 from tollgate.notifier.clock import Clock, SystemClock
 from tollgate.notifier.config import Settings
+from tollgate.notifier.email.service import BalanceStates
 from tollgate.notifier.intake.service import queue_notifications, take_in
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,11 @@ REDELIVERIES_SKIPPED = Counter(
 )
 
 
-def intake_consumers(settings: Settings, clock: Clock | None = None) -> KafkaRouter:
-    """The intake subscriber (group `notifier`), under contract topic names."""
+def intake_consumers(
+    settings: Settings, clock: Clock | None = None, balances: BalanceStates | None = None
+) -> KafkaRouter:
+    """The intake subscriber (group `notifier`), under contract topic names; `balances`
+    is the replayed balance state the first contacts' catch-up consults."""
     clock = clock or SystemClock()
     router = KafkaRouter()
 
@@ -49,22 +53,29 @@ def intake_consumers(settings: Settings, clock: Clock | None = None) -> KafkaRou
     async def on_domain_events(
         body: list[bytes], message: KafkaMessage, sessions: Sessions
     ) -> None:
-        await take_in_batch(message, sessions, clock)
+        await take_in_batch(message, sessions, clock, balances)
 
     return router
 
 
-async def take_in_batch(message: KafkaMessage, sessions: SessionMaker, clock: Clock) -> None:
-    """Take in the batch's new events and queue their notifications, one transaction."""
+async def take_in_batch(
+    message: KafkaMessage,
+    sessions: SessionMaker,
+    clock: Clock,
+    balances: BalanceStates | None = None,
+) -> None:
+    """Take in the batch's new events and queue their notifications, one transaction
+    (every topic's events queued together, so the org locks are taken once, in order)."""
     by_topic: dict[str, list[CloudEvent[EventData]]] = {}
     for record in batch_records(message):
         event = readable(record, group=GROUP_ID)
         if event is not None:
             by_topic.setdefault(record.topic, []).append(event)
     async with sessions() as session, session.begin():
+        new: list[CloudEvent[EventData]] = []
         for topic, events in by_topic.items():
             result = await take_in(session, topic, events)
-            await queue_notifications(session, result.new, clock.now())
+            new.extend(result.new)
             EVENTS_TAKEN_IN.inc(len(result.new))
             if result.redelivered:
                 REDELIVERIES_SKIPPED.inc(result.redelivered)
@@ -72,3 +83,4 @@ async def take_in_batch(message: KafkaMessage, sessions: SessionMaker, clock: Cl
                     "redelivered events skipped",
                     extra={"topic": topic, "redelivered_skipped": result.redelivered},
                 )
+        await queue_notifications(session, new, clock.now(), balances)

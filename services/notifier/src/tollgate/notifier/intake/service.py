@@ -45,11 +45,18 @@ class Notifications:
 
 
 async def queue_notifications(
-    session: AsyncSession, events: list[CloudEvent[Any]], now: datetime
+    session: AsyncSession,
+    events: list[CloudEvent[Any]],
+    now: datetime,
+    balances: email.BalanceStates | None = None,
 ) -> Notifications:
-    """Turn new events into webhook deliveries and emails (durable queues)."""
+    """Turn new events into webhook deliveries and emails (durable queues). The orgs
+    whose contacts or credits notice change are locked first, in id order, so a new
+    org's owner and a notice taken in concurrently (another replica, another topic)
+    cannot miss each other; `balances` is the replayed balance state."""
+    await email.lock_orgs(session, email.orgs_concerned(events))
     deliveries = emails = 0
     for event in events:
         deliveries += await webhooks.queue_for_event(session, event, now)
-        emails += await email.queue_for_event(session, event, now)
+        emails += await email.queue_for_event(session, event, now, balances)
     return Notifications(webhook_deliveries=deliveries, emails=emails)
