@@ -101,3 +101,23 @@ async def test_stop_cancels_a_round_that_outlasts_the_grace() -> None:
     await started.wait()
     await asyncio.wait_for(run_for(0, loop), timeout=1)
     assert loop.cancelled()
+
+
+async def test_stop_is_not_lost_when_a_wake_comes_at_the_same_moment() -> None:
+    """A relay woken by a commit in the very iteration it is stopped still stops (on
+    Python 3.11, `wait_for` returned the woken wait's result and dropped the cancellation,
+    so a service's shutdown waited forever for its outbox relay)."""
+    for _ in range(50):
+        wake = asyncio.Event()
+        task = asyncio.create_task(every(10, _idle, name="raced", wake=wake))
+        await asyncio.sleep(0.01)  # waiting on `wake` between rounds
+        wake.set()
+        await asyncio.sleep(0)  # the woken wait is done, its waiter not yet resumed
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert done == {task}, "the loop went on after it was cancelled"
+        assert task.cancelled()
+
+
+async def _idle() -> bool:
+    return False

@@ -84,6 +84,11 @@ async def _wait(interval: float, wake: asyncio.Event | None) -> None:
     if wake is None:
         await asyncio.sleep(interval)
         return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(wake.wait(), timeout=interval)
+    # Not `wait_for`: on Python 3.11 it returns a wait that finished in the same loop
+    # iteration as a cancellation and drops the cancellation, and the loop never stops.
+    woken = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait({woken}, timeout=interval)
+    finally:
+        woken.cancel()
     wake.clear()
