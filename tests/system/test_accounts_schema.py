@@ -53,6 +53,7 @@ SEMANTIC_RULES = {
     "GET /v1/apis": _CURSOR,
     "GET /v1/apis/{api_id}/routes": _CURSOR,
     "GET /v1/apis/{api_id}/changelog": _CURSOR,
+    "GET /v1/catalog/{slug}/changelog": _CURSOR,
     "GET /v1/audit": _CURSOR,
     "GET /v1/auth/sessions": _CURSOR,
 }
