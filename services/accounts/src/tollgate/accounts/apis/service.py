@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollgate.accounts.apis import changelog_repository
 from tollgate.accounts.apis import repository as repo
 from tollgate.accounts.apis.changelog import Published, changes_between, public_changes
+from tollgate.accounts.apis.credentials import credential_header_names
 from tollgate.accounts.apis.openapi_import import routes_of
 from tollgate.accounts.apis.schemas import (
     HOP_BY_HOP,
@@ -35,7 +36,6 @@ from tollgate.accounts.apis.schemas import (
 from tollgate.accounts.apis.upstreams import validate_upstream
 from tollgate.accounts.audit.service import record
 from tollgate.accounts.caller import Actor
-from tollgate.accounts.catalog.consumer_openapi import ApiFacts, _credential_header_names
 from tollgate.accounts.config import Settings
 from tollgate.accounts.limits import as_contract
 from tollgate.accounts.models import Api, ApiChangelogEntry, ApiRoute
@@ -520,17 +520,9 @@ def _credential_headers(api: Api, *docs: dict[str, Any] | None) -> frozenset[str
     """Lower-case header names that carry credentials in any of `docs` (the consumer
     document's rule: the gateway's key headers, the upstream's injected ones, the
     documents' apiKey headers)."""
-    facts = ApiFacts(
-        slug=api.slug,
-        name=api.name,
-        api_version=api.api_version,
-        status=api.status,
-        price=api.price,
-        upstream_header_names=list(api.upstream_header_names),
-    )
     names: set[str] = set()
     for doc in docs:
-        names |= _credential_header_names(facts, doc if isinstance(doc, dict) else {})
+        names |= credential_header_names(api.upstream_header_names, doc)
     return frozenset(names)
 
 

@@ -37,13 +37,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollgate.accounts.apis import changelog_repository
 from tollgate.accounts.apis import repository as repo
 from tollgate.accounts.apis.api import _may_read
+from tollgate.accounts.apis.credentials import credential_header_names
 from tollgate.accounts.apis.service import not_found
 from tollgate.accounts.caller import _caller, client_ip
 from tollgate.accounts.catalog import repository as catalog_repo
 from tollgate.accounts.catalog.consumer_openapi import (
     ApiFacts,
     RouteFacts,
-    _credential_header_names,
     consumer_document,
 )
 from tollgate.accounts.config import CurrentSettings, Settings
@@ -216,9 +216,7 @@ def _document_of(api: Api, routes: list[ApiRoute], gateway_url: str) -> _Documen
     source = imported if isinstance(imported, dict) else {}
     return _Document(
         body=orjson.dumps(doc),
-        credential_headers=frozenset(
-            name.lower() for name in _credential_header_names(facts, source)
-        ),
+        credential_headers=frozenset(credential_header_names(facts.upstream_header_names, source)),
     )
 
 

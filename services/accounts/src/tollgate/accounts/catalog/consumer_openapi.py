@@ -26,6 +26,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from tollgate.accounts.apis.credentials import credential_header_names
+
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 ANY_METHOD = ("get", "post", "put", "patch", "delete")
 KEY_SCHEMES: dict[str, dict[str, Any]] = {
@@ -47,7 +49,6 @@ KEY_SCHEMES: dict[str, dict[str, Any]] = {
         "description": "Your Tollgate API key in the query string (removed before forwarding).",
     },
 }
-CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "proxy-authorization", "cookie"})
 WINDOWS = ("per_second", "per_minute", "per_hour", "per_day", "per_month")
 WINDOW_WORDS = {
     "per_second": "second",
@@ -110,7 +111,7 @@ def consumer_document(
     source = copy.deepcopy(imported) if imported is not None else _generated(api)
     doc = _as_31(source)
     server = gateway_url.rstrip("/") + "/" + api.slug
-    credential_names = _credential_header_names(api, source)
+    credential_names = credential_header_names(api.upstream_header_names, source)
     info: dict[str, Any] = doc["info"] if isinstance(doc.get("info"), dict) else {}
     info.setdefault("title", api.name)
     info["version"] = str(info.get("version") or api.api_version)
@@ -136,20 +137,6 @@ def consumer_document(
 
 def _joined(first: str, rest: Any) -> str:
     return f"{first}\n\n{rest}" if isinstance(rest, str) and rest else first
-
-
-def _credential_header_names(api: ApiFacts, source: dict[str, Any]) -> set[str]:
-    """Header names that carry credentials: the gateway's key headers, the upstream's
-    injected headers (admins see their names) and the upstream's own apiKey headers."""
-    names = set(CREDENTIAL_HEADERS) | {n.lower() for n in api.upstream_header_names}
-    schemes = (source.get("components") or {}).get("securitySchemes") or {}
-    if isinstance(schemes, dict):
-        for scheme in schemes.values():
-            if isinstance(scheme, dict) and scheme.get("type") == "apiKey":
-                name = scheme.get("name")
-                if isinstance(name, str):
-                    names.add(name.lower())
-    return names
 
 
 def _consumer_paths(
