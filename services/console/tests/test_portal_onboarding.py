@@ -160,3 +160,27 @@ async def test_onboarding_speaks_chinese() -> None:
     # an unverified user's first key is a test key: the link opens the log in test mode
     assert f'href="/orgs/{fake.org_id}/logs?mode=test"' in seen.text
     assert "Your first call went through" not in seen.text
+
+
+async def test_the_curl_line_avoids_operations_the_new_key_cannot_call() -> None:
+    # The onboarding key has no scopes: a GET that needs one (or is deprecated) would
+    # answer 403 or go away, so the line names a plain one even if it comes later.
+    fake = onboarding_fake()
+    fake.catalog_documents = {
+        "petstore": {
+            **CONSUMER_DOC,
+            "paths": {
+                "/forecast": {"get": {"x-tollgate-scopes": ["forecast:read"], "responses": {}}},
+                "/old": {"get": {"deprecated": True, "responses": {}}},
+                "/pets/{petId}": {"get": {"responses": {}}},
+            },
+        }
+    }
+    async with console(fake) as client:
+        await sign_in(client)
+        created = await client.post(
+            "/portal/onboarding/key", data={"org_id": fake.org_id, "csrf_token": csrf(client)}
+        )
+    assert '"https://gateway.example.com/petstore/pets/{petId}"' in created.text.replace(
+        "&#34;", '"'
+    )

@@ -167,11 +167,18 @@ async def _onboarding(request: Request, token: str, me: Me, org: Org | None) -> 
 
 
 def _first_get(document: dict[str, Any]) -> str | None:
-    """The first GET path of a consumer document, preferring one without parameters."""
-    paths = document.get("paths")
-    gets = [str(p) for p, item in (paths or {}).items() if isinstance(item, dict) and "get" in item]
-    plain = [p for p in gets if "{" not in p]
-    return (plain or gets)[0] if gets else None
+    """The GET path of a consumer document a new key can call first: one that needs no
+    key scope (the onboarding key has none) and is not deprecated, then one without path
+    parameters; the document's order among equals."""
+    candidates: list[tuple[bool, bool, str]] = []
+    for path, item in (document.get("paths") or {}).items():
+        operation = item.get("get") if isinstance(item, dict) else None
+        if isinstance(operation, dict):
+            avoid = bool(operation.get("x-tollgate-scopes")) or bool(operation.get("deprecated"))
+            candidates.append((avoid, "{" in str(path), str(path)))
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (c[0], c[1]))[2]
 
 
 async def _first_call(request: Request, token: str, listed: list[CatalogApi]) -> FirstCall | None:
