@@ -304,6 +304,23 @@ class LocalProcess:
             if self.running and not self._paused:
                 self._signal_group(signal.SIGSTOP)
                 self._paused = True
+                self._wait_stopped()
+
+    def _wait_stopped(self, timeout: float = 5.0) -> None:
+        # SIGSTOP takes effect when each thread next leaves the kernel; until then a
+        # thread busy on the other core can still answer. Wait until all are stopped.
+        deadline = time.monotonic() + timeout
+        tasks = Path(f"/proc/{self.pid}/task")
+        while time.monotonic() < deadline:
+            try:
+                states = [
+                    (t / "stat").read_text().rpartition(")")[2].split()[0] for t in tasks.iterdir()
+                ]
+            except OSError:
+                return  # gone, or no /proc: nothing to wait for
+            if all(state in ("T", "t", "Z", "X") for state in states):
+                return
+            time.sleep(0.002)
 
     def resume(self) -> None:
         """Undo `pause` (SIGCONT)."""
