@@ -22,10 +22,10 @@ found by the `idle_sleep` poll.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
-import weakref
 import zlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -69,10 +69,11 @@ OUTBOX_TABLE = "outbox"
 INSTANCE_INFO_KEY = "tollgate.instance_id"
 """`Session.info` entry naming the replica in the `source` of emitted events."""
 
-_RELAY_WAKES: weakref.WeakKeyDictionary[asyncio.Event, asyncio.AbstractEventLoop] = (
-    weakref.WeakKeyDictionary()
-)
-"""The wake-up event of each running relay of this process, with its event loop."""
+_RELAY_WAKES: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}
+"""The wake-up event of each running relay of this process, with its event loop (a
+relay removes its own on the way out; a plain dict: its single operations are atomic
+across threads, and a weak one's removal callbacks ran at garbage collection, in
+whatever thread, and raised there)."""
 
 
 def _wake_relays(_session: Session) -> None:
@@ -84,8 +85,11 @@ def _wake_relays(_session: Session) -> None:
     for wake, loop in list(_RELAY_WAKES.items()):
         if loop is running:
             wake.set()
-        elif not loop.is_closed():
-            loop.call_soon_threadsafe(wake.set)
+        elif loop.is_closed():
+            _RELAY_WAKES.pop(wake, None)  # its relay never got to unregister
+        else:
+            with contextlib.suppress(RuntimeError):  # closed since the check
+                loop.call_soon_threadsafe(wake.set)
 
 
 def _wake_relays_on_commit(session: AsyncSession) -> None:
