@@ -316,7 +316,9 @@ async def send_all(
                     failures += 1
                 # 401 while the key replays at the gateway; 502 while the notifier is down:
                 # the customer retries with a new reference (a 502 may have been accepted).
-                assert time.monotonic() < deadline, "not accepted in 60 s"
+                assert time.monotonic() < deadline, "not accepted in 60 s; last answer: " + (
+                    f"{answer.status_code} {answer.text}" if answer else "none"
+                )
                 await asyncio.sleep(0.05)
 
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
