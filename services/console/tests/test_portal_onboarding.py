@@ -184,3 +184,25 @@ async def test_the_curl_line_avoids_operations_the_new_key_cannot_call() -> None
     assert '"https://gateway.example.com/petstore/pets/{petId}"' in created.text.replace(
         "&#34;", '"'
     )
+
+
+async def test_the_curl_line_skips_an_api_whose_gets_all_need_a_scope() -> None:
+    fake = onboarding_fake()
+    forecast = str(uuid.uuid4())
+    fake.catalog = [
+        catalog_body(forecast, "forecast", "Forecast"),
+        catalog_body(PET_ID, "petstore", "Petstore"),
+    ]
+    fake.catalog_documents = {
+        "forecast": {
+            **CONSUMER_DOC,
+            "paths": {"/daily": {"get": {"x-tollgate-scopes": ["forecast:read"]}}},
+        },
+        "petstore": CONSUMER_DOC,
+    }
+    async with console(fake) as client:
+        await sign_in(client)
+        created = await client.post(
+            "/portal/onboarding/key", data={"org_id": fake.org_id, "csrf_token": csrf(client)}
+        )
+    assert '"https://gateway.example.com/petstore/pets"' in created.text.replace("&#34;", '"')

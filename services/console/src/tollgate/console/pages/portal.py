@@ -166,10 +166,11 @@ async def _onboarding(request: Request, token: str, me: Me, org: Org | None) -> 
     return Onboarding(org=org, verified=me.email_verified, environment=environment)
 
 
-def _first_get(document: dict[str, Any]) -> str | None:
+def _first_get(document: dict[str, Any]) -> tuple[bool, str] | None:
     """The GET path of a consumer document a new key can call first: one that needs no
     key scope (the onboarding key has none) and is not deprecated, then one without path
-    parameters; the document's order among equals."""
+    parameters; the document's order among equals. With it, whether the new key should
+    rather not call it (it needs a scope or is deprecated)."""
     candidates: list[tuple[bool, bool, str]] = []
     for path, item in (document.get("paths") or {}).items():
         operation = item.get("get") if isinstance(item, dict) else None
@@ -178,24 +179,32 @@ def _first_get(document: dict[str, Any]) -> str | None:
             candidates.append((avoid, "{" in str(path), str(path)))
     if not candidates:
         return None
-    return min(candidates, key=lambda c: (c[0], c[1]))[2]
+    avoid, _, path = min(candidates, key=lambda c: (c[0], c[1]))
+    return avoid, path
 
 
 async def _first_call(request: Request, token: str, listed: list[CatalogApi]) -> FirstCall | None:
-    """The first API of the catalog (active ones first) that has a GET operation."""
+    """A GET operation of the catalog's first APIs (active ones first) the new key can
+    call; failing that, the first GET found, or the first API's root."""
     gateway = _settings(request).gateway_url.rstrip("/")
     ordered = sorted(listed, key=lambda a: a.status != "active")
+    fallback: FirstCall | None = None
     for api in ordered[:5]:  # a document each: a catalog without GETs is not walked whole
         try:
             document = await backends(request).catalog_document(token, api.slug)
         except (BackendDown, BackendProblem):
             continue
-        path = _first_get(document)
-        if path is not None:
-            return FirstCall(api=api, method="GET", url=f"{gateway}/{api.slug}{path}")
-    if ordered:
-        return FirstCall(api=ordered[0], method="GET", url=f"{gateway}/{ordered[0].slug}/")
-    return None
+        found = _first_get(document)
+        if found is None:
+            continue
+        avoid, path = found
+        call = FirstCall(api=api, method="GET", url=f"{gateway}/{api.slug}{path}")
+        if not avoid:
+            return call
+        fallback = fallback or call
+    if fallback is None and ordered:
+        fallback = FirstCall(api=ordered[0], method="GET", url=f"{gateway}/{ordered[0].slug}/")
+    return fallback
 
 
 async def _catalog_page(
