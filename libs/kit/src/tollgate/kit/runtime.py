@@ -32,7 +32,7 @@ from tollgate.contracts.topics import ACCOUNTS_USERS, Topic
 from tollgate.kit.auth import JwtVerifier
 from tollgate.kit.db import SessionMaker, create_engine, ping, session_maker
 from tollgate.kit.identity import IdentityFollower
-from tollgate.kit.kafka import ensure_topics, make_broker, make_producer
+from tollgate.kit.kafka import ensure_topics, make_broker, make_producer, start_broker
 from tollgate.kit.outbox import OutboxRelay, bind_instance
 from tollgate.kit.service import add_ready_check
 from tollgate.kit.settings import ServiceSettings
@@ -112,7 +112,7 @@ async def service_runtime(
             rt.broker = make_broker(
                 settings, client=service, sessions=rt.sessions, routers=consumers
             )
-            await rt.broker.start()
+            await start_broker(rt.broker)
             broker = rt.broker
 
             async def consumers_ready() -> bool:
