@@ -24,6 +24,7 @@ from sqlalchemy.pool import NullPool
 
 from tollgate.notifier.outbound.fake_twilio import FakeTwilio
 
+from .services import start_all
 from .test_sms_e2e import WebhookSink, balance, customer, make_stack, send_all, texts, wait_for
 
 pytestmark = pytest.mark.system
@@ -53,8 +54,7 @@ async def test_kill_9_of_the_notifier_while_sending(
     sink = WebhookSink()
     credits = 1_000_000
     try:
-        for svc in stack.all:
-            svc.start()
+        start_all(stack.all)
         async with sink.running(), customer(stack, sink, credits) as c:
             batch = texts(CRASH_MESSAGES, seed=9)
             sending = asyncio.create_task(send_all(c, batch, tolerate_errors=True))

@@ -39,7 +39,7 @@ from tollgate.kit.upstream_identity import identity_headers
 from tollgate.notifier.outbound.encoding import segment
 from tollgate.notifier.outbound.fake_twilio import FakeTwilio
 
-from .services import ServiceProcess, service_process
+from .services import ServiceProcess, service_process, start_all
 
 pytestmark = pytest.mark.system
 
@@ -350,8 +350,7 @@ async def test_a_thousand_messages_billed_reported_and_answered(
     sink = WebhookSink()
     credits = 1_000_000
     try:
-        for svc in stack.all:
-            svc.start()
+        start_all(stack.all)
         async with sink.running(), customer(stack, sink, credits) as c:
             # The key reaches the gateway by replay: wait for the first answer that is not 401.
             batch = texts(MESSAGES)
@@ -477,8 +476,7 @@ async def test_an_org_out_of_credits_gets_402(
     stack = make_stack(tmp_path, kafka_bootstrap, topic_prefix, database_factory, fake)
     sink = WebhookSink()
     try:
-        for svc in stack.all:
-            svc.start()
+        start_all(stack.all)
         async with sink.running(), customer(stack, sink, credits=12) as c:
             sent = 0
             deadline = time.monotonic() + 30
