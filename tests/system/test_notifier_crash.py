@@ -138,7 +138,8 @@ async def test_webhooks_survive_kill_9_of_the_notifier(
             await asyncio.sleep(1.0)
             delivered_at_kill.append(len(seen))
             notifier.kill9()
-            notifier.start()
+            # In a thread: the receiver lives on this loop and must keep answering.
+            await asyncio.to_thread(notifier.start)
         seen_all = await eventually(
             lambda: asyncio.sleep(0, dict(seen)),
             lambda s: expected <= s.keys(),
