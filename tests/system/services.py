@@ -72,8 +72,8 @@ def start_all(services: Sequence[ServiceProcess]) -> None:
     assert len(workdirs) == 1, "one stack, one folder"
     if len(services) > 1:
         # As compose, Helm and `make up` do: every topic exists before any service
-        # subscribes (a consumer group subscribed to a topic that does not exist yet
-        # sees it only at its next metadata refresh, minutes later).
+        # starts. Without it, services started together (several creating the same
+        # topics at once) left the SMS tests' gateway without the org's balance: 402s.
         first = services[0]
         prefix = f"TOLLGATE_{first.name.upper()}_"
         kafka = {
