@@ -577,8 +577,11 @@ def main() -> None:
                 cell.url, cell.script, args.warmup_seconds, args.connections, cpus=args.load_cpus
             )
         sandbox_runs: dict[str, list[WrkResult]] = {}
-        # Rounds interleave the targets so a burst of load from elsewhere hits them all.
+        # Rounds interleave the targets so a burst of load from elsewhere hits them all,
+        # in the opposite order every other round: no target always runs right after
+        # another (the broker holds every event of the run, and grows as it goes).
         for round_no in range(1, args.rounds + 1):
+            in_order = targets if round_no % 2 else targets[::-1]
             for cell in cells:
                 result = harness.wrk(
                     cell.url,
@@ -592,7 +595,7 @@ def main() -> None:
                 print(f"  round {round_no} {cell.name:<40} {result.rps:>8.0f} req/s", flush=True)
             for method, path, body in WORKLOADS:
                 workload = f"{method} {'1 KB' if body else path}"
-                for target in targets:
+                for target in in_order:
                     result = harness.wrk(
                         target.url(path),
                         scripts[method],
@@ -609,7 +612,7 @@ def main() -> None:
                     )
             for method, path, body in WORKLOADS:
                 workload = f"{method} {'1 KB' if body else path}"
-                for target in targets:
+                for target in in_order:
                     result_fixed = fixed_rate(
                         target.port,
                         target.prefix + path,
