@@ -24,8 +24,8 @@ the upstream called directly. Options, each in the same interleaved rounds:
   same gateway: POST of a 1 KB JSON body through `plain` (no document) and through
   `checked` (validated against its OpenAPI document, then forwarded), and GET answers
   of `mock` (document example; `Prefer: dynamic=true`), in a table of their own;
-- `--profile`: a py-spy pass on Tollgate (not counted in the tables) summarised by
-  `gateway_profile.py`.
+- `--profile`: a py-spy pass on Tollgate (and on the identity-signing one with
+  `--identity`; not counted in the tables) summarised by `gateway_profile.py`.
 
 Usage (see README.md):
 
@@ -294,7 +294,7 @@ def fixed_rate(
 def profile_tollgate(
     target: Target, get_script: Path, workdir: Path, args: argparse.Namespace, workers: int
 ) -> None:
-    out = workdir / "tollgate-profile.speedscope.json"
+    out = workdir / f"{target.name}-profile.speedscope.json"
     spy = gateway_profile.start_recording(
         target.process.pid, out, args.profile_seconds, cpus=args.load_cpus, subprocesses=workers > 1
     )
@@ -313,7 +313,8 @@ def profile_tollgate(
     )
     spy.wait(60)
     print(
-        f"\nprofile pass (py-spy --native at 100 Hz, not counted above): GET {result.rps:.0f} "
+        f"\nprofile pass of {target.name} (py-spy --native at 100 Hz, not counted above): "
+        f"GET {result.rps:.0f} "
         f"req/s, gateway CPU {result.cpu:.0f}%; speedscope file: {out}"
     )
     print(gateway_profile.format_threads(threads))
@@ -663,8 +664,9 @@ def main() -> None:
         if cells:
             print_sandbox(sandbox_runs, args.rounds)
         if args.profile and "tollgate" in only:
-            tollgate = next(t for t in targets if t.name == "tollgate")
-            profile_tollgate(tollgate, scripts["GET"], workdir, args, args.workers)
+            for target in targets:
+                if target.name in ("tollgate", "tg-ident"):
+                    profile_tollgate(target, scripts["GET"], workdir, args, args.workers)
         print(f"\nlogs and configs: {workdir}")
     finally:
         for proc in reversed(procs):
