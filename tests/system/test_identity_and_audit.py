@@ -50,7 +50,7 @@ from tollgate.accounts.orgs import repository as orgs_repo
 from tollgate.kit.db import create_engine, session_maker
 from tollgate.kit.sealing import new_sealing_key
 
-from .services import ServiceProcess, service_process
+from .services import ServiceProcess, service_process, start_all
 
 pytestmark = pytest.mark.system
 
@@ -115,9 +115,10 @@ def stack(
             "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
         },
     }
-    # Migrations and start-ups side by side: the stack is up in the time of the slowest
-    # service. The pool lives as long as the stack: a service dies with the thread that
-    # started it (localdeps ties children to their parent thread).
+    # Accounts starts while the others migrate, then the others start together: the
+    # stack is up in the time of the slowest service. The pool lives as long as the
+    # stack: a service dies with the thread that started it (localdeps ties children to
+    # their parent thread).
     pool = ThreadPoolExecutor(4)
     started: list[ServiceProcess] = []
     try:
@@ -136,9 +137,8 @@ def stack(
         others = {name: future.result() for name, future in prepared.items()}
         accounts_up.result()
         started.append(accounts)
-        for process, future in [(p, pool.submit(p.start)) for p in others.values()]:
-            future.result()
-            started.append(process)
+        start_all(list(others.values()))
+        started.extend(others.values())
         yield Stack(accounts, others["billing"], others["usage"], others["notifier"], accounts_db)
     finally:
         for process in reversed(started):
