@@ -162,3 +162,22 @@ def test_the_orgs_plan_is_signed_when_the_gateway_knows_one() -> None:
         assert verify(gateway.seen[-1]).plan == str(plan_id)
     finally:
         gateway.close()
+
+
+def test_a_renamed_key_is_signed_with_its_new_name_and_scopes() -> None:
+    raw, key_id, org = apikeys.generate().raw, uuid.uuid4(), uuid.uuid4()
+    gateway = InProcessGateway(
+        lambda upstream: [api_event("open", upstream)],
+        [key_event(raw, key_id=key_id, org_id=org, name="before", scopes=["a"])],
+        settings={"identity_secrets": SECRET},
+    )
+    try:
+        assert gateway.request("GET", "/open/x", {"X-API-Key": raw}).status == 200
+        assert verify(gateway.seen[-1]).key_name == "before"
+        renamed = key_event(raw, key_id=key_id, org_id=org, name="after", scopes=["b"], version=2)
+        gateway.gate._registry.apply_key(str(key_id), renamed)
+        assert gateway.request("GET", "/open/x", {"X-API-Key": raw}).status == 200
+        identity = verify(gateway.seen[-1])
+        assert (identity.key_name, identity.scopes) == ("after", {"b"})
+    finally:
+        gateway.close()

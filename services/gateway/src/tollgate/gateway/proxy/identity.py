@@ -3,10 +3,10 @@
 The gate appends these headers to every forwarded request once a key is admitted;
 client-sent copies never get this far (`headers.REQUEST_DROP`). Pure CPU on the hot
 path (one HMAC-SHA256, a few string joins), no I/O. The parts that only change with
-the key record (its encoded name and scopes) and with the API (the upstream's path
-prefix) are cached, and the MAC starts from copies of the two keyed SHA-256 states (a
-third of the cost of `hmac.new` per request), so a request pays for the time, the MAC
-and the list.
+the key record (its encoded name and scopes) are kept on the record, those of the API
+(the upstream's path prefix) in a dict, the time's text is made once a second, and the
+MAC starts from copies of the two keyed SHA-256 states (a third of the cost of
+`hmac.new` per request), so a request pays for the MAC and the list.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tollgate.kit.upstream_identity import (
     secrets_of,
 )
 
-_CACHE_MAX = 100_000
+_PREFIXES_MAX = 100_000
 _BLOCK = 64  # SHA-256's block size in bytes
 
 
@@ -41,28 +41,14 @@ class IdentitySigner:
         if not keys:
             raise ValueError("an identity secret is required")
         self._inner, self._outer = _hmac_sha256_states(keys[0])
-        self._keys: dict[int, tuple[KeyRecord, str, list[tuple[str, str]]]] = {}
         self._prefixes: dict[str, str] = {}
-
-    def _key_parts(self, key: KeyRecord) -> tuple[str, list[tuple[str, str]]]:
-        """The key's lines of the signing input (org id to scopes) and its headers."""
-        cached = self._keys.get(id(key))
-        if cached is not None and cached[0] is key:
-            return cached[1], cached[2]
-        if len(self._keys) >= _CACHE_MAX:
-            self._keys.clear()
-        name = encode_name(key.name)
-        scopes = encode_scopes(key.scopes)
-        lines = f"{key.org_id}\n{key.key_id}\n{name}\n{scopes}"
-        headers = [(ORG_ID, key.org_id), (KEY_ID, key.key_id), (KEY_NAME, name), (SCOPES, scopes)]
-        # The record is held with its parts, so its id cannot be reused while cached.
-        self._keys[id(key)] = (key, lines, headers)
-        return lines, headers
+        self._second = -1
+        self._stamp = ""
 
     def _prefix(self, upstream_base: str) -> str:
         prefix = self._prefixes.get(upstream_base)
         if prefix is None:
-            if len(self._prefixes) >= _CACHE_MAX:
+            if len(self._prefixes) >= _PREFIXES_MAX:
                 self._prefixes.clear()
             prefix = self._prefixes[upstream_base] = urlsplit(upstream_base).path.rstrip("/")
         return prefix
@@ -77,21 +63,33 @@ class IdentitySigner:
         plan: str | None = None,
     ) -> list[tuple[str, str]]:
         """The identity headers for a request to `upstream_base + forward`."""
-        key_lines, key_headers = self._key_parts(key)
-        signed_at = int(time.time())
-        # `signing_input`'s bytes, with the key's lines cached.
+        parts = key.identity
+        if parts is None:
+            parts = key.identity = _key_parts(key)
+        key_lines, key_headers = parts
+        second = int(time.time())
+        if second != self._second:
+            self._second, self._stamp = second, str(second)
+        stamp = self._stamp
+        # `signing_input`'s bytes, with the key's lines made once per record.
         path = self._prefix(upstream_base) + forward
-        message = (
-            f"v1\n{signed_at}\n{request_id}\n{method.upper()}\n{path}\n{key_lines}\n{plan or ''}"
-        )
+        message = f"v1\n{stamp}\n{request_id}\n{method.upper()}\n{path}\n{key_lines}\n{plan or ''}"
         inner = self._inner.copy()
         inner.update(message.encode())
         outer = self._outer.copy()
         outer.update(inner.digest())
-        signature = (SIGNATURE, f"t={signed_at},id={request_id},v1={outer.hexdigest()}")
+        signature = (SIGNATURE, f"t={stamp},id={request_id},v1={outer.hexdigest()}")
         if plan:
             return [*key_headers, (PLAN, plan), signature]
         return [*key_headers, signature]
+
+
+def _key_parts(key: KeyRecord) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The key's lines of the signing input (org id to scopes) and its headers."""
+    name = encode_name(key.name)
+    scopes = encode_scopes(key.scopes)
+    lines = f"{key.org_id}\n{key.key_id}\n{name}\n{scopes}"
+    return lines, ((ORG_ID, key.org_id), (KEY_ID, key.key_id), (KEY_NAME, name), (SCOPES, scopes))
 
 
 def _hmac_sha256_states(secret: bytes) -> tuple[Any, Any]:
