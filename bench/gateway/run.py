@@ -40,6 +40,7 @@ import asyncio
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -425,6 +427,57 @@ def print_baseline(
             )
 
 
+Pairs = dict[tuple[str, str], list[tuple[WrkResult, WrkResult]]]
+
+
+def print_paired(pairs: Pairs, title: str, note: str) -> None:
+    """Each pair is `tollgate` and another Tollgate (`--identity`, `--baseline`) measured
+    together; the median over rounds of their ratio is the figure, its range the noise.
+    `--baseline HEAD` makes an A/A pair: the band a real difference must leave."""
+    print(f"\n## {title}\n\n{note}\n")
+    print(
+        "| workload | target | rounds | req/s ÷ tollgate, median | range "
+        "| CPU µs/req ÷ tollgate, median | range |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for (workload, name), results in pairs.items():
+        rps = sorted(b.rps / a.rps for a, b in results if a.rps and b.rps)
+        cpu = sorted(
+            b.cpu_us_per_request / a.cpu_us_per_request
+            for a, b in results
+            if a.cpu_us_per_request and b.cpu_us_per_request
+        )
+        if rps and cpu:
+            print(
+                f"| {workload} | {name} | {len(rps)} | {statistics.median(rps):.3f} "
+                f"| {rps[0]:.2f}..{rps[-1]:.2f} | {statistics.median(cpu):.3f} "
+                f"| {cpu[0]:.2f}..{cpu[-1]:.2f} |"
+            )
+
+
+def sharing_the_core(
+    mine: Target, other: Target, url_path: str, script: Path, args: argparse.Namespace
+) -> tuple[WrkResult, WrkResult]:
+    """`mine` and `other` saturated at once, on the one gateway core: the scheduler
+    gives each half of it, and whatever else slows the machine slows both alike, so
+    their req/s ratio is their per-request cost ratio without the drift between cells."""
+    with ThreadPoolExecutor(2) as pool:
+        runs = [
+            pool.submit(
+                harness.wrk,
+                target.url(url_path),
+                script,
+                args.seconds,
+                args.connections,
+                cpus=args.load_cpus,
+                measure_pid=target.process.pid,
+            )
+            for target in (mine, other)
+        ]
+        first, second = (run.result() for run in runs)
+    return first, second
+
+
 def print_sandbox(runs: dict[str, list[WrkResult]], rounds: int) -> None:
     """The sandbox cells, best round each, against plain proxying of the same body."""
     best = {name: max(results, key=lambda r: r.rps) for name, results in runs.items()}
@@ -578,6 +631,10 @@ def main() -> None:
                 cell.url, cell.script, args.warmup_seconds, args.connections, cpus=args.load_cpus
             )
         sandbox_runs: dict[str, list[WrkResult]] = {}
+        # `--identity`, `--baseline`: Tollgates compared with `tollgate` pair by pair.
+        paired = [t for t in targets if t.name == "tg-ident" or t.name.startswith("tollgate@")]
+        reference = next((t for t in targets if t.name == "tollgate"), targets[0])
+        shared: Pairs = {}
         # Rounds interleave the targets so a burst of load from elsewhere hits them all,
         # in the opposite order every other round: no target always runs right after
         # another (the broker holds every event of the run, and grows as it goes).
@@ -629,6 +686,16 @@ def main() -> None:
                         f"{float(result_fixed['p99_ms']):.2f} ms",
                         flush=True,
                     )
+            for method, path, body in WORKLOADS:
+                workload = f"{method} {'1 KB' if body else path}"
+                for other in paired:
+                    pair = sharing_the_core(reference, other, path, scripts[method], args)
+                    shared.setdefault((workload, other.name), []).append(pair)
+                    print(
+                        f"  round {round_no} {workload:<10} tollgate|{other.name} at once "
+                        f"{pair[1].rps / pair[0].rps:.3f}",
+                        flush=True,
+                    )
         # Noise from other processes only ever slows a cell down: keep each cell's best
         # round (highest req/s; lowest fixed-rate p99) and show the saturation spread.
         saturation = [
@@ -661,6 +728,22 @@ def main() -> None:
         print_fixed(fixed, args.rate)
         if args.baseline:
             print_baseline(saturation, fixed, f"tollgate@{args.baseline}", args.rate)
+        if paired:
+            print_paired(
+                {
+                    (w, t): list(zip(runs[(w, "tollgate")], rs, strict=True))
+                    for (w, t), rs in runs.items()
+                    if t in {p.name for p in paired}
+                },
+                "Paired rounds: each against tollgate in the same round",
+                "The saturation cells above, one ratio per round.",
+            )
+            print_paired(
+                shared,
+                "Sharing the core: each against tollgate, both saturated at once",
+                "Both on the gateway core at the same time (two wrk, one per gateway): "
+                "noise that moves whole cells moves both, so this is the tighter A/B.",
+            )
         if cells:
             print_sandbox(sandbox_runs, args.rounds)
         if args.profile and "tollgate" in only:
