@@ -2,7 +2,8 @@
 
 Standard library only, so it runs before anything is installed. Always fresh secrets: the
 sealing key is a Fernet key (URL-safe base64 of 32 random bytes), the pepper keys the API
-key hashes, the identity secret signs the caller headers the gateway sends upstream. Keep
+key hashes, the identity secret signs the caller headers the gateway sends upstream, the
+proxy secret proves the console to accounts. Keep
 the file: new values make every issued API key and sealed secret unreadable.
 
 Optional settings are taken from this script's own environment and written through:
@@ -43,6 +44,8 @@ def main() -> None:
     # HMAC key of the caller identity headers the gateway signs and upstreams (the
     # notifier's SMS API) verify.
     print(f"TOLLGATE_IDENTITY_SECRETS={secrets.token_urlsafe(32)}")
+    # The console's proof to accounts that the visitor addresses it passes on are true.
+    print(f"TOLLGATE_PROXY_SECRET={secrets.token_urlsafe(32)}")
 
     # Compose cannot choose a value by whether another one is set, so the choice is made here.
     resend_key = os.environ.get("RESEND_API_KEY", "")

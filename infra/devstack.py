@@ -131,6 +131,12 @@ def identity_secret() -> str:
     return local_secret("gateway-identity-secret", lambda: secrets.token_urlsafe(32))
 
 
+def console_proxy_secret() -> str:
+    """The console proves itself to accounts with it: accounts then believes the visitor
+    addresses the console passes on (its per-IP throttles count visitors)."""
+    return local_secret("console-proxy-secret", lambda: secrets.token_urlsafe(32))
+
+
 def sms_provider_token() -> str:
     """The local SMS provider's auth token (it signs delivery reports with it)."""
     return local_secret("sms-provider-token", lambda: secrets.token_hex(16))
@@ -168,9 +174,9 @@ def service_env(
         values["ALLOW_PRIVATE_UPSTREAMS"] = "true"
         # the consumer documents of the portal name the gateway the console's pages call
         values["GATEWAY_URL"] = f"http://127.0.0.1:{base + OFFSETS['gateway']}"
-        # The console (on loopback) passes each visitor's address on: sign-in and catalog
-        # throttles and audit records count the visitor, not the console.
-        values["TRUSTED_PROXIES"] = "127.0.0.1/32"
+        # The console passes each visitor's address on, with its secret: sign-in and
+        # catalog throttles and audit records count the visitor, not the console.
+        values["PROXY_SECRETS"] = console_proxy_secret()
     if name == "gateway":
         values["ALLOW_PRIVATE_UPSTREAMS"] = "true"  # the demo upstream is on loopback
         values["REFUSE_UNKNOWN_ORGS"] = "true"  # billing runs: a new org starts exhausted
@@ -184,6 +190,7 @@ def service_env(
         values["NOTIFIER_URL"] = f"http://127.0.0.1:{base + OFFSETS['notifier']}"
         values["GATEWAY_URL"] = f"http://127.0.0.1:{base + OFFSETS['gateway']}"
         values["SESSION_KEYS"] = local_secret("console-session-key", new_sealing_key)
+        values["ACCOUNTS_PROXY_SECRET"] = console_proxy_secret()
     env = dict(os.environ)
     env.update({prefix + key: value for key, value in values.items()})
     env["PYTHONUNBUFFERED"] = "1"

@@ -47,13 +47,13 @@ KUBE_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 
 # Secrets each service cannot run correctly without, by setting name (without prefix).
 NEEDED_SECRETS: dict[str, set[str]] = {
-    "accounts": {"DATABASE_URL", "SEALING_KEYS", "KEY_PEPPER"},
+    "accounts": {"DATABASE_URL", "SEALING_KEYS", "KEY_PEPPER", "PROXY_SECRETS"},
     "gateway": {"SEALING_KEYS", "KEY_PEPPER", "IDENTITY_SECRETS"},
     "usage": {"DATABASE_URL"},
     "billing": {"DATABASE_URL"},
     "notifier": {"DATABASE_URL", "SEALING_KEYS", "GATEWAY_IDENTITY_SECRETS"},
     # Several replicas must open each other's session cookies.
-    "console": {"SESSION_KEYS"},
+    "console": {"SESSION_KEYS", "ACCOUNTS_PROXY_SECRET"},
 }
 # ...and the ones that only some configurations need (values below turn them all on).
 FEATURE_SECRETS: dict[str, set[str]] = {
@@ -70,6 +70,8 @@ SECRET_SETTINGS = {
     "REDIS_URL",
     "SESSION_KEYS",
     "IDENTITY_SECRETS",
+    "PROXY_SECRETS",
+    "ACCOUNTS_PROXY_SECRET",
 }
 SEALED_ACROSS = ("accounts", "gateway", "notifier")  # seal in accounts, open elsewhere
 PEPPERED = ("accounts", "gateway")  # accounts hashes keys, the gateway checks them
@@ -294,6 +296,8 @@ def test_chart_gives_each_service_its_secrets_from_the_secret(
     assert len({seen[s]["KEY_PEPPER"] for s in PEPPERED}) == 1
     # The gateway signs caller identities with the key the notifier verifies them with.
     assert seen["gateway"]["IDENTITY_SECRETS"] == seen["notifier"]["GATEWAY_IDENTITY_SECRETS"]
+    # The console proves itself to accounts with the secret accounts checks.
+    assert seen["console"]["ACCOUNTS_PROXY_SECRET"] == seen["accounts"]["PROXY_SECRETS"]
     assert {k for s in seen for k in seen[s] if k not in {"SEALING_KEYS", "KEY_PEPPER"}} <= {
         *SECRET_SETTINGS,
         "ADMIN_PASSWORD",
@@ -504,7 +508,13 @@ def tollgate_services(model: dict[str, Any]) -> Iterator[tuple[str, dict[str, An
 
 
 @pytest.mark.parametrize(
-    "missing", ["TOLLGATE_SEALING_KEYS", "TOLLGATE_KEY_PEPPER", "TOLLGATE_IDENTITY_SECRETS"]
+    "missing",
+    [
+        "TOLLGATE_SEALING_KEYS",
+        "TOLLGATE_KEY_PEPPER",
+        "TOLLGATE_IDENTITY_SECRETS",
+        "TOLLGATE_PROXY_SECRET",
+    ],
 )
 def test_compose_refuses_to_start_without_a_secret(tmp_path: Path, missing: str) -> None:
     dotenv = compose_env_file(tmp_path, {})
@@ -546,6 +556,8 @@ def test_compose_gives_each_service_its_secrets(
             "KEY_PEPPER",
             "IDENTITY_SECRETS",
             "GATEWAY_IDENTITY_SECRETS",
+            "PROXY_SECRETS",
+            "ACCOUNTS_PROXY_SECRET",
         ):
             if prefix + setting in environment:
                 source = raw[name]["environment"][prefix + setting]
@@ -561,6 +573,10 @@ def test_compose_gives_each_service_its_secrets(
         environments["gateway"]["TOLLGATE_GATEWAY_IDENTITY_SECRETS"],
         environments["notifier"]["TOLLGATE_NOTIFIER_GATEWAY_IDENTITY_SECRETS"],
     } == {dotenv["TOLLGATE_IDENTITY_SECRETS"]}
+    assert {
+        environments["accounts"]["TOLLGATE_ACCOUNTS_PROXY_SECRETS"],
+        environments["console"]["TOLLGATE_CONSOLE_ACCOUNTS_PROXY_SECRET"],
+    } == {dotenv["TOLLGATE_PROXY_SECRET"]}
 
 
 def test_compose_turns_features_on_from_env(

@@ -26,10 +26,14 @@ async def _failed_sign_in_ips(svc: Service, admin_headers: dict[str, str], rid: 
     return [e["ip"] for e in listed.json()["items"] if e["request_id"] == rid]
 
 
-async def _attempt(svc: Service, peer: str, forwarded_for: str | None, rid: str) -> int:
+async def _attempt(
+    svc: Service, peer: str, forwarded_for: str | None, rid: str, proxy_secret: str = ""
+) -> int:
     headers = {"X-Request-ID": rid}
     if forwarded_for is not None:
         headers["X-Forwarded-For"] = forwarded_for
+    if proxy_secret:
+        headers["X-Tollgate-Proxy-Secret"] = proxy_secret
     transport = httpx.ASGITransport(app=svc.app, client=(peer, 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://accounts.test") as http:
         response = await http.post(
@@ -102,3 +106,41 @@ async def test_the_per_ip_limit_counts_the_forwarded_client_not_the_proxy(
         assert statuses == [401, 401, 401, 429]
         # Another client behind the same proxy is not affected.
         assert await _attempt(svc, "192.0.2.10", bystander, "rq-bystander") == 401
+
+
+async def test_a_caller_with_a_proxy_secret_is_believed_from_any_address(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """The console's address is rarely known in advance (a pod, a compose container):
+    it proves itself with one of `proxy_secrets` instead; a wrong or missing secret
+    leaves the header ignored, as from any client."""
+    settings = settings_for(
+        accounts_db,
+        kafka=kafka_bootstrap,
+        prefix=topic_prefix,
+        workdir=tmp_path,
+        proxy_secrets="new-console-secret, old-console-secret",
+        login_max_failures_per_ip=3,
+    )
+    async with running(settings) as svc:
+        admin = await make_admin(svc)
+        console, visitor, spoofed = _ip(), _ip(), _ip()
+        cases = {
+            "newest": ("new-console-secret", f"{spoofed}, {visitor}", visitor),
+            "rotated-out-next": ("old-console-secret", visitor, visitor),
+            "wrong": ("guessed-secret", visitor, console),
+            "prefix": ("new-console", visitor, console),
+            "none": ("", visitor, console),
+        }
+        for name, (secret, forwarded_for, expected) in cases.items():
+            rid = f"rq-secret-{name}-{secrets.token_hex(4)}"
+            assert await _attempt(svc, console, forwarded_for, rid, secret) == 401
+            assert await _failed_sign_in_ips(svc, admin.headers, rid) == [expected], name
+        # Visitors behind the console have their own sign-in budgets.
+        other = _ip()
+        statuses = [
+            await _attempt(svc, console, other, f"rq-o-{i}-x", "new-console-secret")
+            for i in range(4)
+        ]
+        assert statuses == [401, 401, 401, 429]
+        assert await _attempt(svc, console, _ip(), "rq-next", "new-console-secret") == 401

@@ -538,9 +538,10 @@ class FakeBackends:
 
 
 @asynccontextmanager
-async def console(fake: FakeBackends) -> AsyncIterator[httpx.AsyncClient]:
+async def console(fake: FakeBackends, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
     """The console app in process, its backends faked; a client with a CSRF cookie."""
     settings = Settings(
+        **overrides,
         accounts_url="http://accounts.test",
         usage_url="http://usage.test",
         billing_url="http://billing.test",

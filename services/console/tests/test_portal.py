@@ -209,6 +209,32 @@ async def test_portal_speaks_chinese() -> None:
     assert "开发者门户" in page.text
 
 
+async def test_the_console_proves_itself_to_accounts_alone() -> None:
+    """Accounts believes the visitor addresses only from a caller with one of its
+    `proxy_secrets`: the console sends its secret to accounts, to no other service,
+    and never into a page."""
+    fake = portal_fake()
+    sent: list[tuple[str, str | None]] = []
+    answer = fake.handle
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append((request.url.host, request.headers.get("x-tollgate-proxy-secret")))
+        return answer(request)
+
+    fake.handle = handle  # type: ignore[method-assign]
+    async with console(fake, accounts_proxy_secret="console-proxy-secret") as client:
+        await sign_in(client)
+        overview = await client.get("/", follow_redirects=True)
+        org_pages = [overview.url.path + page for page in ("/keys", "/usage", "/logs")]
+        pages = [overview, *[await client.get(path) for path in ("/portal", *org_pages)]]
+
+    assert {host for host, _ in sent} >= {"accounts.test", "usage.test"}
+    for host, secret in sent:
+        assert secret == ("console-proxy-secret" if host == "accounts.test" else None), host
+    assert [page.status_code for page in pages] == [200] * 5
+    assert not [page for page in pages if "console-proxy-secret" in page.text]
+
+
 async def test_every_backing_call_passes_the_visitor_address_and_accounts_limit_on() -> None:
     """Accounts throttles sign-ins, password resets and anonymous catalog reads per client
     IP and audits the caller's address: the console passes the visitor's address chain on

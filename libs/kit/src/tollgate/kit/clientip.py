@@ -65,16 +65,18 @@ class TrustedProxies:
     def trusts(self, address: IPAddress) -> bool:
         return any(address in network for network in self._networks)
 
-    def client_ip(self, peer: str, forwarded_for: str | None) -> str:
+    def client_ip(self, peer: str, forwarded_for: str | None, *, vouched: bool = False) -> str:
         """The peer; behind trusted proxies the nearest untrusted `X-Forwarded-For` hop.
 
         Reading from the right, trusted proxies are skipped; the first hop that is not
         one is the client. A hop that is not an address ends the chain: the last
         trusted hop before it (the proxy that passed it on) is the furthest address
         known. So is the furthest hop read when every hop is a trusted proxy.
+        `vouched`: the peer proved by other means that it is a proxy of the operator's
+        (a shared secret), so it is trusted whatever its address.
         """
         peer_address = parse_address(peer)
-        if not self._networks or peer_address is None or not self.trusts(peer_address):
+        if peer_address is None or not (vouched or self.trusts(peer_address)):
             return str(peer_address) if peer_address is not None else peer
         client = peer_address
         if forwarded_for:

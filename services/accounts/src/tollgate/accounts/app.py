@@ -32,6 +32,7 @@ from tollgate.kit.db import SessionMaker
 from tollgate.kit.problems import problem_response
 from tollgate.kit.runtime import service_runtime
 from tollgate.kit.service import create_app as create_service_app
+from tollgate.kit.upstream_identity import secrets_of
 
 TOPICS = (
     topics.ACCOUNTS_KEYS,
@@ -135,6 +136,7 @@ def create_app(settings: Settings) -> FastAPI:
         audit=False,  # accounts writes its audit log in the transaction of each change
     )
     app.state.trusted_proxies = TrustedProxies(settings.trusted_proxies)
+    app.state.proxy_secrets = tuple(secrets_of(settings.proxy_secrets))
     app.add_exception_handler(IntegrityError, _on_conflict)
     app.include_router(jwks_router)
     for router in (

@@ -10,6 +10,7 @@ token expires. Other services authorise against the same state replayed from
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from dataclasses import dataclass
 from typing import Annotated
@@ -37,15 +38,23 @@ class Actor:
         return self.principal.user_id if self.principal else None
 
 
+PROXY_SECRET = "x-tollgate-proxy-secret"
+
+
 def client_ip(request: Request) -> str | None:
     """The client address for throttles and the audit log: the TCP peer, or behind a
-    proxy listed in `trusted_proxies` the nearest untrusted `X-Forwarded-For` hop."""
+    proxy listed in `trusted_proxies` or sending one of `proxy_secrets` (the console,
+    whose address a deployment rarely knows in advance) the nearest untrusted
+    `X-Forwarded-For` hop."""
     if request.client is None:
         return None
     proxies: TrustedProxies = request.app.state.trusted_proxies
+    secrets: tuple[bytes, ...] = request.app.state.proxy_secrets
+    offered = request.headers.get(PROXY_SECRET, "").encode()
+    vouched = bool(offered) and any(hmac.compare_digest(offered, s) for s in secrets)
     # Repeated headers are one list (RFC 9110 §5.3); the proxy appended to the last.
     forwarded_for = ",".join(request.headers.getlist("x-forwarded-for"))
-    return proxies.client_ip(request.client.host, forwarded_for)
+    return proxies.client_ip(request.client.host, forwarded_for, vouched=vouched)
 
 
 async def _caller(request: Request, token: BearerToken) -> Principal:

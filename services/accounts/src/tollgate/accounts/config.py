@@ -41,6 +41,12 @@ class Settings(ServiceSettings):
         description="comma-separated CIDRs of reverse proxies whose X-Forwarded-For is "
         "believed; empty: the TCP peer is the client",
     )
+    proxy_secrets: str = Field(
+        "",
+        description="comma-separated secrets, newest first: a caller sending one in "
+        "X-Tollgate-Proxy-Secret (the console) has its X-Forwarded-For believed as a "
+        "trusted proxy's, from any address; empty: none",
+    )
 
     login_window_seconds: int = Field(
         900, ge=10, description="window of the sign-in and verification throttles"

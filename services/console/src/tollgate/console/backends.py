@@ -34,8 +34,9 @@ VISITOR: ContextVar[str | None] = ContextVar("console_visitor", default=None)
 """The browser's address chain for the page being served, sent as `X-Forwarded-For`
 with every backing call (the console's web middleware sets it): accounts' per-IP
 throttles (sign-in, password reset, the public catalog) and its audit records then see
-the visitor rather than the console, when the console is one of accounts'
-`trusted_proxies`; otherwise they see the console, which all visitors would share."""
+the visitor rather than the console, when the console sends accounts one of its
+`proxy_secrets` (`accounts_proxy_secret`) or is one of its `trusted_proxies`;
+otherwise they see the console, which all visitors would share."""
 
 
 class BackendDown(Exception):
@@ -705,6 +706,7 @@ class Backends:
             "billing": settings.billing_url.rstrip("/"),
             "notifier": settings.notifier_url.rstrip("/"),
         }
+        self._proxy_secret = settings.accounts_proxy_secret
         self._http = httpx.AsyncClient(
             timeout=settings.backend_timeout_seconds,
             transport=transport,
@@ -733,6 +735,8 @@ class Backends:
         visitor = VISITOR.get()
         if visitor:
             sent["x-forwarded-for"] = visitor
+        if service == "accounts" and self._proxy_secret:
+            sent["x-tollgate-proxy-secret"] = self._proxy_secret
         try:
             answer = await self._http.request(
                 method,

@@ -18,6 +18,12 @@ class Settings(ServiceSettings):
     usage_url: str = Field("http://127.0.0.1:8082", description="usage base URL")
     billing_url: str = Field("http://127.0.0.1:8083", description="billing base URL")
     notifier_url: str = Field("http://127.0.0.1:8084", description="notifier base URL")
+    accounts_proxy_secret: str = Field(
+        "",
+        description="one of accounts' proxy_secrets, sent with every call to accounts so it "
+        "believes the visitor addresses the console passes on (X-Forwarded-For): its per-IP "
+        "throttles and audit records then count visitors, not the console",
+    )
     gateway_url: str = Field(
         "http://127.0.0.1:8080", description="public gateway URL shown in examples"
     )
