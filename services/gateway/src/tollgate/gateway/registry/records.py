@@ -65,7 +65,6 @@ class KeyRecord:
         "enabled",
         "expires_at",
         "grace",
-        "identity",
         "key_hash",
         "key_id",
         "name",
@@ -110,9 +109,6 @@ class KeyRecord:
         self.windows = windows
         self.grace = grace
         self.version = version
-        # The key's part of the signed identity headers (`proxy.identity`), made on the
-        # first forwarded request: a record is replaced, never changed, on an update.
-        self.identity: tuple[str, tuple[tuple[str, str], ...]] | None = None
 
     @classmethod
     def from_event(
