@@ -127,7 +127,7 @@ async def test_a_caller_with_a_proxy_secret_is_believed_from_any_address(
         console, visitor, spoofed = _ip(), _ip(), _ip()
         cases = {
             "newest": ("new-console-secret", f"{spoofed}, {visitor}", visitor),
-            "rotated-out-next": ("old-console-secret", visitor, visitor),
+            "older": ("old-console-secret", visitor, visitor),
             "wrong": ("guessed-secret", visitor, console),
             "prefix": ("new-console", visitor, console),
             "none": ("", visitor, console),
