@@ -120,7 +120,6 @@ async def test_a_caller_with_a_proxy_secret_is_believed_from_any_address(
         prefix=topic_prefix,
         workdir=tmp_path,
         proxy_secrets="new-console-secret, old-console-secret",
-        login_max_failures_per_ip=3,
     )
     async with running(settings) as svc:
         admin = await make_admin(svc)
@@ -136,11 +135,25 @@ async def test_a_caller_with_a_proxy_secret_is_believed_from_any_address(
             rid = f"rq-secret-{name}-{secrets.token_hex(4)}"
             assert await _attempt(svc, console, forwarded_for, rid, secret) == 401
             assert await _failed_sign_in_ips(svc, admin.headers, rid) == [expected], name
-        # Visitors behind the console have their own sign-in budgets.
-        other = _ip()
+
+
+async def test_visitors_behind_the_console_have_their_own_sign_in_budgets(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        accounts_db,
+        kafka=kafka_bootstrap,
+        prefix=topic_prefix,
+        workdir=tmp_path,
+        proxy_secrets="console-secret",
+        login_max_failures_per_ip=3,
+    )
+    async with running(settings) as svc:
+        console, attacker, bystander = _ip(), _ip(), _ip()
         statuses = [
-            await _attempt(svc, console, other, f"rq-o-{i}-x", "new-console-secret")
+            await _attempt(svc, console, attacker, f"rq-s-{i}-x", "console-secret")
             for i in range(4)
         ]
         assert statuses == [401, 401, 401, 429]
-        assert await _attempt(svc, console, _ip(), "rq-next", "new-console-secret") == 401
+        # Another visitor of the same console is not affected.
+        assert await _attempt(svc, console, bystander, "rq-s-bystander", "console-secret") == 401
