@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from .factories import Service, make_admin, running, settings_for, unique_email
 
@@ -89,23 +90,40 @@ async def test_behind_trusted_proxies_the_nearest_untrusted_hop_is_the_client(
             assert await _failed_sign_in_ips(svc, admin.headers, rid) == [expected], name
 
 
+@pytest.mark.parametrize(
+    "trusted",
+    [
+        pytest.param({"trusted_proxies": "192.0.2.0/24"}, id="proxy-by-address"),
+        # The console, wherever it runs, proving itself with its secret.
+        pytest.param({"proxy_secrets": "console-secret"}, id="proxy-by-secret"),
+    ],
+)
 async def test_the_per_ip_limit_counts_the_forwarded_client_not_the_proxy(
-    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    accounts_db: str,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    tmp_path: Path,
+    trusted: dict[str, str],
 ) -> None:
     settings = settings_for(
         accounts_db,
         kafka=kafka_bootstrap,
         prefix=topic_prefix,
         workdir=tmp_path,
-        trusted_proxies="192.0.2.0/24",
         login_max_failures_per_ip=3,
+        **trusted,
     )
+    proxy = "192.0.2.10" if "trusted_proxies" in trusted else _ip()
+    secret = "console-secret" if "proxy_secrets" in trusted else ""
     async with running(settings) as svc:
         attacker, bystander = _ip(), _ip()
-        statuses = [await _attempt(svc, "192.0.2.10", attacker, f"rq-a-{i}-x") for i in range(4)]
+        statuses = [
+            await _attempt(svc, proxy, attacker, f"rq-a-{i}-{secrets.token_hex(4)}", secret)
+            for i in range(4)
+        ]
         assert statuses == [401, 401, 401, 429]
         # Another client behind the same proxy is not affected.
-        assert await _attempt(svc, "192.0.2.10", bystander, "rq-bystander") == 401
+        assert await _attempt(svc, proxy, bystander, "rq-bystander", secret) == 401
 
 
 async def test_a_caller_with_a_proxy_secret_is_believed_from_any_address(
@@ -135,25 +153,3 @@ async def test_a_caller_with_a_proxy_secret_is_believed_from_any_address(
             rid = f"rq-secret-{name}-{secrets.token_hex(4)}"
             assert await _attempt(svc, console, forwarded_for, rid, secret) == 401
             assert await _failed_sign_in_ips(svc, admin.headers, rid) == [expected], name
-
-
-async def test_visitors_behind_the_console_have_their_own_sign_in_budgets(
-    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
-) -> None:
-    settings = settings_for(
-        accounts_db,
-        kafka=kafka_bootstrap,
-        prefix=topic_prefix,
-        workdir=tmp_path,
-        proxy_secrets="console-secret",
-        login_max_failures_per_ip=3,
-    )
-    async with running(settings) as svc:
-        console, attacker, bystander = _ip(), _ip(), _ip()
-        statuses = [
-            await _attempt(svc, console, attacker, f"rq-s-{i}-x", "console-secret")
-            for i in range(4)
-        ]
-        assert statuses == [401, 401, 401, 429]
-        # Another visitor of the same console is not affected.
-        assert await _attempt(svc, console, bystander, "rq-s-bystander", "console-secret") == 401

@@ -18,6 +18,10 @@ import ipaddress
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+PROXY_SECRET_HEADER = "X-Tollgate-Proxy-Secret"
+"""A proxy whose address is not known in advance (the console) proves itself with a
+secret the service shares with it, sent in this header (`client_ip(vouched=)`)."""
+
 MAX_HOPS = 32
 """Hops read from the right of `X-Forwarded-For`; a longer chain of trusted proxies is
 not a real deployment, and the header is client-controlled in size."""

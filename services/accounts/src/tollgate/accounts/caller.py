@@ -20,7 +20,7 @@ from fastapi import Depends, Request
 from tollgate.accounts.identity import repository as users
 from tollgate.accounts.identity.signing import SigningKeyring
 from tollgate.kit.auth import BearerToken, Principal, Role, unauthorized
-from tollgate.kit.clientip import TrustedProxies
+from tollgate.kit.clientip import PROXY_SECRET_HEADER, TrustedProxies
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.logs import request_id_var
 
@@ -38,9 +38,6 @@ class Actor:
         return self.principal.user_id if self.principal else None
 
 
-PROXY_SECRET = "x-tollgate-proxy-secret"
-
-
 def client_ip(request: Request) -> str | None:
     """The client address for throttles and the audit log: the TCP peer, or behind a
     proxy listed in `trusted_proxies` or sending one of `proxy_secrets` (the console,
@@ -50,7 +47,7 @@ def client_ip(request: Request) -> str | None:
         return None
     proxies: TrustedProxies = request.app.state.trusted_proxies
     secrets: tuple[bytes, ...] = request.app.state.proxy_secrets
-    offered = request.headers.get(PROXY_SECRET, "").encode()
+    offered = request.headers.get(PROXY_SECRET_HEADER, "").encode()
     vouched = bool(offered) and any(hmac.compare_digest(offered, s) for s in secrets)
     # Repeated headers are one list (RFC 9110 §5.3); the proxy appended to the last.
     forwarded_for = ",".join(request.headers.getlist("x-forwarded-for"))

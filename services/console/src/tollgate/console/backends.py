@@ -26,6 +26,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from tollgate.console.config import Settings
+from tollgate.kit.clientip import PROXY_SECRET_HEADER
 
 Service = Literal["accounts", "usage", "billing", "notifier"]
 T = TypeVar("T")
@@ -736,7 +737,7 @@ class Backends:
         if visitor:
             sent["x-forwarded-for"] = visitor
         if service == "accounts" and self._proxy_secret:
-            sent["x-tollgate-proxy-secret"] = self._proxy_secret
+            sent[PROXY_SECRET_HEADER] = self._proxy_secret
         try:
             answer = await self._http.request(
                 method,
