@@ -67,8 +67,9 @@ PATH = "/v1/sms/messages"
 
 
 class LockWatch:
-    """How long each send held its org's lock (`sms-send:` advisory lock granted to its
-    COMMIT being sent, so the commit's own round trip comes on top) and how many
+    """How long each send held its org's lock (its charge added to the org's row of
+    `sms_org_charges`, or for revisions before that row the `sms-send:` advisory lock,
+    to its COMMIT being sent, so the commit's own round trip comes on top) and how many
     statements it ran meanwhile: the window in which the org's other sends wait."""
 
     def __init__(self) -> None:
@@ -81,7 +82,9 @@ class LockWatch:
         event.listen(engine, "rollback", self._ended)
 
     def _executed(self, conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        locking = "pg_advisory_xact_lock" in statement and "sms-send:" in str(parameters)
+        locking = statement.startswith("INSERT INTO sms_org_charges") or (
+            "pg_advisory_xact_lock" in statement and "sms-send:" in str(parameters)
+        )
         if locking and "bench_locked" not in conn.info:  # a second take is a statement
             conn.info["bench_locked"], conn.info["bench_statements"] = time.perf_counter(), 0
         elif "bench_locked" in conn.info:
@@ -137,6 +140,7 @@ def serve() -> None:
                 low_threshold=0,
                 version=1,
                 as_of=now,
+                sms_charged=0,
             )
         )
     uvicorn.run(

@@ -1,4 +1,5 @@
-"""SMS charges against a real Postgres: debited once, refunded once, exact balances."""
+"""SMS charges against a real Postgres: debited once, refunded once, exact balances, and
+the net of what was applied published with the balance for the notifier's credit check."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from sqlalchemy import text
 
 from tollgate.billing.ledger import service as ledger
 from tollgate.billing.sms.service import apply_sms_events
+from tollgate.contracts import topics
 from tollgate.contracts.events.notifier import SmsCharged, SmsRefunded
 from tollgate.contracts.ids import uuid7
 from tollgate.kit.db import create_engine, session_maker
 
-from ..factories import ledger_total, migrated, settings_for
+from ..factories import ledger_total, migrated, outbox_data, settings_for
 
 
 def charge(org: uuid.UUID, segments: int, price: int) -> SmsCharged:
@@ -94,5 +96,14 @@ async def test_charges_and_refunds_apply_once_whatever_kafka_redelivers(
                 )
             ).all()
             assert dict(kinds) == {"debit": 20, "refund": 1}
+        # The refund published the balance at once, with the net of the SMS charges and
+        # refunds it includes: what the notifier compares with its own total.
+        states = [
+            d
+            for d in await outbox_data(engine, topics.BILLING_BALANCES.name)
+            if d["org_id"] == str(org)
+        ]
+        assert states[-1]["balance"] == 1000 - expected + failed.amount
+        assert states[-1]["sms_charged"] == expected - failed.amount
     finally:
         await engine.dispose()

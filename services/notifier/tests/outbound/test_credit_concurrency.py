@@ -1,7 +1,7 @@
 """A prepaid org's credit check under concurrent sends from two notifier replicas on
-one Postgres: the guarantee is the database's (the org's advisory lock, taken last and
-held to the commit), not one process's, so the replicas together never accept more
-than the credits cover, and a refused send leaves nothing behind."""
+one Postgres: the guarantee is the database's (the lock on the org's row of charges,
+taken last and held to the commit), not one process's, so the replicas together never
+accept more than the credits cover, and a refused send leaves nothing behind."""
 
 from __future__ import annotations
 

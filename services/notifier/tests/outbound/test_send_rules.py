@@ -35,9 +35,17 @@ async def charges(env: Env) -> list[Any]:
 
 
 def publish_balance(
-    env: Env, org: uuid.UUID, balance: int, version: int, *, at: datetime, prepaid: bool = True
+    env: Env,
+    org: uuid.UUID,
+    balance: int,
+    version: int,
+    *,
+    at: datetime,
+    charged: int = 0,
+    prepaid: bool = True,
 ) -> None:
-    """What billing's balances topic would bring in."""
+    """What billing's balances topic would bring in: `balance` with the SMS charges
+    (less refunds) worth `charged` applied."""
     notifier: NotifierState = env.app.state.notifier
     notifier.sms_balances.apply(
         BalanceState(
@@ -48,6 +56,7 @@ def publish_balance(
             low_threshold=0,
             version=version,
             as_of=at,
+            sms_charged=charged,
         )
     )
 
@@ -108,13 +117,33 @@ async def test_a_prepaid_org_is_refused_a_message_its_credits_cannot_cover(
         assert sorted(r.status_code for r in racing) == [202, 202, 402, 402, 402, 402]
         assert sum(c.amount for c in await charges(env)) == 20
 
-        # Billing applied the 20 (balance 0): still nothing to spend until a top-up.
+        # Billing applied the first 10 (balance 10): the other 10 are still to come.
         env.clock.advance(seconds=1)
-        publish_balance(env, ORG_A, 0, 2, at=env.clock.now())
+        publish_balance(env, ORG_A, 10, 2, at=env.clock.now(), charged=10)
+        assert (await send_keyed(env, ORG_A, None)).status_code == 402
+        # Billing applied all 20 (balance 0): still nothing to spend until a top-up.
+        publish_balance(env, ORG_A, 0, 3, at=env.clock.now(), charged=20)
         assert (await send_keyed(env, ORG_A, None)).status_code == 402
         env.clock.advance(seconds=1)
-        publish_balance(env, ORG_A, 100, 3, at=env.clock.now())
-        publish_balance(env, ORG_A, 5, 2, at=env.clock.now())  # stale version: ignored
+        publish_balance(env, ORG_A, 100, 4, at=env.clock.now(), charged=20)
+        publish_balance(env, ORG_A, 5, 3, at=env.clock.now(), charged=20)  # stale: ignored
+        assert (await send_keyed(env, ORG_A, None)).status_code == 202
+        # Billing applies that charge at once (balance 95): every one of the 95 credits
+        # left is spendable, none counted twice, whenever billing's balance was taken.
+        publish_balance(env, ORG_A, 95, 5, at=env.clock.now(), charged=25)
+        env.fake.refused.add("+41790000003")  # the last of them fails at the provider
+        spent = [await send_keyed(env, ORG_A, None) for _ in range(18)]
+        spent.append(await send_keyed(env, ORG_A, None, to="+41790000003"))
+        assert [r.status_code for r in spent] == [202] * 19
+        refused = await send_keyed(env, ORG_A, None)
+        assert refused.status_code == 402
+        assert "0 available" in refused.json()["detail"]
+        # The failed message is refunded: spendable once billing has applied the refund.
+        while await env.worker.run_once():
+            pass
+        publish_balance(env, ORG_A, 0, 6, at=env.clock.now(), charged=120)
+        assert (await send_keyed(env, ORG_A, None)).status_code == 402
+        publish_balance(env, ORG_A, 5, 7, at=env.clock.now(), charged=115)
         assert (await send_keyed(env, ORG_A, None)).status_code == 202
 
         # Postpaid orgs, and orgs billing has not published, are left to the gateway.

@@ -2,7 +2,8 @@
 
 - `accounts`: one row per org: its current balance, mode, thresholds and the state
   last published to `tollgate.billing.balances.v1`. The balance is the running sum of
-  the org's ledger; both change in the same transaction, under this row's lock.
+  the org's ledger; both change in the same transaction, under this row's lock, and so
+  does `sms_charged`, the net of the SMS charges and refunds in that sum.
 - `ledger_entries`: the append-only credit ledger (a trigger refuses UPDATE and
   DELETE). Debits are aggregated per org, API and consumer batch.
 - `debited_requests`: the id of every request event already charged, so a Kafka
@@ -75,6 +76,11 @@ class Account(Base):
     version: Mapped[int] = mapped_column(BigInteger, comment="of the last BalanceState enqueued")
     published_balance: Mapped[int | None] = mapped_column(BigInteger)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sms_charged: Mapped[int] = mapped_column(
+        BigInteger,
+        server_default=text("0"),
+        comment="SMS charges applied less SMS refunds applied, over the org's life",
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -115,13 +115,6 @@ class Settings(ServiceSettings):
         description="after an org writes to a number, replies from it route to the org for "
         "this long (each message extends it); 0 = outbound messages open no conversation",
     )
-    sms_credit_settle_seconds: float = Field(
-        10.0,
-        ge=0,
-        description="a prepaid org's sends count against billing's balance every charge "
-        "queued since this long before the balance was published (billing may not have "
-        "applied them yet); keep it above the outbox relay + billing consumer lag",
-    )
     sms_provider_balance_poll_seconds: float = Field(
         300.0,
         ge=0,

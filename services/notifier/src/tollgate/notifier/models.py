@@ -360,6 +360,17 @@ class SmsOutbound(Base):
     )
 
 
+class SmsOrgCharges(Base):
+    """Each org's running total of SMS charges less refunds, over its life: compared
+    with the total in billing's `BalanceState`, it tells which charges that balance
+    does not include yet. Its row lock serialises the org's credit checks."""
+
+    __tablename__ = "sms_org_charges"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    charged: Mapped[int] = mapped_column(BigInteger)
+
+
 class SmsSenderId(Base):
     """An alphanumeric sender id (`ACME`, 1-11 characters) the operator approved for an
     org: its messages may show it as the sender; nobody can reply to it."""

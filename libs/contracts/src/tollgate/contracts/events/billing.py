@@ -58,6 +58,15 @@ class BalanceState(EventData):
         ge=0, description="Increases with every change for this org; drop stale versions."
     )
     as_of: UtcDatetime = Field(description="When the balance had this value.")
+    sms_charged: int | None = Field(
+        None,
+        description=(
+            "Credits of the org's SMS charges this balance includes, less the SMS refunds "
+            "it includes, over the org's life: the notifier subtracts it from its own "
+            "running total to know which of its charges billing has not applied yet. "
+            "Null from billing versions that did not count it."
+        ),
+    )
 
 
 class CreditsLow(EventData):

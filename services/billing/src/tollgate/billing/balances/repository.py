@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.billing.models import Account
 
-AccountRow = Row[uuid.UUID, str, int, int, int, str, int, int | None, datetime | None]
+AccountRow = Row[uuid.UUID, str, int, int, int, str, int, int | None, datetime | None, int]
 """org_id, mode, low_threshold, reserve, balance, status, version, published_balance,
-published_at."""
+published_at, sms_charged."""
 
 _COLUMNS = (
     Account.org_id,
@@ -27,6 +27,7 @@ _COLUMNS = (
     Account.version,
     Account.published_balance,
     Account.published_at,
+    Account.sms_charged,
 )
 
 

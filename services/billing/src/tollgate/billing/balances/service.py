@@ -46,6 +46,8 @@ class AccountState:
     version: int
     published_balance: int | None
     published_at: datetime | None
+    sms_charged: int = 0
+    """The net of the SMS charges and refunds in `balance` (see `BalanceState`)."""
 
     @classmethod
     def from_row(cls, row: Any) -> AccountState:
@@ -59,6 +61,7 @@ class AccountState:
             version=row.version,
             published_balance=row.published_balance,
             published_at=row.published_at,
+            sms_charged=row.sms_charged,
         )
 
     def as_row(self) -> dict[str, Any]:
@@ -72,6 +75,7 @@ class AccountState:
             "version": self.version,
             "published_balance": self.published_balance,
             "published_at": self.published_at,
+            "sms_charged": self.sms_charged,
             "updated_at": datetime.now(UTC),
         }
 
@@ -201,6 +205,7 @@ async def publish_state(
         low_threshold=account.low_threshold,
         version=account.version,
         as_of=now,
+        sms_charged=account.sms_charged,
     )
     await emit(session, state, subject=state.kafka_key())
 

@@ -4,7 +4,9 @@ Each charge and each refund is applied at most once: its id is claimed in
 `debited_requests` (the ledger's one table of consumed ids, purged with the request
 ids) in the same transaction as the ledger entry and the new balance. A refund is
 applied even when it arrives before its charge (separate partitions cannot reorder
-one org's events, but a replay could): the balance ends the same. Uses the ledger's
+one org's events, but a replay could): the balance ends the same. The account's
+`sms_charged` moves with its balance, so each `BalanceState` tells the notifier which
+of its charges that balance includes. Uses the ledger's
 and the balances' functions; writes nothing of its own. Never commits.
 """
 
@@ -74,6 +76,7 @@ async def apply_sms_events(
             kind, key = "refund", f"sms-refund:{event.refund_id}"
             reason = f"SMS {event.message_id} failed ({event.reason})"
         account.balance += amount
+        account.sms_charged -= amount
         credits -= amount
         entries.append(
             {

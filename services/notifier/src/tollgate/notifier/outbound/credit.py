@@ -4,27 +4,29 @@ Billing publishes each org's balance on the compacted `tollgate.billing.balances
 (`BalanceState`, highest `version` wins); the notifier replays and follows it into
 memory (`OrgBalances`, fed by the kit's `StateFollower`, no consumer group), as the
 gateway does. That balance lags the notifier's own charges by the outbox relay and
-billing's consumer, so a send counts against it every charge of the org queued since
-`as_of - sms_credit_settle_seconds` that was not refunded: those billing may not have
-applied yet. Charges it already applied inside that window are counted twice, so
-near the edge a message can be refused that would just have fitted; it can never be
-let through unpaid unless billing lags the notifier by more than the window.
+billing's consumer. Both sides keep a running total of the org's SMS charges less its
+refunds: the notifier's (`sms_org_charges`) moves with every charge and refund it
+issues, billing's (`BalanceState.sms_charged`) with every one it applies, in the same
+transaction as the balance. Their difference is exactly the charges that balance does
+not include yet, so a send is let through when `balance - difference` covers it: never
+unpaid, never refused while the credits are there. (A refund issued but not applied
+yet is not counted in the org's favour: it is credited once billing applies it.)
 
-Sends of one org are serialised for the check (a transaction-scoped Postgres advisory
-lock, so across replicas too): two concurrent sends cannot both spend the last
-credits. The lock is held until the commit, so it is taken last: a send writes its
-message, events and conversation first, then locks, sums the org's pending charges
-(its own left out) and commits or raises 402 (rolling everything back). One org's
-sends then wait on each other for two statements and a commit, not for the whole
-request. Postpaid orgs, and orgs billing has published no state for yet, are not
-checked here (the gateway's prepaid check decides for those). Never commits.
+Sends of one org are serialised for the check by the lock on its `sms_org_charges`
+row, so across replicas too: two concurrent sends cannot both spend the last credits.
+The lock is held until the commit, so it is taken last: a send writes its message,
+events and conversation first, then adds its charge to the total (taking the lock)
+and commits or raises 402 (rolling everything back). One org's sends then wait on
+each other for one statement and a commit, not for the whole request. Postpaid orgs,
+and orgs billing has published no total for yet, are not checked here (the gateway's
+prepaid check decides for those); their charges are counted all the same. Never
+commits.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
 
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
@@ -84,31 +86,26 @@ def balance_follower(settings: ServiceSettings, balances: OrgBalances) -> StateF
 
 
 async def ensure_covered(
-    session: AsyncSession,
-    balances: OrgBalances,
-    message: SmsOutbound,
-    settle_seconds: float,
+    session: AsyncSession, balances: OrgBalances, message: SmsOutbound
 ) -> None:
-    """402 `insufficient-credits` when a prepaid org's balance, less its charges billing
-    may not have applied yet, is below the amount of `message`, which this transaction
-    has already written with everything that goes with it (a 402 rolls it all back).
+    """Count `message`'s charge in its org's total and raise 402 `insufficient-credits`
+    when a prepaid org's balance, less its charges billing has not applied yet, is
+    below it. This transaction has already written the message with everything that
+    goes with it (a 402 rolls it all back).
 
-    Takes the org's send lock, held until the transaction ends: call it as the last
-    statement before the commit, so the org's sends are serialised only for the lock,
-    the sum and the commit, not for the whole request."""
+    Takes the lock on the org's total, held until the transaction ends: call it as the
+    last statement before the commit, so the org's sends are serialised only for that
+    statement and the commit, not for the whole request."""
+    if message.amount <= 0:
+        return  # a free message is no charge for billing either
+    charged = (await repository.add_charges(session, {message.org_id: message.amount}))[
+        message.org_id
+    ]
     state = balances.of(message.org_id)
-    if state is None or state.mode is not BalanceMode.PREPAID or message.amount <= 0:
+    if state is None or state.mode is not BalanceMode.PREPAID or state.sms_charged is None:
         return
-    await repository.lock_org_sends(session, message.org_id)
-    # A statement of its own after the lock: in READ COMMITTED its snapshot sees every
-    # send committed by the lock's previous holder.
-    pending = await repository.charged_since(
-        session,
-        message.org_id,
-        state.as_of - timedelta(seconds=settle_seconds),
-        excluding=message.id,
-    )
-    available = state.balance - pending
+    unapplied = max(charged - message.amount - state.sms_charged, 0)
+    available = state.balance - unapplied
     if available < message.amount:
         raise PaymentRequired(
             "insufficient-credits",

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.notifier.models import (
     SmsConversation,
+    SmsOrgCharges,
     SmsOutbound,
     SmsPrice,
     SmsProvider,
@@ -137,15 +138,6 @@ async def delete_sender_id(session: AsyncSession, sender_id: str) -> None:
 # ------------------------------------------------------------------ messages
 
 
-async def lock_org_sends(session: AsyncSession, org_id: uuid.UUID) -> None:
-    """Serialise the org's credit checks until the transaction ends. Held from the
-    check to the commit, so callers take it last (see `credit.ensure_covered`)."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"sms-send:{org_id}"},
-    )
-
-
 async def lock_idempotency_key(session: AsyncSession, org_id: uuid.UUID, key: str) -> None:
     """Serialise the org's sends with this idempotency key until the transaction ends
     (a hash collision only serialises two keys, harmlessly)."""
@@ -155,18 +147,19 @@ async def lock_idempotency_key(session: AsyncSession, org_id: uuid.UUID, key: st
     )
 
 
-async def charged_since(
-    session: AsyncSession, org_id: uuid.UUID, since: datetime, *, excluding: uuid.UUID
-) -> int:
-    """Credits of the org's messages queued after `since` and not refunded, but for
-    the message `excluding` (the one being checked, inserted in this transaction)."""
-    stmt = select(func.coalesce(func.sum(SmsOutbound.amount), 0)).where(
-        SmsOutbound.org_id == org_id,
-        SmsOutbound.queued_at > since,
-        SmsOutbound.refunded.is_(False),
-        SmsOutbound.id != excluding,
-    )
-    return int((await session.execute(stmt)).scalar_one())
+async def add_charges(session: AsyncSession, amounts: dict[uuid.UUID, int]) -> dict[uuid.UUID, int]:
+    """Add each org's amount (negative for refunds) to its running total of SMS charges;
+    returns the new totals. Locks the orgs' rows until the transaction ends, in org id
+    order (a fixed order: no deadlocks)."""
+    if not amounts:
+        return {}
+    rows = [{"org_id": org, "charged": amounts[org]} for org in sorted(amounts)]
+    new = insert(SmsOrgCharges).values(rows)
+    stmt = new.on_conflict_do_update(
+        index_elements=[SmsOrgCharges.org_id],
+        set_={"charged": SmsOrgCharges.charged + new.excluded.charged},
+    ).returning(SmsOrgCharges.org_id, SmsOrgCharges.charged)
+    return dict((await session.execute(stmt)).all())
 
 
 async def message_by_idempotency_key(

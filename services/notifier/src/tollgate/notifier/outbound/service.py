@@ -234,8 +234,8 @@ async def accept(
             now,
             now + timedelta(hours=settings.sms_conversation_hours),
         )
-    # Last: the credit check holds the org's send lock until the commit.
-    await credit.ensure_covered(session, balances, message, settings.sms_credit_settle_seconds)
+    # Last: the credit check holds the lock on the org's charges until the commit.
+    await credit.ensure_covered(session, balances, message)
     return message, False
 
 
@@ -340,6 +340,11 @@ async def advance_many(
                     refunded_at=now,
                 )
             )
+    if refunds:
+        back: dict[uuid.UUID, int] = {}
+        for refund in refunds:
+            back[refund.org_id] = back.get(refund.org_id, 0) - refund.amount
+        await repository.add_charges(session, back)
     if reached:
         await _announce(session, reached, refunds, now)
     return len(reached)
