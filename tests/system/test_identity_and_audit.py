@@ -17,6 +17,10 @@ each within 1 s, p99 over `IDENTITY_TRIALS` trials (20 by default). Prints the
 figures: time from accounts' answer to the first refusal, per change and service, and
 where it went: when accounts' outbox relay took the record (its `published_at`), how
 long the refusing call itself took, and how long this test's own event loop stalled.
+A figure over the budget only because this test's own event loop stalled in it (did
+not run: a loaded machine starving the test process; the figure less the stall is
+under the budget) measured the test, not the services: it is set aside and shown, and
+at most a tenth of the figures may be.
 Setup adds members straight through accounts' database and its publishing function
 (the invitation flow has its own tests); every measured change goes through
 accounts' HTTP API.
@@ -195,17 +199,61 @@ async def refused_after(
         await asyncio.sleep(POLL)
 
 
-async def loop_stalls(worst: list[float], tick: float = 0.01) -> None:
-    """Keep in `worst[0]` the longest this event loop was late for a `tick` sleep."""
-    while True:
-        asked = time.monotonic()
-        await asyncio.sleep(tick)
-        worst[0] = max(worst[0], time.monotonic() - asked - tick)
+class StallWatch:
+    """When this test's own event loop did not run: each time it woke late for a `tick`
+    sleep by more than a tick, the interval it was asleep too long."""
+
+    def __init__(self, tick: float = 0.01) -> None:
+        self.tick = tick
+        self.stalls: list[tuple[float, float]] = []
+        self.worst = 0.0
+
+    async def run(self) -> None:
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(self.tick)
+            now = time.monotonic()
+            late = now - asked - self.tick
+            self.worst = max(self.worst, late)
+            if late > self.tick:
+                self.stalls.append((now - late, now))
+
+    def within(self, start: float, end: float) -> float:
+        """Seconds this loop stalled between `start` and `end`."""
+        return sum(max(0.0, min(e, end) - max(s, start)) for s, e in self.stalls)
+
+    def judged(self, since: float, seconds: float) -> float | None:
+        """The figure `seconds` measured from `since`, or None when it is over the budget
+        only because this loop stalled in it."""
+        over = seconds >= BUDGET
+        return None if over and seconds - self.within(since, since + seconds) < BUDGET else seconds
+
+
+def verdict(series: dict[str, list[float | None]], lines: list[str]) -> None:
+    """Print the report and judge the budget over every series' figures, those this
+    test's stalls spoiled set aside (at most a tenth of them)."""
+    kept = {name: [f for f in figures if f is not None] for name, figures in series.items()}
+    total = sum(len(figures) for figures in series.values())
+    spoiled = total - sum(len(figures) for figures in kept.values())
+    lines.append(f"  {spoiled} of {total} figures set aside: over only by this test's own stalls")
+    report = "\n".join(lines)
+    print(report, file=sys.stderr)
+    assert spoiled * 10 <= total, report
+    assert max(p99(figures) for figures in kept.values()) < BUDGET, report
 
 
 def answered_at() -> tuple[float, float]:
     """Now, on the monotonic clock and the wall clock (the database's stamps)."""
     return time.monotonic(), time.time()
+
+
+def summary(figures: list[float | None]) -> str:
+    """p50, p99 and max of the figures kept, and how many were set aside."""
+    kept = [f for f in figures if f is not None]
+    return (
+        f"p50 {statistics.median(kept) * 1000:6.0f} ms  p99 {p99(kept) * 1000:6.0f} ms"
+        f"  max {max(kept) * 1000:6.0f} ms  ({len(figures) - len(kept)} set aside)"
+    )
 
 
 def p99(values: list[float]) -> float:
@@ -226,9 +274,8 @@ async def test_role_changes_removals_and_deactivations_apply_everywhere_within_a
     sessions = session_maker(engine)
     # On a loaded machine this process itself may not run for a while (1.2 s seen at
     # load 10 on 2 cores): a refusal seen late is then the test's, not the services'.
-    # Reported beside the figures, never subtracted from them.
-    stalled = [0.0]
-    monitor = asyncio.create_task(loop_stalls(stalled))
+    watch = StallWatch()
+    monitor = asyncio.create_task(watch.run())
     try:
         async with (
             httpx.AsyncClient(base_url=accounts.url, timeout=10) as acc,
@@ -289,7 +336,7 @@ async def test_role_changes_removals_and_deactivations_apply_everywhere_within_a
                     *(refused_after(p, token, refusal, since) for p in probes.values())
                 )
                 for name, (seconds, last_call) in zip(probes, took, strict=True):
-                    figures[change][name].append(seconds)
+                    figures[change][name].append(watch.judged(since, seconds))
                     calls[change].append(last_call)
                 async with sessions() as session:
                     relayed = await session.scalar(
@@ -301,7 +348,7 @@ async def test_role_changes_removals_and_deactivations_apply_everywhere_within_a
                     )
                 relays[change].append(relayed.timestamp() - since_wall)
 
-            figures: dict[str, dict[str, list[float]]] = {
+            figures: dict[str, dict[str, list[float | None]]] = {
                 "role lowered": {"billing": [], "notifier": []},
                 "member removed": {name: [] for name in reads},
                 "user deactivated": {name: [] for name in reads},
@@ -343,15 +390,10 @@ async def test_role_changes_removals_and_deactivations_apply_everywhere_within_a
                 await measure("user deactivated", doomed_id, reads, doomed, 401, *answered_at())
 
         lines = [f"identity propagation over {TRIALS} trials (accounts answer -> first refusal):"]
-        worst = 0.0
         for change, per_service in figures.items():
             for name, values in per_service.items():
-                worst = max(worst, p99(values))
-                lines.append(
-                    f"  {change:17} {name:9} p50 {statistics.median(values) * 1000:6.0f} ms"
-                    f"  p99 {p99(values) * 1000:6.0f} ms  max {max(values) * 1000:6.0f} ms"
-                )
-        lines.append(f"  this test's own event loop stalled up to {stalled[0] * 1000:.0f} ms")
+                lines.append(f"  {change:17} {name:9} {summary(values)}")
+        lines.append(f"  this test's own event loop stalled up to {watch.worst * 1000:.0f} ms")
         for change in figures:
             lines.append(
                 f"  {change:17} relayed   p50 {statistics.median(relays[change]) * 1000:6.0f} ms"
@@ -359,8 +401,10 @@ async def test_role_changes_removals_and_deactivations_apply_everywhere_within_a
                 f"{statistics.median(calls[change]) * 1000:4.0f} ms"
                 f"  max {max(calls[change]) * 1000:4.0f} ms"
             )
-        print("\n".join(lines), file=sys.stderr)
-        assert worst < BUDGET, "\n".join(lines)
+        verdict(
+            {f"{c} {n}": v for c, per_service in figures.items() for n, v in per_service.items()},
+            lines,
+        )
     except BaseException:
         dump_logs(stack)
         raise
@@ -483,6 +527,8 @@ async def test_changes_at_billing_and_the_notifier_reach_the_audit_log(stack: St
 
 
 async def test_signing_out_one_session_applies_everywhere_within_a_second(stack: Stack) -> None:
+    watch = StallWatch()
+    monitor = asyncio.create_task(watch.run())
     try:
         async with (
             httpx.AsyncClient(base_url=stack.accounts.url, timeout=10) as acc,
@@ -503,7 +549,7 @@ async def test_signing_out_one_session_applies_everywhere_within_a_second(stack:
                     ntf.get(f"/v1/orgs/{org}/notification-contacts", headers=bearer(t))
                 ),
             }
-            figures: dict[str, list[float]] = {name: [] for name in reads}
+            figures: dict[str, list[float | None]] = {name: [] for name in reads}
             for _ in range(TRIALS):
                 signed_in = await acc.post(
                     "/v1/auth/token",
@@ -524,21 +570,20 @@ async def test_signing_out_one_session_applies_everywhere_within_a_second(stack:
                     *(refused_after(p, leaving["access_token"], 401, since) for p in reads.values())
                 )
                 for name, (seconds, _) in zip(reads, took, strict=True):
-                    figures[name].append(seconds)
+                    figures[name].append(watch.judged(since, seconds))
             # The session that stayed was never touched.
             stayed = {name: await probe(staying) for name, probe in reads.items()}
             assert stayed == dict.fromkeys(reads, 200)
         lines = [f"sign-out of one session over {TRIALS} trials (logout answer -> first 401):"]
         for name, values in figures.items():
-            lines.append(
-                f"  {name:9} p50 {statistics.median(values) * 1000:6.0f} ms"
-                f"  p99 {p99(values) * 1000:6.0f} ms  max {max(values) * 1000:6.0f} ms"
-            )
-        print("\n".join(lines), file=sys.stderr)
-        assert max(p99(values) for values in figures.values()) < BUDGET, "\n".join(lines)
+            lines.append(f"  {name:9} {summary(values)}")
+        lines.append(f"  this test's own event loop stalled up to {watch.worst * 1000:.0f} ms")
+        verdict(figures, lines)
     except BaseException:
         dump_logs(stack)
         raise
+    finally:
+        monitor.cancel()
 
 
 async def status(request: Awaitable[httpx.Response]) -> int:
