@@ -349,6 +349,7 @@ class SmsOutbound(Base):
             postgresql_where=text("send_state <> 'done'"),
         ),
         Index("ix_sms_outbound_org", "org_id", "queued_at"),
+        Index("ix_sms_outbound_queued", "queued_at", "id"),
         UniqueConstraint("provider_id", "provider_message_id", name="uq_sms_outbound_provider"),
         Index(
             "uq_sms_outbound_idempotency",
