@@ -606,6 +606,10 @@ def _notifier_get(fake: FakeBackends, request: httpx.Request, path: str) -> http
             {
                 "type": "credits.low",
                 "description": "Balance at or below the threshold.",
+                "descriptions": {
+                    "en": "Balance at or below the threshold.",
+                    "zh-Hans": "余额降至或低于阈值。",
+                },
                 "example": {},
             },
             {"type": "credits.topped_up", "description": "Credits added.", "example": {}},

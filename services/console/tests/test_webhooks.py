@@ -16,6 +16,15 @@ async def test_create_an_endpoint_with_its_secret_shown_once() -> None:
         page = await client.get(f"/orgs/{fake.org_id}/webhooks")
         assert "No webhook endpoints yet." in page.text
         assert 'value="credits.low"' in page.text
+        assert "Balance at or below the threshold." in page.text
+        # Each type described in the visitor's language; the English one where the
+        # notifier has no other (an older notifier).
+        client.cookies.set("tg_lang", "zh-Hans")
+        chinese = await client.get(f"/orgs/{fake.org_id}/webhooks")
+        assert "余额降至或低于阈值。" in chinese.text
+        assert "Balance at or below the threshold." not in chinese.text
+        assert "Credits added." in chinese.text
+        client.cookies.delete("tg_lang")
         bad = await client.post(
             f"/orgs/{fake.org_id}/webhooks",
             data={"csrf_token": csrf(client), "url": "ftp://x", "description": XSS},

@@ -59,6 +59,10 @@ async def test_endpoint_lifecycle_and_delivery_log(
             "tollgate.notifier.sms.received.v1",
         }
         assert all(t["example"]["data"] for t in types)
+        # Every description in both languages of the console (a Chinese one is no copy).
+        for t in types:
+            assert t["descriptions"]["en"] == t["description"]
+            assert any("\u4e00" <= c <= "\u9fff" for c in t["descriptions"]["zh-Hans"]), t
 
         body = {"url": rec.url, "event_types": ["tollgate.billing.credits.topped_up.v1"]}
         assert (

@@ -440,6 +440,11 @@ class Download(Shape):
 class EventType(Shape):
     type: str
     description: str
+    descriptions: dict[str, str] = {}
+    """By language tag (`en`, `zh-Hans`); `description` is the English one."""
+
+    def described_in(self, language: str) -> str:
+        return self.descriptions.get(language) or self.description
 
 
 class Endpoint(Shape):

@@ -234,6 +234,37 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
     ),
 )
 
+DESCRIPTIONS_ZH: dict[str, str] = {
+    CreditsLow.event_type: "组织的额度余额降至或低于其低余额阈值。",
+    CreditsExhausted.event_type: "组织的额度余额已用尽;预付费组织的调用将被拒绝。",
+    CreditsToppedUp.event_type: "组织的余额已充值。",
+    PlanPaymentFailed.event_type: (
+        "组织套餐的账单未能支付;若在 `grace_until` 之前仍未支付,组织将被暂停。"
+    ),
+    PlanSuspended.event_type: "组织的套餐已暂停:在付款之前,所有调用都将以 402 拒绝。",
+    AutoTopUpFailed.event_type: (
+        "自动充值未能扣款(银行卡被拒、需要验证、已达每月上限、支付服务不可用);未增加额度。"
+    ),
+    UsageThresholdCrossed.event_type: "某个密钥的用量达到其每日或每月限额的 80% 或 100%。",
+    ApiDeprecationAnnounced.event_type: (
+        "组织的正式密钥在过去 30 天内调用过的某个 API 已弃用(或其停用日期已变更):"
+        "每个 API 和停用日期只发送一次。"
+    ),
+    KeyCreated.event_type: "已创建一个 API 密钥。",
+    KeyRotated.event_type: "某个 API 密钥已更换新密钥;旧密钥在 `grace_until` 之前仍然有效。",
+    KeyRevoked.event_type: "某个 API 密钥已被吊销。",
+    KeyExpiring.event_type: "某个 API 密钥即将过期。",
+    ApiChanged.event_type: (
+        "某个 API 的新 OpenAPI 文档改变了其操作;破坏性变更带有其 `rule`。"
+        "所有端点订阅了此类型的组织都会收到。"
+    ),
+    SmsReceived.event_type: "一条入站短信已路由到该组织。",
+    SmsStatusChanged.event_type: (
+        "组织发送的一条短信状态已变更(queued、sent、delivered、undelivered、failed)。"
+    ),
+}
+"""The description of every subscribable type in Simplified Chinese (`zh-Hans`)."""
+
 SUBSCRIBABLE: frozenset[str] = frozenset(info.type for info in EVENT_TYPES)
 PLATFORM_WIDE: frozenset[str] = frozenset({ApiChanged.event_type})
 """Subscribable types about the platform rather than one org: every org whose enabled

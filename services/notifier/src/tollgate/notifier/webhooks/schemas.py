@@ -100,7 +100,11 @@ class EventTypeOut(BaseModel):
     """A subscribable event type with an example webhook body."""
 
     type: str
-    description: str
+    description: str = Field(description="What the event means, in English.")
+    descriptions: dict[str, str] = Field(
+        description="The description in each language of the catalog, by language tag "
+        "(`en`, `zh-Hans`)."
+    )
     example: dict[str, Any]
 
 
