@@ -56,7 +56,7 @@ from tollgate.contracts.events.billing import (
 )
 from tollgate.contracts.events.identity import OrgMembership, UserState
 from tollgate.contracts.events.notifier import SmsCharged, SmsRefunded, SmsStatus, SmsStatusChanged
-from tollgate.contracts.events.usage import ApiDeprecationAnnounced
+from tollgate.contracts.events.usage import ApiDeprecationAnnounced, RouteDeprecationAnnounced
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, 589000, tzinfo=UTC)
 ORG_ID = UUID("0195a3c1-7a2e-7c4d-9f10-3b5e8d2a6c01")
@@ -308,6 +308,21 @@ def every_event() -> list[EventData]:
             deprecated_at=NOW,
             sunset_at=NOW + timedelta(days=90),
             requests=1_204,
+            window_start=NOW - timedelta(days=30),
+            window_end=NOW,
+        ),
+        RouteDeprecationAnnounced(
+            org_id=ORG_ID,
+            api_id=API_ID,
+            api_slug="weather",
+            api_name="Weather",
+            api_version="v1",
+            route_id=ROUTE_ID,
+            method="GET",
+            path_template="/forecast/{city}",
+            deprecated_at=NOW,
+            sunset_at=NOW + timedelta(days=30),
+            requests=311,
             window_start=NOW - timedelta(days=30),
             window_end=NOW,
         ),

@@ -293,6 +293,8 @@ def test_every_template_renders_in_english_and_chinese() -> None:
         "api_name": "Weather",
         "api_version": "v1",
         "api_slug": "weather",
+        "route": "GET /forecast/{city}",
+        "path_template": "/forecast/{city}",
         "requests": 12,
         "sunset": "none",
     }

@@ -1,8 +1,8 @@
 """Deprecation notices on a real Postgres: exactly the orgs whose live keys called the API
-in the last 30 days get one notice each (an older call, test-mode calls, calls to another
-API and calls without an org do not count); a redelivered or republished state announces
-nothing more, a moved Sunset date announces once again, an active API or a past Sunset
-date nothing."""
+(or the deprecated route) in the last 30 days get one notice each (an older call,
+test-mode calls, calls to another API or route and calls without an org do not count); a
+redelivered or republished state announces nothing more, a moved Sunset date announces
+once again, an active API or a past Sunset date nothing."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from tollgate.contracts import decode
-from tollgate.contracts.events.accounts import ApiStatus, ApiUpserted
+from tollgate.contracts.events.accounts import ApiStatus, ApiUpserted, RouteSpec
 from tollgate.contracts.events.gateway import RequestMode
-from tollgate.contracts.events.usage import ApiDeprecationAnnounced
+from tollgate.contracts.events.usage import ApiDeprecationAnnounced, RouteDeprecationAnnounced
 from tollgate.kit.db import SessionMaker
-from tollgate.usage.deprecations.service import announce_deprecation
+from tollgate.usage.deprecations.service import (
+    announce_deprecation,
+    announce_route_deprecations,
+)
 from tollgate.usage.models import outbox
 
 from ..factories import completed, rejected
@@ -131,3 +134,102 @@ async def test_a_deprecation_without_a_sunset_date_is_announced_once(
         assert await announce(sessions, api_state(api, sunset_at=sunset, version=4), now) == {
             org: 1
         }
+
+
+def route(
+    route_id: uuid.UUID,
+    path: str,
+    *,
+    deprecated: bool = True,
+    sunset_at: datetime | None = None,
+) -> RouteSpec:
+    return RouteSpec(
+        route_id=route_id,
+        method="GET",
+        path_template=path,
+        deprecated=deprecated,
+        deprecated_at=datetime(2026, 11, 1, tzinfo=UTC) if deprecated else None,
+        sunset_at=sunset_at,
+    )
+
+
+async def announce_routes(
+    sessions: SessionMaker, api: ApiUpserted, now: datetime
+) -> dict[tuple[uuid.UUID, uuid.UUID], int]:
+    """Run the route rule in its own transaction; (org, route) -> requests enqueued."""
+    async with sessions() as session, session.begin():
+        notices = await announce_route_deprecations(session, api, now)
+    return {(n.org_id, n.route_id): n.requests for n in notices}
+
+
+async def test_a_deprecated_routes_recent_callers_are_told_once_per_sunset_date(
+    database_factory: Callable[[str], str],
+) -> None:
+    """Only the orgs that called the deprecated route itself hear of it (not the API's
+    other callers, not test-mode calls); once per (route, Sunset date), however often the
+    state comes again; a past Sunset date or a retired API tells nobody."""
+    now = datetime.now(UTC)
+    api = uuid.uuid4()
+    old_route, kept_route = uuid.uuid4(), uuid.uuid4()
+    caller, other_caller, tester = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    key = uuid.uuid4
+    day_ago = now - timedelta(days=1)
+    events = [
+        *(
+            completed(org_id=caller, key_id=key(), api_id=api, route_id=old_route, time=day_ago)
+            for _ in range(2)
+        ),
+        completed(org_id=other_caller, key_id=key(), api_id=api, route_id=kept_route, time=day_ago),
+        completed(
+            org_id=tester, key_id=key(), api_id=api, route_id=old_route, time=day_ago
+        ).model_copy(update={"mode": RequestMode.TEST}),
+    ]
+    sunset = now + timedelta(days=30)
+    routes = [
+        route(old_route, "/forecast/{city}", sunset_at=sunset),
+        route(kept_route, "/now", deprecated=False),
+    ]
+    state = api_state(api, status=ApiStatus.ACTIVE).model_copy(update={"routes": routes})
+    async with usage_db(database_factory) as sessions:
+        await ingest(sessions, as_deliveries(events))
+
+        assert await announce_routes(sessions, state, now) == {(caller, old_route): 2}
+        assert await announce_routes(sessions, state, now) == {}  # redelivered
+        # The whole API deprecated later: its own notice; the route's is not repeated.
+        deprecated = state.model_copy(update={"status": ApiStatus.DEPRECATED, "version": 3})
+        assert await announce_routes(sessions, deprecated, now) == {}
+        assert await announce(sessions, deprecated, now) == {caller: 2, other_caller: 1}
+
+        later = sunset + timedelta(days=30)
+        moved = [route(old_route, "/forecast/{city}", sunset_at=later), routes[1]]
+        assert await announce_routes(
+            sessions, state.model_copy(update={"routes": moved, "version": 4}), now
+        ) == {(caller, old_route): 2}
+        past = [route(old_route, "/forecast/{city}", sunset_at=now - timedelta(hours=1))]
+        assert (
+            await announce_routes(
+                sessions, state.model_copy(update={"routes": past, "version": 5}), now
+            )
+            == {}
+        )
+        undated = [route(old_route, "/forecast/{city}")]
+        retired = state.model_copy(
+            update={"routes": undated, "status": ApiStatus.RETIRED, "version": 6}
+        )
+        assert await announce_routes(sessions, retired, now) == {}
+
+        async with sessions() as session:
+            values = (await session.scalars(select(outbox.c.value).order_by(outbox.c.id))).all()
+    notices = [
+        data
+        for data in (decode(value).data for value in values)
+        if isinstance(data, RouteDeprecationAnnounced)
+    ]
+    assert [(n.org_id, n.sunset_at) for n in notices] == [(caller, sunset), (caller, later)]
+    first = notices[0]
+    assert (first.method, first.path_template, first.api_slug) == (
+        "GET",
+        "/forecast/{city}",
+        "weather",
+    )
+    assert first.deprecated_at == datetime(2026, 11, 1, tzinfo=UTC)

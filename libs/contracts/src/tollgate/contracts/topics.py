@@ -45,7 +45,11 @@ from tollgate.contracts.events.notifier import (
     SmsRefunded,
     SmsStatusChanged,
 )
-from tollgate.contracts.events.usage import ApiDeprecationAnnounced, UsageThresholdCrossed
+from tollgate.contracts.events.usage import (
+    ApiDeprecationAnnounced,
+    RouteDeprecationAnnounced,
+    UsageThresholdCrossed,
+)
 
 _DAY_MS = 24 * 60 * 60 * 1000
 
@@ -151,9 +155,9 @@ USAGE_EVENTS = Topic(
     cleanup="delete",
     retention_ms=7 * _DAY_MS,
     key="org_id",
-    event_types=(UsageThresholdCrossed, ApiDeprecationAnnounced),
+    event_types=(UsageThresholdCrossed, ApiDeprecationAnnounced, RouteDeprecationAnnounced),
     description="Quota thresholds crossed by keys (e.g. 80 % and 100 % of a daily limit) "
-    "and deprecations of APIs announced to the orgs that called them.",
+    "and deprecations of APIs and routes announced to the orgs that called them.",
 )
 NOTIFIER_SMS = Topic(
     name="tollgate.notifier.sms.v1",

@@ -20,8 +20,9 @@
   (tenant checks on `/keys/{id}`) and its quota limits.
 - `quota_usage` / `quota_alerts`: admitted requests per key and day/month, and the
   thresholds already announced (one `UsageThresholdCrossed` each, ever).
-- `api_deprecations`: the (API, Sunset date) pairs whose deprecation was announced (one
-  `ApiDeprecationAnnounced` per org that called the API, once per pair, ever).
+- `api_deprecations`: the (API, route, Sunset date) whose deprecation was announced (one
+  `ApiDeprecationAnnounced` per org that called the API, or, with a route,
+  `RouteDeprecationAnnounced` per org that called the route, once each, ever).
 """
 
 from __future__ import annotations
@@ -233,12 +234,16 @@ class QuotaAlert(Base):
 
 
 class ApiDeprecation(Base):
-    """A deprecation announced once for an API and Sunset date (a null date included)."""
+    """A deprecation announced once for an API (or one of its routes) and Sunset date (a
+    null date included)."""
 
     __tablename__ = "api_deprecations"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     api_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    route_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, comment="null: the whole API was deprecated"
+    )
     sunset_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     api_version: Mapped[int] = mapped_column(BigInteger, comment="registry version announced")
     orgs_notified: Mapped[int] = mapped_column(Integer)

@@ -3,7 +3,8 @@
 Usage counts requests per key from the gateway's request stream and tells the org
 when a key approaches or reaches its daily or monthly quota, so the notifier can send
 an email or webhook before clients start seeing 429s. It also follows the API registry
-and tells every org that called an API lately when that API is deprecated.
+and tells every org that called an API, or one of its routes, lately when that API or
+route is deprecated.
 """
 
 from __future__ import annotations
@@ -70,6 +71,42 @@ class ApiDeprecationAnnounced(EventData):
     )
     requests: int = Field(
         ge=1, description="Live requests of the org to the API in the window (rejected included)."
+    )
+    window_start: UtcDatetime = Field(description="Start of the window the calls were counted in.")
+    window_end: UtcDatetime = Field(description="End of the window (when usage saw the change).")
+
+
+class RouteDeprecationAnnounced(EventData):
+    """A route the org called in the last days was deprecated (or its Sunset date moved).
+
+    Sent by usage once per org, route and Sunset date, to the orgs whose live keys called
+    the route in the window before the deprecation was seen; test-mode calls do not
+    count. From its Sunset date the gateway answers the route's calls 410. Kafka key:
+    `org_id`.
+    """
+
+    event_type = "tollgate.usage.route_deprecation.announced.v1"
+    key_field = "org_id"
+
+    org_id: UUID = Field(description="Organisation whose keys called the route.")
+    api_id: UUID = Field(description="The API the route belongs to.")
+    api_slug: str = Field(description="URL slug: the gateway serves the API at `/<slug>/...`.")
+    api_name: str = Field(description="Human name of the API.")
+    api_version: str = Field(description="The API's own version label, e.g. `v1`.")
+    route_id: UUID = Field(description="The deprecated route.")
+    method: str = Field(description="The route's uppercase HTTP method, or `*` for any.")
+    path_template: str = Field(
+        description="The route's path template below the API slug, e.g. `/pets/{petId}`."
+    )
+    deprecated_at: UtcDatetime | None = Field(
+        description="When the route was deprecated (`Deprecation` header); null when not set."
+    )
+    sunset_at: UtcDatetime | None = Field(
+        description="When the route will be retired (`Sunset` header); null when not set yet."
+    )
+    requests: int = Field(
+        ge=1,
+        description="Live requests of the org to the route in the window (rejected included).",
     )
     window_start: UtcDatetime = Field(description="Start of the window the calls were counted in.")
     window_end: UtcDatetime = Field(description="End of the window (when usage saw the change).")

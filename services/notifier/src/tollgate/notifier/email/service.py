@@ -7,7 +7,7 @@ sending (`compose`), and never logged.
 
 Recipients: user mails (password reset, email verification, invitation) go to the address in the
 event. Org-level mails (credits, plan payment failed or suspended, auto top-up failed,
-usage, deprecation of an API the org called, disabled webhook endpoint) go to the org's
+usage, deprecation of an API or route the org called, disabled webhook endpoint) go to the org's
 notification contacts, managed by the org's owners through this service's API (the notifier
 does not own users; an org without contacts gets no org-level mail).
 
@@ -55,7 +55,11 @@ from tollgate.contracts.events.billing import (
     PlanPaymentFailed,
     PlanSuspended,
 )
-from tollgate.contracts.events.usage import ApiDeprecationAnnounced, UsageThresholdCrossed
+from tollgate.contracts.events.usage import (
+    ApiDeprecationAnnounced,
+    RouteDeprecationAnnounced,
+    UsageThresholdCrossed,
+)
 from tollgate.kit.audit import AuditChange
 from tollgate.kit.problems import Conflict, NotFound, Unprocessable
 from tollgate.kit.sealing import Sealer
@@ -213,7 +217,7 @@ async def queue_for_event(
     return 0
 
 
-def _sunset(data: ApiDeprecationAnnounced) -> str:
+def _sunset(data: ApiDeprecationAnnounced | RouteDeprecationAnnounced) -> str:
     """The retirement date as mailed; `none` (put in words by the template) when unset."""
     return _utc(data.sunset_at) if data.sunset_at else "none"
 
@@ -266,6 +270,20 @@ def _api_deprecated(data: ApiDeprecationAnnounced) -> dict[str, Any]:
     }
 
 
+def _route_deprecated(data: RouteDeprecationAnnounced) -> dict[str, Any]:
+    path = data.path_template
+    return {
+        "api_name": data.api_name,
+        "api_version": data.api_version,
+        "api_slug": data.api_slug,
+        # `*` routes answer every method: named by their path alone.
+        "route": path if data.method == "*" else f"{data.method} {path}",
+        "path_template": data.path_template,
+        "requests": data.requests,
+        "sunset": _sunset(data),
+    }
+
+
 _ORG_MAILS: dict[type[Any], tuple[str, Callable[[Any], dict[str, Any]]]] = {
     CreditsLow: ("credits_low", _credits_low),
     CreditsExhausted: ("credits_exhausted", _credits_exhausted),
@@ -274,6 +292,7 @@ _ORG_MAILS: dict[type[Any], tuple[str, Callable[[Any], dict[str, Any]]]] = {
     AutoTopUpFailed: ("auto_top_up_failed", _auto_top_up_failed),
     UsageThresholdCrossed: ("usage_threshold", _usage_threshold),
     ApiDeprecationAnnounced: ("api_deprecated", _api_deprecated),
+    RouteDeprecationAnnounced: ("route_deprecated", _route_deprecated),
 }
 """Event type -> (mail template, its context) of every mail to an org's contacts; each
 of the org's contacts gets one, in their own language."""

@@ -31,6 +31,7 @@ KINDS = (
     "auto_top_up_failed",
     "usage_threshold",
     "api_deprecated",
+    "route_deprecated",
     "webhook_endpoint_disabled",
 )
 
@@ -231,6 +232,32 @@ _TEXTS: dict[str, dict[str, tuple[str, tuple[str, ...], str | None]]] = {
                 "其响应会带有 Deprecation 和 Sunset 头。",
                 "停用日期:{sunset}。停用之后,调用将被拒绝;请在此之前将客户端迁移到其替代版本。"
                 "开发者门户中提供该 API 的文档和变更记录。",
+            ),
+            None,
+        ),
+    },
+    "route_deprecated": {
+        "en": (
+            "{route} of the API {api_name} {api_version} is deprecated",
+            (
+                "Your organisation's live keys called {route} of the API {api_name} "
+                "{api_version} (/{api_slug}{path_template}) {requests} times in the last 30 "
+                "days. This route is deprecated: it keeps working until it is retired, and "
+                "its answers carry the Deprecation and Sunset headers.",
+                "Retirement date: {sunset}. After it, calls to this route are answered "
+                "410 Gone; move your clients off it before then. The developer portal shows "
+                "the API's docs and changelog.",
+            ),
+            None,
+        ),
+        "zh": (
+            "API {api_name} {api_version} 的 {route} 已弃用",
+            (
+                "过去 30 天内,您组织的正式(live)密钥调用了 API {api_name} {api_version} 的 "
+                "{route}(/{api_slug}{path_template})共 {requests} 次。该路由已弃用:在停用"
+                "之前仍可正常使用,其响应会带有 Deprecation 和 Sunset 头。",
+                "停用日期:{sunset}。停用之后,对该路由的调用将返回 410 Gone;请在此之前让客户端"
+                "停止使用它。开发者门户中提供该 API 的文档和变更记录。",
             ),
             None,
         ),

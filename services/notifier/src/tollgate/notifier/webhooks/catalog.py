@@ -36,6 +36,7 @@ from tollgate.contracts.events.billing import (
 from tollgate.contracts.events.notifier import SmsReceived, SmsRoute, SmsStatus, SmsStatusChanged
 from tollgate.contracts.events.usage import (
     ApiDeprecationAnnounced,
+    RouteDeprecationAnnounced,
     UsagePeriod,
     UsageThresholdCrossed,
 )
@@ -157,6 +158,27 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
             window_end=_AT,
         ),
     ),
+    EventTypeInfo(
+        RouteDeprecationAnnounced.event_type,
+        "A route the org's live keys called in the last 30 days was deprecated (or its "
+        "Sunset date moved): sent once per route and Sunset date; from that date the route "
+        "answers 410.",
+        RouteDeprecationAnnounced(
+            org_id=_ORG,
+            api_id=uuid.UUID("0195a3c2-4444-7000-8000-000000000005"),
+            api_slug="weather",
+            api_name="Weather",
+            api_version="v1",
+            route_id=uuid.UUID("0195a3c2-4444-7000-8000-000000000007"),
+            method="GET",
+            path_template="/forecast/{city}",
+            deprecated_at=_AT,
+            sunset_at=_AT + timedelta(days=30),
+            requests=311,
+            window_start=_AT - timedelta(days=30),
+            window_end=_AT,
+        ),
+    ),
     EventTypeInfo(KeyCreated.event_type, "An API key was created.", KeyCreated(**_KEY_FIELDS)),
     EventTypeInfo(
         KeyRotated.event_type,
@@ -249,6 +271,10 @@ DESCRIPTIONS_ZH: dict[str, str] = {
     ApiDeprecationAnnounced.event_type: (
         "组织的正式密钥在过去 30 天内调用过的某个 API 已弃用(或其停用日期已变更):"
         "每个 API 和停用日期只发送一次。"
+    ),
+    RouteDeprecationAnnounced.event_type: (
+        "组织的正式密钥在过去 30 天内调用过的某个路由已弃用(或其停用日期已变更):"
+        "每个路由和停用日期只发送一次;自该日期起,该路由返回 410。"
     ),
     KeyCreated.event_type: "已创建一个 API 密钥。",
     KeyRotated.event_type: "某个 API 密钥已更换新密钥;旧密钥在 `grace_until` 之前仍然有效。",

@@ -1,8 +1,9 @@
 """Kafka transport of the API registry: `tollgate.accounts.apis.v1` (compacted).
 
 Its own group (`usage-apis`), read from the beginning. Each batch is one transaction:
-deprecations are announced (and recorded) together, and offsets are committed only
-after it commits, so a crash redelivers the batch and the record makes it harmless.
+deprecations of APIs and routes are announced (and recorded) together, and offsets are
+committed only after it commits, so a crash redelivers the batch and the record makes it
+harmless.
 Tombstones (deleted APIs) and poison records are skipped.
 """
 
@@ -18,7 +19,10 @@ from tollgate.contracts import topics
 from tollgate.contracts.events.accounts import ApiUpserted
 from tollgate.kit.kafka import Sessions, batch_records, consumer_options, readable
 from tollgate.usage.config import Settings
-from tollgate.usage.deprecations.service import announce_deprecation
+from tollgate.usage.deprecations.service import (
+    announce_deprecation,
+    announce_route_deprecations,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +48,18 @@ def api_consumers(settings: Settings) -> KafkaRouter:
                 event = readable(record, group=GROUP_ID)  # poison: logged, counted, None
                 if event is None or not isinstance(event.data, ApiUpserted):
                     continue
-                notices = await announce_deprecation(session, event.data, datetime.now(UTC))
+                now = datetime.now(UTC)
+                notices = await announce_deprecation(session, event.data, now)
                 if notices:
                     log.info(
                         "api deprecation announced",
                         extra={"api_id": str(event.data.api_id), "orgs": len(notices)},
+                    )
+                routes = await announce_route_deprecations(session, event.data, now)
+                if routes:
+                    log.info(
+                        "route deprecations announced",
+                        extra={"api_id": str(event.data.api_id), "notices": len(routes)},
                     )
 
     return router

@@ -1,4 +1,4 @@
-"""SQL of deprecations: who called an API in a window, and what was announced."""
+"""SQL of deprecations: who called an API or a route in a window, and what was announced."""
 
 from __future__ import annotations
 
@@ -27,21 +27,25 @@ async def live_callers(
     *,
     start: datetime,
     whole_hours_from: datetime,
+    route_id: uuid.UUID | None = None,
 ) -> list[ApiCaller]:
-    """Orgs with live requests (completed or rejected) to the API since `start`, by org id.
+    """Orgs with live requests (completed or rejected) to the API (to its route
+    `route_id`, when given) since `start`, by org id.
 
     Whole hours from `whole_hours_from` on (the hour of `start` rounded up, up to now)
     come from `usage_org_hour`; the minutes before it from `usage_org_minute`, so the
     window is exact to the minute. Requests without a known org are left out."""
+    route = "" if route_id is None else "AND route_id = :route_id"
     rows = await session.execute(
         text(
-            """
+            f"""
             SELECT org_id, sum(requests) AS requests FROM (
                 SELECT org_id, requests FROM usage_org_hour
-                WHERE api_id = :api_id AND mode = 'live' AND bucket >= :whole_hours_from
+                WHERE api_id = :api_id {route} AND mode = 'live'
+                    AND bucket >= :whole_hours_from
                 UNION ALL
                 SELECT org_id, requests FROM usage_org_minute
-                WHERE api_id = :api_id AND mode = 'live'
+                WHERE api_id = :api_id {route} AND mode = 'live'
                     AND bucket >= :start AND bucket < :whole_hours_from
             ) AS calls
             WHERE org_id <> :nil
@@ -50,7 +54,13 @@ async def live_callers(
             ORDER BY org_id
             """
         ),
-        {"api_id": api_id, "start": start, "whole_hours_from": whole_hours_from, "nil": NIL},
+        {
+            "api_id": api_id,
+            "route_id": route_id,
+            "start": start,
+            "whole_hours_from": whole_hours_from,
+            "nil": NIL,
+        },
     )
     return [ApiCaller(org_id=row.org_id, requests=int(row.requests)) for row in rows]
 
@@ -59,17 +69,20 @@ async def record_announcement(
     session: AsyncSession,
     *,
     api_id: uuid.UUID,
+    route_id: uuid.UUID | None,
     sunset_at: datetime | None,
     api_version: int,
     orgs_notified: int,
     announced_at: datetime,
 ) -> bool:
-    """Record that the API's deprecation with this Sunset date was announced; False when
-    it already was (the row stays as first written)."""
+    """Record that the deprecation of the API (`route_id` None) or of its route with
+    this Sunset date was announced; False when it already was (the row stays as first
+    written)."""
     stmt = (
         insert(ApiDeprecation)
         .values(
             api_id=api_id,
+            route_id=route_id,
             sunset_at=sunset_at,
             api_version=api_version,
             orgs_notified=orgs_notified,
