@@ -33,6 +33,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
 from tollgate.kit.localdeps import free_port
+from tollgate.kit.testing.loopback import serving
 from tollgate.kit.testing.polling import eventually
 
 from .services import ServiceProcess, platform, service_process, start_all
@@ -92,13 +93,8 @@ class Outside:
         app = web.Application()
         app.router.add_post("/emails", self.resend)
         app.router.add_post("/hook", self.webhook)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        try:
+        async with serving(app, self.port):
             yield self
-        finally:
-            await runner.cleanup()
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tollgate.kit.localdeps import free_port
 from tollgate.kit.sealing import new_sealing_key
+from tollgate.kit.testing.loopback import serving
 from tollgate.kit.upstream_identity import identity_headers
 from tollgate.notifier.outbound.encoding import segment
 from tollgate.notifier.outbound.fake_twilio import FakeTwilio
@@ -104,13 +105,8 @@ class WebhookSink:
     async def running(self) -> AsyncIterator[WebhookSink]:
         app = web.Application()
         app.router.add_post("/hook", self.handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        try:
+        async with serving(app, self.port):
             yield self
-        finally:
-            await runner.cleanup()
 
 
 @dataclass

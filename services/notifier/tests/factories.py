@@ -20,6 +20,7 @@ from tollgate.kit.localdeps import free_port
 from tollgate.kit.netpolicy import NetworkPolicy, parse_networks
 from tollgate.kit.sealing import Sealer, new_sealing_key
 from tollgate.kit.testing.databases import ensure_migrated
+from tollgate.kit.testing.loopback import serving
 from tollgate.kit.testing.tokens import TokenMint
 from tollgate.notifier.app import create_app
 from tollgate.notifier.config import Settings
@@ -138,14 +139,8 @@ async def receiver(host: str = "127.0.0.1") -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, rec.port)
-    await site.start()
-    try:
+    async with serving(app, rec.port, host):
         yield rec
-    finally:
-        await runner.cleanup()
 
 
 async def make_endpoint(
