@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,21 @@ def deprecation_notice(org_id: uuid.UUID, sunset_at: datetime | None) -> CloudEv
     )
 
 
+def taken_in_twice(
+    events: list[CloudEvent[Any]],
+) -> Callable[[SessionMaker, FakeClock], Awaitable[None]]:
+    """The intake of `events` as usage's topic brings them, then once more: the second
+    time, Kafka redelivers the batch."""
+
+    async def take_in(sessions: SessionMaker, clock: FakeClock) -> None:
+        for _ in range(2):
+            async with sessions() as session, session.begin():
+                taken = await intake.take_in(session, topics.USAGE_EVENTS.name, events)
+                await intake.queue_notifications(session, taken.new, clock.now())
+
+    return take_in
+
+
 async def test_a_deprecation_notice_is_mailed_to_each_contact_once_and_sent_as_a_webhook(
     database_factory: Callable[[str], str], tmp_path: Path
 ) -> None:
@@ -52,19 +67,13 @@ async def test_a_deprecation_notice_is_mailed_to_each_contact_once_and_sent_as_a
     dated = deprecation_notice(org, datetime(2026, 6, 30, 12, 0, tzinfo=UTC))
     undated = deprecation_notice(org, None)
 
-    async def take_in(sessions: SessionMaker, clock: FakeClock) -> None:
-        for _ in range(2):  # the second time, Kafka redelivers the batch
-            async with sessions() as session, session.begin():
-                taken = await intake.take_in(session, topics.USAGE_EVENTS.name, [dated, undated])
-                await intake.queue_notifications(session, taken.new, clock.now())
-
     sent = await notices_sent(
         database_factory("notifier"),
         tmp_path,
         org=org,
         event_types=[TYPE],
         events=2,
-        take_in=take_in,
+        take_in=taken_in_twice([dated, undated]),
     )
     sent.leak_nothing()
     en = sent.one(EN, "Retirement date: 2026-06-30 12:00 UTC")
@@ -116,19 +125,13 @@ async def test_a_route_deprecation_is_mailed_to_each_contact_once_and_sent_as_a_
     dated = route_notice(org, "GET", datetime(2026, 6, 30, 12, 0, tzinfo=UTC))
     any_method = route_notice(org, "*", None)
 
-    async def take_in(sessions: SessionMaker, clock: FakeClock) -> None:
-        for _ in range(2):  # the second time, Kafka redelivers the batch
-            async with sessions() as session, session.begin():
-                taken = await intake.take_in(session, topics.USAGE_EVENTS.name, [dated, any_method])
-                await intake.queue_notifications(session, taken.new, clock.now())
-
     sent = await notices_sent(
         database_factory("notifier"),
         tmp_path,
         org=org,
         event_types=[ROUTE_TYPE],
         events=2,
-        take_in=take_in,
+        take_in=taken_in_twice([dated, any_method]),
     )
     sent.leak_nothing()
     en = sent.one(EN, "Retirement date: 2026-06-30 12:00 UTC")
