@@ -31,7 +31,8 @@ async def test_rows_name_their_key_or_link_to_it() -> None:
 async def test_logs_show_live_requests_by_default_and_each_request_says_its_mode() -> None:
     fake = FakeBackends()
     live, test = log_body(None, "/production"), log_body(None, "/sandboxed", mode="test")
-    fake.log_items = [live, test]
+    refused = {**log_body(None, "/admin"), "status": 403, "rejection_reason": "route_not_allowed"}
+    fake.log_items = [live, test, refused]
     async with console(fake) as client:
         await sign_in(client)
         default = await client.get(f"/orgs/{fake.org_id}/logs")
@@ -41,6 +42,7 @@ async def test_logs_show_live_requests_by_default_and_each_request_says_its_mode
         one = await client.get(f"/orgs/{fake.org_id}/logs/{test['request_id']}")
         client.cookies.set("tg_lang", "zh-Hans")
         chinese = await client.get(f"/orgs/{fake.org_id}/logs/{test['request_id']}")
+        chinese_list = await client.get(f"/orgs/{fake.org_id}/logs?mode=all")
         fake.log_items = [test]  # a new org's first calls: a tg_test_ key's
         client.cookies.delete("tg_lang")
         only_test = await client.get(f"/orgs/{fake.org_id}/logs?range=7d")
@@ -54,10 +56,13 @@ async def test_logs_show_live_requests_by_default_and_each_request_says_its_mode
     assert "/production" in both.text
     assert "/sandboxed" in both.text
     badges = both.text.split('data-testid="mode-badge">')[1:]
-    assert sorted(b.split("<", 1)[0] for b in badges) == ["live", "test"]
+    assert sorted(b.split("<", 1)[0] for b in badges) == ["live", "live", "test"]
     assert one.status_code == 200
     assert 'data-testid="mode-badge">test</span> · answered by the mock' in one.text
     assert "由模拟服务应答" in chinese.text
+    # A refusal's reason in words, in the visitor's language (its code in the tooltip).
+    assert 'title="route_not_allowed">Route not allowed</span>' in both.text
+    assert 'title="route_not_allowed">路由不允许</span>' in chinese_list.text
     assert junk.status_code == 200  # a hand-edited mode is the default, not an error
     assert "/sandboxed" not in only_test.text
     assert (

@@ -89,6 +89,12 @@ async def test_audit_log_filters_reach_accounts_and_values_are_escaped() -> None
         assert sent["since"] == "2026-11-01T00:00:00+00:00"
         assert sent["until"] == "2026-11-30T00:00:00+00:00"  # the chosen day included
         assert XSS not in page.text
+        # The target's kind in words, in the visitor's language.
+        assert "API key <code>k1</code>" in page.text
+        client.cookies.set("tg_lang", "zh-Hans")
+        chinese = await client.get(f"/orgs/{fake.org_id}/audit")
+        client.cookies.delete("tg_lang")
+        assert "API 密钥 <code>k1</code>" in chinese.text
         fake.role = "developer"
         refused = await client.get(f"/orgs/{fake.org_id}/audit")
         assert refused.status_code == 200
