@@ -101,6 +101,7 @@ class FakeBackends:
     changelogs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by API id
     catalog: list[dict[str, Any]] = field(default_factory=list)  # accounts' /v1/catalog
     catalog_documents: dict[str, dict[str, Any]] = field(default_factory=dict)  # by slug
+    document_languages: list[str] = field(default_factory=list)  # `lang` of each request
     catalog_public: bool = True
     catalog_changelogs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by slug
     email_verified: bool = True
@@ -359,6 +360,7 @@ class FakeBackends:
             if entry is None:
                 return problem(404, "Not Found")
             if path.endswith("/openapi"):
+                self.document_languages.append(request.url.params.get("lang", ""))
                 return httpx.Response(200, json=self.catalog_documents.get(slug, {}))
             if path.endswith("/changelog"):
                 entries = self.catalog_changelogs.get(slug, [])

@@ -83,9 +83,14 @@ async def test_openapi_json_is_the_consumer_document_accounts_built() -> None:
     async with console(fake) as client:
         await sign_in(client)
         answer = await client.get("/portal/apis/petstore/openapi.json")
+        client.cookies.set("tg_lang", "zh-Hans")
+        await client.get("/portal/apis/petstore/openapi.json")
 
     assert answer.json() == CONSUMER_DOC
     assert ("accounts", "GET", "/v1/catalog/petstore/openapi") in fake.calls
+    # Tollgate's words in the document follow the visitor's language.
+    assert fake.document_languages == ["en", "zh-Hans"]
+    assert "Accept-Language" in answer.headers["vary"]
 
 
 async def test_docs_page_loads_scalar_with_a_csp_relaxed_for_styles_only() -> None:

@@ -66,6 +66,10 @@ async def test_anyone_reads_the_catalog_without_upstream_or_credentials(
         listed = await svc.http.get("/v1/catalog")
         one = await svc.http.get(f"/v1/catalog/{pets['slug']}")
         document = await svc.http.get(f"/v1/catalog/{pets['slug']}/openapi")
+        chinese = await svc.http.get(
+            f"/v1/catalog/{pets['slug']}/openapi", params={"lang": "zh-Hans"}
+        )
+        klingon = await svc.http.get(f"/v1/catalog/{pets['slug']}/openapi", params={"lang": "tlh"})
         retired_one = await svc.http.get(f"/v1/catalog/{gone['slug']}")
         unknown = await svc.http.get("/v1/catalog/no-such-api/openapi")
 
@@ -85,6 +89,11 @@ async def test_anyone_reads_the_catalog_without_upstream_or_credentials(
         {"url": f"https://gateway.example.com/{pets['slug']}", "description": "Tollgate gateway"}
     ]
     assert document.json()["paths"]
+    # The Chinese portal's document: Tollgate's words in Chinese, the same operations.
+    assert chinese.json()["servers"][0]["description"] == "Tollgate 网关"
+    assert chinese.json()["paths"].keys() == document.json()["paths"].keys()
+    assert klingon.status_code == 422
+    assert klingon.headers["content-type"].startswith("application/problem+json")
     for answer in (listed, one, document):
         for hidden in ("93.184.215", "petstore.swagger.io", SECRET, "X-Upstream-Token"):
             assert hidden.lower() not in answer.text.lower(), (answer.url, hidden)

@@ -12,7 +12,12 @@ import yaml
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation import OpenAPIV31SpecValidator
 
-from tollgate.accounts.catalog.consumer_openapi import ApiFacts, RouteFacts, consumer_document
+from tollgate.accounts.catalog.consumer_openapi import (
+    ApiFacts,
+    Language,
+    RouteFacts,
+    consumer_document,
+)
 
 PETSTORE = Path(__file__).resolve().parents[1] / "data" / "petstore.yaml"
 GATEWAY = "https://api.example.com"
@@ -104,6 +109,31 @@ def test_each_operation_shows_its_price_and_limits() -> None:
     assert create["x-tollgate-price"] == 2  # null route price = the API's
     assert create["x-tollgate-limits"] == {"per_minute": 60}
     assert create["x-tollgate-scopes"] == ["pets:write"]
+
+
+def test_tollgates_own_text_is_in_chinese_for_the_chinese_portal() -> None:
+    """What Tollgate writes (key schemes, server, price, limits, scopes, deprecation
+    notes) in Simplified Chinese; the API's own text stays as imported; the document is
+    the same but for those words."""
+    routes = petstore_api().routes
+    deprecated = RouteFacts("POST", "/pets", required_scopes=["pets:write"], deprecated=True)
+    api = petstore_api(routes=[routes[0], deprecated, routes[2]])
+    english = consumer_document(api, petstore(), GATEWAY)
+    chinese = consumer_document(api, petstore(), GATEWAY, Language.ZH_HANS)
+
+    validate(chinese, cls=OpenAPIV31SpecValidator)
+    assert chinese["servers"] == [{"url": f"{GATEWAY}/petstore", "description": "Tollgate 网关"}]
+    schemes = chinese["components"]["securitySchemes"]
+    assert schemes["apiKeyHeader"]["description"].startswith("您的 Tollgate API 密钥")
+    listing = chinese["paths"]["/pets"]["get"]
+    assert listing["description"].startswith("**价格:** 每次调用 1 额度。**限额:** 每秒 5 次。")
+    create = chinese["paths"]["/pets"]["post"]
+    assert "**密钥权限范围:** pets:write。" in create["description"]
+    assert "**已弃用。**" in create["description"]
+    assert chinese["info"]["title"] == english["info"]["title"]  # the API's own text
+    for doc in (english, chinese):  # the machine-readable facts do not change
+        for key in ("x-tollgate-price", "x-tollgate-limits", "deprecated"):
+            assert doc["paths"]["/pets"]["post"].get(key) == create.get(key)
 
 
 def test_operations_without_a_route_and_internal_ones_are_removed() -> None:

@@ -975,10 +975,15 @@ class Backends:
         answer = await self._call("accounts", "GET", path, token=token)
         return CatalogApi.model_validate(answer)
 
-    async def catalog_document(self, token: str | None, slug: str) -> dict[str, Any]:
-        """The API's consumer OpenAPI document, as accounts builds it."""
+    async def catalog_document(
+        self, token: str | None, slug: str, language: str = "en"
+    ) -> dict[str, Any]:
+        """The API's consumer OpenAPI document, as accounts builds it, with Tollgate's
+        own text (key schemes, prices, limits, deprecation notes) in `language`."""
         path = f"/v1/catalog/{quote(slug, safe='')}/openapi"
-        answer: dict[str, Any] = await self._call("accounts", "GET", path, token=token)
+        answer: dict[str, Any] = await self._call(
+            "accounts", "GET", path, token=token, params={"lang": language}
+        )
         return answer
 
     # --- accounts: the operator's registry, orgs and users (platform admins) -------------

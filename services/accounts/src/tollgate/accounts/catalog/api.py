@@ -26,10 +26,10 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,6 +43,7 @@ from tollgate.accounts.caller import _caller, client_ip
 from tollgate.accounts.catalog import repository as catalog_repo
 from tollgate.accounts.catalog.consumer_openapi import (
     ApiFacts,
+    Language,
     RouteFacts,
     consumer_document,
 )
@@ -141,7 +142,7 @@ class _Document:
 
 _ENTRIES: _Recent[tuple[uuid.UUID, int], CatalogApi] = _Recent(1024)
 # Consumer documents are up to a few hundred KiB each: fewer of them.
-_DOCUMENTS: _Recent[tuple[uuid.UUID, int, str], _Document] = _Recent(128)
+_DOCUMENTS: _Recent[tuple[uuid.UUID, int, str, str], _Document] = _Recent(128)
 
 
 def _summary(doc: dict[str, Any] | None) -> tuple[str, list[str]]:
@@ -209,10 +210,12 @@ def _facts(api: Api, routes: list[ApiRoute]) -> ApiFacts:
     )
 
 
-def _document_of(api: Api, routes: list[ApiRoute], gateway_url: str) -> _Document:
+def _document_of(
+    api: Api, routes: list[ApiRoute], gateway_url: str, language: Language
+) -> _Document:
     facts = _facts(api, routes)
     imported = api.openapi_document
-    doc = consumer_document(facts, imported, gateway_url)
+    doc = consumer_document(facts, imported, gateway_url, language)
     source = imported if isinstance(imported, dict) else {}
     return _Document(
         body=orjson.dumps(doc),
@@ -301,13 +304,15 @@ async def _one_entry(db: AsyncSession, slug: str) -> CatalogApi:
     return entry
 
 
-async def _document(db: AsyncSession, slug: str, gateway_url: str) -> tuple[uuid.UUID, _Document]:
+async def _document(
+    db: AsyncSession, slug: str, gateway_url: str, language: Language = Language.EN
+) -> tuple[uuid.UUID, _Document]:
     api_id, version = await _listed(db, slug)
-    document = _DOCUMENTS.get((api_id, version, gateway_url))
+    document = _DOCUMENTS.get((api_id, version, gateway_url, language))
     if document is None:
         api, routes = await _loaded(db, api_id)
-        document = _document_of(api, routes, gateway_url)
-        _DOCUMENTS.put((api.id, api.version, gateway_url), document)
+        document = _document_of(api, routes, gateway_url, language)
+        _DOCUMENTS.put((api.id, api.version, gateway_url, language), document)
     return api_id, document
 
 
@@ -354,13 +359,21 @@ async def catalog_api(
 
 @router.get("/{slug}/openapi", response_model=dict[str, Any], responses=_ERRORS)
 async def catalog_openapi(
-    slug: str, request: Request, settings: CurrentSettings, db: DbSession
+    slug: str,
+    request: Request,
+    settings: CurrentSettings,
+    db: DbSession,
+    lang: Annotated[
+        Language, Query(description="Language of what Tollgate writes into the document.")
+    ] = Language.EN,
 ) -> Response:
     """The API's consumer OpenAPI 3.1 document: the gateway as its only server, the key
-    schemes, prices and limits per operation; no upstream host or credential."""
+    schemes, prices and limits per operation; no upstream host or credential. Tollgate's
+    own text (key schemes, prices, limits, deprecation notes) is in `lang`; the API's own
+    text stays as imported."""
     await _admitted(request, settings, db)
     async with db.begin():
-        _, document = await _document(db, slug, settings.gateway_url)
+        _, document = await _document(db, slug, settings.gateway_url, lang)
     return Response(document.body, media_type="application/json")
 
 

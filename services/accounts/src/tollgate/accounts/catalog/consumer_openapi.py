@@ -13,6 +13,9 @@ whose route (or whole API) is deprecated is `deprecated: true` with its Sunset, 
 of the route's and the API's (the date the gateway sends), as `x-sunset` and in its
 description; the registry decides, not the imported document. The result is
 OpenAPI 3.1 (a 3.0 document's `nullable` and boolean exclusive bounds are converted).
+What Tollgate itself writes into the document (the key schemes, the gateway server,
+prices, limits, scopes, deprecation notes) is in a `Language` (English or Simplified
+Chinese, the portal's two); the operator's own text stays as imported.
 
 Pure functions: no I/O; the input document is never modified.
 """
@@ -23,6 +26,7 @@ import copy
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,33 +34,102 @@ from tollgate.accounts.apis.credentials import credential_header_names
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 ANY_METHOD = ("get", "post", "put", "patch", "delete")
-KEY_SCHEMES: dict[str, dict[str, Any]] = {
-    "apiKeyHeader": {
-        "type": "apiKey",
-        "in": "header",
-        "name": "X-API-Key",
-        "description": "Your Tollgate API key (`tg_live_…` or `tg_test_…`).",
-    },
-    "bearer": {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "Your Tollgate API key as a bearer token.",
-    },
-    "apiKeyQuery": {
-        "type": "apiKey",
-        "in": "query",
-        "name": "api_key",
-        "description": "Your Tollgate API key in the query string (removed before forwarding).",
-    },
+
+
+class Language(StrEnum):
+    """The languages Tollgate writes a consumer document in (BCP 47 tags, as the
+    console's)."""
+
+    EN = "en"
+    ZH_HANS = "zh-Hans"
+
+
+@dataclass(frozen=True)
+class _Texts:
+    """What Tollgate writes into a consumer document, in one language."""
+
+    key_header: str
+    key_bearer: str
+    key_query: str
+    server: str
+    facts: str  # {price}, {limits}
+    scopes: str  # {scopes}
+    deprecated: str
+    retiring: str
+    sunset: str  # {date}
+    upstream_answer: str
+    no_limits: str
+    list_separator: str
+    windows: dict[str, str]  # window -> "{n} per ..."
+
+
+TEXTS: dict[Language, _Texts] = {
+    Language.EN: _Texts(
+        key_header="Your Tollgate API key (`tg_live_…` or `tg_test_…`).",
+        key_bearer="Your Tollgate API key as a bearer token.",
+        key_query="Your Tollgate API key in the query string (removed before forwarding).",
+        server="Tollgate gateway",
+        facts="**Price:** {price} credits per call. **Limits:** {limits}.",
+        scopes=" **Key scopes:** {scopes}.",
+        deprecated="**Deprecated.**",
+        retiring="**Retiring.**",
+        sunset=" Sunset: {date}.",
+        upstream_answer="The upstream's answer.",
+        no_limits="none",
+        list_separator=", ",
+        windows={
+            "per_second": "{n} per second",
+            "per_minute": "{n} per minute",
+            "per_hour": "{n} per hour",
+            "per_day": "{n} per day",
+            "per_month": "{n} per 30 days",
+        },
+    ),
+    Language.ZH_HANS: _Texts(
+        key_header="您的 Tollgate API 密钥(`tg_live_…` 或 `tg_test_…`)。",
+        key_bearer="以 Bearer 令牌传递的 Tollgate API 密钥。",
+        key_query="放在查询字符串中的 Tollgate API 密钥(转发前会被移除)。",
+        server="Tollgate 网关",
+        facts="**价格:** 每次调用 {price} 额度。**限额:** {limits}。",
+        scopes=" **密钥权限范围:** {scopes}。",
+        deprecated="**已弃用。**",
+        retiring="**即将停用。**",
+        sunset=" 停用日期:{date}。",
+        upstream_answer="上游服务的应答。",
+        no_limits="无",
+        list_separator="、",
+        windows={
+            "per_second": "每秒 {n} 次",
+            "per_minute": "每分钟 {n} 次",
+            "per_hour": "每小时 {n} 次",
+            "per_day": "每天 {n} 次",
+            "per_month": "每 30 天 {n} 次",
+        },
+    ),
 }
 WINDOWS = ("per_second", "per_minute", "per_hour", "per_day", "per_month")
-WINDOW_WORDS = {
-    "per_second": "second",
-    "per_minute": "minute",
-    "per_hour": "hour",
-    "per_day": "day",
-    "per_month": "30 days",
-}
+
+
+def key_schemes(language: Language = Language.EN) -> dict[str, dict[str, Any]]:
+    """The key schemes the gateway accepts, described in `language`."""
+    texts = TEXTS[language]
+    return {
+        "apiKeyHeader": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": texts.key_header,
+        },
+        "bearer": {"type": "http", "scheme": "bearer", "description": texts.key_bearer},
+        "apiKeyQuery": {
+            "type": "apiKey",
+            "in": "query",
+            "name": "api_key",
+            "description": texts.key_query,
+        },
+    }
+
+
 _PATH_PARAM = re.compile(r"\{([^}/]+)\}")
 
 
@@ -90,10 +163,11 @@ class ApiFacts:
     upstream_header_names: list[str] = field(default_factory=list)
 
 
-def limits_text(limits: dict[str, int]) -> str:
-    """`10 per second, 1000 per day`, or `none` (English: the document is not localised)."""
-    parts = [f"{limits[w]} per {WINDOW_WORDS[w]}" for w in WINDOWS if limits.get(w)]
-    return ", ".join(parts) if parts else "none"
+def limits_text(limits: dict[str, int], language: Language = Language.EN) -> str:
+    """`10 per second, 1000 per day`, or `none`, in `language`."""
+    texts = TEXTS[language]
+    parts = [texts.windows[w].format(n=limits[w]) for w in WINDOWS if limits.get(w)]
+    return texts.list_separator.join(parts) if parts else texts.no_limits
 
 
 def route_for(api: ApiFacts, method: str, path: str) -> RouteFacts | None:
@@ -105,10 +179,15 @@ def route_for(api: ApiFacts, method: str, path: str) -> RouteFacts | None:
 
 
 def consumer_document(
-    api: ApiFacts, imported: dict[str, Any] | None, gateway_url: str
+    api: ApiFacts,
+    imported: dict[str, Any] | None,
+    gateway_url: str,
+    language: Language = Language.EN,
 ) -> dict[str, Any]:
-    """The consumer's OpenAPI 3.1 document of `api` (see the module docstring)."""
-    source = copy.deepcopy(imported) if imported is not None else _generated(api)
+    """The consumer's OpenAPI 3.1 document of `api` (see the module docstring), with
+    Tollgate's own text in `language`."""
+    texts = TEXTS[language]
+    source = copy.deepcopy(imported) if imported is not None else _generated(api, texts)
     doc = _as_31(source)
     server = gateway_url.rstrip("/") + "/" + api.slug
     credential_names = credential_header_names(api.upstream_header_names, source)
@@ -119,18 +198,18 @@ def consumer_document(
     if api.sunset_at is not None:
         info["x-tollgate-sunset"] = api.sunset_at.isoformat()
     if api.status == "deprecated":
-        sunset = f" Sunset: {api.sunset_at.date().isoformat()}." if api.sunset_at else ""
-        note = f"**Deprecated.**{sunset}"
+        sunset = texts.sunset.format(date=api.sunset_at.date().isoformat()) if api.sunset_at else ""
+        note = f"{texts.deprecated}{sunset}"
         info["description"] = _joined(note, info.get("description"))
     doc["info"] = info
-    doc["servers"] = [{"url": server, "description": "Tollgate gateway"}]
+    doc["servers"] = [{"url": server, "description": texts.server}]
     components: dict[str, Any] = (
         doc["components"] if isinstance(doc.get("components"), dict) else {}
     )
-    components["securitySchemes"] = copy.deepcopy(KEY_SCHEMES)
+    components["securitySchemes"] = schemes = key_schemes(language)
     doc["components"] = components
-    doc["security"] = [{name: []} for name in KEY_SCHEMES]
-    doc["paths"] = _consumer_paths(api, doc.get("paths") or {}, credential_names)
+    doc["security"] = [{name: []} for name in schemes]
+    doc["paths"] = _consumer_paths(api, doc.get("paths") or {}, credential_names, language)
     doc.pop("x-tollgate-upstream", None)
     return _without_upstream(doc, api.upstream_url, server)
 
@@ -140,7 +219,7 @@ def _joined(first: str, rest: Any) -> str:
 
 
 def _consumer_paths(
-    api: ApiFacts, paths: dict[str, Any], credential_names: set[str]
+    api: ApiFacts, paths: dict[str, Any], credential_names: set[str], language: Language
 ) -> dict[str, Any]:
     kept: dict[str, Any] = {}
     for path, item in paths.items():
@@ -159,7 +238,7 @@ def _consumer_paths(
             if operation.get("x-internal") is True or (api.routes and route is None):
                 del item[method]
                 continue
-            _consumer_operation(api, operation, route, credential_names)
+            _consumer_operation(api, operation, route, credential_names, language)
             operations += 1
         if operations:
             kept[path] = item
@@ -167,8 +246,13 @@ def _consumer_paths(
 
 
 def _consumer_operation(
-    api: ApiFacts, operation: dict[str, Any], route: RouteFacts | None, credentials: set[str]
+    api: ApiFacts,
+    operation: dict[str, Any],
+    route: RouteFacts | None,
+    credentials: set[str],
+    language: Language,
 ) -> None:
+    texts = TEXTS[language]
     price = api.price if route is None or route.price is None else route.price
     limits = route.limits if route is not None and route.limits else api.limits
     operation.pop("servers", None)
@@ -182,18 +266,20 @@ def _consumer_operation(
         operation.pop("parameters", None)
     operation["x-tollgate-price"] = price
     operation["x-tollgate-limits"] = dict(limits)
-    facts = f"**Price:** {price} credits per call. **Limits:** {limits_text(limits)}."
+    facts = texts.facts.format(price=price, limits=limits_text(limits, language))
     if route is not None and route.required_scopes:
         operation["x-tollgate-scopes"] = list(route.required_scopes)
-        facts += f" **Key scopes:** {', '.join(route.required_scopes)}."
+        facts += texts.scopes.format(scopes=", ".join(route.required_scopes))
     operation["description"] = _joined(facts, operation.get("description"))
-    _lifecycle(api, operation, route)
+    _lifecycle(api, operation, route, texts)
     responses = operation.get("responses")
     if not isinstance(responses, dict) or not responses:
-        operation["responses"] = {"200": {"description": "The upstream's answer."}}
+        operation["responses"] = {"200": {"description": texts.upstream_answer}}
 
 
-def _lifecycle(api: ApiFacts, operation: dict[str, Any], route: RouteFacts | None) -> None:
+def _lifecycle(
+    api: ApiFacts, operation: dict[str, Any], route: RouteFacts | None, texts: _Texts
+) -> None:
     """`deprecated` and `x-sunset` of an operation as the registry has them (Scalar and
     other viewers strike deprecated operations through)."""
     deprecated = api.status == "deprecated" or (route is not None and route.deprecated)
@@ -206,8 +292,8 @@ def _lifecycle(api: ApiFacts, operation: dict[str, Any], route: RouteFacts | Non
     elif route is not None:
         operation.pop("deprecated", None)  # an admin took the document's mark back
     if route is not None and (route.deprecated or route.sunset_at is not None):
-        when = f" Sunset: {sunset.date().isoformat()}." if sunset is not None else ""
-        note = "**Deprecated.**" if deprecated else "**Retiring.**"
+        when = texts.sunset.format(date=sunset.date().isoformat()) if sunset is not None else ""
+        note = texts.deprecated if deprecated else texts.retiring
         operation["description"] = _joined(f"{note}{when}", operation.get("description"))
 
 
@@ -232,7 +318,7 @@ def _public_parameters(parameters: Any, credentials: set[str]) -> list[Any]:
     return public
 
 
-def _generated(api: ApiFacts) -> dict[str, Any]:
+def _generated(api: ApiFacts, texts: _Texts) -> dict[str, Any]:
     """A document from the registry's routes (no imported document)."""
     paths: dict[str, Any] = {}
     for route in api.routes:
@@ -249,7 +335,7 @@ def _generated(api: ApiFacts) -> dict[str, Any]:
                 continue
             operation: dict[str, Any] = {
                 "summary": f"{method.upper()} {route.path_template}",
-                "responses": {"200": {"description": "The upstream's answer."}},
+                "responses": {"200": {"description": texts.upstream_answer}},
             }
             if route.operation_id and route.method != "*":
                 operation["operationId"] = route.operation_id

@@ -371,7 +371,10 @@ async def first_call(
 async def openapi_json(request: Request, slug: str) -> Response:
     session = await _visitor(request)
     token = session.access_token if session else None
-    return JSONResponse(await _read(backends(request).catalog_document(token, slug)))
+    language = request.state.language
+    document = await _read(backends(request).catalog_document(token, slug, language))
+    # The same URL answers in the visitor's language (their cookie or Accept-Language).
+    return JSONResponse(document, headers={"vary": "Cookie, Accept-Language"})
 
 
 def _writable_orgs(me: Me, orgs: list[Org]) -> list[Org]:
