@@ -14,6 +14,7 @@ from tollgate.kit.service import create_app as create_service_app
 from tollgate.usage.analytics.api import router as analytics_router
 from tollgate.usage.analytics.live import LiveStreams
 from tollgate.usage.config import Settings
+from tollgate.usage.deprecations.api import router as deprecations_router
 from tollgate.usage.deprecations.consumers import api_consumers
 from tollgate.usage.ingest.consumers import ingest_consumers
 from tollgate.usage.models import outbox
@@ -71,4 +72,5 @@ def create_app(
     )
     app.include_router(analytics_router, prefix="/v1")
     app.include_router(requestlog_router, prefix="/v1")
+    app.include_router(deprecations_router, prefix="/v1")
     return app

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -92,3 +92,14 @@ async def record_announcement(
         .returning(ApiDeprecation.id)
     )
     return (await session.scalar(stmt)) is not None
+
+
+async def announcements(
+    session: AsyncSession, api_id: uuid.UUID, *, before: int | None, limit: int
+) -> list[ApiDeprecation]:
+    """The API's announcements (its own and its routes'), newest first, below `before`."""
+    stmt = select(ApiDeprecation).where(ApiDeprecation.api_id == api_id)
+    if before is not None:
+        stmt = stmt.where(ApiDeprecation.id < before)
+    stmt = stmt.order_by(ApiDeprecation.id.desc()).limit(limit)
+    return list((await session.scalars(stmt)).all())
