@@ -72,6 +72,7 @@ class FakeBackends:
     role: str = "owner"
     totp: bool = False
     down: set[str] = field(default_factory=set)
+    deprecation_notices: list[dict[str, Any]] = field(default_factory=list)  # usage's
     org_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, str, str]] = field(default_factory=list)
@@ -389,6 +390,12 @@ class FakeBackends:
             "credits": 1200,
             "latency": latency,
         }
+        if path.endswith("/deprecation-notices"):
+            if not self.admin:
+                return problem(403, "Forbidden", "Platform admins only.")
+            return httpx.Response(
+                200, json={"items": self.deprecation_notices, "next_cursor": None}
+            )
         if path == "/v1/usage/live":
             self.live_tokens.append(request.headers["authorization"])
             if self.live_refused:

@@ -729,3 +729,54 @@ async def test_the_org_list_shows_balances_and_filters_by_status() -> None:
     assert down.status_code == 200
     assert 'data-testid="panel-down"' in down.text
     assert "Rich" in down.text
+
+
+async def test_the_api_page_shows_which_deprecations_were_announced_to_how_many_orgs() -> None:
+    fake = registry_fake()
+    api = fake.apis[0]
+    route = api["routes"][0]
+    api["status"] = "deprecated"
+    fake.deprecation_notices = [
+        {
+            "route_id": None,
+            "sunset_at": "2099-06-30T08:00:00Z",
+            "orgs_notified": 12,
+            "announced_at": "2026-11-30T10:00:00Z",
+            "api_version": 4,
+        },
+        {
+            "route_id": route["id"],
+            "sunset_at": None,
+            "orgs_notified": 3,
+            "announced_at": "2026-11-29T10:00:00Z",
+            "api_version": 3,
+        },
+        {
+            "route_id": str(uuid.uuid4()),
+            "sunset_at": None,
+            "orgs_notified": 1,
+            "announced_at": "2026-11-28T10:00:00Z",
+            "api_version": 2,
+        },
+    ]
+    async with console(fake) as client:
+        await sign_in(client)
+        page = await client.get(f"/admin/apis/{api['id']}")
+        client.cookies.set("tg_lang", "zh-Hans")
+        chinese = await client.get(f"/admin/apis/{api['id']}")
+        client.cookies.delete("tg_lang")
+        fake.down.add("usage")
+        usage_down = await client.get(f"/admin/apis/{api['id']}")
+
+    section = page.text.split('data-testid="deprecation-notices"')[1].split("</section>")[0]
+    assert "The whole API" in section
+    assert f"<code>{route['method']} {route['path_template']}</code>" in section
+    assert "A deleted route" in section
+    told = [c.split("<")[0] for c in section.split('data-testid="orgs-notified">')[1:]]
+    assert told == ["12", "3", "1"]
+    assert "整个 API" in chinese.text
+    assert "已通知的组织" in chinese.text
+    # Usage down: the rest of the page is there, this part says why it is not.
+    assert usage_down.status_code == 200
+    assert 'data-testid="panel-down"' in usage_down.text
+    assert route["path_template"] in usage_down.text

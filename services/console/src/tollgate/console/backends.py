@@ -276,6 +276,15 @@ class AdminUser(Shape):
     created_at: datetime
 
 
+class DeprecationNotice(Shape):
+    """A deprecation usage announced to the callers of an API (`route_id` None) or route."""
+
+    route_id: uuid.UUID | None = None
+    sunset_at: datetime | None = None
+    orgs_notified: int
+    announced_at: datetime
+
+
 class AdminApi(Api):
     """An API as the operator sees it: the registry's fields that are not shown to
     customers. Upstream credentials are write-only at accounts and never come back."""
@@ -1092,6 +1101,12 @@ class Backends:
         await self._call("notifier", "POST", f"/v1/admin/emails/{email_id}/retry", token=token)
 
     # --- usage --------------------------------------------------------------------
+
+    async def deprecation_notices(self, token: str, api_id: uuid.UUID) -> list[DeprecationNotice]:
+        """The latest deprecations announced for the API and its routes (platform admins)."""
+        path = f"/v1/apis/{api_id}/deprecation-notices"
+        answer = await self._call("usage", "GET", path, token=token, params={"limit": 50})
+        return [DeprecationNotice.model_validate(item) for item in answer["items"]]
 
     async def usage_summary(
         self,

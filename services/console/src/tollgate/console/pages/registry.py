@@ -15,6 +15,7 @@ them as they are unless new ones are typed or "remove" is ticked.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import UTC, date, datetime
@@ -26,7 +27,7 @@ from starlette.datastructures import UploadFile
 
 from tollgate.console.backends import AdminApi, BackendDown, BackendProblem, Route
 from tollgate.console.pages.operator import operator_page, require_operator
-from tollgate.console.web import CurrentSession, OrgNotFound, backends
+from tollgate.console.web import CurrentSession, OrgNotFound, backends, panel
 
 router = APIRouter(prefix="/admin/apis")
 
@@ -387,7 +388,10 @@ async def api_page(
 ) -> Response:
     """The API's page with its route and import forms (shown again after an error)."""
     me, orgs = await require_operator(request, session)
-    api = await _api(request, session.access_token, api_id)
+    api, notices = await asyncio.gather(
+        _api(request, session.access_token, api_id),
+        panel(backends(request).deprecation_notices(session.access_token, api_id)),
+    )
     return operator_page(
         request,
         "admin_api.html",
@@ -404,6 +408,8 @@ async def api_page(
         counts={k: request.query_params.get(k, "") for k in ("created", "kept", "removed")},
         sandbox_flags=SANDBOX_FLAGS,
         effective={r.id: effective_sandbox(api, r) for r in api.routes},
+        notices=notices,
+        route_names={r.id: f"{r.method} {r.path_template}" for r in api.routes},
     )
 
 
