@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 
-from tollgate.notifier.models import SmsConversation, SmsOutbound
+from tollgate.notifier.models import SmsConversation, SmsOrgCharges, SmsOutbound
 
 from ..factories import api_client
 from .test_send import NUMBER_A, ORG_A, caller, environment, outbox_types
@@ -45,4 +45,5 @@ async def test_fifty_concurrent_sends_on_two_replicas_spend_exactly_the_credits(
         assert len({c.charge_id for c in charged}) == 20
         async with env.sessions() as session:  # refused sends rolled back all they wrote
             assert await session.scalar(select(func.count()).select_from(SmsOutbound)) == 20
+            assert await session.scalar(select(SmsOrgCharges.charged)) == 100
             assert await session.scalar(select(func.count()).select_from(SmsConversation)) == 20

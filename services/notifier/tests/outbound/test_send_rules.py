@@ -41,11 +41,11 @@ def publish_balance(
     version: int,
     *,
     at: datetime,
-    charged: int = 0,
+    charged: int | None = 0,
     prepaid: bool = True,
 ) -> None:
     """What billing's balances topic would bring in: `balance` with the SMS charges
-    (less refunds) worth `charged` applied."""
+    (less refunds) worth `charged` applied (None: a billing version that did not say)."""
     notifier: NotifierState = env.app.state.notifier
     notifier.sms_balances.apply(
         BalanceState(
@@ -145,6 +145,16 @@ async def test_a_prepaid_org_is_refused_a_message_its_credits_cannot_cover(
         assert (await send_keyed(env, ORG_A, None)).status_code == 402
         publish_balance(env, ORG_A, 5, 7, at=env.clock.now(), charged=115)
         assert (await send_keyed(env, ORG_A, None)).status_code == 202
+
+        # A balance from a billing version before `sms_charged` (still on the compacted
+        # topic after an upgrade): checked, conservatively, by the charges queued since
+        # shortly before it.
+        env.clock.advance(seconds=15)  # past LEGACY_SETTLE, within the identity skew
+        publish_balance(env, ORG_A, 20, 8, at=env.clock.now(), charged=None)
+        assert (await send_keyed(env, ORG_A, None, text="a" * 200)).status_code == 202  # 10
+        legacy = await send_keyed(env, ORG_A, None, text="a" * 400)  # 15
+        assert legacy.status_code == 402
+        assert "10 available" in legacy.json()["detail"]
 
         # Postpaid orgs, and orgs billing has not published, are left to the gateway.
         publish_balance(env, ORG_B, -500, 1, at=env.clock.now(), prepaid=False)

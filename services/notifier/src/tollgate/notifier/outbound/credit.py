@@ -8,9 +8,17 @@ billing's consumer. Both sides keep a running total of the org's SMS charges les
 refunds: the notifier's (`sms_org_charges`) moves with every charge and refund it
 issues, billing's (`BalanceState.sms_charged`) with every one it applies, in the same
 transaction as the balance. Their difference is exactly the charges that balance does
-not include yet, so a send is let through when `balance - difference` covers it: never
-unpaid, never refused while the credits are there. (A refund issued but not applied
-yet is not counted in the org's favour: it is credited once billing applies it.)
+not include yet (less the refunds it does not include yet), so a send is let through
+when `balance - difference` covers it: never unpaid, however far billing lags, and
+refused only when the credits left after the charges on their way do not cover it. A
+difference below zero (refunds on their way) counts as zero: those credits come back
+once billing applies them.
+
+A balance state from a billing version that did not count `sms_charged` yet (it stays
+on the compacted topic until billing publishes the org again, or `python -m
+tollgate.billing republish` does) is judged by the rule before it: every charge queued
+since `LEGACY_SETTLE` before the balance, and not refunded, counts as not applied yet.
+Conservative while billing lags less than that; it can refuse a message that fits.
 
 Sends of one org are serialised for the check by the lock on its `sms_org_charges`
 row, so across replicas too: two concurrent sends cannot both spend the last credits.
@@ -18,7 +26,7 @@ The lock is held until the commit, so it is taken last: a send writes its messag
 events and conversation first, then adds its charge to the total (taking the lock)
 and commits or raises 402 (rolling everything back). One org's sends then wait on
 each other for one statement and a commit, not for the whole request. Postpaid orgs,
-and orgs billing has published no total for yet, are not checked here (the gateway's
+and orgs billing has published no state for yet, are not checked here (the gateway's
 prepaid check decides for those); their charges are counted all the same. Never
 commits.
 """
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
@@ -42,6 +51,9 @@ from tollgate.notifier.models import SmsOutbound
 from tollgate.notifier.outbound import repository
 
 log = logging.getLogger(__name__)
+
+LEGACY_SETTLE = timedelta(seconds=10)
+"""How long before a balance without `sms_charged` charges count as not applied yet."""
 
 
 class OrgBalances:
@@ -102,9 +114,15 @@ async def ensure_covered(
         message.org_id
     ]
     state = balances.of(message.org_id)
-    if state is None or state.mode is not BalanceMode.PREPAID or state.sms_charged is None:
+    if state is None or state.mode is not BalanceMode.PREPAID:
         return
-    unapplied = max(charged - message.amount - state.sms_charged, 0)
+    if state.sms_charged is None:
+        since = state.as_of - LEGACY_SETTLE
+        unapplied = await repository.charged_since(
+            session, message.org_id, since, excluding=message.id
+        )
+    else:
+        unapplied = max(charged - message.amount - state.sms_charged, 0)
     available = state.balance - unapplied
     if available < message.amount:
         raise PaymentRequired(

@@ -147,6 +147,20 @@ async def lock_idempotency_key(session: AsyncSession, org_id: uuid.UUID, key: st
     )
 
 
+async def charged_since(
+    session: AsyncSession, org_id: uuid.UUID, since: datetime, *, excluding: uuid.UUID
+) -> int:
+    """Credits of the org's messages queued after `since` and not refunded, but for
+    the message `excluding` (the one being checked, inserted in this transaction)."""
+    stmt = select(func.coalesce(func.sum(SmsOutbound.amount), 0)).where(
+        SmsOutbound.org_id == org_id,
+        SmsOutbound.queued_at > since,
+        SmsOutbound.refunded.is_(False),
+        SmsOutbound.id != excluding,
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
 async def add_charges(session: AsyncSession, amounts: dict[uuid.UUID, int]) -> dict[uuid.UUID, int]:
     """Add each org's amount (negative for refunds) to its running total of SMS charges;
     returns the new totals. Locks the orgs' rows until the transaction ends, in org id

@@ -340,13 +340,13 @@ async def advance_many(
                     refunded_at=now,
                 )
             )
-    if refunds:
+    if reached:
+        await _announce(session, reached, refunds, now)
+    if refunds:  # last: the orgs' rows stay locked to the commit, as a send's does
         back: dict[uuid.UUID, int] = {}
         for refund in refunds:
             back[refund.org_id] = back.get(refund.org_id, 0) - refund.amount
         await repository.add_charges(session, back)
-    if reached:
-        await _announce(session, reached, refunds, now)
     return len(reached)
 
 

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -65,19 +65,19 @@ async def live_callers(
     return [ApiCaller(org_id=row.org_id, requests=int(row.requests)) for row in rows]
 
 
-async def record_announcement(
+async def claim_announcement(
     session: AsyncSession,
     *,
     api_id: uuid.UUID,
     route_id: uuid.UUID | None,
     sunset_at: datetime | None,
     api_version: int,
-    orgs_notified: int,
     announced_at: datetime,
-) -> bool:
+) -> int | None:
     """Record that the deprecation of the API (`route_id` None) or of its route with
-    this Sunset date was announced; False when it already was (the row stays as first
-    written)."""
+    this Sunset date is announced now; its row id, or None when it already was (the row
+    stays as first written). Claimed before the callers are counted, so a state seen
+    again costs one statement, not a scan of the window."""
     stmt = (
         insert(ApiDeprecation)
         .values(
@@ -85,13 +85,23 @@ async def record_announcement(
             route_id=route_id,
             sunset_at=sunset_at,
             api_version=api_version,
-            orgs_notified=orgs_notified,
+            orgs_notified=0,
             announced_at=announced_at,
         )
         .on_conflict_do_nothing(constraint="api_deprecations_once")
         .returning(ApiDeprecation.id)
     )
-    return (await session.scalar(stmt)) is not None
+    claimed: int | None = await session.scalar(stmt)
+    return claimed
+
+
+async def count_notified(session: AsyncSession, announcement_id: int, orgs: int) -> None:
+    """How many orgs the claimed announcement told."""
+    await session.execute(
+        update(ApiDeprecation)
+        .where(ApiDeprecation.id == announcement_id)
+        .values(orgs_notified=orgs)
+    )
 
 
 async def announcements(

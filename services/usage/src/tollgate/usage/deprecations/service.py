@@ -52,20 +52,21 @@ async def announce_deprecation(
     date) was never announced; returns the notices enqueued (none otherwise)."""
     if api.status is not ApiStatus.DEPRECATED or not _announceable(api.sunset_at, now):
         return []
-    start, whole_hours_from = _window(now)
-    callers = await repository.live_callers(
-        session, api.api_id, start=start, whole_hours_from=whole_hours_from
-    )
-    if not await repository.record_announcement(
+    claimed = await repository.claim_announcement(
         session,
         api_id=api.api_id,
         route_id=None,
         sunset_at=api.sunset_at,
         api_version=api.version,
-        orgs_notified=len(callers),
         announced_at=now,
-    ):
+    )
+    if claimed is None:
         return []
+    start, whole_hours_from = _window(now)
+    callers = await repository.live_callers(
+        session, api.api_id, start=start, whole_hours_from=whole_hours_from
+    )
+    await repository.count_notified(session, claimed, len(callers))
     notices = [
         ApiDeprecationAnnounced(
             org_id=caller.org_id,
@@ -97,6 +98,16 @@ async def announce_route_deprecations(
     for route in api.routes:
         if not route.deprecated or not _announceable(route.sunset_at, now):
             continue
+        claimed = await repository.claim_announcement(
+            session,
+            api_id=api.api_id,
+            route_id=route.route_id,
+            sunset_at=route.sunset_at,
+            api_version=api.version,
+            announced_at=now,
+        )
+        if claimed is None:
+            continue
         callers = await repository.live_callers(
             session,
             api.api_id,
@@ -104,16 +115,7 @@ async def announce_route_deprecations(
             whole_hours_from=whole_hours_from,
             route_id=route.route_id,
         )
-        if not await repository.record_announcement(
-            session,
-            api_id=api.api_id,
-            route_id=route.route_id,
-            sunset_at=route.sunset_at,
-            api_version=api.version,
-            orgs_notified=len(callers),
-            announced_at=now,
-        ):
-            continue
+        await repository.count_notified(session, claimed, len(callers))
         notices += [
             RouteDeprecationAnnounced(
                 org_id=caller.org_id,

@@ -1,5 +1,7 @@
 """The operator's log of every org's outbound SMS, newest first, read from an index on
 `(queued_at, id)` (its keyset order) instead of sorting the whole table per page.
+Built CONCURRENTLY like those of 0004: `sms_outbound` is never purged, and sends and
+status reports go on meanwhile.
 
 Revision ID: 0012
 Revises: 0011
@@ -16,8 +18,21 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_sms_outbound_queued", "sms_outbound", ["queued_at", "id"])
+    with op.get_context().autocommit_block():
+        op.create_index(
+            "ix_sms_outbound_queued",
+            "sms_outbound",
+            ["queued_at", "id"],
+            postgresql_concurrently=True,
+            if_not_exists=True,
+        )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_sms_outbound_queued", table_name="sms_outbound")
+    with op.get_context().autocommit_block():
+        op.drop_index(
+            "ix_sms_outbound_queued",
+            table_name="sms_outbound",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
