@@ -28,7 +28,7 @@ from tollgate.notifier.models import WebhookEndpoint
 from tollgate.notifier.parameters import DeliveryId
 from tollgate.notifier.state import Notifier
 from tollgate.notifier.webhooks import repository, service
-from tollgate.notifier.webhooks.catalog import DESCRIPTIONS_ZH, EVENT_TYPES, example_body
+from tollgate.notifier.webhooks.catalog import EVENT_TYPES, example_body
 from tollgate.notifier.webhooks.schemas import (
     AttemptOut,
     DeliveryDetail,
@@ -75,7 +75,7 @@ async def list_event_types(
             EventTypeOut(
                 type=i.type,
                 description=i.description,
-                descriptions={"en": i.description, "zh-Hans": DESCRIPTIONS_ZH[i.type]},
+                descriptions={"en": i.description, "zh-Hans": i.description_zh},
                 example=example_body(i),
             )
             for _, i in page

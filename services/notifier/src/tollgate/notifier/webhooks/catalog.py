@@ -64,6 +64,8 @@ class EventTypeInfo:
 
     type: str
     description: str
+    description_zh: str
+    """The description in Simplified Chinese (`zh-Hans`)."""
     example: EventData
 
 
@@ -71,16 +73,19 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
     EventTypeInfo(
         CreditsLow.event_type,
         "The org's credit balance fell to or below its low threshold.",
+        "组织的额度余额降至或低于其低余额阈值。",
         CreditsLow(org_id=_ORG, balance=950, threshold=1000, occurred_at=_AT),
     ),
     EventTypeInfo(
         CreditsExhausted.event_type,
         "The org's credit balance reached zero; prepaid orgs are blocked.",
+        "组织的额度余额已用尽;预付费组织的调用将被拒绝。",
         CreditsExhausted(org_id=_ORG, balance=0, mode=BalanceMode.PREPAID, occurred_at=_AT),
     ),
     EventTypeInfo(
         CreditsToppedUp.event_type,
         "Credits were added to the org's balance.",
+        "组织的余额已充值。",
         CreditsToppedUp(
             org_id=_ORG,
             amount=10_000,
@@ -93,6 +98,7 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
         PlanPaymentFailed.event_type,
         "An invoice for the org's plan could not be paid; the org is suspended at "
         "`grace_until` unless it is paid by then.",
+        "组织套餐的账单未能支付;若在 `grace_until` 之前仍未支付,组织将被暂停。",
         PlanPaymentFailed(
             org_id=_ORG,
             plan_id=_PLAN,
@@ -105,6 +111,7 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
     EventTypeInfo(
         PlanSuspended.event_type,
         "The org's plan was suspended: every call is refused with 402 until it is paid.",
+        "组织的套餐已暂停:在付款之前,所有调用都将以 402 拒绝。",
         PlanSuspended(
             org_id=_ORG,
             plan_id=_PLAN,
@@ -117,6 +124,7 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
         AutoTopUpFailed.event_type,
         "An automatic top-up could not be charged (card declined, authentication required, "
         "monthly cap reached, provider unavailable); no credits were added.",
+        "自动充值未能扣款(银行卡被拒、需要验证、已达每月上限、支付服务不可用);未增加额度。",
         AutoTopUpFailed(
             org_id=_ORG,
             charge_id=uuid.UUID("0195a3c2-3333-7000-8000-000000000004"),
@@ -130,6 +138,7 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
     EventTypeInfo(
         UsageThresholdCrossed.event_type,
         "A key's usage crossed 80 % or 100 % of its daily or monthly limit.",
+        "某个密钥的用量达到其每日或每月限额的 80% 或 100%。",
         UsageThresholdCrossed(
             org_id=_ORG,
             key_id=_KEY,
@@ -145,6 +154,8 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
         ApiDeprecationAnnounced.event_type,
         "An API the org's live keys called in the last 30 days was deprecated (or its Sunset "
         "date moved): sent once per API and Sunset date.",
+        "组织的正式密钥在过去 30 天内调用过的某个 API 已弃用(或其停用日期已变更):"
+        "每个 API 和停用日期只发送一次。",
         ApiDeprecationAnnounced(
             org_id=_ORG,
             api_id=uuid.UUID("0195a3c2-4444-7000-8000-000000000005"),
@@ -163,6 +174,8 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
         "A route the org's live keys called in the last 30 days was deprecated (or its "
         "Sunset date moved): sent once per route and Sunset date; from that date the route "
         "answers 410.",
+        "组织的正式密钥在过去 30 天内调用过的某个路由已弃用(或其停用日期已变更):"
+        "每个路由和停用日期只发送一次;自该日期起,该路由返回 410。",
         RouteDeprecationAnnounced(
             org_id=_ORG,
             api_id=uuid.UUID("0195a3c2-4444-7000-8000-000000000005"),
@@ -179,22 +192,36 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
             window_end=_AT,
         ),
     ),
-    EventTypeInfo(KeyCreated.event_type, "An API key was created.", KeyCreated(**_KEY_FIELDS)),
+    EventTypeInfo(
+        KeyCreated.event_type,
+        "An API key was created.",
+        "已创建一个 API 密钥。",
+        KeyCreated(**_KEY_FIELDS),
+    ),
     EventTypeInfo(
         KeyRotated.event_type,
         "An API key got a new secret; the old one works until `grace_until`.",
+        "某个 API 密钥已更换新密钥;旧密钥在 `grace_until` 之前仍然有效。",
         KeyRotated(**_KEY_FIELDS, grace_until=_AT + timedelta(days=1)),
     ),
-    EventTypeInfo(KeyRevoked.event_type, "An API key was revoked.", KeyRevoked(**_KEY_FIELDS)),
+    EventTypeInfo(
+        KeyRevoked.event_type,
+        "An API key was revoked.",
+        "某个 API 密钥已被吊销。",
+        KeyRevoked(**_KEY_FIELDS),
+    ),
     EventTypeInfo(
         KeyExpiring.event_type,
         "An API key expires soon.",
+        "某个 API 密钥即将过期。",
         KeyExpiring(**_KEY_FIELDS, expires_at=_AT + timedelta(days=7)),
     ),
     EventTypeInfo(
         ApiChanged.event_type,
         "A new OpenAPI document of an API changed its operations; breaking changes carry "
         "their `rule`. Every org whose endpoints take this type gets it.",
+        "某个 API 的新 OpenAPI 文档改变了其操作;破坏性变更带有其 `rule`。"
+        "所有端点订阅了此类型的组织都会收到。",
         ApiChanged(
             api_id=uuid.UUID("0195a3c2-5555-7000-8000-000000000006"),
             slug="petstore",
@@ -225,6 +252,7 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
     EventTypeInfo(
         SmsReceived.event_type,
         "An inbound SMS was routed to the org.",
+        "一条入站短信已路由到该组织。",
         SmsReceived(
             message_id=uuid.UUID("0195a3c2-1111-7000-8000-000000000002"),
             provider="twilio",
@@ -240,6 +268,7 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
     EventTypeInfo(
         SmsStatusChanged.event_type,
         "An SMS the org sent changed status (queued, sent, delivered, undelivered, failed).",
+        "组织发送的一条短信状态已变更(queued、sent、delivered、undelivered、failed)。",
         SmsStatusChanged(
             message_id=uuid.UUID("0195a3c2-2222-7000-8000-000000000003"),
             org_id=_ORG,
@@ -255,41 +284,6 @@ EVENT_TYPES: tuple[EventTypeInfo, ...] = (
         ),
     ),
 )
-
-DESCRIPTIONS_ZH: dict[str, str] = {
-    CreditsLow.event_type: "组织的额度余额降至或低于其低余额阈值。",
-    CreditsExhausted.event_type: "组织的额度余额已用尽;预付费组织的调用将被拒绝。",
-    CreditsToppedUp.event_type: "组织的余额已充值。",
-    PlanPaymentFailed.event_type: (
-        "组织套餐的账单未能支付;若在 `grace_until` 之前仍未支付,组织将被暂停。"
-    ),
-    PlanSuspended.event_type: "组织的套餐已暂停:在付款之前,所有调用都将以 402 拒绝。",
-    AutoTopUpFailed.event_type: (
-        "自动充值未能扣款(银行卡被拒、需要验证、已达每月上限、支付服务不可用);未增加额度。"
-    ),
-    UsageThresholdCrossed.event_type: "某个密钥的用量达到其每日或每月限额的 80% 或 100%。",
-    ApiDeprecationAnnounced.event_type: (
-        "组织的正式密钥在过去 30 天内调用过的某个 API 已弃用(或其停用日期已变更):"
-        "每个 API 和停用日期只发送一次。"
-    ),
-    RouteDeprecationAnnounced.event_type: (
-        "组织的正式密钥在过去 30 天内调用过的某个路由已弃用(或其停用日期已变更):"
-        "每个路由和停用日期只发送一次;自该日期起,该路由返回 410。"
-    ),
-    KeyCreated.event_type: "已创建一个 API 密钥。",
-    KeyRotated.event_type: "某个 API 密钥已更换新密钥;旧密钥在 `grace_until` 之前仍然有效。",
-    KeyRevoked.event_type: "某个 API 密钥已被吊销。",
-    KeyExpiring.event_type: "某个 API 密钥即将过期。",
-    ApiChanged.event_type: (
-        "某个 API 的新 OpenAPI 文档改变了其操作;破坏性变更带有其 `rule`。"
-        "所有端点订阅了此类型的组织都会收到。"
-    ),
-    SmsReceived.event_type: "一条入站短信已路由到该组织。",
-    SmsStatusChanged.event_type: (
-        "组织发送的一条短信状态已变更(queued、sent、delivered、undelivered、failed)。"
-    ),
-}
-"""The description of every subscribable type in Simplified Chinese (`zh-Hans`)."""
 
 SUBSCRIBABLE: frozenset[str] = frozenset(info.type for info in EVENT_TYPES)
 PLATFORM_WIDE: frozenset[str] = frozenset({ApiChanged.event_type})
