@@ -19,6 +19,7 @@ retired API. Never commits.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,6 +46,34 @@ def _announceable(sunset_at: datetime | None, now: datetime) -> bool:
     return sunset_at is None or sunset_at > now
 
 
+async def _callers_to_tell(
+    session: AsyncSession,
+    api: ApiUpserted,
+    route_id: uuid.UUID | None,
+    sunset_at: datetime | None,
+    now: datetime,
+) -> list[repository.ApiCaller] | None:
+    """The recent live callers of the API (or of its route `route_id`) to tell of this
+    Sunset date, recorded with how many they are; None when it was announced before.
+    Claimed first, so a state seen again costs one statement, not a window's scan."""
+    claimed = await repository.claim_announcement(
+        session,
+        api_id=api.api_id,
+        route_id=route_id,
+        sunset_at=sunset_at,
+        api_version=api.version,
+        announced_at=now,
+    )
+    if claimed is None:
+        return None
+    start, whole_hours_from = _window(now)
+    callers = await repository.live_callers(
+        session, api.api_id, start=start, whole_hours_from=whole_hours_from, route_id=route_id
+    )
+    await repository.count_notified(session, claimed, len(callers))
+    return callers
+
+
 async def announce_deprecation(
     session: AsyncSession, api: ApiUpserted, now: datetime
 ) -> list[ApiDeprecationAnnounced]:
@@ -52,21 +81,10 @@ async def announce_deprecation(
     date) was never announced; returns the notices enqueued (none otherwise)."""
     if api.status is not ApiStatus.DEPRECATED or not _announceable(api.sunset_at, now):
         return []
-    claimed = await repository.claim_announcement(
-        session,
-        api_id=api.api_id,
-        route_id=None,
-        sunset_at=api.sunset_at,
-        api_version=api.version,
-        announced_at=now,
-    )
-    if claimed is None:
+    callers = await _callers_to_tell(session, api, None, api.sunset_at, now)
+    if callers is None:
         return []
-    start, whole_hours_from = _window(now)
-    callers = await repository.live_callers(
-        session, api.api_id, start=start, whole_hours_from=whole_hours_from
-    )
-    await repository.count_notified(session, claimed, len(callers))
+    start, _ = _window(now)
     notices = [
         ApiDeprecationAnnounced(
             org_id=caller.org_id,
@@ -93,29 +111,14 @@ async def announce_route_deprecations(
     (route, Sunset date) was never announced; returns the notices enqueued."""
     if api.status is ApiStatus.RETIRED:
         return []
-    start, whole_hours_from = _window(now)
+    start, _ = _window(now)
     notices: list[RouteDeprecationAnnounced] = []
     for route in api.routes:
         if not route.deprecated or not _announceable(route.sunset_at, now):
             continue
-        claimed = await repository.claim_announcement(
-            session,
-            api_id=api.api_id,
-            route_id=route.route_id,
-            sunset_at=route.sunset_at,
-            api_version=api.version,
-            announced_at=now,
-        )
-        if claimed is None:
+        callers = await _callers_to_tell(session, api, route.route_id, route.sunset_at, now)
+        if callers is None:
             continue
-        callers = await repository.live_callers(
-            session,
-            api.api_id,
-            start=start,
-            whole_hours_from=whole_hours_from,
-            route_id=route.route_id,
-        )
-        await repository.count_notified(session, claimed, len(callers))
         notices += [
             RouteDeprecationAnnounced(
                 org_id=caller.org_id,
