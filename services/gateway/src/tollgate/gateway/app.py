@@ -1,9 +1,9 @@
 """The gateway process: state follower, limiter, publisher and the HTTP front.
 
 The HTTP server is aiohttp's low-level server on uvloop (no router, no middleware:
-the gate does its own dispatch); upstream calls go through one pooled pyreqwest
-client (Rust reqwest/hyper, keep-alive per upstream host), about 4x faster here
-than aiohttp's client. Both were chosen by measurement (bench/gateway/README.md).
+the gate does its own dispatch); upstream calls go through keep-alive pools on the
+same loop (`proxy.upstream_http`: llhttp parsing, no thread hand-off). Both were
+chosen by measurement (bench/gateway/README.md).
 Operational endpoints live under `/_tollgate/`:
 `healthz` (alive), `readyz` (state replayed up to the high watermark and not
 shutting down) and `metrics` (Prometheus), served on their own listener

@@ -49,8 +49,6 @@ from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
-from pyreqwest.exceptions import RequestError, RequestTimeoutError
-from pyreqwest.response import Response as UpstreamResponse
 
 from tollgate.contracts.events.gateway import RejectionReason
 from tollgate.gateway.config import Settings
@@ -73,6 +71,7 @@ from tollgate.gateway.proxy.metrics import REQUEST_METRICS
 from tollgate.gateway.proxy.mock import MockRefused, MockState, mock_answer, preferences, seed_of
 from tollgate.gateway.proxy.paths import AmbiguousPath, Target, normalise
 from tollgate.gateway.proxy.tracing import RequestSpans, traceparent_of
+from tollgate.gateway.proxy.upstream_http import UpstreamError, UpstreamResponse
 from tollgate.gateway.proxy.upstreams import UpstreamClients, UpstreamRefused
 from tollgate.gateway.registry.openapi import Operation
 from tollgate.gateway.registry.records import ApiRecord, KeyRecord, RouteRecord, Sandbox
@@ -668,7 +667,7 @@ class Gate:
             return self._upstream_failed(call, 502, "The API's upstream credentials are unusable.")
         base = base or api.upstream_base
         try:
-            client = await self._upstreams.client_for(base)
+            origin = await self._upstreams.client_for(base)
         except UpstreamRefused as exc:
             log.warning(
                 "upstream address refused", extra={"api_id": api.api_id, "reason": str(exc)}
@@ -680,14 +679,17 @@ class Gate:
         if sandbox and api.upstream_headers:
             live = set(api.upstream_headers)
             headers = [header for header in headers if header not in live]
-        url = base + call.forward + ("?" + query if query else "")
+        target = self._upstreams.path_of(base) + call.forward
+        if query:
+            target = f"{target}?{query}"
         received = [0, 0]  # body bytes read; 1 once the body went idle too long
-        builder = client.request(call.method, url)
+        stream: AsyncIterator[bytes] | None = None
+        length: int | None = None
         declared = request.content_length
         if body is not None:
             received[0] = len(body)
-            if body or request.body_exists:
-                builder = builder.body_bytes(body)
+            if not body and not request.body_exists:
+                body = None
         elif request.body_exists:
             if request.headers.get("Expect", "").lower() == "100-continue":
                 # Admitted: now ask for the body (rejections never made the client send it).
@@ -698,12 +700,9 @@ class Gate:
                 except TimeoutError:
                     return self._body_stalled(call, received)
                 received[0] = len(body)
-                builder = builder.body_bytes(body)
             else:
-                builder = builder.body_stream(self._capped_body(request, received))
-                if declared is not None:
-                    headers.append(("Content-Length", str(declared)))
-        exchange = builder.headers(headers).build_streamed()
+                stream = self._capped_body(request, received)
+                length = declared
         upstream_started = time.perf_counter()
         # The API's timeout bounds the wait for the response head; the body then streams
         # under the client's per-read timeout. What `asyncio.timeout` does, without its
@@ -715,20 +714,22 @@ class Gate:
         timer = loop.call_later(api.timeout_s, expired)
         try:
             try:
-                upstream = await exchange.__aenter__()
+                upstream = await origin.request(
+                    call.method, target, headers, body=body, stream=stream, length=length
+                )
             except asyncio.CancelledError:
                 if expired.fired and task.uncancel() == 0:
                     raise TimeoutError from None
                 raise
             finally:
                 timer.cancel()
-        except (TimeoutError, RequestTimeoutError):
+        except TimeoutError:
             if received[1]:
                 return self._body_stalled(call, received)
             if received[0] > self._max_body:
                 return self._too_large(call)
             return self._upstream_failed(call, 504, "The upstream did not answer in time.")
-        except (RequestError, _BodyTooLarge) as exc:
+        except (UpstreamError, _BodyTooLarge) as exc:
             if received[1]:
                 return self._body_stalled(call, received)
             if received[0] > self._max_body:
@@ -741,7 +742,7 @@ class Gate:
         try:
             return await self._relay(call, request, upstream, verdict, received, upstream_started)
         finally:
-            await exchange.__aexit__(None, None, None)
+            upstream.close()
 
     def _too_large(self, call: _Call) -> web.Response:
         return self._refuse(
@@ -831,14 +832,13 @@ class Gate:
             headers += cors_headers(call.cors_origin)
         declared = upstream_headers.get("content-length")
         length = int(declared) if declared and declared.isdigit() else None
-        reader = upstream.body_reader
         status = upstream.status
         if (
             request.method == "HEAD"
             or status in (204, 304)
             or (length is not None and length <= _BUFFER_LIMIT)
         ):
-            data = bytes(await reader.bytes())
+            data = await upstream.read_all()
             upstream_waited = time.perf_counter() - upstream_started
             if call.check is not None:
                 call.drift = call.check.response_violations(
@@ -865,13 +865,12 @@ class Gate:
         sent = 0
         recorded = False
         try:
-            while (chunk := await reader.read_chunk()) is not None:
-                data = bytes(chunk)
-                if length is not None and sent + len(data) >= length and not recorded:
-                    self._completed(call, status, received[0], sent + len(data), upstream_waited)
+            while (piece := await upstream.read_chunk()) is not None:
+                if length is not None and sent + len(piece) >= length and not recorded:
+                    self._completed(call, status, received[0], sent + len(piece), upstream_waited)
                     recorded = True
-                await response.write(data)
-                sent += len(data)
+                await response.write(piece)
+                sent += len(piece)
             if not recorded:
                 self._completed(call, status, received[0], sent, upstream_waited)
                 recorded = True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
-from collections.abc import Mapping
+from typing import Protocol
 from urllib.parse import unquote_plus
 
 from tollgate.kit.upstream_identity import HEADERS as IDENTITY_HEADERS
@@ -53,7 +53,13 @@ TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 _TOKENS: dict[str, frozenset[str]] = {}  # parsed `Connection` values (few distinct ones)
 
 
-def connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
+class HeaderLookup(Protocol):
+    """Header fields by name: a mapping, a multidict, the upstream's answer headers."""
+
+    def get(self, name: str, /) -> str | None: ...
+
+
+def connection_tokens(headers: HeaderLookup) -> frozenset[str]:
     """Header names listed in `Connection` (also hop-by-hop)."""
     value = headers.get("Connection") or headers.get("connection")
     if not value:

@@ -1,25 +1,22 @@
-"""Upstream HTTP clients that connect only to addresses the network policy allows.
+"""Upstream connections only to addresses the network policy allows.
 
 An API's upstream name was checked when accounts registered it, but DNS can change
 afterwards (rebinding): a name that resolved to a public address can later resolve
 to loopback or a cloud metadata address. So the gateway checks at connect time, with
 the one shared policy (`tollgate.kit.netpolicy`): the name is resolved, every address
-checked, and the connection made to a checked address, never to a second lookup.
+checked, and connections made to a checked address, never to a second lookup.
 
-pyreqwest resolves names inside Rust and takes no resolver callback, but its builder
-accepts a static mapping (`resolve(domain, ip, port)`). So there is one pooled client
-per upstream *name*, built with its name pinned to the checked address; IP-literal
-upstreams (checked once, they cannot change) share one client. A resolution is
-trusted for `upstream_dns_ttl_s`; after that the next request still uses the pinned
-(checked) client while a background task resolves and checks again: unchanged, the
-client stays (and keeps its warm connections); moved, a new client is pinned to the
-new address; refused or unresolvable, the name is dropped and its requests get 502
-until a later check passes. The hot path is one dict probe and a clock comparison.
+Each upstream (scheme, name, port) has one connection pool (`upstream_http.Origin`)
+pinned to the checked address; IP-literal upstreams are checked once (they cannot
+change). A resolution is trusted for `upstream_dns_ttl_s`; after that the next
+request still uses the pinned (checked) pool while a background task resolves and
+checks again: unchanged, the pool stays (and keeps its warm connections); moved, new
+pools are pinned to the new address (the old ones close as their requests finish);
+refused or unresolvable, the name is dropped and its requests get 502 until a later
+check passes. The hot path is three dict probes and a clock comparison.
 
-Redirects are never followed (the client relays them), so the pinned host is the
-only one a client connects to. An HTTP(S) proxy set in the environment (`HTTPS_PROXY`
-and friends, honoured by reqwest) resolves names itself: the policy then cannot see
-the addresses, and the proxy must enforce its own.
+Redirects are never followed (the gate relays them), so the pinned address is the
+only one a pool connects to, and environment proxies (`HTTPS_PROXY`) are not used.
 """
 
 from __future__ import annotations
@@ -29,12 +26,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-
-from pyreqwest.client import Client, ClientBuilder
-from pyreqwest.http import Url
+from urllib.parse import urlsplit
 
 from tollgate.gateway.config import Settings
+from tollgate.gateway.proxy.upstream_http import Origin
 from tollgate.kit.netpolicy import (
     DestinationRefused,
     IpAddress,
@@ -54,46 +49,21 @@ class UpstreamRefused(Exception):
     """The upstream may not be connected to (policy) or cannot be resolved."""
 
 
-def _builder(settings: Settings) -> ClientBuilder:
-    """The upstream client's settings (pyreqwest: Rust reqwest/hyper).
-
-    Bodies pass through untouched (no decompression), redirects are relayed to the
-    client rather than followed, connections are kept alive per upstream host.
-    """
-    return (
-        ClientBuilder()
-        .http1_only()
-        .gzip(False)
-        .brotli(False)
-        .zstd(False)
-        .deflate(False)
-        .follow_redirects(False)
-        .user_agent("tollgate-gateway")
-        .max_connections(settings.upstream_connections)
-        .pool_max_idle_per_host(settings.upstream_connections)
-        .pool_idle_timeout(timedelta(seconds=60))
-        .connect_timeout(timedelta(milliseconds=settings.upstream_connect_timeout_ms))
-        .read_timeout(timedelta(milliseconds=settings.upstream_read_timeout_ms))
-    )
-
-
 class _Pinned:
-    """A name's client, pinned to one checked address until `expires`."""
+    """A name's checked address, trusted until `expires`, and its pools."""
 
-    __slots__ = ("address", "client", "expires", "refresh", "refused")
+    __slots__ = ("address", "expires", "origins", "refresh", "refused")
 
-    def __init__(
-        self, client: Client | None, address: IpAddress | None, expires: float, refused: str
-    ) -> None:
-        self.client = client
+    def __init__(self, address: IpAddress | None, expires: float, refused: str) -> None:
         self.address = address
         self.expires = expires
-        self.refused = refused  # why, when client is None
+        self.refused = refused  # why, when address is None
+        self.origins: dict[tuple[str, int], Origin] = {}  # (scheme, port) -> pool
         self.refresh: asyncio.Task[None] | None = None
 
 
 class UpstreamClients:
-    """The pooled upstream clients, each connecting only to checked addresses."""
+    """The pooled upstream connections, each to a checked address."""
 
     def __init__(self, settings: Settings, resolve: Resolver = resolve_checked) -> None:
         self._settings = settings
@@ -103,68 +73,100 @@ class UpstreamClients:
         )
         self._ttl = settings.upstream_dns_ttl_s
         self._resolve = resolve
-        self._literal_client: Client | None = None
         self._names: dict[str, _Pinned] = {}
         self._pinning: dict[str, asyncio.Future[_Pinned]] = {}
         self._literals: dict[str, str | None] = {}  # literal host -> refusal (None: allowed)
-        self._by_literal: dict[str, Client] = {}  # upstream base -> client, allowed literals
-        self._hosts: dict[str, str] = {}  # upstream base -> its name
+        self._by_literal: dict[str, Origin] = {}  # upstream base -> pool, allowed literals
+        self._literal_origins: dict[tuple[str, str, int], Origin] = {}
+        self._hosts: dict[str, tuple[str, str, int]] = {}  # base -> (name, scheme, port)
+        self._paths: dict[str, str] = {}  # base -> its path, the prefix of every target
 
-    async def client_for(self, base: str) -> Client:
-        """The client to call the upstream at `base` with; raises UpstreamRefused.
+    def path_of(self, base: str) -> str:
+        """The path of `base` without its trailing slash: the upstream's target prefix."""
+        path = self._paths.get(base)
+        if path is None:
+            path = self._paths[base] = urlsplit(base).path.rstrip("/")
+        return path
 
-        The hot path: a dict probe for the base, one for its name and a clock
-        comparison. A resolution past its TTL is still used while a background
-        re-check runs.
+    async def client_for(self, base: str) -> Origin:
+        """The pool to call the upstream at `base` with; raises UpstreamRefused.
+
+        The hot path: a dict probe for the base, one for its name, one for its pool
+        and a clock comparison. A resolution past its TTL is still used while a
+        background re-check runs.
         """
-        client = self._by_literal.get(base)
-        if client is not None:
-            return client
-        host = self._hosts.get(base)
-        if host is not None:
-            entry = self._names.get(host)
-            if entry is not None and entry.client is not None:
+        origin = self._by_literal.get(base)
+        if origin is not None:
+            return origin
+        target = self._hosts.get(base)
+        if target is not None:
+            entry = self._names.get(target[0])
+            if entry is not None and entry.address is not None:
                 if entry.expires < time.monotonic() and entry.refresh is None:
-                    entry.refresh = asyncio.create_task(self._recheck(host, entry))
-                return entry.client
+                    entry.refresh = asyncio.create_task(self._recheck(target[0], entry))
+                return self._origin(entry, *target)
         return await self._first_call(base)
 
-    async def _first_call(self, base: str) -> Client:
+    async def _first_call(self, base: str) -> Origin:
         try:
-            parsed = Url(base)
-        except Exception:
+            parsed = urlsplit(base)
+            scheme, host = parsed.scheme, parsed.hostname or ""
+            port = parsed.port or (443 if scheme == "https" else 80)
+        except ValueError:
             raise UpstreamRefused("the upstream URL is not valid") from None
-        domain = parsed.domain
-        if domain is None:
-            client = self._for_literal(parsed.host_str or "")
-            self._by_literal[base] = client
-            return client
-        self._hosts[base] = domain
-        entry = self._names.get(domain)
-        if entry is not None and entry.client is not None:
-            return entry.client
+        if scheme not in ("http", "https") or not host:
+            raise UpstreamRefused("the upstream URL is not valid")
+        try:
+            literal = ip_literal(host)
+        except DestinationRefused as exc:
+            raise UpstreamRefused(str(exc)) from None
+        if literal is not None:
+            origin = self._for_literal(scheme, literal, port)
+            self._by_literal[base] = origin
+            return origin
+        self._hosts[base] = (host, scheme, port)
+        entry = self._names.get(host)
+        if entry is not None and entry.address is not None:
+            return self._origin(entry, host, scheme, port)
         if entry is not None and entry.expires >= time.monotonic():
             raise UpstreamRefused(entry.refused)  # refused a moment ago: not asked again yet
-        entry = await self._pin_once(domain, parsed.port_or_known_default or 80)
-        if entry.client is None:
+        entry = await self._pin_once(host, port)
+        if entry.address is None:
             raise UpstreamRefused(entry.refused)
-        return entry.client
+        return self._origin(entry, host, scheme, port)
 
-    def _for_literal(self, host: str) -> Client:
+    def _origin(self, entry: _Pinned, host: str, scheme: str, port: int) -> Origin:
+        origin = entry.origins.get((scheme, port))
+        if origin is None:
+            assert entry.address is not None
+            origin = entry.origins[scheme, port] = self._pool(scheme, host, port, entry.address)
+        return origin
+
+    def _pool(self, scheme: str, host: str, port: int, address: IpAddress) -> Origin:
+        settings = self._settings
+        return Origin(
+            scheme,
+            host,
+            port,
+            str(address),
+            max_connections=settings.upstream_connections,
+            connect_timeout=settings.upstream_connect_timeout_ms / 1000,
+            read_timeout=settings.upstream_read_timeout_ms / 1000,
+        )
+
+    def _for_literal(self, scheme: str, address: IpAddress, port: int) -> Origin:
+        host = str(address)
         if host not in self._literals:
-            try:
-                address = ip_literal(host)
-                if address is None:
-                    raise DestinationRefused(f"{host} is not an address")
-                self._literals[host] = self._policy.refusal(address)
-            except DestinationRefused as exc:
-                self._literals[host] = str(exc)
+            self._literals[host] = self._policy.refusal(address)
         refusal = self._literals[host]
         if refusal is not None:
             raise UpstreamRefused(refusal)
-        if self._literal_client is None:
-            self._literal_client = _builder(self._settings).build()
-        return self._literal_client
+        origin = self._literal_origins.get((scheme, host, port))
+        if origin is None:
+            origin = self._literal_origins[scheme, host, port] = self._pool(
+                scheme, host, port, address
+            )
+        return origin
 
     async def _pin_once(self, host: str, port: int) -> _Pinned:
         """Resolve and check `host`; concurrent first requests share one lookup."""
@@ -190,26 +192,27 @@ class UpstreamClients:
             addresses = await self._resolve(host, port, self._policy)
         except DestinationRefused as exc:
             log.warning("upstream refused by the network policy", extra={"reason": str(exc)})
-            return _Pinned(None, None, time.monotonic() + _RETRY_REFUSED_S, str(exc))
+            return _Pinned(None, time.monotonic() + _RETRY_REFUSED_S, str(exc))
         expires = time.monotonic() + self._ttl
-        if current is not None and current.client is not None and current.address in addresses:
+        if current is not None and current.address in addresses:
             current.expires = expires
             return current
-        address = addresses[0]
-        client = _builder(self._settings).resolve(host, str(address), 0).build()
-        return _Pinned(client, address, expires, "")
+        return _Pinned(addresses[0], expires, "")
 
     async def _recheck(self, host: str, entry: _Pinned) -> None:
         try:
             fresh = await self._pin(host, 0, entry)
         except Exception:
             log.exception("upstream re-check failed", extra={"host": host})
-            fresh = _Pinned(None, None, time.monotonic() + _RETRY_REFUSED_S, "re-check failed")
+            fresh = _Pinned(None, time.monotonic() + _RETRY_REFUSED_S, "re-check failed")
         entry.refresh = None
         if self._names.get(host) is entry:
             self._names[host] = fresh
-        # A replaced client is dropped, not closed: requests still streaming through
-        # it keep it alive and it goes when they finish.
+        if fresh is not entry:
+            # Moved or refused: the old pools take no new requests; their connections
+            # close as the requests still on them finish.
+            for origin in entry.origins.values():
+                origin.close()
 
     async def close(self) -> None:
         for entry in self._names.values():
@@ -217,9 +220,9 @@ class UpstreamClients:
                 entry.refresh.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await entry.refresh
-        clients = [e.client for e in self._names.values() if e.client is not None]
-        if self._literal_client is not None:
-            clients.append(self._literal_client)
+        for entry in self._names.values():
+            for origin in entry.origins.values():
+                origin.close()
+        for origin in self._literal_origins.values():
+            origin.close()
         self._names.clear()
-        for client in clients:
-            await client.close()

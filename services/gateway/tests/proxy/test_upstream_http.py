@@ -1,0 +1,273 @@
+"""The upstream HTTP/1.1 client against raw loopback servers that answer byte for byte."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from tollgate.gateway.proxy.upstream_http import Origin, UpstreamError, UpstreamTimeout
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Server:
+    """A loopback server: every connection runs `handler`; counts connections."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.heads: list[bytes] = []
+        self.port = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def read_head(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.heads.append(head)
+        return head
+
+
+@asynccontextmanager
+async def serving(make: Callable[[Server], Handler]) -> AsyncIterator[tuple[Server, Origin]]:
+    server = Server(lambda r, w: asyncio.sleep(0))
+    server.handler = make(server)
+    listener = await asyncio.start_server(server._serve, "127.0.0.1", 0)
+    server.port = listener.sockets[0].getsockname()[1]
+    origin = Origin(
+        "http",
+        "127.0.0.1",
+        server.port,
+        "127.0.0.1",
+        max_connections=4,
+        connect_timeout=2,
+        read_timeout=0.5,
+    )
+    try:
+        yield server, origin
+    finally:
+        origin.close()
+        listener.close()
+
+
+def keep_alive(answer: bytes) -> Callable[[Server], Handler]:
+    """Answers every request on a connection with `answer` (reading a declared body)."""
+
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                head = await server.read_head(reader)
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        await reader.readexactly(int(line.split(b":")[1]))
+                writer.write(answer)
+                await writer.drain()
+
+        return handler
+
+    return make
+
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-type: text/plain\r\n\r\nhello"
+
+
+async def test_connections_are_kept_alive_and_headers_sent_as_given() -> None:
+    async with serving(keep_alive(OK)) as (server, origin):
+        for _ in range(3):
+            response = await origin.request("GET", "/a/b?x=1", [("X-Thing", "v")])
+            assert response.status == 200
+            assert response.headers.get("content-type") == "text/plain"
+            assert await response.read_all() == b"hello"
+        assert server.connections == 1
+        head = server.heads[0].decode()
+        assert head.startswith("GET /a/b?x=1 HTTP/1.1\r\n")
+        assert f"host: 127.0.0.1:{server.port}\r\n" in head
+        assert "X-Thing: v\r\n" in head
+        assert "user-agent: tollgate-gateway\r\n" in head
+
+
+async def test_a_body_goes_with_its_length_and_a_stream_chunked() -> None:
+    received: list[bytes] = []
+
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                head = await server.read_head(reader)
+                if b"content-length: 3" in head:
+                    received.append(await reader.readexactly(3))
+                else:
+                    assert b"transfer-encoding: chunked" in head
+                    received.append(await reader.readuntil(b"0\r\n\r\n"))
+                writer.write(OK)
+                await writer.drain()
+
+        return handler
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"ab"
+        yield b"cde"
+
+    async with serving(make) as (_server, origin):
+        await (await origin.request("POST", "/", [], body=b"xyz")).read_all()
+        await (await origin.request("POST", "/", [], stream=chunks())).read_all()
+    assert received == [b"xyz", b"2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"]
+
+
+async def test_chunked_and_until_close_bodies_stream_in_pieces() -> None:
+    answers = [
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\nuntil the end",
+    ]
+
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_head(reader)
+            writer.write(answers[server.connections - 1])
+            await writer.drain()
+
+        return handler
+
+    async with serving(make) as (_server, origin):
+        response = await origin.request("GET", "/", [])
+        pieces = []
+        while (piece := await response.read_chunk()) is not None:
+            pieces.append(piece)
+        assert b"".join(pieces) == b"abcde"
+        response = await origin.request("GET", "/", [])
+        assert await response.read_all() == b"until the end"
+
+
+async def test_head_answers_end_with_their_head_and_interim_answers_are_skipped() -> None:
+    answers = {
+        b"HEAD": b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n",
+        b"GET": b"HTTP/1.1 100 Continue\r\n\r\n" + OK,
+    }
+
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                head = await server.read_head(reader)
+                writer.write(answers[head.split(b" ")[0]])
+                await writer.drain()
+
+        return handler
+
+    async with serving(make) as (server, origin):
+        response = await origin.request("HEAD", "/", [])
+        assert (response.status, response.headers.get("content-length")) == (200, "1000")
+        assert await response.read_all() == b""
+        response = await origin.request("GET", "/", [])
+        assert (response.status, await response.read_all()) == (200, b"hello")
+        assert server.connections == 2  # a HEAD's connection is not reused
+
+
+async def test_an_idle_connection_the_upstream_closed_is_replaced_for_idempotent_requests() -> None:
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_head(reader)
+            writer.write(OK)  # says keep-alive, then closes once the next request comes
+            await writer.drain()
+            await reader.read(1)
+
+        return handler
+
+    async with serving(make) as (server, origin):
+        await (await origin.request("GET", "/", [])).read_all()
+        response = await origin.request("GET", "/", [])
+        assert await response.read_all() == b"hello"
+        assert server.connections == 2
+        with pytest.raises(UpstreamError):  # a POST is never sent twice
+            await origin.request("POST", "/", [], body=b"x")
+
+
+async def test_line_breaks_in_a_header_are_refused_before_anything_is_sent() -> None:
+    async with serving(keep_alive(OK)) as (server, origin):
+        for value in ("a\r\nX-Evil: 1", "a\nb", "a\rb"):
+            with pytest.raises(UpstreamError):
+                await origin.request("GET", "/", [("X-Thing", value)])
+        assert server.connections == 0
+
+
+async def test_a_silent_body_times_out_and_a_bad_answer_is_an_error() -> None:
+    answers = [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc",  # then silence
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab",
+    ]
+
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_head(reader)
+            writer.write(answers[server.connections - 1])
+            await writer.drain()
+            await asyncio.sleep(5)
+
+        return handler
+
+    async with serving(make) as (_server, origin):
+        response = await origin.request("GET", "/", [])
+        assert await response.read_chunk() == b"abc"
+        with pytest.raises(UpstreamTimeout):
+            await response.read_chunk()
+        with pytest.raises(UpstreamError):
+            await (await origin.request("GET", "/", [])).read_all()
+
+
+async def test_an_answer_before_the_whole_upload_never_lets_the_rest_reach_another_request() -> (
+    None
+):
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                await server.read_head(reader)
+                writer.write(b"HTTP/1.1 413 Too Large\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+
+        return handler
+
+    answered = asyncio.Event()
+
+    async def upload() -> AsyncIterator[bytes]:
+        yield b"GET /smuggled HTTP/1.1\r\n"
+        await answered.wait()
+        yield b"host: x\r\n\r\n"
+
+    async with serving(make) as (server, origin):
+        sending = asyncio.create_task(origin.request("POST", "/", [], stream=upload(), length=1000))
+        await asyncio.sleep(0.1)  # the head is read and answered: the upload is mid-way
+        assert len(server.heads) == 1
+        answered.set()
+        response = await sending
+        assert response.status == 413
+        await response.read_all()
+        await (await origin.request("GET", "/next", [])).read_all()
+        assert server.connections == 2
+        assert not any(b"/smuggled" in head for head in server.heads)
+
+
+async def test_at_most_max_connections_are_opened() -> None:
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                await server.read_head(reader)
+                await asyncio.sleep(0.02)
+                writer.write(OK)
+                await writer.drain()
+
+        return handler
+
+    async with serving(make) as (server, origin):
+
+        async def one() -> bytes:
+            return await (await origin.request("GET", "/", [])).read_all()
+
+        assert await asyncio.gather(*(one() for _ in range(20))) == [b"hello"] * 20
+        assert server.connections == 4
