@@ -25,6 +25,8 @@ from .inprocess import InProcessGateway, Seen, api_event, key_event
 
 SECRET = "identity-secret-for-tests"
 KEY = apikeys.generate().raw
+TEST_KEY = apikeys.generate("test").raw
+SCOPES = ["sms:send", "a"]
 ORG = uuid.uuid4()
 KEY_ID = uuid.uuid4()
 
@@ -35,8 +37,12 @@ def gw() -> Iterator[InProcessGateway]:
         lambda upstream: [
             api_event("open", upstream),
             api_event("prefixed", upstream + "/base/v2"),
+            api_event("sandboxed", upstream + "/live", sandbox_url=upstream + "/sandbox/v0"),
         ],
-        [key_event(KEY, org_id=ORG, key_id=KEY_ID, name="Lager 東京 #1", scopes=["sms:send", "a"])],
+        [
+            key_event(KEY, org_id=ORG, key_id=KEY_ID, name="Lager 東京 #1", scopes=SCOPES),
+            key_event(TEST_KEY, org_id=ORG, environment="test"),
+        ],
         settings={"identity_secrets": f"{SECRET},older-secret"},
     )
     try:
@@ -72,6 +78,16 @@ def test_a_prefixed_upstream_path_is_what_is_signed(gw: InProcessGateway) -> Non
     seen = gw.seen[-1]
     assert upstream_path(seen).startswith("/base/v2/")
     verify(seen)
+
+
+def test_a_sandbox_verifies_the_path_it_received(gw: InProcessGateway) -> None:
+    """A test key's request goes to the sandbox, under its own base path; what is
+    signed is that path, not the live upstream's."""
+    reply = gw.request("GET", "/sandboxed/orders/7", {"X-API-Key": TEST_KEY})
+    assert reply.status == 200, reply.body
+    seen = gw.seen[-1]
+    assert upstream_path(seen) == "/sandbox/v0/orders/7"
+    assert verify(seen).org_id == str(ORG)
 
 
 def test_client_sent_identity_headers_are_replaced(gw: InProcessGateway) -> None:

@@ -598,7 +598,7 @@ class Gate:
     # ------------------------------------------------------------------ forwarding
 
     def _upstream_headers(
-        self, call: _Call, request: web.BaseRequest, key_in_auth: bool
+        self, call: _Call, request: web.BaseRequest, key_in_auth: bool, path: str
     ) -> list[tuple[str, str]]:
         api = call.api
         assert api is not None
@@ -637,8 +637,7 @@ class Gate:
             out.extend(
                 self._identity.headers(
                     call.method,
-                    api.upstream_base,
-                    call.forward,
+                    path,
                     call.key,
                     call.request_id,
                     plan.plan_id if plan is not None else None,
@@ -675,13 +674,12 @@ class Gate:
             return self._upstream_failed(
                 call, 502, "The upstream's address is not allowed.", "upstream-refused"
             )
-        headers = self._upstream_headers(call, request, key_in_auth)
+        path = self._upstreams.path_of(base) + call.forward
+        headers = self._upstream_headers(call, request, key_in_auth, path)
         if sandbox and api.upstream_headers:
             live = set(api.upstream_headers)
             headers = [header for header in headers if header not in live]
-        target = self._upstreams.path_of(base) + call.forward
-        if query:
-            target = f"{target}?{query}"
+        target = f"{path}?{query}" if query else path
         received = [0, 0]  # body bytes read; 1 once the body went idle too long
         stream: AsyncIterator[bytes] | None = None
         length: int | None = None

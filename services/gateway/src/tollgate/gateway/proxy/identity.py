@@ -4,10 +4,11 @@ The gate appends these headers to every forwarded request once a key is admitted
 client-sent copies never get this far (`headers.REQUEST_DROP`). Pure CPU on the hot
 path (one HMAC-SHA256, a few string joins), no I/O. The parts that only change with
 the key record (its encoded name and scopes) are cached by key id (a str: its hash is
-kept and spread; object ids, multiples of 16, crowd a dict's first probes), those of
-the API (the upstream's path prefix) by base URL, the time's text is made once a
-second, and the MAC starts from copies of the two keyed SHA-256 states (a third of the
-cost of `hmac.new` per request), so a request pays for the MAC and the list.
+kept and spread; object ids, multiples of 16, crowd a dict's first probes), the
+time's text is made once a second, and the MAC starts from copies of the two keyed
+SHA-256 states (a third of the cost of `hmac.new` per request), so a request pays for
+the MAC and the list. The path signed is the one the gate sends (the sandbox's, for a
+test key), with the upstream's base path in front.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from tollgate.gateway.registry.records import KeyRecord
 from tollgate.kit.upstream_identity import (
@@ -43,28 +43,18 @@ class IdentitySigner:
             raise ValueError("an identity secret is required")
         self._inner, self._outer = _hmac_sha256_states(keys[0])
         self._keys: dict[str, tuple[KeyRecord, str, tuple[tuple[str, str], ...]]] = {}
-        self._prefixes: dict[str, str] = {}
         self._second = -1
         self._stamp = ""
-
-    def _prefix(self, upstream_base: str) -> str:
-        prefix = self._prefixes.get(upstream_base)
-        if prefix is None:
-            if len(self._prefixes) >= _CACHE_MAX:
-                self._prefixes.clear()
-            prefix = self._prefixes[upstream_base] = urlsplit(upstream_base).path.rstrip("/")
-        return prefix
 
     def headers(
         self,
         method: str,
-        upstream_base: str,
-        forward: str,
+        path: str,
         key: KeyRecord,
         request_id: str,
         plan: str | None = None,
     ) -> list[tuple[str, str]]:
-        """The identity headers for a request to `upstream_base + forward`."""
+        """The identity headers for a request to `path` (as the upstream receives it)."""
         cached = self._keys.get(key.key_id)
         if cached is None or cached[0] is not key:  # new, or its record was replaced
             if len(self._keys) >= _CACHE_MAX:
@@ -76,7 +66,6 @@ class IdentitySigner:
             self._second, self._stamp = second, str(second)
         stamp = self._stamp
         # `signing_input`'s bytes, with the key's lines made once per record.
-        path = self._prefix(upstream_base) + forward
         message = f"v1\n{stamp}\n{request_id}\n{method.upper()}\n{path}\n{key_lines}\n{plan or ''}"
         inner = self._inner.copy()
         inner.update(message.encode())
