@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tollgate.gateway.proxy.upstream_http import Origin, UpstreamError, UpstreamTimeout
 
@@ -271,3 +278,61 @@ async def test_at_most_max_connections_are_opened() -> None:
 
         assert await asyncio.gather(*(one() for _ in range(20))) == [b"hello"] * 20
         assert server.connections == 4
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for `localhost` (and its key), signed by itself."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_https_upstreams_are_verified_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = Server(lambda r, w: asyncio.sleep(0))
+    server.handler = keep_alive(OK)(server)
+    listener = await asyncio.start_server(server._serve, "127.0.0.1", 0, ssl=context)
+    port = listener.sockets[0].getsockname()[1]
+
+    def origin(host: str) -> Origin:
+        return Origin(
+            "https", host, port, "127.0.0.1", max_connections=1, connect_timeout=2, read_timeout=2
+        )
+
+    try:
+        with pytest.raises(UpstreamError):  # not signed by a trusted authority
+            await origin("localhost").request("GET", "/", [])
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now it is trusted
+        response = await origin("localhost").request("GET", "/", [])
+        assert (response.status, await response.read_all()) == (200, b"hello")
+        assert f"host: localhost:{port}\r\n".encode() in server.heads[-1]
+        with pytest.raises(UpstreamError):  # trusted, but for another name
+            await origin("other.test").request("GET", "/", [])
+    finally:
+        listener.close()
