@@ -7,10 +7,12 @@ CPU µs per request for GET and POST 1 KB, next to nginx called directly, in the
 run. The `bare` variants answer by themselves (no upstream call): the server's own
 cost. Candidates:
 
-- aiohttp's low-level `web.Server` on uvloop (what the gateway uses today),
+- aiohttp's low-level `web.Server` on uvloop (what the gateway's server is today),
 - Granian (Rust, hyper) with its RSGI interface, one worker, uvloop,
 - pyreqwest (Rust reqwest/hyper) as the upstream client, body buffered (`send`) or
   streamed (`build_streamed`, what a proxy needs for large bodies);
+- the gateway's own upstream client (`tollgate.gateway.proxy.upstream_http`: HTTP/1.1
+  keep-alive pools on the same loop, llhttp parsing; what the gateway uses today);
 - `--variants all` adds the older aiohttp-client and httptools candidates.
 
 Usage: .venv/bin/python bench/gateway/choose_stack.py [--seconds 5] [--variants all]
@@ -37,6 +39,7 @@ DEFAULT_VARIANTS = (
     "granian-rsgi bare",
     "aiohttp-server+pyreqwest",
     "aiohttp-server+pyreqwest-streamed",
+    "aiohttp-server+tollgate-client",
     "granian-rsgi+pyreqwest",
     "granian-rsgi+pyreqwest-streamed",
 )
@@ -104,6 +107,33 @@ async def serve_aiohttp_lowlevel(port: int, client: str) -> None:
             ) as resp:
                 body = await resp.read()
                 return web.Response(body=body, status=resp.status, headers=resp.headers)
+
+    elif client == "tollgate":
+        from urllib.parse import urlsplit
+
+        from tollgate.gateway.proxy.upstream_http import Origin
+
+        parts = urlsplit(base)
+        host = parts.hostname or ""
+        origin = Origin(
+            "http",
+            host,
+            parts.port or 80,
+            host,
+            max_connections=256,
+            connect_timeout=2,
+            read_timeout=60,
+        )
+
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            body = await request.read()
+            upstream = await origin.request(
+                request.method, request.raw_path, [], body=body if request.body_exists else None
+            )
+            try:
+                return web.Response(body=await upstream.read_all(), status=upstream.status)
+            finally:
+                upstream.close()
 
     else:
         rclient = await pyreqwest_client()
