@@ -87,6 +87,24 @@ def keep_alive(answer: bytes) -> Callable[[Server], Handler]:
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-type: text/plain\r\n\r\nhello"
 
 
+def one_answer_per_connection(
+    answers: list[bytes], linger_s: float = 0
+) -> Callable[[Server], Handler]:
+    """The n-th connection gets `answers[n]` to its first request, then (after
+    `linger_s`, holding the connection open) is closed."""
+
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_head(reader)
+            writer.write(answers[server.connections - 1])
+            await writer.drain()
+            await asyncio.sleep(linger_s)
+
+        return handler
+
+    return make
+
+
 async def test_connections_are_kept_alive_and_headers_sent_as_given() -> None:
     async with serving(keep_alive(OK)) as (server, origin):
         for _ in range(3):
@@ -135,15 +153,7 @@ async def test_chunked_and_until_close_bodies_stream_in_pieces() -> None:
         b"HTTP/1.1 200 OK\r\n\r\nuntil the end",
     ]
 
-    def make(server: Server) -> Handler:
-        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await server.read_head(reader)
-            writer.write(answers[server.connections - 1])
-            await writer.drain()
-
-        return handler
-
-    async with serving(make) as (_server, origin):
+    async with serving(one_answer_per_connection(answers)) as (_server, origin):
         response = await origin.request("GET", "/", [])
         pieces = []
         while (piece := await response.read_chunk()) is not None:
@@ -210,16 +220,7 @@ async def test_a_silent_body_times_out_and_a_bad_answer_is_an_error() -> None:
         b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab",
     ]
 
-    def make(server: Server) -> Handler:
-        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await server.read_head(reader)
-            writer.write(answers[server.connections - 1])
-            await writer.drain()
-            await asyncio.sleep(5)
-
-        return handler
-
-    async with serving(make) as (_server, origin):
+    async with serving(one_answer_per_connection(answers, linger_s=5)) as (_server, origin):
         response = await origin.request("GET", "/", [])
         assert await response.read_chunk() == b"abc"
         with pytest.raises(UpstreamTimeout):
