@@ -97,3 +97,11 @@ def test_two_x_api_key_headers_with_different_keys_are_refused(gw: InProcessGate
     reply = gw.request("GET", target, {"X-Extra": "1\r\n" + "\r\n".join(lines).rstrip()})
     assert reply.status == 401, reply.body
     assert len(gw.seen) == before
+
+
+def test_the_upstream_gets_the_clients_user_agent_or_the_gateways(gw: InProcessGateway) -> None:
+    assert gw.request("GET", "/open/echo", {"X-API-Key": KEY}).status == 200
+    assert gw.seen[-1].headers["User-Agent"] == "tollgate-gateway"
+    headers = {"X-API-Key": KEY, "User-Agent": "curl/8.0 (user-agent: x)"}
+    assert gw.request("GET", "/open/echo?q=user-agent:", headers).status == 200
+    assert gw.seen[-1].headers["User-Agent"] == "curl/8.0 (user-agent: x)"

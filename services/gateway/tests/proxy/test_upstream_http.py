@@ -117,7 +117,6 @@ async def test_connections_are_kept_alive_and_headers_sent_as_given() -> None:
         assert head.startswith("GET /a/b?x=1 HTTP/1.1\r\n")
         assert f"host: 127.0.0.1:{server.port}\r\n" in head
         assert "X-Thing: v\r\n" in head
-        assert "user-agent: tollgate-gateway\r\n" in head
 
 
 async def test_a_body_goes_with_its_length_and_a_stream_chunked() -> None:
@@ -259,6 +258,88 @@ async def test_an_answer_before_the_whole_upload_never_lets_the_rest_reach_anoth
         await (await origin.request("GET", "/next", [])).read_all()
         assert server.connections == 2
         assert not any(b"/smuggled" in head for head in server.heads)
+
+
+async def test_trailers_and_stray_answers_never_reach_the_next_request() -> None:
+    """A chunked answer's trailer fields are dropped (not the next answer's headers);
+    bytes after a complete answer close the connection instead of answering later."""
+    answers = [
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"1\r\na\r\n0\r\nset-cookie: session=A\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nb"
+        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstray",
+        OK,
+    ]
+
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                await server.read_head(reader)
+                writer.write(answers[len(server.heads) - 1])
+                await writer.drain()
+
+        return handler
+
+    async with serving(make) as (server, origin):
+        first = await origin.request("GET", "/1", [])
+        assert await first.read_all() == b"a"
+        second = await origin.request("GET", "/2", [])
+        assert "set-cookie" not in second.headers
+        assert await second.read_all() == b"b"
+        third = await origin.request("GET", "/3", [])
+        assert await third.read_all() == b"hello"
+        assert server.connections == 2  # the stray bytes ended the first one
+
+
+async def test_a_chunked_upload_answered_early_still_ends_before_the_next_request() -> None:
+    carried: list[bytes] = []
+
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")  # head at once
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.write(b"hello")
+            await writer.drain()
+            while data := await reader.read(65536):
+                carried.append(data)
+
+        return handler
+
+    async def upload() -> AsyncIterator[bytes]:
+        yield b"ab"
+        await asyncio.sleep(0.1)  # the answer's head arrives; then the body ends
+
+    async with serving(make) as (_server, origin):
+        response = await origin.request("POST", "/upload", [], stream=upload())
+        assert await response.read_all() == b"hello"
+        follow = asyncio.create_task(origin.request("GET", "/next", []))
+        await asyncio.sleep(0.2)
+        follow.cancel()
+    sent = b"".join(carried)
+    assert sent.startswith(b"2\r\nab\r\n0\r\n\r\n")  # the body ended, then the next head
+
+
+async def test_an_answer_to_an_upload_the_upstream_stopped_reading_is_relayed() -> None:
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_head(reader)
+            writer.write(b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 3\r\n\r\nbig")
+            await writer.drain()
+            await asyncio.sleep(2)  # never reads the body
+
+        return handler
+
+    async def upload() -> AsyncIterator[bytes]:
+        for _ in range(400):
+            yield b"x" * 65536
+
+    async with serving(make) as (_server, origin):
+        response = await asyncio.wait_for(
+            origin.request("PUT", "/big", [], stream=upload(), length=400 * 65536), 3
+        )
+        assert (response.status, await response.read_all()) == (413, b"big")
 
 
 async def test_at_most_max_connections_are_opened() -> None:

@@ -84,6 +84,7 @@ _count = REQUEST_METRICS.count
 
 
 _RESPONSE_DROP_LIMITED = RESPONSE_DROP | RATE_LIMIT_FIELDS
+USER_AGENT = "tollgate-gateway"  # sent upstream when the client sent none
 _BUFFER_LIMIT = 256 * 1024  # bodies up to this size are read whole; larger ones stream
 _CHUNK = 64 * 1024
 
@@ -627,6 +628,8 @@ class Gate:
         host = incoming.get("Host")
         if host:
             out.append(("X-Forwarded-Host", host))
+        if "User-Agent" not in incoming:
+            out.append(("User-Agent", USER_AGENT))
         out.append(("X-Request-ID", call.request_id))
         out.append(("traceparent", call.traceparent))
         if call.tracestate:

@@ -10,8 +10,8 @@ parsed by llhttp (`httptools`) as it arrives: about half the CPU per proxied req
 One `Origin` per upstream address (scheme, host, port, the checked address to connect
 to): a pool of at most `upstream_connections` connections, the most recently used
 reused first, idle ones closed after `IDLE_S`. The request target and headers are
-sent as given (the gate has normalised the path and chosen the headers); `host` is
-the upstream's, and `user-agent` is `tollgate-gateway` unless the client sent one.
+sent as given (the gate has normalised the path and chosen the headers), with `host`
+the upstream's.
 Bodies: bytes (with `content-length`), or an async iterator of chunks (with the
 declared length, or chunked). A connection that closed while idle fails its next
 request before any answer: an idempotent request (RFC 9110 §9.2.2) whose body can be
@@ -37,7 +37,6 @@ import httptools
 
 IDLE_S = 60.0  # an idle pooled connection is closed after this
 _HIGH_WATER = 256 * 1024  # body bytes buffered before reading from the upstream pauses
-_USER_AGENT = "tollgate-gateway"
 # Sent again after a reused connection closed with no answer (RFC 9110 §9.2.2).
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
@@ -61,7 +60,10 @@ class UpstreamHeaders:
 
     def __init__(self, pairs: list[tuple[str, str]]) -> None:
         self._pairs = pairs
-        self._first = dict(pairs)
+        self._first = first = dict(reversed(pairs))  # a repeated field: its first value
+        if "connection" in first:
+            # Every hop-by-hop name any `Connection` field lists (RFC 9110 §7.6.1).
+            first["connection"] = ", ".join(v for n, v in pairs if n == "connection")
 
     def items(self) -> list[tuple[str, str]]:
         return self._pairs
@@ -143,6 +145,8 @@ class UpstreamResponse:
     async def read_all(self) -> bytes:
         """The whole body."""
         while not self._done:
+            if self._connection is not None:
+                self._connection.resume()  # all of it is wanted: never paused
             await self._wait()
         if self._error is not None:
             raise self._error
@@ -188,6 +192,8 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.head_only = False  # answering HEAD: no body follows the head
         self.reusable = True
+        self._outstanding = False  # a request was sent and its answer is not complete
+        self._in_head = False  # between the start of an answer and the end of its head
         self._pairs: list[tuple[str, str]] = []
         self._interim = False
         self._started = False  # any byte of the answer received
@@ -205,8 +211,10 @@ class _Connection(asyncio.Protocol):
         self._started = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._broken(UpstreamError(f"the upstream's answer is not valid HTTP/1.1: {exc}"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade, UpstreamError) as exc:
+            # Not HTTP/1.1, an upgrade (never asked for: `Upgrade` is hop-by-hop), or an
+            # answer nobody asked for (`on_message_begin`): the connection is done.
+            self._broken(UpstreamError(f"the upstream's answer is not valid: {exc!r}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -235,10 +243,18 @@ class _Connection(asyncio.Protocol):
 
     # ---------------------------------------------------------------- parser callbacks
 
+    def on_message_begin(self) -> None:
+        if not self._outstanding:
+            raise UpstreamError("an answer to no request")  # stray bytes: never parsed
+        self._in_head = True
+        self._pairs = []
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._pairs.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        if self._in_head:  # not a chunked body's trailer fields: those are dropped
+            self._pairs.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         status = self.parser.get_status_code()
         pairs, self._pairs = self._pairs, []
         if status < 200:
@@ -254,6 +270,7 @@ class _Connection(asyncio.Protocol):
             # llhttp cannot be told the request was HEAD: the answer ends with its head,
             # and the connection (whose parser would wait for a body) is not reused.
             self.reusable = False
+            self._outstanding = False
             response._finish()
             self._release()
 
@@ -267,6 +284,7 @@ class _Connection(asyncio.Protocol):
             return
         if self.head_only:
             return
+        self._outstanding = False
         if not self.parser.should_keep_alive():
             self.reusable = False
         response = self._response
@@ -283,11 +301,13 @@ class _Connection(asyncio.Protocol):
         body: bytes | None,
         stream: AsyncIterator[bytes] | None,
         chunked: bool,
+        length: int | None,
     ) -> UpstreamResponse:
         assert self.transport is not None
         self.head_only = method == "HEAD"
         self._started = False
         self._response = None
+        self._outstanding = True
         head_future: asyncio.Future[UpstreamResponse] = self.loop.create_future()
         self._head = head_future
         try:
@@ -296,11 +316,18 @@ class _Connection(asyncio.Protocol):
             else:
                 self.transport.write(head)
                 self.sending = True
-                await self._send_stream(stream, chunked, head_future)
-                self.sending = False
+                try:
+                    await self._send_stream(stream, chunked, length, head_future)
+                except UpstreamError:
+                    if not _answered(head_future):
+                        raise
+                    # Answered, then the upstream closed while the body was still going
+                    # out (a 413, say): the answer is what the client gets.
+                finally:
+                    self.sending = False
             return await head_future
         except BaseException:
-            if self._head is head_future:  # not yet back in the pool, or someone else's
+            if self.checked_out and self._head is head_future:  # ours, not yet released
                 self.abort()
             raise
         finally:
@@ -311,24 +338,41 @@ class _Connection(asyncio.Protocol):
         self,
         stream: AsyncIterator[bytes],
         chunked: bool,
+        length: int | None,
         answered: asyncio.Future[UpstreamResponse],
     ) -> None:
+        """Send the body; a body not sent whole leaves the connection unusable."""
         assert self.transport is not None
+        sent = 0
         async for chunk in stream:
             if answered.done() or self.closed:
                 # Answered (or gone) before the body was sent: the rest is not wanted,
                 # and this connection cannot carry another request.
                 self.reusable = False
                 return
+            sent += len(chunk)
             if chunked:
                 if chunk:
                     self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            elif length is not None and sent > length:
+                raise UpstreamError("the request body is longer than its declared length")
             else:
                 self.transport.write(chunk)
-            if self._drain is not None:
-                await self._drain
-        if chunked and not answered.done() and not self.closed:
-            self.transport.write(b"0\r\n\r\n")
+            drain = self._drain
+            if drain is not None:
+                if not answered.done():
+                    await asyncio.wait((drain, answered), return_when=asyncio.FIRST_COMPLETED)
+                if answered.done():  # answered while the upstream was not reading
+                    if drain.done():
+                        drain.exception()  # retrieved: the answer is what matters
+                    self.reusable = False
+                    return
+                await drain  # raises when the connection was lost meanwhile
+        if chunked:
+            if not self.closed:
+                self.transport.write(b"0\r\n\r\n")
+        elif length is not None and sent != length:
+            self.reusable = False  # shorter than declared: the upstream still waits
 
     def pause(self) -> None:
         if not self._paused and self.transport is not None and not self.closed:
@@ -341,8 +385,11 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def abort(self) -> None:
+        """Close now: out of the pool at once, never handed out again."""
         self.reusable = False
         if self.transport is not None and not self.closed:
+            self.closed = True
+            self.origin.forget(self)
             self.transport.abort()
 
     def _broken(self, error: UpstreamError) -> None:
@@ -363,9 +410,17 @@ class _Connection(asyncio.Protocol):
 
 
 def _until_close(response: UpstreamResponse) -> bool:
-    """True when the body has no length and is not chunked: it ends with the connection."""
+    """True when the body has no length and is not chunked last: it ends with the
+    connection (RFC 9112 §6.3)."""
     headers = response.headers
-    return "content-length" not in headers and "transfer-encoding" not in headers
+    coding = headers.get("transfer-encoding")
+    if coding is None:
+        return "content-length" not in headers
+    return not coding.rstrip().lower().endswith("chunked")
+
+
+def _answered(head: asyncio.Future[UpstreamResponse]) -> bool:
+    return head.done() and not head.cancelled() and head.exception() is None
 
 
 class Origin:
@@ -414,9 +469,6 @@ class Origin:
         elif chunked:
             lines.append("transfer-encoding: chunked")
         text = "\r\n".join(lines)
-        if "user-agent:" not in text.lower():
-            lines.append(f"user-agent: {_USER_AGENT}")
-            text = f"{text}\r\nuser-agent: {_USER_AGENT}"
         if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
             raise UpstreamError("a header field holds a line break")
         return (text + "\r\n\r\n").encode("utf-8", "surrogateescape")
@@ -441,7 +493,7 @@ class Origin:
         for attempt in (1, 2):
             connection, reused = await self._acquire()
             try:
-                return await connection.exchange(method, head, body, stream, chunked)
+                return await connection.exchange(method, head, body, stream, chunked, length)
             except _Stale:
                 if attempt == 1 and reused and stream is None and method in _IDEMPOTENT:
                     continue  # it closed while idle: once more, on a new connection
@@ -506,12 +558,16 @@ class Origin:
             return
         connection.checked_out = False
         self._busy -= 1
+        now = self.loop.time()
         if connection.reusable and not connection.closed and not self._closed:
             connection.resume()
-            connection.idle_since = self.loop.time()
+            connection.idle_since = now
             self._idle.append(connection)
         else:
             connection.abort()
+        # The least recently used come first: those idle too long are closed.
+        while self._idle and now - self._idle[0].idle_since > IDLE_S:
+            self._idle.pop(0).abort()
         self._wake_one()
 
     def forget(self, connection: _Connection) -> None:
