@@ -81,3 +81,24 @@ def test_a_name_is_connected_to_the_checked_address_and_rechecked_after_its_ttl(
         assert len(gw.seen) <= 6
     finally:
         gw.close()
+
+
+def test_an_internationalised_upstream_name_is_used_in_its_ascii_form() -> None:
+    looked_up: list[str] = []
+
+    async def resolve(host: str, port: int, policy: NetworkPolicy) -> list[IpAddress]:
+        looked_up.append(host)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    gw = InProcessGateway(
+        lambda upstream: [api_event("api", upstream.replace("127.0.0.1", "bücher.test"))],
+        [key_event(KEY)],
+        resolve=resolve,
+    )
+    try:
+        reply = gw.request("GET", "/api/hello", {"X-API-Key": KEY})
+        assert reply.status == 200, reply.body
+        assert looked_up == ["xn--bcher-kva.test"]
+        assert gw.seen[-1].headers["Host"].startswith("xn--bcher-kva.test:")
+    finally:
+        gw.close()

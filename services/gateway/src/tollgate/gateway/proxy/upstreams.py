@@ -116,6 +116,11 @@ class UpstreamClients:
             raise UpstreamRefused("the upstream URL is not valid") from None
         if scheme not in ("http", "https") or not host:
             raise UpstreamRefused("the upstream URL is not valid")
+        if not host.isascii():
+            try:  # an internationalised name: its ASCII form is what DNS, TLS and Host use
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise UpstreamRefused("the upstream's name is not a valid domain name") from None
         try:
             literal = ip_literal(host)
         except DestinationRefused as exc:
