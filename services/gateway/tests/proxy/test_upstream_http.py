@@ -418,3 +418,17 @@ async def test_https_upstreams_are_verified_by_name(
             await origin("other.test").request("GET", "/", [])
     finally:
         listener.close()
+
+
+async def test_a_closed_pool_closes_every_idle_connection() -> None:
+    async with serving(keep_alive(OK)) as (_server, origin):
+
+        async def one() -> bytes:
+            return await (await origin.request("GET", "/", [])).read_all()
+
+        await asyncio.gather(*(one() for _ in range(4)))
+        idle = list(origin._idle)
+        assert len(idle) == 4
+        origin.close()
+        assert all(connection.closed for connection in idle)
+        assert origin._idle == []

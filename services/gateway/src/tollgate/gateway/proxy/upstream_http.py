@@ -1,6 +1,6 @@
 """The upstream HTTP/1.1 client: keep-alive connections on the gateway's own event loop.
 
-Chosen by measurement (`bench/gateway/choose_stack.py`, "aiohttp-server+inloop"):
+Chosen by measurement (`bench/gateway/choose_stack.py`, "aiohttp-server+tollgate-client"):
 the pyreqwest client it replaces ran hyper on a Tokio thread of its own, and every
 request crossed threads twice (a `write()` to wake that thread, a loop wake-up for
 the answer); on the gateway's one core that hand-off cost more than the HTTP work.
@@ -28,6 +28,7 @@ gateway connects to the address the network policy checked, and nothing else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
@@ -504,10 +505,8 @@ class Origin:
 
     async def _acquire(self) -> tuple[_Connection, bool]:
         while True:
-            while self._idle:
+            while self._idle:  # a closed connection has left it (`abort`, `forget`)
                 connection = self._idle.pop()
-                if connection.closed:
-                    continue
                 if self.loop.time() - connection.idle_since > IDLE_S:
                     connection.abort()
                     continue
@@ -572,7 +571,7 @@ class Origin:
 
     def forget(self, connection: _Connection) -> None:
         """The connection closed: an idle one leaves the pool."""
-        if connection in self._idle:
+        with contextlib.suppress(ValueError):
             self._idle.remove(connection)
 
     def _wake_one(self) -> None:
@@ -585,6 +584,6 @@ class Origin:
     def close(self) -> None:
         """Take no more requests: idle connections close now, busy ones when done."""
         self._closed = True
-        for connection in self._idle:
+        idle, self._idle = self._idle, []  # `abort` takes each out of the list it is in
+        for connection in idle:
             connection.abort()
-        self._idle.clear()
