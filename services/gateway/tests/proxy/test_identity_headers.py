@@ -26,6 +26,7 @@ from .inprocess import InProcessGateway, Seen, api_event, key_event
 SECRET = "identity-secret-for-tests"
 KEY = apikeys.generate().raw
 TEST_KEY = apikeys.generate("test").raw
+BROKEN_KEY = apikeys.generate().raw
 SCOPES = ["sms:send", "a"]
 ORG = uuid.uuid4()
 KEY_ID = uuid.uuid4()
@@ -42,6 +43,7 @@ def gw() -> Iterator[InProcessGateway]:
         [
             key_event(KEY, org_id=ORG, key_id=KEY_ID, name="Lager 東京 #1", scopes=SCOPES),
             key_event(TEST_KEY, org_id=ORG, environment="test"),
+            key_event(BROKEN_KEY, org_id=ORG, scopes=["a", "b\r\nX-Injected: 1"]),
         ],
         settings={"identity_secrets": f"{SECRET},older-secret"},
     )
@@ -88,6 +90,17 @@ def test_a_sandbox_verifies_the_path_it_received(gw: InProcessGateway) -> None:
     seen = gw.seen[-1]
     assert upstream_path(seen) == "/sandbox/v0/orders/7"
     assert verify(seen).org_id == str(ORG)
+
+
+def test_an_identity_value_with_a_line_break_is_never_sent(gw: InProcessGateway) -> None:
+    """The identity lines go into the request head as rendered: a value that could
+    start a header of its own stops the request before anything reaches the upstream."""
+    before = len(gw.seen)
+    reply = gw.request("GET", "/open/x", {"X-API-Key": BROKEN_KEY})
+    assert reply.status == 502, reply.body
+    assert len(gw.seen) == before
+    assert gw.request("GET", "/open/x", {"X-API-Key": KEY}).status == 200
+    assert "X-Injected" not in gw.seen[-1].headers
 
 
 def test_client_sent_identity_headers_are_replaced(gw: InProcessGateway) -> None:

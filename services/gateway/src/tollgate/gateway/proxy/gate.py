@@ -599,7 +599,7 @@ class Gate:
     # ------------------------------------------------------------------ forwarding
 
     def _upstream_headers(
-        self, call: _Call, request: web.BaseRequest, key_in_auth: bool, path: str
+        self, call: _Call, request: web.BaseRequest, key_in_auth: bool
     ) -> list[tuple[str, str]]:
         api = call.api
         assert api is not None
@@ -635,18 +635,21 @@ class Gate:
         if call.tracestate:
             out.append(("tracestate", call.tracestate))
         out.extend(api.upstream_headers)
-        if self._identity is not None and call.key is not None:
-            plan = self._registry.plan_of(call.key.org_id)
-            out.extend(
-                self._identity.headers(
-                    call.method,
-                    path,
-                    call.key,
-                    call.request_id,
-                    plan.plan_id if plan is not None else None,
-                )
-            )
         return out
+
+    def _identity_lines(self, call: _Call, path: str) -> str:
+        """The signed caller identity's header lines (none without a secret)."""
+        if self._identity is None or call.key is None:
+            return ""
+        plan = self._registry.plan_of(call.key.org_id)
+        return self._identity.lines(
+            call.method,
+            path,
+            call.key,
+            call.request_id,
+            call.started_wall,
+            plan.plan_id if plan is not None else None,
+        )
 
     async def _forward(
         self,
@@ -678,7 +681,7 @@ class Gate:
                 call, 502, "The upstream's address is not allowed.", "upstream-refused"
             )
         path = self._upstreams.path_of(base) + call.forward
-        headers = self._upstream_headers(call, request, key_in_auth, path)
+        headers = self._upstream_headers(call, request, key_in_auth)
         if sandbox and api.upstream_headers:
             live = set(api.upstream_headers)
             headers = [header for header in headers if header not in live]
@@ -716,7 +719,13 @@ class Gate:
         try:
             try:
                 upstream = await origin.request(
-                    call.method, target, headers, body=body, stream=stream, length=length
+                    call.method,
+                    target,
+                    headers,
+                    body=body,
+                    stream=stream,
+                    length=length,
+                    lines_made=self._identity_lines(call, path),
                 )
             except asyncio.CancelledError:
                 if expired.fired and task.uncancel() == 0:

@@ -1,22 +1,22 @@
 """Signed caller identity for the upstream (`tollgate.kit.upstream_identity` has the form).
 
-The gate appends these headers to every forwarded request once a key is admitted;
+The gate puts these header lines into every forwarded request once a key is admitted;
 client-sent copies never get this far (`headers.REQUEST_DROP`). Pure CPU on the hot
-path (one HMAC-SHA256, a few string joins), no I/O. The parts that only change with
-the key record (its encoded name and scopes) are cached by key id (a str: its hash is
-kept and spread; object ids, multiples of 16, crowd a dict's first probes), the
-time's text is made once a second, and the MAC starts from copies of the two keyed
-SHA-256 states (a third of the cost of `hmac.new` per request), so a request pays for
-the MAC and the list. The path signed is the one the gate sends (the sandbox's, for a
-test key), with the upstream's base path in front.
+path (one HMAC-SHA256, a few string joins), no I/O. What only changes with the key
+record (its signing lines and rendered header lines, checked for line breaks once) is
+kept on the record itself, the time's text (of the request's arrival) is made once a
+second, and the MAC starts from copies of the two keyed SHA-256 states (a third of the
+cost of `hmac.new` per request), so a request pays for the MAC and one string, which
+goes into the request head as it is. The path signed is the one the gate sends (the
+sandbox's, for a test key), with the upstream's base path in front.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Any
 
+from tollgate.gateway.proxy.upstream_http import UpstreamError
 from tollgate.gateway.registry.records import KeyRecord
 from tollgate.kit.upstream_identity import (
     KEY_ID,
@@ -35,33 +35,33 @@ _BLOCK = 64  # SHA-256's block size in bytes
 
 
 class IdentitySigner:
-    """Builds the signed identity headers of one forwarded request."""
+    """Renders the signed identity header lines of one forwarded request."""
 
     def __init__(self, secrets: str) -> None:
         keys = secrets_of(secrets)
         if not keys:
             raise ValueError("an identity secret is required")
         self._inner, self._outer = _hmac_sha256_states(keys[0])
-        self._keys: dict[str, tuple[KeyRecord, str, tuple[tuple[str, str], ...]]] = {}
+        self._plans: dict[str, str] = {}
         self._second = -1
         self._stamp = ""
 
-    def headers(
+    def lines(
         self,
         method: str,
         path: str,
         key: KeyRecord,
         request_id: str,
+        now: float,
         plan: str | None = None,
-    ) -> list[tuple[str, str]]:
-        """The identity headers for a request to `path` (as the upstream receives it)."""
-        cached = self._keys.get(key.key_id)
-        if cached is None or cached[0] is not key:  # new, or its record was replaced
-            if len(self._keys) >= _CACHE_MAX:
-                self._keys.clear()
-            cached = self._keys[key.key_id] = (key, *_key_parts(key))
-        _, key_lines, key_headers = cached
-        second = int(time.time())
+    ) -> str:
+        """The identity header lines (CRLF between them, none after the last) for a
+        request to `path` (as the upstream receives it)."""
+        parts = key.identity
+        if parts is None:  # the record's first request (a replaced record is a new one)
+            parts = key.identity = _key_parts(key)
+        key_lines, key_block = parts
+        second = int(now)
         if second != self._second:
             self._second, self._stamp = second, str(second)
         stamp = self._stamp
@@ -71,18 +71,34 @@ class IdentitySigner:
         inner.update(message.encode())
         outer = self._outer.copy()
         outer.update(inner.digest())
-        signature = (SIGNATURE, f"t={stamp},id={request_id},v1={outer.hexdigest()}")
+        signature = f"{SIGNATURE}: t={stamp},id={request_id},v1={outer.hexdigest()}"
         if plan:
-            return [*key_headers, (PLAN, plan), signature]
-        return [*key_headers, signature]
+            plan_line = self._plans.get(plan)
+            if plan_line is None:
+                if len(self._plans) >= _CACHE_MAX:
+                    self._plans.clear()
+                plan_line = self._plans[plan] = _line(PLAN, plan) + "\r\n"
+            return f"{key_block}{plan_line}{signature}"
+        return f"{key_block}{signature}"
 
 
-def _key_parts(key: KeyRecord) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """The key's lines of the signing input (org id to scopes) and its headers."""
+def _key_parts(key: KeyRecord) -> tuple[str, str]:
+    """The key's lines of the signing input (org id to scopes) and its header lines
+    (each ending in CRLF)."""
     name = encode_name(key.name)
     scopes = encode_scopes(key.scopes)
     lines = f"{key.org_id}\n{key.key_id}\n{name}\n{scopes}"
-    return lines, ((ORG_ID, key.org_id), (KEY_ID, key.key_id), (KEY_NAME, name), (SCOPES, scopes))
+    fields = ((ORG_ID, key.org_id), (KEY_ID, key.key_id), (KEY_NAME, name), (SCOPES, scopes))
+    return lines, "".join(_line(field, value) + "\r\n" for field, value in fields)
+
+
+def _line(field: str, value: str) -> str:
+    """One header line; a value that could break out of it is refused when its record
+    is first seen, as `Origin.head` refuses one (names are percent-encoded; ids, plans
+    and scopes never hold line breaks)."""
+    if "\r" in value or "\n" in value:
+        raise UpstreamError(f"{field} holds a line break")
+    return f"{field}: {value}"
 
 
 def _hmac_sha256_states(secret: bytes) -> tuple[Any, Any]:

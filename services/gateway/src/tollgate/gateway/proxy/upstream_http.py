@@ -461,8 +461,10 @@ class Origin:
         headers: list[tuple[str, str]],
         length: int | None,
         chunked: bool,
+        lines_made: str = "",
     ) -> bytes:
-        """The request line and header block, validated (no CR or LF inside a field)."""
+        """The request line and header block, validated (no CR or LF inside a field);
+        `lines_made`: header lines the gateway rendered itself, put in as they are."""
         lines = [f"{method} {target} HTTP/1.1", f"host: {self._host}"]
         lines += [f"{name}: {value}" for name, value in headers]
         if length is not None:
@@ -472,6 +474,8 @@ class Origin:
         text = "\r\n".join(lines)
         if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
             raise UpstreamError("a header field holds a line break")
+        if lines_made:
+            text = f"{text}\r\n{lines_made}"
         return (text + "\r\n\r\n").encode("utf-8", "surrogateescape")
 
     async def request(
@@ -483,13 +487,14 @@ class Origin:
         body: bytes | None = None,
         stream: AsyncIterator[bytes] | None = None,
         length: int | None = None,
+        lines_made: str = "",
     ) -> UpstreamResponse:
         """Send one request and return its answer once the head has arrived. `body`:
         the whole body (sent with its length); `stream`: its chunks (`length` declared,
-        or chunked); neither: no body."""
+        or chunked); neither: no body. `lines_made`: as for `head`."""
         chunked = stream is not None and length is None
         head = self.head(
-            method, target, headers, len(body) if body is not None else length, chunked
+            method, target, headers, len(body) if body is not None else length, chunked, lines_made
         )
         for attempt in (1, 2):
             connection, reused = await self._acquire()

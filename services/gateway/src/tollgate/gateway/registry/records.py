@@ -65,6 +65,7 @@ class KeyRecord:
         "enabled",
         "expires_at",
         "grace",
+        "identity",
         "key_hash",
         "key_id",
         "name",
@@ -109,6 +110,8 @@ class KeyRecord:
         self.windows = windows
         self.grace = grace
         self.version = version
+        # The identity signer's parts for this record, made on its first use (`proxy.identity`).
+        self.identity: tuple[str, str] | None = None
 
     @classmethod
     def from_event(
