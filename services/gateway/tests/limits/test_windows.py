@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tollgate.gateway.limits.windows import LocalCounters
+import random
+
+from tollgate.gateway.limits.windows import SLOTS, LocalCounters, _frees_after
 
 
 def admitted(
@@ -57,3 +59,26 @@ def test_finished_windows_are_swept() -> None:
     counters.check([("k:a:1", 5, 1)], 100.0)
     assert counters.sweep(105.0) == 1
     assert len(counters) == 0
+
+
+def test_reset_and_retry_after_match_the_slot_by_slot_count() -> None:
+    """`_frees_after` finds the slot by its running count; walked slot by slot (oldest
+    first) the answer is the same, for sparse, full and over-full windows."""
+    rng = random.Random(7)
+    for _ in range(5_000):
+        window = rng.choice([1, 60, 3600, 86400])
+        slots = [rng.choice([0, 0, 0, 1, 5, 30]) for _ in range(SLOTS + 1)]
+        needed = rng.randint(-3, sum(slots) + 3)
+        now = rng.uniform(1e9, 2e9)
+        width = window / SLOTS
+        current = int(now // width)
+        expected = float(window)
+        freed = 0
+        for offset, count in enumerate(slots):
+            freed += count
+            if freed >= max(needed, 1):
+                expected = max(
+                    0.0, (current - SLOTS + offset + SLOTS + 1) * width - now + width / 1000
+                )
+                break
+        assert _frees_after(slots, needed, window, now) == expected

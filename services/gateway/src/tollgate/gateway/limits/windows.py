@@ -19,7 +19,9 @@ the verdict and the headers.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Sequence
+from itertools import accumulate
 
 from tollgate.contracts.events.gateway import RejectionReason
 
@@ -149,20 +151,18 @@ def verdict(
     state: list[str] = []
     for bucket, slots in zip(buckets, counts, strict=True):
         _name, limit, window = bucket
-        width = window / SLOTS
-        current = int(now // width)
         counted = sum(slots)
         used = counted + 1 if consumed else counted
         remaining = limit - used if used < limit else 0
-        reset = _frees_after(slots, used - limit + 1, current, width, now) if used else window
-        reset_s = max(1, math.ceil(reset))
+        if used:  # until the oldest counted request has left
+            reset_s = math.ceil(_frees_after(slots, used - limit + 1, window, now)) or 1
+        else:
+            reset_s = window
         state.append(f'"{policy_name(bucket)}";r={remaining};t={reset_s}')
         if best is None or remaining < best[0]:
             best = (remaining, limit, reset_s)
         if not consumed and counted + 1 > limit:
-            retry_after = max(
-                retry_after, _frees_after(slots, counted + 1 - limit, current, width, now)
-            )
+            retry_after = max(retry_after, _frees_after(slots, counted + 1 - limit, window, now))
     assert best is not None
     remaining, limit, reset = best
     return Verdict(
@@ -176,26 +176,17 @@ def verdict(
     )
 
 
-def _frees_after(
-    slots: Sequence[int], needed: int, current: int, width: float, now: float
-) -> float:
-    """Seconds until the oldest slots holding `needed` requests have left the window."""
-    needed = max(needed, 1)
-    freed = 0
-    first = current - SLOTS  # index of slots[0]
-    for offset, count in enumerate(slots):
-        freed += count
-        if freed >= needed:
-            # A hair past the slot boundary, so float rounding cannot land just before it.
-            return max(0.0, (first + offset + SLOTS + 1) * width - now + width / 1000)
-    return SLOTS * width
-
-
-def admits(buckets: Sequence[Bucket], counts: Sequence[Sequence[int]]) -> bool:
-    """True when every bucket has room for one more request."""
-    return all(
-        sum(slots) + 1 <= limit for (_n, limit, _w), slots in zip(buckets, counts, strict=True)
-    )
+def _frees_after(slots: Sequence[int], needed: int, window: int, now: float) -> float:
+    """Seconds until the oldest slots holding `needed` requests (at least one) have
+    left the window; slots as `verdict` takes them, at `now`."""
+    # The first slot where the running count reaches `needed` (counts are >= 0).
+    offset = bisect_left(list(accumulate(slots)), needed if needed > 1 else 1)
+    width = window / SLOTS
+    if offset > SLOTS:
+        return window
+    # That slot leaves when slot current + offset + 1 starts (slots[0] is current - SLOTS);
+    # a hair past the boundary, so float rounding cannot land just before it.
+    return max(0.0, (int(now // width) + offset + 1) * width - now + width / 1000)
 
 
 class LocalCounters:
@@ -211,7 +202,8 @@ class LocalCounters:
         buckets' `RateLimit-Policy` text, when the caller has it already)."""
         counts: list[list[int]] = []
         states: list[list[int]] = []
-        for name, _limit, window in buckets:
+        allowed = True
+        for name, limit, window in buckets:
             current = int(now // (window / SLOTS))
             state = self._state.get(name)
             if state is None:
@@ -223,9 +215,11 @@ class LocalCounters:
                 elif shift > 0:
                     state[1:] = state[1 + shift :] + [0] * shift
                 state[0] = current
-            counts.append(state[1:])
+            slots = state[1:]
+            if sum(slots) >= limit:  # no room for one more
+                allowed = False
+            counts.append(slots)
             states.append(state)
-        allowed = admits(buckets, counts)
         if allowed:
             for state in states:
                 state[-1] += 1

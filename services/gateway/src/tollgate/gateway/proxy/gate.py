@@ -74,6 +74,7 @@ from tollgate.gateway.proxy.tracing import RequestSpans, traceparent_of
 from tollgate.gateway.proxy.upstream_http import UpstreamError, UpstreamResponse
 from tollgate.gateway.proxy.upstreams import UpstreamClients, UpstreamRefused
 from tollgate.gateway.registry.openapi import Operation
+from tollgate.gateway.registry.plans import PlanRecord
 from tollgate.gateway.registry.records import ApiRecord, KeyRecord, RouteRecord, Sandbox
 from tollgate.gateway.registry.store import Registry
 from tollgate.kit.problems import PROBLEM_CONTENT_TYPE, problem_body
@@ -140,6 +141,7 @@ class _Call:
         "key",
         "method",
         "path",
+        "plan",
         "reason",
         "request_id",
         "route",
@@ -162,6 +164,7 @@ class _Call:
         self.api: ApiRecord | None = None
         self.key: KeyRecord | None = None
         self.route: RouteRecord | None = None
+        self.plan: PlanRecord | None = None  # the key's org's, once the key is known
         self.started = time.perf_counter()
         self.started_wall = time.time()
         self.traceparent = ""  # sent upstream and on the event
@@ -503,10 +506,9 @@ class Gate:
     async def _limit(self, call: _Call) -> Verdict | None:
         assert call.key is not None
         assert call.api is not None
+        plan = call.plan = self._registry.plan_of(call.key.org_id)
         try:
-            verdict = await self._limiter.check(
-                call.key, call.api, call.route, self._registry.plan_of(call.key.org_id)
-            )
+            verdict = await self._limiter.check(call.key, call.api, call.route, plan)
         except RedisUnavailable:
             raise Refusal(
                 503,
@@ -637,15 +639,16 @@ class Gate:
         out.extend(api.upstream_headers)
         return out
 
-    def _identity_lines(self, call: _Call, path: str) -> str:
-        """The signed caller identity's header lines (none without a secret)."""
-        if self._identity is None or call.key is None:
+    def _identity_lines(self, call: _Call, key: KeyRecord, path: str) -> str:
+        """The signed caller identity's header lines (none without a secret); a value
+        that could break out of its line raises `UpstreamError`."""
+        if self._identity is None:
             return ""
-        plan = self._registry.plan_of(call.key.org_id)
+        plan = call.plan
         return self._identity.lines(
             call.method,
             path,
-            call.key,
+            key,
             call.request_id,
             call.started_wall,
             plan.plan_id if plan is not None else None,
@@ -664,9 +667,9 @@ class Gate:
     ) -> web.StreamResponse:
         """Forward to the live upstream, or to `base` (a test key's sandbox, which never
         gets the live upstream's credentials); `body`: already read whole."""
-        api = call.api
+        api, key = call.api, call.key
         assert api is not None
-        assert call.key is not None
+        assert key is not None
         sandbox = base is not None
         if api.credentials_broken and not sandbox:
             return self._upstream_failed(call, 502, "The API's upstream credentials are unusable.")
@@ -725,7 +728,7 @@ class Gate:
                     body=body,
                     stream=stream,
                     length=length,
-                    lines_made=self._identity_lines(call, path),
+                    lines_made=self._identity_lines(call, key, path),
                 )
             except asyncio.CancelledError:
                 if expired.fired and task.uncancel() == 0:
