@@ -13,6 +13,9 @@ cost. Candidates:
   streamed (`build_streamed`, what a proxy needs for large bodies);
 - the gateway's own upstream client (`tollgate.gateway.proxy.upstream_http`: HTTP/1.1
   keep-alive pools on the same loop, llhttp parsing; what the gateway uses today);
+- a server of our own (`httptools-server`: an `asyncio.Protocol` parsing with llhttp and
+  writing the answer's head itself), bare and with the gateway's client: what replacing
+  aiohttp's server could save at best;
 - `--variants all` adds the older aiohttp-client and httptools candidates.
 
 Usage: .venv/bin/python bench/gateway/choose_stack.py [--seconds 5] [--variants all]
@@ -40,6 +43,8 @@ DEFAULT_VARIANTS = (
     "aiohttp-server+pyreqwest",
     "aiohttp-server+pyreqwest-streamed",
     "aiohttp-server+tollgate-client",
+    "httptools-server bare",
+    "httptools-server+tollgate-client",
     "granian-rsgi+pyreqwest",
     "granian-rsgi+pyreqwest-streamed",
 )
@@ -109,21 +114,7 @@ async def serve_aiohttp_lowlevel(port: int, client: str) -> None:
                 return web.Response(body=body, status=resp.status, headers=resp.headers)
 
     elif client == "tollgate":
-        from urllib.parse import urlsplit
-
-        from tollgate.gateway.proxy.upstream_http import Origin
-
-        parts = urlsplit(base)
-        host = parts.hostname or ""
-        origin = Origin(
-            "http",
-            host,
-            parts.port or 80,
-            host,
-            max_connections=256,
-            connect_timeout=2,
-            read_timeout=60,
-        )
+        origin = tollgate_origin()
 
         async def handler(request: web.BaseRequest) -> web.StreamResponse:
             body = await request.read()
@@ -153,16 +144,54 @@ async def serve_aiohttp_lowlevel(port: int, client: str) -> None:
     await asyncio.Event().wait()
 
 
-async def serve_httptools(port: int) -> None:
+def tollgate_origin() -> Any:
+    """The gateway's own upstream client, one pool to the nginx upstream."""
+    from urllib.parse import urlsplit
+
+    from tollgate.gateway.proxy.upstream_http import Origin
+
+    parts = urlsplit(upstream_base())
+    host = parts.hostname or ""
+    return Origin(
+        "http",
+        host,
+        parts.port or 80,
+        host,
+        max_connections=256,
+        connect_timeout=2,
+        read_timeout=60,
+    )
+
+
+async def serve_httptools(port: int, client: str) -> None:
+    """A server of our own: an `asyncio.Protocol` with llhttp (httptools) parsing and
+    the answer's head written by hand; `bare`, or relaying with the aiohttp client or
+    the gateway's own. One request at a time per connection (what wrk sends)."""
     import aiohttp
     import httptools
 
     base = upstream_base()
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
-    )
+    relay: Any
+    if client == "aiohttp":
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+        )
+
+        async def relay(method: str, url: str, body: bytes) -> tuple[int, bytes]:
+            async with session.request(method, base + url, data=body or None) as resp:
+                return resp.status, await resp.read()
+
+    elif client == "tollgate":
+        origin = tollgate_origin()
+
+        async def relay(method: str, url: str, body: bytes) -> tuple[int, bytes]:
+            upstream = await origin.request(method, url, [], body=body or None)
+            try:
+                return upstream.status, await upstream.read_all()
+            finally:
+                upstream.close()
 
     class Proto(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -184,17 +213,21 @@ async def serve_httptools(port: int) -> None:
             self.body += b
 
         def on_message_complete(self) -> None:
-            method = self.p.get_method().decode()
-            self.pending = asyncio.ensure_future(
-                self.respond(method, self.url.decode(), bytes(self.body))
-            )
+            if client == "bare":
+                self.answer(200, BODY)
+            else:
+                method = self.p.get_method().decode()
+                self.pending = asyncio.ensure_future(
+                    self.respond(method, self.url.decode(), bytes(self.body))
+                )
             self.headers = []
             self.body = bytearray()
 
         async def respond(self, method: str, url: str, body: bytes) -> None:
-            async with session.request(method, base + url, data=body or None) as resp:
-                data = await resp.read()
-            head = f"HTTP/1.1 {resp.status} OK\r\ncontent-length: {len(data)}\r\n\r\n"
+            self.answer(*await relay(method, url, body))
+
+        def answer(self, status: int, data: bytes) -> None:
+            head = f"HTTP/1.1 {status} OK\r\ncontent-length: {len(data)}\r\n\r\n"
             self.t.write(head.encode() + data)  # type: ignore[attr-defined]
 
     loop = asyncio.get_running_loop()
@@ -231,10 +264,11 @@ rsgi_app = RsgiProxy()
 def run_python_proxy(variant: str, port: int) -> None:
     import uvloop
 
-    if variant == "httptools-server+aiohttp-client":
-        uvloop.run(serve_httptools(port))
+    server, _, client = variant.replace(" ", "+").partition("+")
+    client = client.removesuffix("-client")
+    if server == "httptools-server":
+        uvloop.run(serve_httptools(port, client))
         return
-    client = variant.removeprefix("aiohttp-server").lstrip("+ ").removesuffix("-client")
     uvloop.run(serve_aiohttp_lowlevel(port, client))
 
 

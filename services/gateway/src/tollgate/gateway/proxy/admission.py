@@ -24,10 +24,11 @@ import functools
 import hashlib
 import hmac
 
+from aiohttp import hdrs
 from multidict import CIMultiDictProxy
 
 from tollgate.contracts.events.gateway import RejectionReason
-from tollgate.gateway.proxy.headers import is_key_bearer, query_keys, strip_query_key
+from tollgate.gateway.proxy.headers import X_API_KEY, is_key_bearer, query_keys, strip_query_key
 from tollgate.gateway.registry.records import ApiRecord, KeyRecord, RouteRecord
 from tollgate.gateway.registry.store import Registry
 
@@ -116,19 +117,19 @@ def presented_key(headers: CIMultiDictProxy[str], query: str) -> tuple[str | Non
     parameter); different keys in one request are refused. A bearer token that is no
     Tollgate key is forwarded (it is the upstream's) unless nothing else carries a key.
     """
-    if "Authorization" not in headers and (
+    if hdrs.AUTHORIZATION not in headers and (
         not query or ("api_key" not in query and "%" not in query)
     ):
         # The common case: the key in X-API-Key only.
-        single = headers.getall("X-API-Key", ())
+        single = headers.getall(X_API_KEY, ())
         if len(single) <= 1:
             return (single[0].strip() if single else None), query, False
     found: list[str] = []
     key_in_auth = False
-    if "X-API-Key" in headers:
-        found.extend(v.strip() for v in headers.getall("X-API-Key"))
-    if "Authorization" in headers:
-        for value in headers.getall("Authorization"):
+    if X_API_KEY in headers:
+        found.extend(v.strip() for v in headers.getall(X_API_KEY))
+    if hdrs.AUTHORIZATION in headers:
+        for value in headers.getall(hdrs.AUTHORIZATION):
             if value[:7].lower() == "bearer ":
                 found.append(value[7:].strip())
                 key_in_auth = key_in_auth or is_key_bearer(value)

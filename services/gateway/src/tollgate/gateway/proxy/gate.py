@@ -47,7 +47,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
 from tollgate.contracts.events.gateway import RejectionReason
@@ -60,6 +60,8 @@ from tollgate.gateway.proxy.cors import CORS_FIELDS, CorsPolicy, add_cors_header
 from tollgate.gateway.proxy.headers import (
     REQUEST_DROP,
     RESPONSE_DROP,
+    TRACEPARENT_FIELD,
+    TRACESTATE_FIELD,
     TrustedProxies,
     child_traceparent,
     connection_tokens,
@@ -229,7 +231,7 @@ class Gate:
         except AmbiguousPath as exc:
             return _bad_target(str(exc))
         peer = request.remote or "0.0.0.0"
-        client_ip = self._proxies.client_ip(peer, request.headers.get("X-Forwarded-For"))
+        client_ip = self._proxies.client_ip(peer, request.headers.get(hdrs.X_FORWARDED_FOR))
         call = _Call(new_request_id(), request.method, target, client_ip)
         if self._cors is not None and (origin := self._cors.allowed_origin(request)):
             preflight = self._cors.preflight(request, origin)
@@ -237,12 +239,12 @@ class Gate:
                 return preflight
             call.cors_origin = origin
         spans = self._spans
-        incoming = request.headers.get("traceparent")
+        incoming = request.headers.get(TRACEPARENT_FIELD)
         if spans is None or not spans.sampled(incoming):
             call.traceparent = child_traceparent(incoming, "00" if spans else "01")
             if incoming and incoming.strip()[3:35] == call.traceparent[3:35]:
                 # The client's trace goes on, so its vendor state goes along (W3C).
-                call.tracestate = request.headers.get("tracestate")
+                call.tracestate = request.headers.get(TRACESTATE_FIELD)
             return await self._answer(call, request, query)
         span = spans.start(
             request.headers,
@@ -367,7 +369,7 @@ class Gate:
         """The request body, whole, up to the cap (raises `_BodyTooLarge` beyond it)."""
         if not request.body_exists:
             return b""
-        if request.headers.get("Expect", "").lower() == "100-continue":
+        if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         declared = request.content_length
         if declared is not None and declared <= _BUFFER_LIMIT:
@@ -607,7 +609,7 @@ class Gate:
         assert api is not None
         incoming = request.headers
         drop = REQUEST_DROP
-        if "Connection" in incoming:
+        if hdrs.CONNECTION in incoming:
             drop = drop | connection_tokens(incoming)
         if api.upstream_headers:
             drop = drop | {name.lower() for name, _ in api.upstream_headers}
@@ -620,17 +622,17 @@ class Gate:
                 if name.lower() != "authorization" or not is_key_bearer(value)
             ]
         peer = request.remote or ""
-        forwarded_for = incoming.get("X-Forwarded-For")
+        forwarded_for = incoming.get(hdrs.X_FORWARDED_FOR)
         if forwarded_for and self._proxies.trusts(peer):
             out.append(("X-Forwarded-For", f"{forwarded_for}, {peer}"))
             out.append(("X-Forwarded-Proto", incoming.get("X-Forwarded-Proto", request.scheme)))
         else:
             out.append(("X-Forwarded-For", peer))
             out.append(("X-Forwarded-Proto", request.scheme))
-        host = incoming.get("Host")
+        host = incoming.get(hdrs.HOST)
         if host:
             out.append(("X-Forwarded-Host", host))
-        if "User-Agent" not in incoming:
+        if hdrs.USER_AGENT not in incoming:
             out.append(("User-Agent", USER_AGENT))
         out.append(("X-Request-ID", call.request_id))
         out.append(("traceparent", call.traceparent))
@@ -698,7 +700,7 @@ class Gate:
             if not body and not request.body_exists:
                 body = None
         elif request.body_exists:
-            if request.headers.get("Expect", "").lower() == "100-continue":
+            if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
                 # Admitted: now ask for the body (rejections never made the client send it).
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             if declared is not None and declared <= _BUFFER_LIMIT:

@@ -14,7 +14,15 @@ import re
 from typing import Protocol
 from urllib.parse import unquote_plus
 
+from multidict import istr
+
 from tollgate.kit.upstream_identity import HEADERS as IDENTITY_HEADERS
+
+# Request fields looked up on every request, named as `istr` (like `aiohttp.hdrs`): a
+# case-insensitive multidict then skips folding the name at each lookup, half its cost.
+X_API_KEY = istr("X-API-Key")
+TRACEPARENT_FIELD = istr("traceparent")
+TRACESTATE_FIELD = istr("tracestate")
 
 HOP_BY_HOP = frozenset(
     {
