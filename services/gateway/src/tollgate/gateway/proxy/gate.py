@@ -652,7 +652,7 @@ class Gate:
             path,
             key,
             call.request_id,
-            call.started_wall,
+            time.time(),  # when it is sent: a slow upload may take a while
             plan.plan_id if plan is not None else None,
         )
 

@@ -4,7 +4,7 @@ The gate puts these header lines into every forwarded request once a key is admi
 client-sent copies never get this far (`headers.REQUEST_DROP`). Pure CPU on the hot
 path (one HMAC-SHA256, a few string joins), no I/O. What only changes with the key
 record (its signing lines and rendered header lines, checked for line breaks once) is
-kept on the record itself, the time's text (of the request's arrival) is made once a
+kept on the record itself, the time's text (when the request is sent) is made once a
 second, and the MAC starts from copies of the two keyed SHA-256 states (a third of the
 cost of `hmac.new` per request), so a request pays for the MAC and one string, which
 goes into the request head as it is. The path signed is the one the gate sends (the
