@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tollgate.contracts.events.billing import PastQuota, PlanState, PlanStatus
+from tollgate.gateway.proxy import gate
 from tollgate.kit import apikeys
 from tollgate.kit.upstream_identity import (
     KEY_NAME,
@@ -101,6 +102,24 @@ def test_an_identity_value_with_a_line_break_is_never_sent(gw: InProcessGateway)
     assert len(gw.seen) == before
     assert gw.request("GET", "/open/x", {"X-API-Key": KEY}).status == 200
     assert "X-Injected" not in gw.seen[-1].headers
+
+
+def test_a_request_slow_to_arrive_is_signed_when_it_is_sent(
+    gw: InProcessGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small body is read whole before the request goes upstream, and a client may
+    trickle it in for longer than an upstream's skew window: the signature carries the
+    time the request is sent, not when it arrived."""
+    arrived = gate._Call.__init__
+
+    def arrived_40_s_ago(call: gate._Call, *args: object) -> None:
+        arrived(call, *args)  # type: ignore[arg-type]
+        call.started_wall -= 40
+
+    monkeypatch.setattr(gate._Call, "__init__", arrived_40_s_ago)
+    reply = gw.request("POST", "/open/slow", {"X-API-Key": KEY}, b"{}")
+    assert reply.status == 200, reply.body
+    assert verify(gw.seen[-1]).key_id == str(KEY_ID)
 
 
 def test_client_sent_identity_headers_are_replaced(gw: InProcessGateway) -> None:
