@@ -245,3 +245,45 @@ def test_docs_of_an_imported_api_and_a_test_key_that_the_gateway_accepts(
     assert key not in logs
     watch.check()
     context.close()
+
+
+def _expect_scalar_in(page: Page, mode: str, within: float = 15) -> None:
+    """The background of Scalar's root element turns `mode` (dark or light) in time."""
+    deadline = time.monotonic() + within
+    while True:
+        colour = page.evaluate(
+            "getComputedStyle(document.querySelector('.scalar-api-reference')).backgroundColor"
+        )
+        rgb = [int(v) for v in re.findall(r"\d+", colour)[:3]]
+        luminance = (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]) / 255
+        if (luminance < 0.2) == (mode == "dark"):
+            return
+        assert time.monotonic() < deadline, f"Scalar is not {mode}: background {colour}"
+        time.sleep(0.2)
+
+
+def test_the_docs_pane_follows_the_chosen_theme_and_the_system_switch(
+    stack: Stack, browser: Browser
+) -> None:
+    """Scalar is dark when the page is: with the dark theme chosen, and on Auto when the
+    system turns dark after the page has loaded; light with the light theme chosen."""
+    slug = _import_petstore(stack)
+    context, page, watch = new_page(browser)
+    reference = page.get_by_test_id("portal-reference")
+    for theme, system in (("dark", "light"), ("light", "dark"), ("system", "light")):
+        page.emulate_media(color_scheme=system)  # type: ignore[arg-type]
+        # Scalar (4.7 MB) loads after the page: wait for its drawing, not for `load`.
+        page.goto(
+            f"{stack.console}/prefs?theme={theme}&next=/portal/apis/{slug}",
+            wait_until="domcontentloaded",
+            timeout=30_000,
+        )
+        expect(reference.get_by_text("List all pets").first).to_be_visible(timeout=30_000)
+        _expect_scalar_in(page, "light" if theme == "system" else theme)
+    page.emulate_media(color_scheme="dark")  # Auto: the system turns dark, then light
+    _expect_scalar_in(page, "dark")
+    shoot(page, "portal-docs-dark.png")
+    page.emulate_media(color_scheme="light")
+    _expect_scalar_in(page, "light")
+    watch.check()
+    context.close()

@@ -11,9 +11,10 @@
   const paste = document.querySelector("[data-portal-paste]");
   const key = sessionStorage.getItem(storageName) || "";
   if (paste) paste.value = key;
-  const theme = host.dataset.theme;
-  const system = window.matchMedia("(prefers-color-scheme: dark)");
-  let dark = theme ? theme === "dark" : system.matches;
+  // A chosen theme is forced on Scalar; with none (Auto) Scalar follows the system's
+  // light/dark switch itself, as the page does: it reads darkMode and forceDarkModeState
+  // only when it mounts, so a later updateConfiguration would not change its colours.
+  const theme = host.dataset.theme || undefined;
   // Scalar's own labels in the page's language (it ships zh-CN for Simplified Chinese).
   const lang = document.documentElement.lang || "en";
   const locale = lang.startsWith("zh") ? "zh-CN" : lang.split("-")[0];
@@ -35,8 +36,8 @@
       defaultHttpClient: { targetKey: "shell", clientKey: "curl" },
       hideClientButton: true,
       withDefaultFonts: false,
-      darkMode: dark,
-      forceDarkModeState: dark ? "dark" : "light",
+      darkMode: theme ? theme === "dark" : undefined,
+      forceDarkModeState: theme,
       hideDarkModeToggle: true,
       showDeveloperTools: "never",
       agent: { disabled: true },
@@ -60,13 +61,6 @@
     for (const input of root.querySelectorAll("input[placeholder='" + example + "']")) input.placeholder = placeholder;
   };
   new MutationObserver(function () { relabel(document); }).observe(document.body, { childList: true, subtree: true });
-  if (!theme) {
-    // Follow the system's light/dark switch as the rest of the page does.
-    system.addEventListener("change", function () {
-      dark = system.matches;
-      redraw((paste && paste.value.trim()) || sessionStorage.getItem(storageName) || "");
-    });
-  }
   if (paste) {
     paste.addEventListener("change", function () {
       const value = paste.value.trim();
