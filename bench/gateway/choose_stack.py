@@ -86,7 +86,6 @@ async def relay_pyreqwest(
 
 
 async def serve_aiohttp_lowlevel(port: int, client: str) -> None:
-    import aiohttp
     from aiohttp import web
 
     base = upstream_base()
@@ -97,11 +96,7 @@ async def serve_aiohttp_lowlevel(port: int, client: str) -> None:
             return web.Response(body=BODY, content_type="application/json")
 
     elif client == "aiohttp":
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
-        )
+        session = aiohttp_session()
 
         async def handler(request: web.BaseRequest) -> web.StreamResponse:
             async with session.request(
@@ -118,13 +113,10 @@ async def serve_aiohttp_lowlevel(port: int, client: str) -> None:
 
         async def handler(request: web.BaseRequest) -> web.StreamResponse:
             body = await request.read()
-            upstream = await origin.request(
-                request.method, request.raw_path, [], body=body if request.body_exists else None
+            status, data = await relay_tollgate(
+                origin, request.method, request.raw_path, body if request.body_exists else None
             )
-            try:
-                return web.Response(body=await upstream.read_all(), status=upstream.status)
-            finally:
-                upstream.close()
+            return web.Response(body=data, status=status)
 
     else:
         rclient = await pyreqwest_client()
@@ -142,6 +134,27 @@ async def serve_aiohttp_lowlevel(port: int, client: str) -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     await asyncio.Event().wait()
+
+
+def aiohttp_session() -> Any:
+    """aiohttp's client as a proxy would set it up: pooled, bodies untouched."""
+    import aiohttp
+
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+    )
+
+
+async def relay_tollgate(
+    origin: Any, method: str, target: str, body: bytes | None
+) -> tuple[int, bytes]:
+    upstream = await origin.request(method, target, [], body=body)
+    try:
+        return upstream.status, await upstream.read_all()
+    finally:
+        upstream.close()
 
 
 def tollgate_origin() -> Any:
@@ -167,17 +180,12 @@ async def serve_httptools(port: int, client: str) -> None:
     """A server of our own: an `asyncio.Protocol` with llhttp (httptools) parsing and
     the answer's head written by hand; `bare`, or relaying with the aiohttp client or
     the gateway's own. One request at a time per connection (what wrk sends)."""
-    import aiohttp
     import httptools
 
     base = upstream_base()
     relay: Any
     if client == "aiohttp":
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
-        )
+        session = aiohttp_session()
 
         async def relay(method: str, url: str, body: bytes) -> tuple[int, bytes]:
             async with session.request(method, base + url, data=body or None) as resp:
@@ -187,11 +195,7 @@ async def serve_httptools(port: int, client: str) -> None:
         origin = tollgate_origin()
 
         async def relay(method: str, url: str, body: bytes) -> tuple[int, bytes]:
-            upstream = await origin.request(method, url, [], body=body or None)
-            try:
-                return upstream.status, await upstream.read_all()
-            finally:
-                upstream.close()
+            return await relay_tollgate(origin, method, url, body or None)
 
     class Proto(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -30,7 +30,6 @@ from tollgate.kit.upstream_identity import (
     secrets_of,
 )
 
-_CACHE_MAX = 100_000
 _BLOCK = 64  # SHA-256's block size in bytes
 
 
@@ -42,7 +41,6 @@ class IdentitySigner:
         if not keys:
             raise ValueError("an identity secret is required")
         self._inner, self._outer = _hmac_sha256_states(keys[0])
-        self._plans: dict[str, str] = {}
         self._second = -1
         self._stamp = ""
 
@@ -72,13 +70,8 @@ class IdentitySigner:
         outer = self._outer.copy()
         outer.update(inner.digest())
         signature = f"{SIGNATURE}: t={stamp},id={request_id},v1={outer.hexdigest()}"
-        if plan:
-            plan_line = self._plans.get(plan)
-            if plan_line is None:
-                if len(self._plans) >= _CACHE_MAX:
-                    self._plans.clear()
-                plan_line = self._plans[plan] = _line(PLAN, plan) + "\r\n"
-            return f"{key_block}{plan_line}{signature}"
+        if plan:  # a plan id is a UUID's text: nothing in it can break the line
+            return f"{key_block}{PLAN}: {plan}\r\n{signature}"
         return f"{key_block}{signature}"
 
 
@@ -94,8 +87,8 @@ def _key_parts(key: KeyRecord) -> tuple[str, str]:
 
 def _line(field: str, value: str) -> str:
     """One header line; a value that could break out of it is refused when its record
-    is first seen, as `Origin.head` refuses one (names are percent-encoded; ids, plans
-    and scopes never hold line breaks)."""
+    is first seen, as `Origin.head` refuses one (names are percent-encoded and ids are
+    UUIDs, but scopes are any text accounts accepted)."""
     if "\r" in value or "\n" in value:
         raise UpstreamError(f"{field} holds a line break")
     return f"{field}: {value}"
