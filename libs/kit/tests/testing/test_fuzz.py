@@ -3,7 +3,11 @@ not allow), and nothing about one that behaves."""
 
 from __future__ import annotations
 
+import gc
+import sys
 import time
+import weakref
+from types import FrameType
 from typing import Annotated, Any
 
 import schemathesis
@@ -12,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from tollgate.kit.problems import allowed_methods
-from tollgate.kit.testing.fuzz import ALL_CHECKS, fuzz_operations
+from tollgate.kit.testing.fuzz import ALL_CHECKS, _inside_unraisable_callback, fuzz_operations
 
 
 class Item(BaseModel):
@@ -196,3 +200,46 @@ def test_coverage_generation_is_time_bounded() -> None:
     assert time.monotonic() - started < 60
     assert report.notes == ["[coverage] POST /reset: case generation stopped after 5 s"]
     assert not report.failures, report.failures
+
+
+# The budget's alarm never fires where its exception would be lost: inside code the
+# interpreter calls on its own (a weak reference's callback, a collector callback).
+def _verdicts_in(name: str, filename: str, run: Any) -> list[bool]:
+    """Whether each call of `name` in `filename` made while `run()` runs counts as such
+    a callback (what the alarm's handler would decide there)."""
+    seen: list[bool] = []
+
+    def tracer(frame: FrameType, event: str, arg: object) -> None:
+        code = frame.f_code
+        if event == "call" and code.co_name == name and code.co_filename == filename:
+            seen.append(_inside_unraisable_callback(frame))
+
+    sys.settrace(tracer)
+    try:
+        run()
+    finally:
+        sys.settrace(None)
+    return seen
+
+
+def test_a_weak_key_dictionarys_callback_is_one() -> None:
+    class Held:
+        pass
+
+    table: weakref.WeakKeyDictionary[Held, int] = weakref.WeakKeyDictionary()
+    held = [Held()]
+    table[held[0]] = 1
+    assert _verdicts_in("remove", weakref.__file__, held.clear) == [True]
+    assert len(table) == 0
+
+
+def test_a_collector_callback_is_one_and_ordinary_code_is_not() -> None:
+    def gc_callback(phase: str, info: dict[str, int]) -> None:
+        pass
+
+    gc.callbacks.append(gc_callback)
+    try:
+        assert True in _verdicts_in("gc_callback", __file__, gc.collect)
+    finally:
+        gc.callbacks.remove(gc_callback)
+    assert not _inside_unraisable_callback(sys._getframe())

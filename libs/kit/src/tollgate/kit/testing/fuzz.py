@@ -27,10 +27,12 @@ plugin would then load schemathesis into every test run).
 
 from __future__ import annotations
 
+import _weakrefset
 import contextlib
 import signal
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -390,17 +392,24 @@ class _GenerationBudget:
 
     def _expire(self, signum: int, frame: Any) -> None:
         self.expired = True
-        if _inside_gc_callback(frame):
-            # Raised there, the exception would be swallowed by the collector (and reported
-            # as unraisable): try again a moment later, outside it.
+        if _inside_unraisable_callback(frame):
+            # Raised there, the exception would be swallowed by the collector or the
+            # weakref machinery (and reported as unraisable): try again a moment later.
             signal.setitimer(signal.ITIMER_REAL, 0.01)
             return
         raise _OutOfBudget
 
 
-def _inside_gc_callback(frame: Any) -> bool:
+# Code the interpreter calls on its own, where an exception cannot propagate: a `gc`
+# callback, a finaliser, a weak reference's callback (e.g. a WeakKeyDictionary's).
+_UNRAISABLE_NAMES = frozenset({"gc_callback", "__del__"})
+_WEAKREF_FILES = frozenset({weakref.__file__, _weakrefset.__file__})
+
+
+def _inside_unraisable_callback(frame: Any) -> bool:
     while frame is not None:
-        if frame.f_code.co_name == "gc_callback":
+        code = frame.f_code
+        if code.co_name in _UNRAISABLE_NAMES or code.co_filename in _WEAKREF_FILES:
             return True
         frame = frame.f_back
     return False
