@@ -25,7 +25,16 @@ from sqlalchemy.pool import NullPool
 from tollgate.notifier.outbound.fake_twilio import FakeTwilio
 
 from .services import start_all
-from .test_sms_e2e import WebhookSink, balance, customer, make_stack, send_all, texts, wait_for
+from .test_sms_e2e import (
+    Outage,
+    WebhookSink,
+    balance,
+    customer,
+    make_stack,
+    send_all,
+    texts,
+    wait_for,
+)
 
 pytestmark = pytest.mark.system
 
@@ -57,16 +66,19 @@ async def test_kill_9_of_the_notifier_while_sending(
         start_all(stack.all)
         async with sink.running(), customer(stack, sink, credits) as c:
             batch = texts(CRASH_MESSAGES, seed=9)
-            sending = asyncio.create_task(send_all(c, batch, tolerate_errors=True))
+            outage = Outage()
+            sending = asyncio.create_task(send_all(c, batch, outage=outage))
             started = time.monotonic()
             kills = 0
             while kills < CRASH_KILLS and not sending.done():
                 await asyncio.sleep(1.0)
+                outage.down = True
                 stack.notifier.kill9()
                 kills += 1
                 await asyncio.sleep(0.3)
                 # In a thread: the fake provider and the senders live on this loop.
                 await asyncio.to_thread(stack.notifier.start)
+                outage.down, outage.back_at = False, time.monotonic()
             accepted, failed_calls = await sending
             # The queue drains after the last restart; leases of the killed sender expire.
             sql_url = stack.notifier_db

@@ -751,7 +751,7 @@ class Gate:
                 return self._too_large(call)
             log.warning(
                 "upstream call failed",
-                extra={"api_id": api.api_id, "error": type(exc).__name__},
+                extra={"api_id": api.api_id, "error": type(exc).__name__, "detail": str(exc)},
             )
             return self._upstream_failed(call, 502, "The upstream could not be reached.")
         try:

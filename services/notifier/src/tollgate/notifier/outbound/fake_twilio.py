@@ -86,13 +86,13 @@ class FakeTwilio:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def stop(self) -> None:
+        await self._runner.cleanup()  # first: a message sent meanwhile would start a report
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._client.close()
-        await self._runner.cleanup()
 
     @staticmethod
     async def _healthz(_: web.Request) -> web.Response:
