@@ -432,3 +432,61 @@ async def test_a_closed_pool_closes_every_idle_connection() -> None:
         origin.close()
         assert all(connection.closed for connection in idle)
         assert origin._idle == []
+
+
+def trickled(answer: bytes, piece: int) -> Callable[[Server], Handler]:
+    """Answers the first request with `answer`, `piece` bytes a write, each drained."""
+
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_head(reader)
+            for start in range(0, len(answer), piece):
+                writer.write(answer[start : start + piece])
+                await writer.drain()
+                await asyncio.sleep(0)
+            await asyncio.sleep(1)
+
+        return handler
+
+    return make
+
+
+async def read_whole(origin: Origin) -> bytes:
+    return await (await origin.request("GET", "/", [])).read_all()
+
+
+@pytest.mark.parametrize(
+    ("answer", "piece"),
+    [
+        # One field of 2 MB: whole reads of it, one after another.
+        (b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * 2_000_000 + b"\r\ncontent-length: 0\r\n\r\n", 8192),
+        (
+            b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * 2_000_000 + b"\r\ncontent-length: 0\r\n\r\n",
+            10**7,
+        ),
+        # 20,000 short fields, far fewer bytes than the head limit per read.
+        (b"HTTP/1.1 200 OK\r\n" + b"x-a: b\r\n" * 20_000 + b"content-length: 0\r\n\r\n", 10**7),
+        # A trailer section that never ends.
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\nx-t: "
+            + b"t" * 2_000_000,
+            8192,
+        ),
+    ],
+    ids=["one-huge-field-trickled", "one-huge-field-at-once", "many-fields", "endless-trailer"],
+)
+async def test_an_answer_head_past_the_limits_ends_the_exchange(answer: bytes, piece: int) -> None:
+    # Before the limits the gateway kept every byte (2 MB fields, 20,000 pairs) and
+    # handed the head on, or waited on a trailer forever while its memory grew.
+    async with serving(trickled(answer, piece)) as (_server, origin):
+        with pytest.raises(UpstreamError, match=r"too large|too many|not valid"):
+            await read_whole(origin)
+
+
+async def test_many_small_chunks_in_one_read_are_not_a_large_head() -> None:
+    # 30,000 one-byte chunks arrive in a few reads, each mostly framing (5 bytes of
+    # framing per byte of body): every chunk is a boundary, so nothing is refused.
+    chunks = b"1\r\nx\r\n" * 30_000
+    answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    async with serving(trickled(answer, 10**7)) as (_server, origin):
+        assert await read_whole(origin) == b"x" * 30_000

@@ -38,6 +38,11 @@ import httptools
 
 IDLE_S = 60.0  # an idle pooled connection is closed after this
 _HIGH_WATER = 256 * 1024  # body bytes buffered before reading from the upstream pauses
+# An answer's head (or a chunk's framing, or its trailer section) that is still not
+# done after this many bytes ends the exchange, as does a head with more fields: llhttp
+# sets no limit, and httptools joins a long field's pieces into one (time quadratic).
+_MAX_FRAMING = 64 * 1024
+_MAX_FIELDS = 256
 # Sent again after a reused connection closed with no answer (RFC 9110 §9.2.2).
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
@@ -202,6 +207,9 @@ class _Connection(asyncio.Protocol):
         self._response: UpstreamResponse | None = None
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
+        self._moved = False  # a head, chunk or answer began or ended in this read
+        self._body_read = 0  # body bytes in this read
+        self._framing = 0  # bytes that were neither body nor a boundary, reads in a row
 
     # ---------------------------------------------------------------- transport events
 
@@ -210,12 +218,22 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._started = True
+        self._moved = False
+        self._body_read = 0
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade, UpstreamError) as exc:
             # Not HTTP/1.1, an upgrade (never asked for: `Upgrade` is hop-by-hop), or an
             # answer nobody asked for (`on_message_begin`): the connection is done.
             self._broken(UpstreamError(f"the upstream's answer is not valid: {exc!r}"))
+            return
+        if self._moved:
+            self._framing = 0  # what this read held of a head is at most one read
+        else:
+            # A whole read inside one head, chunk line or trailer section.
+            self._framing += len(data) - self._body_read
+            if self._framing > _MAX_FRAMING:
+                self._broken(UpstreamError("the upstream's answer head is too large"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -247,14 +265,18 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if not self._outstanding:
             raise UpstreamError("an answer to no request")  # stray bytes: never parsed
+        self._moved = True
         self._in_head = True
         self._pairs = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._in_head:  # not a chunked body's trailer fields: those are dropped
+            if len(self._pairs) >= _MAX_FIELDS:
+                raise UpstreamError("the upstream's answer has too many header fields")
             self._pairs.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        self._moved = True
         self._in_head = False
         status = self.parser.get_status_code()
         pairs, self._pairs = self._pairs, []
@@ -276,10 +298,18 @@ class _Connection(asyncio.Protocol):
             self._release()
 
     def on_body(self, data: bytes) -> None:
+        self._body_read += len(data)
         if self._response is not None and not self.head_only:
             self._response._feed(data)
 
+    def on_chunk_header(self) -> None:
+        self._moved = True
+
+    def on_chunk_complete(self) -> None:
+        self._moved = True
+
     def on_message_complete(self) -> None:
+        self._moved = True
         if self._interim:
             self._interim = False
             return
