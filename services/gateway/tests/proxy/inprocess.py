@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import http.client
 import socket
+import struct
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -103,14 +105,20 @@ class RecordingPublisher:
         self.events.append((event_type, dict(data)))
 
 
+RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
 @dataclass
 class InProcessGateway:
-    """Gate + upstream on a private loop; `apis(upstream_url)` builds the API records."""
+    """Gate + upstream on a private loop; `apis(upstream_url)` builds the API records.
+    `raw_upstream`: the upstream is that handler on a raw socket (it writes the answer
+    byte for byte) instead of the recording one."""
 
     apis: Callable[[str], Iterable[ApiUpserted]]
     keys: Iterable[KeyUpserted]
     settings: dict[str, Any] = field(default_factory=dict)
     resolve: Any = None
+    raw_upstream: RawHandler | None = None
     seen: list[Seen] = field(default_factory=list)
     publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
     port: int = 0
@@ -132,6 +140,11 @@ class InProcessGateway:
         site = web.TCPSite(self._upstream, "127.0.0.1", 0)
         await site.start()
         up_port = self._upstream.addresses[0][1]
+        self._raw: asyncio.Server | None = None
+        self._raw_writers: list[asyncio.StreamWriter] = []
+        if self.raw_upstream is not None:
+            self._raw = await asyncio.start_server(self._serve_raw, "127.0.0.1", 0)
+            up_port = self._raw.sockets[0].getsockname()[1]
         self.upstream_url = f"http://127.0.0.1:{up_port}"
         settings = Settings(
             key_pepper=PEPPER,
@@ -174,10 +187,38 @@ class InProcessGateway:
             data = response.read()
             return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
 
+    async def _serve_raw(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self.raw_upstream is not None
+        self._raw_writers.append(writer)
+        try:
+            await self.raw_upstream(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the gateway ended the connection: part of what is tested
+        finally:
+            writer.close()
+
+    def raw(self, data: bytes, *, abort_after_s: float | None = None) -> bytes:
+        """Send `data` as it is and read until the gateway closes; with `abort_after_s`,
+        reset the connection that long after sending instead, reading nothing."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall(data)
+            if abort_after_s is not None:
+                time.sleep(abort_after_s)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return b""
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            return received
+
     def close(self) -> None:
         async def stop() -> None:
             await self._runner.cleanup()
             await self._upstream.cleanup()
+            if self._raw is not None:
+                self._raw.close()
+                for writer in self._raw_writers:  # handlers still waiting on a connection
+                    writer.close()
             await self.upstreams.close()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)

@@ -112,6 +112,9 @@ _TITLES = {
 WWW_AUTHENTICATE = 'ApiKey realm="tollgate", Bearer realm="tollgate"'
 
 
+CLIENT_CLOSED = 499  # nginx's status for a request its client abandoned
+
+
 class _BodyTooLarge(Exception):
     pass
 
@@ -334,6 +337,8 @@ class Gate:
                 return self._too_large(call)
             except TimeoutError:
                 return self._body_stalled(call, [0, 1])
+            except ConnectionError:
+                return self._client_gone(call, [0, 0])
         if settings.validate_requests and contract is not None:
             if operation is None:
                 violations = [
@@ -700,16 +705,19 @@ class Gate:
             if not body and not request.body_exists:
                 body = None
         elif request.body_exists:
-            if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
-                # Admitted: now ask for the body (rejections never made the client send it).
-                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            if declared is not None and declared <= _BUFFER_LIMIT:
-                try:
+            try:
+                if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+                    # Admitted: now ask for the body (rejections never made the client
+                    # send it).
+                    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                if declared is not None and declared <= _BUFFER_LIMIT:
                     body = await self._small_body(request)
-                except TimeoutError:
-                    return self._body_stalled(call, received)
-                received[0] = len(body)
-            else:
+                    received[0] = len(body)
+            except TimeoutError:
+                return self._body_stalled(call, received)
+            except ConnectionError:
+                return self._client_gone(call, received)
+            if body is None:
                 stream = self._capped_body(request, received)
                 length = declared
         upstream_started = time.perf_counter()
@@ -749,11 +757,9 @@ class Gate:
                 return self._body_stalled(call, received)
             if received[0] > self._max_body:
                 return self._too_large(call)
-            log.warning(
-                "upstream call failed",
-                extra={"api_id": api.api_id, "error": type(exc).__name__, "detail": str(exc)},
-            )
-            return self._upstream_failed(call, 502, "The upstream could not be reached.")
+            return self._upstream_broke(call, exc)
+        except ConnectionError:  # the client left while its body was being sent on
+            return self._client_gone(call, received)
         try:
             return await self._relay(call, request, upstream, verdict, received, upstream_started)
         finally:
@@ -769,6 +775,25 @@ class Gate:
                 slug=TOO_LARGE_SLUG,
             ),
         )
+
+    def _upstream_broke(self, call: _Call, exc: Exception) -> web.Response:
+        """502 (504 when it went silent): the upstream failed the exchange."""
+        api = call.api
+        assert api is not None
+        log.warning(
+            "upstream call failed",
+            extra={"api_id": api.api_id, "error": type(exc).__name__, "detail": str(exc)},
+        )
+        if isinstance(exc, TimeoutError):
+            return self._upstream_failed(call, 504, "The upstream did not answer in time.")
+        return self._upstream_failed(call, 502, "The upstream could not be reached.")
+
+    def _client_gone(self, call: _Call, received: list[int]) -> web.Response:
+        """The client closed its connection before its body was all read: recorded as
+        completed with 499 (nginx's "client closed request"), free; nobody reads the
+        answer."""
+        self._completed(call, CLIENT_CLOSED, received[0], 0, 0.0, free=True)
+        return web.Response(status=CLIENT_CLOSED)
 
     def _body_stalled(self, call: _Call, received: list[int]) -> web.Response:
         """408: the client stopped sending its body. Recorded as completed, free."""
@@ -853,7 +878,10 @@ class Gate:
             or status in (204, 304)
             or (length is not None and length <= _BUFFER_LIMIT)
         ):
-            data = await upstream.read_all()
+            try:
+                data = await upstream.read_all()
+            except UpstreamError as exc:  # cut short, or silent: nothing was sent yet
+                return self._upstream_broke(call, exc)
             upstream_waited = time.perf_counter() - upstream_started
             if call.check is not None:
                 call.drift = call.check.response_violations(
@@ -871,15 +899,15 @@ class Gate:
         response = web.StreamResponse(status=status, headers=headers)
         if length is not None:
             response.content_length = length
-        else:
-            response.enable_chunked_encoding()
-        await response.prepare(request)
+        # Without a length aiohttp chunks the answer, or, to an HTTP/1.0 client (which
+        # knows no chunks), ends it by closing the connection.
         # The event is journaled before the client can see the answer complete: before
         # the last announced byte, or before the final chunk. An answer cut short is
         # recorded with what was sent.
         sent = 0
         recorded = False
         try:
+            await response.prepare(request)
             while (piece := await upstream.read_chunk()) is not None:
                 if length is not None and sent + len(piece) >= length and not recorded:
                     self._completed(call, status, received[0], sent + len(piece), upstream_waited)

@@ -247,9 +247,9 @@ class _Connection(asyncio.Protocol):
             head.set_exception(error("the upstream closed the connection without an answer"))
         response = self._response
         if response is not None and not response._done:
-            if _until_close(response):
+            if exc is None and _until_close(response):
                 response._finish()  # a body framed by the end of the connection
-            else:
+            else:  # cut short (a reset is no end of a body framed by the close either)
                 response._finish(UpstreamError("the upstream closed the connection mid-body"))
 
     def pause_writing(self) -> None:
@@ -444,10 +444,11 @@ def _until_close(response: UpstreamResponse) -> bool:
     """True when the body has no length and is not chunked last: it ends with the
     connection (RFC 9112 §6.3)."""
     headers = response.headers
-    coding = headers.get("transfer-encoding")
-    if coding is None:
+    if "transfer-encoding" not in headers:
         return "content-length" not in headers
-    return not coding.rstrip().lower().endswith("chunked")
+    # The last coding of all the fields together frames the body, as llhttp reads it.
+    codings = ",".join(v for n, v in headers.items() if n == "transfer-encoding")
+    return not codings.rstrip().lower().endswith("chunked")
 
 
 def _answered(head: asyncio.Future[UpstreamResponse]) -> bool:
