@@ -5,9 +5,11 @@ publisher encodes it and copies it here into a shared memory map of the journal 
 (no syscall, no fsync): from then on it is in the kernel's page cache and survives
 the death of the process (not of the machine). Each file's blocks are allocated when
 it is opened (`posix_fallocate`), so a full disk is an error at that point, never a
-`SIGBUS` on the request path. Events settle (acknowledged by Kafka, or written to the
-spool) in the order they were queued, so one watermark says which are safe: after
-each settled batch a `S<sequence>` line is appended. Event lines are
+`SIGBUS` on the request path: a rotation that fails keeps the current file (it has
+room for as much again) and is tried at the next event; an event the disk refuses
+is an `OSError` for the publisher, which still queues it. Events settle (acknowledged
+by Kafka, or written to the spool) in the order they were queued, so one watermark
+says which are safe: after each settled batch a `S<sequence>` line is appended. Event lines are
 `<sequence><TAB><key><TAB><value><TAB><traceparent>`. Files are `<first
 sequence>.wal` in the spool directory, rotated once `ROTATE_BYTES` are written
 (trimmed to what was written); a closed file is deleted once the watermark passes
@@ -39,29 +41,31 @@ class Journal:
 
     def __init__(self, directory: Path, first_seq: int) -> None:
         self.directory = directory
-        self._fd = -1
         self._map: mmap.mmap | None = None
-        self._pos = 0  # bytes written to the open file
         self._closed: list[tuple[int, Path]] = []  # (last sequence, path) of rotated files
-        self._open(first_seq)
+        self._path, self._fd, self._map = self._open(first_seq)
+        self._pos = 0  # bytes written to the open file
 
-    def _open(self, seq: int) -> None:
-        self._path = self.directory / f"{seq:020d}.wal"
-        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        self._pos = 0
-        # Twice the rotation size: the line that crosses `ROTATE_BYTES` always fits.
-        self._map = self._mapped(2 * ROTATE_BYTES)
-
-    def _mapped(self, size: int) -> mmap.mmap:
-        os.posix_fallocate(self._fd, 0, size)
-        return mmap.mmap(self._fd, size)
+    def _open(self, seq: int) -> tuple[Path, int, mmap.mmap]:
+        """A new journal file, its blocks allocated; a full disk raises `OSError` and
+        leaves nothing behind."""
+        path = self.directory / f"{seq:020d}.wal"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            # Twice the rotation size: the line that crosses `ROTATE_BYTES` always fits.
+            return path, fd, _mapped(fd, 2 * ROTATE_BYTES)
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
 
     def _put(self, data: bytes) -> None:
         assert self._map is not None
         end = self._pos + len(data)
-        if end > len(self._map):  # one line larger than `ROTATE_BYTES`
+        if end > len(self._map):  # a line longer than the room left
+            bigger = _mapped(self._fd, end)  # a full disk raises here, the old map kept
             self._map.close()
-            self._map = self._mapped(end)
+            self._map = bigger
         self._map[self._pos : end] = data
         self._pos = end
 
@@ -75,12 +79,18 @@ class Journal:
             self._fd = -1
 
     def append(self, seq: int, record: Record) -> None:
-        """Journal one event (before its answer is sent)."""
+        """Journal one event (before its answer is sent); `OSError` when the disk
+        refuses it (the journal stays usable)."""
         self._put(b"%d\t" % seq + line_of(record))
         if self._pos >= ROTATE_BYTES:
+            try:
+                opened = self._open(seq + 1)
+            except OSError:
+                return  # the current file goes on (room for as much again); next time
             self._close_file()
             self._closed.append((seq, self._path))
-            self._open(seq + 1)
+            self._path, self._fd, self._map = opened
+            self._pos = 0
 
     def settled(self, upto: int) -> None:
         """Every event up to sequence `upto` is acknowledged or spooled."""
@@ -117,3 +127,8 @@ class Journal:
                     value, _, traceparent = rest.partition(b"\t")
                     events.append((int(seq), (key or None, value, traceparent or None)))
         return paths, [record for seq, record in events if seq > watermark]
+
+
+def _mapped(fd: int, size: int) -> mmap.mmap:
+    os.posix_fallocate(fd, 0, size)
+    return mmap.mmap(fd, size)

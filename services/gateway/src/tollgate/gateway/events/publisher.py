@@ -58,6 +58,11 @@ DEDUPLICATED = Counter(
     "Spooled events skipped on drain because the broker already had them",
 )
 SPOOL_BYTES = Gauge("tollgate_gateway_spool_bytes", "Bytes waiting in the event spool")
+UNJOURNALED = Counter(
+    "tollgate_gateway_events_unjournaled_total",
+    "Request events queued without their journal copy (the disk refused it): lost if the "
+    "process dies before they are produced or spooled",
+)
 
 COMPLETED = RequestCompleted.event_type
 REJECTED = RequestRejected.event_type
@@ -109,6 +114,7 @@ class EventPublisher:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._inflight: tuple[int, list[Record]] | None = None
+        self._journal_refused = False  # logged once; `UNJOURNALED` counts every one
         SPOOL_BYTES.set(self._spool.size)
 
     # ------------------------------------------------------------------ request path
@@ -125,7 +131,13 @@ class EventPublisher:
             self._encode(event_type, data),
             traceparent.encode(),
         )
-        self._journal.append(self._seq, record)
+        try:
+            self._journal.append(self._seq, record)
+        except OSError as exc:  # a full or failing disk: sent all the same, only not
+            UNJOURNALED.inc()  # safe from a kill -9 until then
+            if not self._journal_refused:
+                self._journal_refused = True
+                log.error("the event journal refused an event", extra={"error": str(exc)})
         self._queue.append((self._seq, record))
         if len(self._queue) >= self._settings.events_batch_size:
             self._wake.set()
@@ -158,12 +170,21 @@ class EventPublisher:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
-        if self._inflight is not None:  # cancelled while a batch was unacknowledged
-            first, records = self._inflight
-            _path, refused = self._spool.write_doubtful(first, records)
-            self._count_spooled(len(records) - refused, refused)
-        self._spill_queue()  # whatever is left goes to disk, never nowhere
-        self._journal.close(remove=True)  # everything is on the topic or in the spool
+        try:
+            if self._inflight is not None:  # cancelled while a batch was unacknowledged
+                first, records = self._inflight
+                _path, refused = self._spool.write_doubtful(first, records)
+                self._count_spooled(len(records) - refused, refused)
+            self._spill_queue()  # whatever is left goes to disk, never nowhere
+        except OSError as exc:
+            log.error(
+                "could not spool the queued request events; the journal keeps them for "
+                "the next start",
+                extra={"error": str(exc), "events": len(self._queue)},
+            )
+            self._journal.close(remove=False)
+        else:
+            self._journal.close(remove=True)  # everything is on the topic or in the spool
         self._spool.close()
         self._save_acked(force=True)
         if self._producer is not None:
@@ -183,31 +204,52 @@ class EventPublisher:
     async def _run(self) -> None:
         linger = self._settings.events_linger_ms / 1000
         while True:
-            if not self._queue and not self._degraded:
-                if self._closing:
+            try:
+                if await self._step(linger):
                     return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), linger)
-                self._wake.clear()
-                continue
-            if self._degraded:
-                self._spill_queue()
-                if await self._drain_spool():
-                    self._degraded = False
-                    log.info("event spool drained; producing directly again")
-                    continue
+            except Exception as exc:
+                # A disk that refuses the spool (full, failing): a batch taken from the
+                # queue goes back to its front, and the sender tries again; the journal
+                # still holds every event not settled.
+                log.error("the event sender failed; retrying", extra={"error": repr(exc)})
+                if self._inflight is not None:
+                    first, records = self._inflight
+                    self._inflight = None
+                    self._queue.extendleft(
+                        reversed([(first + i, record) for i, record in enumerate(records)])
+                    )
                 if self._closing:
                     return
                 await asyncio.sleep(0.5)
-                continue
-            if not self._closing and len(self._queue) < self._settings.events_batch_size:
-                # Let a batch fill for at most one linger period.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), linger)
-                self._wake.clear()
-            batch = self._take_batch()
-            if batch:
-                await self._send_live(batch)
+
+    async def _step(self, linger: float) -> bool:
+        """One turn of the sender; True once it is closing and has nothing left to do."""
+        if not self._queue and not self._degraded:
+            if self._closing:
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), linger)
+            self._wake.clear()
+            return False
+        if self._degraded:
+            self._spill_queue()
+            if await self._drain_spool():
+                self._degraded = False
+                log.info("event spool drained; producing directly again")
+                return False
+            if self._closing:
+                return True
+            await asyncio.sleep(0.5)
+            return False
+        if not self._closing and len(self._queue) < self._settings.events_batch_size:
+            # Let a batch fill for at most one linger period.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), linger)
+            self._wake.clear()
+        batch = self._take_batch()
+        if batch:
+            await self._send_live(batch)
+        return False
 
     def _take_batch(self) -> list[tuple[int, Record]]:
         size = min(len(self._queue), self._settings.events_batch_size)
@@ -316,8 +358,8 @@ class EventPublisher:
         first = self._queue[0][0]
         last = self._queue[-1][0]
         records = [record for _seq, record in self._queue]
+        refused = self._spool.append(first, records)  # a disk error keeps the queue
         self._queue.clear()
-        refused = self._spool.append(first, records)
         self._count_spooled(len(records) - refused, refused)
         self._journal.settled(last)
 
