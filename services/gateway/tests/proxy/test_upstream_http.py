@@ -490,13 +490,12 @@ async def test_many_small_chunks_in_one_read_are_not_a_large_head() -> None:
     # framing per byte of body): every chunk is a boundary, so nothing is refused.
     chunks = b"1\r\nx\r\n" * 30_000
     answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
-    async with serving(trickled(answer, 10**7)) as (_server, origin):
+    async with serving(one_answer_per_connection([answer])) as (_server, origin):
         assert await read_whole(origin) == b"x" * 30_000
 
 
-def answer_then(answer: bytes, end: str) -> Callable[[Server], Handler]:
-    """Answers the first request with `answer`, then ends the connection: "reset" (a
-    TCP RST) or "close"."""
+def answer_then_reset(answer: bytes) -> Callable[[Server], Handler]:
+    """Answers the first request with `answer`, then resets the connection (TCP RST)."""
 
     def make(server: Server) -> Handler:
         async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -504,10 +503,9 @@ def answer_then(answer: bytes, end: str) -> Callable[[Server], Handler]:
             writer.write(answer)
             await writer.drain()
             await asyncio.sleep(0.1)
-            if end == "reset":
-                sock = writer.get_extra_info("socket")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                writer.transport.abort()
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
 
         return handler
 
@@ -515,26 +513,31 @@ def answer_then(answer: bytes, end: str) -> Callable[[Server], Handler]:
 
 
 @pytest.mark.parametrize(
-    ("answer", "end"),
+    "make",
     [
         # A body framed by the connection's end, cut by a reset: not its end.
-        (b"HTTP/1.1 200 OK\r\n\r\npartial-", "reset"),
-        # Chunked by the last of two fields (llhttp's reading), cut after one chunk.
-        (
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n"
-            b"5\r\nhello\r\n",
-            "close",
+        answer_then_reset(b"HTTP/1.1 200 OK\r\n\r\npartial-"),
+        # Chunked by the last of two fields (llhttp's reading), cut by a close after one
+        # chunk.
+        one_answer_per_connection(
+            [
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked"
+                b"\r\n\r\n5\r\nhello\r\n"
+            ]
         ),
     ],
     ids=["until-close-reset", "chunked-in-the-second-field"],
 )
-async def test_a_body_cut_short_is_an_error_not_a_complete_answer(answer: bytes, end: str) -> None:
+async def test_a_body_cut_short_is_an_error_not_a_complete_answer(
+    make: Callable[[Server], Handler],
+) -> None:
     # Before: both were read as complete bodies ("partial-", "hello").
-    async with serving(answer_then(answer, end)) as (_server, origin):
+    async with serving(make) as (_server, origin):
         with pytest.raises(UpstreamError, match="mid-body"):
             await read_whole(origin)
 
 
 async def test_a_body_framed_by_a_clean_close_is_complete() -> None:
-    async with serving(answer_then(b"HTTP/1.1 200 OK\r\n\r\nall of it", "close")) as (_s, origin):
+    answer = b"HTTP/1.1 200 OK\r\n\r\nall of it"
+    async with serving(one_answer_per_connection([answer])) as (_server, origin):
         assert await read_whole(origin) == b"all of it"

@@ -113,7 +113,7 @@ class EventPublisher:
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._inflight: tuple[int, list[Record]] | None = None
+        self._inflight: list[tuple[int, Record]] | None = None  # the batch being sent
         self._journal_refused = False  # logged once; `UNJOURNALED` counts every one
         SPOOL_BYTES.set(self._spool.size)
 
@@ -172,8 +172,8 @@ class EventPublisher:
                     await self._task
         try:
             if self._inflight is not None:  # cancelled while a batch was unacknowledged
-                first, records = self._inflight
-                _path, refused = self._spool.write_doubtful(first, records)
+                records = [record for _seq, record in self._inflight]
+                _path, refused = self._spool.write_doubtful(self._inflight[0][0], records)
                 self._count_spooled(len(records) - refused, refused)
             self._spill_queue()  # whatever is left goes to disk, never nowhere
         except OSError as exc:
@@ -213,11 +213,8 @@ class EventPublisher:
                 # still holds every event not settled.
                 log.error("the event sender failed; retrying", extra={"error": repr(exc)})
                 if self._inflight is not None:
-                    first, records = self._inflight
+                    self._queue.extendleft(reversed(self._inflight))
                     self._inflight = None
-                    self._queue.extendleft(
-                        reversed([(first + i, record) for i, record in enumerate(records)])
-                    )
                 if self._closing:
                     return
                 await asyncio.sleep(0.5)
@@ -272,7 +269,7 @@ class EventPublisher:
     async def _send_live(self, batch: list[tuple[int, Record]]) -> None:
         records = [record for _seq, record in batch]
         last = batch[-1][0]
-        self._inflight = (batch[0][0], records)
+        self._inflight = batch
         sending = asyncio.create_task(self._produce(records))
         spill_after = self._settings.events_spill_after_ms / 1000
         done, _ = await asyncio.wait({sending}, timeout=spill_after)
