@@ -77,7 +77,9 @@ async def test_a_disk_error_while_spooling_stops_nothing_and_loses_nothing(
     async def answers() -> bool:
         return broker_up
 
-    async def not_on_topic(records: list[tuple[bytes | None, bytes, bytes | None]]) -> list:
+    async def not_on_topic(
+        records: list[tuple[bytes | None, bytes, bytes | None]], _acked: dict
+    ) -> list:
         on_topic = {orjson.loads(value)["id"] for value in produced}
         return [r for r in records if orjson.loads(r[1])["id"] not in on_topic]
 
@@ -127,3 +129,30 @@ async def test_a_journal_that_cannot_rotate_still_takes_and_keeps_every_event(
         f"req-{n}" for n in range(200)
     ]
     await publisher.close()  # never started: the queue goes to the spool
+
+
+async def test_a_drain_cut_short_by_shutdown_leaves_its_segment_to_be_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: the segment stayed plain, so the next start resent all of it, those
+    # events the broker had taken before the shutdown included (duplicates).
+    publisher = EventPublisher(Settings(spool_dir=tmp_path))
+    for n in range(10):
+        event(publisher, n)
+    publisher._spill_queue()
+    publisher._spool.close_segment()
+    sent = asyncio.Event()
+
+    async def produce_then_hang(records: list[tuple[bytes | None, bytes, bytes | None]]) -> None:
+        sent.set()  # part of the segment may be on the broker from here on
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(publisher, "_produce", produce_then_hang)
+    [segment] = publisher._spool.segments()
+    draining = asyncio.create_task(publisher._drain_segment(segment))
+    await sent.wait()
+    draining.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await draining
+    assert [path.name.split(".", 1)[1] for path in publisher._spool.segments()] == ["doubt.seg"]
+    await publisher.close()

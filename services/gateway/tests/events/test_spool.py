@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,14 @@ def test_two_gateways_cannot_share_a_spool(tmp_path: Path) -> None:
     with pytest.raises(SpoolLocked):
         Spool(tmp_path, max_bytes=1 << 20)
     first.close()
+
+
+def test_a_starting_gateway_waits_for_a_process_taking_its_spool_over(tmp_path: Path) -> None:
+    # A running worker holds a stopped worker's spool while it moves the segments out;
+    # the slot's restarted worker waits for it instead of failing to start.
+    adopter = Spool(tmp_path, max_bytes=1 << 20)
+    threading.Timer(0.3, adopter.close).start()
+    started = time.monotonic()
+    restarted = Spool(tmp_path, max_bytes=1 << 20, wait_s=5)
+    assert 0.25 < time.monotonic() - started < 5
+    restarted.close()

@@ -11,6 +11,9 @@ The supervisor holds no socket and serves nothing; it never touches the request 
 
 - a worker that dies is started again in the same slot (its successor recovers the
   slot's journal and drains its spool); the others keep serving meanwhile;
+- a spool no running worker holds (an older generation's, left by a reload while the
+  broker was away; a slot no longer used after `workers` was lowered) is taken over
+  by a running worker within `_ADOPT_EVERY_S` (see `events.publisher`);
 - SIGHUP: graceful reload. A new generation is started in free slots; once every new
   worker reports ready (state replayed, through a pipe), the old ones get SIGTERM and
   drain like a single gateway does (readiness 503, in-flight requests finish, events

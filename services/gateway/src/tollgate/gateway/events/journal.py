@@ -17,8 +17,9 @@ its last event.
 
 After a crash, `recover` returns the events past the last watermark: queued, in
 flight, or acknowledged a moment before the crash. The publisher spools them as
-*doubtful* (checked against the topic from the last persisted acknowledged offsets,
-which precede all of them, before they are sent), so nothing is lost or doubled.
+*doubtful* (checked against the topic before they are sent, see `publisher`), so
+nothing is lost or doubled. A process that holds no lock on its directory any more
+(killed, its slot not restarted) has its journal recovered by a running one.
 The unwritten rest of the crashed process's file is zeros, read like a torn tail.
 
 Cost on the request path: one copy into the map per event (see the README).

@@ -13,8 +13,13 @@ broker is away.
 A failed batch may have reached the broker anyway (the request was written, the
 answer never came). Without an idempotent producer a resend would duplicate it, so
 such a batch is spooled as *doubtful*; before draining it the publisher reads the
-request topic from the last offsets it knows were acknowledged (persisted in
-`acked.json`) and skips the events already there.
+request topic and skips the events already there. It reads each partition from the
+later of two offsets that no event of the batch can precede: the last offset it knows
+was acknowledged (persisted in `acked.json`), and the first record stamped at most a
+minute before the batch's oldest event (Kafka's offsets-for-times), so the check reads
+what arrived since the batch, never the whole topic, even for a worker with no
+acknowledged offsets yet. It ends when the read reaches each partition's end and fails
+only when the broker stops answering for `_CHECK_STALL_S`, however long the read.
 
 `kill -9`: every event is journaled (`journal`) before its answer is sent, so the
 next start spools what was queued or in flight (as doubtful, checked against the
@@ -43,7 +48,7 @@ from tollgate.contracts import topics
 from tollgate.contracts.events.gateway import RequestCompleted, RequestRejected
 from tollgate.gateway.config import Settings
 from tollgate.gateway.events.journal import Journal
-from tollgate.gateway.events.spool import Record, Spool
+from tollgate.gateway.events.spool import DOUBTFUL, FOREIGN_DOUBTFUL, Record, Spool, SpoolLocked
 from tollgate.kit.kafka import make_producer, topic_name
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,10 @@ DEDUPLICATED = Counter(
     "tollgate_gateway_events_deduplicated_total",
     "Spooled events skipped on drain because the broker already had them",
 )
+CHECK_READ = Counter(
+    "tollgate_gateway_doubt_check_records_read_total",
+    "Records of the request topic read to check doubtful events before resending them",
+)
 SPOOL_BYTES = Gauge("tollgate_gateway_spool_bytes", "Bytes waiting in the event spool")
 UNJOURNALED = Counter(
     "tollgate_gateway_events_unjournaled_total",
@@ -69,6 +78,10 @@ REJECTED = RequestRejected.event_type
 _CONTENT_TYPE = ("content-type", b"application/cloudevents+json")
 _PROBE_TIMEOUT_S = 2.0
 _SETTLE_S = 1.0
+_CHECK_STALL_S = 30.0  # a doubtful check that reads nothing new this long is retried
+_CLOCK_MARGIN_MS = 60_000  # record timestamps vs event times: same clock, small steps
+_ADOPT_EVERY_S = 10.0  # how often a running process looks for spools nobody holds
+_LOCK_WAIT_S = 10.0  # a process taking this spool over holds its lock for a moment
 
 
 class CachedPartitioner:
@@ -103,11 +116,17 @@ class EventPublisher:
         self._queue: deque[tuple[int, Record]] = deque()  # (sequence, encoded record)
         self._seq = time.time_ns()
         self._wake = asyncio.Event()
-        self._spool = Spool(settings.spool_path, settings.spool_max_bytes)
-        self._recover_journal()
+        self._spool = Spool(settings.spool_path, settings.spool_max_bytes, wait_s=_LOCK_WAIT_S)
+        self._recover_journal(self._spool)
         self._journal = Journal(settings.spool_path, self._seq + 1)
         self._acked_path = settings.spool_path / "acked.json"
-        self._acked: dict[int, int] = self._load_acked()
+        self._acked: dict[int, int] = _load_acked(self._acked_path, self._topic)
+        # The doubtful segments a predecessor left are checked from its last acknowledged
+        # offsets, not ours: draining the first of them moves ours past the others.
+        self._inherited = {p.name for p in self._spool.segments() if p.name.endswith(DOUBTFUL)}
+        self._inherited_acked = dict(self._acked)
+        self._next_adoption = 0.0
+        self._adopting: asyncio.Future[None] | None = None
         self._acked_saved = 0.0
         self._degraded = not self._spool.empty
         self._producer: AIOKafkaProducer | None = None
@@ -170,6 +189,8 @@ class EventPublisher:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
+        if self._adopting is not None:  # a spool being taken over, in a thread
+            await asyncio.wait({self._adopting})
         try:
             if self._inflight is not None:  # cancelled while a batch was unacknowledged
                 records = [record for _seq, record in self._inflight]
@@ -221,6 +242,14 @@ class EventPublisher:
 
     async def _step(self, linger: float) -> bool:
         """One turn of the sender; True once it is closing and has nothing left to do."""
+        if not self._degraded and not self._closing and time.monotonic() >= self._next_adoption:
+            self._next_adoption = time.monotonic() + _ADOPT_EVERY_S
+            orphans = self._lock_orphans()
+            if orphans:
+                # File work, off the loop; `close()` waits for it (a thread goes on).
+                self._adopting = asyncio.ensure_future(asyncio.to_thread(self._adopt, orphans))
+                await asyncio.shield(self._adopting)
+                self._adopting = None
         if not self._queue and not self._degraded:
             if self._closing:
                 return True
@@ -343,9 +372,9 @@ class EventPublisher:
                 sent.append((await producer.send_batch(batch, topic, partition=partition), count))
         results = await asyncio.gather(*(future for future, _count in sent))
         for meta, (_future, count) in zip(results, sent, strict=True):
-            end = meta.offset + count  # the batch's base offset + its records
-            if end > self._acked.get(meta.partition, -1):
-                self._acked[meta.partition] = end
+            # The batch's base offset + its records: our batches are sequential, so
+            # the latest is the highest, unless the log was reset (then it is lower).
+            self._acked[meta.partition] = meta.offset + count
         PRODUCED.inc(len(records))
         self._save_acked()
 
@@ -360,21 +389,21 @@ class EventPublisher:
         self._count_spooled(len(records) - refused, refused)
         self._journal.settled(last)
 
-    def _recover_journal(self) -> None:
-        """Spool, as doubtful, the events a killed predecessor journaled but had not
-        settled; those its spool already holds are skipped."""
-        paths, records = Journal.recover(self._settings.spool_path)
+    def _recover_journal(self, spool: Spool) -> None:
+        """Spool, as doubtful, the events a killed process journaled in `spool`'s
+        directory but had not settled; those the spool already holds are skipped."""
+        paths, records = Journal.recover(spool.directory)
         if records:
             spooled: set[bytes] = set()
             firsts = [self._seq]
-            for path in self._spool.segments():
+            for path in spool.segments():
                 firsts.append(int(path.name[:20]))
                 spooled.update(_event_id(value) for _key, value, _tp in Spool.read(path))
             missing = [r for r in records if _event_id(r[1]) not in spooled]
             if missing:
                 # Named to drain first, while the persisted acknowledged offsets still
                 # precede anything the dead process may have produced of them.
-                _path, refused = self._spool.write_doubtful(min(firsts) - 1, missing)
+                _path, refused = spool.write_doubtful(min(firsts) - 1, missing)
                 self._count_spooled(len(missing) - refused, refused)
             log.warning(
                 "events journaled before a crash are spooled to be checked and sent",
@@ -382,6 +411,57 @@ class EventPublisher:
             )
         for path in paths:
             path.unlink()
+
+    def _lock_orphans(self) -> list[Spool]:
+        """The spools of this gateway's processes that are gone, locked: an older
+        generation's workers (after a reload while the broker was away), a slot no
+        longer used, a gateway that ran without workers. A running process holds its
+        own, so this costs a few globs and failed `flock`s when there is none."""
+        root = self._settings.spool_dir
+        assert root is not None
+        own = self._settings.spool_path
+        found: list[Spool] = []
+        for directory in (root, *sorted(root.glob("worker-*"))):
+            if directory == own or not (
+                any(directory.glob("*.seg")) or any(directory.glob("*.wal"))
+            ):
+                continue
+            with contextlib.suppress(SpoolLocked, OSError):  # a running process's
+                found.append(Spool(directory, self._settings.spool_max_bytes))
+        return found
+
+    def _adopt(self, orphans: list[Spool]) -> None:
+        """Recover each orphan spool like our own (its journal) and move its segments
+        into ours, oldest first, as many as fit in half of `spool_max_bytes` (the other
+        half stays for our own events, should the broker go away meanwhile): the rest
+        is taken on later turns. Then let go of it."""
+        room = self._spool.max_bytes // 2 - self._spool.size
+        for orphan in orphans:
+            try:
+                self._recover_journal(orphan)
+                fitting: list[Path] = []
+                for path in orphan.segments():
+                    size = path.stat().st_size
+                    if size > room and (fitting or self._spool.size):
+                        break  # (one segment is always taken into an empty spool)
+                    fitting.append(path)
+                    room -= size
+                moved = self._spool.adopt(fitting)
+            except OSError as exc:
+                log.error(
+                    "cannot take over a stopped gateway process's spool",
+                    extra={"spool": str(orphan.directory), "error": str(exc)},
+                )
+                continue
+            finally:
+                orphan.close()
+            if moved:
+                self._degraded = True  # drained by the spool's usual path
+                SPOOL_BYTES.set(self._spool.size)
+                log.warning(
+                    "took over the spool of a stopped gateway process",
+                    extra={"spool": str(orphan.directory), "segments": moved},
+                )
 
     def _count_spooled(self, spooled: int, dropped: int) -> None:
         SPOOLED.inc(spooled)
@@ -421,11 +501,16 @@ class EventPublisher:
 
     async def _drain_segment(self, path: Path) -> bool:
         records = Spool.read(path)
-        doubtful = path.name.endswith(".doubt.seg")
+        doubtful = path.name.endswith(DOUBTFUL)
         if doubtful:
             await asyncio.sleep(_SETTLE_S)  # let requests the broker still holds land
+            acked = self._acked
+            if path.name.endswith(FOREIGN_DOUBTFUL):
+                acked = {}  # our acknowledged offsets bound only our own batches
+            elif path.name in self._inherited:
+                acked = self._inherited_acked
             try:
-                records = await self._not_yet_on_topic(records)
+                records = await self._not_yet_on_topic(records, acked)
             except Exception as exc:
                 log.warning("cannot check doubtful events yet", extra={"error": repr(exc)})
                 return False
@@ -434,19 +519,26 @@ class EventPublisher:
                 await asyncio.wait_for(
                     self._produce(records), self._settings.events_spill_after_ms / 1000 * 5
                 )
+        except asyncio.CancelledError:  # a shutdown past its grace, mid-send
+            if not doubtful:
+                self._spool.mark_doubtful(path)
+            raise
         except Exception as exc:
             log.warning("spool drain interrupted", extra={"error": type(exc).__name__})
             if not doubtful:
                 self._spool.mark_doubtful(path)
             return False
         self._spool.remove(path)
+        self._inherited.discard(path.name)
         SPOOL_BYTES.set(self._spool.size)
         log.info("spool segment drained", extra={"events": len(records)})
         return True
 
-    async def _not_yet_on_topic(self, records: list[Record]) -> list[Record]:
-        """The doubtful records whose event id is not on the topic yet."""
-        wanted = {orjson.loads(record[1])["id"]: record for record in records}
+    async def _not_yet_on_topic(self, records: list[Record], acked: dict[int, int]) -> list[Record]:
+        """The doubtful records whose event id is not on the topic yet; `acked`: the
+        offsets after the last batch acknowledged before these were sent."""
+        wanted = {_event_id(record[1]): record for record in records}
+        since_ms = max(min(_event_ms(record[1]) for record in records) - _CLOCK_MARGIN_MS, 0)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap_servers,
             client_id=f"tollgate-gateway-dedup-{self._settings.instance_id}",
@@ -467,22 +559,21 @@ class EventPublisher:
                     for p in sorted(consumer.partitions_for_topic(self._topic) or ())
                 ]
             consumer.assign(partitions)
+            starts = await _check_starts(consumer, partitions, since_ms, acked)
             for tp in partitions:
-                start = self._acked.get(tp.partition)
-                if start is None:
-                    await consumer.seek_to_beginning(tp)
-                else:
-                    consumer.seek(tp, start)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
+                consumer.seek(tp, starts[tp])
+            moved = time.monotonic()
+            while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+                read = 0
                 for found in batches.values():
+                    read += len(found)
                     for record in found:
                         if record.value is None:
                             continue
-                        event_id = orjson.loads(record.value).get("id")
-                        if wanted.pop(event_id, None) is not None:
+                        if wanted.pop(_event_id(record.value), None) is not None:
                             DEDUPLICATED.inc()
+                CHECK_READ.inc(read)
                 done = True
                 for tp in partitions:
                     high = consumer.highwater(tp)
@@ -490,45 +581,83 @@ class EventPublisher:
                         done = False
                 if done:
                     break
-            else:
-                raise TimeoutError("request topic not read to its end")
+                if read:
+                    moved = time.monotonic()
+                elif time.monotonic() - moved > _CHECK_STALL_S:
+                    raise TimeoutError("the request topic stopped answering mid-check")
         finally:
             await consumer.stop()
         return list(wanted.values())
 
     # ------------------------------------------------------------------ acked offsets
 
-    def _load_acked(self) -> dict[int, int]:
-        try:
-            raw = orjson.loads(self._acked_path.read_bytes())
-            if raw.get("topic") == topic_name(topics.GATEWAY_REQUESTS, self._settings):
-                return {int(k): int(v) for k, v in raw["next_offsets"].items()}
-        except (OSError, ValueError, KeyError, AttributeError):
-            pass
-        return {}
-
     def _save_acked(self, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._acked_saved < 1.0:
             return
         self._acked_saved = now
+        # While a predecessor's doubtful segment waits, its offsets stay the floor.
+        offsets = self._inherited_acked if self._inherited else self._acked
         tmp = self._acked_path.with_suffix(".tmp")
         with contextlib.suppress(OSError):
             tmp.write_bytes(
                 orjson.dumps(
                     {
                         "topic": self._topic,
-                        "next_offsets": {str(k): v for k, v in self._acked.items()},
+                        "next_offsets": {str(k): v for k, v in offsets.items()},
                     }
                 )
             )
             tmp.replace(self._acked_path)
 
 
+async def _check_starts(
+    consumer: AIOKafkaConsumer,
+    partitions: list[TopicPartition],
+    since_ms: int,
+    acked: dict[int, int],
+) -> dict[TopicPartition, int]:
+    """Per partition, an offset no doubtful event stamped after `since_ms` precedes: the
+    first record stamped at or after it (or the end, when there is none), moved up to
+    the last acknowledged offset when that is known and on the log."""
+    ends = await consumer.end_offsets(partitions)
+    stamped = await consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
+    starts: dict[TopicPartition, int] = {}
+    for tp in partitions:
+        found = stamped.get(tp)
+        # None, or (Tansu) offset 0 with timestamp -1: no record that recent.
+        start = ends[tp] if found is None or found.timestamp < 0 else found.offset
+        last = acked.get(tp.partition)
+        if last is not None and last <= ends[tp]:  # else from an older life of the topic
+            start = max(start, last)
+        starts[tp] = start
+    return starts
+
+
+def _load_acked(path: Path, topic: str) -> dict[int, int]:
+    try:
+        raw = orjson.loads(path.read_bytes())
+        if raw.get("topic") == topic:
+            return {int(k): int(v) for k, v in raw["next_offsets"].items()}
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    return {}
+
+
 def _event_id(value: bytes) -> bytes:
     """The envelope id of an encoded event (`{"specversion":"1.0","id":"<id>",...`)."""
     start = value.find(b'"id":"') + 6
     return value[start : value.find(b'"', start)]
+
+
+def _event_ms(value: bytes) -> int:
+    """The envelope time of an encoded event, in epoch milliseconds (0 if unreadable:
+    the check then reads from the acknowledged offsets or the beginning)."""
+    try:
+        stamp = orjson.loads(value)["time"]
+        return int(datetime.fromisoformat(stamp).timestamp() * 1000)
+    except (ValueError, KeyError, TypeError):
+        return 0
 
 
 _SECOND: list[Any] = [None, ""]  # (epoch second, its "YYYY-MM-DDTHH:MM:SS")

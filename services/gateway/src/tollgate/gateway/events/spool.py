@@ -10,6 +10,11 @@ events were accepted, so draining oldest-first preserves it. The directory is
 locked (`flock`) so two replicas never share a spool; a `kill -9` loses nothing
 written here (the page cache survives the process). The spool refuses writes past
 `max_bytes` and the caller counts those events as dropped.
+
+A spool no process holds (a worker of an older generation, a slot no longer used, a
+gateway that ran without workers) is taken over by a running one: `adopt` moves its
+segments in, a doubtful one as `.foreign.doubt.seg` (checked without this process's
+acknowledged offsets, which say nothing of another process's batches).
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
 SEGMENT_BYTES = 4 * 1024 * 1024
+DOUBTFUL = ".doubt.seg"
+FOREIGN_DOUBTFUL = ".foreign.doubt.seg"
 Record = tuple[bytes | None, bytes, bytes | None]
 """One request event as produced: Kafka key, value, `traceparent` header."""
 
@@ -33,16 +41,24 @@ class SpoolLocked(RuntimeError):
 class Spool:
     """Append-only segments on disk; `segments()` lists them oldest first."""
 
-    def __init__(self, directory: Path, max_bytes: int) -> None:
+    def __init__(self, directory: Path, max_bytes: int, *, wait_s: float = 0.0) -> None:
+        """Lock `directory`, waiting up to `wait_s` for a process that holds it (one
+        taking the spool over holds it for a moment)."""
         self.directory = directory
         self.max_bytes = max_bytes
         directory.mkdir(parents=True, exist_ok=True)
         self._lock = open(directory / ".lock", "a+")  # noqa: SIM115 - held for the lifetime
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            self._lock.close()
-            raise SpoolLocked(f"spool {directory} is used by another gateway") from exc
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                self._lock.close()
+                raise SpoolLocked(f"spool {directory} is used by another gateway") from exc
         self._open: IO[bytes] | None = None
         self._open_path: Path | None = None
         self._open_size = 0
@@ -88,7 +104,7 @@ class Spool:
             self.size += len(line)
         if not fitting:
             return None, refused
-        path = self.directory / f"{first_seq:020d}.doubt.seg"
+        path = self.directory / f"{first_seq:020d}{DOUBTFUL}"
         with open(path, "wb") as handle:
             handle.write(b"".join(fitting))
         return path, refused
@@ -121,7 +137,21 @@ class Spool:
 
     def mark_doubtful(self, path: Path) -> None:
         """A segment whose send failed half-way: check the topic before resending it."""
-        path.rename(path.with_name(path.name[: -len(".seg")] + ".doubt.seg"))
+        path.rename(path.with_name(path.name.partition(".")[0] + DOUBTFUL))
+
+    def adopt(self, paths: list[Path]) -> int:
+        """Move another spool's segments (its lock held) into this one, keeping their
+        order; returns how many moved."""
+        self.close_segment()
+        for path in paths:
+            seq = int(path.name.partition(".")[0])
+            suffix = FOREIGN_DOUBTFUL if path.name.endswith(DOUBTFUL) else ".seg"
+            while (target := self.directory / f"{seq:020d}{suffix}").exists():
+                seq += 1
+            size = path.stat().st_size
+            path.rename(target)
+            self.size += size
+        return len(paths)
 
     def remove(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
