@@ -9,14 +9,30 @@ carries key material, query strings or headers: only ids and measurements.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from tollgate.contracts.envelope import EventData, UtcDatetime
 
-_PATH_PATTERN = r"^[^?#]*$"  # the query string may carry `api_key`: never in an event
+_PATH_PATTERN = r"^[^?#\x00]*$"  # the query string may carry `api_key`: never in an event
+_TEXT = r"^[^\x00]*$"  # no NUL: no consumer's database can store it
+# Bounds every consumer's columns hold: an event past them would be refused by the
+# database on every retry, and block its partition.
+_MS_MAX = 2**31 - 1  # about 24.8 days
+_COUNT_MAX = 2**63 - 1
+
+
+def _plausible(value: datetime) -> datetime:
+    if not 2000 <= value.year < 2200:
+        raise ValueError("a request time between the years 2000 and 2199")
+    return value
+
+
+RequestTime = Annotated[UtcDatetime, AfterValidator(_plausible)]
 
 
 class RejectionReason(StrEnum):
@@ -66,30 +82,42 @@ class RequestCompleted(EventData):
     id_field = "request_id"
 
     request_id: UUID = Field(description="Request id (UUIDv7); equals the envelope id.")
-    time: UtcDatetime = Field(description="When the gateway received the request (UTC).")
+    time: RequestTime = Field(
+        description="When the gateway received the request (UTC; years 2000 to 2199)."
+    )
     org_id: UUID = Field(description="Organisation that owns the key.")
     key_id: UUID = Field(description="API key that authenticated the request.")
     api_id: UUID = Field(description="API the request was routed to.")
     route_id: UUID | None = Field(
         None, description="Matched route of the API; null when no route matched."
     )
-    method: str = Field(min_length=1, description="HTTP method, e.g. `GET`.")
+    method: str = Field(min_length=1, pattern=_TEXT, description="HTTP method, e.g. `GET`.")
     path: str = Field(
         pattern=_PATH_PATTERN,
         description="Path below the API slug as forwarded upstream, without query string.",
     )
     status: int = Field(ge=100, le=599, description="HTTP status returned to the client.")
     latency_ms: int = Field(
-        ge=0, description="Total latency observed by the gateway, first byte in to last out."
+        ge=0,
+        le=_MS_MAX,
+        description="Total latency observed by the gateway, first byte in to last out.",
     )
     upstream_latency_ms: int = Field(
-        ge=0, description="Time spent waiting for the upstream, included in `latency_ms`."
+        ge=0,
+        le=_MS_MAX,
+        description="Time spent waiting for the upstream, included in `latency_ms`.",
     )
-    request_bytes: int = Field(ge=0, description="Request body size in bytes.")
-    response_bytes: int = Field(ge=0, description="Response body size in bytes.")
-    client_ip: str = Field(description="Client IP address (after trusted proxy handling).")
-    cost: int = Field(ge=0, description="Credits charged for this request (integer).")
-    gateway_instance: str = Field(description="Gateway replica that served the request.")
+    request_bytes: int = Field(ge=0, le=_COUNT_MAX, description="Request body size in bytes.")
+    response_bytes: int = Field(ge=0, le=_COUNT_MAX, description="Response body size in bytes.")
+    client_ip: str = Field(
+        pattern=_TEXT, description="Client IP address (after trusted proxy handling)."
+    )
+    cost: int = Field(
+        ge=0, le=_COUNT_MAX, description="Credits charged for this request (integer)."
+    )
+    gateway_instance: str = Field(
+        pattern=_TEXT, description="Gateway replica that served the request."
+    )
     mode: RequestMode = Field(
         RequestMode.LIVE,
         description=(
@@ -124,12 +152,14 @@ class RequestRejected(EventData):
     id_field = "request_id"
 
     request_id: UUID = Field(description="Request id (UUIDv7); equals the envelope id.")
-    time: UtcDatetime = Field(description="When the gateway received the request (UTC).")
+    time: RequestTime = Field(
+        description="When the gateway received the request (UTC; years 2000 to 2199)."
+    )
     org_id: UUID | None = Field(None, description="Organisation of the key, when known.")
     key_id: UUID | None = Field(None, description="API key presented, when it was resolved.")
     api_id: UUID | None = Field(None, description="API addressed, when the slug was known.")
     route_id: UUID | None = Field(None, description="Route matched, when one was.")
-    method: str = Field(min_length=1, description="HTTP method, e.g. `GET`.")
+    method: str = Field(min_length=1, pattern=_TEXT, description="HTTP method, e.g. `GET`.")
     path: str = Field(
         pattern=_PATH_PATTERN,
         description=(
@@ -139,9 +169,15 @@ class RequestRejected(EventData):
     )
     status: int = Field(ge=100, le=599, description="HTTP status returned to the client.")
     reason: RejectionReason = Field(description="Why the request was rejected.")
-    latency_ms: int = Field(ge=0, description="Time the gateway took to reject the request.")
-    client_ip: str = Field(description="Client IP address (after trusted proxy handling).")
-    gateway_instance: str = Field(description="Gateway replica that served the request.")
+    latency_ms: int = Field(
+        ge=0, le=_MS_MAX, description="Time the gateway took to reject the request."
+    )
+    client_ip: str = Field(
+        pattern=_TEXT, description="Client IP address (after trusted proxy handling)."
+    )
+    gateway_instance: str = Field(
+        pattern=_TEXT, description="Gateway replica that served the request."
+    )
     mode: RequestMode = Field(
         RequestMode.LIVE,
         description=(
