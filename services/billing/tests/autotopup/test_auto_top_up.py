@@ -212,7 +212,7 @@ async def test_the_webhook_arriving_first_credits_and_the_worker_does_not_again(
         )
         assert early.json()["outcome"] == "credited"
         assert await b.balance(org) == 5_000
-        assert await b.run_worker() == 1
+        assert await b.run_worker() == 0  # the webhook settled the charge: nothing due
         assert len(b.fake.payment_intents) == 1
         assert await b.balance(org) == 5_000
         assert [c["status"] for c in await b.charges(org)] == ["succeeded"]
@@ -550,3 +550,107 @@ async def test_an_org_spending_steadily_is_refilled_before_it_runs_out(
         # Priced at the crossing (1 000 left → 4 000 credits), whatever was spent since.
         assert await b.balance(org) == 1_010 - spent + charge["credits"]
         print(f"\nauto top-up while spending 100 credits/s: crossing → credited {credited:.2f} s")
+
+
+async def test_a_bank_debit_stripe_leaves_processing_is_settled_by_its_webhook(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: `processing` was retried with the same idempotency key (so Stripe gave
+    # the same answer) and, after the last try, the charge was failed and its purchase
+    # marked failed, though Stripe's webhook had credited it: the customer was told
+    # their top-up failed, the monthly cap forgot it, and a refund took nothing back.
+    paid, bounced = uuid.uuid4(), uuid.uuid4()
+    async with billing(database_factory, auto_top_up_max_attempts=2) as b:
+        for org in (paid, bounced):
+            await b.credit(org, 5_000)
+            await b.save_card(org, "pm_usBankAccount")
+            await b.configure(org)
+            await b.spend(org, 4_500)
+        assert await b.run_worker() == 2
+        for org in (paid, bounced):
+            (charge,) = await b.charges(org)
+            assert charge["status"] == "processing"
+            assert await b.balance(org) == 500
+            shown = await b.client.get(
+                f"/v1/orgs/{org}/auto-top-up", headers=b.mint.headers(orgs={org: "viewer"})
+            )
+            assert shown.json()["spent_this_month"] == 450  # the cap counts it already
+        await due_now(b)
+        assert await b.run_worker() == 0  # never charged again while processing
+        assert b.fake.payment_intent_attempts == 2
+
+        (paid_charge,) = await b.charges(paid)
+        settled = await b.fake.deliver(
+            b.client, b.fake.settle(paid_charge["payment_intent_id"], paid=True)
+        )
+        assert settled.json()["outcome"] == "credited"
+        assert [c["status"] for c in await b.charges(paid)] == ["succeeded"]
+        assert await b.balance(paid) == 5_000
+        refund = {
+            "id": "ch_refund",
+            "object": "charge",
+            "amount": 450,
+            "amount_refunded": 450,
+            "currency": "usd",
+            "payment_intent": paid_charge["payment_intent_id"],
+            "refunded": True,
+        }
+        taken = await b.fake.deliver(b.client, b.fake.event("charge.refunded", refund))
+        assert taken.json()["outcome"] == "taken-back"
+        assert await b.balance(paid) == 500
+
+        (bounced_charge,) = await b.charges(bounced)
+        failed = await b.fake.deliver(
+            b.client, b.fake.settle(bounced_charge["payment_intent_id"], paid=False)
+        )
+        assert failed.json()["outcome"] == "failed"
+        assert [(c["status"], c["failure"]) for c in await b.charges(bounced)] == [
+            ("failed", "card_declined")
+        ]
+        assert await b.balance(bounced) == 500
+        notices = auto_top_up_notices(await outbox_data(engine_of(b), topics.BILLING_EVENTS.name))
+        assert [(n["org_id"], n["reason"]) for n in notices] == [(str(bounced), "card_declined")]
+
+
+async def test_a_charge_the_worker_gave_up_on_but_stripe_made_is_credited_as_paid(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Stripe took the payment though every answer to the worker was lost: its webhook
+    # still credits it, and the charge ends succeeded, not failed.
+    org = uuid.uuid4()
+    async with billing(database_factory, auto_top_up_max_attempts=1) as b:
+        await b.credit(org, 5_000)
+        await b.save_card(org)
+        await b.configure(org)
+        b.fake.fail_next_payment_intents(3)
+        await b.spend(org, 4_500)
+        assert await b.run_worker() == 1
+        (charge,) = await b.charges(org)
+        assert (charge["status"], charge["failure"]) == ("failed", "provider_unavailable")
+        async with b.sessions() as session:
+            charge_id = await session.scalar(
+                text("SELECT id FROM auto_top_up_charges WHERE org_id = :o"), {"o": org}
+            )
+        intent = {
+            "id": "pi_made_anyway",
+            "object": "payment_intent",
+            "amount": 450,
+            "amount_received": 450,
+            "currency": "usd",
+            "status": "succeeded",
+            "metadata": {
+                "purchase_id": str(charge_id),
+                "org_id": str(org),
+                "purpose": "auto_top_up",
+            },
+        }
+        paid = await b.fake.deliver(b.client, b.fake.event("payment_intent.succeeded", intent))
+        assert paid.json()["outcome"] == "credited"
+        assert [c["status"] for c in await b.charges(org)] == ["succeeded"]
+        assert await b.balance(org) == 5_000
+        receipts = (
+            await b.client.get(
+                f"/v1/orgs/{org}/purchases", headers=b.mint.headers(orgs={org: "owner"})
+            )
+        ).json()["items"]
+        assert [r["status"] for r in receipts] == ["paid"]

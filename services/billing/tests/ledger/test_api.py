@@ -50,6 +50,29 @@ async def test_top_up_is_idempotent_per_key_and_body(
     assert balance.json()["balance"] == 505
 
 
+async def test_a_key_reused_after_its_answer_expired_applies_nothing_and_says_so(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: a 500 (the ledger's unique key), once the stored answer was purged.
+    url = await migrated(database_factory("billing"))
+    settings = settings_for(url)
+    mint = TokenMint()
+    admin = {**mint.headers(admin=True), "Idempotency-Key": "monthly-grant"}
+    org = uuid.uuid4()
+    async with api_client(settings, mint) as (client, _):
+        first = await client.post(f"/v1/orgs/{org}/credits", json={"amount": 500}, headers=admin)
+        assert first.status_code == 201
+        engine = create_engine(url)
+        async with engine.begin() as conn:  # the retention passed: the answer is purged
+            await conn.execute(text("DELETE FROM idempotency_keys"))
+        await engine.dispose()
+        again = await client.post(f"/v1/orgs/{org}/credits", json={"amount": 500}, headers=admin)
+        balance = await client.get(f"/v1/orgs/{org}/balance", headers=admin)
+    assert again.status_code == 422
+    assert again.json()["type"].endswith("/idempotency-key-reused")
+    assert balance.json()["balance"] == 500
+
+
 async def test_hundred_concurrent_top_ups_with_one_key_apply_once(
     database_factory: Callable[[str], str],
 ) -> None:

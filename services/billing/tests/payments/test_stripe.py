@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import orjson
 
 from tollgate.kit.testing.fake_stripe import FakeStripe
 from tollgate.kit.testing.tokens import TokenMint
@@ -167,22 +168,75 @@ async def test_refunds_and_disputes_take_the_credits_back(
         ] == "taken-back"
         assert await balance(client, org, mint) == 2_000
         # A dispute takes back at most what is left of the purchase.
-        assert (await fake.deliver(client, fake.dispute(session_id, 1_000))).json()[
-            "outcome"
-        ] == "taken-back"
+        opened = fake.dispute(session_id, 1_000)
+        assert (await fake.deliver(client, opened)).json()["outcome"] == "taken-back"
         assert await balance(client, org, mint) == 0
+        # Won by the merchant: what it took comes back, once. Before: it never did.
+        dispute = orjson.loads(opened)["data"]["object"]
+        won = fake.event("charge.dispute.closed", {**dispute, "status": "won"})
+        assert (await fake.deliver(client, won)).json()["outcome"] == "given-back"
+        assert await balance(client, org, mint) == 2_000
+        again = fake.event("charge.dispute.closed", {**dispute, "status": "won"})
+        assert (await fake.deliver(client, again)).json()["outcome"] == "already-given-back"
+        assert await balance(client, org, mint) == 2_000
         entries = (
             await client.get(
                 f"/v1/orgs/{org}/transactions", headers=mint.headers(orgs={org: "viewer"})
             )
         ).json()["items"]
         assert [(e["kind"], e["amount"]) for e in entries] == [
+            ("adjustment", 2_000),
             ("adjustment", -2_000),
             ("adjustment", -3_000),
             ("adjustment", -4_000),
             ("adjustment", -1_000),
             ("top_up", 10_000),
         ]
+
+
+async def test_refunds_of_subscription_payments_are_acknowledged(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: a refund of a subscription invoice's payment was answered 503 on every
+    # delivery, until Stripe gave up and warned the operator of a failing endpoint,
+    # which it may disable: then credit packs stop being credited too.
+    org = uuid.uuid4()
+    async with stripe_billing(database_factory) as (client, fake, mint):
+        await checkout(client, org, mint)
+        (session_id,) = fake.sessions
+        await fake.deliver(client, fake.pay(session_id))
+        invoice_refund = {
+            "id": "ch_of_invoice",
+            "object": "charge",
+            "amount": 4_900,
+            "amount_refunded": 4_900,
+            "currency": "usd",
+            "payment_intent": "pi_of_invoice",
+            "invoice": "in_1",
+            "refunded": True,
+        }
+        answer = await fake.deliver(client, fake.event("charge.refunded", invoice_refund))
+        assert (answer.status_code, answer.json()["outcome"]) == (200, "not-a-credit-purchase")
+        # A payment no purchase names may be a Checkout still to be booked: refused,
+        # so Stripe delivers it again (acknowledging it once lost the refund of a
+        # Checkout booked late, and the credits stayed).
+        dispute = {
+            "id": "dp_unknown",
+            "object": "dispute",
+            "amount": 700,
+            "currency": "usd",
+            "charge": "ch_unknown",
+            "payment_intent": "pi_unknown",
+        }
+        recent = fake.event("charge.dispute.created", dispute)
+        assert (await fake.deliver(client, recent)).status_code == 503
+        # Stripe's retries over (three days): no Checkout will name it now. A dispute of
+        # a subscription payment carries no invoice to tell it by.
+        retried_out = orjson.loads(recent)
+        retried_out["created"] -= 3 * 24 * 3600 + 60
+        answer = await fake.deliver(client, orjson.dumps(retried_out))
+        assert (answer.status_code, answer.json()["outcome"]) == (200, "not-a-credit-purchase")
+        assert await balance(client, org, mint) == 10_000
 
 
 async def test_forged_or_stale_signatures_are_refused_and_book_nothing(

@@ -189,6 +189,10 @@ class OrgPlan(Base):
         CheckConstraint(
             "status IN ('active', 'trialing', 'past_due', 'suspended')", name="ck_org_plans_status"
         ),
+        CheckConstraint(
+            "suspended_by IS NULL OR suspended_by IN ('operator', 'payment')",
+            name="ck_org_plans_suspended_by",
+        ),
         Index("ix_org_plans_plan", "plan_id"),
         Index("ix_org_plans_period_end", "period_end"),
     )
@@ -209,6 +213,14 @@ class OrgPlan(Base):
     customer_id: Mapped[str | None] = mapped_column(String(255))
     grace_until: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), comment="past_due: suspended at this instant unless paid"
+    )
+    suspended_by: Mapped[str | None] = mapped_column(
+        String(16),
+        comment="suspended: by an operator (only an operator reinstates) or for payment",
+    )
+    subscription_ended_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True),
+        comment="the subscription ended (it bills no more; its late events still apply)",
     )
     period_requests: Mapped[int] = mapped_column(
         BigInteger, server_default=text("0"), comment="overage plans: requests charged this period"
@@ -315,7 +327,7 @@ class AutoTopUp(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-AUTO_TOP_UP_STATUSES = ("queued", "succeeded", "failed")
+AUTO_TOP_UP_STATUSES = ("queued", "processing", "succeeded", "failed")
 
 
 class AutoTopUpCharge(Base):
@@ -324,7 +336,8 @@ class AutoTopUpCharge(Base):
     __tablename__ = "auto_top_up_charges"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('queued', 'succeeded', 'failed')", name="ck_auto_top_up_charges_status"
+            "status IN ('queued', 'processing', 'succeeded', 'failed')",
+            name="ck_auto_top_up_charges_status",
         ),
         Index(
             "ix_auto_top_up_charges_due", "run_after", postgresql_where=text("status = 'queued'")

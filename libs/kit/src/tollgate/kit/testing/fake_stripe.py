@@ -15,8 +15,10 @@ the customer and the session's `setup_intent_data[metadata]`); `POST /v1/payment
 with `confirm=true` charges a payment method at once. The outcome follows Stripe's
 documented test payment methods: `pm_card_chargeDeclined` is a 402 `card_error`
 (`card_declined`), `pm_card_authenticationRequired` a 402 `card_error`
-(`authentication_required`, the intent left in `requires_payment_method`), any other
-succeeds. `fail_next_payment_intents(n)` answers the next `n` with a 500 `api_error`;
+(`authentication_required`, the intent left in `requires_payment_method`),
+`pm_usBankAccount` (a bank debit) is left `processing` until `settle` builds its
+`payment_intent.succeeded` or `payment_intent.payment_failed`, any other succeeds.
+`fail_next_payment_intents(n)` answers the next `n` with a 500 `api_error`;
 `payment_intent_succeeded` builds the `payment_intent.succeeded` event of a charge.
 """
 
@@ -196,6 +198,8 @@ class FakeStripe:
                     "payment_intent": intent,
                 }
             }
+        elif method == "pm_usBankAccount":
+            intent["status"] = "processing"
         else:
             intent["amount_received"] = intent["amount"]
             intent["latest_charge"] = f"ch_for_{intent['id']}"
@@ -248,6 +252,23 @@ class FakeStripe:
         }
         self.payment_intents[intent["id"]] = intent
         return self.event("payment_intent.succeeded", intent)
+
+    def settle(self, payment_intent_id: str, *, paid: bool) -> bytes:
+        """A processing PaymentIntent (a bank debit) settles: `payment_intent.succeeded`,
+        or `payment_intent.payment_failed` with the bank's reason."""
+        intent = self.payment_intents[payment_intent_id]
+        if paid:
+            intent.update(
+                status="succeeded",
+                amount_received=intent["amount"],
+                latest_charge=f"ch_for_{intent['id']}",
+            )
+            return self.event("payment_intent.succeeded", dict(intent))
+        intent.update(
+            status="requires_payment_method",
+            last_payment_error={"type": "card_error", "code": "insufficient_funds"},
+        )
+        return self.event("payment_intent.payment_failed", dict(intent))
 
     def payment_intent_succeeded(self, payment_intent_id: str) -> bytes:
         """`payment_intent.succeeded` of a charge made through the API."""

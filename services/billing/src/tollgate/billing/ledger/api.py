@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from tollgate.billing import links
 from tollgate.billing.config import CurrentSettings, Settings
 from tollgate.billing.idempotency import service as idempotency
-from tollgate.billing.ledger import service
+from tollgate.billing.ledger import repository, service
 from tollgate.billing.ledger.schemas import (
     AdjustmentIn,
     EntryKind,
@@ -27,7 +27,7 @@ from tollgate.billing.ledger.schemas import (
 from tollgate.kit.auth import CurrentPrincipal, Principal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
 from tollgate.kit.pagination import Cursor, int_cursor, next_cursor_of
-from tollgate.kit.problems import BadRequest, documented_problems
+from tollgate.kit.problems import BadRequest, Unprocessable, documented_problems
 from tollgate.kit.requests import DateTimeText
 
 router = APIRouter(tags=["ledger"])
@@ -116,6 +116,14 @@ async def _apply_once(
                 media_type="application/json",
                 headers={"Idempotent-Replayed": "true"},
             )
+        ledger_key = f"credit:{org_id}:{key}"
+        if await repository.has_entry_keyed(db, ledger_key):
+            # Applied once, its stored answer since forgotten (kept for the retention).
+            raise Unprocessable(
+                "idempotency-key-reused",
+                "This Idempotency-Key was used before, longer ago than its answer is "
+                "kept; nothing was applied again. Use a new key for a new change.",
+            )
         entry = await service.add_credits(
             db,
             org_id,
@@ -124,7 +132,7 @@ async def _apply_once(
             amount=body["amount"],
             actor=f"admin:{principal.user_id}",
             reason=body["reason"],
-            idempotency_key=f"credit:{org_id}:{key}",
+            idempotency_key=ledger_key,
         )
         out = LedgerEntryOut.model_validate(entry).model_dump_json().encode()
         await idempotency.remember(db, org_id, key, 201, out)

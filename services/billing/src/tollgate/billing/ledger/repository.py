@@ -40,6 +40,15 @@ async def insert_entry(session: AsyncSession, row: dict[str, Any]) -> LedgerEntr
     return (await session.scalars(stmt)).one()
 
 
+async def has_entry_keyed(session: AsyncSession, idempotency_key: str) -> bool:
+    return await entry_keyed(session, idempotency_key) is not None
+
+
+async def entry_keyed(session: AsyncSession, idempotency_key: str) -> LedgerEntry | None:
+    stmt = select(LedgerEntry).where(LedgerEntry.idempotency_key == idempotency_key)
+    return await session.scalar(stmt)
+
+
 async def list_entries(
     session: AsyncSession,
     org_id: uuid.UUID,

@@ -56,8 +56,9 @@ _ORG_ERRORS = documented_problems(
             ["pack-not-found", "plan-not-found", "purchase-not-found", "invoice-not-found"],
         ),
         409: (
-            "Card payments are not set up (manual provider), or the plan is free.",
-            ["payments-not-configured", "plan-is-free"],
+            "Card payments are not set up (manual provider), the plan is free, a "
+            "subscription already pays for the org's plan, or an operator suspended it.",
+            ["payments-not-configured", "plan-is-free", "subscription-active", "org-suspended"],
         ),
         422: (
             "Invalid body or query, or a cursor that is not one of ours.",
@@ -155,6 +156,7 @@ async def start_subscription_checkout(
     authorize_org(principal, org_id, Role.owner)
     async with db.begin():
         plan = await plans.get_plan(db, body.plan_id)
+        await plans.refuse_owner_checkout(db, org_id)
     if plan.archived or plan.monthly_price == 0:
         raise (
             plans.no_plan(body.plan_id)

@@ -8,7 +8,10 @@ never charges twice. Success credits through the purchase path of credit packs (
 `top_up`, idempotency key `purchase:<id>`), which Stripe's `payment_intent.succeeded`
 webhook also takes: whichever comes first credits, the other finds it paid. A decline,
 a required authentication, or transient errors past the last try end the charge
-`failed` with an `AutoTopUpFailed` notice and no credit. Nothing here commits.
+`failed` with an `AutoTopUpFailed` notice and no credit. A payment Stripe answers
+`processing` (a bank debit) leaves the queue as `processing` and is settled by its
+webhook: `payment_intent.succeeded` credits it, `payment_intent.payment_failed` fails
+it. A purchase that is paid is never marked failed. Nothing here commits.
 """
 
 from __future__ import annotations
@@ -154,7 +157,9 @@ async def credit(
 ) -> str:
     """Credit a paid auto top-up once (the worker's success and the webhook both land
     here); returns `credited`, `already-paid`, `unknown-purchase` or `amount-mismatch`
-    (the provider reports another amount or currency than the charge: not credited)."""
+    (the provider reports another amount or currency than the charge: not credited).
+    The charge is locked before the purchase, as the worker holds them."""
+    await repository.lock_charge(session, purchase_id)
     found = await purchases.lock_purchase(session, purchase_id)
     if found is None:
         return "unknown-purchase"
@@ -176,6 +181,7 @@ async def credit(
         reason=f"auto top-up (Stripe {payment_intent_id})",
         idempotency_key=f"purchase:{found.id}",
     )
+    now = datetime.now(UTC)
     await purchases.set_purchase(
         session,
         found.id,
@@ -183,10 +189,34 @@ async def credit(
             "status": "paid",
             "ledger_entry_id": entry.id,
             "payment_intent_id": payment_intent_id,
-            "paid_at": datetime.now(UTC),
+            "paid_at": now,
         },
     )
+    # Paid, whatever the worker made of it (a processing debit, a timeout it gave up on).
+    await repository.set_charge(
+        session,
+        found.id,
+        {"status": "succeeded", "payment_intent_id": payment_intent_id, "finished_at": now},
+    )
     return "credited"
+
+
+async def payment_failed(
+    session: AsyncSession,
+    purchase_id: uuid.UUID,
+    payment_intent_id: str,
+    reason: str,
+    settings: Settings,
+) -> str:
+    """Stripe's `payment_intent.payment_failed` of an auto top-up: a charge still
+    processing fails (with its notice); anything else is left as it is."""
+    charge = await repository.lock_charge(session, purchase_id)
+    if charge is None:
+        return "unknown-purchase"
+    if charge.status != "processing":
+        return "ignored"
+    await _fail(session, charge, reason, payment_intent_id, settings)
+    return "failed"
 
 
 async def _fail(
@@ -199,6 +229,11 @@ async def _fail(
     notify: bool = True,
 ) -> None:
     now = datetime.now(UTC)
+    bought = await purchases.lock_purchase(session, charge.id)
+    if bought is not None and bought.status == "paid":
+        # Stripe's webhook credited it meanwhile: it succeeded after all.
+        await repository.set_charge(session, charge.id, {"status": "succeeded", "finished_at": now})
+        return
     await repository.set_charge(
         session,
         charge.id,
@@ -258,6 +293,21 @@ async def charge_next(
             },
         )
         return "succeeded"
+    if result.outcome == "processing":
+        await repository.set_charge(
+            session,
+            charge.id,
+            {
+                "status": "processing",
+                "attempts": attempts,
+                "payment_intent_id": result.payment_intent_id,
+            },
+        )
+        # Found by the PaymentIntent id, so a refund of it is taken back once paid.
+        await purchases.set_purchase(
+            session, charge.id, {"payment_intent_id": result.payment_intent_id}
+        )
+        return "processing"
     if result.outcome == "retry" and attempts < settings.auto_top_up_max_attempts:
         delay = settings.auto_top_up_retry_seconds * 2 ** (attempts - 1)
         await repository.set_charge(

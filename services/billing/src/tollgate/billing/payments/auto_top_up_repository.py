@@ -54,7 +54,7 @@ async def spent_since(session: AsyncSession, org_id: uuid.UUID, since: datetime)
     stmt = select(func.coalesce(func.sum(AutoTopUpCharge.amount), 0)).where(
         AutoTopUpCharge.org_id == org_id,
         AutoTopUpCharge.crossed_at >= since,
-        AutoTopUpCharge.status.in_(("queued", "succeeded")),
+        AutoTopUpCharge.status.in_(("queued", "processing", "succeeded")),
     )
     return int((await session.execute(stmt)).scalar_one())
 
@@ -71,6 +71,16 @@ async def lock_next_due(session: AsyncSession, now: datetime) -> AutoTopUpCharge
         .order_by(AutoTopUpCharge.run_after)
         .limit(1)
         .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def lock_charge(session: AsyncSession, charge_id: uuid.UUID) -> AutoTopUpCharge | None:
+    stmt = (
+        select(AutoTopUpCharge)
+        .where(AutoTopUpCharge.id == charge_id)
+        .with_for_update()
         .execution_options(populate_existing=True)
     )
     return (await session.execute(stmt)).scalar_one_or_none()

@@ -32,7 +32,7 @@ class AutoTopUpChargeOut(BaseModel):
     """One auto top-up: queued, succeeded or failed (and why)."""
 
     id: uuid.UUID = Field(description="Also the id of its purchase (receipt).")
-    status: Literal["queued", "succeeded", "failed"]
+    status: Literal["queued", "processing", "succeeded", "failed"]
     amount: int = Field(description="Minor currency units.")
     currency: str
     credits: int

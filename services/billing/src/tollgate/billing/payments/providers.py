@@ -55,7 +55,7 @@ class OffSessionCharge:
     error (network, rate limit, provider outage) worth trying again.
     """
 
-    outcome: Literal["succeeded", "failed", "retry"]
+    outcome: Literal["succeeded", "processing", "failed", "retry"]
     payment_intent_id: str | None
     failure: str | None = None
 
@@ -322,8 +322,8 @@ class StripeProvider:
             return OffSessionCharge("failed", None, "card_declined")
         if intent.status == "succeeded":
             return OffSessionCharge("succeeded", intent.id)
-        if intent.status == "processing":
-            return OffSessionCharge("retry", intent.id, "processing")
+        if intent.status == "processing":  # a bank debit: its webhook settles it
+            return OffSessionCharge("processing", intent.id)
         reason = (
             "authentication_required" if intent.status == "requires_action" else "card_declined"
         )

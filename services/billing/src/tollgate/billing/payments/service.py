@@ -15,6 +15,7 @@ transport owns the transaction.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.billing.config import CreditPack, Settings
+from tollgate.billing.ledger import repository as ledger_repository
 from tollgate.billing.ledger import service as ledger
 from tollgate.billing.models import Invoice, Purchase
 from tollgate.billing.payments import auto_top_up, repository
@@ -33,6 +35,8 @@ from tollgate.kit.problems import NotFound, ServiceUnavailable
 log = logging.getLogger(__name__)
 
 STRIPE = "stripe"
+# Stripe retries an unacknowledged event for up to three days (live mode).
+_RETRIED_FOR_S = 3 * 24 * 3600
 
 
 def pack_of(settings: Settings, pack_id: str) -> CreditPack:
@@ -173,12 +177,26 @@ async def _take_back(
     cumulative: bool,
     reason: str,
     key: str,
+    event: Mapping[str, Any],
 ) -> str:
     """Debit the credits of `minor_units` of a purchase's price (a refund's cumulative
-    amount, or one dispute's), never more than the purchase credited."""
+    amount, or one dispute's), never more than the purchase credited. A payment that
+    bought no credits (a subscription invoice's) has nothing to take back: known by its
+    invoice where the event names one. Any other payment no purchase names yet may be a
+    Checkout still to be booked (its payment is named when it is): refused, so Stripe
+    delivers it again, until Stripe's retries are over (`_RETRIED_FOR_S`): a Checkout
+    not booked by then never will be by them."""
     if not isinstance(payment_intent, str):
         return "ignored"
     found = await repository.lock_purchase_by_payment_intent(session, payment_intent)
+    created = event.get("created")
+    retried_out = isinstance(created, int) and time.time() - created > _RETRIED_FOR_S
+    if found is None and (event["data"]["object"].get("invoice") or retried_out):
+        log.info(
+            "a refund or dispute of a payment that bought no credits; nothing taken back",
+            extra={"event_id": str(event.get("id")), "payment_intent": payment_intent},
+        )
+        return "not-a-credit-purchase"
     if found is None or found.status != "paid" or found.amount <= 0:
         # Stripe does not order events: the payment may not have been fulfilled yet.
         # Refusing (the transaction, and the event's claim, roll back) makes Stripe
@@ -205,6 +223,40 @@ async def _take_back(
         session, found.id, {"refunded_credits": found.refunded_credits + credits}
     )
     return "taken-back"
+
+
+async def _dispute_won(
+    session: AsyncSession, settings: Settings, dispute: Mapping[str, Any]
+) -> str:
+    """A dispute closed in the merchant's favour: the credits its opening took back are
+    given back (once; nothing when it took none)."""
+    taken = await ledger_repository.entry_keyed(session, f"stripe-dispute:{dispute.get('id')}")
+    if taken is None or taken.amount >= 0:
+        return "nothing-to-give-back"
+    key = f"stripe-dispute-won:{dispute.get('id')}"
+    if await ledger_repository.has_entry_keyed(session, key):
+        return "already-given-back"  # another event saying the same
+    payment_intent = dispute.get("payment_intent")
+    found = (
+        await repository.lock_purchase_by_payment_intent(session, payment_intent)
+        if isinstance(payment_intent, str)
+        else None
+    )
+    await ledger.add_credits(
+        session,
+        taken.org_id,
+        settings,
+        kind="adjustment",
+        amount=-taken.amount,
+        actor="stripe",
+        reason=f"Stripe dispute {dispute.get('id')} won",
+        idempotency_key=key,
+    )
+    if found is not None:
+        await repository.set_purchase(
+            session, found.id, {"refunded_credits": max(0, found.refunded_credits + taken.amount)}
+        )
+    return "given-back"
 
 
 async def _subscribed(session: AsyncSession, checkout: Mapping[str, Any]) -> str:
@@ -328,6 +380,25 @@ async def _payment_method_and_auto_top_up(
     return outcome
 
 
+async def _auto_top_up_failed(
+    session: AsyncSession, obj: Mapping[str, Any], settings: Settings
+) -> str:
+    """A processing auto top-up charge (a bank debit) that failed after all."""
+    metadata = obj.get("metadata") or {}
+    if metadata.get("purpose") != "auto_top_up":
+        return "ignored"
+    try:
+        purchase_id = uuid.UUID(str(metadata.get("purchase_id")))
+    except ValueError:
+        return "unknown-purchase"
+    error = obj.get("last_payment_error") or {}
+    code = error.get("code") if isinstance(error, Mapping) else None
+    reason = "authentication_required" if code == "authentication_required" else "card_declined"
+    return await auto_top_up.payment_failed(
+        session, purchase_id, str(obj.get("id")), reason, settings
+    )
+
+
 async def apply_stripe_event(
     session: AsyncSession, event: Mapping[str, Any], settings: Settings
 ) -> str:
@@ -355,8 +426,10 @@ async def apply_stripe_event(
     if event_type == "customer.subscription.deleted":
         return await plans.subscription_ended(session, str(obj.get("id")))
     if event_type == "customer.subscription.updated":
-        if obj.get("status") in ("canceled", "unpaid", "incomplete_expired"):
+        if obj.get("status") in ("canceled", "incomplete_expired"):
             return await plans.subscription_ended(session, str(obj.get("id")))
+        if obj.get("status") == "unpaid":
+            return await plans.subscription_unpaid(session, str(obj.get("id")))
         if obj.get("status") == "active":
             return await plans.subscription_paid(session, str(obj.get("id")))
         return "ignored"
@@ -372,6 +445,8 @@ async def apply_stripe_event(
         return await _mark(session, obj, "expired")
     if event_type in ("setup_intent.succeeded", "payment_intent.succeeded"):
         return await _payment_method_and_auto_top_up(session, obj, settings)
+    if event_type == "payment_intent.payment_failed":
+        return await _auto_top_up_failed(session, obj, settings)
     if event_type == "charge.refunded":
         return await _take_back(
             session,
@@ -381,6 +456,7 @@ async def apply_stripe_event(
             cumulative=True,
             reason=f"Stripe refund of charge {obj.get('id')}",
             key=f"stripe-event:{event_id}",
+            event=event,
         )
     if event_type == "charge.dispute.created":
         return await _take_back(
@@ -391,5 +467,8 @@ async def apply_stripe_event(
             cumulative=False,
             reason=f"Stripe dispute {obj.get('id')} of charge {obj.get('charge')}",
             key=f"stripe-dispute:{obj.get('id')}",
+            event=event,
         )
+    if event_type == "charge.dispute.closed" and obj.get("status") == "won":
+        return await _dispute_won(session, settings, obj)
     return "ignored"

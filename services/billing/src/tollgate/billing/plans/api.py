@@ -54,6 +54,10 @@ _ORG_ERRORS = documented_problems(
             "Not a member of this organisation, no such plan, or no plan yet.",
             ["plan-not-found", "no-plan"],
         ),
+        409: (
+            "A subscription pays for the org's plan, or an operator suspended the org.",
+            ["subscription-active", "org-suspended"],
+        ),
         422: "Invalid body.",
     }
 )

@@ -11,6 +11,7 @@ version; the gateway enforces it within a second. Nothing here commits.
 from __future__ import annotations
 
 import calendar
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from tollgate.contracts.ids import uuid7
 from tollgate.kit.audit import AuditChange
 from tollgate.kit.outbox import emit
 from tollgate.kit.problems import Conflict, Forbidden, NotFound
+
+log = logging.getLogger(__name__)
 
 
 def add_month(moment: datetime) -> datetime:
@@ -169,7 +172,9 @@ async def org_plan(session: AsyncSession, org_id: uuid.UUID) -> OrgPlanView:
 
 
 def _start_trial(row: OrgPlan, plan: Plan, now: datetime) -> None:
-    if plan.trial_days and not row.trial_used:
+    """A first trial, for an org in good standing (a trial never lifts a suspension or
+    ends a payment's grace)."""
+    if plan.trial_days and not row.trial_used and row.status == PlanStatus.ACTIVE.value:
         row.status = PlanStatus.TRIALING.value
         row.trial_ends_at = now + timedelta(days=plan.trial_days)
         row.trial_used = True
@@ -182,14 +187,17 @@ async def assign_plan(
     *,
     by_admin: bool,
     change: AuditChange | None = None,
+    archived_too: bool = False,
 ) -> OrgPlanView:
     """Put an org on a plan. Owners may choose free plans only (a paid plan is paid
-    for first: an admin assigns it, or a subscription does); archived plans are
-    refused. A first plan, an upgrade or a same-price move applies now, a downgrade
-    at the period end; choosing the current plan cancels a pending downgrade. `change`
+    for first: an admin assigns it, or a subscription does), and none while a
+    subscription pays for their plan (it would go on billing them); archived plans are
+    refused (`archived_too`: a subscription paid for before the plan was archived).
+    A first plan, an upgrade or a same-price move applies now, a downgrade at the
+    period end; choosing the current plan cancels a pending downgrade. `change`
     receives the org's plan before and after, for the audit record."""
     plan = await repository.get_plan(session, plan_id)
-    if plan is None or plan.archived:
+    if plan is None or (plan.archived and not archived_too):
         raise no_plan(plan_id)
     if plan.monthly_price > 0 and not by_admin:
         raise Forbidden(
@@ -198,6 +206,8 @@ async def assign_plan(
         )
     now = datetime.now(UTC)
     row = await repository.lock_org_plan(session, org_id)
+    if not by_admin:
+        refuse_owner_change(row)
     before = _placement(row)
     if row is None:
         await repository.insert_org_plan(
@@ -217,6 +227,12 @@ async def assign_plan(
         await _publish(session, row, plan, now)
         return await _noted(session, row, before, change)
     current = await get_plan(session, row.plan_id)
+    if not by_admin and _payment_suspended(row) and plan.monthly_price == 0:
+        # The paid plan's subscription ended unpaid: a free plan now, in good standing.
+        row.plan_id, row.next_plan_id = plan.id, None
+        row.status, row.suspended_by, row.grace_until = PlanStatus.ACTIVE.value, None, None
+        await _publish(session, row, plan, now)
+        return await _noted(session, row, before, change)
     if plan.id == current.id:
         if row.next_plan_id is not None:
             row.next_plan_id = None
@@ -233,6 +249,43 @@ async def assign_plan(
     return await _noted(session, row, before, change)
 
 
+def _operator_suspended(row: OrgPlan) -> bool:
+    return row.status == PlanStatus.SUSPENDED.value and row.suspended_by == "operator"
+
+
+def _payment_suspended(row: OrgPlan) -> bool:
+    return row.status == PlanStatus.SUSPENDED.value and row.suspended_by != "operator"
+
+
+def refuse_owner_change(row: OrgPlan | None) -> None:
+    """What an owner may not change: the plan of an org an operator suspended (409
+    `org-suspended`), or of one a subscription still pays for (409
+    `subscription-active`: a second one, or another plan, would go on billing the
+    org), suspended or not, until it has ended."""
+    if row is None:
+        return
+    if _operator_suspended(row):
+        raise Conflict(
+            "org-suspended",
+            "An operator suspended this organisation; only an operator can change its plan.",
+        )
+    if row.subscription_id is not None and row.subscription_ended_at is None:
+        raise subscription_active()
+
+
+async def refuse_owner_checkout(session: AsyncSession, org_id: uuid.UUID) -> None:
+    """`refuse_owner_change`, for a subscription checkout."""
+    refuse_owner_change(await repository.get_org_plan(session, org_id))
+
+
+def subscription_active() -> Conflict:
+    return Conflict(
+        "subscription-active",
+        "A subscription pays for this organisation's plan; it must be cancelled (by an "
+        "operator, in Stripe) before another plan is chosen or subscribed to.",
+    )
+
+
 async def set_status(
     session: AsyncSession,
     org_id: uuid.UUID,
@@ -245,6 +298,8 @@ async def set_status(
     if row is None:
         raise NotFound("no-plan", "The organisation is not on a plan.")
     before = _placement(row)
+    # An operator's suspension is theirs: no paid invoice lifts it, only they do.
+    row.suspended_by = "operator" if status is PlanStatus.SUSPENDED else None
     if row.status != status.value:
         row.status = status.value
         await _publish(session, row, await get_plan(session, row.plan_id), datetime.now(UTC))
@@ -296,16 +351,23 @@ async def attach_subscription(
 ) -> OrgPlanView:
     """A paid subscription started: the org is on the plan (at once, as an operator's
     assignment) and in good standing, paid by `subscription_id`."""
-    view = await assign_plan(session, org_id, plan_id, by_admin=True)
+    view = await assign_plan(session, org_id, plan_id, by_admin=True, archived_too=True)
     row = view.org_plan
     row.subscription_id = subscription_id
+    row.subscription_ended_at = None
     row.customer_id = customer_id
-    if row.status in (PlanStatus.PAST_DUE.value, PlanStatus.SUSPENDED.value):
+    if _payment_may_reinstate(row):
         row.status = PlanStatus.ACTIVE.value
         row.grace_until = None
+        row.suspended_by = None
         await _publish(session, row, view.plan, datetime.now(UTC))
     await session.flush()
     return view
+
+
+def _payment_may_reinstate(row: OrgPlan) -> bool:
+    """Past due, or suspended for payment (not by an operator)."""
+    return row.status == PlanStatus.PAST_DUE.value or _payment_suspended(row)
 
 
 async def subscription_payment_failed(
@@ -316,6 +378,8 @@ async def subscription_payment_failed(
     row = await repository.lock_org_plan_by_subscription(session, subscription_id)
     if row is None:
         return "unknown-subscription"
+    if row.subscription_ended_at is not None:
+        return "subscription-ended"  # an old invoice retried: the org is no longer on it
     if row.status not in (PlanStatus.ACTIVE.value, PlanStatus.TRIALING.value):
         return "already-" + row.status.replace("_", "-")
     now = datetime.now(UTC)
@@ -336,14 +400,24 @@ async def subscription_payment_failed(
 
 
 async def subscription_paid(session: AsyncSession, subscription_id: str) -> str:
-    """An invoice was paid: a past-due or suspended org is reinstated at once."""
+    """An invoice was paid, or Stripe says the subscription is active: a past-due or
+    suspended org is reinstated at once. Nothing of an ended subscription reinstates an
+    org (a late event, or an old invoice paid on its page): no subscription bills it
+    any more, so the payment is the operator's to refund or honour, and it is logged."""
     row = await repository.lock_org_plan_by_subscription(session, subscription_id)
     if row is None:
         return "unknown-subscription"
+    if row.subscription_ended_at is not None:
+        log.warning(
+            "a payment or status of an ended subscription; the org is left as it is",
+            extra={"org_id": str(row.org_id), "subscription_id": subscription_id},
+        )
+        return "subscription-ended"
     if row.status not in (PlanStatus.PAST_DUE.value, PlanStatus.SUSPENDED.value):
         return "in-good-standing"
-    row.status = PlanStatus.ACTIVE.value
-    row.grace_until = None
+    if not _payment_may_reinstate(row):
+        return "suspended-by-operator"
+    row.status, row.grace_until, row.suspended_by = PlanStatus.ACTIVE.value, None, None
     await _publish(session, row, await get_plan(session, row.plan_id), datetime.now(UTC))
     return "reinstated"
 
@@ -351,6 +425,7 @@ async def subscription_paid(session: AsyncSession, subscription_id: str) -> str:
 async def _suspend(session: AsyncSession, row: OrgPlan, reason: str, now: datetime) -> None:
     plan = await get_plan(session, row.plan_id)
     row.status = PlanStatus.SUSPENDED.value
+    row.suspended_by = "payment"
     row.grace_until = None
     await _publish(session, row, plan, now)
     notice = PlanSuspended(
@@ -359,11 +434,26 @@ async def _suspend(session: AsyncSession, row: OrgPlan, reason: str, now: dateti
     await emit(session, notice, subject=notice.kafka_key())
 
 
+async def subscription_unpaid(session: AsyncSession, subscription_id: str) -> str:
+    """Stripe gave up retrying an invoice and left the subscription `unpaid`: suspended
+    for payment; the subscription lives on (paying the invoice makes it active again)."""
+    row = await repository.lock_org_plan_by_subscription(session, subscription_id)
+    if row is None:
+        return "unknown-subscription"
+    if row.status == PlanStatus.SUSPENDED.value or row.subscription_ended_at is not None:
+        return "already-suspended"
+    await _suspend(session, row, "invoice unpaid after the grace period", datetime.now(UTC))
+    return "suspended"
+
+
 async def subscription_ended(session: AsyncSession, subscription_id: str) -> str:
     """The subscription ended unpaid (cancelled by the provider): suspended."""
     row = await repository.lock_org_plan_by_subscription(session, subscription_id)
     if row is None:
         return "unknown-subscription"
+    # It bills nothing more: the owner may choose again. The id stays, so its late
+    # events are known for an ended subscription's, and change nothing.
+    row.subscription_ended_at = row.subscription_ended_at or datetime.now(UTC)
     if row.status == PlanStatus.SUSPENDED.value:
         return "already-suspended"
     await _suspend(session, row, "the subscription ended", datetime.now(UTC))
