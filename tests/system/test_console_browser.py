@@ -591,10 +591,12 @@ def test_two_factor_enrolment_on_the_profile_then_sign_in(stack: Stack, browser:
     )  # the server-drawn SVG decodes
     totp = pyotp.TOTP(page.get_by_test_id("totp-secret").inner_text())
     shoot(page, "profile-totp-enrol.png", full_page=True)
+    page.get_by_test_id("totp-password").fill(PASSWORD)
     page.fill("input[name=code]", "000000")
     page.get_by_test_id("totp-confirm").click()
     expect(page.get_by_test_id("field-error-code")).to_be_visible()
     expect(page.get_by_test_id("totp-qr")).to_be_visible()  # same seed, scan again not needed
+    page.get_by_test_id("totp-password").fill(PASSWORD)
     page.fill("input[name=code]", totp.now())
     page.get_by_test_id("totp-confirm").click()
     expect(page.get_by_test_id("recovery-codes").locator("li")).not_to_have_count(0)

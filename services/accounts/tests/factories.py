@@ -59,6 +59,7 @@ def settings_for(
         # couple the tests; the throttle tests set their own limit and address.
         "login_max_failures_per_ip": 100_000,
         "password_reset_max_per_ip": 100_000,
+        "registration_max_per_ip": 100_000,
         "catalog_max_per_ip": 100_000,
         "instance_id": "test",
         # A consumer group costs seconds per app start; the audit consumer's own tests

@@ -200,7 +200,11 @@ class FakeBackends:
             uri = f"otpauth://totp/Tollgate:dev%40example.com?secret={secret}&issuer=Tollgate"
             return httpx.Response(200, json={"secret": secret, "otpauth_uri": uri})
         if path == "/v1/auth/totp/verify":
-            if json.loads(request.content)["code"] != "123456":
+            body = json.loads(request.content)
+            if body["password"] != PASSWORD:
+                slug = "https://tollgate.dev/problems/invalid-credentials"
+                return problem(400, "Bad Request", "Wrong password.", type=slug)
+            if body["code"] != "123456":
                 return problem(400, "Bad Request", "Invalid one-time code.")
             self.totp = True
             return httpx.Response(200, json={"recovery_codes": ["aaaa-bbbb", "cccc-dddd"]})

@@ -25,14 +25,35 @@ async def test_totp_enrolment_shows_a_qr_code_then_the_recovery_codes_once() -> 
         assert "otpauth" not in sealed  # sealed, not the URI in clear
         wrong = await client.post(
             "/profile/totp/verify",
-            data={"csrf_token": csrf(client), "code": "000000", "enrolment": sealed},
+            data={
+                "csrf_token": csrf(client),
+                "password": PASSWORD,
+                "code": "000000",
+                "enrolment": sealed,
+            },
         )
         assert wrong.status_code == 400
         assert 'data-testid="field-error-code"' in wrong.text
         assert 'data-testid="totp-qr"' in wrong.text  # the same QR code again
+        not_yours = await client.post(
+            "/profile/totp/verify",
+            data={
+                "csrf_token": csrf(client),
+                "password": "not-the-password",
+                "code": "123456",
+                "enrolment": sealed,
+            },
+        )
+        assert not_yours.status_code == 400
+        assert 'data-testid="field-error-password"' in not_yours.text
         right = await client.post(
             "/profile/totp/verify",
-            data={"csrf_token": csrf(client), "code": "123 456", "enrolment": sealed},
+            data={
+                "csrf_token": csrf(client),
+                "password": PASSWORD,
+                "code": "123 456",
+                "enrolment": sealed,
+            },
         )
         assert right.status_code == 200
         assert "aaaa-bbbb" in right.text

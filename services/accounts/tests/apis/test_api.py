@@ -74,6 +74,13 @@ async def test_create_read_credentials_never_shown_and_sealed(
             assert api["id"] in [a["id"] for a in listed.json()["items"]]
         as_member = await svc.http.get(f"/v1/apis/{api['id']}", headers=member.headers)
         assert as_member.json()["upstream_header_names"] == []
+        # Where the gateway sends calls is the operator's (any registered user with an
+        # org is a member): before, members read the upstream URL.
+        assert as_member.json()["upstream_url"] is None
+        listed = (await svc.http.get("/v1/apis", headers=member.headers)).json()["items"]
+        assert {a["upstream_url"] for a in listed} == {None}
+        as_admin = await svc.http.get(f"/v1/apis/{api['id']}", headers=admin.headers)
+        assert as_admin.json()["upstream_url"] == api["upstream_url"]
         assert (await svc.http.get("/v1/apis", headers=loner.headers)).status_code == 403
         assert (
             await svc.http.post(
@@ -261,8 +268,10 @@ async def test_petstore_import_creates_routes_and_keeps_the_document(
         state = upserts(await events(svc, api["id"]))[-1]
         assert {(r.method, r.path_template) for r in state.routes} == routes
 
-        doc = await svc.http.get(url, headers=member.headers)
+        doc = await svc.http.get(url, headers=admin.headers)
         assert doc.json()["info"]["title"] == "Swagger Petstore"
+        # Members read the catalog's document, without what the import marks internal.
+        assert (await svc.http.get(url, headers=member.headers)).status_code == 403
 
         again = await svc.http.post(
             url,

@@ -48,7 +48,7 @@ async def test_second_import_is_in_the_changelog_and_announced(
         entries = await check_list_contract(
             svc.http,
             f"{url}/changelog",
-            headers=member.headers,
+            headers=admin.headers,
             expected={0, 2},
             key=lambda e: e["breaking"],
             page_size=1,
@@ -75,7 +75,9 @@ async def test_second_import_is_in_the_changelog_and_announced(
         ]
 
         assert (await svc.http.get(f"{url}/changelog", headers=loner.headers)).status_code == 403
-        unknown = await svc.http.get(f"/v1/apis/{uuid.uuid4()}/changelog", headers=member.headers)
+        # Members read the catalog's changelog: only what customers can call.
+        assert (await svc.http.get(f"{url}/changelog", headers=member.headers)).status_code == 403
+        unknown = await svc.http.get(f"/v1/apis/{uuid.uuid4()}/changelog", headers=admin.headers)
         assert unknown.status_code == 404
         assert unknown.json()["type"].endswith("/api-not-found")
 

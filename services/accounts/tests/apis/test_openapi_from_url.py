@@ -89,7 +89,7 @@ async def test_a_document_is_fetched_imported_and_bad_answers_are_problems(
         status, body = await from_url(server.url("/moved"))
         assert status == 200, body
         assert body["created"] == 3
-        doc = await svc.http.get(f"/v1/apis/{api['id']}/openapi", headers=member.headers)
+        doc = await svc.http.get(f"/v1/apis/{api['id']}/openapi", headers=admin.headers)
         assert doc.json()["info"]["title"] == "Swagger Petstore"
         assert server.paths == ["/moved", "/petstore.yaml"]
         # A name: resolved, checked, and the first address that answers is used (localhost

@@ -212,7 +212,7 @@ async def _two_factor_user(svc: Service) -> tuple[User, pyotp.TOTP]:
     remember(enrolled.json()["secret"])
     verified = await svc.http.post(
         "/v1/auth/totp/verify",
-        json={"code": totp.generate_otp(int(time.time() // 30))},
+        json={"password": user.password, "code": totp.generate_otp(int(time.time() // 30))},
         headers=user.headers,
     )
     assert verified.status_code == 200
@@ -271,7 +271,9 @@ async def test_totp_verify_guesses_are_throttled_under_concurrency(
         answers = await asyncio.gather(
             *(
                 svc.http.post(
-                    "/v1/auth/totp/verify", json={"code": f"{i:06d}"}, headers=user.headers
+                    "/v1/auth/totp/verify",
+                    json={"password": user.password, "code": f"{i:06d}"},
+                    headers=user.headers,
                 )
                 for i in range(20)
             )

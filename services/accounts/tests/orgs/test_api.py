@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
@@ -221,3 +222,27 @@ async def test_invite_accept_and_revoke(
                 f"/v1/orgs/{org_id}/invitations/{uuid.uuid4()}", headers=owner.headers
             )
         ).status_code == 404
+
+
+async def test_two_owners_demoting_each_other_at_once_leave_one_owner_and_no_error(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    # Before: each locked its target first, then the other's row: a deadlock, which
+    # Postgres broke by failing one of them with a 500.
+    settings = settings_for(
+        accounts_db, kafka=kafka_bootstrap, prefix=topic_prefix, workdir=tmp_path
+    )
+    async with running(settings) as svc:
+        for _ in range(8):
+            a, b = await signup(svc), await signup(svc)
+            org = await make_org(svc, a)
+            await add_member(svc, org, b, "owner")
+            answers = await asyncio.gather(
+                svc.http.patch(
+                    f"/v1/orgs/{org}/members/{b.id}", json={"role": "viewer"}, headers=a.headers
+                ),
+                svc.http.patch(
+                    f"/v1/orgs/{org}/members/{a.id}", json={"role": "viewer"}, headers=b.headers
+                ),
+            )
+            assert sorted(r.status_code for r in answers) == [200, 409]

@@ -75,6 +75,12 @@ class Settings(ServiceSettings):
     password_reset_max_per_ip: int = Field(
         20, ge=1, description="password reset requests per client IP per window"
     )
+    registration_max_per_ip: int = Field(
+        100,
+        ge=1,
+        description="registrations (taken emails included) per client IP per "
+        "`password_reset_window_seconds`: the answer says whether an email is taken",
+    )
     email_verification_required: bool = Field(
         True,
         description="a user who has not verified its email may not create live API keys "

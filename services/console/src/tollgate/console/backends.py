@@ -824,9 +824,10 @@ class Backends:
         answer = await self._call("accounts", "POST", "/v1/auth/totp/enroll", token=token)
         return TotpEnrolment.model_validate(answer)
 
-    async def totp_verify(self, token: str, code: str) -> RecoveryCodes:
+    async def totp_verify(self, token: str, password: str, code: str) -> RecoveryCodes:
+        body = {"password": password, "code": code}
         answer = await self._call(
-            "accounts", "POST", "/v1/auth/totp/verify", token=token, json={"code": code}
+            "accounts", "POST", "/v1/auth/totp/verify", token=token, json=body
         )
         return RecoveryCodes.model_validate(answer)
 
@@ -954,15 +955,6 @@ class Backends:
     async def apis(self, token: str) -> list[Api]:
         page = await self._call("accounts", "GET", "/v1/apis", token=token, params={"limit": 200})
         return Page[Api].model_validate(page).items
-
-    async def api_changelog(
-        self, token: str, api_id: uuid.UUID, cursor: str | None
-    ) -> Page[ChangelogEntry]:
-        """One page of an API's changelog, newest import first."""
-        params = {"limit": 20, "cursor": cursor}
-        path = f"/v1/apis/{api_id}/changelog"
-        answer = await self._call("accounts", "GET", path, token=token, params=params)
-        return Page[ChangelogEntry].model_validate(answer)
 
     async def catalog_changelog(
         self, token: str | None, slug: str, cursor: str | None

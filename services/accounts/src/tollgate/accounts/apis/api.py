@@ -286,8 +286,9 @@ async def import_openapi_from_url(
 
 @router.get("/{api_id}/openapi", response_model=dict[str, Any], responses=_DOCUMENT_ERRORS)
 async def get_openapi(api_id: uuid.UUID, caller: CurrentCaller, db: DbSession) -> dict[str, Any]:
-    """The imported OpenAPI document (for the developer portal)."""
-    _may_read(caller)
+    """The imported OpenAPI document as imported (admins; members and the developer
+    portal read the catalog's, without what it marks internal)."""
+    require_admin(caller)
     async with db.begin():
         return await service.openapi_document(db, api_id)
 
@@ -301,8 +302,9 @@ async def get_changelog(
     limit: PageSize = DEFAULT_PAGE_SIZE,
 ) -> Page[ChangelogEntryOut]:
     """What each OpenAPI import changed in the API's operations, newest first;
-    breaking changes carry their `rule`."""
-    _may_read(caller)
+    breaking changes carry their `rule` (admins; members and the developer portal read
+    the catalog's, with only the public changes)."""
+    require_admin(caller)
     async with db.begin():
         rows = await service.changelog(db, api_id, before=uuid_cursor(cursor), limit=limit + 1)
     page, nxt = next_cursor_of(rows, limit, "id")

@@ -180,13 +180,15 @@ class ApiPatch(RequestModel):
 
 class ApiOut(BaseModel):
     """An API as shown to members and admins; credentials never appear, only whether
-    some are configured (and, for admins, the header names)."""
+    some are configured (and, for admins, the header names). Where the gateway sends
+    calls (upstream and sandbox URLs) is for admins: null for members, as the catalog
+    never shows it."""
 
     id: uuid.UUID
     slug: str
     name: str
     api_version: str
-    upstream_url: str
+    upstream_url: str | None
     status: str
     deprecated_at: datetime | None
     sunset_at: datetime | None

@@ -16,7 +16,7 @@ from tollgate.accounts.caller import (
     current_session,
 )
 from tollgate.accounts.config import CurrentSettings
-from tollgate.accounts.identity import service, throttle
+from tollgate.accounts.identity import passwords, service, throttle
 from tollgate.accounts.identity.schemas import (
     AcceptedOut,
     AdminUserOut,
@@ -32,8 +32,8 @@ from tollgate.accounts.identity.schemas import (
     RegisterIn,
     SessionOut,
     TokenOut,
-    TotpCodeIn,
     TotpDisableIn,
+    TotpEnableIn,
     TotpEnrollOut,
     UserOut,
 )
@@ -110,9 +110,12 @@ async def jwks(request: Request, response: Response) -> dict[str, Any]:
 async def register(
     settings: CurrentSettings, body: RegisterIn, request: Request, db: DbSession
 ) -> UserOut:
-    """Create a user account."""
+    """Create a user account (`registration_max_per_ip` per client address and window,
+    429 + Retry-After past it)."""
     if not settings.registration_open:
         raise Forbidden("registration-closed", "Registration is closed.")
+    async with db.begin():
+        await service.take_registration_slot(db, settings, anonymous_actor(request))
     async with db.begin():
         user = await service.register(
             db,
@@ -261,19 +264,22 @@ async def totp_enroll(
 @router.post("/totp/verify", response_model=RecoveryCodesOut)
 async def totp_verify(
     settings: CurrentSettings,
-    body: TotpCodeIn,
+    body: TotpEnableIn,
     request: Request,
     actor: CurrentActor,
     db: DbSession,
 ) -> RecoveryCodesOut:
-    """Turn two-factor on with a first code; returns recovery codes, shown once. Wrong
-    codes count towards the sign-in throttle of the account (429 + Retry-After)."""
+    """Turn two-factor on with the password and a first code (a stolen token alone
+    cannot lock the owner out); returns recovery codes, shown once. Wrong passwords
+    and codes count towards the sign-in throttle of the account (429 + Retry-After)."""
     async with db.begin():
         slot = await service.take_verification_slot(db, settings, actor)
     if isinstance(slot, throttle.Throttled):
         raise _throttled(slot, "verification-throttled")
     async with db.begin():
-        codes = await service.totp_verify(db, settings, actor, code=body.code, slot=slot)
+        codes = await service.totp_verify(
+            db, settings, actor, password=body.password, code=body.code, slot=slot
+        )
     return RecoveryCodesOut(recovery_codes=codes)
 
 
@@ -289,6 +295,7 @@ async def change_password(
     towards the account's sign-in throttle, 429 + Retry-After). Every other session
     ends, everywhere; the answer holds the tokens of the caller's new session."""
     keyring = _keyring(request)
+    passwords.check_new_password(body.new_password)  # before a throttle slot is taken
     async with db.begin():
         slot = await service.take_verification_slot(db, settings, actor)
     if isinstance(slot, throttle.Throttled):

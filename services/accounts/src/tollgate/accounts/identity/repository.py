@@ -110,8 +110,18 @@ async def insert_refresh_token(session: AsyncSession, **values: Any) -> None:
 
 
 async def lock_refresh_token(session: AsyncSession, token_hash: str) -> RefreshToken | None:
-    stmt = select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
+    stmt = (
+        select(RefreshToken)
+        .where(RefreshToken.token_hash == token_hash)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     return (await session.scalars(stmt)).one_or_none()
+
+
+async def refresh_token_owner(session: AsyncSession, token_hash: str) -> uuid.UUID | None:
+    stmt = select(RefreshToken.user_id).where(RefreshToken.token_hash == token_hash)
+    return await session.scalar(stmt)
 
 
 async def mark_refresh_used(session: AsyncSession, token_id: uuid.UUID, at: datetime) -> None:

@@ -138,7 +138,12 @@ class TotpEnrollOut(BaseModel):
     otpauth_uri: str
 
 
-class TotpCodeIn(RequestModel):
+class TotpEnableIn(RequestModel):
+    password: str = Field(
+        min_length=1,
+        max_length=MAX_PASSWORD_BYTES,
+        description="the account's password: a token alone cannot turn two-factor on",
+    )
     code: str = Field(min_length=6, max_length=8)
 
 

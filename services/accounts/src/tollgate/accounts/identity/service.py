@@ -48,7 +48,6 @@ from tollgate.kit.problems import (
     Conflict,
     Forbidden,
     NotFound,
-    TooManyRequests,
     Unprocessable,
 )
 
@@ -173,20 +172,16 @@ async def resend_verification(session: AsyncSession, settings: Settings, actor: 
     assert user is not None
     if user.email_verified:
         raise Conflict("already-verified", "Your email address is already verified.")
-    counter = throttle.Counter(
-        throttle.VERIFY_RESEND, str(user.id), settings.email_verification_resend_max
+    await throttle.take_or_refuse(
+        session,
+        throttle.Counter(
+            throttle.VERIFY_RESEND, str(user.id), settings.email_verification_resend_max
+        ),
+        settings.email_verification_resend_window_seconds,
+        slug="verification-resend-throttled",
+        detail="Too many verification emails asked for; try again later.",
+        limit="account",
     )
-    taken = await throttle.take(
-        session, (counter,), settings.email_verification_resend_window_seconds
-    )
-    if isinstance(taken, throttle.Throttled):
-        raise TooManyRequests(
-            "verification-resend-throttled",
-            "Too many verification emails asked for; try again later.",
-            headers={"Retry-After": str(taken.retry_after)},
-            limit="account",
-            retry_after=taken.retry_after,
-        )
     await _send_verification(session, settings, user)
     await record(
         session, actor, "auth.email_verification_resend", target_type="user", target_id=user.id
@@ -276,6 +271,20 @@ async def ensure_admin(
 
 def _client(actor: Actor) -> str:
     return (actor.ip or "unknown")[:64]
+
+
+async def take_registration_slot(session: AsyncSession, settings: Settings, actor: Actor) -> None:
+    """Count a registration from the client's address (in a transaction of its own, so
+    one refused as `email-taken` counts too: that answer tells whether an address has an
+    account); 429 past `registration_max_per_ip`."""
+    await throttle.take_or_refuse(
+        session,
+        throttle.Counter(throttle.REGISTER_IP, _client(actor), settings.registration_max_per_ip),
+        settings.password_reset_window_seconds,
+        slug="registration-throttled",
+        detail="Too many registrations from this address; try again later.",
+        limit="ip",
+    )
 
 
 async def take_sign_in_slot(
@@ -435,16 +444,26 @@ async def refresh(
     session: AsyncSession, settings: Settings, keyring: SigningKeyring, raw: str
 ) -> TokenPair | LoginRefused:
     """Rotate a refresh token. Presenting an already rotated token means it leaked:
-    the whole family is revoked (the thief and the owner both sign in again)."""
+    the whole family is revoked (the thief and the owner both sign in again).
+
+    The user's row is locked first, as every path that ends all of a user's sessions
+    does: a rotation and "sign out everywhere" (or a password reset) run one after the
+    other, so the new token is either seen and revoked, or never issued."""
+    hashed = secret_hash(raw)
+    owner = await repo.refresh_token_owner(session, hashed)
+    if owner is None:
+        return LoginRefused("Invalid refresh token.")
+    user = await repo.lock_user(session, owner)
     now = datetime.now(UTC)
-    token = await repo.lock_refresh_token(session, secret_hash(raw))
+    token = await repo.lock_refresh_token(session, hashed)
     if token is None or token.revoked_at is not None or token.expires_at <= now:
         return LoginRefused("Invalid refresh token.")
+    if await repo.family_revoked(session, token.family_id):
+        return LoginRefused("Invalid refresh token.")  # its session was ended
     if token.used_at is not None:
         await repo.revoke_family(session, token.family_id, now)
         await publish_user_state(session, token.user_id)  # its access tokens die too
         return LoginRefused("Refresh token reuse detected; the session was revoked.")
-    user = await repo.get_user(session, token.user_id)
     if user is None or not user.is_active:
         return LoginRefused("Invalid refresh token.")
     await repo.mark_refresh_used(session, token.id, now)
@@ -459,10 +478,12 @@ async def logout(session: AsyncSession, actor: Actor, *, raw: str, everywhere: b
     now = datetime.now(UTC)
     user_id = actor.principal.user_id
     if everywhere:
+        await repo.lock_user(session, user_id)  # after any rotation in progress
         await repo.revoke_user_refresh_tokens(session, user_id, now)
         await repo.update_user(session, user_id, sessions_revoked_at=now)
         await publish_user_state(session, user_id)
     else:
+        await repo.lock_user(session, user_id)  # before the token, as `refresh` does
         token = await repo.lock_refresh_token(session, secret_hash(raw))
         if (
             token is None
@@ -496,16 +517,14 @@ async def request_password_reset(
     seal = sealer(settings)  # fail the same way whether or not the user exists
     now = datetime.now(UTC)
     ip = _client(actor)
-    counter = throttle.Counter(throttle.RESET_IP, ip, settings.password_reset_max_per_ip)
-    taken = await throttle.take(session, (counter,), settings.password_reset_window_seconds)
-    if isinstance(taken, throttle.Throttled):  # not counted: Retry-After stays true
-        raise TooManyRequests(
-            "password-reset-throttled",
-            "Too many password reset requests from this address; try again later.",
-            headers={"Retry-After": str(taken.retry_after)},
-            limit="ip",
-            retry_after=taken.retry_after,
-        )
+    await throttle.take_or_refuse(
+        session,
+        throttle.Counter(throttle.RESET_IP, ip, settings.password_reset_max_per_ip),
+        settings.password_reset_window_seconds,
+        slug="password-reset-throttled",
+        detail="Too many password reset requests from this address; try again later.",
+        limit="ip",
+    )
     user = await repo.get_user_by_email(session, email)
     if user is None or not user.is_active:
         return
@@ -543,6 +562,7 @@ async def confirm_password_reset(
     reset = await repo.lock_password_reset(session, secret_hash(token))
     if reset is None or reset.used_at is not None or reset.expires_at <= now:
         raise BadRequest("invalid-token", "Invalid or expired reset token.")
+    await repo.lock_user(session, reset.user_id)  # after any rotation in progress
     await repo.update_user(
         session,
         reset.user_id,
@@ -617,6 +637,7 @@ async def end_session(session: AsyncSession, actor: Actor, session_id: uuid.UUID
     assert actor.principal is not None
     if await repo.family_owner(session, session_id) != actor.principal.user_id:
         raise NotFound("not-found", "No such session.")
+    await repo.lock_user(session, actor.principal.user_id)  # first, as `refresh` does
     if await repo.family_revoked(session, session_id):
         return
     await repo.revoke_family(session, session_id, datetime.now(UTC))
@@ -640,10 +661,17 @@ async def totp_enroll(session: AsyncSession, settings: Settings, actor: Actor) -
 
 
 async def totp_verify(
-    session: AsyncSession, settings: Settings, actor: Actor, *, code: str, slot: throttle.Slot
+    session: AsyncSession,
+    settings: Settings,
+    actor: Actor,
+    *,
+    password: str,
+    code: str,
+    slot: throttle.Slot,
 ) -> list[str]:
-    """Turn 2FA on with a first valid code; returns fresh recovery codes (shown once).
-    `slot` (`take_verification_slot`) stays counted unless this succeeds."""
+    """Turn 2FA on with the password and a first valid code; returns fresh recovery
+    codes (shown once). `slot` (`take_verification_slot`) stays counted unless this
+    succeeds."""
     assert actor.principal is not None
     user = await repo.lock_user(session, actor.principal.user_id)
     assert user is not None
@@ -651,6 +679,8 @@ async def totp_verify(
         raise Conflict("totp-enabled", "Two-factor is already enabled.")
     if user.totp_secret_sealed is None:
         raise Conflict("totp-not-enrolled", "Enroll first.")
+    if not await passwords.verify_password(password, user.password_hash, settings.bcrypt_rounds):
+        raise BadRequest("invalid-credentials", "Wrong password.")
     secret = sealer(settings).unseal(user.totp_secret_sealed).decode()
     step = totp.matching_step(secret, code, user.totp_last_step)
     if step is None:

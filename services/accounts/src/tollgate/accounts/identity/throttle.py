@@ -29,11 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.config import Settings
 from tollgate.accounts.identity import repository as repo
+from tollgate.kit.problems import TooManyRequests
 
 PAIR = "ip_account"
 ACCOUNT = "account"
 IP = "ip"
 RESET_IP = "reset_ip"
+REGISTER_IP = "register_ip"
 VERIFY_RESEND = "verify_resend"
 
 
@@ -103,6 +105,29 @@ async def take(
         taken.append(counter)
     await repo.purge_throttle_counters(session, window_start - timedelta(seconds=window_seconds))
     return Slot(tuple(taken), window_start)
+
+
+async def take_or_refuse(
+    session: AsyncSession,
+    counter: Counter,
+    window_seconds: int,
+    *,
+    slug: str,
+    detail: str,
+    limit: str,
+) -> Slot:
+    """`take` one counter, or 429 `slug` with Retry-After (`limit`: what it counts, "ip"
+    or "account") when it is full."""
+    taken = await take(session, (counter,), window_seconds)
+    if isinstance(taken, Throttled):  # not counted: Retry-After stays true
+        raise TooManyRequests(
+            slug,
+            detail,
+            headers={"Retry-After": str(taken.retry_after)},
+            limit=limit,
+            retry_after=taken.retry_after,
+        )
+    return taken
 
 
 async def give_back(session: AsyncSession, slot: Slot) -> None:

@@ -70,6 +70,7 @@ async def lock_owners(session: AsyncSession, org_id: uuid.UUID) -> list[uuid.UUI
     stmt = (
         select(Membership.user_id)
         .where(Membership.org_id == org_id, Membership.role == "owner")
+        .order_by(Membership.user_id)  # one order for every caller: no deadlock
         .with_for_update()
     )
     return list((await session.scalars(stmt)).all())

@@ -133,6 +133,9 @@ async def _guard_last_owner(session: AsyncSession, org_id: uuid.UUID, user_id: u
 async def change_role(
     session: AsyncSession, actor: Actor, org_id: uuid.UUID, user_id: uuid.UUID, role: Role
 ) -> tuple[Membership, User]:
+    # The owners first, then the member: two owners demoting or removing each other
+    # wait for one another instead of deadlocking.
+    await repo.lock_owners(session, org_id)
     membership = await repo.lock_membership(session, org_id, user_id)
     if membership is None:
         raise not_found("member", "member-not-found")
@@ -158,6 +161,7 @@ async def remove_member(
 ) -> None:
     """Remove a member. Removing one this org already removed changes nothing (a retried
     removal); a user who never belonged to the org stays a 404."""
+    await repo.lock_owners(session, org_id)  # before the member, as `change_role` does
     membership = await repo.lock_membership(session, org_id, user_id)
     if membership is None:
         if await audit_log.has_entry(

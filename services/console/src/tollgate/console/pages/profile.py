@@ -56,6 +56,12 @@ def _refusal(exc: BackendProblem | BackendDown) -> tuple[dict[str, Any], int]:
     return {"down": True}, 503
 
 
+def _wrong_password(exc: BackendProblem | BackendDown) -> bool:
+    return isinstance(exc, BackendProblem) and str(exc.body.get("type", "")).endswith(
+        "/invalid-credentials"
+    )
+
+
 @router.post("/profile/totp/enroll")
 async def totp_enroll(request: Request, session: CurrentSession) -> Response:
     try:
@@ -78,12 +84,15 @@ async def totp_enroll(request: Request, session: CurrentSession) -> Response:
 async def totp_verify(
     request: Request,
     session: CurrentSession,
+    password: Annotated[str, Form(max_length=1024)] = "",
     code: Annotated[str, Form(max_length=20)] = "",
     enrolment: Annotated[str, Form(max_length=4000)] = "",
 ) -> Response:
     client = backends(request)
     try:
-        codes = await client.totp_verify(session.access_token, code.strip().replace(" ", ""))
+        codes = await client.totp_verify(
+            session.access_token, password, code.strip().replace(" ", "")
+        )
     except (BackendProblem, BackendDown) as exc:
         uri = cookies(request).unseal_value(enrolment)
         enrolling = None
@@ -96,7 +105,7 @@ async def totp_verify(
             session,
             status=status,
             enrolling=enrolling,
-            errors={"code": "wrong"},
+            errors={"password" if _wrong_password(exc) else "code": "wrong"},
             **extra,
         )
     return await _profile(request, session, recovery_codes=codes.recovery_codes)
