@@ -5,8 +5,8 @@ gateway with its API key (mixed GSM-7 / UCS-2, 1-4 segments) → the notifier
 fake Twilio takes them and reports `sent` and `delivered` with signed callbacks →
 every status reaches the customer's webhook endpoint, signed (Standard Webhooks,
 verified here) → billing debits exactly segments times price per message, once → a
-reply from a recipient to a shared number lands in the sender's inbox (the
-conversation rule).
+reply from a recipient lands in the sender's inbox (sent to the org's number; one
+to a shared number is not the org's to read).
 
 Also: identity headers a client forges through the gateway are stripped (the
 notifier answers as for the caller's real org), forged headers sent to the notifier
@@ -49,7 +49,6 @@ MESSAGES = int(os.environ.get("SMS_E2E_MESSAGES", "150"))
 WAIT_SECONDS = max(90.0, MESSAGES * 0.3)
 CONCURRENCY = 24
 ORG_NUMBER = "+41445550100"
-SHARED_NUMBER = "+41445550000"  # no org's: replies to it route by conversation
 PRICES = {"+": 9, "+41": 7, "+4179": 5}
 IDENTITY_SECRET = "e2e-identity-" + uuid.uuid4().hex
 
@@ -409,12 +408,12 @@ async def test_a_thousand_messages_billed_reported_and_answered(
             sms_debits = [e for e in ledger["items"] if e.get("kind") == "debit"]
             assert sms_debits, ledger
 
-            # A recipient answers on a shared number: the conversation routes it home.
+            # A recipient answers the number that wrote: it lands in the org's inbox.
             replier = batch[0][0]
             assert await fake.reply(
                 f"{stack.notifier.url}/v1/sms/inbound/twilio",
                 from_=replier,
-                to=SHARED_NUMBER,
+                to=ORG_NUMBER,
                 body="Thanks, see you!",
             )
 
@@ -424,7 +423,7 @@ async def test_a_thousand_messages_billed_reported_and_answered(
 
             await wait_for(replied, 20, "the reply in the inbox")
             inbox = (await c.notifier.get(f"/v1/orgs/{c.org_id}/sms/messages")).json()
-            assert inbox["items"][0]["routed_by"] == "conversation"
+            assert inbox["items"][0]["routed_by"] == "assigned_number"
 
             # Forged identity through the gateway: stripped, the real org answers.
             some_id = next(iter(accepted))

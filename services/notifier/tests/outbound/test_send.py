@@ -22,7 +22,7 @@ from tollgate.kit.db import SessionMaker
 from tollgate.kit.sealing import Sealer
 from tollgate.kit.testing.tokens import TokenMint
 from tollgate.kit.upstream_identity import identity_headers
-from tollgate.notifier.models import SmsMessage, SmsOutbound, outbox
+from tollgate.notifier.models import SmsMessage, SmsNumber, SmsOutbound, outbox
 from tollgate.notifier.outbound.fake_twilio import FakeTwilio
 from tollgate.notifier.outbound.worker import SmsSendWorker
 from tollgate.notifier.sms import repository as numbers
@@ -397,16 +397,24 @@ async def test_a_reply_routes_to_the_org_that_wrote_until_the_conversation_expir
             async with env.sessions() as session, session.begin():
                 await session.execute(delete(SmsMessage))
 
-        # To a shared number no org owns: the open conversation decides.
-        reply = await inbound("+41445550000")
+        # To a shared number no org owns: not the conversation's. Before, the org that
+        # wrote from its own number read what the sender sent anywhere else.
+        elsewhere = await inbound("+41445550000")
+        assert (elsewhere.org_id, elsewhere.routed_by) == (None, "admin_inbox")
+        await forget_inbound()
+        # The number B wrote from is released: replies to it still reach B while the
+        # conversation is open.
+        async with env.sessions() as session, session.begin():
+            await session.execute(delete(SmsNumber).where(SmsNumber.number == NUMBER_B))
+        reply = await inbound(NUMBER_B)
         assert (reply.org_id, reply.routed_by) == (ORG_B, "conversation")
         await forget_inbound()
         env.clock.advance(hours=23)
-        still = await inbound("+41445550000")
+        still = await inbound(NUMBER_B)
         assert (still.org_id, still.routed_by) == (ORG_B, "conversation")
         await forget_inbound()
         env.clock.advance(hours=2)  # 25 h after the message: the conversation is over
-        late = await inbound("+41445550000")
+        late = await inbound(NUMBER_B)
         assert (late.org_id, late.routed_by) == (None, "admin_inbox")
 
 

@@ -198,9 +198,13 @@ async def test_routing_rules_in_order(database_factory: Callable[[str], str]) ->
             ("+15552220000", shared, "pizza, large please", first_word, "keyword", rule_a["id"]),
             ("+15553330000", shared, "where is order #42?", regex, "keyword", rule_b["id"]),
             ("+15554440000", shared, "who is this?", None, "admin_inbox", None),
-            # The sender who wrote to the pizza shop before: conversation history wins
-            # over the keyword in this message.
-            ("+15552220000", shared, "order #7 status", first_word, "conversation", None),
+            # The sender who wrote to the pizza shop before: a message without a keyword
+            # follows the history on this number, one with another org's keyword goes to
+            # that org (before, history won: the pizza shop read it).
+            ("+15552220000", shared, "thanks!", first_word, "conversation", None),
+            ("+15552220000", shared, "order #7 status", regex, "keyword", rule_b["id"]),
+            # History on another number decides nothing here.
+            ("+15551110000", shared, "hello?", None, "admin_inbox", None),
         ]
         for i, (sender, to, body, org, routed_by, rule_id) in enumerate(cases):
             params = twilio_params(f"SM{i}", body, to=to, sender=sender)
@@ -232,7 +236,7 @@ async def test_routing_rules_in_order(database_factory: Callable[[str], str]) ->
             expected={m["id"] for m in inbox},
             page_size=1,
         )
-        assert [m["body"] for m in inbox] == ["order #7 status", "pizza, large please"]
+        assert [m["body"] for m in inbox] == ["thanks!", "pizza, large please"]
         message_id = inbox[0]["id"]
         marked = await client.post(
             f"/v1/orgs/{first_word}/sms/messages/{message_id}/read",
@@ -263,7 +267,7 @@ async def test_routing_rules_in_order(database_factory: Callable[[str], str]) ->
             assert (await client.post(path + "/read", json={}, headers=stranger)).status_code == 404
 
         admin_inbox = (await client.get("/v1/admin/sms/messages", headers=admin)).json()
-        assert [m["body"] for m in admin_inbox["items"]] == ["who is this?"]
+        assert [m["body"] for m in admin_inbox["items"]] == ["hello?", "who is this?"]
         assert (await client.get("/v1/admin/sms/messages", headers=owner)).status_code == 403
         assert (
             await client.post(f"/v1/admin/sms/messages/{message_id}/read", json={}, headers=admin)

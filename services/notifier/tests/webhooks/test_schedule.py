@@ -244,3 +244,38 @@ async def test_per_org_cap_keeps_a_slow_org_from_starving_others(
     assert by_org.count(other_org) == 1
     assert again == []
     assert service.RETRY_SCHEDULE[0] == 0
+
+
+async def test_a_disabled_endpoint_mail_names_its_host_only_once_a_day(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: the mail quoted the whole URL, whose path the tenant writes, to every
+    # contact the owner listed, once per endpoint: phishing text from the operator's
+    # domain, as often as the owner liked to create endpoints that answer 410.
+    from tollgate.notifier.email import service as email
+    from tollgate.notifier.email.templates import render
+
+    url = await migrated(database_factory("notifier"))
+    org = uuid.uuid4()
+    clock = FakeClock()
+    async with database(url) as sessions:
+        made = [
+            await make_endpoint(
+                sessions, org, f"http://127.0.0.1:9/YOUR-ACCOUNT-IS-LOCKED-{n}", now=clock.now()
+            )
+            for n in range(3)
+        ]
+        async with sessions() as session, session.begin():
+            await email.replace_contacts(
+                session, org, [email.Contact("ops@example.com", "en")], clock.now()
+            )
+            for endpoint, _secret in made:
+                row = await session.get(WebhookEndpoint, endpoint.id)
+                assert row is not None
+                await service.disable_endpoint(session, row, "gone", clock.now())
+        async with sessions() as session:
+            mails = (await session.scalars(select(EmailMessage))).all()
+    assert len(mails) == 1
+    text = render(mails[0].kind, mails[0].locale, mails[0].context).text
+    assert "127.0.0.1" in text
+    assert "LOCKED" not in text

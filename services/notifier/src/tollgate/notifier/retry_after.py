@@ -12,7 +12,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # `"²".isdigit()` is true, `float` refuses it
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -266,7 +266,7 @@ _TEXTS: dict[str, dict[str, tuple[str, tuple[str, ...], str | None]]] = {
         "en": (
             "A Tollgate webhook endpoint was disabled",
             (
-                "The webhook endpoint {url} was disabled: {reason}.",
+                "A webhook endpoint at {host} (id {endpoint_id}) was disabled: {reason}.",
                 "Fix the receiver, enable the endpoint again and recover the failed messages "
                 "from the console.",
             ),
@@ -275,7 +275,7 @@ _TEXTS: dict[str, dict[str, tuple[str, tuple[str, ...], str | None]]] = {
         "zh": (
             "一个 Tollgate Webhook 端点已被停用",
             (
-                "Webhook 端点 {url} 已被停用:{reason}。",
+                "位于 {host} 的一个 Webhook 端点(ID {endpoint_id})已被停用:{reason}。",
                 "请修复接收端,重新启用该端点,并在控制台中恢复失败的消息。",
             ),
             None,

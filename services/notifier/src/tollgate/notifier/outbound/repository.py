@@ -354,3 +354,16 @@ async def usage_by_org(
         .order_by(SmsOutbound.org_id)
     )
     return [(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in await session.execute(stmt)]
+
+
+async def provider_ids_taken(
+    session: AsyncSession, pairs: list[tuple[uuid.UUID, str]]
+) -> set[tuple[uuid.UUID | None, str]]:
+    """Which (provider, provider message id) pairs a message already holds."""
+    if not pairs:
+        return set()
+    stmt = select(SmsOutbound.provider_id, SmsOutbound.provider_message_id).where(
+        tuple_(SmsOutbound.provider_id, SmsOutbound.provider_message_id).in_(pairs)
+    )
+    rows = (await session.execute(stmt)).all()
+    return {(row[0], row[1]) for row in rows if row[0] is not None and row[1] is not None}

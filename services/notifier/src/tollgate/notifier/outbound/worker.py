@@ -50,6 +50,7 @@ from tollgate.notifier.outbound.providers import (
 log = logging.getLogger(__name__)
 
 BACKOFF_SECONDS = (2, 10, 60, 300, 1800)
+MAX_RETRY_AFTER_S = 86_400  # a provider's Retry-After, as webhooks and email cap it
 
 SMS_SENDS = Counter(
     "tollgate_notifier_sms_sends_total", "provider send calls by outcome", ["outcome"]
@@ -176,19 +177,24 @@ class SmsSendWorker:
         try:
             accepted = await adapter.client.send(sms)
         except ProviderError as exc:
-            SMS_SENDS.labels("transient" if exc.transient else "refused").inc()
-            log.warning(
-                "sms send failed",
-                extra={
-                    "message_id": str(message.id),
-                    "provider": adapter.row.name,
-                    "code": exc.code,
-                    "transient": exc.transient,
-                },
-            )
-            return exc
-        SMS_SENDS.labels("accepted").inc()
-        return accepted
+            error = exc
+        except Exception as exc:  # an answer the client could not read: one message's
+            log.exception("sms provider answer not understood")  # problem, not the round's
+            error = ProviderError("unreadable", type(exc).__name__, transient=True)
+        else:
+            SMS_SENDS.labels("accepted").inc()
+            return accepted
+        SMS_SENDS.labels("transient" if error.transient else "refused").inc()
+        log.warning(
+            "sms send failed",
+            extra={
+                "message_id": str(message.id),
+                "provider": adapter.row.name,
+                "code": error.code,
+                "transient": error.transient,
+            },
+        )
+        return error
 
     async def _record(self, outcomes: list[tuple[SmsOutbound, Accepted | ProviderError]]) -> None:
         """Record a round's outcomes in one transaction and a few statements (one commit
@@ -197,31 +203,56 @@ class SmsSendWorker:
         now = self._clock.now()
         async with self._sessions() as session, session.begin():
             locked = await repository.lock_messages(session, [m.id for m, _ in outcomes])
+            taken = await repository.provider_ids_taken(
+                session,
+                [
+                    (m.provider_id, o.provider_message_id[:128])
+                    for m, o in outcomes
+                    if isinstance(o, Accepted) and m.provider_id is not None
+                ],
+            )
             changes = []
             for claimed, outcome in outcomes:
                 message = locked.get(claimed.id)
                 if message is None or message.send_state == "done":
                     continue
-                change = self._outcome(message, outcome, now)
+                change = self._outcome(message, outcome, now, taken)
                 if change is not None:
                     changes.append(change)
             await service.advance_many(session, changes, now)
 
     def _outcome(
-        self, message: SmsOutbound, outcome: Accepted | ProviderError, now: datetime
+        self,
+        message: SmsOutbound,
+        outcome: Accepted | ProviderError,
+        now: datetime,
+        taken: set[tuple[uuid.UUID | None, str]],
     ) -> service.StatusChange | None:
         """The status a send outcome reaches; None for a transient error with attempts
-        left (the message goes back to pending after its back-off)."""
+        left (the message goes back to pending after its back-off). `taken`: provider
+        message ids already recorded (this round's are added)."""
         if isinstance(outcome, Accepted):
-            message.provider_message_id = outcome.provider_message_id[:128]
+            provider_id = (message.provider_id, outcome.provider_message_id[:128])
+            if provider_id in taken:
+                # Sent, but under an id the provider gave another message (a provider
+                # set up to answer a constant): its reports cannot be told apart. Kept
+                # as sent, never sent again.
+                log.error(
+                    "sms provider answered a message id it gave another message",
+                    extra={"message_id": str(message.id), "provider_id": str(message.provider_id)},
+                )
+            else:
+                taken.add(provider_id)
+                message.provider_message_id = provider_id[1]
             message.send_state = "done"
             message.leased_until = None
             return service.StatusChange(message, SmsStatus.SENT)
         last = message.attempts >= self._settings.sms_send_max_attempts
         if outcome.transient and not last:
-            delay = (
+            delay = min(
                 outcome.retry_after_seconds
-                or BACKOFF_SECONDS[min(message.attempts, len(BACKOFF_SECONDS)) - 1]
+                or BACKOFF_SECONDS[min(message.attempts, len(BACKOFF_SECONDS)) - 1],
+                MAX_RETRY_AFTER_S,
             )
             message.send_state = "pending"
             message.leased_until = None

@@ -54,13 +54,14 @@ async def org_of_number(session: AsyncSession, number: str) -> uuid.UUID | None:
 
 
 async def last_org_of_sender(
-    session: AsyncSession, from_number: str, exclude: uuid.UUID
+    session: AsyncSession, from_number: str, to_number: str, exclude: uuid.UUID
 ) -> uuid.UUID | None:
-    """The org the sender's most recent routed message went to."""
+    """The org the sender's most recent routed message to `to_number` went to."""
     stmt = (
         select(SmsMessage.org_id)
         .where(
             SmsMessage.from_number == from_number,
+            SmsMessage.to_number == to_number,
             SmsMessage.routed.is_(True),
             SmsMessage.org_id.is_not(None),
             SmsMessage.id != exclude,
@@ -74,14 +75,17 @@ async def last_org_of_sender(
 async def conversation_org(
     session: AsyncSession, remote: str, local: str, at: datetime
 ) -> uuid.UUID | None:
-    """The org whose open conversation with `remote` is the most recent; one that wrote
-    from `local` (the number the reply was sent to) is preferred."""
+    """The org with an open conversation with `remote` from `local` (the number the
+    reply was sent to), the most recent first. Never one that wrote from another number:
+    a sender's message to a shared number is not another org's to read."""
     stmt = (
         select(SmsConversation.org_id)
-        .where(SmsConversation.remote_number == remote, SmsConversation.expires_at > at)
-        .order_by(
-            (SmsConversation.local_number == local).desc(), SmsConversation.last_sent_at.desc()
+        .where(
+            SmsConversation.remote_number == remote,
+            SmsConversation.local_number == local,
+            SmsConversation.expires_at > at,
         )
+        .order_by(SmsConversation.last_sent_at.desc())
         .limit(1)
     )
     return (await session.scalars(stmt)).first()

@@ -86,22 +86,28 @@ def keyword_match(rule: SmsKeywordRule, body: str) -> bool:
 
 
 async def choose_route(session: AsyncSession, message: SmsMessage) -> Route:
-    """Apply the routing rules in order."""
+    """Apply the routing rules in order. Every rule looks at the number the message was
+    sent to: what a sender writes to one number is never routed by what happened on
+    another (an org that wrote to the sender from its own number does not read what the
+    sender sends to a shared one), and a keyword, which the sender chose, comes before
+    the sender's history on that number."""
     org_id = await repository.org_of_number(session, message.to_number)
     if org_id is not None:
         return Route(org_id, SmsRoute.ASSIGNED_NUMBER)
-    # An org that wrote to this sender recently (an open outbound conversation).
+    # An org that wrote to this sender recently from this number (released since).
     org_id = await repository.conversation_org(
         session, message.from_number, message.to_number, message.received_at
     )
     if org_id is not None:
         return Route(org_id, SmsRoute.CONVERSATION)
-    org_id = await repository.last_org_of_sender(session, message.from_number, message.id)
-    if org_id is not None:
-        return Route(org_id, SmsRoute.CONVERSATION)
     for rule in await repository.keyword_rules(session):
         if keyword_match(rule, message.body):
             return Route(rule.org_id, SmsRoute.KEYWORD, rule.id)
+    org_id = await repository.last_org_of_sender(
+        session, message.from_number, message.to_number, message.id
+    )
+    if org_id is not None:
+        return Route(org_id, SmsRoute.CONVERSATION)
     return Route(None, SmsRoute.ADMIN_INBOX)
 
 

@@ -9,6 +9,7 @@ through the SSRF guard.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,10 @@ from tollgate.kit.netpolicy import DestinationRefused, NetworkPolicy
 from tollgate.notifier.retry_after import parse_retry_after
 from tollgate.notifier.webhooks.signing import signature_header
 from tollgate.notifier.webhooks.ssrf import GuardedResolver, refuse_literal_host
+
+log = logging.getLogger(__name__)
+
+BLOCKED = "blocked: the destination is not allowed (a private, loopback or reserved address)"
 
 BODY_LOG_LIMIT = 2048
 USER_AGENT = "Tollgate-Webhooks/1"
@@ -91,7 +96,10 @@ class WebhookSender:
                     response.headers.get("Retry-After"), datetime.now(UTC)
                 )
         except DestinationRefused as exc:
-            return _failure(started, f"blocked: {exc}")
+            # The reason (which address a name resolves to) is the operator's: shown to
+            # the customer it maps internal names to addresses.
+            log.info("webhook destination refused", extra={"reason": str(exc)})
+            return _failure(started, BLOCKED)
         except TimeoutError:
             return _failure(started, "timeout")
         except (aiohttp.ClientError, OSError, ValueError) as exc:

@@ -399,12 +399,19 @@ async def disable_endpoint(
     await repository.fail_pending_of_endpoint(
         session, endpoint.id, f"endpoint disabled: {reason}", now
     )
+    # The endpoint's host only, never its URL (whose path a tenant writes: text sent
+    # from the operator's domain to the org's contacts), and one such mail per org and
+    # day (the console lists every disabled endpoint).
     await email.queue_for_org(
         session,
         endpoint.org_id,
         kind="webhook_endpoint_disabled",
-        context={"url": endpoint.url, "reason": reason, "endpoint_id": str(endpoint.id)},
-        dedupe_key=f"endpoint-disabled:{endpoint.id}:{now.isoformat()}",
+        context={
+            "host": URL(endpoint.url).raw_host or "?",  # punycode, not look-alike Unicode
+            "reason": reason,
+            "endpoint_id": str(endpoint.id),
+        },
+        dedupe_key=f"endpoint-disabled:{endpoint.org_id}:{now.date().isoformat()}",
         now=now,
     )
 
