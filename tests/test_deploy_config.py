@@ -336,6 +336,10 @@ def test_chart_turns_features_on_from_values(all_on: list[dict[str, Any]]) -> No
     assert _literal(gateway["containers"][0], "TOLLGATE_GATEWAY_REFUSE_UNKNOWN_ORGS") == "true"
     billing = by_kind(all_on, "Deployment")[f"{RELEASE}-billing"]["spec"]["template"]["spec"]
     assert _literal(billing["containers"][0], "TOLLGATE_BILLING_CONSOLE_URL") == console_url
+    # TLS ends at the ingress, so the console sees http: its cookies are marked Secure by
+    # the chart. Before, the session cookie went out without it behind https.
+    console = by_kind(all_on, "Deployment")[f"{RELEASE}-console"]["spec"]["template"]["spec"]
+    assert _literal(console["containers"][0], "TOLLGATE_CONSOLE_COOKIE_SECURE") == "true"
     for doc in workloads(all_on):
         if doc["kind"] != "Job":
             main = doc["spec"]["template"]["spec"]["containers"][0]
@@ -348,6 +352,8 @@ def test_chart_turns_features_on_from_values(all_on: list[dict[str, Any]]) -> No
     assert "TOLLGATE_GATEWAY_REDIS_URL" not in env
     billing = by_kind(defaults, "Deployment")[f"{RELEASE}-billing"]["spec"]["template"]["spec"]
     assert "TOLLGATE_BILLING_STRIPE_SECRET_KEY" not in helm_env(billing["containers"][0])
+    console = by_kind(defaults, "Deployment")[f"{RELEASE}-console"]["spec"]["template"]["spec"]
+    assert "TOLLGATE_CONSOLE_COOKIE_SECURE" not in helm_env(console["containers"][0])  # http
 
 
 def test_chart_keeps_the_gateway_spool_on_a_volume_per_replica(
