@@ -51,6 +51,15 @@ def test_a_cursor_of_another_shape_is_refused() -> None:
         decode_cursor(encode_cursor("2026-01-01T00:00:00"), datetime)  # naive
 
 
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00"])
+def test_a_cursor_time_with_no_utc_equivalent_is_422_not_a_server_error(moment: str) -> None:
+    # Before: the cursor was taken, and the database driver's conversion to UTC
+    # raised OverflowError inside the query: a 500 for a tampered cursor.
+    with pytest.raises(Problem) as refused:
+        decode_cursor(encode_cursor(moment, str(uuid.UUID(int=1))), datetime, uuid.UUID)
+    assert (refused.value.status, refused.value.slug) == (422, "invalid-cursor")
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield

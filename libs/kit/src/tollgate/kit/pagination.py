@@ -21,7 +21,7 @@ import base64
 import binascii
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
@@ -92,7 +92,10 @@ def _typed(value: object, kind: type[Any]) -> Any:
         moment = datetime.fromisoformat(value)
         if moment.tzinfo is None:
             raise ValueError("naive time")
-        return moment
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError as exc:  # year 1 east of UTC, year 9999 west of it
+            raise ValueError("a time with no UTC equivalent") from exc
     raise TypeError(f"unsupported cursor part {kind!r}")
 
 
