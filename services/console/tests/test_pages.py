@@ -158,7 +158,8 @@ async def test_language_follows_the_browser_then_the_choice() -> None:
 
 async def test_a_tampered_session_cookie_is_no_session() -> None:
     store = SessionCookies("", 60, None)
-    assert store.unseal_value("not-a-sealed-value") is None
+    assert store.unseal_value("any", "not-a-sealed-value") is None
+    assert store.unseal_value("other", store.seal_value("any", "x")) is None
     fake = FakeBackends()
     async with console(fake) as client:
         client.cookies.set("tg_session", "gAAAAAtampered")

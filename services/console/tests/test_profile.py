@@ -62,6 +62,44 @@ async def test_totp_enrolment_shows_a_qr_code_then_the_recovery_codes_once() -> 
         assert 'data-testid="totp-disable"' in again.text
 
 
+async def test_a_pending_sign_in_does_not_open_as_an_enrolment() -> None:
+    # Before: one sealing purpose for both forms, so the sealed pending sign-in
+    # (email and password), sent as the enrolment of a wrong code, was opened and
+    # drawn on the page as the "secret": whoever held that hidden field could read
+    # the password in clear through their own session.
+    fake = FakeBackends(totp=True)
+    async with console(fake) as client:
+        form = {"email": "dev@example.com", "password": PASSWORD, "csrf_token": csrf(client)}
+        pending = field((await client.post("/signin", data=form)).text, "pending")
+        await client.post(
+            "/signin/totp", data={"pending": pending, "otp": "123456", "csrf_token": csrf(client)}
+        )
+        wrong = await client.post(
+            "/profile/totp/verify",
+            data={
+                "csrf_token": csrf(client),
+                "password": PASSWORD,
+                "code": "000000",
+                "enrolment": pending,
+            },
+        )
+        assert wrong.status_code == 400
+        assert "correct-horse" not in wrong.text
+        assert 'data-testid="totp-qr"' not in wrong.text
+        # ... and an enrolment does not open as a pending sign-in.
+        await client.post(
+            "/profile/totp/disable",
+            data={"csrf_token": csrf(client), "password": PASSWORD, "code": "123456"},
+        )
+        start = await client.post("/profile/totp/enroll", data={"csrf_token": csrf(client)})
+        enrolment = field(start.text, "enrolment")
+        replayed = await client.post(
+            "/signin/totp",
+            data={"pending": enrolment, "otp": "123456", "csrf_token": csrf(client)},
+        )
+        assert replayed.status_code == 400
+
+
 async def test_disabling_totp_needs_the_password() -> None:
     fake = FakeBackends(totp=True)
     async with console(fake) as client:

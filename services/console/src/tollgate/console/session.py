@@ -88,15 +88,20 @@ class SessionCookies:
             SESSION_COOKIE, httponly=True, samesite="lax", secure=self.secure_for(request), path="/"
         )
 
-    def seal_value(self, value: str) -> str:
-        """Seal a short-lived value for a hidden form field (the TOTP step)."""
-        return self._sealer.seal(value)
+    def seal_value(self, purpose: str, value: str) -> str:
+        """Seal a short-lived value for a hidden form field, bound to `purpose` (one
+        name per form), so a value sealed for one form opens in no other."""
+        return self._sealer.seal(f"{purpose}\n{value}")
 
-    def unseal_value(self, sealed: str) -> str | None:
+    def unseal_value(self, purpose: str, sealed: str) -> str | None:
+        """The value `seal_value(purpose, ...)` sealed; None for anything else (a
+        tampered value, one sealed for another form, a session cookie)."""
         try:
-            return self._sealer.unseal(sealed).decode()
-        except SealError:
+            opened = self._sealer.unseal(sealed).decode()
+        except (SealError, UnicodeDecodeError):
             return None
+        bound, _, value = opened.partition("\n")
+        return value if bound == purpose else None
 
 
 def new_csrf_token() -> str:

@@ -29,6 +29,7 @@ from tollgate.console.web import backends, cookies, identity, render, signed_in
 
 router = APIRouter()
 PENDING_TTL_SECONDS = 300
+PENDING_SIGN_IN = "signin-totp"  # the sealing purpose of the pending sign-in
 YEAR = 365 * 86_400
 
 
@@ -78,7 +79,8 @@ async def _sign_in(
     except BackendProblem as exc:
         if exc.body.get("mfa_required"):
             pending = cookies(request).seal_value(
-                json.dumps({"e": email, "p": password, "t": time.time()})
+                PENDING_SIGN_IN,
+                json.dumps({"e": email, "p": password, "t": time.time()}),
             )
             wrong = otp is not None
             return render(
@@ -115,7 +117,7 @@ async def signin_totp(
     otp: Annotated[str, Form(max_length=20)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
-    opened = cookies(request).unseal_value(pending)
+    opened = cookies(request).unseal_value(PENDING_SIGN_IN, pending)
     data = json.loads(opened) if opened else None
     if not data or time.time() - float(data["t"]) > PENDING_TTL_SECONDS:
         return render(

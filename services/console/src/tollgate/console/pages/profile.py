@@ -21,6 +21,8 @@ from fastapi.responses import RedirectResponse, Response
 from tollgate.console.backends import BackendDown, BackendProblem
 from tollgate.console.web import CurrentSession, backends, cookies, identity, render
 
+TOTP_ENROLMENT = "totp-enrolment"  # the sealing purpose of the enrolment URI
+
 router = APIRouter()
 
 
@@ -75,7 +77,7 @@ async def totp_enroll(request: Request, session: CurrentSession) -> Response:
         enrolling={
             "qr": qr_svg_data_uri(enrolment.otpauth_uri),
             "secret": enrolment.secret,
-            "sealed": cookies(request).seal_value(enrolment.otpauth_uri),
+            "sealed": cookies(request).seal_value(TOTP_ENROLMENT, enrolment.otpauth_uri),
         },
     )
 
@@ -94,7 +96,7 @@ async def totp_verify(
             session.access_token, password, code.strip().replace(" ", "")
         )
     except (BackendProblem, BackendDown) as exc:
-        uri = cookies(request).unseal_value(enrolment)
+        uri = cookies(request).unseal_value(TOTP_ENROLMENT, enrolment)
         enrolling = None
         if uri is not None:
             secret = uri.split("secret=", 1)[-1].split("&", 1)[0]
