@@ -4,6 +4,7 @@ its bounds, and contract drift in test mode."""
 
 from __future__ import annotations
 
+import tracemalloc
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -247,7 +248,7 @@ def test_stateful_memory_is_bounded() -> None:
     contract = Contract.compile(CRUD)
     create, _, _ = contract.operation("POST", "/pets")
     assert create is not None
-    state = MockState(max_keys=3, max_items=5)
+    state = MockState(max_keys=3, max_items=5, max_bytes=1 << 20)
     for key in range(10):
         for n in range(8):
             state.answer("api", f"k{key}", create, "/pets", {}, "", orjson.dumps({"name": f"p{n}"}))
@@ -258,6 +259,62 @@ def test_stateful_memory_is_bounded() -> None:
     page = state.answer("api", "k9", create, "/pets", {}, "", b'{"name": "x"}')
     assert page is not None
     assert page.status == 201
+
+
+def test_stateful_memory_is_bounded_in_bytes_not_only_in_resources() -> None:
+    # Before: a resource was kept as its parsed objects, bounded only in number: a
+    # 60 KiB body of empty objects held over 2 MiB, and 1,000 of them per free test
+    # key filled the gateway's memory.
+    contract = Contract.compile(CRUD)
+    create, _, _ = contract.operation("POST", "/pets")
+    assert create is not None
+    state = MockState(max_keys=100, max_items=1_000, max_bytes=1 << 20)
+    body = orjson.dumps({"tags": [{}] * 20_000})  # 60 KiB
+    tracemalloc.start()
+    try:
+        for key in range(4):
+            for _ in range(50):
+                answer = state.answer("api", f"k{key}", create, "/pets", {}, "", body)
+                assert answer is not None
+                assert answer.status == 201
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert state.held_bytes <= 1 << 20
+    assert held < 2 << 20  # what the process holds, not only what is counted
+    # The space written last keeps its newest resources; the others gave theirs up.
+    listing, _, _ = contract.operation("GET", "/pets")
+    assert listing is not None
+    listed = state.answer("api", "k3", listing, "/pets", {}, "limit=100", b"")
+    assert listed is not None
+    assert len(orjson.loads(listed.body)) == state.resources() == (1 << 20) // len(body)
+    with pytest.raises(MockRefused) as refused:
+        state.answer("api", "k0", create, "/pets", {}, "", orjson.dumps({"x": "y" * 70_000}))
+    assert (refused.value.status, refused.value.slug) == (413, "mock-too-large")
+
+
+@pytest.mark.parametrize(
+    "prefer", ["code=\u00b2\u00b2\u00b2", "code=" + "2" * 5000, "dynamic=true, seed=" + "7" * 5000]
+)
+def test_an_odd_preference_is_a_400_or_ignored_never_a_500(
+    gw: InProcessGateway, prefer: str
+) -> None:
+    # Before: `isdigit` took "²" and 5,000 digits, which `int` refuses: a 500
+    # `mock-failed` that blamed the API's document.
+    reply = gw.request("GET", "/crud/pets", {"X-API-Key": TEST, "Prefer": prefer})
+    if prefer.startswith("code="):
+        assert reply.status == 400
+        assert orjson.loads(reply.body)["type"].endswith("/mock-bad-preference")
+    else:
+        assert reply.status == 200
+
+
+def test_stateful_ids_and_pages_that_are_no_numbers_are_no_500(gw: InProcessGateway) -> None:
+    headers = {"X-API-Key": TEST, "Content-Type": "application/json"}
+    odd = gw.request("POST", "/crud/pets", headers, orjson.dumps({"id": "\u00b2", "name": "a"}))
+    assert odd.status == 201
+    assert gw.request("POST", "/crud/pets", headers, b'{"name": "b"}').status == 201
+    assert gw.request("GET", "/crud/pets?limit=abc&offset=-1", headers).status == 200
 
 
 # ---------------------------------------------------------------- drift and errors

@@ -134,6 +134,12 @@ class Settings(ServiceSettings):
         description="stateful mock: resources kept per (API, key) space; the least recently "
         "written is dropped beyond it",
     )
+    mock_state_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=65_536,
+        description="stateful mock: bytes of JSON kept in memory per process, all spaces "
+        "together; the oldest resource of the least recently used space is dropped beyond it",
+    )
     identity_secrets: str = Field(
         "",
         description="comma-separated HMAC secrets (newest first) signing the caller identity "

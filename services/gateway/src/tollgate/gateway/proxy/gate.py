@@ -218,7 +218,9 @@ class Gate:
         cors = CorsPolicy(settings.cors_origins)
         self._cors = cors if cors.origins else None
         self._spans = spans
-        self._mock_state = MockState(settings.mock_state_keys, settings.mock_state_items)
+        self._mock_state = MockState(
+            settings.mock_state_keys, settings.mock_state_items, settings.mock_state_bytes
+        )
         self._random = random.random  # the mock's injected error rate
         self._identity = identity_signer(settings.identity_secrets)
         # The gate is built on the running loop: held here so the request path never

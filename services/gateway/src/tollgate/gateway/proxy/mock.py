@@ -18,8 +18,9 @@ The optional stateful mode (`MockState`) keeps resources per (API, key): a colle
 is a path without a trailing `{param}` (`/pets`), its items are that path plus one
 (`/pets/{petId}`). POST creates (an `id` is assigned unless the body carries one),
 GET reads or lists (`limit`/`offset`, `Link: <…>; rel="next"`), PUT replaces, PATCH
-merges, DELETE removes. Memory is bounded: at most `max_keys` (API, key) spaces and
-`max_items` resources per space, least recently used evicted first.
+merges, DELETE removes. Memory is bounded: resources are kept as their JSON, at most
+64 KiB each, `max_keys` (API, key) spaces, `max_items` resources per space and
+`max_bytes` in all, least recently used evicted first.
 
 No I/O: everything here runs on the event loop from memory.
 """
@@ -267,10 +268,21 @@ class _Builder:
 # ----------------------------------------------------------------------- stateless
 
 
+def _decimal(text: str | None, digits: int) -> int | None:
+    """`text` as a number when it is at most `digits` ASCII digits, else None (`isdigit`
+    alone takes "²", which `int` refuses)."""
+    if text and len(text) <= digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 def _documented_code(operation: Operation, wanted: str | None) -> tuple[int, Response]:
     if wanted is not None:
-        if not wanted.isdigit() or not 100 <= int(wanted) <= 599:
-            raise MockRefused(400, "mock-bad-preference", f"Prefer code={wanted} is no status.")
+        code = _decimal(wanted, 3)
+        if code is None or not 100 <= code <= 599:
+            raise MockRefused(
+                400, "mock-bad-preference", f"Prefer code={wanted[:20]!r} is no status."
+            )
         response = operation.responses.get(wanted) or operation.responses.get("DEFAULT")
         if response is None:
             raise MockRefused(
@@ -278,7 +290,7 @@ def _documented_code(operation: Operation, wanted: str | None) -> tuple[int, Res
                 "mock-no-response",
                 f"The document defines no response {wanted} for this operation.",
             )
-        return int(wanted), response
+        return code, response
     codes = sorted(c for c in operation.responses if c.isdigit())
     success = [c for c in codes if c.startswith("2")]
     if success:
@@ -338,8 +350,8 @@ def mock_answer(
             )
         value = builder.resolve(example).get("value")
     elif prefer.get("dynamic", "").lower() == "true":
-        override = prefer.get("seed")
-        rng = random.Random(int(override) if override and override.isdigit() else seed)
+        override = _decimal(prefer.get("seed"), 100)
+        rng = random.Random(seed if override is None else override)
         value = _Builder(contract.document, rng).value(spec.get("schema", {}))
     elif "example" in spec:
         value = spec["example"]
@@ -357,24 +369,56 @@ def mock_answer(
 # ----------------------------------------------------------------------- stateful
 
 
-class _Space:
-    """The resources one key created in one API: collection path → {id: resource}."""
+MAX_RESOURCE_BYTES = 64 * 1024  # one stored resource, as JSON
 
-    __slots__ = ("collections", "count", "order")
+
+class _Space:
+    """The resources one key created in one API: collection path → {id: its JSON},
+    written order, and the bytes held."""
+
+    __slots__ = ("bytes", "collections", "order")
 
     def __init__(self) -> None:
-        self.collections: dict[str, dict[str, Any]] = {}
+        self.collections: dict[str, dict[str, bytes]] = {}
         self.order: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self.count = 0
+        self.bytes = 0
+
+
+def _object_of(body: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        raise MockRefused(400, "mock-bad-body", "The body is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise MockRefused(400, "mock-bad-body", "The stateful mock stores JSON objects.")
+    return value
+
+
+def _stored(value: dict[str, Any]) -> bytes:
+    # A copy: what orjson returns keeps its whole output buffer (at least 4 KiB, and
+    # about 70 times the text for a 60 KB one), which a kept resource must not.
+    data = bytes(memoryview(orjson.dumps(value)))
+    if len(data) > MAX_RESOURCE_BYTES:
+        raise MockRefused(
+            413,
+            "mock-too-large",
+            f"The stateful mock stores resources of at most {MAX_RESOURCE_BYTES} bytes of JSON.",
+        )
+    return data
 
 
 class MockState:
-    """Resources of the stateful mock, per (API, key), bounded with LRU eviction."""
+    """Resources of the stateful mock, per (API, key), kept as their JSON (what a
+    resource costs is its size, not the size of its parsed objects), bounded by
+    spaces, resources per space and bytes in all; the least recently used space and,
+    in a space, the oldest written resource go first."""
 
-    def __init__(self, max_keys: int, max_items: int) -> None:
+    def __init__(self, max_keys: int, max_items: int, max_bytes: int) -> None:
         self.max_keys = max_keys
         self.max_items = max_items
+        self.max_bytes = max_bytes
         self._spaces: OrderedDict[tuple[str, str], _Space] = OrderedDict()
+        self.held_bytes = 0
         self.evicted = 0
 
     def _space(self, api_id: str, key_id: str) -> _Space:
@@ -383,7 +427,8 @@ class MockState:
         if space is None:
             space = self._spaces[slot] = _Space()
             while len(self._spaces) > self.max_keys:
-                self._spaces.popitem(last=False)
+                _, dropped = self._spaces.popitem(last=False)
+                self.held_bytes -= dropped.bytes
                 self.evicted += 1
         else:
             self._spaces.move_to_end(slot)
@@ -391,11 +436,43 @@ class MockState:
 
     def resources(self) -> int:
         """Resources held across every space (for tests and metrics)."""
-        return sum(space.count for space in self._spaces.values())
+        return sum(len(space.order) for space in self._spaces.values())
 
     def forget_api(self, api_id: str) -> None:
         for slot in [s for s in self._spaces if s[0] == api_id]:
-            del self._spaces[slot]
+            self.held_bytes -= self._spaces.pop(slot).bytes
+
+    def _put(self, space: _Space, collection: str, item_id: str, data: bytes) -> None:
+        items = space.collections.setdefault(collection, {})
+        grown = len(data) - len(items.get(item_id, b""))
+        items[item_id] = data
+        space.order[(collection, item_id)] = None
+        space.order.move_to_end((collection, item_id))
+        space.bytes += grown
+        self.held_bytes += grown
+        while len(space.order) > self.max_items:
+            self._drop_oldest(space)
+        while self.held_bytes > self.max_bytes:
+            # The least recently used space gives up its oldest resource; the space
+            # written just now comes last, so it keeps `data` unless it is alone.
+            slot, oldest = next(iter(self._spaces.items()))
+            if oldest is space and len(space.order) <= 1:
+                break
+            if oldest.order:
+                self._drop_oldest(oldest)
+            if not oldest.order and oldest is not space:
+                del self._spaces[slot]
+
+    def _drop_oldest(self, space: _Space) -> None:
+        (collection, item_id), _ = space.order.popitem(last=False)
+        self._remove(space, collection, item_id)
+        self.evicted += 1
+
+    def _remove(self, space: _Space, collection: str, item_id: str) -> None:
+        data = space.collections.get(collection, {}).pop(item_id, b"")
+        space.order.pop((collection, item_id), None)
+        space.bytes -= len(data)
+        self.held_bytes -= len(data)
 
     def answer(
         self,
@@ -433,56 +510,43 @@ class MockState:
         collection: str,
         body: bytes,
     ) -> MockAnswer:
-        try:
-            value = orjson.loads(body) if body else {}
-        except orjson.JSONDecodeError:
-            raise MockRefused(400, "mock-bad-body", "The body is not valid JSON.") from None
-        if not isinstance(value, dict):
-            raise MockRefused(400, "mock-bad-body", "The stateful mock stores JSON objects.")
+        value = _object_of(body)
         space = self._space(api_id, key_id)
-        items = space.collections.setdefault(collection, {})
+        items = space.collections.get(collection, {})
         if "id" not in value:
             value["id"] = self._new_id(operation, items)
         item_id = str(value["id"])
         if item_id in items:
             raise MockRefused(409, "mock-conflict", f"{collection}/{item_id} exists.")
-        items[item_id] = value
-        space.order[(collection, item_id)] = None
-        space.count += 1
-        while space.count > self.max_items:
-            (old_collection, old_id), _ = space.order.popitem(last=False)
-            space.collections.get(old_collection, {}).pop(old_id, None)
-            space.count -= 1
-            self.evicted += 1
+        data = _stored(value)
+        self._put(space, collection, item_id, data)
         codes = sorted(c for c in operation.responses if c.startswith("2"))
         status = int(codes[0]) if codes else 201
         return MockAnswer(
-            status,
-            orjson.dumps(value),
-            [("Content-Type", _JSON), ("Location", f"{collection}/{item_id}")],
+            status, data, [("Content-Type", _JSON), ("Location", f"{collection}/{item_id}")]
         )
 
-    def _new_id(self, operation: Operation, items: dict[str, Any]) -> Any:
+    def _new_id(self, operation: Operation, items: dict[str, bytes]) -> Any:
         kind = operation.id_type
-        if kind is None and any(not k.isdigit() for k in items):
+        numbers = [_decimal(k, 18) for k in items]
+        if kind is None and None in numbers:
             kind = "string"
         if kind == "string":
             return str(uuid.uuid4())
-        numbers = [int(k) for k in items if k.isdigit()]
-        return max(numbers, default=0) + 1
+        return max((n for n in numbers if n is not None), default=0) + 1
 
     def _list(self, api_id: str, key_id: str, collection: str, query: str) -> MockAnswer:
         space = self._space(api_id, key_id)
         values = list(space.collections.get(collection, {}).values())
         params = dict(part.partition("=")[::2] for part in query.split("&") if part)
-        limit = int(params["limit"]) if params.get("limit", "").isdigit() else 20
-        offset = int(params["offset"]) if params.get("offset", "").isdigit() else 0
-        limit = max(1, min(limit, 100))
+        asked = _decimal(params.get("limit"), 6)
+        limit = max(1, min(20 if asked is None else asked, 100))
+        offset = _decimal(params.get("offset"), 9) or 0
         page = values[offset : offset + limit]
         headers = [("Content-Type", _JSON), ("X-Total-Count", str(len(values)))]
         if offset + limit < len(values):
             headers.append(("Link", f'<?limit={limit}&offset={offset + limit}>; rel="next"'))
-        return MockAnswer(200, orjson.dumps(page), headers)
+        return MockAnswer(200, b"[" + b",".join(page) + b"]", headers)
 
     def _item(
         self,
@@ -494,28 +558,21 @@ class MockState:
         body: bytes,
     ) -> MockAnswer:
         space = self._space(api_id, key_id)
-        items = space.collections.get(collection, {})
-        current = items.get(item_id)
+        current = space.collections.get(collection, {}).get(item_id)
         if current is None:
             raise MockRefused(404, "mock-not-found", f"No {collection}/{item_id} in the mock.")
         method = operation.method
         if method in ("GET", "HEAD"):
-            return MockAnswer(200, orjson.dumps(current), [("Content-Type", _JSON)])
+            return MockAnswer(200, current, [("Content-Type", _JSON)])
         if method == "DELETE":
-            del items[item_id]
-            space.order.pop((collection, item_id), None)
-            space.count -= 1
+            self._remove(space, collection, item_id)
             return MockAnswer(204, b"", [])
         if method in ("PUT", "PATCH"):
-            try:
-                value = orjson.loads(body) if body else {}
-            except orjson.JSONDecodeError:
-                raise MockRefused(400, "mock-bad-body", "The body is not valid JSON.") from None
-            if not isinstance(value, dict):
-                raise MockRefused(400, "mock-bad-body", "The stateful mock stores JSON objects.")
-            updated = {**current, **value} if method == "PATCH" else value
-            updated["id"] = current.get("id", item_id)
-            items[item_id] = updated
-            space.order.move_to_end((collection, item_id))
-            return MockAnswer(200, orjson.dumps(updated), [("Content-Type", _JSON)])
+            value = _object_of(body)
+            stored = orjson.loads(current)
+            updated = {**stored, **value} if method == "PATCH" else value
+            updated["id"] = stored.get("id", item_id)
+            data = _stored(updated)
+            self._put(space, collection, item_id, data)
+            return MockAnswer(200, data, [("Content-Type", _JSON)])
         raise MockRefused(405, "mock-method", f"The stateful mock does not {method} items.")
