@@ -317,6 +317,29 @@ def test_stateful_ids_and_pages_that_are_no_numbers_are_no_500(gw: InProcessGate
     assert gw.request("GET", "/crud/pets?limit=abc&offset=-1", headers).status == 200
 
 
+def test_test_traffic_counts_in_windows_of_its_own() -> None:
+    # Before: a test key's calls counted in the API's windows, shared by every org: one
+    # org's free mock calls, which never reach the upstream those limits protect, got
+    # another org's live calls refused with 429.
+    other_org = key_event(LIVE, org_id=uuid.uuid4())
+    gateway = InProcessGateway(
+        lambda upstream: [
+            api_event("limited", upstream, openapi_document=CRUD, limits={"per_minute": 3})
+        ],
+        [key_event(TEST, environment="test"), other_org],
+    )
+    try:
+        for _ in range(3):
+            assert gateway.request("GET", "/limited/pets", {"X-API-Key": TEST}).status == 200
+        refused = gateway.request("GET", "/limited/pets", {"X-API-Key": TEST})
+        assert refused.status == 429  # test traffic is limited all the same...
+        for _ in range(3):  # ... apart from live traffic
+            assert gateway.request("GET", "/limited/pets", {"X-API-Key": LIVE}).status == 200
+        assert gateway.request("GET", "/limited/pets", {"X-API-Key": LIVE}).status == 429
+    finally:
+        gateway.close()
+
+
 # ---------------------------------------------------------------- drift and errors
 
 

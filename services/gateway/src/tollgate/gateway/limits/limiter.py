@@ -87,13 +87,15 @@ def buckets_for(
     key: KeyRecord, api: ApiRecord, route: RouteRecord | None, plan: PlanRecord | None = None
 ) -> list[Bucket]:
     """Every window that applies to this key/API/route and the org's plan (global
-    limits added later)."""
+    limits added later). A test key's calls count in test windows of their own: test
+    traffic never uses up what live traffic is allowed, the org's or other orgs'."""
+    mode = ":test" if key.test else ""
     buckets: list[Bucket] = [(f"k:{key.key_id}:{w}", n, w) for n, w in key.windows]
-    buckets.extend((f"a:{api.api_id}:{w}", n, w) for n, w in api.windows)
+    buckets.extend((f"a:{api.api_id}{mode}:{w}", n, w) for n, w in api.windows)
     if route is not None:
-        buckets.extend((f"r:{route.route_id}:{w}", n, w) for n, w in route.windows)
+        buckets.extend((f"r:{route.route_id}{mode}:{w}", n, w) for n, w in route.windows)
     if plan is not None:
-        buckets.extend(plan.buckets)
+        buckets.extend((name + mode, n, w) for name, n, w in plan.buckets)
     return buckets
 
 
