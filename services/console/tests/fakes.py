@@ -77,6 +77,8 @@ class FakeBackends:
     keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, str, str]] = field(default_factory=list)
     refreshes: int = 0
+    spent_refresh_tokens: set[str] = field(default_factory=set)
+    refresh_family_revoked: bool = False
     logged_out: list[str] = field(default_factory=list)
     token_ttl: int = 900
     keys_next_cursor: str | None = None
@@ -185,8 +187,20 @@ class FakeBackends:
                 return problem(401, "Unauthorized", "Invalid email or password.")
             if self.totp and form.get("otp") != "123456":
                 return problem(401, "Unauthorized", "Code required.", mfa_required=True)
+            self.refresh_family_revoked = False  # a new session family
             return self.tokens()
         if path == "/v1/auth/refresh":
+            # Accounts' rule (identity/service.py `refresh`): a refresh token works once;
+            # presenting a spent one means it leaked, and the whole family is revoked.
+            token = json.loads(request.content)["refresh_token"]
+            if self.refresh_family_revoked:
+                return problem(401, "Unauthorized", "Invalid refresh token.")
+            if token in self.spent_refresh_tokens:
+                self.refresh_family_revoked = True
+                return problem(
+                    401, "Unauthorized", "Refresh token reuse detected; the session was revoked."
+                )
+            self.spent_refresh_tokens.add(token)
             self.refreshes += 1
             return self.tokens()
         if path == "/v1/auth/logout":

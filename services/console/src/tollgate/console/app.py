@@ -44,6 +44,7 @@ from tollgate.console.pages import (
     usage,
     webhooks,
 )
+from tollgate.console.refreshes import SessionRefreshes
 from tollgate.console.session import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -109,6 +110,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     app.state.cookies = SessionCookies(
         settings.session_keys, settings.session_max_age_seconds, settings.cookie_secure
     )
+    app.state.refreshes = SessionRefreshes()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (
         auth,

@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from tollgate.console.backends import BackendDown, BackendProblem, Backends, Me, Org
 from tollgate.console.i18n import LANGUAGE_NAMES, N_, Formats
+from tollgate.console.refreshes import SessionRefreshes
 from tollgate.console.session import Session, SessionCookies
 
 T = TypeVar("T")
@@ -99,14 +100,21 @@ async def signed_in(request: Request) -> Session:
 
 async def refresh(request: Request, session: Session) -> Session:
     """Exchange the refresh token now (also after a change of org roles, which the
-    other services read from the access token)."""
+    other services read from the access token), once per token however many requests
+    ask for it (`SessionRefreshes`)."""
+    client = backends(request)
+
+    async def exchange(refresh_token: str) -> Session:
+        tokens = await client.refresh(refresh_token)
+        return Session(tokens.access_token, tokens.refresh_token, time.time() + tokens.expires_in)
+
+    refreshes: SessionRefreshes = request.app.state.refreshes
     try:
-        tokens = await backends(request).refresh(session.refresh_token)
+        fresh = await refreshes.refreshed(session, exchange)
     except BackendProblem as exc:
         raise SignInRequired from exc
     except BackendDown as exc:
         raise AccountsUnavailable from exc
-    fresh = Session(tokens.access_token, tokens.refresh_token, time.time() + tokens.expires_in)
     request.state.session_update = fresh
     return fresh
 
