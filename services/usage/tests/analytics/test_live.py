@@ -6,28 +6,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 
+from tollgate.contracts.events.gateway import RequestCompleted, RequestMode
+from tollgate.contracts.events.identity import OrgMembership, UserState
 from tollgate.kit.db import create_engine, session_maker
+from tollgate.kit.identity import IdentityState
 from tollgate.kit.testing.tokens import TokenMint
 from tollgate.usage.app import create_app
 from tollgate.usage.config import Settings
+from tollgate.usage.ingest.service import Delivery, record_requests
+from tollgate.usage.retention.service import PartitionDays, ensure_partitions
 
-from ..factories import migrated
+from ..factories import completed, migrated
 
 
 @contextlib.asynccontextmanager
-async def api(url: str, mint: TokenMint, **caps: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """The usage API in process (no Kafka), streams ending after one second."""
-    settings = Settings(database_url=url, live_max_stream_seconds=1, **caps)
+async def api(
+    url: str, mint: TokenMint, identity: IdentityState | None = None, **caps: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The usage API in process (no Kafka), streams ending after one second unless
+    `caps` says otherwise; `identity`: the replayed identity state it checks callers in."""
+    settings = Settings(database_url=url, **{"live_max_stream_seconds": 1, **caps})
     app = create_app(settings, consume=False)
     engine = create_engine(url)
     app.state.sessions = session_maker(engine)
     app.state.jwt_verifier = mint.verifier()
+    app.state.jwt_verifier.identity = identity
     try:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://usage") as client:
@@ -101,3 +113,98 @@ async def test_the_replica_cap_still_answers_503(database_factory: Callable[[str
             client, *((org, mint.headers(orgs={org: "viewer"})) for org in orgs)
         )
     assert sorted(r.status_code for r in replies) == [200, 200, 503]
+
+
+def _viewer(user: uuid.UUID, org: uuid.UUID, version: int, *, member: bool) -> UserState:
+    memberships = [OrgMembership(org_id=org, role="viewer")] if member else []
+    return UserState(
+        user_id=user,
+        active=member,
+        is_admin=False,
+        memberships=memberships,
+        version=version,
+        updated_at=datetime.now(UTC),
+    )
+
+
+async def _logged(url: str, events: list[RequestCompleted]) -> None:
+    engine = create_engine(url, pool_size=1)
+    sessions = session_maker(engine)
+    days = {e.time.date() for e in events}
+    try:
+        async with sessions() as session, session.begin():
+            await ensure_partitions(session, days, PartitionDays())
+        async with sessions() as session, session.begin():
+            deliveries = [Delivery(0, n, e) for n, e in enumerate(events)]
+            await record_requests(session, group_id="usage", topic="t", deliveries=deliveries)
+    finally:
+        await engine.dispose()
+
+
+def _most_requests(stream: httpx.Response) -> int:
+    frames = [f for f in stream.text.split("\n\n") if f.startswith("event: counts")]
+    assert frames
+    return max(
+        sum(int(s["requests"]) for s in orjson.loads(f.split("data: ", 1)[1])["seconds"])
+        for f in frames
+    )
+
+
+async def test_a_removed_member_stops_seeing_the_stream(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: the stream was authorised once, at open, and ran for its whole
+    # `live_max_stream_seconds` (an hour by default): a member removed and deactivated
+    # went on seeing the org's traffic.
+    url = await migrated(database_factory("usage"))
+    org, user = uuid.uuid4(), uuid.uuid4()
+    later = datetime.now(UTC) + timedelta(seconds=2)
+    await _logged(
+        url,
+        [
+            completed(org_id=org, key_id=uuid.uuid4(), api_id=uuid.uuid4(), time=later)
+            for _ in range(5)
+        ],
+    )
+    mint = TokenMint()
+    identity = IdentityState()
+    identity.apply(user, _viewer(user, org, 1, member=True))
+    identity.mark_synced(time.monotonic())
+    headers = mint.headers(user_id=user, orgs={org: "viewer"}, state_version=1)
+
+    async def remove_after_a_second() -> None:
+        await asyncio.sleep(1)
+        identity.apply(user, _viewer(user, org, 2, member=False))
+
+    async with api(url, mint, identity=identity, live_max_stream_seconds=6) as client:
+        started = time.monotonic()
+        remover = asyncio.create_task(remove_after_a_second())
+        stream = await client.get("/v1/usage/live", params={"org_id": str(org)}, headers=headers)
+        ended = time.monotonic() - started
+        await remover
+    assert stream.status_code == 200
+    assert ended < 4  # ended at the first tick after the removal, not after 6 s
+    assert _most_requests(stream) == 0  # the traffic logged after the removal: never shown
+
+
+async def test_the_stream_counts_live_traffic_unless_test_is_asked_for(
+    database_factory: Callable[[str], str],
+) -> None:
+    url = await migrated(database_factory("usage"))
+    org = uuid.uuid4()
+    now = datetime.now(UTC)
+    events = [
+        completed(org_id=org, key_id=uuid.uuid4(), api_id=uuid.uuid4(), time=now) for _ in range(3)
+    ]
+    events.append(events.pop().model_copy(update={"mode": RequestMode.TEST}))
+    await _logged(url, events)
+    mint = TokenMint()
+    member = mint.headers(orgs={org: "viewer"})
+    async with api(url, mint) as client:
+        live, test = [
+            await client.get(
+                "/v1/usage/live", params={"org_id": str(org), "mode": mode}, headers=member
+            )
+            for mode in ("live", "test")
+        ]
+    assert (_most_requests(live), _most_requests(test)) == (2, 1)

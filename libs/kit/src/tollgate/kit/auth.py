@@ -304,7 +304,19 @@ async def _current_principal(request: Request, token: BearerToken) -> Principal:
             verified, wanted_org=requested_org(request), arrived=arrived
         )
     request.state.principal = principal  # the actor of the audit record (kit.audit)
+    request.state.verified_token = verified
     return principal
+
+
+async def principal_now(request: Request) -> Principal:
+    """The caller of `request` as the identity state knows it now, for an answer that
+    lasts (a stream checks again each tick): the same problems as at the start for a
+    caller deactivated, signed out or revoked since. Needs `CurrentPrincipal` first."""
+    verifier: JwtVerifier = request.app.state.jwt_verifier
+    verified: VerifiedToken = request.state.verified_token
+    if verifier.identity is None:
+        return verified.principal
+    return await verifier.identity.current(verified, wanted_org=requested_org(request))
 
 
 def requested_org(request: Request) -> uuid.UUID | None:

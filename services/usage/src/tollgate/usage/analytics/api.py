@@ -11,9 +11,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
-from tollgate.kit.auth import CurrentPrincipal
+from tollgate.kit.auth import CurrentPrincipal, principal_now
 from tollgate.kit.db import DbSession
-from tollgate.kit.problems import ServiceUnavailable, TooManyRequests, documented_problems
+from tollgate.kit.problems import (
+    Problem,
+    ServiceUnavailable,
+    TooManyRequests,
+    documented_problems,
+)
 from tollgate.kit.requests import DateTimeText
 from tollgate.usage.analytics import service
 from tollgate.usage.analytics.live import LiveResponse, LiveStreams, stream_counts
@@ -184,10 +189,20 @@ async def live(
     seconds: Annotated[
         int | None, Query(ge=1, le=86_400, description="End the stream after this long.")
     ] = None,
+    mode: Mode = "live",
 ) -> StreamingResponse:
     """Server-sent events: every second, per-second request/error/rejection counts of
-    the last few seconds."""
+    the last few seconds. The caller is checked again before each event: the stream
+    ends once they may no longer see the org."""
     scope = org_scope(principal, org_id)
+
+    async def allowed() -> bool:
+        try:
+            org_scope(await principal_now(request), org_id)
+        except Problem:
+            return False
+        return True
+
     streams: LiveStreams = request.app.state.live_streams
     slot = streams.try_open(scope, principal.user_id)
     if slot == "replica":
@@ -212,8 +227,10 @@ async def live(
         stream_counts(
             request.app.state.sessions,
             scope,
+            mode,
             window=settings.live_window_seconds,
             duration=duration,
+            allowed=allowed,
         ),
         slot,
     )

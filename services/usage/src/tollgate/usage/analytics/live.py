@@ -4,9 +4,11 @@ Every second the stream sends one `counts` event with the last `live_window_seco
 whole seconds, every second present (zeros included), read from the request log, so
 it shows what every replica ingested and late events simply update a second on the
 next tick. Each tick uses a short transaction of its own; no connection is held
-between ticks. Streams end after `live_max_stream_seconds` (clients reconnect, as
-EventSource does). Slots are counted per replica three ways, so one tenant cannot take
-them all: in all (`live_max_streams`, 503 above: the replica is full), per org
+between ticks. Each tick checks the caller again (a member removed, a user
+deactivated or signed out since sees nothing more: the stream ends). Streams end
+after `live_max_stream_seconds` (clients reconnect, as EventSource does). Slots are
+counted per replica three ways, so one tenant cannot take them all: in all
+(`live_max_streams`, 503 above: the replica is full), per org
 (`live_max_streams_per_org`) and per user (`live_max_streams_per_user`), both 429
 above (the caller holds too many). An admin's every-org stream counts as one org.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -102,13 +104,14 @@ class LiveResponse(StreamingResponse):
 
 
 async def second_counts(
-    sessions: SessionMaker, org_id: uuid.UUID | None, window: int, now: datetime
+    sessions: SessionMaker, org_id: uuid.UUID | None, mode: str, window: int, now: datetime
 ) -> list[dict[str, object]]:
     """The last `window` whole seconds before `now`, oldest first, zeros filled."""
     end = now.replace(microsecond=0)
     start = end - timedelta(seconds=window)
     async with sessions() as session, session.begin():
-        counted = {c.second: c for c in await counts_per_second(session, org_id, start, end)}
+        rows = await counts_per_second(session, org_id, mode, start, end)
+    counted = {c.second: c for c in rows}
     seconds = []
     for n in range(window):
         second = start + timedelta(seconds=n)
@@ -127,17 +130,20 @@ async def second_counts(
 async def stream_counts(
     sessions: SessionMaker,
     org_id: uuid.UUID | None,
+    mode: str,
     *,
     window: int,
     duration: float,
+    allowed: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[bytes]:
-    """SSE frames until `duration` seconds have passed."""
+    """SSE frames until `duration` seconds have passed, or until `allowed()` (asked
+    before each frame) says the caller may no longer see them."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + duration
     yield b"retry: 1000\n\n"
-    while True:
+    while await allowed():
         now = datetime.now(UTC)
-        seconds = await second_counts(sessions, org_id, window, now)
+        seconds = await second_counts(sessions, org_id, mode, window, now)
         payload = orjson.dumps({"org_id": str(org_id) if org_id else None, "seconds": seconds})
         yield b"event: counts\nid: " + now.isoformat().encode() + b"\ndata: " + payload + b"\n\n"
         remaining = deadline - loop.time()

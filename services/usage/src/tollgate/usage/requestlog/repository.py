@@ -90,13 +90,18 @@ class SecondCounts:
 
 
 async def counts_per_second(
-    session: AsyncSession, org_id: uuid.UUID | None, start: datetime, end: datetime
+    session: AsyncSession, org_id: uuid.UUID | None, mode: str, start: datetime, end: datetime
 ) -> list[SecondCounts]:
     """Per-second request, error (completed, status ≥ 400) and rejection counts in
-    [start, end) for one org (None: all orgs), seconds without traffic left out."""
+    [start, end) of `mode` (live or test keys) for one org (None: all orgs), seconds
+    without traffic left out."""
     log = RequestLogEntry
     second = func.date_trunc("second", log.time).label("second")
-    conditions: list[ColumnElement[bool]] = [log.time >= start, log.time < end]
+    conditions: list[ColumnElement[bool]] = [
+        log.time >= start,
+        log.time < end,
+        log.mode == mode,
+    ]
     if org_id is not None:
         conditions.append(log.org_id == org_id)
     stmt = (
