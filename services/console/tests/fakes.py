@@ -84,6 +84,7 @@ class FakeBackends:
     keys_next_cursor: str | None = None
     cursors_seen: list[str] = field(default_factory=list)
     admin: bool = False
+    unlisted_orgs: dict[str, dict[str, Any]] = field(default_factory=dict)  # beyond /v1/orgs
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     retried: list[int] = field(default_factory=list)
@@ -314,6 +315,12 @@ class FakeBackends:
         if path == "/v1/orgs":
             org = {"id": self.org_id, "name": self.org_name, "created_at": NOW}
             return httpx.Response(200, json={"items": [org], "next_cursor": None})
+        one_org = re.fullmatch(r"/v1/orgs/([0-9a-f-]{36})", path)
+        if one_org:  # platform admins read any org (the fake user is a member of one)
+            found = self.unlisted_orgs.get(one_org.group(1))
+            if found is None or not self.admin:
+                return problem(404, "Not Found", "No such organisation.")
+            return httpx.Response(200, json=found)
         if path == f"/v1/orgs/{self.org_id}/keys":
             self.key_list_params.append(dict(request.url.params))
             if "cursor" in request.url.params:

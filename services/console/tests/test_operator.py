@@ -175,3 +175,19 @@ async def test_an_unavailable_notifier_leaves_the_email_log_page() -> None:
         page = await client.get("/admin/emails")
     assert page.status_code == 200
     assert 'data-testid="panel-down"' in page.text
+
+
+async def test_an_admin_opens_an_org_beyond_the_first_page_of_orgs() -> None:
+    fake = operator_fake()
+    late = str(uuid.uuid4())  # not among the 200 orgs of accounts' first page
+    fake.unlisted_orgs[late] = {"id": late, "name": "Org 221", "created_at": "2026-01-01T00:00:00Z"}
+    async with console(fake) as client:
+        await sign_in(client)
+        credits = await client.get(f"/orgs/{late}/credits")
+        assert credits.status_code == 200
+        assert "Org 221" in credits.text
+        fake.admin = False
+        refused = await client.get(f"/orgs/{late}/credits")
+        assert refused.status_code == 404
+        assert "Org 221" not in refused.text
+    assert fake.calls.count(("accounts", "GET", f"/v1/orgs/{late}")) == 1  # not for a non-admin

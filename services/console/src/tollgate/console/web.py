@@ -209,12 +209,30 @@ async def identity(request: Request, session: Session) -> tuple[Me, list[Org]]:
 
 
 async def org_context(request: Request, session: Session, org_id: uuid.UUID) -> OrgContext:
-    """The org context, or 404 when the user cannot see the org."""
+    """The org context, or 404 when the user cannot see the org. The navigation lists
+    the first page of the user's orgs (all orgs, for an admin); an org beyond it is
+    read alone for a platform admin or a member."""
     me, orgs = await identity(request, session)
     org = next((o for o in orgs if o.id == org_id), None)
+    if org is None and (me.is_admin or me.role_in(org_id) is not None):
+        org = await _org(request, session, org_id)
     if org is None:
         raise OrgNotFound
     return OrgContext(me=me, orgs=orgs, org=org, role=me.role_in(org_id))
+
+
+async def _org(request: Request, session: Session, org_id: uuid.UUID) -> Org | None:
+    """One org as accounts shows it to the user; None when it answers 404."""
+    try:
+        return await backends(request).org(session.access_token, org_id)
+    except BackendDown as exc:
+        raise AccountsUnavailable from exc
+    except BackendProblem as exc:
+        if exc.status == 401:
+            raise SignInRequired from exc
+        if exc.status == 404:
+            return None
+        raise
 
 
 class OrgNotFound(Exception):
