@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +25,13 @@ from tollgate.usage.ingest.service import (
 )
 from tollgate.usage.models import RequestLogEntry, outbox
 from tollgate.usage.quotas.service import apply_key_state
-from tollgate.usage.retention.service import PartitionDays, ensure_partitions
+from tollgate.usage.retention.service import (
+    PartitionDays,
+    RetentionPolicy,
+    enforce_retention,
+    ensure_partitions,
+    oldest_kept_day,
+)
 
 from ..factories import completed, migrated, rejected
 
@@ -46,6 +52,7 @@ async def ingest(
     sessions: SessionMaker,
     deliveries: Sequence[Delivery],
     log_ends: dict[int, int] | None = None,
+    oldest_logged_day: date | None = None,
 ) -> IngestResult:
     async with sessions() as session, session.begin():
         await ensure_partitions(
@@ -55,7 +62,12 @@ async def ingest(
         )
     async with sessions() as session, session.begin():
         return await record_requests(
-            session, group_id="usage", topic=TOPIC, deliveries=deliveries, log_ends=log_ends
+            session,
+            group_id="usage",
+            topic=TOPIC,
+            deliveries=deliveries,
+            log_ends=log_ends,
+            oldest_logged_day=oldest_logged_day,
         )
 
 
@@ -83,6 +95,35 @@ async def test_a_redelivered_batch_counts_once(database_factory: Callable[[str],
             assert await scalar(session, "SELECT sum(requests) FROM usage_minute") == 10
             assert await scalar(session, "SELECT sum(credits) FROM usage_hour") == 30
             assert await scalar(session, "SELECT count(*) FROM request_log") == 10
+
+
+async def test_a_redelivery_whose_log_day_retention_dropped_counts_once(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: a record below the stored position whose log row retention had dropped
+    # was taken for a new log: counted again in the hourly and daily totals (kept 400
+    # days) and in quotas, and the partition's position went back to its start.
+    async with usage_db(database_factory) as sessions:
+        now = datetime.now(UTC)
+        org, key, api = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        backlog = [  # a backlog worked off late: made 9 days ago, then now
+            *(
+                completed(org_id=org, key_id=key, api_id=api, time=now - timedelta(days=9))
+                for _ in range(5)
+            ),
+            *(completed(org_id=org, key_id=key, api_id=api, time=now) for _ in range(5)),
+        ]
+        deliveries = as_deliveries(backlog)
+        kept = oldest_kept_day(now, 7)
+        first = await ingest(sessions, deliveries, oldest_logged_day=kept)
+        async with sessions() as session, session.begin():
+            await enforce_retention(session, RetentionPolicy(7, 35, 400), now, PartitionDays())
+        again = await ingest(sessions, deliveries[3:], oldest_logged_day=kept)  # redelivered
+        assert (first.ingested, again.ingested, again.redelivered_skipped) == (10, 0, 7)
+        assert again.positions_reset == ()
+        async with sessions() as session:
+            assert await scalar(session, "SELECT sum(requests) FROM usage_hour") == 10
+            assert await scalar(session, "SELECT sum(requests) FROM usage_key_day") == 10
 
 
 async def test_an_event_sent_twice_by_the_gateway_counts_once(

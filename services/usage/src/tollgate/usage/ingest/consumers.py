@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaRouter
@@ -37,7 +38,7 @@ from tollgate.kit.kafka import (
 )
 from tollgate.usage.config import Settings
 from tollgate.usage.ingest.service import Delivery, RequestEvent, record_requests
-from tollgate.usage.retention.service import PartitionDays, ensure_partitions
+from tollgate.usage.retention.service import PartitionDays, ensure_partitions, oldest_kept_day
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +92,19 @@ def ingest_consumers(settings: Settings, partitions: PartitionDays) -> KafkaRout
         **consumer_options(settings, manual_commits=True),
     )
     async def on_requests(body: list[bytes], message: KafkaMessage, sessions: Sessions) -> None:
-        await commits.after(message, lambda: take_in(message, sessions, partitions))
+        await commits.after(
+            message,
+            lambda: take_in(message, sessions, partitions, settings.request_log_retention_days),
+        )
 
     return router
 
 
-async def take_in(message: KafkaMessage, sessions: SessionMaker, partitions: PartitionDays) -> int:
-    """Record one batch (see the module docstring); the number of records taken in."""
+async def take_in(
+    message: KafkaMessage, sessions: SessionMaker, partitions: PartitionDays, log_days: int
+) -> int:
+    """Record one batch (see the module docstring); the number of records taken in
+    (`log_days`: how long the request log is kept)."""
     started = time.perf_counter()
     deliveries = [
         Delivery(r.partition, r.offset, _request_event(r)) for r in batch_records(message)
@@ -114,6 +121,7 @@ async def take_in(message: KafkaMessage, sessions: SessionMaker, partitions: Par
             topic=topics.GATEWAY_REQUESTS.name,
             deliveries=deliveries,
             log_ends=log_ends(message),
+            oldest_logged_day=oldest_kept_day(datetime.now(UTC), log_days),
         )
     BATCH_SECONDS.observe(time.perf_counter() - started)
     EVENTS_INGESTED.inc(result.ingested)

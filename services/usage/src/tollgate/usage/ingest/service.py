@@ -16,7 +16,11 @@ watermarks), or a record below it that was never logged, means the log was repla
 (a new broker after `make up` restarted, a recreated topic): the position goes back
 to the log's start and the partition is reported in `positions_reset`. A new log
 that has already grown to the old position is taken in all the same, because no
-record is skipped on its offset alone. Never commits.
+record is skipped on its offset alone, with one exception: a record below the position
+whose day the request log no longer keeps (`oldest_logged_day`, the retention's) cannot
+be looked up, and is taken for a redelivery (a log replaced by one that has grown past
+the old position with events older than the retention is the rarer case; counting a
+request twice is the worse mistake). Never commits.
 """
 
 from __future__ import annotations
@@ -239,6 +243,7 @@ async def record_requests(
     topic: str,
     deliveries: Sequence[Delivery],
     log_ends: Mapping[int, int] | None = None,
+    oldest_logged_day: date | None = None,
 ) -> IngestResult:
     """Take in a batch of request events exactly once (see the module docstring)."""
     if not deliveries:
@@ -250,11 +255,22 @@ async def record_requests(
     replaced = {p for p, at in positions.items() if p in ends and at > ends[p]}
     for p in replaced:
         positions[p] = 0
-    candidates = [(d, d.event) for d in deliveries if d.event is not None]
+    candidates: list[tuple[Delivery, RequestEvent]] = []
+    redelivered = duplicates = 0
+    for d in deliveries:
+        if d.event is None:
+            continue
+        if (
+            oldest_logged_day is not None
+            and d.event.time.date() < oldest_logged_day
+            and d.offset < positions.get(d.partition, 0)
+        ):
+            redelivered += 1  # its log day is gone: it cannot be looked up
+        else:
+            candidates.append((d, d.event))
     logged = await repository.insert_log_rows(session, _log_rows([e for _, e in candidates]))
     inserted = set(logged)
     new: list[RequestEvent] = []
-    redelivered = duplicates = 0
     for d, event in candidates:
         below = d.offset < positions.get(d.partition, 0)
         if (event.request_id, event.time) in inserted:

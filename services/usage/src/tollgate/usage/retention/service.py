@@ -63,6 +63,11 @@ class RetentionPolicy:
     quota_days: int = 62  # a month of daily counters plus last month's total
 
 
+def oldest_kept_day(now: datetime, days: int) -> date:
+    """The oldest day a table kept for `days` days still holds at `now`."""
+    return (now - timedelta(days=days)).date()
+
+
 async def enforce_retention(
     session: AsyncSession, policy: RetentionPolicy, now: datetime, cache: PartitionDays
 ) -> dict[str, int]:
@@ -72,7 +77,7 @@ async def enforce_retention(
     dropped: dict[str, int] = {}
     keep = {"request_log": policy.request_log_days, "usage_minute": policy.minute_days}
     for table, days in keep.items():
-        oldest_kept = (now - timedelta(days=days)).date()
+        oldest_kept = oldest_kept_day(now, days)
         existing = await repository.existing_partition_days(session, table)
         old = sorted(day for day in existing if day < oldest_kept)
         for day in old:
