@@ -484,16 +484,24 @@ class FakeBackends:
         if path == "/v1/usage/logs":
             self.log_params.append(dict(request.url.params))
             mode = request.url.params.get("mode")  # usage's default: both modes
-            items = [i for i in self.log_items if mode in (None, i.get("mode", "live"))]
+            items = [
+                self._logged(i) for i in self.log_items if mode in (None, i.get("mode", "live"))
+            ]
             return httpx.Response(200, json={"items": items, "next_cursor": None})
         if path.startswith("/v1/usage/logs/"):
             wanted = path.rsplit("/", 1)[1]
             item = next((i for i in self.log_items if i["request_id"] == wanted), None)
-            return httpx.Response(200, json=item) if item else problem(404, "Not Found")
+            if item is None:
+                return problem(404, "Not Found")
+            return httpx.Response(200, json=self._logged(item))
         if path.startswith("/v1/usage/keys/"):
             quota = {"per_day": 1000, "used_today": 812, "per_month": None, "used_this_month": 9}
             return httpx.Response(200, json={"totals": totals, "quota": quota, "recent": []})
         return problem(404, "Not Found")
+
+    def _logged(self, item: dict[str, Any]) -> dict[str, Any]:
+        """A request of the log as usage answers it: the fake org's unless it names one."""
+        return {"org_id": self.org_id, **item}
 
     def billing_get(self, request: httpx.Request, path: str) -> httpx.Response:
         auto = billing_auto_top_up(self, request, path)

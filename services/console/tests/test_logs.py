@@ -97,3 +97,14 @@ async def test_a_test_request_page_shows_the_contract_drift_its_answer_showed() 
     assert "none: the answer matched" in matched.text
     assert 'data-testid="contract-drift"' not in live.text
     assert "契约偏差" in chinese.text
+
+
+async def test_another_orgs_request_is_not_found_under_this_org() -> None:
+    fake = FakeBackends(admin=True)  # an admin may read every org's log at usage
+    item = {**log_body(None, "/path-of-another-org"), "org_id": str(uuid.uuid4())}
+    fake.log_items.append(item)
+    async with console(fake) as client:
+        await sign_in(client)
+        page = await client.get(f"/orgs/{fake.org_id}/logs/{item['request_id']}")
+    assert page.status_code == 404
+    assert "/path-of-another-org" not in page.text

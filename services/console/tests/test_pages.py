@@ -3,9 +3,13 @@ headers, escaping, degraded panels, roles and languages."""
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
+
 from tollgate.console.session import SessionCookies
 
-from .fakes import PASSWORD, FakeBackends, console, csrf, sign_in
+from .fakes import PASSWORD, FakeBackends, console, csrf, key_body, sign_in
 
 XSS = "<script>alert(1)</script>"
 
@@ -255,3 +259,33 @@ async def test_a_missing_page_keeps_the_signed_in_navigation() -> None:
             assert 'data-testid="org-switcher"' in page.text  # the header, with the org menu
             assert f'href="/orgs/{fake.org_id}"' in page.text
             assert XSS not in page.text
+
+
+@pytest.mark.parametrize(
+    ("method", "action"),
+    [
+        ("GET", ""),
+        ("GET", "/revoke"),
+        ("POST", "/revoke"),
+        ("POST", "/rotate"),
+        ("POST", "/enable"),
+        ("POST", "/disable"),
+    ],
+)
+async def test_another_orgs_key_is_not_found_under_this_org(method: str, action: str) -> None:
+    fake = FakeBackends(admin=True)  # an admin may read every org's keys at accounts
+    other = str(uuid.uuid4())
+    key_id = str(uuid.uuid4())
+    fake.keys[key_id] = key_body(key_id, other, "Key of another org")
+    before = dict(fake.keys[key_id])
+    async with console(fake) as client:
+        await sign_in(client)
+        data = {"csrf_token": csrf(client)} if method == "POST" else None
+        answer = await client.request(
+            method, f"/orgs/{fake.org_id}/keys/{key_id}{action}", data=data
+        )
+    assert answer.status_code == 404
+    assert "Key of another org" not in answer.text
+    assert "tg_live_ROTATED" not in answer.text
+    assert fake.keys[key_id] == before
+    assert [c for c in fake.calls if c[2].startswith("/v1/keys/") and c[1] != "GET"] == []

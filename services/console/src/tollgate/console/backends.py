@@ -366,6 +366,7 @@ class TopList(Shape):
 class LogItem(Shape):
     request_id: uuid.UUID
     time: datetime
+    org_id: uuid.UUID | None  # None: refused before an org was known (no key)
     key_id: uuid.UUID | None
     api_id: uuid.UUID | None
     method: str

@@ -166,6 +166,17 @@ async def key_create(request: Request, org_id: uuid.UUID, session: CurrentSessio
     )
 
 
+async def _org_key(
+    request: Request, session: CurrentSession, org_id: uuid.UUID, key_id: uuid.UUID
+) -> Key:
+    """The key, when it is the org's: another org's key (which the user may be able to
+    read too) is the 404 page under this org, never shown or changed under it."""
+    key = await backends(request).key(session.access_token, key_id)
+    if key.org_id != org_id:
+        raise BackendProblem("accounts", 404, {"title": "Not Found"})
+    return key
+
+
 async def _key_page(
     request: Request,
     org_id: uuid.UUID,
@@ -180,12 +191,10 @@ async def _key_page(
     token = session.access_token
     ctx, key, stats, apis = await asyncio.gather(
         org_context(request, session, org_id),
-        client.key(token, key_id),
+        _org_key(request, session, org_id, key_id),
         panel(client.key_stats(token, key_id)),
         panel(client.apis(token)),
     )
-    if key.org_id != org_id:
-        raise BackendProblem("accounts", 404, {"title": "Not Found"})
     api_names = {str(a.id): a.name for a in apis.value or []}
     return render(
         request,
@@ -221,6 +230,7 @@ async def _key_action(
 ) -> Response:
     client = backends(request)
     token = session.access_token
+    await _org_key(request, session, org_id, key_id)
     try:
         if action == "rotate":
             issued = await client.rotate_key(token, key_id, grace_seconds)
@@ -273,9 +283,8 @@ async def key_rotate(
 async def key_revoke_confirm(
     request: Request, org_id: uuid.UUID, key_id: uuid.UUID, session: CurrentSession
 ) -> Response:
-    client = backends(request)
     ctx, key = await asyncio.gather(
-        org_context(request, session, org_id), client.key(session.access_token, key_id)
+        org_context(request, session, org_id), _org_key(request, session, org_id, key_id)
     )
     return render(request, "key_revoke.html", {**_nav(ctx), "key": key})
 

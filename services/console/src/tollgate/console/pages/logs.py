@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from tollgate.console.backends import BackendProblem
 from tollgate.console.pages.orgs import time_range, traffic_mode
 from tollgate.console.web import CurrentSession, backends, org_context, panel, render
 
@@ -112,6 +113,9 @@ async def log_detail(
         panel(client.keys(token, org_id, None)),
         panel(client.apis(token)),
     )
+    if item.value is not None and item.value.org_id != org_id:
+        # Another org's request (its reader may see both orgs) is not shown under this one.
+        raise BackendProblem("usage", 404, {"title": "Not Found"})
     return render(
         request,
         "log.html",
