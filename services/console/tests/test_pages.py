@@ -289,3 +289,17 @@ async def test_another_orgs_key_is_not_found_under_this_org(method: str, action:
     assert "tg_live_ROTATED" not in answer.text
     assert fake.keys[key_id] == before
     assert [c for c in fake.calls if c[2].startswith("/v1/keys/") and c[1] != "GET"] == []
+
+
+async def test_a_limit_in_digits_other_than_ascii_is_a_field_error() -> None:
+    fake = FakeBackends()
+    async with console(fake) as client:
+        await sign_in(client)
+        refused = await client.post(
+            f"/orgs/{fake.org_id}/keys/new",
+            data={"name": "k", "per_day": "²", "per_hour": "٣", "csrf_token": csrf(client)},
+        )
+    assert refused.status_code == 400  # str.isdigit() took both, int() then failed: 500
+    assert 'data-testid="field-error-per_day"' in refused.text
+    assert 'data-testid="field-error-per_hour"' in refused.text
+    assert not fake.keys

@@ -780,3 +780,18 @@ async def test_the_api_page_shows_which_deprecations_were_announced_to_how_many_
     assert usage_down.status_code == 200
     assert 'data-testid="panel-down"' in usage_down.text
     assert route["path_template"] in usage_down.text
+
+
+@pytest.mark.parametrize("sunset", ["0001-01-01T00:00+05:00", "9999-12-31T23:59-05:00"])
+async def test_a_sunset_with_no_utc_time_is_a_field_error(sunset: str) -> None:
+    fake = registry_fake()
+    api = fake.apis[0]
+    async with console(fake) as client:
+        await sign_in(client)
+        refused = await client.post(
+            f"/admin/apis/{api['id']}/routes",
+            data=form(client, method="GET", path_template="/old", price="", sunset_at=sunset),
+        )
+    assert refused.status_code == 400  # converting it to UTC overflowed: 500
+    assert 'data-testid="field-error-sunset_at"' in refused.text
+    assert fake.writes == []

@@ -225,3 +225,23 @@ async def test_operators_see_the_balance_send_a_test_and_delete_a_provider() -> 
             "/admin/sms/providers?done=deleted", headers={"accept-language": "zh"}
         )
         assert "服务商已删除" in zh.text
+
+
+async def test_a_configuration_nested_too_deep_is_a_field_error() -> None:
+    fake = FakeBackends(admin=True)
+    async with console(fake) as client:
+        await sign_in(client)
+        nested = await client.post(
+            "/admin/sms/providers/new",
+            data={
+                "csrf_token": csrf(client),
+                "kind": "twilio",
+                "name": "deep",
+                "rate_per_second": "10",
+                "priority": "100",
+                "config": "[" * 100_000,
+            },
+        )
+    assert nested.status_code == 400  # the parser's RecursionError was a 500
+    assert 'data-testid="field-error-config"' in nested.text
+    assert fake.provider_adds == []

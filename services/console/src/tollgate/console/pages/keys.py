@@ -23,6 +23,7 @@ router = APIRouter()
 STATUSES = ("active", "disabled", "revoked", "expired")
 LIMIT_FIELDS = ("per_second", "per_minute", "per_hour", "per_day", "per_month")
 GRACE_CHOICES = (0, 3600, 86_400)
+LIMIT = re.compile(r"^[0-9]{1,15}$")  # ASCII digits: str.isdigit() takes "²" too
 
 
 def _split(text: str) -> list[str]:
@@ -105,7 +106,7 @@ def _key_body(form: dict[str, Any], api_ids: list[str]) -> tuple[dict[str, Any],
     for name in LIMIT_FIELDS:
         raw = str(form.get(name) or "").strip()
         if raw:
-            if raw.isdigit():
+            if LIMIT.fullmatch(raw):
                 limits[name] = int(raw)
             else:
                 errors[name] = "number"

@@ -186,12 +186,12 @@ def _route_sunset(raw: str, errors: dict[str, str]) -> str | None:
         return None
     try:
         moment = datetime.fromisoformat(raw)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError):  # overflow: year 1 east of UTC, 9999 west of it
         errors["sunset_at"] = "datetime"
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def route_body(

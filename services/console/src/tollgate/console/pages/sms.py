@@ -314,7 +314,7 @@ def _provider_form(
             errors[name] = "number"
     try:
         config = json.loads(values["config"] or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than the parser goes
         config = None
     if not isinstance(config, dict):
         errors["config"] = "json"

@@ -148,10 +148,12 @@ async def revoke_invitation(
 
 def _day(text: str | None, *, end: bool) -> str | None:
     """A date field as the UTC instant accounts filters on (`until` is the next
-    midnight, so the chosen day is included)."""
+    midnight, so the chosen day is included; none after the last day there is)."""
     try:
         day = date.fromisoformat((text or "").strip())
     except ValueError:
+        return None
+    if end and day == date.max:
         return None
     moment = datetime.combine(day, time(0, 0), tzinfo=UTC)
     return (moment + timedelta(days=1) if end else moment).isoformat()
