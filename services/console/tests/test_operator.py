@@ -191,3 +191,17 @@ async def test_an_admin_opens_an_org_beyond_the_first_page_of_orgs() -> None:
         assert refused.status_code == 404
         assert "Org 221" not in refused.text
     assert fake.calls.count(("accounts", "GET", f"/v1/orgs/{late}")) == 1  # not for a non-admin
+
+
+async def test_a_non_admin_gets_the_not_found_page_whatever_the_input() -> None:
+    fake = operator_fake()
+    fake.admin = False
+    async with console(fake) as client:
+        await sign_in(client)
+        listed = await client.get("/admin/orgs", params={"status": "bogus"})
+        forged = await client.post(
+            "/admin/users/not-a-uuid/deactivate", data={"csrf_token": csrf(client)}
+        )
+    for page in (listed, forged):
+        assert page.status_code == 404
+        assert "Page not found" in page.text

@@ -303,3 +303,31 @@ async def test_a_limit_in_digits_other_than_ascii_is_a_field_error() -> None:
     assert 'data-testid="field-error-per_day"' in refused.text
     assert 'data-testid="field-error-per_hour"' in refused.text
     assert not fake.keys
+
+
+async def test_a_value_the_console_cannot_read_is_a_page_in_the_visitors_language() -> None:
+    fake = FakeBackends(admin=True)
+    key = "00000000-0000-4000-8000-000000000001"
+    async with console(fake) as client:
+        await sign_in(client)
+        client.cookies.set("tg_lang", "zh-Hans")
+        bad_org = await client.get("/orgs/not-a-uuid")
+        bad_key = await client.get(f"/orgs/{fake.org_id}/keys/123")
+        bad_grace = await client.post(
+            f"/orgs/{fake.org_id}/keys/{key}/rotate",
+            data={"grace_seconds": "1h", "csrf_token": csrf(client)},
+        )
+        bad_status = await client.get("/admin/orgs", params={"status": "bogus"})
+        client.cookies.delete("tg_lang")
+        english = await client.get("/admin/orgs", params={"status": "bogus"})
+    for page in (bad_org, bad_key):
+        assert page.status_code == 404
+        assert page.headers["content-type"].startswith("text/html")
+        assert "页面不存在" in page.text
+        assert 'data-testid="org-switcher"' in page.text  # the signed-in header
+    for page in (bad_grace, bad_status):
+        assert page.status_code == 400
+        assert page.headers["content-type"].startswith("text/html")
+        assert "无法读取此请求" in page.text
+    assert "This request could not be read" in english.text
+    assert not [c for c in fake.calls if c[2].endswith("/rotate")]

@@ -15,11 +15,12 @@ from urllib.parse import quote
 
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tollgate.console.backends import VISITOR, BackendDown, BackendProblem, Backends
+from tollgate.console.backends import VISITOR, BackendDown, BackendProblem, Backends, Me
 from tollgate.console.config import Settings
 from tollgate.console.i18n import LANGUAGE_COOKIE, load_catalogs, negotiate
 from tollgate.console.pages import (
@@ -49,6 +50,7 @@ from tollgate.console.session import (
     CSRF_COOKIE,
     CSRF_FIELD,
     CSRF_HEADER,
+    Session,
     SessionCookies,
     csrf_matches,
     new_csrf_token,
@@ -230,7 +232,8 @@ def install_error_pages(app: FastAPI) -> None:
     async def navigation(request: Request) -> dict[str, object]:
         """The signed-in header for an error page, so the user can go on from it; none
         when there is no session or accounts does not answer."""
-        session = app.state.cookies.load(request)
+        fresh: Session | None = getattr(request.state, "session_update", None)
+        session = fresh or app.state.cookies.load(request)
         if session is None or session.expiring:
             return {}
         try:
@@ -263,7 +266,24 @@ def install_error_pages(app: FastAPI) -> None:
         response.headers.update(exc.headers or {})  # e.g. Retry-After of a 429
         return response
 
+    async def bad_input(request: Request, exc: Exception) -> Response:
+        """A value FastAPI could not read (a malformed id in the path: 404; in the query
+        or the form: 400), as a page in the visitor's language. The operator area stays
+        the 404 page for everyone but platform admins, whatever the input."""
+        assert isinstance(exc, RequestValidationError)
+        nav = await navigation(request)
+        me = nav.get("me")
+        operator_area = request.url.path == "/admin" or request.url.path.startswith("/admin/")
+        if operator_area and not (isinstance(me, Me) and me.is_admin):
+            status, reason = 404, "org"
+        elif any(error.get("loc", ("",))[0] == "path" for error in exc.errors()):
+            status, reason = 404, "http"
+        else:
+            status, reason = 400, "input"
+        return render(request, "error.html", {"status": status, "reason": reason, **nav}, status)
+
     app.add_exception_handler(SignInRequired, sign_in_required)
+    app.add_exception_handler(RequestValidationError, bad_input)
     app.add_exception_handler(AccountsUnavailable, accounts_down)
     app.add_exception_handler(BackendDown, service_down)
     app.add_exception_handler(OrgNotFound, org_not_found)
