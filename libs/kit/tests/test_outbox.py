@@ -1,6 +1,7 @@
 """The outbox relay publishes every committed event once, in order per key, with
 tombstones intact, even with two relays racing over the same table; a commit that
-wrote to the outbox wakes the relay at once."""
+wrote to the outbox wakes the relay at once; an event Kafka would refuse for its size
+is refused at `emit`, or set aside by the relay, never holding later events back."""
 
 from __future__ import annotations
 
@@ -9,15 +10,24 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
 from aiokafka import AIOKafkaConsumer
-from sqlalchemy import MetaData, func, select
+from sqlalchemy import MetaData, func, insert, select
 
 from tollgate.contracts import topics
 from tollgate.contracts.decoding import decode_as
 from tollgate.contracts.events.accounts import UserRegistered
 from tollgate.kit.db import create_engine, session_maker
 from tollgate.kit.kafka import ensure_topics, make_producer, topic_name
-from tollgate.kit.outbox import OutboxRelay, emit, emit_tombstone, outbox_table
+from tollgate.kit.outbox import (
+    MAX_EVENT_BYTES,
+    UNPUBLISHABLE,
+    OutboxRelay,
+    emit,
+    emit_tombstone,
+    outbox_table,
+)
+from tollgate.kit.problems import Problem
 from tollgate.kit.settings import ServiceSettings
 from tollgate.kit.testing.polling import eventually
 
@@ -150,3 +160,57 @@ async def test_a_commit_wakes_the_relay_instead_of_waiting_for_its_poll(
         await asyncio.gather(task, return_exceptions=True)
         await producer.stop()
         await engine.dispose()
+
+
+async def test_an_event_kafka_would_refuse_holds_nothing_back(
+    database_factory: Callable[[str], str], kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    # Before: an event over Kafka's 1 MiB was written all the same; the relay failed on
+    # it and retried it first for ever, and every later event (a key revocation among
+    # them) stayed in the outbox.
+    settings = ServiceSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_topic_prefix=topic_prefix,
+        kafka_enable_idempotence=False,
+    )
+    await ensure_topics(settings, [topics.ACCOUNTS_EVENTS])
+    metadata = MetaData()
+    table = outbox_table(metadata)
+    engine = create_engine(database_factory("kit_outbox_large"))
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    sessions = session_maker(engine)
+    first, last = uuid.uuid4(), uuid.uuid4()
+    # The change that would make such an event is refused, and nothing of it is written.
+    with pytest.raises(Problem) as refused:
+        async with sessions() as session, session.begin():
+            await emit(session, registered(uuid.uuid4()), subject="x" * (MAX_EVENT_BYTES + 1))
+    assert (refused.value.status, refused.value.slug) == (422, "event-too-large")
+    # One written before the check (or refused by a broker configured smaller) is set aside.
+    async with sessions() as session, session.begin():
+        await emit(session, registered(first))
+        await session.execute(
+            insert(table).values(
+                topic=topics.ACCOUNTS_EVENTS.name, key="big", value=b"x" * 1_100_000
+            )
+        )
+        await emit(session, registered(last))
+    unpublishable = UNPUBLISHABLE._value.get()
+    producer = make_producer(settings, client="relay-large")
+    await producer.start()
+    relay = OutboxRelay(sessions=sessions, table=table, producer=producer, settings=settings)
+    task = asyncio.create_task(relay.run())
+    try:
+        records = await read_topic(settings, expected=2)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await producer.stop()
+    assert [key for key, _ in records] == [str(first), str(last)]
+    assert UNPUBLISHABLE._value.get() == unpublishable + 1
+    async with sessions() as session:
+        pending = await session.scalar(
+            select(func.count()).select_from(table).where(table.c.published_at.is_(None))
+        )
+    assert pending == 0
+    await engine.dispose()

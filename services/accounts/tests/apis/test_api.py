@@ -301,6 +301,36 @@ async def test_petstore_import_creates_routes_and_keeps_the_document(
         assert by_member.status_code == 403
 
 
+async def test_an_import_whose_event_kafka_would_refuse_changes_nothing(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    # Before: the routes were created and their API event (1.6 MB here) written to the
+    # outbox, which Kafka refused for ever: every later accounts event (key
+    # revocations among them) stayed unpublished behind it.
+    settings = settings_for(
+        accounts_db, kafka=kafka_bootstrap, prefix=topic_prefix, workdir=tmp_path
+    )
+    scopes = [f"https://api.example.com/auth/scope-number-{n:02d}.readonly" for n in range(50)]
+    document = {
+        "openapi": "3.0.3",
+        "info": {"title": "Big", "version": "1"},
+        "security": [{"oauth": scopes}],
+        "paths": {f"/things/{n}": {"get": {}} for n in range(600)},
+    }
+    async with running(settings) as svc:
+        admin = await make_admin(svc)
+        api = await make_api(svc, admin)
+        refused = await svc.http.post(
+            f"/v1/apis/{api['id']}/openapi",
+            content=json.dumps(document),
+            headers={**admin.headers, "Content-Type": "application/json"},
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["type"].endswith("/event-too-large")
+        after = await svc.http.get(f"/v1/apis/{api['id']}", headers=admin.headers)
+        assert after.json()["routes"] == []
+
+
 async def test_deeply_nested_documents_are_refused_with_a_problem_not_a_crash(
     accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:

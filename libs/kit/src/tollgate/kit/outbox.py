@@ -12,6 +12,14 @@ interleave and a key's events stay in order. Publishing is at-least-once: a cras
 between the broker's ack and the commit re-sends the batch, which consumers absorb by
 event id.
 
+Size: an encoded event may have `MAX_EVENT_BYTES`. `emit` refuses a bigger one with a
+422 problem (`event-too-large`), so the change that would cause it is not made: Kafka
+would never take it, and a relay that publishes in order would hold every later event
+back behind it (a key revocation among them). A row the broker refuses all the same
+for its size (written before this check, or a broker configured smaller) is set aside:
+logged as an error, counted in `tollgate_outbox_unpublishable_total` and marked
+published, so the events after it still go out.
+
 Latency: a transaction that wrote to the outbox wakes this process's relays when it
 commits, so an event leaves within one relay round of the commit rather than up to
 `idle_sleep` later (what a role change or revocation takes to reach every service
@@ -32,6 +40,8 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
+from prometheus_client import Counter
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -58,6 +68,7 @@ from tollgate.contracts.topics import Topic, topic_for
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.jobs import every
 from tollgate.kit.kafka import topic_name
+from tollgate.kit.problems import Unprocessable
 from tollgate.kit.settings import ServiceSettings
 from tollgate.kit.telemetry import current_traceparent
 
@@ -68,6 +79,16 @@ D = TypeVar("D", bound=EventData)
 OUTBOX_TABLE = "outbox"
 INSTANCE_INFO_KEY = "tollgate.instance_id"
 """`Session.info` entry naming the replica in the `source` of emitted events."""
+
+MAX_EVENT_BYTES = 1_000_000
+"""The largest encoded event the outbox takes: Kafka's default limit of a record (a
+producer request's and a topic's `max.message.bytes`, about 1 MiB) less room for its
+key and headers."""
+
+UNPUBLISHABLE = Counter(
+    "tollgate_outbox_unpublishable",
+    "Outbox rows the broker refused for their size, set aside so later events still go out",
+)
 
 _RELAY_WAKES: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}
 """The wake-up event of each running relay of this process, with its event loop (a
@@ -154,8 +175,19 @@ async def emit(
     contract says, and return the envelope written."""
     topic = topic_for(type(data))
     event = new_event(data, source=event_source(session, topic), subject=subject, time=time)
-    await _write(session, topic, data.kafka_key(), encode(event))
+    await _write(session, topic, data.kafka_key(), _publishable(encode(event)))
     return event
+
+
+def _publishable(value: bytes) -> bytes:
+    """`value`, or the 422 problem of an event Kafka would never take."""
+    if len(value) > MAX_EVENT_BYTES:
+        raise Unprocessable(
+            "event-too-large",
+            f"This change cannot be published: its event would be {len(value):,} bytes, "
+            f"over the {MAX_EVENT_BYTES:,} an event may have. Make it smaller.",
+        )
+    return value
 
 
 async def emit_many(
@@ -174,7 +206,7 @@ async def emit_many(
             {
                 "topic": topic.name,
                 "key": data.kafka_key(),
-                "value": encode(event),
+                "value": _publishable(encode(event)),
                 "headers": headers,
             }
         )
@@ -248,16 +280,37 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            futures = [
-                await self._producer.send(
-                    topic_name(row.topic, self._settings),
-                    value=row.value,
-                    key=row.key.encode() if row.key is not None else None,
-                    headers=[(k, str(v).encode()) for k, v in row.headers.items()],
+            sent: list[tuple[Any, asyncio.Future[Any]]] = []
+            refused: list[Any] = []
+            for row in rows:
+                try:
+                    future = await self._producer.send(
+                        topic_name(row.topic, self._settings),
+                        value=row.value,
+                        key=row.key.encode() if row.key is not None else None,
+                        headers=[(k, str(v).encode()) for k, v in row.headers.items()],
+                    )
+                except MessageSizeTooLargeError:
+                    refused.append(row)
+                else:
+                    sent.append((row, future))
+            results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+            for (row, _), result in zip(sent, results, strict=True):
+                if isinstance(result, MessageSizeTooLargeError):
+                    refused.append(row)
+                elif isinstance(result, BaseException):
+                    raise result
+            for row in refused:
+                UNPUBLISHABLE.inc()
+                log.error(
+                    "outbox row refused by the broker for its size, set aside",
+                    extra={
+                        "outbox_id": row.id,
+                        "topic": row.topic,
+                        "key": row.key,
+                        "bytes": len(row.value or b""),
+                    },
                 )
-                for row in rows
-            ]
-            await asyncio.gather(*futures)
             await session.execute(
                 update(table)
                 .where(table.c.id.in_([row.id for row in rows]))

@@ -7,4 +7,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-Scope = Annotated[str, Field(pattern=r"^[A-Za-z0-9:._/*-]{1,64}$")]
+SCOPE_PATTERN = r"^[A-Za-z0-9:._/*-]{1,64}$"
+MAX_ROUTE_SCOPES = 50
+"""The most scopes one route may require."""
+
+Scope = Annotated[str, Field(pattern=SCOPE_PATTERN)]

@@ -20,10 +20,12 @@ from typing import Any
 
 import yaml
 
+from tollgate.accounts.scopes import MAX_ROUTE_SCOPES, SCOPE_PATTERN
 from tollgate.accounts.storable import json_unstorable
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 MAX_ROUTES = 1000
+_SCOPE = re.compile(SCOPE_PATTERN)
 MAX_DEPTH = 64
 """Levels of nested objects and arrays, the document itself being the first; real
 documents use about 15, and every reader (the portal, schema tools) recurses."""
@@ -137,7 +139,10 @@ def parse_document(raw: bytes) -> dict[str, Any]:
     return doc
 
 
-def _scopes(requirements: Any) -> list[str]:
+def _scopes(requirements: Any, operation: str) -> list[str]:
+    """The scopes `requirements` (an OpenAPI `security` list) name, checked as a route's
+    own would be (a key could never hold another, and every route's scopes travel in
+    the API's event)."""
     scopes: set[str] = set()
     if isinstance(requirements, list):
         for requirement in requirements:
@@ -145,6 +150,13 @@ def _scopes(requirements: Any) -> list[str]:
                 for values in requirement.values():
                     if isinstance(values, list):
                         scopes.update(str(v) for v in values if isinstance(v, str))
+    for scope in scopes:
+        if not _SCOPE.match(scope):
+            raise OpenApiInvalid(
+                f"{operation}: the scope {scope[:100]!r} is not 1-64 of A-Z a-z 0-9 : . _ / * -"
+            )
+    if len(scopes) > MAX_ROUTE_SCOPES:
+        raise OpenApiInvalid(f"{operation}: more than {MAX_ROUTE_SCOPES} scopes")
     return sorted(scopes)
 
 
@@ -167,7 +179,9 @@ def routes_of(doc: dict[str, Any]) -> list[ImportedRoute]:
                     method=method.upper(),
                     path_template=path,
                     operation_id=str(operation_id)[:200] if operation_id else None,
-                    required_scopes=_scopes(operation.get("security", global_security)),
+                    required_scopes=_scopes(
+                        operation.get("security", global_security), f"{method.upper()} {path}"
+                    ),
                     deprecated=operation.get("deprecated") is True,
                 )
             )

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from tollgate.accounts.limits import LimitsIn
-from tollgate.accounts.scopes import Scope
+from tollgate.accounts.scopes import MAX_ROUTE_SCOPES, Scope
 from tollgate.accounts.storable import UtcDatetime
 from tollgate.contracts.events.accounts import ApiChange
 from tollgate.kit.requests import JSON_INTEGER, RequestModel, StrictFlag
@@ -92,7 +92,7 @@ class RouteIn(RequestModel):
     path_template: PathTemplate
     price: Price | None = Field(None, description="credits per call; null = the API's price")
     limits: LimitsIn = Field(default_factory=LimitsIn)
-    required_scopes: list[Scope] = Field(default_factory=list, max_length=50)
+    required_scopes: list[Scope] = Field(default_factory=list, max_length=MAX_ROUTE_SCOPES)
     sandbox: SandboxIn | None = Field(None, description="overrides of the API's sandbox settings")
     deprecated: StrictFlag = Field(
         False, description="the gateway adds `Deprecation` to its answers; docs mark it deprecated"
@@ -112,7 +112,9 @@ class RoutePatch(RequestModel):
     path_template: PathTemplate | SkipJsonSchema[None] = None
     price: Price | None = None
     limits: LimitsIn | SkipJsonSchema[None] = None
-    required_scopes: Annotated[list[Scope], Field(max_length=50)] | SkipJsonSchema[None] = None
+    required_scopes: (
+        Annotated[list[Scope], Field(max_length=MAX_ROUTE_SCOPES)] | SkipJsonSchema[None]
+    ) = None
     sandbox: SandboxIn | None = None
     deprecated: StrictFlag | SkipJsonSchema[None] = None
     sunset_at: UtcDatetime | None = Field(
