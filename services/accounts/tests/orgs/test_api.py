@@ -149,6 +149,51 @@ async def test_admin_sees_every_org_and_self_service_can_be_closed(
         assert bad_cursor.status_code == 422
 
 
+async def test_an_invitation_does_not_outlive_its_senders_right_to_send_it(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    # Before: an owner could invite a second account of their own as owner, be removed,
+    # and come back as an owner by accepting it.
+    settings = settings_for(
+        accounts_db, kafka=kafka_bootstrap, prefix=topic_prefix, workdir=tmp_path
+    )
+    async with running(settings) as svc:
+        alice, mallory, alt, colleague = [await signup(svc) for _ in range(4)]
+        org_id = await make_org(svc, alice, "Guarded")
+        await add_member(svc, org_id, mallory, "owner")
+        tokens = {}
+        for invitee in (alt, colleague):
+            sent = await svc.http.post(
+                f"/v1/orgs/{org_id}/invitations",
+                json={"email": invitee.email, "role": "owner"},
+                headers=mallory.headers,
+            )
+            assert sent.status_code == 201
+        for event in await events(svc, org_id):
+            if isinstance(event.data, MemberInvited):
+                token = Sealer(SEALING_KEY).unseal(event.data.invitation_token_sealed).decode()
+                remember(token)
+                tokens[event.data.email] = token
+        # Still an owner: the colleague's invitation stands.
+        joined = await svc.http.post(
+            "/v1/invitations/accept",
+            json={"token": tokens[colleague.email]},
+            headers=colleague.headers,
+        )
+        assert joined.status_code == 200
+        removed = await svc.http.delete(
+            f"/v1/orgs/{org_id}/members/{mallory.id}", headers=alice.headers
+        )
+        assert removed.status_code == 204
+        void = await svc.http.post(
+            "/v1/invitations/accept", json={"token": tokens[alt.email]}, headers=alt.headers
+        )
+        assert void.status_code == 400
+        assert void.json()["type"].endswith("/invitation-void")
+        members = await svc.http.get(f"/v1/orgs/{org_id}/members", headers=alice.headers)
+        assert alt.email not in members.text
+
+
 async def test_invite_accept_and_revoke(
     accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:

@@ -264,6 +264,19 @@ async def revoke_invitation(
     )
 
 
+async def _may_still_invite(session: AsyncSession, invitation: Invitation) -> bool:
+    """Whether the invitation's sender could send it now: an active owner of its org
+    (membership locked, so a removal waits for the acceptance or comes first) or an
+    active platform admin. An invitation does not outlive its sender's right to it."""
+    sender = await users.get_user(session, invitation.invited_by)
+    if sender is None or not sender.is_active:
+        return False
+    if sender.is_admin:
+        return True
+    membership = await repo.lock_membership(session, invitation.org_id, sender.id)
+    return membership is not None and membership.role == Role.owner
+
+
 async def accept_invitation(session: AsyncSession, actor: Actor, *, token: str) -> Membership:
     """Join the org of a pending invitation addressed to the caller's email."""
     principal = _principal(actor)
@@ -277,6 +290,12 @@ async def accept_invitation(session: AsyncSession, actor: Actor, *, token: str) 
         or invitation.email != principal.email.lower()
     ):
         raise BadRequest("invalid-token", "Invalid or expired invitation.")
+    if not await _may_still_invite(session, invitation):
+        raise BadRequest(
+            "invitation-void",
+            "Whoever sent this invitation can no longer invite people to this organisation; "
+            "ask one of its owners for a new one.",
+        )
     invitation.accepted_at = now
     # The token was mailed to this address, which is the caller's: the address is proven.
     joining = await users.lock_user(session, principal.user_id)
