@@ -3,6 +3,7 @@ are not JSON integers or booleans where those are asked for, times that are not 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -47,6 +48,8 @@ def test_every_text_field_is_documented_nul_free() -> None:
         ("since", 1700000000),
         ("since", "3.8e-175"),
         ("note", "a\x00b"),
+        ("since", "0001-01-01T00:00:00+01:00"),  # year 0 in UTC: was a 500 in the database
+        ("since", "9999-12-31T23:59:59-14:00"),  # year 10000 in UTC
     ],
 )
 def test_lax_spellings_are_refused(field: str, value: Any) -> None:
@@ -59,4 +62,5 @@ def test_integral_numbers_and_rfc3339_times_are_read() -> None:
     assert body.amount == 10
     assert isinstance(body.amount, int)
     assert body.since is not None
-    assert body.since.utcoffset() is not None
+    assert body.since == datetime(2026, 11, 29, 9, tzinfo=UTC)
+    assert body.since.tzinfo is UTC

@@ -21,7 +21,7 @@ import base64
 import binascii
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
@@ -29,6 +29,7 @@ from fastapi import Query
 from pydantic import BaseModel, Field
 
 from tollgate.kit.problems import Unprocessable
+from tollgate.kit.requests import in_utc
 
 CURSOR_VERSION = 1
 MAX_PAGE_SIZE = 200
@@ -92,10 +93,7 @@ def _typed(value: object, kind: type[Any]) -> Any:
         moment = datetime.fromisoformat(value)
         if moment.tzinfo is None:
             raise ValueError("naive time")
-        try:
-            return moment.astimezone(UTC)
-        except OverflowError as exc:  # year 1 east of UTC, year 9999 west of it
-            raise ValueError("a time with no UTC equivalent") from exc
+        return in_utc(moment)
     raise TypeError(f"unsupported cursor part {kind!r}")
 
 

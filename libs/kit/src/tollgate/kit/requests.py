@@ -14,10 +14,11 @@ before anything parses it (`MAX_JSON_DEPTH`).
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -66,10 +67,23 @@ def _rfc3339_text(value: Any) -> Any:
     )
 
 
-DateTimeText = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+def in_utc(value: datetime) -> datetime:
+    """`value` in UTC (a naive time is taken as UTC); ValueError when that leaves the
+    years 1..9999 (year 1 east of UTC, 9999 west of it), which no database column or
+    driver takes."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("the time is out of range once converted to UTC") from exc
+
+
+DateTimeText = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(in_utc)]
 """A time with an offset in a query, path or body, as the documents say (`format:
-date-time`): RFC 3339 text. Pydantic alone would also read `"1700000000"` or `3.8e-175`
-as a unix time, which no document promises."""
+date-time`): RFC 3339 text, converted to UTC (a 422 when that leaves years 1..9999).
+Pydantic alone would also read `"1700000000"` or `3.8e-175` as a unix time, which no
+document promises."""
 
 MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays and objects a JSON request body may have. No Tollgate body

@@ -10,22 +10,12 @@ surrogates (`"\\ud800"`), none of which `jsonb` or UTF-8 text can store.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime
 
-
-def in_utc(value: datetime) -> datetime:
-    """`value` in UTC (a naive time is taken as UTC); ValueError when that leaves the
-    years 1..9999."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    try:
-        return value.astimezone(UTC)
-    except OverflowError as exc:
-        raise ValueError("the time is out of range once converted to UTC") from exc
-
+from tollgate.kit.requests import in_utc
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(in_utc)]
 """A time with an offset, converted to UTC (a 422 when that leaves years 1..9999)."""

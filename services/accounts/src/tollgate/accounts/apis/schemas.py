@@ -44,7 +44,8 @@ UpstreamHeaders = Annotated[
     # Names outside the pattern are refused, not merely unconstrained.
     Field(max_length=MAX_HEADERS, json_schema_extra={"additionalProperties": False}),
 ]
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=63)]
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN, max_length=63)]
 Method = Annotated[str, Field(pattern=r"^([A-Z]{1,10}|\*)$")]
 # No space, control character, `?` or `#`; spelled as ranges because `\s` means different
 # characters to the server's regex engine and to JSON Schema's (ECMA-262).

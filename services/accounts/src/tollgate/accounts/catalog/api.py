@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +38,7 @@ from tollgate.accounts.apis import changelog_repository
 from tollgate.accounts.apis import repository as repo
 from tollgate.accounts.apis.api import _may_read
 from tollgate.accounts.apis.credentials import credential_header_names
+from tollgate.accounts.apis.schemas import SLUG_PATTERN
 from tollgate.accounts.apis.service import not_found
 from tollgate.accounts.caller import _caller, client_ip
 from tollgate.accounts.catalog import repository as catalog_repo
@@ -76,6 +77,8 @@ _LIST_ERRORS = documented_problems({429: _THROTTLED})
 _ERRORS = documented_problems(
     {404: ("No such API in the catalog.", ["api-not-found"]), 429: _THROTTLED}
 )
+CatalogSlug = Annotated[str, Path(pattern=SLUG_PATTERN, max_length=63)]
+"""An API's slug in a catalog path (anything else is a 422, never a lookup)."""
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -349,7 +352,7 @@ async def catalog(request: Request, settings: CurrentSettings, db: DbSession) ->
 
 @router.get("/{slug}", response_model=CatalogApi, responses=_ERRORS)
 async def catalog_api(
-    slug: str, request: Request, settings: CurrentSettings, db: DbSession
+    slug: CatalogSlug, request: Request, settings: CurrentSettings, db: DbSession
 ) -> CatalogApi:
     """One API of the catalog."""
     await _admitted(request, settings, db)
@@ -359,7 +362,7 @@ async def catalog_api(
 
 @router.get("/{slug}/openapi", response_model=dict[str, Any], responses=_ERRORS)
 async def catalog_openapi(
-    slug: str,
+    slug: CatalogSlug,
     request: Request,
     settings: CurrentSettings,
     db: DbSession,
@@ -379,7 +382,7 @@ async def catalog_openapi(
 
 @router.get("/{slug}/changelog", response_model=Page[PublicChangelogEntry], responses=_ERRORS)
 async def catalog_changelog(
-    slug: str,
+    slug: CatalogSlug,
     request: Request,
     settings: CurrentSettings,
     db: DbSession,

@@ -36,6 +36,7 @@ from tollgate.kit.pagination import (
     uuid_cursor,
 )
 from tollgate.kit.problems import documented_problems
+from tollgate.kit.requests import NUL_FREE
 
 router = APIRouter(tags=["keys"])
 
@@ -90,7 +91,12 @@ async def list_keys(
     ] = None,
     q: Annotated[
         str | None,
-        Query(min_length=1, max_length=200, description="name contains (case-insensitive)"),
+        Query(
+            min_length=1,
+            max_length=200,
+            pattern=NUL_FREE,
+            description="name contains (case-insensitive)",
+        ),
     ] = None,
 ) -> Page[KeyOut]:
     """The org's keys (prefix and last 4 only), optionally filtered by status, by an

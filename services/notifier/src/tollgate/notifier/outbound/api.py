@@ -37,6 +37,7 @@ from tollgate.kit.problems import (
     Unauthorized,
     Unprocessable,
 )
+from tollgate.kit.requests import DateTimeText
 from tollgate.kit.upstream_identity import CallerIdentity, IdentityRefused
 from tollgate.notifier.models import SmsProvider
 from tollgate.notifier.outbound import providers, repository, service
@@ -56,7 +57,6 @@ from tollgate.notifier.outbound.schemas import (
     TestSendOut,
     UsageOut,
 )
-from tollgate.notifier.parameters import UtcDatetime
 from tollgate.notifier.sms.api import invalid_signature, provider_url
 from tollgate.notifier.state import Notifier
 
@@ -543,8 +543,8 @@ async def provider_balance(
 async def sms_usage(
     principal: CurrentPrincipal,
     db: DbSession,
-    since: UtcDatetime | None = None,
-    until: UtcDatetime | None = None,
+    since: DateTimeText | None = None,
+    until: DateTimeText | None = None,
 ) -> list[UsageOut]:
     """Outbound SMS per org in [since, until) (default: the last 30 days): messages,
     segments, credits charged and refunded."""

@@ -26,8 +26,8 @@ from tollgate.kit.pagination import (
     page_of,
 )
 from tollgate.kit.problems import Forbidden, NotFound, Problem, Unprocessable
-from tollgate.kit.requests import NUL_FREE
-from tollgate.notifier.parameters import PhoneNumber, UtcDatetime
+from tollgate.kit.requests import NUL_FREE, DateTimeText
+from tollgate.notifier.parameters import PhoneNumber
 from tollgate.notifier.sms import repository, service, signatures
 from tollgate.notifier.sms.schemas import (
     InboundAccepted,
@@ -196,7 +196,7 @@ async def org_inbox(
     db: DbSession,
     unread: Unread = None,
     from_number: PhoneNumber = None,
-    since: UtcDatetime | None = None,
+    since: DateTimeText | None = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[SmsOut]:
@@ -260,7 +260,7 @@ async def admin_inbox(
     db: DbSession,
     unread: Unread = None,
     from_number: PhoneNumber = None,
-    since: UtcDatetime | None = None,
+    since: DateTimeText | None = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[SmsOut]:

@@ -11,9 +11,8 @@ from pydantic import BaseModel, Field
 from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 
-from tollgate.kit.requests import RequestModel, StrictFlag
+from tollgate.kit.requests import DateTimeText, RequestModel, StrictFlag
 from tollgate.notifier.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from tollgate.notifier.parameters import UtcDatetime
 from tollgate.notifier.webhooks.catalog import SUBSCRIBABLE
 
 _EVENT_TYPE_ITEMS: JsonDict = {"items": {"enum": [*sorted(SUBSCRIBABLE)]}}
@@ -171,7 +170,7 @@ class DeliveryDetail(DeliveryOut):
 class RecoverRequest(RequestModel):
     """Re-send every failed delivery created since a time."""
 
-    since: UtcDatetime
+    since: DateTimeText
 
 
 class RecoverResult(BaseModel):
