@@ -1,13 +1,20 @@
 """`make up`: the whole Tollgate stack on one machine, nothing installed by hand.
 
-Starts (or reuses) the dependencies, prepares databases and topics, starts the five
-services, the console, the demo upstream and a local SMS provider (the notifier's fake
-Twilio) as child processes, waits until every one is ready, registers the SMS API
-behind the gateway (a number and prices for the demo org, the local provider), prints
-where everything is with curl lines to try, and streams each process's output
-prefixed with its name.
+Starts (or reuses) the dependencies, prepares databases and topics, seeds the demo
+admin, org, `demo` API and key (the accounts command `seed-demo`) and the demo org's
+credits, starts the five services, the console, the demo upstream and a local SMS
+provider (the notifier's fake Twilio) as child processes, waits until every one is
+ready, registers the SMS API behind the gateway (a number and prices for the demo org,
+the local provider), prints where everything is with curl lines to try, and streams
+each process's output prefixed with its name.
 Ctrl-C or SIGTERM stops the services first (they drain and flush), then the
-dependencies it started; nothing is left behind.
+dependencies it started; nothing is left behind but the databases (state between runs:
+every step above is idempotent, so a second `make up` serves what the first seeded).
+
+The demo org is seeded and given its credits before any service runs: billing opens an
+account for every new org it hears of, and a prepaid org with nothing to spend is
+announced exhausted (the notifier mails its owner). Credits in place first, billing never
+sees the demo org exhausted.
 
 Dependencies, each resolved once:
 - Kafka: `KAFKA_BOOTSTRAP_SERVERS` if set (idempotent producers on), else the embedded
@@ -30,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -39,14 +47,19 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from tollgate.billing.config import Settings as BillingSettings
+from tollgate.billing.ledger import repository as ledger_entries
+from tollgate.billing.ledger import service as ledger
 from tollgate.contracts.topics import ALL_TOPICS
 from tollgate.kit import localdeps
+from tollgate.kit.db import create_engine, session_maker
 from tollgate.kit.kafka import ensure_topics
 from tollgate.kit.sealing import new_sealing_key
 from tollgate.kit.settings import ServiceSettings
@@ -199,9 +212,10 @@ def service_env(
 
 def seed_demo(python: str, env: dict[str, str], base: int) -> list[str]:
     """Seed (idempotently) the admin, the demo org, the `demo` API and a live key through
-    the accounts service's own command, and print the login, the key and a curl line.
-    The generated password and the key live in the work dir, so every run prints the
-    same ones (they are local dev secrets)."""
+    the accounts service's own command (in its database; accounts publishes them when it
+    starts), and return the login, the key and a curl line to print. The generated
+    password and the key live in the work dir, so every run prints the same ones (they
+    are local dev secrets)."""
     argv = [
         python,
         "-m",
@@ -231,73 +245,126 @@ def seeded_admin(seeded: list[str]) -> tuple[str, str]:
     return email.strip(), rest.split()[0]
 
 
-def seed_credits(base: int, admin: tuple[str, str]) -> None:
-    """Give the demo org prepaid credits through the billing API, as an operator would
-    (signed in as the seeded admin). The fixed Idempotency-Key makes re-runs no-ops."""
-    org_id = (WORKDIR / "demo-org-id").read_text().strip()
-    token = _admin_token(base, admin)
-    top_up = urllib.request.Request(
-        f"http://127.0.0.1:{base + 3}/v1/orgs/{org_id}/credits",
-        data=json.dumps({"amount": DEMO_CREDITS, "reason": "make up demo credits"}).encode(),
-        headers={
-            "content-type": "application/json",
-            "authorization": f"Bearer {token}",
-            "idempotency-key": f"devstack-demo-credits-{org_id}",
-        },
-    )
-    with urllib.request.urlopen(top_up, timeout=10) as response:
-        balance = json.loads(response.read())["balance_after"]
-    say(f"demo org credits: {DEMO_CREDITS} topped up (balance {balance})")
+def demo_credits_key(org_id: str) -> str:
+    """The ledger key of the demo top-up: the one billing's credits route writes for the
+    Idempotency-Key `devstack-demo-credits-<org>` (`credit:<org>:<key>`), which earlier
+    versions of `make up` sent, so their top-up is recognised and not made again."""
+    return f"credit:{org_id}:devstack-demo-credits-{org_id}"
+
+
+def top_up_before_start(billing_database_url: str, org_id: str) -> bool:
+    """Give the demo org its credits unless a run did before; True when topped up now.
+
+    Billing's own ledger rule does it (`add_credits`: the ledger entry, and
+    `CreditsToppedUp` and the balance state through billing's outbox, sent when billing
+    starts), in billing's database, before any service runs. Not through the credits
+    route once the stack is up, as an operator would: by then accounts has published the
+    new org's owner, billing has opened the org's account at balance 0 and announced it
+    exhausted, and the notifier has mailed the admin "Your Tollgate credits are
+    exhausted". An org billing already has an account for is never announced new."""
+    settings = BillingSettings(database_url=billing_database_url)
+    key = demo_credits_key(org_id)
+
+    async def run() -> bool:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            async with session_maker(engine)() as session, session.begin():
+                if await ledger_entries.has_entry_keyed(session, key):
+                    return False
+                await ledger.add_credits(
+                    session,
+                    uuid.UUID(org_id),
+                    settings,
+                    kind="top_up",
+                    amount=DEMO_CREDITS,
+                    actor="devstack",
+                    reason="make up demo credits",
+                    idempotency_key=key,
+                )
+            return True
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def report_credits(base: int, token: str, org_id: str, topped_up_now: bool) -> None:
+    """Say whether this run or an earlier one added the demo credits, and the balance
+    billing holds now (an earlier run's calls have spent some)."""
+    billing = f"http://127.0.0.1:{base + OFFSETS['billing']}"
+    _, balance = _http("GET", f"{billing}/v1/orgs/{org_id}/balance", token)
+    when = "now" if topped_up_now else "on an earlier run"
+    say(f"demo org credits: {DEMO_CREDITS} topped up {when} (balance {balance['balance']})")
 
 
 SMS_NUMBER = "+15005550100"
 SMS_PRICE_PER_SEGMENT = 5
 
 
-def _call(url: str, method: str, body: object, token: str) -> int:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        method=method,
-        headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
-    )
+def _http(
+    method: str,
+    url: str,
+    token: str,
+    *,
+    body: object = None,
+    document: bytes | None = None,
+    tolerate: Sequence[int] = (),
+) -> tuple[int, Any]:
+    """One call to a service's REST API as the demo admin: its status and JSON answer
+    (None when empty or tolerated). `body` goes as JSON, `document` as YAML; an error
+    status in `tolerate` (409: there from an earlier run) is returned, any other raises."""
+    headers = {"authorization": f"Bearer {token}"}
+    data = None
+    if body is not None:
+        data, headers["content-type"] = json.dumps(body).encode(), "application/json"
+    elif document is not None:
+        data, headers["content-type"] = document, "application/yaml"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status)
+            answer = response.read()
+            return int(response.status), json.loads(answer) if answer else None
     except urllib.error.HTTPError as exc:
-        if exc.code == 409:  # already there from an earlier run
-            return exc.code
+        if exc.code in tolerate:
+            return exc.code, None
         raise RuntimeError(f"{method} {url}: {exc.code} {exc.read().decode()}") from None
 
 
-def seed_sms(base: int, admin: tuple[str, str], provider_port: int) -> list[str]:
+def seed_sms(base: int, token: str, provider_port: int) -> list[str]:
     """Register the notifier's SMS API behind the gateway (slug `sms`, price 0: each
     message is charged per segment), give the demo org a number, price every
     destination, and add the local provider; idempotent. Returns curl lines to try."""
     org_id = (WORKDIR / "demo-org-id").read_text().strip()
     key = (WORKDIR / "demo-key").read_text().strip()
-    token = _admin_token(base, admin)
     accounts = f"http://127.0.0.1:{base + OFFSETS['accounts']}"
     notifier = f"http://127.0.0.1:{base + OFFSETS['notifier']}"
-    _call(
+    already = (409,)  # there from an earlier run
+    _http(
+        "POST",
         f"{accounts}/v1/apis",
-        "POST",
-        {"slug": "sms", "name": "SMS", "upstream_url": f"{notifier}/v1", "price": 0},
         token,
+        body={"slug": "sms", "name": "SMS", "upstream_url": f"{notifier}/v1", "price": 0},
+        tolerate=already,
     )
-    _call(
-        f"{notifier}/v1/admin/sms/numbers", "PUT", {"number": SMS_NUMBER, "org_id": org_id}, token
-    )
-    _call(
-        f"{notifier}/v1/admin/sms/prices",
+    _http(
         "PUT",
-        {"prefix": "+", "price_per_segment": SMS_PRICE_PER_SEGMENT},
+        f"{notifier}/v1/admin/sms/numbers",
         token,
+        body={"number": SMS_NUMBER, "org_id": org_id},
+        tolerate=already,
     )
-    _call(
-        f"{notifier}/v1/admin/sms/providers",
+    _http(
+        "PUT",
+        f"{notifier}/v1/admin/sms/prices",
+        token,
+        body={"prefix": "+", "price_per_segment": SMS_PRICE_PER_SEGMENT},
+        tolerate=already,
+    )
+    _http(
         "POST",
-        {
+        f"{notifier}/v1/admin/sms/providers",
+        token,
+        body={
             "name": "local-fake-twilio",
             "kind": "twilio",
             "config": {
@@ -307,7 +374,7 @@ def seed_sms(base: int, admin: tuple[str, str], provider_port: int) -> list[str]
             "credentials": {"auth_token": sms_provider_token()},
             "rate_per_second": 50,
         },
-        token,
+        tolerate=already,
     )
     say(
         f"SMS: API `sms` behind the gateway, demo org number {SMS_NUMBER}, "
@@ -332,6 +399,12 @@ def _admin_token(base: int, admin: tuple[str, str]) -> str:
     with urllib.request.urlopen(token_request, timeout=10) as response:
         token: str = json.loads(response.read())["access_token"]
     return token
+
+
+def counted(summary: str) -> str:
+    """A command's summary with `1 keys` as `1 key` (the commands say every count in the
+    plural): `republished 1 balances and 0 plans` → `republished 1 balance and 0 plans`."""
+    return re.sub(r"\b1 (\w+?)s\b", r"1 \1", summary)
 
 
 def in_parallel(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -402,7 +475,12 @@ def main() -> int:
                 ("accounts", "billing"),
             )
             for name, said in zip(("accounts", "billing"), republished, strict=True):
-                say(f"{name}: {said.strip().splitlines()[-1]}")
+                say(f"{name}: {counted(said.strip().splitlines()[-1])}")
+        # Seeded before the services start, so that billing knows the demo org with its
+        # credits before it hears of the org (see top_up_before_start).
+        seeded = seed_demo(python, service_env("accounts", base + 1, deps, db_urls), base)
+        org_id = (WORKDIR / "demo-org-id").read_text().strip()
+        topped_up_now = top_up_before_start(db_urls["billing"], org_id)
 
         upstream_port = base + 920
         ours = [base + offset for offset in (*OFFSETS.values(), 920, 921)]
@@ -458,7 +536,6 @@ def main() -> int:
         ]
         for thread in threads:
             thread.start()
-        seeded = seed_demo(python, service_env("accounts", base + 1, deps, db_urls), base)
         say("all services ready:")
         for name in SERVICES:
             port = base + OFFSETS[name]
@@ -472,8 +549,9 @@ def main() -> int:
             if not line.startswith("curl"):
                 say(line)
         admin = seeded_admin(seeded)
-        seed_credits(base, admin)
-        sms_lines = seed_sms(base, admin, provider_port)
+        token = _admin_token(base, admin)
+        report_credits(base, token, org_id, topped_up_now)
+        sms_lines = seed_sms(base, token, provider_port)
         say(
             f"console: http://127.0.0.1:{base + OFFSETS['console']} — sign in as "
             f"{admin[0]} / {admin[1]}"
@@ -485,7 +563,10 @@ def main() -> int:
         say("send an SMS (the local provider logs it and reports it delivered):")
         for line in sms_lines:
             say(f"  {line}")
-        say("Ctrl-C stops everything.")
+        say(
+            "Ctrl-C stops everything. The databases stay, with what this run seeded and "
+            f"counted (`{DATABASE_PREFIX}*`; see the README to start clean)."
+        )
         while not stop.is_set():
             for proc in processes:
                 if not proc.running:

@@ -1,5 +1,5 @@
-"""`make up` (infra/devstack.py): the whole stack comes up ready and Ctrl-C leaves
-no process behind."""
+"""`make up` (infra/devstack.py): the whole stack comes up ready, seeded with credits
+without announcing the demo org exhausted, and Ctrl-C leaves no process behind."""
 
 from __future__ import annotations
 
@@ -89,9 +89,11 @@ def test_make_up_twice_serves_counts_every_call_once_and_stops_cleanly(
                 try:
                     output = wait_ready(proc)
                     check_stack(output, base)
+                    check_credits_line(output, run)
                     call_through_the_gateway(output, CALLS)
                     if run == 2:
                         check_counts(output, base, 2 * (1 + CALLS))
+                    check_no_exhausted_mail(tmp_path / "mail")
                     stop_cleanly(proc)
                 finally:
                     if proc.poll() is None:
@@ -156,22 +158,54 @@ def call_through_the_gateway(output: list[str], calls: int) -> None:
             assert response.status == 200
 
 
-def check_counts(output: list[str], base: int, calls: int) -> None:
-    """Usage counts, and billing charges, exactly `calls` requests of the demo org
-    (price 1 credit each, from the seeded credits)."""
+def admin_token(output: list[str], base: int) -> str:
+    """A token of the seeded admin, signed in with the printed login."""
     login = next(line for line in output if "admin login: " in line)
     found = re.search(r"admin login: (\S+) / (\S+)", login)
-    org = re.search(r"demo org: .*\(([0-9a-f-]{36})\)", "".join(output))
-    credits = re.search(r"demo org credits: (\d+) topped up", "".join(output))
     assert found, login
-    assert org, "".join(output)
-    assert credits, "".join(output)
     form = urllib.parse.urlencode({"username": found.group(1), "password": found.group(2)})
     signin = urllib.request.Request(f"http://127.0.0.1:{base + 1}/v1/auth/token", form.encode())
     with urllib.request.urlopen(signin, timeout=10) as response:
-        token = json.loads(response.read())["access_token"]
-    auth = {"authorization": f"Bearer {token}"}
-    org_id = org.group(1)
+        token: str = json.loads(response.read())["access_token"]
+    return token
+
+
+def demo_org_id(output: list[str]) -> str:
+    org = re.search(r"demo org: .*\(([0-9a-f-]{36})\)", "".join(output))
+    assert org, "".join(output)
+    return org.group(1)
+
+
+def check_credits_line(output: list[str], run: int) -> None:
+    """The first run tops the demo org up, the second says an earlier run did, with the
+    balance billing holds."""
+    said = {
+        1: "demo org credits: 100000 topped up now (balance 100000)",
+        2: "demo org credits: 100000 topped up on an earlier run (balance ",
+    }
+    assert said[run] in "".join(output), "".join(output)
+
+
+def check_no_exhausted_mail(mail: Path) -> None:
+    """The demo org is funded before billing hears of it: nobody is told its credits are
+    exhausted (billing announces a new unfunded prepaid org exhausted at once)."""
+    time.sleep(1.0)  # the notice came within a second of the seeding when it was sent
+    subjects = [
+        line
+        for path in (mail.glob("*.txt") if mail.exists() else [])
+        for line in path.read_text().splitlines()
+        if line.startswith("Subject: ")
+    ]
+    assert not [s for s in subjects if "exhausted" in s], subjects
+
+
+def check_counts(output: list[str], base: int, calls: int) -> None:
+    """Usage counts, and billing charges, exactly `calls` requests of the demo org
+    (price 1 credit each, from the seeded credits)."""
+    credits = re.search(r"demo org credits: (\d+) topped up", "".join(output))
+    assert credits, "".join(output)
+    auth = {"authorization": f"Bearer {admin_token(output, base)}"}
+    org_id = demo_org_id(output)
 
     def counted() -> tuple[int, int]:
         summary = urllib.request.Request(
