@@ -4,9 +4,10 @@ Starts (or reuses) the dependencies, prepares databases and topics, seeds the de
 admin, org, `demo` API and key (the accounts command `seed-demo`) and the demo org's
 credits, starts the five services, the console, the demo upstream and a local SMS
 provider (the notifier's fake Twilio) as child processes, waits until every one is
-ready, registers the SMS API behind the gateway (a number and prices for the demo org,
-the local provider), prints where everything is with curl lines to try, and streams
-each process's output prefixed with its name.
+ready, imports the OpenAPI documents of `demo` and `sms` (`infra/devstack/*.yaml`)
+through the registry's import, registers the SMS API behind the gateway (a number and
+prices for the demo org, the local provider), prints where everything is with curl
+lines to try, and streams each process's output prefixed with its name.
 Ctrl-C or SIGTERM stops the services first (they drain and flush), then the
 dependencies it started; nothing is left behind but the databases (state between runs:
 every step above is idempotent, so a second `make up` serves what the first seeded).
@@ -54,6 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
 from tollgate.billing.config import Settings as BillingSettings
 from tollgate.billing.ledger import repository as ledger_entries
 from tollgate.billing.ledger import service as ledger
@@ -65,6 +68,7 @@ from tollgate.kit.sealing import new_sealing_key
 from tollgate.kit.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
+SEED_DOCUMENTS = ROOT / "infra" / "devstack"
 WORKDIR = Path(os.environ.get("DEVSTACK_WORKDIR", ROOT / ".devstack"))
 DATABASE_PREFIX = os.environ.get("DEVSTACK_DATABASE_PREFIX", "tollgate_")
 SERVICES = ("accounts", "usage", "billing", "notifier", "gateway", "console")
@@ -330,10 +334,58 @@ def _http(
         raise RuntimeError(f"{method} {url}: {exc.code} {exc.read().decode()}") from None
 
 
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def api_id(accounts: str, token: str, slug: str) -> str:
+    """The registry id of the API `slug`."""
+    cursor = ""
+    while True:
+        _, page = _http("GET", f"{accounts}/v1/apis?limit=200{cursor}", token)
+        for api in page["items"]:
+            if api["slug"] == slug:
+                return str(api["id"])
+        if not page["next_cursor"]:
+            raise RuntimeError(f"the registry has no API `{slug}`")
+        cursor = "&cursor=" + urllib.parse.quote(page["next_cursor"])
+
+
+def seed_openapi(base: int, token: str, slug: str, name: str) -> None:
+    """Import `infra/devstack/<name>` into the API `slug` with the registry's OpenAPI
+    import, as an operator would: a route per operation (the gateway then routes only
+    those, and usage counts calls per route), the document kept for the developer
+    portal's docs and try-it and for the gateway's mock (what `tg_test_` keys get).
+
+    Idempotent: nothing is imported when the API holds this document already. A
+    document of another `info.title` is an admin's own and stays; one of the same title
+    is an earlier version of this file and is replaced (routes it lacks are kept)."""
+    accounts = f"http://127.0.0.1:{base + OFFSETS['accounts']}"
+    raw = (SEED_DOCUMENTS / name).read_bytes()
+    ours = json.loads(json.dumps(yaml.safe_load(raw)))  # as accounts stores it
+    operations = sum(
+        1 for item in ours["paths"].values() for method in item if method in HTTP_METHODS
+    )
+    api = api_id(accounts, token, slug)
+    _, stored = _http("GET", f"{accounts}/v1/apis/{api}/openapi", token, tolerate=(404,))
+    if stored == ours:
+        say(f"API `{slug}`: OpenAPI document {name} ({operations} operations) imported before")
+        return
+    title = stored.get("info", {}).get("title") if isinstance(stored, dict) else None
+    if stored is not None and title != ours["info"]["title"]:
+        say(f"API `{slug}`: keeps the OpenAPI document {title!r} an admin imported")
+        return
+    _, result = _http("POST", f"{accounts}/v1/apis/{api}/openapi", token, document=raw)
+    say(
+        f"API `{slug}`: OpenAPI document {name} imported ({operations} operations; "
+        f"{result['created']} routes created, {result['kept']} kept)"
+    )
+
+
 def seed_sms(base: int, token: str, provider_port: int) -> list[str]:
     """Register the notifier's SMS API behind the gateway (slug `sms`, price 0: each
-    message is charged per segment), give the demo org a number, price every
-    destination, and add the local provider; idempotent. Returns curl lines to try."""
+    message is charged per segment) with its OpenAPI document, give the demo org a
+    number, price every destination, and add the local provider; idempotent. Returns
+    curl lines to try."""
     org_id = (WORKDIR / "demo-org-id").read_text().strip()
     key = (WORKDIR / "demo-key").read_text().strip()
     accounts = f"http://127.0.0.1:{base + OFFSETS['accounts']}"
@@ -346,6 +398,7 @@ def seed_sms(base: int, token: str, provider_port: int) -> list[str]:
         body={"slug": "sms", "name": "SMS", "upstream_url": f"{notifier}/v1", "price": 0},
         tolerate=already,
     )
+    seed_openapi(base, token, "sms", "sms-openapi.yaml")
     _http(
         "PUT",
         f"{notifier}/v1/admin/sms/numbers",
@@ -551,10 +604,13 @@ def main() -> int:
         admin = seeded_admin(seeded)
         token = _admin_token(base, admin)
         report_credits(base, token, org_id, topped_up_now)
+        seed_openapi(base, token, "demo", "demo-openapi.yaml")
         sms_lines = seed_sms(base, token, provider_port)
+        console = f"http://127.0.0.1:{base + OFFSETS['console']}"
+        say(f"console: {console} — sign in as {admin[0]} / {admin[1]}")
         say(
-            f"console: http://127.0.0.1:{base + OFFSETS['console']} — sign in as "
-            f"{admin[0]} / {admin[1]}"
+            f"developer portal: {console}/portal (docs and try-it of `demo` and `sms`; "
+            "a tg_test_ key gets the gateway's mock)"
         )
         say("try it:")
         for line in seeded:

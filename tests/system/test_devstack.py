@@ -1,8 +1,10 @@
-"""`make up` (infra/devstack.py): the whole stack comes up ready, seeded with credits
-without announcing the demo org exhausted, and Ctrl-C leaves no process behind."""
+"""`make up` (infra/devstack.py): the whole stack comes up ready, seeded (credits, the
+`demo` and `sms` APIs with their OpenAPI documents) without announcing the demo org
+exhausted, and Ctrl-C leaves no process behind."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -13,12 +15,17 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
+import yaml
+from fastapi.routing import APIRoute
 
 from tollgate.kit import localdeps
 from tollgate.kit.testing import unique_name
+from tollgate.notifier.outbound.api import router as notifier_sms_routes
+from tollgate.notifier.outbound.schemas import MessageOut, SendIn
 
 pytestmark = pytest.mark.system(timed=False)
 
@@ -89,7 +96,7 @@ def test_make_up_twice_serves_counts_every_call_once_and_stops_cleanly(
                 try:
                     output = wait_ready(proc)
                     check_stack(output, base)
-                    check_credits_line(output, run)
+                    check_seeded_documents(output, base, run)
                     call_through_the_gateway(output, CALLS)
                     if run == 2:
                         check_counts(output, base, 2 * (1 + CALLS))
@@ -101,6 +108,58 @@ def test_make_up_twice_serves_counts_every_call_once_and_stops_cleanly(
     finally:
         for name in ("accounts", "usage", "billing", "notifier"):
             localdeps.drop_database(postgres_admin_url, f"{prefix}{name}")
+
+
+def seed_document(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((ROOT / "infra" / "devstack" / name).read_text())
+    return document
+
+
+def operations(document: dict[str, Any]) -> set[tuple[str, str]]:
+    """(METHOD, path with its parameters as `{}`) of every operation."""
+    methods = ("get", "put", "post", "delete", "patch")
+    return {
+        (method.upper(), re.sub(r"\{[^}]*\}", "{}", path))
+        for path, item in document["paths"].items()
+        for method in item
+        if method in methods
+    }
+
+
+def test_seed_documents_describe_what_their_upstreams_serve() -> None:
+    """The hand-written documents `make up` imports stay in step with what they describe:
+    every route of the demo upstream (but its health check), the notifier's customer SMS
+    routes, and the SMS bodies field for field."""
+    spec = importlib.util.spec_from_file_location("demo_upstream", ROOT / "infra/demo_upstream.py")
+    assert spec is not None
+    assert spec.loader is not None
+    demo_upstream = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_upstream)
+    served = {
+        (route.method, re.sub(r"\{[^}]*\}", "{}", route.resource.canonical))
+        for route in demo_upstream.build_app().router.routes()
+        if route.method != "HEAD" and route.resource.canonical != "/healthz"
+    }
+    documented = operations(seed_document("demo-openapi.yaml"))
+    # `/echo/{}` answers any method; the document lists GET and POST.
+    assert served - {("*", "/echo/{}")} == documented - {("GET", "/echo/{}"), ("POST", "/echo/{}")}
+    assert {("GET", "/echo/{}"), ("POST", "/echo/{}")} <= documented
+
+    sms = seed_document("sms-openapi.yaml")
+    customer_routes = {
+        (method, re.sub(r"\{[^}]*\}", "{}", route.path))
+        for route in notifier_sms_routes.routes
+        if isinstance(route, APIRoute) and route.path.startswith("/sms/messages")
+        for method in route.methods
+    }
+    assert operations(sms) == customer_routes
+    schemas = sms["components"]["schemas"]
+    send = SendIn.model_json_schema(by_alias=True)
+    assert set(schemas["SendMessage"]["properties"]) == set(send["properties"])
+    assert set(schemas["SendMessage"]["required"]) == set(send["required"])
+    message = MessageOut.model_json_schema(by_alias=True, mode="serialization")
+    assert set(schemas["Message"]["properties"]) == set(message["properties"])
+    assert set(schemas["Message"]["required"]) == set(message["required"])
 
 
 def wait_ready(proc: subprocess.Popen[str]) -> list[str]:
@@ -176,14 +235,66 @@ def demo_org_id(output: list[str]) -> str:
     return org.group(1)
 
 
-def check_credits_line(output: list[str], run: int) -> None:
-    """The first run tops the demo org up, the second says an earlier run did, with the
-    balance billing holds."""
+def check_seeded_documents(output: list[str], base: int, run: int) -> None:
+    """The first run tops up and imports the OpenAPI documents, the second says they were
+    there already; the portal documents the seeded operations, and a test key gets the
+    gateway's mock (the document's example), not the upstream."""
     said = {
-        1: "demo org credits: 100000 topped up now (balance 100000)",
-        2: "demo org credits: 100000 topped up on an earlier run (balance ",
+        1: (
+            "demo org credits: 100000 topped up now (balance 100000)",
+            "API `demo`: OpenAPI document demo-openapi.yaml imported (6 operations;",
+            "API `sms`: OpenAPI document sms-openapi.yaml imported (3 operations;",
+        ),
+        2: (
+            "demo org credits: 100000 topped up on an earlier run (balance ",
+            "API `demo`: OpenAPI document demo-openapi.yaml (6 operations) imported before",
+            "API `sms`: OpenAPI document sms-openapi.yaml (3 operations) imported before",
+        ),
     }
-    assert said[run] in "".join(output), "".join(output)
+    text = "".join(output)
+    for expected in said[run]:
+        assert expected in text, text
+
+    portal = f"http://127.0.0.1:{base + 5}/portal/apis"
+    with urllib.request.urlopen(f"{portal}/demo/openapi.json", timeout=10) as response:
+        demo = json.loads(response.read())
+    hello = demo["paths"]["/hello"]["get"]
+    assert hello["x-tollgate-price"] == 1
+    example = hello["responses"]["200"]["content"]["application/json"]["example"]
+    assert example == {"message": "hello from the demo upstream"}
+    with urllib.request.urlopen(f"{portal}/sms/openapi.json", timeout=10) as response:
+        sms = json.loads(response.read())
+    assert {(path, method) for path, item in sms["paths"].items() for method in item} >= {
+        ("/sms/messages", "post"),
+        ("/sms/messages", "get"),
+        ("/sms/messages/{message_id}", "get"),
+    }
+
+    if run == 1:
+        token = admin_token(output, base)
+        create = urllib.request.Request(
+            f"http://127.0.0.1:{base + 1}/v1/orgs/{demo_org_id(output)}/keys",
+            data=json.dumps({"name": "portal test key", "environment": "test"}).encode(),
+            headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+        )
+        with urllib.request.urlopen(create, timeout=10) as response:
+            test_key = json.loads(response.read())["key"]
+        assert test_key.startswith("tg_test_")
+        gateway = f"http://127.0.0.1:{base}"
+        hello_answer = eventually_ok(
+            urllib.request.Request(f"{gateway}/demo/hello", headers={"X-API-Key": test_key})
+        )
+        assert hello_answer == example
+        send = urllib.request.Request(
+            f"{gateway}/sms/sms/messages",
+            data=json.dumps({"to": "+41791234567", "from": "+15005550100", "text": "hi"}).encode(),
+            headers={"X-API-Key": test_key, "content-type": "application/json"},
+        )
+        with urllib.request.urlopen(send, timeout=10) as response:
+            assert response.status == 202
+            mocked = json.loads(response.read())
+        documented = sms["paths"]["/sms/messages"]["post"]["responses"]["202"]
+        assert mocked == documented["content"]["application/json"]["example"]  # nothing sent
 
 
 def check_no_exhausted_mail(mail: Path) -> None:
