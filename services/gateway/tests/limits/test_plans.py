@@ -133,6 +133,19 @@ async def test_plan_limits_count_every_key_of_the_org_together(tmp_path: Path) -
     assert (await limiter.check(fresh_key, fresh_api, None, counted)) is not None
 
 
+async def test_a_test_keys_calls_count_in_plan_windows_of_their_own(tmp_path: Path) -> None:
+    key, api = records({"per_hour": 1000})
+    tester = second_key(key.org_id)
+    tester.test = True
+    limiter = RateLimiter(Settings(spool_dir=tmp_path))
+    capped = plan(key.org_id, included_requests=None, rate_limits={"per_minute": 2})
+    tested = [(await limiter.check(tester, api, None, capped)).allowed for _ in range(3)]  # type: ignore[union-attr]
+    assert tested == [True, True, False]
+    live = [(await limiter.check(key, api, None, capped)).allowed for _ in range(3)]  # type: ignore[union-attr]
+    assert live == [True, True, False]  # the test calls used none of the live windows
+    limiter.sweep()  # test windows are swept like the others (it raised on their names)
+
+
 async def test_a_new_period_starts_from_zero(tmp_path: Path) -> None:
     key, api = records({"per_hour": 1000})
     limiter = RateLimiter(Settings(spool_dir=tmp_path))

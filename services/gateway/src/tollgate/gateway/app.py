@@ -93,7 +93,10 @@ class Gateway:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(_SWEEP_INTERVAL_S)
-            self.limiter.sweep()
+            try:
+                self.limiter.sweep()
+            except Exception:  # a sweep that fails must not stop the next ones
+                log.exception("limit counters sweep failed")
 
     @property
     def ready(self) -> bool:

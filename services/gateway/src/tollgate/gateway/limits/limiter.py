@@ -95,7 +95,7 @@ def buckets_for(
     if route is not None:
         buckets.extend((f"r:{route.route_id}{mode}:{w}", n, w) for n, w in route.windows)
     if plan is not None:
-        buckets.extend((name + mode, n, w) for name, n, w in plan.buckets)
+        buckets.extend(plan.test_buckets if key.test else plan.buckets)
     return buckets
 
 

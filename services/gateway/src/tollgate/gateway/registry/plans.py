@@ -25,6 +25,7 @@ class PlanRecord:
         "quota",
         "quota_key",
         "suspended",
+        "test_buckets",
         "version",
     )
 
@@ -43,6 +44,10 @@ class PlanRecord:
         windows: tuple[Window, ...] = limit_windows(event.rate_limits)
         self.buckets: tuple[tuple[str, int, int], ...] = tuple(
             (f"p:{self.org_id}:{w}", n, w) for n, w in windows
+        )
+        # The same windows for test keys' calls, counted apart (see `buckets_for`).
+        self.test_buckets: tuple[tuple[str, int, int], ...] = tuple(
+            (f"p:{self.org_id}:test:{w}", n, w) for n, w in windows
         )
 
     @property
