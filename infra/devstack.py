@@ -302,6 +302,7 @@ def report_credits(base: int, token: str, org_id: str, topped_up_now: bool) -> N
 
 
 SMS_NUMBER = "+15005550100"
+SMS_PROVIDER = "local-fake-twilio"
 SMS_PRICE_PER_SEGMENT = 5
 
 
@@ -413,22 +414,7 @@ def seed_sms(base: int, token: str, provider_port: int) -> list[str]:
         body={"prefix": "+", "price_per_segment": SMS_PRICE_PER_SEGMENT},
         tolerate=already,
     )
-    _http(
-        "POST",
-        f"{notifier}/v1/admin/sms/providers",
-        token,
-        body={
-            "name": "local-fake-twilio",
-            "kind": "twilio",
-            "config": {
-                "base_url": f"http://127.0.0.1:{provider_port}",
-                "account_sid": "AC" + "f" * 32,
-            },
-            "credentials": {"auth_token": sms_provider_token()},
-            "rate_per_second": 50,
-        },
-        tolerate=already,
-    )
+    ensure_sms_provider(notifier, token, provider_port)
     say(
         f"SMS: API `sms` behind the gateway, demo org number {SMS_NUMBER}, "
         f"{SMS_PRICE_PER_SEGMENT} credits per segment, local provider on :{provider_port}"
@@ -440,6 +426,32 @@ def seed_sms(base: int, token: str, provider_port: int) -> list[str]:
         f"-d '{body}' {gateway}/sms/sms/messages",
         f'curl -H "X-API-Key: {key}" {gateway}/sms/sms/messages/<id from above>',
     ]
+
+
+def ensure_sms_provider(notifier: str, token: str, provider_port: int) -> None:
+    """Add the local provider, or give the one an earlier run added this run's port and
+    auth token. The work dir can be newer than the databases (a fresh clone, `make
+    clean`): the stored token is then another one, sealed with another sealing key, and
+    every SMS stayed queued. The notifier cannot edit credentials it cannot unseal (500):
+    the provider is then added again."""
+    provider = {
+        "config": {"base_url": f"http://127.0.0.1:{provider_port}", "account_sid": "AC" + "f" * 32},
+        "credentials": {"auth_token": sms_provider_token()},
+    }
+    providers = f"{notifier}/v1/admin/sms/providers"
+    new = {"name": SMS_PROVIDER, "kind": "twilio", "rate_per_second": 50, **provider}
+    if _http("POST", providers, token, body=new, tolerate=(409,))[0] != 409:
+        return
+    _, listed = _http("GET", providers, token)
+    earlier = next(p["id"] for p in listed if p["name"] == SMS_PROVIDER)
+    edited, _ = _http("PATCH", f"{providers}/{earlier}", token, body=provider, tolerate=(500,))
+    if edited == 500:
+        say(
+            "SMS: the local provider's stored token was sealed with another .devstack's key; "
+            "adding the provider again"
+        )
+        _http("DELETE", f"{providers}/{earlier}", token)
+        _http("POST", providers, token, body=new)
 
 
 def _admin_token(base: int, admin: tuple[str, str]) -> str:
