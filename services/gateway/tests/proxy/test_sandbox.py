@@ -293,6 +293,42 @@ def test_stateful_memory_is_bounded_in_bytes_not_only_in_resources() -> None:
     assert (refused.value.status, refused.value.slug) == (413, "mock-too-large")
 
 
+def test_stateful_memory_counts_paths_and_forgets_emptied_collections() -> None:
+    # Before: only the JSON was counted, and a collection emptied by eviction kept its
+    # path for ever: 5,000 resources under 8 KB paths held 40 MB against a count of 8 KB.
+    document = {
+        "openapi": "3.0.3",
+        "info": {"title": "t", "version": "1"},
+        "paths": {
+            "/owners/{ownerId}/pets": {
+                "parameters": [
+                    {
+                        "name": "ownerId",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "post": {"responses": {"201": {"description": "ok"}}},
+            }
+        },
+    }
+    create, _, _ = Contract.compile(document).operation("POST", "/owners/x/pets")
+    assert create is not None
+    state = MockState(max_keys=100, max_items=1_000, max_bytes=1 << 20)
+    tracemalloc.start()
+    try:
+        for n in range(2_000):
+            owner = f"{n:08d}" + "o" * 7_992
+            path = f"/owners/{owner}/pets"
+            state.answer("api", "k", create, path, {"ownerId": owner}, "", b"{}")
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert state.held_bytes <= 1 << 20
+    assert held < 3 << 20
+
+
 @pytest.mark.parametrize(
     "prefer", ["code=\u00b2\u00b2\u00b2", "code=" + "2" * 5000, "dynamic=true, seed=" + "7" * 5000]
 )

@@ -384,6 +384,16 @@ class _Space:
         self.bytes = 0
 
 
+_ENTRY_BYTES = 256
+"""What one kept resource costs beyond its text: its dict and order entries, its key."""
+
+
+def _cost(collection: str, item_id: str, data: bytes) -> int:
+    """The bytes a kept resource is counted for: its JSON, its collection path and id
+    (each entry holds its own copy of the path a request sent), and the entries."""
+    return len(data) + len(collection) + len(item_id) + _ENTRY_BYTES
+
+
 def _object_of(body: bytes) -> dict[str, Any]:
     try:
         value = orjson.loads(body) if body else {}
@@ -444,7 +454,10 @@ class MockState:
 
     def _put(self, space: _Space, collection: str, item_id: str, data: bytes) -> None:
         items = space.collections.setdefault(collection, {})
-        grown = len(data) - len(items.get(item_id, b""))
+        before = items.get(item_id)
+        grown = _cost(collection, item_id, data) - (
+            0 if before is None else _cost(collection, item_id, before)
+        )
         items[item_id] = data
         space.order[(collection, item_id)] = None
         space.order.move_to_end((collection, item_id))
@@ -469,10 +482,16 @@ class MockState:
         self.evicted += 1
 
     def _remove(self, space: _Space, collection: str, item_id: str) -> None:
-        data = space.collections.get(collection, {}).pop(item_id, b"")
+        items = space.collections.get(collection, {})
+        data = items.pop(item_id, None)
         space.order.pop((collection, item_id), None)
-        space.bytes -= len(data)
-        self.held_bytes -= len(data)
+        if data is None:
+            return
+        if not items:  # an emptied collection holds its path no longer
+            del space.collections[collection]
+        cost = _cost(collection, item_id, data)
+        space.bytes -= cost
+        self.held_bytes -= cost
 
     def answer(
         self,
