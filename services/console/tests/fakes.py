@@ -5,6 +5,7 @@ tests/system/test_console_*.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -94,6 +95,8 @@ class FakeBackends:
     reset_requests: list[str] = field(default_factory=list)
     live_tokens: list[str] = field(default_factory=list)
     live_refused: bool = False
+    live_held: asyncio.Event | None = None  # set: live streams stay open until it is set
+    live_opened: asyncio.Event = field(default_factory=asyncio.Event)  # usage answered one
     low_threshold: int = 1000
     ledger: list[dict[str, Any]] = field(default_factory=list)
     idempotency: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -429,7 +432,7 @@ class FakeBackends:
             frame += b'", "requests": 3, "errors": 1, "rejected": 0}]}\n\n'
             return httpx.Response(
                 200,
-                content=b"retry: 1000\n\n" + frame,
+                content=self._live_body(b"retry: 1000\n\n" + frame),
                 headers={"content-type": "text/event-stream"},
             )
         if path == "/v1/usage/summary":
@@ -498,6 +501,12 @@ class FakeBackends:
             quota = {"per_day": 1000, "used_today": 812, "per_month": None, "used_this_month": 9}
             return httpx.Response(200, json={"totals": totals, "quota": quota, "recent": []})
         return problem(404, "Not Found")
+
+    async def _live_body(self, frames: bytes) -> AsyncIterator[bytes]:
+        yield frames
+        self.live_opened.set()
+        if self.live_held is not None:
+            await self.live_held.wait()
 
     def _logged(self, item: dict[str, Any]) -> dict[str, Any]:
         """A request of the log as usage answers it: the fake org's unless it names one."""

@@ -3,6 +3,17 @@ token, which never reaches the page."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from contextlib import AsyncExitStack
+
+from aiohttp import web
+
+from tollgate.console.backends import Backends, LiveStreamsFull
+from tollgate.console.config import Settings
+from tollgate.kit.localdeps import free_port
+from tollgate.kit.testing.loopback import serving
+
 from .fakes import FakeBackends, console, sign_in
 
 
@@ -40,3 +51,66 @@ async def test_signed_out_the_stream_is_not_opened() -> None:
         answer = await client.get(f"/orgs/{fake.org_id}/live/stream")
     assert answer.status_code == 303
     assert not fake.live_tokens
+
+
+async def test_above_the_cap_a_stream_is_refused_in_the_visitors_language() -> None:
+    release = asyncio.Event()
+    fake = FakeBackends(live_held=release)
+    async with console(fake, live_streams_max=1) as client:
+        await sign_in(client)
+        stream = f"/orgs/{fake.org_id}/live/stream"
+        held = asyncio.create_task(client.get(stream))
+        try:
+            await asyncio.wait_for(fake.live_opened.wait(), 5)  # open, and it stays open
+            refused = await asyncio.wait_for(
+                client.get(stream, headers={"accept-language": "zh-CN"}), 5
+            )
+            english = await asyncio.wait_for(client.get(stream), 5)
+            keys = await client.get(f"/orgs/{fake.org_id}/keys")
+        finally:
+            release.set()
+        assert (await held).status_code == 200
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "10"
+    assert "打开的实时跟踪过多" in refused.text
+    assert "Too many live tails are open" in english.text
+    assert keys.status_code == 200
+    assert len(fake.live_tokens) == 1  # the refused ones never reached usage
+
+
+async def _endless_stream(request: web.Request) -> web.StreamResponse:
+    answer = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await answer.prepare(request)
+    while True:  # until the console goes away
+        await answer.write(b"event: counts\ndata: {}\n\n")
+        await asyncio.sleep(0.05)
+
+
+async def _me(_request: web.Request) -> web.Response:
+    me = {"id": str(uuid.uuid4()), "email": "dev@example.com", "name": "Dev", "locale": "en"}
+    return web.json_response({**me, "is_admin": False, "totp_enabled": False, "orgs": []})
+
+
+async def test_open_streams_leave_the_pages_connections_free() -> None:
+    """100 open live tails took every connection of the pages' pool (100): every page
+    then waited for one and said accounts was unavailable."""
+    port = free_port()
+    upstream = web.Application()
+    upstream.router.add_get("/v1/usage/live", _endless_stream)
+    upstream.router.add_get("/v1/auth/me", _me)
+    base = f"http://127.0.0.1:{port}"
+    backends = Backends(Settings(usage_url=base, accounts_url=base, backend_timeout_seconds=2))
+    opened = refused = 0
+    try:
+        async with serving(upstream, port), AsyncExitStack() as streams:
+            for _ in range(100):
+                try:
+                    await streams.enter_async_context(backends.live_counts("t", uuid.uuid4()))
+                    opened += 1
+                except LiveStreamsFull:
+                    refused += 1
+            me = await backends.me("t")
+    finally:
+        await backends.aclose()
+    assert (opened, refused) == (50, 50)  # live_streams_max's default
+    assert me.email == "dev@example.com"

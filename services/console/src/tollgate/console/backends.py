@@ -48,6 +48,10 @@ class BackendDown(Exception):
         self.service = service
 
 
+class LiveStreamsFull(Exception):
+    """The console relays as many live streams as `live_streams_max` allows."""
+
+
 class BackendProblem(Exception):
     """A backing service refused the request (4xx), with its problem+json details."""
 
@@ -713,7 +717,9 @@ def _refusal(service: Service, answer: httpx.Response) -> None:
 
 
 class Backends:
-    """Calls accounts, usage and billing; one pooled `httpx.AsyncClient` per app."""
+    """Calls accounts, usage, billing and notifier: one pooled `httpx.AsyncClient` per
+    app for the pages' calls, and one of its own for the live streams, which stay open
+    for as long as a live page does and would otherwise take the pages' connections."""
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self._bases: dict[Service, str] = {
@@ -728,9 +734,18 @@ class Backends:
             transport=transport,
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         )
+        self._streams_max = settings.live_streams_max
+        self._streams_open = 0
+        # No read timeout: a stream is quiet between ticks by design.
+        self._streams = httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, read=None),
+            transport=transport,
+            limits=httpx.Limits(max_connections=self._streams_max, max_keepalive_connections=0),
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._streams.aclose()
 
     async def _call(
         self,
@@ -1194,26 +1209,31 @@ class Backends:
         self, token: str, org_id: uuid.UUID
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         """usage's live stream (server-sent events) of an org, opened with the user's
-        token; yields the body's chunks as they come. No read timeout: the stream is
-        quiet between ticks by design."""
-        request = self._http.build_request(
-            "GET",
-            self._bases["usage"] + "/v1/usage/live",
-            params={"org_id": str(org_id)},
-            headers={"authorization": f"Bearer {token}", "accept": "text/event-stream"},
-            timeout=httpx.Timeout(10.0, read=None),
-        )
+        token on the streams' own connections; yields the body's chunks as they come.
+        `LiveStreamsFull` when `live_streams_max` streams are open already."""
+        if self._streams_open >= self._streams_max:
+            raise LiveStreamsFull
+        self._streams_open += 1
         try:
-            answer = await self._http.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise BackendDown("usage") from exc
-        try:
-            if answer.status_code >= 400:
-                await answer.aread()
-                _refusal("usage", answer)
-            yield answer.aiter_bytes()
+            request = self._streams.build_request(
+                "GET",
+                self._bases["usage"] + "/v1/usage/live",
+                params={"org_id": str(org_id)},
+                headers={"authorization": f"Bearer {token}", "accept": "text/event-stream"},
+            )
+            try:
+                answer = await self._streams.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                raise BackendDown("usage") from exc
+            try:
+                if answer.status_code >= 400:
+                    await answer.aread()
+                    _refusal("usage", answer)
+                yield answer.aiter_bytes()
+            finally:
+                await answer.aclose()
         finally:
-            await answer.aclose()
+            self._streams_open -= 1
 
     async def logs(self, token: str, org_id: uuid.UUID, filters: dict[str, Any]) -> Page[LogItem]:
         params = {"org_id": org_id, "limit": 50, **filters}

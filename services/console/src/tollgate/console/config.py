@@ -43,6 +43,12 @@ class Settings(ServiceSettings):
     backend_timeout_seconds: float = Field(
         5.0, gt=0, description="per call to a backing service; slower = shown as unavailable"
     )
+    live_streams_max: int = Field(
+        50,
+        ge=1,
+        description="live-tail streams relayed at once by this process, on connections of "
+        "their own (never the pages' pool); one more is refused (429)",
+    )
     session_max_age_seconds: int = Field(
         30 * 86_400, ge=60, description="lifetime of the session cookie (refresh token's)"
     )

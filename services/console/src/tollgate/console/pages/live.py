@@ -15,10 +15,11 @@ from contextlib import AsyncExitStack
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from tollgate.console.backends import BackendDown, BackendProblem
+from tollgate.console.backends import BackendDown, BackendProblem, LiveStreamsFull
 from tollgate.console.web import CurrentSession, SignInRequired, backends, org_context, render
 
 router = APIRouter()
+RETRY_SECONDS = "10"  # the page's script waits as long before it connects again
 
 
 @router.get("/orgs/{org_id}/live")
@@ -29,24 +30,36 @@ async def live_page(request: Request, org_id: uuid.UUID, session: CurrentSession
     )
 
 
+def _too_many_streams(request: Request) -> Response:
+    page = render(request, "error.html", {"status": 429, "reason": "streams"}, status=429)
+    page.headers["retry-after"] = RETRY_SECONDS
+    return page
+
+
 @router.get("/orgs/{org_id}/live/stream")
 async def live_stream(request: Request, org_id: uuid.UUID, session: CurrentSession) -> Response:
-    """usage's SSE stream of the org, proxied with the user's token. A refusal (too
-    many streams, no access) or usage being down is a plain status; the page's script
+    """usage's SSE stream of the org, proxied with the user's token. Too many streams
+    (this console's `live_streams_max`, or usage's own limits) is the 429 page; another
+    refusal (no access) or usage being down is a plain status. The page's script
     connects again after a while (EventSource itself gives up on a non-200)."""
     stack = AsyncExitStack()
     try:
         chunks = await stack.enter_async_context(
             backends(request).live_counts(session.access_token, org_id)
         )
+    except LiveStreamsFull:
+        await stack.aclose()
+        return _too_many_streams(request)
     except BackendProblem as exc:
         await stack.aclose()
         if exc.status == 401:
             raise SignInRequired from exc
-        return Response(status_code=exc.status, headers={"retry-after": "10"})
+        if exc.status == 429:
+            return _too_many_streams(request)
+        return Response(status_code=exc.status, headers={"retry-after": RETRY_SECONDS})
     except BackendDown:
         await stack.aclose()
-        return Response(status_code=503, headers={"retry-after": "10"})
+        return Response(status_code=503, headers={"retry-after": RETRY_SECONDS})
 
     async def relay() -> AsyncIterator[bytes]:
         try:
