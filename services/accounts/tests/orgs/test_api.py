@@ -194,6 +194,42 @@ async def test_an_invitation_does_not_outlive_its_senders_right_to_send_it(
         assert alt.email not in members.text
 
 
+async def test_one_user_belongs_to_at_most_orgs_max_per_user_orgs(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    # Before: no cap: a user's whole state is one event, and at about 15,000 orgs it
+    # outgrew what Kafka takes (the outbox then refuses it, deactivation included).
+    settings = settings_for(
+        accounts_db,
+        kafka=kafka_bootstrap,
+        prefix=topic_prefix,
+        workdir=tmp_path,
+        orgs_max_per_user=2,
+    )
+    async with running(settings) as svc:
+        busy, inviter = await signup(svc), await signup(svc)
+        await make_org(svc, busy, "One")
+        await make_org(svc, busy, "Two")
+        third = await svc.http.post("/v1/orgs", json={"name": "Three"}, headers=busy.headers)
+        assert third.status_code == 409
+        assert third.json()["type"].endswith("/too-many-orgs")
+        org_id = await make_org(svc, inviter, "Inviting")
+        sent = await svc.http.post(
+            f"/v1/orgs/{org_id}/invitations",
+            json={"email": busy.email, "role": "viewer"},
+            headers=inviter.headers,
+        )
+        assert sent.status_code == 201
+        invited = [e.data for e in await events(svc, org_id) if isinstance(e.data, MemberInvited)]
+        token = Sealer(SEALING_KEY).unseal(invited[-1].invitation_token_sealed).decode()
+        remember(token)
+        joined = await svc.http.post(
+            "/v1/invitations/accept", json={"token": token}, headers=busy.headers
+        )
+        assert joined.status_code == 409
+        assert joined.json()["type"].endswith("/too-many-orgs")
+
+
 async def test_invite_accept_and_revoke(
     accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:

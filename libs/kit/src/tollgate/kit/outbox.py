@@ -15,10 +15,11 @@ event id.
 Size: an encoded event may have `MAX_EVENT_BYTES`. `emit` refuses a bigger one with a
 422 problem (`event-too-large`), so the change that would cause it is not made: Kafka
 would never take it, and a relay that publishes in order would hold every later event
-back behind it (a key revocation among them). A row the broker refuses all the same
-for its size (written before this check, or a broker configured smaller) is set aside:
-logged as an error, counted in `tollgate_outbox_unpublishable_total` and marked
-published, so the events after it still go out.
+back behind it (a key revocation among them). A row the producer refuses all the same
+for its size (written before this check) is set aside: logged as an error, counted in
+`tollgate_outbox_unpublishable_total` and marked published, so the events after it
+still go out. A broker must take records of 1 MiB (Kafka's default
+`max.message.bytes`); one configured smaller refuses whole batches, which are retried.
 
 Latency: a transaction that wrote to the outbox wakes this process's relays when it
 commits, so an event leaves within one relay round of the commit rather than up to
@@ -87,7 +88,7 @@ key and headers."""
 
 UNPUBLISHABLE = Counter(
     "tollgate_outbox_unpublishable",
-    "Outbox rows the broker refused for their size, set aside so later events still go out",
+    "Outbox rows the producer refused for their size, set aside so later events still go out",
 )
 
 _RELAY_WAKES: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}
@@ -280,7 +281,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            sent: list[tuple[Any, asyncio.Future[Any]]] = []
+            sent: list[asyncio.Future[Any]] = []
             refused: list[Any] = []
             for row in rows:
                 try:
@@ -293,17 +294,14 @@ class OutboxRelay:
                 except MessageSizeTooLargeError:
                     refused.append(row)
                 else:
-                    sent.append((row, future))
-            results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
-            for (row, _), result in zip(sent, results, strict=True):
-                if isinstance(result, MessageSizeTooLargeError):
-                    refused.append(row)
-                elif isinstance(result, BaseException):
-                    raise result
+                    sent.append(future)
+            # A refusal by the broker fails every record of its batch, the small ones
+            # beside the big one too: it is retried like any failure, never set aside.
+            await asyncio.gather(*sent)
             for row in refused:
                 UNPUBLISHABLE.inc()
                 log.error(
-                    "outbox row refused by the broker for its size, set aside",
+                    "outbox row refused by the producer for its size, set aside",
                     extra={
                         "outbox_id": row.id,
                         "topic": row.topic,

@@ -75,6 +75,14 @@ class Settings(ServiceSettings):
     password_reset_max_per_ip: int = Field(
         20, ge=1, description="password reset requests per client IP per window"
     )
+    orgs_max_per_user: int = Field(
+        1_000,
+        ge=1,
+        le=10_000,
+        description="organisations one user may belong to (creating or joining one more is "
+        "409 `too-many-orgs`): a user's whole authorisation state is one event, which must "
+        "stay well under the outbox's 1,000,000 bytes (65 bytes per membership)",
+    )
     registration_max_per_ip: int = Field(
         100,
         ge=1,

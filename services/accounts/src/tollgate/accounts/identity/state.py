@@ -16,6 +16,7 @@ gets the whole state, and from `python -m tollgate.accounts republish`.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +28,9 @@ from tollgate.contracts.events.accounts import OrgRole
 from tollgate.contracts.events.identity import OrgMembership, UserState
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.outbox import emit
+from tollgate.kit.problems import Problem
+
+log = logging.getLogger(__name__)
 
 REPUBLISH_BATCH = 500
 ENDED_SESSIONS_WINDOW = timedelta(seconds=86_400)
@@ -86,7 +90,13 @@ async def republish_all(sessions: SessionMaker) -> int:
                 session, email_prefix=None, active=None, after=after, limit=REPUBLISH_BATCH
             )
             for user in batch:
-                await _emit_state(session, user, user.state_version)
+                try:
+                    await _emit_state(session, user, user.state_version)
+                except Problem as refused:  # too large to publish: written before the cap
+                    log.error(
+                        "user state not republished",
+                        extra={"user_id": str(user.id), "detail": refused.detail},
+                    )
         count += len(batch)
         if len(batch) < REPUBLISH_BATCH:
             return count

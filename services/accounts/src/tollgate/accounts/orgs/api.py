@@ -203,9 +203,9 @@ async def revoke_invitation(
 
 @router.post("/invitations/accept", response_model=MembershipOut)
 async def accept_invitation(
-    body: AcceptInvitationIn, actor: CurrentActor, db: DbSession
+    body: AcceptInvitationIn, actor: CurrentActor, db: DbSession, settings: CurrentSettings
 ) -> MembershipOut:
     """Join an org with an emailed invitation addressed to the caller."""
     async with db.begin():
-        membership = await service.accept_invitation(db, actor, token=body.token)
+        membership = await service.accept_invitation(db, settings, actor, token=body.token)
     return MembershipOut(org_id=membership.org_id, role=Role(membership.role))

@@ -45,6 +45,18 @@ def not_found(what: str, slug: str) -> Problem:
     return NotFound(slug, f"No such {what}.")
 
 
+async def _refuse_past_org_cap(
+    session: AsyncSession, settings: Settings, user_id: uuid.UUID
+) -> None:
+    """409 when the user (row locked by the caller) is in `orgs_max_per_user` orgs."""
+    if len(await users.roles_of(session, user_id)) >= settings.orgs_max_per_user:
+        raise Conflict(
+            "too-many-orgs",
+            f"A user may belong to at most {settings.orgs_max_per_user} organisations; "
+            "leave one first.",
+        )
+
+
 async def create_org(session: AsyncSession, settings: Settings, actor: Actor, *, name: str) -> Org:
     """A new org with the caller as its owner, announced (`OrgCreated`, same transaction)
     with the owner's address and locale: the notifier mails the owner until the org sets
@@ -52,9 +64,10 @@ async def create_org(session: AsyncSession, settings: Settings, actor: Actor, *,
     principal = _principal(actor)
     if not settings.self_service_orgs and not principal.is_admin:
         raise Forbidden("forbidden", "Only admins create orgs.")
-    owner = await users.get_user(session, principal.user_id)
+    owner = await users.lock_user(session, principal.user_id)
     if owner is None:
         raise not_found("user", "user-not-found")
+    await _refuse_past_org_cap(session, settings, owner.id)
     org = await repo.insert_org(
         session, id=uuid7(), name=name.strip(), created_by=principal.user_id
     )
@@ -277,7 +290,9 @@ async def _may_still_invite(session: AsyncSession, invitation: Invitation) -> bo
     return membership is not None and membership.role == Role.owner
 
 
-async def accept_invitation(session: AsyncSession, actor: Actor, *, token: str) -> Membership:
+async def accept_invitation(
+    session: AsyncSession, settings: Settings, actor: Actor, *, token: str
+) -> Membership:
     """Join the org of a pending invitation addressed to the caller's email."""
     principal = _principal(actor)
     now = datetime.now(UTC)
@@ -303,6 +318,7 @@ async def accept_invitation(session: AsyncSession, actor: Actor, *, token: str) 
     await mark_email_verified(session, actor, joining, proof="invitation")
     current = await repo.lock_membership(session, invitation.org_id, principal.user_id)
     if current is None:
+        await _refuse_past_org_cap(session, settings, principal.user_id)
         await repo.upsert_membership(session, invitation.org_id, principal.user_id, invitation.role)
         await publish_user_state(session, principal.user_id)
     await record(
