@@ -50,6 +50,7 @@ def test_security_scopes_become_required_scopes() -> None:
     ("scopes", "refusal"),
     [
         (["has space"], "GET /a: the scope 'has space' is not"),
+        (["read\n"], "GET /a: the scope 'read\\n' is not"),
         (["s" * 65], "GET /a: the scope"),
         ([f"s{n}" for n in range(51)], "GET /a: more than 50 scopes"),
     ],

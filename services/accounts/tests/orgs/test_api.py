@@ -192,6 +192,13 @@ async def test_an_invitation_does_not_outlive_its_senders_right_to_send_it(
         assert void.json()["type"].endswith("/invitation-void")
         members = await svc.http.get(f"/v1/orgs/{org_id}/members", headers=alice.headers)
         assert alt.email not in members.text
+        # A remaining owner can invite the same address again: the void one is replaced.
+        again = await svc.http.post(
+            f"/v1/orgs/{org_id}/invitations",
+            json={"email": alt.email, "role": "viewer"},
+            headers=alice.headers,
+        )
+        assert again.status_code == 201, again.text
 
 
 async def test_one_user_belongs_to_at_most_orgs_max_per_user_orgs(

@@ -151,7 +151,7 @@ def _scopes(requirements: Any, operation: str) -> list[str]:
                     if isinstance(values, list):
                         scopes.update(str(v) for v in values if isinstance(v, str))
     for scope in scopes:
-        if not _SCOPE.match(scope):
+        if not _SCOPE.fullmatch(scope):
             raise OpenApiInvalid(
                 f"{operation}: the scope {scope[:100]!r} is not 1-64 of A-Z a-z 0-9 : . _ / * -"
             )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.models import Invitation, Membership, Org, User
@@ -116,17 +116,21 @@ async def insert_invitation(session: AsyncSession, **values: Any) -> Invitation:
     return invitation
 
 
-async def pending_invitations_for(
+async def lock_pending_invitations_for(
     session: AsyncSession, org_id: uuid.UUID, email: str, now: datetime
-) -> int:
-    stmt = select(func.count()).where(
-        Invitation.org_id == org_id,
-        Invitation.email == email,
-        Invitation.accepted_at.is_(None),
-        Invitation.revoked_at.is_(None),
-        Invitation.expires_at > now,
+) -> list[Invitation]:
+    stmt = (
+        select(Invitation)
+        .where(
+            Invitation.org_id == org_id,
+            Invitation.email == email,
+            Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None),
+            Invitation.expires_at > now,
+        )
+        .with_for_update()
     )
-    return int(await session.scalar(stmt) or 0)
+    return list(await session.scalars(stmt))
 
 
 async def lock_invitation_by_hash(session: AsyncSession, token_hash: str) -> Invitation | None:

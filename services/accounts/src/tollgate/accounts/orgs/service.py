@@ -215,8 +215,10 @@ async def invite(
     existing = await users.get_user_by_email(session, email)
     if existing is not None and await repo.get_member(session, org_id, existing.id):
         raise Conflict("already-member", "Already a member.")
-    if await repo.pending_invitations_for(session, org_id, email, now):
-        raise Conflict("already-invited", "An invitation is already pending.")
+    for pending in await repo.lock_pending_invitations_for(session, org_id, email, now):
+        if await _may_still_invite(session, pending):
+            raise Conflict("already-invited", "An invitation is already pending.")
+        pending.revoked_at = now  # void (its sender may invite no more): replaced
     seal = sealer(settings)
     raw, hashed = new_secret()
     invitation = await repo.insert_invitation(
