@@ -73,6 +73,7 @@ class FakeBackends:
     role: str = "owner"
     totp: bool = False
     down: set[str] = field(default_factory=set)
+    down_after_write: set[str] = field(default_factory=set)  # go down once a write went through
     deprecation_notices: list[dict[str, Any]] = field(default_factory=list)  # usage's
     org_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     keys: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -169,6 +170,8 @@ class FakeBackends:
                 return problem(401, "Unauthorized")
         route = getattr(self, f"{service}_{request.method.lower()}")
         answer: httpx.Response = route(request, path)
+        if request.method != "GET" and answer.status_code < 400:
+            self.down |= self.down_after_write
         return answer
 
     # --- accounts ---------------------------------------------------------------------

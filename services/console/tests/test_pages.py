@@ -331,3 +331,24 @@ async def test_a_value_the_console_cannot_read_is_a_page_in_the_visitors_languag
         assert "无法读取此请求" in page.text
     assert "This request could not be read" in english.text
     assert not [c for c in fake.calls if c[2].endswith("/rotate")]
+
+
+async def test_a_new_or_rotated_key_is_shown_when_accounts_fails_right_after() -> None:
+    fake = FakeBackends()
+    key_id = str(uuid.uuid4())
+    fake.keys[key_id] = key_body(key_id, fake.org_id, "prod")
+    async with console(fake) as client:
+        await sign_in(client)
+        fake.down_after_write = {"accounts"}
+        rotated = await client.post(
+            f"/orgs/{fake.org_id}/keys/{key_id}/rotate",
+            data={"grace_seconds": "0", "csrf_token": csrf(client)},
+        )
+        fake.down = set()
+        created = await client.post(
+            f"/orgs/{fake.org_id}/keys/new", data={"name": "k", "csrf_token": csrf(client)}
+        )
+    assert rotated.status_code == 200  # the navigation read after the write: 503, key lost
+    assert "tg_live_ROTATED" in rotated.text
+    assert created.status_code == 200
+    assert "tg_live_RAWSECRET" in created.text

@@ -274,3 +274,16 @@ async def test_every_backing_call_passes_the_visitor_address_and_accounts_limit_
         "198.51.100.7, 127.0.0.1"
     }
     assert all(chain for _, chain in forwarded)
+
+
+async def test_a_test_key_is_shown_when_accounts_fails_right_after() -> None:
+    fake = portal_fake()
+    async with console(fake) as client:
+        await sign_in(client)
+        fake.down_after_write = {"accounts"}
+        page = await client.post(
+            "/portal/apis/petstore/test-key",
+            data={"org_id": fake.org_id, "csrf_token": csrf(client)},
+        )
+    assert page.status_code == 200  # the docs read after the write: 503, key lost
+    assert "tg_test_RAWSECRET" in page.text

@@ -206,3 +206,16 @@ async def test_the_curl_line_skips_an_api_whose_gets_all_need_a_scope() -> None:
             "/portal/onboarding/key", data={"org_id": fake.org_id, "csrf_token": csrf(client)}
         )
     assert '"https://gateway.example.com/petstore/pets"' in created.text.replace("&#34;", '"')
+
+
+async def test_the_first_key_is_shown_when_accounts_fails_right_after() -> None:
+    fake = onboarding_fake()
+    async with console(fake) as client:
+        await sign_in(client)
+        fake.down_after_write = {"accounts"}
+        created = await client.post(
+            "/portal/onboarding/key", data={"org_id": fake.org_id, "csrf_token": csrf(client)}
+        )
+    assert created.status_code == 200  # the catalog read after the write: 503, key lost
+    assert "tg_live_RAWSECRET" in created.text
+    assert ("accounts", "POST", f"/v1/orgs/{fake.org_id}/keys") in fake.calls

@@ -138,3 +138,23 @@ async def test_password_link_and_sign_out_everywhere() -> None:
         assert fake.logged_out == ["refresh-0 everywhere"]
         after = await client.get("/profile")
         assert after.status_code == 303
+
+
+async def test_recovery_codes_are_shown_when_accounts_fails_right_after() -> None:
+    fake = FakeBackends()
+    async with console(fake) as client:
+        await sign_in(client)
+        start = await client.post("/profile/totp/enroll", data={"csrf_token": csrf(client)})
+        fake.down_after_write = {"accounts"}
+        right = await client.post(
+            "/profile/totp/verify",
+            data={
+                "csrf_token": csrf(client),
+                "password": PASSWORD,
+                "code": "123456",
+                "enrolment": field(start.text, "enrolment"),
+            },
+        )
+    assert fake.totp  # two-factor is on: these codes are the only way back in
+    assert right.status_code == 200  # the navigation read after the write: 503, codes lost
+    assert "aaaa-bbbb" in right.text

@@ -94,3 +94,24 @@ async def test_viewers_see_no_webhook_controls_and_notifier_down_is_a_panel() ->
         down = await client.get(f"/orgs/{fake.org_id}/webhooks")
         assert down.status_code == 200
         assert "Notifier is unavailable right now" in down.text
+
+
+async def test_a_new_or_rotated_secret_is_shown_when_accounts_fails_right_after() -> None:
+    fake = FakeBackends(role="developer")
+    async with console(fake) as client:
+        await sign_in(client)
+        fake.down_after_write = {"accounts"}
+        created = await client.post(
+            f"/orgs/{fake.org_id}/webhooks",
+            data={"csrf_token": csrf(client), "url": "https://example.com/hook"},
+        )
+        fake.down = set()
+        (endpoint_id,) = fake.endpoints
+        rotated = await client.post(
+            f"/orgs/{fake.org_id}/webhooks/{endpoint_id}/rotate",
+            data={"csrf_token": csrf(client)},
+        )
+    assert created.status_code == 200  # the navigation read after the write: 503, secret lost
+    assert "whsec_FIRST" in created.text
+    assert rotated.status_code == 200
+    assert "whsec_ROTATED" in rotated.text

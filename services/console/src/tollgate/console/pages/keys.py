@@ -139,6 +139,8 @@ async def key_create(request: Request, org_id: uuid.UUID, session: CurrentSessio
     problem: BackendProblem | None = None
     down = False
     issued: IssuedKey | None = None
+    # The page's navigation first: once the key exists, nothing may keep it from the page.
+    ctx = await org_context(request, session, org_id)
     if not errors:
         try:
             issued = await client.create_key(session.access_token, org_id, body)
@@ -146,7 +148,6 @@ async def key_create(request: Request, org_id: uuid.UUID, session: CurrentSessio
             problem, errors = exc, exc.field_errors
         except BackendDown:
             down = True
-    ctx = await org_context(request, session, org_id)
     if issued is not None:
         return render(request, "key_issued.html", {**_nav(ctx), "issued": issued, "rotated": False})
     apis = await panel(client.apis(session.access_token))
@@ -234,8 +235,10 @@ async def _key_action(
     await _org_key(request, session, org_id, key_id)
     try:
         if action == "rotate":
-            issued = await client.rotate_key(token, key_id, grace_seconds)
+            # The page's navigation first: once the key is rotated, nothing may keep the
+            # new one from the page.
             ctx = await org_context(request, session, org_id)
+            issued = await client.rotate_key(token, key_id, grace_seconds)
             return render(
                 request,
                 "key_issued.html",

@@ -207,9 +207,30 @@ async def _first_call(request: Request, token: str, listed: list[CatalogApi]) ->
     return fallback
 
 
+@dataclass(frozen=True)
+class CatalogReads:
+    """What a catalog page needs accounts to answer (`me` None: an anonymous visitor),
+    read before any write the page shows the result of."""
+
+    me: Me | None
+    orgs: list[Org]
+    listed: list[CatalogApi]
+
+
+async def _catalog_reads(request: Request, session: Session | None) -> CatalogReads:
+    client = backends(request)
+    if session is None:
+        return CatalogReads(me=None, orgs=[], listed=await _read(client.catalog(None)))
+    (me, orgs), listed = await asyncio.gather(
+        identity(request, session), _read(client.catalog(session.access_token))
+    )
+    return CatalogReads(me=me, orgs=orgs, listed=listed)
+
+
 async def _catalog_page(
     request: Request,
     session: Session | None,
+    reads: CatalogReads,
     *,
     q: str = "",
     tag: str = "",
@@ -218,16 +239,9 @@ async def _catalog_page(
     problem: BackendProblem | None = None,
     status: int = 200,
 ) -> Response:
-    client = backends(request)
-    me: Me | None = None
-    orgs: list[Org] = []
+    """The catalog; what it reads here beside `reads` may fail without failing the page."""
+    me, orgs, listed = reads.me, reads.orgs, reads.listed
     numbers: Panel[dict[str, TopItem]] = Panel(value={})
-    if session is None:
-        listed = await _read(client.catalog(None))
-    else:
-        (me, orgs), listed = await asyncio.gather(
-            identity(request, session), _read(client.catalog(session.access_token))
-        )
     numbers_org = _numbers_org(orgs, org)
     if session is not None and me is not None:
         token = session.access_token
@@ -276,16 +290,16 @@ async def catalog(
     org: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
     session = await _visitor(request)
-    return await _catalog_page(request, session, q=q, tag=tag, org=org)
+    reads = await _catalog_reads(request, session)
+    return await _catalog_page(request, session, reads, q=q, tag=tag, org=org)
 
 
-async def _member_org(request: Request, session: Session, org_id: uuid.UUID) -> tuple[Me, Org]:
-    """The user and one of their orgs; 404 for an org they are not in."""
-    me, orgs = await identity(request, session)
+def _member_org(orgs: list[Org], org_id: uuid.UUID) -> Org:
+    """One of the user's orgs; 404 for an org they are not in."""
     found = next((o for o in orgs if o.id == org_id), None)
     if found is None:
         raise BackendProblem("accounts", 404, {"title": "Not Found", "status": 404})
-    return me, found
+    return found
 
 
 @router.post("/onboarding/key")
@@ -297,7 +311,12 @@ async def create_first_key(request: Request, org_id: Annotated[uuid.UUID, Form()
     if session is None:
         raise SignInRequired
     token = session.access_token
-    me, org = await _member_org(request, session, org_id)
+    # Everything the page needs accounts for is read first: once the key exists, nothing
+    # may keep it from the page.
+    reads = await _catalog_reads(request, session)
+    me = reads.me
+    assert me is not None  # signed in
+    org = _member_org(reads.orgs, org_id)
     environment = "live" if me.email_verified else "test"
     body = {
         "name": "first key" if environment == "live" else "first test key",
@@ -313,13 +332,13 @@ async def create_first_key(request: Request, org_id: Annotated[uuid.UUID, Form()
         return await _catalog_page(
             request,
             session,
+            reads,
             org=str(org.id),
             onboarding=onboarding,
             problem=exc,
             status=exc.status,
         )
-    listed = await _read(backends(request).catalog(token))
-    first_call = await _first_call(request, token, listed)
+    first_call = await _first_call(request, token, reads.listed)  # None when it cannot tell
     done = Onboarding(
         org=org,
         verified=me.email_verified,
@@ -327,7 +346,7 @@ async def create_first_key(request: Request, org_id: Annotated[uuid.UUID, Form()
         issued=issued,
         first_call=first_call,
     )
-    return await _catalog_page(request, session, org=str(org.id), onboarding=done)
+    return await _catalog_page(request, session, reads, org=str(org.id), onboarding=done)
 
 
 @router.get("/onboarding/first-call")
@@ -342,7 +361,8 @@ async def first_call(
     session = await _visitor(request)
     if session is None:
         raise SignInRequired
-    _me, org = await _member_org(request, session, org_id)
+    _me, orgs = await identity(request, session)
+    org = _member_org(orgs, org_id)
     now = datetime.now(UTC)
     start = max(since if since.tzinfo else since.replace(tzinfo=UTC), now - FIRST_CALL_WINDOW)
     successes: int | None = None
@@ -388,20 +408,38 @@ def _docs_response(request: Request, context: dict[str, object], status: int = 2
     return response
 
 
+@dataclass(frozen=True)
+class DocsReads:
+    """What a signed-in docs page needs accounts to answer, read before any write the
+    page shows the result of."""
+
+    me: Me
+    orgs: list[Org]
+    api: CatalogApi
+
+
+async def _docs_reads(request: Request, session: Session, slug: str) -> DocsReads:
+    (me, orgs), api = await asyncio.gather(
+        identity(request, session),
+        _read(backends(request).catalog_api(session.access_token, slug)),
+    )
+    return DocsReads(me=me, orgs=orgs, api=api)
+
+
 async def _docs_page(
     request: Request,
     session: Session,
-    slug: str,
+    reads: DocsReads,
     *,
     org: str | None = None,
     issued_key: str | None = None,
     problem: BackendProblem | None = None,
     status: int = 200,
 ) -> Response:
+    """A signed-in docs page; what it reads here beside `reads` may fail without failing
+    the page."""
     token = session.access_token
-    (me, orgs), api = await asyncio.gather(
-        identity(request, session), _read(backends(request).catalog_api(token, slug))
-    )
+    me, orgs, api = reads.me, reads.orgs, reads.api
     numbers_org = _numbers_org(orgs, org)
     # Try-it calls use test keys: their numbers are shown beside the live ones.
     numbers, test_numbers = await asyncio.gather(
@@ -439,7 +477,7 @@ async def docs(
     if session is None:
         api = await _read(backends(request).catalog_api(None, slug))
         return _docs_response(request, {"anonymous": True, "api": api, "section": "docs"})
-    return await _docs_page(request, session, slug, org=org)
+    return await _docs_page(request, session, await _docs_reads(request, session, slug), org=org)
 
 
 @router.post("/apis/{slug}/test-key")
@@ -451,7 +489,10 @@ async def create_test_key(
     if session is None:
         raise SignInRequired
     token = session.access_token
-    api: CatalogApi = await _read(backends(request).catalog_api(token, slug))
+    # Everything the page needs accounts for is read first: once the key exists, nothing
+    # may keep it from the page.
+    reads = await _docs_reads(request, session, slug)
+    api = reads.api
     expires = datetime.now(UTC) + timedelta(hours=TEST_KEY_HOURS)
     body = {
         "name": f"portal test key · {api.slug}",
@@ -467,9 +508,9 @@ async def create_test_key(
         if exc.status == 401:
             raise SignInRequired from exc
         return await _docs_page(
-            request, session, slug, org=str(org_id), problem=exc, status=exc.status
+            request, session, reads, org=str(org_id), problem=exc, status=exc.status
         )
-    return await _docs_page(request, session, slug, org=str(org_id), issued_key=issued.key)
+    return await _docs_page(request, session, reads, org=str(org_id), issued_key=issued.key)
 
 
 @router.get("/apis/{slug}/changelog")

@@ -18,7 +18,7 @@ import segno
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tollgate.console.backends import BackendDown, BackendProblem
+from tollgate.console.backends import BackendDown, BackendProblem, Me, Org
 from tollgate.console.web import CurrentSession, backends, cookies, identity, render
 
 TOTP_ENROLMENT = "totp-enrolment"  # the sealing purpose of the enrolment URI
@@ -37,9 +37,15 @@ def qr_svg_data_uri(text: str) -> str:
 
 
 async def _profile(
-    request: Request, session: CurrentSession, status: int = 200, **extra: Any
+    request: Request,
+    session: CurrentSession,
+    status: int = 200,
+    *,
+    known: tuple[Me, list[Org]] | None = None,
+    **extra: Any,
 ) -> Response:
-    me, orgs = await identity(request, session)
+    """The profile page; `known`: the user and their orgs, already read."""
+    me, orgs = known or await identity(request, session)
     context = {"me": me, "orgs": orgs, "org": None, "errors": {}, **extra}
     return render(request, "profile.html", context, status=status)
 
@@ -91,6 +97,9 @@ async def totp_verify(
     enrolment: Annotated[str, Form(max_length=4000)] = "",
 ) -> Response:
     client = backends(request)
+    # The page's navigation first: once the recovery codes exist, nothing may keep them
+    # from the page.
+    known = await identity(request, session)
     try:
         codes = await client.totp_verify(
             session.access_token, password, code.strip().replace(" ", "")
@@ -106,11 +115,12 @@ async def totp_verify(
             request,
             session,
             status=status,
+            known=known,
             enrolling=enrolling,
             errors={"password" if _wrong_password(exc) else "code": "wrong"},
             **extra,
         )
-    return await _profile(request, session, recovery_codes=codes.recovery_codes)
+    return await _profile(request, session, known=known, recovery_codes=codes.recovery_codes)
 
 
 @router.post("/profile/totp/disable")

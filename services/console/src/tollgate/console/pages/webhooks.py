@@ -62,11 +62,12 @@ async def webhook_create(request: Request, org_id: uuid.UUID, session: CurrentSe
     chosen = [v for v in form.getlist("event_types") if isinstance(v, str)]
     body = {"url": url, "description": description, "event_types": chosen}
     values = {"url": url, "description": description, "event_types": chosen}
+    # The page's navigation first: once the secret exists, nothing may keep it from the page.
+    ctx = await org_context(request, session, org_id)
     try:
         created = await backends(request).create_endpoint(session.access_token, org_id, body)
     except (BackendProblem, BackendDown) as exc:
         return await _list_page(request, org_id, session, values=values, **refusal(exc))
-    ctx = await org_context(request, session, org_id)
     return render(
         request,
         "webhook_secret.html",
@@ -133,9 +134,12 @@ async def _action(
     token = session.access_token
     try:
         if action == "rotate":
+            # Read before the write: the new secret must reach the page whatever answers after.
+            ctx, endpoint = await asyncio.gather(
+                org_context(request, session, org_id),
+                client.endpoint(token, org_id, endpoint_id),
+            )
             rotated = await client.rotate_endpoint_secret(token, org_id, endpoint_id)
-            ctx = await org_context(request, session, org_id)
-            endpoint = await client.endpoint(token, org_id, endpoint_id)
             return render(
                 request,
                 "webhook_secret.html",
