@@ -10,6 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from sqlalchemy import text
+
+from tollgate.kit.sealing import Sealer, new_sealing_key
 
 from ..test_audit_changes import audit_records
 from .test_send import ORG_A, ORG_B, Env, environment
@@ -158,3 +161,27 @@ async def test_price_and_sender_id_changes_record_what_they_were_before(
         ({"org_id": None}, {"org_id": str(ORG_A)}),
         ({"org_id": str(ORG_A)}, {"org_id": str(ORG_B)}),
     ]
+
+
+async def test_credentials_sealed_with_a_lost_key_can_be_replaced(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: the stored credentials were unsealed first, and a key no longer configured
+    # (a new `.devstack/`, a rotation that dropped the old key) made the edit a 500: the
+    # operator could only delete the provider.
+    async with environment(database_factory) as env:
+        provider = (await env.client.get("/v1/admin/sms/providers", headers=env.admin)).json()[0]
+        lost = Sealer(new_sealing_key()).seal(orjson.dumps({"auth_token": "x" * 32}))
+        async with env.sessions() as session, session.begin():
+            await session.execute(
+                text("UPDATE sms_providers SET credentials_sealed = :s WHERE id = :i"),
+                {"s": lost, "i": uuid.UUID(provider["id"])},
+            )
+        path = f"/v1/admin/sms/providers/{provider['id']}"
+        renamed = await env.client.patch(path, json={"priority": 3}, headers=env.admin)
+        assert renamed.status_code == 422  # the lost secrets are not there to keep
+        replaced = await env.client.patch(
+            path, json={"credentials": {"auth_token": env.fake.auth_token}}, headers=env.admin
+        )
+        assert replaced.status_code == 200, replaced.text
+        assert (await _test_send(env, provider["id"]))["accepted"] is True

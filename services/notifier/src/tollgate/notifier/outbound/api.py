@@ -38,6 +38,7 @@ from tollgate.kit.problems import (
     Unprocessable,
 )
 from tollgate.kit.requests import DateTimeText
+from tollgate.kit.sealing import SealError
 from tollgate.kit.upstream_identity import CallerIdentity, IdentityRefused
 from tollgate.notifier.models import SmsProvider
 from tollgate.notifier.outbound import providers, repository, service
@@ -429,7 +430,10 @@ async def update_provider(
         config = row.config
         if body.config is not None:
             config = body.config.model_dump(mode="json", exclude_none=True)
-        stored = _credentials(row, notifier)
+        try:
+            stored = _credentials(row, notifier)
+        except SealError:  # sealed with a key no longer configured: the secrets sent
+            stored = {}  # replace them (all of them, or `check_config` refuses)
         credentials = dict(stored)
         if body.credentials is not None:
             credentials.update(body.credentials.model_dump(exclude_none=True))
