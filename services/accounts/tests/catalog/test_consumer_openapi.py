@@ -103,7 +103,7 @@ def test_each_operation_shows_its_price_and_limits() -> None:
     listing = doc["paths"]["/pets"]["get"]
     assert listing["x-tollgate-price"] == 1
     assert listing["x-tollgate-limits"] == {"per_second": 5}
-    facts = "**Price:** 1 credits per call. **Limits:** 5 per second."
+    facts = "**Price:** 1 credit per call. **Limits:** 5 per second."
     assert listing["description"].startswith(facts)
     create = doc["paths"]["/pets"]["post"]
     assert create["x-tollgate-price"] == 2  # null route price = the API's

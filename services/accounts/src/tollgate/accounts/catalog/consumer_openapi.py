@@ -53,6 +53,7 @@ class _Texts:
     key_query: str
     server: str
     facts: str  # {price}, {limits}
+    credits: tuple[str, str]  # {n}: one credit, other counts
     scopes: str  # {scopes}
     deprecated: str
     retiring: str
@@ -69,7 +70,8 @@ TEXTS: dict[Language, _Texts] = {
         key_bearer="Your Tollgate API key as a bearer token.",
         key_query="Your Tollgate API key in the query string (removed before forwarding).",
         server="Tollgate gateway",
-        facts="**Price:** {price} credits per call. **Limits:** {limits}.",
+        facts="**Price:** {price} per call. **Limits:** {limits}.",
+        credits=("{n} credit", "{n} credits"),
         scopes=" **Key scopes:** {scopes}.",
         deprecated="**Deprecated.**",
         retiring="**Retiring.**",
@@ -90,7 +92,8 @@ TEXTS: dict[Language, _Texts] = {
         key_bearer="以 Bearer 令牌传递的 Tollgate API 密钥。",
         key_query="放在查询字符串中的 Tollgate API 密钥(转发前会被移除)。",
         server="Tollgate 网关",
-        facts="**价格:** 每次调用 {price} 额度。**限额:** {limits}。",
+        facts="**价格:** 每次调用 {price}。**限额:** {limits}。",
+        credits=("{n} 额度", "{n} 额度"),
         scopes=" **密钥权限范围:** {scopes}。",
         deprecated="**已弃用。**",
         retiring="**即将停用。**",
@@ -266,7 +269,8 @@ def _consumer_operation(
         operation.pop("parameters", None)
     operation["x-tollgate-price"] = price
     operation["x-tollgate-limits"] = dict(limits)
-    facts = texts.facts.format(price=price, limits=limits_text(limits, language))
+    credits = texts.credits[0 if price == 1 else 1].format(n=price)
+    facts = texts.facts.format(price=credits, limits=limits_text(limits, language))
     if route is not None and route.required_scopes:
         operation["x-tollgate-scopes"] = list(route.required_scopes)
         facts += texts.scopes.format(scopes=", ".join(route.required_scopes))
