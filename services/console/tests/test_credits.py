@@ -36,6 +36,28 @@ async def test_the_same_top_up_form_submitted_twice_charges_once() -> None:
         assert form_key(after.text) != key  # a new form, a new operation
 
 
+async def test_a_charge_that_is_no_request_says_what_it_was() -> None:
+    # Before: an SMS charge (a debit of no request) read "Usage · 0 requests · -5".
+    fake = FakeBackends()
+    sms = "SMS 0193aa: 1 segment(s) x 5 (+41)"
+    fake.ledger.append(
+        {
+            "id": "00000000-0000-0000-0000-000000000001",
+            "kind": "debit",
+            "amount": -5,
+            "balance_after": 98760,
+            "reason": sms,
+            "request_count": 0,
+            "created_at": "2026-11-30T10:00:00Z",
+        }
+    )
+    async with console(fake) as client:
+        await sign_in(client)
+        page = await client.get(f"/orgs/{fake.org_id}/credits")
+    assert sms in page.text
+    assert "0 requests" not in page.text
+
+
 async def test_a_refused_adjustment_is_shown_next_to_the_field_and_keeps_its_key() -> None:
     fake = FakeBackends(admin=True)
     async with console(fake) as client:
