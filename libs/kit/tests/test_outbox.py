@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from sqlalchemy import MetaData, func, insert, select
+from sqlalchemy import MetaData, Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tollgate.contracts import topics
 from tollgate.contracts.decoding import decode_as
@@ -63,9 +64,11 @@ async def read_topic(settings: ServiceSettings, expected: int) -> list[tuple[str
     return records
 
 
-async def test_two_relays_publish_each_event_once_in_key_order(
-    database_factory: Callable[[str], str], kafka_bootstrap: str, topic_prefix: str
-) -> None:
+async def outbox_on(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str
+) -> tuple[ServiceSettings, Table, AsyncEngine]:
+    """Settings for the test broker (its topic made), and an outbox table made in the
+    database at `database_url`; the caller disposes of the engine."""
     settings = ServiceSettings(
         kafka_bootstrap_servers=kafka_bootstrap,
         kafka_topic_prefix=topic_prefix,
@@ -74,9 +77,18 @@ async def test_two_relays_publish_each_event_once_in_key_order(
     await ensure_topics(settings, [topics.ACCOUNTS_EVENTS])
     metadata = MetaData()
     table = outbox_table(metadata)
-    engine = create_engine(database_factory("kit_outbox"))
+    engine = create_engine(database_url)
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
+    return settings, table, engine
+
+
+async def test_two_relays_publish_each_event_once_in_key_order(
+    database_factory: Callable[[str], str], kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    settings, table, engine = await outbox_on(
+        database_factory("kit_outbox"), kafka_bootstrap, topic_prefix
+    )
     sessions = session_maker(engine)
 
     users = [uuid.uuid4() for _ in range(5)]
@@ -125,17 +137,9 @@ async def test_two_relays_publish_each_event_once_in_key_order(
 async def test_a_commit_wakes_the_relay_instead_of_waiting_for_its_poll(
     database_factory: Callable[[str], str], kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    settings = ServiceSettings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_topic_prefix=topic_prefix,
-        kafka_enable_idempotence=False,
+    settings, table, engine = await outbox_on(
+        database_factory("kit_outbox_wake"), kafka_bootstrap, topic_prefix
     )
-    await ensure_topics(settings, [topics.ACCOUNTS_EVENTS])
-    metadata = MetaData()
-    table = outbox_table(metadata)
-    engine = create_engine(database_factory("kit_outbox_wake"))
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
     sessions = session_maker(engine)
     producer = make_producer(settings, client="relay-wake")
     await producer.start()
@@ -168,17 +172,9 @@ async def test_an_event_kafka_would_refuse_holds_nothing_back(
     # Before: an event over Kafka's 1 MiB was written all the same; the relay failed on
     # it and retried it first for ever, and every later event (a key revocation among
     # them) stayed in the outbox.
-    settings = ServiceSettings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_topic_prefix=topic_prefix,
-        kafka_enable_idempotence=False,
+    settings, table, engine = await outbox_on(
+        database_factory("kit_outbox_large"), kafka_bootstrap, topic_prefix
     )
-    await ensure_topics(settings, [topics.ACCOUNTS_EVENTS])
-    metadata = MetaData()
-    table = outbox_table(metadata)
-    engine = create_engine(database_factory("kit_outbox_large"))
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
     sessions = session_maker(engine)
     first, last = uuid.uuid4(), uuid.uuid4()
     # The change that would make such an event is refused, and nothing of it is written.
