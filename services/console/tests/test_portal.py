@@ -141,6 +141,28 @@ async def test_test_key_is_a_short_lived_test_key_for_this_api_only() -> None:
     assert body["expires_at"]
 
 
+async def test_the_language_links_of_a_forms_answer_lead_back_to_the_forms_page() -> None:
+    # Before: they led to the form's own address, which a GET answers with 405: the
+    # language or theme switch after creating a test key was an error page.
+    fake = portal_fake()
+    async with console(fake) as client:
+        await sign_in(client)
+        form = {"org_id": fake.org_id, "csrf_token": csrf(client)}
+        page = await client.post(
+            "/portal/apis/petstore/test-key",
+            data=form,
+            headers={"referer": "http://console.test/portal/apis/petstore"},
+        )
+        elsewhere = await client.post(
+            "/portal/apis/petstore/test-key",
+            data=form,
+            headers={"referer": "https://evil.example/portal/apis/petstore"},
+        )
+    assert "/prefs?lang=zh-Hans&amp;next=/portal/apis/petstore" in page.text
+    assert "next=/portal/apis/petstore/test-key" not in page.text
+    assert '/prefs?lang=zh-Hans&amp;next=/"' in elsewhere.text
+
+
 async def test_viewers_get_no_test_key_button() -> None:
     async with console(portal_fake(role="viewer")) as client:
         await sign_in(client)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypedDict, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
@@ -60,14 +60,25 @@ def cookies(request: Request) -> SessionCookies:
     return found
 
 
+def _here(request: Request) -> str:
+    """Where the language and theme links come back to: this page (without its
+    cursor); for the answer to a form, the page the form was on (a GET of a form's
+    address is a 405), else the start page."""
+    if request.method != "GET":
+        came_from = urlsplit(request.headers.get("referer", ""))
+        if came_from.netloc != request.url.netloc or not came_from.path.startswith("/"):
+            return "/"
+        return came_from.path + (f"?{came_from.query}" if came_from.query else "")
+    query = {k: v for k, v in request.query_params.items() if k != "cursor"}
+    return request.url.path + (("?" + urlencode(query)) if query else "")
+
+
 def render(
     request: Request, template: str, context: dict[str, Any], status: int = 200
 ) -> HTMLResponse:
     """A page in the visitor's language and theme."""
     language: str = request.state.language
     translations = request.app.state.catalogs[language]
-    query = {k: v for k, v in request.query_params.items() if k != "cursor"}
-    here = request.url.path + (("?" + urlencode(query)) if query else "")
     body = TEMPLATES.get_template(template).render(
         {
             "request": request,
@@ -78,7 +89,7 @@ def render(
             "languages": LANGUAGE_NAMES,
             "theme": request.state.theme,
             "csrf_token": request.state.csrf_token,
-            "here": here,
+            "here": _here(request),
             "service_names": SERVICE_NAMES,
             **context,
         }
