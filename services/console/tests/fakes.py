@@ -666,7 +666,11 @@ def _notifier_get(fake: FakeBackends, request: httpx.Request, path: str) -> http
                 },
                 "example": {},
             },
-            {"type": "credits.topped_up", "description": "Credits added.", "example": {}},
+            {
+                "type": "credits.topped_up",
+                "description": "Credits added; `amount` says how many <b>.",
+                "example": {},
+            },
         ]
         return httpx.Response(200, json={"items": types, "next_cursor": None})
     if path == f"/v1/orgs/{fake.org_id}/webhooks/endpoints":

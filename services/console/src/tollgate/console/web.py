@@ -19,6 +19,7 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from tollgate.console.backends import BackendDown, BackendProblem, Backends, Me, Org
 from tollgate.console.i18n import LANGUAGE_NAMES, N_, Formats
@@ -34,6 +35,21 @@ TEMPLATES = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def code_spans(text: str) -> Markup:
+    """`text` escaped, its `backticked` parts as <code> (the services' descriptions
+    name fields that way); text with an unpaired backtick is left as it is."""
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:
+        return escape(text)
+    return Markup("").join(
+        escape(part) if n % 2 == 0 else Markup("<code>%s</code>") % part
+        for n, part in enumerate(parts)
+    )
+
+
+TEMPLATES.filters["code_spans"] = code_spans
 SERVICE_NAMES = {
     "accounts": N_("Accounts"),
     "usage": N_("Usage"),
