@@ -88,9 +88,7 @@ async def enforce_retention(
         session, now - timedelta(days=policy.hour_days)
     )
     # The org rollups keep what their keyed tables keep (minutes: whole days).
-    minute_cutoff = datetime.combine(
-        (now - timedelta(days=policy.minute_days)).date(), time(0), tzinfo=UTC
-    )
+    minute_cutoff = datetime.combine(oldest_kept_day(now, policy.minute_days), time(0), tzinfo=UTC)
     for table, cutoff in (
         ("usage_org_minute", minute_cutoff),
         ("usage_org_hour", now - timedelta(days=policy.hour_days)),
