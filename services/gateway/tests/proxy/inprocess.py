@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from tollgate.contracts.events.accounts import ApiStatus, ApiUpserted, KeyUpserted
+from tollgate.gateway.app import http_server
 from tollgate.gateway.config import Settings
 from tollgate.gateway.limits.limiter import RateLimiter
 from tollgate.gateway.proxy.gate import Gate
@@ -84,6 +85,7 @@ class Seen:
     method: str
     raw_path: str
     headers: dict[str, str]
+    body: bytes = b""
 
 
 @dataclass
@@ -132,10 +134,14 @@ class InProcessGateway:
 
     async def _start(self) -> None:
         async def upstream(request: web.BaseRequest) -> web.Response:
-            self.seen.append(Seen(request.method, request.raw_path, dict(request.headers)))
+            body = await request.read()
+            self.seen.append(Seen(request.method, request.raw_path, dict(request.headers), body))
             return web.Response(body=b'{"ok":true}', content_type="application/json")
 
-        self._upstream = web.ServerRunner(web.Server(upstream, access_log=None))
+        # The body is kept as it arrived (not decoded): what the gateway sent is tested.
+        self._upstream = web.ServerRunner(
+            web.Server(upstream, access_log=None, auto_decompress=False)
+        )
         await self._upstream.setup()
         site = web.TCPSite(self._upstream, "127.0.0.1", 0)
         await site.start()
@@ -167,7 +173,10 @@ class InProcessGateway:
             self.publisher,  # type: ignore[arg-type]
             self.upstreams,
         )
-        self._runner = web.ServerRunner(web.Server(self.gate.handle, access_log=None))
+        # The public listener's own server (its parser settings are part of what is tested).
+        self._runner = web.ServerRunner(
+            http_server(self.gate.handle, settings, settings.max_connections_per_ip)
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -169,11 +169,12 @@ def _not_found() -> web.Response:
     )
 
 
-def _server(
+def http_server(
     handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
     settings: Settings,
     per_ip: int,
 ) -> GuardedServer:
+    """An HTTP/1.1 server of the gateway (public or operational listener)."""
     guard = ConnectionGuard(
         per_ip, settings.client_header_timeout_s, TrustedProxies(settings.trusted_proxies)
     )
@@ -192,7 +193,7 @@ async def _start_ops(gateway: Gateway, settings: Settings) -> web.ServerRunner |
     if not settings.ops_port:
         return None
     host = settings.ops_host or settings.host
-    runner = web.ServerRunner(_server(gateway.handle_ops, settings, 0), shutdown_timeout=1)
+    runner = web.ServerRunner(http_server(gateway.handle_ops, settings, 0), shutdown_timeout=1)
     await runner.setup()
     try:
         await web.TCPSite(
@@ -232,7 +233,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
     gateway = Gateway(settings)
     await gateway.start()
-    server = _server(gateway.handle, settings, settings.max_connections_per_ip)
+    server = http_server(gateway.handle, settings, settings.max_connections_per_ip)
     runner = web.ServerRunner(server, shutdown_timeout=settings.shutdown_grace_s)
     await runner.setup()
     site = web.TCPSite(
