@@ -654,3 +654,36 @@ async def test_a_charge_the_worker_gave_up_on_but_stripe_made_is_credited_as_pai
             )
         ).json()["items"]
         assert [r["status"] for r in receipts] == ["paid"]
+
+
+async def test_saving_the_settings_while_a_charge_is_open_never_charges_twice(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: saving the settings re-armed them while the crossing's charge was still
+    # queued (or a bank debit processing), so the next debit queued a second charge
+    # for the same crossing and the card was charged twice.
+    queued, processing = uuid.uuid4(), uuid.uuid4()
+    async with billing(database_factory) as b:
+        for org, card in ((queued, "pm_card_visa"), (processing, "pm_usBankAccount")):
+            await b.credit(org, 5_000)
+            await b.save_card(org, card)
+            await b.configure(org)
+        await b.spend(processing, 4_100)  # 900: crossed
+        assert await b.run_worker() == 1  # a bank debit: processing for days
+        await b.spend(queued, 4_100)  # 900: crossed, the worker not there yet
+        for org in (queued, processing):
+            # The owner saves the settings again (a higher cap, say) meanwhile.
+            assert (await b.configure(org, monthly_cap=20_000)).status_code == 200
+            await b.spend(org, 100)  # 800: the same crossing
+        assert await b.run_worker() == 1  # the queued org's one charge
+        by_org: dict[str, list[int]] = {}
+        for intent in b.fake.payment_intents.values():
+            by_org.setdefault(intent["metadata"]["org_id"], []).append(intent["amount"])
+        assert by_org == {str(queued): [410], str(processing): [410]}
+        assert [c["status"] for c in await b.charges(queued)] == ["succeeded"]
+        assert [c["status"] for c in await b.charges(processing)] == ["processing"]
+        assert await b.balance(queued) == 800 + 4_100
+        # Refilled above the threshold, it is armed again: the next crossing charges.
+        await b.spend(queued, 4_000)  # 900
+        assert await b.run_worker() == 1
+        assert len(b.fake.payment_intents) == 3

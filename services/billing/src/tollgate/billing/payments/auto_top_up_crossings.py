@@ -43,7 +43,8 @@ async def queue_crossings(
     session: AsyncSession, balances: Mapping[uuid.UUID, int], settings: Settings
 ) -> list[uuid.UUID]:
     """Queue one charge for each org whose new balance crossed its threshold; returns
-    the charge ids queued (see the module docstring)."""
+    the charge ids queued (see the module docstring). An org with a charge still open
+    (queued or processing) gets no second one."""
     if not balances:
         return []
     queued = []
@@ -57,6 +58,11 @@ async def queue_crossings(
         if not row.armed or row.payment_method_id is None:
             continue
         await repository.set_armed(session, row.org_id, False)
+        if await repository.has_open_charge(session, row.org_id):
+            # A charge of this crossing is still on its way (queued, or a bank debit
+            # processing) and saving the settings re-armed them meanwhile: that charge
+            # is the refill. Disarmed like a crossing that charged: a refill re-arms.
+            continue
         charge_id = uuid7()
         room = row.monthly_cap - await repository.spent_since(session, row.org_id, month_start(now))
         amount = min(price_of(row.target - balance, settings), room)

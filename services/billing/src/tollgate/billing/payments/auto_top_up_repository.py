@@ -59,6 +59,19 @@ async def spent_since(session: AsyncSession, org_id: uuid.UUID, since: datetime)
     return int((await session.execute(stmt)).scalar_one())
 
 
+async def has_open_charge(session: AsyncSession, org_id: uuid.UUID) -> bool:
+    """Whether the org has a charge not finished yet (queued or processing)."""
+    stmt = (
+        select(AutoTopUpCharge.id)
+        .where(
+            AutoTopUpCharge.org_id == org_id,
+            AutoTopUpCharge.status.in_(("queued", "processing")),
+        )
+        .limit(1)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
 async def insert_charge(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(insert(AutoTopUpCharge).values(**values))
 
