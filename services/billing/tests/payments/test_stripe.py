@@ -269,6 +269,34 @@ async def test_forged_or_stale_signatures_are_refused_and_book_nothing(
         assert await balance(client, org, mint) == 10_000
 
 
+async def test_a_signature_header_with_non_ascii_bytes_is_refused_not_a_crash(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: the SDK's constant-time comparison raised TypeError on a non-ASCII
+    # signature, so anyone on the internet got a 500 (and an error report) for one.
+    org = uuid.uuid4()
+    async with stripe_billing(database_factory) as (client, fake, mint):
+        await checkout(client, org, mint)
+        (session_id,) = fake.sessions
+        paid = fake.pay(session_id)
+        now = int(time.time())
+        for header in (
+            f"t={now},v1=".encode() + "é".encode(),
+            f"t={now},v1=".encode() + b"\xff" * 64,
+            "t=١٢٣,v1=00".encode(),
+        ):
+            answer = await client.post(
+                "/v1/payments/stripe/webhook",
+                content=paid,
+                headers={"Content-Type": "application/json", "Stripe-Signature": header},
+            )
+            assert answer.status_code == 400, header
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert answer.json()["type"].endswith("/invalid-signature")
+        assert await balance(client, org, mint) == 0
+        assert (await fake.deliver(client, paid)).json()["outcome"] == "credited"
+
+
 async def test_without_stripe_keys_the_manual_provider_runs(
     database_factory: Callable[[str], str],
 ) -> None:

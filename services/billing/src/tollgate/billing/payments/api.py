@@ -251,17 +251,20 @@ async def stripe_webhook(
     if not secret:
         raise NotFound("payments-not-configured", "Stripe webhooks are not configured here.")
     payload = await request.body()
+    header = request.headers.get("Stripe-Signature")
+    if header is not None and not header.isascii():
+        # Stripe signs in hex; the SDK's constant-time comparison raises TypeError on
+        # non-ASCII text (a 500 for anyone who sent one).
+        raise _invalid_signature()
     try:
         stripe.WebhookSignature.verify_header(
             payload.decode("utf-8", "replace"),
-            request.headers.get("Stripe-Signature"),
+            header,
             secret,
             settings.stripe_webhook_tolerance_seconds,
         )
     except stripe.SignatureVerificationError:
-        raise BadRequest(
-            "invalid-signature", "The Stripe signature is missing, invalid or too old."
-        ) from None
+        raise _invalid_signature() from None
     event = _stripe_event(payload)
     async with db.begin():
         outcome = await service.apply_stripe_event(db, event, settings)
@@ -269,6 +272,10 @@ async def stripe_webhook(
         "stripe event", extra={"event_id": event["id"], "type": event["type"], "outcome": outcome}
     )
     return {"received": "true", "outcome": outcome}
+
+
+def _invalid_signature() -> BadRequest:
+    return BadRequest("invalid-signature", "The Stripe signature is missing, invalid or too old.")
 
 
 def _stripe_event(payload: bytes) -> dict[str, Any]:
