@@ -174,7 +174,15 @@ def http_server(
     settings: Settings,
     per_ip: int,
 ) -> GuardedServer:
-    """An HTTP/1.1 server of the gateway (public or operational listener)."""
+    """An HTTP/1.1 server of the gateway (public or operational listener).
+
+    Request bodies are never decompressed (`auto_decompress=False`): a proxy relays the
+    bytes it was sent, with their `Content-Encoding`. aiohttp's default decoded a gzip
+    body before the gate saw it, so a 5 KB upload arrived upstream as 5 MB (past
+    `max_body_bytes`, which counts what the client declared) under a `Content-Encoding`
+    it no longer had, and a body declared small was buffered whole however far it
+    expanded.
+    """
     guard = ConnectionGuard(
         per_ip, settings.client_header_timeout_s, TrustedProxies(settings.trusted_proxies)
     )
@@ -184,6 +192,7 @@ def http_server(
         access_log=None,
         max_field_size=16384,
         keepalive_timeout=settings.client_keepalive_timeout_s,
+        auto_decompress=False,
     )
 
 

@@ -44,6 +44,7 @@ import asyncio
 import logging
 import random
 import time
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -194,6 +195,33 @@ def _bad_target(detail: str) -> web.Response:
     )
 
 
+# Codings whose bodies the mock and validation read (what aiohttp decoded without the
+# optional brotli and zstd packages); the bytes forwarded are always those sent.
+_ZLIB_WBITS = {"gzip": 16 + 15, "x-gzip": 16 + 15, "deflate": 15}
+
+
+def decoded_body(body: bytes, coding: str | None, cap: int) -> bytes:
+    """`body` with its `Content-Encoding` (gzip or deflate) undone, for the mock and
+    request validation; raises `_BodyTooLarge` when it decodes to more than `cap` bytes.
+    Other codings, and data that does not decode, are returned as they are."""
+    coding = (coding or "").strip().lower()
+    if not body or not coding or coding == "identity":
+        return body
+    wbits = _ZLIB_WBITS.get(coding)
+    if wbits is None:
+        return body
+    if coding == "deflate" and body[0] & 0x0F != 8:
+        wbits = -15  # deflate without its zlib header, as aiohttp accepted it
+    decoder = zlib.decompressobj(wbits)
+    try:
+        data = decoder.decompress(body, cap + 1)
+    except zlib.error:
+        return body
+    if len(data) > cap:
+        raise _BodyTooLarge
+    return data
+
+
 class Gate:
     """Admits, forwards and records requests; one per gateway process."""
 
@@ -332,9 +360,13 @@ class Gate:
         ):
             operation, path_values, path_known = contract.operation(call.method, call.path)
         body: bytes | None = None
+        content = b""  # the body as the document describes it (decoded), for mock and checks
         if use_mock or (settings.validate_requests and contract is not None):
             try:
                 body = await self._whole_body(request)
+                content = decoded_body(
+                    body, request.headers.get(hdrs.CONTENT_ENCODING), self._max_body
+                )
             except _BodyTooLarge:
                 return self._too_large(call)
             except TimeoutError:
@@ -354,14 +386,14 @@ class Gate:
                     query,
                     request.headers,
                     request.headers.get("Content-Type"),
-                    body or b"",
+                    content,
                 )
             if violations:
                 return self._invalid(call, violations)
         if use_mock:
             assert contract is not None
             return await self._mock(
-                call, request, operation, path_values, settings, body or b"", query, verdict
+                call, request, operation, path_values, settings, content, query, verdict
             )
         if key.test:
             call.served_by = "sandbox"
