@@ -66,6 +66,7 @@ from tollgate.gateway.proxy.headers import (
     TrustedProxies,
     child_traceparent,
     connection_tokens,
+    forwarded_for,
     is_key_bearer,
 )
 from tollgate.gateway.proxy.identity import identity_signer
@@ -264,7 +265,12 @@ class Gate:
         except AmbiguousPath as exc:
             return _bad_target(str(exc))
         peer = request.remote or "0.0.0.0"
-        client_ip = self._proxies.client_ip(peer, request.headers.get(hdrs.X_FORWARDED_FOR))
+        proxies = self._proxies
+        client_ip = (
+            proxies.client_ip(peer, forwarded_for(request.headers))
+            if proxies.trusts(peer)
+            else peer
+        )
         call = _Call(new_request_id(), request.method, target, client_ip)
         if self._cors is not None and (origin := self._cors.allowed_origin(request)):
             preflight = self._cors.preflight(request, origin)
@@ -661,9 +667,9 @@ class Gate:
                 if name.lower() != "authorization" or not is_key_bearer(value)
             ]
         peer = request.remote or ""
-        forwarded_for = incoming.get(hdrs.X_FORWARDED_FOR)
-        if forwarded_for and self._proxies.trusts(peer):
-            out.append(("X-Forwarded-For", f"{forwarded_for}, {peer}"))
+        chain = forwarded_for(incoming) if self._proxies.trusts(peer) else None
+        if chain:
+            out.append(("X-Forwarded-For", f"{chain}, {peer}"))
             out.append(("X-Forwarded-Proto", incoming.get("X-Forwarded-Proto", request.scheme)))
         else:
             out.append(("X-Forwarded-For", peer))

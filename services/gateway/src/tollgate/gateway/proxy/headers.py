@@ -3,7 +3,9 @@
 Pure functions, no I/O. Hop-by-hop headers (RFC 9110 §7.6.1, plus every header the
 `Connection` header names) never cross the gateway; neither does the API key nor
 any client-sent copy of a header the gateway sets itself (`X-Forwarded-*`,
-`X-Request-ID`, `traceparent`) or injects (upstream credentials).
+`X-Request-ID`, `traceparent`) or injects (upstream credentials), nor one only a proxy
+may send (`Forwarded`, `X-Real-IP`, `X-Original-URL`...), in any spelling of its dashes
+as underscores.
 """
 
 from __future__ import annotations
@@ -53,7 +55,40 @@ _SET_BY_GATEWAY = frozenset(
         *(name.lower() for name in IDENTITY_HEADERS),
     }
 )
-REQUEST_DROP = HOP_BY_HOP | _SET_BY_GATEWAY
+# What only a proxy may say about the request, or what overrides the path an upstream
+# routes on (IIS, Symfony and friends honour `X-Original-URL`): from a client, a lie the
+# upstream would believe of the gateway, or a way around the route the gateway judged.
+_PROXY_ONLY = frozenset(
+    {
+        "forwarded",
+        "x-real-ip",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-server",
+        "x-forwarded-ssl",
+        "x-forwarded-scheme",
+        "x-forwarded-path",
+        "x-forwarded-uri",
+        "x-original-url",
+        "x-original-uri",
+        "x-rewrite-url",
+    }
+)
+
+
+def _underscored(names: frozenset[str]) -> frozenset[str]:
+    """`names` with every spelling of their dashes as underscores: CGI, WSGI and many
+    servers read `X_Forwarded_For` as `X-Forwarded-For` (both are HTTP_X_FORWARDED_FOR)."""
+    spellings: set[str] = set()
+    for name in names:
+        variants = [""]
+        for char in name:
+            variants = [v + c for v in variants for c in ("-_" if char == "-" else char)]
+        spellings.update(variants)
+    return frozenset(spellings)
+
+
+REQUEST_DROP = HOP_BY_HOP | _underscored(_SET_BY_GATEWAY | _PROXY_ONLY)
 RESPONSE_DROP = HOP_BY_HOP | {"content-length", "x-request-id"}
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 
@@ -93,6 +128,20 @@ def child_traceparent(incoming: str | None, new_flags: str = "01") -> str:
         if match and match.group(1) != "0" * 32:
             return f"00-{match.group(1)}-{span}-{match.group(2)}"
     return f"00-{random.getrandbits(128) or 1:032x}-{span}-{new_flags}"
+
+
+class HeaderFields(Protocol):
+    """Request header fields with their repeats (a multidict)."""
+
+    def getall(self, name: str, default: list[str], /) -> list[str]: ...
+
+
+def forwarded_for(headers: HeaderFields) -> str | None:
+    """Every `X-Forwarded-For` field, in order, as one list (RFC 9110 §5.3). A proxy may
+    add a field of its own instead of extending the one the client sent (HAProxy's
+    `option forwardfor` does): the first field alone is the client's word."""
+    values = headers.getall("X-Forwarded-For", [])
+    return ", ".join(values) if values else None
 
 
 class TrustedProxies:
