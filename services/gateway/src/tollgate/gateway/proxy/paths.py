@@ -12,8 +12,9 @@ three from the same decoded segments:
   of the API) is refused, and so is a dot segment as the slug;
 - ambiguous forms are refused rather than guessed at, because gateway and upstream
   could read them differently: an encoded `/` (`%2F`) or any `\\` (`%5C`), NUL and
-  other control characters, invalid percent-encoding, `#`, and double encoding
-  (`%252e`: a decoded segment that still holds `%XX`);
+  other control characters, invalid percent-encoding, `#`, double encoding
+  (`%252e`: a decoded segment that still holds `%XX`), and dot segments in disguise
+  (`..;x`, `.;`, `..%20`: dots to upstreams that drop `;` parameters or spaces);
 - the forwarded path is rebuilt from the decoded segments, each re-encoded so that
   it is one segment and never a dot segment to any URL parser: it stays under the
   API's upstream base path.
@@ -80,7 +81,7 @@ def _normalise_slowly(raw: str) -> Target:
     raw_segments = raw[1:].split("/")
     decoded = [_decode(segment) for segment in raw_segments]
     slug = decoded[0]
-    if not slug or slug in (".", ".."):
+    if not slug or slug in (".", "..") or _disguised_dots(slug):
         raise AmbiguousPath("The path names no API.")
     # RFC 3986 §5.2.4 over decoded segments, with the slug as a floor.
     out: list[str] = []
@@ -93,6 +94,8 @@ def _normalise_slowly(raw: str) -> Target:
                 raise AmbiguousPath("The path climbs above the API with '..'.")
             out.pop()
             trailing = True
+        elif _disguised_dots(segment):
+            raise AmbiguousPath("The path holds a dot segment with parameters or spaces.")
         else:
             out.append(segment)
             trailing = False
@@ -101,6 +104,16 @@ def _normalise_slowly(raw: str) -> Target:
     path = "/" + "/".join(out)
     forward = "/" + "/".join(quote(segment, safe=_SEGMENT_SAFE) for segment in out)
     return Target(slug, path, forward)
+
+
+def _disguised_dots(segment: str) -> bool:
+    """True for `..;x`, `.;`, `.. ` and the like: a dot segment to an upstream that drops
+    a segment's `;` parameters (Tomcat, Jetty, Spring) or its surrounding spaces (IIS)
+    before resolving dots, so `/api/public/..;/admin` reaches `/api/admin` there while
+    the gateway judged (and priced) it as a path under `/public`."""
+    if not segment.startswith((".", " ")):
+        return False
+    return segment.split(";", 1)[0].strip() in (".", "..") and segment not in (".", "..")
 
 
 def _decode(segment: str) -> str:
