@@ -687,3 +687,43 @@ async def test_saving_the_settings_while_a_charge_is_open_never_charges_twice(
         await b.spend(queued, 4_000)  # 900
         assert await b.run_worker() == 1
         assert len(b.fake.payment_intents) == 3
+
+
+async def test_credits_a_refund_or_dispute_takes_back_never_charge_the_card_again(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: the refund's negative adjustment left the balance below the threshold,
+    # so the same transaction queued an off-session charge of the refunded card: the
+    # customer got their money back and was charged again at once (a disputed card
+    # likewise, and again at every later debit).
+    refunded, disputed = uuid.uuid4(), uuid.uuid4()
+    async with billing(database_factory) as b:
+        sessions: dict[uuid.UUID, str] = {}
+        for org in (refunded, disputed):
+            await b.save_card(org)
+            started = await b.client.post(
+                f"/v1/orgs/{org}/checkout-sessions",
+                json={"pack_id": "small"},  # 10 000 credits for 1 000
+                headers=b.mint.headers(orgs={org: "owner"}),
+            )
+            session_id = started.json()["checkout_url"].rsplit("/", 1)[-1]
+            sessions[org] = session_id
+            paid = await b.fake.deliver(b.client, b.fake.pay(session_id))
+            assert paid.json()["outcome"] == "credited"
+            assert (await b.configure(org)).status_code == 200  # 1 000 → 5 000
+        taken = await b.fake.deliver(b.client, b.fake.refund(sessions[refunded], 1_000))
+        assert taken.json()["outcome"] == "taken-back"
+        opened = await b.fake.deliver(b.client, b.fake.dispute(sessions[disputed], 1_000))
+        assert opened.json()["outcome"] == "taken-back"
+        for org in (refunded, disputed):
+            assert await b.balance(org) == 0
+            await b.spend(org, 10)  # still below: no refill until the balance is lifted
+        assert await b.run_worker() == 0
+        assert b.fake.payment_intent_attempts == 0
+        assert await b.charges(refunded) == []
+        assert await b.charges(disputed) == []
+        # Lifted above the threshold (an operator's top-up), the settings re-arm.
+        await b.credit(refunded, 2_000)  # 1 990
+        await b.spend(refunded, 1_000)  # 990: crossed
+        assert await b.run_worker() == 1
+        assert [i["amount"] for i in b.fake.payment_intents.values()] == [401]

@@ -216,13 +216,15 @@ async def settle(
     settings: Settings,
     *,
     publish: bool,
+    auto_top_up: bool = True,
 ) -> None:
     """Recompute the status of changed accounts, announce crossings, write them back.
 
     `BalanceState` is enqueued when the status changed or `publish` is true; otherwise
     the periodic publisher sends the new balance later. `CreditsLow` goes out when an
     account leaves `ok` (once, until it is back above the threshold), `CreditsExhausted`
-    when it becomes `exhausted`.
+    when it becomes `exhausted`. An account at or below its auto top-up threshold gets
+    a charge queued, unless `auto_top_up` is false (see `crossings.queue_crossings`).
     """
     now = datetime.now(UTC)
     changed = list(accounts)
@@ -250,7 +252,9 @@ async def settle(
         if publish or before is not account.status:
             await publish_state(session, account, settings, now)
     await repository.save(session, [a.as_row() for a in changed])
-    await crossings.queue_crossings(session, {a.org_id: a.balance for a in changed}, settings)
+    await crossings.queue_crossings(
+        session, {a.org_id: a.balance for a in changed}, settings, charge=auto_top_up
+    )
 
 
 async def publish_due_balances(session: AsyncSession, settings: Settings, limit: int = 500) -> int:

@@ -146,11 +146,14 @@ async def add_credits(
     actor: str,
     reason: str,
     idempotency_key: str,
+    auto_top_up: bool = True,
 ) -> LedgerEntry:
     """Top up or adjust an org's balance by a signed `amount`.
 
     A top-up also enqueues `CreditsToppedUp`; every such change publishes the new
     `BalanceState` at once so a blocked org is served again without waiting.
+    `auto_top_up=False`: a balance this leaves at or below the org's auto top-up
+    threshold charges no card (credits a refund or dispute took back).
     """
     account = (await balances.lock_accounts(session, [org_id], settings))[org_id]
     new_balance = account.balance + amount
@@ -184,7 +187,7 @@ async def add_credits(
             occurred_at=entry.created_at,
         )
         await emit(session, topped_up, subject=str(org_id))
-    await balances.settle(session, [account], settings, publish=True)
+    await balances.settle(session, [account], settings, publish=True, auto_top_up=auto_top_up)
     return entry
 
 

@@ -40,11 +40,16 @@ def price_of(credits: int, settings: Settings) -> int:
 
 
 async def queue_crossings(
-    session: AsyncSession, balances: Mapping[uuid.UUID, int], settings: Settings
+    session: AsyncSession,
+    balances: Mapping[uuid.UUID, int],
+    settings: Settings,
+    *,
+    charge: bool = True,
 ) -> list[uuid.UUID]:
     """Queue one charge for each org whose new balance crossed its threshold; returns
     the charge ids queued (see the module docstring). An org with a charge still open
-    (queued or processing) gets no second one."""
+    (queued or processing) gets no second one. `charge=False` (credits a refund or a
+    dispute took back): a crossing disarms the settings and charges nothing."""
     if not balances:
         return []
     queued = []
@@ -58,10 +63,13 @@ async def queue_crossings(
         if not row.armed or row.payment_method_id is None:
             continue
         await repository.set_armed(session, row.org_id, False)
-        if await repository.has_open_charge(session, row.org_id):
-            # A charge of this crossing is still on its way (queued, or a bank debit
-            # processing) and saving the settings re-armed them meanwhile: that charge
-            # is the refill. Disarmed like a crossing that charged: a refill re-arms.
+        if not charge or await repository.has_open_charge(session, row.org_id):
+            # No card charge for this crossing: the credits were taken back by a refund
+            # or a dispute of a payment (charging the card again would undo the refund,
+            # or charge a contested card), or a charge of this crossing is still on its
+            # way (queued, or a bank debit processing) and saving the settings re-armed
+            # them meanwhile: that charge is the refill. Disarmed like a crossing that
+            # charged: a refill above the threshold re-arms.
             continue
         charge_id = uuid7()
         room = row.monthly_cap - await repository.spent_since(session, row.org_id, month_start(now))

@@ -218,6 +218,9 @@ async def _take_back(
         actor="stripe",
         reason=reason,
         idempotency_key=key,
+        # The customer got this money back (or contests the payment): charging their
+        # card again for the credits taken back would undo it.
+        auto_top_up=False,
     )
     await repository.set_purchase(
         session, found.id, {"refunded_credits": found.refunded_credits + credits}
