@@ -213,3 +213,62 @@ def test_valid_requests_are_forwarded_unchanged(
     assert reply.status == 200, reply.body
     assert [(s.method, s.raw_path) for s in gw.seen[before:]] == [(method, target)]
     assert gw.publisher.events[-1][1]["cost"] == 3
+
+
+# A keyed API's document often describes its key: a header it constrains, a required
+# query parameter. The gateway takes the key for itself and strips it, so validation
+# neither checks nor misses it: a violation quoting it went to the client and into the
+# rejection event (key material in the request log), and `?api_key=` was always missing.
+KEYED = {
+    "openapi": "3.0.3",
+    "info": {"title": "keyed", "version": "1"},
+    "paths": {
+        "/items": {
+            "get": {
+                "parameters": [
+                    {
+                        "name": "X-API-Key",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                    },
+                    {
+                        "name": "Authorization",
+                        "in": "header",
+                        "schema": {"type": "string", "maxLength": 10},
+                    },
+                    {"name": "api_key", "in": "query", "required": True, "schema": {}},
+                ],
+                "responses": {"200": {"description": "ok"}},
+            }
+        }
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "carrier",
+    [
+        {"headers": {"X-API-Key": KEY}, "query": ""},
+        {"headers": {"Authorization": f"Bearer {KEY}"}, "query": ""},
+        {"headers": {}, "query": f"?api_key={KEY}"},
+    ],
+    ids=["x-api-key", "bearer", "query"],
+)
+def test_the_key_is_never_validated_nor_quoted(carrier: dict[str, Any]) -> None:
+    gw = InProcessGateway(
+        lambda upstream: [
+            api_event(
+                "keyed", upstream, openapi_document=KEYED, sandbox={"validate_requests": True}
+            )
+        ],
+        [key_event(KEY)],
+    )
+    try:
+        reply = gw.request("GET", "/keyed/items" + carrier["query"], carrier["headers"])
+        assert reply.status == 200, reply.body
+        assert KEY not in reply.body.decode()
+        assert KEY not in repr(gw.publisher.events)
+        assert len(gw.seen) == 1
+    finally:
+        gw.close()

@@ -196,6 +196,10 @@ def _bad_target(detail: str) -> web.Response:
     )
 
 
+# Request parameters that carry the Tollgate key (location, lowercase name).
+_KEY_PARAMETERS = frozenset({("header", "x-api-key"), ("query", "api_key")})
+_KEY_PARAMETERS_AUTH = _KEY_PARAMETERS | {("header", "authorization")}
+
 # Codings whose bodies the mock and validation read (what aiohttp decoded without the
 # optional brotli and zstd packages); the bytes forwarded are always those sent.
 _ZLIB_WBITS = {"gzip": 16 + 15, "x-gzip": 16 + 15, "deflate": 15}
@@ -393,6 +397,10 @@ class Gate:
                     request.headers,
                     request.headers.get("Content-Type"),
                     content,
+                    # The key is the gateway's: a document that describes its header or
+                    # parameter must never get it quoted back into a violation (and so
+                    # into the rejection event), nor miss the stripped `api_key`.
+                    _KEY_PARAMETERS_AUTH if key_in_auth else _KEY_PARAMETERS,
                 )
             if violations:
                 return self._invalid(call, violations)

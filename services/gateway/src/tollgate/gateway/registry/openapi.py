@@ -278,14 +278,19 @@ class Operation:
         headers: Mapping[str, str],
         content_type: str | None,
         body: bytes,
+        consumed: frozenset[tuple[str, str]] = frozenset(),
     ) -> list[str]:
-        """Every way the request breaks the operation (empty: it conforms)."""
+        """Every way the request breaks the operation (empty: it conforms). `consumed`:
+        the (location, lowercase name) of parameters the gateway takes for itself (the
+        key's carriers): never forwarded, so neither checked nor missed."""
         found: list[str] = []
         query_values: dict[str, list[str]] = {}
         if query:
             for name, value in parse_qsl(query, keep_blank_values=True):
                 query_values.setdefault(name, []).append(value)
         for param in self.params:
+            if consumed and (param.location, param.name.lower()) in consumed:
+                continue
             texts: list[str] | None
             if param.location == "path":
                 text = path_values.get(param.name)
