@@ -494,6 +494,21 @@ async def test_many_small_chunks_in_one_read_are_not_a_large_head() -> None:
         assert await read_whole(origin) == b"x" * 30_000
 
 
+async def test_tiny_chunks_are_held_as_one_piece_per_read() -> None:
+    # An upstream's one-byte chunks, read by a client that reads slowly: one bytes object
+    # per chunk (~40 bytes each) let 256 K of them in under the back-pressure mark.
+    chunks = b"1\r\nx\r\n" * 100_000
+    answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    async with serving(one_answer_per_connection([answer], linger_s=1)) as (_server, origin):
+        response = await origin.request("GET", "/", [])
+        await asyncio.sleep(0.3)  # the client is slow: all of it arrives first
+        pieces = []
+        while (piece := await response.read_chunk()) is not None:
+            pieces.append(piece)
+        assert b"".join(pieces) == b"x" * 100_000
+        assert len(pieces) < 100  # about one per read, not one per chunk
+
+
 def answer_then_reset(answer: bytes) -> Callable[[Server], Handler]:
     """Answers the first request with `answer`, then resets the connection (TCP RST)."""
 

@@ -210,6 +210,10 @@ class _Connection(asyncio.Protocol):
         self._moved = False  # a head, chunk or answer began or ended in this read
         self._body_read = 0  # body bytes in this read
         self._framing = 0  # bytes that were neither body nor a boundary, reads in a row
+        # The body's pieces in this read, handed over as one: a chunked answer of one-byte
+        # chunks would otherwise hold a bytes object (~40 bytes) per byte, all below the
+        # back-pressure mark (256 K of them, ~11 MB, per connection).
+        self._pieces: list[bytes] = []
 
     # ---------------------------------------------------------------- transport events
 
@@ -225,8 +229,11 @@ class _Connection(asyncio.Protocol):
         except (httptools.HttpParserError, httptools.HttpParserUpgrade, UpstreamError) as exc:
             # Not HTTP/1.1, an upgrade (never asked for: `Upgrade` is hop-by-hop), or an
             # answer nobody asked for (`on_message_begin`): the connection is done.
+            self._pieces.clear()
             self._broken(UpstreamError(f"the upstream's answer is not valid: {exc!r}"))
             return
+        if self._pieces:
+            self._hand_over()
         if self._moved:
             self._framing = 0  # what this read held of a head is at most one read
         else:
@@ -300,7 +307,15 @@ class _Connection(asyncio.Protocol):
     def on_body(self, data: bytes) -> None:
         self._body_read += len(data)
         if self._response is not None and not self.head_only:
-            self._response._feed(data)
+            self._pieces.append(data)
+
+    def _hand_over(self) -> None:
+        """The body's pieces of this read, as one, to the answer they belong to."""
+        pieces = self._pieces
+        response = self._response
+        if response is not None:
+            response._feed(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        pieces.clear()
 
     def on_chunk_header(self) -> None:
         self._moved = True
@@ -318,6 +333,8 @@ class _Connection(asyncio.Protocol):
         self._outstanding = False
         if not self.parser.should_keep_alive():
             self.reusable = False
+        if self._pieces:
+            self._hand_over()
         response = self._response
         if response is not None:
             response._finish()
