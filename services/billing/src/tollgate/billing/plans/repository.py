@@ -70,11 +70,16 @@ async def get_org_plan(session: AsyncSession, org_id: uuid.UUID) -> OrgPlan | No
     ).scalar_one_or_none()
 
 
-async def insert_org_plan(session: AsyncSession, values: dict[str, Any]) -> None:
-    """Insert an org's first plan row (the caller holds no row: first assignment)."""
-    await session.execute(
-        insert(OrgPlan).values(**values).on_conflict_do_nothing(index_elements=["org_id"])
+async def insert_org_plan(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert an org's first plan row (the caller holds no row: first assignment);
+    False when another transaction wrote the org's row first."""
+    stmt = (
+        insert(OrgPlan)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["org_id"])
+        .returning(OrgPlan.org_id)
     )
+    return (await session.execute(stmt)).first() is not None
 
 
 async def lock_orgs_on_plan(session: AsyncSession, plan_id: uuid.UUID) -> Sequence[OrgPlan]:

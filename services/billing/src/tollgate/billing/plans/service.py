@@ -206,26 +206,26 @@ async def assign_plan(
         )
     now = datetime.now(UTC)
     row = await repository.lock_org_plan(session, org_id)
+    if row is None:
+        first = {
+            "org_id": org_id,
+            "plan_id": plan.id,
+            "status": PlanStatus.ACTIVE.value,
+            "period_start": now,
+            "period_end": add_month(now),
+            "version": 0,
+        }
+        inserted = await repository.insert_org_plan(session, first)
+        row = await repository.lock_org_plan(session, org_id)
+        assert row is not None
+        if inserted:
+            _start_trial(row, plan, now)
+            await _publish(session, row, plan, now)
+            return await _noted(session, row, _placement(None), change)
+        # Another first assignment wrote the row meanwhile: this one is a change of it.
     if not by_admin:
         refuse_owner_change(row)
     before = _placement(row)
-    if row is None:
-        await repository.insert_org_plan(
-            session,
-            {
-                "org_id": org_id,
-                "plan_id": plan.id,
-                "status": PlanStatus.ACTIVE.value,
-                "period_start": now,
-                "period_end": add_month(now),
-                "version": 0,
-            },
-        )
-        row = await repository.lock_org_plan(session, org_id)
-        assert row is not None
-        _start_trial(row, plan, now)
-        await _publish(session, row, plan, now)
-        return await _noted(session, row, before, change)
     current = await get_plan(session, row.plan_id)
     if not by_admin and _payment_suspended(row) and plan.monthly_price == 0:
         # The paid plan's subscription ended unpaid: a free plan now, in good standing.

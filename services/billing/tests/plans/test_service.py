@@ -1,0 +1,67 @@
+"""Plan rules on a real database: two first assignments of one org at the same time
+leave one plan, the same in the org's row and in the `PlanState` the gateway gets."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+
+from tollgate.billing.plans import service as plans
+from tollgate.billing.plans.schemas import PlanIn
+from tollgate.contracts import topics
+from tollgate.kit.db import create_engine, session_maker
+
+from ..factories import migrated, outbox_data
+
+
+async def test_two_first_assignments_at_once_agree_on_one_plan(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: the second first assignment found its insert skipped (the first had just
+    # written the row), yet published its own plan's terms over the first's row: the
+    # gateway enforced the admin's paid plan while billing kept (and answered) the free
+    # one, and the admin's assignment was silently lost.
+    url = await migrated(database_factory("billing"))
+    engine = create_engine(url)
+    sessions = session_maker(engine)
+    org = uuid.uuid4()
+    try:
+        async with sessions() as session, session.begin():
+            free = await plans.create_plan(
+                session, PlanIn.model_validate({"name": "Free", "monthly_price": 0})
+            )
+            pro = await plans.create_plan(
+                session,
+                PlanIn.model_validate(
+                    {"name": "Pro", "monthly_price": 4_900, "included_requests": 100_000}
+                ),
+            )
+        owner_session = sessions()
+        try:
+            async with owner_session.begin():
+                # The owner picks the free tier, not committed yet ...
+                await plans.assign_plan(owner_session, org, free.id, by_admin=False)
+
+                async def admin_assigns() -> uuid.UUID:
+                    async with sessions() as session, session.begin():
+                        view = await plans.assign_plan(session, org, pro.id, by_admin=True)
+                        return view.plan.id
+
+                # ... while an operator puts the org on Pro (it waits on the owner's row).
+                admin = asyncio.create_task(admin_assigns())
+                await asyncio.sleep(0.3)
+                assert not admin.done()
+        finally:
+            await owner_session.close()
+        answered = await admin
+        async with sessions() as session:
+            stored = (await plans.org_plan(session, org)).plan.id
+        states = await outbox_data(engine, topics.BILLING_PLANS.name)
+        last = max((s for s in states if s["org_id"] == str(org)), key=lambda s: s["version"])
+        # An upgrade applies at once: the org is on Pro, as the admin was told, and the
+        # gateway enforces the plan billing keeps.
+        assert answered == stored == pro.id
+        assert last["plan_id"] == str(stored)
+    finally:
+        await engine.dispose()
