@@ -61,3 +61,17 @@ def test_catalogs_compile_at_start() -> None:
     catalogs = load_catalogs()
     assert catalogs["zh-Hans"].gettext("Sign in") == "登录"
     assert catalogs["en"].gettext("Sign in") == "Sign in"
+
+
+def test_chinese_says_credits_with_one_word() -> None:
+    # Before: 额度 on the credits pages, 积分 on the portal's and registry's prices.
+    with (PACKAGE / "locale" / "zh_Hans" / "LC_MESSAGES" / "messages.po").open("rb") as po:
+        catalog = read_po(po, locale="zh_Hans")
+    for message in catalog:
+        ids = [message.id] if isinstance(message.id, str) else list(message.id)
+        texts = [message.string] if isinstance(message.string, str) else list(message.string)
+        if not message.id or not any(re.search(r"\bcredits?\b", i, re.I) for i in ids):
+            continue
+        for text in texts:
+            assert "额度" in text, (ids[0], text)
+            assert "积分" not in text, (ids[0], text)

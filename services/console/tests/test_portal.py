@@ -309,3 +309,19 @@ async def test_a_test_key_is_shown_when_accounts_fails_right_after() -> None:
         )
     assert page.status_code == 200  # the docs read after the write: 503, key lost
     assert "tg_test_RAWSECRET" in page.text
+
+
+async def test_chinese_prices_name_credits_as_the_credits_page_does() -> None:
+    # Before: the portal's prices said 积分, the credits page 额度.
+    fake = portal_fake()
+    async with console(fake) as client:
+        await sign_in(client)
+        client.cookies.set("tg_lang", "zh-Hans")
+        catalog = await client.get("/portal")
+        docs = await client.get("/portal/apis/petstore")
+        credits = await client.get(f"/orgs/{fake.org_id}/credits")
+    assert "每次调用 1\u20134 额度" in catalog.text  # an en dash between the prices
+    assert "每次调用 2 额度" in catalog.text
+    assert "每次调用 1\u20134 额度" in docs.text
+    assert "<h1>额度</h1>" in credits.text
+    assert "积分" not in catalog.text + docs.text + credits.text
