@@ -291,3 +291,55 @@ async def test_unpaid_is_not_the_end_of_a_subscription(
         )
         assert second.status_code == 409
         assert second.json()["type"].endswith("/subscription-active")
+
+
+async def test_a_subscription_paid_by_a_delayed_method_starts_once_the_payment_succeeds(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: a Checkout completed with its payment still unpaid (a bank debit) put the
+    # org on the paid plan at once; a debit that then failed left it served through the
+    # days the bank took and the grace period after, for nothing.
+    url = await migrated(database_factory("billing"))
+    paid_later, never_paid = uuid.uuid4(), uuid.uuid4()
+    async with stripe_billing(database_factory, url=url) as (client, fake, mint):
+        admin = mint.headers(admin=True)
+        pro = (await client.post("/v1/plans", json=PRO, headers=admin)).json()
+        sessions: dict[uuid.UUID, dict[str, Any]] = {}
+        for org in (paid_later, never_paid):
+            owner = mint.headers(orgs={org: "owner"})
+            started = await client.post(
+                f"/v1/orgs/{org}/subscription-checkout", json={"plan_id": pro["id"]}, headers=owner
+            )
+            assert started.status_code == 201, started.text
+            session = fake.sessions[list(fake.sessions)[-1]]
+            session.update(status="complete", subscription=f"sub_{org.hex}", customer="cus_1")
+            sessions[org] = session
+            completed = fake.event("checkout.session.completed", dict(session))  # unpaid
+            answer = await fake.deliver(client, completed)
+            assert answer.json()["outcome"] == "awaiting-payment"
+            on = await client.get(f"/v1/orgs/{org}/plan", headers=owner)
+            assert on.status_code == 404  # not on Pro before it is paid
+        succeeded = fake.event(
+            "checkout.session.async_payment_succeeded",
+            {**sessions[paid_later], "payment_status": "paid"},
+        )
+        assert (await fake.deliver(client, succeeded)).json()["outcome"] == "subscribed"
+        failed = fake.event("checkout.session.async_payment_failed", dict(sessions[never_paid]))
+        assert (await fake.deliver(client, failed)).status_code == 200
+        shown = {
+            org: await client.get(
+                f"/v1/orgs/{org}/plan", headers=mint.headers(orgs={org: "viewer"})
+            )
+            for org in (paid_later, never_paid)
+        }
+        assert (shown[paid_later].json()["plan"]["name"], shown[paid_later].json()["status"]) == (
+            "Pro",
+            "active",
+        )
+        assert shown[never_paid].status_code == 404
+    engine = create_engine(url)
+    try:
+        states = await outbox_data(engine, topics.BILLING_PLANS.name)
+    finally:
+        await engine.dispose()
+    assert [(s["org_id"], s["plan_name"]) for s in states] == [(str(paid_later), "Pro")]
