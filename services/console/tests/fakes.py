@@ -70,6 +70,7 @@ class FakeBackends:
     """State and behaviour of accounts, usage and billing, as far as the console sees."""
 
     org_name: str = "Acme"
+    user_name: str = "Dev"
     role: str = "owner"
     totp: bool = False
     down: set[str] = field(default_factory=set)
@@ -309,7 +310,7 @@ class FakeBackends:
             me = {
                 "id": str(uuid.uuid4()),
                 "email": "dev@example.com",
-                "name": "Dev",
+                "name": self.user_name,
                 "locale": "en",
                 "is_admin": self.admin,
                 "totp_enabled": self.totp,

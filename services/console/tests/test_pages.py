@@ -9,7 +9,7 @@ import pytest
 
 from tollgate.console.session import SessionCookies
 
-from .fakes import PASSWORD, FakeBackends, console, csrf, key_body, sign_in
+from .fakes import NOW, PASSWORD, FakeBackends, console, csrf, key_body, sign_in
 
 XSS = "<script>alert(1)</script>"
 
@@ -352,3 +352,31 @@ async def test_a_new_or_rotated_key_is_shown_when_accounts_fails_right_after() -
     assert "tg_live_ROTATED" in rotated.text
     assert created.status_code == 200
     assert "tg_live_RAWSECRET" in created.text
+
+
+def header(page: str) -> str:
+    return page.split('<header class="topbar">', 1)[1].split("</header>", 1)[0]
+
+
+async def test_the_user_menu_says_platform_admin_once() -> None:
+    # Before: "Platform admin · platform admin" (the seeded admin's name, then the role).
+    fake = FakeBackends(admin=True, user_name="Platform admin")
+    beyond = str(uuid.uuid4())  # an org the admin reads without being a member
+    fake.unlisted_orgs[beyond] = {"id": beyond, "name": "Other", "created_at": NOW}
+    async with console(fake) as client:
+        await sign_in(client)
+        pages = [await client.get(p) for p in ("/orgs", f"/orgs/{fake.org_id}", f"/orgs/{beyond}")]
+        client.cookies.set("tg_lang", "zh-Hans")
+        chinese = await client.get("/orgs")
+        client.cookies.delete("tg_lang")
+        fake.user_name = "Ada"
+        named = await client.get(f"/orgs/{fake.org_id}")
+    for page in pages:
+        assert page.status_code == 200
+        assert header(page.text).lower().count("platform admin") == 1, header(page.text)
+    assert 'data-testid="user-title">dev@example.com<' in pages[0].text
+    assert "Your role: Owner · platform admin" in pages[1].text
+    assert "Your role: Platform admin" in pages[2].text
+    assert header(chinese.text).count("平台管理员") == 1
+    assert 'data-testid="user-title">Ada<' in named.text
+    assert header(named.text).lower().count("platform admin") == 1
