@@ -144,3 +144,30 @@ async def test_a_suspended_plan_says_what_it_means_in_both_languages() -> None:
         assert "Suspended: the gateway refuses requests (402)" in page.text
         zh = await client.get(f"/orgs/{fake.org_id}/plan", headers={"accept-language": "zh"})
         assert "已暂停" in zh.text
+
+
+async def test_an_org_without_a_plan_is_invited_to_pick_a_free_one_only_when_one_is_on_sale() -> (
+    None
+):
+    # Before: "Pick a free plan below" above "No plans on sale.".
+    fake = FakeBackends(role="owner")
+    async with console(fake) as client:
+        await sign_in(client)
+        none_on_sale = await client.get(f"/orgs/{fake.org_id}/plan")
+        zh_none = await client.get(f"/orgs/{fake.org_id}/plan", headers={"accept-language": "zh"})
+        pro = plan_body("Pro", 4900)
+        fake.plans[pro["id"]] = pro
+        only_paid = await client.get(f"/orgs/{fake.org_id}/plan")
+        fake.provider = "stripe"
+        buyable = await client.get(f"/orgs/{fake.org_id}/plan")
+        free = plan_body("Free")
+        fake.plans[free["id"]] = free
+        with_free = await client.get(f"/orgs/{fake.org_id}/plan")
+    assert 'data-testid="empty"' in none_on_sale.text  # "No plans on sale."
+    assert "Pick a free plan" not in none_on_sale.text
+    assert 'data-testid="no-plan-next">Ask an operator for a plan.<' in none_on_sale.text
+    assert "请联系运营人员" in zh_none.text
+    assert "Pick a free plan" not in only_paid.text
+    assert 'data-testid="no-plan-next">Ask an operator for a plan.<' in only_paid.text
+    assert "Buy a plan below, or ask an operator for one." in buyable.text
+    assert "Pick a free plan below, or ask an operator for a paid one." in with_free.text

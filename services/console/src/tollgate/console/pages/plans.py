@@ -68,6 +68,8 @@ async def _plan_page(
         panel(client.credit_packs(token)),
     )
     used = await _period_usage(request, token, org_id, current)
+    on_sale = plans.value.items if plans.value else []
+    stripe = packs.ok and packs.value is not None and packs.value.provider == "stripe"
     return render(
         request,
         "plan.html",
@@ -78,7 +80,12 @@ async def _plan_page(
             "org": ctx.org,
             "current": current,
             "plans": plans,
-            "stripe": packs.ok and packs.value is not None and packs.value.provider == "stripe",
+            "stripe": stripe,
+            # What an org without a plan is told to do: pick a free plan only when one is
+            # on sale, buy one only when Checkout can sell it, else ask an operator.
+            "free_on_sale": any(p.free for p in on_sale),
+            "paid_on_sale": stripe and any(not p.free for p in on_sale),
+            "any_on_sale": bool(on_sale),
             "used": used,
             "can_choose": can_choose(ctx),
             "problem": problem,
