@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -22,6 +23,10 @@ from tollgate.console.config import Settings
 
 NOW = "2026-11-29T10:00:00Z"
 PASSWORD = "correct-horse-battery"
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def problem(status: int, title: str, detail: str = "", **extra: Any) -> httpx.Response:
@@ -532,7 +537,7 @@ class FakeBackends:
             }
             return httpx.Response(200, json=body)
         if path.endswith("/transactions"):
-            return httpx.Response(200, json={"items": self.ledger[::-1], "next_cursor": None})
+            return httpx.Response(200, json=self._transactions(request.url.params))
         match = re.fullmatch(r"/v1/orgs/[^/]+/statements/(\d{4}-\d{2})", path)
         if match:
             if request.url.params.get("format") == "csv":
@@ -540,6 +545,22 @@ class FakeBackends:
                 return httpx.Response(200, text=csv_body, headers={"content-type": "text/csv"})
             return httpx.Response(200, json={"month": match.group(1), "closing_balance": 98765})
         return problem(404, "Not Found")
+
+    def _transactions(self, params: httpx.QueryParams) -> dict[str, Any]:
+        """Billing's page of the ledger, newest first: `kind`, `since` (at or after) and
+        `until` (before) filter, `limit` and the cursor page."""
+        since, until = params.get("since"), params.get("until")
+        entries = [
+            e
+            for e in self.ledger[::-1]
+            if e["kind"] in (params.get_list("kind") or [e["kind"]])
+            and (since is None or _time(e["created_at"]) >= _time(since))
+            and (until is None or _time(e["created_at"]) < _time(until))
+        ]
+        start = int(params.get("cursor") or 0)
+        end = start + int(params.get("limit") or 50)
+        nxt = str(end) if end < len(entries) else None
+        return {"items": entries[start:end], "next_cursor": nxt}
 
     def billing_put(self, request: httpx.Request, path: str) -> httpx.Response:
         auto = billing_auto_top_up(self, request, path)

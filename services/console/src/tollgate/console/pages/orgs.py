@@ -3,6 +3,9 @@
 The overview asks usage and billing concurrently; either may be down, and its panels
 then say so while the rest of the page renders. Its traffic figures are live traffic
 unless `?mode=test` asks for the org's `tg_test_` keys (usage counts them apart).
+"Credits used" is billing's figure, never usage's: every debit of the ledger in the
+range (requests, overage, SMS), as the credits page lists them, whatever the mode
+(test requests are never charged).
 """
 
 from __future__ import annotations
@@ -101,16 +104,17 @@ async def overview(
     token = session.access_token
     chosen, start, end = time_range(range, OVERVIEW_RANGES)
     shown = traffic_mode(mode)
-    ctx, summary, top, balance, apis = await asyncio.gather(
+    ctx, summary, top, balance, spent, apis = await asyncio.gather(
         org_context(request, session, org_id),
         panel(client.usage_summary(token, org_id, start, end, mode=shown)),
         panel(client.usage_top(token, org_id, "api", start, end, mode=shown)),
         panel(client.balance(token, org_id)),
+        panel(client.credits_spent(token, org_id, start, end)),
         panel(client.apis(token)),
     )
     api_names = {str(a.id): a.name for a in apis.value or []}
     days = RANGES[chosen].total_seconds() / 86_400
-    burn = summary.value.credits / days if summary.value else None
+    burn = spent.value.credits / days if spent.value else None
     return render(
         request,
         "overview.html",
@@ -126,6 +130,7 @@ async def overview(
             "summary": summary,
             "top": top,
             "balance": balance,
+            "spent": spent,
             "api_names": api_names,
             "burn": burn,
         },
