@@ -251,7 +251,14 @@ class FakeBackends:
             self.key_bodies.append(body)
             key_id = str(uuid.uuid4())
             environment = body.get("environment", "live")
-            self.keys[key_id] = key_body(key_id, self.org_id, body["name"], environment=environment)
+            self.keys[key_id] = key_body(
+                key_id,
+                self.org_id,
+                body["name"],
+                environment=environment,
+                scopes=body.get("scopes", []),
+                allowed_api_ids=body.get("allowed_api_ids", []),
+            )
             raw = f"tg_{environment}_RAWSECRET"
             return httpx.Response(201, json={**self.keys[key_id], "key": raw})
         if path == f"/v1/orgs/{self.org_id}/invitations":

@@ -1,5 +1,6 @@
-"""API keys: the filtered list, creating one (the raw key is shown once), a key's page
-with its usage, and rotate, disable/enable and revoke.
+"""API keys: the filtered list, creating one (the raw key is shown once, with a `curl`
+line calling an API the key may call), a key's page with its usage, and rotate,
+disable/enable and revoke.
 
 Write controls are shown to developers, owners and admins only, but the console does
 not decide: accounts authorises every write, and a refusal is shown inline.
@@ -10,20 +11,73 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tollgate.console.backends import BackendDown, BackendProblem, IssuedKey, Key
-from tollgate.console.web import CurrentSession, OrgContext, backends, org_context, panel, render
+from tollgate.console.backends import Api, BackendDown, BackendProblem, IssuedKey, Key
+from tollgate.console.config import Settings
+from tollgate.console.web import (
+    CurrentSession,
+    OrgContext,
+    Panel,
+    backends,
+    org_context,
+    panel,
+    render,
+)
 
 router = APIRouter()
 STATUSES = ("active", "disabled", "revoked", "expired")
 LIMIT_FIELDS = ("per_second", "per_minute", "per_hour", "per_day", "per_month")
 GRACE_CHOICES = (0, 3600, 86_400)
 LIMIT = re.compile(r"^[0-9]{1,15}$")  # ASCII digits: str.isdigit() takes "²" too
+PLACEHOLDER_PATH = "/<api-slug>/<path>"  # the curl line's, when no API can be named
+
+
+@dataclass(frozen=True)
+class ExampleCall:
+    """The `curl` line of a key just shown: a call at the gateway it may make."""
+
+    method: str
+    url: str
+    api: Api | None = None  # None: no API known to the key; the URL has a placeholder path
+
+
+def example_call(gateway_url: str, key: Key, apis: list[Api] | None) -> ExampleCall:
+    """A call `key` may make: an API it is allowed (every API when it names none), not
+    retired, active ones first; of its routes, one the key has the scopes for, not
+    deprecated, GET, without path parameters, in that order of preference (the first
+    listed among equals); an API without routes takes any path, so its root. Nothing past
+    its Sunset. No such API or route (or the APIs could not be read): a placeholder path."""
+    gateway = gateway_url.rstrip("/")
+    scopes = set(key.scopes)
+    now = datetime.now(UTC)
+    found: list[tuple[tuple[bool, bool, bool, bool, int], str, str, Api]] = []
+    for order, api in enumerate(apis or []):
+        if api.status == "retired" or (key.allowed_api_ids and api.id not in key.allowed_api_ids):
+            continue
+        if api.sunset_at is not None and api.sunset_at <= now:
+            continue
+        later = api.status != "active"
+        if not api.routes:
+            found.append(((later, False, False, False, order), "GET", "/", api))
+        for route in api.routes:
+            gone = route.sunset_at is not None and route.sunset_at <= now
+            if gone or not set(route.required_scopes) <= scopes:
+                continue
+            method = "GET" if route.method == "*" else route.method
+            path = route.path_template
+            found.append(
+                ((later, route.deprecated, method != "GET", "{" in path, order), method, path, api)
+            )
+    if not found:
+        return ExampleCall("GET", gateway + PLACEHOLDER_PATH)
+    _rank, method, path, api = min(found, key=lambda item: item[0])  # first listed among equals
+    return ExampleCall(method, f"{gateway}/{api.slug}{path}", api)
 
 
 def _split(text: str) -> list[str]:
@@ -139,8 +193,10 @@ async def key_create(request: Request, org_id: uuid.UUID, session: CurrentSessio
     problem: BackendProblem | None = None
     down = False
     issued: IssuedKey | None = None
-    # The page's navigation first: once the key exists, nothing may keep it from the page.
-    ctx = await org_context(request, session, org_id)
+    # The page's reads first: once the key exists, nothing may keep it from the page.
+    ctx, apis = await asyncio.gather(
+        org_context(request, session, org_id), panel(client.apis(session.access_token))
+    )
     if not errors:
         try:
             issued = await client.create_key(session.access_token, org_id, body)
@@ -149,8 +205,7 @@ async def key_create(request: Request, org_id: uuid.UUID, session: CurrentSessio
         except BackendDown:
             down = True
     if issued is not None:
-        return render(request, "key_issued.html", {**_nav(ctx), "issued": issued, "rotated": False})
-    apis = await panel(client.apis(session.access_token))
+        return _issued_page(request, ctx, issued, apis)
     return render(
         request,
         "key_new.html",
@@ -166,6 +221,27 @@ async def key_create(request: Request, org_id: uuid.UUID, session: CurrentSessio
         },
         status=problem.status if problem else (503 if down else 400 if errors else 200),
     )
+
+
+def _issued_page(
+    request: Request,
+    ctx: OrgContext,
+    issued: IssuedKey,
+    apis: Panel[list[Api]],
+    *,
+    rotated: bool = False,
+    grace: int = 0,
+) -> Response:
+    """The one page that shows the raw key, with a `curl` line that uses it."""
+    settings: Settings = request.app.state.settings
+    context = {
+        **_nav(ctx),
+        "issued": issued,
+        "call": example_call(settings.gateway_url, issued, apis.value),
+        "rotated": rotated,
+        "grace": grace,
+    }
+    return render(request, "key_issued.html", context)
 
 
 async def _org_key(
@@ -235,15 +311,13 @@ async def _key_action(
     await _org_key(request, session, org_id, key_id)
     try:
         if action == "rotate":
-            # The page's navigation first: once the key is rotated, nothing may keep the
-            # new one from the page.
-            ctx = await org_context(request, session, org_id)
-            issued = await client.rotate_key(token, key_id, grace_seconds)
-            return render(
-                request,
-                "key_issued.html",
-                {**_nav(ctx), "issued": issued, "rotated": True, "grace": grace_seconds},
+            # The page's reads first: once the key is rotated, nothing may keep the new
+            # one from the page.
+            ctx, apis = await asyncio.gather(
+                org_context(request, session, org_id), panel(client.apis(token))
             )
+            issued = await client.rotate_key(token, key_id, grace_seconds)
+            return _issued_page(request, ctx, issued, apis, rotated=True, grace=grace_seconds)
         if action == "revoke":
             await client.revoke_key(token, key_id)
         else:
