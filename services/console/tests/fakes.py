@@ -101,6 +101,7 @@ class FakeBackends:
     audit_params: list[dict[str, str]] = field(default_factory=list)
     reset_requests: list[str] = field(default_factory=list)
     live_tokens: list[str] = field(default_factory=list)
+    live_params: list[dict[str, str]] = field(default_factory=list)
     live_refused: bool = False
     live_held: asyncio.Event | None = None  # set: live streams stay open until it is set
     live_opened: asyncio.Event = field(default_factory=asyncio.Event)  # usage answered one
@@ -442,6 +443,7 @@ class FakeBackends:
             )
         if path == "/v1/usage/live":
             self.live_tokens.append(request.headers["authorization"])
+            self.live_params.append(dict(request.url.params))
             if self.live_refused:
                 return problem(429, "Too Many Requests", "Too many live streams.")
             frame = b'event: counts\ndata: {"seconds": [{"second": "' + NOW.encode()

@@ -14,7 +14,7 @@ from tollgate.console.config import Settings
 from tollgate.kit.localdeps import free_port
 from tollgate.kit.testing.loopback import serving
 
-from .fakes import FakeBackends, console, sign_in
+from .fakes import FakeBackends, console, log_body, sign_in
 
 
 async def test_the_live_stream_is_relayed_with_the_users_token() -> None:
@@ -31,6 +31,32 @@ async def test_the_live_stream_is_relayed_with_the_users_token() -> None:
     assert "event: counts" in stream.text
     assert '"requests": 3' in stream.text
     assert fake.live_tokens == ["Bearer access-0"]
+
+
+async def test_the_chart_and_the_list_show_the_same_traffic_mode() -> None:
+    # Before: the chart counted live traffic (usage's default) and the list asked for
+    # mode=all, so test calls showed in the list but never in the chart.
+    fake = FakeBackends()
+    fake.log_items = [log_body(None, "/live-call"), log_body(None, "/test-call", mode="test")]
+    async with console(fake) as client:
+        await sign_in(client)
+        live = await client.get(f"/orgs/{fake.org_id}/live")
+        test = await client.get(f"/orgs/{fake.org_id}/live", params={"mode": "test"})
+        lists = []
+        for page in (live, test):
+            url = page.text.split('id="results" hx-get="', 1)[1].split('"', 1)[0]
+            listed = await client.get(url.replace("&amp;", "&"), headers={"hx-request": "true"})
+            lists.append(listed.text)
+        src = test.text.split('data-live-src="', 1)[1].split('"', 1)[0]
+        await client.get(f"/orgs/{fake.org_id}/live/stream")
+        await client.get(src)
+    assert "/live-call" in lists[0]
+    assert "/test-call" not in lists[0]
+    assert "/test-call" in lists[1]
+    assert "/live-call" not in lists[1]
+    assert [p["mode"] for p in fake.live_params] == ["live", "test"]
+    assert 'data-testid="mode-notice"' in test.text
+    assert 'href="?mode=test" aria-current="true"' in test.text
 
 
 async def test_a_refused_or_unavailable_stream_is_a_status_to_retry_after() -> None:

@@ -1216,10 +1216,11 @@ class Backends:
 
     @asynccontextmanager
     async def live_counts(
-        self, token: str, org_id: uuid.UUID
+        self, token: str, org_id: uuid.UUID, mode: str = "live"
     ) -> AsyncIterator[AsyncIterator[bytes]]:
-        """usage's live stream (server-sent events) of an org, opened with the user's
-        token on the streams' own connections; yields the body's chunks as they come.
+        """usage's live stream (server-sent events) of an org's `mode` traffic (live or
+        test), opened with the user's token on the streams' own connections; yields the
+        body's chunks as they come.
         `LiveStreamsFull` when `live_streams_max` streams are open already."""
         if self._streams_open >= self._streams_max:
             raise LiveStreamsFull
@@ -1228,7 +1229,7 @@ class Backends:
             request = self._streams.build_request(
                 "GET",
                 self._bases["usage"] + "/v1/usage/live",
-                params={"org_id": str(org_id)},
+                params={"org_id": str(org_id), "mode": mode},
                 headers={"authorization": f"Bearer {token}", "accept": "text/event-stream"},
             )
             try:
