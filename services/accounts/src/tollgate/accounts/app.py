@@ -29,7 +29,7 @@ from tollgate.contracts import topics
 from tollgate.kit.auth import JwtVerifier
 from tollgate.kit.clientip import TrustedProxies
 from tollgate.kit.db import SessionMaker
-from tollgate.kit.problems import problem_response
+from tollgate.kit.problems import Problem, problem_response
 from tollgate.kit.runtime import service_runtime
 from tollgate.kit.service import create_app as create_service_app
 from tollgate.kit.upstream_identity import secrets_of
@@ -70,6 +70,9 @@ async def ensure_configured_admin(settings: Settings, sessions: SessionMaker) ->
                 password=settings.admin_password,
             )
     except IntegrityError:  # another replica created it first
+        return
+    except Problem as refused:  # an unproven account under that address: not promoted
+        log.error("platform admin not ensured", extra={"detail": refused.detail})
         return
     if created:
         log.info("platform admin created from settings")

@@ -1,7 +1,8 @@
 """Operator commands: `python -m tollgate.accounts <command> [options]`.
 
 - `create-admin --email E [--password P]`: create (or promote) a platform admin; a
-  password is generated and printed once when not given.
+  password is generated and printed once when not given. An existing user is promoted
+  only when it verified its address or P is its password (exit 1 otherwise).
 - `rotate-signing-key`: add a new token signing key and retire the current one
   (published until its tokens have expired); restart-free, replicas re-read the file.
 - `republish`: write the current state of every key, API and user to their compacted
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+import sys
 from pathlib import Path
 
 from tollgate.accounts.apis import repository as apis_repo
@@ -36,6 +38,7 @@ from tollgate.kit import apikeys
 from tollgate.kit.auth import Principal
 from tollgate.kit.db import create_engine, session_maker
 from tollgate.kit.logs import configure_logging
+from tollgate.kit.problems import Problem
 
 DEMO_ADMIN = "admin@tollgate.local"
 DEMO_ORG = "Demo"
@@ -68,7 +71,11 @@ def create_admin(settings: Settings, args: list[str]) -> int:
             await engine.dispose()
         return created
 
-    created = asyncio.run(run())
+    try:
+        created = asyncio.run(run())
+    except Problem as refused:
+        print(refused.detail, file=sys.stderr)
+        return 1
     if not created:
         print(f"{ns.email} exists; it is a platform admin (password unchanged)")
     elif ns.password:

@@ -245,10 +245,23 @@ async def require_verified_email(
 async def ensure_admin(
     session: AsyncSession, settings: Settings, actor: Actor, *, email: str, password: str
 ) -> tuple[User, bool]:
-    """Create the platform admin, or promote an existing user; True when created."""
+    """Create the platform admin, or promote an existing user; True when created.
+
+    An existing user is promoted only when it proved the address (`email_verified`) or
+    knows `password`: anyone may register an address (unverified) before the operator
+    names it, and must not become an admin by it (409 `admin-unproven` instead)."""
     existing = await repo.get_user_by_email(session, normalise_email(email), for_update=True)
     if existing is not None:
         if not existing.is_admin:
+            if not existing.email_verified and not await passwords.verify_password(
+                password, existing.password_hash, settings.bcrypt_rounds
+            ):
+                raise Conflict(
+                    "admin-unproven",
+                    f"{existing.email} was registered by someone who never proved the "
+                    "address and does not know the admin password: not promoted. "
+                    "Verify the address (or reset its password) first.",
+                )
             await repo.update_user(session, existing.id, is_admin=True)
             existing.is_admin = True
             await publish_user_state(session, existing.id)
