@@ -156,10 +156,11 @@ async def list_routes(
     cursor: Cursor = None,
     limit: PageSize = MAX_PAGE_SIZE,
 ) -> Page[RouteOut]:
-    """The API's routes, one page at a time."""
+    """The API's routes, one page at a time (members: not those of operations its
+    OpenAPI document marks `x-internal`)."""
     _may_read(caller)
     async with db.begin():
-        routes = await service.list_routes(db, api_id)
+        routes = await service.list_routes(db, api_id, admin=caller.is_admin)
     page, next_cursor = page_after(routes, cursor, limit, lambda r: (r.id,), (uuid.UUID,))
     return Page[RouteOut](items=page, next_cursor=next_cursor)
 

@@ -34,6 +34,7 @@ from tollgate.accounts.apis.schemas import (
     RoutePatch,
 )
 from tollgate.accounts.apis.upstreams import validate_upstream
+from tollgate.accounts.apis.visibility import visible_routes
 from tollgate.accounts.audit.service import record
 from tollgate.accounts.caller import Actor
 from tollgate.accounts.config import Settings
@@ -79,7 +80,10 @@ def api_out(api: Api, routes: list[ApiRoute], *, admin: bool) -> ApiOut:
         has_openapi_document=api.openapi_document is not None,
         sandbox_url=api.sandbox_url if admin else None,
         sandbox=dict(api.sandbox or {}),
-        routes=[RouteOut.model_validate(r) for r in routes],
+        routes=[
+            RouteOut.model_validate(r)
+            for r in visible_routes(api.openapi_document, routes, admin=admin)
+        ],
         version=api.version,
         created_at=api.created_at,
         updated_at=api.updated_at,
@@ -359,11 +363,16 @@ async def add_route(
     return RouteOut.model_validate(route)
 
 
-async def list_routes(session: AsyncSession, api_id: uuid.UUID) -> list[RouteOut]:
-    if await repo.get_api(session, api_id) is None:
+async def list_routes(session: AsyncSession, api_id: uuid.UUID, *, admin: bool) -> list[RouteOut]:
+    """The API's routes; members do not see those its document marks `x-internal`."""
+    api = await repo.get_api(session, api_id)
+    if api is None:
         raise not_found()
     routes = (await repo.routes_of(session, [api_id])).get(api_id, [])
-    return [RouteOut.model_validate(r) for r in routes]
+    return [
+        RouteOut.model_validate(r)
+        for r in visible_routes(api.openapi_document, routes, admin=admin)
+    ]
 
 
 async def update_route(
