@@ -9,7 +9,13 @@ from tollgate.kit.testing.tokens import TokenMint
 
 from .factories import api_client, migrated, settings_for
 
-READS = ("balance", "billing-settings", "transactions", "statements/2025-01")
+READS = (
+    "balance",
+    "billing-settings",
+    "transactions",
+    "transactions/totals",
+    "statements/2025-01",
+)
 
 
 async def test_other_tenants_get_nothing(database_factory: Callable[[str], str]) -> None:

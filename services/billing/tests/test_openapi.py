@@ -56,5 +56,5 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(
             call_kwargs=_fresh_idempotency_key,
             semantic_rules=SEMANTIC_RULES,
         )
-    assert report.operations == 26
+    assert report.operations == 27
     assert not report.failures, "\n".join(report.failures[:10])

@@ -8,11 +8,12 @@ from collections.abc import Callable
 
 from sqlalchemy import text
 
-from tollgate.kit.db import create_engine
+from tollgate.billing.ledger import service as ledger
+from tollgate.kit.db import create_engine, session_maker
 from tollgate.kit.testing.pages import check_list_contract
 from tollgate.kit.testing.tokens import TokenMint
 
-from ..factories import api_client, migrated, outbox_types, settings_for
+from ..factories import api_client, fund, migrated, outbox_types, request_event, settings_for
 
 
 async def test_top_up_is_idempotent_per_key_and_body(
@@ -214,3 +215,47 @@ async def test_a_reason_with_a_nul_character_is_refused_and_nothing_is_written(
     assert (top_up.status_code, adjustment.status_code) == (422, 422)
     assert top_up.headers["content-type"] == "application/problem+json"
     assert balance.json()["balance"] == 0
+
+
+async def test_totals_add_up_each_kind_in_the_range_without_paging(
+    database_factory: Callable[[str], str],
+) -> None:
+    """What the console's overview shows as "Credits used": every debit in the range
+    (here two APIs' request batches), summed by billing, other kinds apart."""
+    settings = settings_for(await migrated(database_factory("billing")))
+    mint = TokenMint()
+    org, other = uuid.uuid4(), uuid.uuid4()
+    admin = mint.headers(admin=True)
+    viewer = mint.headers(orgs={org: "viewer"})
+    engine = create_engine(settings.database_url)
+    sessions = session_maker(engine)
+    try:
+        async with api_client(settings, mint) as (client, _):
+            await fund(sessions, settings, org, 1_000)
+            await fund(sessions, settings, other, 1_000)
+            events = [request_event(org, cost=3) for _ in range(4)]
+            events += [request_event(org, cost=5, api_id=uuid.UUID(int=2)) for _ in range(2)]
+            events.append(request_event(other, cost=100))
+            async with sessions() as session, session.begin():
+                await ledger.debit_for_requests(session, events, settings)
+            r = await client.post(
+                f"/v1/orgs/{org}/adjustments",
+                json={"amount": -7, "reason": "fix", "kind": "expiry"},
+                headers={**admin, "Idempotency-Key": "exp"},
+            )
+            assert r.status_code == 201, r.text
+            url = f"/v1/orgs/{org}/transactions/totals"
+            everything = await client.get(url, headers=viewer)
+            future = await client.get(url, params={"since": "2999-01-01T00:00:00Z"}, headers=viewer)
+            bad = await client.get(url, params={"since": "yesterday"}, headers=viewer)
+    finally:
+        await engine.dispose()
+    assert everything.status_code == 200, everything.text
+    kinds = {k["kind"]: k for k in everything.json()["kinds"]}
+    assert kinds["debit"] == {"kind": "debit", "entries": 2, "amount": -22, "request_count": 6}
+    assert kinds["top_up"]["amount"] == 1_000
+    assert kinds["expiry"]["amount"] == -7
+    assert set(kinds) == {"debit", "top_up", "expiry"}
+    assert future.json() == {"kinds": []}
+    assert bad.status_code == 422
+    assert bad.headers["content-type"] == "application/problem+json"

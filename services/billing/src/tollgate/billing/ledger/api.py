@@ -20,9 +20,11 @@ from tollgate.billing.ledger import repository, service
 from tollgate.billing.ledger.schemas import (
     AdjustmentIn,
     EntryKind,
+    KindTotal,
     LedgerEntryOut,
     TopUpIn,
     TransactionPage,
+    TransactionTotals,
 )
 from tollgate.kit.auth import CurrentPrincipal, Principal, Role, authorize_org, require_admin
 from tollgate.kit.db import DbSession
@@ -58,6 +60,14 @@ _WRITTEN = {
 _READ_ERRORS = documented_problems(
     {
         422: ("Invalid query, or a cursor that is not one of ours.", ["invalid-cursor"]),
+        401: "Missing or invalid token.",
+        404: "Not a member of this organisation.",
+    }
+)
+
+_TOTALS_ERRORS = documented_problems(
+    {
+        422: "Invalid query.",
         401: "Missing or invalid token.",
         404: "Not a member of this organisation.",
     }
@@ -223,4 +233,30 @@ async def list_transactions(
     page, next_cursor = next_cursor_of(rows, limit, "seq")
     return TransactionPage(
         items=[LedgerEntryOut.model_validate(row) for row in page], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/orgs/{org_id}/transactions/totals",
+    response_model=TransactionTotals,
+    responses=_TOTALS_ERRORS,
+)
+async def transaction_totals(
+    org_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    db: DbSession,
+    since: Annotated[DateTimeText | None, Query(description="Created at or after.")] = None,
+    until: Annotated[DateTimeText | None, Query(description="Created before.")] = None,
+) -> TransactionTotals:
+    """The org's ledger entries created in the range, added up by kind: what the
+    transactions list holds, without paging through it (the console's "Credits used" is
+    the debits' total)."""
+    authorize_org(principal, org_id, Role.viewer)
+    async with db.begin():
+        rows = await repository.totals_by_kind(db, org_id, since=since, until=until)
+    return TransactionTotals(
+        kinds=[
+            KindTotal(kind=kind, entries=entries, amount=amount, request_count=requests)
+            for kind, entries, amount, requests in rows
+        ]
     )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, delete, insert, select, text
+from sqlalchemy import Uuid, bindparam, delete, func, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -74,6 +74,27 @@ async def list_entries(
         stmt = stmt.where(LedgerEntry.seq < before_seq)
     stmt = stmt.order_by(LedgerEntry.seq.desc()).limit(limit)
     return (await session.scalars(stmt)).all()
+
+
+async def totals_by_kind(
+    session: AsyncSession, org_id: uuid.UUID, *, since: datetime | None, until: datetime | None
+) -> Sequence[tuple[str, int, int, int]]:
+    """(kind, entries, summed amount, summed request count) of an org's entries created in
+    [since, until), by kind."""
+    stmt = select(
+        LedgerEntry.kind,
+        func.count(),
+        func.coalesce(func.sum(LedgerEntry.amount), 0),
+        func.coalesce(func.sum(LedgerEntry.request_count), 0),
+    ).where(LedgerEntry.org_id == org_id)
+    if since is not None:
+        stmt = stmt.where(LedgerEntry.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(LedgerEntry.created_at < until)
+    rows = (await session.execute(stmt.group_by(LedgerEntry.kind).order_by(LedgerEntry.kind))).all()
+    return [
+        (kind, int(entries), int(amount), int(requests)) for kind, entries, amount, requests in rows
+    ]
 
 
 async def forget_debited_before(session: AsyncSession, cutoff: datetime) -> int:

@@ -88,3 +88,21 @@ class LedgerEntryOut(BaseModel):
 
 TransactionPage = Page[LedgerEntryOut]
 """A page of ledger entries, newest first."""
+
+
+class KindTotal(BaseModel):
+    """What an org's entries of one kind add up to in a range."""
+
+    kind: EntryKind
+    entries: int = Field(description="How many entries.")
+    amount: int = Field(
+        description="Their signed credits, summed: negative for debits and expiries."
+    )
+    request_count: int = Field(description="Requests summed into them (debits); 0 otherwise.")
+
+
+class TransactionTotals(BaseModel):
+    """An org's ledger entries in a range, added up by kind; a kind without entries in
+    the range is left out."""
+
+    kinds: list[KindTotal]
