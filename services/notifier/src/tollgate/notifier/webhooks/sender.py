@@ -1,7 +1,8 @@
 """One HTTP attempt of a webhook: sign, POST, classify. No database here.
 
 2xx is success; anything else (3xx included: redirects are never followed) is a
-failure. The response body is kept truncated for the delivery log. `Retry-After`
+failure. The response body is kept truncated for the delivery log (NUL made U+FFFD:
+the log is PostgreSQL text). `Retry-After`
 (seconds or an HTTP date) is parsed for the scheduler. Every connection goes
 through the SSRF guard.
 """
@@ -18,6 +19,7 @@ import aiohttp
 from yarl import URL
 
 from tollgate.kit.netpolicy import DestinationRefused, NetworkPolicy
+from tollgate.notifier.foreign_text import storable
 from tollgate.notifier.retry_after import parse_retry_after
 from tollgate.notifier.webhooks.signing import signature_header
 from tollgate.notifier.webhooks.ssrf import GuardedResolver, refuse_literal_host
@@ -103,14 +105,14 @@ class WebhookSender:
         except TimeoutError:
             return _failure(started, "timeout")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return _failure(started, f"{type(exc).__name__}: {exc}"[:500])
+            return _failure(started, storable(f"{type(exc).__name__}: {exc}"[:500]))
         except asyncio.CancelledError:
             raise
         return AttemptOutcome(
             succeeded=200 <= status < 300,
             status=status,
             duration_ms=_elapsed_ms(started),
-            response_body=raw.decode("utf-8", errors="replace"),
+            response_body=storable(raw.decode("utf-8", errors="replace")),
             error=None,
             retry_after_seconds=retry_after,
         )
