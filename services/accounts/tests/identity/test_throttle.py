@@ -320,3 +320,57 @@ async def test_a_burst_of_password_reset_requests_gets_exactly_the_limit(
             )
         )
         assert _statuses(answers) == {202: 3, 429: 17}
+
+
+def _unique_v6_prefix() -> str:
+    return "2001:db8:" + ":".join(f"{secrets.randbelow(0xFFFF):x}" for _ in range(2))
+
+
+async def test_ipv6_clients_are_counted_per_64_not_per_address(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """A host with IPv6 picks any of the 2^64 addresses of its /64: counted per
+    address, it had a fresh per-IP budget with every request (sign-in spraying,
+    password resets, registrations, anonymous catalog calls)."""
+    settings = _settings(
+        accounts_db,
+        kafka_bootstrap,
+        topic_prefix,
+        tmp_path,
+        login_max_failures_per_ip=3,
+        password_reset_max_per_ip=3,
+        registration_max_per_ip=3,
+        catalog_max_per_ip=3,
+    )
+    prefix = _unique_v6_prefix()
+    async with running(settings, client_ip=f"{prefix}::1") as svc:
+
+        async def each_from_a_new_address(send: Any) -> list[int]:
+            statuses = []
+            for host in range(1, 5):
+                async with _client(svc, f"{prefix}:{host:x}::{host:x}") as http:
+                    statuses.append((await send(http)).status_code)
+            return statuses
+
+        async def spray(http: httpx.AsyncClient) -> httpx.Response:
+            return await _sign_in(http, f"nobody-{secrets.token_hex(4)}@example.com", "wrong-pw")
+
+        async def reset(http: httpx.AsyncClient) -> httpx.Response:
+            email = f"nobody-{secrets.token_hex(4)}@example.com"
+            return await http.post("/v1/auth/password-reset", json={"email": email})
+
+        async def register(http: httpx.AsyncClient) -> httpx.Response:
+            email = f"new-{secrets.token_hex(4)}@example.com"
+            body = {"email": email, "password": "a-long-password"}
+            return await http.post("/v1/auth/register", json=body)
+
+        async def browse(http: httpx.AsyncClient) -> httpx.Response:
+            return await http.get("/v1/catalog")
+
+        assert await each_from_a_new_address(spray) == [401, 401, 401, 429]
+        assert await each_from_a_new_address(reset) == [202, 202, 202, 429]
+        assert await each_from_a_new_address(register) == [201, 201, 201, 429]
+        assert await each_from_a_new_address(browse) == [200, 200, 200, 429]
+        # Another /64 has its own budget.
+        async with _client(svc, f"{_unique_v6_prefix()}::1") as elsewhere:
+            assert (await spray(elsewhere)).status_code == 401

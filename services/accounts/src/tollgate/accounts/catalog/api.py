@@ -249,7 +249,7 @@ async def _admitted(request: Request, settings: Settings, db: AsyncSession) -> N
         return
     if caller is not None:
         return
-    ip = (client_ip(request) or "unknown")[:64]
+    ip = throttle.address_subject(client_ip(request))
     counter = throttle.Counter(CATALOG_IP, ip, settings.catalog_max_per_ip)
     # A transaction of its own: a 404 that follows must not take the count back.
     async with db.begin():

@@ -283,7 +283,7 @@ async def ensure_admin(
 
 
 def _client(actor: Actor) -> str:
-    return (actor.ip or "unknown")[:64]
+    return throttle.address_subject(actor.ip)
 
 
 async def take_registration_slot(session: AsyncSession, settings: Settings, actor: Actor) -> None:

@@ -21,6 +21,7 @@ Services never commit: the HTTP handler owns both transactions.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -73,6 +74,27 @@ def window_of(now: datetime, seconds: int) -> datetime:
 def _retry_after(window_start: datetime, seconds: int, now: datetime) -> int:
     end = window_start + timedelta(seconds=seconds)
     return max(1, math.ceil((end - now).total_seconds()))
+
+
+IPV6_SUBJECT_PREFIX = 64
+"""IPv6 clients are counted per /64: one subscriber line or host gets at least a /64
+and picks any address in it, so a per-address count would give it 2^64 budgets."""
+
+
+def address_subject(ip: str | None) -> str:
+    """The subject that per-address throttles count a client under: an IPv4 address as
+    it is, an IPv6 address as its /64 network (`2001:db8:1:2::/64`); text that is no
+    address as it is (at most 64 characters)."""
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return (ip or "unknown")[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        network = ipaddress.IPv6Network((address, IPV6_SUBJECT_PREFIX), strict=False)
+        return str(network)
+    return str(address)
 
 
 def credential_counters(settings: Settings, email: str, ip: str) -> tuple[Counter, ...]:
