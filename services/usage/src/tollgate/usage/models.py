@@ -49,6 +49,12 @@ from tollgate.kit.outbox import outbox_table
 NIL = uuid.UUID(int=0)
 """Stands for "none" in aggregate keys (no key, API or route was resolved)."""
 
+BIGINT_MAX = 2**63 - 1
+"""The most a count or sum column (bigint) holds. Rollup sums saturate here instead of
+failing: one event may carry a cost or size up to this (the contract's bound), so two of
+them in one bucket would otherwise overflow, and a batch Postgres refuses is refused on
+every retry, stopping its partition. Answers saturate here too (see `analytics`)."""
+
 
 class Base(DeclarativeBase):
     """Declarative base of the usage tables."""

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.usage.histogram import Histogram
 from tollgate.usage.models import (
+    BIGINT_MAX,
     NIL,
     UsageHour,
     UsageKeyDay,
@@ -298,7 +299,11 @@ class Totals:
 
 
 def _totals(row: Any) -> Totals:
-    return Totals(**{name: int(getattr(row, name)) for name in Totals.__dataclass_fields__})
+    # Sums of bigint are numeric in SQL and exact here; past BIGINT_MAX they saturate,
+    # like the rollup rows they come from, so every figure fits a JSON client's int64.
+    return Totals(
+        **{name: min(int(getattr(row, name)), BIGINT_MAX) for name in Totals.__dataclass_fields__}
+    )
 
 
 async def totals(session: AsyncSession, rows: Subquery) -> Totals:

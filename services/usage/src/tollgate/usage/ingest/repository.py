@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.usage.histogram import to_json
-from tollgate.usage.models import NIL
+from tollgate.usage.models import BIGINT_MAX, NIL
 
 
 async def lock_positions(
@@ -213,6 +213,23 @@ class AggregateValues:
 
 
 _AGGREGATE_TABLES = ("usage_minute", "usage_hour")
+_SUMS = ("requests", "bytes_in", "bytes_out", "credits", "latency_ms_sum", "drifted")
+
+
+def _saturating_add(column: str) -> str:
+    """`column = u.column + excluded.column`, saturating at `BIGINT_MAX` instead of failing
+    (both sides are ≥ 0, so `BIGINT_MAX - excluded` never overflows)."""
+    return (
+        f"{column} = CASE WHEN u.{column} > {BIGINT_MAX} - excluded.{column} "
+        f"THEN {BIGINT_MAX} ELSE u.{column} + excluded.{column} END"
+    )
+
+
+def _capped(value: int) -> int:
+    """A batch's own sum as a bigint holds it (see `BIGINT_MAX`)."""
+    return value if value <= BIGINT_MAX else BIGINT_MAX
+
+
 _ORG_TABLES = ("usage_org_minute", "usage_org_hour")
 
 
@@ -242,12 +259,7 @@ def _upsert_sql(table: str) -> Any:
                drifted)
         ON CONFLICT (org_id, bucket, {conflict}, api_id, route_id, method, status, reason)
         DO UPDATE SET
-            requests = u.requests + excluded.requests,
-            bytes_in = u.bytes_in + excluded.bytes_in,
-            bytes_out = u.bytes_out + excluded.bytes_out,
-            credits = u.credits + excluded.credits,
-            latency_ms_sum = u.latency_ms_sum + excluded.latency_ms_sum,
-            drifted = u.drifted + excluded.drifted,
+            {", ".join(_saturating_add(name) for name in _SUMS)},
             latency_hist = usage_hist_merge(u.latency_hist, excluded.latency_hist)
         """
     )
@@ -344,7 +356,7 @@ def by_key(
 def _key_upsert_sql(table: str) -> Any:
     measures = ", ".join(KEY_MEASURES)
     arrays = ", ".join(f"CAST(:{name} AS bigint[])" for name in KEY_MEASURES)
-    updates = ", ".join(f"{name} = u.{name} + excluded.{name}" for name in KEY_MEASURES)
+    updates = ", ".join(_saturating_add(name) for name in KEY_MEASURES)
     return text(
         f"""
         INSERT INTO {table} AS u (org_id, bucket, key_id, mode, {measures})
@@ -374,7 +386,7 @@ async def add_to_key_rollup(
         "mode": [s[3] for s in slots],
     }
     for n, name in enumerate(KEY_MEASURES):
-        columns[name] = [rollup[s][n] for s in slots]
+        columns[name] = [_capped(rollup[s][n]) for s in slots]
     await session.execute(_KEY_UPSERTS[table], columns)
 
 
@@ -424,14 +436,14 @@ async def add_to_aggregates(
         columns["method"].append(method)
         columns["status"].append(status)
         columns["reason"].append(reason)
-        columns["requests"].append(values.requests)
-        columns["bytes_in"].append(values.bytes_in)
-        columns["bytes_out"].append(values.bytes_out)
-        columns["credits"].append(values.credits)
-        columns["latency_ms_sum"].append(values.latency_ms_sum)
+        columns["requests"].append(_capped(values.requests))
+        columns["bytes_in"].append(_capped(values.bytes_in))
+        columns["bytes_out"].append(_capped(values.bytes_out))
+        columns["credits"].append(_capped(values.credits))
+        columns["latency_ms_sum"].append(_capped(values.latency_ms_sum))
         columns["latency_hist"].append(orjson.dumps(to_json(values.latency_hist)).decode())
         columns["mode"].append(mode)
-        columns["drifted"].append(values.drifted)
+        columns["drifted"].append(_capped(values.drifted))
     if table in _ORG_TABLES:
         del columns["key_id"]
     await session.execute(_UPSERTS[table], columns)
