@@ -103,3 +103,51 @@ async def test_a_configured_json_provider_sends_and_reports(
             row = (await session.scalars(select(SmsOutbound))).one()
             assert row.status == "delivered"
             assert row.delivered_at is not None
+
+
+async def test_a_signed_report_with_nul_characters_is_answered_not_a_500(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: the NUL reached PostgreSQL (the lookup by id, or the stored error code)
+    # and the provider got a 500 for every retry of its report.
+    async with receiver() as provider, environment(database_factory) as env:
+
+        async def respond(request: web.Request) -> web.StreamResponse:
+            return web.json_response({"id": "msg-1"})
+
+        provider.respond = respond
+        added = await env.client.post(
+            "/v1/admin/sms/providers",
+            json={
+                "name": "json-sms",
+                "kind": "http",
+                "priority": 1,
+                "config": {
+                    "url_template": f"http://127.0.0.1:{provider.port}/send",
+                    "fields": {"to": "to", "text": "text"},
+                    "status_map": [{"theirs": "FAILED", "ours": "failed"}],
+                },
+                "credentials": {"callback_secret": CALLBACK_SECRET},
+            },
+            headers=env.admin,
+        )
+        assert added.status_code == 201, added.text
+        provider_id = added.json()["id"]
+        assert (await send(env, ORG_A, text="hello")).status_code == 202
+        assert await env.worker.run_once() == 1
+
+        async def report(payload: dict[str, Any]) -> int:
+            body = json.dumps(payload).encode()
+            signature = generic_signature(CALLBACK_SECRET, int(time.time()), body)
+            response = await env.client.post(
+                f"/v1/sms/status/http/{provider_id}",
+                content=body,
+                headers={"Content-Type": "application/json", "X-Tollgate-Signature": signature},
+            )
+            return response.status_code
+
+        assert await report({"id": "msg\x001", "status": "FAILED"}) == 404
+        assert await report({"id": "msg-1", "status": "FAILED", "error_code": "E\x0042"}) == 204
+        async with env.sessions() as session:
+            row = (await session.scalars(select(SmsOutbound))).one()
+        assert (row.status, row.refunded, row.error_code) == ("failed", True, "E\ufffd42")

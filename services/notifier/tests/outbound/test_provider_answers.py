@@ -102,3 +102,34 @@ async def test_an_odd_retry_after_costs_one_message_not_the_round(
         if slow.send_state == "pending":
             assert slow.next_attempt_at is not None
             assert slow.next_attempt_at <= sent_at + timedelta(days=1, minutes=5)
+
+
+async def test_nul_characters_in_a_provider_answer_cost_one_message_not_the_round(
+    database_factory: Callable[[str], str],
+) -> None:
+    # PostgreSQL text cannot hold U+0000. Before: a refusal whose message carried one (or
+    # an accepted id with one) broke the round's record, so every message of the round,
+    # the accepted ones too, was sent again at each lease's end, and the refused one was
+    # never failed nor refunded.
+    async with receiver() as provider, environment(database_factory) as env:
+
+        async def answer(request: web.Request) -> web.StreamResponse:
+            text = (await request.json())["text"]
+            if text == "refused":
+                return web.json_response({"code": "E\x001", "message": "no\x00pe"}, status=400)
+            if text == "odd id":
+                return web.json_response({"id": "p\x00" + uuid.uuid4().hex})
+            return web.json_response({"id": "p-" + uuid.uuid4().hex})
+
+        provider.respond = answer
+        await json_provider(env, provider)
+        for text in ("fine", "refused", "odd id"):
+            assert (await send(env, ORG_A, text=text)).status_code == 202
+        await rounds(env, 4)
+        async with env.sessions() as session:
+            rows = {r.body: r for r in (await session.scalars(select(SmsOutbound))).all()}
+    assert len(provider.captured) == 3  # once each
+    assert (rows["fine"].status, rows["odd id"].status) == ("sent", "sent")
+    refused = rows["refused"]
+    assert (refused.status, refused.refunded) == ("failed", True)
+    assert refused.error_message == "no\ufffdpe"

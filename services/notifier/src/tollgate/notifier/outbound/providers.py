@@ -4,8 +4,10 @@ status mapping).
 
 An adapter sends one message, reads the provider's balance where it has one, and
 turns a delivery-report callback into (provider message id, status, error code).
-Credentials come unsealed from `sms_providers.credentials_sealed` only here, held in
-memory for the call, and never logged or returned by any API.
+What a provider writes (error codes and messages, message ids) is made storable
+(`foreign_text`: no NUL) before it reaches the database. Credentials come unsealed
+from `sms_providers.credentials_sealed` only here, held in memory for the call, and
+never logged or returned by any API.
 
 Errors: a network failure, a timeout, 429 and 5xx are transient (the queue retries,
 honouring `Retry-After`); any other 4xx is permanent (the message fails and is
@@ -27,6 +29,7 @@ from urllib.parse import quote
 import aiohttp
 
 from tollgate.contracts.events.notifier import SmsStatus
+from tollgate.notifier.foreign_text import storable
 from tollgate.notifier.retry_after import parse_retry_after
 from tollgate.notifier.sms import signatures
 
@@ -78,8 +81,8 @@ class ProviderError(Exception):
         retry_after_seconds: float | None = None,
     ) -> None:
         super().__init__(message)
-        self.code = code[:32]
-        self.message = message[:255]
+        self.code = storable(code[:32])
+        self.message = storable(message[:255])
         self.transient = transient
         self.retry_after_seconds = retry_after_seconds
 
@@ -199,7 +202,7 @@ class TwilioProvider(_HttpClient):
             raise ProviderError("network", type(exc).__name__, transient=True) from exc
         if not isinstance(payload, dict) or not payload.get("sid"):
             raise ProviderError("bad-response", "No message sid in the answer.", transient=True)
-        return Accepted(str(payload["sid"]))
+        return Accepted(storable(str(payload["sid"])))
 
     async def balance(self) -> ProviderBalance | None:
         url = f"{self._base}/2010-04-01/Accounts/{quote(self._sid)}/Balance.json"
@@ -229,8 +232,8 @@ class TwilioProvider(_HttpClient):
         status = (form.get("MessageStatus") or form.get("SmsStatus") or [""])[0].lower()
         if not sid or status not in TWILIO_STATUSES:
             raise CallbackRefused("not a status callback")
-        error = (form.get("ErrorCode") or [""])[0] or None
-        return StatusReport(sid, TWILIO_STATUSES[status], error)
+        error = storable((form.get("ErrorCode") or [""])[0][:32]) or None
+        return StatusReport(storable(sid), TWILIO_STATUSES[status], error)
 
 
 def _dig(payload: Any, path: str) -> Any:
@@ -309,7 +312,7 @@ class HttpJsonProvider(_HttpClient):
         provider_id = _dig(payload, str(self._config.get("response_id_field") or "id"))
         if provider_id in (None, ""):
             raise ProviderError("bad-response", "No message id in the answer.", transient=True)
-        return Accepted(str(provider_id))
+        return Accepted(storable(str(provider_id)))
 
     async def balance(self) -> ProviderBalance | None:
         url = self._config.get("balance_url")
@@ -350,9 +353,9 @@ class HttpJsonProvider(_HttpClient):
         if provider_id in (None, "") or status is None:
             raise CallbackRefused("not a status callback")
         return StatusReport(
-            str(provider_id),
+            storable(str(provider_id)),
             self._status_map.get(str(status)),
-            str(error)[:32] if error not in (None, "") else None,
+            storable(str(error)[:32]) if error not in (None, "") else None,
         )
 
 
