@@ -60,6 +60,23 @@ async def update_user(session: AsyncSession, user_id: uuid.UUID, **values: Any) 
     await session.execute(update(User).where(User.id == user_id).values(**values))
 
 
+async def take_totp_step(session: AsyncSession, user_id: uuid.UUID, step: int) -> bool:
+    """Record `step` as the user's last accepted TOTP step unless it (or a later one)
+    was accepted already; False then. One conditional statement: of concurrent sign-ins
+    with one code, the others wait for the row and then find the step taken."""
+    stmt = (
+        update(User)
+        .where(
+            User.id == user_id,
+            (User.totp_last_step.is_(None)) | (User.totp_last_step < step),
+        )
+        .values(totp_last_step=step)
+        .returning(User.id)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
 async def fresh_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     """The user as the database holds it now (attributes reloaded even when the
     session already holds the object)."""

@@ -359,8 +359,9 @@ async def _second_factor_ok(
     secret = sealer(settings).unseal(user.totp_secret_sealed).decode()
     step = totp.matching_step(secret, code, user.totp_last_step)
     if step is not None:
-        await repo.update_user(session, user.id, totp_last_step=step)
-        return True
+        # Conditional: `user` was read without a lock, and a concurrent sign-in may have
+        # used this code since (a code is good for one sign-in).
+        return await repo.take_totp_step(session, user.id, step)
     return await repo.use_recovery_code(
         session, user.id, totp.recovery_code_hash(code), datetime.now(UTC)
     )
