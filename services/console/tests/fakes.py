@@ -547,6 +547,8 @@ class FakeBackends:
             return httpx.Response(200, json=body)
         if path.endswith("/transactions"):
             return httpx.Response(200, json=self._transactions(request.url.params))
+        if path.endswith("/transactions/totals"):
+            return httpx.Response(200, json=self._totals(request.url.params))
         match = re.fullmatch(r"/v1/orgs/[^/]+/statements/(\d{4}-\d{2})", path)
         if match:
             if request.url.params.get("format") == "csv":
@@ -570,6 +572,22 @@ class FakeBackends:
         end = start + int(params.get("limit") or 50)
         nxt = str(end) if end < len(entries) else None
         return {"items": entries[start:end], "next_cursor": nxt}
+
+    def _totals(self, params: httpx.QueryParams) -> dict[str, Any]:
+        """Billing's ledger totals by kind for `since` (at or after) and `until` (before)."""
+        since, until = params.get("since"), params.get("until")
+        kinds: dict[str, dict[str, Any]] = {}
+        for e in self.ledger:
+            if (since is None or _time(e["created_at"]) >= _time(since)) and (
+                until is None or _time(e["created_at"]) < _time(until)
+            ):
+                total = kinds.setdefault(
+                    e["kind"], {"kind": e["kind"], "entries": 0, "amount": 0, "request_count": 0}
+                )
+                total["entries"] += 1
+                total["amount"] += e["amount"]
+                total["request_count"] += e.get("request_count", 0)
+        return {"kinds": sorted(kinds.values(), key=lambda k: k["kind"])}
 
     def billing_put(self, request: httpx.Request, path: str) -> httpx.Response:
         auto = billing_auto_top_up(self, request, path)

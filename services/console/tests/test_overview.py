@@ -42,14 +42,13 @@ async def test_credits_used_counts_every_debit_of_the_range_sms_included() -> No
     assert "SMS 0193aa" in credits.text  # the charge the credits page lists too
 
 
-async def test_credits_used_adds_up_every_page_of_the_ledger() -> None:
+async def test_credits_used_is_billing_sum_however_many_entries() -> None:
     fake = FakeBackends()
-    fake.ledger += [debit(-3, timedelta(minutes=30 + i), requests=3) for i in range(600)]
+    fake.ledger += [debit(-3, timedelta(seconds=10 + i), requests=3) for i in range(6000)]
     async with console(fake) as client:
         await sign_in(client)
         page = await client.get(f"/orgs/{fake.org_id}")
-    assert 'data-testid="stat-credits">1,800<' in page.text  # two pages of 500
-    assert "≥" not in page.text
+    assert 'data-testid="stat-credits">18,000<' in page.text
 
 
 async def test_credits_used_says_billing_is_down_and_the_traffic_stays() -> None:
@@ -60,13 +59,3 @@ async def test_credits_used_says_billing_is_down_and_the_traffic_stays() -> None
     card = page.text.split('data-testid="credits-used"', 1)[1].split("</div>\n</section>", 1)[0]
     assert "Billing is unavailable right now" in card
     assert 'data-testid="stat-requests">1,234<' in page.text
-
-
-async def test_credits_used_past_what_the_overview_adds_up_is_a_floor() -> None:
-    fake = FakeBackends()
-    fake.ledger += [debit(-1, timedelta(seconds=10 + i), requests=1) for i in range(5001)]
-    async with console(fake) as client:
-        await sign_in(client)
-        page = await client.get(f"/orgs/{fake.org_id}")
-    assert 'data-testid="stat-credits">≥ 5,000<' in page.text
-    assert "the monthly statement has them all" in page.text

@@ -31,9 +31,6 @@ from tollgate.kit.clientip import PROXY_SECRET_HEADER
 Service = Literal["accounts", "usage", "billing", "notifier"]
 T = TypeVar("T")
 
-SPENT_PAGE_SIZE = 500  # billing's largest page of transactions
-SPENT_PAGES = 10  # the overview adds up at most 5,000 debit entries (one call each 500)
-
 VISITOR: ContextVar[str | None] = ContextVar("console_visitor", default=None)
 """The browser's address chain for the page being served, sent as `X-Forwarded-For`
 with every backing call (the console's web middleware sets it): accounts' per-IP
@@ -508,11 +505,19 @@ class Transaction(Shape):
     created_at: datetime
 
 
-class Spent(Shape):
-    """Credits the ledger's `debit` entries took in a range (requests, overage, SMS)."""
+class KindTotal(Shape):
+    """What an org's ledger entries of one kind add up to in a range."""
 
-    credits: int
-    complete: bool  # False: more entries than the console adds up; `credits` is a floor
+    kind: str
+    entries: int
+    amount: int  # signed: negative for debits and expiries
+    request_count: int
+
+
+class LedgerTotals(Shape):
+    """An org's ledger entries in a range, added up by kind (billing's sums)."""
+
+    kinds: list[KindTotal]
 
 
 class Plan(Shape):
@@ -1415,22 +1420,16 @@ class Backends:
 
     async def credits_spent(
         self, token: str, org_id: uuid.UUID, start: datetime, end: datetime
-    ) -> Spent:
+    ) -> int:
         """Credits debited from the org in [start, end): every `debit` entry of its ledger
-        (request batches, overage, SMS segments), as the credits page lists them. Billing
-        has no sum, so its pages are added up, at most `SPENT_PAGES` of them."""
-        params: dict[str, Any] = {"kind": "debit", "since": start.isoformat()}
-        params |= {"until": end.isoformat(), "limit": SPENT_PAGE_SIZE}
-        path = f"/v1/orgs/{org_id}/transactions"
-        spent = 0
-        for _ in range(SPENT_PAGES):
-            answer = await self._call("billing", "GET", path, token=token, params=params)
-            page = Page[Transaction].model_validate(answer)
-            spent -= sum(t.amount for t in page.items)
-            if page.next_cursor is None:
-                return Spent(credits=spent, complete=True)
-            params["cursor"] = page.next_cursor
-        return Spent(credits=spent, complete=False)
+        (request batches, overage, SMS segments), as the credits page lists them, summed
+        by billing."""
+        params = {"since": start.isoformat(), "until": end.isoformat()}
+        answer = await self._call(
+            "billing", "GET", f"/v1/orgs/{org_id}/transactions/totals", token=token, params=params
+        )
+        totals = LedgerTotals.model_validate(answer)
+        return -sum(total.amount for total in totals.kinds if total.kind == "debit")
 
     # --- billing: plans and payments ----------------------------------------------
 

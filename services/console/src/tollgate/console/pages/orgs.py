@@ -114,7 +114,7 @@ async def overview(
     )
     api_names = {str(a.id): a.name for a in apis.value or []}
     days = RANGES[chosen].total_seconds() / 86_400
-    burn = spent.value.credits / days if spent.value else None
+    burn = spent.value / days if spent.value is not None else None
     return render(
         request,
         "overview.html",
