@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from sqlalchemy import select
 
 from tollgate.contracts.envelope import new_event
 from tollgate.contracts.events.accounts import (
@@ -193,6 +194,53 @@ async def test_server_errors_are_retried_until_max_attempts(
             await backend.close()
     assert len(fake.captured) == 4
     assert len({c.headers["Idempotency-Key"] for c in fake.captured}) == 1
+
+
+async def test_an_error_body_with_nul_fails_the_mail_once(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: the error (Resend's body, kept as last_error) could not be stored, so the
+    # try was never recorded and the mail went to Resend again at every lease's end.
+    url = await migrated(database_factory("notifier"))
+    clock = FakeClock()
+    async with database(url) as sessions, receiver() as fake:
+
+        async def refused(request: web.Request) -> web.StreamResponse:
+            return web.Response(status=422, body=b'{"message":"bad \x00 address"}')
+
+        fake.respond = refused
+        async with sessions() as session, session.begin():
+            await service.queue_email(
+                session,
+                kind="credits_exhausted",
+                locale="en",
+                to="ops@example.com",
+                context={"balance": 0, "mode": "prepaid"},
+                dedupe_key="x",
+                now=clock.now(),
+            )
+        backend = ResendBackend(base_url=f"http://127.0.0.1:{fake.port}", api_key=API_KEY)
+        worker = EmailWorker(
+            sessions=sessions,
+            backend=backend,
+            sealer=Sealer(SEALING_KEY),
+            clock=clock,
+            sender="t@example.com",
+            console_url="http://c",
+            max_attempts=4,
+        )
+        try:
+            for _ in range(3):
+                await worker.run_once()
+                clock.advance(hours=1)
+        finally:
+            await backend.close()
+        async with sessions() as session:
+            mail = (await session.scalars(select(EmailMessage))).one()
+    assert len(fake.captured) == 1
+    assert (mail.state, mail.attempts) == ("failed", 1)
+    assert mail.last_error is not None
+    assert "bad \ufffd address" in mail.last_error
 
 
 async def test_org_mails_go_to_notification_contacts_and_file_backend(

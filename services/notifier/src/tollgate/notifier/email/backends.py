@@ -3,7 +3,8 @@
 `ResendBackend` posts `POST {base}/emails` with a Bearer key and an
 `Idempotency-Key` equal to the queued message's id, so a retry after a timeout or a
 crash never sends twice. 429 and 5xx (and network errors) are retryable; other 4xx
-are permanent. `FileBackend` writes each mail as `<id>.txt` and `<id>.html` under
+are permanent; what Resend answers is kept with NUL made U+FFFD (`foreign_text`).
+`FileBackend` writes each mail as `<id>.txt` and `<id>.html` under
 a directory and logs the path (never the body: it may carry a reset link).
 """
 
@@ -20,6 +21,7 @@ from typing import Protocol
 import aiohttp
 
 from tollgate.notifier.email.templates import RenderedEmail
+from tollgate.notifier.foreign_text import storable
 from tollgate.notifier.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,8 @@ class ResendBackend:
         try:
             async with self._session.post(self._url, json=payload, headers=headers) as response:
                 status = response.status
-                text = (await response.content.read(2048)).decode("utf-8", errors="replace")
+                raw = await response.content.read(2048)
+                text = storable(raw.decode("utf-8", errors="replace"))
                 provider_id = None
                 if 200 <= status < 300:
                     try:
@@ -86,7 +89,8 @@ class ResendBackend:
                     response.headers.get("Retry-After"), datetime.now(UTC)
                 )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            return SendResult(sent=False, retryable=True, error=f"{type(exc).__name__}: {exc}")
+            error = storable(f"{type(exc).__name__}: {exc}"[:500])
+            return SendResult(sent=False, retryable=True, error=error)
         return SendResult(
             sent=False,
             retryable=status == 429 or status >= 500,
