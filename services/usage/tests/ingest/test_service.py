@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.contracts.decoding import decode
 from tollgate.contracts.events.accounts import KeyUpserted, Limits
+from tollgate.contracts.events.gateway import RequestMode
 from tollgate.contracts.events.usage import UsageThresholdCrossed
 from tollgate.kit.db import SessionMaker, create_engine, session_maker
 from tollgate.usage import histogram
@@ -436,3 +437,23 @@ async def test_answers_summed_over_many_rows_stay_within_a_bigint(
             series = await timeseries(session, UsageFilter(org_id=org), span, "day")
         assert (answer.requests, answer.credits) == (4, BIGINT_MAX)
         assert [p.credits for p in series.points] == [BIGINT_MAX]
+
+
+async def test_a_nil_key_seen_in_both_modes_in_one_batch_does_not_block_ingest(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: two rejections without a resolved key, one live and one test (the contract
+    # allows it), in one minute made two rows with one primary key in a single upsert;
+    # Postgres refused the batch on every retry.
+    async with usage_db(database_factory) as sessions:
+        at = datetime.now(UTC).replace(second=5, microsecond=0)
+        live = rejected(org_id=None, key_id=None, api_id=None, status=401, time=at)
+        test = rejected(org_id=None, key_id=None, api_id=None, status=401, time=at)
+        test = test.model_copy(update={"mode": RequestMode.TEST})
+        result = await ingest(sessions, as_deliveries([live, test]))
+        assert result.ingested == 2
+        async with sessions() as session:
+            assert await scalar(session, "SELECT count(*) FROM request_log") == 2
+            for table in ("usage_minute", "usage_hour", "usage_key_hour", "usage_key_day"):
+                assert await scalar(session, f"SELECT sum(requests) FROM {table}") == 2
+            assert await scalar(session, "SELECT sum(requests) FROM usage_org_minute") == 2

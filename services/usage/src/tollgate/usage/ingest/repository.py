@@ -309,6 +309,44 @@ def by_org(
     return summed
 
 
+def _one_row_per_primary_key(
+    aggregates: Mapping[AggregateKey, AggregateValues],
+) -> Mapping[AggregateKey, AggregateValues]:
+    """Rows of `usage_minute` / `usage_hour`, whose primary key has no mode (it follows
+    the key): a key seen in both modes in one bucket (only the nil key of key-less
+    rejections can be) is one row under the first mode in order ('live'); two rows with
+    one primary key in an upsert would make Postgres refuse the whole batch."""
+    if len({key[:8] for key in aggregates}) == len(aggregates):
+        return aggregates  # the usual case: nothing to merge
+    merged: dict[AggregateKey, AggregateValues] = {}
+    first: dict[tuple[object, ...], AggregateKey] = {}
+    for key in sorted(aggregates, key=lambda k: k[8]):
+        values = aggregates[key]
+        held = first.get(key[:8])
+        if held is None:
+            first[key[:8]] = key
+            merged[key] = AggregateValues(
+                values.requests,
+                values.bytes_in,
+                values.bytes_out,
+                values.credits,
+                values.latency_ms_sum,
+                dict(values.latency_hist),
+                values.drifted,
+            )
+            continue
+        total = merged[held]
+        total.requests += values.requests
+        total.bytes_in += values.bytes_in
+        total.bytes_out += values.bytes_out
+        total.credits += values.credits
+        total.latency_ms_sum += values.latency_ms_sum
+        total.drifted += values.drifted
+        for index, count in values.latency_hist.items():
+            total.latency_hist[index] = total.latency_hist.get(index, 0) + count
+    return merged
+
+
 KEY_MEASURES = (
     "requests",
     "rejected",
@@ -328,16 +366,23 @@ KeyRollupKey = tuple[uuid.UUID, datetime, uuid.UUID, str]
 def by_key(
     hours: Mapping[AggregateKey, AggregateValues], *, days: bool
 ) -> dict[KeyRollupKey, list[int]]:
-    """Hour aggregates summed per (org, hour or UTC day, key): the `KEY_MEASURES`."""
-    summed: dict[KeyRollupKey, list[int]] = {}
+    """Hour aggregates summed per (org, hour or UTC day, key): the `KEY_MEASURES`. The
+    mode is no part of these tables' primary key (it follows the key): a key seen in both
+    modes in one batch (only the nil key of key-less rejections can be) is one row, under
+    the first mode in order ('live'), as `usage_org_rollup_rebuild()` does."""
+    summed: dict[tuple[uuid.UUID, datetime, uuid.UUID], list[int]] = {}
+    modes: dict[tuple[uuid.UUID, datetime, uuid.UUID], str] = {}
     for key, v in hours.items():
         bucket, org_id, key_id, _, _, _, status, reason, mode = key
         if days:
             bucket = bucket.replace(hour=0)
-        slot = (org_id, bucket, key_id, mode)
+        slot = (org_id, bucket, key_id)
         total = summed.get(slot)
         if total is None:
             total = summed[slot] = [0] * len(KEY_MEASURES)
+            modes[slot] = mode
+        elif mode < modes[slot]:
+            modes[slot] = mode
         done = not reason
         error = done and status >= 400
         total[0] += v.requests
@@ -350,7 +395,7 @@ def by_key(
         total[7] += v.credits
         total[8] += v.latency_ms_sum if done else 0
         total[9] += v.drifted
-    return summed
+    return {(*slot, modes[slot]): total for slot, total in summed.items()}
 
 
 def _key_upsert_sql(table: str) -> Any:
@@ -399,6 +444,8 @@ async def add_to_aggregates(
     ignored, `usage_org_minute`, `usage_org_hour`: see `by_org`)."""
     if not aggregates:
         return
+    if table in _AGGREGATE_TABLES:
+        aggregates = _one_row_per_primary_key(aggregates)
     # Primary key order (org first), the same in every transaction: no deadlocks.
     if table in _ORG_TABLES:
         keys = sorted(aggregates, key=lambda k: (k[1], k[0], k[8], k[3], k[4], k[5], k[6], k[7]))
