@@ -91,3 +91,42 @@ async def test_members_do_not_see_routes_of_internal_operations(
         assert _routes(as_admin.json()) == everything
         admin_routes = await svc.http.get(f"/v1/apis/{api['id']}/routes", headers=admin.headers)
         assert len(admin_routes.json()["items"]) == len(everything)
+
+
+async def test_the_catalog_entry_tells_nothing_of_internal_operations(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Anonymous visitors: neither the tags nor the price of an internal operation show
+    in the API's catalog entry (its consumer document already leaves them out)."""
+    settings = settings_for(
+        accounts_db, kafka=kafka_bootstrap, prefix=topic_prefix, workdir=tmp_path
+    )
+    document = json.loads(json.dumps(DOCUMENT))
+    document["paths"]["/invoices"]["get"]["tags"] = ["invoices"]
+    document["paths"]["/invoices"]["delete"]["tags"] = ["danger-zone"]
+    document["paths"]["/ops/replay"]["post"]["tags"] = ["ledger-ops"]
+    async with running(settings) as svc:
+        admin = await make_admin(svc)
+        api = await make_api(svc, admin, price=2)
+        imported = await svc.http.post(
+            f"/v1/apis/{api['id']}/openapi",
+            content=json.dumps(document),
+            headers={**admin.headers, "Content-Type": "application/json"},
+        )
+        assert imported.status_code == 200, imported.text
+        for route in imported.json()["api"]["routes"]:
+            if (route["method"], route["path_template"]) in INTERNAL:
+                priced = await svc.http.patch(
+                    f"/v1/apis/{api['id']}/routes/{route['id']}",
+                    json={"price": 999},
+                    headers=admin.headers,
+                )
+                assert priced.status_code == 200, priced.text
+
+        entry = await svc.http.get(f"/v1/catalog/{api['slug']}")
+        assert entry.status_code == 200, entry.text
+        assert entry.json()["tags"] == ["invoices"]
+        assert (entry.json()["price_low"], entry.json()["price_high"]) == (2, 2)
+        listed = await svc.http.get("/v1/catalog")
+        mine = [a for a in listed.json()["items"] if a["id"] == api["id"]]
+        assert [(a["tags"], a["price_high"]) for a in mine] == [(["invoices"], 2)]

@@ -39,6 +39,7 @@ from tollgate.accounts.apis import repository as repo
 from tollgate.accounts.apis.api import _may_read
 from tollgate.accounts.apis.credentials import credential_header_names
 from tollgate.accounts.apis.schemas import SLUG_PATTERN
+from tollgate.accounts.apis.visibility import visible_routes
 from tollgate.accounts.apis.service import not_found
 from tollgate.accounts.caller import _caller, client_ip
 from tollgate.accounts.catalog import repository as catalog_repo
@@ -148,7 +149,8 @@ _DOCUMENTS: _Recent[tuple[uuid.UUID, int, str, str], _Document] = _Recent(128)
 
 
 def _summary(doc: dict[str, Any] | None) -> tuple[str, list[str]]:
-    """The imported document's description (first paragraph) and its tags."""
+    """The imported document's description (first paragraph) and its tags (those of
+    `x-internal` operations left out, as the consumer document leaves them out)."""
     if not doc:
         return "", []
     info = doc.get("info") if isinstance(doc.get("info"), dict) else {}
@@ -159,16 +161,17 @@ def _summary(doc: dict[str, Any] | None) -> tuple[str, list[str]]:
         if isinstance(tag, dict) and isinstance(tag.get("name"), str):
             tags.append(_SPACES.sub(" ", tag["name"]))
     for item in (doc.get("paths") or {}).values():
-        if isinstance(item, dict):
+        if isinstance(item, dict) and item.get("x-internal") is not True:
             for operation in item.values():
-                if isinstance(operation, dict):
+                if isinstance(operation, dict) and operation.get("x-internal") is not True:
                     tags.extend(t for t in operation.get("tags") or [] if isinstance(t, str))
     return text, sorted(set(tags))[:20]
 
 
 def _entry(api: Api, routes: list[ApiRoute]) -> CatalogApi:
     description, tags = _summary(api.openapi_document)
-    prices = [api.price if r.price is None else r.price for r in routes] or [api.price]
+    public = visible_routes(api.openapi_document, routes, admin=False)
+    prices = [api.price if r.price is None else r.price for r in public] or [api.price]
     return CatalogApi(
         id=api.id,
         slug=api.slug,
