@@ -25,6 +25,8 @@ from tollgate.contracts import (
     new_event,
     topic_for,
 )
+from tollgate.contracts.envelope import CREDITS_MAX, SMS_SEGMENTS_MAX
+from tollgate.contracts.events.notifier import SmsCharged
 
 
 def _event_json(event: EventData, **envelope: Any) -> dict[str, Any]:
@@ -181,3 +183,20 @@ def test_envelope_classes_are_built_once_per_type() -> None:
     raws = [encode(new_event(key_upserted(version=n), source="s")) for n in range(200)]
     decoded = [decode(raw) for raw in raws] + [decode_as(raw, KeyUpserted) for raw in raws]
     assert {type(event) for event in decoded} == {envelope_model(KeyUpserted)}
+
+
+def test_charges_past_what_consumers_can_add_up_are_refused() -> None:
+    """One charge is at most CREDITS_MAX credits (an SMS: per segment, 255 segments), so
+    no contract-valid event can overflow a 64-bit balance or total downstream."""
+    request = request_completed().model_dump()
+    assert RequestCompleted.model_validate({**request, "cost": CREDITS_MAX}).cost == CREDITS_MAX
+    with pytest.raises(ValidationError):
+        RequestCompleted.model_validate({**request, "cost": CREDITS_MAX + 1})
+    charge = next(e for e in every_event() if isinstance(e, SmsCharged)).model_dump()
+    for field, value in (
+        ("price_per_segment", CREDITS_MAX + 1),
+        ("segments", SMS_SEGMENTS_MAX + 1),
+        ("amount", SMS_SEGMENTS_MAX * CREDITS_MAX + 1),
+    ):
+        with pytest.raises(ValidationError):
+            SmsCharged.model_validate({**charge, field: value})

@@ -60,6 +60,9 @@ async def test_admins_manage_plans_others_read_them(database_factory: Callable[[
             {**PRO, "monthly_price": "10"},
             {**PRO, "past_quota": "maybe"},
             {**PRO, "included_requests": -1},
+            # More credits per call than any event may carry: its plan event would be
+            # refused by every consumer (the contracts' CREDITS_MAX).
+            {**PRO, "past_quota": "overage", "overage_price": 10**12 + 1},
         ):
             r = await client.post("/v1/plans", json=bad, headers=admin)
             assert r.status_code == 422, bad

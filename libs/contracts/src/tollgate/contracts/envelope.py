@@ -46,6 +46,14 @@ def _as_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 """A timezone-aware datetime, normalised to UTC; naive datetimes are rejected."""
 
+CREDITS_MAX = 10**12
+"""The most credits one price may be (a call, an overage call, an SMS segment), as
+accounts, billing and the notifier accept prices: a consumer adding up millions of
+charges stays far inside the 64-bit integers it stores, so no contract-valid event can
+overflow a balance or a total and block its partition."""
+SMS_SEGMENTS_MAX = 255
+"""The most segments one SMS may have (a concatenated SMS numbers its parts in one byte)."""
+
 
 class ContractModel(BaseModel):
     """Base of every model in the contract: immutable, and unknown fields are ignored so

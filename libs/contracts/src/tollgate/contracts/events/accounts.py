@@ -27,7 +27,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, Field
 
-from tollgate.contracts.envelope import ContractModel, EventData, UtcDatetime
+from tollgate.contracts.envelope import CREDITS_MAX, ContractModel, EventData, UtcDatetime
 
 
 def _canonical_cidr(value: str) -> str:
@@ -189,7 +189,10 @@ class RouteSpec(ContractModel):
         pattern=r"^/", description="Path template below the API slug, e.g. `/pets/{petId}`."
     )
     price: int | None = Field(
-        None, ge=0, description="Credits per call; null uses the API's default price."
+        None,
+        ge=0,
+        le=CREDITS_MAX,
+        description="Credits per call; null uses the API's default price.",
     )
     limits: Limits = Field(default_factory=Limits, description="Per-route rate limits.")
     required_scopes: list[str] = Field(
@@ -244,7 +247,9 @@ class ApiUpserted(EventData):
         None, description="When the API will be retired (`Sunset` header)."
     )
     timeout_ms: int = Field(ge=1, description="Upstream timeout; exceeded means 504.")
-    price: int = Field(ge=0, description="Default credits per call for routes without a price.")
+    price: int = Field(
+        ge=0, le=CREDITS_MAX, description="Default credits per call for routes without a price."
+    )
     charge_failed_calls: bool = Field(
         description="Whether calls answered with 5xx by the upstream are charged."
     )

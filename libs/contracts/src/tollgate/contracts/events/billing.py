@@ -20,7 +20,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from tollgate.contracts.envelope import EventData, UtcDatetime
+from tollgate.contracts.envelope import CREDITS_MAX, EventData, UtcDatetime
 from tollgate.contracts.events.accounts import Limits
 
 
@@ -159,7 +159,9 @@ class PlanState(EventData):
         description="Past the included requests: refuse with 402 or 429, or serve and charge "
         "`overage_price` per call."
     )
-    overage_price: int = Field(0, ge=0, description="Credits per call past the quota (overage).")
+    overage_price: int = Field(
+        0, ge=0, le=CREDITS_MAX, description="Credits per call past the quota (overage)."
+    )
     rate_limits: Limits = Field(
         default_factory=Limits, description="Limits over every key of the org together."
     )

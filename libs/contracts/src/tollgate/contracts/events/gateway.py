@@ -16,7 +16,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, Field
 
-from tollgate.contracts.envelope import EventData, UtcDatetime
+from tollgate.contracts.envelope import CREDITS_MAX, EventData, UtcDatetime
 
 _PATH_PATTERN = r"^[^?#\x00]*$"  # the query string may carry `api_key`: never in an event
 _TEXT = r"^[^\x00]*$"  # no NUL: no consumer's database can store it
@@ -113,7 +113,7 @@ class RequestCompleted(EventData):
         pattern=_TEXT, description="Client IP address (after trusted proxy handling)."
     )
     cost: int = Field(
-        ge=0, le=_COUNT_MAX, description="Credits charged for this request (integer)."
+        ge=0, le=CREDITS_MAX, description="Credits charged for this request (integer)."
     )
     gateway_instance: str = Field(
         pattern=_TEXT, description="Gateway replica that served the request."

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from tollgate.contracts.envelope import EventData, UtcDatetime
+from tollgate.contracts.envelope import CREDITS_MAX, SMS_SEGMENTS_MAX, EventData, UtcDatetime
 
 
 class SmsRoute(StrEnum):
@@ -100,9 +100,13 @@ class SmsCharged(EventData):
     org_id: UUID = Field(description="Org debited.")
     key_id: UUID | None = Field(None, description="API key the message was sent with.")
     destination_prefix: str = Field(description="Price table prefix that matched the recipient.")
-    segments: int = Field(ge=1, description="SMS segments.")
-    price_per_segment: int = Field(ge=0, description="Credits per segment.")
-    amount: int = Field(ge=0, description="Credits to debit: segments * price_per_segment.")
+    segments: int = Field(ge=1, le=SMS_SEGMENTS_MAX, description="SMS segments.")
+    price_per_segment: int = Field(ge=0, le=CREDITS_MAX, description="Credits per segment.")
+    amount: int = Field(
+        ge=0,
+        le=SMS_SEGMENTS_MAX * CREDITS_MAX,
+        description="Credits to debit: segments * price_per_segment.",
+    )
     charged_at: UtcDatetime = Field(description="When the message was accepted.")
 
 
@@ -120,6 +124,6 @@ class SmsRefunded(EventData):
     charge_id: UUID = Field(description="The charge being refunded.")
     message_id: UUID = Field(description="The outbound message.")
     org_id: UUID = Field(description="Org credited.")
-    amount: int = Field(ge=0, description="Credits given back.")
+    amount: int = Field(ge=0, le=SMS_SEGMENTS_MAX * CREDITS_MAX, description="Credits given back.")
     reason: str = Field(description="Why, e.g. the provider's error code.")
     refunded_at: UtcDatetime = Field(description="When the message was failed.")

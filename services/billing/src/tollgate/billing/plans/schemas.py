@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from tollgate.contracts.envelope import CREDITS_MAX
 from tollgate.contracts.events.accounts import Limits
 from tollgate.contracts.events.billing import PastQuota, PlanStatus
 from tollgate.kit.pagination import Page
@@ -17,6 +18,8 @@ MAX_AMOUNT = 10**15
 
 Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT), JSON_INTEGER]
 """A JSON integer, 0 to MAX_AMOUNT (not `"10"`, `true`, `1.5`)."""
+Price = Annotated[int, Field(ge=0, le=CREDITS_MAX), JSON_INTEGER]
+"""Credits per call: a JSON integer, 0 to the contracts' CREDITS_MAX."""
 PlanName = Annotated[str, Field(min_length=1, max_length=100)]
 Currency = Annotated[str, Field(pattern=r"^[a-z]{3}$", description="ISO 4217, lower case.")]
 TrialDays = Annotated[int, Field(ge=0, le=365), JSON_INTEGER]
@@ -45,7 +48,7 @@ class PlanIn(RequestModel):
         description="Past the included requests: `reject_402` (problem `quota-exceeded`, "
         "402), `reject_429` (the same problem, 429) or `overage` (served).",
     )
-    overage_price: Amount = Field(0, description="Credits per call past the quota (overage).")
+    overage_price: Price = Field(0, description="Credits per call past the quota (overage).")
     rate_limits: RateLimitsIn = Field(default_factory=RateLimitsIn)
     trial_days: TrialDays = Field(0, description="Days of trial when an org first takes it.")
 
@@ -59,7 +62,7 @@ class PlanPatch(RequestModel):
     included_requests: Amount | None = None
     unlimited_requests: bool = Field(False, description="true: remove the quota.")
     past_quota: PastQuota | None = None
-    overage_price: Amount | None = None
+    overage_price: Price | None = None
     rate_limits: RateLimitsIn | None = None
     trial_days: TrialDays | None = None
     archived: bool | None = Field(
