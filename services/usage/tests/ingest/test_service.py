@@ -27,6 +27,7 @@ from tollgate.usage.ingest.service import (
     record_requests,
 )
 from tollgate.usage.models import RequestLogEntry, outbox
+from tollgate.usage.quotas.repository import key_limits
 from tollgate.usage.quotas.service import apply_key_state
 from tollgate.usage.retention.service import (
     PartitionDays,
@@ -457,3 +458,39 @@ async def test_a_nil_key_seen_in_both_modes_in_one_batch_does_not_block_ingest(
             for table in ("usage_minute", "usage_hour", "usage_key_hour", "usage_key_day"):
                 assert await scalar(session, f"SELECT sum(requests) FROM {table}") == 2
             assert await scalar(session, "SELECT sum(requests) FROM usage_org_minute") == 2
+
+
+async def test_a_limit_near_a_bigint_does_not_block_ingest(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: a contract-valid limit near 2^63 overflowed `80 * limit` in the quota check,
+    # and every batch with that key's traffic failed for ever.
+    async with usage_db(database_factory) as sessions:
+        org, key, api = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        async with sessions() as session, session.begin():
+            await apply_key_state(session, key_state(key, org, per_day=2**62, version=1))
+        result = await ingest(
+            sessions, as_deliveries([completed(org_id=org, key_id=key, api_id=api)])
+        )
+        assert result.ingested == 1
+        assert await announced(sessions) == []
+
+
+async def test_a_limit_past_a_bigint_is_kept_as_unreachable(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: a contract-valid limit past 2^63 failed the key registry's batch on every
+    # retry (the key topic is read from the beginning: every later key was stuck too).
+    async with usage_db(database_factory) as sessions:
+        org, key, api = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        async with sessions() as session, session.begin():
+            state = key_state(key, org, per_day=2**70, version=1, per_month=2**64)
+            assert await apply_key_state(session, state)
+        result = await ingest(
+            sessions, as_deliveries([completed(org_id=org, key_id=key, api_id=api)])
+        )
+        assert result.ingested == 1
+        async with sessions() as session:
+            known = await key_limits(session, key)
+        assert known is not None
+        assert (known.per_day, known.per_month) == (2**63 - 1, 2**63 - 1)

@@ -101,8 +101,8 @@ async def add_usage(
             SELECT c.key_id, k.org_id, c.period, c.period_start, c.used,
                    CASE c.period WHEN 'day' THEN k.per_day ELSE k.per_month END AS lim
             FROM counted AS c JOIN api_keys AS k ON k.key_id = c.key_id
-            WHERE c.used * 100 >= :near_percent
-                * CASE c.period WHEN 'day' THEN k.per_day ELSE k.per_month END
+            WHERE c.used::numeric * 100 >= :near_percent
+                * CASE c.period WHEN 'day' THEN k.per_day ELSE k.per_month END::numeric
             """
         ),
         {

@@ -21,10 +21,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollgate.contracts.events.accounts import KeyUpserted
 from tollgate.contracts.events.usage import UsagePeriod, UsageThresholdCrossed
 from tollgate.kit.outbox import emit
+from tollgate.usage.models import BIGINT_MAX
 from tollgate.usage.quotas import repository
 
 THRESHOLDS = (80, 100)
 """Percentages of a limit announced, once each per key and period."""
+
+
+def _storable(limit: int | None) -> int | None:
+    """A limit as a bigint holds it: the contract bounds none, and one past 2^63 - 1 would
+    fail the registry's batch on every retry. No count reaches 2^63 - 1, so capping it
+    changes no alert."""
+    return None if limit is None else min(limit, BIGINT_MAX)
 
 
 async def apply_key_state(session: AsyncSession, key: KeyUpserted) -> bool:
@@ -33,8 +41,8 @@ async def apply_key_state(session: AsyncSession, key: KeyUpserted) -> bool:
         session,
         key_id=key.key_id,
         org_id=key.org_id,
-        per_day=key.limits.per_day,
-        per_month=key.limits.per_month,
+        per_day=_storable(key.limits.per_day),
+        per_month=_storable(key.limits.per_month),
         version=key.version,
         updated_at=key.updated_at,
     )
