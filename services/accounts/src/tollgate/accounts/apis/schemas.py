@@ -13,6 +13,7 @@ from pydantic.json_schema import SkipJsonSchema
 from tollgate.accounts.limits import LimitsIn
 from tollgate.accounts.scopes import MAX_ROUTE_SCOPES, Scope
 from tollgate.accounts.storable import UtcDatetime
+from tollgate.contracts.envelope import CREDITS_MAX
 from tollgate.contracts.events.accounts import ApiChange
 from tollgate.kit.requests import JSON_INTEGER, RequestModel, StrictFlag
 
@@ -51,7 +52,7 @@ Method = Annotated[str, Field(pattern=r"^([A-Z]{1,10}|\*)$")]
 # characters to the server's regex engine and to JSON Schema's (ECMA-262).
 PathTemplate = Annotated[str, Field(pattern=r"^/[^\x00-\x20\x7f-\x9f?#]*$", max_length=1024)]
 Status = Literal["active", "deprecated", "retired"]
-Price = Annotated[int, Field(ge=0, le=1_000_000_000_000), JSON_INTEGER]
+Price = Annotated[int, Field(ge=0, le=CREDITS_MAX), JSON_INTEGER]
 TimeoutMs = Annotated[int, Field(ge=1, le=300_000), JSON_INTEGER]
 
 

@@ -39,8 +39,8 @@ from tollgate.accounts.apis import repository as repo
 from tollgate.accounts.apis.api import _may_read
 from tollgate.accounts.apis.credentials import credential_header_names
 from tollgate.accounts.apis.schemas import SLUG_PATTERN
-from tollgate.accounts.apis.visibility import visible_routes
 from tollgate.accounts.apis.service import not_found
+from tollgate.accounts.apis.visibility import visible_routes
 from tollgate.accounts.caller import _caller, client_ip
 from tollgate.accounts.catalog import repository as catalog_repo
 from tollgate.accounts.catalog.consumer_openapi import (
