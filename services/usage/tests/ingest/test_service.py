@@ -392,17 +392,21 @@ async def test_a_new_log_as_long_as_the_old_one_is_taken_in(
 BIGINT_MAX = 2**63 - 1
 
 
-async def test_costs_whose_sum_no_bigint_holds_saturate_instead_of_blocking_ingest(
+def huge_answer(org: uuid.UUID, key: uuid.UUID, api: uuid.UUID, at: datetime) -> RequestEvent:
+    """A completed request whose answer was 2^62 bytes: the contract allows up to 2^63 - 1."""
+    event = completed(org_id=org, key_id=key, api_id=api, time=at)
+    return event.model_copy(update={"response_bytes": 2**62})
+
+
+async def test_sums_no_bigint_holds_saturate_instead_of_blocking_ingest(
     database_factory: Callable[[str], str],
 ) -> None:
-    # Before: two contract-valid costs (each below 2^63) in one minute summed past what a
-    # bigint holds, and the batch failed on every retry: the partition stopped for good.
+    # Before: two contract-valid sizes (or costs) in one minute summed past what a bigint
+    # holds, and the batch failed on every retry: the partition stopped for good.
     async with usage_db(database_factory) as sessions:
         org, key, api = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         at = datetime.now(UTC).replace(second=5, microsecond=0)
-        huge = [
-            completed(org_id=org, key_id=key, api_id=api, time=at, cost=2**62) for _ in range(3)
-        ]
+        huge = [huge_answer(org, key, api, at) for _ in range(3)]
         first = await ingest(sessions, as_deliveries(huge[:2]))  # summed in one batch
         later = await ingest(sessions, as_deliveries(huge[2:], first=2))  # added by the upsert
         assert (first.ingested, later.ingested) == (2, 1)
@@ -410,34 +414,29 @@ async def test_costs_whose_sum_no_bigint_holds_saturate_instead_of_blocking_inge
         async with sessions() as session:
             assert await scalar(session, "SELECT count(*) FROM request_log") == 3
             for table in ("usage_minute", "usage_hour", "usage_org_hour", "usage_key_day"):
-                assert await scalar(session, f"SELECT sum(credits) FROM {table}") == BIGINT_MAX
+                assert await scalar(session, f"SELECT sum(bytes_out) FROM {table}") == BIGINT_MAX
             for where in (UsageFilter(org_id=org), UsageFilter(org_id=org, key_id=key)):
                 answer = await summary(session, where, span)
-                assert (answer.requests, answer.credits) == (3, BIGINT_MAX)
-            ranked = await top(session, UsageFilter(org_id=org), span, "key", "credits", 5)
-            assert [(i.requests, i.credits) for i in ranked.items] == [(3, BIGINT_MAX)]
+                assert (answer.requests, answer.bytes_out) == (3, BIGINT_MAX)
+            ranked = await top(session, UsageFilter(org_id=org), span, "key", "requests", 5)
+            assert [(i.value, i.requests) for i in ranked.items] == [(str(key), 3)]
 
 
 async def test_answers_summed_over_many_rows_stay_within_a_bigint(
     database_factory: Callable[[str], str],
 ) -> None:
-    # Each hour holds a contract-valid cost; a range over several hours sums past 2^63.
+    # Each hour holds a contract-valid size; a range over several hours sums past 2^63.
     async with usage_db(database_factory) as sessions:
         org, key, api = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         hour = datetime(2026, 3, 2, tzinfo=UTC)
-        events = [
-            completed(
-                org_id=org, key_id=key, api_id=api, time=hour + timedelta(hours=n), cost=2**62
-            )
-            for n in range(4)
-        ]
+        events = [huge_answer(org, key, api, hour + timedelta(hours=n)) for n in range(4)]
         await ingest(sessions, as_deliveries(events))
         span = TimeRange(hour, hour + timedelta(hours=4))
         async with sessions() as session:
             answer = await summary(session, UsageFilter(org_id=org), span)
             series = await timeseries(session, UsageFilter(org_id=org), span, "day")
-        assert (answer.requests, answer.credits) == (4, BIGINT_MAX)
-        assert [p.credits for p in series.points] == [BIGINT_MAX]
+        assert (answer.requests, answer.bytes_out) == (4, BIGINT_MAX)
+        assert [p.bytes_out for p in series.points] == [BIGINT_MAX]
 
 
 async def test_a_nil_key_seen_in_both_modes_in_one_batch_does_not_block_ingest(
