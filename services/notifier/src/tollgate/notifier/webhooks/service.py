@@ -9,6 +9,7 @@ are testable without sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import uuid
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from tollgate.contracts.ids import uuid7
 from tollgate.kit.audit import AuditChange
 from tollgate.kit.netpolicy import DestinationRefused, NetworkPolicy
 from tollgate.kit.problems import Conflict, NotFound, Unprocessable
-from tollgate.kit.sealing import Sealer
+from tollgate.kit.sealing import Sealer, SealError
 from tollgate.notifier.email import service as email
 from tollgate.notifier.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tollgate.notifier.webhooks import repository
@@ -178,10 +179,13 @@ def signing_secrets(
     now: datetime,
 ) -> list[str]:
     """The secrets that sign a message now: the current one, plus the previous one
-    during its rotation grace period."""
+    during its rotation grace period. Raises SealError when the current one cannot be
+    opened (sealed with a key no longer configured); a previous one that cannot is left
+    out, so rotating the secret is the customer's way out."""
     secrets = [sealer.unseal(secret_sealed).decode()]
     if previous_sealed and previous_expires_at is not None and now < previous_expires_at:
-        secrets.append(sealer.unseal(previous_sealed).decode())
+        with contextlib.suppress(SealError):
+            secrets.append(sealer.unseal(previous_sealed).decode())
     return secrets
 
 

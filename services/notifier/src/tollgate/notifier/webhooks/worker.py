@@ -18,11 +18,11 @@ from prometheus_client import Counter, Histogram
 
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.jobs import every
-from tollgate.kit.sealing import Sealer
+from tollgate.kit.sealing import Sealer, SealError
 from tollgate.notifier.clock import Clock
 from tollgate.notifier.webhooks import repository, service
 from tollgate.notifier.webhooks.repository import ClaimedDelivery
-from tollgate.notifier.webhooks.sender import WebhookSender
+from tollgate.notifier.webhooks.sender import AttemptOutcome, WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,17 @@ ATTEMPTS = Counter(
 ATTEMPT_SECONDS = Histogram(
     "tollgate_notifier_webhook_attempt_seconds", "duration of webhook delivery attempts"
 )
+
+UNSEALABLE = AttemptOutcome(
+    succeeded=False,
+    status=None,
+    duration_ms=0,
+    response_body="",
+    error="not sent: the endpoint's signing secret cannot be read; rotate the secret",
+    retry_after_seconds=None,
+)
+"""The attempt of a delivery whose endpoint secret was sealed with a key the operator
+no longer configures."""
 
 
 class DeliveryWorker:
@@ -118,20 +129,26 @@ class DeliveryWorker:
                         finished_at=now,
                     )
                 return
-            secrets = service.signing_secrets(
-                self._sealer,
-                item.secret_sealed,
-                item.previous_secret_sealed,
-                item.previous_secret_expires_at,
-                now,
-            )
-            outcome = await self._sender.send(
-                url=item.url,
-                message_id=item.message_id,
-                timestamp=int(now.timestamp()),
-                body=item.body,
-                secrets=secrets,
-            )
+            try:
+                secrets = service.signing_secrets(
+                    self._sealer,
+                    item.secret_sealed,
+                    item.previous_secret_sealed,
+                    item.previous_secret_expires_at,
+                    now,
+                )
+            except SealError:
+                # Not sent (unsigned, it would be refused), but an attempt like any
+                # failed one: logged for the customer, retried on the schedule.
+                outcome = UNSEALABLE
+            else:
+                outcome = await self._sender.send(
+                    url=item.url,
+                    message_id=item.message_id,
+                    timestamp=int(now.timestamp()),
+                    body=item.body,
+                    secrets=secrets,
+                )
             ATTEMPT_SECONDS.observe(outcome.duration_ms / 1000)
             async with self._sessions() as session, session.begin():
                 recorded = await service.record_outcome(
