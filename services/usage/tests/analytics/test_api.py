@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 from tollgate.contracts import topics
 from tollgate.contracts.events.gateway import RequestCompleted, RequestRejected
+from tollgate.kit.db import create_engine, session_maker
 from tollgate.kit.kafka import make_producer, topic_name
 from tollgate.kit.testing.pages import check_list_contract
 from tollgate.kit.testing.polling import eventually
@@ -29,6 +30,9 @@ from tollgate.kit.testing.tokens import TokenMint
 from tollgate.usage import histogram
 from tollgate.usage.app import create_app
 from tollgate.usage.config import Settings
+from tollgate.usage.ingest.service import Delivery, record_requests
+from tollgate.usage.retention.jobs import policy_from
+from tollgate.usage.retention.service import PartitionDays, enforce_retention, ensure_partitions
 
 from ..factories import completed, encoded, long_tail_latency, migrated, rejected
 
@@ -313,3 +317,51 @@ async def test_usage_api_end_to_end(
         frames = [f for f in live.text.split("\n\n") if f.startswith("event: counts")]
         assert frames
         assert '"seconds":[{"second"' in frames[0]
+
+
+async def test_top_keys_past_the_minute_retention_counts_what_top_apis_counts(
+    database_factory: Callable[[str], str], kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    # Top keys reads a range that is most of a UTC day as the day's row minus the rest of
+    # the day. Once retention had dropped that day's minutes, the rest's edge minutes were
+    # taken away as nothing: a key that called only there was listed, counted too much.
+    settings = settings_for(
+        await migrated(database_factory("usage")), kafka_bootstrap, topic_prefix
+    )
+    mint = TokenMint()
+    now = datetime.now(UTC)
+    day = datetime.combine((now - timedelta(days=60)).date(), datetime.min.time(), tzinfo=UTC)
+    org, api, inside, outside = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    events: list[Event] = [
+        completed(org_id=org, key_id=outside, api_id=api, time=day + timedelta(minutes=310)),
+        completed(org_id=org, key_id=inside, api_id=api, time=day + timedelta(hours=9)),
+    ]
+    engine = create_engine(settings.database_url, pool_size=2)
+    sessions = session_maker(engine)
+    try:
+        async with sessions() as session, session.begin():
+            await ensure_partitions(session, {day.date()}, PartitionDays())
+            deliveries = [Delivery(0, n, event) for n, event in enumerate(events)]
+            await record_requests(session, group_id="usage", topic="t", deliveries=deliveries)
+        async with sessions() as session, session.begin():
+            await enforce_retention(session, policy_from(settings), now, PartitionDays())
+    finally:
+        await engine.dispose()
+    member = mint.headers(orgs={org: "viewer"})
+    span = {
+        "from": (day + timedelta(minutes=330)).isoformat(),
+        "to": (day + timedelta(days=1)).isoformat(),
+    }
+    app = create_app(settings, jwt_verifier=mint.verifier(), consume=False)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://usage") as client,
+    ):
+        ranked = {}
+        for by in ("api", "key"):
+            params = {"org_id": str(org), "by": by, **span}
+            reply = await client.get("/v1/usage/top", params=params, headers=member)
+            assert reply.status_code == 200, reply.text
+            ranked[by] = [(i["value"], i["requests"]) for i in reply.json()["items"]]
+    assert ranked == {"api": [(str(api), 1)], "key": [(str(inside), 1)]}

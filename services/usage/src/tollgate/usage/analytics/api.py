@@ -4,7 +4,7 @@ to the org named with `org_id` (admins may omit it to see every org)."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -34,6 +34,8 @@ from tollgate.usage.analytics.schemas import (
     UsageSummary,
 )
 from tollgate.usage.config import CurrentSettings, Settings
+from tollgate.usage.retention.jobs import policy_from
+from tollgate.usage.retention.service import complete_days_since
 from tollgate.usage.scope import TimeRange, org_scope, time_range
 
 router = APIRouter(prefix="/usage", tags=["analytics"])
@@ -123,8 +125,11 @@ async def get_top(
     """The busiest APIs, routes, keys or statuses."""
     where = UsageFilter(org_scope(principal, org_id), key_id, api_id, mode=mode)
     span = _span(settings, start, end)
+    whole_days = complete_days_since(datetime.now(UTC), policy_from(settings))
     async with session.begin():
-        return await service.top(session, where, span, by, order_by, limit)
+        return await service.top(
+            session, where, span, by, order_by, limit, complete_since=whole_days
+        )
 
 
 @router.get("/errors", response_model=ErrorBreakdown)

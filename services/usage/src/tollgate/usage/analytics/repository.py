@@ -183,7 +183,9 @@ def _key_part(
     ).where(*conditions)
 
 
-def key_rows_in(where: UsageFilter, span: TimeRange) -> Subquery | None:
+def key_rows_in(
+    where: UsageFilter, span: TimeRange, *, complete_since: datetime | None = None
+) -> Subquery | None:
     """Per-key rows whose measures sum to exactly those of `span`; columns `key_id` and
     the measures of `Totals`. None when `where` restricts a dimension these rows do not
     have (key, API, route).
@@ -193,7 +195,11 @@ def key_rows_in(where: UsageFilter, span: TimeRange) -> Subquery | None:
     it is more than half the day: then it is the day's row minus the rest of the day
     (negated rows), which is far fewer rows. A range ending now is the common case: the
     rest of today is (nearly) empty, so "the last 24 hours" reads one day row per key
-    and a few hours instead of 23 hours of key-hours."""
+    and a few hours instead of 23 hours of key-hours. A day before `complete_since` (see
+    `retention.service.complete_days_since`; None: every day is) is never read that way:
+    retention has dropped its minutes or some of its hours, so the rest of the day would
+    be taken away as nothing; its part is read from what is left, as every other view
+    reads it."""
     if where.key_id is not None or where.api_id is not None or where.route_id is not None:
         return None
     parts: list[Select[Any]] = []
@@ -212,7 +218,8 @@ def key_rows_in(where: UsageFilter, span: TimeRange) -> Subquery | None:
 
     def within_day(start: datetime, end: datetime) -> None:  # [start, end) in one UTC day
         day = _floor_day(start)
-        if end - start <= timedelta(hours=12):
+        whole = complete_since is None or day >= complete_since
+        if end - start <= timedelta(hours=12) or not whole:
             by_hours(start, end, 1)
             return
         parts.append(_key_part(_KEY_DAY, where, day, day + timedelta(days=1)))

@@ -174,11 +174,17 @@ async def top(
     by: TopDimension,
     order_by: TopOrder,
     limit: int,
+    *,
+    complete_since: datetime | None = None,
 ) -> TopList:
-    """The `limit` busiest values of a dimension, by `order_by`."""
+    """The `limit` busiest values of a dimension, by `order_by`. `complete_since`: the
+    oldest UTC day retention has left whole (`retention.service.complete_days_since`;
+    None: every day)."""
     rows = repository.rows_in(where, span, by_key=by == "key")
     group = _dimension(rows, by)
-    key_rows = repository.key_rows_in(where, span) if by == "key" else None
+    key_rows = (
+        repository.key_rows_in(where, span, complete_since=complete_since) if by == "key" else None
+    )
     if key_rows is not None:  # narrow per-key rollups; histograms of the winners only
         ranked = await repository.key_totals(session, key_rows, order_by=order_by, limit=limit)
     else:

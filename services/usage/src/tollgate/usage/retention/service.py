@@ -68,6 +68,18 @@ def oldest_kept_day(now: datetime, days: int) -> date:
     return (now - timedelta(days=days)).date()
 
 
+def complete_days_since(now: datetime, policy: RetentionPolicy) -> datetime:
+    """The start of the oldest UTC day whose minute and hour rows are all still kept at
+    `now`: before it retention has dropped the minutes (whole days) or some hours, so a
+    day's total can no longer be taken apart into its hours and minutes."""
+    minutes = datetime.combine(oldest_kept_day(now, policy.minute_days), time(0), tzinfo=UTC)
+    hour_cutoff = now - timedelta(days=policy.hour_days)
+    hours = datetime.combine(hour_cutoff.date(), time(0), tzinfo=UTC)
+    if hours < hour_cutoff:  # that day lost its first hours: the next one is whole
+        hours += timedelta(days=1)
+    return max(minutes, hours)
+
+
 async def enforce_retention(
     session: AsyncSession, policy: RetentionPolicy, now: datetime, cache: PartitionDays
 ) -> dict[str, int]:
