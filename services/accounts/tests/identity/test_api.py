@@ -13,10 +13,12 @@ from typing import Any
 import httpx
 import pyotp
 import pytest
+from sqlalchemy import text
 
 from tollgate.accounts.identity import repository
 from tollgate.contracts.events.accounts import PasswordResetRequested, UserRegistered
 from tollgate.kit.auth import JwtVerifier
+from tollgate.kit.db import create_engine
 from tollgate.kit.sealing import Sealer
 
 from ..factories import (
@@ -137,7 +139,10 @@ async def test_wrong_password_and_unknown_user_get_the_same_401(
 async def test_refresh_rotates_and_reuse_revokes_the_family(
     accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    async with running(_settings(accounts_db, kafka_bootstrap, topic_prefix, tmp_path)) as svc:
+    settings = _settings(
+        accounts_db, kafka_bootstrap, topic_prefix, tmp_path, refresh_reuse_grace_seconds=0
+    )
+    async with running(settings) as svc:
         user = await signup(svc)
         first = user.refresh_token
         rotated = await svc.http.post("/v1/auth/refresh", json={"refresh_token": first})
@@ -153,6 +158,52 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(
         assert after.status_code == 401
         garbage = await svc.http.post("/v1/auth/refresh", json={"refresh_token": "nope"})
         assert garbage.status_code == 401
+
+
+async def test_one_session_refreshed_twice_at_once_stays_signed_in_a_later_reuse_ends_it(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Two console replicas holding the same cookie refresh it within the grace: each
+    gets a pair that works; the same token after the grace is a leak and ends the
+    session (both pairs)."""
+    async with running(_settings(accounts_db, kafka_bootstrap, topic_prefix, tmp_path)) as svc:
+        user = await signup(svc)
+        first = user.refresh_token
+        a, b = await asyncio.gather(
+            svc.http.post("/v1/auth/refresh", json={"refresh_token": first}),
+            svc.http.post("/v1/auth/refresh", json={"refresh_token": first}),
+        )
+        assert (a.status_code, b.status_code) == (200, 200), (a.text, b.text)
+        pair_a, pair_b = a.json(), b.json()
+        assert len({first, pair_a["refresh_token"], pair_b["refresh_token"]}) == 3
+        for pair in (pair_a, pair_b):
+            me = await svc.http.get(
+                "/v1/auth/me", headers={"Authorization": f"Bearer {pair['access_token']}"}
+            )
+            assert me.status_code == 200
+        on = await svc.http.post(
+            "/v1/auth/refresh", json={"refresh_token": pair_a["refresh_token"]}
+        )
+        assert on.status_code == 200
+
+        # The first token again, once its grace is over: it leaked.
+        engine = create_engine(svc.settings.database_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "UPDATE refresh_tokens SET used_at = used_at - interval '11 seconds' "
+                        "WHERE used_at IS NOT NULL"
+                    )
+                )
+        finally:
+            await engine.dispose()
+        late = await svc.http.post("/v1/auth/refresh", json={"refresh_token": first})
+        assert late.status_code == 401
+        assert "reuse" in late.json()["detail"]
+        for token in (on.json()["refresh_token"], pair_b["refresh_token"]):
+            after = await svc.http.post("/v1/auth/refresh", json={"refresh_token": token})
+            assert after.status_code == 401
 
 
 async def test_logout_ends_the_session_and_everywhere_ends_access_tokens(

@@ -34,6 +34,14 @@ class Settings(ServiceSettings):
     )
     access_token_ttl_seconds: int = Field(900, ge=60, le=86_400)
     refresh_token_ttl_seconds: int = Field(30 * 86_400, ge=3600)
+    refresh_reuse_grace_seconds: int = Field(
+        10,
+        ge=0,
+        le=120,
+        description="a refresh token presented again this soon after its rotation gets a "
+        "new pair of its own instead of ending its session as a leak (two console replicas, "
+        "or two tabs, refreshing one session at once); 0: every reuse ends the session",
+    )
     bcrypt_rounds: int = Field(12, ge=4, le=16, description="bcrypt cost factor")
 
     trusted_proxies: str = Field(

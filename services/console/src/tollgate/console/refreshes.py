@@ -11,8 +11,9 @@ again) instead of presenting a spent token. The session given back is the newest
 one of its line: a request holding an older cookie skips over refreshes made since.
 
 Keys are SHA-256 digests of refresh tokens, never the tokens; at most `MAX_KEPT` new
-sessions are kept (the oldest go first). Replicas do not share this: requests of one
-browser spread over several consoles can still race (route a browser to one replica).
+sessions are kept (the oldest go first). Replicas do not share this: across replicas,
+accounts gives a token presented again within `refresh_reuse_grace_seconds` of its
+rotation a pair of its own instead of taking it for theft.
 """
 
 from __future__ import annotations

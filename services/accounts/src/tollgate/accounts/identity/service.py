@@ -458,7 +458,11 @@ async def refresh(
     session: AsyncSession, settings: Settings, keyring: SigningKeyring, raw: str
 ) -> TokenPair | LoginRefused:
     """Rotate a refresh token. Presenting an already rotated token means it leaked:
-    the whole family is revoked (the thief and the owner both sign in again).
+    the whole family is revoked (the thief and the owner both sign in again), unless it
+    comes within `refresh_reuse_grace_seconds` of its rotation: then it is the same
+    session refreshed twice at once (two console replicas, two tabs, each holding the
+    same cookie) and gets a pair of its own in the same family, as Auth0's reuse interval
+    and Okta's grace period allow. The window does not slide: it runs from the first use.
 
     The user's row is locked first, as every path that ends all of a user's sessions
     does: a rotation and "sign out everywhere" (or a password reset) run one after the
@@ -474,13 +478,15 @@ async def refresh(
         return LoginRefused("Invalid refresh token.")
     if await repo.family_revoked(session, token.family_id):
         return LoginRefused("Invalid refresh token.")  # its session was ended
-    if token.used_at is not None:
+    grace = timedelta(seconds=settings.refresh_reuse_grace_seconds)
+    if token.used_at is not None and now - token.used_at > grace:
         await repo.revoke_family(session, token.family_id, now)
         await publish_user_state(session, token.user_id)  # its access tokens die too
         return LoginRefused("Refresh token reuse detected; the session was revoked.")
     if user is None or not user.is_active:
         return LoginRefused("Invalid refresh token.")
-    await repo.mark_refresh_used(session, token.id, now)
+    if token.used_at is None:
+        await repo.mark_refresh_used(session, token.id, now)
     return await open_session(session, settings, keyring, user, family_id=token.family_id)
 
 
