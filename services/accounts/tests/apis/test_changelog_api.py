@@ -106,3 +106,48 @@ async def test_the_event_carries_the_first_changes_and_the_changelog_all(
     announced = [e.data for e in evts if isinstance(e.data, ApiChanged)]
     assert [len(a.changes) for a in announced] == [2]
     assert len(kept["items"][0]["changes"]) == 3
+
+
+async def test_the_event_every_org_receives_tells_only_what_customers_may_see(
+    accounts_db: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """`ApiChanged` goes to every org's webhooks: changes of `x-internal` operations stay
+    in the operators' changelog, and an import that changed only those announces nothing."""
+    settings = settings_for(
+        accounts_db, kafka=kafka_bootstrap, prefix=topic_prefix, workdir=tmp_path
+    )
+    async with running(settings) as svc:
+        admin = await make_admin(svc)
+        api = await make_api(svc, admin, name="Petstore")
+        v1 = parse_document(PETSTORE.read_bytes())
+        v1["paths"]["/admin/purge"] = {
+            "x-internal": True,
+            "post": {"responses": {"204": {"description": "purged"}}},
+        }
+        internal_only = copy.deepcopy(v1)
+        internal_only["paths"]["/admin/purge"]["post"]["parameters"] = [
+            {"name": "force", "in": "query", "required": True, "schema": {"type": "string"}}
+        ]
+        both = copy.deepcopy(internal_only)
+        del both["paths"]["/admin/purge"]
+        del both["paths"]["/pets"]["post"]
+        for doc in (v1, internal_only, both):
+            imported = await svc.http.post(
+                f"/v1/apis/{api['id']}/openapi", content=json.dumps(doc), headers=admin.headers
+            )
+            assert imported.status_code == 200, imported.text
+        kept = (await svc.http.get(f"/v1/apis/{api['id']}/changelog", headers=admin.headers)).json()
+        announced = [e.data for e in await events(svc, api["id"]) if isinstance(e.data, ApiChanged)]
+
+    assert len(kept["items"]) == 3  # operators keep every import's changes
+    assert [(c["method"], c["path"]) for c in kept["items"][0]["changes"]] == [
+        ("POST", "/admin/purge"),
+        ("POST", "/pets"),
+    ]
+    assert len(announced) == 2  # the first import and the last; not the internal-only one
+    last = announced[-1]
+    assert [(c.method, c.path) for c in last.changes] == [("POST", "/pets")]
+    assert last.breaking == 1
+    assert "/admin/purge" not in json.dumps(
+        [c.model_dump(mode="json") for a in announced for c in a.changes]
+    )

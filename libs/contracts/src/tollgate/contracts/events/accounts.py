@@ -492,11 +492,13 @@ class ApiChange(ContractModel):
 
 
 class ApiChanged(EventData):
-    """A new OpenAPI document was imported for an API and its operations changed.
+    """A new OpenAPI document was imported for an API and operations customers can call
+    changed.
 
     Sent by accounts (outbox) on import when the document differs from the previous
-    one in any operation; the notifier delivers it to webhooks subscribed to it.
-    Kafka key: `api_id`.
+    one in an operation customers may see (not `x-internal`; header changes of the
+    credentials the gateway injects left out); the notifier delivers it to every org's
+    webhooks subscribed to it. Kafka key: `api_id`.
     """
 
     event_type = "tollgate.accounts.api.changed.v1"
@@ -509,8 +511,8 @@ class ApiChanged(EventData):
     version: int = Field(ge=0, description="Registry version of the API after the import.")
     changes: list[ApiChange] = Field(
         description=(
-            "The operation changes, breaking ones first; at most 1000 (the API's changelog, "
-            "`GET /v1/apis/{id}/changelog`, keeps them all)."
+            "The changes customers may see, breaking ones first; at most 1000 (the API's "
+            "changelog, `GET /v1/apis/{id}/changelog`, keeps every change)."
         )
     )
     breaking: int = Field(ge=0, description="How many of `changes` are breaking.")

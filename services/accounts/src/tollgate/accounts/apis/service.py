@@ -540,8 +540,9 @@ async def _record_changes(
 ) -> None:
     """Keep what the import changed in the API's operations, with the part customers may
     see decided now, against the documents and routes before and after the import (later
-    nothing could tell whether a removed operation was internal), and announce it
-    (`ApiChanged`); an import that changed no operation leaves no entry."""
+    nothing could tell whether a removed operation was internal), and announce that part
+    (`ApiChanged`, delivered to every org's webhooks; nothing when it is empty); an import
+    that changed no operation leaves no entry."""
     changes = changes_between(before.document, after.document or {})
     if not changes:
         return
@@ -561,6 +562,8 @@ async def _record_changes(
             public_changes=[change.model_dump(mode="json") for change in public],
         ),
     )
+    if not public:
+        return
     await emit(
         session,
         ApiChanged(
@@ -569,8 +572,8 @@ async def _record_changes(
             name=api.name,
             api_version=api.api_version,
             version=api.version,
-            changes=changes[:MAX_EVENT_CHANGES],
-            breaking=breaking,
+            changes=public[:MAX_EVENT_CHANGES],
+            breaking=sum(change.breaking for change in public),
             changed_at=api.updated_at,
         ),
         subject=str(api.id),
