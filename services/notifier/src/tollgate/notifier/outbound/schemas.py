@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from tollgate.contracts.envelope import CREDITS_MAX
 from tollgate.kit.requests import (
     JSON_INTEGER,
     NUL_FREE,
@@ -121,7 +122,9 @@ class PriceIn(RequestModel):
         pattern=r"^\+[0-9]{0,15}$",
         description="`+` and up to 15 digits.",
     )
-    price_per_segment: StrictCredits = Field(ge=0, le=10**12, description="Credits per segment.")
+    price_per_segment: StrictCredits = Field(
+        ge=0, le=CREDITS_MAX, description="Credits per segment."
+    )
 
 
 class PriceOut(BaseModel):
