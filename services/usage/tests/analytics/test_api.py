@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from tollgate.contracts import topics
 from tollgate.contracts.events.gateway import RequestCompleted, RequestRejected
@@ -365,3 +366,49 @@ async def test_top_keys_past_the_minute_retention_counts_what_top_apis_counts(
             assert reply.status_code == 200, reply.text
             ranked[by] = [(i["value"], i["requests"]) for i in reply.json()["items"]]
     assert ranked == {"api": [(str(api), 1)], "key": [(str(inside), 1)]}
+
+
+async def test_a_read_that_cannot_finish_in_time_is_a_503_problem(
+    database_factory: Callable[[str], str], kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    # Before: nothing bounded a read, so a query over a large range (top keys of one API
+    # over 400 days reads every key-hour of the org) held its connection for as long as
+    # it took; any viewer could start many. Here the rollup is locked: the read must give
+    # up after `read_timeout_seconds` with a problem, not hang.
+    settings = settings_for(
+        await migrated(database_factory("usage")), kafka_bootstrap, topic_prefix
+    ).model_copy(update={"read_timeout_seconds": 0.5})
+    mint = TokenMint()
+    org = uuid.uuid4()
+    engine = create_engine(settings.database_url, pool_size=1)
+    app = create_app(settings, jwt_verifier=mint.verifier(), consume=False)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://usage") as client,
+            engine.connect() as blocker,
+        ):
+            await blocker.execute(text("LOCK TABLE usage_org_hour IN ACCESS EXCLUSIVE MODE"))
+            params = {
+                "org_id": str(org),
+                "from": "2026-01-01T00:00:00Z",
+                "to": "2026-02-01T00:00:00Z",
+            }
+            reply = await asyncio.wait_for(
+                client.get(
+                    "/v1/usage/summary", params=params, headers=mint.headers(orgs={org: "viewer"})
+                ),
+                timeout=20,
+            )
+            await blocker.rollback()
+            assert reply.status_code == 503, reply.text
+            assert reply.headers["content-type"].startswith("application/problem+json")
+            assert reply.json()["type"].endswith("/query-timeout")
+            assert "Retry-After" in reply.headers
+            later = await client.get(
+                "/v1/usage/summary", params=params, headers=mint.headers(orgs={org: "viewer"})
+            )
+            assert later.status_code == 200
+    finally:
+        await engine.dispose()

@@ -42,6 +42,12 @@ class Settings(ServiceSettings):
     max_range_days: int = Field(
         400, ge=1, le=3660, description="longest time range an analytics query may span"
     )
+    read_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="longest an analytics or log read may take (503 query-timeout above)",
+    )
     live_window_seconds: int = Field(
         10, ge=1, le=120, description="seconds of per-second counts in each live update"
     )

@@ -34,6 +34,7 @@ from tollgate.usage.analytics.schemas import (
     UsageSummary,
 )
 from tollgate.usage.config import CurrentSettings, Settings
+from tollgate.usage.reads import read_transaction
 from tollgate.usage.retention.jobs import policy_from
 from tollgate.usage.retention.service import complete_days_since
 from tollgate.usage.scope import TimeRange, org_scope, time_range
@@ -80,7 +81,7 @@ async def get_summary(
     """Requests, errors, rejections, bytes, credits and latency percentiles."""
     where = UsageFilter(org_scope(principal, org_id), key_id, api_id, route_id, mode)
     span = _span(settings, start, end)
-    async with session.begin():
+    async with read_transaction(session, settings):
         return await service.summary(session, where, span)
 
 
@@ -102,7 +103,7 @@ async def get_timeseries(
     """Usage per minute, hour or day (UTC), with empty buckets filled with zeros."""
     where = UsageFilter(org_scope(principal, org_id), key_id, api_id, route_id, mode)
     span = _span(settings, start, end)
-    async with session.begin():
+    async with read_transaction(session, settings):
         return await service.timeseries(session, where, span, granularity)
 
 
@@ -126,7 +127,7 @@ async def get_top(
     where = UsageFilter(org_scope(principal, org_id), key_id, api_id, mode=mode)
     span = _span(settings, start, end)
     whole_days = complete_days_since(datetime.now(UTC), policy_from(settings))
-    async with session.begin():
+    async with read_transaction(session, settings):
         return await service.top(
             session, where, span, by, order_by, limit, complete_since=whole_days
         )
@@ -149,7 +150,7 @@ async def get_errors(
     """Upstream errors by class and status; gateway rejections by reason."""
     where = UsageFilter(org_scope(principal, org_id), key_id, api_id, route_id, mode)
     span = _span(settings, start, end)
-    async with session.begin():
+    async with read_transaction(session, settings):
         return await service.errors(session, where, span)
 
 
@@ -170,7 +171,7 @@ async def get_key_stats(
 ) -> KeyStats:
     """One key: totals, quota standing and its most recent requests."""
     span = _span(settings, start, end)
-    async with session.begin():
+    async with read_transaction(session, settings):
         return await service.key_stats(
             session,
             principal,

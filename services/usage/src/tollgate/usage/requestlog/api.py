@@ -14,6 +14,7 @@ from tollgate.kit.db import DbSession
 from tollgate.kit.problems import documented_problems
 from tollgate.kit.requests import DateTimeText
 from tollgate.usage.config import CurrentSettings
+from tollgate.usage.reads import read_transaction
 from tollgate.usage.requestlog import service
 from tollgate.usage.requestlog.repository import LogFilter
 from tollgate.usage.requestlog.schemas import RequestLogItem, RequestLogPage
@@ -79,7 +80,7 @@ async def list_logs(
         path_prefix=path_prefix,
         mode=mode,
     )
-    async with session.begin():
+    async with read_transaction(session, settings):
         rows, next_cursor = await service.list_requests(session, where, cursor=cursor, limit=limit)
     return RequestLogPage(items=[RequestLogItem.of(r) for r in rows], next_cursor=next_cursor)
 
