@@ -173,6 +173,13 @@ class Settings(ServiceSettings):
     client_header_timeout_s: float = Field(
         10.0, gt=0, description="a new connection's request head must be complete by then"
     )
+    max_head_bytes: int = Field(
+        65_536,
+        ge=8_192,
+        le=1_048_576,
+        description="largest request head (every header field's name and value together; "
+        "one field is at most 16 KiB): a larger one is answered 431 and never forwarded",
+    )
     client_body_idle_timeout_s: float = Field(
         30.0, gt=0, description="longest silence while a request body arrives (then 408)"
     )

@@ -184,16 +184,21 @@ class _Call:
         self.drift: list[str] | None = None  # what the answer broke, when checked
 
 
-def _bad_target(detail: str) -> web.Response:
-    """400 for a target that cannot be read one way only: answered before routing, like
-    an HTTP parse error, so no API or key is known and no event is queued."""
+def _unreadable(status: int, title: str, detail: str, slug: str) -> web.Response:
+    """A request refused before routing, like an HTTP parse error (a target that cannot be
+    read one way only, 400; a head too large, 431): no API or key is known, so no event
+    is queued."""
     request_id = new_request_id()
-    _count("rejected", 400)
+    _count("rejected", status)
     return web.Response(
-        body=problem_body(400, "Bad Request", detail, slug="ambiguous-path", request_id=request_id),
-        status=400,
+        body=problem_body(status, title, detail, slug=slug, request_id=request_id),
+        status=status,
         headers={"Content-Type": PROBLEM_CONTENT_TYPE, "X-Request-ID": request_id},
     )
+
+
+def _head_size(raw_headers: tuple[tuple[bytes, bytes], ...]) -> int:
+    return sum(len(name) + len(value) for name, value in raw_headers)
 
 
 # Request parameters that carry the Tollgate key (location, lowercase name).
@@ -245,6 +250,7 @@ class Gate:
         self._upstreams = upstreams
         self._pepper = settings.key_pepper.encode()
         self._max_body = settings.max_body_bytes
+        self._max_head = settings.max_head_bytes
         self._body_idle_s = settings.client_body_idle_timeout_s
         self._instance = settings.instance_id
         self._proxies = TrustedProxies(settings.trusted_proxies)
@@ -263,11 +269,20 @@ class Gate:
     # ------------------------------------------------------------------ entry point
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if _head_size(request.raw_headers) > self._max_head:
+            # aiohttp bounds each field (16 KiB) and their number (128), not their sum:
+            # 2 MiB heads, forwarded and held per connection, without this.
+            return _unreadable(
+                431,
+                "Request Header Fields Too Large",
+                f"Request heads are limited to {self._max_head} bytes of header fields.",
+                "head-too-large",
+            )
         raw_path, _, query = request.raw_path.partition("?")
         try:
             target = normalise(raw_path)
         except AmbiguousPath as exc:
-            return _bad_target(str(exc))
+            return _unreadable(400, "Bad Request", str(exc), "ambiguous-path")
         peer = request.remote or "0.0.0.0"
         proxies = self._proxies
         client_ip = (
