@@ -211,6 +211,29 @@ class AggregateValues:
     latency_hist: dict[int, int] = field(default_factory=dict)
     drifted: int = 0
 
+    def copy(self) -> AggregateValues:
+        return AggregateValues(
+            self.requests,
+            self.bytes_in,
+            self.bytes_out,
+            self.credits,
+            self.latency_ms_sum,
+            dict(self.latency_hist),
+            self.drifted,
+        )
+
+    def add(self, other: AggregateValues) -> None:
+        """Count `other` in too (its histogram merged bucket by bucket)."""
+        self.requests += other.requests
+        self.bytes_in += other.bytes_in
+        self.bytes_out += other.bytes_out
+        self.credits += other.credits
+        self.latency_ms_sum += other.latency_ms_sum
+        self.drifted += other.drifted
+        hist = self.latency_hist
+        for index, count in other.latency_hist.items():
+            hist[index] = hist.get(index, 0) + count
+
 
 _AGGREGATE_TABLES = ("usage_minute", "usage_hour")
 _SUMS = ("requests", "bytes_in", "bytes_out", "credits", "latency_ms_sum", "drifted")
@@ -288,24 +311,9 @@ def by_org(
         )
         total = summed.get(org_key)
         if total is None:
-            summed[org_key] = AggregateValues(
-                values.requests,
-                values.bytes_in,
-                values.bytes_out,
-                values.credits,
-                values.latency_ms_sum,
-                dict(values.latency_hist),
-                values.drifted,
-            )
-            continue
-        total.requests += values.requests
-        total.bytes_in += values.bytes_in
-        total.bytes_out += values.bytes_out
-        total.credits += values.credits
-        total.latency_ms_sum += values.latency_ms_sum
-        total.drifted += values.drifted
-        for index, count in values.latency_hist.items():
-            total.latency_hist[index] = total.latency_hist.get(index, 0) + count
+            summed[org_key] = values.copy()
+        else:
+            total.add(values)
     return summed
 
 
@@ -325,25 +333,9 @@ def _one_row_per_primary_key(
         held = first.get(key[:8])
         if held is None:
             first[key[:8]] = key
-            merged[key] = AggregateValues(
-                values.requests,
-                values.bytes_in,
-                values.bytes_out,
-                values.credits,
-                values.latency_ms_sum,
-                dict(values.latency_hist),
-                values.drifted,
-            )
-            continue
-        total = merged[held]
-        total.requests += values.requests
-        total.bytes_in += values.bytes_in
-        total.bytes_out += values.bytes_out
-        total.credits += values.credits
-        total.latency_ms_sum += values.latency_ms_sum
-        total.drifted += values.drifted
-        for index, count in values.latency_hist.items():
-            total.latency_hist[index] = total.latency_hist.get(index, 0) + count
+            merged[key] = values.copy()
+        else:
+            merged[held].add(values)
     return merged
 
 

@@ -199,7 +199,7 @@ def aggregate(events: Iterable[RequestEvent]) -> Aggregates:
     admitted: dict[tuple[uuid.UUID, date], tuple[int, datetime]] = {}
     for key, group in groups.items():
         minute, org_id, key_id, api_id, route_id, method, status, reason, mode = key
-        minutes[key] = AggregateValues(
+        minute_values = minutes[key] = AggregateValues(
             group.requests,
             group.bytes_in,
             group.bytes_out,
@@ -221,14 +221,9 @@ def aggregate(events: Iterable[RequestEvent]) -> Aggregates:
         )
         hour = hours.get(hour_key)
         if hour is None:
-            hour = hours[hour_key] = AggregateValues()
-        hour.requests += group.requests
-        hour.bytes_in += group.bytes_in
-        hour.bytes_out += group.bytes_out
-        hour.credits += group.credits
-        hour.latency_ms_sum += group.latency_ms_sum
-        hour.drifted += group.drifted
-        hour.latency_hist = histogram.merge((hour.latency_hist, group.latency_hist))
+            hours[hour_key] = minute_values.copy()
+        else:
+            hour.add(minute_values)
         if not reason:  # completed: admitted, so it counts against the key's quota
             slot = (key_id, minute.date())
             counted, latest = admitted.get(slot, (0, group.latest))
