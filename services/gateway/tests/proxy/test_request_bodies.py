@@ -9,6 +9,7 @@ validation still read a gzip body, decoded, but never past the cap.
 
 from __future__ import annotations
 
+import copy
 import gzip
 
 import orjson
@@ -87,6 +88,42 @@ def test_validation_reads_a_compressed_body_up_to_the_cap() -> None:
         assert reply.status == 400
         assert orjson.loads(reply.body)["violations"][0]["pointer"] == "/body/name"
         reply = gw.request("POST", "/strict/things", GZIP, BOMB)
+        assert reply.status == 413, reply.body
+        assert len(gw.seen) == 1
+    finally:
+        gw.close()
+
+
+def test_validation_reads_every_member_of_a_gzip_body() -> None:
+    """A gzip body is its members one after the other (RFC 1952), and upstreams read
+    them all: an empty first member must not stand for the body that is checked (an
+    optional body: empty conforms) while the upstream reads the second."""
+    optional = copy.deepcopy(DOCUMENT)
+    optional["paths"]["/things"]["post"]["requestBody"]["required"] = False
+    gw = InProcessGateway(
+        lambda upstream: [
+            api_event(
+                "loose",
+                upstream,
+                openapi_document=optional,
+                sandbox={"validate_requests": True},
+            )
+        ],
+        [key_event(KEY)],
+        {"max_body_bytes": CAP},
+    )
+    try:
+        smuggled = gzip.compress(b"") + gzip.compress(orjson.dumps({"name": 3}))
+        assert gzip.decompress(smuggled) == b'{"name":3}'  # what the upstream reads
+        reply = gw.request("POST", "/loose/things", GZIP, smuggled)
+        assert reply.status == 400, reply.body
+        assert orjson.loads(reply.body)["violations"][0]["pointer"] == "/body/name"
+        split = gzip.compress(b"") + gzip.compress(orjson.dumps({"name": "Rex"}))
+        reply = gw.request("POST", "/loose/things", GZIP, split)
+        assert reply.status == 200, reply.body
+        assert gw.seen[-1].body == split  # forwarded as sent
+        halves = gzip.compress(b"\0" * (CAP // 2 + 1)) * 2  # over the cap only together
+        reply = gw.request("POST", "/loose/things", GZIP, halves)
         assert reply.status == 413, reply.body
         assert len(gw.seen) == 1
     finally:

@@ -213,7 +213,11 @@ _ZLIB_WBITS = {"gzip": 16 + 15, "x-gzip": 16 + 15, "deflate": 15}
 def decoded_body(body: bytes, coding: str | None, cap: int) -> bytes:
     """`body` with its `Content-Encoding` (gzip or deflate) undone, for the mock and
     request validation; raises `_BodyTooLarge` when it decodes to more than `cap` bytes.
-    Other codings, and data that does not decode, are returned as they are."""
+    Other codings, and data that does not decode, are returned as they are.
+
+    A gzip body is every member of it (RFC 1952 §2.2), as upstreams read it (Go, Java,
+    Python, Node): the first alone let an empty first member pass validation for a
+    second one the upstream reads (the bytes forwarded are the client's)."""
     coding = (coding or "").strip().lower()
     if not body or not coding or coding == "identity":
         return body
@@ -227,6 +231,13 @@ def decoded_body(body: bytes, coding: str | None, cap: int) -> bytes:
         data = decoder.decompress(body, cap + 1)
     except zlib.error:
         return body
+    while wbits > 15 and decoder.eof and decoder.unused_data and len(data) <= cap:
+        rest = decoder.unused_data
+        decoder = zlib.decompressobj(wbits)
+        try:
+            data += decoder.decompress(rest, cap + 1 - len(data))
+        except zlib.error:
+            break  # not another member: trailing bytes an upstream ignores or refuses
     if len(data) > cap:
         raise _BodyTooLarge
     return data
