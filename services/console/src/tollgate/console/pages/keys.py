@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -36,6 +37,7 @@ LIMIT_FIELDS = ("per_second", "per_minute", "per_hour", "per_day", "per_month")
 GRACE_CHOICES = (0, 3600, 86_400)
 LIMIT = re.compile(r"^[0-9]{1,15}$")  # ASCII digits: str.isdigit() takes "²" too
 PLACEHOLDER_PATH = "/<api-slug>/<path>"  # the curl line's, when no API can be named
+CURL_PATH_SAFE = "/{}-._~:@,;=+*&()'%"  # a route path's characters kept as they are
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,10 @@ def example_call(gateway_url: str, key: Key, apis: list[Api] | None) -> ExampleC
     if not found:
         return ExampleCall("GET", gateway + PLACEHOLDER_PATH)
     _rank, method, path, api = min(found, key=lambda item: item[0])  # first listed among equals
-    return ExampleCall(method, f"{gateway}/{api.slug}{path}", api)
+    # The line is pasted into a shell inside double quotes, and a path comes from an
+    # imported document: `"`, `$`, `` ` ``, `\` and `!` would run there (`$(…)` could send
+    # the key anywhere). Percent-encoded, the gateway reads the same path.
+    return ExampleCall(method, f"{gateway}/{api.slug}{quote(path, safe=CURL_PATH_SAFE)}", api)
 
 
 def _split(text: str) -> list[str]:
