@@ -492,13 +492,13 @@ class ApiChange(ContractModel):
 
 
 class ApiChanged(EventData):
-    """A new OpenAPI document was imported for an API and operations customers can call
-    changed.
+    """An OpenAPI import changed operations customers can call.
 
-    Sent by accounts (outbox) on import when the document differs from the previous
-    one in an operation customers may see (not `x-internal`; header changes of the
-    credentials the gateway injects left out); the notifier delivers it to every org's
-    webhooks subscribed to it. Kafka key: `api_id`.
+    A new OpenAPI document was imported for an API. Sent by accounts (outbox) on import
+    when the document differs from the previous one in an operation customers may see
+    (not `x-internal`; header changes of the credentials the gateway injects left out);
+    the notifier delivers it to every org's webhooks subscribed to it. Kafka key:
+    `api_id`.
     """
 
     event_type = "tollgate.accounts.api.changed.v1"
