@@ -16,7 +16,7 @@ import pytest
 
 from tollgate.kit import apikeys
 
-from .inprocess import InProcessGateway, api_event, key_event
+from .inprocess import InProcessGateway, api_event, key_event, sealed
 
 KEY = apikeys.generate().raw
 OFFICE = "198.51.100.7"
@@ -75,3 +75,24 @@ def test_what_only_a_proxy_may_say_is_not_taken_from_a_client(
     assert status_of(gw, f"X-Forwarded-For: {OFFICE}", field) == 200
     name = field.split(":", 1)[0]
     assert name.lower() not in {n.lower() for n in gw.seen[-1].headers}
+
+
+@pytest.mark.parametrize("name", ["X-Tenant-Id", "x_tenant_id", "X-Tenant_Id"])
+def test_a_client_cannot_send_a_header_the_api_injects_in_any_spelling(name: str) -> None:
+    """The API injects `X-Tenant-Id`: a client's copy, dashes spelt as underscores too
+    (which CGI and WSGI upstreams read as the same field), never reaches the upstream."""
+    gateway = InProcessGateway(
+        lambda upstream: [
+            api_event("open", upstream, upstream_headers_sealed=sealed({"X-Tenant-Id": "acme"}))
+        ],
+        [key_event(KEY)],
+    )
+    try:
+        reply = gateway.request("GET", "/open/x", {"X-API-Key": KEY, name: "other-tenant"})
+        seen = gateway.seen[-1].headers
+    finally:
+        gateway.close()
+    assert reply.status == 200
+    assert [(n, v) for n, v in seen.items() if n.lower().replace("_", "-") == "x-tenant-id"] == [
+        ("X-Tenant-Id", "acme")
+    ]

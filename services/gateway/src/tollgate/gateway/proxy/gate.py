@@ -59,13 +59,13 @@ from tollgate.gateway.limits.windows import RATE_LIMIT_FIELDS, Verdict
 from tollgate.gateway.proxy.admission import TOO_LARGE_SLUG, Refusal, admit, charged
 from tollgate.gateway.proxy.cors import CORS_FIELDS, CorsPolicy, add_cors_headers, cors_headers
 from tollgate.gateway.proxy.headers import (
-    REQUEST_DROP,
     RESPONSE_DROP,
     TRACEPARENT_FIELD,
     TRACESTATE_FIELD,
     TrustedProxies,
     child_traceparent,
     connection_tokens,
+    forwarded_fields,
     forwarded_for,
     is_key_bearer,
 )
@@ -687,12 +687,10 @@ class Gate:
         api = call.api
         assert api is not None
         incoming = request.headers
-        drop = REQUEST_DROP
+        drop = api.request_drop
         if hdrs.CONNECTION in incoming:
             drop = drop | connection_tokens(incoming)
-        if api.upstream_headers:
-            drop = drop | {name.lower() for name, _ in api.upstream_headers}
-        out = [(name, value) for name, value in incoming.items() if name.lower() not in drop]
+        out = forwarded_fields(incoming.items(), drop)
         if key_in_auth:
             # Only the values carrying a Tollgate key: the upstream's own credentials pass.
             out = [

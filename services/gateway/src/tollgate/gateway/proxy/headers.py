@@ -13,6 +13,8 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from typing import Protocol
 from urllib.parse import unquote_plus
 
@@ -76,19 +78,26 @@ _PROXY_ONLY = frozenset(
 )
 
 
-def _underscored(names: frozenset[str]) -> frozenset[str]:
-    """`names` with every spelling of their dashes as underscores: CGI, WSGI and many
-    servers read `X_Forwarded_For` as `X-Forwarded-For` (both are HTTP_X_FORWARDED_FOR)."""
-    spellings: set[str] = set()
-    for name in names:
-        variants = [""]
-        for char in name:
-            variants = [v + c for v in variants for c in ("-_" if char == "-" else char)]
-        spellings.update(variants)
-    return frozenset(spellings)
+REQUEST_DROP = HOP_BY_HOP | _SET_BY_GATEWAY | _PROXY_ONLY
+"""Lowercase names of request fields never forwarded; an API adds the names of the
+headers it injects (`ApiRecord.request_drop`)."""
 
 
-REQUEST_DROP = HOP_BY_HOP | _underscored(_SET_BY_GATEWAY | _PROXY_ONLY)
+def forwarded_fields(
+    fields: Iterable[tuple[str, str]], drop: AbstractSet[str]
+) -> list[tuple[str, str]]:
+    """The request fields not in `drop`, a name's underscores read as dashes: CGI, WSGI
+    and many servers read `X_Forwarded_For` as `X-Forwarded-For` (both are
+    HTTP_X_FORWARDED_FOR), so a client must not slip a dropped field past in that
+    spelling."""
+    return [
+        (name, value)
+        for name, value in fields
+        if (low := name.lower()) not in drop
+        and ("_" not in low or low.replace("_", "-") not in drop)
+    ]
+
+
 RESPONSE_DROP = HOP_BY_HOP | {"content-length", "x-request-id"}
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 
