@@ -410,16 +410,8 @@ async def apply_stripe_event(
     if not await repository.claim_event(session, STRIPE, event_id, event_type):
         return "duplicate"
     obj: Mapping[str, Any] = event["data"]["object"]
-    if obj.get("mode") == "subscription" and event_type.startswith("checkout.session."):
-        if event_type == "checkout.session.async_payment_succeeded" or (
-            event_type == "checkout.session.completed" and obj.get("payment_status") != "unpaid"
-        ):
-            return await _subscribed(session, obj)
-        if event_type == "checkout.session.completed":
-            # A delayed method (a bank debit): the plan starts once it is paid
-            # (`async_payment_succeeded`); a failed one never started it.
-            return "awaiting-payment"
-        return "ignored"
+    if event_type == "checkout.session.completed" and obj.get("mode") == "subscription":
+        return await _subscribed(session, obj)
     if event_type in ("invoice.paid", "invoice.payment_failed"):
         await _keep_invoice(session, obj, paid=event_type == "invoice.paid")
     if event_type == "invoice.payment_failed":
