@@ -59,6 +59,7 @@ from tollgate.gateway.limits.windows import RATE_LIMIT_FIELDS, Verdict
 from tollgate.gateway.proxy.admission import TOO_LARGE_SLUG, Refusal, admit, charged
 from tollgate.gateway.proxy.cors import CORS_FIELDS, CorsPolicy, add_cors_headers, cors_headers
 from tollgate.gateway.proxy.headers import (
+    REQUEST_DROP,
     RESPONSE_DROP,
     TRACEPARENT_FIELD,
     TRACESTATE_FIELD,
@@ -688,6 +689,8 @@ class Gate:
         assert api is not None
         incoming = request.headers
         drop = api.request_drop
+        if drop is None:  # once per API version
+            drop = api.request_drop = REQUEST_DROP | {n.lower() for n, _ in api.upstream_headers}
         if hdrs.CONNECTION in incoming:
             drop = drop | connection_tokens(incoming)
         out = forwarded_fields(incoming.items(), drop)

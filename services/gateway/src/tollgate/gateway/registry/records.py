@@ -28,7 +28,6 @@ from tollgate.contracts.events.accounts import (
     SandboxSettings,
 )
 from tollgate.contracts.events.billing import BalanceMode, BalanceState, BalanceStatus
-from tollgate.gateway.proxy.headers import REQUEST_DROP
 from tollgate.gateway.registry.openapi import Contract
 from tollgate.kit.sealing import Sealer
 
@@ -366,11 +365,9 @@ class ApiRecord:
                 # Serving without the credentials would call the upstream anonymously;
                 # the request path answers 502 instead (and the log says why).
                 self.credentials_broken = True
-        # Request fields never forwarded: the gateway's, and a client's copies of the
-        # headers this API injects.
-        self.request_drop: frozenset[str] = REQUEST_DROP | {
-            name.lower() for name, _ in self.upstream_headers
-        }
+        # Request fields never forwarded (the gateway's, and a client's copies of the
+        # headers this API injects): made by the gate at this version's first request.
+        self.request_drop: frozenset[str] | None = None
 
     def match_route(self, method: str, path: str) -> RouteRecord | None:
         """The first route whose method and template match (exact methods first).
