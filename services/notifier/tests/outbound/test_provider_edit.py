@@ -15,7 +15,7 @@ from sqlalchemy import text
 from tollgate.kit.sealing import Sealer, new_sealing_key
 
 from ..test_audit_changes import audit_records
-from .test_send import ORG_A, ORG_B, Env, environment
+from .test_send import ORG_A, ORG_B, Env, environment, send
 
 
 async def _test_send(env: Env, provider_id: str) -> dict[str, Any]:
@@ -185,3 +185,43 @@ async def test_credentials_sealed_with_a_lost_key_can_be_replaced(
         )
         assert replaced.status_code == 200, replaced.text
         assert (await _test_send(env, provider["id"]))["accepted"] is True
+
+
+async def test_a_provider_whose_credentials_cannot_be_read_sits_out_and_the_rest_send(
+    database_factory: Callable[[str], str],
+) -> None:
+    # Before: the send worker unsealed every provider's credentials each round, so one
+    # provider sealed with a key no longer configured stopped every SMS of every org
+    # (the round raised), and its test-send and balance answered 500.
+    async with environment(database_factory) as env:
+        added = await env.client.post(
+            "/v1/admin/sms/providers",
+            json={
+                "name": "twilio-first",
+                "kind": "twilio",
+                "config": {"base_url": env.fake.base_url, "account_sid": env.fake.account_sid},
+                "credentials": {"auth_token": env.fake.auth_token},
+                "rate_per_second": 1000,
+                "priority": 0,
+            },
+            headers=env.admin,
+        )
+        assert added.status_code == 201, added.text
+        broken = added.json()["id"]
+        lost = Sealer(new_sealing_key()).seal(orjson.dumps({"auth_token": "x" * 32}))
+        async with env.sessions() as session, session.begin():
+            await session.execute(
+                text("UPDATE sms_providers SET credentials_sealed = :s WHERE id = :i"),
+                {"s": lost, "i": uuid.UUID(broken)},
+            )
+        sent = await send(env, ORG_A, text="still delivered")
+        assert sent.status_code == 202, sent.text
+        assert await env.worker.run_once() == 1
+        assert [m.body for m in env.fake.messages.values()] == ["still delivered"]
+        check = await env.client.post(
+            f"/v1/admin/sms/providers/{broken}/test-send",
+            json={"to": "+41791234567", "from": "Tollgate", "text": "check"},
+            headers=env.admin,
+        )
+        assert check.status_code == 503
+        assert check.json()["type"].endswith("/provider-credentials-unreadable")

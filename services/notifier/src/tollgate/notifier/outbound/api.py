@@ -262,7 +262,16 @@ async def delivery_report(
 
 
 def _credentials(row: SmsProvider, notifier: Notifier) -> dict[str, str]:
-    loaded: dict[str, str] = json.loads(notifier.sealer.unseal(row.credentials_sealed))
+    """The provider's credentials; 503 when they were sealed with a key no longer
+    configured (an administrator enters them again: `PATCH` with `credentials`)."""
+    try:
+        loaded: dict[str, str] = json.loads(notifier.sealer.unseal(row.credentials_sealed))
+    except SealError:
+        raise ServiceUnavailable(
+            "provider-credentials-unreadable",
+            "This provider's credentials were sealed with a key no longer configured; "
+            "an administrator must enter them again.",
+        ) from None
     return loaded
 
 
@@ -431,7 +440,7 @@ async def update_provider(
         if body.config is not None:
             config = body.config.model_dump(mode="json", exclude_none=True)
         try:
-            stored = _credentials(row, notifier)
+            stored = json.loads(notifier.sealer.unseal(row.credentials_sealed))
         except SealError:  # sealed with a key no longer configured: the secrets sent
             stored = {}  # replace them (all of them, or `check_config` refuses)
         credentials = dict(stored)

@@ -22,7 +22,7 @@ from prometheus_client import Counter, Gauge
 
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.jobs import every
-from tollgate.kit.sealing import Sealer
+from tollgate.kit.sealing import Sealer, SealError
 from tollgate.notifier.models import SmsProvider
 from tollgate.notifier.outbound import repository
 from tollgate.notifier.outbound.providers import ProviderError, client_for
@@ -71,9 +71,11 @@ class BalanceWatch:
             ]
         crossings = 0
         for row in rows:
-            client = client_for(
-                row.kind, row.config, json.loads(self._sealer.unseal(row.credentials_sealed))
-            )
+            try:
+                credentials = json.loads(self._sealer.unseal(row.credentials_sealed))
+            except SealError:  # the send worker logs it; the other providers are watched
+                continue
+            client = client_for(row.kind, row.config, credentials)
             try:
                 balance = await client.balance()
             except ProviderError as exc:

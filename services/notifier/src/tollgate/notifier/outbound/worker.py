@@ -33,7 +33,7 @@ from prometheus_client import Counter
 from tollgate.contracts.events.notifier import SmsStatus
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.jobs import every
-from tollgate.kit.sealing import Sealer
+from tollgate.kit.sealing import Sealer, SealError
 from tollgate.notifier.clock import Clock
 from tollgate.notifier.config import Settings
 from tollgate.notifier.models import SmsOutbound, SmsProvider
@@ -101,6 +101,7 @@ class SmsSendWorker:
         self._clock = clock
         self._settings = settings
         self._adapters: dict[uuid.UUID, _Adapter] = {}
+        self._unreadable: set[str] = set()  # providers' fingerprints already logged
         self._wakeup = asyncio.Event()
 
     def wake(self) -> None:
@@ -121,7 +122,19 @@ class SmsSendWorker:
             if adapter is None or adapter.fingerprint != fingerprint:
                 if adapter is not None:
                     await adapter.client.close()
-                credentials = json.loads(self._sealer.unseal(row.credentials_sealed))
+                try:
+                    credentials = json.loads(self._sealer.unseal(row.credentials_sealed))
+                except SealError:
+                    # Sealed with a key no longer configured: this provider sits out until
+                    # its credentials are entered again; the others go on sending.
+                    self._adapters.pop(row.id, None)
+                    if fingerprint not in self._unreadable:
+                        self._unreadable.add(fingerprint)
+                        log.error(
+                            "sms provider skipped: its credentials cannot be unsealed",
+                            extra={"provider": row.name},
+                        )
+                    continue
                 adapter = _Adapter(
                     fingerprint,
                     client_for(row.kind, row.config, credentials),
