@@ -146,6 +146,7 @@ class _Call:
         "cors_origin",
         "drift",
         "forward",
+        "forwarded_for",
         "key",
         "method",
         "path",
@@ -162,13 +163,21 @@ class _Call:
         "tracestate",
     )
 
-    def __init__(self, request_id: str, method: str, target: Target, client_ip: str) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        method: str,
+        target: Target,
+        client_ip: str,
+        forwarded_for: str | None,
+    ) -> None:
         self.request_id = request_id
         self.method = method
         self.target = target
         self.path = "/" + target.slug + target.path  # the API path once the API is known
         self.forward = target.forward
         self.client_ip = client_ip
+        self.forwarded_for = forwarded_for  # a trusted peer's X-Forwarded-For chain
         self.api: ApiRecord | None = None
         self.key: KeyRecord | None = None
         self.route: RouteRecord | None = None
@@ -295,14 +304,11 @@ class Gate:
             target = normalise(raw_path)
         except AmbiguousPath as exc:
             return _unreadable(400, "Bad Request", str(exc), "ambiguous-path")
-        peer = request.remote or "0.0.0.0"
+        peer = request.remote or ""
         proxies = self._proxies
-        client_ip = (
-            proxies.client_ip(peer, forwarded_for(request.headers))
-            if proxies.trusts(peer)
-            else peer
-        )
-        call = _Call(new_request_id(), request.method, target, client_ip)
+        chain = forwarded_for(request.headers) if proxies.trusts(peer) else None
+        client_ip = proxies.client_ip(peer, chain) if chain else peer or "0.0.0.0"
+        call = _Call(new_request_id(), request.method, target, client_ip, chain)
         if self._cors is not None and (origin := self._cors.allowed_origin(request)):
             preflight = self._cors.preflight(request, origin)
             if preflight is not None:
@@ -702,7 +708,7 @@ class Gate:
                 if name.lower() != "authorization" or not is_key_bearer(value)
             ]
         peer = request.remote or ""
-        chain = forwarded_for(incoming) if self._proxies.trusts(peer) else None
+        chain = call.forwarded_for
         if chain:
             out.append(("X-Forwarded-For", f"{chain}, {peer}"))
             out.append(("X-Forwarded-Proto", incoming.get("X-Forwarded-Proto", request.scheme)))
