@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.accounts.config import Settings
 from tollgate.accounts.identity import repository as repo
+from tollgate.kit.clientip import parse_address
 from tollgate.kit.problems import TooManyRequests
 
 PAIR = "ip_account"
@@ -82,18 +83,14 @@ and picks any address in it, so a per-address count would give it 2^64 budgets."
 
 
 def address_subject(ip: str | None) -> str:
-    """The subject that per-address throttles count a client under: an IPv4 address as
-    it is, an IPv6 address as its /64 network (`2001:db8:1:2::/64`); text that is no
-    address as it is (at most 64 characters)."""
-    try:
-        address = ipaddress.ip_address(ip or "")
-    except ValueError:
+    """The subject that per-address throttles count a client under: an IPv4 address (an
+    IPv4-mapped one too) as it is, an IPv6 address as its /64 network
+    (`2001:db8:1:2::/64`); text that is no address as it is (at most 64 characters)."""
+    address = parse_address(ip or "")
+    if address is None:
         return (ip or "unknown")[:64]
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        network = ipaddress.IPv6Network((address, IPV6_SUBJECT_PREFIX), strict=False)
-        return str(network)
+        return str(ipaddress.IPv6Network((address, IPV6_SUBJECT_PREFIX), strict=False))
     return str(address)
 
 
