@@ -163,6 +163,17 @@ async def test_price_and_sender_id_changes_record_what_they_were_before(
     ]
 
 
+async def seal_with_a_lost_key(env: Env, provider_id: str) -> None:
+    """Store the provider's credentials sealed with a key the notifier does not have (a
+    new `.devstack/`, a rotation that dropped the old key)."""
+    lost = Sealer(new_sealing_key()).seal(orjson.dumps({"auth_token": "x" * 32}))
+    async with env.sessions() as session, session.begin():
+        await session.execute(
+            text("UPDATE sms_providers SET credentials_sealed = :s WHERE id = :i"),
+            {"s": lost, "i": uuid.UUID(provider_id)},
+        )
+
+
 async def test_credentials_sealed_with_a_lost_key_can_be_replaced(
     database_factory: Callable[[str], str],
 ) -> None:
@@ -171,12 +182,7 @@ async def test_credentials_sealed_with_a_lost_key_can_be_replaced(
     # operator could only delete the provider.
     async with environment(database_factory) as env:
         provider = (await env.client.get("/v1/admin/sms/providers", headers=env.admin)).json()[0]
-        lost = Sealer(new_sealing_key()).seal(orjson.dumps({"auth_token": "x" * 32}))
-        async with env.sessions() as session, session.begin():
-            await session.execute(
-                text("UPDATE sms_providers SET credentials_sealed = :s WHERE id = :i"),
-                {"s": lost, "i": uuid.UUID(provider["id"])},
-            )
+        await seal_with_a_lost_key(env, provider["id"])
         path = f"/v1/admin/sms/providers/{provider['id']}"
         renamed = await env.client.patch(path, json={"priority": 3}, headers=env.admin)
         assert renamed.status_code == 422  # the lost secrets are not there to keep
@@ -208,12 +214,7 @@ async def test_a_provider_whose_credentials_cannot_be_read_sits_out_and_the_rest
         )
         assert added.status_code == 201, added.text
         broken = added.json()["id"]
-        lost = Sealer(new_sealing_key()).seal(orjson.dumps({"auth_token": "x" * 32}))
-        async with env.sessions() as session, session.begin():
-            await session.execute(
-                text("UPDATE sms_providers SET credentials_sealed = :s WHERE id = :i"),
-                {"s": lost, "i": uuid.UUID(broken)},
-            )
+        await seal_with_a_lost_key(env, broken)
         sent = await send(env, ORG_A, text="still delivered")
         assert sent.status_code == 202, sent.text
         assert await env.worker.run_once() == 1

@@ -38,7 +38,6 @@ from tollgate.kit.problems import (
     Unprocessable,
 )
 from tollgate.kit.requests import DateTimeText
-from tollgate.kit.sealing import SealError
 from tollgate.kit.upstream_identity import CallerIdentity, IdentityRefused
 from tollgate.notifier.models import SmsProvider
 from tollgate.notifier.outbound import providers, repository, service
@@ -264,15 +263,14 @@ async def delivery_report(
 def _credentials(row: SmsProvider, notifier: Notifier) -> dict[str, str]:
     """The provider's credentials; 503 when they were sealed with a key no longer
     configured (an administrator enters them again: `PATCH` with `credentials`)."""
-    try:
-        loaded: dict[str, str] = json.loads(notifier.sealer.unseal(row.credentials_sealed))
-    except SealError:
+    credentials = providers.stored_credentials(notifier.sealer, row.credentials_sealed)
+    if credentials is None:
         raise ServiceUnavailable(
             "provider-credentials-unreadable",
             "This provider's credentials were sealed with a key no longer configured; "
             "an administrator must enter them again.",
-        ) from None
-    return loaded
+        )
+    return credentials
 
 
 # ------------------------------------------------------------------ admin
@@ -439,10 +437,9 @@ async def update_provider(
         config = row.config
         if body.config is not None:
             config = body.config.model_dump(mode="json", exclude_none=True)
-        try:
-            stored = json.loads(notifier.sealer.unseal(row.credentials_sealed))
-        except SealError:  # sealed with a key no longer configured: the secrets sent
-            stored = {}  # replace them (all of them, or `check_config` refuses)
+        # Sealed with a key no longer configured: the secrets sent replace them (all of
+        # them, or `check_config` refuses).
+        stored = providers.stored_credentials(notifier.sealer, row.credentials_sealed) or {}
         credentials = dict(stored)
         if body.credentials is not None:
             credentials.update(body.credentials.model_dump(exclude_none=True))

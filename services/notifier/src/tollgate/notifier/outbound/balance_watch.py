@@ -14,7 +14,6 @@ round (logged); nothing is alerted on an unknown balance.
 
 from __future__ import annotations
 
-import json
 import logging
 from decimal import Decimal, InvalidOperation
 
@@ -22,10 +21,10 @@ from prometheus_client import Counter, Gauge
 
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.jobs import every
-from tollgate.kit.sealing import Sealer, SealError
+from tollgate.kit.sealing import Sealer
 from tollgate.notifier.models import SmsProvider
 from tollgate.notifier.outbound import repository
-from tollgate.notifier.outbound.providers import ProviderError, client_for
+from tollgate.notifier.outbound.providers import ProviderError, client_for, stored_credentials
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +70,8 @@ class BalanceWatch:
             ]
         crossings = 0
         for row in rows:
-            try:
-                credentials = json.loads(self._sealer.unseal(row.credentials_sealed))
-            except SealError:  # the send worker logs it; the other providers are watched
+            credentials = stored_credentials(self._sealer, row.credentials_sealed)
+            if credentials is None:  # the send worker logs it; the others are watched
                 continue
             client = client_for(row.kind, row.config, credentials)
             try:

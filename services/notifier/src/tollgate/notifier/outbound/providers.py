@@ -29,6 +29,7 @@ from urllib.parse import quote
 import aiohttp
 
 from tollgate.contracts.events.notifier import SmsStatus
+from tollgate.kit.sealing import Sealer, SealError
 from tollgate.notifier.foreign_text import storable
 from tollgate.notifier.retry_after import parse_retry_after
 from tollgate.notifier.sms import signatures
@@ -391,6 +392,16 @@ def check_config(
     if not config.get("fields", {}).get("to") or not config.get("fields", {}).get("text"):
         return "An http provider needs config.fields for at least `to` and `text`."
     return None
+
+
+def stored_credentials(sealer: Sealer, sealed: str) -> dict[str, str] | None:
+    """A provider's credentials as stored; None when they were sealed with a key no
+    longer configured (an admin must enter them again)."""
+    try:
+        credentials: dict[str, str] = json.loads(sealer.unseal(sealed))
+    except SealError:
+        return None
+    return credentials
 
 
 def client_for(

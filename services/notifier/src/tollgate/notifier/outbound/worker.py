@@ -33,7 +33,7 @@ from prometheus_client import Counter
 from tollgate.contracts.events.notifier import SmsStatus
 from tollgate.kit.db import SessionMaker
 from tollgate.kit.jobs import every
-from tollgate.kit.sealing import Sealer, SealError
+from tollgate.kit.sealing import Sealer
 from tollgate.notifier.clock import Clock
 from tollgate.notifier.config import Settings
 from tollgate.notifier.models import SmsOutbound, SmsProvider
@@ -45,6 +45,7 @@ from tollgate.notifier.outbound.providers import (
     ProviderError,
     TwilioProvider,
     client_for,
+    stored_credentials,
 )
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class SmsSendWorker:
         self._clock = clock
         self._settings = settings
         self._adapters: dict[uuid.UUID, _Adapter] = {}
-        self._unreadable: set[str] = set()  # providers' fingerprints already logged
+        self._unreadable: set[str] = set()  # fingerprints of providers sitting out
         self._wakeup = asyncio.Event()
 
     def wake(self) -> None:
@@ -118,22 +119,22 @@ class SmsSendWorker:
         active = []
         for row in rows:
             fingerprint = json.dumps([row.kind, row.config, row.credentials_sealed], sort_keys=True)
+            if fingerprint in self._unreadable:
+                continue
             adapter = self._adapters.get(row.id)
             if adapter is None or adapter.fingerprint != fingerprint:
                 if adapter is not None:
                     await adapter.client.close()
-                try:
-                    credentials = json.loads(self._sealer.unseal(row.credentials_sealed))
-                except SealError:
+                credentials = stored_credentials(self._sealer, row.credentials_sealed)
+                if credentials is None:
                     # Sealed with a key no longer configured: this provider sits out until
                     # its credentials are entered again; the others go on sending.
                     self._adapters.pop(row.id, None)
-                    if fingerprint not in self._unreadable:
-                        self._unreadable.add(fingerprint)
-                        log.error(
-                            "sms provider skipped: its credentials cannot be unsealed",
-                            extra={"provider": row.name},
-                        )
+                    self._unreadable.add(fingerprint)
+                    log.error(
+                        "sms provider skipped: its credentials cannot be unsealed",
+                        extra={"provider": row.name},
+                    )
                     continue
                 adapter = _Adapter(
                     fingerprint,

@@ -16,6 +16,7 @@ from tollgate.kit.requests import (
     StrictCredits,
     StrictFlag,
 )
+from tollgate.notifier.foreign_text import storable
 from tollgate.notifier.models import SmsKeywordRule, SmsMessage, SmsNumber
 
 
@@ -36,7 +37,7 @@ class InboundPayload(BaseModel):
     @field_validator("body")
     @classmethod
     def _replace_nul(cls, body: str) -> str:
-        return body.replace("\x00", "\ufffd")
+        return storable(body)
 
 
 class InboundAccepted(BaseModel):
