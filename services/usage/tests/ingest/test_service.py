@@ -26,7 +26,7 @@ from tollgate.usage.ingest.service import (
     aggregate,
     record_requests,
 )
-from tollgate.usage.models import RequestLogEntry, outbox
+from tollgate.usage.models import BIGINT_MAX, RequestLogEntry, outbox
 from tollgate.usage.quotas.repository import key_limits
 from tollgate.usage.quotas.service import apply_key_state
 from tollgate.usage.retention.service import (
@@ -389,9 +389,6 @@ async def test_a_new_log_as_long_as_the_old_one_is_taken_in(
             assert await scalar(session, "SELECT sum(requests) FROM usage_minute") == 12
 
 
-BIGINT_MAX = 2**63 - 1
-
-
 def huge_answer(org: uuid.UUID, key: uuid.UUID, api: uuid.UUID, at: datetime) -> RequestEvent:
     """A completed request whose answer was 2^62 bytes: the contract allows up to 2^63 - 1."""
     event = completed(org_id=org, key_id=key, api_id=api, time=at)
@@ -492,4 +489,4 @@ async def test_a_limit_past_a_bigint_is_kept_as_unreachable(
         async with sessions() as session:
             known = await key_limits(session, key)
         assert known is not None
-        assert (known.per_day, known.per_month) == (2**63 - 1, 2**63 - 1)
+        assert (known.per_day, known.per_month) == (BIGINT_MAX, BIGINT_MAX)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollgate.usage.histogram import to_json
+from tollgate.usage.histogram import merge, to_json
 from tollgate.usage.models import BIGINT_MAX, NIL
 
 
@@ -212,27 +212,17 @@ class AggregateValues:
     drifted: int = 0
 
     def copy(self) -> AggregateValues:
-        return AggregateValues(
-            self.requests,
-            self.bytes_in,
-            self.bytes_out,
-            self.credits,
-            self.latency_ms_sum,
-            dict(self.latency_hist),
-            self.drifted,
-        )
+        return replace(self, latency_hist=dict(self.latency_hist))
 
     def add(self, other: AggregateValues) -> None:
-        """Count `other` in too (its histogram merged bucket by bucket)."""
+        """Count `other` in too."""
         self.requests += other.requests
         self.bytes_in += other.bytes_in
         self.bytes_out += other.bytes_out
         self.credits += other.credits
         self.latency_ms_sum += other.latency_ms_sum
         self.drifted += other.drifted
-        hist = self.latency_hist
-        for index, count in other.latency_hist.items():
-            hist[index] = hist.get(index, 0) + count
+        self.latency_hist = merge((self.latency_hist, other.latency_hist))
 
 
 _AGGREGATE_TABLES = ("usage_minute", "usage_hour")
@@ -250,7 +240,7 @@ def _saturating_add(column: str) -> str:
 
 def _capped(value: int) -> int:
     """A batch's own sum as a bigint holds it (see `BIGINT_MAX`)."""
-    return value if value <= BIGINT_MAX else BIGINT_MAX
+    return min(value, BIGINT_MAX)
 
 
 _ORG_TABLES = ("usage_org_minute", "usage_org_hour")

@@ -250,24 +250,20 @@ async def record_requests(
     replaced = {p for p, at in positions.items() if p in ends and at > ends[p]}
     for p in replaced:
         positions[p] = 0
-    candidates: list[tuple[Delivery, RequestEvent]] = []
+    candidates: list[tuple[Delivery, RequestEvent, bool]] = []
     redelivered = duplicates = 0
     for d in deliveries:
+        below = d.offset < positions.get(d.partition, 0)
         if d.event is None:
-            continue
-        if (
-            oldest_logged_day is not None
-            and d.event.time.date() < oldest_logged_day
-            and d.offset < positions.get(d.partition, 0)
-        ):
+            redelivered += below
+        elif below and oldest_logged_day is not None and d.event.time.date() < oldest_logged_day:
             redelivered += 1  # its log day is gone: it cannot be looked up
         else:
-            candidates.append((d, d.event))
-    logged = await repository.insert_log_rows(session, _log_rows([e for _, e in candidates]))
+            candidates.append((d, d.event, below))
+    logged = await repository.insert_log_rows(session, _log_rows([e for _, e, _ in candidates]))
     inserted = set(logged)
     new: list[RequestEvent] = []
-    for d, event in candidates:
-        below = d.offset < positions.get(d.partition, 0)
+    for d, event, below in candidates:
         if (event.request_id, event.time) in inserted:
             inserted.discard((event.request_id, event.time))  # once, even if sent twice
             new.append(event)
@@ -277,9 +273,6 @@ async def record_requests(
             redelivered += 1
         else:
             duplicates += 1
-    redelivered += sum(
-        1 for d in deliveries if d.event is None and d.offset < positions.get(d.partition, 0)
-    )
     aggregates = aggregate(new)
     await repository.add_to_aggregates(session, "usage_minute", aggregates.minutes)
     await repository.add_to_aggregates(session, "usage_hour", aggregates.hours)

@@ -68,11 +68,16 @@ def oldest_kept_day(now: datetime, days: int) -> date:
     return (now - timedelta(days=days)).date()
 
 
+def _minutes_kept_since(now: datetime, policy: RetentionPolicy) -> datetime:
+    """The start of the oldest day whose minute rows are still kept (whole days go)."""
+    return datetime.combine(oldest_kept_day(now, policy.minute_days), time(0), tzinfo=UTC)
+
+
 def complete_days_since(now: datetime, policy: RetentionPolicy) -> datetime:
     """The start of the oldest UTC day whose minute and hour rows are all still kept at
     `now`: before it retention has dropped the minutes (whole days) or some hours, so a
     day's total can no longer be taken apart into its hours and minutes."""
-    minutes = datetime.combine(oldest_kept_day(now, policy.minute_days), time(0), tzinfo=UTC)
+    minutes = _minutes_kept_since(now, policy)
     hour_cutoff = now - timedelta(days=policy.hour_days)
     hours = datetime.combine(hour_cutoff.date(), time(0), tzinfo=UTC)
     if hours < hour_cutoff:  # that day lost its first hours: the next one is whole
@@ -100,9 +105,8 @@ async def enforce_retention(
         session, now - timedelta(days=policy.hour_days)
     )
     # The org rollups keep what their keyed tables keep (minutes: whole days).
-    minute_cutoff = datetime.combine(oldest_kept_day(now, policy.minute_days), time(0), tzinfo=UTC)
     for table, cutoff in (
-        ("usage_org_minute", minute_cutoff),
+        ("usage_org_minute", _minutes_kept_since(now, policy)),
         ("usage_org_hour", now - timedelta(days=policy.hour_days)),
         ("usage_key_hour", now - timedelta(days=policy.hour_days)),
         # a day row goes with the last of its hours
