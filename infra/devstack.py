@@ -48,7 +48,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,12 +56,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from tollgate.billing.config import Settings as BillingSettings
-from tollgate.billing.ledger import repository as ledger_entries
-from tollgate.billing.ledger import service as ledger
 from tollgate.contracts.topics import ALL_TOPICS
 from tollgate.kit import localdeps
-from tollgate.kit.db import create_engine, session_maker
 from tollgate.kit.kafka import ensure_topics
 from tollgate.kit.sealing import new_sealing_key
 from tollgate.kit.settings import ServiceSettings
@@ -249,47 +244,35 @@ def seeded_admin(seeded: list[str]) -> tuple[str, str]:
     return email.strip(), rest.split()[0]
 
 
-def demo_credits_key(org_id: str) -> str:
-    """The ledger key of the demo top-up: the one billing's credits route writes for the
-    Idempotency-Key `devstack-demo-credits-<org>` (`credit:<org>:<key>`), which earlier
-    versions of `make up` sent, so their top-up is recognised and not made again."""
-    return f"credit:{org_id}:devstack-demo-credits-{org_id}"
-
-
-def top_up_before_start(billing_database_url: str, org_id: str) -> bool:
+def top_up_before_start(python: str, env: dict[str, str], org_id: str) -> bool:
     """Give the demo org its credits unless a run did before; True when topped up now.
 
-    Billing's own ledger rule does it (`add_credits`: the ledger entry, and
-    `CreditsToppedUp` and the balance state through billing's outbox, sent when billing
-    starts), in billing's database, before any service runs. Not through the credits
-    route once the stack is up, as an operator would: by then accounts has published the
-    new org's owner, billing has opened the org's account at balance 0 and announced it
-    exhausted, and the notifier has mailed the admin "Your Tollgate credits are
-    exhausted". An org billing already has an account for is never announced new."""
-    settings = BillingSettings(database_url=billing_database_url)
-    key = demo_credits_key(org_id)
-
-    async def run() -> bool:
-        engine = create_engine(settings.database_url, pool_size=1)
-        try:
-            async with session_maker(engine)() as session, session.begin():
-                if await ledger_entries.has_entry_keyed(session, key):
-                    return False
-                await ledger.add_credits(
-                    session,
-                    uuid.UUID(org_id),
-                    settings,
-                    kind="top_up",
-                    amount=DEMO_CREDITS,
-                    actor="devstack",
-                    reason="make up demo credits",
-                    idempotency_key=key,
-                )
-            return True
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    Billing's own `top-up` command does it (the ledger entry, and `CreditsToppedUp` and
+    the balance state through billing's outbox, sent when billing starts), before any
+    service runs. Not through the credits route once the stack is up, as an operator
+    would: by then accounts has published the new org's owner, billing has opened the
+    org's account at balance 0 and announced it exhausted, and the notifier has mailed
+    the admin "Your Tollgate credits are exhausted". An org billing already has an
+    account for is never announced new. The key is the Idempotency-Key earlier versions
+    of `make up` sent to the credits route, so their top-up is recognised."""
+    said = localdeps.run_checked(
+        [
+            python,
+            "-m",
+            "tollgate.billing",
+            "top-up",
+            "--org",
+            org_id,
+            "--amount",
+            str(DEMO_CREDITS),
+            "--key",
+            f"devstack-demo-credits-{org_id}",
+            "--reason",
+            "make up demo credits",
+        ],
+        env=env,
+    )
+    return said.strip().splitlines()[-1].startswith("topped up")
 
 
 def report_credits(base: int, token: str, org_id: str, topped_up_now: bool) -> None:
@@ -432,8 +415,8 @@ def ensure_sms_provider(notifier: str, token: str, provider_port: int) -> None:
     """Add the local provider, or give the one an earlier run added this run's port and
     auth token. The work dir can be newer than the databases (a fresh clone, `make
     clean`): the stored token is then another one, sealed with another sealing key, and
-    every SMS stayed queued. The notifier cannot edit credentials it cannot unseal (500):
-    the provider is then added again."""
+    every SMS stayed queued. The new token replaces it (the notifier replaces credentials
+    it cannot unseal)."""
     provider = {
         "config": {"base_url": f"http://127.0.0.1:{provider_port}", "account_sid": "AC" + "f" * 32},
         "credentials": {"auth_token": sms_provider_token()},
@@ -444,14 +427,7 @@ def ensure_sms_provider(notifier: str, token: str, provider_port: int) -> None:
         return
     _, listed = _http("GET", providers, token)
     earlier = next(p["id"] for p in listed if p["name"] == SMS_PROVIDER)
-    edited, _ = _http("PATCH", f"{providers}/{earlier}", token, body=provider, tolerate=(500,))
-    if edited == 500:
-        say(
-            "SMS: the local provider's stored token was sealed with another .devstack's key; "
-            "adding the provider again"
-        )
-        _http("DELETE", f"{providers}/{earlier}", token)
-        _http("POST", providers, token, body=new)
+    _http("PATCH", f"{providers}/{earlier}", token, body=provider)
 
 
 def _admin_token(base: int, admin: tuple[str, str]) -> str:
@@ -545,7 +521,9 @@ def main() -> int:
         # credits before it hears of the org (see top_up_before_start).
         seeded = seed_demo(python, service_env("accounts", base + 1, deps, db_urls), base)
         org_id = (WORKDIR / "demo-org-id").read_text().strip()
-        topped_up_now = top_up_before_start(db_urls["billing"], org_id)
+        topped_up_now = top_up_before_start(
+            python, service_env("billing", base + OFFSETS["billing"], deps, db_urls), org_id
+        )
 
         upstream_port = base + 920
         ours = [base + offset for offset in (*OFFSETS.values(), 920, 921)]

@@ -1,10 +1,11 @@
-"""`python -m tollgate.billing [serve|migrate|republish]`."""
+"""`python -m tollgate.billing [serve|migrate|republish|top-up]`."""
 
 from __future__ import annotations
 
 from tollgate.billing.app import create_app
 from tollgate.billing.config import Settings
 from tollgate.billing.republish import republish
+from tollgate.billing.top_up import top_up
 from tollgate.kit.cli import service_main
 
 
@@ -14,7 +15,7 @@ def main() -> int:
         settings_factory=Settings,
         app_factory=create_app,
         migrations_package="tollgate.billing",
-        commands={"republish": republish},
+        commands={"republish": republish, "top-up": top_up},
     )
 
 

@@ -126,7 +126,7 @@ async def _apply_once(
                 media_type="application/json",
                 headers={"Idempotent-Replayed": "true"},
             )
-        ledger_key = f"credit:{org_id}:{key}"
+        ledger_key = service.credit_key(org_id, key)
         if await repository.has_entry_keyed(db, ledger_key):
             # Applied once, its stored answer since forgotten (kept for the retention).
             raise Unprocessable(

@@ -79,7 +79,10 @@ class LedgerEntryOut(BaseModel):
     kind: EntryKind
     amount: int = Field(description="Signed credits: negative for debits and expiries.")
     balance_after: int = Field(description="The org's balance right after this entry.")
-    actor: str = Field(description="`gateway` for debits, `admin:<user id>` otherwise.")
+    actor: str = Field(
+        description="`gateway` for debits, `cli` for the `top-up` command's top-ups, "
+        "`admin:<user id>` otherwise."
+    )
     reason: str
     api_id: uuid.UUID | None = Field(description="API charged (debits only).")
     request_count: int = Field(description="Requests summed into a debit; 0 otherwise.")

@@ -35,6 +35,12 @@ MAX_BALANCE = 10**15
 CreditKind = Literal["top_up", "adjustment", "refund", "expiry"]
 
 
+def credit_key(org_id: uuid.UUID, key: str) -> str:
+    """The ledger key of a top-up or adjustment made with `key` (an `Idempotency-Key`,
+    or the `top-up` command's `--key`): one entry per org and key."""
+    return f"credit:{org_id}:{key}"
+
+
 @dataclass(frozen=True)
 class DebitOutcome:
     """What one batch of request events did."""
