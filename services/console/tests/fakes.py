@@ -546,7 +546,7 @@ class FakeBackends:
             }
             return httpx.Response(200, json=body)
         if path.endswith("/transactions"):
-            return httpx.Response(200, json=self._transactions(request.url.params))
+            return httpx.Response(200, json={"items": self.ledger[::-1], "next_cursor": None})
         if path.endswith("/transactions/totals"):
             return httpx.Response(200, json=self._totals(request.url.params))
         match = re.fullmatch(r"/v1/orgs/[^/]+/statements/(\d{4}-\d{2})", path)
@@ -556,22 +556,6 @@ class FakeBackends:
                 return httpx.Response(200, text=csv_body, headers={"content-type": "text/csv"})
             return httpx.Response(200, json={"month": match.group(1), "closing_balance": 98765})
         return problem(404, "Not Found")
-
-    def _transactions(self, params: httpx.QueryParams) -> dict[str, Any]:
-        """Billing's page of the ledger, newest first: `kind`, `since` (at or after) and
-        `until` (before) filter, `limit` and the cursor page."""
-        since, until = params.get("since"), params.get("until")
-        entries = [
-            e
-            for e in self.ledger[::-1]
-            if e["kind"] in (params.get_list("kind") or [e["kind"]])
-            and (since is None or _time(e["created_at"]) >= _time(since))
-            and (until is None or _time(e["created_at"]) < _time(until))
-        ]
-        start = int(params.get("cursor") or 0)
-        end = start + int(params.get("limit") or 50)
-        nxt = str(end) if end < len(entries) else None
-        return {"items": entries[start:end], "next_cursor": nxt}
 
     def _totals(self, params: httpx.QueryParams) -> dict[str, Any]:
         """Billing's ledger totals by kind for `since` (at or after) and `until` (before)."""

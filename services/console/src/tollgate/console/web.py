@@ -8,6 +8,7 @@ Templates are autoescaped: every value a backing service returns is text, never 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,10 @@ from tollgate.console.refreshes import SessionRefreshes
 from tollgate.console.session import Session, SessionCookies
 
 T = TypeVar("T")
+
+INTEGER = re.compile(r"^[0-9]{1,15}$")
+"""A form field holding a whole number: ASCII digits (`str.isdigit` takes "²" too, which
+`int` refuses), at most 15 of them."""
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),

@@ -22,6 +22,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from tollgate.console.backends import AutoTopUp, BackendDown, BackendProblem
 from tollgate.console.web import (
+    INTEGER,
     CurrentSession,
     OrgContext,
     Panel,
@@ -33,7 +34,6 @@ from tollgate.console.web import (
 )
 
 router = APIRouter()
-CREDITS = re.compile(r"^[0-9]{1,15}$")
 MONEY = re.compile(r"^[0-9]{1,10}(?:[.,][0-9]{1,3})?$")
 
 
@@ -120,7 +120,7 @@ def _body(values: dict[str, str], currency: str) -> tuple[dict[str, Any], dict[s
     errors: dict[str, str] = {}
     body: dict[str, Any] = {"enabled": values.get("enabled") == "1"}
     for name in ("threshold", "target"):
-        if CREDITS.fullmatch(values.get(name, "")):
+        if INTEGER.fullmatch(values.get(name, "")):
             body[name] = int(values[name])
         else:
             errors[name] = "number"

@@ -22,6 +22,7 @@ from fastapi.responses import RedirectResponse, Response
 from tollgate.console.backends import Api, BackendDown, BackendProblem, IssuedKey, Key
 from tollgate.console.config import Settings
 from tollgate.console.web import (
+    INTEGER,
     CurrentSession,
     OrgContext,
     Panel,
@@ -35,7 +36,6 @@ router = APIRouter()
 STATUSES = ("active", "disabled", "revoked", "expired")
 LIMIT_FIELDS = ("per_second", "per_minute", "per_hour", "per_day", "per_month")
 GRACE_CHOICES = (0, 3600, 86_400)
-LIMIT = re.compile(r"^[0-9]{1,15}$")  # ASCII digits: str.isdigit() takes "²" too
 PLACEHOLDER_PATH = "/<api-slug>/<path>"  # the curl line's, when no API can be named
 CURL_PATH_SAFE = "/{}-._~:@,;=+*&()'%"  # a route path's characters kept as they are
 
@@ -165,7 +165,7 @@ def _key_body(form: dict[str, Any], api_ids: list[str]) -> tuple[dict[str, Any],
     for name in LIMIT_FIELDS:
         raw = str(form.get(name) or "").strip()
         if raw:
-            if LIMIT.fullmatch(raw):
+            if INTEGER.fullmatch(raw):
                 limits[name] = int(raw)
             else:
                 errors[name] = "number"

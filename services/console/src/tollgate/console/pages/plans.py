@@ -11,7 +11,6 @@ This module never computes a price or a quota, it shows billing's.
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -22,6 +21,7 @@ from fastapi.responses import RedirectResponse, Response
 from tollgate.console.backends import BackendDown, BackendProblem, OrgPlan, UsageSummary
 from tollgate.console.pages.operator import operator_page, require_operator
 from tollgate.console.web import (
+    INTEGER,
     CurrentSession,
     OrgContext,
     Panel,
@@ -33,7 +33,6 @@ from tollgate.console.web import (
 
 router = APIRouter()
 PAST_QUOTA = ("reject_402", "reject_429", "overage")
-INTEGER = re.compile(r"^[0-9]{1,15}$")
 
 
 def can_choose(ctx: OrgContext) -> bool:

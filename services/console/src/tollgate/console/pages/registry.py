@@ -27,7 +27,7 @@ from starlette.datastructures import UploadFile
 
 from tollgate.console.backends import AdminApi, BackendDown, BackendProblem, Route
 from tollgate.console.pages.operator import operator_page, require_operator
-from tollgate.console.web import CurrentSession, OrgNotFound, backends, panel
+from tollgate.console.web import INTEGER, CurrentSession, OrgNotFound, backends, panel
 
 router = APIRouter(prefix="/admin/apis")
 
@@ -45,7 +45,6 @@ SANDBOX_FIELDS = (
     "validate_responses",
 )
 FLAG_CHOICES = {"on": True, "off": False}  # a route's flag; "" inherits the API's
-INTEGER = re.compile(r"^[0-9]{1,15}$")
 # Problems of accounts that concern one field without naming it in `errors`.
 SLUG_FIELDS = {
     "slug-taken": "slug",
