@@ -49,6 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tollgate.contracts.envelope import CREDITS_MAX
 from tollgate.kit.outbox import outbox_table
 
 
@@ -160,7 +161,7 @@ class Plan(Base):
             "included_requests IS NULL OR included_requests >= 0", name="ck_plans_included"
         ),
         CheckConstraint("overage_price >= 0", name="ck_plans_overage_price"),
-        CheckConstraint("overage_price <= 1000000000000", name="ck_plans_overage_price_max"),
+        CheckConstraint(f"overage_price <= {CREDITS_MAX}", name="ck_plans_overage_price_max"),
         CheckConstraint("trial_days >= 0", name="ck_plans_trial_days"),
         CheckConstraint(
             "past_quota IN ('reject_402', 'reject_429', 'overage')", name="ck_plans_past_quota"
