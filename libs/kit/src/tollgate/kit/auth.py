@@ -293,16 +293,24 @@ BearerToken = Annotated[str, Depends(_declared_bearer_token)]
 OpenAPI document as the `bearerAuth` scheme."""
 
 
+async def _principal_of(
+    request: Request, verified: VerifiedToken, arrived: float | None = None
+) -> Principal:
+    """The caller a verified token names, as the identity state knows it (when the
+    service follows it)."""
+    verifier: JwtVerifier = request.app.state.jwt_verifier
+    if verifier.identity is None:
+        return verified.principal
+    return await verifier.identity.current(
+        verified, wanted_org=requested_org(request), arrived=arrived
+    )
+
+
 async def _current_principal(request: Request, token: BearerToken) -> Principal:
     arrived = time.monotonic()
     verifier: JwtVerifier = request.app.state.jwt_verifier
     verified = await verifier.verify_issued(token)
-    if verifier.identity is None:
-        principal = verified.principal
-    else:
-        principal = await verifier.identity.current(
-            verified, wanted_org=requested_org(request), arrived=arrived
-        )
+    principal = await _principal_of(request, verified, arrived)
     request.state.principal = principal  # the actor of the audit record (kit.audit)
     request.state.verified_token = verified
     return principal
@@ -312,11 +320,7 @@ async def principal_now(request: Request) -> Principal:
     """The caller of `request` as the identity state knows it now, for an answer that
     lasts (a stream checks again each tick): the same problems as at the start for a
     caller deactivated, signed out or revoked since. Needs `CurrentPrincipal` first."""
-    verifier: JwtVerifier = request.app.state.jwt_verifier
-    verified: VerifiedToken = request.state.verified_token
-    if verifier.identity is None:
-        return verified.principal
-    return await verifier.identity.current(verified, wanted_org=requested_org(request))
+    return await _principal_of(request, request.state.verified_token)
 
 
 def requested_org(request: Request) -> uuid.UUID | None:
