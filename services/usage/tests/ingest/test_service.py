@@ -15,7 +15,7 @@ from tollgate.contracts.decoding import decode
 from tollgate.contracts.events.accounts import KeyUpserted, Limits
 from tollgate.contracts.events.gateway import RequestMode
 from tollgate.contracts.events.usage import UsageThresholdCrossed
-from tollgate.kit.db import SessionMaker, create_engine, session_maker
+from tollgate.kit.db import BIGINT_MAX, SessionMaker, create_engine, session_maker
 from tollgate.usage import histogram
 from tollgate.usage.analytics.repository import UsageFilter
 from tollgate.usage.analytics.service import summary, timeseries, top
@@ -26,7 +26,7 @@ from tollgate.usage.ingest.service import (
     aggregate,
     record_requests,
 )
-from tollgate.usage.models import BIGINT_MAX, RequestLogEntry, outbox
+from tollgate.usage.models import RequestLogEntry, outbox
 from tollgate.usage.quotas.repository import key_limits
 from tollgate.usage.quotas.service import apply_key_state
 from tollgate.usage.retention.service import (

@@ -14,6 +14,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
+BIGINT_MAX = 2**63 - 1
+"""The most a PostgreSQL bigint holds (and -BIGINT_MAX - 1 the least)."""
+
 SessionMaker = async_sessionmaker[AsyncSession]
 
 

@@ -28,6 +28,7 @@ import orjson
 from fastapi import Query
 from pydantic import BaseModel, Field
 
+from tollgate.kit.db import BIGINT_MAX
 from tollgate.kit.problems import Unprocessable
 from tollgate.kit.requests import in_utc
 
@@ -80,7 +81,11 @@ def encode_cursor(*key: KeyPart) -> str:
 
 def _typed(value: object, kind: type[Any]) -> Any:
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) < value < 2**63:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not -BIGINT_MAX <= value <= BIGINT_MAX
+        ):
             raise ValueError(value)
         return value
     if not isinstance(value, str):

@@ -11,11 +11,10 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
+from tollgate.kit.db import BIGINT_MAX
 from tollgate.kit.requests import NUL_FREE
 
-MAX_BIGINT = 2**63 - 1
-
-DeliveryId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+DeliveryId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 """A webhook delivery id (BIGINT identity)."""
 
 PhoneNumber = Annotated[

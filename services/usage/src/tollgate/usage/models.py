@@ -49,11 +49,10 @@ from tollgate.kit.outbox import outbox_table
 NIL = uuid.UUID(int=0)
 """Stands for "none" in aggregate keys (no key, API or route was resolved)."""
 
-BIGINT_MAX = 2**63 - 1
-"""The most a count or sum column (bigint) holds. Rollup sums saturate here instead of
-failing: one event may carry a cost or size up to this (the contract's bound), so two of
-them in one bucket would otherwise overflow, and a batch Postgres refuses is refused on
-every retry, stopping its partition. Answers saturate here too (see `analytics`)."""
+# Count and sum columns are bigint: rollup sums saturate at `kit.db.BIGINT_MAX` instead of
+# failing. One event may carry a size up to it (the contract's bound), so two of them in
+# one bucket would otherwise overflow, and a batch Postgres refuses is refused on every
+# retry, stopping its partition. Answers saturate there too (see `analytics`).
 
 
 class Base(DeclarativeBase):

@@ -36,9 +36,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tollgate.kit.db import BIGINT_MAX
 from tollgate.usage.histogram import Histogram
 from tollgate.usage.models import (
-    BIGINT_MAX,
     NIL,
     UsageHour,
     UsageKeyDay,

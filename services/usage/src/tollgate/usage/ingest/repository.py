@@ -20,8 +20,9 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tollgate.kit.db import BIGINT_MAX
 from tollgate.usage.histogram import merge, to_json
-from tollgate.usage.models import BIGINT_MAX, NIL
+from tollgate.usage.models import NIL
 
 
 async def lock_positions(

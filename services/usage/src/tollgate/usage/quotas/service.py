@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollgate.contracts.events.accounts import KeyUpserted
 from tollgate.contracts.events.usage import UsagePeriod, UsageThresholdCrossed
+from tollgate.kit.db import BIGINT_MAX
 from tollgate.kit.outbox import emit
-from tollgate.usage.models import BIGINT_MAX
 from tollgate.usage.quotas import repository
 
 THRESHOLDS = (80, 100)
