@@ -174,13 +174,9 @@ class InProcessGateway:
             self.upstreams,
         )
         # The public listener's own server (its parser settings are part of what is tested).
-        self._runner = web.ServerRunner(
-            http_server(self.gate.handle, settings, settings.max_connections_per_ip)
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._listener = http_server(self.gate.handle, settings, settings.max_connections_per_ip)
+        await self._listener.start("127.0.0.1", 0)
+        self.port = self._listener.port
 
     def request(
         self, method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b""
@@ -222,7 +218,7 @@ class InProcessGateway:
 
     def close(self) -> None:
         async def stop() -> None:
-            await self._runner.cleanup()
+            await self._listener.close(1.0)
             await self._upstream.cleanup()
             if self._raw is not None:
                 self._raw.close()

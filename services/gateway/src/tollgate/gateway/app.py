@@ -1,9 +1,9 @@
 """The gateway process: state follower, limiter, publisher and the HTTP front.
 
-The HTTP server is aiohttp's low-level server on uvloop (no router, no middleware:
-the gate does its own dispatch); upstream calls go through keep-alive pools on the
-same loop (`proxy.upstream_http`: llhttp parsing, no thread hand-off). Both were
-chosen by measurement (bench/gateway/README.md).
+The HTTP server is the gateway's own (`listener`: llhttp parsing on uvloop, no router,
+no middleware: the gate does its own dispatch); upstream calls go through keep-alive
+pools on the same loop (`proxy.upstream_http`: llhttp parsing, no thread hand-off).
+Both were chosen by measurement (bench/gateway/README.md).
 Operational endpoints live under `/_tollgate/`:
 `healthz` (alive), `readyz` (state replayed up to the high watermark and not
 shutting down) and `metrics` (Prometheus), served on their own listener
@@ -26,15 +26,12 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
-
-from aiohttp import web
 
 from tollgate.contracts import topics
 from tollgate.gateway.config import Settings
 from tollgate.gateway.events.publisher import EventPublisher
 from tollgate.gateway.limits.limiter import RateLimiter
-from tollgate.gateway.listener import ConnectionGuard, GuardedServer
+from tollgate.gateway.listener import ConnectionGuard, Handler, Listener, Request, Response
 from tollgate.gateway.proxy.gate import Gate
 from tollgate.gateway.proxy.headers import TrustedProxies
 from tollgate.gateway.proxy.tracing import RequestSpans
@@ -59,6 +56,7 @@ TOPICS = (
 OPS_PREFIX = "/_tollgate/"
 _PROBES = frozenset({"healthz", "readyz"})
 _SWEEP_INTERVAL_S = 30.0
+_JSON = {"Content-Type": "application/json"}
 
 
 class Gateway:
@@ -117,7 +115,7 @@ class Gateway:
             # retries, at most its timeout (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s).
             shutdown_tracing()
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: Request) -> Response:
         """Every request on the public listener: the gate, or the operational endpoints
         `public_ops` exposes there (matched on the decoded path, so `%5F` spellings are
         the same endpoint)."""
@@ -129,99 +127,77 @@ class Gateway:
             return _not_found()
         if self.gate is None or not self.follower.caught_up:
             body = problem_body(503, "Service Unavailable", "The gateway is starting.")
-            return web.Response(
+            return Response(
                 body=body,
                 status=503,
                 headers={"Content-Type": PROBLEM_CONTENT_TYPE, "Retry-After": "1"},
             )
         return await self.gate.handle(request)
 
-    async def handle_ops(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle_ops(self, request: Request) -> Response:
         """Every request on the operational listener."""
         if request.path.startswith(OPS_PREFIX):
             return self._ops(request)
         return _not_found()
 
-    def _ops(self, request: web.BaseRequest) -> web.Response:
+    def _ops(self, request: Request) -> Response:
         name = request.path[len(OPS_PREFIX) :]
         if name == "healthz":
-            return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+            return Response(body=b'{"status":"ok"}', headers=_JSON)
         if name == "readyz":
             if self.ready:
-                return web.Response(body=b'{"status":"ready"}', content_type="application/json")
+                return Response(body=b'{"status":"ready"}', headers=_JSON)
             detail = "draining" if self.draining else "state not replayed yet"
-            return web.Response(
+            return Response(
                 body=problem_body(503, "Service Unavailable", "Not ready: " + detail),
                 status=503,
                 headers={"Content-Type": PROBLEM_CONTENT_TYPE},
             )
         if name == "metrics":
             body, content_type = exposition()
-            return web.Response(body=body, headers={"Content-Type": content_type})
+            return Response(body=body, headers={"Content-Type": content_type})
         return _not_found()
 
 
-def _not_found() -> web.Response:
-    return web.Response(
+def _not_found() -> Response:
+    return Response(
         body=problem_body(404, "Not Found"),
         status=404,
         headers={"Content-Type": PROBLEM_CONTENT_TYPE},
     )
 
 
-def http_server(
-    handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
-    settings: Settings,
-    per_ip: int,
-) -> GuardedServer:
-    """An HTTP/1.1 server of the gateway (public or operational listener).
-
-    Request bodies are never decompressed (`auto_decompress=False`): a proxy relays the
-    bytes it was sent, with their `Content-Encoding`. aiohttp's default decoded a gzip
-    body before the gate saw it, so a 5 KB upload arrived upstream as 5 MB (past
-    `max_body_bytes`, which counts what the client declared) under a `Content-Encoding`
-    it no longer had, and a body declared small was buffered whole however far it
-    expanded.
-    """
+def http_server(handler: Handler, settings: Settings, per_ip: int) -> Listener:
+    """An HTTP/1.1 listener of the gateway (public or operational), not yet listening."""
     guard = ConnectionGuard(
         per_ip, settings.client_header_timeout_s, TrustedProxies(settings.trusted_proxies)
     )
-    return GuardedServer(
+    return Listener(
         handler,
-        guard=guard,
-        access_log=None,
-        max_field_size=16384,
-        keepalive_timeout=settings.client_keepalive_timeout_s,
-        auto_decompress=False,
+        guard,
+        max_head_bytes=settings.max_head_bytes,
+        keepalive_s=settings.client_keepalive_timeout_s,
     )
 
 
-async def _start_ops(gateway: Gateway, settings: Settings) -> web.ServerRunner | None:
+async def _start_ops(gateway: Gateway, settings: Settings) -> Listener | None:
     """The operational listener, or None (`ops_port` 0, or the port is taken: logged,
     the gateway serves on without it, as traffic matters more than its metrics)."""
     if not settings.ops_port:
         return None
     host = settings.ops_host or settings.host
-    runner = web.ServerRunner(http_server(gateway.handle_ops, settings, 0), shutdown_timeout=1)
-    await runner.setup()
+    listener = http_server(gateway.handle_ops, settings, 0)
     try:
-        await web.TCPSite(
-            runner,
-            host,
-            settings.ops_port,
-            reuse_address=True,
-            # A supervisor's next generation binds it while this one drains.
-            reuse_port=settings.worker_slot is not None,
-        ).start()
+        # A supervisor's next generation binds it while this one drains.
+        await listener.start(host, settings.ops_port, reuse_port=settings.worker_slot is not None)
     except OSError as exc:
         log.error(
             "cannot open the operational listener; serving without it",
             extra={"host": host, "port": settings.ops_port, "error": str(exc)},
         )
-        await runner.cleanup()
         return None
     log.info("operational endpoints listening", extra={"host": host, "port": settings.ops_port})
-    return runner
+    return listener
 
 
 async def _notify_ready(gateway: Gateway, fd: int) -> None:
@@ -242,18 +218,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
     gateway = Gateway(settings)
     await gateway.start()
-    server = http_server(gateway.handle, settings, settings.max_connections_per_ip)
-    runner = web.ServerRunner(server, shutdown_timeout=settings.shutdown_grace_s)
-    await runner.setup()
-    site = web.TCPSite(
-        runner,
-        settings.host,
-        settings.port,
-        reuse_address=True,
-        # Workers of one supervisor share the port; the kernel spreads connections.
-        reuse_port=settings.worker_slot is not None,
-        backlog=1024,
-    )
+    listener = http_server(gateway.handle, settings, settings.max_connections_per_ip)
     if settings.worker_slot is not None:
         # A worker shares the port: it joins only once its state is replayed, so the
         # kernel never hands a connection to a worker that would answer 503 while
@@ -264,9 +229,12 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         replayed.cancel()
         stopping.cancel()
     if not stop.is_set():
-        await site.start()
+        # Workers of one supervisor share the port; the kernel spreads connections.
+        await listener.start(
+            settings.host, settings.port, reuse_port=settings.worker_slot is not None
+        )
         log.info("gateway listening", extra={"host": settings.host, "port": settings.port})
-    ops_runner = await _start_ops(gateway, settings)
+    ops_listener = await _start_ops(gateway, settings)
     notify = None
     if settings.worker_ready_fd is not None:
         notify = asyncio.create_task(_notify_ready(gateway, settings.worker_ready_fd))
@@ -277,8 +245,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             notify.cancel()
         log.info("gateway shutting down: draining in-flight requests")
         gateway.draining = True
-        await runner.cleanup()
-        if ops_runner is not None:
-            await ops_runner.cleanup()
+        await listener.close(settings.shutdown_grace_s)
+        if ops_listener is not None:
+            await ops_listener.close(1.0)
         await gateway.stop()
         log.info("gateway stopped")

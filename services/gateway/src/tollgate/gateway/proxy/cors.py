@@ -11,8 +11,9 @@ browser keeps its same-origin rule.
 
 from __future__ import annotations
 
-from aiohttp import web
 from multidict import CIMultiDict
+
+from tollgate.gateway.listener import Request, Response
 
 EXPOSED = (
     "X-Request-ID, RateLimit, RateLimit-Policy, RateLimit-Limit, RateLimit-Remaining, "
@@ -31,13 +32,13 @@ class CorsPolicy:
             part.strip().rstrip("/") for part in origins.split(",") if part.strip()
         )
 
-    def allowed_origin(self, request: web.BaseRequest) -> str | None:
+    def allowed_origin(self, request: Request) -> str | None:
         """The request's `Origin` when it is listed, else None."""
         origin = request.headers.get("Origin")
         return origin if origin is not None and origin in self.origins else None
 
     @staticmethod
-    def preflight(request: web.BaseRequest, origin: str) -> web.Response | None:
+    def preflight(request: Request, origin: str) -> Response | None:
         """The answer to a preflight from a listed origin; None for any other request."""
         method = request.headers.get("Access-Control-Request-Method")
         if request.method != "OPTIONS" or not method:
@@ -51,7 +52,7 @@ class CorsPolicy:
         asked = request.headers.get("Access-Control-Request-Headers")
         if asked:
             headers["Access-Control-Allow-Headers"] = asked
-        return web.Response(status=204, headers=headers)
+        return Response(status=204, headers=headers)
 
 
 CORS_FIELDS = frozenset({"access-control-allow-origin", "access-control-expose-headers", "vary"})

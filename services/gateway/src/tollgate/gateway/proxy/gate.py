@@ -48,7 +48,7 @@ import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import hdrs, web
+from aiohttp import hdrs
 from multidict import CIMultiDict
 
 from tollgate.contracts.events.gateway import RejectionReason
@@ -56,6 +56,7 @@ from tollgate.gateway.config import Settings
 from tollgate.gateway.events.publisher import COMPLETED, REJECTED, EventPublisher
 from tollgate.gateway.limits.limiter import RateLimiter, RedisUnavailable
 from tollgate.gateway.limits.windows import RATE_LIMIT_FIELDS, Verdict
+from tollgate.gateway.listener import Request, Response, StreamResponse
 from tollgate.gateway.proxy.admission import TOO_LARGE_SLUG, Refusal, admit, charged
 from tollgate.gateway.proxy.cors import CORS_FIELDS, CorsPolicy, add_cors_headers, cors_headers
 from tollgate.gateway.proxy.headers import (
@@ -194,13 +195,13 @@ class _Call:
         self.drift: list[str] | None = None  # what the answer broke, when checked
 
 
-def _unreadable(status: int, title: str, detail: str, slug: str) -> web.Response:
+def _unreadable(status: int, title: str, detail: str, slug: str) -> Response:
     """A request refused before routing, like an HTTP parse error (a target that cannot be
     read one way only, 400; a head too large, 431): no API or key is known, so no event
     is queued."""
     request_id = new_request_id()
     _count("rejected", status)
-    return web.Response(
+    return Response(
         body=problem_body(status, title, detail, slug=slug, request_id=request_id),
         status=status,
         headers={"Content-Type": PROBLEM_CONTENT_TYPE, "X-Request-ID": request_id},
@@ -289,10 +290,10 @@ class Gate:
 
     # ------------------------------------------------------------------ entry point
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: Request) -> Response:
         if _head_size(request.raw_headers) > self._max_head:
-            # aiohttp bounds each field (16 KiB) and their number (128), not their sum:
-            # 2 MiB heads, forwarded and held per connection, without this.
+            # The listener bounds each field (16 KiB) and holds at most twice this while
+            # a head arrives; what is forwarded is bounded here, with a request id.
             return _unreadable(
                 431,
                 "Request Header Fields Too Large",
@@ -351,9 +352,7 @@ class Gate:
                 error=error,
             )
 
-    async def _answer(
-        self, call: _Call, request: web.BaseRequest, query: str
-    ) -> web.StreamResponse:
+    async def _answer(self, call: _Call, request: Request, query: str) -> Response:
         try:
             forwarded_query, key_in_auth = self._admit(call, request, query)
             verdict = await self._limit(call)
@@ -370,11 +369,11 @@ class Gate:
     async def _sandboxed(
         self,
         call: _Call,
-        request: web.BaseRequest,
+        request: Request,
         query: str,
         key_in_auth: bool,
         verdict: Verdict | None,
-    ) -> web.StreamResponse:
+    ) -> Response:
         """Test keys, mocks and request validation: a test key reaches the sandbox
         upstream or the mock, never the live upstream; a live key never the sandbox."""
         api, key, route = call.api, call.key, call.route
@@ -451,12 +450,12 @@ class Gate:
             )
         return await self._forward(call, request, query, key_in_auth, verdict, body=body)
 
-    async def _whole_body(self, request: web.BaseRequest) -> bytes:
+    async def _whole_body(self, request: Request) -> bytes:
         """The request body, whole, up to the cap (raises `_BodyTooLarge` beyond it)."""
         if not request.body_exists:
             return b""
         if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await request.send_continue()
         declared = request.content_length
         if declared is not None and declared <= _BUFFER_LIMIT:
             # Admission checked the declared length against the cap: the plain path's read.
@@ -470,7 +469,7 @@ class Gate:
             raise
         return b"".join(chunks)
 
-    def _invalid(self, call: _Call, violations: list[str]) -> web.Response:
+    def _invalid(self, call: _Call, violations: list[str]) -> Response:
         """400 listing each violation of the API's document; never forwarded, never
         charged (a `request_invalid` rejection)."""
         response = self._problem(
@@ -490,14 +489,14 @@ class Gate:
     async def _mock(
         self,
         call: _Call,
-        request: web.BaseRequest,
+        request: Request,
         operation: Operation | None,
         path_values: dict[str, str],
         settings: Sandbox,
         body: bytes,
         query: str,
         verdict: Verdict | None,
-    ) -> web.StreamResponse:
+    ) -> Response:
         """Answer from the API's document (no I/O; see `mock`)."""
         api, key = call.api, call.key
         assert api is not None
@@ -550,18 +549,18 @@ class Gate:
         if call.cors_origin is not None:
             add_cors_headers(headers, call.cors_origin)
         data = b"" if call.method == "HEAD" else answer.body
-        response = web.Response(body=data, status=answer.status, headers=headers)
+        response = Response(body=data, status=answer.status, headers=headers)
         self._completed(call, answer.status, len(body), len(data), 0.0)
         return response
 
-    def _mock_failed(self, call: _Call, status: int, slug: str, detail: str) -> web.Response:
+    def _mock_failed(self, call: _Call, status: int, slug: str, detail: str) -> Response:
         response = self._problem(call, status, detail, slug)
         self._completed(call, status, 0, 0, 0.0)
         return response
 
     # ------------------------------------------------------------------ admission
 
-    def _admit(self, call: _Call, request: web.BaseRequest, query: str) -> tuple[str, bool]:
+    def _admit(self, call: _Call, request: Request, query: str) -> tuple[str, bool]:
         """Checks 1-5 (`admission`); returns the query to forward and whether an
         `Authorization` header carries a Tollgate key."""
         try:
@@ -625,7 +624,7 @@ class Gate:
         slug: str,
         extra: list[tuple[str, str]] | None = None,
         **extensions: Any,
-    ) -> web.Response:
+    ) -> Response:
         body = problem_body(
             status,
             _TITLES.get(status, "Error"),
@@ -644,9 +643,9 @@ class Gate:
                 headers.add(name, value)
         if call.cors_origin is not None:
             add_cors_headers(headers, call.cors_origin)
-        return web.Response(body=body, status=status, headers=headers)
+        return Response(body=body, status=status, headers=headers)
 
-    def _refuse(self, call: _Call, refusal: Refusal) -> web.Response:
+    def _refuse(self, call: _Call, refusal: Refusal) -> Response:
         extra = refusal.headers
         if refusal.status == 401:
             extra = [*extra, ("WWW-Authenticate", WWW_AUTHENTICATE)]
@@ -689,7 +688,7 @@ class Gate:
     # ------------------------------------------------------------------ forwarding
 
     def _upstream_headers(
-        self, call: _Call, request: web.BaseRequest, key_in_auth: bool
+        self, call: _Call, request: Request, key_in_auth: bool
     ) -> list[tuple[str, str]]:
         api = call.api
         assert api is not None
@@ -745,14 +744,14 @@ class Gate:
     async def _forward(
         self,
         call: _Call,
-        request: web.BaseRequest,
+        request: Request,
         query: str,
         key_in_auth: bool,
         verdict: Verdict | None,
         *,
         base: str | None = None,
         body: bytes | None = None,
-    ) -> web.StreamResponse:
+    ) -> Response:
         """Forward to the live upstream, or to `base` (a test key's sandbox, which never
         gets the live upstream's credentials); `body`: already read whole."""
         api, key = call.api, call.key
@@ -790,7 +789,7 @@ class Gate:
                 if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
                     # Admitted: now ask for the body (rejections never made the client
                     # send it).
-                    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    await request.send_continue()
                 if declared is not None and declared <= _BUFFER_LIMIT:
                     body = await self._small_body(request)
                     received[0] = len(body)
@@ -846,7 +845,7 @@ class Gate:
         finally:
             upstream.close()
 
-    def _too_large(self, call: _Call) -> web.Response:
+    def _too_large(self, call: _Call) -> Response:
         return self._refuse(
             call,
             Refusal(
@@ -857,7 +856,7 @@ class Gate:
             ),
         )
 
-    def _upstream_broke(self, call: _Call, exc: Exception) -> web.Response:
+    def _upstream_broke(self, call: _Call, exc: Exception) -> Response:
         """502 (504 when it went silent): the upstream failed the exchange."""
         api = call.api
         assert api is not None
@@ -869,14 +868,14 @@ class Gate:
             return self._upstream_failed(call, 504, "The upstream did not answer in time.")
         return self._upstream_failed(call, 502, "The upstream could not be reached.")
 
-    def _client_gone(self, call: _Call, received: list[int]) -> web.Response:
+    def _client_gone(self, call: _Call, received: list[int]) -> Response:
         """The client closed its connection before its body was all read: recorded as
         completed with 499 (nginx's "client closed request"), free; nobody reads the
         answer."""
         self._completed(call, CLIENT_CLOSED, received[0], 0, 0.0, free=True)
-        return web.Response(status=CLIENT_CLOSED)
+        return Response(status=CLIENT_CLOSED)
 
-    def _body_stalled(self, call: _Call, received: list[int]) -> web.Response:
+    def _body_stalled(self, call: _Call, received: list[int]) -> Response:
         """408: the client stopped sending its body. Recorded as completed, free."""
         response = self._problem(
             call,
@@ -888,7 +887,7 @@ class Gate:
         self._completed(call, 408, received[0], 0, 0.0, free=True)
         return response
 
-    async def _small_body(self, request: web.BaseRequest) -> bytes:
+    async def _small_body(self, request: Request) -> bytes:
         """The whole (declared small) body; TimeoutError when it stalls."""
         content = request.content
         if content.is_eof():
@@ -902,9 +901,7 @@ class Gate:
                 return b"".join(chunks)
             chunks.append(chunk)
 
-    async def _capped_body(
-        self, request: web.BaseRequest, received: list[int]
-    ) -> AsyncIterator[bytes]:
+    async def _capped_body(self, request: Request, received: list[int]) -> AsyncIterator[bytes]:
         content = request.content
         while True:
             try:
@@ -923,16 +920,16 @@ class Gate:
     async def _relay(
         self,
         call: _Call,
-        request: web.BaseRequest,
+        request: Request,
         upstream: UpstreamResponse,
         verdict: Verdict | None,
         received: list[int],
         upstream_started: float,
-    ) -> web.StreamResponse:
+    ) -> Response:
         api = call.api
         assert api is not None
         upstream_headers = upstream.headers
-        # One list of pairs (aiohttp builds its multidict from it once): the upstream's
+        # One list of pairs, written as the answer's head as it is: the upstream's
         # headers (names come lowercase) without hop-by-hop ones and without those the
         # gateway sets below, then the gateway's.
         drop = RESPONSE_DROP if verdict is None else _RESPONSE_DROP_LIMITED
@@ -971,16 +968,16 @@ class Gate:
             if request.method == "HEAD" and length is not None:
                 # What a GET would carry: the length the upstream announced, no body.
                 headers.append(("Content-Length", str(length)))
-                buffered = web.Response(status=status, headers=headers)
+                buffered = Response(status=status, headers=headers)
             else:
-                buffered = web.Response(body=data, status=status, headers=headers)
+                buffered = Response(body=data, status=status, headers=headers)
             self._completed(call, status, received[0], len(data), upstream_waited)
             return buffered
         upstream_waited = time.perf_counter() - upstream_started
-        response = web.StreamResponse(status=status, headers=headers)
+        response = StreamResponse(status=status, headers=headers)
         if length is not None:
             response.content_length = length
-        # Without a length aiohttp chunks the answer, or, to an HTTP/1.0 client (which
+        # Without a length the listener chunks the answer, or, to an HTTP/1.0 client (which
         # knows no chunks), ends it by closing the connection.
         # The event is journaled before the client can see the answer complete: before
         # the last announced byte, or before the final chunk. An answer cut short is
@@ -1006,7 +1003,7 @@ class Gate:
 
     def _upstream_failed(
         self, call: _Call, status: int, detail: str, slug: str | None = None
-    ) -> web.Response:
+    ) -> Response:
         slug = slug or ("upstream-timeout" if status == 504 else "upstream-failed")
         response = self._problem(call, status, detail, slug)
         self._completed(call, status, 0, 0, time.perf_counter() - call.started)
