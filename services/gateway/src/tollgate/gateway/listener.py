@@ -87,10 +87,10 @@ class Request:
         "body_exists",
         "content",
         "content_length",
+        "head_size",
         "headers",
         "keep_alive",
         "method",
-        "raw_headers",
         "raw_path",
         "remote",
         "version",
@@ -103,7 +103,8 @@ class Request:
         method: str,
         raw_path: str,
         version: str,
-        raw_headers: tuple[tuple[bytes, bytes], ...],
+        fields: list[tuple[str, str]],
+        head_size: int,
         keep_alive: bool,
     ) -> None:
         self._connection = connection
@@ -111,18 +112,8 @@ class Request:
         self.method = method
         self.raw_path = raw_path
         self.version = version
-        self.raw_headers = raw_headers
-        self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(
-            CIMultiDict(
-                [
-                    (
-                        name.decode("utf-8", "surrogateescape"),
-                        value.decode("utf-8", "surrogateescape"),
-                    )
-                    for name, value in raw_headers
-                ]
-            )
-        )
+        self.head_size = head_size  # the header fields' names and values, in bytes
+        self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict(fields))
         self.remote: str = connection.ip
         self.keep_alive = keep_alive
         # llhttp refused a malformed, repeated or conflicting Content-Length.
@@ -372,12 +363,18 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._counted = False  # counted by the guard (released on close)
         self._closed = False
+        # One wait at a time (a head, an idle keep-alive, a linger): what ends it and
+        # when. The timer is re-armed only when it fires early, so a request on a
+        # kept-alive connection costs no timer of its own.
+        self._deadline = 0.0  # loop time; 0: not waiting
+        self._on_deadline: Callable[[], None] = self.close
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_idle = False  # the timer is the keep-alive one (else a head's, or linger)
+        self._timer_at = 0.0
+        self._head_from = 0.0  # when the head being parsed began
         self._head_bytes = 0
         self._in_head = False
         self._url = b""
-        self._fields: list[tuple[bytes, bytes]] = []
+        self._fields: list[tuple[str, str]] = []
         self._fields_size = 0
         self._current: Request | None = None  # being parsed (its body arriving)
         self._queue: deque[Request] = deque()  # parsed, waiting for their turn
@@ -406,7 +403,7 @@ class _Connection(asyncio.Protocol):
             return
         self._counted = True
         self.listener.connections.add(self)
-        self._timer = self.loop.call_later(guard.head_timeout_s, self._head_overdue)
+        self._wait_until(self.loop.time() + guard.head_timeout_s, self._head_overdue)
 
     def data_received(self, data: bytes) -> None:
         if self._closed or self._stop_parsing:
@@ -424,8 +421,13 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._parse_failed(400, exc)
             return
-        if self._in_head and self._head_bytes > 2 * self.listener.max_head + _MAX_FIELD:
-            self._parse_failed(431, None)
+        if self._in_head:
+            if self._head_bytes > 2 * self.listener.max_head + _MAX_FIELD:
+                self._parse_failed(431, None)
+            elif not self._deadline:  # a head cut across reads (rare): its deadline
+                self._wait_until(
+                    self._head_from + self.listener.guard.head_timeout_s, self._head_overdue
+                )
 
     def eof_received(self) -> bool | None:
         self._peer_done = True
@@ -510,20 +512,29 @@ class _Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ timers
 
-    def _head_overdue(self) -> None:
+    def _wait_until(self, deadline: float, then: Callable[[], None]) -> None:
+        self._deadline = deadline
+        self._on_deadline = then
+        if self._timer is None or self._timer_at > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(deadline, self._tick)
+            self._timer_at = deadline
+
+    def _tick(self) -> None:
         self._timer = None
+        if not self._deadline or self._closed:
+            return
+        if self.loop.time() < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._tick)
+            self._timer_at = self._deadline
+            return
+        self._deadline = 0.0
+        self._on_deadline()
+
+    def _head_overdue(self) -> None:
         SLOW_HEADS.inc()
         self.close()
-
-    def _idle(self) -> None:
-        self._timer = None
-        self.close()
-
-    def _set_timer(self, seconds: float, callback: Callable[[], None]) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(seconds, callback)
-        self._timer_idle = callback == self._idle
 
     # ------------------------------------------------------------------ parser callbacks
 
@@ -532,10 +543,11 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._fields = []
         self._fields_size = 0
-        if self._timer is None or self._timer_idle:
+        if self._on_deadline != self._head_overdue:
             # Each head within the deadline from its first byte (the first one's runs
-            # from the accept).
-            self._set_timer(self.listener.guard.head_timeout_s, self._head_overdue)
+            # from the accept); armed only if the head does not come whole in one read.
+            self._deadline = 0.0
+            self._head_from = self.loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -543,23 +555,27 @@ class _Connection(asyncio.Protocol):
             raise _Refused(414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) + len(value) > _MAX_FIELD:
+        size = len(name) + len(value)
+        if size > _MAX_FIELD:
             raise _Refused(431)
-        self._fields.append((name, value))
+        self._fields_size += size
+        self._fields.append(
+            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+        )
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         self._in_head = False
         self._head_bytes = 0
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = 0.0
+        self._on_deadline = self.close
         request = Request(
             self,
             parser.get_method().decode("ascii"),
             self._url.decode("utf-8", "surrogateescape"),
             parser.get_http_version(),
-            tuple(self._fields),
+            self._fields,
+            self._fields_size,
             parser.should_keep_alive(),
         )
         self._current = request
@@ -633,7 +649,7 @@ class _Connection(asyncio.Protocol):
             if not self._queue:
                 self.resume_reading()
         elif not self._in_head:  # (else the next head's deadline runs)
-            self._set_timer(self.listener.keepalive_s, self._idle)
+            self._wait_until(self.loop.time() + self.listener.keepalive_s, self.close)
 
     def _linger(self, request: Request) -> None:
         """Close after this answer; a request body still arriving is read and dropped
@@ -647,7 +663,7 @@ class _Connection(asyncio.Protocol):
         self.resume_reading()
         if self._transport.can_write_eof():
             self._transport.write_eof()
-        self._set_timer(_LINGER_S, self.close)
+        self._wait_until(self.loop.time() + _LINGER_S, self.close)
 
     def head(self, request: Request, response: Response) -> bytes:
         """The answer's status line and header fields. A value with a line break raises

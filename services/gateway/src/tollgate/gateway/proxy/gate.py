@@ -208,10 +208,6 @@ def _unreadable(status: int, title: str, detail: str, slug: str) -> Response:
     )
 
 
-def _head_size(raw_headers: tuple[tuple[bytes, bytes], ...]) -> int:
-    return sum(len(name) + len(value) for name, value in raw_headers)
-
-
 # Request parameters that carry the Tollgate key (location, lowercase name).
 _KEY_PARAMETERS = frozenset({("header", "x-api-key"), ("query", "api_key")})
 _KEY_PARAMETERS_AUTH = _KEY_PARAMETERS | {("header", "authorization")}
@@ -291,7 +287,7 @@ class Gate:
     # ------------------------------------------------------------------ entry point
 
     async def handle(self, request: Request) -> Response:
-        if _head_size(request.raw_headers) > self._max_head:
+        if request.head_size > self._max_head:
             # The listener bounds each field (16 KiB) and holds at most twice this while
             # a head arrives; what is forwarded is bounded here, with a request id.
             return _unreadable(
