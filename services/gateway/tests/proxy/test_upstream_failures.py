@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
@@ -110,3 +111,42 @@ def test_a_client_that_leaves_mid_upload_is_recorded_once_and_charged_nothing(
         assert events[0]["request_bytes"] <= sent
     finally:
         gw.close()
+
+
+async def sleeps_for_its_path(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers each request after as many milliseconds as its last path segment says."""
+    while head := await reader.readuntil(b"\r\n\r\n"):
+        target = head.split(b" ", 2)[1].decode()
+        await asyncio.sleep(int(target.rsplit("/", 1)[1]) / 1000)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+
+
+def test_each_request_gets_its_own_upstream_deadline_among_many() -> None:
+    # The deadlines of one API share a timer: each must still fire at its own time,
+    # only for a request still waiting, and never for one that already ended.
+    gw = InProcessGateway(
+        lambda url: [api_event("open", url, timeout_ms=400)],
+        [key_event(KEY)],
+        raw_upstream=sleeps_for_its_path,
+    )
+
+    def call(delay_s: float, path: str) -> tuple[str, int, float]:
+        time.sleep(delay_s)
+        started = time.monotonic()
+        reply = gw.request("GET", path, {"X-API-Key": KEY})
+        return path, reply.status, time.monotonic() - started
+
+    plan = [(0.0, "/open/a/1500"), (0.0, "/open/b/0"), (0.2, "/open/c/1500"), (0.25, "/open/d/50")]
+    plan += [(0.05 * i, f"/open/e{i}/10") for i in range(10)]
+    try:
+        with ThreadPoolExecutor(len(plan)) as pool:
+            results = list(pool.map(lambda step: call(*step), plan))
+    finally:
+        gw.close()
+    for path, status, took in results:
+        if path.endswith("/1500"):
+            assert status == 504, path
+            assert 0.35 < took < 1.2, (path, took)  # its own 400 ms, not the first one's
+        else:
+            assert status == 200, (path, status)
