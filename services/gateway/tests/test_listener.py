@@ -5,6 +5,7 @@ body was not read, the deadlines, the per-IP cap and the drain at shutdown."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -34,9 +35,16 @@ async def start(
     per_ip: int = 0,
     head_timeout_s: float = 5.0,
     keepalive_s: float = 5.0,
+    send_timeout_s: float = 5.0,
 ) -> Listener:
     guard = ConnectionGuard(per_ip, head_timeout_s, TrustedProxies(""))
-    listener = Listener(handler, guard, max_head_bytes=65_536, keepalive_s=keepalive_s)
+    listener = Listener(
+        handler,
+        guard,
+        max_head_bytes=65_536,
+        keepalive_s=keepalive_s,
+        send_timeout_s=send_timeout_s,
+    )
     await listener.start("127.0.0.1", 0)
     return listener
 
@@ -333,3 +341,170 @@ async def test_closing_lets_answers_in_flight_finish_then_cuts_the_rest(
     assert await asyncio.wait_for(stuck_reader.read(), 1) == b""
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+# ---------------------------------------------------------------------- hostile input
+
+
+async def body_length(request: Request) -> Response:
+    total = 0
+    while chunk := await request.content.read(65_536):
+        total += len(chunk)
+    return Response(body=str(total).encode())
+
+
+async def test_endless_trailers_are_cut_off_not_held(served: list[Listener]) -> None:
+    served.append(listener := await start(body_length))
+    reader, writer = await connect(listener)
+    writer.write(
+        b"POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+    )
+    # Trailer fields that never end: the parser holds them until they do.
+    for _ in range(40):
+        writer.write(b"X-Trailer: " + b"a" * 8_000 + b"\r\n")
+    await writer.drain()
+    try:
+        answer = await asyncio.wait_for(reader.read(), 5)  # cut, not waiting for more
+    except ConnectionResetError:  # (cut while the client was still sending)
+        answer = b""
+    assert not answer.startswith(b"HTTP/1.1 200"), answer[:100]
+    await asyncio.sleep(0.1)
+    assert not listener.connections
+
+
+async def test_trailers_within_bounds_are_read_and_dropped(served: list[Listener]) -> None:
+    served.append(listener := await start(body_length))
+    reader, writer = await connect(listener)
+    writer.write(
+        b"POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"1\r\na\r\n" * 5_000
+        + b"0\r\nX-Checksum: 1\r\n\r\n"
+    )
+    assert (await read_answer(reader))[2] == b"5000"
+
+
+async def test_a_client_that_reads_nothing_is_cut_off(served: list[Listener]) -> None:
+    async def big(request: Request) -> Response:
+        return Response(body=b"x" * 20_000_000)
+
+    served.append(listener := await start(big, keepalive_s=30, send_timeout_s=0.5))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", listener.port))
+    try:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.sleep(0.2)
+        assert listener.connections  # answering (the answer waits in the buffer)
+        for _ in range(30):
+            if not listener.connections:
+                break
+            await asyncio.sleep(0.1)
+        assert not listener.connections  # the slot and the buffered answer are freed
+        assert listener.guard.open_connections == 0
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+        b"Content-Length: 5\r\n\r\nhello",
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        b"CONNECT /x HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"GET /x HTTP/2.0\r\nHost: x\r\n\r\n",
+    ],
+    ids=["unknown-coding", "upgrade-with-body", "connect", "connect-path", "1.0-chunked", "2.0"],
+)
+async def test_requests_that_cannot_be_served_as_sent_never_reach_the_handler(
+    served: list[Listener], head: bytes
+) -> None:
+    handled: list[str] = []
+
+    async def handler(request: Request) -> Response:
+        handled.append(request.method)
+        return await echo(request)
+
+    served.append(listener := await start(handler))
+    reader, writer = await connect(listener)
+    writer.write(head)
+    status, fields, _ = await read_answer(reader)
+    assert 400 <= status < 600, status
+    assert fields["content-type"] == "application/problem+json"
+    assert fields["connection"] == "close"
+    assert await closed(reader)
+    assert handled == []
+
+
+async def test_an_upgrade_request_without_a_body_is_answered_plainly(
+    served: list[Listener],
+) -> None:
+    served.append(listener := await start())
+    reader, writer = await connect(listener)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    )
+    status, fields, body = await read_answer(reader)
+    assert (status, body, fields["connection"]) == (200, b"/ws|", "close")
+
+
+async def test_requests_before_unparsable_bytes_are_all_answered(served: list[Listener]) -> None:
+    async def slow_first(request: Request) -> Response:
+        if request.raw_path == "/a":
+            await asyncio.sleep(0.1)
+        return await echo(request)
+
+    served.append(listener := await start(slow_first))
+    reader, writer = await connect(listener)
+    writer.write(
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n"
+    )
+    first, second = await read_answer(reader), await read_answer(reader)
+    assert (first[2], second[2], second[1]["connection"]) == (b"/a|", b"/b|", "close")
+    assert await closed(reader)
+
+
+async def test_a_trickling_pipelined_head_does_not_cut_the_answer_in_flight(
+    served: list[Listener],
+) -> None:
+    async def slow(request: Request) -> Response:
+        await asyncio.sleep(0.6)
+        return Response(body=b"done")
+
+    served.append(listener := await start(slow, head_timeout_s=0.3))
+    reader, writer = await connect(listener)
+    writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /next HT")
+    status, fields, body = await read_answer(reader)
+    assert (status, body, fields["connection"]) == (200, b"done", "close")
+    assert await closed(reader)
+
+
+async def test_a_stream_never_goes_past_its_announced_length(served: list[Listener]) -> None:
+    async def overlong(request: Request) -> Response:
+        response = StreamResponse()
+        response.content_length = 5
+        await response.prepare(request)
+        await response.write(b"HELLOHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nevil!\n")
+        await response.write_eof()
+        return response
+
+    served.append(listener := await start(overlong))
+    reader, writer = await connect(listener)
+    writer.write(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, _fields, body = await read_answer(reader)
+    assert (status, body) == (200, b"HELLO")
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed: nothing forged follows
+
+
+async def test_a_handler_failing_on_its_own_connections_answers_500(
+    served: list[Listener],
+) -> None:
+    async def broken(request: Request) -> Response:
+        raise ConnectionRefusedError("a dependency is down")
+
+    served.append(listener := await start(broken))
+    reader, writer = await connect(listener)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await read_answer(reader))[0] == 500

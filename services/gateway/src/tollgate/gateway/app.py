@@ -177,6 +177,7 @@ def http_server(handler: Handler, settings: Settings, per_ip: int) -> Listener:
         guard,
         max_head_bytes=settings.max_head_bytes,
         keepalive_s=settings.client_keepalive_timeout_s,
+        send_timeout_s=settings.client_send_timeout_s,
     )
 
 

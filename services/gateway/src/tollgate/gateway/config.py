@@ -171,7 +171,10 @@ class Settings(ServiceSettings):
         "client's sampled flag decides for its trace); OTEL_TRACES_SAMPLER overrides it",
     )
     client_header_timeout_s: float = Field(
-        10.0, gt=0, description="a new connection's request head must be complete by then"
+        10.0,
+        gt=0,
+        description="a new connection's request head must be complete by then, and each "
+        "later head this long after its first byte",
     )
     max_head_bytes: int = Field(
         65_536,
@@ -185,6 +188,9 @@ class Settings(ServiceSettings):
     )
     client_keepalive_timeout_s: float = Field(
         75.0, gt=0, description="idle kept-alive client connections are closed after this"
+    )
+    client_send_timeout_s: float = Field(
+        60.0, gt=0, description="a client that reads none of its answer this long is cut off"
     )
     max_connections_per_ip: int = Field(
         256,

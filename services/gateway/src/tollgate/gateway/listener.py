@@ -64,6 +64,7 @@ _PARSE_ERRORS = {
     400: ("Bad Request", "The request could not be parsed."),
     414: ("URI Too Long", "The request target is too long."),
     431: ("Request Header Fields Too Large", "The request head is too large."),
+    505: ("HTTP Version Not Supported", "Only HTTP/1.1 and HTTP/1.0 are served here."),
     500: ("Internal Server Error", "The request failed."),
 }
 _MAX_FIELD = 16_384  # one header field (name and value), and the request target
@@ -270,6 +271,12 @@ class StreamResponse(Response):
         assert request is not None, "prepare() first"
         if not data or request.method == "HEAD" or self.status in _NO_BODY:
             return
+        if self.content_length is not None and self._sent + len(data) > self.content_length:
+            # Never past the announced end (the next bytes would read as another answer).
+            data = data[: self.content_length - self._sent]
+            self.closing = True
+            if not data:
+                return
         self._sent += len(data)
         connection = request._connection
         if self._chunked:
@@ -334,6 +341,11 @@ def _failed() -> Response:
     return response
 
 
+class ClientGone(ConnectionResetError):
+    """The client connection is closed, or its request cannot be read any further: what
+    a request body's reads and an answer's writes raise."""
+
+
 class _Refused(Exception):
     """Raised in a parser callback: answer `status` (a `_PARSE_ERRORS` one) and close."""
 
@@ -353,7 +365,11 @@ def _http_date() -> str:
 
 
 class _Connection(asyncio.Protocol):
-    """One client connection: parsing, the requests' tasks in order, the answers."""
+    """One client connection: parsing, the requests' tasks in order, the answers.
+
+    Heads are parsed as data arrives, but a request's handler starts only once the data
+    it came in was parsed without error (llhttp finds some errors, such as an unknown
+    `Transfer-Encoding`, just after the head), one request at a time."""
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
@@ -370,18 +386,23 @@ class _Connection(asyncio.Protocol):
         self._on_deadline: Callable[[], None] = self.close
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._send_timer: asyncio.TimerHandle | None = None  # while writing is paused
         self._head_from = 0.0  # when the head being parsed began
         self._head_bytes = 0
         self._in_head = False
         self._url = b""
         self._fields: list[tuple[str, str]] = []
         self._fields_size = 0
+        self._messages = 0  # heads begun on this connection
+        self._fed_body = 0  # body bytes the current read delivered
+        self._overhead = 0  # bytes of the current message's body that were not body
+        self._chunks = 0  # chunks of the current message's body
         self._current: Request | None = None  # being parsed (its body arriving)
         self._queue: deque[Request] = deque()  # parsed, waiting for their turn
         self._active: Request | None = None  # being handled
         self._task: asyncio.Task[None] | None = None
-        self._stop_parsing = False  # an upgrade or a refusal: nothing more is read
-        self._draining = False  # the listener is closing: no next request
+        self._stop_parsing = False  # an upgrade, a refusal, the client's end: no more
+        self._draining = False  # the answer in flight is the last one
         self._peer_done = False  # the client closed its side
         self._reading_paused = False
         self._writing_paused = False
@@ -408,46 +429,60 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closed or self._stop_parsing:
             return  # refused, upgraded or lingering: dropped
-        if self._in_head or self._current is None:
+        in_body = not self._in_head and self._current is not None
+        if not in_body:
             self._head_bytes += len(data)
+        messages = self._messages
+        self._fed_body = 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._stop_parsing = True  # no protocol switch here: this answer ends it
+            self._upgraded()
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             self._parse_failed(cause.status if isinstance(cause, _Refused) else 400, cause)
-            return
         except httptools.HttpParserError as exc:
             self._parse_failed(400, exc)
-            return
-        if self._in_head:
-            if self._head_bytes > 2 * self.listener.max_head + _MAX_FIELD:
-                self._parse_failed(431, None)
-            elif not self._deadline:  # a head cut across reads (rare): its deadline
-                self._wait_until(
-                    self._head_from + self.listener.guard.head_timeout_s, self._head_overdue
-                )
+        else:
+            if self._in_head:
+                if self._head_bytes > 2 * self.listener.max_head + _MAX_FIELD:
+                    self._parse_failed(431, None)
+                elif not self._deadline:  # a head cut across reads (rare): its deadline
+                    self._wait_until(
+                        self._head_from + self.listener.guard.head_timeout_s,
+                        self._head_overdue,
+                    )
+            elif in_body and self._current is not None and self._messages == messages:
+                # Chunk sizes, extensions and trailers are held by the parser until they
+                # are whole: bounded here, as a head is.
+                self._overhead += len(data) - self._fed_body
+                if self._overhead > _MAX_FIELD + 32 * self._chunks:
+                    self._parse_failed(431, None)
+        if self._active is None and self._queue:
+            self._start(self._queue.popleft())
+        if self._queue:
+            self.pause_reading()  # pipelined requests wait: read no more meanwhile
 
     def eof_received(self) -> bool | None:
         self._peer_done = True
-        self._stop_parsing = True  # the client sends nothing more: the last answer
+        self._stop_parsing = True  # the client sends nothing more: the last answers
         if self._current is not None:
-            self._current.content.fail(ConnectionResetError("the client closed its side"))
+            self._current.content.fail(ClientGone("the client closed its side"))
         if self._active is None:
             self.close()
-        return True  # half-closed: the answer in flight may still be sent
+        return True  # half-closed: the answers in flight may still be sent
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._send_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._send_timer = None
         if self._counted:
             self._counted = False
             self.listener.guard.release(self.ip)
             self.listener.connections.discard(self)
-        gone = ConnectionResetError("the client connection was lost")
+        gone = ClientGone("the client connection was lost")
         for request in (self._active, self._current, *self._queue):
             if request is not None:
                 request.content.fail(gone)
@@ -459,9 +494,15 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        if self._send_timer is None:
+            # A client that stops reading is cut off (nginx's `send_timeout`).
+            self._send_timer = self.loop.call_later(self.listener.send_timeout_s, self.abort)
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -472,13 +513,15 @@ class _Connection(asyncio.Protocol):
             self._transport.pause_reading()
 
     def resume_reading(self) -> None:
+        if self._queue:
+            return  # pipelined requests still wait
         if self._reading_paused and self._transport is not None and not self._closed:
             self._reading_paused = False
             self._transport.resume_reading()
 
     def write_nowait(self, data: bytes) -> None:
         if self._closed or self._transport is None or self._transport.is_closing():
-            raise ConnectionResetError("cannot write: the client connection is closed")
+            raise ClientGone("cannot write: the client connection is closed")
         self._transport.write(data)
 
     async def drain(self) -> None:
@@ -494,9 +537,15 @@ class _Connection(asyncio.Protocol):
         await self.drain()
 
     def close(self) -> None:
-        if not self._closed and self._transport is not None:
+        transport = self._transport
+        if not self._closed and transport is not None:
             self._closed = True
-            self._transport.close()
+            transport.close()
+            if transport.get_write_buffer_size() and self._send_timer is None:
+                # What is still buffered goes out, unless the client stopped reading.
+                self._send_timer = self.loop.call_later(
+                    self.listener.send_timeout_s, transport.abort
+                )
 
     def abort(self) -> None:
         if self._task is not None:
@@ -534,15 +583,22 @@ class _Connection(asyncio.Protocol):
 
     def _head_overdue(self) -> None:
         SLOW_HEADS.inc()
-        self.close()
+        if self._active is None:
+            self.close()
+        else:  # a pipelined head trickles: the answer in flight is the last
+            self._stop_parsing = True
+            self._draining = True
 
     # ------------------------------------------------------------------ parser callbacks
 
     def on_message_begin(self) -> None:
         self._in_head = True
+        self._messages += 1
         self._url = b""
         self._fields = []
         self._fields_size = 0
+        self._overhead = 0
+        self._chunks = 0
         if self._on_deadline != self._head_overdue:
             # Each head within the deadline from its first byte (the first one's runs
             # from the accept); armed only if the head does not come whole in one read.
@@ -555,6 +611,8 @@ class _Connection(asyncio.Protocol):
             raise _Refused(414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a trailer: not forwarded (the body is sent on re-chunked)
         size = len(name) + len(value)
         if size > _MAX_FIELD:
             raise _Refused(431)
@@ -569,23 +627,28 @@ class _Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._deadline = 0.0
         self._on_deadline = self.close
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise _Refused(505)
         request = Request(
             self,
             parser.get_method().decode("ascii"),
             self._url.decode("utf-8", "surrogateescape"),
-            parser.get_http_version(),
+            version,
             self._fields,
             self._fields_size,
             parser.should_keep_alive(),
         )
+        if version == "1.0" and "Transfer-Encoding" in request.headers:
+            raise _Refused(400)  # HTTP/1.0 has no chunks
         self._current = request
-        if self._active is None:
-            self._start(request)
-        else:
-            self._queue.append(request)  # pipelined: after the one in flight
-            self.pause_reading()
+        self._queue.append(request)
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
 
     def on_body(self, body: bytes) -> None:
+        self._fed_body += len(body)
         if self._current is not None:
             self._current.content.feed(body)
 
@@ -607,14 +670,14 @@ class _Connection(asyncio.Protocol):
         except asyncio.CancelledError:
             self.abort()
             raise
-        except ConnectionError:
+        except ClientGone:
             self.close()  # the client left; the handler recorded what it had to
             return
         except Exception:
             log.exception("the request handler failed")
         try:
             self._finish(request, response)
-        except ConnectionError:
+        except ClientGone:
             self.close()
 
     def _finish(self, request: Request, response: Response | None) -> None:
@@ -628,28 +691,32 @@ class _Connection(asyncio.Protocol):
                 return
             closing = streamed.closing or not request.content.is_eof()
         else:
-            response = response or _failed()
+            if response is None or isinstance(response, StreamResponse):
+                response = _failed()  # (a stream never prepared has no framing)
             response.closing = response.closing or not request.content.is_eof()
             try:
                 head = self.head(request, response)
             except ValueError:
-                log.warning("answer refused: a header field value holds a line break")
+                log.warning("answer refused: a header field cannot be sent as it is")
                 response = _failed()
                 head = self.head(request, response)
             bodiless = request.method == "HEAD" or response.status in _NO_BODY
             self.write_nowait(head if bodiless else head + response.body)
             closing = response.closing
-        if closing or not request.keep_alive or self._stop_parsing or self._draining:
+        if closing or self._last(request):
             self._linger(request)
             return
         self._active = None
         self._task = None
         if self._queue:
             self._start(self._queue.popleft())
-            if not self._queue:
-                self.resume_reading()
+            self.resume_reading()
         elif not self._in_head:  # (else the next head's deadline runs)
             self._wait_until(self.loop.time() + self.listener.keepalive_s, self.close)
+
+    def _last(self, request: Request) -> bool:
+        """Whether the answer to `request` ends the connection."""
+        return not request.keep_alive or self._draining or (self._stop_parsing and not self._queue)
 
     def _linger(self, request: Request) -> None:
         """Close after this answer; a request body still arriving is read and dropped
@@ -666,9 +733,11 @@ class _Connection(asyncio.Protocol):
         self._wait_until(self.loop.time() + _LINGER_S, self.close)
 
     def head(self, request: Request, response: Response) -> bytes:
-        """The answer's status line and header fields. A value with a line break raises
-        ValueError (it would end its field and start another)."""
+        """The answer's status line and header fields. A value with a line break, or a
+        status that is not a final one, raises ValueError."""
         status = response.status
+        if not 200 <= status <= 999:
+            raise ValueError("not a final status")
         if status in _NO_BODY:
             length = None
         elif isinstance(response, StreamResponse):
@@ -679,8 +748,9 @@ class _Connection(asyncio.Protocol):
         fields = response.headers
         items = fields if isinstance(fields, Sequence) else fields.items()
         # The framing is the listener's: a handler's Content-Length counts only for a
-        # HEAD answer (what a GET would carry), a Transfer-Encoding never. `Server` and
-        # `Date` are the listener's unless the handler has its own (an upstream's).
+        # HEAD answer (what a GET would carry, once), a Transfer-Encoding never.
+        # `Server` and `Date` are the listener's unless the handler has its own (an
+        # upstream's).
         keep_length = request.method == "HEAD"
         server = date = True
         for name, value in items:
@@ -689,6 +759,7 @@ class _Connection(asyncio.Protocol):
                 if lower in _FRAMING:
                     if not (keep_length and len(name) == 14):
                         continue
+                    keep_length = False
                     length = None
                 elif lower == "server":
                     server = False
@@ -703,7 +774,7 @@ class _Connection(asyncio.Protocol):
             lines.append(f"Content-Length: {length}")
         elif isinstance(response, StreamResponse) and response._chunked:
             lines.append("Transfer-Encoding: chunked")
-        if response.closing or not request.keep_alive or self._draining or self._stop_parsing:
+        if response.closing or self._last(request):
             response.closing = True
             lines.append("Connection: close")
         elif request.version == "1.0":
@@ -715,21 +786,38 @@ class _Connection(asyncio.Protocol):
         try:
             return text.encode("latin-1")  # an upstream's field bytes, as it sent them
         except UnicodeEncodeError:
-            return text.encode("utf-8", "surrogateescape")
+            return text.encode("utf-8")  # (a lone surrogate raises: a 500)
+
+    def _upgraded(self) -> None:
+        """llhttp stops at a protocol switch (an `Upgrade` request, `CONNECT`): none is
+        made here. A request that asked for one is answered as a plain request and ends
+        the connection; `CONNECT`, and one with a body (which llhttp leaves unread),
+        are refused."""
+        self._stop_parsing = True
+        request = self._queue[-1] if self._queue else None
+        if request is not None and (request.method == "CONNECT" or request.body_exists):
+            self._queue.pop()
+            if self._current is request:
+                self._current = None
+            self._parse_failed(400, None)
 
     def _parse_failed(self, status: int, exc: BaseException | None) -> None:
-        """Answer a fixed problem (nothing of the request in it) and close."""
+        """The data cannot be read further: the requests complete before it are answered,
+        then the connection ends; if none is, a fixed problem (nothing of the request in
+        it) is sent first."""
         log.info(
             "unparsable request",
             extra={"status": status, "error": type(exc).__name__ if exc else None},
         )
         self._stop_parsing = True
-        if self._current is not None:
-            self._current.content.fail(ConnectionResetError("the request could not be parsed"))
-        if self._active is not None:
-            self._queue.clear()
-            self._draining = True  # the answer in flight is the last
-            return
+        current = self._current
+        self._current = None
+        if current is not None:
+            current.content.fail(ClientGone("the request could not be parsed"))
+            if self._queue and self._queue[-1] is current:
+                self._queue.pop()  # never started
+        if self._active is not None or self._queue:
+            return  # they are answered; the last answer says `Connection: close`
         title, detail = _PARSE_ERRORS[status]
         body = problem_body(status, title, detail)
         head = (
@@ -746,12 +834,19 @@ class Listener:
     """One listening socket and its connections."""
 
     def __init__(
-        self, handler: Handler, guard: ConnectionGuard, *, max_head_bytes: int, keepalive_s: float
+        self,
+        handler: Handler,
+        guard: ConnectionGuard,
+        *,
+        max_head_bytes: int,
+        keepalive_s: float,
+        send_timeout_s: float,
     ) -> None:
         self.handler = handler
         self.guard = guard
         self.max_head = max_head_bytes
         self.keepalive_s = keepalive_s
+        self.send_timeout_s = send_timeout_s
         self.loop = asyncio.get_running_loop()
         self.connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
@@ -789,7 +884,10 @@ class Listener:
             try:
                 await asyncio.wait_for(self._all_gone.wait(), grace_s)
             except TimeoutError:
+                cut = [c._task for c in self.connections if c._task is not None]
                 for connection in list(self.connections):
                     connection.abort()
+                if cut:  # their handlers' `finally` (recording the request) run now
+                    await asyncio.wait(cut, timeout=1.0)
         if self._server is not None:
             await self._server.wait_closed()
