@@ -1,33 +1,40 @@
 """The gateway's HTTP/1.1 listeners: a server of its own, with the connection guards.
 
 An `asyncio.Protocol` parsing with llhttp (`httptools`, as the upstream client does) and
-writing answers itself: about 18 µs of CPU a request less than aiohttp's low-level
-server, which it replaced (bench/gateway/README.md, "Seventh pass"). What it does:
+writing answers itself. It replaced aiohttp's low-level server: 17-21 % more requests
+per core in the same run (bench/gateway/README.md, "Seventh pass"). What it does:
 
 - requests are handled one at a time per connection, in order (pipelined ones wait
-  their turn), each in a task of its own running the handler (`Handler`) on a `Request`;
-  the handler returns a `Response`, or a `StreamResponse` it has written itself;
+  their turn, and reading pauses meanwhile), each in a task of its own running the
+  handler (`Handler`) on a `Request`, started only once the data it came in parsed
+  without error; the handler returns a `Response`, or a `StreamResponse` it wrote;
 - a connection must deliver a complete request head within `client_header_timeout_s`
   of being accepted, and every later head within as long from its first byte, or it
-  is closed; a kept-alive connection idle for `client_keepalive_timeout_s` is closed;
-  idle request bodies are cut by the gate (`client_body_idle_timeout_s`, 408);
+  is closed (after the answer in flight, if any); a kept-alive connection idle for
+  `client_keepalive_timeout_s` is closed; a client that reads none of its answer for
+  `client_send_timeout_s` is cut off; idle request bodies are cut by the gate
+  (`client_body_idle_timeout_s`, 408);
 - at most `max_connections_per_ip` connections are open per client address (peers in
   `trusted_proxies` are exempt: one load balancer carries many clients); beyond it a
   new connection is closed at once, before anything is read;
 - a head field is at most 16 KiB and the request target 16 KiB; a head is held up to
   twice `max_head_bytes` while it arrives (the gate refuses one whose fields sum past
-  `max_head_bytes`, 431, with a request id);
-- a request llhttp cannot parse is answered with a fixed problem+json per status, never
-  with a message quoting the request (which could reflect a key), and logged by
-  exception class only; the connection is closed;
-- `Server: tollgate` on every answer, nothing naming the framework;
+  `max_head_bytes`, 431, with a request id); a chunked body's framing and trailers
+  (dropped: the body is sent on re-chunked) at most 16 KiB plus 32 bytes a chunk;
+- a request llhttp cannot parse, an HTTP version other than 1.1 and 1.0, `CONNECT`, and
+  a protocol upgrade with a body are answered with a fixed problem+json per status
+  (the requests complete before it are answered first), never with a message quoting
+  the request (which could reflect a key), and logged by exception class only; the
+  connection is closed. A plain upgrade request is answered as a plain request;
+- `Server: tollgate` on every answer that has no `Server` of its own (an upstream's);
+  the framing fields are the listener's, and an answer never goes past its length;
 - request bodies are flow-controlled (reading pauses while 256 KiB wait unread) and
   never decoded: a proxy relays the bytes it was sent, with their `Content-Encoding`;
 - an answer sent before its request body was read whole closes the connection after
   it (the body is read and dropped for up to `_LINGER_S`, so the client sees the answer
   and not a reset);
 - `close(grace_s)` stops accepting, closes idle connections, lets answers in flight
-  finish for up to `grace_s`, then aborts the rest.
+  finish for up to `grace_s`, then cuts the rest (their handlers' `finally` still run).
 """
 
 from __future__ import annotations
