@@ -505,3 +505,31 @@ async def test_a_handler_failing_on_its_own_connections_answers_500(
     reader, writer = await connect(listener)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert (await read_answer(reader))[0] == 500
+
+
+async def test_a_refusal_reaches_a_client_still_sending(served: list[Listener]) -> None:
+    served.append(listener := await start())
+    reader, writer = await connect(listener)
+    # More head than one read holds: closing with these bytes unread would reset the
+    # connection and lose the 431.
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"v" * 300_000 + b"\r\n\r\n")
+    status, fields, _ = await read_answer(reader)
+    assert (status, fields["connection"]) == (431, "close")
+
+
+async def test_a_finished_stream_writes_nothing_more(served: list[Listener]) -> None:
+    async def twice(request: Request) -> Response:
+        response = StreamResponse()
+        await response.prepare(request)
+        await response.write(b"one")
+        await response.write_eof()
+        await response.write(b"INJECTED")
+        await response.write_eof()
+        return response
+
+    served.append(listener := await start(twice))
+    reader, writer = await connect(listener)
+    for _ in range(2):  # the next answer on the connection is read cleanly
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _fields, body = await read_answer(reader)
+        assert (status, body) == (200, b"one")

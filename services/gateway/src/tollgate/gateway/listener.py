@@ -276,7 +276,7 @@ class StreamResponse(Response):
     async def write(self, data: bytes) -> None:
         request = self._request
         assert request is not None, "prepare() first"
-        if not data or request.method == "HEAD" or self.status in _NO_BODY:
+        if self.finished or not data or request.method == "HEAD" or self.status in _NO_BODY:
             return
         if self.content_length is not None and self._sent + len(data) > self.content_length:
             # Never past the announced end (the next bytes would read as another answer).
@@ -295,9 +295,12 @@ class StreamResponse(Response):
     async def write_eof(self) -> None:
         request = self._request
         assert request is not None, "prepare() first"
+        if self.finished:
+            return
+        bodiless = request.method == "HEAD" or self.status in _NO_BODY
         if self._chunked:
             await request._connection.write(b"0\r\n\r\n")
-        elif self.content_length is not None and self._sent != self.content_length:
+        elif not bodiless and self.content_length not in (None, self._sent):
             self.closing = True  # the client cannot tell where this answer ends
         self.finished = True
 
@@ -832,9 +835,16 @@ class _Connection(asyncio.Protocol):
             f"Content-Type: {PROBLEM_CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n"
             "Connection: close\r\n\r\n"
         )
-        if self._transport is not None and not self._closed:
-            self._transport.write(head.encode("ascii") + body)
-        self.close()
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        transport.write(head.encode("ascii") + body)
+        # What the client still sends is read and dropped for a while: closing with
+        # unread bytes would reset the connection and lose this answer.
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.resume_reading()
+        self._wait_until(self.loop.time() + _LINGER_S, self.close)
 
 
 class Listener:
